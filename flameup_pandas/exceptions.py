@@ -1,0 +1,107 @@
+"""The exceptions flameup-pandas raises.
+
+Per-row problems are never exceptions: a bad row gets a status and a reason in the result
+frame. Exceptions are for what stops a whole run::
+
+    FlameupError
+    ├── ConfigurationError (ValueError)      no API key, a bad base URL, plain http to a remote host
+    ├── MappingError (ValueError)            a mapping names a missing column, no identity column
+    ├── DuplicateIdentityError (ValueError)  duplicates found and on_duplicate="error"
+    ├── NaiveTimestampError (ValueError)     a timestamp column without a time zone
+    ├── StateError                           a sync state file that cannot be read or written
+    ├── TransportError                       the request never got an answer (connection, timeout)
+    └── APIError                             Flameup answered with an error status
+        ├── AuthenticationError              401 or 403: the key is missing, wrong or lacks rights
+        ├── RateLimitError                   429 after the retry policy was spent
+        ├── RequestRejectedError             400 or 422: the request (or a person in it) was refused
+        └── ServerError                      5xx after the retry policy was spent
+
+Every message is safe to log: none ever holds the API key.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "ConfigurationError",
+    "DuplicateIdentityError",
+    "FlameupError",
+    "MappingError",
+    "NaiveTimestampError",
+    "RateLimitError",
+    "RequestRejectedError",
+    "ServerError",
+    "StateError",
+    "TransportError",
+]
+
+
+class FlameupError(Exception):
+    """The root of every exception flameup-pandas raises on purpose."""
+
+
+class ConfigurationError(FlameupError, ValueError):
+    """The client cannot be set up: no API key, a bad base URL, an unsafe scheme."""
+
+
+class MappingError(FlameupError, ValueError):
+    """The column mapping does not fit the frame (a named column is missing, no identity)."""
+
+
+class DuplicateIdentityError(FlameupError, ValueError):
+    """Two rows share an identity and the caller asked for that to be an error."""
+
+
+class NaiveTimestampError(FlameupError, ValueError):
+    """A timestamp column has no time zone, and guessing one would silently shift data."""
+
+
+class StateError(FlameupError):
+    """The incremental sync state cannot be read or written."""
+
+
+class TransportError(FlameupError):
+    """The request got no answer: the connection failed, was dropped, or timed out."""
+
+
+class APIError(FlameupError):
+    """Flameup answered with an error status.
+
+    ``status`` is the HTTP status, ``message`` the server's explanation (read from any of the
+    documented error body shapes), ``fields`` the per-field details when the server gave them,
+    and ``request_id`` the server's request id when it sent one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        fields: dict[str, str] | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.fields = fields or {}
+        self.request_id = request_id
+
+    def __str__(self) -> str:
+        return f"HTTP {self.status}: {self.message}"
+
+
+class AuthenticationError(APIError):
+    """401 or 403: the key is missing, malformed, revoked or lacks ``people:write``."""
+
+
+class RateLimitError(APIError):
+    """429 Too Many Requests, after the retry policy's patience was spent."""
+
+
+class RequestRejectedError(APIError):
+    """400 or 422: the request, or a person in it, broke one of Flameup's rules."""
+
+
+class ServerError(APIError):
+    """A 5xx answer, after the retry policy's patience was spent."""
