@@ -1,0 +1,278 @@
+"""The retry policy: which failures are worth another attempt, and how long to wait before it.
+
+:class:`RetryPolicy` is a value, modelled on urllib3's ``Retry``: :meth:`RetryPolicy.increment`
+returns a new policy that carries the counts and the start time, and never changes the one it
+was called on, so one default policy can be shared by every batch and every thread. Nothing here
+sends a request, reads a clock or sleeps: the caller passes ``now`` and an ``rng`` in, which is
+what lets the unit tests run without a network or a real clock.
+
+Why resending ``POST /people/batch`` is safe
+--------------------------------------------
+A POST is not idempotent in general, and urllib3 does not retry one by default. This one is:
+every person in the batch is an *upsert* keyed by ``userId`` (then ``email``), so sending the
+same batch twice converges on the same stored state. The second request updates the people the
+first one created; it never creates a duplicate. That matters because some failures lose the
+answer rather than the request: a timeout, a dropped connection, or a 500 raised after the
+server had already stored the batch. In those cases we cannot know whether the people were
+stored, and the answer is also the only place their Flameup ids come from. Resending is the only
+way to learn both, and idempotence makes it harmless. Other 4xx answers are never retried: the
+same request would be refused the same way (a 400/422 batch is split by the delivery engine,
+not resent unchanged).
+
+Two budgets, kept apart
+-----------------------
+Errors (connection failures, timeouts, 500/502/503/504) are failures, and ``total`` of them are
+forgiven after the first attempt. A 429 is the server pacing us, not a failure, so it has its own
+larger budget ``rate_limited``. Both share one ``max_elapsed`` deadline per request.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC
+from email.utils import parsedate_to_datetime
+
+from .exceptions import TransportError
+
+__all__ = [
+    "RATE_LIMITED",
+    "RetryPolicy",
+    "header",
+    "parse_reset",
+    "parse_retry_after",
+]
+
+RATE_LIMITED = 429
+"""Too Many Requests: retried under its own budget, after the wait the server asks for."""
+
+_DEFAULT_RNG = random.Random()
+_DELTA_SECONDS = re.compile(r"\d+(\.\d+)?")
+_EPOCH_THRESHOLD = 1_000_000_000.0
+"""A reset below this (September 2001) is read as seconds from now, not as a Unix time."""
+
+
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """The value of header ``name``, looked up case-insensitively in any mapping.
+
+    >>> header({"retry-after": "3"}, "Retry-After")
+    '3'
+    """
+    value = headers.get(name)
+    if value is not None:
+        return value
+    wanted = name.lower()
+    for key, candidate in headers.items():
+        if key.lower() == wanted:
+            return candidate
+    return None
+
+
+def parse_retry_after(value: str, now_wall: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value (delta seconds or HTTP-date), or None.
+
+    >>> parse_retry_after("7", now_wall=0.0)
+    7.0
+    >>> parse_retry_after("Thu, 01 Jan 1970 00:00:30 GMT", now_wall=10.0)
+    20.0
+    """
+    text = value.strip()
+    if _DELTA_SECONDS.fullmatch(text):
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # "-0000" means UTC with no claim about the local zone
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - now_wall)
+
+
+def parse_reset(value: str, now_wall: float) -> float | None:
+    """The wall-clock time an ``X-RateLimit-Reset`` value names; None if unreadable.
+
+    Flameup documents Unix seconds. Some servers send seconds-from-now instead; a value too
+    small to be a recent Unix time is read that way rather than as a moment in 1970.
+
+    >>> parse_reset("1700000060", now_wall=1700000000.0)
+    1700000060.0
+    >>> parse_reset("15", now_wall=1700000000.0)
+    1700000015.0
+    """
+    try:
+        reset = float(value.strip())
+    except ValueError:
+        return None
+    if not math.isfinite(reset) or reset < 0:
+        return None
+    return reset if reset >= _EPOCH_THRESHOLD else now_wall + reset
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long one request may be retried; a value, never mutated.
+
+    >>> policy = RetryPolicy(total=2)
+    >>> policy = policy.increment(status=503, now=100.0)
+    >>> policy.errors, policy.is_exhausted(now=101.0)
+    (1, False)
+    >>> policy = policy.increment(status=503, now=102.0).increment(error=TimeoutError(), now=104.0)
+    >>> policy.is_exhausted(now=104.0), policy.describe()
+    (True, 'gave up after 3 attempts over 4.0 s (3 errors, 0 rate-limited; last: TimeoutError)')
+    """
+
+    total: int = 8
+    """Attempts allowed after the first for errors (5xx, connection failures, timeouts)."""
+    rate_limited: int = 30
+    """429 answers tolerated per request: the server pacing us, not a failure."""
+    backoff_factor: float = 0.5
+    """Exponential backoff: up to ``backoff_factor * 2**(n-1)`` seconds after the n-th error."""
+    backoff_max: float = 30.0
+    """No single backoff is longer than this."""
+    max_elapsed: float = 900.0
+    """Total seconds one request (one batch) may spend, from its first attempt, retrying."""
+    retry_statuses: frozenset[int] = frozenset({500, 502, 503, 504})
+    """Server errors worth another attempt (429 always is; other 4xx never are)."""
+    rate_limit_wait_max: float = 120.0
+    """No wait after a 429 is longer than this, whatever the headers say."""
+    reset_margin: float = 1.0
+    """Added to absolute reset times after a 429: they have 1 s resolution and clocks drift."""
+
+    # State: the value returned by increment() carries it.
+    errors: int = 0
+    rate_limits: int = 0
+    started: float | None = None
+    """Monotonic time of the first attempt (set by the first increment unless given)."""
+    last: float | None = None
+    """Monotonic time of the latest failed attempt."""
+    last_cause: str | None = None
+    """What the latest failed attempt ended with, for messages: ``HTTP 503`` or an error type."""
+
+    def __post_init__(self) -> None:
+        if self.total < 0 or self.rate_limited < 0:
+            raise ValueError("total and rate_limited must be >= 0")
+        if self.backoff_factor < 0 or self.backoff_max < 0 or self.max_elapsed < 0:
+            raise ValueError("backoff_factor, backoff_max and max_elapsed must be >= 0")
+        if self.rate_limit_wait_max < 0 or self.reset_margin < 0:
+            raise ValueError("rate_limit_wait_max and reset_margin must be >= 0")
+        refused = sorted(s for s in self.retry_statuses if not 500 <= s <= 599)
+        if refused:
+            raise ValueError(f"retry_statuses must be 5xx (429 is always retried): {refused}")
+
+    def should_retry_status(self, status: int) -> bool:
+        """True for 429 and the configured 5xx statuses; never for any other 4xx."""
+        return status == RATE_LIMITED or status in self.retry_statuses
+
+    @staticmethod
+    def should_retry_error(error: BaseException) -> bool:
+        """True for failures that lost the answer: connection errors and timeouts."""
+        return isinstance(error, TransportError | ConnectionError | TimeoutError)
+
+    def start(self, now: float) -> RetryPolicy:
+        """A copy whose clock starts at ``now`` (the first attempt), if it has not started yet."""
+        return self if self.started is not None else replace(self, started=now)
+
+    def increment(
+        self,
+        *,
+        status: int | None = None,
+        error: BaseException | None = None,
+        now: float,
+    ) -> RetryPolicy:
+        """The policy after one more failed attempt; ``self`` is left unchanged.
+
+        A 429 counts against ``rate_limited``; anything else (a 5xx, an error) against ``total``.
+        """
+        started = self.started if self.started is not None else now
+        if status is not None:
+            cause = f"HTTP {status}"
+        elif error is not None:
+            cause = type(error).__name__  # the type only: messages may carry URLs, never keys
+        else:
+            cause = None
+        if status == RATE_LIMITED:
+            return replace(
+                self, rate_limits=self.rate_limits + 1, started=started, last=now, last_cause=cause
+            )
+        return replace(self, errors=self.errors + 1, started=started, last=now, last_cause=cause)
+
+    def elapsed(self, now: float) -> float:
+        """Seconds since the first attempt (0 before it)."""
+        return 0.0 if self.started is None else max(0.0, now - self.started)
+
+    def time_left(self, now: float) -> float:
+        """Seconds left of ``max_elapsed``; a caller may cap a wait with it."""
+        return max(0.0, self.max_elapsed - self.elapsed(now))
+
+    def is_exhausted(self, now: float) -> bool:
+        """True once either count is over its budget or ``max_elapsed`` has passed."""
+        return (
+            self.errors > self.total
+            or self.rate_limits > self.rate_limited
+            or (self.started is not None and self.elapsed(now) >= self.max_elapsed)
+        )
+
+    def backoff(self, rng: random.Random | None = None) -> float:
+        """Seconds to wait before the next attempt after an error: full jitter, capped.
+
+        Drawn uniformly from ``[0, min(backoff_max, backoff_factor * 2**(errors-1))]``; 0 before
+        the first error. Full jitter keeps many threads that failed together from retrying
+        together.
+        """
+        return (rng or _DEFAULT_RNG).uniform(0.0, self._backoff_cap(self.errors))
+
+    def rate_limit_wait(
+        self,
+        headers: Mapping[str, str],
+        now_wall: float,
+        rng: random.Random | None = None,
+    ) -> float:
+        """Seconds to wait after a 429, from the answer's headers.
+
+        ``Retry-After`` (delta seconds, or an HTTP-date plus ``reset_margin``) when present;
+        else ``X-RateLimit-Reset`` minus ``now_wall`` plus ``reset_margin``; else, or when the
+        reset has already passed (stale header, skewed clocks), a jittered backoff that grows
+        with the 429s so far. Never negative, never over ``rate_limit_wait_max``.
+        """
+        wait = self._server_wait(headers, now_wall)
+        if wait is None:
+            cap = self._backoff_cap(max(1, self.rate_limits))
+            # Equal jitter, not full: a 429 retried at once only wastes another request.
+            wait = cap / 2 + (rng or _DEFAULT_RNG).uniform(0.0, cap / 2)
+        return min(max(0.0, wait), self.rate_limit_wait_max)
+
+    def describe(self) -> str:
+        """A summary for error messages: ``gave up after 9 attempts over 12.3 s (...)``."""
+        attempts = self.errors + self.rate_limits
+        elapsed = 0.0 if self.last is None else self.elapsed(self.last)
+        plural = "" if attempts == 1 else "s"
+        text = (
+            f"gave up after {attempts} attempt{plural} over {elapsed:.1f} s "
+            f"({self.errors} errors, {self.rate_limits} rate-limited"
+        )
+        if self.last_cause is not None:
+            text += f"; last: {self.last_cause}"
+        return text + ")"
+
+    def _backoff_cap(self, n: int) -> float:
+        if n <= 0:
+            return 0.0
+        # Cap the exponent first: 2.0**1024 overflows, and 2**60 seconds is already forever.
+        return min(self.backoff_max, self.backoff_factor * 2.0 ** min(n - 1, 60))
+
+    def _server_wait(self, headers: Mapping[str, str], now_wall: float) -> float | None:
+        retry_after = header(headers, "Retry-After")
+        if retry_after is not None:
+            text = retry_after.strip()
+            seconds = parse_retry_after(text, now_wall)
+            if seconds is not None:
+                absolute = not _DELTA_SECONDS.fullmatch(text)
+                return seconds + (self.reset_margin if absolute else 0.0)
+        reset_value = header(headers, "X-RateLimit-Reset")
+        reset = None if reset_value is None else parse_reset(reset_value, now_wall)
+        if reset is None or reset <= now_wall:
+            return None
+        return reset - now_wall + self.reset_margin
