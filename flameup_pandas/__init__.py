@@ -1,5 +1,59 @@
-"""flameup-pandas: upsert pandas DataFrames and parquet files into Flameup's people API."""
+"""flameup-pandas: upsert pandas DataFrames and parquet files into Flameup's people API.
+
+``import flameup_pandas`` registers the ``df.flameup`` accessor::
+
+    report = df.flameup.validate()      # every problem, one row each
+    result = df.flameup.upsert()        # df + flameup_id, flameup_status, flameup_error
+    result.flameup.summary()            # counts per status, requests, retries, time
+"""
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from . import _accessor  # noqa: F401  (registers df.flameup)
+from ._api import to_people, upsert, validate
+from ._client import FlameupClient, Timeout
+from ._result import STATUSES, RunReport, Summary
+from ._retry import RetryPolicy
+from ._schema import PeopleSchema
+from .exceptions import (
+    APIError,
+    AuthenticationError,
+    ConfigurationError,
+    DuplicateIdentityError,
+    FlameupError,
+    MappingError,
+    NaiveTimestampError,
+    RateLimitError,
+    RequestRejectedError,
+    ServerError,
+    StateError,
+    TransportError,
+)
+
+from ._version import __version__
+
+__all__ = [
+    "STATUSES",
+    "APIError",
+    "AuthenticationError",
+    "ConfigurationError",
+    "DuplicateIdentityError",
+    "FlameupClient",
+    "FlameupError",
+    "MappingError",
+    "NaiveTimestampError",
+    "PeopleSchema",
+    "RateLimitError",
+    "RequestRejectedError",
+    "RetryPolicy",
+    "RunReport",
+    "ServerError",
+    "StateError",
+    "Summary",
+    "Timeout",
+    "TransportError",
+    "__version__",
+    "to_people",
+    "upsert",
+    "validate",
+]

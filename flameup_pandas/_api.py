@@ -1,0 +1,96 @@
+"""The plain functions behind ``df.flameup``: validate, to_people, upsert."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import pandas as pd
+
+from ._client import FlameupClient, Timeout
+from ._retry import RetryPolicy
+from ._upsert import Rules, Sender, upsert_frame
+
+if TYPE_CHECKING:
+    import pandera.pandas as pa
+
+__all__ = ["to_people", "upsert", "validate"]
+
+
+def validate(
+    df: pd.DataFrame,
+    *,
+    mapping: Mapping[str, Hashable] | None = None,
+    traits: Sequence[Hashable] | None = None,
+    exclude: Sequence[Hashable] | None = None,
+    schema: type[pa.DataFrameModel] | pa.DataFrameSchema | None = None,
+    naive_timestamps: Literal["error", "utc"] = "error",
+) -> pd.DataFrame:
+    """Every problem in ``df``, one row each: index label, column, check, offending value.
+
+    Empty when every row can be sent. Never raises for bad data: it reports it. Values that
+    JSON cannot carry (inf, bytes) are reported too, under the check ``json_value``.
+    """
+    rules = Rules(mapping=mapping, traits=traits, exclude=exclude, schema=schema,
+                  naive_timestamps=naive_timestamps)
+    return rules.plan(df).report
+
+
+def to_people(
+    df: pd.DataFrame,
+    *,
+    mapping: Mapping[str, Hashable] | None = None,
+    traits: Sequence[Hashable] | None = None,
+    exclude: Sequence[Hashable] | None = None,
+    schema: type[pa.DataFrameModel] | pa.DataFrameSchema | None = None,
+    send_nulls: bool = False,
+    naive_timestamps: Literal["error", "utc"] = "error",
+) -> list[dict[str, Any]]:
+    """The people dicts exactly as upsert would send them, for the rows it would send."""
+    rules = Rules(mapping=mapping, traits=traits, exclude=exclude, schema=schema,
+                  send_nulls=send_nulls, naive_timestamps=naive_timestamps)
+    plan = rules.plan(df)
+    return [person for p in plan.pending() if (person := plan.people[p]) is not None]
+
+
+def upsert(
+    df: pd.DataFrame,
+    *,
+    client: FlameupClient | None = None,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    mapping: Mapping[str, Hashable] | None = None,
+    traits: Sequence[Hashable] | None = None,
+    exclude: Sequence[Hashable] | None = None,
+    schema: type[pa.DataFrameModel] | pa.DataFrameSchema | None = None,
+    on_duplicate: Literal["last", "error"] = "last",
+    send_nulls: bool = False,
+    naive_timestamps: Literal["error", "utc"] = "error",
+    state: str | Path | None = None,
+    full_refresh: bool = False,
+    dry_run: bool = False,
+    rate_limit: float | None = 120,
+    concurrency: int = 4,
+    retry: RetryPolicy | None = None,
+    timeout: Timeout | float | tuple[float, float] | None = None,
+    allow_http: bool = False,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Upsert every row of ``df`` into Flameup; return ``df`` with three columns added.
+
+    ``flameup_id``, ``flameup_status`` (created, updated, invalid, rejected, failed, skipped)
+    and ``flameup_error`` (why, for every status but created/updated). Same index, same order,
+    same columns as ``df``. ``result.flameup.summary()`` tells what the run did.
+    """
+    rules = Rules(mapping=mapping, traits=traits, exclude=exclude, schema=schema,
+                  send_nulls=send_nulls, naive_timestamps=naive_timestamps,
+                  on_duplicate=on_duplicate)
+
+    def open_sender() -> Sender:
+        return Sender.open(client, api_key=api_key, base_url=base_url, timeout=timeout,
+                           allow_http=allow_http, rate_limit=rate_limit,
+                           concurrency=concurrency, retry=retry)
+
+    return upsert_frame(df, rules=rules, sender_factory=open_sender, state=state,
+                        full_refresh=full_refresh, dry_run=dry_run, progress=progress)

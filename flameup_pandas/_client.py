@@ -1,0 +1,291 @@
+"""FlameupClient: the one module that speaks HTTP.
+
+Everything above this module deals in bytes to send and :class:`Answer` values; everything
+below it is :mod:`requests`. Transport failures are converted here into
+:class:`~flameup_pandas.exceptions.TransportError`, and error bodies (Flameup documents three
+shapes) are read here into :class:`~flameup_pandas.exceptions.APIError` subclasses.
+
+The API key is held in a private attribute and never appears in a repr, a log line, an
+exception message or a progress bar: where a key must be told apart from another, its
+fingerprint (a truncated SHA-256) is used instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import logging
+import os
+import time
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import orjson
+import requests
+from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
+
+from ._version import __version__
+from .exceptions import (
+    APIError,
+    AuthenticationError,
+    ConfigurationError,
+    RateLimitError,
+    RequestRejectedError,
+    ServerError,
+    TransportError,
+)
+
+__all__ = ["DEFAULT_BASE_URL", "Answer", "FlameupClient", "Timeout"]
+
+logger = logging.getLogger("flameup_pandas")
+
+DEFAULT_BASE_URL = "https://api.flameup.ai/api/v1"
+API_KEY_ENV = "FLAMEUP_API_KEY"
+BASE_URL_ENV = "FLAMEUP_BASE_URL"
+
+
+@dataclass(frozen=True)
+class Timeout:
+    """Seconds to wait for a connection and for an answer, per request."""
+
+    connect: float = 5.0
+    read: float = 60.0
+
+    def as_requests(self) -> tuple[float, float]:
+        return (self.connect, self.read)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the server said: status, headers, and the body parsed as JSON (None if it was not)."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: Any
+    elapsed: float = 0.0
+    text: str = field(default="", repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    def error(self) -> APIError:
+        """The exception that stands for this (error) answer, with the server's message."""
+        message, fields, request_id = read_error_body(self.body, self.text)
+        return error_class(self.status)(
+            message or f"HTTP {self.status}", status=self.status, fields=fields,
+            request_id=request_id,
+        )
+
+
+def error_class(status: int) -> type[APIError]:
+    """The APIError subclass for an HTTP status."""
+    if status in (401, 403):
+        return AuthenticationError
+    if status == 429:
+        return RateLimitError
+    if status in (400, 409, 422):
+        return RequestRejectedError
+    if status >= 500:
+        return ServerError
+    return APIError
+
+
+def read_error_body(body: Any, text: str = "") -> tuple[str, dict[str, str], str | None]:
+    """Read (message, fields, request_id) from any of the three documented error shapes.
+
+    >>> read_error_body({"error": "Rate limit exceeded", "message": "Too many requests."})
+    ('Rate limit exceeded: Too many requests.', {}, None)
+    >>> read_error_body({"success": False, "error": {"type": "UNAUTHORIZED", "message": "bad key"},
+    ...                  "request_id": "req_1"})
+    ('UNAUTHORIZED: bad key', {}, 'req_1')
+    >>> read_error_body({"error": {"code": "validation_error", "message": "Invalid",
+    ...                  "details": {"fields": {"email": "Invalid email format"}}}})
+    ('validation_error: Invalid', {'email': 'Invalid email format'}, None)
+    """
+    if not isinstance(body, dict):
+        return (text.strip()[:500], {}, None)
+    request_id = body.get("request_id")
+    error = body.get("error")
+    fields: dict[str, str] = {}
+    if isinstance(error, dict):
+        kind = error.get("type") or error.get("code")
+        detail = str(error.get("message") or "")
+        message = f"{kind}: {detail}" if kind and detail else str(kind or detail)
+        details = error.get("details")
+        raw_fields = details.get("fields") if isinstance(details, dict) else None
+        if isinstance(raw_fields, dict):
+            fields = {str(k): str(v) for k, v in raw_fields.items()}
+    else:
+        parts = [str(p) for p in (error, body.get("message")) if p]
+        message = ": ".join(parts)
+    return (message, fields, str(request_id) if request_id else None)
+
+
+def fingerprint(api_key: str, base_url: str) -> str:
+    """A stable, non-reversible name for one key at one base URL (for shared budgets, state)."""
+    return hashlib.sha256(f"{base_url}\n{api_key}".encode()).hexdigest()
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_base_url(base_url: str, *, allow_http: bool) -> str:
+    """Normalise a base URL, refusing plain http to anything but loopback unless allowed."""
+    parsed = urllib.parse.urlsplit(base_url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ConfigurationError(f"base_url must be an http(s) URL with a host, got {base_url!r}")
+    if parsed.scheme == "http" and not allow_http and not is_loopback(parsed.hostname):
+        raise ConfigurationError(
+            f"refusing plain http:// to {parsed.hostname}: the API key would travel unencrypted. "
+            "Use https://, or pass allow_http=True if you really mean it."
+        )
+    return base_url.rstrip("/")
+
+
+class FlameupClient:
+    """A connection to one Flameup workspace (one API key at one base URL).
+
+    The key comes from ``api_key=`` or the ``FLAMEUP_API_KEY`` environment variable, the base
+    URL from ``base_url=`` or ``FLAMEUP_BASE_URL`` (default ``https://api.flameup.ai/api/v1``).
+    One :class:`requests.Session` with a connection pool sized for ``pool_size`` parallel
+    requests is shared by all threads.
+
+    >>> client = FlameupClient(api_key="ws_test_acme_x.0123", base_url="http://127.0.0.1:9/api/v1")
+    >>> client
+    FlameupClient(base_url='http://127.0.0.1:9/api/v1', key='ws_test_…')
+    >>> client.close()
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        *,
+        timeout: Timeout | float | tuple[float, float] = Timeout(),
+        allow_http: bool = False,
+        pool_size: int = 16,
+        session: requests.Session | None = None,
+    ) -> None:
+        key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+        if not key or not key.strip():
+            raise ConfigurationError(
+                f"no Flameup API key: pass api_key= or set the {API_KEY_ENV} environment variable"
+            )
+        if key != key.strip() or any(ch.isspace() for ch in key):
+            raise ConfigurationError("the Flameup API key contains whitespace; check how it was set")
+        url = base_url if base_url is not None else os.environ.get(BASE_URL_ENV, DEFAULT_BASE_URL)
+        self.base_url = check_base_url(url, allow_http=allow_http)
+        self.__key = key
+        self.fingerprint = fingerprint(key, self.base_url)
+        self.timeout = _as_timeout(timeout)
+        self._session = session or _new_session(pool_size)
+
+    def __repr__(self) -> str:
+        return f"FlameupClient(base_url={self.base_url!r}, key={self._key_hint()!r})"
+
+    def _key_hint(self) -> str:
+        for prefix in ("ws_live_", "ws_test_"):
+            if self.__key.startswith(prefix):
+                return prefix + "…"
+        return "…"
+
+    def __enter__(self) -> FlameupClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._session.close()
+
+    def request(
+        self, method: str, path: str, *, body: bytes | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> Answer:
+        """Send one request and return the answer, whatever its status.
+
+        Raises TransportError when no answer came (connection refused or dropped, timeout).
+        """
+        headers = {"Authorization": f"Bearer {self.__key}"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        started = time.monotonic()
+        try:
+            response = self._session.request(
+                method, self.base_url + path, data=body, params=params, headers=headers,
+                timeout=self.timeout.as_requests(),
+            )
+            text = response.text
+        except requests.Timeout as exc:
+            raise TransportError(f"{method} {path}: no answer within the timeout ({exc.__class__.__name__})") from None
+        except requests.RequestException as exc:
+            raise TransportError(f"{method} {path}: {_describe_transport_error(exc)}") from None
+        return Answer(
+            status=response.status_code,
+            headers=CaseInsensitiveDict(response.headers),
+            body=_parse_json(text),
+            elapsed=time.monotonic() - started,
+            text=text,
+        )
+
+    def post_batch(self, body: bytes) -> Answer:
+        """POST /people/batch with an already encoded ``{"people": [...]}`` body."""
+        return self.request("POST", "/people/batch", body=body)
+
+    def get_person(self, id_or_email: str) -> dict[str, Any] | None:
+        """GET /people/{id}: the person by external id or email, or None when there is none."""
+        answer = self.request("GET", "/people/" + urllib.parse.quote(id_or_email, safe=""))
+        if answer.status == 404:
+            return None
+        if not answer.ok:
+            raise answer.error()
+        return dict(answer.body)
+
+
+def _as_timeout(value: Timeout | float | tuple[float, float]) -> Timeout:
+    if isinstance(value, Timeout):
+        return value
+    if isinstance(value, tuple):
+        return Timeout(*value)
+    return Timeout(connect=min(float(value), Timeout.connect), read=float(value))
+
+
+def _new_session(pool_size: int) -> requests.Session:
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(pool_size, 1), max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.headers["User-Agent"] = f"flameup-pandas/{__version__}"
+    session.trust_env = True
+    return session
+
+
+def _parse_json(text: str) -> Any:
+    if not text:
+        return None
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _describe_transport_error(exc: requests.RequestException) -> str:
+    # The exception text of requests can embed the URL; it never holds headers, so no key.
+    reason = exc.__class__.__name__
+    inner = exc.args[0] if exc.args else None
+    detail = getattr(inner, "reason", None) or inner
+    return f"{reason} ({detail})" if detail else reason

@@ -1,0 +1,329 @@
+"""Sending batches: pacing, retries, split retries, concurrency.
+
+A :class:`Deliverer` takes batches of people dicts and answers, for every person, one
+:class:`PersonOutcome` (created, updated, rejected or failed). It never loses a person:
+
+- Connection errors, timeouts, 5xx and 429 are retried under the :class:`RetryPolicy`.
+  Resending ``POST /people/batch`` is safe because Flameup upserts by identity (userId, else
+  email): replaying a batch converges on the same stored people, and when an answer is lost
+  the resend is the only way to learn the ids.
+- A 400/409/422 answer is never retried unchanged. When the server names the bad people
+  (``details.fields`` keys like ``people[3].email``, or a per-person ``errors`` list in a 2xx
+  answer) they are rejected and the rest resent at once; otherwise the batch is split in halves
+  and each half resent, recursively, until the bad people stand alone. A 413 splits likewise.
+- 401/403 stop the whole run with :class:`AuthenticationError`: a bad key must not become ten
+  thousand failed rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from ._client import Answer, FlameupClient
+from ._pacing import RateLimiter
+from ._payload import encode_batch
+from ._retry import RetryPolicy
+from .exceptions import APIError, AuthenticationError, TransportError
+
+__all__ = ["DeliveryStats", "Deliverer", "PersonOutcome"]
+
+logger = logging.getLogger("flameup_pandas")
+
+T = TypeVar("T")
+People = Sequence[dict[str, Any]]
+
+SPLIT_STATUSES = frozenset({400, 409, 413, 422})
+_FIELD_INDEX = re.compile(r"^people\[(\d+)\]\.?(.*)$")
+
+
+@dataclass(frozen=True)
+class PersonOutcome:
+    """What became of one person: ``created``, ``updated``, ``rejected`` or ``failed``."""
+
+    status: str
+    flameup_id: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class DeliveryStats:
+    """Counters for one run, safe to update from several threads."""
+
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    splits: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
+
+    def as_dict(self) -> dict[str, int]:
+        return {"requests": self.requests, "retries": self.retries,
+                "rate_limited": self.rate_limited, "splits": self.splits}
+
+
+class _GaveUp(Exception):
+    """A batch could not be delivered within the retry policy."""
+
+
+class Deliverer:
+    """Delivers batches of people through one client, sharing one rate budget.
+
+    ``stream()`` keeps up to ``concurrency`` requests in flight and yields each batch's
+    outcomes as its answer arrives; ``send()`` delivers one batch and waits.
+    """
+
+    def __init__(
+        self,
+        client: FlameupClient,
+        *,
+        limiter: RateLimiter,
+        retry: RetryPolicy | None = None,
+        concurrency: int = 4,
+        seed: int | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        self.client = client
+        self.limiter = limiter
+        self.retry = retry or RetryPolicy()
+        self.concurrency = concurrency
+        self.stats = DeliveryStats()
+        self._rng = random.Random(seed)
+        self._abort = threading.Event()
+
+    def send(self, people: People) -> list[PersonOutcome]:
+        """Deliver one batch (at most 100 people), splitting it if the server rejects it."""
+        if not people:
+            return []
+        try:
+            answer = self._post(people)
+        except _GaveUp as exc:
+            return [PersonOutcome("failed", error=str(exc))] * len(people)
+        if answer.ok:
+            return read_success(people, answer)
+        if answer.status in (401, 403):
+            raise auth_error(answer)
+        if answer.status in SPLIT_STATUSES:
+            return self._isolate(people, answer)
+        raise stop_error(answer)
+
+    def stream(
+        self, batches: Iterable[tuple[T, People]],
+        on_done: Callable[[int], None] | None = None,
+    ) -> Iterator[tuple[T, list[PersonOutcome]]]:
+        """Deliver batches concurrently; yield ``(tag, outcomes)`` as each batch completes."""
+        pending: set[Future[tuple[T, list[PersonOutcome]]]] = set()
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="flameup-send") as pool:
+            try:
+                for tag, people in batches:
+                    while len(pending) >= self.concurrency:
+                        yield from self._collect(pending, on_done)
+                    pending.add(pool.submit(self._tagged_send, tag, people))
+                while pending:
+                    yield from self._collect(pending, on_done)
+            except BaseException:
+                self._abort.set()
+                for future in pending:
+                    future.cancel()
+                raise
+
+    def _tagged_send(self, tag: T, people: People) -> tuple[T, list[PersonOutcome]]:
+        return tag, self.send(people)
+
+    @staticmethod
+    def _collect(
+        pending: set[Future[tuple[T, list[PersonOutcome]]]],
+        on_done: Callable[[int], None] | None,
+    ) -> Iterator[tuple[T, list[PersonOutcome]]]:
+        done, _ = wait(pending, return_when=FIRST_COMPLETED)
+        for future in done:
+            pending.discard(future)
+            tag, outcomes = future.result()
+            if on_done is not None:
+                on_done(len(outcomes))
+            yield tag, outcomes
+
+    def _post(self, people: People) -> Answer:
+        """POST one batch until it gets an answer worth reading, or the policy gives up."""
+        body = encode_batch(people)
+        policy = self.retry
+        while True:
+            if self._abort.is_set():
+                raise _GaveUp("run stopped before this batch was delivered")
+            self.limiter.acquire()
+            self.stats.add(requests=1)
+            try:
+                answer = self.client.post_batch(body)
+            except TransportError as exc:
+                policy = policy.increment(error=exc, now=time.monotonic())
+                if policy.is_exhausted(time.monotonic()):
+                    raise _GaveUp(f"{exc}; {policy.describe()}") from None
+                logger.info("batch of %d: %s; retrying", len(people), exc)
+                self._pause(policy.backoff(self._rng))
+                continue
+            self.limiter.observe(answer.headers)
+            if not policy.should_retry_status(answer.status):
+                return answer
+            policy = policy.increment(status=answer.status, now=time.monotonic())
+            if policy.is_exhausted(time.monotonic()):
+                raise _GaveUp(f"{answer.error()}; {policy.describe()}")
+            if answer.status == 429:
+                self.stats.add(rate_limited=1)
+                wait_s = policy.rate_limit_wait(answer.headers, time.time(), self._rng)
+                logger.info("rate limited (429); holding all senders for %.1f s", wait_s)
+                self.limiter.hold_until(time.time() + wait_s)
+            else:
+                logger.info("batch of %d: HTTP %d; retrying", len(people), answer.status)
+                self._pause(policy.backoff(self._rng))
+
+    def _pause(self, seconds: float) -> None:
+        self.stats.add(retries=1)
+        self._abort.wait(seconds)
+
+    def _isolate(self, people: People, answer: Answer) -> list[PersonOutcome]:
+        """Reject the people the server refused; deliver every other person of the batch."""
+        error = answer.error()
+        if len(people) == 1:
+            return [PersonOutcome("rejected", error=rejection_message(error, 0))]
+        self.stats.add(splits=1)
+        named = named_indices(error, len(people))
+        if named:
+            # The server told us who is bad: reject them and resend the rest in one request.
+            outcomes: list[PersonOutcome | None] = [None] * len(people)
+            for index in named:
+                outcomes[index] = PersonOutcome("rejected", error=rejection_message(error, index))
+            rest = [i for i in range(len(people)) if i not in named]
+            for index, outcome in zip(rest, self.send([people[i] for i in rest]), strict=True):
+                outcomes[index] = outcome
+            return [o for o in outcomes if o is not None]
+        # No names: split in halves until the bad people stand alone (a 413 splits the same way).
+        middle = len(people) // 2
+        return self.send(people[:middle]) + self.send(people[middle:])
+
+
+def named_indices(error: APIError, size: int) -> set[int]:
+    """Positions of the people a validation error names (``people[3].email``), if all valid."""
+    indices = set()
+    for key in error.fields:
+        match = _FIELD_INDEX.match(key)
+        if match is None:
+            return set()
+        indices.add(int(match.group(1)))
+    return indices if indices and max(indices) < size else set()
+
+
+def rejection_message(error: APIError, index: int) -> str:
+    """The server's reason for refusing the person at ``index`` of the request."""
+    own = []
+    for key, message in error.fields.items():
+        match = _FIELD_INDEX.match(key)
+        if match is None:
+            own.append(f"{key}: {message}")
+        elif int(match.group(1)) == index:
+            own.append(f"{match.group(2) or 'person'}: {message}")
+    detail = "; ".join(own)
+    return f"HTTP {error.status} {error.message}" + (f" ({detail})" if detail else "")
+
+
+def read_success(people: People, answer: Answer) -> list[PersonOutcome]:
+    """Turn a 2xx answer into one outcome per person, matched by identity, never by position."""
+    body = answer.body if isinstance(answer.body, dict) else {}
+    refused = _refused_people(body.get("errors"), people)
+    by_id: dict[str, dict[str, Any]] = {}
+    by_email: dict[str, dict[str, Any]] = {}
+    for stored in body.get("people") or []:
+        if isinstance(stored, dict):
+            if stored.get("external_id") is not None:
+                by_id[str(stored["external_id"])] = stored
+            if stored.get("email"):
+                by_email.setdefault(str(stored["email"]).lower(), stored)
+    matched: list[dict[str, Any] | None] = []
+    for person in people:
+        stored = None
+        if person.get("userId") is not None:
+            stored = by_id.get(str(person["userId"]))
+        if stored is None and person.get("email"):
+            stored = by_email.get(str(person["email"]).lower())
+        matched.append(stored)
+    created = _created_flags(matched, body)
+    outcomes = []
+    for index, stored in enumerate(matched):
+        if index in refused:
+            outcomes.append(PersonOutcome("rejected", error=refused[index]))
+        elif stored is None:
+            outcomes.append(PersonOutcome(
+                "failed", error="Flameup's answer did not include this person; rerun to confirm"))
+        else:
+            status = "created" if created[index] else "updated"
+            outcomes.append(PersonOutcome(status, flameup_id=str(stored.get("id"))))
+    return outcomes
+
+
+def _created_flags(matched: list[dict[str, Any] | None], body: dict[str, Any]) -> list[bool]:
+    """created vs updated per person, made to agree with the answer's counts.
+
+    A person this request created has ``created_at == updated_at``. When the counts say
+    otherwise (a server whose clocks differ by a microsecond), the counts win where they are
+    unambiguous (all created, or all updated).
+    """
+    flags = [bool(s and s.get("created_at") and s.get("created_at") == s.get("updated_at"))
+             for s in matched]
+    created_count = body.get("created_count")
+    updated_count = body.get("updated_count")
+    found = sum(s is not None for s in matched)
+    if isinstance(created_count, int) and sum(flags) != created_count:
+        if created_count == found:
+            flags = [s is not None for s in matched]
+        elif isinstance(updated_count, int) and updated_count == found:
+            flags = [False] * len(matched)
+        else:
+            logger.warning("answer counts (%s created) disagree with its timestamps (%d)",
+                           created_count, sum(flags))
+    return flags
+
+
+def _refused_people(errors: Any, people: People) -> dict[int, str]:
+    """Per-person errors from a server that reports them: ``[{"index": i, "message": ...}]``."""
+    refused: dict[int, str] = {}
+    if not isinstance(errors, list):
+        return refused
+    for item in errors:
+        if not isinstance(item, dict) or not isinstance(item.get("index"), int):
+            continue
+        index = item["index"]
+        if not 0 <= index < len(people):
+            continue
+        fields = item.get("fields")
+        detail = "; ".join(f"{k}: {v}" for k, v in fields.items()) if isinstance(fields, dict) else ""
+        message = str(item.get("message") or "refused")
+        refused[index] = f"{message} ({detail})" if detail else message
+    return refused
+
+
+def auth_error(answer: Answer) -> AuthenticationError:
+    error = answer.error()
+    what = "was refused" if answer.status == 401 else "lacks the people:write permission"
+    return AuthenticationError(
+        f"Flameup says the API key {what} ({error.message}). "
+        "Check FLAMEUP_API_KEY (a ws_live_/ws_test_ key of this workspace) and FLAMEUP_BASE_URL.",
+        status=answer.status, request_id=error.request_id,
+    )
+
+
+def stop_error(answer: Answer) -> APIError:
+    error = answer.error()
+    hint = " Check FLAMEUP_BASE_URL." if answer.status in (404, 405) else ""
+    return type(error)(f"{error.message}.{hint}", status=error.status, fields=error.fields,
+                       request_id=error.request_id)

@@ -1,0 +1,312 @@
+"""Plans and runs an upsert: validate, convert, de-duplicate, diff, deliver, assemble.
+
+Data flows one way: frame -> canonical frame -> validation -> people dicts -> batches ->
+outcomes -> result columns. The same :class:`Rules` and :func:`run_batches` serve the
+DataFrame accessor, the file streamer and the Spark driver.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from ._client import FlameupClient, Timeout
+from ._delivery import Deliverer, PersonOutcome
+from ._mapping import FieldMap, canonical_frame, resolve_mapping
+from ._pacing import shared_limiter
+from ._payload import build_people, content_hashes, identity_keys
+from ._result import RESULT_COLUMNS, RunReport, record_run
+from ._retry import RetryPolicy
+from ._schema import validate_people, row_reasons
+from .exceptions import DuplicateIdentityError
+
+if TYPE_CHECKING:
+    import pandera.pandas as pa
+
+    from ._state import SyncState
+
+__all__ = ["Plan", "Rules", "Sender", "upsert_frame"]
+
+logger = logging.getLogger("flameup_pandas")
+
+BATCH_SIZE = 100
+UNCHANGED = "unchanged since last sync"
+
+
+@dataclass(frozen=True)
+class Rules:
+    """How rows become people: the mapping, the schema and the value options."""
+
+    mapping: Mapping[str, Hashable] | None = None
+    traits: Sequence[Hashable] | None = None
+    exclude: Sequence[Hashable] | None = None
+    schema: type[pa.DataFrameModel] | pa.DataFrameSchema | None = None
+    send_nulls: bool = False
+    naive_timestamps: Literal["error", "utc"] = "error"
+    on_duplicate: Literal["last", "error"] = "last"
+
+    def __post_init__(self) -> None:
+        if self.on_duplicate not in ("last", "error"):
+            raise ValueError(f"on_duplicate must be 'last' or 'error', got {self.on_duplicate!r}")
+        if self.naive_timestamps not in ("error", "utc"):
+            raise ValueError(
+                f"naive_timestamps must be 'error' or 'utc', got {self.naive_timestamps!r}")
+
+    def fieldmap(self, columns: Sequence[Hashable]) -> FieldMap:
+        return resolve_mapping(columns, self.mapping, self.traits, self.exclude)
+
+    def plan(self, df: pd.DataFrame, labels: Sequence[Any] | None = None) -> Plan:
+        """Validate and convert a frame; every row gets a person dict or a reason it has none."""
+        fieldmap = self.fieldmap(list(df.columns))
+        validation = validate_people(canonical_frame(df, fieldmap), self.schema)
+        payloads = build_people(validation.frame, skip=validation.invalid,
+                                send_nulls=self.send_nulls,
+                                naive_timestamps=self.naive_timestamps)
+        plan = Plan.start(len(df), payloads.people, list(df.index) if labels is None else labels)
+        reasons = row_reasons(validation.report, len(df))
+        for position in np.flatnonzero(validation.invalid):
+            plan.mark(position, "invalid", reasons[position] or "failed validation")
+        for position, problem in payloads.problems.items():
+            plan.mark(position, "invalid", problem)
+        plan.report = pd.concat(
+            [source_report(validation.report, fieldmap, plan.labels),
+             problems_report(payloads.problems, plan.labels)], ignore_index=True)
+        plan.skip_duplicates(self.on_duplicate)
+        return plan
+
+
+def source_report(report: pd.DataFrame, fieldmap: FieldMap, labels: Sequence[Any]) -> pd.DataFrame:
+    """The validation report in the user's terms: index labels and source column names."""
+    rows = report["row"].to_numpy(dtype=np.int64) if len(report) else np.array([], np.int64)
+    columns = [None if c is None or pd.isna(c) else _source_or_same(fieldmap, c)
+               for c in report["column"]]
+    return pd.DataFrame({
+        "index": [labels[r] for r in rows],
+        "column": pd.Series(columns, dtype=object),
+        "check": report["check"].to_numpy(dtype=object),
+        "value": report["value"].to_numpy(dtype=object),
+    })
+
+
+def problems_report(problems: Mapping[int, str], labels: Sequence[Any]) -> pd.DataFrame:
+    """Rows whose values JSON cannot carry, in the report's shape (check ``json_value``)."""
+    column, value = [], []
+    for problem in problems.values():
+        name, _, reason = problem.partition(": ")
+        column.append(name if reason else None)
+        value.append(reason or problem)
+    return pd.DataFrame({"index": [labels[p] for p in problems], "column": column,
+                         "check": ["json_value"] * len(problems), "value": value}, dtype=object)
+
+
+def _source_or_same(fieldmap: FieldMap, canonical: str) -> Hashable:
+    try:
+        return fieldmap.source_of(canonical)
+    except (KeyError, ValueError):
+        return canonical
+
+
+@dataclass
+class Plan:
+    """Per-row decisions for one frame (or one chunk of a file), by position."""
+
+    people: list[dict[str, Any] | None]
+    labels: Sequence[Any]
+    status: np.ndarray
+    error: np.ndarray
+    flameup_id: np.ndarray
+    keys: list[str | None] = field(default_factory=list)
+    report: pd.DataFrame = field(default_factory=pd.DataFrame)
+    would_send: int = 0
+
+    @classmethod
+    def start(cls, n: int, people: list[dict[str, Any] | None], labels: Sequence[Any]) -> Plan:
+        return cls(people=people, labels=labels, status=np.full(n, None, dtype=object),
+                   error=np.full(n, None, dtype=object), flameup_id=np.full(n, None, dtype=object),
+                   keys=identity_keys(people))
+
+    def mark(self, position: int | np.ndarray, status: str, error: str | None = None,
+             flameup_id: str | None = None) -> None:
+        self.status[position] = status
+        self.error[position] = error
+        if flameup_id is not None:
+            self.flameup_id[position] = flameup_id
+
+    def pending(self) -> np.ndarray:
+        """Positions still to send, in input order."""
+        return np.flatnonzero(pd.isna(self.status))
+
+    def skip_duplicates(self, on_duplicate: str) -> None:
+        """Send each identity once: the last row wins; the others are skipped, naming it."""
+        pending = self.pending()
+        keys = pd.Series([self.keys[p] for p in pending], index=pending, dtype=object)
+        dupes = keys.duplicated(keep="last")
+        if not dupes.any():
+            return
+        if on_duplicate == "error":
+            shown = ", ".join(map(str, sorted(set(keys[dupes]))[:5]))
+            raise DuplicateIdentityError(
+                f"{int(dupes.sum())} rows repeat an identity already in the frame ({shown}); "
+                "pass on_duplicate='last' to keep the last row of each")
+        last = keys.drop_duplicates(keep="last")
+        kept = pd.Series(last.index, index=last.to_numpy())
+        for position, key in keys[dupes].items():
+            label = self.labels[int(kept[key])]
+            self.mark(int(position), "skipped",  # type: ignore[call-overload]
+                      f"duplicate identity: row {label!r} with the same identity was sent instead")
+
+    def skip_unchanged(self, state: SyncState) -> np.ndarray:
+        """Skip people whose payload matches what the state says was last sent; their hashes."""
+        pending = self.pending()
+        hashes = content_hashes([self.people[p] for p in pending])
+        keys = [self.keys[p] for p in pending]
+        unchanged, known_ids = state.lookup(keys, hashes)
+        for position, flameup_id in zip(pending[unchanged], known_ids[unchanged], strict=True):
+            self.mark(int(position), "skipped", UNCHANGED, flameup_id)
+        full = np.zeros(len(self.people), dtype=np.int64)
+        full[pending] = hashes
+        return full
+
+    def apply(self, positions: Sequence[int], outcomes: Sequence[PersonOutcome]) -> None:
+        for position, outcome in zip(positions, outcomes, strict=True):
+            self.mark(position, outcome.status, outcome.error, outcome.flameup_id)
+
+    def mark_dry_run(self) -> None:
+        pending = self.pending()
+        self.would_send = len(pending)
+        self.mark(pending, "skipped", "dry run: would be sent")
+
+
+@dataclass
+class Sender:
+    """A client, its shared rate budget and a deliverer: what one run sends through."""
+
+    client: FlameupClient
+    deliverer: Deliverer
+    owns_client: bool
+
+    @classmethod
+    def open(
+        cls,
+        client: FlameupClient | None = None,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: Timeout | float | tuple[float, float] | None = None,
+        allow_http: bool = False,
+        rate_limit: float | None = 120,
+        concurrency: int = 4,
+        retry: RetryPolicy | None = None,
+    ) -> Sender:
+        owns = client is None
+        if client is None:
+            client = FlameupClient(api_key, base_url, timeout=timeout or Timeout(),
+                                   allow_http=allow_http, pool_size=max(concurrency, 4))
+        limiter = shared_limiter(client.fingerprint, rate_limit)
+        deliverer = Deliverer(client, limiter=limiter, retry=retry, concurrency=concurrency)
+        return cls(client, deliverer, owns)
+
+    def close(self) -> None:
+        if self.owns_client:
+            self.client.close()
+
+    def report(self, elapsed: float, *, dry_run: bool = False) -> RunReport:
+        return RunReport(elapsed=elapsed, dry_run=dry_run, **self.deliverer.stats.as_dict())
+
+
+def batches_of(positions: Iterable[int], people: Sequence[dict[str, Any] | None],
+               size: int = BATCH_SIZE) -> Iterator[tuple[list[int], list[dict[str, Any]]]]:
+    """Full batches of ``size`` (the last may be short): every request carries all it can."""
+    tags: list[int] = []
+    batch: list[dict[str, Any]] = []
+    for position in positions:
+        person = people[position]
+        assert person is not None
+        tags.append(int(position))
+        batch.append(person)
+        if len(batch) == size:
+            yield tags, batch
+            tags, batch = [], []
+    if batch:
+        yield tags, batch
+
+
+def progress_bar(total: int, enabled: bool, desc: str = "upsert") -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="row", desc=desc, disable=not enabled or total <= BATCH_SIZE,
+                dynamic_ncols=True, leave=True)
+
+
+def upsert_frame(
+    df: pd.DataFrame,
+    *,
+    rules: Rules,
+    sender_factory: Callable[[], Sender],
+    state: str | Path | None = None,
+    full_refresh: bool = False,
+    dry_run: bool = False,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Upsert every row of ``df``; return it with flameup_id, flameup_status, flameup_error."""
+    from ._state import SyncState
+
+    started = time.monotonic()
+    plan = rules.plan(df, labels=list(df.index))
+    sync = SyncState.open(state) if state is not None else None
+    hashes = None
+    if sync is not None:
+        if full_refresh:
+            hashes = content_hashes(plan.people)
+        else:
+            hashes = plan.skip_unchanged(sync)
+    if dry_run:
+        plan.mark_dry_run()
+        report = RunReport(elapsed=time.monotonic() - started, dry_run=True)
+    else:
+        sender = sender_factory()
+        try:
+            deliver_plan(plan, sender, sync, hashes, progress)
+        finally:
+            sender.close()
+            if sync is not None:
+                sync.close()
+        report = sender.report(time.monotonic() - started)
+    result = assemble(df, plan)
+    record_run(result, report)
+    return result
+
+
+def deliver_plan(plan: Plan, sender: Sender, sync: SyncState | None,
+                 hashes: np.ndarray | None, progress: bool) -> None:
+    pending = plan.pending()
+    bar = progress_bar(len(pending), progress)
+    try:
+        for positions, outcomes in sender.deliverer.stream(batches_of(pending, plan.people),
+                                                           on_done=bar.update):
+            plan.apply(positions, outcomes)
+            if sync is not None and hashes is not None:
+                sync.record_outcomes([plan.keys[p] for p in positions], hashes[positions],
+                                     outcomes)
+    finally:
+        bar.close()
+
+
+def assemble(df: pd.DataFrame, plan: Plan) -> pd.DataFrame:
+    """The input frame, same index and order, with the three result columns set."""
+    columns = {
+        "flameup_id": pd.Series(plan.flameup_id, index=df.index, dtype=object),
+        "flameup_status": pd.Series(plan.status, index=df.index, dtype=object),
+        "flameup_error": pd.Series(plan.error, index=df.index, dtype=object),
+    }
+    result = df.copy(deep=False)
+    for name in RESULT_COLUMNS:
+        result[name] = columns[name]
+    return result
