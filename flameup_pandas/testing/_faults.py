@@ -1,0 +1,162 @@
+"""Fault injection: which requests fail, how, and how long every answer waits.
+
+`Faults` is a frozen value: what to inject. `FaultInjector` draws from one seeded random
+generator under a lock, so a run of sequential requests meets the same faults every time.
+For each API request it draws, in this order: the latency jitter, whether a 429 storm
+starts, and one number that picks at most one of the error/drop outcomes.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+import threading
+from dataclasses import dataclass
+
+__all__ = ["FaultDecision", "FaultInjector", "Faults", "Outcome", "StormAnswer"]
+
+
+@dataclass(frozen=True)
+class Faults:
+    """What to inject into API requests; every fault is off by default.
+
+    Shares are probabilities between 0 and 1, drawn per request; the four outcome shares
+    (``error_rate``, ``error_after_store_rate``, ``drop_rate``, ``drop_after_store_rate``)
+    exclude each other and must add up to at most 1.
+
+    >>> Faults(error_rate=0.1, seed=7).error_rate
+    0.1
+    """
+
+    error_rate: float = 0.0
+    """Answered 500 or 503 before anything is stored."""
+    error_after_store_rate: float = 0.0
+    """Stored (committed), then answered 500: the answer is lost, the data is not."""
+    drop_rate: float = 0.0
+    """The connection is closed without any answer; nothing is stored."""
+    drop_after_store_rate: float = 0.0
+    """Stored, then the connection is closed without any answer."""
+    latency: float = 0.0
+    """Seconds added before every answer."""
+    latency_jitter: float = 0.0
+    """Up to this many more seconds (uniform) added before every answer."""
+    storm_rate: float = 0.0
+    """Share of requests that start a 429 storm for their key."""
+    storm_length: int = 3
+    """How many consecutive requests of that key get 429 in a storm (the first included)."""
+    storm_retry_after: float = 1.0
+    """The Retry-After seconds sent on odd-numbered storms (1st, 3rd, ...); even-numbered
+    storms carry only the X-RateLimit-* headers, so a client meets both."""
+    seed: int | None = None
+    """Seed of the random draws; None for a fresh seed."""
+
+    def __post_init__(self) -> None:
+        shares = {
+            "error_rate": self.error_rate,
+            "error_after_store_rate": self.error_after_store_rate,
+            "drop_rate": self.drop_rate,
+            "drop_after_store_rate": self.drop_after_store_rate,
+            "storm_rate": self.storm_rate,
+        }
+        for name, value in shares.items():
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, got {value!r}")
+        if sum(shares.values()) - self.storm_rate > 1.0:
+            raise ValueError("the error and drop shares must add up to at most 1")
+        if self.latency < 0 or self.latency_jitter < 0:
+            raise ValueError("latency and latency_jitter must not be negative")
+        if self.storm_length < 1:
+            raise ValueError("storm_length must be at least 1")
+
+
+class Outcome(enum.Enum):
+    """What happens to one request besides its normal handling."""
+
+    NORMAL = "normal"
+    ERROR = "error"
+    ERROR_AFTER_STORE = "error_after_store"
+    DROP = "drop"
+    DROP_AFTER_STORE = "drop_after_store"
+
+
+@dataclass(frozen=True)
+class StormAnswer:
+    """A 429 forced by a storm: with a Retry-After header, or only X-RateLimit-*."""
+
+    retry_after: float | None
+
+
+@dataclass(frozen=True)
+class FaultDecision:
+    """Everything the faults decided for one request."""
+
+    delay: float = 0.0
+    storm: StormAnswer | None = None
+    outcome: Outcome = Outcome.NORMAL
+    error_status: int = 500
+
+
+NO_FAULT = FaultDecision()
+
+
+class FaultInjector:
+    """Draws the fault decision of each request from the seeded generator."""
+
+    def __init__(self, faults: Faults | None = None) -> None:
+        self._lock = threading.Lock()
+        self._storms: dict[int, tuple[int, StormAnswer]] = {}
+        self.faults = faults or Faults()
+        self._rng = random.Random(self.faults.seed)
+
+    @property
+    def faults(self) -> Faults:
+        return self._faults
+
+    @faults.setter
+    def faults(self, faults: Faults) -> None:
+        with self._lock:
+            self._faults = faults
+            self._rng = random.Random(faults.seed)
+            self._storms.clear()
+            self._storm_count = 0
+
+    def decide(self, key_index: int) -> FaultDecision:
+        """The faults for one authenticated request made with key number ``key_index``."""
+        with self._lock:
+            f = self._faults
+            if f == Faults(seed=f.seed):
+                return NO_FAULT
+            delay = f.latency + (self._rng.uniform(0, f.latency_jitter) if f.latency_jitter else 0)
+            storm = self._storm(f, key_index)
+            outcome = self._outcome(f, self._rng.random())
+            status = self._rng.choice((500, 503)) if outcome is Outcome.ERROR else 500
+            return FaultDecision(delay=delay, storm=storm, outcome=outcome, error_status=status)
+
+    def _storm(self, f: Faults, key_index: int) -> StormAnswer | None:
+        left, answer = self._storms.get(key_index, (0, StormAnswer(None)))
+        start = self._rng.random() < f.storm_rate if f.storm_rate else False
+        if left > 0:
+            self._storms[key_index] = (left - 1, answer)
+            return answer
+        if not start:
+            return None
+        self._storm_count += 1
+        with_retry_after = self._storm_count % 2 == 1
+        answer = StormAnswer(f.storm_retry_after if with_retry_after else None)
+        self._storms[key_index] = (f.storm_length - 1, answer)
+        return answer
+
+    @staticmethod
+    def _outcome(f: Faults, draw: float) -> Outcome:
+        bounds = (
+            (f.error_rate, Outcome.ERROR),
+            (f.error_after_store_rate, Outcome.ERROR_AFTER_STORE),
+            (f.drop_rate, Outcome.DROP),
+            (f.drop_after_store_rate, Outcome.DROP_AFTER_STORE),
+        )
+        edge = 0.0
+        for share, outcome in bounds:
+            edge += share
+            if draw < edge:
+                return outcome
+        return Outcome.NORMAL

@@ -1,0 +1,230 @@
+"""`FlameupServer`: the local Flameup API on 127.0.0.1, in a background thread."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from ._app import API_PREFIX, FlameupApp
+from ._faults import FaultInjector, Faults
+from ._ratelimit import DOCUMENTED_LIMIT, RateLimiter
+from ._records import RecordedRequest, RequestLog
+from ._store import ALL_PERMISSIONS, Store
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["PEOPLE_COLUMNS", "FlameupServer"]
+
+HOST = "127.0.0.1"
+PEOPLE_COLUMNS = (
+    "id",
+    "external_id",
+    "email",
+    "phone",
+    "first_name",
+    "last_name",
+    "avatar_url",
+    "timezone",
+    "locale",
+    "status",
+    "attributes",
+    "created_at",
+    "updated_at",
+    "first_seen_at",
+    "last_seen_at",
+)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """Werkzeug's handler without a log line per request (errors are still logged)."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        return None
+
+
+class FlameupServer:
+    """A real HTTP server that answers like Flameup's people API, for tests and demos.
+
+    ``rate_limit`` is requests per ``rate_window`` seconds per key (None: off, and then no
+    X-RateLimit-* headers are sent); ``db`` a SQLite file (None: in memory), whose data and
+    API key survive a restart; ``per_person_errors`` makes a batch store its valid people and
+    report the others instead of failing whole; ``faults`` injects failures; ``port=0`` picks
+    a free port. Binds 127.0.0.1 only.
+
+    >>> import requests
+    >>> with FlameupServer(rate_limit=None) as server:
+    ...     answer = requests.post(
+    ...         f"{server.base_url}/people/batch",
+    ...         json={"people": [{"userId": "u1", "traits": {"first_name": "Ada"}}]},
+    ...         headers={"Authorization": f"Bearer {server.api_key}"},
+    ...         timeout=5,
+    ...     )
+    ...     answer.json()["created_count"], server.person("u1")["first_name"]
+    (1, 'Ada')
+    """
+
+    def __init__(
+        self,
+        rate_limit: int | None = DOCUMENTED_LIMIT,
+        db: str | os.PathLike[str] | None = None,
+        per_person_errors: bool = False,
+        faults: Faults | None = None,
+        rate_window: float = 60.0,
+        port: int = 0,
+    ) -> None:
+        self._store = Store(db)
+        keys = [k for k in self._store.keys() if k.permissions >= set(ALL_PERMISSIONS)]
+        self.api_key = keys[0].key if keys else self._store.add_key().key
+        """A valid ``ws_test_...`` key with every permission."""
+        self._log = RequestLog()
+        self._injector = FaultInjector(faults)
+        self._app = FlameupApp(
+            self._store, RateLimiter(rate_limit, rate_window), self._injector, self._log
+        )
+        self._app.endpoints.per_person_errors = per_person_errors
+        self._port = port
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    # lifecycle
+
+    def start(self) -> FlameupServer:
+        """Bind and serve in a daemon thread; returns the server itself."""
+        if self._closed:
+            raise RuntimeError("this FlameupServer was stopped; create a new one")
+        if self._server is None:
+            server = make_server(
+                HOST, self._port, self._app, threaded=True, request_handler=_QuietHandler
+            )
+            self._server = server
+            self._thread = threading.Thread(
+                target=server.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name=f"flameup-server-{server.port}",
+                daemon=True,
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, let answers in flight finish (up to 5 s), close the database."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._server is not None:
+            self._server.shutdown()
+            if self._thread is not None:
+                self._thread.join(timeout=5)
+            self._server.server_close()
+            self._app.wait_idle(timeout=5)
+        self._store.close()
+
+    def __enter__(self) -> FlameupServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # where it listens
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the server is not started; call start() or use `with`")
+        return int(self._server.port)
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT/api/v1``."""
+        return f"http://{HOST}:{self.port}{API_PREFIX}"
+
+    @property
+    def workspace_id(self) -> str:
+        return self._store.workspace_id
+
+    # configuration while running
+
+    @property
+    def faults(self) -> Faults:
+        return self._injector.faults
+
+    def set_faults(self, faults: Faults | None) -> None:
+        """Replace the faults (None: none); the random draws restart from their seed."""
+        self._injector.faults = faults or Faults()
+
+    @property
+    def per_person_errors(self) -> bool:
+        return self._app.endpoints.per_person_errors
+
+    @per_person_errors.setter
+    def per_person_errors(self, value: bool) -> None:
+        self._app.endpoints.per_person_errors = value
+
+    def add_key(self, permissions: Sequence[str] = ALL_PERMISSIONS) -> str:
+        """A new valid key of the same workspace, with its own rate-limit window.
+
+        ``permissions`` out of ``people:read``, ``people:write``, ``people:list``; a key
+        without the one an endpoint needs gets 403.
+        """
+        unknown = set(permissions) - set(ALL_PERMISSIONS)
+        if unknown:
+            raise ValueError(f"unknown permissions: {sorted(unknown)}")
+        key = self._store.add_key(permissions)
+        self._app.add_key(key)
+        return key.key
+
+    # what it stores
+
+    def people(self) -> pd.DataFrame:
+        """Every stored person, oldest first, one row each (``attributes`` holds dicts)."""
+        import pandas as pd
+
+        rows = self._store.all()
+        return pd.DataFrame([{c: row[c] for c in PEOPLE_COLUMNS} for row in rows],
+                            columns=list(PEOPLE_COLUMNS))
+
+    def person(self, identifier: str) -> dict[str, Any] | None:
+        """The person object with this external id (else email), or None."""
+        return self._store.get(identifier)
+
+    # what it was asked
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """A copy of the request log, oldest first."""
+        return self._log.snapshot()
+
+    def request_count(
+        self,
+        path_suffix: str | None = None,
+        status: int | None = None,
+        method: str | None = None,
+    ) -> int:
+        """How many recorded requests match every filter given."""
+        return sum(
+            1
+            for r in self._log.snapshot()
+            if (path_suffix is None or r.path.endswith(path_suffix))
+            and (status is None or r.status == status)
+            and (method is None or r.method == method.upper())
+        )
+
+    def reset_requests(self) -> None:
+        """Forget the recorded requests (stored people stay)."""
+        self._log.clear()
+
+    def __repr__(self) -> str:
+        where = self.base_url if self._server is not None and not self._closed else "stopped"
+        return f"<FlameupServer {where}>"
