@@ -1,0 +1,438 @@
+"""PeopleSchema (pandera) and the validation report.
+
+:func:`validate_people` cleans a canonical frame (see :mod:`._mapping`), runs pandera's lazy
+validation and turns every failure into one row of a plain report frame, so a bad row is data,
+never an exception. Cleaning is limited to what is clearly intended: surrounding blanks are
+stripped from the identity fields and the known traits, and a value that is then empty counts as
+missing (it is not sent). Nothing else is rewritten.
+
+Every built-in check is vectorised and copes with any dtype: object columns mixing strings,
+numbers and bytes, pandas' ``str`` dtype, arrow-backed strings and categoricals. A value that
+is not a string where a string is needed fails ``string_type``; the other string rules only
+judge strings. Missing values (None, NaN, pd.NA, NaT) never break a rule.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import zoneinfo
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+from pandera.errors import SchemaError, SchemaErrors
+from pandera.typing import Series
+
+from ._mapping import KNOWN_TRAITS
+
+__all__ = [
+    "REPORT_COLUMNS",
+    "STRING_FIELDS",
+    "PeopleSchema",
+    "ValidationResult",
+    "row_reasons",
+    "validate_people",
+]
+
+REPORT_COLUMNS = ("row", "column", "check", "value")
+STRING_FIELDS: tuple[str, ...] = ("userId", "email", "phone", *(t for t in KNOWN_TRAITS if t != "phone"))
+
+# Written for both Python's re (object columns) and RE2 (arrow-backed strings): no \s or \d,
+# whose meaning differs between the two.
+_BLANK = r" \t\r\n\f\v"
+EMAIL_PATTERN = rf"[^@{_BLANK}]+@[^@{_BLANK}.]+(\.[^@{_BLANK}.]+)+"
+LOCALE_PATTERN = (
+    r"[A-Za-z]{2,3}([-_][A-Za-z]{4})?([-_]([A-Za-z]{2}|[0-9]{3}))?([-_]([A-Za-z0-9]{5,8}|[0-9][A-Za-z0-9]{3}))*"
+)
+URL_PATTERN = rf"[hH][tT][tT][pP][sS]?://[^/?#@{_BLANK}]+(@[^/?#@{_BLANK}]+)?(:[0-9]*)?([/?#][^{_BLANK}]*)?"
+
+_MESSAGES = {
+    "identity_required": "no userId or email (one of them is required)",
+    "string_type": "not a string",
+    "email_plausible": "not a plausible email address",
+    "iana_timezone": "not an IANA time zone name",
+    "locale_tag": "not a plausible locale tag (like en, en-US, pt_BR)",
+    "http_url": "not an http(s) URL with a host",
+}
+_MAX_LENGTH = re.compile(r"max_length\((\d+)\)")
+_SHOWN_VALUE = 60
+
+
+@functools.cache
+def iana_timezones() -> frozenset[str]:
+    """The IANA time zone names this system knows (read once)."""
+    return frozenset(zoneinfo.available_timezones())
+
+
+# -- vectorised helpers --------------------------------------------------------------------
+
+
+def _is_native_string(dtype: Any) -> bool:
+    return bool(pd.api.types.is_string_dtype(dtype)) and not pd.api.types.is_object_dtype(dtype)
+
+
+def _strings(series: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """The series' strings (same positions, anything else missing) and a bool mask of them."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        series = series.astype(object)
+    if _is_native_string(series.dtype):
+        return series, series.notna().to_numpy(dtype=bool)
+    if pd.api.types.is_object_dtype(series.dtype):
+        values = series.to_numpy()
+        is_str = np.fromiter((isinstance(v, str) for v in values), dtype=bool, count=len(values))
+        return pd.Series(np.where(is_str, values, None), index=series.index, dtype=object), is_str
+    return pd.Series([None] * len(series), index=series.index, dtype=object), np.zeros(
+        len(series), dtype=bool
+    )
+
+
+def _fullmatch(strings: pd.Series, is_str: np.ndarray, pattern: str) -> np.ndarray:
+    """True where a string fully matches ``pattern``; False elsewhere."""
+    if not is_str.any():
+        return np.zeros(len(strings), dtype=bool)
+    if _is_native_string(strings.dtype):
+        matched = strings.str.fullmatch(pattern)
+        return matched.fillna(False).to_numpy(dtype=bool) & is_str
+    regex = re.compile(pattern)
+    return np.fromiter(
+        (isinstance(v, str) and regex.fullmatch(v) is not None for v in strings.to_numpy()),
+        dtype=bool,
+        count=len(strings),
+    )
+
+
+def _lengths(strings: pd.Series, is_str: np.ndarray) -> np.ndarray:
+    if _is_native_string(strings.dtype):
+        return strings.str.len().fillna(0).to_numpy(dtype=np.int64)
+    return np.fromiter(
+        (len(v) if isinstance(v, str) else 0 for v in strings.to_numpy()),
+        dtype=np.int64,
+        count=len(strings),
+    )
+
+
+def _pattern_check(series: pd.Series, pattern: str) -> pd.Series:
+    strings, is_str = _strings(series)
+    return pd.Series(~is_str | _fullmatch(strings, is_str, pattern), index=series.index)
+
+
+def _max_length_check(series: pd.Series, limit: int) -> pd.Series:
+    strings, is_str = _strings(series)
+    return pd.Series(_lengths(strings, is_str) <= limit, index=series.index)
+
+
+def _present(series: pd.Series) -> np.ndarray:
+    """Not missing and, when a string, not blank."""
+    present = series.notna().to_numpy(dtype=bool)
+    strings, is_str = _strings(series)
+    if is_str.any():
+        if _is_native_string(strings.dtype):
+            blank = (strings.str.strip() == "").fillna(False).to_numpy(dtype=bool)
+        else:
+            blank = np.fromiter(
+                (isinstance(v, str) and not v.strip() for v in strings.to_numpy()),
+                dtype=bool,
+                count=len(strings),
+            )
+        present = present & ~blank
+    return present
+
+
+def identity_present(frame: pd.DataFrame) -> np.ndarray:
+    """Per row: does it have a userId or an email (not missing, not blank)?"""
+    present = np.zeros(len(frame), dtype=bool)
+    for name in ("userId", "email"):
+        if name in frame.columns:
+            present |= _present(frame[name])
+    return present
+
+
+# -- the schema ----------------------------------------------------------------------------
+
+
+class PeopleSchema(pa.DataFrameModel):
+    """The rules a person must meet, on canonical column names (``userId``, ``email``, ...).
+
+    Every column is optional and nullable, and other columns (custom traits) pass, so a
+    subclass only adds what it cares about:
+
+    >>> class MySchema(PeopleSchema):
+    ...     plan: Series[str] = pa.Field(isin=["free", "pro"])
+    >>> frame = pd.DataFrame({"userId": ["u1", "u2"], "plan": ["pro", "gold"]})
+    >>> validate_people(frame, MySchema).report
+       row column                  check value
+    0    1   plan  isin(['free', 'pro'])  gold
+
+    ``identity_required`` (a userId or an email in every row) is checked by
+    :func:`validate_people` itself, since pandera cannot report a row whose values are all
+    missing.
+    """
+
+    userId: Series[Any] = pa.Field(nullable=True, required=False)
+    email: Series[Any] = pa.Field(nullable=True, required=False)
+    phone: Series[Any] = pa.Field(nullable=True, required=False)
+    first_name: Series[Any] = pa.Field(nullable=True, required=False)
+    last_name: Series[Any] = pa.Field(nullable=True, required=False)
+    avatar_url: Series[Any] = pa.Field(nullable=True, required=False)
+    timezone: Series[Any] = pa.Field(nullable=True, required=False)
+    locale: Series[Any] = pa.Field(nullable=True, required=False)
+
+    class Config:
+        strict = False
+        coerce = False
+
+    @pa.check(*STRING_FIELDS, name="string_type", error="string_type", element_wise=False)
+    @classmethod
+    def _string_type(cls, series: pd.Series) -> pd.Series:
+        _, is_str = _strings(series)
+        return pd.Series(is_str | series.isna().to_numpy(dtype=bool), index=series.index)
+
+    @pa.check("userId", name="max_length(255)", error="max_length(255)", element_wise=False)
+    @classmethod
+    def _user_id_length(cls, series: pd.Series) -> pd.Series:
+        return _max_length_check(series, 255)
+
+    @pa.check("email", name="max_length(254)", error="max_length(254)", element_wise=False)
+    @classmethod
+    def _email_length(cls, series: pd.Series) -> pd.Series:
+        return _max_length_check(series, 254)
+
+    @pa.check("phone", name="max_length(50)", error="max_length(50)", element_wise=False)
+    @classmethod
+    def _phone_length(cls, series: pd.Series) -> pd.Series:
+        return _max_length_check(series, 50)
+
+    @pa.check("email", name="email_plausible", error="email_plausible", element_wise=False)
+    @classmethod
+    def _email_plausible(cls, series: pd.Series) -> pd.Series:
+        return _pattern_check(series, EMAIL_PATTERN)
+
+    @pa.check("timezone", name="iana_timezone", error="iana_timezone", element_wise=False)
+    @classmethod
+    def _iana_timezone(cls, series: pd.Series) -> pd.Series:
+        strings, is_str = _strings(series)
+        known = strings.isin(iana_timezones()).to_numpy(dtype=bool)
+        return pd.Series(~is_str | known, index=series.index)
+
+    @pa.check("locale", name="locale_tag", error="locale_tag", element_wise=False)
+    @classmethod
+    def _locale_tag(cls, series: pd.Series) -> pd.Series:
+        return _pattern_check(series, LOCALE_PATTERN)
+
+    @pa.check("avatar_url", name="http_url", error="http_url", element_wise=False)
+    @classmethod
+    def _http_url(cls, series: pd.Series) -> pd.Series:
+        return _pattern_check(series, URL_PATTERN)
+
+    @pa.dataframe_check(name="identity_required", error="identity_required")
+    @classmethod
+    def _identity_required(cls, frame: pd.DataFrame) -> pd.Series:
+        return pd.Series(identity_present(frame), index=frame.index)
+
+
+# -- validation ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    """What :func:`validate_people` found.
+
+    ``frame`` is the cleaned canonical frame (positional RangeIndex), ``report`` one row per
+    problem (``row``, ``column``, ``check``, ``value``) and ``invalid`` a bool per row: True
+    where the row must not be sent.
+    """
+
+    frame: pd.DataFrame
+    report: pd.DataFrame
+    invalid: np.ndarray
+
+
+def _clean_strings(series: pd.Series) -> pd.Series:
+    """Surrounding blanks stripped; a string left empty becomes missing."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        series = series.astype(object)
+    if _is_native_string(series.dtype):
+        stripped = series.str.strip()
+        return stripped.mask(stripped == "")
+    if pd.api.types.is_object_dtype(series.dtype):
+        values = series.to_numpy()
+        cleaned = [(v.strip() or None) if isinstance(v, str) else v for v in values]
+        return pd.Series(cleaned, index=series.index, dtype=object)
+    return series
+
+
+def clean_frame(canonical: pd.DataFrame) -> pd.DataFrame:
+    """The canonical frame with its string fields cleaned, over a positional RangeIndex."""
+    frame = canonical.reset_index(drop=True)
+    data = {
+        name: _clean_strings(frame[name]) if name in STRING_FIELDS else frame[name]
+        for name in frame.columns
+    }
+    if not data:
+        return frame
+    return pd.DataFrame(data, index=frame.index, copy=False)
+
+
+def _empty_report() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "row": pd.Series([], dtype=np.int64),
+            "column": pd.Series([], dtype=object),
+            "check": pd.Series([], dtype=object),
+            "value": pd.Series([], dtype=object),
+        }
+    )
+
+
+def _report(rows: Any, columns: Any, checks: Any, values: Any) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "row": np.asarray(rows, dtype=np.int64),
+            "column": pd.Series(columns, dtype=object),
+            "check": pd.Series(checks, dtype=object),
+            "value": pd.Series(values, dtype=object),
+        }
+    )
+
+
+def _whole_frame(n_rows: int, column: Any, check: str, value: Any) -> pd.DataFrame:
+    """A failure that concerns every row (a missing column, a dtype, a check that broke)."""
+    return _report(
+        np.arange(n_rows), [column] * n_rows, [check] * n_rows, [value] * n_rows
+    )
+
+
+def _from_failure_cases(cases: pd.DataFrame, n_rows: int) -> pd.DataFrame:
+    """pandera's failure_cases as report rows (identity_required is ours: see PeopleSchema)."""
+    cases = cases[cases["check"].astype(str) != "identity_required"]
+    has_row = cases["index"].notna().to_numpy(dtype=bool)
+    parts = [_empty_report()]
+    row_level = cases["schema_context"].astype(str).to_numpy() == "DataFrameSchema"
+    cells = cases[has_row & ~row_level]
+    parts.append(
+        _report(
+            cells["index"].to_numpy(dtype=np.int64),
+            cells["column"].tolist(),
+            cells["check"].astype(str).tolist(),
+            cells["failure_case"].tolist(),
+        )
+    )
+    rows = cases[has_row & row_level].drop_duplicates(["index", "check"])
+    parts.append(
+        _report(
+            rows["index"].to_numpy(dtype=np.int64),
+            [None] * len(rows),
+            rows["check"].astype(str).tolist(),
+            [None] * len(rows),
+        )
+    )
+    for case in cases[~has_row].itertuples(index=False):
+        column = case.column if isinstance(case.column, str) else None
+        if str(case.check) == "column_in_dataframe":
+            column = case.failure_case
+        parts.append(_whole_frame(n_rows, column, str(case.check), case.failure_case))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _run_schema(schema: Any, frame: pd.DataFrame) -> pd.DataFrame:
+    try:
+        schema.validate(frame, lazy=True)
+    except SchemaErrors as errors:
+        return _from_failure_cases(errors.failure_cases, len(frame))
+    except SchemaError as error:
+        return _whole_frame(len(frame), None, "schema_error", str(error))
+    except Exception as error:  # a user's check that breaks on odd data must not stop a run
+        return _whole_frame(len(frame), None, "schema_error", f"{type(error).__name__}: {error}")
+    return _empty_report()
+
+
+def _identity_report(frame: pd.DataFrame) -> pd.DataFrame:
+    missing = np.flatnonzero(~identity_present(frame))
+    n = len(missing)
+    return _report(missing, [None] * n, ["identity_required"] * n, [None] * n)
+
+
+def _schemas(schema: Any) -> list[Any]:
+    if schema is None:
+        return [PeopleSchema]
+    if isinstance(schema, type) and issubclass(schema, PeopleSchema):
+        return [schema]
+    return [PeopleSchema, schema]
+
+
+def validate_people(
+    canonical: pd.DataFrame,
+    schema: type[pa.DataFrameModel] | pa.DataFrameSchema | None = None,
+) -> ValidationResult:
+    """Clean and check a canonical frame; report every problem in one pass, never raise.
+
+    ``schema`` is the user's own rules: a :class:`PeopleSchema` subclass, or any other pandera
+    model or ``DataFrameSchema``, which then runs alongside PeopleSchema. A failure that
+    concerns a whole column (missing, wrong dtype, a check that raised) marks every row.
+
+    >>> frame = pd.DataFrame({"userId": [" u1 ", None], "email": ["a@example.com", "x@"]})
+    >>> result = validate_people(frame)
+    >>> result.frame["userId"].tolist()[0], result.invalid.tolist()
+    ('u1', [False, True])
+    >>> row_reasons(result.report, 2)
+    [None, "email: not a plausible email address (value 'x@')"]
+    """
+    frame = clean_frame(canonical)
+    parts = [_identity_report(frame)]
+    parts += [_run_schema(s, frame) for s in _schemas(schema)]
+    report = pd.concat(parts, ignore_index=True)
+    report = report.drop_duplicates(["row", "column", "check"], ignore_index=True)
+    report = report.sort_values("row", kind="stable", ignore_index=True)
+    invalid = np.zeros(len(frame), dtype=bool)
+    invalid[report["row"].to_numpy(dtype=np.int64)] = True
+    return ValidationResult(frame=frame, report=report, invalid=invalid)
+
+
+def describe_check(check: str) -> str:
+    """A readable sentence for a check name.
+
+    >>> describe_check("max_length(255)"), describe_check("isin(['a'])")
+    ('longer than 255 characters', "fails isin(['a'])")
+    """
+    if check in _MESSAGES:
+        return _MESSAGES[check]
+    match = _MAX_LENGTH.fullmatch(check)
+    if match:
+        return f"longer than {match.group(1)} characters"
+    return f"fails {check}"
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return f" (value {text})" if len(text) <= _SHOWN_VALUE else ""
+
+
+def row_reasons(report: pd.DataFrame, n_rows: int) -> list[str | None]:
+    """Per row position: its problems in one readable line, or None when it has none.
+
+    >>> report = pd.DataFrame({"row": [1, 1], "column": ["email", None],
+    ...                        "check": ["email_plausible", "identity_required"],
+    ...                        "value": ["x@", None]})
+    >>> row_reasons(report, 2)
+    [None, "email: not a plausible email address (value 'x@'); no userId or email (one of them is required)"]
+    """
+    reasons: list[list[str]] = [[] for _ in range(n_rows)]
+    for row, column, check, value in zip(
+        report["row"].tolist(),
+        report["column"].tolist(),
+        report["check"].tolist(),
+        report["value"].tolist(),
+        strict=True,
+    ):
+        if not 0 <= row < n_rows:
+            continue
+        text = describe_check(str(check))
+        if column is None or (not isinstance(column, str) and pd.isna(column)):
+            reasons[row].append(text)
+        else:
+            shown = "" if value is None or str(check).startswith("max_length") else _shown(value)
+            reasons[row].append(f"{column}: {text}{shown}")
+    return ["; ".join(r) if r else None for r in reasons]
