@@ -51,6 +51,9 @@ PERSON_FIELDS = (
     "last_seen_at",
 )
 _COLUMNS = tuple(name for name in PERSON_FIELDS if name != "workspace_id")
+_ATTRIBUTES = _COLUMNS.index("attributes")
+_EXTERNAL_ID = 1 + _COLUMNS.index("external_id")
+"""Position of external_id in a row of _SELECT (seq comes first)."""
 _SELECT = f"SELECT seq, {', '.join(_COLUMNS)} FROM people"
 _INSERT = (
     f"INSERT INTO people ({', '.join(_COLUMNS)}, email_key) "
@@ -171,14 +174,40 @@ class Store:
 
     def upsert(self, people: Sequence[PersonInput]) -> UpsertResult:
         """Apply every person in order, in one transaction."""
-        answers: list[dict[str, Any]] = []
-        created = 0
         with self._transaction() as db:
+            if _distinct_user_ids(people):
+                return self._upsert_by_user_ids(db, people)
+            answers: list[dict[str, Any]] = []
+            created = 0
             for person in people:
                 row = self._find_for(db, person)
                 created += row is None
                 answers.append(self._write(db, row, person))
         return UpsertResult(answers, created, len(answers) - created)
+
+    def _upsert_by_user_ids(
+        self, db: sqlite3.Connection, people: Sequence[PersonInput]
+    ) -> UpsertResult:
+        """The fast path when every person has its own userId: entries cannot interact, so
+        one query finds them all and two ``executemany`` calls write them."""
+        ids = [person.user_id for person in people]
+        marks = ", ".join("?" for _ in ids)
+        found = db.execute(f"{_SELECT} WHERE external_id IN ({marks})", ids).fetchall()
+        rows = {row[_EXTERNAL_ID]: row for row in found}
+        inserts: list[list[Any]] = []
+        updates: list[list[Any]] = []
+        answers: list[dict[str, Any]] = []
+        for person in people:
+            row = rows.get(person.user_id)
+            record, values = self._merged(row, person)
+            if row is None:
+                inserts.append(values)
+            else:
+                updates.append([*values, row[0]])
+            answers.append(self._ordered(record))
+        db.executemany(_INSERT, inserts)
+        db.executemany(_UPDATE, updates)
+        return UpsertResult(answers, len(inserts), len(updates))
 
     def update_traits(self, identifier: str, traits: dict[str, Any]) -> dict[str, Any] | None:
         """Merge traits into the person found by external id or email; None if none."""
@@ -229,6 +258,17 @@ class Store:
     def _write(
         self, db: sqlite3.Connection, row: tuple[Any, ...] | None, person: PersonInput
     ) -> dict[str, Any]:
+        record, values = self._merged(row, person)
+        if row is None:
+            db.execute(_INSERT, values)
+        else:
+            db.execute(_UPDATE, (*values, row[0]))
+        return self._ordered(record)
+
+    def _merged(
+        self, row: tuple[Any, ...] | None, person: PersonInput
+    ) -> tuple[dict[str, Any], list[Any]]:
+        """The person's record after this entry, and its column values to write."""
         now = self._clock.now()
         if row is None:
             record = _new_record(person.user_id, now)
@@ -238,13 +278,9 @@ class Store:
             record["updated_at"] = record["last_seen_at"] = now
         _merge(record, person)
         values = [record[c] for c in _COLUMNS]
-        values[_COLUMNS.index("attributes")] = orjson.dumps(record["attributes"]).decode()
+        values[_ATTRIBUTES] = orjson.dumps(record["attributes"]).decode()
         values.append(None if record["email"] is None else record["email"].lower())
-        if row is None:
-            db.execute(_INSERT, values)
-        else:
-            db.execute(_UPDATE, (*values, row[0]))
-        return self._ordered(record)
+        return record, values
 
     def _person(self, row: tuple[Any, ...]) -> dict[str, Any]:
         record = dict(zip(_COLUMNS, row[1:], strict=True))
@@ -284,6 +320,11 @@ def _merge(record: dict[str, Any], person: PersonInput) -> None:
         record["email"] = person.email
     if person.phone is not None:
         record["phone"] = person.phone
+
+
+def _distinct_user_ids(people: Sequence[PersonInput]) -> bool:
+    ids = {person.user_id for person in people}
+    return None not in ids and len(ids) == len(people)
 
 
 def _email_key(person: PersonInput) -> str:

@@ -1,0 +1,45 @@
+"""pytest fixtures for testing pipelines against the local Flameup server.
+
+Registered through the ``pytest11`` entry point, so installing flameup-pandas is enough::
+
+    def test_pipeline(flameup_server):
+        run_pipeline(base_url=flameup_server.base_url, api_key=flameup_server.api_key)
+        assert len(flameup_server.people()) == 3
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from ._server import FlameupServer
+
+__all__ = ["flameup_server", "flameup_server_factory"]
+
+
+@pytest.fixture
+def flameup_server() -> Iterator[FlameupServer]:
+    """A fresh local Flameup server for one test: in memory, rate limit off, no faults."""
+    with FlameupServer(rate_limit=None) as server:
+        yield server
+
+
+@pytest.fixture
+def flameup_server_factory() -> Iterator[Callable[..., FlameupServer]]:
+    """Start servers with any `FlameupServer` options; all are stopped after the test.
+
+    >>> def test_rate_limited(flameup_server_factory):  # doctest: +SKIP
+    ...     server = flameup_server_factory(rate_limit=2, rate_window=1.0)
+    """
+    servers: list[FlameupServer] = []
+
+    def start(**options: Any) -> FlameupServer:
+        server = FlameupServer(**options).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
