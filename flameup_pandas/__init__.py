@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from . import _accessor  # noqa: F401  (registers df.flameup)
-from ._api import to_people, upsert, validate
+from ._api import to_people, upsert, upsert_file, validate
 from ._client import FlameupClient, Timeout
 from ._result import STATUSES, RunReport, Summary
 from ._retry import RetryPolicy
@@ -55,5 +55,6 @@ __all__ = [
     "__version__",
     "to_people",
     "upsert",
+    "upsert_file",
     "validate",
 ]

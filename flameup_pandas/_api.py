@@ -9,13 +9,16 @@ from typing import TYPE_CHECKING, Any, Literal
 import pandas as pd
 
 from ._client import FlameupClient, Timeout
+from ._files import upsert_file_with
+from ._result import Summary
 from ._retry import RetryPolicy
 from ._upsert import Rules, Sender, upsert_frame
 
 if TYPE_CHECKING:
     import pandera.pandas as pa
+    import pyarrow.dataset as ds
 
-__all__ = ["to_people", "upsert", "validate"]
+__all__ = ["to_people", "upsert", "upsert_file", "validate"]
 
 
 def validate(
@@ -94,3 +97,48 @@ def upsert(
 
     return upsert_frame(df, rules=rules, sender_factory=open_sender, state=state,
                         full_refresh=full_refresh, dry_run=dry_run, progress=progress)
+
+
+def upsert_file(
+    path: str | Path | ds.Dataset,
+    *,
+    results: str | Path | None = None,
+    state: str | Path | None = None,
+    full_refresh: bool = False,
+    dry_run: bool = False,
+    client: FlameupClient | None = None,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    mapping: Mapping[str, Hashable] | None = None,
+    traits: Sequence[Hashable] | None = None,
+    exclude: Sequence[Hashable] | None = None,
+    schema: type[pa.DataFrameModel] | pa.DataFrameSchema | None = None,
+    send_nulls: bool = False,
+    naive_timestamps: Literal["error", "utc"] = "error",
+    rate_limit: float | None = 120,
+    concurrency: int = 4,
+    retry: RetryPolicy | None = None,
+    timeout: Timeout | float | tuple[float, float] | None = None,
+    allow_http: bool = False,
+    progress: bool = True,
+    chunk_rows: int = 50_000,
+) -> Summary:
+    """Upsert a parquet file, directory or dataset, or a CSV file, in bounded memory.
+
+    Reads record batches of ``chunk_rows``, sends full batches of 100, and appends per-row
+    results (row, userId, email, flameup_id, flameup_status, flameup_error) to the
+    ``results`` parquet file as answers arrive. With ``state=`` only new or changed people
+    are sent. Returns the run's :class:`Summary`.
+    """
+    rules = Rules(mapping=mapping, traits=traits, exclude=exclude, schema=schema,
+                  send_nulls=send_nulls, naive_timestamps=naive_timestamps)
+    sender = None if dry_run else Sender.open(
+        client, api_key=api_key, base_url=base_url, timeout=timeout, allow_http=allow_http,
+        rate_limit=rate_limit, concurrency=concurrency, retry=retry)
+    try:
+        return upsert_file_with(path, rules=rules, sender=sender, results=results, state=state,
+                                full_refresh=full_refresh, progress=progress,
+                                chunk_rows=chunk_rows)
+    finally:
+        if sender is not None:
+            sender.close()

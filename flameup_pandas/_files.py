@@ -1,0 +1,253 @@
+"""Upserting parquet and CSV files in bounded memory.
+
+The file is read in record batches (pyarrow); each is validated, converted and diffed against
+the sync state on its own, its people join one stream of full batches of 100 (batches cross
+record-batch boundaries, so only the run's last request is short), and per-row results are
+appended to the results parquet file as answers arrive. Neither the table nor its results are
+ever held whole.
+
+Within a record batch, a repeated identity is sent once (the last row wins); across record
+batches the upsert simply runs twice for that person, in file order per batch.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from ._delivery import PersonOutcome
+from ._mapping import KNOWN_TRAITS
+from ._payload import content_hashes
+from ._result import STATUSES, RunReport, Summary
+from ._state import SyncState
+from ._upsert import BATCH_SIZE, Plan, Rules, Sender, progress_bar
+from .exceptions import ConfigurationError
+
+__all__ = ["RESULTS_SCHEMA", "read_chunks", "upsert_file_with"]
+
+logger = logging.getLogger("flameup_pandas")
+
+CHUNK_ROWS = 50_000
+RESULTS_SCHEMA = pa.schema([
+    ("row", pa.int64()),
+    ("userId", pa.string()),
+    ("email", pa.string()),
+    ("flameup_id", pa.string()),
+    ("flameup_status", pa.string()),
+    ("flameup_error", pa.string()),
+])
+_TEXT_COLUMNS = ("userId", "user_id", "external_id", "email", "phone", *KNOWN_TRAITS)
+
+
+def open_dataset(source: str | Path | ds.Dataset, text_columns: tuple[str, ...] = ()) -> ds.Dataset:
+    """A pyarrow dataset over a parquet file or directory, a CSV file, or a given dataset.
+
+    CSV identity and known-trait columns are read as text, so ``00123`` stays ``00123``.
+    """
+    if isinstance(source, ds.Dataset):
+        return source
+    path = Path(source)
+    if not path.exists():
+        raise ConfigurationError(f"no such file or directory: {path}")
+    if path.suffix.lower() in (".csv", ".tsv") or (path.suffix.lower() == ".gz" and ".csv" in path.name):
+        with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+            header = next(csv.reader(handle), [])
+        wanted = {*_TEXT_COLUMNS, *text_columns}
+        types = {name: pa.string() for name in header if name in wanted}
+        fmt = ds.CsvFileFormat(convert_options=pacsv.ConvertOptions(column_types=types))
+        return ds.dataset(path, format=fmt)
+    try:
+        return ds.dataset(path, format="parquet")
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ConfigurationError(f"cannot read {path} as parquet: {exc}") from exc
+
+
+def read_chunks(dataset: ds.Dataset, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+    """The dataset as pandas frames of at most ``chunk_rows`` rows, index = row numbers."""
+    start = 0
+    for batch in dataset.to_batches(batch_size=chunk_rows):
+        if batch.num_rows == 0:
+            continue
+        frame = batch.to_pandas()
+        frame.index = pd.RangeIndex(start, start + batch.num_rows)
+        start += batch.num_rows
+        yield frame
+
+
+@dataclass
+class _Chunk:
+    """One record batch's plan while its people are in flight."""
+
+    plan: Plan
+    hashes: np.ndarray | None
+
+
+class ResultsWriter:
+    """Appends per-row results to a parquet file in row groups; counts statuses as it goes."""
+
+    def __init__(self, path: str | Path | None, buffer_rows: int = 100_000) -> None:
+        self.counts = dict.fromkeys(STATUSES, 0)
+        self._path = Path(path) if path is not None else None
+        self._writer: pq.ParquetWriter | None = None
+        self._buffer: list[pa.Table] = []
+        self._buffered = 0
+        self._buffer_rows = buffer_rows
+        if self._path is not None:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = pq.ParquetWriter(self._path, RESULTS_SCHEMA, compression="zstd")
+
+    def add(self, plan: Plan, positions: np.ndarray) -> None:
+        statuses = plan.status[positions]
+        for status, count in zip(*np.unique(statuses.astype(str), return_counts=True), strict=True):
+            self.counts[str(status)] += int(count)
+        if self._writer is None:
+            return
+        people = [plan.people[p] or {} for p in positions]
+        self._buffer.append(pa.table({
+            "row": pa.array([plan.labels[p] for p in positions], pa.int64()),
+            "userId": pa.array([_text(p.get("userId")) for p in people], pa.string()),
+            "email": pa.array([_text(p.get("email")) for p in people], pa.string()),
+            "flameup_id": pa.array(plan.flameup_id[positions].tolist(), pa.string()),
+            "flameup_status": pa.array(statuses.tolist(), pa.string()),
+            "flameup_error": pa.array(plan.error[positions].tolist(), pa.string()),
+        }, schema=RESULTS_SCHEMA))
+        self._buffered += len(positions)
+        if self._buffered >= self._buffer_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._writer is not None and self._buffer:
+            self._writer.write_table(pa.concat_tables(self._buffer))
+        self._buffer, self._buffered = [], 0
+
+    def close(self) -> None:
+        self.flush()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def upsert_file_with(
+    source: str | Path | ds.Dataset,
+    *,
+    rules: Rules,
+    sender: Sender | None,
+    results: str | Path | None = None,
+    state: str | Path | None = None,
+    full_refresh: bool = False,
+    progress: bool = True,
+    chunk_rows: int = CHUNK_ROWS,
+) -> Summary:
+    """Stream ``source`` through the engine; ``sender=None`` is a dry run."""
+    started = time.monotonic()
+    dataset = open_dataset(source, _mapped_text_columns(rules))
+    sync = SyncState.open(state) if state is not None else None
+    writer = ResultsWriter(results)
+    total = dataset.count_rows() if isinstance(dataset.format, ds.ParquetFileFormat) else None
+    bar = progress_bar(total or 0, progress and total is not None, desc="upsert")
+    would_send = 0
+    try:
+        chunks = (_plan_chunk(frame, rules, sync, full_refresh) for frame in read_chunks(dataset, chunk_rows))
+        if sender is None:
+            for chunk in chunks:
+                would_send += len(chunk.plan.pending())
+                chunk.plan.mark_dry_run()
+                writer.add(chunk.plan, np.arange(len(chunk.plan.people)))
+                bar.update(len(chunk.plan.people))
+        else:
+            for members, outcomes in sender.deliverer.stream(_batches(chunks, writer, bar)):
+                for chunk, positions, chunk_outcomes in _by_chunk(members, outcomes):
+                    _settle(chunk, positions, chunk_outcomes, sync, writer)
+                bar.update(len(members))
+    finally:
+        bar.close()
+        writer.close()
+        if sync is not None:
+            sync.close()
+    elapsed = time.monotonic() - started
+    if sender is None:
+        report = RunReport(elapsed=elapsed, dry_run=True)
+        return Summary(writer.counts, report, {"would_send": would_send})
+    return Summary(writer.counts, sender.report(elapsed))
+
+
+def _mapped_text_columns(rules: Rules) -> tuple[str, ...]:
+    if not rules.mapping:
+        return ()
+    return tuple(str(v) for k, v in rules.mapping.items()
+                 if k in ("userId", "email", "phone") or k.removeprefix("traits.") in KNOWN_TRAITS)
+
+
+def _plan_chunk(frame: pd.DataFrame, rules: Rules, sync: SyncState | None,
+                full_refresh: bool) -> _Chunk:
+    plan = rules.plan(frame, labels=frame.index)
+    hashes = None
+    if sync is not None:
+        hashes = content_hashes(plan.people) if full_refresh else plan.skip_unchanged(sync)
+    return _Chunk(plan, hashes)
+
+
+Member = tuple[_Chunk, int]
+
+
+def _batches(chunks: Iterator[_Chunk], writer: ResultsWriter,
+             bar: Any) -> Iterator[tuple[list[Member], list[dict[str, Any]]]]:
+    """Full batches across chunk boundaries; rows settled without sending are written at once.
+
+    A request may carry the end of one chunk and the start of the next: each person travels
+    with its (chunk, position) so its outcome goes back to its own plan.
+    """
+    carry: list[Member] = []
+    for chunk in chunks:
+        pending = chunk.plan.pending()
+        settled = np.setdiff1d(np.arange(len(chunk.plan.people)), pending, assume_unique=True)
+        writer.add(chunk.plan, settled)
+        bar.update(len(settled))
+        carry.extend((chunk, int(p)) for p in pending)
+        while len(carry) >= BATCH_SIZE:
+            batch, carry = carry[:BATCH_SIZE], carry[BATCH_SIZE:]
+            yield batch, [_person(member) for member in batch]
+    if carry:
+        yield carry, [_person(member) for member in carry]
+
+
+def _person(member: Member) -> dict[str, Any]:
+    chunk, position = member
+    person = chunk.plan.people[position]
+    assert person is not None
+    return person
+
+
+def _by_chunk(members: list[Member], outcomes: list[PersonOutcome]
+              ) -> Iterator[tuple[_Chunk, list[int], list[PersonOutcome]]]:
+    groups: dict[int, tuple[_Chunk, list[int], list[PersonOutcome]]] = {}
+    for (chunk, position), outcome in zip(members, outcomes, strict=True):
+        group = groups.setdefault(id(chunk), (chunk, [], []))
+        group[1].append(position)
+        group[2].append(outcome)
+    yield from groups.values()
+
+
+def _settle(chunk: _Chunk, positions: list[int], outcomes: list[PersonOutcome],
+            sync: SyncState | None, writer: ResultsWriter) -> None:
+    chunk.plan.apply(positions, outcomes)
+    if sync is not None and chunk.hashes is not None:
+        sync.record_outcomes([chunk.plan.keys[p] for p in positions],
+                             chunk.hashes[positions], outcomes)
+    writer.add(chunk.plan, np.asarray(positions))
