@@ -1,0 +1,117 @@
+"""POST /people, GET /people/{id}, PUT /people/{id}, GET /people, and unknown routes."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flameup_pandas.testing import FlameupServer
+
+from .conftest import Api, assert_validation_error
+
+
+def test_post_person_creates_then_updates(api: Api) -> None:
+    created = api.call("POST", "/people", json={"userId": "u", "traits": {"plan": "a"}})
+    assert created.status_code == 201
+    updated = api.call("POST", "/people", json={"userId": "u", "traits": {"seats": 3}})
+    assert updated.status_code == 200
+    assert updated.json()["id"] == created.json()["id"]
+    assert updated.json()["attributes"] == {"plan": "a", "seats": 3}
+
+
+def test_post_person_requires_a_user_id(api: Api) -> None:
+    answer = api.call("POST", "/people", json={"email": "a@example.com"})
+    assert_validation_error(answer, {"userId": "Required"})
+
+
+def test_get_person_by_external_id_or_email(api: Api) -> None:
+    api.batch({"userId": "u/1", "email": "Mixed@Example.com"})
+    by_id = api.call("GET", f"/people/{quote('u/1', safe='')}")
+    assert by_id.status_code == 200
+    by_email = api.call("GET", "/people/mixed@example.com")
+    assert by_email.json()["id"] == by_id.json()["id"]
+
+
+def test_get_unknown_person_is_404(api: Api) -> None:
+    answer = api.call("GET", "/people/nobody")
+    assert answer.status_code == 404
+    body = answer.json()
+    assert body["success"] is False
+    assert body["error"]["type"] == "NOT_FOUND"
+    assert body["request_id"].startswith("req_")
+    assert answer.headers["X-Request-Id"] == body["request_id"]
+
+
+def test_put_merges_traits(api: Api) -> None:
+    api.batch({"userId": "u", "traits": {"first_name": "A", "plan": "x"}})
+    answer = api.call("PUT", "/people/u", json={"traits": {"last_name": "B", "plan": None}})
+    assert answer.status_code == 200
+    person = answer.json()
+    assert (person["first_name"], person["last_name"], person["attributes"]) == ("A", "B", {})
+    assert person["updated_at"] > person["created_at"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "message"),
+    [
+        ({}, "traits", "Required"),
+        ({"traits": "x"}, "traits", "Must be an object"),
+        ({"traits": {}, "email": "a@b.co"}, "email", "Unknown field"),
+    ],
+)
+def test_put_validates_its_body(api: Api, body: dict[str, object], field: str, message: str) -> None:
+    api.batch({"userId": "u"})
+    assert_validation_error(api.call("PUT", "/people/u", json=body), {field: message})
+
+
+def test_put_unknown_person_is_404(api: Api) -> None:
+    assert api.call("PUT", "/people/nobody", json={"traits": {}}).status_code == 404
+
+
+def test_list_pages_with_total(api: Api) -> None:
+    api.batch(*[{"userId": f"u{i}", "traits": {"first_name": "Zed" if i == 3 else "A"}}
+                for i in range(5)])
+    page = api.call("GET", "/people", params={"limit": 2, "offset": 1}).json()
+    assert (page["total"], page["limit"], page["offset"]) == (5, 2, 1)
+    assert [p["external_id"] for p in page["people"]] == ["u1", "u2"]
+    found = api.call("GET", "/people", params={"search": "zed"}).json()
+    assert [p["external_id"] for p in found["people"]] == ["u3"]
+    assert api.call("GET", "/people", params={"status": "bounced"}).json()["total"] == 0
+
+
+@pytest.mark.parametrize(("limit", "status"), [(0, 422), (101, 422), (-1, 422), ("x", 400)])
+def test_list_limit_must_be_1_to_100(api: Api, limit: object, status: int) -> None:
+    assert api.call("GET", "/people", params={"limit": limit}).status_code == status
+
+
+def test_list_limit_100_is_fine(api: Api) -> None:
+    assert api.call("GET", "/people", params={"limit": 100}).status_code == 200
+
+
+def test_unknown_routes_and_methods(api: Api, flameup_server: FlameupServer) -> None:
+    assert api.call("GET", "/nothing").status_code == 404
+    assert api.call("DELETE", "/people/u").status_code == 405
+    assert api.call("PATCH", "/people").status_code == 405
+    root = api.session.get(flameup_server.base_url.replace("/api/v1", "/"), timeout=5)
+    assert root.status_code == 404
+
+
+@pytest.fixture(scope="module")
+def shared_server() -> object:
+    with FlameupServer(rate_limit=None) as server:
+        yield server
+
+
+@settings(max_examples=40, deadline=None)
+@given(user_id=st.text(min_size=1, max_size=255).filter(lambda s: s.strip()))
+def test_any_user_id_round_trips(shared_server: FlameupServer, user_id: str) -> None:
+    api = Api(shared_server)
+    stored = api.batch({"userId": user_id, "traits": {"tag": user_id}}).json()["people"][0]
+    fetched = api.call("GET", f"/people/{quote(user_id, safe='')}")
+    assert fetched.status_code == 200
+    assert fetched.json()["id"] == stored["id"]
+    assert fetched.json()["attributes"] == {"tag": user_id}
+    api.close()
