@@ -260,8 +260,22 @@ def _clean_strings(series: pd.Series) -> pd.Series:
     if pd.api.types.is_object_dtype(series.dtype):
         values = series.to_numpy()
         cleaned = [(v.strip() or None) if isinstance(v, str) else v for v in values]
-        return pd.Series(cleaned, index=series.index, dtype=object)
+        return _as_native_strings(pd.Series(cleaned, index=series.index, dtype=object))
     return series
+
+
+def _as_native_strings(series: pd.Series) -> pd.Series:
+    """An object column holding only strings (and missing values) as pandas' str dtype.
+
+    Same values, but the checks then run vectorised instead of string by string. Strings
+    that arrow cannot hold (lone surrogates) keep the column as it was.
+    """
+    if pd.api.types.infer_dtype(series, skipna=True) not in ("string", "empty"):
+        return series
+    try:
+        return series.astype("str")
+    except (UnicodeError, ValueError, TypeError):
+        return series
 
 
 def clean_frame(canonical: pd.DataFrame) -> pd.DataFrame:
