@@ -1,0 +1,152 @@
+"""Each injected fault, over real HTTP, and that seeded faults repeat exactly."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+import requests
+
+from flameup_pandas.testing import Faults, FlameupServer
+
+from .conftest import Api
+
+
+def test_errors_store_nothing(flameup_server: FlameupServer, api: Api) -> None:
+    flameup_server.set_faults(Faults(error_rate=1.0, seed=1))
+    statuses = set()
+    for i in range(12):
+        answer = api.batch({"userId": f"u{i}"})
+        statuses.add(answer.status_code)
+        body = answer.json()
+        if answer.status_code == 500:
+            assert body["success"] is False and body["error"]["type"] == "INTERNAL_ERROR"
+        else:
+            assert body == {"error": "Service Unavailable",
+                            "message": "The service is temporarily unavailable"}
+    assert statuses == {500, 503}
+    assert flameup_server.people().empty
+    assert {r.fault for r in flameup_server.requests} == {"error"}
+
+
+def test_error_after_store_loses_the_answer_not_the_data(
+    flameup_server: FlameupServer, api: Api
+) -> None:
+    flameup_server.set_faults(Faults(error_after_store_rate=1.0))
+    answer = api.batch({"userId": "u", "traits": {"plan": "pro"}})
+    assert answer.status_code == 500
+    assert flameup_server.person("u")["attributes"] == {"plan": "pro"}  # type: ignore[index]
+    assert flameup_server.requests[-1].stored
+
+
+def test_a_drop_closes_the_connection_without_an_answer(
+    flameup_server: FlameupServer, api: Api
+) -> None:
+    flameup_server.set_faults(Faults(drop_rate=1.0))
+    started = time.monotonic()
+    with pytest.raises(requests.ConnectionError):
+        api.batch({"userId": "u"})
+    assert time.monotonic() - started < 2
+    assert flameup_server.people().empty
+    record = flameup_server.requests[-1]
+    assert (record.status, record.fault, record.stored) == (None, "drop", False)
+
+
+def test_a_drop_after_store_keeps_the_data(flameup_server: FlameupServer, api: Api) -> None:
+    flameup_server.set_faults(Faults(drop_after_store_rate=1.0))
+    with pytest.raises(requests.ConnectionError):
+        api.batch({"userId": "u"})
+    assert flameup_server.person("u") is not None
+    flameup_server.set_faults(None)
+    assert api.call("GET", "/people/u").status_code == 200
+
+
+def test_latency_is_added_before_every_answer(flameup_server: FlameupServer, api: Api) -> None:
+    flameup_server.set_faults(Faults(latency=0.2, latency_jitter=0.1, seed=3))
+    for _ in range(3):
+        started = time.monotonic()
+        assert api.call("GET", "/people").status_code == 200
+        assert 0.2 <= time.monotonic() - started < 1.0
+    started = time.monotonic()
+    assert Api(flameup_server, key=None).call("GET", "/people").status_code == 401
+    assert time.monotonic() - started >= 0.2
+
+
+def test_a_timeout_on_latency_still_stores(flameup_server: FlameupServer, api: Api) -> None:
+    flameup_server.set_faults(Faults(latency=0.6))
+    with pytest.raises(requests.Timeout):
+        api.batch({"userId": "u"}, timeout=0.2)
+    assert flameup_server.person("u") is not None
+
+
+def test_storms_alternate_retry_after_and_rate_limit_headers(
+    flameup_server_factory: Any,
+) -> None:
+    server = flameup_server_factory(rate_limit=None, faults=Faults(storm_rate=1.0, storm_length=2))
+    api = Api(server)
+    answers = [api.call("GET", "/people") for _ in range(4)]
+    assert [a.status_code for a in answers] == [429] * 4
+    assert [a.headers.get("Retry-After") for a in answers] == ["1", "1", None, None]
+    for answer in answers:
+        assert answer.json()["error"] == "Rate limit exceeded"
+        assert answer.headers["X-RateLimit-Remaining"] == "0"
+        assert int(answer.headers["X-RateLimit-Reset"]) <= time.time() + 2
+
+
+def test_a_storm_hits_one_key_and_is_not_counted(flameup_server_factory: Any) -> None:
+    server = flameup_server_factory(rate_limit=2, rate_window=5.0)
+    api, other = Api(server), Api(server, key=server.add_key())
+    server.set_faults(Faults(storm_rate=1.0, storm_length=3))
+    assert api.call("GET", "/people").status_code == 429
+    server.set_faults(Faults(storm_rate=0.0))
+    assert other.call("GET", "/people").status_code == 200
+    assert [api.call("GET", "/people").status_code for _ in range(3)] == [200, 200, 429]
+
+
+def test_a_storm_lasts_storm_length_requests(flameup_server_factory: Any) -> None:
+    server = flameup_server_factory(rate_limit=None)
+    api = Api(server)
+    # With this seed the first request starts a storm and no later one does.
+    for seed in range(100):
+        server.set_faults(Faults(storm_rate=0.2, storm_length=3, seed=seed))
+        statuses = [api.call("GET", "/people").status_code for _ in range(6)]
+        if statuses[0] == 429:
+            break
+    assert statuses[:3] == [429, 429, 429]
+
+
+def _statuses(faults: Faults) -> list[int | None]:
+    with FlameupServer(rate_limit=None, faults=faults) as server:
+        api = Api(server)
+        out: list[int | None] = []
+        for i in range(30):
+            try:
+                out.append(api.batch({"userId": f"u{i}"}, timeout=5).status_code)
+            except requests.ConnectionError:
+                out.append(None)
+        api.close()
+        return out
+
+
+def test_seeded_faults_repeat_exactly() -> None:
+    faults = Faults(error_rate=0.2, error_after_store_rate=0.1, drop_rate=0.1,
+                    drop_after_store_rate=0.1, storm_rate=0.1, storm_length=2, seed=42)
+    first = _statuses(faults)
+    assert first == _statuses(faults)
+    assert {200, 429, None} <= set(first)
+    assert _statuses(Faults(error_rate=0.5, seed=1)) != _statuses(Faults(error_rate=0.5, seed=2))
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        {"error_rate": 1.5},
+        {"error_rate": 0.6, "drop_rate": 0.6},
+        {"latency": -1},
+        {"storm_length": 0},
+    ],
+)
+def test_impossible_faults_are_refused(faults: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        Faults(**faults)
