@@ -20,7 +20,10 @@ import orjson
 
 __all__ = ["Answer", "envelope_error", "rate_limited", "simple_error", "validation_error"]
 
-RATE_LIMITED = {"error": "Rate limit exceeded", "message": "Too many requests. Please try again later."}
+RATE_LIMITED = {
+    "error": "Rate limit exceeded",
+    "message": "Too many requests. Please try again later.",
+}
 
 
 @dataclass
@@ -49,7 +52,9 @@ def simple_error(status: int, error: str, message: str) -> Answer:
 
 def validation_error(message: str, fields: dict[str, str]) -> Answer:
     details = {"fields": fields}
-    return Answer(422, {"error": {"code": "validation_error", "message": message, "details": details}})
+    return Answer(
+        422, {"error": {"code": "validation_error", "message": message, "details": details}}
+    )
 
 
 def rate_limited(headers: dict[str, str]) -> Answer:

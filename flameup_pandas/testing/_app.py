@@ -9,13 +9,14 @@ answer, so a client that times out has still had its data stored.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from werkzeug.wrappers import Request
 
@@ -55,7 +56,7 @@ class FlameupApp:
         self.injector = injector
         self.log = log
         self.endpoints = Endpoints(store, per_person_errors)
-        self._keys: dict[str, ApiKey] = {k.key: k for k in store.keys()}
+        self._keys: dict[str, ApiKey] = {k.key: k for k in store.api_keys()}
         self._idle = threading.Condition()
         self._active = 0
 
@@ -176,7 +177,7 @@ class FlameupApp:
             return e.batch, "people:write", None
         if path == "/people":
             if method in ("GET", "HEAD"):
-                return e.list, "people:list", None
+                return e.list_people, "people:list", None
             if method == "POST":
                 return e.create, "people:write", None
             return _not_allowed(method, path)
@@ -235,11 +236,9 @@ def _not_allowed(method: str, path: str) -> Answer:
     return simple_error(405, "Method Not Allowed", f"{method} is not allowed on {API_PREFIX}{path}")
 
 
-def _drop(environ: dict[str, Any]) -> None:
+def _drop(environ: dict[str, Any]) -> NoReturn:
     sock = environ.get("werkzeug.socket")
     if sock is not None:
-        try:
+        with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
     raise ConnectionDropped("connection dropped on purpose (fault injection)")

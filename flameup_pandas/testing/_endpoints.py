@@ -129,13 +129,13 @@ class Endpoints:
         person = self.store.update_traits(identifier or "", body["traits"])
         return Answer(200, person) if person else _not_found(ex)
 
-    def list(self, ex: Exchange, _: str | None) -> Answer:
+    def list_people(self, ex: Exchange, _: str | None) -> Answer:
         paging = _paging(ex.args)
         if isinstance(paging, Answer):
             return paging
         limit, offset = paging
         status, search = ex.args.get("status"), ex.args.get("search")
-        people, total = self.store.list(limit, offset, status=status, search=search)
+        people, total = self.store.page(limit, offset, status=status, search=search)
         return Answer(200, {"people": people, "total": total, "limit": limit, "offset": offset})
 
 

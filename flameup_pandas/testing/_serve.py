@@ -83,7 +83,6 @@ def _announce(server: FlameupServer, args: argparse.Namespace) -> None:
     print(f"FLAMEUP_BASE_URL={server.base_url}")
     print(f"FLAMEUP_API_KEY={server.api_key}")
     print(
-        f"flameup-pandas serve: rate limit {limit}, db {args.db or 'in memory'};"
-        " stop with Ctrl+C",
+        f"flameup-pandas serve: rate limit {limit}, db {args.db or 'in memory'}; stop with Ctrl+C",
         flush=True,
     )

@@ -79,7 +79,7 @@ class FlameupServer:
         port: int = 0,
     ) -> None:
         self._store = Store(db)
-        keys = [k for k in self._store.keys() if k.permissions >= set(ALL_PERMISSIONS)]
+        keys = [k for k in self._store.api_keys() if k.permissions >= set(ALL_PERMISSIONS)]
         self.api_key = keys[0].key if keys else self._store.add_key().key
         """A valid ``ws_test_...`` key with every permission."""
         self._log = RequestLog()
@@ -192,8 +192,9 @@ class FlameupServer:
         import pandas as pd
 
         rows = self._store.all()
-        return pd.DataFrame([{c: row[c] for c in PEOPLE_COLUMNS} for row in rows],
-                            columns=list(PEOPLE_COLUMNS))
+        return pd.DataFrame(
+            [{c: row[c] for c in PEOPLE_COLUMNS} for row in rows], columns=list(PEOPLE_COLUMNS)
+        )
 
     def person(self, identifier: str) -> dict[str, Any] | None:
         """The person object with this external id (else email), or None."""

@@ -154,7 +154,7 @@ class Store:
 
     # keys
 
-    def keys(self) -> list[ApiKey]:
+    def api_keys(self) -> list[ApiKey]:
         with self._lock:
             rows = self._db.execute("SELECT idx, key, permissions FROM api_keys ORDER BY idx")
             return [ApiKey(i, k, frozenset(p.split())) for i, k, p in rows.fetchall()]
@@ -223,7 +223,7 @@ class Store:
             row = self._find(self._db, identifier)
         return None if row is None else self._person(row)
 
-    def list(
+    def page(
         self, limit: int, offset: int, status: str | None = None, search: str | None = None
     ) -> tuple[list[dict[str, Any]], int]:
         """One page of people (oldest first) and the total that match the filters."""

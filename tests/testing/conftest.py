@@ -40,8 +40,9 @@ class Api:
 
 
 @pytest.fixture
-def api(flameup_server: FlameupServer) -> Iterator[Api]:
-    client = Api(flameup_server)
+def api(request: pytest.FixtureRequest) -> Iterator[Api]:
+    """An `Api` on this test's ``flameup_server``."""
+    client = Api(request.getfixturevalue("flameup_server"))
     yield client
     client.close()
 
@@ -51,5 +52,6 @@ def assert_validation_error(answer: requests.Response, fields: dict[str, str]) -
     assert answer.status_code == 422, answer.text
     error = answer.json()["error"]
     assert error["code"] == "validation_error"
-    assert isinstance(error["message"], str) and error["message"]
+    assert isinstance(error["message"], str)
+    assert error["message"]
     assert error["details"]["fields"].items() >= fields.items(), error["details"]["fields"]

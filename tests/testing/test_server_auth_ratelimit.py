@@ -47,9 +47,11 @@ def test_the_key_has_the_documented_shape(flameup_server: FlameupServer) -> None
     key = flameup_server.api_key
     prefix, _, secret = key.partition(".")
     kind, workspace = prefix.split("_")[1:3]
-    assert key.startswith("ws_test_") and kind == "test"
+    assert key.startswith("ws_test_")
+    assert kind == "test"
     assert workspace == flameup_server.workspace_id
-    assert len(secret) == 64 and int(secret, 16) >= 0
+    assert len(secret) == 64
+    assert int(secret, 16) >= 0
 
 
 def test_a_key_without_the_permission_gets_403(flameup_server: FlameupServer) -> None:
@@ -135,8 +137,13 @@ def test_the_request_log_never_holds_the_key(api: Api, flameup_server: FlameupSe
     api.call("GET", "/people/a")
     record = flameup_server.requests[0]
     assert (record.method, record.path, record.status, record.people_count) == (
-        "POST", "/api/v1/people/batch", 200, 2)
-    assert record.key_index == 1 and record.stored
+        "POST",
+        "/api/v1/people/batch",
+        200,
+        2,
+    )
+    assert record.key_index == 1
+    assert record.stored
     assert flameup_server.api_key not in repr(flameup_server.requests)
     assert flameup_server.request_count("/people/batch") == 1
     assert flameup_server.request_count(method="get", status=200) == 1

@@ -62,7 +62,9 @@ def test_put_merges_traits(api: Api) -> None:
         ({"traits": {}, "email": "a@b.co"}, "email", "Unknown field"),
     ],
 )
-def test_put_validates_its_body(api: Api, body: dict[str, object], field: str, message: str) -> None:
+def test_put_validates_its_body(
+    api: Api, body: dict[str, object], field: str, message: str
+) -> None:
     api.batch({"userId": "u"})
     assert_validation_error(api.call("PUT", "/people/u", json=body), {field: message})
 
@@ -72,8 +74,9 @@ def test_put_unknown_person_is_404(api: Api) -> None:
 
 
 def test_list_pages_with_total(api: Api) -> None:
-    api.batch(*[{"userId": f"u{i}", "traits": {"first_name": "Zed" if i == 3 else "A"}}
-                for i in range(5)])
+    api.batch(
+        *[{"userId": f"u{i}", "traits": {"first_name": "Zed" if i == 3 else "A"}} for i in range(5)]
+    )
     page = api.call("GET", "/people", params={"limit": 2, "offset": 1}).json()
     assert (page["total"], page["limit"], page["offset"]) == (5, 2, 1)
     assert [p["external_id"] for p in page["people"]] == ["u1", "u2"]

@@ -21,10 +21,13 @@ def test_errors_store_nothing(flameup_server: FlameupServer, api: Api) -> None:
         statuses.add(answer.status_code)
         body = answer.json()
         if answer.status_code == 500:
-            assert body["success"] is False and body["error"]["type"] == "INTERNAL_ERROR"
+            assert body["success"] is False
+            assert body["error"]["type"] == "INTERNAL_ERROR"
         else:
-            assert body == {"error": "Service Unavailable",
-                            "message": "The service is temporarily unavailable"}
+            assert body == {
+                "error": "Service Unavailable",
+                "message": "The service is temporarily unavailable",
+            }
     assert statuses == {500, 503}
     assert flameup_server.people().empty
     assert {r.fault for r in flameup_server.requests} == {"error"}
@@ -130,8 +133,15 @@ def _statuses(faults: Faults) -> list[int | None]:
 
 
 def test_seeded_faults_repeat_exactly() -> None:
-    faults = Faults(error_rate=0.2, error_after_store_rate=0.1, drop_rate=0.1,
-                    drop_after_store_rate=0.1, storm_rate=0.1, storm_length=2, seed=42)
+    faults = Faults(
+        error_rate=0.2,
+        error_after_store_rate=0.1,
+        drop_rate=0.1,
+        drop_after_store_rate=0.1,
+        storm_rate=0.1,
+        storm_length=2,
+        seed=42,
+    )
     first = _statuses(faults)
     assert first == _statuses(faults)
     assert {200, 429, None} <= set(first)
@@ -148,5 +158,5 @@ def test_seeded_faults_repeat_exactly() -> None:
     ],
 )
 def test_impossible_faults_are_refused(faults: dict[str, Any]) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must"):
         Faults(**faults)

@@ -53,8 +53,17 @@ def test_start_stop_without_a_context_manager() -> None:
 
 def _serve(db: Path) -> tuple[subprocess.Popen[str], str, str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "flameup_pandas.testing", "--db", str(db), "--port", "0",
-         "--rate-limit", "off"],
+        [
+            sys.executable,
+            "-m",
+            "flameup_pandas.testing",
+            "--db",
+            str(db),
+            "--port",
+            "0",
+            "--rate-limit",
+            "off",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -81,9 +90,14 @@ def test_the_serve_command_keeps_data_and_key_across_restarts(tmp_path: Path) ->
     db = tmp_path / "serve.db"
     process, base_url, key = _serve(db)
     try:
-        assert base_url.startswith("http://127.0.0.1:") and base_url.endswith("/api/v1")
-        answer = requests.post(f"{base_url}/people/batch", json={"people": [{"userId": "u"}]},
-                               headers={"Authorization": f"Bearer {key}"}, timeout=5)
+        assert base_url.startswith("http://127.0.0.1:")
+        assert base_url.endswith("/api/v1")
+        answer = requests.post(
+            f"{base_url}/people/batch",
+            json={"people": [{"userId": "u"}]},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=5,
+        )
         assert answer.status_code == 200
         assert "X-RateLimit-Limit" not in answer.headers
     finally:
@@ -91,8 +105,9 @@ def test_the_serve_command_keeps_data_and_key_across_restarts(tmp_path: Path) ->
     process, base_url, key_again = _serve(db)
     try:
         assert key_again == key
-        person = requests.get(f"{base_url}/people/u", timeout=5,
-                              headers={"Authorization": f"Bearer {key}"})
+        person = requests.get(
+            f"{base_url}/people/u", timeout=5, headers={"Authorization": f"Bearer {key}"}
+        )
         assert person.status_code == 200
     finally:
         _stop(process)

@@ -13,7 +13,7 @@ from flameup_pandas.testing import FlameupServer
 
 from .conftest import Api
 
-USER_TEST = '''
+USER_TEST = """
 def test_one(flameup_server):
     assert flameup_server.people().empty
     assert flameup_server.base_url.endswith("/api/v1")
@@ -21,7 +21,7 @@ def test_one(flameup_server):
 def test_factory(flameup_server_factory):
     server = flameup_server_factory(rate_limit=5)
     assert server.api_key.startswith("ws_test_")
-'''
+"""
 
 
 def test_the_fixture_gives_a_running_server(flameup_server: FlameupServer) -> None:
@@ -57,8 +57,16 @@ def test_the_plugin_works_in_a_users_test_run(tmp_path: Path) -> None:
     (tmp_path / "test_user.py").write_text(USER_TEST)
     load = [] if _installed() else ["-p", PLUGIN]
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *load,
-         str(tmp_path / "test_user.py")],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            *load,
+            str(tmp_path / "test_user.py"),
+        ],
         cwd=tmp_path,
         capture_output=True,
         text=True,

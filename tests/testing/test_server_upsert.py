@@ -13,7 +13,8 @@ PERSON_KEYS = {"workspace_id", *PEOPLE_COLUMNS}
 
 
 def _ts(text: str) -> datetime:
-    assert text.endswith("Z") and "." in text, text
+    assert text.endswith("Z"), text
+    assert "." in text, text
     return datetime.fromisoformat(text[:-1])
 
 
@@ -23,8 +24,14 @@ def test_the_answer_has_the_documented_shape(api: Api, flameup_server: FlameupSe
             "userId": "u1",
             "email": "user@example.com",
             "phone": "+1-555-0123",
-            "traits": {"first_name": "John", "last_name": "Doe", "avatar_url": "a",
-                       "timezone": "UTC", "locale": "en", "plan": "pro"},
+            "traits": {
+                "first_name": "John",
+                "last_name": "Doe",
+                "avatar_url": "a",
+                "timezone": "UTC",
+                "locale": "en",
+                "plan": "pro",
+            },
         }
     )
     assert answer.status_code == 200
@@ -36,12 +43,16 @@ def test_the_answer_has_the_documented_shape(api: Api, flameup_server: FlameupSe
     uuid.UUID(person["id"], version=4)
     assert person["workspace_id"] == flameup_server.workspace_id
     assert person["external_id"] == "u1"
-    assert (person["first_name"], person["last_name"], person["phone"]) == ("John", "Doe",
-                                                                           "+1-555-0123")
+    assert (person["first_name"], person["last_name"], person["phone"]) == (
+        "John",
+        "Doe",
+        "+1-555-0123",
+    )
     assert person["attributes"] == {"plan": "pro"}
     assert person["status"] == "active"
-    assert len({person[k] for k in ("created_at", "updated_at", "first_seen_at",
-                                    "last_seen_at")}) == 1
+    assert (
+        len({person[k] for k in ("created_at", "updated_at", "first_seen_at", "last_seen_at")}) == 1
+    )
     _ts(person["created_at"])
 
 
@@ -66,8 +77,14 @@ def test_answers_come_in_request_order(api: Api) -> None:
 
 
 def test_traits_merge_and_null_clears(api: Api, flameup_server: FlameupServer) -> None:
-    api.batch({"userId": "u", "email": "u@example.com", "phone": "1",
-               "traits": {"first_name": "Ada", "last_name": "L", "plan": "pro", "n": 1}})
+    api.batch(
+        {
+            "userId": "u",
+            "email": "u@example.com",
+            "phone": "1",
+            "traits": {"first_name": "Ada", "last_name": "L", "plan": "pro", "n": 1},
+        }
+    )
     api.batch({"userId": "u", "traits": {"last_name": None, "plan": None, "tier": 2}})
     person = flameup_server.person("u")
     assert person is not None

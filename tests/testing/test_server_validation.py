@@ -27,7 +27,11 @@ OK = {"userId": "ok", "email": "ok@example.com"}
         ({"email": ""}, "email", "Invalid email format"),
         ({"email": 7}, "email", "Must be a string"),
         ({"userId": "u", "phone": "1" * 51}, "phone", "Must be at most 50 characters"),
-        ({"userId": "u", "traits": {"phone": "1" * 51}}, "traits.phone", "Must be at most 50 characters"),
+        (
+            {"userId": "u", "traits": {"phone": "1" * 51}},
+            "traits.phone",
+            "Must be at most 50 characters",
+        ),
         ({"userId": "u", "traits": {"first_name": 3}}, "traits.first_name", "Must be a string"),
         ({"userId": "u", "traits": []}, "traits", "Must be an object"),
         ({"userId": "u", "traits": None}, "traits", "Must be an object"),
@@ -87,16 +91,15 @@ def test_the_body_must_hold_a_people_list(
     assert_validation_error(answer, {field: message})
 
 
-@pytest.mark.parametrize(
-    "raw", [b"{not json", b"", b"[1, 2]", b'"people"', b"null", b"\xff\xfe"]
-)
+@pytest.mark.parametrize("raw", [b"{not json", b"", b"[1, 2]", b'"people"', b"null", b"\xff\xfe"])
 def test_a_body_that_is_not_a_json_object_gets_400(api: Api, raw: bytes) -> None:
     headers = {"Content-Type": "application/json"}
     answer = api.call("POST", "/people/batch", data=raw, headers=headers)
     assert answer.status_code == 400
     body = answer.json()
     assert body["error"] == "Bad Request"
-    assert isinstance(body["message"], str) and body["message"]
+    assert isinstance(body["message"], str)
+    assert body["message"]
 
 
 def test_every_bad_person_is_listed_and_nothing_is_stored(
