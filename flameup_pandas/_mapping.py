@@ -171,12 +171,15 @@ def _parse_mapping(
     return top, traits
 
 
-def _default_top(columns: Sequence[Hashable], top: dict[str, Hashable | None]) -> None:
+def _default_top(
+    columns: Sequence[Hashable], top: dict[str, Hashable | None], excluded: list[Hashable]
+) -> None:
+    available = [c for c in columns if c not in excluded]
     if "userId" not in top:
-        top["userId"] = next((a for a in USER_ID_ALIASES if a in columns), None)
+        top["userId"] = next((a for a in USER_ID_ALIASES if a in available), None)
     for name in ("email", "phone"):
         if name not in top:
-            top[name] = name if name in columns else None
+            top[name] = name if name in available else None
 
 
 def _check_duplicates(columns: Sequence[Hashable], used: Sequence[Hashable]) -> None:
@@ -217,7 +220,7 @@ def resolve_mapping(
     excluded = list(exclude or [])
     # a field mapped to None is not sent, and its same-named column is not a trait either
     excluded += [name for name, source in top.items() if source is None and name in columns]
-    _default_top(columns, top)
+    _default_top(columns, top, excluded)
     if top["userId"] is None and top["email"] is None:
         raise MappingError(
             "no userId or email column: name one with mapping={'userId': ...} "
