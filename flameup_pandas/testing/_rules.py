@@ -26,6 +26,7 @@ MAX_USER_ID = 255
 MAX_EMAIL = 254
 MAX_PHONE = 50
 KNOWN_TRAITS = ("first_name", "last_name", "phone", "avatar_url", "timezone", "locale")
+_KNOWN_SET = frozenset(KNOWN_TRAITS)
 PERSON_KEYS = frozenset({"userId", "email", "phone", "traits"})
 WHOLE_PERSON = ""
 """The field key of a problem with the person as a whole (not an object, no identity)."""
@@ -77,9 +78,9 @@ def check_traits(traits: Any, *, prefix: str) -> dict[str, str]:
     if not isinstance(traits, dict):
         return {prefix: "Must be an object"}
     problems: dict[str, str] = {}
-    for name in KNOWN_TRAITS:
+    for name in _KNOWN_SET.intersection(traits):
         limit = MAX_PHONE if name == "phone" else None
-        _check_string(problems, f"{prefix}.{name}", traits.get(name), limit)
+        _check_string(problems, f"{prefix}.{name}", traits[name], limit)
     return problems
 
 

@@ -59,8 +59,12 @@ _INSERT = (
     f"INSERT INTO people ({', '.join(_COLUMNS)}, email_key) "
     f"VALUES ({', '.join('?' for _ in _COLUMNS)}, ?)"
 )
+_FIXED = frozenset({"id", "external_id", "created_at", "first_seen_at"})
+"""Columns an update never changes (left out of _UPDATE to spare their unique indexes)."""
+_CHANGING = tuple(i for i, c in enumerate(_COLUMNS) if c not in _FIXED)
 _UPDATE = (
-    f"UPDATE people SET {', '.join(f'{c} = ?' for c in _COLUMNS)}, email_key = ? WHERE seq = ?"
+    f"UPDATE people SET {', '.join(f'{_COLUMNS[i]} = ?' for i in _CHANGING)}, email_key = ?"
+    " WHERE seq = ?"
 )
 
 _SCHEMA = """
@@ -203,7 +207,7 @@ class Store:
             if row is None:
                 inserts.append(values)
             else:
-                updates.append([*values, row[0]])
+                updates.append(_update_values(values, row[0]))
             answers.append(self._ordered(record))
         db.executemany(_INSERT, inserts)
         db.executemany(_UPDATE, updates)
@@ -262,7 +266,7 @@ class Store:
         if row is None:
             db.execute(_INSERT, values)
         else:
-            db.execute(_UPDATE, (*values, row[0]))
+            db.execute(_UPDATE, _update_values(values, row[0]))
         return self._ordered(record)
 
     def _merged(
@@ -320,6 +324,11 @@ def _merge(record: dict[str, Any], person: PersonInput) -> None:
         record["email"] = person.email
     if person.phone is not None:
         record["phone"] = person.phone
+
+
+def _update_values(values: list[Any], seq: int) -> list[Any]:
+    """The parameters of _UPDATE from a full row of values (email_key last) and its seq."""
+    return [*(values[i] for i in _CHANGING), values[-1], seq]
 
 
 def _distinct_user_ids(people: Sequence[PersonInput]) -> bool:
