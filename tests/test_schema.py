@@ -172,15 +172,32 @@ def test_a_missing_required_column_of_the_users_schema_marks_every_row() -> None
 
 
 def test_a_user_check_that_raises_becomes_report_rows_not_an_exception() -> None:
+    """pandera reports a check that raised once for the column: every row is marked."""
+
     class Fragile(PeopleSchema):
+        plan: Series[Any] = pa.Field(nullable=True)
+
         @pa.check("plan", name="plan_upper", element_wise=True)
         @classmethod
         def _upper(cls, value: Any) -> bool:
             return bool(value.isupper())
 
     result = validate_people(pd.DataFrame({"userId": ["a", "b"], "plan": ["PRO", 3]}), Fragile)
-    assert result.invalid.tolist() == [False, True] or result.invalid.all()
-    assert len(result.report) >= 1
+    assert result.invalid.tolist() == [True, True]
+    assert set(result.report["check"]) == {"plan_upper"}
+    assert "isupper" in str(result.report["value"][0])
+
+
+def test_a_broken_user_schema_is_reported_on_every_row() -> None:
+    class Broken(PeopleSchema):
+        @pa.check("nonexistent", name="never")
+        @classmethod
+        def _never(cls, series: pd.Series) -> pd.Series:
+            return series.notna()
+
+    result = validate_people(pd.DataFrame({"userId": ["a", "b"]}), Broken)
+    assert result.invalid.tolist() == [True, True]
+    assert set(result.report["check"]) == {"schema_error"}
 
 
 def test_a_user_dataframe_check_reports_rows_without_a_column() -> None:
