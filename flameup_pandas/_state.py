@@ -112,14 +112,16 @@ class SyncState:
     def lookup(self, keys: Sequence[str | None], hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For each person: was exactly this payload last sent? And its known flameup_id."""
         wanted = identity_hashes(keys)
-        found = np.searchsorted(self._sorted_hashes, wanted)
-        found = np.minimum(found, max(len(self._sorted_hashes) - 1, 0))
-        hit = (len(self._sorted_hashes) > 0) & (self._sorted_hashes[found] == wanted) & (wanted != 0)
+        unchanged = np.zeros(len(keys), dtype=bool)
+        ids = np.full(len(keys), None, dtype=object)
+        if len(self._sorted_hashes) == 0:
+            return unchanged, ids
+        found = np.minimum(np.searchsorted(self._sorted_hashes, wanted),
+                           len(self._sorted_hashes) - 1)
+        hit = (self._sorted_hashes[found] == wanted) & (wanted != 0)
         rows = self._order[found[hit]] if hit.any() else np.array([], dtype=np.int64)
         stored = self._table["content_hash"].to_numpy()[rows] if len(rows) else rows
-        unchanged = np.zeros(len(keys), dtype=bool)
         unchanged[np.flatnonzero(hit)] = stored == np.asarray(hashes)[hit]
-        ids = np.full(len(keys), None, dtype=object)
         if len(rows):
             ids[np.flatnonzero(hit)] = self._table["flameup_id"].take(pa.array(rows)).to_pylist()
         return unchanged, ids

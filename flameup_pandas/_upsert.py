@@ -7,6 +7,7 @@ DataFrame accessor, the file streamer and the Spark driver.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
@@ -260,25 +261,20 @@ def upsert_frame(
 
     started = time.monotonic()
     plan = rules.plan(df, labels=list(df.index))
-    sync = SyncState.open(state) if state is not None else None
-    hashes = None
-    if sync is not None:
-        if full_refresh:
-            hashes = content_hashes(plan.people)
+    with SyncState.open(state) if state is not None else contextlib.nullcontext() as sync:
+        hashes = None
+        if sync is not None:
+            hashes = content_hashes(plan.people) if full_refresh else plan.skip_unchanged(sync)
+        if dry_run:
+            plan.mark_dry_run()
+            report = RunReport(elapsed=time.monotonic() - started, dry_run=True)
         else:
-            hashes = plan.skip_unchanged(sync)
-    if dry_run:
-        plan.mark_dry_run()
-        report = RunReport(elapsed=time.monotonic() - started, dry_run=True)
-    else:
-        sender = sender_factory()
-        try:
-            deliver_plan(plan, sender, sync, hashes, progress)
-        finally:
-            sender.close()
-            if sync is not None:
-                sync.close()
-        report = sender.report(time.monotonic() - started)
+            sender = sender_factory()
+            try:
+                deliver_plan(plan, sender, sync, hashes, progress)
+            finally:
+                sender.close()
+            report = sender.report(time.monotonic() - started)
     result = assemble(df, plan)
     record_run(result, report)
     return result

@@ -78,7 +78,7 @@ def test_per_person_errors_are_read_without_splitting(flameup_server_factory):
 
 
 def test_lost_answers_are_resent_without_duplicates_or_lost_ids(flameup_server):
-    flameup_server.set_faults(Faults(error_after_store_rate=0.5, drop_after_store_rate=0.3,
+    flameup_server.set_faults(Faults(error_after_store_rate=0.25, drop_after_store_rate=0.15,
                                      seed=7))
     d = deliverer(flameup_server)
     for start in range(0, 1000, 100):
@@ -111,9 +111,10 @@ def test_retries_spent_end_as_failed_with_the_reason(flameup_server):
 def test_429_storms_are_waited_out(flameup_server):
     flameup_server.set_faults(Faults(storm_rate=0.3, storm_length=2, seed=5))
     d = deliverer(flameup_server)
-    outcomes = [o for s in range(0, 300, 100) for o in d.send(people(100, s))]
+    outcomes = [o for s in range(0, 1000, 100) for o in d.send(people(100, s))]
     assert all(o.status == "created" for o in outcomes)
     assert d.stats.rate_limited > 0
+    assert len(flameup_server.people()) == 1000
 
 
 def test_401_raises_instead_of_failing_rows(flameup_server):

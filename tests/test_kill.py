@@ -36,7 +36,7 @@ def test_sigkill_mid_run_then_rerun_completes_without_loss(tmp_path):
         while server.request_count(status=200) < 20 and time.monotonic() < deadline:
             time.sleep(0.02)
         first.send_signal(signal.SIGKILL)
-        first.wait(timeout=30)
+        first.communicate(timeout=30)
         acknowledged = server.request_count(status=200)
         assert 20 <= acknowledged < ROWS // 100, "the kill should land mid-run"
 

@@ -56,7 +56,8 @@ def test_second_run_reports_updated_with_the_same_ids(to_server):
 def test_batches_are_full_except_the_last(flameup_server, to_server):
     customers(250).flameup.upsert(**to_server)
     sizes = [r.people_count for r in flameup_server.requests if r.path.endswith("/people/batch")]
-    assert sizes == [100, 100, 50]
+    # concurrent requests may arrive in any order; only the run's last batch is short
+    assert sorted(sizes, reverse=True) == [100, 100, 50]
 
 
 def test_invalid_rows_are_reported_and_never_sent(flameup_server, to_server):
