@@ -133,6 +133,8 @@ def _other_scalar(value: Any, naive: str, label: str) -> Any:
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, Decimal):
+        if value.is_nan():
+            return None
         if not value.is_finite():
             raise _Unsendable(f"{value} is not valid JSON")
         return float(value)
@@ -239,9 +241,26 @@ def _datetimes(series: pd.Series, naive: str, label: str) -> _Converted:
     return _Converted(_with_nones(strings, missing), missing, {})
 
 
+def _missing_objects(values: np.ndarray) -> np.ndarray:
+    try:
+        return np.asarray(pd.isna(values), dtype=bool)
+    except ArithmeticError:  # a signalling-NaN Decimal, on which pandas' isna raises
+        return np.array([_scalar_missing(v) for v in values], dtype=bool)
+
+
+def _scalar_missing(value: Any) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    if isinstance(value, float | np.floating | Decimal):
+        return bool(value.is_nan()) if isinstance(value, Decimal) else bool(np.isnan(value))
+    if isinstance(value, np.datetime64 | np.timedelta64):
+        return bool(np.isnat(value))
+    return False
+
+
 def _objects(values: np.ndarray, naive: str, label: str) -> _Converted:
     """Any Python objects, one by one (only for columns no faster path fits)."""
-    missing = np.asarray(pd.isna(values), dtype=bool) if values.ndim == 1 else np.zeros(0, bool)
+    missing = _missing_objects(values)
     kind = pd.api.types.infer_dtype(values, skipna=True)
     if kind in ("string", "boolean", "empty"):
         return _verified(_with_nones(values, missing), missing, naive, label)

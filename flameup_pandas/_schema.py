@@ -18,6 +18,7 @@ import functools
 import re
 import zoneinfo
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -278,11 +279,25 @@ def _as_native_strings(series: pd.Series) -> pd.Series:
         return series
 
 
+def _quiet_nans(series: pd.Series) -> pd.Series:
+    """Signalling-NaN Decimals as plain missing values: pandas' isna raises on them."""
+    if not pd.api.types.is_object_dtype(series.dtype):
+        return series
+    try:
+        series.isna()
+    except ArithmeticError:
+        values = [None if isinstance(v, Decimal) and v.is_nan() else v for v in series.to_numpy()]
+        return pd.Series(values, index=series.index, dtype=object)
+    return series
+
+
 def clean_frame(canonical: pd.DataFrame) -> pd.DataFrame:
     """The canonical frame with its string fields cleaned, over a positional RangeIndex."""
     frame = canonical.reset_index(drop=True)
     data = {
-        name: _clean_strings(frame[name]) if name in STRING_FIELDS else frame[name]
+        name: _clean_strings(_quiet_nans(frame[name]))
+        if name in STRING_FIELDS
+        else _quiet_nans(frame[name])
         for name in frame.columns
     }
     if not data:
