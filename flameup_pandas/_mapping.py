@@ -88,7 +88,11 @@ class FieldMap:
 
     def _pairs(self) -> list[tuple[str, Hashable]]:
         pairs: list[tuple[str, Hashable]] = []
-        for name, source in (("userId", self.user_id), ("email", self.email), ("phone", self.phone)):
+        for name, source in (
+            ("userId", self.user_id),
+            ("email", self.email),
+            ("phone", self.phone),
+        ):
             if source is not None:
                 pairs.append((name, source))
         pairs.extend((canonical_trait_column(t), src) for t, src in self.traits.items())
@@ -245,7 +249,9 @@ def resolve_mapping(
                 f"drop one with exclude=[...]"
             )
         all_traits[name] = column
-    _check_duplicates(columns, [c for c in top.values() if c is not None] + list(all_traits.values()))
+    _check_duplicates(
+        columns, [c for c in top.values() if c is not None] + list(all_traits.values())
+    )
     _check_canonical_unique(all_traits)
     return FieldMap(top["userId"], top["email"], top["phone"], all_traits)
 

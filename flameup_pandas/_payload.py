@@ -199,7 +199,7 @@ def _iso_utc(values: np.ndarray) -> list[str]:
 
 @functools.cache
 def _time_table() -> np.ndarray:
-    """"HH:MM:SSZ" for every second of a day."""
+    """ "HH:MM:SSZ" for every second of a day."""
     return np.array(
         [f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}Z" for s in range(86_400)], dtype=object
     )
@@ -317,8 +317,10 @@ def _masked(series: pd.Series, label: str) -> _Converted:
 
 def _arrow(series: pd.Series, naive: str, label: str) -> _Converted:
     pa_type = series.dtype.pyarrow_dtype
-    if pa.types.is_integer(pa_type) or pa.types.is_floating(pa_type) or pa.types.is_boolean(
-        pa_type
+    if (
+        pa.types.is_integer(pa_type)
+        or pa.types.is_floating(pa_type)
+        or pa.types.is_boolean(pa_type)
     ):
         return _masked(series, label)
     if pa.types.is_string(pa_type) or pa.types.is_large_string(pa_type):

@@ -39,16 +39,24 @@ __all__ = [
 ]
 
 REPORT_COLUMNS = ("row", "column", "check", "value")
-STRING_FIELDS: tuple[str, ...] = ("userId", "email", "phone", *(t for t in KNOWN_TRAITS if t != "phone"))
+STRING_FIELDS: tuple[str, ...] = (
+    "userId",
+    "email",
+    "phone",
+    *(t for t in KNOWN_TRAITS if t != "phone"),
+)
 
 # Written for both Python's re (object columns) and RE2 (arrow-backed strings): no \s or \d,
 # whose meaning differs between the two.
 _BLANK = r" \t\r\n\f\v"
 EMAIL_PATTERN = rf"[^@{_BLANK}]+@[^@{_BLANK}.]+(\.[^@{_BLANK}.]+)+"
-LOCALE_PATTERN = (
-    r"[A-Za-z]{2,3}([-_][A-Za-z]{4})?([-_]([A-Za-z]{2}|[0-9]{3}))?([-_]([A-Za-z0-9]{5,8}|[0-9][A-Za-z0-9]{3}))*"
+LOCALE_PATTERN = (  # language, then optional script, region and variants (BCP 47, _ or -)
+    r"[A-Za-z]{2,3}([-_][A-Za-z]{4})?([-_]([A-Za-z]{2}|[0-9]{3}))?"
+    r"([-_]([A-Za-z0-9]{5,8}|[0-9][A-Za-z0-9]{3}))*"
 )
-URL_PATTERN = rf"[hH][tT][tT][pP][sS]?://[^/?#@{_BLANK}]+(@[^/?#@{_BLANK}]+)?(:[0-9]*)?([/?#][^{_BLANK}]*)?"
+URL_PATTERN = (
+    rf"[hH][tT][tT][pP][sS]?://[^/?#@{_BLANK}]+(@[^/?#@{_BLANK}]+)?(:[0-9]*)?([/?#][^{_BLANK}]*)?"
+)
 
 _MESSAGES = {
     "identity_required": "no userId or email (one of them is required)",
@@ -329,9 +337,7 @@ def _report(rows: Any, columns: Any, checks: Any, values: Any) -> pd.DataFrame:
 
 def _whole_frame(n_rows: int, column: Any, check: str, value: Any) -> pd.DataFrame:
     """A failure that concerns every row (a missing column, a dtype, a check that broke)."""
-    return _report(
-        np.arange(n_rows), [column] * n_rows, [check] * n_rows, [value] * n_rows
-    )
+    return _report(np.arange(n_rows), [column] * n_rows, [check] * n_rows, [value] * n_rows)
 
 
 def _from_failure_cases(cases: pd.DataFrame, n_rows: int) -> pd.DataFrame:
@@ -442,11 +448,11 @@ def _shown(value: Any) -> str:
 def row_reasons(report: pd.DataFrame, n_rows: int) -> list[str | None]:
     """Per row position: its problems in one readable line, or None when it has none.
 
-    >>> report = pd.DataFrame({"row": [1, 1], "column": ["email", None],
-    ...                        "check": ["email_plausible", "identity_required"],
-    ...                        "value": ["x@", None]})
+    >>> report = pd.DataFrame({"row": [1, 1], "column": ["email", "userId"],
+    ...                        "check": ["email_plausible", "max_length(255)"],
+    ...                        "value": ["x@", "u" * 300]})
     >>> row_reasons(report, 2)
-    [None, "email: not a plausible email address (value 'x@'); no userId or email (one of them is required)"]
+    [None, "email: not a plausible email address (value 'x@'); userId: longer than 255 characters"]
     """
     reasons: list[list[str]] = [[] for _ in range(n_rows)]
     for row, column, check, value in zip(

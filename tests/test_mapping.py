@@ -22,8 +22,21 @@ def test_defaults_take_identity_known_traits_and_custom_traits() -> None:
     assert fm.user_id == "user_id"
     assert fm.email == "email"
     assert fm.phone == "phone"
-    assert dict(fm.traits) == {"first_name": "first_name", "locale": "locale", "plan": "plan", "7": 7}
-    assert fm.canonical_columns() == ["userId", "email", "phone", "first_name", "locale", "plan", "7"]
+    assert dict(fm.traits) == {
+        "first_name": "first_name",
+        "locale": "locale",
+        "plan": "plan",
+        "7": 7,
+    }
+    assert fm.canonical_columns() == [
+        "userId",
+        "email",
+        "phone",
+        "first_name",
+        "locale",
+        "plan",
+        "7",
+    ]
 
 
 @pytest.mark.parametrize("alias", ["userId", "user_id", "external_id"])
@@ -133,7 +146,9 @@ def test_canonical_frame_renames_and_resets_the_index() -> None:
         {"customer_no": [10, 11], "Email": ["a@x.io", "b@x.io"], "tier": ["pro", "free"]},
         index=pd.Index(["r1", "r1"]),
     )
-    fm = resolve_mapping(df.columns, {"userId": "customer_no", "email": "Email", "traits.plan": "tier"})
+    fm = resolve_mapping(
+        df.columns, {"userId": "customer_no", "email": "Email", "traits.plan": "tier"}
+    )
     out = canonical_frame(df, fm)
     assert list(out.columns) == ["userId", "email", "plan"]
     assert isinstance(out.index, pd.RangeIndex)
@@ -167,7 +182,8 @@ def test_user_ids_integers_become_strings_integral_floats_too() -> None:
     assert floats[2] == 1.5
     assert floats[3] == 2.0**60  # not exactly an int any more: left for validation
     nullable = normalize_user_ids(pd.Series([7, None], dtype="Int64")).tolist()
-    assert nullable[0] == "7" and pd.isna(nullable[1])
+    assert nullable[0] == "7"
+    assert pd.isna(nullable[1])
     assert normalize_user_ids(pd.Series([np.uint64(2**64 - 1)])).tolist() == [str(2**64 - 1)]
     mixed = pd.Series([np.int64(3), "u", True, b"x", 10**30], dtype=object)
     assert normalize_user_ids(mixed).tolist() == ["3", "u", True, b"x", str(10**30)]

@@ -99,8 +99,15 @@ def test_numpy_and_pandas_scalars_become_plain_python() -> None:
     assert first == {
         "userId": "u1",
         "traits": {
-            "i8": 1, "u64": 2**64 - 1, "f32": 1.5, "b": True, "nullable": 7, "nbool": True,
-            "nfloat": 0.5, "obj": 5, "cat": "x",
+            "i8": 1,
+            "u64": 2**64 - 1,
+            "f32": 1.5,
+            "b": True,
+            "nullable": 7,
+            "nbool": True,
+            "nfloat": 0.5,
+            "obj": 5,
+            "cat": "x",
         },
     }
     assert second == {
@@ -138,7 +145,7 @@ def test_nanoseconds_and_other_units_are_kept() -> None:
 
 def test_naive_timestamps_are_an_error_naming_the_column_unless_utc_is_asked() -> None:
     frame = pd.DataFrame({"userId": ["a"], "seen": pd.to_datetime(["2024-01-02 03:04:05"])})
-    with pytest.raises(NaiveTimestampError, match="traits.seen"):
+    with pytest.raises(NaiveTimestampError, match=r"traits\.seen"):
         build_people(frame)
     assert people(frame, naive_timestamps="utc")[0]["traits"] == {  # type: ignore[index]
         "seen": "2024-01-02T03:04:05Z"
@@ -267,7 +274,13 @@ def test_arrow_backed_columns() -> None:
     assert people(frame) == [
         {
             "userId": "a",
-            "traits": {"n": 1, "s": "x", "t": "2024-01-02T00:00:00Z", "d": "2024-01-02", "l": [1, 2]},
+            "traits": {
+                "n": 1,
+                "s": "x",
+                "t": "2024-01-02T00:00:00Z",
+                "d": "2024-01-02",
+                "l": [1, 2],
+            },
         },
         {"userId": "b"},
     ]
@@ -288,7 +301,9 @@ def test_from_a_user_frame_through_mapping_and_validation() -> None:
         },
         index=["x", "y", "z"],
     )
-    fm = resolve_mapping(df.columns, {"userId": "customer_no", "email": "Email", "traits.plan": "tier"})
+    fm = resolve_mapping(
+        df.columns, {"userId": "customer_no", "email": "Email", "traits.plan": "tier"}
+    )
     checked = validate_people(canonical_frame(df, fm))
     payloads = build_people(checked.frame, skip=checked.invalid)
     assert payloads.people == [
@@ -300,7 +315,9 @@ def test_from_a_user_frame_through_mapping_and_validation() -> None:
 
 def test_encode_batch_is_the_request_body() -> None:
     body = encode_batch([{"userId": "u1", "traits": {"x": 1}}, {"email": "é@x.io"}])
-    assert json.loads(body) == {"people": [{"userId": "u1", "traits": {"x": 1}}, {"email": "é@x.io"}]}
+    assert json.loads(body) == {
+        "people": [{"userId": "u1", "traits": {"x": 1}}, {"email": "é@x.io"}]
+    }
     assert encode_batch(()) == b'{"people":[]}'
 
 
@@ -324,8 +341,12 @@ def test_content_hashes_are_pinned_across_versions_and_processes() -> None:
         f"print(content_hashes([{person!r}]).tolist())"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True,
-        env={"PYTHONHASHSEED": "123", "PYTHONPATH": sys.path[0]}, cwd=sys.path[0],
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONHASHSEED": "123", "PYTHONPATH": sys.path[0]},
+        cwd=sys.path[0],
     ).stdout
     assert out.strip() == str(expected)
 
@@ -399,7 +420,8 @@ def test_odd_frames_every_row_is_a_person_or_has_a_reason(frame: pd.DataFrame, n
         if person is None:
             assert reasons[position] is not None or position in payloads.problems
             continue
-        assert reasons[position] is None and position not in payloads.problems
+        assert reasons[position] is None
+        assert position not in payloads.problems
         assert isinstance(person.get("userId") or person.get("email"), str)
         assert _round_trip(person) == person
         identity_key(person)
@@ -413,7 +435,11 @@ def test_odd_frames_every_row_is_a_person_or_has_a_reason(frame: pd.DataFrame, n
     st.lists(
         st.tuples(
             st.text(min_size=1, max_size=8),
-            st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False, allow_infinity=False)),
+            st.one_of(
+                st.none(),
+                st.integers(-(2**63), 2**63 - 1),
+                st.floats(allow_nan=False, allow_infinity=False),
+            ),
         ),
         max_size=8,
     )
@@ -421,7 +447,11 @@ def test_odd_frames_every_row_is_a_person_or_has_a_reason(frame: pd.DataFrame, n
 def test_typed_columns_round_trip_exactly(rows: list[tuple[str, Any]]) -> None:
     user_ids = [f"u{i}" for i in range(len(rows))]
     frame = pd.DataFrame(
-        {"userId": user_ids, "name": [r[0] for r in rows], "n": pd.Series([r[1] for r in rows], dtype=object)}
+        {
+            "userId": user_ids,
+            "name": [r[0] for r in rows],
+            "n": pd.Series([r[1] for r in rows], dtype=object),
+        }
     )
     result = build_people(frame)
     for person, (name, number) in zip(result.people, rows, strict=True):
