@@ -18,6 +18,7 @@ an integer column with a missing value) are treated the same way when they are e
 from __future__ import annotations
 
 import numbers
+from collections import Counter
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -187,9 +188,9 @@ def _default_top(
 
 
 def _check_duplicates(columns: Sequence[Hashable], used: Sequence[Hashable]) -> None:
-    counts = pd.Index(columns).value_counts()
+    counts = Counter(columns)
     for column in used:
-        if counts.get(column, 0) > 1:
+        if counts[column] > 1:
             raise MappingError(
                 f"the frame has {counts[column]} columns labelled {column!r}; rename them or "
                 f"drop them with exclude=[{column!r}]"
@@ -303,7 +304,7 @@ def _user_id_string(value: Any) -> Any:
         isinstance(value, float | np.floating)
         and np.isfinite(value)
         and float(value).is_integer()
-        and abs(value) < _EXACT_FLOAT_LIMIT
+        and abs(float(value)) < _EXACT_FLOAT_LIMIT
     ):
         return str(int(value))
     return value

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import orjson
@@ -192,7 +192,7 @@ def _iso_utc(values: np.ndarray) -> list[str]:
     for name, ns in _FRACTION_UNITS:
         fits = remaining & (fraction_ns % ns == 0)
         if fits.any():
-            out[fits] = np.datetime_as_string(values[fits], unit=name, timezone="UTC")
+            out[fits] = np.datetime_as_string(values[fits], unit=cast(Any, name), timezone="UTC")
             remaining &= ~fits
     return out.tolist()  # type: ignore[no-any-return]
 
@@ -316,7 +316,7 @@ def _masked(series: pd.Series, label: str) -> _Converted:
 
 
 def _arrow(series: pd.Series, naive: str, label: str) -> _Converted:
-    pa_type = series.dtype.pyarrow_dtype
+    pa_type = cast(pd.ArrowDtype, series.dtype).pyarrow_dtype
     if (
         pa.types.is_integer(pa_type)
         or pa.types.is_floating(pa_type)
@@ -325,14 +325,20 @@ def _arrow(series: pd.Series, naive: str, label: str) -> _Converted:
         return _masked(series, label)
     if pa.types.is_string(pa_type) or pa.types.is_large_string(pa_type):
         missing = series.isna().to_numpy(dtype=bool)
-        return _Converted(series.to_numpy(dtype=object, na_value=None).tolist(), missing, {})
+        return _Converted(_object_values(series), missing, {})
     if pa.types.is_timestamp(pa_type):
         tz = pa_type.tz
-        target = pd.DatetimeTZDtype(pa_type.unit, tz) if tz else f"datetime64[{pa_type.unit}]"
+        target: Any = pd.DatetimeTZDtype(pa_type.unit, tz) if tz else f"datetime64[{pa_type.unit}]"
         return _datetimes(series.astype(target), naive, label)
     values = np.empty(len(series), dtype=object)
     values[:] = pa.array(series.array).to_pylist()
     return _objects(values, naive, label)
+
+
+def _object_values(series: pd.Series) -> list[Any]:
+    """A string column's values as Python objects, None where missing."""
+    values: list[Any] = cast(Any, series).to_numpy(dtype=object, na_value=None).tolist()
+    return values
 
 
 def _categorical(series: pd.Series, naive: str, label: str) -> _Converted:
@@ -356,7 +362,7 @@ def _convert(series: pd.Series, naive: str, label: str) -> _Converted:
     if isinstance(dtype, pd.CategoricalDtype):
         return _categorical(series, naive, label)
     if isinstance(dtype, pd.SparseDtype):
-        return _convert(series.sparse.to_dense(), naive, label)
+        return _convert(cast(Any, series).sparse.to_dense(), naive, label)
     if isinstance(dtype, pd.ArrowDtype):
         return _arrow(series, naive, label)
     if isinstance(dtype, pd.DatetimeTZDtype) or dtype.kind == "M":
@@ -368,13 +374,13 @@ def _convert(series: pd.Series, naive: str, label: str) -> _Converted:
         return _Converted([None] * len(series), np.ones(len(series), dtype=bool), problems)
     if pd.api.types.is_string_dtype(dtype) and not pd.api.types.is_object_dtype(dtype):
         missing = series.isna().to_numpy(dtype=bool)
-        values = series.to_numpy(dtype=object, na_value=None).tolist()
+        values = _object_values(series)
         if getattr(dtype, "storage", "pyarrow") == "pyarrow":
             return _Converted(values, missing, {})
         return _verified(values, missing, naive, label)
     if isinstance(dtype, np.dtype) and dtype.kind in "biu":
-        values = series.to_numpy()
-        return _Converted(values.tolist(), np.zeros(len(values), dtype=bool), {})
+        numbers = series.to_numpy()
+        return _Converted(numbers.tolist(), np.zeros(len(numbers), dtype=bool), {})
     if isinstance(dtype, np.dtype) and dtype.kind == "f":
         return _floats(series.to_numpy(), label)
     if pd.api.types.is_extension_array_dtype(dtype) and dtype.kind in "biuf":

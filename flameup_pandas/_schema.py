@@ -90,10 +90,11 @@ def _strings(series: pd.Series) -> tuple[pd.Series, np.ndarray]:
     if _is_native_string(series.dtype):
         return series, series.notna().to_numpy(dtype=bool)
     if pd.api.types.is_object_dtype(series.dtype):
-        values = series.to_numpy()
+        values = np.array(series.to_numpy(), dtype=object)  # a writable copy
         is_str = np.fromiter((isinstance(v, str) for v in values), dtype=bool, count=len(values))
-        return pd.Series(np.where(is_str, values, None), index=series.index, dtype=object), is_str
-    return pd.Series([None] * len(series), index=series.index, dtype=object), np.zeros(
+        values[~is_str] = None
+        return pd.Series(values, index=series.index, dtype="object"), is_str
+    return pd.Series([None] * len(series), index=series.index, dtype="object"), np.zeros(
         len(series), dtype=bool
     )
 
@@ -104,7 +105,7 @@ def _fullmatch(strings: pd.Series, is_str: np.ndarray, pattern: str) -> np.ndarr
         return np.zeros(len(strings), dtype=bool)
     if _is_native_string(strings.dtype):
         matched = strings.str.fullmatch(pattern)
-        return matched.fillna(False).to_numpy(dtype=bool) & is_str
+        return np.asarray(matched.fillna(False).to_numpy(dtype=bool) & is_str, dtype=bool)
     regex = re.compile(pattern)
     return np.fromiter(
         (isinstance(v, str) and regex.fullmatch(v) is not None for v in strings.to_numpy()),
@@ -365,7 +366,7 @@ def _from_failure_cases(cases: pd.DataFrame, n_rows: int) -> pd.DataFrame:
         )
     )
     for case in cases[~has_row].itertuples(index=False):
-        column = case.column if isinstance(case.column, str) else None
+        column: Any = case.column if isinstance(case.column, str) else None
         if str(case.check) == "column_in_dataframe":
             column = case.failure_case
         parts.append(_whole_frame(n_rows, column, str(case.check), case.failure_case))
