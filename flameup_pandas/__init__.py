@@ -15,6 +15,7 @@ from ._client import FlameupClient, Timeout
 from ._result import STATUSES, RunReport, Summary
 from ._retry import RetryPolicy
 from ._schema import PeopleSchema
+from ._version import __version__
 from .exceptions import (
     APIError,
     AuthenticationError,
@@ -29,8 +30,6 @@ from .exceptions import (
     StateError,
     TransportError,
 )
-
-from ._version import __version__
 
 __all__ = [
     "STATUSES",

@@ -35,8 +35,13 @@ def validate(
     Empty when every row can be sent. Never raises for bad data: it reports it. Values that
     JSON cannot carry (inf, bytes) are reported too, under the check ``json_value``.
     """
-    rules = Rules(mapping=mapping, traits=traits, exclude=exclude, schema=schema,
-                  naive_timestamps=naive_timestamps)
+    rules = Rules(
+        mapping=mapping,
+        traits=traits,
+        exclude=exclude,
+        schema=schema,
+        naive_timestamps=naive_timestamps,
+    )
     return rules.plan(df).report
 
 
@@ -51,8 +56,14 @@ def to_people(
     naive_timestamps: Literal["error", "utc"] = "error",
 ) -> list[dict[str, Any]]:
     """The people dicts exactly as upsert would send them, for the rows it would send."""
-    rules = Rules(mapping=mapping, traits=traits, exclude=exclude, schema=schema,
-                  send_nulls=send_nulls, naive_timestamps=naive_timestamps)
+    rules = Rules(
+        mapping=mapping,
+        traits=traits,
+        exclude=exclude,
+        schema=schema,
+        send_nulls=send_nulls,
+        naive_timestamps=naive_timestamps,
+    )
     plan = rules.plan(df)
     return [person for p in plan.pending() if (person := plan.people[p]) is not None]
 
@@ -86,17 +97,37 @@ def upsert(
     and ``flameup_error`` (why, for every status but created/updated). Same index, same order,
     same columns as ``df``. ``result.flameup.summary()`` tells what the run did.
     """
-    rules = Rules(mapping=mapping, traits=traits, exclude=exclude, schema=schema,
-                  send_nulls=send_nulls, naive_timestamps=naive_timestamps,
-                  on_duplicate=on_duplicate)
+    rules = Rules(
+        mapping=mapping,
+        traits=traits,
+        exclude=exclude,
+        schema=schema,
+        send_nulls=send_nulls,
+        naive_timestamps=naive_timestamps,
+        on_duplicate=on_duplicate,
+    )
 
     def open_sender() -> Sender:
-        return Sender.open(client, api_key=api_key, base_url=base_url, timeout=timeout,
-                           allow_http=allow_http, rate_limit=rate_limit,
-                           concurrency=concurrency, retry=retry)
+        return Sender.open(
+            client,
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            allow_http=allow_http,
+            rate_limit=rate_limit,
+            concurrency=concurrency,
+            retry=retry,
+        )
 
-    return upsert_frame(df, rules=rules, sender_factory=open_sender, state=state,
-                        full_refresh=full_refresh, dry_run=dry_run, progress=progress)
+    return upsert_frame(
+        df,
+        rules=rules,
+        sender_factory=open_sender,
+        state=state,
+        full_refresh=full_refresh,
+        dry_run=dry_run,
+        progress=progress,
+    )
 
 
 def upsert_file(
@@ -130,15 +161,39 @@ def upsert_file(
     ``results`` parquet file as answers arrive. With ``state=`` only new or changed people
     are sent. Returns the run's :class:`Summary`.
     """
-    rules = Rules(mapping=mapping, traits=traits, exclude=exclude, schema=schema,
-                  send_nulls=send_nulls, naive_timestamps=naive_timestamps)
-    sender = None if dry_run else Sender.open(
-        client, api_key=api_key, base_url=base_url, timeout=timeout, allow_http=allow_http,
-        rate_limit=rate_limit, concurrency=concurrency, retry=retry)
+    rules = Rules(
+        mapping=mapping,
+        traits=traits,
+        exclude=exclude,
+        schema=schema,
+        send_nulls=send_nulls,
+        naive_timestamps=naive_timestamps,
+    )
+    sender = (
+        None
+        if dry_run
+        else Sender.open(
+            client,
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            allow_http=allow_http,
+            rate_limit=rate_limit,
+            concurrency=concurrency,
+            retry=retry,
+        )
+    )
     try:
-        return upsert_file_with(path, rules=rules, sender=sender, results=results, state=state,
-                                full_refresh=full_refresh, progress=progress,
-                                chunk_rows=chunk_rows)
+        return upsert_file_with(
+            path,
+            rules=rules,
+            sender=sender,
+            results=results,
+            state=state,
+            full_refresh=full_refresh,
+            progress=progress,
+            chunk_rows=chunk_rows,
+        )
     finally:
         if sender is not None:
             sender.close()

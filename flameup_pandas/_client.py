@@ -77,7 +77,9 @@ class Answer:
         """The exception that stands for this (error) answer, with the server's message."""
         message, fields, request_id = read_error_body(self.body, self.text)
         return error_class(self.status)(
-            message or f"HTTP {self.status}", status=self.status, fields=fields,
+            message or f"HTTP {self.status}",
+            status=self.status,
+            fields=fields,
             request_id=request_id,
         )
 
@@ -183,7 +185,9 @@ class FlameupClient:
                 f"no Flameup API key: pass api_key= or set the {API_KEY_ENV} environment variable"
             )
         if key != key.strip() or any(ch.isspace() for ch in key):
-            raise ConfigurationError("the Flameup API key contains whitespace; check how it was set")
+            raise ConfigurationError(
+                "the Flameup API key contains whitespace; check how it was set"
+            )
         url = base_url if base_url is not None else os.environ.get(BASE_URL_ENV, DEFAULT_BASE_URL)
         self.base_url = check_base_url(url, allow_http=allow_http)
         self.__key = key
@@ -204,7 +208,9 @@ class FlameupClient:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.close()
@@ -213,7 +219,11 @@ class FlameupClient:
         self._session.close()
 
     def request(
-        self, method: str, path: str, *, body: bytes | None = None,
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
         params: Mapping[str, Any] | None = None,
     ) -> Answer:
         """Send one request and return the answer, whatever its status.
@@ -226,12 +236,18 @@ class FlameupClient:
         started = time.monotonic()
         try:
             response = self._session.request(
-                method, self.base_url + path, data=body, params=params, headers=headers,
+                method,
+                self.base_url + path,
+                data=body,
+                params=params,
+                headers=headers,
                 timeout=self.timeout.as_requests(),
             )
             text = response.text
         except requests.Timeout as exc:
-            raise TransportError(f"{method} {path}: no answer within the timeout ({exc.__class__.__name__})") from None
+            raise TransportError(
+                f"{method} {path}: no answer within the timeout ({exc.__class__.__name__})"
+            ) from None
         except requests.RequestException as exc:
             raise TransportError(f"{method} {path}: {_describe_transport_error(exc)}") from None
         return Answer(

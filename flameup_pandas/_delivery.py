@@ -33,7 +33,7 @@ from ._payload import encode_batch
 from ._retry import RetryPolicy
 from .exceptions import APIError, AuthenticationError, TransportError
 
-__all__ = ["DeliveryStats", "Deliverer", "PersonOutcome"]
+__all__ = ["Deliverer", "DeliveryStats", "PersonOutcome"]
 
 logger = logging.getLogger("flameup_pandas")
 
@@ -69,8 +69,12 @@ class DeliveryStats:
                 setattr(self, name, getattr(self, name) + value)
 
     def as_dict(self) -> dict[str, int]:
-        return {"requests": self.requests, "retries": self.retries,
-                "rate_limited": self.rate_limited, "splits": self.splits}
+        return {
+            "requests": self.requests,
+            "retries": self.retries,
+            "rate_limited": self.rate_limited,
+            "splits": self.splits,
+        }
 
 
 class _GaveUp(Exception):
@@ -120,7 +124,8 @@ class Deliverer:
         raise stop_error(answer)
 
     def stream(
-        self, batches: Iterable[tuple[T, People]],
+        self,
+        batches: Iterable[tuple[T, People]],
         on_done: Callable[[int], None] | None = None,
     ) -> Iterator[tuple[T, list[PersonOutcome]]]:
         """Deliver batches concurrently; yield ``(tag, outcomes)`` as each batch completes."""
@@ -263,8 +268,11 @@ def read_success(people: People, answer: Answer) -> list[PersonOutcome]:
         if index in refused:
             outcomes.append(PersonOutcome("rejected", error=refused[index]))
         elif stored is None:
-            outcomes.append(PersonOutcome(
-                "failed", error="Flameup's answer did not include this person; rerun to confirm"))
+            outcomes.append(
+                PersonOutcome(
+                    "failed", error="Flameup's answer did not include this person; rerun to confirm"
+                )
+            )
         else:
             status = "created" if created[index] else "updated"
             outcomes.append(PersonOutcome(status, flameup_id=str(stored.get("id"))))
@@ -278,8 +286,10 @@ def _created_flags(matched: list[dict[str, Any] | None], body: dict[str, Any]) -
     otherwise (a server whose clocks differ by a microsecond), the counts win where they are
     unambiguous (all created, or all updated).
     """
-    flags = [bool(s and s.get("created_at") and s.get("created_at") == s.get("updated_at"))
-             for s in matched]
+    flags = [
+        bool(s and s.get("created_at") and s.get("created_at") == s.get("updated_at"))
+        for s in matched
+    ]
     created_count = body.get("created_count")
     updated_count = body.get("updated_count")
     found = sum(s is not None for s in matched)
@@ -289,8 +299,11 @@ def _created_flags(matched: list[dict[str, Any] | None], body: dict[str, Any]) -
         elif isinstance(updated_count, int) and updated_count == found:
             flags = [False] * len(matched)
         else:
-            logger.warning("answer counts (%s created) disagree with its timestamps (%d)",
-                           created_count, sum(flags))
+            logger.warning(
+                "answer counts (%s created) disagree with its timestamps (%d)",
+                created_count,
+                sum(flags),
+            )
     return flags
 
 
@@ -306,7 +319,9 @@ def _refused_people(errors: Any, people: People) -> dict[int, str]:
         if not 0 <= index < len(people):
             continue
         fields = item.get("fields")
-        detail = "; ".join(f"{k}: {v}" for k, v in fields.items()) if isinstance(fields, dict) else ""
+        detail = (
+            "; ".join(f"{k}: {v}" for k, v in fields.items()) if isinstance(fields, dict) else ""
+        )
         message = str(item.get("message") or "refused")
         refused[index] = f"{message} ({detail})" if detail else message
     return refused
@@ -318,12 +333,17 @@ def auth_error(answer: Answer) -> AuthenticationError:
     return AuthenticationError(
         f"Flameup says the API key {what} ({error.message}). "
         "Check FLAMEUP_API_KEY (a ws_live_/ws_test_ key of this workspace) and FLAMEUP_BASE_URL.",
-        status=answer.status, request_id=error.request_id,
+        status=answer.status,
+        request_id=error.request_id,
     )
 
 
 def stop_error(answer: Answer) -> APIError:
     error = answer.error()
     hint = " Check FLAMEUP_BASE_URL." if answer.status in (404, 405) else ""
-    return type(error)(f"{error.message}.{hint}", status=error.status, fields=error.fields,
-                       request_id=error.request_id)
+    return type(error)(
+        f"{error.message}.{hint}",
+        status=error.status,
+        fields=error.fields,
+        request_id=error.request_id,
+    )

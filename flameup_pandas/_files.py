@@ -40,14 +40,16 @@ __all__ = ["RESULTS_SCHEMA", "read_chunks", "upsert_file_with"]
 logger = logging.getLogger("flameup_pandas")
 
 CHUNK_ROWS = 50_000
-RESULTS_SCHEMA = pa.schema([
-    ("row", pa.int64()),
-    ("userId", pa.string()),
-    ("email", pa.string()),
-    ("flameup_id", pa.string()),
-    ("flameup_status", pa.string()),
-    ("flameup_error", pa.string()),
-])
+RESULTS_SCHEMA = pa.schema(
+    [
+        ("row", pa.int64()),
+        ("userId", pa.string()),
+        ("email", pa.string()),
+        ("flameup_id", pa.string()),
+        ("flameup_status", pa.string()),
+        ("flameup_error", pa.string()),
+    ]
+)
 _TEXT_COLUMNS = ("userId", "user_id", "external_id", "email", "phone", *KNOWN_TRAITS)
 
 
@@ -61,7 +63,9 @@ def open_dataset(source: str | Path | ds.Dataset, text_columns: tuple[str, ...] 
     path = Path(source)
     if not path.exists():
         raise ConfigurationError(f"no such file or directory: {path}")
-    if path.suffix.lower() in (".csv", ".tsv") or (path.suffix.lower() == ".gz" and ".csv" in path.name):
+    if path.suffix.lower() in (".csv", ".tsv") or (
+        path.suffix.lower() == ".gz" and ".csv" in path.name
+    ):
         with open(path, newline="", encoding="utf-8", errors="replace") as handle:
             header = next(csv.reader(handle), [])
         wanted = {*_TEXT_COLUMNS, *text_columns}
@@ -115,14 +119,19 @@ class ResultsWriter:
         if self._writer is None:
             return
         people = [plan.people[p] or {} for p in positions]
-        self._buffer.append(pa.table({
-            "row": pa.array([plan.labels[p] for p in positions], pa.int64()),
-            "userId": pa.array([_text(p.get("userId")) for p in people], pa.string()),
-            "email": pa.array([_text(p.get("email")) for p in people], pa.string()),
-            "flameup_id": pa.array(plan.flameup_id[positions].tolist(), pa.string()),
-            "flameup_status": pa.array(statuses.tolist(), pa.string()),
-            "flameup_error": pa.array(plan.error[positions].tolist(), pa.string()),
-        }, schema=RESULTS_SCHEMA))
+        self._buffer.append(
+            pa.table(
+                {
+                    "row": pa.array([plan.labels[p] for p in positions], pa.int64()),
+                    "userId": pa.array([_text(p.get("userId")) for p in people], pa.string()),
+                    "email": pa.array([_text(p.get("email")) for p in people], pa.string()),
+                    "flameup_id": pa.array(plan.flameup_id[positions].tolist(), pa.string()),
+                    "flameup_status": pa.array(statuses.tolist(), pa.string()),
+                    "flameup_error": pa.array(plan.error[positions].tolist(), pa.string()),
+                },
+                schema=RESULTS_SCHEMA,
+            )
+        )
         self._buffered += len(positions)
         if self._buffered >= self._buffer_rows:
             self.flush()
@@ -163,7 +172,10 @@ def upsert_file_with(
     bar = progress_bar(total or 0, progress and total is not None, desc="upsert")
     would_send = 0
     try:
-        chunks = (_plan_chunk(frame, rules, sync, full_refresh) for frame in read_chunks(dataset, chunk_rows))
+        chunks = (
+            _plan_chunk(frame, rules, sync, full_refresh)
+            for frame in read_chunks(dataset, chunk_rows)
+        )
         if sender is None:
             for chunk in chunks:
                 would_send += len(chunk.plan.pending())
@@ -190,12 +202,16 @@ def upsert_file_with(
 def _mapped_text_columns(rules: Rules) -> tuple[str, ...]:
     if not rules.mapping:
         return ()
-    return tuple(str(v) for k, v in rules.mapping.items()
-                 if k in ("userId", "email", "phone") or k.removeprefix("traits.") in KNOWN_TRAITS)
+    return tuple(
+        str(v)
+        for k, v in rules.mapping.items()
+        if k in ("userId", "email", "phone") or k.removeprefix("traits.") in KNOWN_TRAITS
+    )
 
 
-def _plan_chunk(frame: pd.DataFrame, rules: Rules, sync: SyncState | None,
-                full_refresh: bool) -> _Chunk:
+def _plan_chunk(
+    frame: pd.DataFrame, rules: Rules, sync: SyncState | None, full_refresh: bool
+) -> _Chunk:
     plan = rules.plan(frame, labels=frame.index)
     hashes = None
     if sync is not None:
@@ -206,8 +222,9 @@ def _plan_chunk(frame: pd.DataFrame, rules: Rules, sync: SyncState | None,
 Member = tuple[_Chunk, int]
 
 
-def _batches(chunks: Iterator[_Chunk], writer: ResultsWriter,
-             bar: Any) -> Iterator[tuple[list[Member], list[dict[str, Any]]]]:
+def _batches(
+    chunks: Iterator[_Chunk], writer: ResultsWriter, bar: Any
+) -> Iterator[tuple[list[Member], list[dict[str, Any]]]]:
     """Full batches across chunk boundaries; rows settled without sending are written at once.
 
     A request may carry the end of one chunk and the start of the next: each person travels
@@ -234,8 +251,9 @@ def _person(member: Member) -> dict[str, Any]:
     return person
 
 
-def _by_chunk(members: list[Member], outcomes: list[PersonOutcome]
-              ) -> Iterator[tuple[_Chunk, list[int], list[PersonOutcome]]]:
+def _by_chunk(
+    members: list[Member], outcomes: list[PersonOutcome]
+) -> Iterator[tuple[_Chunk, list[int], list[PersonOutcome]]]:
     groups: dict[int, tuple[_Chunk, list[int], list[PersonOutcome]]] = {}
     for (chunk, position), outcome in zip(members, outcomes, strict=True):
         group = groups.setdefault(id(chunk), (chunk, [], []))
@@ -244,10 +262,16 @@ def _by_chunk(members: list[Member], outcomes: list[PersonOutcome]
     yield from groups.values()
 
 
-def _settle(chunk: _Chunk, positions: list[int], outcomes: list[PersonOutcome],
-            sync: SyncState | None, writer: ResultsWriter) -> None:
+def _settle(
+    chunk: _Chunk,
+    positions: list[int],
+    outcomes: list[PersonOutcome],
+    sync: SyncState | None,
+    writer: ResultsWriter,
+) -> None:
     chunk.plan.apply(positions, outcomes)
     if sync is not None and chunk.hashes is not None:
-        sync.record_outcomes([chunk.plan.keys[p] for p in positions],
-                             chunk.hashes[positions], outcomes)
+        sync.record_outcomes(
+            [chunk.plan.keys[p] for p in positions], chunk.hashes[positions], outcomes
+        )
     writer.add(chunk.plan, np.asarray(positions))

@@ -64,15 +64,22 @@ class Summary:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"rows": self.rows, **self.counts}
         if self.run is not None:
-            out.update(requests=self.run.requests, retries=self.run.retries,
-                       rate_limited=self.run.rate_limited, splits=self.run.splits,
-                       elapsed_s=round(self.run.elapsed, 3), dry_run=self.run.dry_run)
+            out.update(
+                requests=self.run.requests,
+                retries=self.run.retries,
+                rate_limited=self.run.rate_limited,
+                splits=self.run.splits,
+                elapsed_s=round(self.run.elapsed, 3),
+                dry_run=self.run.dry_run,
+            )
         out.update(self.extra)
         return out
 
     def _lines(self) -> list[tuple[str, str]]:
-        return [(k, f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v))
-                for k, v in self.to_dict().items()]
+        return [
+            (k, f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v))
+            for k, v in self.to_dict().items()
+        ]
 
     def __str__(self) -> str:
         lines = self._lines()
@@ -80,9 +87,11 @@ class Summary:
         return "\n".join(f"{k:<{width}}  {v:>10}" for k, v in lines)
 
     def _repr_html_(self) -> str:
-        cells = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
-                        f"<td style='text-align:right'>{html.escape(v)}</td></tr>"
-                        for k, v in self._lines())
+        cells = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
+            f"<td style='text-align:right'>{html.escape(v)}</td></tr>"
+            for k, v in self._lines()
+        )
         return f"<table>{cells}</table>"
 
 
@@ -105,6 +114,8 @@ def record_run(result: pd.DataFrame, report: RunReport) -> None:
 def summarize(result: pd.DataFrame) -> Summary:
     """The summary of a result frame (one that has a ``flameup_status`` column)."""
     if "flameup_status" not in result.columns:
-        raise ValueError("this frame has no flameup_status column: summary() is for the frame "
-                         "that df.flameup.upsert() returns")
+        raise ValueError(
+            "this frame has no flameup_status column: summary() is for the frame "
+            "that df.flameup.upsert() returns"
+        )
     return Summary(count_statuses(result["flameup_status"]), _RUNS.get(id(result)))

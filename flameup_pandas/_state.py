@@ -46,13 +46,15 @@ __all__ = ["SyncState", "identity_hashes"]
 
 logger = logging.getLogger("flameup_pandas")
 
-STATE_SCHEMA = pa.schema([
-    ("identity", pa.string()),
-    ("identity_hash", pa.int64()),
-    ("content_hash", pa.int64()),
-    ("flameup_id", pa.string()),
-    ("synced_at", pa.timestamp("us", tz="UTC")),
-])
+STATE_SCHEMA = pa.schema(
+    [
+        ("identity", pa.string()),
+        ("identity_hash", pa.int64()),
+        ("content_hash", pa.int64()),
+        ("flameup_id", pa.string()),
+        ("synced_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
 
 
 def identity_hashes(keys: Sequence[str | None]) -> np.ndarray:
@@ -97,7 +99,7 @@ class SyncState:
         return cls(path, table, lock)
 
     def __len__(self) -> int:
-        return self._table.num_rows
+        return int(self._table.num_rows)
 
     def __enter__(self) -> SyncState:
         return self
@@ -107,17 +109,21 @@ class SyncState:
 
     def frame(self) -> pd.DataFrame:
         """The state as a DataFrame (one row per identity)."""
-        return self._table.to_pandas()
+        frame: pd.DataFrame = self._table.to_pandas()
+        return frame
 
-    def lookup(self, keys: Sequence[str | None], hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def lookup(
+        self, keys: Sequence[str | None], hashes: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """For each person: was exactly this payload last sent? And its known flameup_id."""
         wanted = identity_hashes(keys)
         unchanged = np.zeros(len(keys), dtype=bool)
         ids = np.full(len(keys), None, dtype=object)
         if len(self._sorted_hashes) == 0:
             return unchanged, ids
-        found = np.minimum(np.searchsorted(self._sorted_hashes, wanted),
-                           len(self._sorted_hashes) - 1)
+        found = np.minimum(
+            np.searchsorted(self._sorted_hashes, wanted), len(self._sorted_hashes) - 1
+        )
         hit = (self._sorted_hashes[found] == wanted) & (wanted != 0)
         rows = self._order[found[hit]] if hit.any() else np.array([], dtype=np.int64)
         stored = self._table["content_hash"].to_numpy()[rows] if len(rows) else rows
@@ -126,8 +132,9 @@ class SyncState:
             ids[np.flatnonzero(hit)] = self._table["flameup_id"].take(pa.array(rows)).to_pylist()
         return unchanged, ids
 
-    def record_outcomes(self, keys: Sequence[str | None], hashes: np.ndarray,
-                        outcomes: Sequence[PersonOutcome]) -> None:
+    def record_outcomes(
+        self, keys: Sequence[str | None], hashes: np.ndarray, outcomes: Sequence[PersonOutcome]
+    ) -> None:
         """Append the people Flameup acknowledged (created/updated) to the journal, durably."""
         now = datetime.now(UTC).isoformat()
         lines = [
@@ -185,14 +192,18 @@ def read_journal(path: Path) -> pa.Table:
             except orjson.JSONDecodeError:
                 logger.warning("ignoring a torn line in %s (a run was killed mid-write)", path)
     keys = [r["i"] for r in records]
-    return pa.table({
-        "identity": pa.array(keys, pa.string()),
-        "identity_hash": pa.array(identity_hashes(keys), pa.int64()),
-        "content_hash": pa.array([r["h"] for r in records], pa.int64()),
-        "flameup_id": pa.array([r["id"] for r in records], pa.string()),
-        "synced_at": pa.array(pd.to_datetime([r["t"] for r in records], utc=True,
-                                             format="ISO8601")).cast(STATE_SCHEMA.field(4).type),
-    }, schema=STATE_SCHEMA)
+    return pa.table(
+        {
+            "identity": pa.array(keys, pa.string()),
+            "identity_hash": pa.array(identity_hashes(keys), pa.int64()),
+            "content_hash": pa.array([r["h"] for r in records], pa.int64()),
+            "flameup_id": pa.array([r["id"] for r in records], pa.string()),
+            "synced_at": pa.array(
+                pd.to_datetime([r["t"] for r in records], utc=True, format="ISO8601")
+            ).cast(STATE_SCHEMA.field(4).type),
+        },
+        schema=STATE_SCHEMA,
+    )
 
 
 def merge(base: pa.Table, newer: pa.Table) -> pa.Table:

@@ -25,7 +25,7 @@ from ._pacing import shared_limiter
 from ._payload import build_people, content_hashes, identity_keys
 from ._result import RESULT_COLUMNS, RunReport, record_run
 from ._retry import RetryPolicy
-from ._schema import validate_people, row_reasons
+from ._schema import row_reasons, validate_people
 from .exceptions import DuplicateIdentityError
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ __all__ = ["Plan", "Rules", "Sender", "upsert_frame"]
 logger = logging.getLogger("flameup_pandas")
 
 BATCH_SIZE = 100
+Labels = Sequence[Any] | pd.Index
 UNCHANGED = "unchanged since last sync"
 
 
@@ -58,53 +59,71 @@ class Rules:
             raise ValueError(f"on_duplicate must be 'last' or 'error', got {self.on_duplicate!r}")
         if self.naive_timestamps not in ("error", "utc"):
             raise ValueError(
-                f"naive_timestamps must be 'error' or 'utc', got {self.naive_timestamps!r}")
+                f"naive_timestamps must be 'error' or 'utc', got {self.naive_timestamps!r}"
+            )
 
     def fieldmap(self, columns: Sequence[Hashable]) -> FieldMap:
         return resolve_mapping(columns, self.mapping, self.traits, self.exclude)
 
-    def plan(self, df: pd.DataFrame, labels: Sequence[Any] | None = None) -> Plan:
+    def plan(self, df: pd.DataFrame, labels: Labels | None = None) -> Plan:
         """Validate and convert a frame; every row gets a person dict or a reason it has none."""
         fieldmap = self.fieldmap(list(df.columns))
         validation = validate_people(canonical_frame(df, fieldmap), self.schema)
-        payloads = build_people(validation.frame, skip=validation.invalid,
-                                send_nulls=self.send_nulls,
-                                naive_timestamps=self.naive_timestamps)
+        payloads = build_people(
+            validation.frame,
+            skip=validation.invalid,
+            send_nulls=self.send_nulls,
+            naive_timestamps=self.naive_timestamps,
+        )
         plan = Plan.start(len(df), payloads.people, list(df.index) if labels is None else labels)
         reasons = row_reasons(validation.report, len(df))
-        for position in np.flatnonzero(validation.invalid):
-            plan.mark(position, "invalid", reasons[position] or "failed validation")
+        for invalid in np.flatnonzero(validation.invalid).tolist():
+            plan.mark(invalid, "invalid", reasons[invalid] or "failed validation")
         for position, problem in payloads.problems.items():
             plan.mark(position, "invalid", problem)
         plan.report = pd.concat(
-            [source_report(validation.report, fieldmap, plan.labels),
-             problems_report(payloads.problems, plan.labels)], ignore_index=True)
+            [
+                source_report(validation.report, fieldmap, plan.labels),
+                problems_report(payloads.problems, plan.labels),
+            ],
+            ignore_index=True,
+        )
         plan.skip_duplicates(self.on_duplicate)
         return plan
 
 
-def source_report(report: pd.DataFrame, fieldmap: FieldMap, labels: Sequence[Any]) -> pd.DataFrame:
+def source_report(report: pd.DataFrame, fieldmap: FieldMap, labels: Labels) -> pd.DataFrame:
     """The validation report in the user's terms: index labels and source column names."""
     rows = report["row"].to_numpy(dtype=np.int64) if len(report) else np.array([], np.int64)
-    columns = [None if c is None or pd.isna(c) else _source_or_same(fieldmap, c)
-               for c in report["column"]]
-    return pd.DataFrame({
-        "index": [labels[r] for r in rows],
-        "column": pd.Series(columns, dtype=object),
-        "check": report["check"].to_numpy(dtype=object),
-        "value": report["value"].to_numpy(dtype=object),
-    })
+    columns = [
+        None if c is None or pd.isna(c) else _source_or_same(fieldmap, c) for c in report["column"]
+    ]
+    return pd.DataFrame(
+        {
+            "index": [labels[r] for r in rows],
+            "column": pd.Series(columns, dtype=object),
+            "check": report["check"].to_numpy(dtype=object),
+            "value": report["value"].to_numpy(dtype=object),
+        }
+    )
 
 
-def problems_report(problems: Mapping[int, str], labels: Sequence[Any]) -> pd.DataFrame:
+def problems_report(problems: Mapping[int, str], labels: Labels) -> pd.DataFrame:
     """Rows whose values JSON cannot carry, in the report's shape (check ``json_value``)."""
     column, value = [], []
     for problem in problems.values():
         name, _, reason = problem.partition(": ")
         column.append(name if reason else None)
         value.append(reason or problem)
-    return pd.DataFrame({"index": [labels[p] for p in problems], "column": column,
-                         "check": ["json_value"] * len(problems), "value": value}, dtype=object)
+    return pd.DataFrame(
+        {
+            "index": [labels[p] for p in problems],
+            "column": column,
+            "check": ["json_value"] * len(problems),
+            "value": value,
+        },
+        dtype=object,
+    )
 
 
 def _source_or_same(fieldmap: FieldMap, canonical: str) -> Hashable:
@@ -119,7 +138,7 @@ class Plan:
     """Per-row decisions for one frame (or one chunk of a file), by position."""
 
     people: list[dict[str, Any] | None]
-    labels: Sequence[Any]
+    labels: Labels
     status: np.ndarray
     error: np.ndarray
     flameup_id: np.ndarray
@@ -128,13 +147,23 @@ class Plan:
     would_send: int = 0
 
     @classmethod
-    def start(cls, n: int, people: list[dict[str, Any] | None], labels: Sequence[Any]) -> Plan:
-        return cls(people=people, labels=labels, status=np.full(n, None, dtype=object),
-                   error=np.full(n, None, dtype=object), flameup_id=np.full(n, None, dtype=object),
-                   keys=identity_keys(people))
+    def start(cls, n: int, people: list[dict[str, Any] | None], labels: Labels) -> Plan:
+        return cls(
+            people=people,
+            labels=labels,
+            status=np.full(n, None, dtype=object),
+            error=np.full(n, None, dtype=object),
+            flameup_id=np.full(n, None, dtype=object),
+            keys=identity_keys(people),
+        )
 
-    def mark(self, position: int | np.ndarray, status: str, error: str | None = None,
-             flameup_id: str | None = None) -> None:
+    def mark(
+        self,
+        position: int | np.ndarray,
+        status: str,
+        error: str | None = None,
+        flameup_id: str | None = None,
+    ) -> None:
         self.status[position] = status
         self.error[position] = error
         if flameup_id is not None:
@@ -155,13 +184,17 @@ class Plan:
             shown = ", ".join(map(str, sorted(set(keys[dupes]))[:5]))
             raise DuplicateIdentityError(
                 f"{int(dupes.sum())} rows repeat an identity already in the frame ({shown}); "
-                "pass on_duplicate='last' to keep the last row of each")
+                "pass on_duplicate='last' to keep the last row of each"
+            )
         last = keys.drop_duplicates(keep="last")
         kept = pd.Series(last.index, index=last.to_numpy())
-        for position, key in keys[dupes].items():
+        for position, key in zip(keys.index[dupes], keys[dupes], strict=True):
             label = self.labels[int(kept[key])]
-            self.mark(int(position), "skipped",  # type: ignore[call-overload]
-                      f"duplicate identity: row {label!r} with the same identity was sent instead")
+            self.mark(
+                int(position),
+                "skipped",
+                f"duplicate identity: row {label!r} with the same identity was sent instead",
+            )
 
     def skip_unchanged(self, state: SyncState) -> np.ndarray:
         """Skip people whose payload matches what the state says was last sent; their hashes."""
@@ -208,8 +241,13 @@ class Sender:
     ) -> Sender:
         owns = client is None
         if client is None:
-            client = FlameupClient(api_key, base_url, timeout=timeout or Timeout(),
-                                   allow_http=allow_http, pool_size=max(concurrency, 4))
+            client = FlameupClient(
+                api_key,
+                base_url,
+                timeout=timeout or Timeout(),
+                allow_http=allow_http,
+                pool_size=max(concurrency, 4),
+            )
         limiter = shared_limiter(client.fingerprint, rate_limit)
         deliverer = Deliverer(client, limiter=limiter, retry=retry, concurrency=concurrency)
         return cls(client, deliverer, owns)
@@ -222,8 +260,9 @@ class Sender:
         return RunReport(elapsed=elapsed, dry_run=dry_run, **self.deliverer.stats.as_dict())
 
 
-def batches_of(positions: Iterable[int], people: Sequence[dict[str, Any] | None],
-               size: int = BATCH_SIZE) -> Iterator[tuple[list[int], list[dict[str, Any]]]]:
+def batches_of(
+    positions: Iterable[int], people: Sequence[dict[str, Any] | None], size: int = BATCH_SIZE
+) -> Iterator[tuple[list[int], list[dict[str, Any]]]]:
     """Full batches of ``size`` (the last may be short): every request carries all it can."""
     tags: list[int] = []
     batch: list[dict[str, Any]] = []
@@ -242,8 +281,14 @@ def batches_of(positions: Iterable[int], people: Sequence[dict[str, Any] | None]
 def progress_bar(total: int, enabled: bool, desc: str = "upsert") -> Any:
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit="row", desc=desc, disable=not enabled or total <= BATCH_SIZE,
-                dynamic_ncols=True, leave=True)
+    return tqdm(
+        total=total,
+        unit="row",
+        desc=desc,
+        disable=not enabled or total <= BATCH_SIZE,
+        dynamic_ncols=True,
+        leave=True,
+    )
 
 
 def upsert_frame(
@@ -280,17 +325,18 @@ def upsert_frame(
     return result
 
 
-def deliver_plan(plan: Plan, sender: Sender, sync: SyncState | None,
-                 hashes: np.ndarray | None, progress: bool) -> None:
+def deliver_plan(
+    plan: Plan, sender: Sender, sync: SyncState | None, hashes: np.ndarray | None, progress: bool
+) -> None:
     pending = plan.pending()
     bar = progress_bar(len(pending), progress)
     try:
-        for positions, outcomes in sender.deliverer.stream(batches_of(pending, plan.people),
-                                                           on_done=bar.update):
+        for positions, outcomes in sender.deliverer.stream(
+            batches_of(pending, plan.people), on_done=bar.update
+        ):
             plan.apply(positions, outcomes)
             if sync is not None and hashes is not None:
-                sync.record_outcomes([plan.keys[p] for p in positions], hashes[positions],
-                                     outcomes)
+                sync.record_outcomes([plan.keys[p] for p in positions], hashes[positions], outcomes)
     finally:
         bar.close()
 

@@ -30,7 +30,9 @@ LOCAL_DB = Path(".flameup") / "local.db"
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING - 10 * args.verbose, format="%(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING - 10 * args.verbose, format="%(levelname)s %(message)s"
+    )
     try:
         return int(args.run(args))
     except FlameupError as exc:
@@ -52,17 +54,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     upsert = commands.add_parser("upsert", help="send a file's rows to Flameup")
     add_table_arguments(upsert)
-    upsert.add_argument("--state", type=Path, help="sync state file: send only new or changed people")
-    upsert.add_argument("--full-refresh", action="store_true", help="ignore the state; send everything")
+    upsert.add_argument(
+        "--state", type=Path, help="sync state file: send only new or changed people"
+    )
+    upsert.add_argument(
+        "--full-refresh", action="store_true", help="ignore the state; send everything"
+    )
     upsert.add_argument("--results", type=Path, help="write per-row results to this parquet file")
     upsert.add_argument("--dry-run", action="store_true", help="validate and diff, send nothing")
-    upsert.add_argument("--rate-limit", type=float, default=120,
-                        help="requests a minute for this key (default 120, Flameup's documented limit)")
+    upsert.add_argument(
+        "--rate-limit",
+        type=float,
+        default=120,
+        help="requests a minute for this key (default 120, Flameup's documented limit)",
+    )
     upsert.add_argument("--concurrency", type=int, default=4, help="parallel requests (default 4)")
-    upsert.add_argument("--max-failed", type=int, default=0,
-                        help="rows that may be invalid/rejected/failed with exit code 0 (default 0)")
-    upsert.add_argument("--local", action="store_true",
-                        help=f"send to a local Flameup server kept in {LOCAL_DB} (no account needed)")
+    upsert.add_argument(
+        "--max-failed",
+        type=int,
+        default=0,
+        help="rows that may be invalid/rejected/failed with exit code 0 (default 0)",
+    )
+    upsert.add_argument(
+        "--local",
+        action="store_true",
+        help=f"send to a local Flameup server kept in {LOCAL_DB} (no account needed)",
+    )
     upsert.add_argument("--no-progress", dest="progress", action="store_false")
     upsert.set_defaults(run=run_upsert)
 
@@ -71,8 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--limit", type=int, default=50, help="problems to print (default 50)")
     validate.set_defaults(run=run_validate)
 
-    serve = commands.add_parser("serve", help="run a local Flameup server until stopped",
-                                add_help=False)
+    serve = commands.add_parser(
+        "serve", help="run a local Flameup server until stopped", add_help=False
+    )
     serve.add_argument("serve_args", nargs=argparse.REMAINDER)
     serve.set_defaults(run=run_serve)
     return parser
@@ -80,10 +98,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_table_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", type=Path, help="a parquet file or directory, or a CSV file")
-    parser.add_argument("--map", dest="mapping", action="append", default=[], metavar="FIELD=COLUMN",
-                        help="feed an API field from a column: userId=customer_no, traits.plan=tier")
-    parser.add_argument("--exclude", action="append", default=[], metavar="COLUMN",
-                        help="do not send this column as a trait")
+    parser.add_argument(
+        "--map",
+        dest="mapping",
+        action="append",
+        default=[],
+        metavar="FIELD=COLUMN",
+        help="feed an API field from a column: userId=customer_no, traits.plan=tier",
+    )
+    parser.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="COLUMN",
+        help="do not send this column as a trait",
+    )
 
 
 def parse_mapping(pairs: Sequence[str]) -> dict[str, str]:
@@ -98,9 +127,14 @@ def parse_mapping(pairs: Sequence[str]) -> dict[str, str]:
 
 def run_upsert(args: argparse.Namespace) -> int:
     options: dict[str, Any] = dict(
-        mapping=parse_mapping(args.mapping) or None, exclude=args.exclude or None,
-        results=args.results, state=args.state, full_refresh=args.full_refresh,
-        dry_run=args.dry_run, rate_limit=args.rate_limit, concurrency=args.concurrency,
+        mapping=parse_mapping(args.mapping) or None,
+        exclude=args.exclude or None,
+        results=args.results,
+        state=args.state,
+        full_refresh=args.full_refresh,
+        dry_run=args.dry_run,
+        rate_limit=args.rate_limit,
+        concurrency=args.concurrency,
         progress=args.progress,
     )
     with local_server(args.local, args.rate_limit) as target:
@@ -138,8 +172,10 @@ def run_validate(args: argparse.Namespace) -> int:
         if problems < args.limit and len(report):
             print(report.head(args.limit - problems).to_string(index=False, header=problems == 0))
         problems += len(report)
-    print(f"\n{rows:,} rows, {problems:,} problems" + (" (showing the first "
-          f"{args.limit})" if problems > args.limit else ""))
+    print(
+        f"\n{rows:,} rows, {problems:,} problems"
+        + (f" (showing the first {args.limit})" if problems > args.limit else "")
+    )
     return 1 if problems else 0
 
 

@@ -11,8 +11,13 @@ from flameup_pandas.testing import FlameupServer
 
 def target(server: FlameupServer, **extra: Any) -> dict[str, Any]:
     """Keywords that point upsert() at ``server`` with pacing off and no progress bar."""
-    return {"api_key": server.api_key, "base_url": server.base_url, "rate_limit": None,
-            "progress": False, **extra}
+    return {
+        "api_key": server.api_key,
+        "base_url": server.base_url,
+        "rate_limit": None,
+        "progress": False,
+        **extra,
+    }
 
 
 @pytest.fixture

@@ -41,8 +41,20 @@ def test_upsert_exit_1_on_bad_rows_unless_allowed(env, tmp_path):
 def test_map_option(env, tmp_path):
     path = tmp_path / "c.parquet"
     customers(2).rename(columns={"user_id": "customer_no"}).to_parquet(path)
-    assert main(["upsert", str(path), "--no-progress", "--map", "userId=customer_no",
-                 "--map", "traits.tier=plan"]) == 0
+    assert (
+        main(
+            [
+                "upsert",
+                str(path),
+                "--no-progress",
+                "--map",
+                "userId=customer_no",
+                "--map",
+                "traits.tier=plan",
+            ]
+        )
+        == 0
+    )
     assert env.person("u0")["attributes"]["tier"] == "pro"
 
 
@@ -93,14 +105,42 @@ def test_local_mode_needs_no_account(tmp_path):
     customers(20).to_parquet(path)
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLAMEUP_")}
     run = subprocess.run(
-        [sys.executable, "-m", "flameup_pandas.cli", "upsert", str(path), "--local",
-         "--no-progress", "--rate-limit", "6000"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "flameup_pandas.cli",
+            "upsert",
+            str(path),
+            "--local",
+            "--no-progress",
+            "--rate-limit",
+            "6000",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr
     assert (tmp_path / ".flameup" / "local.db").exists()
     again = subprocess.run(
-        [sys.executable, "-m", "flameup_pandas.cli", "upsert", str(path), "--local",
-         "--no-progress", "--rate-limit", "6000"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "flameup_pandas.cli",
+            "upsert",
+            str(path),
+            "--local",
+            "--no-progress",
+            "--rate-limit",
+            "6000",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert again.returncode == 0, again.stderr
     assert "updated" in again.stdout

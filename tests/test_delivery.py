@@ -13,15 +13,23 @@ FAST = RetryPolicy(backoff_factor=0.01, backoff_max=0.05)
 
 
 def people(n: int, start: int = 0) -> list[dict]:
-    return [{"userId": f"u{i}", "email": f"p{i}@example.com", "traits": {"n": i}}
-            for i in range(start, start + n)]
+    return [
+        {"userId": f"u{i}", "email": f"p{i}@example.com", "traits": {"n": i}}
+        for i in range(start, start + n)
+    ]
 
 
-def deliverer(server: FlameupServer, *, concurrency: int = 1, retry: RetryPolicy = FAST,
-              rate: float | None = None) -> Deliverer:
+def deliverer(
+    server: FlameupServer,
+    *,
+    concurrency: int = 1,
+    retry: RetryPolicy = FAST,
+    rate: float | None = None,
+) -> Deliverer:
     client = FlameupClient(server.api_key, server.base_url)
-    return Deliverer(client, limiter=RateLimiter(rate), retry=retry, concurrency=concurrency,
-                     seed=1)
+    return Deliverer(
+        client, limiter=RateLimiter(rate), retry=retry, concurrency=concurrency, seed=1
+    )
 
 
 def test_one_bad_person_is_isolated_and_the_rest_delivered(flameup_server):
@@ -57,8 +65,11 @@ def test_unnamed_rejections_split_in_halves(flameup_server):
 
     batch = people(8)
     batch[5]["email"] = "broken"
-    d = Deliverer(Anonymous(flameup_server.api_key, flameup_server.base_url),
-                  limiter=RateLimiter(None), retry=FAST)
+    d = Deliverer(
+        Anonymous(flameup_server.api_key, flameup_server.base_url),
+        limiter=RateLimiter(None),
+        retry=FAST,
+    )
     outcomes = d.send(batch)
     assert [o.status for o in outcomes] == ["created"] * 5 + ["rejected"] + ["created"] * 2
     # 8 -> 4 + 4 -> (2 + 2) -> (1 + 1): 1 + 2 + 2 + 2 requests
@@ -78,8 +89,9 @@ def test_per_person_errors_are_read_without_splitting(flameup_server_factory):
 
 
 def test_lost_answers_are_resent_without_duplicates_or_lost_ids(flameup_server):
-    flameup_server.set_faults(Faults(error_after_store_rate=0.25, drop_after_store_rate=0.15,
-                                     seed=7))
+    flameup_server.set_faults(
+        Faults(error_after_store_rate=0.25, drop_after_store_rate=0.15, seed=7)
+    )
     d = deliverer(flameup_server)
     for start in range(0, 1000, 100):
         outcomes = d.send(people(100, start))

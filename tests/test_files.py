@@ -22,8 +22,14 @@ def test_parquet_file_streams_in_chunks_with_full_batches(flameup_server, to_ser
     assert sorted(sizes, reverse=True) == [100] * 10 + [49]
     out = pd.read_parquet(results).sort_values("row")
     assert list(out["row"]) == list(range(1050))
-    assert list(out.columns) == ["row", "userId", "email", "flameup_id", "flameup_status",
-                                 "flameup_error"]
+    assert list(out.columns) == [
+        "row",
+        "userId",
+        "email",
+        "flameup_id",
+        "flameup_status",
+        "flameup_error",
+    ]
     assert out.loc[out["row"] == 7, "flameup_status"].item() == "invalid"
     stored = flameup_server.people().set_index("external_id")["id"]
     ok = out[out["flameup_status"] == "created"]

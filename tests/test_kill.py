@@ -21,9 +21,21 @@ CONCURRENCY = 2
 def run_cli(server: FlameupServer, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "FLAMEUP_API_KEY": server.api_key, "FLAMEUP_BASE_URL": server.base_url}
     return subprocess.Popen(
-        [sys.executable, "-m", "flameup_pandas.cli", "upsert", *args, "--no-progress",
-         "--concurrency", str(CONCURRENCY)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "flameup_pandas.cli",
+            "upsert",
+            *args,
+            "--no-progress",
+            "--concurrency",
+            str(CONCURRENCY),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_sigkill_mid_run_then_rerun_completes_without_loss(tmp_path):
@@ -42,7 +54,7 @@ def test_sigkill_mid_run_then_rerun_completes_without_loss(tmp_path):
 
         server.reset_requests()
         second = run_cli(server, str(path), "--state", str(state), "--rate-limit", "60000")
-        out, err = second.communicate(timeout=120)
+        _, err = second.communicate(timeout=120)
         assert second.returncode == 0, err
 
         stored = server.people()

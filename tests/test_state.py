@@ -23,8 +23,10 @@ def test_rerun_skips_unchanged_rows_and_sends_changed_ones(flameup_server, to_se
     flameup_server.reset_requests()
     second = df.flameup.upsert(state=state, **to_server)
     assert second["flameup_status"].value_counts().to_dict() == {"skipped": 298, "updated": 2}
-    assert (second.loc[second["flameup_status"] == "skipped", "flameup_error"]
-            == "unchanged since last sync").all()
+    assert (
+        second.loc[second["flameup_status"] == "skipped", "flameup_error"]
+        == "unchanged since last sync"
+    ).all()
     # skipped rows still carry their known id
     assert list(second["flameup_id"]) == list(first["flameup_id"])
     assert flameup_server.request_count() == 1
@@ -54,16 +56,24 @@ def test_state_is_one_small_parquet_file_after_a_run(to_server, tmp_path):
     assert state.exists()
     assert not journal_path(state).exists()
     frame = pd.read_parquet(state)
-    assert list(frame.columns) == ["identity", "identity_hash", "content_hash", "flameup_id",
-                                   "synced_at"]
+    assert list(frame.columns) == [
+        "identity",
+        "identity_hash",
+        "content_hash",
+        "flameup_id",
+        "synced_at",
+    ]
     assert len(frame) == 50 and frame["identity"].is_unique
 
 
 def test_journal_with_a_torn_last_line_is_replayed(tmp_path):
     state = tmp_path / "s.parquet"
     with SyncState.open(state) as sync:
-        sync.record_outcomes(["u:a", "u:b"], np.array([11, 22]),
-                             [PersonOutcome("created", "id-a"), PersonOutcome("updated", "id-b")])
+        sync.record_outcomes(
+            ["u:a", "u:b"],
+            np.array([11, 22]),
+            [PersonOutcome("created", "id-a"), PersonOutcome("updated", "id-b")],
+        )
         # simulate a kill: the journal stays, never folded
         sync._journal.close()
         sync._journal = None

@@ -8,20 +8,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import flameup_pandas  # noqa: F401  (registers the accessor)
+import flameup_pandas
 from flameup_pandas import AuthenticationError, DuplicateIdentityError, MappingError
+
 from .conftest import target
 
 
 def customers(n: int, start: int = 0) -> pd.DataFrame:
     ids = np.arange(start, start + n)
-    return pd.DataFrame({
-        "user_id": [f"u{i}" for i in ids],
-        "email": [f"person{i}@example.com" for i in ids],
-        "first_name": [f"Name{i}" for i in ids],
-        "plan": np.where(ids % 2 == 0, "pro", "free"),
-        "score": ids.astype(float) / 10,
-    })
+    return pd.DataFrame(
+        {
+            "user_id": [f"u{i}" for i in ids],
+            "email": [f"person{i}@example.com" for i in ids],
+            "first_name": [f"Name{i}" for i in ids],
+            "plan": np.where(ids % 2 == 0, "pro", "free"),
+            "score": ids.astype(float) / 10,
+        }
+    )
 
 
 def test_result_keeps_input_shape_and_adds_three_columns(flameup_server, to_server):
@@ -72,8 +75,9 @@ def test_invalid_rows_are_reported_and_never_sent(flameup_server, to_server):
 
 
 def test_duplicate_identity_last_row_wins_and_others_name_it(flameup_server, to_server):
-    df = pd.DataFrame({"userId": ["a", "b", "a"], "plan": ["old", "x", "new"]},
-                      index=["r1", "r2", "r3"])
+    df = pd.DataFrame(
+        {"userId": ["a", "b", "a"], "plan": ["old", "x", "new"]}, index=["r1", "r2", "r3"]
+    )
     result = df.flameup.upsert(**to_server)
     assert list(result["flameup_status"]) == ["skipped", "created", "created"]
     assert "'r3'" in result.loc["r1", "flameup_error"]
@@ -88,10 +92,19 @@ def test_duplicates_can_be_an_error_before_anything_is_sent(flameup_server, to_s
 
 
 def test_mapping_renames_and_selects_columns(flameup_server, to_server):
-    df = pd.DataFrame({"customer_no": ["c1"], "Email": ["c1@example.com"], "tier": ["gold"],
-                       "internal": ["secret"]})
-    df.flameup.upsert(mapping={"userId": "customer_no", "email": "Email", "traits.plan": "tier"},
-                      exclude=["internal"], **to_server)
+    df = pd.DataFrame(
+        {
+            "customer_no": ["c1"],
+            "Email": ["c1@example.com"],
+            "tier": ["gold"],
+            "internal": ["secret"],
+        }
+    )
+    df.flameup.upsert(
+        mapping={"userId": "customer_no", "email": "Email", "traits.plan": "tier"},
+        exclude=["internal"],
+        **to_server,
+    )
     person = flameup_server.person("c1")
     assert person["email"] == "c1@example.com"
     assert person["attributes"] == {"plan": "gold"}
@@ -129,8 +142,9 @@ def test_duplicate_index_and_multiindex_keep_their_labels(to_server):
 
 def test_bad_key_stops_the_run_after_the_first_request(flameup_server):
     with pytest.raises(AuthenticationError, match="FLAMEUP_API_KEY") as info:
-        customers(500).flameup.upsert(**target(flameup_server, api_key="ws_test_x_y." + "0" * 64,
-                                               concurrency=1))
+        customers(500).flameup.upsert(
+            **target(flameup_server, api_key="ws_test_x_y." + "0" * 64, concurrency=1)
+        )
     assert flameup_server.request_count() == 1
     assert "0" * 64 not in str(info.value)
 
@@ -144,8 +158,9 @@ def test_key_never_appears_in_results_logs_or_errors(flameup_server, caplog):
     secret = key.split(".")[-1]
     assert secret not in result.to_string()
     assert secret not in caplog.text
-    assert secret not in repr(flameup_pandas.FlameupClient(api_key=key,
-                                                           base_url=flameup_server.base_url))
+    assert secret not in repr(
+        flameup_pandas.FlameupClient(api_key=key, base_url=flameup_server.base_url)
+    )
 
 
 def test_summary_counts_statuses_and_requests(to_server):
@@ -168,8 +183,11 @@ def test_dry_run_sends_nothing(flameup_server, to_server):
 def test_to_people_matches_what_is_sent(flameup_server, to_server):
     df = customers(3)
     people = df.flameup.to_people()
-    assert people[0] == {"userId": "u0", "email": "person0@example.com",
-                         "traits": {"first_name": "Name0", "plan": "pro", "score": 0.0}}
+    assert people[0] == {
+        "userId": "u0",
+        "email": "person0@example.com",
+        "traits": {"first_name": "Name0", "plan": "pro", "score": 0.0},
+    }
     df.flameup.upsert(**to_server)
     assert flameup_server.person("u0")["attributes"] == {"plan": "pro", "score": 0.0}
 
