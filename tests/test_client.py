@@ -1,0 +1,67 @@
+"""FlameupClient: configuration, key hygiene, error bodies, transport errors."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from flameup_pandas import ConfigurationError, FlameupClient, TransportError
+from flameup_pandas._client import read_error_body
+
+
+def test_repr_never_shows_the_key(flameup_server):
+    client = FlameupClient(flameup_server.api_key, flameup_server.base_url)
+    assert flameup_server.api_key not in repr(client)
+    assert "ws_test_" in repr(client)
+
+
+def test_whitespace_in_key_is_refused():
+    with pytest.raises(ConfigurationError, match="whitespace"):
+        FlameupClient("ws_test_a b", "http://127.0.0.1:1/api/v1")
+
+
+def test_http_allowed_to_loopback_and_when_asked():
+    FlameupClient("k", "http://localhost:1/api/v1").close()
+    FlameupClient("k", "http://[::1]:1/api/v1").close()
+    FlameupClient("k", "http://flameup.internal/api/v1", allow_http=True).close()
+    with pytest.raises(ConfigurationError):
+        FlameupClient("k", "ftp://127.0.0.1/api/v1")
+
+
+def test_get_person_reads_back_and_404_is_none(flameup_server):
+    client = FlameupClient(flameup_server.api_key, flameup_server.base_url)
+    assert client.get_person("nobody") is None
+    answer = client.post_batch(b'{"people": [{"userId": "u1", "email": "u1@example.com"}]}')
+    assert answer.status == 200
+    assert client.get_person("u1@example.com")["external_id"] == "u1"
+
+
+def test_401_answer_reads_the_documented_body(flameup_server):
+    client = FlameupClient("ws_test_a_b." + "0" * 64, flameup_server.base_url)
+    answer = client.post_batch(b'{"people": []}')
+    assert answer.status == 401
+    error = answer.error()
+    assert error.status == 401 and error.request_id and "0" * 64 not in str(error)
+
+
+def test_422_fields_are_read(flameup_server):
+    client = FlameupClient(flameup_server.api_key, flameup_server.base_url)
+    answer = client.post_batch(b'{"people": [{"userId": "u1", "email": "nope"}]}')
+    assert answer.status == 422
+    assert answer.error().fields == {"people[0].email": "Invalid email format"}
+
+
+def test_no_server_is_a_transport_error_without_the_key():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = FlameupClient("ws_test_secret_x.abc", f"http://127.0.0.1:{port}/api/v1", timeout=1.0)
+    with pytest.raises(TransportError) as info:
+        client.post_batch(b"{}")
+    assert "secret" not in str(info.value)
+
+
+def test_error_body_shapes():
+    assert read_error_body(None, "  plain text ") == ("plain text", {}, None)
+    assert read_error_body({"error": {"code": "x"}}) == ("x", {}, None)
