@@ -132,10 +132,13 @@ class Deliverer:
         pending: set[Future[tuple[T, list[PersonOutcome]]]] = set()
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="flameup-send") as pool:
             try:
-                for tag, people in batches:
+                for index, (tag, people) in enumerate(batches):
                     while len(pending) >= self.concurrency:
                         yield from self._collect(pending, on_done)
                     pending.add(pool.submit(self._tagged_send, tag, people))
+                    # The first batch goes alone: a bad key or URL then costs one request.
+                    while index == 0 and pending:
+                        yield from self._collect(pending, on_done)
                 while pending:
                     yield from self._collect(pending, on_done)
             except BaseException:

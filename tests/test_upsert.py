@@ -143,7 +143,7 @@ def test_duplicate_index_and_multiindex_keep_their_labels(to_server):
 def test_bad_key_stops_the_run_after_the_first_request(flameup_server):
     with pytest.raises(AuthenticationError, match="FLAMEUP_API_KEY") as info:
         customers(500).flameup.upsert(
-            **target(flameup_server, api_key="ws_test_x_y." + "0" * 64, concurrency=1)
+            **target(flameup_server, api_key="ws_test_x_y." + "0" * 64, concurrency=8)
         )
     assert flameup_server.request_count() == 1
     assert "0" * 64 not in str(info.value)
