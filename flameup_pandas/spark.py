@@ -1,0 +1,380 @@
+"""Upsert a Spark DataFrame: the cluster validates, converts, hashes and diffs; one driver sends.
+
+``pip install flameup-pandas[spark]``; importing ``flameup_pandas`` never imports pyspark::
+
+    from flameup_pandas import spark as flameup_spark
+
+    run = flameup_spark.upsert(customers_sdf, state="/dbfs/flameup/customers.state.parquet",
+                               api_key=key)
+    run.summary                     # counts per status, requests, rows that reached the driver
+    run.results                     # Spark DataFrame: row, userId, email, identity, flameup_*
+
+How a run goes, and why
+-----------------------
+1. **Plan on the executors.** ``mapInPandas`` hands each Arrow batch of the table to
+   :meth:`Rules.plan <flameup_pandas._upsert.Rules.plan>`, :func:`content_hashes` and
+   :func:`identity_keys`: the very functions the pandas and file paths call, so there is one
+   implementation of the rules. Each input row comes out as one narrow row: its identity, the
+   64-bit identity and content hashes, a status if it is already settled (``invalid``, or
+   ``skipped`` as a duplicate inside its batch) with the reason, and, only for rows still to
+   send, the person as a JSON string. Spark ``timestamp`` columns (instants) reach pandas naive
+   in the session time zone; they are localized to it, so they are sent as the same instants.
+   ``timestamp_ntz`` columns stay naive and follow ``naive_timestamps``.
+2. **Duplicates across batches and partitions** are settled in Spark: among rows still to send,
+   the one with the highest ``row`` (``monotonically_increasing_id``: partition order, then row
+   order) wins, as ``on_duplicate="last"`` does in pandas; the others are ``skipped`` naming it.
+3. **Diff in Spark.** With ``state=``, the state parquet file (the format of
+   :mod:`flameup_pandas._state`, shared with the pandas and file paths) is read with
+   ``spark.read.parquet`` and left-joined on ``identity_hash`` and ``identity``; rows whose
+   ``content_hash`` matches are ``skipped`` as unchanged, with their known ``flameup_id``. These
+   decisions are ``localCheckpoint``-ed once: the planning runs exactly once, and the results
+   never re-read a state file that this run then rewrites.
+4. **Send from the driver.** Only rows still to send leave the cluster, through
+   ``toLocalIterator()`` (one partition at a time: bounded driver memory), in full batches of
+   100, into the same :class:`~flameup_pandas._delivery.Deliverer` as every other path. One
+   sender per run means one rate budget: the key's limit holds however large the cluster is, and
+   the API's per-key limit (not the cluster) is the bottleneck of any sync anyway. Executors
+   never send, so a retried or speculative Spark task cannot send twice or count twice.
+5. **Record on the driver.** Each acknowledged batch is journalled through
+   :class:`~flameup_pandas._state.SyncState` and folded into the parquet file when the run
+   ends (atomic rename): the same file a pandas or file run reads, so a table synced from pandas
+   can be synced from Spark and back. A driver killed mid-run loses at most the batches in flight.
+
+The driver holds the sync state (one parquet file, as in the pandas path) and one small record
+per sent row; nothing else of the table. In local mode any path works; on a cluster ``state``
+must be a path the driver can lock and write and the executors can read at the same name (a
+shared mount such as ``/dbfs/...``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import time
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import orjson
+import pandas as pd
+import pyarrow as pa
+
+from ._client import FlameupClient, Timeout
+from ._delivery import PersonOutcome
+from ._mapping import canonical_frame
+from ._payload import _naive_error, content_hashes
+from ._result import STATUSES, RunReport, Summary
+from ._retry import RetryPolicy
+from ._state import SyncState, identity_hashes
+from ._upsert import BATCH_SIZE, UNCHANGED, Plan, Rules, Sender, progress_bar
+
+if TYPE_CHECKING:
+    import pandera.pandas as pandera
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+__all__ = ["SparkUpsertResult", "upsert"]
+
+ROW = "row"
+STATUS, ERROR, FLAMEUP_ID = "flameup_status", "flameup_error", "flameup_id"
+PLANNED_DDL = (
+    "row long, userId string, email string, identity string, identity_hash long, "
+    "content_hash long, flameup_status string, flameup_error string, payload string"
+)
+RESULT_COLUMNS = (ROW, "userId", "email", "identity", FLAMEUP_ID, STATUS, ERROR)
+OUTCOMES_SCHEMA = pa.schema([
+    ("_sent_row", pa.int64()),
+    ("_sent_id", pa.string()),
+    ("_sent_status", pa.string()),
+    ("_sent_error", pa.string()),
+])
+DRY_RUN = "dry run: would be sent"
+
+
+@dataclass(frozen=True)
+class SparkUpsertResult:
+    """What a Spark run did: the :class:`Summary` and the per-row results.
+
+    ``results`` is a Spark DataFrame (row, userId, email, identity, flameup_id, flameup_status,
+    flameup_error; one row per input row), or the parquet dataset path it was written to when
+    ``results=`` was given.
+    """
+
+    summary: Summary
+    results: DataFrame | str
+
+
+def upsert(
+    sdf: DataFrame,
+    *,
+    state: str | Path | None = None,
+    results: str | Path | None = None,
+    full_refresh: bool = False,
+    dry_run: bool = False,
+    client: FlameupClient | None = None,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    mapping: Mapping[str, Hashable] | None = None,
+    traits: Sequence[Hashable] | None = None,
+    exclude: Sequence[Hashable] | None = None,
+    schema: type[pandera.DataFrameModel] | pandera.DataFrameSchema | None = None,
+    send_nulls: bool = False,
+    naive_timestamps: Literal["error", "utc"] = "error",
+    rate_limit: float | None = 120,
+    concurrency: int = 4,
+    retry: RetryPolicy | None = None,
+    timeout: Timeout | float | tuple[float, float] | None = None,
+    allow_http: bool = False,
+    progress: bool = False,
+) -> SparkUpsertResult:
+    """Upsert every row of a Spark DataFrame; only new or changed people leave the cluster.
+
+    Keywords mean what they mean for :func:`flameup_pandas.upsert` and
+    :func:`flameup_pandas.upsert_file`. Each identity is sent once (the last row by
+    ``row`` wins). ``summary.to_dict()["rows_to_driver"]`` counts the rows that reached the
+    driver. See the module docstring for how the work is split and why.
+    """
+    started = time.monotonic()
+    rules = Rules(mapping=mapping, traits=traits, exclude=exclude, schema=schema,
+                  send_nulls=send_nulls, naive_timestamps=naive_timestamps)
+    _check_columns(sdf, rules)
+    with SyncState.open(state) if state is not None else contextlib.nullcontext() as sync:
+        # the state is opened (locked, any leftover journal folded) before Spark reads it
+        known = None if sync is None or full_refresh else _read_state(sdf.sparkSession, sync)
+        decided = _decide(_plan(sdf, rules), known, dry_run).localCheckpoint(eager=True)
+        to_send = decided.where(_functions().col(STATUS).isNull())
+        if dry_run:
+            would_send = decided.where(_functions().col(ERROR) == DRY_RUN).count()
+            report = RunReport(elapsed=time.monotonic() - started, dry_run=True)
+            final, extra = decided, {"would_send": would_send}
+        else:
+            sender = Sender.open(client, api_key=api_key, base_url=base_url, timeout=timeout,
+                                 allow_http=allow_http, rate_limit=rate_limit,
+                                 concurrency=concurrency, retry=retry)
+            try:
+                outcomes, reached = _deliver(to_send, sender, sync, progress)
+            finally:
+                sender.close()
+            report = sender.report(time.monotonic() - started)
+            final, extra = _settle(decided, outcomes), {"rows_to_driver": reached}
+    out = final.select(*RESULT_COLUMNS)
+    summary = Summary(_counts(out), report, extra)
+    if results is None:
+        return SparkUpsertResult(summary, out)
+    out.write.mode("overwrite").parquet(str(results))
+    return SparkUpsertResult(summary, str(results))
+
+
+def _functions() -> Any:
+    """``pyspark.sql.functions``, imported only when a Spark run starts."""
+    from pyspark.sql import functions
+
+    return functions
+
+
+# -- on the executors ------------------------------------------------------------------------
+
+
+def _check_columns(sdf: DataFrame, rules: Rules) -> None:
+    """Mapping and naive-timestamp errors surface on the driver, before any job starts."""
+    from pyspark.sql.types import TimestampNTZType
+
+    fieldmap = rules.fieldmap(list(sdf.columns))
+    used = set(map(str, fieldmap.source_columns()))
+    for column in sdf.schema.fields:
+        if (column.name in used and isinstance(column.dataType, TimestampNTZType)
+                and rules.naive_timestamps == "error"):
+            raise _naive_error(column.name)
+
+
+def _plan(sdf: DataFrame, rules: Rules) -> DataFrame:
+    """One narrow row per input row, planned on the executors by the shared rules."""
+    from pyspark.sql.types import TimestampType
+
+    instants = [f.name for f in sdf.schema.fields if isinstance(f.dataType, TimestampType)]
+    zone = sdf.sparkSession.conf.get("spark.sql.session.timeZone") or "UTC"
+    plan = functools.partial(plan_batches, rules=rules, instants=instants, zone=zone)
+    with_row = sdf.select(_functions().monotonically_increasing_id().alias(ROW), *sdf.columns)
+    return with_row.mapInPandas(plan, PLANNED_DDL)
+
+
+def plan_batches(frames: Iterable[pd.DataFrame], *, rules: Rules, instants: Sequence[str],
+                 zone: str) -> Iterator[pd.DataFrame]:
+    """The ``mapInPandas`` function: each Arrow batch through :meth:`Rules.plan`."""
+    for frame in frames:
+        if len(frame) == 0:
+            continue
+        rows = frame.pop(ROW).to_numpy(dtype=np.int64)
+        for name in instants:
+            frame[name] = frame[name].dt.tz_localize(zone)
+        yield planned_rows(rules, frame, rows)
+
+
+def planned_rows(rules: Rules, frame: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
+    """A batch's plan as rows: identity, hashes, settled status, and JSON of those to send."""
+    plan = rules.plan(frame, labels=rows.tolist())
+    pending = plan.pending()
+    hashes = np.zeros(len(frame), dtype=np.int64)
+    payloads = np.full(len(frame), None, dtype=object)
+    people = [plan.people[p] for p in pending]
+    hashes[pending] = content_hashes(people)
+    payloads[pending] = [orjson.dumps(p).decode() for p in people]
+    user_ids, emails = _shown_identities(rules, frame, plan)
+    return pd.DataFrame({
+        ROW: rows,
+        "userId": user_ids,
+        "email": emails,
+        "identity": pd.Series(plan.keys, dtype=object),
+        "identity_hash": identity_hashes(plan.keys),
+        "content_hash": hashes,
+        STATUS: plan.status,
+        ERROR: plan.error,
+        "payload": payloads,
+    })
+
+
+def _shown_identities(rules: Rules, frame: pd.DataFrame, plan: Plan) -> tuple[list[Any], ...]:
+    """userId and email for the results: as sent, or as given for rows that were not built."""
+    canonical = canonical_frame(frame, rules.fieldmap(list(frame.columns)))
+    shown = []
+    for name in ("userId", "email"):
+        given = canonical[name].tolist() if name in canonical else [None] * len(frame)
+        shown.append([
+            _text(person.get(name)) if person is not None else _text(value)
+            for person, value in zip(plan.people, given, strict=True)
+        ])
+    return shown[0], shown[1]
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
+
+
+# -- in Spark --------------------------------------------------------------------------------
+
+
+def _read_state(spark: SparkSession, sync: SyncState) -> DataFrame | None:
+    if not sync.path.exists():
+        return None
+    return spark.read.parquet(str(sync.path)).select(
+        _functions().col("identity_hash").alias("_known_hash"),
+        _functions().col("identity").alias("_known_identity"),
+        _functions().col("content_hash").alias("_known_content"),
+        _functions().col("flameup_id").alias("_known_id"),
+    )
+
+
+def _decide(planned: DataFrame, known: DataFrame | None, dry_run: bool) -> DataFrame:
+    """Settle cross-batch duplicates, unchanged rows and (dry run) the rest, in Spark."""
+    from pyspark.sql import Window
+
+    f = _functions()
+    settled = planned.where(f.col(STATUS).isNotNull()).withColumn(
+        FLAMEUP_ID, f.lit(None).cast("string"))
+    pending = planned.where(f.col(STATUS).isNull())
+    winner = f.max(ROW).over(Window.partitionBy("identity_hash", "identity"))
+    pending = pending.withColumn("_winner", winner)
+    duplicate = f.col(ROW) != f.col("_winner")
+    unchanged: Column = f.lit(False)
+    known_id: Column = f.lit(None)
+    if known is not None:
+        on = ((pending["identity_hash"] == known["_known_hash"])
+              & (pending["identity"] == known["_known_identity"]))
+        pending = pending.join(known, on=on, how="left")
+        unchanged = f.coalesce(f.col("_known_content") == f.col("content_hash"), f.lit(False))
+        known_id = f.col("_known_id")
+    duplicate_error = f.concat(f.lit("duplicate identity: row "), f.col("_winner").cast("string"),
+                               f.lit(" with the same identity was sent instead"))
+    status = (f.when(duplicate | unchanged, f.lit("skipped"))
+              .otherwise(f.lit("skipped") if dry_run else f.lit(None)))
+    error = (f.when(duplicate, duplicate_error).when(unchanged, f.lit(UNCHANGED))
+             .otherwise(f.lit(DRY_RUN) if dry_run else f.lit(None)))
+    pending = pending.select(
+        *[c for c in planned.columns if c not in (STATUS, ERROR, "payload")],
+        status.cast("string").alias(STATUS), error.cast("string").alias(ERROR),
+        f.when(status.isNull(), f.col("payload")).alias("payload"),
+        f.when(unchanged & ~duplicate, known_id).cast("string").alias(FLAMEUP_ID),
+    )
+    return settled.unionByName(pending)
+
+
+def _settle(decided: DataFrame, outcomes: pa.Table) -> DataFrame:
+    """The decisions with each sent row's outcome filled in."""
+    f = _functions()
+    sent = decided.sparkSession.createDataFrame(outcomes)
+    joined = decided.join(sent, decided[ROW] == sent["_sent_row"], "left")
+    return joined.select(
+        *[c for c in decided.columns if c not in (STATUS, ERROR, FLAMEUP_ID)],
+        f.coalesce(f.col("_sent_id"), f.col(FLAMEUP_ID)).alias(FLAMEUP_ID),
+        f.coalesce(f.col("_sent_status"), f.col(STATUS)).alias(STATUS),
+        f.when(f.col("_sent_row").isNull(), f.col(ERROR))
+        .otherwise(f.col("_sent_error")).alias(ERROR),
+    )
+
+
+def _counts(results: DataFrame) -> dict[str, int]:
+    found = {r[STATUS]: int(r["count"]) for r in results.groupBy(STATUS).count().collect()}
+    unknown = set(found) - set(STATUSES)
+    if unknown:
+        raise RuntimeError(f"rows ended without a known status: {sorted(map(str, unknown))}")
+    return {status: found.get(status, 0) for status in STATUSES}
+
+
+# -- on the driver ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Sent:
+    """One batch on its way: each person's row, identity key and content hash."""
+
+    rows: list[int]
+    keys: list[str]
+    hashes: np.ndarray
+
+
+def _deliver(to_send: DataFrame, sender: Sender, sync: SyncState | None,
+             progress: bool) -> tuple[pa.Table, int]:
+    """Stream the rows to send into the shared deliverer; record and collect their outcomes."""
+    columns = to_send.select(ROW, "identity", "content_hash", "payload")
+    total = columns.count() if progress else 0
+    bar = progress_bar(total, progress, desc="upsert (spark)")
+    collected: list[pa.Table] = []
+    reached = 0
+    try:
+        for sent, outcomes in sender.deliverer.stream(_batches(columns.toLocalIterator())):
+            reached += len(sent.rows)
+            if sync is not None:
+                sync.record_outcomes(sent.keys, sent.hashes, outcomes)
+            collected.append(_outcome_table(sent.rows, outcomes))
+            bar.update(len(outcomes))
+    finally:
+        bar.close()
+    return pa.concat_tables([OUTCOMES_SCHEMA.empty_table(), *collected]), reached
+
+
+def _batches(rows: Iterator[Any]) -> Iterator[tuple[_Sent, list[dict[str, Any]]]]:
+    """Full batches of people from the rows reaching the driver (the last may be short)."""
+    batch: list[Any] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == BATCH_SIZE:
+            yield _batch(batch)
+            batch = []
+    if batch:
+        yield _batch(batch)
+
+
+def _batch(rows: list[Any]) -> tuple[_Sent, list[dict[str, Any]]]:
+    sent = _Sent([r[ROW] for r in rows], [r["identity"] for r in rows],
+                 np.array([r["content_hash"] for r in rows], dtype=np.int64))
+    return sent, [orjson.loads(r["payload"]) for r in rows]
+
+
+def _outcome_table(rows: list[int], outcomes: list[PersonOutcome]) -> pa.Table:
+    return pa.table({
+        "_sent_row": pa.array(rows, pa.int64()),
+        "_sent_id": pa.array([o.flameup_id for o in outcomes], pa.string()),
+        "_sent_status": pa.array([o.status for o in outcomes], pa.string()),
+        "_sent_error": pa.array([o.error for o in outcomes], pa.string()),
+    }, schema=OUTCOMES_SCHEMA)
