@@ -1,0 +1,162 @@
+"""Run ``upsert_file`` as an Airflow task: a plain function, no Airflow import needed.
+
+:func:`upsert_file_task` fits a TaskFlow ``@task`` or a ``PythonOperator``. It returns the run's
+summary as a dict of plain values (for XCom), logs it, and fails the task with
+:class:`TooManyFailedRowsError` when more rows were invalid, rejected or failed than allowed::
+
+    from airflow.sdk import dag, task
+
+    @dag(schedule="@daily", catchup=False)
+    def customers_sync():
+        @task(retries=3)
+        def push() -> dict:
+            from flameup_pandas.airflow import upsert_file_task
+            return upsert_file_task("/data/customers.parquet", state="/data/customers.state",
+                                    results="/data/customers.results.parquet", max_failed=10)
+        push()
+
+    customers_sync()
+
+The exception tree gains one leaf here::
+
+    FlameupError
+    └── TooManyFailedRowsError    the run ended, but too many rows need attention
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from numbers import Integral, Real
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._api import upsert_file
+from .exceptions import FlameupError
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as ds
+
+__all__ = ["TooManyFailedRowsError", "upsert_file_task"]
+
+logger = logging.getLogger("flameup_pandas.airflow")
+
+_PROBLEMS = ("invalid", "rejected", "failed")
+
+
+class TooManyFailedRowsError(FlameupError):
+    """More rows were invalid, rejected or failed than the task allows.
+
+    ``summary`` is the run's summary as :func:`upsert_file_task` would have returned it; the
+    message gives the counts and where the per-row reasons are.
+    """
+
+    def __init__(self, message: str, summary: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keeps the exception picklable (Airflow and multiprocessing may pickle it).
+        return (type(self), (str(self), self.summary))
+
+
+def upsert_file_task(
+    path: str | Path | ds.Dataset,
+    *,
+    results: str | Path | None = None,
+    state: str | Path | None = None,
+    max_failed: int = 0,
+    max_failed_share: float | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Upsert a parquet or CSV file for an Airflow task; return the summary as plain data.
+
+    Runs :func:`flameup_pandas.upsert_file` (no progress bar unless ``progress=True`` is
+    passed; the other keywords go to it unchanged), logs the summary, and returns
+    ``summary.to_dict()`` (ints, floats, strings and booleans only, fit for XCom) plus
+    ``results`` when a results file was written.
+
+    The task fails with :class:`TooManyFailedRowsError` when the invalid, rejected and failed
+    rows together exceed the allowance: ``max_failed`` rows, or ``max_failed_share`` of all
+    rows when that is given and larger. Authentication and configuration errors are raised
+    as they are.
+
+    Retries are safe with ``state=``: the state records a person only once Flameup
+    acknowledged it, so a retried (or killed and rerun) task sends only the rows that were
+    not delivered yet or that changed; the rest come back ``skipped``. Point ``state`` at a
+    path that survives between runs (not the task's temporary folder).
+
+    The API key is read from ``FLAMEUP_API_KEY`` and the URL from ``FLAMEUP_BASE_URL`` (both
+    environment variables of the worker), unless ``api_key=`` / ``base_url=`` are passed.
+    To keep the key in Airflow instead, read it inside the task body, never as a templated
+    argument (rendered arguments are shown in the UI):
+
+    - a Variable: ``AIRFLOW_VAR_FLAMEUP_API_KEY=...`` in the environment or a secrets
+      backend, then ``api_key=Variable.get("flameup_api_key")`` (``from airflow.sdk import
+      Variable``); a name containing ``api_key`` is masked in task logs.
+    - a Connection ``flameup`` with the key as its password (and the URL as its host):
+      ``conn = BaseHook.get_connection("flameup")``, then ``api_key=conn.password``
+      (``from airflow.sdk import BaseHook``).
+
+    >>> summary = upsert_file_task("customers.parquet", max_failed=3)  # doctest: +SKIP
+    >>> summary["created"], summary["invalid"]  # doctest: +SKIP
+    (1996, 3)
+    """
+    options.setdefault("progress", False)
+    summary = upsert_file(path, results=results, state=state, **options)
+    out = _plain(summary.to_dict())
+    if results is not None:
+        out["results"] = str(results)
+    logger.info("flameup upsert of %s: %s", _name(path), _one_line(out))
+    allowed = _allowance(summary.rows, max_failed, max_failed_share)
+    if summary.problems > allowed:
+        raise TooManyFailedRowsError(_too_many(out, summary.problems, allowed, results), out)
+    return out
+
+
+def _allowance(rows: int, max_failed: int, max_failed_share: float | None) -> int:
+    if max_failed < 0:
+        raise ValueError(f"max_failed must be 0 or more, not {max_failed}")
+    if max_failed_share is None:
+        return max_failed
+    if not 0 <= max_failed_share <= 1:
+        raise ValueError(f"max_failed_share must be between 0 and 1, not {max_failed_share}")
+    return max(max_failed, math.floor(max_failed_share * rows))
+
+
+def _plain(values: dict[str, Any]) -> dict[str, Any]:
+    """The summary with numpy scalars and the like turned into int, float, bool or str."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, bool | str):
+            out[key] = value
+        elif isinstance(value, Integral):
+            out[key] = int(value)
+        elif isinstance(value, Real):
+            out[key] = float(value)
+        else:
+            out[key] = str(value)
+    return out
+
+
+def _one_line(summary: dict[str, Any]) -> str:
+    return ", ".join(f"{key}={value}" for key, value in summary.items())
+
+
+def _name(path: object) -> str:
+    return str(path) if isinstance(path, str | Path) else type(path).__name__
+
+
+def _too_many(
+    summary: dict[str, Any], problems: int, allowed: int, results: str | Path | None
+) -> str:
+    counts = ", ".join(f"{status} {summary.get(status, 0):,}" for status in _PROBLEMS)
+    where = (
+        f"per-row reasons in {results}"
+        if results is not None
+        else "pass results= to keep the per-row reasons"
+    )
+    return (
+        f"{problems:,} of {summary.get('rows', 0):,} rows need attention ({counts}), "
+        f"more than the {allowed:,} allowed; {where}"
+    )
