@@ -1,0 +1,65 @@
+"""Every code block in README.md runs, so the docs cannot rot.
+
+``python`` blocks run in order in one namespace, in a scratch folder holding the sample file,
+with FLAMEUP_API_KEY and FLAMEUP_BASE_URL pointing at a local server. ``console`` blocks are
+the README's two commands: the test command is what CI itself runs, so here the main job runs
+(its install step is the one CI has just done) and must exit 0.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BLOCK = re.compile(r"^```(\w+)\n(.*?)^```", re.S | re.M)
+
+
+def blocks(kind: str) -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    return [body for lang, body in BLOCK.findall(text) if lang == kind]
+
+
+@pytest.fixture
+def scratch(tmp_path, monkeypatch, flameup_server):
+    (tmp_path / "examples").mkdir()
+    shutil.copy(ROOT / "examples" / "customers.parquet", tmp_path / "examples")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FLAMEUP_API_KEY", flameup_server.api_key)
+    monkeypatch.setenv("FLAMEUP_BASE_URL", flameup_server.base_url)
+    return flameup_server
+
+
+def test_python_blocks_run_in_order(scratch):
+    namespace: dict[str, object] = {"__name__": "readme"}
+    code = blocks("python")
+    assert len(code) >= 4
+    for body in code:
+        exec(compile(body, "README.md", "exec"), namespace)
+    assert len(scratch.people()) > 1900
+
+
+def test_main_command_runs(tmp_path):
+    commands = [line for body in blocks("console") for line in body.splitlines() if line]
+    main = next(c for c in commands if "flameup-pandas upsert" in c)
+    cli_part = main.split("&&")[-1].strip()
+    args = shlex.split(cli_part)[1:]
+    assert args[0] == "upsert"
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    run = subprocess.run([sys.executable, "-m", "flameup_pandas.cli", *args, "--no-progress"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "created" in run.stdout
+    assert (tmp_path / ".flameup" / "results.parquet").exists()
+
+
+def test_test_command_is_what_ci_runs():
+    commands = [line for body in blocks("console") for line in body.splitlines() if line]
+    test_command = next(c for c in commands if "pytest" in c)
+    assert test_command in (ROOT / ".ci" / "run").read_text()
