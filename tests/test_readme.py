@@ -1,7 +1,8 @@
 """Every code block in README.md runs, so the docs cannot rot.
 
 ``python`` blocks run in order in one namespace, in a scratch folder holding the sample file,
-with FLAMEUP_API_KEY and FLAMEUP_BASE_URL pointing at a local server. ``console`` blocks are
+with FLAMEUP_API_KEY and FLAMEUP_BASE_URL pointing at a local server (the Airflow DAG block
+is only compiled here; ``.ci/airflow`` runs examples/airflow_dag.py under Airflow itself). ``console`` blocks are
 the README's two commands: the test command is what CI itself runs, so here the main job runs
 (its install step is the one CI has just done) and must exit 0.
 """
@@ -41,7 +42,10 @@ def test_python_blocks_run_in_order(scratch):
     code = blocks("python")
     assert len(code) >= 4
     for body in code:
-        exec(compile(body, "README.md", "exec"), namespace)
+        compiled = compile(body, "README.md", "exec")
+        if "from airflow" in body:
+            continue  # needs Airflow: .ci/airflow runs the same DAG shape under Airflow itself
+        exec(compiled, namespace)
     assert len(scratch.people()) > 1900
 
 
