@@ -1,0 +1,1 @@
+"""Benchmarks of flameup-pandas; ``python -m benchmarks`` prints one report."""

@@ -1,0 +1,238 @@
+"""One benchmark report: ``python -m benchmarks [--quick] [--only NAME ...] [--json FILE]``.
+
+Runs each benchmark module's ``main(quick)`` in turn (imported only when its turn comes; a
+module that fails is reported and the others still run, and the exit code is then 1) and
+prints one table: every figure beside the baseline it is measured against in the same run,
+and their ratio, under a description of the machine. ``--quick`` is for CI, which runs it to
+check that the report still works, never to assert timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import os
+import platform
+import re
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+BENCHMARKS = ("server", "conversion", "delivery", "sync", "memory", "spark")
+NEEDS = {"spark": "pyspark"}
+NA = "n/a"
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One line of the report: a module's figure, its baseline, and the ratio between them.
+
+    ``ours``, ``base`` and ``ratio`` name keys of the module's dict (``base`` may be a
+    constant); ``name`` and ``baseline`` may use ``{key}`` placeholders. A missing key shows
+    as n/a; a missing ratio is computed as ours / base.
+    """
+
+    name: str
+    baseline: str
+    ours: str
+    base: str | float
+    ratio: str | None = None
+    target: str = "-"
+
+
+SERVER = [
+    Figure("server batches of 100/s (rate limit off)", "Flameup's documented 120/min",
+           "batches_per_second", 2.0, target="> 1"),
+]
+CONVERSION = [
+    Figure("conversion rows/s, {rows:,} rows", 'to_dict("records")+json.dumps',
+           "ours_rows_per_second", "baseline_rows_per_second", "speedup", "> 1"),
+]
+DELIVERY = [
+    Figure("requests made / minimum", "ceil(valid rows / 100)",
+           "a_requests", "a_min_requests", "a_ratio", "1.00"),
+    Figure("request rate /min, 429s: {b_http_429}", "allowed rate /min",
+           "b_rate_per_minute", "b_limit_per_minute", "b_ratio", ">= 0.95, 0 429s"),
+]
+SYNC = [
+    Figure("sync requests, {changed_rows:,} of {rows:,} rows changed", "full sync requests",
+           "second_requests", "first_requests", "requests_ratio", "about 0.01"),
+]
+MEMORY = [
+    Figure("peak MiB streaming {rows:,} rows (dry run)", "pd.read_parquet peak MiB",
+           "stream_peak_mib", "read_parquet_peak_mib", "stream_ratio", "< 0.20"),
+    Figure("peak MiB streaming {send_rows:,} rows, sent", "pd.read_parquet peak MiB",
+           "send_peak_mib", "send_read_parquet_peak_mib", "send_ratio", "< 0.20"),
+]
+
+
+def delivery_figures(figures: dict[str, Any]) -> list[Figure]:
+    """Delivery's fixed lines plus one throughput line per concurrency it measured."""
+    found = sorted(int(m.group(1)) for key in figures
+                   if (m := re.fullmatch(r"c(\d+)_ratio", key)))
+    return DELIVERY + [
+        Figure(f"throughput /min, {{c_latency_s}} s latency, x{n}, 429s: {{c{n}_http_429}}",
+               "allowed rate /min", f"c{n}_rate_per_minute", "c_limit_per_minute",
+               f"c{n}_ratio", ">= 0.90")
+        for n in found or [16]
+    ]
+
+
+LINES: dict[str, Callable[[dict[str, Any]], list[Figure]]] = {
+    "server": lambda f: SERVER,
+    "conversion": lambda f: CONVERSION,
+    "delivery": delivery_figures,
+    "sync": lambda f: SYNC,
+    "memory": lambda f: MEMORY,
+}
+
+
+class _Missing(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return NA
+
+
+def _fill(template: str, figures: dict[str, Any]) -> str:
+    try:
+        return template.format_map(_Missing(figures))
+    except (ValueError, TypeError):  # a format spec (",") applied to "n/a"
+        return re.sub(r"\{(\w+)[^}]*\}", lambda m: str(figures.get(m.group(1), NA)), template)
+
+
+def _number(figures: dict[str, Any], key: str | float | None) -> float | None:
+    value = key if isinstance(key, int | float) else figures.get(key) if key else None
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _show(value: float | None, digits: int = 1) -> str:
+    if value is None:
+        return NA
+    return f"{value:,.0f}" if value >= 1000 or value == int(value) else f"{value:,.{digits}f}"
+
+
+def rows_for(name: str, figures: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
+    """The report lines of one module's figures: name, baseline, ours, base, ratio, target."""
+    rows = []
+    for fig in LINES[name](figures) if name in LINES else []:
+        ours, base = _number(figures, fig.ours), _number(figures, fig.base)
+        ratio = _number(figures, fig.ratio)
+        if ratio is None and ours is not None and base:
+            ratio = ours / base
+        rows.append((_fill(fig.name, figures), _fill(fig.baseline, figures), _show(ours),
+                     _show(base), NA if ratio is None else f"{ratio:.3f}", fig.target))
+    return rows
+
+
+def format_table(results: dict[str, dict[str, Any]], notes: dict[str, str]) -> str:
+    """The report: one line per figure; modules without a mapping show their numbers as-is."""
+    header = ("figure", "baseline", "ours", "baseline", "ratio", "target")
+    rows, extra = [], []
+    for name, figures in results.items():
+        mapped = rows_for(name, figures)
+        rows += [(f"{name}: {row[0]}", *row[1:]) for row in mapped]
+        if not mapped:
+            shown = ", ".join(f"{k}={v}" for k, v in figures.items()
+                              if isinstance(v, int | float) and not isinstance(v, bool))
+            extra.append(f"{name}: {shown or 'no numeric figures'}")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) if i < 2 or i == 5 else str(c).rjust(w)
+                       for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip()
+             for row in [header, *rows]]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines + extra + [f"{name}: {note}" for name, note in notes.items()])
+
+
+def machine() -> dict[str, Any]:
+    """What the figures ran on: cores, CPU model, RAM, load, Python and library versions."""
+    import pandas as pd
+    import pyarrow as pa
+
+    cpu = _proc_field("/proc/cpuinfo", "model name") or platform.processor() or NA
+    kib = _proc_field("/proc/meminfo", "MemTotal")
+    return {
+        "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
+        "cpu": cpu,
+        "ram": f"{int(kib.split()[0]) / 2**20:.1f} GiB" if kib else NA,
+        "load_average": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "python": platform.python_version(),
+        "pandas": pd.__version__,
+        "pyarrow": pa.__version__,
+    }
+
+
+def _proc_field(path: str, name: str) -> str | None:
+    """The value of the first ``name: value`` line of a /proc file (None off Linux)."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError:
+        return None
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith(name)), None)
+
+
+def run(name: str, quick: bool) -> dict[str, Any]:
+    """Import ``benchmarks.bench_NAME`` and return its ``main(quick)``."""
+    module = importlib.import_module(f"benchmarks.bench_{name}")
+    return dict(module.main(quick))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks",
+                                     description="Run the benchmarks; print one report.")
+    parser.add_argument("--quick", action="store_true",
+                        help="small sizes, under two minutes in all (what CI runs)")
+    parser.add_argument("--only", nargs="+", choices=BENCHMARKS, metavar="NAME",
+                        help=f"run only these: {', '.join(BENCHMARKS)}")
+    parser.add_argument("--json", type=Path, metavar="FILE",
+                        help="also write the machine and every figure as JSON to FILE")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    before = machine()
+    results: dict[str, dict[str, Any]] = {}
+    notes: dict[str, str] = {}
+    failed = []
+    started = time.perf_counter()
+    for name in args.only or BENCHMARKS:
+        needed = NEEDS.get(name)
+        if needed and importlib.util.find_spec(needed) is None:
+            notes[name] = f"skipped: {needed} is not installed (pip install flameup-pandas[{name}])"
+            continue
+        print(f"running {name}{' (quick)' if args.quick else ''} ...", file=sys.stderr, flush=True)
+        began = time.perf_counter()
+        try:
+            results[name] = run(name, args.quick)
+        except Exception as exc:
+            traceback.print_exc(file=sys.stderr)
+            first_line = (str(exc).splitlines() or [""])[0]
+            notes[name] = f"FAILED: {type(exc).__name__}: {first_line}"
+            failed.append(name)
+        print(f"  {name}: {time.perf_counter() - began:.0f} s", file=sys.stderr, flush=True)
+    after = machine()
+    print(_machine_line(before, after, time.perf_counter() - started, args.quick))
+    print(format_table(results, notes))
+    if args.json:
+        args.json.write_text(json.dumps({"machine": before, "load_after": after["load_average"],
+                                         "quick": args.quick, "results": results,
+                                         "notes": notes}, indent=2, default=str))
+    return 1 if failed else 0
+
+
+def _machine_line(before: dict[str, Any], after: dict[str, Any], seconds: float,
+                  quick: bool) -> str:
+    return (f"machine: {before['nproc']} cores, {before['cpu']}, {before['ram']} RAM; "
+            f"Python {before['python']}, pandas {before['pandas']}, pyarrow {before['pyarrow']}; "
+            f"load average {before['load_average']} before, {after['load_average']} after; "
+            f"{'quick run, ' if quick else ''}{seconds:.0f} s in all\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
