@@ -1,0 +1,182 @@
+"""flameup_pandas.spark.upsert: planned on executors, diffed in Spark, sent from the driver."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flameup_pandas import RetryPolicy
+from flameup_pandas.testing import Faults
+
+from .conftest import target
+from .test_upsert import customers
+
+# CI installs the ``spark`` extra, so this skips only where pyspark was left out on purpose.
+pytest.importorskip("pyspark")
+
+from flameup_pandas import spark as flameup_spark  # noqa: E402
+
+# pyspark 4.3 warns at every pandas conversion that it "does not yet fully support pandas >=
+# 3.0.0"; the runs below are the check that what we use works.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:PySpark does not yet fully support pandas:FutureWarning"
+)
+
+
+@pytest.fixture(scope="module")
+def spark():
+    """One local[2] session for the module: starting Spark is the slow part."""
+    from pyspark.sql import SparkSession
+
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("flameup-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.sql.session.timeZone", "UTC")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+def to_spark(spark, df: pd.DataFrame, partitions: int = 3):
+    return spark.createDataFrame(df).repartition(partitions)
+
+
+def collect(results) -> pd.DataFrame:
+    """Through Arrow: pyspark's toPandas() trips a pandas 3 deprecation warning."""
+    return results.toArrow().to_pandas()
+
+
+def test_every_row_gets_a_status_and_invalid_rows_are_never_sent(spark, flameup_server):
+    df = customers(300)
+    df["signed_up"] = pd.Timestamp("2024-05-01 12:30", tz="UTC")
+    df.loc[7, "email"] = "not-an-email"
+    df.loc[9, ["user_id", "email"]] = [None, None]
+    df.loc[11, "user_id"] = "u12"  # the same person as row 12, maybe in another partition
+    run = flameup_spark.upsert(to_spark(spark, df), **target(flameup_server))
+    out = collect(run.results)
+    assert len(out) == 300 and out["row"].is_unique
+    assert run.summary.counts == {"created": 297, "updated": 0, "invalid": 2, "rejected": 0,
+                                  "failed": 0, "skipped": 1}
+    assert run.summary.to_dict()["rows_to_driver"] == 297
+    invalid = out[out["flameup_status"] == "invalid"].set_index("userId")
+    assert "email" in invalid.loc["u7", "flameup_error"]
+    assert "no userId or email" in invalid["flameup_error"].to_string()
+    skipped = out[out["flameup_status"] == "skipped"]
+    assert skipped["flameup_error"].str.startswith("duplicate identity: row ").all()
+    stored = flameup_server.people().set_index("external_id")
+    assert len(stored) == 297 and "u7" not in stored.index
+    created = out[out["flameup_status"] == "created"].set_index("userId")
+    assert list(created["flameup_id"]) == list(stored.loc[created.index, "id"])
+    assert flameup_server.person("u1")["attributes"]["signed_up"] == "2024-05-01T12:30:00Z"
+
+
+def test_nothing_is_lost_under_faults(spark, flameup_server, tmp_path):
+    flameup_server.set_faults(
+        Faults(error_rate=0.1, error_after_store_rate=0.05, drop_rate=0.05, seed=11)
+    )
+    results = tmp_path / "results"
+    run = flameup_spark.upsert(
+        to_spark(spark, customers(1000)), results=results,
+        retry=RetryPolicy(backoff_factor=0.01), **target(flameup_server),
+    )
+    assert run.results == str(results)
+    out = pd.read_parquet(results)
+    assert len(out) == 1000
+    assert set(out["flameup_status"]) <= {"created", "updated"}
+    assert run.summary.run.retries > 0
+    stored = flameup_server.people().set_index("external_id")
+    assert len(stored) == 1000 and stored.index.is_unique
+    ids = out.set_index("userId")["flameup_id"]
+    assert (ids.loc[stored.index] == stored["id"]).all()
+
+
+def test_state_round_trip_pandas_to_spark_to_pandas(spark, flameup_server, tmp_path):
+    """One state file serves both paths: each run sends only what changed since the last."""
+    state = tmp_path / "state.parquet"
+    to_server = target(flameup_server)
+    df = customers(400)
+    assert (df.flameup.upsert(state=state, **to_server)["flameup_status"] == "created").all()
+
+    df.loc[[3, 250, 399], "plan"] = "changed in pandas"
+    flameup_server.reset_requests()
+    run = flameup_spark.upsert(to_spark(spark, df), state=state, **to_server)
+    assert run.summary.counts["updated"] == 3 and run.summary.counts["skipped"] == 397
+    assert run.summary.to_dict()["rows_to_driver"] == 3
+    assert flameup_server.request_count() == 1
+    unchanged = collect(run.results).set_index("userId").loc["u4"]
+    assert unchanged["flameup_error"] == "unchanged since last sync"
+    assert unchanged["flameup_id"] == flameup_server.person("u4")["id"]
+
+    df.loc[[10, 20], "plan"] = "changed in spark"
+    run = flameup_spark.upsert(to_spark(spark, df), state=state, **to_server)
+    assert run.summary.counts["updated"] == 2 and run.summary.to_dict()["rows_to_driver"] == 2
+
+    df.loc[[30], "plan"] = "changed again"
+    flameup_server.reset_requests()
+    result = df.flameup.upsert(state=state, **to_server)
+    assert list(result.index[result["flameup_status"] == "updated"]) == [30]
+    assert flameup_server.request_count() == 1
+    assert flameup_server.person("u20")["attributes"]["plan"] == "changed in spark"
+
+
+def test_rerun_and_dry_run_send_nothing_unchanged(spark, flameup_server, tmp_path):
+    state = tmp_path / "state.parquet"
+    sdf = to_spark(spark, customers(200))
+    first = flameup_spark.upsert(sdf, state=state, **target(flameup_server))
+    assert first.summary.counts["created"] == 200
+    flameup_server.reset_requests()
+    again = flameup_spark.upsert(sdf, state=state, **target(flameup_server))
+    assert again.summary.counts["skipped"] == 200
+    assert again.summary.to_dict()["rows_to_driver"] == 0
+    changed = customers(201)
+    changed.loc[5, "plan"] = "new"
+    dry = flameup_spark.upsert(to_spark(spark, changed), state=state, dry_run=True,
+                               **target(flameup_server))
+    assert dry.summary.extra == {"would_send": 2}
+    assert flameup_server.requests == []
+
+
+def test_timestamps_without_zone_need_a_choice(spark, flameup_server):
+    sdf = spark.sql("select 'u1' as userId, timestamp_ntz'2024-01-01 10:00:00' as seen")
+    with pytest.raises(ValueError, match="without a time zone"):
+        flameup_spark.upsert(sdf, **target(flameup_server))
+    run = flameup_spark.upsert(sdf, naive_timestamps="utc", **target(flameup_server))
+    assert run.summary.counts["created"] == 1
+    assert flameup_server.person("u1")["attributes"]["seen"] == "2024-01-01T10:00:00Z"
+
+
+def test_the_package_and_this_module_import_without_pyspark():
+    """pyspark stays optional: it is imported only when a Spark run starts."""
+    code = ("import sys; sys.modules['pyspark'] = None; import flameup_pandas; "
+            "print('flameup_pandas.spark' in sys.modules); import flameup_pandas.spark")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_planned_rows_use_the_shared_rules_and_hashes():
+    """The executor function, called directly: same people and hashes as the pandas path."""
+    from flameup_pandas._payload import content_hashes
+    from flameup_pandas._upsert import Rules
+
+    df = customers(4)
+    df.loc[2, "email"] = "broken"
+    planned = flameup_spark.planned_rows(Rules(), df, np.arange(100, 104))
+    assert list(planned["row"]) == [100, 101, 102, 103]
+    assert planned["flameup_status"].tolist()[2] == "invalid"
+    people = df.flameup.to_people()
+    assert planned["content_hash"].tolist() == [*content_hashes(people[:2]), 0,
+                                                *content_hashes(people[2:])]
+    assert planned["identity"].tolist() == ["u:u0", "u:u1", None, "u:u3"]
