@@ -91,7 +91,8 @@ def _iso_timestamp(value: dt.datetime, naive: str, label: str) -> str:
         if naive != "utc":
             raise _naive_error(label)
         stamp = stamp.tz_localize("UTC")
-    return _iso_utc(np.array([stamp.tz_convert("UTC").tz_localize(None).to_datetime64()]))[0]
+    utc = stamp.tz_convert("UTC").tz_localize(None).to_datetime64()
+    return str(_iso_utc(np.array([utc]))[0])
 
 
 def _naive_error(label: str) -> NaiveTimestampError:
@@ -169,7 +170,7 @@ def _nested(value: Any, naive: str, label: str) -> Any:
 # -- column conversion ----------------------------------------------------------------------
 
 
-def _iso_utc(values: np.ndarray) -> list[str]:
+def _iso_utc(values: np.ndarray) -> np.ndarray:
     """datetime64 values (UTC, any unit) as ISO 8601 strings ending in Z; NaT gives junk.
 
     numpy's own formatting costs about a microsecond a value, so whole seconds are built from
@@ -185,24 +186,24 @@ def _iso_utc(values: np.ndarray) -> list[str]:
     seconds = (ticks - fraction) // per_second
     second_of_day = seconds % 86_400
     codes, days = pd.factorize((seconds - second_of_day) // 86_400)
-    day_strings = np.datetime_as_string(np.asarray(days, dtype="datetime64[D]")).astype(object)
-    out = (day_strings + "T")[codes] + _time_table()[second_of_day]
+    day_strings = np.char.add(np.datetime_as_string(np.asarray(days, dtype="datetime64[D]")), "T")
+    out = np.char.add(day_strings[codes], _time_table()[second_of_day])
     fraction_ns = fraction * _NS_PER_UNIT[unit]
     remaining = fraction != 0
+    if remaining.any():
+        out = out.astype(object)  # the longer strings would not fit the fixed width
     for name, ns in _FRACTION_UNITS:
         fits = remaining & (fraction_ns % ns == 0)
         if fits.any():
             out[fits] = np.datetime_as_string(values[fits], unit=cast(Any, name), timezone="UTC")
             remaining &= ~fits
-    return out.tolist()  # type: ignore[no-any-return]
+    return out
 
 
 @functools.cache
 def _time_table() -> np.ndarray:
     """ "HH:MM:SSZ" for every second of a day."""
-    return np.array(
-        [f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}Z" for s in range(86_400)], dtype=object
-    )
+    return np.array([f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}Z" for s in range(86_400)])
 
 
 def _with_nones(values: np.ndarray, missing: np.ndarray) -> list[Any]:
@@ -236,9 +237,7 @@ def _datetimes(series: pd.Series, naive: str, label: str) -> _Converted:
         utc = series
     else:
         utc = series.dt.tz_convert("UTC").dt.tz_localize(None)
-    values = utc.to_numpy()
-    strings = np.array(_iso_utc(values), dtype=object)
-    return _Converted(_with_nones(strings, missing), missing, {})
+    return _Converted(_with_nones(_iso_utc(utc.to_numpy()), missing), missing, {})
 
 
 def _missing_objects(values: np.ndarray) -> np.ndarray:
