@@ -19,7 +19,7 @@ from .test_upsert import customers
 # CI installs the ``spark`` extra, so this skips only where pyspark was left out on purpose.
 pytest.importorskip("pyspark")
 
-from flameup_pandas import spark as flameup_spark  # noqa: E402
+from flameup_pandas import spark as flameup_spark
 
 # pyspark 4.3 warns at every pandas conversion that it "does not yet fully support pandas >=
 # 3.0.0"; the runs below are the check that what we use works.

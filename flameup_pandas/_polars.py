@@ -1,0 +1,105 @@
+"""``df.flameup`` on polars DataFrames: the pandas engine, reached through Arrow at the edge.
+
+After :func:`register` (``import flameup_pandas`` calls it when polars is installed)::
+
+    report = df.flameup.validate()     # polars DataFrame: row, column, check, value
+    people = df.flameup.to_people()    # the people dicts exactly as they will be sent
+    result = df.flameup.upsert(...)    # df + flameup_id, flameup_status, flameup_error
+    result.flameup.summary()           # counts per status, requests, retries, time
+
+The frame crosses to pandas once, as pyarrow-backed columns (``to_pandas(
+use_pyarrow_extension_array=True)``): zero-copy where Arrow allows, and integers with nulls
+stay integers, dates stay dates. Everything else is :mod:`flameup_pandas._api`; the result
+columns are added to the original polars frame, which is otherwise returned untouched.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from . import _api
+from ._result import _RUNS, RESULT_COLUMNS, Summary, count_statuses, record_run, summarize
+
+if TYPE_CHECKING:
+    import polars as pl
+
+__all__ = ["PolarsFlameup", "register"]
+
+_registered = False
+
+
+def register() -> None:
+    """Register the ``flameup`` namespace on ``polars.DataFrame`` (once; raises ImportError
+    when polars is not installed)."""
+    global _registered
+    import polars as pl
+
+    if not _registered:
+        pl.api.register_dataframe_namespace("flameup")(PolarsFlameup)
+        _registered = True
+
+
+class PolarsFlameup:
+    """Flameup on any polars DataFrame: ``validate()``, ``to_people()``, ``upsert()``,
+    ``summary()``; the keywords are those of :func:`flameup_pandas.upsert` and friends.
+
+    >>> import polars as pl, flameup_pandas
+    >>> df = pl.DataFrame({"userId": ["u1", "u2"], "email": ["a@example.com", "nope"]})
+    >>> PolarsFlameup(df).to_people()
+    [{'userId': 'u1', 'email': 'a@example.com'}]
+    """
+
+    def __init__(self, df: pl.DataFrame) -> None:
+        self._df = df
+
+    def _pandas(self) -> pd.DataFrame:
+        return self._df.to_pandas(use_pyarrow_extension_array=True)
+
+    def validate(self, **options: Any) -> pl.DataFrame:
+        """Every problem, one row each: ``row`` (position), ``column``, ``check``, ``value``.
+
+        ``value`` is shown as text, since one column holds values of every type.
+        """
+        import polars as pl
+
+        report = _api.validate(self._pandas(), **options)
+        return pl.DataFrame({
+            "row": pl.Series(report["index"].tolist(), dtype=pl.Int64),
+            "column": pl.Series([_text(c) for c in report["column"]], dtype=pl.String),
+            "check": pl.Series([_text(c) for c in report["check"]], dtype=pl.String),
+            "value": pl.Series([_text(v) for v in report["value"]], dtype=pl.String),
+        })
+
+    def to_people(self, **options: Any) -> list[dict[str, Any]]:
+        """The people dicts exactly as they will be sent (see :func:`flameup_pandas.to_people`)."""
+        return _api.to_people(self._pandas(), **options)
+
+    def upsert(self, **options: Any) -> pl.DataFrame:
+        """Send the rows; the frame with flameup_id, flameup_status, flameup_error added."""
+        import polars as pl
+
+        result = _api.upsert(self._pandas(), **options)
+        out = self._df.with_columns(
+            pl.Series(name, result[name].tolist(), dtype=pl.String) for name in RESULT_COLUMNS
+        )
+        run = summarize(result).run
+        if run is not None:
+            record_run(out, run)  # type: ignore[arg-type]  # keyed by id, held weakly
+        return out
+
+    def summary(self) -> Summary:
+        """Counts per status and the run's figures, for a frame that upsert() returned."""
+        if "flameup_status" not in self._df.columns:
+            raise ValueError("this frame has no flameup_status column: summary() is for the "
+                             "frame that df.flameup.upsert() returns")
+        statuses = pd.Series(self._df["flameup_status"].to_list(), dtype=object)
+        return Summary(count_statuses(statuses), _RUNS.get(id(self._df)))
+
+
+def _text(value: Any) -> str | None:
+    if value is None or (not isinstance(value, str) and pd.api.types.is_scalar(value)
+                         and pd.isna(value)):
+        return None
+    return str(value)
