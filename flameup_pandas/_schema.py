@@ -455,7 +455,7 @@ def row_reasons(report: pd.DataFrame, n_rows: int) -> list[str | None]:
     >>> row_reasons(report, 2)
     [None, "email: not a plausible email address (value 'x@'); userId: longer than 255 characters"]
     """
-    reasons: list[list[str]] = [[] for _ in range(n_rows)]
+    reasons: dict[int, list[str]] = {}
     for row, column, check, value in zip(
         report["row"].tolist(),
         report["column"].tolist(),
@@ -467,8 +467,11 @@ def row_reasons(report: pd.DataFrame, n_rows: int) -> list[str | None]:
             continue
         text = describe_check(str(check))
         if column is None or (not isinstance(column, str) and pd.isna(column)):
-            reasons[row].append(text)
+            reasons.setdefault(row, []).append(text)
         else:
             shown = "" if value is None or str(check).startswith("max_length") else _shown(value)
-            reasons[row].append(f"{column}: {text}{shown}")
-    return ["; ".join(r) if r else None for r in reasons]
+            reasons.setdefault(row, []).append(f"{column}: {text}{shown}")
+    out: list[str | None] = [None] * n_rows
+    for row, texts in reasons.items():
+        out[row] = "; ".join(texts)
+    return out
