@@ -98,9 +98,10 @@ def upsert_file_task(
       ``conn = BaseHook.get_connection("flameup")``, then ``api_key=conn.password``
       (``from airflow.sdk import BaseHook``).
 
-    >>> summary = upsert_file_task("customers.parquet", max_failed=3)  # doctest: +SKIP
-    >>> summary["created"], summary["invalid"]  # doctest: +SKIP
-    (1996, 3)
+    Example (needs FLAMEUP_API_KEY and a reachable server, so it is not a doctest)::
+
+        summary = upsert_file_task("customers.parquet", max_failed=3)
+        summary["created"], summary["invalid"]  # (1996, 3) for the shipped sample
     """
     options.setdefault("progress", False)
     summary = upsert_file(path, results=results, state=state, **options)

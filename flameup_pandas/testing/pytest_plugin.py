@@ -30,7 +30,7 @@ def flameup_server() -> Iterator[FlameupServer]:
 def flameup_server_factory() -> Iterator[Callable[..., FlameupServer]]:
     """Start servers with any `FlameupServer` options; all are stopped after the test.
 
-    >>> def test_rate_limited(flameup_server_factory):  # doctest: +SKIP
+    >>> def test_rate_limited(flameup_server_factory):
     ...     server = flameup_server_factory(rate_limit=2, rate_window=1.0)
     """
     servers: list[FlameupServer] = []
