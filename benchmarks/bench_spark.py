@@ -38,8 +38,15 @@ CHANGED_EVERY = 100  # 1% of the rows
 @contextmanager
 def local_server(folder: Path) -> Iterator[dict[str, Any]]:
     """A local Flameup server (rate limit off, SQLite file) in a child process."""
-    command = [sys.executable, "-m", "flameup_pandas.testing", "--rate-limit", "off",
-               "--db", str(folder / "flameup.db")]
+    command = [
+        sys.executable,
+        "-m",
+        "flameup_pandas.testing",
+        "--rate-limit",
+        "off",
+        "--db",
+        str(folder / "flameup.db"),
+    ]
     child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         found: dict[str, str] = {}
@@ -51,8 +58,13 @@ def local_server(folder: Path) -> Iterator[dict[str, Any]]:
             name, _, value = line.strip().partition("=")
             if name in ("FLAMEUP_BASE_URL", "FLAMEUP_API_KEY"):
                 found[name] = value
-        yield {"base_url": found["FLAMEUP_BASE_URL"], "api_key": found["FLAMEUP_API_KEY"],
-               "rate_limit": None, "allow_http": True, "concurrency": 4}
+        yield {
+            "base_url": found["FLAMEUP_BASE_URL"],
+            "api_key": found["FLAMEUP_API_KEY"],
+            "rate_limit": None,
+            "allow_http": True,
+            "concurrency": 4,
+        }
     finally:
         child.terminate()
         child.wait(timeout=30)
@@ -99,22 +111,28 @@ def timed_spark(sdf: Any, state: Path, target: dict[str, Any]) -> dict[str, Any]
     started = time.perf_counter()
     run = flameup_spark.upsert(sdf, state=state, **target)
     figures = run.summary.to_dict()
-    return {"seconds": round(time.perf_counter() - started, 1),
-            "to_driver": figures["rows_to_driver"], "requests": figures["requests"],
-            "sent_ok": figures["created"] + figures["updated"]}
+    return {
+        "seconds": round(time.perf_counter() - started, 1),
+        "to_driver": figures["rows_to_driver"],
+        "requests": figures["requests"],
+        "sent_ok": figures["created"] + figures["updated"],
+    }
 
 
 def timed_file(path: Path, state: Path, rows: int, target: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     figures = upsert_file(path, state=state, progress=False, **target).to_dict()
-    return {"seconds": round(time.perf_counter() - started, 1), "to_driver": rows,
-            "requests": figures["requests"], "sent_ok": figures["created"] + figures["updated"]}
+    return {
+        "seconds": round(time.perf_counter() - started, 1),
+        "to_driver": rows,
+        "requests": figures["requests"],
+        "sent_ok": figures["created"] + figures["updated"],
+    }
 
 
 def main(quick: bool = False) -> dict[str, Any]:
     """Run the benchmark and return its figures."""
-    warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas",
-                            FutureWarning)
+    warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", FutureWarning)
     rows = QUICK_ROWS if quick else FULL_ROWS
     partitions = 4 if quick else 16
     out: dict[str, Any] = {"rows": rows, "changed_rows": rows // CHANGED_EVERY}
@@ -136,8 +154,9 @@ def main(quick: bool = False) -> dict[str, Any]:
             (folder / "pandas").mkdir()
             with local_server(folder / "pandas") as target:
                 for name in ("first", "second"):
-                    figures = timed_file(folder / f"{name}.parquet", folder / "pandas.state",
-                                         rows, target)
+                    figures = timed_file(
+                        folder / f"{name}.parquet", folder / "pandas.state", rows, target
+                    )
                     print(f"upsert_file {name}: {figures}", file=sys.stderr, flush=True)
                     out.update({f"pandas_{name}_{k}": v for k, v in figures.items()})
     finally:
@@ -146,15 +165,21 @@ def main(quick: bool = False) -> dict[str, Any]:
 
 
 def report(figures: dict[str, Any]) -> str:
-    lines = [f"{figures['rows']:,} rows; the second run after {figures['changed_rows']:,} "
-             "changed",
-             f"{'run':<22}{'rows to driver':>16}{'requests':>12}{'sent ok':>12}{'wall s':>10}"]
+    lines = [
+        f"{figures['rows']:,} rows; the second run after {figures['changed_rows']:,} changed",
+        f"{'run':<22}{'rows to driver':>16}{'requests':>12}{'sent ok':>12}{'wall s':>10}",
+    ]
     for path, label in (("spark", "spark.upsert"), ("pandas", "upsert_file")):
         for name in ("first", "second"):
-            f = {k.removeprefix(f"{path}_{name}_"): v for k, v in figures.items()
-                 if k.startswith(f"{path}_{name}_")}
-            lines.append(f"{label + ' ' + name:<22}{f['to_driver']:>16,}{f['requests']:>12,}"
-                         f"{f['sent_ok']:>12,}{f['seconds']:>10}")
+            f = {
+                k.removeprefix(f"{path}_{name}_"): v
+                for k, v in figures.items()
+                if k.startswith(f"{path}_{name}_")
+            }
+            lines.append(
+                f"{label + ' ' + name:<22}{f['to_driver']:>16,}{f['requests']:>12,}"
+                f"{f['sent_ok']:>12,}{f['seconds']:>10}"
+            )
     return "\n".join(lines)
 
 

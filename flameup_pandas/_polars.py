@@ -65,12 +65,14 @@ class PolarsFlameup:
         import polars as pl
 
         report = _api.validate(self._pandas(), **options)
-        return pl.DataFrame({
-            "row": pl.Series(report["index"].tolist(), dtype=pl.Int64),
-            "column": pl.Series([_text(c) for c in report["column"]], dtype=pl.String),
-            "check": pl.Series([_text(c) for c in report["check"]], dtype=pl.String),
-            "value": pl.Series([_text(v) for v in report["value"]], dtype=pl.String),
-        })
+        return pl.DataFrame(
+            {
+                "row": pl.Series(report["index"].tolist(), dtype=pl.Int64),
+                "column": pl.Series([_text(c) for c in report["column"]], dtype=pl.String),
+                "check": pl.Series([_text(c) for c in report["check"]], dtype=pl.String),
+                "value": pl.Series([_text(v) for v in report["value"]], dtype=pl.String),
+            }
+        )
 
     def to_people(self, **options: Any) -> list[dict[str, Any]]:
         """The people dicts exactly as they will be sent (see :func:`flameup_pandas.to_people`)."""
@@ -92,14 +94,17 @@ class PolarsFlameup:
     def summary(self) -> Summary:
         """Counts per status and the run's figures, for a frame that upsert() returned."""
         if "flameup_status" not in self._df.columns:
-            raise ValueError("this frame has no flameup_status column: summary() is for the "
-                             "frame that df.flameup.upsert() returns")
+            raise ValueError(
+                "this frame has no flameup_status column: summary() is for the "
+                "frame that df.flameup.upsert() returns"
+            )
         statuses = pd.Series(self._df["flameup_status"].to_list(), dtype=object)
         return Summary(count_statuses(statuses), _RUNS.get(id(self._df)))
 
 
 def _text(value: Any) -> str | None:
-    if value is None or (not isinstance(value, str) and pd.api.types.is_scalar(value)
-                         and pd.isna(value)):
+    if value is None or (
+        not isinstance(value, str) and pd.api.types.is_scalar(value) and pd.isna(value)
+    ):
         return None
     return str(value)

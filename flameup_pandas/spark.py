@@ -83,12 +83,14 @@ PLANNED_DDL = (
     "content_hash long, flameup_status string, flameup_error string, payload string"
 )
 RESULT_COLUMNS = (ROW, "userId", "email", "identity", FLAMEUP_ID, STATUS, ERROR)
-OUTCOMES_SCHEMA = pa.schema([
-    ("_sent_row", pa.int64()),
-    ("_sent_id", pa.string()),
-    ("_sent_status", pa.string()),
-    ("_sent_error", pa.string()),
-])
+OUTCOMES_SCHEMA = pa.schema(
+    [
+        ("_sent_row", pa.int64()),
+        ("_sent_id", pa.string()),
+        ("_sent_status", pa.string()),
+        ("_sent_error", pa.string()),
+    ]
+)
 DRY_RUN = "dry run: would be sent"
 
 
@@ -136,8 +138,14 @@ def upsert(
     driver. See the module docstring for how the work is split and why.
     """
     started = time.monotonic()
-    rules = Rules(mapping=mapping, traits=traits, exclude=exclude, schema=schema,
-                  send_nulls=send_nulls, naive_timestamps=naive_timestamps)
+    rules = Rules(
+        mapping=mapping,
+        traits=traits,
+        exclude=exclude,
+        schema=schema,
+        send_nulls=send_nulls,
+        naive_timestamps=naive_timestamps,
+    )
     _check_columns(sdf, rules)
     with SyncState.open(state) if state is not None else contextlib.nullcontext() as sync:
         # the state is opened (locked, any leftover journal folded) before Spark reads it
@@ -149,9 +157,16 @@ def upsert(
             report = RunReport(elapsed=time.monotonic() - started, dry_run=True)
             final, extra = decided, {"would_send": would_send}
         else:
-            sender = Sender.open(client, api_key=api_key, base_url=base_url, timeout=timeout,
-                                 allow_http=allow_http, rate_limit=rate_limit,
-                                 concurrency=concurrency, retry=retry)
+            sender = Sender.open(
+                client,
+                api_key=api_key,
+                base_url=base_url,
+                timeout=timeout,
+                allow_http=allow_http,
+                rate_limit=rate_limit,
+                concurrency=concurrency,
+                retry=retry,
+            )
             try:
                 outcomes, reached = _deliver(to_send, sender, sync, progress)
             finally:
@@ -183,8 +198,11 @@ def _check_columns(sdf: DataFrame, rules: Rules) -> None:
     fieldmap = rules.fieldmap(list(sdf.columns))
     used = set(map(str, fieldmap.source_columns()))
     for column in sdf.schema.fields:
-        if (column.name in used and isinstance(column.dataType, TimestampNTZType)
-                and rules.naive_timestamps == "error"):
+        if (
+            column.name in used
+            and isinstance(column.dataType, TimestampNTZType)
+            and rules.naive_timestamps == "error"
+        ):
             raise _naive_error(column.name)
 
 
@@ -199,8 +217,9 @@ def _plan(sdf: DataFrame, rules: Rules) -> DataFrame:
     return with_row.mapInPandas(plan, PLANNED_DDL)
 
 
-def plan_batches(frames: Iterable[pd.DataFrame], *, rules: Rules, instants: Sequence[str],
-                 zone: str) -> Iterator[pd.DataFrame]:
+def plan_batches(
+    frames: Iterable[pd.DataFrame], *, rules: Rules, instants: Sequence[str], zone: str
+) -> Iterator[pd.DataFrame]:
     """The ``mapInPandas`` function: each Arrow batch through :meth:`Rules.plan`."""
     for frame in frames:
         if len(frame) == 0:
@@ -221,17 +240,19 @@ def planned_rows(rules: Rules, frame: pd.DataFrame, rows: np.ndarray) -> pd.Data
     hashes[pending] = content_hashes(people)
     payloads[pending] = [orjson.dumps(p).decode() for p in people]
     user_ids, emails = _shown_identities(rules, frame, plan)
-    return pd.DataFrame({
-        ROW: rows,
-        "userId": user_ids,
-        "email": emails,
-        "identity": pd.Series(plan.keys, dtype=object),
-        "identity_hash": identity_hashes(plan.keys),
-        "content_hash": hashes,
-        STATUS: plan.status,
-        ERROR: plan.error,
-        "payload": payloads,
-    })
+    return pd.DataFrame(
+        {
+            ROW: rows,
+            "userId": user_ids,
+            "email": emails,
+            "identity": pd.Series(plan.keys, dtype=object),
+            "identity_hash": identity_hashes(plan.keys),
+            "content_hash": hashes,
+            STATUS: plan.status,
+            ERROR: plan.error,
+            "payload": payloads,
+        }
+    )
 
 
 def _shown_identities(rules: Rules, frame: pd.DataFrame, plan: Plan) -> tuple[list[Any], ...]:
@@ -240,10 +261,12 @@ def _shown_identities(rules: Rules, frame: pd.DataFrame, plan: Plan) -> tuple[li
     shown = []
     for name in ("userId", "email"):
         given = canonical[name].tolist() if name in canonical else [None] * len(frame)
-        shown.append([
-            _text(person.get(name)) if person is not None else _text(value)
-            for person, value in zip(plan.people, given, strict=True)
-        ])
+        shown.append(
+            [
+                _text(person.get(name)) if person is not None else _text(value)
+                for person, value in zip(plan.people, given, strict=True)
+            ]
+        )
     return shown[0], shown[1]
 
 
@@ -271,7 +294,8 @@ def _decide(planned: DataFrame, known: DataFrame | None, dry_run: bool) -> DataF
 
     f = _functions()
     settled = planned.where(f.col(STATUS).isNotNull()).withColumn(
-        FLAMEUP_ID, f.lit(None).cast("string"))
+        FLAMEUP_ID, f.lit(None).cast("string")
+    )
     pending = planned.where(f.col(STATUS).isNull())
     winner = f.max(ROW).over(Window.partitionBy("identity_hash", "identity"))
     pending = pending.withColumn("_winner", winner)
@@ -279,20 +303,29 @@ def _decide(planned: DataFrame, known: DataFrame | None, dry_run: bool) -> DataF
     unchanged: Column = f.lit(False)
     known_id: Column = f.lit(None)
     if known is not None:
-        on = ((pending["identity_hash"] == known["_known_hash"])
-              & (pending["identity"] == known["_known_identity"]))
+        on = (pending["identity_hash"] == known["_known_hash"]) & (
+            pending["identity"] == known["_known_identity"]
+        )
         pending = pending.join(known, on=on, how="left")
         unchanged = f.coalesce(f.col("_known_content") == f.col("content_hash"), f.lit(False))
         known_id = f.col("_known_id")
-    duplicate_error = f.concat(f.lit("duplicate identity: row "), f.col("_winner").cast("string"),
-                               f.lit(" with the same identity was sent instead"))
-    status = (f.when(duplicate | unchanged, f.lit("skipped"))
-              .otherwise(f.lit("skipped") if dry_run else f.lit(None)))
-    error = (f.when(duplicate, duplicate_error).when(unchanged, f.lit(UNCHANGED))
-             .otherwise(f.lit(DRY_RUN) if dry_run else f.lit(None)))
+    duplicate_error = f.concat(
+        f.lit("duplicate identity: row "),
+        f.col("_winner").cast("string"),
+        f.lit(" with the same identity was sent instead"),
+    )
+    status = f.when(duplicate | unchanged, f.lit("skipped")).otherwise(
+        f.lit("skipped") if dry_run else f.lit(None)
+    )
+    error = (
+        f.when(duplicate, duplicate_error)
+        .when(unchanged, f.lit(UNCHANGED))
+        .otherwise(f.lit(DRY_RUN) if dry_run else f.lit(None))
+    )
     pending = pending.select(
         *[c for c in planned.columns if c not in (STATUS, ERROR, "payload")],
-        status.cast("string").alias(STATUS), error.cast("string").alias(ERROR),
+        status.cast("string").alias(STATUS),
+        error.cast("string").alias(ERROR),
         f.when(status.isNull(), f.col("payload")).alias("payload"),
         f.when(unchanged & ~duplicate, known_id).cast("string").alias(FLAMEUP_ID),
     )
@@ -309,7 +342,8 @@ def _settle(decided: DataFrame, outcomes: pa.Table) -> DataFrame:
         f.coalesce(f.col("_sent_id"), f.col(FLAMEUP_ID)).alias(FLAMEUP_ID),
         f.coalesce(f.col("_sent_status"), f.col(STATUS)).alias(STATUS),
         f.when(f.col("_sent_row").isNull(), f.col(ERROR))
-        .otherwise(f.col("_sent_error")).alias(ERROR),
+        .otherwise(f.col("_sent_error"))
+        .alias(ERROR),
     )
 
 
@@ -333,8 +367,9 @@ class _Sent:
     hashes: np.ndarray
 
 
-def _deliver(to_send: DataFrame, sender: Sender, sync: SyncState | None,
-             progress: bool) -> tuple[pa.Table, int]:
+def _deliver(
+    to_send: DataFrame, sender: Sender, sync: SyncState | None, progress: bool
+) -> tuple[pa.Table, int]:
     """Stream the rows to send into the shared deliverer; record and collect their outcomes."""
     columns = to_send.select(ROW, "identity", "content_hash", "payload")
     total = columns.count() if progress else 0
@@ -366,15 +401,21 @@ def _batches(rows: Iterator[Any]) -> Iterator[tuple[_Sent, list[dict[str, Any]]]
 
 
 def _batch(rows: list[Any]) -> tuple[_Sent, list[dict[str, Any]]]:
-    sent = _Sent([r[ROW] for r in rows], [r["identity"] for r in rows],
-                 np.array([r["content_hash"] for r in rows], dtype=np.int64))
+    sent = _Sent(
+        [r[ROW] for r in rows],
+        [r["identity"] for r in rows],
+        np.array([r["content_hash"] for r in rows], dtype=np.int64),
+    )
     return sent, [orjson.loads(r["payload"]) for r in rows]
 
 
 def _outcome_table(rows: list[int], outcomes: list[PersonOutcome]) -> pa.Table:
-    return pa.table({
-        "_sent_row": pa.array(rows, pa.int64()),
-        "_sent_id": pa.array([o.flameup_id for o in outcomes], pa.string()),
-        "_sent_status": pa.array([o.status for o in outcomes], pa.string()),
-        "_sent_error": pa.array([o.error for o in outcomes], pa.string()),
-    }, schema=OUTCOMES_SCHEMA)
+    return pa.table(
+        {
+            "_sent_row": pa.array(rows, pa.int64()),
+            "_sent_id": pa.array([o.flameup_id for o in outcomes], pa.string()),
+            "_sent_status": pa.array([o.status for o in outcomes], pa.string()),
+            "_sent_error": pa.array([o.error for o in outcomes], pa.string()),
+        },
+        schema=OUTCOMES_SCHEMA,
+    )

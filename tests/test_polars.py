@@ -37,7 +37,9 @@ def test_upsert_keeps_the_frame_and_adds_three_columns(flameup_server, to_server
 
 def test_invalid_rows_are_reported_and_never_sent(flameup_server, to_server):
     df = frame(5).with_columns(
-        pl.when(pl.col("user_id") == "u1").then(pl.lit("nope")).otherwise(pl.col("email"))
+        pl.when(pl.col("user_id") == "u1")
+        .then(pl.lit("nope"))
+        .otherwise(pl.col("email"))
         .alias("email")
     )
     report = df.flameup.validate()
@@ -51,15 +53,19 @@ def test_invalid_rows_are_reported_and_never_sent(flameup_server, to_server):
 
 def test_values_cross_through_arrow_without_changing_type(flameup_server, to_server):
     """Integers with nulls stay integers, dates stay dates: no float or timestamp detour."""
-    df = pl.DataFrame({
-        "userId": ["u1", "u2"],
-        "visits": [3, None],
-        "birthday": [dt.date(1990, 5, 17), None],
-        "seen": [dt.datetime(2024, 1, 1, 9, tzinfo=dt.UTC), None],
-    })
+    df = pl.DataFrame(
+        {
+            "userId": ["u1", "u2"],
+            "visits": [3, None],
+            "birthday": [dt.date(1990, 5, 17), None],
+            "seen": [dt.datetime(2024, 1, 1, 9, tzinfo=dt.UTC), None],
+        }
+    )
     assert df.flameup.to_people() == [
-        {"userId": "u1", "traits": {"visits": 3, "birthday": "1990-05-17",
-                                    "seen": "2024-01-01T09:00:00Z"}},
+        {
+            "userId": "u1",
+            "traits": {"visits": 3, "birthday": "1990-05-17", "seen": "2024-01-01T09:00:00Z"},
+        },
         {"userId": "u2"},
     ]
     df.flameup.upsert(**to_server)
@@ -84,7 +90,9 @@ def test_unchanged_rows_are_not_sent_on_a_rerun(flameup_server, tmp_path):
     df.flameup.upsert(state=state, **target(flameup_server))
     flameup_server.reset_requests()
     changed = df.with_columns(
-        pl.when(pl.col("user_id") == "u7").then(pl.lit("new")).otherwise(pl.col("plan"))
+        pl.when(pl.col("user_id") == "u7")
+        .then(pl.lit("new"))
+        .otherwise(pl.col("plan"))
         .alias("plan")
     )
     result = changed.flameup.upsert(state=state, **target(flameup_server))

@@ -67,8 +67,14 @@ def test_every_row_gets_a_status_and_invalid_rows_are_never_sent(spark, flameup_
     run = flameup_spark.upsert(to_spark(spark, df), **target(flameup_server))
     out = collect(run.results)
     assert len(out) == 300 and out["row"].is_unique
-    assert run.summary.counts == {"created": 297, "updated": 0, "invalid": 2, "rejected": 0,
-                                  "failed": 0, "skipped": 1}
+    assert run.summary.counts == {
+        "created": 297,
+        "updated": 0,
+        "invalid": 2,
+        "rejected": 0,
+        "failed": 0,
+        "skipped": 1,
+    }
     assert run.summary.to_dict()["rows_to_driver"] == 297
     invalid = out[out["flameup_status"] == "invalid"].set_index("userId")
     assert "email" in invalid.loc["u7", "flameup_error"]
@@ -88,8 +94,10 @@ def test_nothing_is_lost_under_faults(spark, flameup_server, tmp_path):
     )
     results = tmp_path / "results"
     run = flameup_spark.upsert(
-        to_spark(spark, customers(1000)), results=results,
-        retry=RetryPolicy(backoff_factor=0.01), **target(flameup_server),
+        to_spark(spark, customers(1000)),
+        results=results,
+        retry=RetryPolicy(backoff_factor=0.01),
+        **target(flameup_server),
     )
     assert run.results == str(results)
     out = pd.read_parquet(results)
@@ -142,8 +150,9 @@ def test_rerun_and_dry_run_send_nothing_unchanged(spark, flameup_server, tmp_pat
     assert again.summary.to_dict()["rows_to_driver"] == 0
     changed = customers(201)
     changed.loc[5, "plan"] = "new"
-    dry = flameup_spark.upsert(to_spark(spark, changed), state=state, dry_run=True,
-                               **target(flameup_server))
+    dry = flameup_spark.upsert(
+        to_spark(spark, changed), state=state, dry_run=True, **target(flameup_server)
+    )
     assert dry.summary.extra == {"would_send": 2}
     assert flameup_server.requests == []
 
@@ -159,10 +168,11 @@ def test_timestamps_without_zone_need_a_choice(spark, flameup_server):
 
 def test_the_package_and_this_module_import_without_pyspark():
     """pyspark stays optional: it is imported only when a Spark run starts."""
-    code = ("import sys; sys.modules['pyspark'] = None; import flameup_pandas; "
-            "print('flameup_pandas.spark' in sys.modules); import flameup_pandas.spark")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    code = (
+        "import sys; sys.modules['pyspark'] = None; import flameup_pandas; "
+        "print('flameup_pandas.spark' in sys.modules); import flameup_pandas.spark"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
@@ -177,6 +187,9 @@ def test_planned_rows_use_the_shared_rules_and_hashes():
     assert list(planned["row"]) == [100, 101, 102, 103]
     assert planned["flameup_status"].tolist()[2] == "invalid"
     people = df.flameup.to_people()
-    assert planned["content_hash"].tolist() == [*content_hashes(people[:2]), 0,
-                                                *content_hashes(people[2:])]
+    assert planned["content_hash"].tolist() == [
+        *content_hashes(people[:2]),
+        0,
+        *content_hashes(people[2:]),
+    ]
     assert planned["identity"].tolist() == ["u:u0", "u:u1", None, "u:u3"]
