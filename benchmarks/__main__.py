@@ -71,6 +71,14 @@ MEMORY = [
            "send_peak_mib", "send_read_parquet_peak_mib", "send_ratio", "< 0.20"),
 ]
 
+SPARK = [
+    Figure("spark sync requests, {changed_rows:,} of {rows:,} rows changed",
+           "spark full sync requests", "spark_second_requests", "spark_first_requests",
+           target="about 0.01"),
+    Figure("spark.upsert wall s, {rows:,} rows", "upsert_file wall s, same rows",
+           "spark_first_seconds", "pandas_first_seconds"),
+]
+
 
 def delivery_figures(figures: dict[str, Any]) -> list[Figure]:
     """Delivery's fixed lines plus one throughput line per concurrency it measured."""
@@ -90,6 +98,7 @@ LINES: dict[str, Callable[[dict[str, Any]], list[Figure]]] = {
     "delivery": delivery_figures,
     "sync": lambda f: SYNC,
     "memory": lambda f: MEMORY,
+    "spark": lambda f: SPARK,
 }
 
 

@@ -41,7 +41,7 @@ def test_missing_keys_show_as_na_instead_of_failing() -> None:
 
 
 def test_module_without_a_mapping_shows_its_numbers() -> None:
-    assert "spark: rows=3, seconds=1.5" in format_table({"spark": {"rows": 3, "seconds": 1.5}}, {})
+    assert "other: rows=3, seconds=1.5" in format_table({"other": {"rows": 3, "seconds": 1.5}}, {})
 
 
 def test_help_exits_zero() -> None:
