@@ -133,7 +133,9 @@ class Deliverer:
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="flameup-send") as pool:
             try:
                 for index, (tag, people) in enumerate(batches):
-                    while len(pending) >= self.concurrency:
+                    # One batch queued per worker besides the one it sends: a worker that
+                    # finishes starts its next request without waiting for this thread.
+                    while len(pending) >= 2 * self.concurrency:
                         yield from self._collect(pending, on_done)
                     pending.add(pool.submit(self._tagged_send, tag, people))
                     # The first batch goes alone: a bad key or URL then costs one request.
