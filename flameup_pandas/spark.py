@@ -334,6 +334,8 @@ def _decide(planned: DataFrame, known: DataFrame | None, dry_run: bool) -> DataF
 
 def _settle(decided: DataFrame, outcomes: pa.Table) -> DataFrame:
     """The decisions with each sent row's outcome filled in."""
+    if outcomes.num_rows == 0:
+        return decided
     f = _functions()
     sent = decided.sparkSession.createDataFrame(outcomes)
     joined = decided.join(sent, decided[ROW] == sent["_sent_row"], "left")
