@@ -152,7 +152,7 @@ def upsert_file(
     timeout: Timeout | float | tuple[float, float] | None = None,
     allow_http: bool = False,
     progress: bool = True,
-    chunk_rows: int = 50_000,
+    chunk_rows: int = 20_000,
 ) -> Summary:
     """Upsert a parquet file, directory or dataset, or a CSV file, in bounded memory.
 

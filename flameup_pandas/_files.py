@@ -39,7 +39,7 @@ __all__ = ["RESULTS_SCHEMA", "read_chunks", "upsert_file_with"]
 
 logger = logging.getLogger("flameup_pandas")
 
-CHUNK_ROWS = 50_000
+CHUNK_ROWS = 20_000
 RESULTS_SCHEMA = pa.schema(
     [
         ("row", pa.int64()),
@@ -81,13 +81,44 @@ def open_dataset(source: str | Path | ds.Dataset, text_columns: tuple[str, ...] 
 def read_chunks(dataset: ds.Dataset, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
     """The dataset as pandas frames of at most ``chunk_rows`` rows, index = row numbers."""
     start = 0
-    for batch in dataset.to_batches(batch_size=chunk_rows):
+    for batch in record_batches(dataset, chunk_rows):
         if batch.num_rows == 0:
             continue
         frame = batch.to_pandas()
         frame.index = pd.RangeIndex(start, start + batch.num_rows)
         start += batch.num_rows
         yield frame
+
+
+def record_batches(dataset: ds.Dataset, chunk_rows: int) -> Iterator[pa.RecordBatch]:
+    """Record batches read no further ahead than the engine consumes them.
+
+    A dataset scan pre-buffers and reads ahead whole row groups, which piles up decoded data
+    when the consumer is slower than the disk (as ours is: it validates, converts and sends).
+    Plain parquet files are therefore read file by file without pre-buffering.
+    """
+    plain = (
+        isinstance(dataset, ds.FileSystemDataset)
+        and isinstance(dataset.format, ds.ParquetFileFormat)
+        and dataset.partition_expression.equals(ds.scalar(True))
+    )
+    if plain:
+        for path in dataset.files:
+            with dataset.filesystem.open_input_file(path) as handle:
+                parquet = pq.ParquetFile(handle, pre_buffer=False)
+                yield from parquet.iter_batches(batch_size=chunk_rows, columns=dataset.schema.names)
+        return
+    options = (
+        ds.ParquetFragmentScanOptions(pre_buffer=False)
+        if isinstance(dataset.format, ds.ParquetFileFormat)
+        else None
+    )
+    yield from dataset.to_batches(
+        batch_size=chunk_rows,
+        batch_readahead=1,
+        fragment_readahead=1,
+        fragment_scan_options=options,
+    )
 
 
 @dataclass
