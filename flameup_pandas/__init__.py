@@ -9,13 +9,21 @@
 
 from __future__ import annotations
 
-from . import _accessor  # noqa: F401  (registers df.flameup)
+import contextlib
+
+from . import (
+    _accessor,  # noqa: F401  (registers df.flameup)
+    _polars,
+)
 from ._api import to_people, upsert, upsert_file, validate
 from ._client import FlameupClient, Timeout
 from ._result import STATUSES, RunReport, Summary
 from ._retry import RetryPolicy
 from ._schema import PeopleSchema
 from ._version import __version__
+
+with contextlib.suppress(ImportError):  # polars is optional: the namespace when it is there
+    _polars.register()
 from .exceptions import (
     APIError,
     AuthenticationError,

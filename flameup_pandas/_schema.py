@@ -14,20 +14,36 @@ judge strings. Missing values (None, NaN, pd.NA, NaT) never break a rule.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
+import warnings
 import zoneinfo
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
-from pandera.errors import SchemaError, SchemaErrors
-from pandera.typing import Series
 
-from ._mapping import KNOWN_TRAITS
+
+@contextlib.contextmanager
+def _quiet_pyspark() -> Iterator[None]:
+    """pandera imports pyspark.pandas whenever pyspark is installed (at import and again when
+    it first validates), and pyspark 4 warns about pandas 3 there: the warning concerns
+    pyspark's pandas API, which we never use, so it is silenced for exactly those calls."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "PySpark does not yet fully support", FutureWarning)
+        yield
+
+
+with _quiet_pyspark():
+    import pandera.pandas as pa
+    from pandera.errors import SchemaError, SchemaErrors
+    from pandera.typing import Series
+
+from ._mapping import KNOWN_TRAITS  # noqa: E402
 
 __all__ = [
     "REPORT_COLUMNS",
@@ -375,7 +391,8 @@ def _from_failure_cases(cases: pd.DataFrame, n_rows: int) -> pd.DataFrame:
 
 def _run_schema(schema: Any, frame: pd.DataFrame) -> pd.DataFrame:
     try:
-        schema.validate(frame, lazy=True)
+        with _quiet_pyspark():
+            schema.validate(frame, lazy=True)
     except SchemaErrors as errors:
         return _from_failure_cases(errors.failure_cases, len(frame))
     except SchemaError as error:
