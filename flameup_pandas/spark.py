@@ -30,7 +30,8 @@ How a run goes, and why
    decisions are ``localCheckpoint``-ed once: the planning runs exactly once, and the results
    never re-read a state file that this run then rewrites.
 4. **Send from the driver.** Only rows still to send leave the cluster, through
-   ``toLocalIterator()`` (one partition at a time: bounded driver memory), in full batches of
+   ``toLocalIterator()`` over partitions of at most ``FETCH_ROWS`` rows (fetched one at a
+   time: bounded driver memory, and no task result large enough to be lost), in batches of
    100, into the same :class:`~flameup_pandas._delivery.Deliverer` as every other path. One
    sender per run means one rate budget: the key's limit holds however large the cluster is, and
    the API's per-key limit (not the cluster) is the bottleneck of any sync anyway. Executors
@@ -92,6 +93,8 @@ OUTCOMES_SCHEMA = pa.schema(
     ]
 )
 DRY_RUN = "dry run: would be sent"
+FETCH_ROWS = 20_000
+"""At most this many rows to send per partition the driver fetches (a few MB)."""
 
 
 @dataclass(frozen=True)
@@ -374,12 +377,16 @@ def _deliver(
 ) -> tuple[pa.Table, int]:
     """Stream the rows to send into the shared deliverer; record and collect their outcomes."""
     columns = to_send.select(ROW, "identity", "content_hash", "payload")
-    total = columns.count() if progress else 0
+    total = columns.count()
+    if total == 0:
+        return OUTCOMES_SCHEMA.empty_table(), 0
+    # toLocalIterator fetches one partition at a time: bound them, whatever the shuffles made
+    parts = columns.repartition(-(-total // FETCH_ROWS))
     bar = progress_bar(total, progress, desc="upsert (spark)")
     collected: list[pa.Table] = []
     reached = 0
     try:
-        for sent, outcomes in sender.deliverer.stream(_batches(columns.toLocalIterator())):
+        for sent, outcomes in sender.deliverer.stream(_batches(parts.toLocalIterator())):
             reached += len(sent.rows)
             if sync is not None:
                 sync.record_outcomes(sent.keys, sent.hashes, outcomes)
