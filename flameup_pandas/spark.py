@@ -103,7 +103,8 @@ class SparkUpsertResult:
 
     ``results`` is a Spark DataFrame (row, userId, email, identity, flameup_id, flameup_status,
     flameup_error; one row per input row), or the parquet dataset path it was written to when
-    ``results=`` was given.
+    ``results=`` was given. The DataFrame rests on a local checkpoint of the run's decisions
+    (executor storage): pass ``results=`` to keep the results beyond the session.
     """
 
     summary: Summary
