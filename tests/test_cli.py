@@ -100,47 +100,30 @@ def test_dry_run_prints_what_would_be_sent(env, tmp_path, capsys):
     assert env.requests == []
 
 
-def test_local_mode_needs_no_account(tmp_path):
+def test_local_mode_needs_no_account_and_keeps_its_data(tmp_path):
     path = tmp_path / "c.parquet"
     customers(20).to_parquet(path)
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLAMEUP_")}
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "flameup_pandas.cli",
-            "upsert",
-            str(path),
-            "--local",
-            "--no-progress",
-            "--rate-limit",
-            "6000",
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert run.returncode == 0, run.stderr
+    command = [
+        sys.executable,
+        "-m",
+        "flameup_pandas.cli",
+        "upsert",
+        str(path),
+        "--local",
+        "--no-progress",
+        "--rate-limit",
+        "6000",
+    ]
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        )
+
+    first = run()
+    assert first.returncode == 0, first.stderr
     assert (tmp_path / ".flameup" / "local.db").exists()
-    again = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "flameup_pandas.cli",
-            "upsert",
-            str(path),
-            "--local",
-            "--no-progress",
-            "--rate-limit",
-            "6000",
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    again = run()
     assert again.returncode == 0, again.stderr
     assert "updated" in again.stdout
