@@ -47,47 +47,100 @@ class Figure:
 
 
 SERVER = [
-    Figure("server batches of 100/s (rate limit off)", "Flameup's documented 120/min",
-           "batches_per_second", 2.0, target="> 1"),
+    Figure(
+        "server batches of 100/s (rate limit off)",
+        "Flameup's documented 120/min",
+        "batches_per_second",
+        2.0,
+        target="> 1",
+    ),
 ]
 CONVERSION = [
-    Figure("conversion rows/s, {rows:,} rows", 'to_dict("records")+json.dumps',
-           "ours_rows_per_second", "baseline_rows_per_second", "speedup", "> 1"),
+    Figure(
+        "conversion rows/s, {rows:,} rows",
+        'to_dict("records")+json.dumps',
+        "ours_rows_per_second",
+        "baseline_rows_per_second",
+        "speedup",
+        "> 1",
+    ),
 ]
 DELIVERY = [
-    Figure("requests made / minimum", "ceil(valid rows / 100)",
-           "a_requests", "a_min_requests", "a_ratio", "1.00"),
-    Figure("request rate /min, 429s: {b_http_429}", "allowed rate /min",
-           "b_rate_per_minute", "b_limit_per_minute", "b_ratio", ">= 0.95, 0 429s"),
+    Figure(
+        "requests made / minimum",
+        "ceil(valid rows / 100)",
+        "a_requests",
+        "a_min_requests",
+        "a_ratio",
+        "1.00",
+    ),
+    Figure(
+        "request rate /min, 429s: {b_http_429}",
+        "allowed rate /min",
+        "b_rate_per_minute",
+        "b_limit_per_minute",
+        "b_ratio",
+        ">= 0.95, 0 429s",
+    ),
 ]
 SYNC = [
-    Figure("sync requests, {changed_rows:,} of {rows:,} rows changed", "full sync requests",
-           "second_requests", "first_requests", "requests_ratio", "about 0.01"),
+    Figure(
+        "sync requests, {changed_rows:,} of {rows:,} rows changed",
+        "full sync requests",
+        "second_requests",
+        "first_requests",
+        "requests_ratio",
+        "about 0.01",
+    ),
 ]
 MEMORY = [
-    Figure("peak MiB streaming {rows:,} rows (dry run)", "pd.read_parquet peak MiB",
-           "stream_peak_mib", "read_parquet_peak_mib", "stream_ratio", "< 0.20"),
-    Figure("peak MiB streaming {send_rows:,} rows, sent", "pd.read_parquet peak MiB",
-           "send_peak_mib", "send_read_parquet_peak_mib", "send_ratio", "< 0.20"),
+    Figure(
+        "peak MiB streaming {rows:,} rows (dry run)",
+        "pd.read_parquet peak MiB",
+        "stream_peak_mib",
+        "read_parquet_peak_mib",
+        "stream_ratio",
+        "< 0.20",
+    ),
+    Figure(
+        "peak MiB streaming {send_rows:,} rows, sent",
+        "pd.read_parquet peak MiB",
+        "send_peak_mib",
+        "send_read_parquet_peak_mib",
+        "send_ratio",
+        "< 0.20",
+    ),
 ]
 
 SPARK = [
-    Figure("spark sync requests, {changed_rows:,} of {rows:,} rows changed",
-           "spark full sync requests", "spark_second_requests", "spark_first_requests",
-           target="about 0.01"),
-    Figure("spark.upsert wall s, {rows:,} rows", "upsert_file wall s, same rows",
-           "spark_first_seconds", "pandas_first_seconds"),
+    Figure(
+        "spark sync requests, {changed_rows:,} of {rows:,} rows changed",
+        "spark full sync requests",
+        "spark_second_requests",
+        "spark_first_requests",
+        target="about 0.01",
+    ),
+    Figure(
+        "spark.upsert wall s, {rows:,} rows",
+        "upsert_file wall s, same rows",
+        "spark_first_seconds",
+        "pandas_first_seconds",
+    ),
 ]
 
 
 def delivery_figures(figures: dict[str, Any]) -> list[Figure]:
     """Delivery's fixed lines plus one throughput line per concurrency it measured."""
-    found = sorted(int(m.group(1)) for key in figures
-                   if (m := re.fullmatch(r"c(\d+)_ratio", key)))
+    found = sorted(int(m.group(1)) for key in figures if (m := re.fullmatch(r"c(\d+)_ratio", key)))
     return DELIVERY + [
-        Figure(f"throughput /min, {{c_latency_s}} s latency, x{n}, 429s: {{c{n}_http_429}}",
-               "allowed rate /min", f"c{n}_rate_per_minute", "c_limit_per_minute",
-               f"c{n}_ratio", ">= 0.90")
+        Figure(
+            f"throughput /min, {{c_latency_s}} s latency, x{n}, 429s: {{c{n}_http_429}}",
+            "allowed rate /min",
+            f"c{n}_rate_per_minute",
+            "c_limit_per_minute",
+            f"c{n}_ratio",
+            ">= 0.90",
+        )
         for n in found or [16]
     ]
 
@@ -133,8 +186,16 @@ def rows_for(name: str, figures: dict[str, Any]) -> list[tuple[str, str, str, st
         ratio = _number(figures, fig.ratio)
         if ratio is None and ours is not None and base:
             ratio = ours / base
-        rows.append((_fill(fig.name, figures), _fill(fig.baseline, figures), _show(ours),
-                     _show(base), NA if ratio is None else f"{ratio:.3f}", fig.target))
+        rows.append(
+            (
+                _fill(fig.name, figures),
+                _fill(fig.baseline, figures),
+                _show(ours),
+                _show(base),
+                NA if ratio is None else f"{ratio:.3f}",
+                fig.target,
+            )
+        )
     return rows
 
 
@@ -146,13 +207,20 @@ def format_table(results: dict[str, dict[str, Any]], notes: dict[str, str]) -> s
         mapped = rows_for(name, figures)
         rows += [(f"{name}: {row[0]}", *row[1:]) for row in mapped]
         if not mapped:
-            shown = ", ".join(f"{k}={v}" for k, v in figures.items()
-                              if isinstance(v, int | float) and not isinstance(v, bool))
+            shown = ", ".join(
+                f"{k}={v}"
+                for k, v in figures.items()
+                if isinstance(v, int | float) and not isinstance(v, bool)
+            )
             extra.append(f"{name}: {shown or 'no numeric figures'}")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) if i < 2 or i == 5 else str(c).rjust(w)
-                       for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip()
-             for row in [header, *rows]]
+    lines = [
+        "  ".join(
+            str(c).ljust(w) if i < 2 or i == 5 else str(c).rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in [header, *rows]
+    ]
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines + extra + [f"{name}: {note}" for name, note in notes.items()])
 
@@ -165,7 +233,8 @@ def machine() -> dict[str, Any]:
     cpu = _proc_field("/proc/cpuinfo", "model name") or platform.processor() or NA
     kib = _proc_field("/proc/meminfo", "MemTotal")
     return {
-        "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+        "nproc": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
         else os.cpu_count(),
         "cpu": cpu,
         "ram": f"{int(kib.split()[0]) / 2**20:.1f} GiB" if kib else NA,
@@ -192,14 +261,25 @@ def run(name: str, quick: bool) -> dict[str, Any]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks",
-                                     description="Run the benchmarks; print one report.")
-    parser.add_argument("--quick", action="store_true",
-                        help="small sizes, under two minutes in all (what CI runs)")
-    parser.add_argument("--only", nargs="+", choices=BENCHMARKS, metavar="NAME",
-                        help=f"run only these: {', '.join(BENCHMARKS)}")
-    parser.add_argument("--json", type=Path, metavar="FILE",
-                        help="also write the machine and every figure as JSON to FILE")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description="Run the benchmarks; print one report."
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes, under two minutes in all (what CI runs)"
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=BENCHMARKS,
+        metavar="NAME",
+        help=f"run only these: {', '.join(BENCHMARKS)}",
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        metavar="FILE",
+        help="also write the machine and every figure as JSON to FILE",
+    )
     return parser
 
 
@@ -229,18 +309,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(_machine_line(before, after, time.perf_counter() - started, args.quick))
     print(format_table(results, notes))
     if args.json:
-        args.json.write_text(json.dumps({"machine": before, "load_after": after["load_average"],
-                                         "quick": args.quick, "results": results,
-                                         "notes": notes}, indent=2, default=str))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "machine": before,
+                    "load_after": after["load_average"],
+                    "quick": args.quick,
+                    "results": results,
+                    "notes": notes,
+                },
+                indent=2,
+                default=str,
+            )
+        )
     return 1 if failed else 0
 
 
-def _machine_line(before: dict[str, Any], after: dict[str, Any], seconds: float,
-                  quick: bool) -> str:
-    return (f"machine: {before['nproc']} cores, {before['cpu']}, {before['ram']} RAM; "
-            f"Python {before['python']}, pandas {before['pandas']}, pyarrow {before['pyarrow']}; "
-            f"load average {before['load_average']} before, {after['load_average']} after; "
-            f"{'quick run, ' if quick else ''}{seconds:.0f} s in all\n")
+def _machine_line(
+    before: dict[str, Any], after: dict[str, Any], seconds: float, quick: bool
+) -> str:
+    return (
+        f"machine: {before['nproc']} cores, {before['cpu']}, {before['ram']} RAM; "
+        f"Python {before['python']}, pandas {before['pandas']}, pyarrow {before['pyarrow']}; "
+        f"load average {before['load_average']} before, {after['load_average']} after; "
+        f"{'quick run, ' if quick else ''}{seconds:.0f} s in all\n"
+    )
 
 
 if __name__ == "__main__":

@@ -35,12 +35,57 @@ import pyarrow.parquet as pq
 ROW_GROUP = 100_000
 TARGET_RATIO = 0.2
 CACHE = Path(tempfile.gettempdir()) / "flameup-bench"
-FIRST = ["Ada", "Bo", "Chidi", "Dana", "Eitan", "Fatima", "Grace", "Hiro", "Ines", "Jonas",
-         "Kemi", "Luca", "Mei", "Nadia", "Omar", "Priya", "Quinn", "Rosa", "Sven", "Tariq"]
-LAST = ["Lee", "Okafor", "Silva", "Novak", "Garcia", "Kim", "Müller", "Rossi", "Haddad",
-        "Nakamura", "Smith", "Kowalski", "Ivanova", "Dubois", "Osei", "Larsen"]
-ZONES = ["Europe/Berlin", "Europe/London", "America/New_York", "America/Los_Angeles",
-         "Asia/Tokyo", "Asia/Kolkata", "Africa/Lagos", "Australia/Sydney", "UTC"]
+FIRST = [
+    "Ada",
+    "Bo",
+    "Chidi",
+    "Dana",
+    "Eitan",
+    "Fatima",
+    "Grace",
+    "Hiro",
+    "Ines",
+    "Jonas",
+    "Kemi",
+    "Luca",
+    "Mei",
+    "Nadia",
+    "Omar",
+    "Priya",
+    "Quinn",
+    "Rosa",
+    "Sven",
+    "Tariq",
+]
+LAST = [
+    "Lee",
+    "Okafor",
+    "Silva",
+    "Novak",
+    "Garcia",
+    "Kim",
+    "Müller",
+    "Rossi",
+    "Haddad",
+    "Nakamura",
+    "Smith",
+    "Kowalski",
+    "Ivanova",
+    "Dubois",
+    "Osei",
+    "Larsen",
+]
+ZONES = [
+    "Europe/Berlin",
+    "Europe/London",
+    "America/New_York",
+    "America/Los_Angeles",
+    "Asia/Tokyo",
+    "Asia/Kolkata",
+    "Africa/Lagos",
+    "Australia/Sydney",
+    "UTC",
+]
 LOCALES = ["en-US", "en-GB", "de-DE", "fr-FR", "ja-JP", "pt-BR", "es-ES", "hi-IN"]
 PLANS = ["free", "starter", "pro", "team", "enterprise"]
 DOMAINS = ["example.com", "mail.example.org", "corp.example.net"]
@@ -57,19 +102,31 @@ def customers(start: int, n_rows: int, seed: int = 0) -> pa.Table:
     domain = np.asarray(DOMAINS)[rng.integers(0, len(DOMAINS), n_rows)]
     value = np.round(rng.gamma(2.0, 150.0, n_rows), 2)
     signed_up = SIGNUP_START + rng.integers(0, 7 * 365 * 86_400, n_rows) * np.timedelta64(1, "s")
-    return pa.table({
-        "user_id": pa.array([f"u{i}" for i in ids.tolist()], pa.string()),
-        "email": pa.array([f"{f.lower()}.{g.lower()}{i}@{d}" for f, g, i, d
-                           in zip(first.tolist(), last.tolist(), ids.tolist(), domain.tolist(),
-                                  strict=True)], pa.string()),
-        "first_name": pa.array(first, pa.string()),
-        "last_name": pa.array(last, pa.string()),
-        "timezone": pa.array(np.asarray(ZONES)[rng.integers(0, len(ZONES), n_rows)], pa.string()),
-        "locale": pa.array(np.asarray(LOCALES)[rng.integers(0, len(LOCALES), n_rows)], pa.string()),
-        "plan": pa.array(np.asarray(PLANS)[rng.integers(0, len(PLANS), n_rows)], pa.string()),
-        "lifetime_value": pa.array(value, pa.float64(), mask=rng.random(n_rows) < 0.05),
-        "signed_up_at": pa.array(signed_up, pa.timestamp("us")).cast(pa.timestamp("us", "UTC")),
-    })
+    return pa.table(
+        {
+            "user_id": pa.array([f"u{i}" for i in ids.tolist()], pa.string()),
+            "email": pa.array(
+                [
+                    f"{f.lower()}.{g.lower()}{i}@{d}"
+                    for f, g, i, d in zip(
+                        first.tolist(), last.tolist(), ids.tolist(), domain.tolist(), strict=True
+                    )
+                ],
+                pa.string(),
+            ),
+            "first_name": pa.array(first, pa.string()),
+            "last_name": pa.array(last, pa.string()),
+            "timezone": pa.array(
+                np.asarray(ZONES)[rng.integers(0, len(ZONES), n_rows)], pa.string()
+            ),
+            "locale": pa.array(
+                np.asarray(LOCALES)[rng.integers(0, len(LOCALES), n_rows)], pa.string()
+            ),
+            "plan": pa.array(np.asarray(PLANS)[rng.integers(0, len(PLANS), n_rows)], pa.string()),
+            "lifetime_value": pa.array(value, pa.float64(), mask=rng.random(n_rows) < 0.05),
+            "signed_up_at": pa.array(signed_up, pa.timestamp("us")).cast(pa.timestamp("us", "UTC")),
+        }
+    )
 
 
 def customer_file(n_rows: int, directory: Path = CACHE) -> Path:
@@ -114,10 +171,13 @@ def _child(mode: str, path: str, results: str) -> dict[str, Any]:
 
         before = _status_mib("VmRSS")
         started = time.perf_counter()
-        summary = upsert_file(path, results=results, dry_run=mode == "dry_run",
-                              rate_limit=None, progress=False).to_dict()
-        figures = {"counts": {k: summary[k] for k in STATUSES if summary.get(k)},
-                   "requests": summary.get("requests")}
+        summary = upsert_file(
+            path, results=results, dry_run=mode == "dry_run", rate_limit=None, progress=False
+        ).to_dict()
+        figures = {
+            "counts": {k: summary[k] for k in STATUSES if summary.get(k)},
+            "requests": summary.get("requests"),
+        }
     figures["seconds"] = round(time.perf_counter() - started, 2)
     figures["rss_before_mib"] = round(before, 1)
     figures["peak_mib"] = round(_status_mib("VmHWM"), 1)
@@ -127,10 +187,23 @@ def _child(mode: str, path: str, results: str) -> dict[str, Any]:
 def measure(mode: str, path: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
     """``mode`` run in a subprocess of its own; its figures (peak_mib is the child's VmHWM)."""
     with tempfile.TemporaryDirectory(prefix="flameup-bench-") as tmp:
-        command = [sys.executable, "-m", "benchmarks.bench_memory", "--child", mode,
-                   str(path), str(Path(tmp) / "results.parquet")]
-        done = subprocess.run(command, cwd=Path(__file__).resolve().parents[1], check=False,
-                              capture_output=True, text=True, env={**os.environ, **(env or {})})
+        command = [
+            sys.executable,
+            "-m",
+            "benchmarks.bench_memory",
+            "--child",
+            mode,
+            str(path),
+            str(Path(tmp) / "results.parquet"),
+        ]
+        done = subprocess.run(
+            command,
+            cwd=Path(__file__).resolve().parents[1],
+            check=False,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
     if done.returncode != 0:
         raise RuntimeError(f"{mode} child failed ({done.returncode}):\n{done.stderr[-3000:]}")
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -140,10 +213,13 @@ def measure_send(path: Path) -> dict[str, Any]:
     """The real-send child against a local server (rate limit off) served from this process."""
     from flameup_pandas.testing import FlameupServer
 
-    with tempfile.TemporaryDirectory(prefix="flameup-bench-db-") as tmp, \
-            FlameupServer(rate_limit=None, db=Path(tmp) / "flameup.db") as server:
-        return measure("send", path, {"FLAMEUP_API_KEY": server.api_key,
-                                      "FLAMEUP_BASE_URL": server.base_url})
+    with (
+        tempfile.TemporaryDirectory(prefix="flameup-bench-db-") as tmp,
+        FlameupServer(rate_limit=None, db=Path(tmp) / "flameup.db") as server,
+    ):
+        return measure(
+            "send", path, {"FLAMEUP_API_KEY": server.api_key, "FLAMEUP_BASE_URL": server.base_url}
+        )
 
 
 def main(quick: bool = False) -> dict[str, Any]:
@@ -181,28 +257,34 @@ def main(quick: bool = False) -> dict[str, Any]:
 
 def _report(figures: dict[str, Any]) -> str:
     rows, sent = figures["rows"], figures["send_rows"]
-    return "\n".join([
-        f"{'job':<44}{'peak RSS':>12}{'ratio':>8}{'seconds':>10}",
-        f"{f'pd.read_parquet, {rows:,} rows':<44}{figures['read_parquet_peak_mib']:>8,.0f} MiB"
-        f"{1:>8.2f}{figures['read_parquet_seconds']:>10}",
-        f"{f'upsert_file dry_run, {rows:,} rows':<44}{figures['stream_peak_mib']:>8,.0f} MiB"
-        f"{figures['stream_ratio']:>8.3f}{figures['stream_seconds']:>10}",
-        f"{f'pd.read_parquet, {sent:,} rows':<44}"
-        f"{figures['send_read_parquet_peak_mib']:>8,.0f} MiB{1:>8.2f}",
-        f"{f'upsert_file sent, {sent:,} rows':<44}{figures['send_peak_mib']:>8,.0f} MiB"
-        f"{figures['send_ratio']:>8.3f}{figures['send_seconds']:>10}",
-        f"target: streaming peak under {figures['target_ratio']} of read_parquet's; "
-        f"file {figures['file_mib']} MiB; streaming process RSS after imports "
-        f"{figures['stream_rss_before_mib']} MiB; {figures['send_requests']} requests sent",
-    ])
+    return "\n".join(
+        [
+            f"{'job':<44}{'peak RSS':>12}{'ratio':>8}{'seconds':>10}",
+            f"{f'pd.read_parquet, {rows:,} rows':<44}{figures['read_parquet_peak_mib']:>8,.0f} MiB"
+            f"{1:>8.2f}{figures['read_parquet_seconds']:>10}",
+            f"{f'upsert_file dry_run, {rows:,} rows':<44}{figures['stream_peak_mib']:>8,.0f} MiB"
+            f"{figures['stream_ratio']:>8.3f}{figures['stream_seconds']:>10}",
+            f"{f'pd.read_parquet, {sent:,} rows':<44}"
+            f"{figures['send_read_parquet_peak_mib']:>8,.0f} MiB{1:>8.2f}",
+            f"{f'upsert_file sent, {sent:,} rows':<44}{figures['send_peak_mib']:>8,.0f} MiB"
+            f"{figures['send_ratio']:>8.3f}{figures['send_seconds']:>10}",
+            f"target: streaming peak under {figures['target_ratio']} of read_parquet's; "
+            f"file {figures['file_mib']} MiB; streaming process RSS after imports "
+            f"{figures['stream_rss_before_mib']} MiB; {figures['send_requests']} requests sent",
+        ]
+    )
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="1,000,000 rows (20,000 sent) instead of 10,000,000 (1,000,000)")
-    parser.add_argument("--child", nargs=3, metavar=("MODE", "PATH", "RESULTS"),
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="1,000,000 rows (20,000 sent) instead of 10,000,000 (1,000,000)",
+    )
+    parser.add_argument(
+        "--child", nargs=3, metavar=("MODE", "PATH", "RESULTS"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.child:
         print(json.dumps(_child(*args.child)))

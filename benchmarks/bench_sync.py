@@ -34,15 +34,15 @@ CHANGED_FRACTION = 0.01
 
 def customer_table(n_rows: int) -> pa.Table:
     """``n_rows`` customers, generated a row group at a time."""
-    return pa.concat_tables(customers(start, min(ROW_GROUP, n_rows - start))
-                            for start in range(0, n_rows, ROW_GROUP))
+    return pa.concat_tables(
+        customers(start, min(ROW_GROUP, n_rows - start)) for start in range(0, n_rows, ROW_GROUP)
+    )
 
 
 def change_plans(table: pa.Table, fraction: float, seed: int = 1) -> tuple[pa.Table, int]:
     """``table`` with the plan of ``fraction`` of its rows (random, distinct) set to another."""
     rng = np.random.default_rng(seed)
-    rows = rng.choice(table.num_rows, size=max(1, round(table.num_rows * fraction)),
-                      replace=False)
+    rows = rng.choice(table.num_rows, size=max(1, round(table.num_rows * fraction)), replace=False)
     plans = np.asarray(table["plan"].to_pylist(), dtype=object)
     following = {plan: PLANS[(i + 1) % len(PLANS)] for i, plan in enumerate(PLANS)}
     plans[rows] = [following[p] for p in plans[rows]]
@@ -52,8 +52,14 @@ def change_plans(table: pa.Table, fraction: float, seed: int = 1) -> tuple[pa.Ta
 
 def _sync(path: Path, state: Path, server: FlameupServer) -> dict[str, Any]:
     started = time.perf_counter()
-    summary = upsert_file(path, state=state, api_key=server.api_key, base_url=server.base_url,
-                          rate_limit=None, progress=False).to_dict()
+    summary = upsert_file(
+        path,
+        state=state,
+        api_key=server.api_key,
+        base_url=server.base_url,
+        rate_limit=None,
+        progress=False,
+    ).to_dict()
     summary["wall_s"] = round(time.perf_counter() - started, 2)
     return summary
 
@@ -71,10 +77,13 @@ def main(quick: bool = False) -> dict[str, Any]:
     n_rows = 100_000 if quick else 1_000_000
     table = customer_table(n_rows)
     changed, n_changed = change_plans(table, CHANGED_FRACTION)
-    with tempfile.TemporaryDirectory(prefix="flameup-sync-") as tmp, \
-            FlameupServer(rate_limit=None, db=Path(tmp) / "flameup.db") as server:
-        first_file, second_file, state = (Path(tmp) / name for name in
-                                          ("v1.parquet", "v2.parquet", "state.parquet"))
+    with (
+        tempfile.TemporaryDirectory(prefix="flameup-sync-") as tmp,
+        FlameupServer(rate_limit=None, db=Path(tmp) / "flameup.db") as server,
+    ):
+        first_file, second_file, state = (
+            Path(tmp) / name for name in ("v1.parquet", "v2.parquet", "state.parquet")
+        )
         pq.write_table(table, first_file, row_group_size=ROW_GROUP)
         pq.write_table(changed, second_file, row_group_size=ROW_GROUP)
         first = _sync(first_file, state, server)
@@ -106,17 +115,19 @@ def main(quick: bool = False) -> dict[str, Any]:
 def _report(f: dict[str, Any]) -> str:
     first = f"1: full sync of {f['rows']:,} rows"
     second = f"2: after {f['changed_rows']:,} rows changed"
-    return "\n".join([
-        f"{'run':<34}{'requests':>10}{'rows sent':>12}{'seconds':>10}",
-        f"{first:<34}{f['first_requests']:>10,}{f['first_sent']:>12,}{f['first_seconds']:>10}",
-        f"{second:<34}{f['second_requests']:>10,}{f['second_sent']:>12,}"
-        f"{f['second_seconds']:>10}",
-        f"requests run 2 / run 1: {f['requests_ratio']} (target about {f['target_ratio']}); "
-        f"{f['second_skipped']:,} rows skipped as unchanged",
-        f"state file: {f['state_bytes'] / 2**20:.1f} MiB ({f['state_bytes_per_person']} bytes "
-        f"a person); content_hashes: {f['hash_rows_per_second']:,} people/s "
-        f"({f['hash_people']:,} in {f['hash_seconds']} s)",
-    ])
+    return "\n".join(
+        [
+            f"{'run':<34}{'requests':>10}{'rows sent':>12}{'seconds':>10}",
+            f"{first:<34}{f['first_requests']:>10,}{f['first_sent']:>12,}{f['first_seconds']:>10}",
+            f"{second:<34}{f['second_requests']:>10,}{f['second_sent']:>12,}"
+            f"{f['second_seconds']:>10}",
+            f"requests run 2 / run 1: {f['requests_ratio']} (target about {f['target_ratio']}); "
+            f"{f['second_skipped']:,} rows skipped as unchanged",
+            f"state file: {f['state_bytes'] / 2**20:.1f} MiB ({f['state_bytes_per_person']} bytes "
+            f"a person); content_hashes: {f['hash_rows_per_second']:,} people/s "
+            f"({f['hash_people']:,} in {f['hash_seconds']} s)",
+        ]
+    )
 
 
 if __name__ == "__main__":

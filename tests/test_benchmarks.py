@@ -10,15 +10,33 @@ from benchmarks.__main__ import NA, format_table, rows_for
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = {
-    "conversion": {"rows": 1000, "ours_rows_per_second": 800_000,
-                   "baseline_rows_per_second": 200_000, "speedup": 4.0},
-    "delivery": {"a_requests": 50, "a_min_requests": 50, "a_ratio": 1.0, "b_http_429": 0,
-                 "b_rate_per_minute": 1180.0, "b_limit_per_minute": 1200, "b_ratio": 0.983,
-                 "c_latency_s": 0.3, "c_limit_per_minute": 3000, "c16_rate_per_minute": 2900.0,
-                 "c16_ratio": 0.967, "c16_http_429": 0},
+    "conversion": {
+        "rows": 1000,
+        "ours_rows_per_second": 800_000,
+        "baseline_rows_per_second": 200_000,
+        "speedup": 4.0,
+    },
+    "delivery": {
+        "a_requests": 50,
+        "a_min_requests": 50,
+        "a_ratio": 1.0,
+        "b_http_429": 0,
+        "b_rate_per_minute": 1180.0,
+        "b_limit_per_minute": 1200,
+        "b_ratio": 0.983,
+        "c_latency_s": 0.3,
+        "c_limit_per_minute": 3000,
+        "c16_rate_per_minute": 2900.0,
+        "c16_ratio": 0.967,
+        "c16_http_429": 0,
+    },
     "sync": {"rows": 1000, "changed_rows": 10, "first_requests": 10, "second_requests": 1},
-    "memory": {"rows": 10_000_000, "stream_peak_mib": 300.0, "read_parquet_peak_mib": 3000.0,
-               "stream_ratio": 0.1},
+    "memory": {
+        "rows": 10_000_000,
+        "stream_peak_mib": 300.0,
+        "read_parquet_peak_mib": 3000.0,
+        "stream_ratio": 0.1,
+    },
     "server": {"batches_per_second": 150.0},
 }
 
@@ -45,7 +63,13 @@ def test_module_without_a_mapping_shows_its_numbers() -> None:
 
 
 def test_help_exits_zero() -> None:
-    done = subprocess.run([sys.executable, "-m", "benchmarks", "--help"], cwd=ROOT,
-                          capture_output=True, text=True, check=False, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert "--quick" in done.stdout

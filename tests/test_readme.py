@@ -2,9 +2,9 @@
 
 ``python`` blocks run in order in one namespace, in a scratch folder holding the sample file,
 with FLAMEUP_API_KEY and FLAMEUP_BASE_URL pointing at a local server (the Airflow DAG block
-is only compiled here; ``.ci/airflow`` runs examples/airflow_dag.py under Airflow itself). ``console`` blocks are
-the README's two commands: the test command is what CI itself runs, so here the main job runs
-(its install step is the one CI has just done) and must exit 0.
+is only compiled here; ``.ci/airflow`` runs examples/airflow_dag.py under Airflow itself).
+``console`` blocks are the README's two commands: the test command is what CI itself runs, so
+here the main job runs (its install step is the one CI has just done) and must exit 0.
 """
 
 from __future__ import annotations
@@ -56,8 +56,13 @@ def test_main_command_runs(tmp_path):
     args = shlex.split(cli_part)[1:]
     assert args[0] == "upsert"
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
-    run = subprocess.run([sys.executable, "-m", "flameup_pandas.cli", *args, "--no-progress"],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-m", "flameup_pandas.cli", *args, "--no-progress"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "created" in run.stdout
     assert (tmp_path / ".flameup" / "results.parquet").exists()
