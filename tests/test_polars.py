@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+# The test extra installs polars: a missing polars is a failure here, never a skip.
+import polars as pl
 import pytest
 
 from flameup_pandas import RetryPolicy
@@ -13,8 +15,6 @@ from flameup_pandas.testing import Faults
 from .conftest import target
 from .test_upsert import customers
 
-# CI installs the ``polars`` extra, so this skips only where polars was left out on purpose.
-pl = pytest.importorskip("polars")
 register()  # what ``import flameup_pandas`` does when polars is installed (idempotent)
 
 

@@ -8,18 +8,17 @@ import sys
 
 import numpy as np
 import pandas as pd
+
+# The test extra installs pyspark: a missing pyspark is a failure here, never a skip.
+import pyspark  # noqa: F401
 import pytest
 
 from flameup_pandas import RetryPolicy
+from flameup_pandas import spark as flameup_spark
 from flameup_pandas.testing import Faults
 
 from .conftest import target
 from .test_upsert import customers
-
-# CI installs the ``spark`` extra, so this skips only where pyspark was left out on purpose.
-pytest.importorskip("pyspark")
-
-from flameup_pandas import spark as flameup_spark
 
 # pyspark 4.3 warns at every pandas conversion that it "does not yet fully support pandas >=
 # 3.0.0"; the runs below are the check that what we use works.
