@@ -160,6 +160,7 @@ def upsert(
             would_send = decided.where(_functions().col(ERROR) == DRY_RUN).count()
             report = RunReport(elapsed=time.monotonic() - started, dry_run=True)
             final, extra = decided, {"would_send": would_send}
+            outcomes = OUTCOMES_SCHEMA.empty_table()
         else:
             sender = Sender.open(
                 client,
@@ -178,7 +179,7 @@ def upsert(
             report = sender.report(time.monotonic() - started)
             final, extra = _settle(decided, outcomes), {"rows_to_driver": reached}
     out = final.select(*RESULT_COLUMNS)
-    summary = Summary(_counts(out), report, extra)
+    summary = Summary(_counts(decided, outcomes), report, extra)
     if results is None:
         return SparkUpsertResult(summary, out)
     out.write.mode("overwrite").parquet(str(results))
@@ -353,8 +354,14 @@ def _settle(decided: DataFrame, outcomes: pa.Table) -> DataFrame:
     )
 
 
-def _counts(results: DataFrame) -> dict[str, int]:
-    found = {r[STATUS]: int(r["count"]) for r in results.groupBy(STATUS).count().collect()}
+def _counts(decided: DataFrame, outcomes: pa.Table) -> dict[str, int]:
+    """Statuses settled in Spark plus those of the sent rows, counted on the driver: the
+    results DataFrame stays lazy (joining every outcome back costs a shuffle)."""
+    found = {r[STATUS]: int(r["count"]) for r in decided.groupBy(STATUS).count().collect()}
+    if found.pop(None, 0) != outcomes.num_rows:
+        raise RuntimeError("some rows to send ended without an outcome")
+    for status, count in pd.Series(outcomes["_sent_status"].to_pylist()).value_counts().items():
+        found[status] = found.get(status, 0) + int(count)
     unknown = set(found) - set(STATUSES)
     if unknown:
         raise RuntimeError(f"rows ended without a known status: {sorted(map(str, unknown))}")
