@@ -40,6 +40,7 @@ __all__ = ["RESULTS_SCHEMA", "read_chunks", "upsert_file_with"]
 logger = logging.getLogger("flameup_pandas")
 
 CHUNK_ROWS = 20_000
+SAMPLE = 5  # people a dry run shows
 RESULTS_SCHEMA = pa.schema(
     [
         ("row", pa.int64()),
@@ -202,6 +203,7 @@ def upsert_file_with(
     total = dataset.count_rows() if isinstance(dataset.format, ds.ParquetFileFormat) else None
     bar = progress_bar(total or 0, progress and total is not None, desc="upsert")
     would_send = 0
+    sample: list[Any] = []
     try:
         chunks = (
             _plan_chunk(frame, rules, sync, full_refresh)
@@ -209,7 +211,9 @@ def upsert_file_with(
         )
         if sender is None:
             for chunk in chunks:
-                would_send += len(chunk.plan.pending())
+                pending = chunk.plan.pending()
+                would_send += len(pending)
+                sample.extend(chunk.plan.people[p] for p in pending[: SAMPLE - len(sample)])
                 chunk.plan.mark_dry_run()
                 writer.add(chunk.plan, np.arange(len(chunk.plan.people)))
                 bar.update(len(chunk.plan.people))
@@ -226,7 +230,7 @@ def upsert_file_with(
     elapsed = time.monotonic() - started
     if sender is None:
         report = RunReport(elapsed=elapsed, dry_run=True)
-        return Summary(writer.counts, report, {"would_send": would_send})
+        return Summary(writer.counts, report, {"would_send": would_send}, tuple(sample))
     return Summary(writer.counts, sender.report(elapsed))
 
 

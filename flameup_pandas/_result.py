@@ -51,6 +51,8 @@ class Summary:
     counts: dict[str, int]
     run: RunReport | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: a dry run's first few people, exactly as they would be sent (not part of to_dict())
+    sample: tuple[dict[str, Any], ...] = ()
 
     @property
     def rows(self) -> int:

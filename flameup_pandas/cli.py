@@ -17,6 +17,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from ._api import upsert_file
 from ._files import open_dataset, read_chunks
 from ._upsert import Rules
@@ -143,6 +145,10 @@ def run_upsert(args: argparse.Namespace) -> int:
     if args.dry_run:
         would = summary.extra.get("would_send", 0)
         print(f"\ndry run: would send {would:,} people in {math.ceil(would / 100):,} requests")
+        for person in summary.sample:
+            print(orjson.dumps(person).decode())
+        if would > len(summary.sample):
+            print(f"… and {would - len(summary.sample):,} more")
     if args.results:
         print(f"\nper-row results: {args.results}")
     return 1 if summary.problems > args.max_failed else 0

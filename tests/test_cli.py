@@ -96,7 +96,10 @@ def test_dry_run_prints_what_would_be_sent(env, tmp_path, capsys):
     path = tmp_path / "c.parquet"
     customers(150).to_parquet(path)
     assert main(["upsert", str(path), "--dry-run", "--no-progress"]) == 0
-    assert "would send 150 people in 2 requests" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "would send 150 people in 2 requests" in out
+    assert '{"userId":"u0","email":"person0@example.com"' in out
+    assert "… and 145 more" in out
     assert env.requests == []
 
 
