@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from . import _api
-from ._result import _RUNS, RESULT_COLUMNS, Summary, count_statuses, record_run, summarize
+from ._result import RESULT_COLUMNS, Summary, count_statuses, record_run, run_of, summarize
 
 if TYPE_CHECKING:
     import polars as pl
@@ -88,7 +88,7 @@ class PolarsFlameup:
         )
         run = summarize(result).run
         if run is not None:
-            record_run(out, run)  # type: ignore[arg-type]  # keyed by id, held weakly
+            record_run(out, run)  # keyed by id, held weakly
         return out
 
     def summary(self) -> Summary:
@@ -99,7 +99,7 @@ class PolarsFlameup:
                 "frame that df.flameup.upsert() returns"
             )
         statuses = pd.Series(self._df["flameup_status"].to_list(), dtype=object)
-        return Summary(count_statuses(statuses), _RUNS.get(id(self._df)))
+        return Summary(count_statuses(statuses), run_of(self._df))
 
 
 def _text(value: Any) -> str | None:

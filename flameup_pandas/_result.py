@@ -21,7 +21,15 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["RESULT_COLUMNS", "STATUSES", "RunReport", "Summary", "record_run", "summarize"]
+__all__ = [
+    "RESULT_COLUMNS",
+    "STATUSES",
+    "RunReport",
+    "Summary",
+    "record_run",
+    "run_of",
+    "summarize",
+]
 
 STATUSES = ("created", "updated", "invalid", "rejected", "failed", "skipped")
 DELIVERED = frozenset({"created", "updated"})
@@ -107,7 +115,12 @@ def count_statuses(statuses: pd.Series) -> dict[str, int]:
 _RUNS: dict[int, RunReport] = {}
 
 
-def record_run(result: pd.DataFrame, report: RunReport) -> None:
+def run_of(frame: object) -> RunReport | None:
+    """The run figures recorded for a result frame (pandas or polars), if it is still alive."""
+    return _RUNS.get(id(frame))
+
+
+def record_run(result: object, report: RunReport) -> None:
     key = id(result)
     _RUNS[key] = report
     weakref.finalize(result, _RUNS.pop, key, None)
@@ -120,4 +133,4 @@ def summarize(result: pd.DataFrame) -> Summary:
             "this frame has no flameup_status column: summary() is for the frame "
             "that df.flameup.upsert() returns"
         )
-    return Summary(count_statuses(result["flameup_status"]), _RUNS.get(id(result)))
+    return Summary(count_statuses(result["flameup_status"]), run_of(result))
