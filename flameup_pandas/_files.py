@@ -6,8 +6,11 @@ record-batch boundaries, so only the run's last request is short), and per-row r
 appended to the results parquet file as answers arrive. Neither the table nor its results are
 ever held whole.
 
-Within a record batch, a repeated identity is sent once (the last row wins); across record
-batches the upsert simply runs twice for that person, in file order per batch.
+A repeated identity ends as it does in a frame: the last row wins. Within a record batch the
+earlier rows are skipped; a row whose identity was already sent from an earlier record batch is
+set aside and sent after every request in flight has been answered, so requests sent
+concurrently can never land in the wrong order (the earlier row then reports what happened to
+it, and the later one ``updated``).
 """
 
 from __future__ import annotations
@@ -31,8 +34,8 @@ from ._delivery import PersonOutcome
 from ._mapping import KNOWN_TRAITS
 from ._payload import content_hashes
 from ._result import STATUSES, RunReport, Summary
-from ._state import SyncState
-from ._upsert import BATCH_SIZE, Plan, Rules, Sender, progress_bar
+from ._state import SyncState, identity_hashes
+from ._upsert import BATCH_SIZE, UNCHANGED, Plan, Rules, Sender, progress_bar
 from .exceptions import ConfigurationError
 
 __all__ = ["RESULTS_SCHEMA", "read_chunks", "upsert_file_with"]
@@ -218,10 +221,14 @@ def upsert_file_with(
                 writer.add(chunk.plan, np.arange(len(chunk.plan.people)))
                 bar.update(len(chunk.plan.people))
         else:
-            for members, outcomes in sender.deliverer.stream(_batches(chunks, writer, bar)):
-                for chunk, positions, chunk_outcomes in _by_chunk(members, outcomes):
-                    _settle(chunk, positions, chunk_outcomes, sync, writer)
-                bar.update(len(members))
+            later: list[_Chunk] = []
+            batches = _batches(chunks, writer, bar, Repeats(later))
+            _deliver(sender, batches, sync, writer, bar)
+            if later:
+                # Repeats of people sent earlier in the file go once all those are answered,
+                # so the last row of each identity is the one that stays (as in a frame).
+                final = _repeats_chunk(later)
+                _deliver(sender, _batches(iter([final]), writer, bar, None), sync, writer, bar)
     finally:
         bar.close()
         writer.close()
@@ -258,17 +265,22 @@ Member = tuple[_Chunk, int]
 
 
 def _batches(
-    chunks: Iterator[_Chunk], writer: ResultsWriter, bar: Any
+    chunks: Iterator[_Chunk], writer: ResultsWriter, bar: Any, repeats: Repeats | None
 ) -> Iterator[tuple[list[Member], list[dict[str, Any]]]]:
     """Full batches across chunk boundaries; rows settled without sending are written at once.
 
     A request may carry the end of one chunk and the start of the next: each person travels
-    with its (chunk, position) so its outcome goes back to its own plan.
+    with its (chunk, position) so its outcome goes back to its own plan. People whose identity
+    was already sent earlier in this run are handed to ``repeats`` instead.
     """
     carry: list[Member] = []
     for chunk in chunks:
         pending = chunk.plan.pending()
-        settled = np.setdiff1d(np.arange(len(chunk.plan.people)), pending, assume_unique=True)
+        aside = np.array([], dtype=np.int64)
+        if repeats is not None:
+            pending, aside = repeats.set_aside(chunk, pending)
+        unsent = np.concatenate([pending, aside])
+        settled = np.setdiff1d(np.arange(len(chunk.plan.people)), unsent, assume_unique=True)
         writer.add(chunk.plan, settled)
         bar.update(len(settled))
         carry.extend((chunk, int(p)) for p in pending)
@@ -277,6 +289,83 @@ def _batches(
             yield batch, [_person(member) for member in batch]
     if carry:
         yield carry, [_person(member) for member in carry]
+
+
+def _deliver(
+    sender: Sender,
+    batches: Iterator[tuple[list[Member], list[dict[str, Any]]]],
+    sync: SyncState | None,
+    writer: ResultsWriter,
+    bar: Any,
+) -> None:
+    for members, outcomes in sender.deliverer.stream(batches):
+        for chunk, positions, chunk_outcomes in _by_chunk(members, outcomes):
+            _settle(chunk, positions, chunk_outcomes, sync, writer)
+        bar.update(len(members))
+
+
+class Repeats:
+    """Finds people whose identity was already sent earlier in this run, and sets them aside.
+
+    Identities seen so far are kept as 64-bit hashes in a few sorted arrays (8 bytes a person,
+    merged like a binary counter), never as a set of strings.
+    """
+
+    def __init__(self, later: list[_Chunk]) -> None:
+        self._runs: list[np.ndarray] = []
+        self._later = later
+
+    def set_aside(self, chunk: _Chunk, pending: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Split a chunk's rows into those to send now and repeats set aside for later.
+
+        A repeat is a row whose identity was sent earlier in this run: pending, or skipped as
+        unchanged (the server now holds the earlier row, so the later one must go again).
+        """
+        plan = chunk.plan
+        unchanged = np.flatnonzero((plan.status == "skipped") & (plan.error == UNCHANGED))
+        candidates = np.concatenate([pending, unchanged])
+        hashes = identity_hashes([plan.keys[p] for p in candidates])
+        again = np.zeros(len(candidates), dtype=bool)
+        for run in self._runs:
+            found = np.minimum(np.searchsorted(run, hashes), len(run) - 1)
+            again |= run[found] == hashes
+        now = ~again[: len(pending)]
+        self._add(hashes[: len(pending)][now])
+        aside = candidates[again]
+        if len(aside):
+            self._later.append(_subset(chunk, np.sort(aside)))
+        return pending[now], aside
+
+    def _add(self, hashes: np.ndarray) -> None:
+        if len(hashes) == 0:
+            return
+        self._runs.append(np.sort(hashes))
+        while len(self._runs) > 1 and len(self._runs[-2]) <= 2 * len(self._runs[-1]):
+            last = self._runs.pop()
+            self._runs[-1] = np.sort(np.concatenate([self._runs[-1], last]))
+
+
+def _subset(chunk: _Chunk, positions: np.ndarray) -> _Chunk:
+    """The rows at ``positions`` of a chunk, as a chunk of their own (labels kept)."""
+    plan = Plan.start(
+        len(positions),
+        [chunk.plan.people[p] for p in positions],
+        [chunk.plan.labels[p] for p in positions],
+    )
+    hashes = None if chunk.hashes is None else chunk.hashes[positions]
+    return _Chunk(plan, hashes)
+
+
+def _repeats_chunk(later: list[_Chunk]) -> _Chunk:
+    """All set-aside repeats as one chunk; among them, too, the last row of an identity wins."""
+    people = [p for c in later for p in c.plan.people]
+    labels = [label for c in later for label in c.plan.labels]
+    plan = Plan.start(len(people), people, labels)
+    plan.skip_duplicates("last")
+    hashes = None
+    if all(c.hashes is not None for c in later):
+        hashes = np.concatenate([c.hashes for c in later if c.hashes is not None])
+    return _Chunk(plan, hashes)
 
 
 def _person(member: Member) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import pyarrow.dataset as ds
 
 from flameup_pandas import upsert_file
 
+from .conftest import target
 from .test_upsert import customers
 
 
@@ -72,3 +73,33 @@ def test_dry_run_file_sends_nothing(flameup_server, to_server, tmp_path):
     summary = upsert_file(path, dry_run=True, **to_server)
     assert summary.extra["would_send"] == 10
     assert flameup_server.requests == []
+
+
+def test_repeated_identity_across_record_batches_ends_with_the_last_row(flameup_server, tmp_path):
+    path, state = tmp_path / "c.parquet", tmp_path / "s.parquet"
+    df = customers(1000)
+    # u7 again at rows 400 and 900, u8 again at row 950: later record batches of 300 rows
+    df.loc[400, ["user_id", "plan"]] = ["u7", "second"]
+    df.loc[900, ["user_id", "plan"]] = ["u7", "third"]
+    df.loc[950, ["user_id", "plan"]] = ["u8", "later"]
+    df.to_parquet(path)
+    results = tmp_path / "r.parquet"
+    summary = upsert_file(
+        path, results=results, state=state, chunk_rows=300, **target(flameup_server, concurrency=4)
+    )
+    assert flameup_server.person("u7")["attributes"]["plan"] == "third"
+    assert flameup_server.person("u8")["attributes"]["plan"] == "later"
+    out = pd.read_parquet(results).set_index("row")["flameup_status"]
+    assert len(out) == 1000
+    assert out[900] == "updated" and out[950] == "updated"
+    assert out[400] == "skipped"  # set aside, then superseded by row 900
+    assert summary.counts["skipped"] == 1
+    # a rerun: the earlier rows of u7 differ from the state (which holds row 900), so they go
+    # again, and row 900 must then go after them, or the server would end with an old row
+    again = upsert_file(
+        path, results=results, state=state, chunk_rows=300, **target(flameup_server)
+    )
+    assert flameup_server.person("u7")["attributes"]["plan"] == "third"
+    assert flameup_server.person("u8")["attributes"]["plan"] == "later"
+    # rows 7 and 8 (first rows of u7, u8) and then 900 and 950 (their last rows) went again
+    assert again.counts["skipped"] == 1000 - 4
