@@ -144,7 +144,6 @@ class Plan:
     flameup_id: np.ndarray
     keys: list[str | None] = field(default_factory=list)
     report: pd.DataFrame = field(default_factory=pd.DataFrame)
-    would_send: int = 0
 
     @classmethod
     def start(cls, n: int, people: list[dict[str, Any] | None], labels: Labels) -> Plan:
@@ -214,7 +213,6 @@ class Plan:
 
     def mark_dry_run(self) -> None:
         pending = self.pending()
-        self.would_send = len(pending)
         self.mark(pending, "skipped", "dry run: would be sent")
 
 
