@@ -34,7 +34,7 @@ from ._delivery import PersonOutcome
 from ._mapping import KNOWN_TRAITS
 from ._payload import content_hashes
 from ._result import STATUSES, RunReport, Summary
-from ._state import SyncState, identity_hashes
+from ._state import SyncState, find_sorted, identity_hashes
 from ._upsert import BATCH_SIZE, UNCHANGED, Plan, Rules, Sender, progress_bar
 from .exceptions import ConfigurationError
 
@@ -327,8 +327,7 @@ class Repeats:
         hashes = identity_hashes([plan.keys[p] for p in candidates])
         again = np.zeros(len(candidates), dtype=bool)
         for run in self._runs:
-            found = np.minimum(np.searchsorted(run, hashes), len(run) - 1)
-            again |= run[found] == hashes
+            again |= find_sorted(run, hashes)[1]
         now = ~again[: len(pending)]
         self._add(hashes[: len(pending)][now])
         aside = candidates[again]

@@ -44,7 +44,7 @@ from ._delivery import PersonOutcome
 from ._result import DELIVERED
 from .exceptions import StateError
 
-__all__ = ["SyncState", "identity_hashes"]
+__all__ = ["SyncState", "find_sorted", "identity_hashes"]
 
 logger = logging.getLogger("flameup_pandas")
 
@@ -67,6 +67,14 @@ def identity_hashes(keys: Sequence[str | None]) -> np.ndarray:
     return hashed
 
 
+def find_sorted(sorted_values: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each wanted value stands in a sorted array, and whether it is there at all."""
+    if len(sorted_values) == 0:
+        return np.zeros(len(wanted), dtype=np.int64), np.zeros(len(wanted), dtype=bool)
+    found = np.minimum(np.searchsorted(sorted_values, wanted), len(sorted_values) - 1)
+    return found, sorted_values[found] == wanted
+
+
 class SyncState:
     """The sync state of one target (a file path): look up, record, and fold on close."""
 
@@ -74,9 +82,9 @@ class SyncState:
         self.path = path
         self._lock = lock
         self._table = table
-        order = np.argsort(table["identity_hash"].to_numpy(), kind="stable")
-        self._sorted_hashes = table["identity_hash"].to_numpy()[order]
-        self._order = order
+        hashes = table["identity_hash"].to_numpy()
+        self._order = np.argsort(hashes, kind="stable")
+        self._sorted_hashes = hashes[self._order]
         self._journal: IO[bytes] | None = None
         self._recorded = 0
 
@@ -121,12 +129,8 @@ class SyncState:
         wanted = identity_hashes(keys)
         unchanged = np.zeros(len(keys), dtype=bool)
         ids = np.full(len(keys), None, dtype=object)
-        if len(self._sorted_hashes) == 0:
-            return unchanged, ids
-        found = np.minimum(
-            np.searchsorted(self._sorted_hashes, wanted), len(self._sorted_hashes) - 1
-        )
-        hit = (self._sorted_hashes[found] == wanted) & (wanted != 0)
+        found, hit = find_sorted(self._sorted_hashes, wanted)
+        hit &= wanted != 0
         rows = self._order[found[hit]] if hit.any() else np.array([], dtype=np.int64)
         stored = self._table["content_hash"].to_numpy()[rows] if len(rows) else rows
         unchanged[np.flatnonzero(hit)] = stored == np.asarray(hashes)[hit]
