@@ -86,7 +86,6 @@ class SyncState:
         self._order = np.argsort(hashes, kind="stable")
         self._sorted_hashes = hashes[self._order]
         self._journal: IO[bytes] | None = None
-        self._recorded = 0
 
     @classmethod
     def open(cls, path: str | Path) -> SyncState:
@@ -154,7 +153,6 @@ class SyncState:
             self._journal = open(journal_path(self.path), "ab")  # noqa: SIM115 - closed in close()
         self._journal.write(b"\n".join(lines) + b"\n")
         self._journal.flush()
-        self._recorded += len(lines)
 
     def close(self) -> None:
         """Fold the journal into the parquet file (atomic rename) and release the lock."""
