@@ -15,7 +15,7 @@ from . import (
     _accessor,  # noqa: F401  (registers df.flameup)
     _polars,
 )
-from ._api import to_people, upsert, upsert_file, validate
+from ._api import to_people, upsert, upsert_arrow, upsert_file, validate
 from ._client import FlameupClient, Timeout
 from ._result import STATUSES, RunReport, Summary
 from ._retry import RetryPolicy
@@ -62,6 +62,7 @@ __all__ = [
     "__version__",
     "to_people",
     "upsert",
+    "upsert_arrow",
     "upsert_file",
     "validate",
 ]

@@ -9,16 +9,18 @@ from typing import TYPE_CHECKING, Any, Literal
 import pandas as pd
 
 from ._client import FlameupClient, Timeout
-from ._files import upsert_file_with
 from ._result import Summary
 from ._retry import RetryPolicy
+from ._sources import CHUNK_ROWS, open_rows
+from ._stream import mapped_text_columns, upsert_rows
 from ._upsert import Rules, Sender, upsert_frame
+from .exceptions import ConfigurationError
 
 if TYPE_CHECKING:
     import pandera.pandas as pa
     import pyarrow.dataset as ds
 
-__all__ = ["to_people", "upsert", "upsert_file", "validate"]
+__all__ = ["to_people", "upsert", "upsert_arrow", "upsert_file", "validate"]
 
 
 def validate(
@@ -152,15 +154,90 @@ def upsert_file(
     timeout: Timeout | float | tuple[float, float] | None = None,
     allow_http: bool = False,
     progress: bool = True,
-    chunk_rows: int = 20_000,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> Summary:
     """Upsert a parquet file, directory or dataset, or a CSV file, in bounded memory.
 
     Reads record batches of ``chunk_rows``, sends full batches of 100, and appends per-row
     results (row, userId, email, flameup_id, flameup_status, flameup_error) to the
     ``results`` parquet file as answers arrive. With ``state=`` only new or changed people
-    are sent. Returns the run's :class:`Summary`.
+    are sent. Returns the run's :class:`Summary`. The engine is :func:`upsert_arrow`'s; this
+    front opens the path.
     """
+    options = {k: v for k, v in locals().items() if k != "path"}
+    return _upsert_source(path, **options)
+
+
+def upsert_arrow(
+    source: Any,
+    *,
+    results: str | Path | None = None,
+    state: str | Path | None = None,
+    full_refresh: bool = False,
+    dry_run: bool = False,
+    client: FlameupClient | None = None,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    mapping: Mapping[str, Hashable] | None = None,
+    traits: Sequence[Hashable] | None = None,
+    exclude: Sequence[Hashable] | None = None,
+    schema: type[pa.DataFrameModel] | pa.DataFrameSchema | None = None,
+    send_nulls: bool = False,
+    naive_timestamps: Literal["error", "utc"] = "error",
+    rate_limit: float | None = 120,
+    concurrency: int = 4,
+    retry: RetryPolicy | None = None,
+    timeout: Timeout | float | tuple[float, float] | None = None,
+    allow_http: bool = False,
+    progress: bool = True,
+    chunk_rows: int = CHUNK_ROWS,
+) -> Summary:
+    """Upsert the rows of any Arrow source, batch by batch, in bounded memory.
+
+    ``source`` is a ``pyarrow.RecordBatchReader``, ``Table`` or dataset, a polars LazyFrame,
+    or any object with ``__arrow_c_stream__``: a DuckDB relation, a polars DataFrame, an ADBC
+    cursor's ``fetch_record_batch()``, a Delta table's ``to_pyarrow_dataset()``. Everything
+    else is :func:`upsert_file`'s: the same keywords, results file, state (reruns send only
+    changes), repeated identities across batches (the last row wins), and :class:`Summary`.
+    A stream is read once; its row numbers in ``results`` count from 0.
+
+    >>> import duckdb  # doctest: +SKIP
+    >>> rel = duckdb.sql("SELECT id AS userId, mail AS email FROM 'crm.parquet'")  # doctest: +SKIP
+    >>> upsert_arrow(rel, results="results.parquet")  # doctest: +SKIP
+    """
+    if isinstance(source, str | Path):
+        raise ConfigurationError(
+            f"upsert_arrow takes Arrow data, not a path ({str(source)!r}): use upsert_file"
+        )
+    options = {k: v for k, v in locals().items() if k != "source"}
+    return _upsert_source(source, **options)
+
+
+def _upsert_source(
+    source: Any,
+    *,
+    results: str | Path | None,
+    state: str | Path | None,
+    full_refresh: bool,
+    dry_run: bool,
+    client: FlameupClient | None,
+    api_key: str | None,
+    base_url: str | None,
+    mapping: Mapping[str, Hashable] | None,
+    traits: Sequence[Hashable] | None,
+    exclude: Sequence[Hashable] | None,
+    schema: type[pa.DataFrameModel] | pa.DataFrameSchema | None,
+    send_nulls: bool,
+    naive_timestamps: Literal["error", "utc"],
+    rate_limit: float | None,
+    concurrency: int,
+    retry: RetryPolicy | None,
+    timeout: Timeout | float | tuple[float, float] | None,
+    allow_http: bool,
+    progress: bool,
+    chunk_rows: int,
+) -> Summary:
+    """The one streaming run behind upsert_file and upsert_arrow."""
     rules = Rules(
         mapping=mapping,
         traits=traits,
@@ -169,6 +246,7 @@ def upsert_file(
         send_nulls=send_nulls,
         naive_timestamps=naive_timestamps,
     )
+    rows = open_rows(source, chunk_rows=chunk_rows, text_columns=mapped_text_columns(rules))
     sender = (
         None
         if dry_run
@@ -184,15 +262,14 @@ def upsert_file(
         )
     )
     try:
-        return upsert_file_with(
-            path,
+        return upsert_rows(
+            rows,
             rules=rules,
             sender=sender,
             results=results,
             state=state,
             full_refresh=full_refresh,
             progress=progress,
-            chunk_rows=chunk_rows,
         )
     finally:
         if sender is not None:

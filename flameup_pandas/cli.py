@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from ._api import upsert_file
-from ._files import open_dataset, read_chunks
+from ._sources import open_rows, read_chunks
 from ._upsert import Rules
 from .exceptions import FlameupError
 
@@ -172,7 +172,7 @@ def local_server(enabled: bool, rate_limit: float | None) -> Iterator[dict[str, 
 def run_validate(args: argparse.Namespace) -> int:
     rules = Rules(mapping=parse_mapping(args.mapping) or None, exclude=args.exclude or None)
     problems = rows = 0
-    for frame in read_chunks(open_dataset(args.path)):
+    for frame in read_chunks(open_rows(args.path).batches):
         report = rules.plan(frame).report
         rows += len(frame)
         if problems < args.limit and len(report):

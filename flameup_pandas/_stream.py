@@ -1,10 +1,11 @@
-"""Upserting parquet and CSV files in bounded memory.
+"""The streaming engine: upserting any Arrow source in bounded memory.
 
-The file is read in record batches (pyarrow); each is validated, converted and diffed against
-the sync state on its own, its people join one stream of full batches of 100 (batches cross
-record-batch boundaries, so only the run's last request is short), and per-row results are
-appended to the results parquet file as answers arrive. Neither the table nor its results are
-ever held whole.
+The source (opened by :mod:`flameup_pandas._sources`: a path, a dataset, a table, any
+``__arrow_c_stream__`` object) is read in record batches; each is validated, converted and
+diffed against the sync state on its own, its people join one stream of full batches of 100
+(batches cross record-batch boundaries, so only the run's last request is short), and per-row
+results are appended to the results parquet file as answers arrive. Neither the table nor its
+results are ever held whole.
 
 A repeated identity ends as it does in a frame: the last row wins. Within a record batch the
 earlier rows are skipped; a row whose identity was already sent from an earlier record batch is
@@ -15,7 +16,6 @@ it, and the later one ``updated``).
 
 from __future__ import annotations
 
-import csv
 import logging
 import time
 from collections.abc import Iterator
@@ -26,23 +26,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from ._delivery import PersonOutcome
 from ._mapping import KNOWN_TRAITS
 from ._payload import content_hashes
 from ._result import STATUSES, RunReport, Summary
+from ._sources import Rows, read_chunks
 from ._state import SyncState, find_sorted, identity_hashes
 from ._upsert import BATCH_SIZE, UNCHANGED, Plan, Rules, Sender, progress_bar
-from .exceptions import ConfigurationError
 
-__all__ = ["RESULTS_SCHEMA", "read_chunks", "upsert_file_with"]
+__all__ = ["RESULTS_SCHEMA", "mapped_text_columns", "upsert_rows"]
 
 logger = logging.getLogger("flameup_pandas")
 
-CHUNK_ROWS = 20_000
 SAMPLE = 5  # people a dry run shows
 RESULTS_SCHEMA = pa.schema(
     [
@@ -54,75 +51,6 @@ RESULTS_SCHEMA = pa.schema(
         ("flameup_error", pa.string()),
     ]
 )
-_TEXT_COLUMNS = ("userId", "user_id", "external_id", "email", "phone", *KNOWN_TRAITS)
-
-
-def open_dataset(source: str | Path | ds.Dataset, text_columns: tuple[str, ...] = ()) -> ds.Dataset:
-    """A pyarrow dataset over a parquet file or directory, a CSV file, or a given dataset.
-
-    CSV identity and known-trait columns are read as text, so ``00123`` stays ``00123``.
-    """
-    if isinstance(source, ds.Dataset):
-        return source
-    path = Path(source)
-    if not path.exists():
-        raise ConfigurationError(f"no such file or directory: {path}")
-    if path.suffix.lower() in (".csv", ".tsv") or (
-        path.suffix.lower() == ".gz" and ".csv" in path.name
-    ):
-        with open(path, newline="", encoding="utf-8", errors="replace") as handle:
-            header = next(csv.reader(handle), [])
-        wanted = {*_TEXT_COLUMNS, *text_columns}
-        types = {name: pa.string() for name in header if name in wanted}
-        fmt = ds.CsvFileFormat(convert_options=pacsv.ConvertOptions(column_types=types))
-        return ds.dataset(path, format=fmt)
-    try:
-        return ds.dataset(path, format="parquet")
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise ConfigurationError(f"cannot read {path} as parquet: {exc}") from exc
-
-
-def read_chunks(dataset: ds.Dataset, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
-    """The dataset as pandas frames of at most ``chunk_rows`` rows, index = row numbers."""
-    start = 0
-    for batch in record_batches(dataset, chunk_rows):
-        if batch.num_rows == 0:
-            continue
-        frame = batch.to_pandas()
-        frame.index = pd.RangeIndex(start, start + batch.num_rows)
-        start += batch.num_rows
-        yield frame
-
-
-def record_batches(dataset: ds.Dataset, chunk_rows: int) -> Iterator[pa.RecordBatch]:
-    """Record batches read no further ahead than the engine consumes them.
-
-    A dataset scan pre-buffers and reads ahead whole row groups, which piles up decoded data
-    when the consumer is slower than the disk (as ours is: it validates, converts and sends).
-    Plain parquet files are therefore read file by file without pre-buffering.
-    """
-    plain = (
-        isinstance(dataset, ds.FileSystemDataset)
-        and isinstance(dataset.format, ds.ParquetFileFormat)
-        and dataset.partition_expression.equals(ds.scalar(True))
-    )
-    if plain:
-        for path in dataset.files:
-            with dataset.filesystem.open_input_file(path) as handle:
-                parquet = pq.ParquetFile(handle, pre_buffer=False)
-                yield from parquet.iter_batches(batch_size=chunk_rows, columns=dataset.schema.names)
-        return
-    options = (
-        ds.ParquetFragmentScanOptions(pre_buffer=False)
-        if isinstance(dataset.format, ds.ParquetFileFormat)
-        else None
-    )
-    yield from dataset.to_batches(
-        batch_size=chunk_rows,
-        batch_readahead=1,
-        fragment_readahead=1,
-        fragment_scan_options=options,
-    )
 
 
 @dataclass
@@ -187,8 +115,8 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def upsert_file_with(
-    source: str | Path | ds.Dataset,
+def upsert_rows(
+    rows: Rows,
     *,
     rules: Rules,
     sender: Sender | None,
@@ -196,21 +124,18 @@ def upsert_file_with(
     state: str | Path | None = None,
     full_refresh: bool = False,
     progress: bool = True,
-    chunk_rows: int = CHUNK_ROWS,
 ) -> Summary:
-    """Stream ``source`` through the engine; ``sender=None`` is a dry run."""
+    """Stream opened ``rows`` through the engine; ``sender=None`` is a dry run."""
     started = time.monotonic()
-    dataset = open_dataset(source, _mapped_text_columns(rules))
     sync = SyncState.open(state) if state is not None else None
     writer = ResultsWriter(results)
-    total = dataset.count_rows() if isinstance(dataset.format, ds.ParquetFileFormat) else None
+    total = rows.total
     bar = progress_bar(total or 0, progress and total is not None, desc="upsert")
     would_send = 0
     sample: list[Any] = []
     try:
         chunks = (
-            _plan_chunk(frame, rules, sync, full_refresh)
-            for frame in read_chunks(dataset, chunk_rows)
+            _plan_chunk(frame, rules, sync, full_refresh) for frame in read_chunks(rows.batches)
         )
         if sender is None:
             for chunk in chunks:
@@ -230,6 +155,7 @@ def upsert_file_with(
                 final = _repeats_chunk(later)
                 _deliver(sender, _batches(iter([final]), writer, bar, None), sync, writer, bar)
     finally:
+        rows.batches.close()
         bar.close()
         writer.close()
         if sync is not None:
@@ -241,7 +167,8 @@ def upsert_file_with(
     return Summary(writer.counts, sender.report(elapsed))
 
 
-def _mapped_text_columns(rules: Rules) -> tuple[str, ...]:
+def mapped_text_columns(rules: Rules) -> tuple[str, ...]:
+    """Source columns mapped to identities or known traits: read as text from CSV files."""
     if not rules.mapping:
         return ()
     return tuple(

@@ -1,0 +1,197 @@
+"""Where rows come from: any Arrow stream, and the ways to open one.
+
+The streaming engine (:mod:`flameup_pandas._stream`) reads one thing: record batches. This
+module turns every source it accepts into them, never holding more than a batch or two:
+
+- a path: a parquet file or directory, or a CSV file (:func:`open_dataset`);
+- a ``pyarrow.dataset.Dataset`` (a Delta table's ``to_pyarrow_dataset()`` is one);
+- a ``pyarrow.Table``, ``RecordBatch`` or ``RecordBatchReader``;
+- any object with ``__arrow_c_stream__`` (the Arrow PyCapsule stream interface): a DuckDB
+  relation, a polars DataFrame, an ADBC cursor's ``fetch_record_batch()``, ...;
+- a polars LazyFrame, collected in batches by polars' streaming engine.
+
+Batches are re-cut to at most ``chunk_rows`` rows, whatever size the producer hands over, so
+the engine's memory does not depend on the source.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Generator, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from ._mapping import KNOWN_TRAITS
+from .exceptions import ConfigurationError
+
+__all__ = ["CHUNK_ROWS", "Rows", "open_dataset", "open_rows", "read_chunks"]
+
+CHUNK_ROWS = 20_000
+_TEXT_COLUMNS = ("userId", "user_id", "external_id", "email", "phone", *KNOWN_TRAITS)
+
+Chunk: TypeAlias = Any
+"""A ``pyarrow.RecordBatch`` or ``pyarrow.Table`` (pyarrow ships no type hints)."""
+Batches: TypeAlias = Generator[Chunk, None, None]
+
+
+@dataclass
+class Rows:
+    """An opened source: its record batches (at most ``chunk_rows`` rows each) and, when it is
+    known without reading the data, how many rows there are (for the progress bar)."""
+
+    batches: Batches
+    total: int | None = None
+
+
+def open_rows(
+    source: Any, *, chunk_rows: int = CHUNK_ROWS, text_columns: tuple[str, ...] = ()
+) -> Rows:
+    """Open any accepted source (see the module docstring) as :class:`Rows`.
+
+    >>> rows = open_rows(pa.table({"userId": ["a", "b", "c"]}), chunk_rows=2)
+    >>> rows.total, [len(b) for b in rows.batches]
+    (3, [2, 1])
+    """
+    if chunk_rows < 1:
+        raise ConfigurationError(f"chunk_rows must be at least 1, got {chunk_rows}")
+    if isinstance(source, str | Path):
+        source = open_dataset(source, text_columns)
+    if isinstance(source, ds.Dataset):
+        parquet = isinstance(source.format, ds.ParquetFileFormat)
+        total = source.count_rows() if parquet else None
+        return Rows(dataset_batches(source, chunk_rows), total)
+    if isinstance(source, pa.Table | pa.RecordBatch):
+        return Rows(rechunked(_table_batches(source), chunk_rows), source.num_rows)
+    return Rows(rechunked(_stream_batches(open_stream(source, chunk_rows)), chunk_rows))
+
+
+def open_stream(source: Any, chunk_rows: int = CHUNK_ROWS) -> pa.RecordBatchReader:
+    """A record batch reader over a reader, an ``__arrow_c_stream__`` object or a LazyFrame."""
+    if isinstance(source, pa.RecordBatchReader):
+        return source
+    if hasattr(source, "__arrow_c_stream__"):
+        return pa.RecordBatchReader.from_stream(source)
+    if _is_lazyframe(source):
+        batches = source.collect_batches(chunk_size=chunk_rows, lazy=True)
+        return pa.RecordBatchReader.from_stream(batches)
+    raise ConfigurationError(
+        f"cannot read rows from a {type(source).__name__}: pass a path, a pyarrow Table, "
+        "RecordBatchReader or dataset, a polars LazyFrame, or any object with "
+        "__arrow_c_stream__ (a DuckDB relation, a polars DataFrame, an ADBC cursor's "
+        "fetch_record_batch())"
+    )
+
+
+def _is_lazyframe(source: Any) -> bool:
+    return type(source).__module__.startswith("polars") and hasattr(source, "collect_batches")
+
+
+def _table_batches(table: pa.Table | pa.RecordBatch) -> Iterator[pa.RecordBatch]:
+    if isinstance(table, pa.RecordBatch):
+        yield table
+    else:
+        yield from table.to_batches()
+
+
+def _stream_batches(reader: pa.RecordBatchReader) -> Batches:
+    """The reader's batches; the reader is closed when they end or the consumer stops."""
+    try:
+        yield from reader
+    finally:
+        reader.close()
+
+
+def rechunked(batches: Iterable[Chunk], rows: int) -> Batches:
+    """The same rows in order, cut into pieces of ``rows`` rows (the last may be shorter).
+
+    Large batches are sliced without copying; small ones are gathered into one table, so a
+    driver that hands over a thousand rows at a time still gives the engine full chunks.
+    """
+    held: list[pa.RecordBatch] = []
+    count = 0
+    for batch in batches:
+        while batch.num_rows:
+            take = min(rows - count, batch.num_rows)
+            held.append(batch.slice(0, take))
+            batch = batch.slice(take)
+            count += take
+            if count == rows:
+                yield held[0] if len(held) == 1 else pa.Table.from_batches(held)
+                held, count = [], 0
+    if count:
+        yield held[0] if len(held) == 1 else pa.Table.from_batches(held)
+
+
+def read_chunks(batches: Iterable[Chunk]) -> Iterator[pd.DataFrame]:
+    """The batches as pandas frames, index = row numbers counted from 0 across the source."""
+    start = 0
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        frame = batch.to_pandas()
+        frame.index = pd.RangeIndex(start, start + batch.num_rows)
+        start += batch.num_rows
+        yield frame
+
+
+def open_dataset(source: str | Path | ds.Dataset, text_columns: tuple[str, ...] = ()) -> ds.Dataset:
+    """A pyarrow dataset over a parquet file or directory, a CSV file, or a given dataset.
+
+    CSV identity and known-trait columns are read as text, so ``00123`` stays ``00123``.
+    """
+    if isinstance(source, ds.Dataset):
+        return source
+    path = Path(source)
+    if not path.exists():
+        raise ConfigurationError(f"no such file or directory: {path}")
+    if path.suffix.lower() in (".csv", ".tsv") or (
+        path.suffix.lower() == ".gz" and ".csv" in path.name
+    ):
+        with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+            header = next(csv.reader(handle), [])
+        wanted = {*_TEXT_COLUMNS, *text_columns}
+        types = {name: pa.string() for name in header if name in wanted}
+        fmt = ds.CsvFileFormat(convert_options=pacsv.ConvertOptions(column_types=types))
+        return ds.dataset(path, format=fmt)
+    try:
+        return ds.dataset(path, format="parquet")
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ConfigurationError(f"cannot read {path} as parquet: {exc}") from exc
+
+
+def dataset_batches(dataset: ds.Dataset, chunk_rows: int) -> Batches:
+    """Record batches read no further ahead than the engine consumes them.
+
+    A dataset scan pre-buffers and reads ahead whole row groups, which piles up decoded data
+    when the consumer is slower than the disk (as ours is: it validates, converts and sends).
+    Plain parquet files are therefore read file by file without pre-buffering.
+    """
+    plain = (
+        isinstance(dataset, ds.FileSystemDataset)
+        and isinstance(dataset.format, ds.ParquetFileFormat)
+        and dataset.partition_expression.equals(ds.scalar(True))
+    )
+    if plain:
+        for path in dataset.files:
+            with dataset.filesystem.open_input_file(path) as handle:
+                parquet = pq.ParquetFile(handle, pre_buffer=False)
+                yield from parquet.iter_batches(batch_size=chunk_rows, columns=dataset.schema.names)
+        return
+    options = (
+        ds.ParquetFragmentScanOptions(pre_buffer=False)
+        if isinstance(dataset.format, ds.ParquetFileFormat)
+        else None
+    )
+    yield from dataset.to_batches(
+        batch_size=chunk_rows,
+        batch_readahead=1,
+        fragment_readahead=1,
+        fragment_scan_options=options,
+    )
