@@ -199,11 +199,10 @@ def upsert_arrow(
     cursor's ``fetch_record_batch()``, a Delta table's ``to_pyarrow_dataset()``. Everything
     else is :func:`upsert_file`'s: the same keywords, results file, state (reruns send only
     changes), repeated identities across batches (the last row wins), and :class:`Summary`.
-    A stream is read once; its row numbers in ``results`` count from 0.
+    A stream is read once; its row numbers in ``results`` count from 0. For example::
 
-    >>> import duckdb  # doctest: +SKIP
-    >>> rel = duckdb.sql("SELECT id AS userId, mail AS email FROM 'crm.parquet'")  # doctest: +SKIP
-    >>> upsert_arrow(rel, results="results.parquet")  # doctest: +SKIP
+        rel = duckdb.sql("SELECT id AS userId, mail AS email FROM 'crm.parquet'")
+        summary = upsert_arrow(rel, results="results.parquet", state="crm.state.parquet")
     """
     if isinstance(source, str | Path):
         raise ConfigurationError(
