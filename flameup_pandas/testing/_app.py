@@ -1,6 +1,7 @@
 """The WSGI application: routing, auth, rate limit and faults around the endpoints.
 
-Order of checks for a request under ``/api/v1``: the key (401, nothing else happens), the
+Order of checks for a request: an outage (the connection is closed, nothing else happens);
+then, under ``/api/v1``: the key (401, nothing else happens), the
 fault draw, a 429 storm, the rate limit (a 429 is not counted), the route (404/405), the
 key's permission (403), pre-store faults (500/503 or a dropped connection), the endpoint,
 then post-store faults. Injected latency is slept after the endpoint ran, just before the
@@ -105,6 +106,9 @@ class FlameupApp:
         return [body]
 
     def _answer(self, ex: Exchange, trace: _Trace) -> Answer | None:
+        if self.injector.meets_outage():
+            trace.fault = "down"
+            return None
         if not ex.path.startswith(API_PREFIX + "/"):
             return simple_error(404, "Not Found", f"No route for {ex.path}")
         ex.path = ex.path[len(API_PREFIX) :]

@@ -4,6 +4,11 @@
 generator under a lock, so a run of sequential requests meets the same faults every time.
 For each API request it draws, in this order: the latency jitter, whether a 429 storm
 starts, and one number that picks at most one of the error/drop outcomes.
+
+An outage is not drawn: ``down_after`` requests are answered, then every request meets a
+server that is down (its connection closed without an answer) until ``down_for`` seconds have
+passed or the faults are replaced. With ``down_mode="refuse"`` the server also stops listening
+for that time, so new connections are refused (the server object does that part).
 """
 
 from __future__ import annotations
@@ -11,7 +16,10 @@ from __future__ import annotations
 import enum
 import random
 import threading
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Literal
 
 __all__ = ["FaultDecision", "FaultInjector", "Faults", "Outcome", "StormAnswer"]
 
@@ -49,6 +57,14 @@ class Faults:
     storms carry only the X-RateLimit-* headers, so a client meets both."""
     seed: int | None = None
     """Seed of the random draws; None for a fresh seed."""
+    down_after: int | None = None
+    """Requests served before the server goes down (None: it never does). Every request
+    counts, whatever its path or key."""
+    down_for: float | None = None
+    """Seconds the server stays down (None: until the faults are replaced)."""
+    down_mode: Literal["drop", "refuse"] = "drop"
+    """While down: ``"drop"`` closes every connection without an answer; ``"refuse"`` also
+    stops listening, so new connections are refused (ECONNREFUSED)."""
 
     def __post_init__(self) -> None:
         shares = {
@@ -67,6 +83,17 @@ class Faults:
             raise ValueError("latency and latency_jitter must not be negative")
         if self.storm_length < 1:
             raise ValueError("storm_length must be at least 1")
+        if self.down_after is not None and self.down_after < 0:
+            raise ValueError("down_after must not be negative")
+        if self.down_for is not None and self.down_for < 0:
+            raise ValueError("down_for must not be negative")
+        if self.down_mode not in ("drop", "refuse"):
+            raise ValueError(f"down_mode must be 'drop' or 'refuse', got {self.down_mode!r}")
+
+    def draws_nothing(self) -> bool:
+        """True when no request needs a random draw (only an outage, or nothing, is set)."""
+        outage = {"down_after", "down_for", "down_mode", "seed"}
+        return all(getattr(self, f.name) == f.default for f in fields(self) if f.name not in outage)
 
 
 class Outcome(enum.Enum):
@@ -100,11 +127,17 @@ NO_FAULT = FaultDecision()
 
 
 class FaultInjector:
-    """Draws the fault decision of each request from the seeded generator."""
+    """Draws the fault decision of each request from the seeded generator.
 
-    def __init__(self, faults: Faults | None = None) -> None:
+    ``on_down`` is called (outside the lock, in the request's thread) when an outage begins.
+    """
+
+    def __init__(
+        self, faults: Faults | None = None, on_down: Callable[[Faults], None] | None = None
+    ) -> None:
         self._lock = threading.Lock()
         self._storms: dict[int, tuple[int, StormAnswer]] = {}
+        self._on_down = on_down
         self.faults = faults or Faults()
         self._rng = random.Random(self.faults.seed)
 
@@ -119,12 +152,50 @@ class FaultInjector:
             self._rng = random.Random(faults.seed)
             self._storms.clear()
             self._storm_count = 0
+            self._served = 0
+            self._down_since: float | None = None
+            self._outage_over = False
+
+    @property
+    def down(self) -> bool:
+        """Whether the server is down now (an outage began and has not ended)."""
+        with self._lock:
+            return self._is_down(time.monotonic())
+
+    def end_outage(self) -> None:
+        """End the current outage; the same faults never start another one."""
+        with self._lock:
+            if self._down_since is not None:
+                self._down_since, self._outage_over = None, True
+
+    def meets_outage(self) -> bool:
+        """Count one request; True when it meets a server that is down."""
+        with self._lock:
+            f, now = self._faults, time.monotonic()
+            if self._is_down(now):
+                return True
+            if f.down_after is None or self._outage_over or self._served < f.down_after:
+                self._served += 1
+                return False
+            self._down_since = now
+        if self._on_down is not None:
+            self._on_down(f)
+        return True
+
+    def _is_down(self, now: float) -> bool:
+        if self._down_since is None:
+            return False
+        down_for = self._faults.down_for
+        if down_for is not None and now - self._down_since >= down_for:
+            self._down_since, self._outage_over = None, True
+            return False
+        return True
 
     def decide(self, key_index: int) -> FaultDecision:
         """The faults for one authenticated request made with key number ``key_index``."""
         with self._lock:
             f = self._faults
-            if f == Faults(seed=f.seed):
+            if f.draws_nothing():
                 return NO_FAULT
             delay = f.latency + (self._rng.uniform(0, f.latency_jitter) if f.latency_jitter else 0)
             storm = self._storm(f, key_index)

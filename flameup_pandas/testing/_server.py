@@ -54,8 +54,9 @@ class FlameupServer:
     ``rate_limit`` is requests per ``rate_window`` seconds per key (None: off, and then no
     X-RateLimit-* headers are sent); ``db`` a SQLite file (None: in memory), whose data and
     API key survive a restart; ``per_person_errors`` makes a batch store its valid people and
-    report the others instead of failing whole; ``faults`` injects failures; ``port=0`` picks
-    a free port. Binds 127.0.0.1 only.
+    report the others instead of failing whole; ``faults`` injects failures (an outage too:
+    ``Faults(down_after=30, down_mode="refuse")``); ``port=0`` picks a free port. Binds
+    127.0.0.1 only.
 
     >>> import requests
     >>> with FlameupServer(rate_limit=None) as server:
@@ -83,14 +84,18 @@ class FlameupServer:
         self.api_key = keys[0].key if keys else self._store.add_key().key
         """A valid ``ws_test_...`` key with every permission."""
         self._log = RequestLog()
-        self._injector = FaultInjector(faults)
+        self._injector = FaultInjector(faults, on_down=self._outage_began)
         self._app = FlameupApp(
             self._store, RateLimiter(rate_limit, rate_window), self._injector, self._log
         )
         self._app.endpoints.per_person_errors = per_person_errors
         self._port = port
+        self._bound: int | None = None
+        """The port once bound: the server listens there again after an outage."""
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
+        self._listener = threading.RLock()
+        self._recovery: threading.Timer | None = None
         self._closed = False
 
     # lifecycle
@@ -99,18 +104,8 @@ class FlameupServer:
         """Bind and serve in a daemon thread; returns the server itself."""
         if self._closed:
             raise RuntimeError("this FlameupServer was stopped; create a new one")
-        if self._server is None:
-            server = make_server(
-                HOST, self._port, self._app, threaded=True, request_handler=_QuietHandler
-            )
-            self._server = server
-            self._thread = threading.Thread(
-                target=server.serve_forever,
-                kwargs={"poll_interval": 0.05},
-                name=f"flameup-server-{server.port}",
-                daemon=True,
-            )
-            self._thread.start()
+        if self._bound is None:
+            self._listen()
         return self
 
     def stop(self) -> None:
@@ -118,13 +113,64 @@ class FlameupServer:
         if self._closed:
             return
         self._closed = True
-        if self._server is not None:
-            self._server.shutdown()
-            if self._thread is not None:
-                self._thread.join(timeout=5)
-            self._server.server_close()
+        self._cancel_recovery()
+        if self._bound is not None:
+            self._stop_listening()
             self._app.wait_idle(timeout=5)
         self._store.close()
+
+    def _listen(self) -> None:
+        with self._listener:
+            if self._server is not None or self._closed:
+                return
+            port = self._port if self._bound is None else self._bound
+            server = make_server(
+                HOST, port, self._app, threaded=True, request_handler=_QuietHandler
+            )
+            self._server, self._bound = server, int(server.port)
+            self._thread = threading.Thread(
+                target=server.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name=f"flameup-server-{server.port}",
+                daemon=True,
+            )
+            self._thread.start()
+
+    def _stop_listening(self) -> None:
+        """Close the listening socket: new connections are refused from now on."""
+        with self._listener:
+            server, self._server = self._server, None
+            if server is None:
+                return
+            server.shutdown()
+            if self._thread is not None:
+                self._thread.join(timeout=5)
+            server.server_close()
+
+    # outages (Faults.down_after)
+
+    @property
+    def down(self) -> bool:
+        """Whether an outage of the faults is under way."""
+        return self._injector.down
+
+    def _outage_began(self, faults: Faults) -> None:
+        if faults.down_mode == "refuse":
+            self._stop_listening()
+        if faults.down_for is not None:
+            self._cancel_recovery()
+            self._recovery = threading.Timer(faults.down_for, self._recover)
+            self._recovery.daemon = True
+            self._recovery.start()
+
+    def _recover(self) -> None:
+        self._injector.end_outage()
+        self._listen()
+
+    def _cancel_recovery(self) -> None:
+        if self._recovery is not None:
+            self._recovery.cancel()
+            self._recovery = None
 
     def __enter__(self) -> FlameupServer:
         return self.start()
@@ -141,9 +187,9 @@ class FlameupServer:
 
     @property
     def port(self) -> int:
-        if self._server is None:
+        if self._bound is None:
             raise RuntimeError("the server is not started; call start() or use `with`")
-        return int(self._server.port)
+        return self._bound
 
     @property
     def base_url(self) -> str:
@@ -161,8 +207,14 @@ class FlameupServer:
         return self._injector.faults
 
     def set_faults(self, faults: Faults | None) -> None:
-        """Replace the faults (None: none); the random draws restart from their seed."""
+        """Replace the faults (None: none); the random draws restart from their seed.
+
+        An outage under way ends: the server answers (and listens) again.
+        """
+        self._cancel_recovery()
         self._injector.faults = faults or Faults()
+        if self._bound is not None:
+            self._listen()
 
     @property
     def per_person_errors(self) -> bool:
@@ -227,5 +279,5 @@ class FlameupServer:
         self._log.clear()
 
     def __repr__(self) -> str:
-        where = self.base_url if self._server is not None and not self._closed else "stopped"
+        where = self.base_url if self._bound is not None and not self._closed else "stopped"
         return f"<FlameupServer {where}>"

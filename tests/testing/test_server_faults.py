@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import time
 from typing import Any
 
@@ -155,8 +156,103 @@ def test_seeded_faults_repeat_exactly() -> None:
         {"error_rate": 0.6, "drop_rate": 0.6},
         {"latency": -1},
         {"storm_length": 0},
+        {"down_after": -1},
+        {"down_for": -0.5},
+        {"down_mode": "explode"},
     ],
 )
 def test_impossible_faults_are_refused(faults: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="must"):
         Faults(**faults)
+
+
+def _refused(error: BaseException) -> bool:
+    """Whether a requests error was caused by a refused connection (ECONNREFUSED)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError) or getattr(seen, "errno", None) == (
+            errno.ECONNREFUSED
+        ):
+            return True
+        inner = getattr(seen, "reason", None)
+        seen = inner if isinstance(inner, BaseException) else seen.__context__
+    return False
+
+
+def _wait_until(condition: Any, limit: float = 10.0) -> bool:
+    deadline = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_down_after_n_requests_drops_every_connection_until_the_faults_change(
+    flameup_server: FlameupServer, api: Api
+) -> None:
+    flameup_server.set_faults(Faults(down_after=3))
+    assert [api.batch({"userId": f"u{i}"}).status_code for i in range(3)] == [200] * 3
+    for _ in range(2):  # the open connection and a new one alike
+        with pytest.raises(requests.ConnectionError) as info:
+            api.batch({"userId": "late"})
+        assert not _refused(info.value)
+    assert flameup_server.down
+    assert [r.fault for r in flameup_server.requests] == [None] * 3 + ["down"] * 2
+    assert flameup_server.person("late") is None
+    flameup_server.set_faults(None)
+    assert not flameup_server.down
+    assert api.batch({"userId": "late"}).status_code == 200
+
+
+def test_down_in_refuse_mode_stops_listening_and_comes_back_on_the_same_port(
+    flameup_server: FlameupServer,
+) -> None:
+    port = flameup_server.port
+    flameup_server.set_faults(Faults(down_after=2, down_mode="refuse"))
+    api = Api(flameup_server)
+    assert [api.batch({"userId": f"u{i}"}).status_code for i in range(2)] == [200, 200]
+    with pytest.raises(requests.ConnectionError):
+        api.batch({"userId": "late"})  # the request that meets the outage: dropped
+    fresh = Api(flameup_server)
+    with pytest.raises(requests.ConnectionError) as info:
+        fresh.batch({"userId": "late"})
+    assert _refused(info.value)
+    flameup_server.set_faults(None)
+    assert flameup_server.port == port
+    assert fresh.batch({"userId": "late"}).status_code == 200
+    api.close()
+    fresh.close()
+
+
+@pytest.mark.parametrize("mode", ["drop", "refuse"])
+def test_down_for_brings_the_server_back_by_itself(
+    flameup_server: FlameupServer, mode: Any
+) -> None:
+    flameup_server.set_faults(Faults(down_after=0, down_for=0.3, down_mode=mode))
+    api = Api(flameup_server)
+    with pytest.raises(requests.ConnectionError):
+        api.batch({"userId": "u"})
+    assert _wait_until(lambda: not flameup_server.down)
+    answers = []
+    for _ in range(50):  # a refused server may take a moment to listen again
+        try:
+            answers.append(api.batch({"userId": "u"}).status_code)
+            break
+        except requests.ConnectionError:
+            time.sleep(0.05)
+    assert answers == [200]
+    # one outage per faults value: it never goes down again
+    assert [api.batch({"userId": "u"}).status_code for _ in range(3)] == [200] * 3
+    api.close()
+
+
+def test_a_server_stops_cleanly_while_down(flameup_server_factory: Any) -> None:
+    server = flameup_server_factory(
+        rate_limit=None, faults=Faults(down_after=0, down_mode="refuse")
+    )
+    with pytest.raises(requests.ConnectionError):
+        Api(server).batch({"userId": "u"})
+    assert server.down
+    server.stop()
+    assert "stopped" in repr(server)
