@@ -19,10 +19,11 @@ from ._answers import Answer, envelope_error, simple_error, validation_error
 from ._rules import WHOLE_PERSON, check_batch_body, check_person, check_traits, to_input
 from ._store import Store
 
-__all__ = ["Endpoints", "Exchange", "Handler"]
+__all__ = ["STATUSES", "Endpoints", "Exchange", "Handler"]
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
+STATUSES = ("active", "unsubscribed", "bounced")
 
 
 @dataclass
@@ -135,6 +136,10 @@ class Endpoints:
             return paging
         limit, offset = paging
         status, search = ex.args.get("status"), ex.args.get("search")
+        if status and status not in STATUSES:
+            return validation_error(
+                "Invalid query parameters", {"status": f"Must be one of {', '.join(STATUSES)}"}
+            )
         people, total = self.store.page(limit, offset, status=status, search=search)
         return Answer(200, {"people": people, "total": total, "limit": limit, "offset": offset})
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from ._app import API_PREFIX, FlameupApp
+from ._endpoints import STATUSES
 from ._faults import FaultInjector, Faults
 from ._ratelimit import DOCUMENTED_LIMIT, RateLimiter
 from ._records import RecordedRequest, RequestLog
@@ -251,6 +252,21 @@ class FlameupServer:
     def person(self, identifier: str) -> dict[str, Any] | None:
         """The person object with this external id (else email), or None."""
         return self._store.get(identifier)
+
+    def set_status(self, identifier: str, status: str) -> dict[str, Any]:
+        """Give a stored person another status (``active``, ``unsubscribed``, ``bounced``), as
+        an unsubscribe link or a bounce would; returns the person."""
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+        person = self._store.set_status(identifier, status)
+        if person is None:
+            raise KeyError(identifier)
+        return person
+
+    def remove(self, identifier: str) -> None:
+        """Delete a stored person (by external id, else email), as the dashboard would."""
+        if not self._store.remove(identifier):
+            raise KeyError(identifier)
 
     # what it was asked
 

@@ -239,6 +239,26 @@ class Store:
             ).fetchall()
         return [self._person(row) for row in rows], int(total[0])
 
+    def set_status(self, identifier: str, status: str) -> dict[str, Any] | None:
+        """Set a person's status (as an unsubscribe or a bounce would); the person, or None."""
+        with self._lock, self._transaction() as db:
+            row = self._find(db, identifier)
+            if row is None:
+                return None
+            now = self._clock.now()
+            db.execute(
+                "UPDATE people SET status = ?, updated_at = ? WHERE seq = ?", (status, now, row[0])
+            )
+        return self.get(identifier)
+
+    def remove(self, identifier: str) -> bool:
+        """Delete a person; whether there was one."""
+        with self._lock, self._transaction() as db:
+            row = self._find(db, identifier)
+            if row is not None:
+                db.execute("DELETE FROM people WHERE seq = ?", (row[0],))
+        return row is not None
+
     def all(self) -> list[dict[str, Any]]:
         with self._lock:
             rows = self._db.execute(f"{_SELECT} ORDER BY seq").fetchall()
@@ -347,8 +367,10 @@ def _filters(status: str | None, search: str | None) -> tuple[str, tuple[str, ..
         clauses.append("status = ?")
         params.append(status)
     if search:
-        like = f"%{search.lower()}%"
+        # Search is plain text: % and _ in it are matched as themselves, not as wildcards.
+        escaped = search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        like = f"%{escaped}%"
         columns = ("external_id", "email_key", "first_name", "last_name")
-        clauses.append("(" + " OR ".join(f"lower({c}) LIKE ?" for c in columns) + ")")
+        clauses.append("(" + " OR ".join(f"lower({c}) LIKE ? ESCAPE '\\'" for c in columns) + ")")
         params.extend([like] * len(columns))
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)

@@ -118,3 +118,78 @@ def test_any_user_id_round_trips(shared_server: FlameupServer, user_id: str) -> 
     assert fetched.json()["id"] == stored["id"]
     assert fetched.json()["attributes"] == {"tag": user_id}
     api.close()
+
+
+def test_list_offset_limit_and_total_walk_every_person_once(api: Api) -> None:
+    for start in (0, 100, 200):
+        api.batch(*[{"userId": f"u{i:03d}"} for i in range(start, min(start + 100, 250))])
+    seen, offset = [], 0
+    while True:
+        page = api.call("GET", "/people", params={"limit": 100, "offset": offset}).json()
+        assert page["total"] == 250 and page["offset"] == offset and page["limit"] == 100
+        if not page["people"]:
+            break
+        seen += [p["external_id"] for p in page["people"]]
+        offset += len(page["people"])
+    assert seen == [f"u{i:03d}" for i in range(250)]  # oldest first, nobody twice
+    beyond = api.call("GET", "/people", params={"offset": 1000}).json()
+    assert (beyond["people"], beyond["total"]) == ([], 250)
+    default = api.call("GET", "/people").json()
+    assert (len(default["people"]), default["limit"], default["offset"]) == (50, 50, 0)
+
+
+def test_list_offset_must_not_be_negative(api: Api) -> None:
+    assert_validation_error(
+        api.call("GET", "/people", params={"offset": -1}), {"offset": "Must not be negative"}
+    )
+
+
+def test_list_search_matches_text_fields_case_insensitively_and_literally(api: Api) -> None:
+    api.batch(
+        {"userId": "ada", "email": "Ada.Lovelace@Example.com"},
+        {"userId": "x_1", "traits": {"last_name": "Hopper"}},
+        {"userId": "x21"},
+        {"userId": "100%"},
+    )
+
+    def found(term: str) -> list[str]:
+        page = api.call("GET", "/people", params={"search": term, "limit": 100}).json()
+        assert page["total"] == len(page["people"])
+        return [p["external_id"] for p in page["people"]]
+
+    assert found("LOVELACE@") == ["ada"]
+    assert found("hopp") == ["x_1"]
+    assert found("x_") == ["x_1"]  # _ is not a wildcard
+    assert found("%") == ["100%"]  # nor is %
+    assert found("nobody") == []
+
+
+def test_list_status_filters_and_unknown_status_is_refused(
+    api: Api, flameup_server: FlameupServer
+) -> None:
+    api.batch(*[{"userId": f"u{i}"} for i in range(5)])
+    flameup_server.set_status("u1", "bounced")
+    flameup_server.set_status("u3", "unsubscribed")
+    by_status = {
+        status: [
+            p["external_id"]
+            for p in api.call("GET", "/people", params={"status": status}).json()["people"]
+        ]
+        for status in ("active", "bounced", "unsubscribed")
+    }
+    assert by_status == {"active": ["u0", "u2", "u4"], "bounced": ["u1"], "unsubscribed": ["u3"]}
+    both = api.call("GET", "/people", params={"status": "active", "search": "u4"}).json()
+    assert [p["external_id"] for p in both["people"]] == ["u4"] and both["total"] == 1
+    assert_validation_error(
+        api.call("GET", "/people", params={"status": "gone"}),
+        {"status": "Must be one of active, unsubscribed, bounced"},
+    )
+
+
+def test_removed_people_leave_the_listing(api: Api, flameup_server: FlameupServer) -> None:
+    api.batch(*[{"userId": f"u{i}"} for i in range(3)])
+    flameup_server.remove("u1")
+    page = api.call("GET", "/people").json()
+    assert [p["external_id"] for p in page["people"]] == ["u0", "u2"] and page["total"] == 2
+    with pytest.raises(KeyError):
+        flameup_server.remove("u1")
