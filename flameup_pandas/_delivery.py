@@ -33,7 +33,7 @@ from ._payload import encode_batch
 from ._retry import RetryPolicy
 from .exceptions import APIError, AuthenticationError, TransportError
 
-__all__ = ["Deliverer", "DeliveryStats", "PersonOutcome"]
+__all__ = ["Deliverer", "DeliveryStats", "GaveUp", "PersonOutcome"]
 
 logger = logging.getLogger("flameup_pandas")
 
@@ -77,8 +77,15 @@ class DeliveryStats:
         }
 
 
-class _GaveUp(Exception):
-    """A batch could not be delivered within the retry policy."""
+class GaveUp(Exception):
+    """A request got no answer worth reading within the retry policy.
+
+    ``answer`` is the last (error) answer, None when the last try got no answer at all.
+    """
+
+    def __init__(self, message: str, answer: Answer | None = None) -> None:
+        super().__init__(message)
+        self.answer = answer
 
 
 class Deliverer:
@@ -113,7 +120,7 @@ class Deliverer:
             return []
         try:
             answer = self._post(people)
-        except _GaveUp as exc:
+        except GaveUp as exc:
             return [PersonOutcome("failed", error=str(exc))] * len(people)
         if answer.ok:
             return read_success(people, answer)
@@ -168,19 +175,29 @@ class Deliverer:
     def _post(self, people: People) -> Answer:
         """POST one batch until it gets an answer worth reading, or the policy gives up."""
         body = encode_batch(people)
+        return self.request(lambda: self.client.post_batch(body), f"batch of {len(people)}")
+
+    def request(self, call: Callable[[], Answer], what: str) -> Answer:
+        """Make one request through the shared budget, retried under the policy.
+
+        ``call`` sends it (and is called again for every retry); the answer comes back once
+        it is worth reading (any status the policy does not retry). Raises :class:`GaveUp`
+        when the policy is exhausted. Batches and the people reader both come through here,
+        so they pace, hold on a 429 and back off alike.
+        """
         policy = self.retry
         while True:
             if self._abort.is_set():
-                raise _GaveUp("run stopped before this batch was delivered")
+                raise GaveUp(f"run stopped before this {what} was sent")
             self.limiter.acquire()
             self.stats.add(requests=1)
             try:
-                answer = self.client.post_batch(body)
+                answer = call()
             except TransportError as exc:
                 policy = policy.increment(error=exc, now=time.monotonic())
                 if policy.is_exhausted(time.monotonic()):
-                    raise _GaveUp(f"{exc}; {policy.describe()}") from None
-                logger.info("batch of %d: %s; retrying", len(people), exc)
+                    raise GaveUp(f"{exc}; {policy.describe()}") from None
+                logger.info("%s: %s; retrying", what, exc)
                 self._pause(policy.backoff(self._rng))
                 continue
             self.limiter.observe(answer.headers)
@@ -188,14 +205,14 @@ class Deliverer:
                 return answer
             policy = policy.increment(status=answer.status, now=time.monotonic())
             if policy.is_exhausted(time.monotonic()):
-                raise _GaveUp(f"{answer.error()}; {policy.describe()}")
+                raise GaveUp(f"{answer.error()}; {policy.describe()}", answer)
             if answer.status == 429:
                 self.stats.add(rate_limited=1)
                 wait_s = policy.rate_limit_wait(answer.headers, time.time(), self._rng)
                 logger.info("rate limited (429); holding all senders for %.1f s", wait_s)
                 self.limiter.hold_until(time.time() + wait_s)
             else:
-                logger.info("batch of %d: HTTP %d; retrying", len(people), answer.status)
+                logger.info("%s: HTTP %d; retrying", what, answer.status)
                 self._pause(policy.backoff(self._rng))
 
     def _pause(self, seconds: float) -> None:

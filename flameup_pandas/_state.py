@@ -75,6 +75,31 @@ def find_sorted(sorted_values: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarr
     return found, sorted_values[found] == wanted
 
 
+class HashRuns:
+    """A set of 64-bit hashes kept as a few sorted arrays, merged like a binary counter.
+
+    8 bytes a member, never a set of Python objects: what the file path uses to find
+    identities sent earlier in a run, and the people reader to drop people already read.
+    """
+
+    def __init__(self) -> None:
+        self._runs: list[np.ndarray] = []
+
+    def contains(self, hashes: np.ndarray) -> np.ndarray:
+        found = np.zeros(len(hashes), dtype=bool)
+        for run in self._runs:
+            found |= find_sorted(run, hashes)[1]
+        return found
+
+    def add(self, hashes: np.ndarray) -> None:
+        if len(hashes) == 0:
+            return
+        self._runs.append(np.sort(hashes))
+        while len(self._runs) > 1 and len(self._runs[-2]) <= 2 * len(self._runs[-1]):
+            last = self._runs.pop()
+            self._runs[-1] = np.sort(np.concatenate([self._runs[-1], last]))
+
+
 class SyncState:
     """The sync state of one target (a file path): look up, record, and fold on close."""
 

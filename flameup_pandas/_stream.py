@@ -33,7 +33,7 @@ from ._mapping import KNOWN_TRAITS
 from ._payload import content_hashes
 from ._result import STATUSES, RunReport, Summary
 from ._sources import Rows, read_chunks
-from ._state import SyncState, find_sorted, identity_hashes
+from ._state import HashRuns, SyncState, identity_hashes
 from ._upsert import BATCH_SIZE, UNCHANGED, Plan, Rules, Sender, progress_bar
 
 __all__ = ["RESULTS_SCHEMA", "mapped_text_columns", "upsert_rows"]
@@ -234,12 +234,12 @@ def _deliver(
 class Repeats:
     """Finds people whose identity was already sent earlier in this run, and sets them aside.
 
-    Identities seen so far are kept as 64-bit hashes in a few sorted arrays (8 bytes a person,
-    merged like a binary counter), never as a set of strings.
+    Identities seen so far are kept as 64-bit hashes (:class:`HashRuns`, 8 bytes a person),
+    never as a set of strings.
     """
 
     def __init__(self, later: list[_Chunk]) -> None:
-        self._runs: list[np.ndarray] = []
+        self._sent = HashRuns()
         self._later = later
 
     def set_aside(self, chunk: _Chunk, pending: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -252,23 +252,13 @@ class Repeats:
         unchanged = np.flatnonzero((plan.status == "skipped") & (plan.error == UNCHANGED))
         candidates = np.concatenate([pending, unchanged])
         hashes = identity_hashes([plan.keys[p] for p in candidates])
-        again = np.zeros(len(candidates), dtype=bool)
-        for run in self._runs:
-            again |= find_sorted(run, hashes)[1]
+        again = self._sent.contains(hashes)
         now = ~again[: len(pending)]
-        self._add(hashes[: len(pending)][now])
+        self._sent.add(hashes[: len(pending)][now])
         aside = candidates[again]
         if len(aside):
             self._later.append(_subset(chunk, np.sort(aside)))
         return pending[now], aside
-
-    def _add(self, hashes: np.ndarray) -> None:
-        if len(hashes) == 0:
-            return
-        self._runs.append(np.sort(hashes))
-        while len(self._runs) > 1 and len(self._runs[-2]) <= 2 * len(self._runs[-1]):
-            last = self._runs.pop()
-            self._runs[-1] = np.sort(np.concatenate([self._runs[-1], last]))
 
 
 def _subset(chunk: _Chunk, positions: np.ndarray) -> _Chunk:
