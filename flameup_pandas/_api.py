@@ -1,130 +1,73 @@
-"""The plain functions behind ``df.flameup``: validate, to_people, upsert."""
+"""The plain functions behind ``df.flameup``: validate, to_people, upsert, upsert_file.
+
+Their shared keywords (the mapping and value rules, the delivery options) are typed once in
+:mod:`flameup_pandas._options` and turned into :class:`Rules` and :class:`Delivery` there.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Unpack
 
 import pandas as pd
 
-from ._client import FlameupClient, Timeout
+from ._options import Delivery, Options, RuleOptions, rules_of, split_options
 from ._result import Summary
-from ._retry import RetryPolicy
 from ._sources import CHUNK_ROWS, open_rows
 from ._stream import mapped_text_columns, upsert_rows
-from ._upsert import Rules, Sender, upsert_frame
+from ._upsert import Rules, upsert_frame
 from .exceptions import ConfigurationError
 
 if TYPE_CHECKING:
-    import pandera.pandas as pa
     import pyarrow.dataset as ds
 
 __all__ = ["to_people", "upsert", "upsert_arrow", "upsert_file", "validate"]
 
 
-def validate(
-    df: pd.DataFrame,
-    *,
-    mapping: Mapping[str, Hashable] | None = None,
-    traits: Sequence[Hashable] | None = None,
-    exclude: Sequence[Hashable] | None = None,
-    schema: type[pa.DataFrameModel] | pa.DataFrameSchema | None = None,
-    naive_timestamps: Literal["error", "utc"] = "error",
-) -> pd.DataFrame:
+def validate(df: pd.DataFrame, **options: Unpack[RuleOptions]) -> pd.DataFrame:
     """Every problem in ``df``, one row each: index label, column, check, offending value.
 
     Empty when every row can be sent. Never raises for bad data: it reports it. Values that
-    JSON cannot carry (inf, bytes) are reported too, under the check ``json_value``.
+    JSON cannot carry (inf, bytes) are reported too, under the check ``json_value``. The
+    keywords (``mapping``, ``traits``, ``exclude``, ``schema``, ``naive_timestamps``...) are
+    :func:`upsert`'s.
     """
-    rules = Rules(
-        mapping=mapping,
-        traits=traits,
-        exclude=exclude,
-        schema=schema,
-        naive_timestamps=naive_timestamps,
-    )
-    return rules.plan(df).report
+    return rules_of("validate", options).plan(df).report
 
 
-def to_people(
-    df: pd.DataFrame,
-    *,
-    mapping: Mapping[str, Hashable] | None = None,
-    traits: Sequence[Hashable] | None = None,
-    exclude: Sequence[Hashable] | None = None,
-    schema: type[pa.DataFrameModel] | pa.DataFrameSchema | None = None,
-    send_nulls: bool = False,
-    naive_timestamps: Literal["error", "utc"] = "error",
-) -> list[dict[str, Any]]:
+def to_people(df: pd.DataFrame, **options: Unpack[RuleOptions]) -> list[dict[str, Any]]:
     """The people dicts exactly as upsert would send them, for the rows it would send."""
-    rules = Rules(
-        mapping=mapping,
-        traits=traits,
-        exclude=exclude,
-        schema=schema,
-        send_nulls=send_nulls,
-        naive_timestamps=naive_timestamps,
-    )
-    plan = rules.plan(df)
+    plan = rules_of("to_people", options).plan(df)
     return [person for p in plan.pending() if (person := plan.people[p]) is not None]
 
 
 def upsert(
     df: pd.DataFrame,
     *,
-    client: FlameupClient | None = None,
-    api_key: str | None = None,
-    base_url: str | None = None,
-    mapping: Mapping[str, Hashable] | None = None,
-    traits: Sequence[Hashable] | None = None,
-    exclude: Sequence[Hashable] | None = None,
-    schema: type[pa.DataFrameModel] | pa.DataFrameSchema | None = None,
     on_duplicate: Literal["last", "error"] = "last",
-    send_nulls: bool = False,
-    naive_timestamps: Literal["error", "utc"] = "error",
     state: str | Path | None = None,
     full_refresh: bool = False,
     dry_run: bool = False,
-    rate_limit: float | None = 120,
-    concurrency: int = 4,
-    retry: RetryPolicy | None = None,
-    timeout: Timeout | float | tuple[float, float] | None = None,
-    allow_http: bool = False,
     progress: bool = True,
+    **options: Unpack[Options],
 ) -> pd.DataFrame:
     """Upsert every row of ``df`` into Flameup; return ``df`` with three columns added.
 
     ``flameup_id``, ``flameup_status`` (created, updated, invalid, rejected, failed, skipped)
     and ``flameup_error`` (why, for every status but created/updated). Same index, same order,
     same columns as ``df``. ``result.flameup.summary()`` tells what the run did.
+
+    How rows become people: ``mapping``, ``traits``, ``exclude``, ``schema``, ``send_nulls``,
+    ``naive_timestamps``, ``on_duplicate``. How they are sent: ``client`` or ``api_key`` and
+    ``base_url``, ``timeout``, ``allow_http``, ``rate_limit``, ``concurrency``, ``retry``
+    (see :class:`~flameup_pandas._options.Delivery`). ``state`` sends only new or changed
+    people; ``dry_run`` sends nothing.
     """
-    rules = Rules(
-        mapping=mapping,
-        traits=traits,
-        exclude=exclude,
-        schema=schema,
-        send_nulls=send_nulls,
-        naive_timestamps=naive_timestamps,
-        on_duplicate=on_duplicate,
-    )
-
-    def open_sender() -> Sender:
-        return Sender.open(
-            client,
-            api_key=api_key,
-            base_url=base_url,
-            timeout=timeout,
-            allow_http=allow_http,
-            rate_limit=rate_limit,
-            concurrency=concurrency,
-            retry=retry,
-        )
-
+    rules, delivery = split_options("upsert", options, on_duplicate=on_duplicate)
     return upsert_frame(
         df,
         rules=rules,
-        sender_factory=open_sender,
+        sender_factory=delivery.open,
         state=state,
         full_refresh=full_refresh,
         dry_run=dry_run,
@@ -139,33 +82,30 @@ def upsert_file(
     state: str | Path | None = None,
     full_refresh: bool = False,
     dry_run: bool = False,
-    client: FlameupClient | None = None,
-    api_key: str | None = None,
-    base_url: str | None = None,
-    mapping: Mapping[str, Hashable] | None = None,
-    traits: Sequence[Hashable] | None = None,
-    exclude: Sequence[Hashable] | None = None,
-    schema: type[pa.DataFrameModel] | pa.DataFrameSchema | None = None,
-    send_nulls: bool = False,
-    naive_timestamps: Literal["error", "utc"] = "error",
-    rate_limit: float | None = 120,
-    concurrency: int = 4,
-    retry: RetryPolicy | None = None,
-    timeout: Timeout | float | tuple[float, float] | None = None,
-    allow_http: bool = False,
     progress: bool = True,
     chunk_rows: int = CHUNK_ROWS,
+    **options: Unpack[Options],
 ) -> Summary:
     """Upsert a parquet file, directory or dataset, or a CSV file, in bounded memory.
 
     Reads record batches of ``chunk_rows``, sends full batches of 100, and appends per-row
     results (row, userId, email, flameup_id, flameup_status, flameup_error) to the
     ``results`` parquet file as answers arrive. With ``state=`` only new or changed people
-    are sent. Returns the run's :class:`Summary`. The engine is :func:`upsert_arrow`'s; this
-    front opens the path.
+    are sent. Returns the run's :class:`Summary`. The other keywords are :func:`upsert`'s.
+    The engine is :func:`upsert_arrow`'s; this front opens the path.
     """
-    options = {k: v for k, v in locals().items() if k != "path"}
-    return _upsert_source(path, **options)
+    rules, delivery = split_options("upsert_file", options)
+    return _upsert_source(
+        path,
+        rules,
+        delivery,
+        results=results,
+        state=state,
+        full_refresh=full_refresh,
+        dry_run=dry_run,
+        progress=progress,
+        chunk_rows=chunk_rows,
+    )
 
 
 def upsert_arrow(
@@ -175,22 +115,9 @@ def upsert_arrow(
     state: str | Path | None = None,
     full_refresh: bool = False,
     dry_run: bool = False,
-    client: FlameupClient | None = None,
-    api_key: str | None = None,
-    base_url: str | None = None,
-    mapping: Mapping[str, Hashable] | None = None,
-    traits: Sequence[Hashable] | None = None,
-    exclude: Sequence[Hashable] | None = None,
-    schema: type[pa.DataFrameModel] | pa.DataFrameSchema | None = None,
-    send_nulls: bool = False,
-    naive_timestamps: Literal["error", "utc"] = "error",
-    rate_limit: float | None = 120,
-    concurrency: int = 4,
-    retry: RetryPolicy | None = None,
-    timeout: Timeout | float | tuple[float, float] | None = None,
-    allow_http: bool = False,
     progress: bool = True,
     chunk_rows: int = CHUNK_ROWS,
+    **options: Unpack[Options],
 ) -> Summary:
     """Upsert the rows of any Arrow source, batch by batch, in bounded memory.
 
@@ -208,58 +135,35 @@ def upsert_arrow(
         raise ConfigurationError(
             f"upsert_arrow takes Arrow data, not a path ({str(source)!r}): use upsert_file"
         )
-    options = {k: v for k, v in locals().items() if k != "source"}
-    return _upsert_source(source, **options)
+    rules, delivery = split_options("upsert_arrow", options)
+    return _upsert_source(
+        source,
+        rules,
+        delivery,
+        results=results,
+        state=state,
+        full_refresh=full_refresh,
+        dry_run=dry_run,
+        progress=progress,
+        chunk_rows=chunk_rows,
+    )
 
 
 def _upsert_source(
     source: Any,
+    rules: Rules,
+    delivery: Delivery,
     *,
     results: str | Path | None,
     state: str | Path | None,
     full_refresh: bool,
     dry_run: bool,
-    client: FlameupClient | None,
-    api_key: str | None,
-    base_url: str | None,
-    mapping: Mapping[str, Hashable] | None,
-    traits: Sequence[Hashable] | None,
-    exclude: Sequence[Hashable] | None,
-    schema: type[pa.DataFrameModel] | pa.DataFrameSchema | None,
-    send_nulls: bool,
-    naive_timestamps: Literal["error", "utc"],
-    rate_limit: float | None,
-    concurrency: int,
-    retry: RetryPolicy | None,
-    timeout: Timeout | float | tuple[float, float] | None,
-    allow_http: bool,
     progress: bool,
     chunk_rows: int,
 ) -> Summary:
     """The one streaming run behind upsert_file and upsert_arrow."""
-    rules = Rules(
-        mapping=mapping,
-        traits=traits,
-        exclude=exclude,
-        schema=schema,
-        send_nulls=send_nulls,
-        naive_timestamps=naive_timestamps,
-    )
     rows = open_rows(source, chunk_rows=chunk_rows, text_columns=mapped_text_columns(rules))
-    sender = (
-        None
-        if dry_run
-        else Sender.open(
-            client,
-            api_key=api_key,
-            base_url=base_url,
-            timeout=timeout,
-            allow_http=allow_http,
-            rate_limit=rate_limit,
-            concurrency=concurrency,
-            retry=retry,
-        )
-    )
+    sender = None if dry_run else delivery.open()
     try:
         return upsert_rows(
             rows,

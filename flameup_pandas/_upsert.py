@@ -18,13 +18,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from ._client import FlameupClient, Timeout
+from ._client import FlameupClient
 from ._delivery import Deliverer, PersonOutcome
 from ._mapping import FieldMap, canonical_frame, resolve_mapping
-from ._pacing import shared_limiter
 from ._payload import build_people, content_hashes, identity_keys
 from ._result import RESULT_COLUMNS, RunReport, record_run
-from ._retry import RetryPolicy
 from ._schema import row_reasons, validate_people
 from .exceptions import DuplicateIdentityError
 
@@ -218,37 +216,14 @@ class Plan:
 
 @dataclass
 class Sender:
-    """A client, its shared rate budget and a deliverer: what one run sends through."""
+    """A client, its shared rate budget and a deliverer: what one run sends through.
+
+    Made by :meth:`Delivery.open <flameup_pandas._options.Delivery.open>`.
+    """
 
     client: FlameupClient
     deliverer: Deliverer
     owns_client: bool
-
-    @classmethod
-    def open(
-        cls,
-        client: FlameupClient | None = None,
-        *,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        timeout: Timeout | float | tuple[float, float] | None = None,
-        allow_http: bool = False,
-        rate_limit: float | None = 120,
-        concurrency: int = 4,
-        retry: RetryPolicy | None = None,
-    ) -> Sender:
-        owns = client is None
-        if client is None:
-            client = FlameupClient(
-                api_key,
-                base_url,
-                timeout=timeout or Timeout(),
-                allow_http=allow_http,
-                pool_size=max(concurrency, 4),
-            )
-        limiter = shared_limiter(client.fingerprint, rate_limit)
-        deliverer = Deliverer(client, limiter=limiter, retry=retry, concurrency=concurrency)
-        return cls(client, deliverer, owns)
 
     def close(self) -> None:
         if self.owns_client:

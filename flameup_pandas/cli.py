@@ -13,7 +13,7 @@ import contextlib
 import logging
 import math
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,11 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     upsert.add_argument("--dry-run", action="store_true", help="validate and diff, send nothing")
     upsert.add_argument(
         "--rate-limit",
-        type=float,
+        type=positive(float),
         default=120,
         help="requests a minute for this key (default 120, Flameup's documented limit)",
     )
-    upsert.add_argument("--concurrency", type=int, default=4, help="parallel requests (default 4)")
+    upsert.add_argument(
+        "--concurrency", type=positive(int), default=4, help="parallel requests (default 4)"
+    )
     upsert.add_argument(
         "--max-failed",
         type=int,
@@ -96,6 +98,22 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("serve_args", nargs=argparse.REMAINDER)
     serve.set_defaults(run=run_serve)
     return parser
+
+
+def positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    """An argparse type: a number of ``kind`` above zero, else a usage error naming it."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(f"must be a number above 0, not {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
 
 
 def add_table_arguments(parser: argparse.ArgumentParser) -> None:

@@ -52,27 +52,25 @@ from __future__ import annotations
 import contextlib
 import functools
 import time
-from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Unpack
 
 import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
 
-from ._client import FlameupClient, Timeout
 from ._delivery import PersonOutcome
 from ._mapping import canonical_frame
+from ._options import Options, split_options
 from ._payload import _naive_error, content_hashes
 from ._result import STATUSES, RunReport, Summary
-from ._retry import RetryPolicy
 from ._state import SyncState, identity_hashes
 from ._upsert import BATCH_SIZE, UNCHANGED, Plan, Rules, Sender, progress_bar
 
 if TYPE_CHECKING:
-    import pandera.pandas as pandera
     from pyspark.sql import Column, DataFrame, SparkSession
 
 __all__ = ["SparkUpsertResult", "upsert"]
@@ -118,21 +116,8 @@ def upsert(
     results: str | Path | None = None,
     full_refresh: bool = False,
     dry_run: bool = False,
-    client: FlameupClient | None = None,
-    api_key: str | None = None,
-    base_url: str | None = None,
-    mapping: Mapping[str, Hashable] | None = None,
-    traits: Sequence[Hashable] | None = None,
-    exclude: Sequence[Hashable] | None = None,
-    schema: type[pandera.DataFrameModel] | pandera.DataFrameSchema | None = None,
-    send_nulls: bool = False,
-    naive_timestamps: Literal["error", "utc"] = "error",
-    rate_limit: float | None = 120,
-    concurrency: int = 4,
-    retry: RetryPolicy | None = None,
-    timeout: Timeout | float | tuple[float, float] | None = None,
-    allow_http: bool = False,
     progress: bool = False,
+    **options: Unpack[Options],
 ) -> SparkUpsertResult:
     """Upsert every row of a Spark DataFrame; only new or changed people leave the cluster.
 
@@ -142,14 +127,7 @@ def upsert(
     driver. See the module docstring for how the work is split and why.
     """
     started = time.monotonic()
-    rules = Rules(
-        mapping=mapping,
-        traits=traits,
-        exclude=exclude,
-        schema=schema,
-        send_nulls=send_nulls,
-        naive_timestamps=naive_timestamps,
-    )
+    rules, delivery = split_options("spark.upsert", options)
     _check_columns(sdf, rules)
     with SyncState.open(state) if state is not None else contextlib.nullcontext() as sync:
         # the state is opened (locked, any leftover journal folded) before Spark reads it
@@ -162,16 +140,7 @@ def upsert(
             final, extra = decided, {"would_send": would_send}
             outcomes = OUTCOMES_SCHEMA.empty_table()
         else:
-            sender = Sender.open(
-                client,
-                api_key=api_key,
-                base_url=base_url,
-                timeout=timeout,
-                allow_http=allow_http,
-                rate_limit=rate_limit,
-                concurrency=concurrency,
-                retry=retry,
-            )
+            sender = delivery.open()
             try:
                 outcomes, reached = _deliver(to_send, sender, sync, progress)
             finally:

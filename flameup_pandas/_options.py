@@ -1,0 +1,161 @@
+"""A run's options, defined once: how rows become people (:class:`Rules`) and how they are sent
+(:class:`Delivery`).
+
+Every entry point (``upsert``, ``upsert_file``, ``upsert_arrow``, ``spark.upsert``, the polars
+namespace, the Airflow callable, the CLI) takes the same keywords and turns them into these two
+values with :func:`split_options`, so a default, a check or a new option lives in one place:
+
+- a new delivery option is one field of :class:`Delivery` (its default and check) and one line
+  of :class:`DeliveryOptions` (its name and type, for IDEs and mypy);
+- a new rule is one field of :class:`Rules` and one line of :class:`RuleOptions`.
+
+``tests/test_options.py`` pins that the typed keywords and the fields agree.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
+
+from ._client import FlameupClient, Timeout
+from ._delivery import Deliverer
+from ._pacing import shared_limiter
+from ._retry import RetryPolicy
+from ._upsert import Rules, Sender
+
+if TYPE_CHECKING:
+    import pandera.pandas as pa
+
+__all__ = ["Delivery", "DeliveryOptions", "Options", "RuleOptions", "split_options"]
+
+
+class RuleOptions(TypedDict, total=False):
+    """The keywords of :class:`Rules` that every entry point takes (defaults: ``Rules``)."""
+
+    mapping: Mapping[str, Hashable] | None
+    traits: Sequence[Hashable] | None
+    exclude: Sequence[Hashable] | None
+    schema: type[pa.DataFrameModel] | pa.DataFrameSchema | None
+    send_nulls: bool
+    naive_timestamps: Literal["error", "utc"]
+
+
+class DeliveryOptions(TypedDict, total=False):
+    """The keywords of :class:`Delivery` (defaults and meaning: ``Delivery``)."""
+
+    client: FlameupClient | None
+    api_key: str | None
+    base_url: str | None
+    timeout: Timeout | float | tuple[float, float] | None
+    allow_http: bool
+    rate_limit: float | None
+    concurrency: int
+    retry: RetryPolicy | None
+
+
+class Options(RuleOptions, DeliveryOptions, total=False):
+    """Every keyword shared by the entry points that send: rules plus delivery."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How a run sends: where to, with which key, how fast, how many at once, how persistently.
+
+    A value, checked when built, so a bad option fails before any row is read. ``open()``
+    makes the run's :class:`Sender`: a client (unless one is given), the key's process-wide
+    rate limiter and a deliverer.
+
+    >>> Delivery(concurrency=8).concurrency
+    8
+    >>> Delivery(concurrency=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: concurrency must be at least 1, got 0
+    """
+
+    client: FlameupClient | None = None
+    """An open client to send through (then the key, URL, timeout and allow_http are its)."""
+    api_key: str | None = field(default=None, repr=False)
+    """The key; ``FLAMEUP_API_KEY`` when None. Never shown in a repr."""
+    base_url: str | None = None
+    """The API's URL; ``FLAMEUP_BASE_URL`` or Flameup's when None."""
+    timeout: Timeout | float | tuple[float, float] | None = None
+    """Per-request connect/read seconds; :class:`Timeout`'s defaults when None."""
+    allow_http: bool = False
+    """Allow plain ``http://`` to a host other than loopback."""
+    rate_limit: float | None = 120
+    """Requests a minute of ours for this key; None: only the server's budget limits the run."""
+    concurrency: int = 4
+    """Requests in flight at once."""
+    retry: RetryPolicy | None = None
+    """Which failures are retried and how long to wait; :class:`RetryPolicy` () when None."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int):
+            raise TypeError(f"concurrency must be an int, got {self.concurrency!r}")
+        if self.concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {self.concurrency}")
+        rate = self.rate_limit
+        if rate is not None and (
+            isinstance(rate, bool)
+            or not isinstance(rate, int | float)
+            or not (math.isfinite(rate) and rate > 0)
+        ):
+            raise ValueError(f"rate_limit must be a positive number or None, got {rate!r}")
+
+    def open(self) -> Sender:
+        """The run's sender: a client (ours to close, unless one was given), the key's shared
+        rate budget and a deliverer."""
+        client = self.client
+        owns = client is None
+        if client is None:
+            client = FlameupClient(
+                self.api_key,
+                self.base_url,
+                timeout=self.timeout or Timeout(),
+                allow_http=self.allow_http,
+                pool_size=max(self.concurrency, 4),
+            )
+        limiter = shared_limiter(client.fingerprint, self.rate_limit)
+        deliverer = Deliverer(
+            client, limiter=limiter, retry=self.retry, concurrency=self.concurrency
+        )
+        return Sender(client, deliverer, owns)
+
+
+RULE_KEYWORDS = frozenset(RuleOptions.__annotations__)
+DELIVERY_KEYWORDS = frozenset(DeliveryOptions.__annotations__)
+
+
+def split_options(
+    where: str, options: Mapping[str, Any], **rules_extra: Any
+) -> tuple[Rules, Delivery]:
+    """The :class:`Rules` and :class:`Delivery` that ``options`` describe.
+
+    ``where`` names the entry point for errors; ``rules_extra`` are rule keywords that only
+    some entry points take (``on_duplicate``). An unknown keyword is a ``TypeError`` naming
+    it (and the nearest known one), as Python's own would be.
+    """
+    check_keywords(where, options, RULE_KEYWORDS | DELIVERY_KEYWORDS)
+    rules = Rules(**{k: v for k, v in options.items() if k in RULE_KEYWORDS}, **rules_extra)
+    delivery = Delivery(**{k: v for k, v in options.items() if k in DELIVERY_KEYWORDS})
+    return rules, delivery
+
+
+def rules_of(where: str, options: Mapping[str, Any]) -> Rules:
+    """The :class:`Rules` of an entry point that sends nothing (``validate``, ``to_people``)."""
+    check_keywords(where, options, RULE_KEYWORDS)
+    return Rules(**options)
+
+
+def check_keywords(where: str, options: Mapping[str, Any], known: frozenset[str]) -> None:
+    unknown = sorted(set(options) - known)
+    if unknown:
+        name = unknown[0]
+        close = difflib.get_close_matches(name, sorted(known), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise TypeError(f"{where}() got an unexpected keyword argument {name!r}{hint}")
+
