@@ -158,4 +158,3 @@ def check_keywords(where: str, options: Mapping[str, Any], known: frozenset[str]
         close = difflib.get_close_matches(name, sorted(known), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise TypeError(f"{where}() got an unexpected keyword argument {name!r}{hint}")
-

@@ -139,7 +139,7 @@ def test_every_entry_point_checks_options_the_same_way_before_sending(
     send = _entry_points(tmp_path)[name]
     with pytest.raises(ValueError, match="concurrency must be at least 1"):
         send(**target(flameup_server, concurrency=0))
-    with pytest.raises(TypeError, match="unexpected keyword argument 'rate_limt'.*'rate_limit'"):
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'rate_limt'.*'rate_limit'"):
         send(**target(flameup_server, rate_limt=10))
     assert flameup_server.request_count() == 0
 
@@ -161,5 +161,6 @@ def test_validate_and_to_people_take_the_rule_keywords_only() -> None:
     assert flameup_pandas.to_people(frame, mapping={"userId": "id"}, exclude=["plan"]) == [
         {"userId": "u1"}
     ]
-    with pytest.raises(TypeError, match="validate\\(\\) got an unexpected keyword argument 'concurrency'"):
+    unknown = r"validate\(\) got an unexpected keyword argument 'concurrency'"
+    with pytest.raises(TypeError, match=unknown):
         flameup_pandas.validate(frame, concurrency=2)  # type: ignore[call-arg]
