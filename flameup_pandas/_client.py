@@ -28,6 +28,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
+from ._person import read_person
 from ._version import __version__
 from .exceptions import (
     APIError,
@@ -263,13 +264,18 @@ class FlameupClient:
         return self.request("POST", "/people/batch", body=body)
 
     def get_person(self, id_or_email: str) -> dict[str, Any] | None:
-        """GET /people/{id}: the person by external id or email, or None when there is none."""
+        """GET /people/{id}: the person by external id or email, or None when there is none.
+
+        The person comes back in one canonical form whichever documented shape
+        Flameup answered in: ``external_id``, the known traits as their own fields, the custom
+        ones under ``attributes``.
+        """
         answer = self.request("GET", "/people/" + urllib.parse.quote(id_or_email, safe=""))
         if answer.status == 404:
             return None
         if not answer.ok:
             raise answer.error()
-        return dict(answer.body)
+        return read_person(answer.body)
 
 
 def _as_timeout(value: Timeout | float | tuple[float, float]) -> Timeout:

@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 from ._client import Answer, FlameupClient
 from ._pacing import RateLimiter
 from ._payload import encode_batch
+from ._person import IDENTITY_KEYS, identity_of, is_new
 from ._retry import RetryPolicy
 from .exceptions import APIError, AuthenticationError, TransportError
 
@@ -265,25 +266,18 @@ def rejection_message(error: APIError, index: int) -> str:
 
 
 def read_success(people: People, answer: Answer) -> list[PersonOutcome]:
-    """Turn a 2xx answer into one outcome per person, matched by identity, never by position."""
+    """Turn a 2xx answer into one outcome per person, matched by identity, never by position.
+
+    A person of the answer is matched by its userId (``external_id`` or ``userId``, whichever
+    shape the answer has), then by email.
+    """
     body = answer.body if isinstance(answer.body, dict) else {}
     refused = _refused_people(body.get("errors"), people)
-    by_id: dict[str, dict[str, Any]] = {}
-    by_email: dict[str, dict[str, Any]] = {}
-    for stored in body.get("people") or []:
-        if isinstance(stored, dict):
-            if stored.get("external_id") is not None:
-                by_id[str(stored["external_id"])] = stored
-            if stored.get("email"):
-                by_email.setdefault(str(stored["email"]).lower(), stored)
-    matched: list[dict[str, Any] | None] = []
-    for person in people:
-        stored = None
-        if person.get("userId") is not None:
-            stored = by_id.get(str(person["userId"]))
-        if stored is None and person.get("email"):
-            stored = by_email.get(str(person["email"]).lower())
-        matched.append(stored)
+    stored_people = [s for s in body.get("people") or [] if isinstance(s, dict)]
+    matched = _match_people(people, stored_people)
+    missing = sum(s is None for i, s in enumerate(matched) if i not in refused)
+    if missing:
+        _log_unmatched(missing, matched, stored_people)
     created = _created_flags(matched, body)
     outcomes = []
     for index, stored in enumerate(matched):
@@ -301,6 +295,47 @@ def read_success(people: People, answer: Answer) -> list[PersonOutcome]:
     return outcomes
 
 
+def _match_people(
+    people: People, stored_people: list[dict[str, Any]]
+) -> list[dict[str, Any] | None]:
+    """For each person sent, the person of the answer with its identity (None: not there)."""
+    by_id: dict[str, dict[str, Any]] = {}
+    by_email: dict[str, dict[str, Any]] = {}
+    for stored in stored_people:
+        user_id, email = identity_of(stored)
+        if user_id is not None:
+            by_id[user_id] = stored
+        if email:
+            by_email.setdefault(email, stored)
+    matched: list[dict[str, Any] | None] = []
+    for person in people:
+        found = None
+        if person.get("userId") is not None:
+            found = by_id.get(str(person["userId"]))
+        if found is None and person.get("email"):
+            found = by_email.get(str(person["email"]).lower())
+        matched.append(found)
+    return matched
+
+
+def _log_unmatched(
+    missing: int, matched: list[dict[str, Any] | None], stored_people: list[dict[str, Any]]
+) -> None:
+    """Say which keys the answer's unclaimed people carried, so a new shape is seen at once."""
+    claimed = {id(s) for s in matched if s is not None}
+    strays = [s for s in stored_people if id(s) not in claimed]
+    shapes = sorted({", ".join(sorted(map(str, s))) for s in strays})
+    logger.warning(
+        "%d of %d people sent are not in Flameup's answer (matched by %s); "
+        "%d people of the answer match nobody sent, carrying the keys: %s",
+        missing,
+        len(matched),
+        " or ".join(IDENTITY_KEYS),
+        len(strays),
+        "; ".join(f"[{keys}]" for keys in shapes) or "none",
+    )
+
+
 def _created_flags(matched: list[dict[str, Any] | None], body: dict[str, Any]) -> list[bool]:
     """created vs updated per person, made to agree with the answer's counts.
 
@@ -308,10 +343,7 @@ def _created_flags(matched: list[dict[str, Any] | None], body: dict[str, Any]) -
     otherwise (a server whose clocks differ by a microsecond), the counts win where they are
     unambiguous (all created, or all updated).
     """
-    flags = [
-        bool(s and s.get("created_at") and s.get("created_at") == s.get("updated_at"))
-        for s in matched
-    ]
+    flags = [s is not None and is_new(s) for s in matched]
     created_count = body.get("created_count")
     updated_count = body.get("updated_count")
     found = sum(s is not None for s in matched)

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ._person import KNOWN_TRAITS
 from .exceptions import MappingError
 
 __all__ = [
@@ -41,14 +42,6 @@ __all__ = [
     "trait_name",
 ]
 
-KNOWN_TRAITS: tuple[str, ...] = (
-    "first_name",
-    "last_name",
-    "phone",
-    "avatar_url",
-    "timezone",
-    "locale",
-)
 IDENTITY_FIELDS: tuple[str, ...] = ("userId", "email", "phone")
 USER_ID_ALIASES: tuple[str, ...] = ("userId", "user_id", "external_id")
 RESULT_COLUMNS: tuple[str, ...] = ("flameup_id", "flameup_status", "flameup_error")

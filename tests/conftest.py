@@ -6,7 +6,13 @@ from typing import Any
 
 import pytest
 
-from flameup_pandas.testing import FlameupServer
+from flameup_pandas.testing import PERSON_SHAPES, FlameupServer
+
+both_shapes = pytest.mark.parametrize("flameup_person_shape", PERSON_SHAPES)
+"""Run a test against a ``flameup_server`` answering in each documented person shape.
+
+For the tests that read Flameup's answers (matching, created vs updated, ids, read-back);
+the others stay on the default shape to keep the suite quick."""
 
 
 def target(server: FlameupServer, **extra: Any) -> dict[str, Any]:

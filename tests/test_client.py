@@ -8,6 +8,9 @@ import pytest
 
 from flameup_pandas import ConfigurationError, FlameupClient, TransportError
 from flameup_pandas._client import read_error_body
+from flameup_pandas._person import PERSON_FIELDS
+
+from .conftest import both_shapes
 
 
 def test_repr_never_shows_the_key(flameup_server):
@@ -29,12 +32,24 @@ def test_http_allowed_to_loopback_and_when_asked():
         FlameupClient("k", "ftp://127.0.0.1/api/v1")
 
 
-def test_get_person_reads_back_and_404_is_none(flameup_server):
+@both_shapes
+def test_get_person_reads_back_in_the_canonical_form_and_404_is_none(flameup_server):
     client = FlameupClient(flameup_server.api_key, flameup_server.base_url)
     assert client.get_person("nobody") is None
-    answer = client.post_batch(b'{"people": [{"userId": "u1", "email": "u1@example.com"}]}')
+    answer = client.post_batch(
+        b'{"people": [{"userId": "u1", "email": "u1@example.com", "phone": "+1-555-0100",'
+        b' "traits": {"first_name": "Ada", "timezone": "UTC", "plan": "pro", "seats": 3}}]}'
+    )
     assert answer.status == 200
-    assert client.get_person("u1@example.com")["external_id"] == "u1"
+    person = client.get_person("u1@example.com")
+    stored = flameup_server.person("u1")
+    assert person["external_id"] == "u1" and person["id"] == stored["id"]
+    assert person["email"] == "u1@example.com" and person["phone"] == "+1-555-0100"
+    assert person["first_name"] == "Ada" and person["timezone"] == "UTC"
+    assert person["last_name"] is None
+    assert person["attributes"] == {"plan": "pro", "seats": 3}
+    assert person["created_at"] == stored["created_at"]
+    assert list(person) == list(PERSON_FIELDS)
 
 
 def test_401_answer_reads_the_documented_body(flameup_server):

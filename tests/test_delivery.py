@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from flameup_pandas import AuthenticationError, FlameupClient, RetryPolicy
-from flameup_pandas._delivery import Deliverer
+from flameup_pandas._client import Answer
+from flameup_pandas._delivery import Deliverer, PersonOutcome, read_success
 from flameup_pandas._pacing import RateLimiter
 from flameup_pandas.testing import Faults, FlameupServer
+
+from .conftest import both_shapes
 
 FAST = RetryPolicy(backoff_factor=0.01, backoff_max=0.05)
 
@@ -161,3 +166,79 @@ def test_created_and_updated_add_up_to_the_answer_counts(flameup_server):
     outcomes = d.send(people(100))
     assert [o.status for o in outcomes].count("updated") == 50
     assert [o.status for o in outcomes].count("created") == 50
+
+
+@both_shapes
+def test_people_without_email_are_matched_in_either_answer_shape(flameup_server):
+    """Issue 16: u1 and u3 have no email; an overview answer names them only by userId."""
+    batch = [{"userId": "u1"}, {"userId": "u2", "email": "u2@example.com"}, {"userId": "u3"}]
+    d = deliverer(flameup_server)
+    first = d.send(batch)
+    assert [o.status for o in first] == ["created"] * 3
+    stored = flameup_server.people().set_index("external_id")["id"]
+    assert [o.flameup_id for o in first] == list(stored.loc[["u1", "u2", "u3"]])
+    assert [o.status for o in d.send(batch)] == ["updated"] * 3
+
+
+@both_shapes
+def test_people_sent_by_email_only_are_matched_in_either_answer_shape(flameup_server):
+    d = deliverer(flameup_server)
+    batch = [{"email": "A@example.com"}, {"email": "b@example.com", "traits": {"n": 1}}]
+    assert [o.status for o in d.send(batch)] == ["created"] * 2
+    assert [o.status for o in d.send(batch)] == ["updated"] * 2
+
+
+@both_shapes
+def test_per_person_errors_are_read_in_either_answer_shape(flameup_server, caplog):
+    flameup_server.per_person_errors = True
+    batch = people(10)
+    batch[4]["email"] = "broken"
+    outcomes = deliverer(flameup_server).send(batch)
+    assert outcomes[4].status == "rejected" and "email" in outcomes[4].error
+    assert sum(o.status == "created" for o in outcomes) == 9
+    assert "not in Flameup's answer" not in caplog.text
+
+
+def answer_of(people_answered: list[dict], created: int = 1) -> Answer:
+    body = {"people": people_answered, "created_count": created, "updated_count": 0}
+    return Answer(status=200, headers={}, body=body)
+
+
+def test_answer_in_an_unknown_shape_fails_its_people_and_logs_the_keys_it_carried(caplog):
+    sent = [{"userId": "u1"}, {"userId": "u2", "email": "u2@example.com"}]
+    stamp = "2026-01-01T00:00:00Z"
+    answered = [
+        {"id": "p1", "uid": "u1", "created_at": stamp, "updated_at": stamp},
+        {
+            "id": "p2",
+            "uid": "u2",
+            "email": "u2@example.com",
+            "created_at": stamp,
+            "updated_at": stamp,
+        },
+    ]
+    with caplog.at_level(logging.WARNING, logger="flameup_pandas"):
+        outcomes = read_success(sent, answer_of(answered))
+    assert outcomes[0] == PersonOutcome(
+        "failed", error="Flameup's answer did not include this person; rerun to confirm"
+    )
+    assert outcomes[1].status == "created" and outcomes[1].flameup_id == "p2"
+    [record] = [r for r in caplog.records if "not in Flameup's answer" in r.getMessage()]
+    message = record.getMessage()
+    assert "1 of 2 people sent" in message
+    assert "1 people of the answer match nobody sent" in message
+    assert "[created_at, id, uid, updated_at]" in message
+    assert "u1" not in message.replace("uid", "")
+
+
+def test_answer_with_identity_both_at_top_level_and_in_traits_reads_the_top_level():
+    sent = [{"userId": "u1", "email": "new@example.com"}]
+    answered = [
+        {
+            "id": "p1",
+            "userId": "u1",
+            "email": "new@example.com",
+            "traits": {"email": "old@example.com", "first_name": "Ada"},
+        },
+    ]
+    assert read_success(sent, answer_of(answered))[0].flameup_id == "p1"

@@ -7,10 +7,11 @@ import pyarrow.dataset as ds
 
 from flameup_pandas import upsert_file
 
-from .conftest import target
+from .conftest import both_shapes, target
 from .test_upsert import customers
 
 
+@both_shapes
 def test_parquet_file_streams_in_chunks_with_full_batches(flameup_server, to_server, tmp_path):
     path = tmp_path / "customers.parquet"
     df = customers(1050)
@@ -54,6 +55,7 @@ def test_directory_and_dataset_sources(flameup_server, to_server, tmp_path):
     assert upsert_file(ds.dataset(folder), **to_server).counts["updated"] == 120
 
 
+@both_shapes
 def test_file_state_sends_only_changes(flameup_server, to_server, tmp_path):
     path, state = tmp_path / "c.parquet", tmp_path / "state.parquet"
     df = customers(500)

@@ -3,7 +3,8 @@
 Every fault is on at once (5xx before and after storing, dropped connections before and after
 storing, latency with jitter, 429 storms). Afterwards the server's store must hold exactly the
 valid rows, each once, with the values sent, and every input row must say what became of it.
-The faults are seeded, so a failure repeats.
+The faults are seeded, so a failure repeats. Each soak runs once per documented shape of a
+person in the server's answers (``seed`` and ``overview``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 
 import flameup_pandas  # noqa: F401  (registers df.flameup)
 from flameup_pandas import RetryPolicy
-from flameup_pandas.testing import Faults, FlameupServer
+from flameup_pandas.testing import PERSON_SHAPES, Faults, FlameupServer
 
 pytestmark = pytest.mark.slow
 
@@ -100,10 +101,12 @@ def batch_requests(server: FlameupServer) -> list[Any]:
     return [r for r in server.requests if r.path.endswith("/people/batch")]
 
 
-def test_soak_every_valid_row_lands_once_with_its_values_under_all_faults():
+@pytest.mark.parametrize("shape", PERSON_SHAPES)
+def test_soak_every_valid_row_lands_once_with_its_values_under_all_faults(shape):
     df = people_frame(ROWS, seed=1)
     invalid, rejected = spoil(df, seed=2)
-    with FlameupServer(rate_limit=LIMIT_PER_MINUTE, faults=SOAK_FAULTS) as server:
+    server = FlameupServer(rate_limit=LIMIT_PER_MINUTE, faults=SOAK_FAULTS, person_shape=shape)
+    with server:
         result = df.flameup.upsert(
             api_key=server.api_key,
             base_url=server.base_url,
@@ -148,7 +151,8 @@ def test_soak_every_valid_row_lands_once_with_its_values_under_all_faults():
     assert summary["elapsed_s"] < 60
 
 
-def test_soak_when_retries_are_spent_failed_rows_say_why_and_the_rest_land():
+@pytest.mark.parametrize("shape", PERSON_SHAPES)
+def test_soak_when_retries_are_spent_failed_rows_say_why_and_the_rest_land(shape):
     """Half the requests fail before storing and one retry is allowed: some batches give up.
 
     One sender, so the seeded fault draws meet the batches in the same order on every run.
@@ -157,7 +161,7 @@ def test_soak_when_retries_are_spent_failed_rows_say_why_and_the_rest_land():
     df = people_frame(n, seed=3)
     faults = Faults(error_rate=0.3, drop_rate=0.2, latency=0.001, seed=7)
     stingy = RetryPolicy(total=1, backoff_factor=0.01, backoff_max=0.05)
-    with FlameupServer(rate_limit=None, faults=faults) as server:
+    with FlameupServer(rate_limit=None, faults=faults, person_shape=shape) as server:
         result = df.flameup.upsert(
             api_key=server.api_key,
             base_url=server.base_url,

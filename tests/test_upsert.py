@@ -11,7 +11,7 @@ import pytest
 import flameup_pandas
 from flameup_pandas import AuthenticationError, DuplicateIdentityError, MappingError
 
-from .conftest import target
+from .conftest import both_shapes, target
 
 
 def customers(n: int, start: int = 0) -> pd.DataFrame:
@@ -27,6 +27,7 @@ def customers(n: int, start: int = 0) -> pd.DataFrame:
     )
 
 
+@both_shapes
 def test_result_keeps_input_shape_and_adds_three_columns(flameup_server, to_server):
     df = customers(250)
     result = df.flameup.upsert(**to_server)
@@ -48,11 +49,27 @@ def test_values_arrive_as_sent(flameup_server, to_server):
     assert person["attributes"] == {"plan": "free", "score": 0.1}
 
 
+@both_shapes
 def test_second_run_reports_updated_with_the_same_ids(to_server):
     df = customers(120)
     first = df.flameup.upsert(**to_server)
     second = df.flameup.upsert(**to_server)
     assert (second["flameup_status"] == "updated").all()
+    assert list(second["flameup_id"]) == list(first["flameup_id"])
+
+
+@both_shapes
+def test_people_without_email_are_matched_by_user_id_in_either_answer_shape(
+    flameup_server, to_server
+):
+    """Issue 16: an overview-shaped answer (``userId``) was matched by email only."""
+    df = pd.DataFrame({"userId": ["u1", "u2", "u3"], "email": [None, "u2@example.com", None]})
+    first = df.flameup.upsert(**to_server)
+    assert list(first["flameup_status"]) == ["created"] * 3
+    stored = flameup_server.people().set_index("external_id")["id"]
+    assert list(first["flameup_id"]) == list(stored.loc[["u1", "u2", "u3"]])
+    second = df.flameup.upsert(**to_server)
+    assert list(second["flameup_status"]) == ["updated"] * 3
     assert list(second["flameup_id"]) == list(first["flameup_id"])
 
 

@@ -41,6 +41,10 @@ the stored people, in request order, and may be empty)::
                  "message": "email: Invalid email format",
                  "fields": {"email": "Invalid email format"}}]}  # "person" if not an object
 
+People are answered in the seed shape of the batch page (``external_id``, known traits as
+fields, custom traits under ``attributes``); ``person_shape="overview"`` answers them as the
+People API overview shows them instead (``userId``, ``email`` and one ``traits`` object).
+
 Other errors use the documented shapes: 401/403/404/500 ``{"success": false, "error":
 {"type", "message"}, "request_id"}``; 400/429/503 ``{"error", "message"}``.
 """
@@ -51,12 +55,14 @@ from ._faults import Faults
 from ._ratelimit import DOCUMENTED_LIMIT
 from ._records import RecordedRequest
 from ._server import PEOPLE_COLUMNS, FlameupServer
+from ._shapes import PERSON_SHAPES
 from ._store import ALL_PERMISSIONS
 
 __all__ = [
     "ALL_PERMISSIONS",
     "DOCUMENTED_LIMIT",
     "PEOPLE_COLUMNS",
+    "PERSON_SHAPES",
     "Faults",
     "FlameupServer",
     "RecordedRequest",

@@ -1,5 +1,6 @@
 """The people endpoints: parse a request body, apply the rules, talk to the store.
 
+Every person is answered in the server's ``person_shape`` (see ``_shapes``).
 ``POST /people/batch`` answers 200 with ``{"people", "created_count", "updated_count"}``
 (people in request order, each as stored right after its own entry was applied). By default
 one refused person fails the whole batch with 422 and nothing is stored. With
@@ -17,6 +18,7 @@ import orjson
 
 from ._answers import Answer, envelope_error, simple_error, validation_error
 from ._rules import WHOLE_PERSON, check_batch_body, check_person, check_traits, to_input
+from ._shapes import check_shape, shaped
 from ._store import Store
 
 __all__ = ["STATUSES", "Endpoints", "Exchange", "Handler"]
@@ -76,9 +78,15 @@ Handler = Callable[[Exchange, str | None], Answer]
 class Endpoints:
     """The handlers of the people API over one store."""
 
-    def __init__(self, store: Store, per_person_errors: bool = False) -> None:
+    def __init__(
+        self, store: Store, per_person_errors: bool = False, person_shape: str = "seed"
+    ) -> None:
         self.store = store
         self.per_person_errors = per_person_errors
+        self.person_shape = check_shape(person_shape)
+
+    def _shown(self, person: dict[str, Any]) -> dict[str, Any]:
+        return shaped(person, self.person_shape)
 
     def batch(self, ex: Exchange, _: str | None) -> Answer:
         body, error = ex.json()
@@ -94,7 +102,7 @@ class Endpoints:
         valid = [to_input(person) for i, person in enumerate(people) if i not in refused]
         result = self.store.upsert(valid)
         answer = {
-            "people": result.people,
+            "people": [self._shown(p) for p in result.people],
             "created_count": result.created_count,
             "updated_count": result.updated_count,
         }
@@ -110,11 +118,11 @@ class Endpoints:
         if problems:
             return validation_error("The person is invalid", problems)
         result = self.store.upsert([to_input(body)])
-        return Answer(201 if result.created_count else 200, result.people[0])
+        return Answer(201 if result.created_count else 200, self._shown(result.people[0]))
 
     def get(self, ex: Exchange, identifier: str | None) -> Answer:
         person = self.store.get(identifier or "")
-        return Answer(200, person) if person else _not_found(ex)
+        return Answer(200, self._shown(person)) if person else _not_found(ex)
 
     def update(self, ex: Exchange, identifier: str | None) -> Answer:
         body, error = ex.json()
@@ -128,7 +136,7 @@ class Endpoints:
         if problems:
             return validation_error("The request body is invalid", problems)
         person = self.store.update_traits(identifier or "", body["traits"])
-        return Answer(200, person) if person else _not_found(ex)
+        return Answer(200, self._shown(person)) if person else _not_found(ex)
 
     def list_people(self, ex: Exchange, _: str | None) -> Answer:
         paging = _paging(ex.args)
@@ -141,7 +149,8 @@ class Endpoints:
                 "Invalid query parameters", {"status": f"Must be one of {', '.join(STATUSES)}"}
             )
         people, total = self.store.page(limit, offset, status=status, search=search)
-        return Answer(200, {"people": people, "total": total, "limit": limit, "offset": offset})
+        shown = [self._shown(p) for p in people]
+        return Answer(200, {"people": shown, "total": total, "limit": limit, "offset": offset})
 
 
 def _paging(args: dict[str, str]) -> tuple[int, int] | Answer:

@@ -10,6 +10,7 @@ from types import FrameType
 
 from ._ratelimit import DOCUMENTED_LIMIT
 from ._server import FlameupServer
+from ._shapes import PERSON_SHAPES
 
 __all__ = ["serve_main"]
 
@@ -47,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="store the valid people of a batch and report the others, instead of a 422",
     )
+    parser.add_argument(
+        "--person-shape",
+        choices=PERSON_SHAPES,
+        default="seed",
+        help="answer people as on the batch page (seed, default) or as on the API overview",
+    )
     return parser
 
 
@@ -66,6 +73,7 @@ def serve_main(argv: list[str] | None = None) -> int:
             per_person_errors=args.per_person_errors,
             rate_window=args.rate_window,
             port=args.port,
+            person_shape=args.person_shape,
         )
         with server:
             _announce(server, args)
@@ -83,6 +91,7 @@ def _announce(server: FlameupServer, args: argparse.Namespace) -> None:
     print(f"FLAMEUP_BASE_URL={server.base_url}")
     print(f"FLAMEUP_API_KEY={server.api_key}")
     print(
-        f"flameup-pandas serve: rate limit {limit}, db {args.db or 'in memory'}; stop with Ctrl+C",
+        f"flameup-pandas serve: rate limit {limit}, db {args.db or 'in memory'}, "
+        f"{args.person_shape} person shape; stop with Ctrl+C",
         flush=True,
     )

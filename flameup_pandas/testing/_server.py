@@ -15,6 +15,7 @@ from ._endpoints import STATUSES
 from ._faults import FaultInjector, Faults
 from ._ratelimit import DOCUMENTED_LIMIT, RateLimiter
 from ._records import RecordedRequest, RequestLog
+from ._shapes import check_shape
 from ._store import ALL_PERMISSIONS, Store
 
 if TYPE_CHECKING:
@@ -56,8 +57,11 @@ class FlameupServer:
     X-RateLimit-* headers are sent); ``db`` a SQLite file (None: in memory), whose data and
     API key survive a restart; ``per_person_errors`` makes a batch store its valid people and
     report the others instead of failing whole; ``faults`` injects failures (an outage too:
-    ``Faults(down_after=30, down_mode="refuse")``); ``port=0`` picks a free port. Binds
-    127.0.0.1 only.
+    ``Faults(down_after=30, down_mode="refuse")``); ``port=0`` picks a free port;
+    ``person_shape`` is the documented shape every person is answered in: ``"seed"``
+    (``external_id``, known traits as fields, custom ones under ``attributes``, as on the batch
+    page) or ``"overview"`` (``userId`` and one ``traits`` object, as on the People API
+    overview). Binds 127.0.0.1 only.
 
     >>> import requests
     >>> with FlameupServer(rate_limit=None) as server:
@@ -79,7 +83,9 @@ class FlameupServer:
         faults: Faults | None = None,
         rate_window: float = 60.0,
         port: int = 0,
+        person_shape: str = "seed",
     ) -> None:
+        check_shape(person_shape)
         self._store = Store(db)
         keys = [k for k in self._store.api_keys() if k.permissions >= set(ALL_PERMISSIONS)]
         self.api_key = keys[0].key if keys else self._store.add_key().key
@@ -90,6 +96,7 @@ class FlameupServer:
             self._store, RateLimiter(rate_limit, rate_window), self._injector, self._log
         )
         self._app.endpoints.per_person_errors = per_person_errors
+        self._app.endpoints.person_shape = person_shape
         self._port = port
         self._bound: int | None = None
         """The port once bound: the server listens there again after an outage."""
@@ -224,6 +231,11 @@ class FlameupServer:
     @per_person_errors.setter
     def per_person_errors(self, value: bool) -> None:
         self._app.endpoints.per_person_errors = value
+
+    @property
+    def person_shape(self) -> str:
+        """``"seed"`` or ``"overview"``: the shape every person is answered in."""
+        return self._app.endpoints.person_shape
 
     def add_key(self, permissions: Sequence[str] = ALL_PERMISSIONS) -> str:
         """A new valid key of the same workspace, with its own rate-limit window.

@@ -16,13 +16,23 @@ import pytest
 
 from ._server import FlameupServer
 
-__all__ = ["flameup_server", "flameup_server_factory"]
+__all__ = ["flameup_person_shape", "flameup_server", "flameup_server_factory"]
 
 
 @pytest.fixture
-def flameup_server() -> Iterator[FlameupServer]:
+def flameup_person_shape() -> str:
+    """The person shape of ``flameup_server``: ``"seed"``; parametrize it to try both.
+
+    >>> @pytest.mark.parametrize("flameup_person_shape", ["seed", "overview"])
+    ... def test_pipeline(flameup_server): ...
+    """
+    return "seed"
+
+
+@pytest.fixture
+def flameup_server(flameup_person_shape: str) -> Iterator[FlameupServer]:
     """A fresh local Flameup server for one test: in memory, rate limit off, no faults."""
-    with FlameupServer(rate_limit=None) as server:
+    with FlameupServer(rate_limit=None, person_shape=flameup_person_shape) as server:
         yield server
 
 

@@ -13,6 +13,7 @@ from flameup_pandas.testing import FlameupServer
 # The fixtures come from the pytest11 entry point once the package is installed; importing
 # them here keeps these tests running from a plain checkout too.
 from flameup_pandas.testing.pytest_plugin import (  # noqa: F401
+    flameup_person_shape,
     flameup_server,
     flameup_server_factory,
 )

@@ -14,6 +14,12 @@ from flameup_pandas.testing import FlameupServer
 from .conftest import Api
 
 USER_TEST = """
+import pytest
+
+@pytest.mark.parametrize("flameup_person_shape", ["seed", "overview"])
+def test_each_shape(flameup_server, flameup_person_shape):
+    assert flameup_server.person_shape == flameup_person_shape
+
 def test_one(flameup_server):
     assert flameup_server.people().empty
     assert flameup_server.base_url.endswith("/api/v1")
@@ -74,4 +80,4 @@ def test_the_plugin_works_in_a_users_test_run(tmp_path: Path) -> None:
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "2 passed" in result.stdout
+    assert "4 passed" in result.stdout
