@@ -82,6 +82,7 @@ _MESSAGES = {
     "locale_tag": "not a plausible locale tag (like en, en-US, pt_BR)",
     "http_url": "not an http(s) URL with a host",
 }
+_PANDAS_MAJOR = int(pd.__version__.split(".", 1)[0])
 _MAX_LENGTH = re.compile(r"max_length\((\d+)\)")
 _SHOWN_VALUE = 60
 
@@ -121,7 +122,7 @@ def _fullmatch(strings: pd.Series, is_str: np.ndarray, pattern: str) -> np.ndarr
         return np.zeros(len(strings), dtype=bool)
     if _is_native_string(strings.dtype):
         matched = strings.str.fullmatch(pattern)
-        return np.asarray(matched.fillna(False).to_numpy(dtype=bool) & is_str, dtype=bool)
+        return np.asarray(matched.to_numpy(dtype=bool, na_value=False) & is_str, dtype=bool)
     regex = re.compile(pattern)
     return np.fromiter(
         (isinstance(v, str) and regex.fullmatch(v) is not None for v in strings.to_numpy()),
@@ -132,7 +133,7 @@ def _fullmatch(strings: pd.Series, is_str: np.ndarray, pattern: str) -> np.ndarr
 
 def _lengths(strings: pd.Series, is_str: np.ndarray) -> np.ndarray:
     if _is_native_string(strings.dtype):
-        return strings.str.len().fillna(0).to_numpy(dtype=np.int64)
+        return strings.str.len().to_numpy(dtype=np.int64, na_value=0)
     return np.fromiter(
         (len(v) if isinstance(v, str) else 0 for v in strings.to_numpy()),
         dtype=np.int64,
@@ -156,7 +157,7 @@ def _present(series: pd.Series) -> np.ndarray:
     strings, is_str = _strings(series)
     if is_str.any():
         if _is_native_string(strings.dtype):
-            blank = (strings.str.strip() == "").fillna(False).to_numpy(dtype=bool)
+            blank = (strings.str.strip() == "").to_numpy(dtype=bool, na_value=False)
         else:
             blank = np.fromiter(
                 (isinstance(v, str) and not v.strip() for v in strings.to_numpy()),
@@ -290,8 +291,17 @@ def _clean_strings(series: pd.Series) -> pd.Series:
     return series
 
 
+def _native_string_dtype() -> Any:
+    """pandas' own string dtype, which keeps missing values missing.
+
+    On pandas 3 that is ``str``. On pandas 2 ``astype("str")`` means numpy strings and turns
+    None and NaN into the strings "None" and "nan", so arrow-backed ``string`` is used there.
+    """
+    return "str" if _PANDAS_MAJOR >= 3 else pd.StringDtype("pyarrow")
+
+
 def _as_native_strings(series: pd.Series) -> pd.Series:
-    """An object column holding only strings (and missing values) as pandas' str dtype.
+    """An object column holding only strings (and missing values) as pandas' string dtype.
 
     Same values, but the checks then run vectorised instead of string by string. Strings
     that arrow cannot hold (lone surrogates) keep the column as it was.
@@ -299,7 +309,7 @@ def _as_native_strings(series: pd.Series) -> pd.Series:
     if pd.api.types.infer_dtype(series, skipna=True) not in ("string", "empty"):
         return series
     try:
-        return series.astype("str")
+        return series.astype(_native_string_dtype())
     except (UnicodeError, ValueError, TypeError):
         return series
 
