@@ -15,7 +15,7 @@ from . import (
     _accessor,  # noqa: F401  (registers df.flameup)
     _polars,
 )
-from ._api import to_people, upsert, upsert_arrow, upsert_file, validate
+from ._api import read_people, to_people, upsert, upsert_arrow, upsert_file, validate
 from ._client import FlameupClient, Timeout
 from ._result import STATUSES, RunReport, Summary
 from ._retry import RetryPolicy
@@ -35,6 +35,7 @@ from .exceptions import (
     RateLimitError,
     RequestRejectedError,
     ServerError,
+    SourceError,
     StateError,
     TransportError,
 )
@@ -55,11 +56,13 @@ __all__ = [
     "RetryPolicy",
     "RunReport",
     "ServerError",
+    "SourceError",
     "StateError",
     "Summary",
     "Timeout",
     "TransportError",
     "__version__",
+    "read_people",
     "to_people",
     "upsert",
     "upsert_arrow",

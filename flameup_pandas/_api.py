@@ -1,4 +1,5 @@
-"""The plain functions behind ``df.flameup``: validate, to_people, upsert, upsert_file.
+"""The plain functions: validate, to_people, upsert, upsert_file, upsert_arrow, and the other
+direction, read_people and export_people.
 
 Their shared keywords (the mapping and value rules, the delivery options) are typed once in
 :mod:`flameup_pandas._options` and turned into :class:`Rules` and :class:`Delivery` there.
@@ -6,22 +7,47 @@ Their shared keywords (the mapping and value rules, the delivery options) are ty
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Unpack
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from ._options import Delivery, Options, RuleOptions, rules_of, split_options
+from ._columns import conform, people_table, to_frame, unified_schema
+from ._options import (
+    DELIVERY_KEYWORDS,
+    Delivery,
+    DeliveryOptions,
+    Options,
+    RuleOptions,
+    check_keywords,
+    rules_of,
+    split_options,
+)
+from ._reader import PeopleReader
 from ._result import Summary
 from ._sources import CHUNK_ROWS, open_rows
 from ._stream import mapped_text_columns, upsert_rows
-from ._upsert import Rules, upsert_frame
+from ._upsert import Rules, progress_bar, upsert_frame
 from .exceptions import ConfigurationError
 
 if TYPE_CHECKING:
     import pyarrow.dataset as ds
 
-__all__ = ["to_people", "upsert", "upsert_arrow", "upsert_file", "validate"]
+__all__ = [
+    "export_people",
+    "read_people",
+    "to_people",
+    "upsert",
+    "upsert_arrow",
+    "upsert_file",
+    "validate",
+]
 
 
 def validate(df: pd.DataFrame, **options: Unpack[RuleOptions]) -> pd.DataFrame:
@@ -177,3 +203,111 @@ def _upsert_source(
     finally:
         if sender is not None:
             sender.close()
+
+
+def read_people(
+    *,
+    search: str | None = None,
+    status: str | None = None,
+    progress: bool = True,
+    **options: Unpack[DeliveryOptions],
+) -> pd.DataFrame:
+    """Every person of the workspace (or those matching ``search``/``status``) as a DataFrame.
+
+    One row per person: ``id``, ``external_id``, ``email``, ``phone``, ``first_name``,
+    ``last_name``, ``avatar_url``, ``timezone``, ``locale``, ``status``; ``created_at``,
+    ``updated_at``, ``first_seen_at``, ``last_seen_at`` as UTC datetimes; then every custom
+    trait as a column of its own (``attributes.<name>`` where a trait is named like a person
+    field). A trait a person lacks is missing (``pd.NA``). Pages of 100 are read one after
+    another under the key's shared budget and retried like batches; each person comes once,
+    even when people are added or removed while paging. The keywords (``api_key``,
+    ``base_url``, ``client``, ``rate_limit``, ``retry``, ``timeout``...) are :func:`upsert`'s.
+    """
+    delivery = _reading("read_people", options)
+    with _people_pages(delivery, search, status, progress) as tables:
+        pages = list(tables) or [people_table([])]
+    schema = unified_schema(t.schema for t in pages)
+    return to_frame(pa.concat_tables([conform(t, schema) for t in pages]))
+
+
+def export_people(
+    path: str | Path,
+    *,
+    search: str | None = None,
+    status: str | None = None,
+    progress: bool = True,
+    **options: Unpack[DeliveryOptions],
+) -> int:
+    """Write :func:`read_people`'s table to a parquet file page by page; return the row count.
+
+    Pages are appended to parts as they come (a new part when a page brings a new trait or
+    type), then the parts are rewritten into ``path`` under one schema: memory holds a page
+    at a time, never the whole table.
+    """
+    delivery = _reading("export_people", options)
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".flameup-export-") as scratch:
+        with _people_pages(delivery, search, status, progress) as tables:
+            parts = _write_parts(tables, Path(scratch))
+        schemas = [people_table([]).schema, *(pq.read_schema(p) for p in parts)]
+        schema = unified_schema(schemas)
+        rows = 0
+        with pq.ParquetWriter(target, schema, compression="zstd") as writer:
+            for part in parts:
+                for batch in pq.ParquetFile(part).iter_batches(batch_size=10_000):
+                    writer.write_table(conform(pa.Table.from_batches([batch]), schema))
+                    rows += batch.num_rows
+    return rows
+
+
+def _reading(where: str, options: DeliveryOptions) -> Delivery:
+    """The delivery options of a read: pages go one after another, so no ``concurrency``."""
+    check_keywords(where, options, DELIVERY_KEYWORDS - {"concurrency"})
+    return dataclasses.replace(Delivery(**options), concurrency=1)
+
+
+def _write_parts(tables: Iterator[pa.Table], folder: Path) -> list[Path]:
+    """Append tables to parquet parts, opening a new part whenever the schema changes."""
+    parts: list[Path] = []
+    writer: pq.ParquetWriter | None = None
+    try:
+        for table in tables:
+            if writer is None or not writer.schema.equals(table.schema):
+                if writer is not None:
+                    writer.close()
+                parts.append(folder / f"part-{len(parts):05d}.parquet")
+                writer = pq.ParquetWriter(parts[-1], table.schema)
+            writer.write_table(table)
+    finally:
+        if writer is not None:
+            writer.close()
+    return parts
+
+
+@contextlib.contextmanager
+def _people_pages(
+    delivery: Delivery, search: str | None, status: str | None, progress: bool
+) -> Iterator[Iterator[pa.Table]]:
+    """Pages of people as tables, through a sender (client, shared budget, retries)."""
+    sender = delivery.open()
+    reader = PeopleReader(sender.deliverer, search=search, status=status)
+    bars: list[Any] = []
+
+    def total(n: int) -> None:
+        if not bars:
+            bars.append(progress_bar(n, progress, desc="read"))
+        bars[0].total = n
+
+    def tables() -> Iterator[pa.Table]:
+        for page in reader.pages(on_total=total):
+            bars[0].update(page.read)
+            if page.people:
+                yield people_table(page.people)
+
+    try:
+        yield tables()
+    finally:
+        for bar in bars:
+            bar.close()
+        sender.close()

@@ -29,7 +29,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from ._mapping import KNOWN_TRAITS
-from .exceptions import ConfigurationError
+from .exceptions import ConfigurationError, SourceError
 
 __all__ = ["CHUNK_ROWS", "Rows", "open_dataset", "open_rows", "read_chunks"]
 
@@ -101,9 +101,19 @@ def _table_batches(table: pa.Table | pa.RecordBatch) -> Iterator[pa.RecordBatch]
 
 
 def _stream_batches(reader: pa.RecordBatchReader) -> Batches:
-    """The reader's batches; the reader is closed when they end or the consumer stops."""
+    """The reader's batches; the reader is closed when they end or the consumer stops.
+
+    A producer that fails part way (a query's cast error, a dropped connection) raises
+    :class:`SourceError` with its first line, so the command line prints one line.
+    """
+    rows = 0
     try:
-        yield from reader
+        for batch in reader:
+            rows += batch.num_rows
+            yield batch
+    except (pa.ArrowException, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SourceError(f"reading the source failed after {rows:,} rows: {first}") from exc
     finally:
         reader.close()
 

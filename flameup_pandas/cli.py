@@ -1,4 +1,5 @@
-"""The ``flameup-pandas`` command: upsert or validate a parquet/CSV file, or serve locally.
+"""The ``flameup-pandas`` command: upsert or validate a parquet/CSV file or a DuckDB query,
+export the workspace's people to parquet, or serve locally.
 
 Exit codes: 0 every row created, updated or skipped; 1 rows were invalid, rejected or failed
 (more than ``--max-failed``); 2 usage, configuration or authentication errors, printed as one
@@ -19,10 +20,10 @@ from typing import Any
 
 import orjson
 
-from ._api import upsert_file
-from ._sources import open_rows, read_chunks
+from ._api import export_people, upsert_arrow, upsert_file
+from ._sources import CHUNK_ROWS, open_rows, read_chunks
 from ._upsert import Rules
-from .exceptions import FlameupError
+from .exceptions import ConfigurationError, FlameupError
 
 __all__ = ["main"]
 
@@ -32,6 +33,8 @@ LOCAL_DB = Path(".flameup") / "local.db"
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if hasattr(args, "sql") and (problem := source_usage_problem(args)):
+        parser.error(problem)
     logging.basicConfig(
         level=logging.WARNING - 10 * args.verbose, format="%(levelname)s %(message)s"
     )
@@ -48,13 +51,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flameup-pandas",
-        description="Upsert a parquet or CSV table of customers into Flameup's people API.",
+        description="Upsert a parquet or CSV table, or a DuckDB query's result, of customers "
+        "into Flameup's people API; export the people Flameup holds.",
         epilog="The API key is read from FLAMEUP_API_KEY, the URL from FLAMEUP_BASE_URL.",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
     commands = parser.add_subparsers(title="commands", required=True)
 
-    upsert = commands.add_parser("upsert", help="send a file's rows to Flameup")
+    upsert = commands.add_parser("upsert", help="send a file's (or a query's) rows to Flameup")
     add_table_arguments(upsert)
     upsert.add_argument(
         "--state", type=Path, help="sync state file: send only new or changed people"
@@ -79,11 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="rows that may be invalid/rejected/failed with exit code 0 (default 0)",
     )
-    upsert.add_argument(
-        "--local",
-        action="store_true",
-        help=f"send to a local Flameup server kept in {LOCAL_DB} (no account needed)",
-    )
+    add_local_argument(upsert)
     upsert.add_argument("--no-progress", dest="progress", action="store_false")
     upsert.set_defaults(run=run_upsert)
 
@@ -91,6 +91,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_table_arguments(validate)
     validate.add_argument("--limit", type=int, default=50, help="problems to print (default 50)")
     validate.set_defaults(run=run_validate)
+
+    export = commands.add_parser(
+        "export", help="write every person Flameup holds to a parquet file, page by page"
+    )
+    export.add_argument("out", type=Path, metavar="OUT.parquet", help="the parquet file to write")
+    export.add_argument("--search", help="only people whose id, email or name contains this")
+    export.add_argument(
+        "--status", choices=("active", "unsubscribed", "bounced"), help="only people with it"
+    )
+    export.add_argument(
+        "--rate-limit", type=positive(float), default=120, help="requests a minute for this key"
+    )
+    add_local_argument(export)
+    export.add_argument("--no-progress", dest="progress", action="store_false")
+    export.set_defaults(run=run_export)
 
     serve = commands.add_parser(
         "serve", help="run a local Flameup server until stopped", add_help=False
@@ -116,8 +131,30 @@ def positive(kind: Callable[[str], float]) -> Callable[[str], float]:
     return parse
 
 
+def add_local_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--local",
+        action="store_true",
+        help=f"talk to a local Flameup server kept in {LOCAL_DB} (no account needed)",
+    )
+
+
 def add_table_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", type=Path, help="a parquet file or directory, or a CSV file")
+    parser.add_argument(
+        "path", type=Path, nargs="?", help="a parquet file or directory, or a CSV file"
+    )
+    parser.add_argument(
+        "--sql",
+        metavar="QUERY",
+        help="instead of PATH: run this query in DuckDB and stream its result "
+        "(e.g. SELECT ... FROM read_parquet('customers/*.parquet') WHERE ...)",
+    )
+    parser.add_argument(
+        "--duckdb",
+        type=Path,
+        metavar="FILE",
+        help="the DuckDB database --sql runs in, opened read-only (default: in memory)",
+    )
     parser.add_argument(
         "--map",
         dest="mapping",
@@ -157,8 +194,11 @@ def run_upsert(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         progress=args.progress,
     )
-    with local_server(args.local, args.rate_limit) as target:
-        summary = upsert_file(args.path, **options, **target)
+    with local_server(args.local, args.rate_limit) as target, table_source(args) as source:
+        if isinstance(source, Path):
+            summary = upsert_file(source, **options, **target)
+        else:
+            summary = upsert_arrow(source, **options, **target)
     print(summary)
     if args.dry_run:
         would = summary.extra.get("would_send", 0)
@@ -187,20 +227,94 @@ def local_server(enabled: bool, rate_limit: float | None) -> Iterator[dict[str, 
         yield {"api_key": server.api_key, "base_url": server.base_url}
 
 
+def source_usage_problem(args: argparse.Namespace) -> str | None:
+    if (args.path is None) == (args.sql is None):
+        return "give either a PATH or --sql QUERY (one of them)"
+    if args.duckdb is not None and args.sql is None:
+        return "--duckdb FILE goes with --sql QUERY"
+    return None
+
+
+@contextlib.contextmanager
+def table_source(args: argparse.Namespace) -> Iterator[Any]:
+    """The path given, or a record batch reader over the ``--sql`` query's result."""
+    if args.sql is None:
+        yield args.path
+        return
+    with duckdb_query(args.sql, args.duckdb) as reader:
+        yield reader
+
+
+@contextlib.contextmanager
+def duckdb_query(query: str, database: Path | None) -> Iterator[Any]:
+    """Run ``query`` in DuckDB; yield its result as a stream of record batches.
+
+    DuckDB produces the result as it is read, so a query over more rows than fit in memory
+    streams as a file does.
+    """
+    try:
+        import duckdb
+    except ImportError:
+        raise ConfigurationError(
+            "--sql needs DuckDB: pip install 'flameup-pandas[duckdb]'"
+        ) from None
+    if database is not None and not database.exists():
+        raise ConfigurationError(f"no such DuckDB database: {database}")
+    try:
+        con = duckdb.connect(str(database) if database else ":memory:", read_only=bool(database))
+    except duckdb.Error as exc:
+        raise ConfigurationError(f"cannot open {database}: {_first_line(exc)}") from None
+    try:
+        try:
+            relation = con.sql(query)
+        except duckdb.Error as exc:
+            raise ConfigurationError(f"the query failed: {_first_line(exc)}") from None
+        if relation is None:
+            raise ConfigurationError("the query returned no rows to send (is it a SELECT?)")
+        yield relation.to_arrow_reader(batch_size=CHUNK_ROWS)
+    finally:
+        con.close()
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def run_validate(args: argparse.Namespace) -> int:
     rules = Rules(mapping=parse_mapping(args.mapping) or None, exclude=args.exclude or None)
-    problems = rows = 0
-    for frame in read_chunks(open_rows(args.path).batches):
-        report = rules.plan(frame).report
-        rows += len(frame)
-        if problems < args.limit and len(report):
-            print(report.head(args.limit - problems).to_string(index=False, header=problems == 0))
-        problems += len(report)
+    with table_source(args) as source:
+        rows, problems = _report_problems(rules, source, args.limit)
     print(
         f"\n{rows:,} rows, {problems:,} problems"
         + (f" (showing the first {args.limit})" if problems > args.limit else "")
     )
     return 1 if problems else 0
+
+
+def _report_problems(rules: Rules, source: Any, limit: int) -> tuple[int, int]:
+    """Print the first ``limit`` problems; count rows and problems."""
+    problems = rows = 0
+    for frame in read_chunks(open_rows(source).batches):
+        report = rules.plan(frame).report
+        rows += len(frame)
+        if problems < limit and len(report):
+            print(report.head(limit - problems).to_string(index=False, header=problems == 0))
+        problems += len(report)
+    return rows, problems
+
+
+def run_export(args: argparse.Namespace) -> int:
+    with local_server(args.local, args.rate_limit) as target:
+        count = export_people(
+            args.out,
+            search=args.search,
+            status=args.status,
+            rate_limit=args.rate_limit,
+            progress=args.progress,
+            **target,
+        )
+    print(f"{count:,} people written to {args.out}")
+    return 0
 
 
 def run_serve(args: argparse.Namespace) -> int:

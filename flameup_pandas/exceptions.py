@@ -9,6 +9,7 @@ frame. Exceptions are for what stops a whole run::
     ├── DuplicateIdentityError (ValueError)  duplicates found and on_duplicate="error"
     ├── NaiveTimestampError (ValueError)     a timestamp column without a time zone
     ├── StateError                           a sync state file that cannot be read or written
+    ├── SourceError                          a query or stream failed while its rows were read
     ├── TransportError                       the request never got an answer (connection, timeout)
     └── APIError                             Flameup answered with an error status
         ├── AuthenticationError              401 or 403: the key is missing, wrong or lacks rights
@@ -32,6 +33,7 @@ __all__ = [
     "RateLimitError",
     "RequestRejectedError",
     "ServerError",
+    "SourceError",
     "StateError",
     "TransportError",
 ]
@@ -59,6 +61,13 @@ class NaiveTimestampError(FlameupError, ValueError):
 
 class StateError(FlameupError):
     """The incremental sync state cannot be read or written."""
+
+
+class SourceError(FlameupError):
+    """The rows could not be read to the end: a query failed part way, a stream broke.
+
+    What was read before stays done (results written, state recorded).
+    """
 
 
 class TransportError(FlameupError):

@@ -1,0 +1,183 @@
+"""People read back from Flameup -> columns: the mirror of :mod:`flameup_pandas._payload`.
+
+A page of people in the canonical form of :func:`flameup_pandas._person.read_person` (person
+fields, timestamps, and the custom traits apart under ``attributes``) becomes an Arrow table
+with one row per person:
+
+- the person fields as text: ``id``, ``external_id``, ``email``, ``phone``, ``first_name``,
+  ``last_name``, ``avatar_url``, ``timezone``, ``locale``, ``status``;
+- ``created_at``, ``updated_at``, ``first_seen_at``, ``last_seen_at`` as UTC timestamps;
+- every custom trait as its own column named by the trait, or ``attributes.<name>`` where
+  the name is also a person field. A trait a person lacks is missing (null).
+
+A trait column is typed by its values: all booleans, all integers, numbers (integers and
+floats), or all text. Values of mixed kinds, lists and objects are kept as JSON text, so
+nothing is dropped. Pages discovered one by one may disagree (a trait first seen on page 40,
+integers on one page and floats on the next): :func:`unified_schema` settles one schema by the
+same rule and :func:`conform` casts each page to it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import orjson
+import pandas as pd
+import pyarrow as pa
+
+__all__ = [
+    "PERSON_COLUMNS",
+    "TIMESTAMP_COLUMNS",
+    "conform",
+    "people_table",
+    "to_frame",
+    "unified_schema",
+]
+
+logger = logging.getLogger("flameup_pandas")
+
+PERSON_COLUMNS = (
+    "id",
+    "external_id",
+    "email",
+    "phone",
+    "first_name",
+    "last_name",
+    "avatar_url",
+    "timezone",
+    "locale",
+    "status",
+)
+TIMESTAMP_COLUMNS = ("created_at", "updated_at", "first_seen_at", "last_seen_at")
+_FIXED = frozenset((*PERSON_COLUMNS, *TIMESTAMP_COLUMNS, "workspace_id", "attributes", "traits"))
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+
+def people_table(people: Sequence[Mapping[str, Any]]) -> pa.Table:
+    """One page of canonical people as a table (see the module docstring for the columns).
+
+    >>> table = people_table([
+    ...     {"id": "p1", "external_id": "u1", "created_at": "2026-01-02T03:04:05.000006Z",
+    ...      "attributes": {"plan": "pro", "seats": 3, "status": "vip"}},
+    ...     {"id": "p2", "external_id": "u2", "attributes": {"seats": 2.5}},
+    ... ])
+    >>> table.column_names[-3:]
+    ['plan', 'seats', 'attributes.status']
+    >>> table["seats"].to_pylist(), table["plan"].to_pylist()
+    ([3.0, 2.5], ['pro', None])
+    """
+    columns: dict[str, pa.Array] = {
+        name: pa.array([_text(p.get(name)) for p in people], pa.string()) for name in PERSON_COLUMNS
+    }
+    for name in TIMESTAMP_COLUMNS:
+        columns[name] = _timestamps(name, [p.get(name) for p in people])
+    for trait in _trait_names(people):
+        values = [(p.get("attributes") or {}).get(trait) for p in people]
+        columns[_column_name(trait)] = trait_array(values)
+    return pa.table(columns)
+
+
+def _trait_names(people: Iterable[Mapping[str, Any]]) -> list[str]:
+    names: dict[str, None] = {}
+    for person in people:
+        names.update(dict.fromkeys(person.get("attributes") or {}))
+    return list(names)
+
+
+def _column_name(trait: str) -> str:
+    return f"attributes.{trait}" if trait in _FIXED else trait
+
+
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return orjson.dumps(value).decode()
+
+
+def _timestamps(name: str, values: list[Any]) -> pa.Array:
+    parsed = pd.to_datetime(
+        pd.Series(values, dtype=object), utc=True, format="ISO8601", errors="coerce"
+    )
+    unreadable = int((parsed.isna() & pd.Series([v is not None for v in values])).sum())
+    if unreadable:
+        logger.warning("%d %s values were not ISO 8601: read as missing", unreadable, name)
+    return pa.array(parsed.dt.as_unit("us"), TIMESTAMP)
+
+
+def trait_array(values: Sequence[Any]) -> pa.Array:
+    """A trait's values as one typed column (booleans, integers, numbers or text).
+
+    >>> trait_array([1, None, 2]).type, trait_array([1, 2.5]).type, trait_array([True]).type
+    (DataType(int64), DataType(double), DataType(bool))
+    >>> trait_array(["a", 1, [1, 2]]).to_pylist()
+    ['a', '1', '[1,2]']
+    """
+    kinds = {_kind(v) for v in values if v is not None}
+    if kinds == {"bool"}:
+        return pa.array(values, pa.bool_())
+    if kinds == {"int"} and all(v is None or -(2**63) <= v < 2**63 for v in values):
+        return pa.array(values, pa.int64())
+    if kinds and kinds <= {"int", "float"}:
+        return pa.array([None if v is None else float(v) for v in values], pa.float64())
+    if not kinds:
+        return pa.nulls(len(values), pa.string())
+    return pa.array([_text(v) for v in values], pa.string())
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "str"
+    return "json"
+
+
+def unified_schema(schemas: Iterable[pa.Schema]) -> pa.Schema:
+    """One schema for pages read apart: every column in order of first sight, one type each
+    (the same rule as :func:`trait_array`: integers and floats make numbers, other mixes text).
+    """
+    types: dict[str, set[pa.DataType]] = {}
+    for schema in schemas:
+        for field in schema:
+            types.setdefault(field.name, set()).add(field.type)
+    return pa.schema([(name, _common_type(kinds)) for name, kinds in types.items()])
+
+
+def _common_type(kinds: set[pa.DataType]) -> pa.DataType:
+    if len(kinds) == 1:
+        return next(iter(kinds))
+    if kinds == {pa.int64(), pa.float64()}:
+        return pa.float64()
+    return pa.string()
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with ``schema``'s columns: missing ones null, others cast (to text at worst)."""
+    columns = []
+    for field in schema:
+        if field.name not in table.column_names:
+            columns.append(pa.nulls(table.num_rows, field.type))
+            continue
+        columns.append(table[field.name].cast(field.type))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+_PANDAS_TYPES = {
+    pa.string(): pd.StringDtype(),
+    pa.int64(): pd.Int64Dtype(),
+    pa.float64(): pd.Float64Dtype(),
+    pa.bool_(): pd.BooleanDtype(),
+}
+
+
+def to_frame(table: pa.Table) -> pd.DataFrame:
+    """The table as pandas with nullable columns, so a missing value is ``pd.NA`` (``NaT``
+    for timestamps) and integers stay integers."""
+    frame: pd.DataFrame = table.to_pandas(types_mapper=_PANDAS_TYPES.get)
+    return frame

@@ -1,0 +1,150 @@
+"""Reading people back: ``GET /people`` page by page, the other direction of the same wire.
+
+Every page goes through the :class:`~flameup_pandas._delivery.Deliverer`'s request loop, so
+reads share the key's budget with any upsert in the process, hold on a 429 and are retried
+like batches. Pages are ``limit=100`` (the most the API allows) at growing offsets.
+
+Offsets are positions in a list that can change while it is read. When a page's ``total``
+differs from the one before, people were added or removed meanwhile: if the list shrank by
+``n``, people after a removal moved ``n`` places towards the start, some of them past the
+offset already read, so paging steps back ``n`` places and reads again. Additions only push
+people towards the end, where paging still goes. People already read (by ``id``) are dropped,
+so each person comes once, and nobody present throughout is skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._client import Answer, error_class
+from ._delivery import Deliverer, GaveUp
+from ._person import read_person
+from ._state import HashRuns, identity_hashes
+from .exceptions import APIError, AuthenticationError, TransportError
+
+__all__ = ["PAGE_SIZE", "Page", "PeopleReader"]
+
+logger = logging.getLogger("flameup_pandas")
+
+PAGE_SIZE = 100
+"""The most people ``GET /people`` returns in one answer."""
+
+
+@dataclass(frozen=True)
+class Page:
+    """One answer of ``GET /people``: its people (canonical, new to this read) and its total."""
+
+    offset: int
+    total: int
+    people: list[dict[str, Any]]
+    read: int
+    """How many people the answer held, before those already read were dropped."""
+
+
+class PeopleReader:
+    """Pages through every person matching ``search`` and ``status``."""
+
+    def __init__(
+        self,
+        deliverer: Deliverer,
+        *,
+        search: str | None = None,
+        status: str | None = None,
+        page_size: int = PAGE_SIZE,
+    ) -> None:
+        self.deliverer = deliverer
+        self.filters = {k: v for k, v in (("search", search), ("status", status)) if v}
+        self.page_size = page_size
+
+    def pages(self, on_total: Callable[[int], None] | None = None) -> Iterator[Page]:
+        """Every page in order, each person once; ``on_total`` hears every new total."""
+        seen = HashRuns()
+        offset, total = 0, None
+        while True:
+            body = self._get(offset)
+            people, now = body["people"], body["total"]
+            if now != total and on_total is not None:
+                on_total(now)
+            if total is not None and now < total and offset > 0:
+                # The list shrank while we read: people moved towards the start, maybe past
+                # our offset. Step back by as many places and read again.
+                logger.info("people total went from %d to %d: re-reading", total, now)
+                offset, total = max(0, offset - (total - now)), now
+                continue
+            total = now
+            fresh = _unseen(people, seen)
+            yield Page(offset, total, fresh, len(people))
+            offset += len(people)
+            if not people or offset >= total:
+                return
+
+    def _get(self, offset: int) -> dict[str, Any]:
+        params = {"limit": self.page_size, "offset": offset, **self.filters}
+        client = self.deliverer.client
+        try:
+            answer = self.deliverer.request(
+                lambda: client.request("GET", "/people", params=params),
+                f"people page at offset {offset}",
+            )
+        except GaveUp as exc:
+            raise _gave_up(exc, offset) from None
+        if not answer.ok:
+            raise _read_error(answer)
+        return _page_body(answer)
+
+
+def _unseen(people: list[Any], seen: HashRuns) -> list[dict[str, Any]]:
+    """The page's people in canonical form, less those already read (by ``id``)."""
+    canonical = [read_person(p) for p in people if isinstance(p, dict)]
+    hashes = identity_hashes([str(p["id"]) if p.get("id") else None for p in canonical])
+    earlier = seen.contains(hashes)
+    fresh, ids = [], set()
+    for person, key, old in zip(canonical, hashes.tolist(), earlier.tolist(), strict=True):
+        if key and (old or key in ids):
+            continue
+        ids.add(key)
+        fresh.append(person)
+    seen.add(np.array(sorted(ids - {0}), dtype=np.int64))
+    return fresh
+
+
+def _page_body(answer: Answer) -> dict[str, Any]:
+    body = answer.body
+    people = body.get("people") if isinstance(body, dict) else None
+    total = body.get("total") if isinstance(body, dict) else None
+    if not isinstance(people, list) or not isinstance(total, int):
+        raise APIError(
+            "GET /people answered without a people list and a total; check FLAMEUP_BASE_URL",
+            status=answer.status,
+        )
+    return {"people": people, "total": total}
+
+
+def _read_error(answer: Answer) -> APIError:
+    error = answer.error()
+    if answer.status in (401, 403):
+        what = "was refused" if answer.status == 401 else "may not list people (people:list)"
+        return AuthenticationError(
+            f"Flameup says the API key {what} ({error.message}). Check FLAMEUP_API_KEY.",
+            status=answer.status,
+            request_id=error.request_id,
+        )
+    hint = " Check FLAMEUP_BASE_URL." if answer.status in (404, 405) else ""
+    return type(error)(
+        f"GET /people: {error.message}.{hint}",
+        status=error.status,
+        fields=error.fields,
+        request_id=error.request_id,
+    )
+
+
+def _gave_up(exc: GaveUp, offset: int) -> Exception:
+    message = f"GET /people at offset {offset}: {exc}"
+    if exc.answer is None:
+        return TransportError(message)
+    return error_class(exc.answer.status)(message, status=exc.answer.status)
