@@ -5,6 +5,10 @@ below it is :mod:`requests`. Transport failures are converted here into
 :class:`~flameup_pandas.exceptions.TransportError`, and error bodies (Flameup documents three
 shapes) are read here into :class:`~flameup_pandas.exceptions.APIError` subclasses.
 
+Redirects are never followed: a 3xx answer stops the run with a
+:class:`~flameup_pandas.exceptions.ConfigurationError` naming where it pointed, so customer data
+never goes to a host other than the configured one (nor from https to http).
+
 The API key is held in a private attribute and never appears in a repr, a log line, an
 exception message or a progress bar: where a key must be told apart from another, its
 fingerprint (a truncated SHA-256) is used instead.
@@ -74,9 +78,27 @@ class Answer:
     def ok(self) -> bool:
         return 200 <= self.status < 300
 
+    @property
+    def content_type(self) -> str:
+        for name, value in self.headers.items():
+            if name.lower() == "content-type" and value:
+                return value
+        return "no content type"
+
+    def describe(self) -> str:
+        """What came back, for an answer that is not the documented JSON: status, content type
+        and the first 100 characters of the body.
+
+        >>> Answer(200, {"Content-Type": "text/html"}, None, text="<h1>Maintenance</h1>").describe()
+        "HTTP 200 (text/html): '<h1>Maintenance</h1>'"
+        """
+        return f"HTTP {self.status} ({self.content_type}): {self.text.strip()[:100]!r}"
+
     def error(self) -> APIError:
         """The exception that stands for this (error) answer, with the server's message."""
         message, fields, request_id = read_error_body(self.body, self.text)
+        if not isinstance(self.body, dict):
+            message = f"an answer that is not Flameup's: {self.describe()}"
         return error_class(self.status)(
             message or f"HTTP {self.status}",
             status=self.status,
@@ -243,6 +265,7 @@ class FlameupClient:
                 params=params,
                 headers=headers,
                 timeout=self.timeout.as_requests(),
+                allow_redirects=False,
             )
             text = response.text
         except requests.Timeout as exc:
@@ -251,6 +274,8 @@ class FlameupClient:
             ) from None
         except requests.RequestException as exc:
             raise TransportError(f"{method} {path}: {_describe_transport_error(exc)}") from None
+        if response.is_redirect or 300 <= response.status_code < 400:
+            raise redirect_error(method, path, response.status_code, response.url, response.headers)
         return Answer(
             status=response.status_code,
             headers=CaseInsensitiveDict(response.headers),
@@ -276,6 +301,25 @@ class FlameupClient:
         if not answer.ok:
             raise answer.error()
         return read_person(answer.body)
+
+
+def redirect_error(
+    method: str, path: str, status: int, url: str, headers: Mapping[str, str]
+) -> ConfigurationError:
+    """The error for a 3xx answer: redirects are never followed, whatever they point at."""
+    location = headers.get("Location")
+    where = "nowhere (no Location header)"
+    if location:
+        target = urllib.parse.urlsplit(urllib.parse.urljoin(url, location))
+        host = target.hostname or ""
+        if target.port is not None:
+            host = f"{host}:{target.port}"
+        where = f"{target.scheme}://{host}{target.path}"
+    return ConfigurationError(
+        f"{method} {path} was answered with a redirect (HTTP {status}) to {where}; "
+        "flameup-pandas never follows redirects, so no customer data went there. "
+        f"Check {BASE_URL_ENV} (or base_url=): it should be the API's own URL."
+    )
 
 
 def _as_timeout(value: Timeout | float | tuple[float, float]) -> Timeout:

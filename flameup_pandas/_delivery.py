@@ -11,6 +11,8 @@ A :class:`Deliverer` takes batches of people dicts and answers, for every person
   (``details.fields`` keys like ``people[3].email``, or a per-person ``errors`` list in a 2xx
   answer) they are rejected and the rest resent at once; otherwise the batch is split in halves
   and each half resent, recursively, until the bad people stand alone. A 413 splits likewise.
+- A 2xx whose body is not JSON, or has no ``people`` list (a proxy's maintenance page), is a
+  server that is not answering as Flameup: nothing was stored, so it is retried like a 503.
 - 401/403 stop the whole run with :class:`AuthenticationError`: a bad key must not become ten
   thousand failed rows.
 """
@@ -176,15 +178,23 @@ class Deliverer:
     def _post(self, people: People) -> Answer:
         """POST one batch until it gets an answer worth reading, or the policy gives up."""
         body = encode_batch(people)
-        return self.request(lambda: self.client.post_batch(body), f"batch of {len(people)}")
+        return self.request(
+            lambda: self.client.post_batch(body), f"batch of {len(people)}", is_batch_answer
+        )
 
-    def request(self, call: Callable[[], Answer], what: str) -> Answer:
+    def request(
+        self,
+        call: Callable[[], Answer],
+        what: str,
+        readable: Callable[[Answer], bool] | None = None,
+    ) -> Answer:
         """Make one request through the shared budget, retried under the policy.
 
         ``call`` sends it (and is called again for every retry); the answer comes back once
         it is worth reading (any status the policy does not retry). Raises :class:`GaveUp`
         when the policy is exhausted. Batches and the people reader both come through here,
-        so they pace, hold on a 429 and back off alike.
+        so they pace, hold on a 429 and back off alike. A 2xx that ``readable`` refuses (not
+        the documented shape) is retried like a 503.
         """
         policy = self.retry
         while True:
@@ -202,18 +212,20 @@ class Deliverer:
                 self._pause(policy.backoff(self._rng))
                 continue
             self.limiter.observe(answer.headers)
-            if not policy.should_retry_status(answer.status):
+            unreadable = answer.ok and readable is not None and not readable(answer)
+            if not (unreadable or policy.should_retry_status(answer.status)):
                 return answer
             policy = policy.increment(status=answer.status, now=time.monotonic())
+            said = f"an answer that is not Flameup's: {answer.describe()}" if unreadable else None
             if policy.is_exhausted(time.monotonic()):
-                raise GaveUp(f"{answer.error()}; {policy.describe()}", answer)
+                raise GaveUp(f"{said or answer.error()}; {policy.describe()}", answer)
             if answer.status == 429:
                 self.stats.add(rate_limited=1)
                 wait_s = policy.rate_limit_wait(answer.headers, time.time(), self._rng)
                 logger.info("rate limited (429); holding all senders for %.1f s", wait_s)
                 self.limiter.hold_until(time.time() + wait_s)
             else:
-                logger.info("%s: HTTP %d; retrying", what, answer.status)
+                logger.info("%s: %s; retrying", what, said or f"HTTP {answer.status}")
                 self._pause(policy.backoff(self._rng))
 
     def _pause(self, seconds: float) -> None:
@@ -239,6 +251,11 @@ class Deliverer:
         # No names: split in halves until the bad people stand alone (a 413 splits the same way).
         middle = len(people) // 2
         return self.send(people[:middle]) + self.send(people[middle:])
+
+
+def is_batch_answer(answer: Answer) -> bool:
+    """True when a 2xx answer to a batch has the documented shape: JSON with a people list."""
+    return isinstance(answer.body, dict) and isinstance(answer.body.get("people"), list)
 
 
 def named_indices(error: APIError, size: int) -> set[int]:

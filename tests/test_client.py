@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import http.server
 import socket
+import threading
 
+import pandas as pd
 import pytest
 
+import flameup_pandas  # noqa: F401  (registers df.flameup)
 from flameup_pandas import ConfigurationError, FlameupClient, TransportError
 from flameup_pandas._client import read_error_body
 from flameup_pandas._person import PERSON_FIELDS
@@ -80,3 +84,41 @@ def test_no_server_is_a_transport_error_without_the_key():
 def test_error_body_shapes():
     assert read_error_body(None, "  plain text ") == ("plain text", {}, None)
     assert read_error_body({"error": {"code": "x"}}) == ("x", {}, None)
+
+
+class _Redirector(http.server.BaseHTTPRequestHandler):
+    """A misconfigured proxy: answers every request with a 307 to ``location``."""
+
+    location = ""
+
+    def do_POST(self) -> None:
+        self.send_response(307)
+        self.send_header("Location", self.location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        return None
+
+
+def test_a_redirect_is_never_followed_and_names_where_it_pointed(flameup_server):
+    """A 307 to another host stops the run; the other host receives nothing at all."""
+    _Redirector.location = flameup_server.base_url + "/people/batch?token=secret#frag"
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Redirector)
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    try:
+        wrong = f"http://127.0.0.1:{proxy.server_port}/api/v1"
+        df = pd.DataFrame({"userId": ["u1", "u2"], "email": ["a@example.com", "b@example.com"]})
+        with pytest.raises(ConfigurationError) as caught:
+            df.flameup.upsert(api_key=flameup_server.api_key, base_url=wrong, progress=False)
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+    message = str(caught.value)
+    assert "redirect (HTTP 307)" in message
+    assert f"to {flameup_server.base_url}/people/batch;" in message
+    assert "secret" not in message and "frag" not in message
+    assert "FLAMEUP_BASE_URL" in message
+    assert flameup_server.request_count() == 0
+    assert flameup_server.api_key not in message

@@ -8,7 +8,7 @@ import pytest
 
 from flameup_pandas import AuthenticationError, FlameupClient, RetryPolicy
 from flameup_pandas._client import Answer
-from flameup_pandas._delivery import Deliverer, PersonOutcome, read_success
+from flameup_pandas._delivery import Deliverer, PersonOutcome, is_batch_answer, read_success
 from flameup_pandas._pacing import RateLimiter
 from flameup_pandas.testing import Faults, FlameupServer
 
@@ -123,6 +123,41 @@ def test_retries_spent_end_as_failed_with_the_reason(flameup_server):
     assert {o.status for o in outcomes} == {"failed"}
     assert "HTTP 5" in outcomes[0].error and "3 attempts" in outcomes[0].error
     assert d.stats.requests == 3
+
+
+def test_maintenance_pages_are_retried_like_a_503_and_nothing_is_lost(flameup_server):
+    flameup_server.set_faults(Faults(maintenance_rate=0.4, seed=4))
+    d = deliverer(flameup_server)
+    outcomes = [o for s in range(0, 500, 100) for o in d.send(people(100, s))]
+    assert all(o.status == "created" for o in outcomes)
+    assert len(flameup_server.people()) == 500
+    assert d.stats.retries == sum(r.fault == "maintenance" for r in flameup_server.requests) > 0
+
+
+def test_answers_not_in_the_documented_shape_fail_saying_what_came_back(flameup_server):
+    flameup_server.set_faults(Faults(maintenance_rate=1.0))
+    d = deliverer(flameup_server, retry=RetryPolicy(total=2, backoff_factor=0.001))
+    outcomes = d.send(people(3))
+    assert {o.status for o in outcomes} == {"failed"}
+    error = outcomes[0].error
+    assert "not Flameup's: HTTP 200 (text/html; charset=utf-8): '<!DOCTYPE html>" in error
+    assert "gave up after 3 attempts" in error
+    assert d.stats.requests == 3 and flameup_server.people().empty
+
+
+def test_a_json_2xx_without_a_people_list_is_not_read_as_an_answer():
+    assert not is_batch_answer(Answer(200, {}, {"ok": True}))
+    assert not is_batch_answer(Answer(200, {}, {"people": "none"}))
+    assert not is_batch_answer(Answer(200, {}, None, text="<html>"))
+    assert is_batch_answer(Answer(200, {}, {"people": []}))
+
+
+def test_a_non_json_error_answer_is_read_by_status_content_type_and_start():
+    page = "<html><body>" + "x" * 300 + "</body></html>"
+    answer = Answer(502, {"content-type": "text/html"}, None, text=page)
+    message = str(answer.error())
+    assert message.startswith("HTTP 502: an answer that is not Flameup's: HTTP 502 (text/html): ")
+    assert repr(page[:100]) in message and page[:101] not in message
 
 
 def test_429_storms_are_waited_out(flameup_server):

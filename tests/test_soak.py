@@ -1,10 +1,11 @@
 """Fault soak: 20,000 rows through ``df.flameup.upsert`` while the local server misbehaves.
 
 Every fault is on at once (5xx before and after storing, dropped connections before and after
-storing, latency with jitter, 429 storms). Afterwards the server's store must hold exactly the
-valid rows, each once, with the values sent, and every input row must say what became of it.
-The faults are seeded, so a failure repeats. Each soak runs once per documented shape of a
-person in the server's answers (``seed`` and ``overview``).
+storing, 200 maintenance pages in HTML, latency with jitter, 429 storms). Afterwards the
+server's store must hold exactly the valid rows, each once, with the values sent, and every
+input row must say what became of it. The faults are seeded, so a failure repeats. Each soak
+runs once per documented shape of a person in the server's answers (``seed`` and
+``overview``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ SOAK_FAULTS = Faults(
     error_after_store_rate=0.05,
     drop_rate=0.025,
     drop_after_store_rate=0.025,
+    maintenance_rate=0.02,
     latency=0.002,
     latency_jitter=0.01,
     storm_rate=0.01,
@@ -141,7 +143,14 @@ def test_soak_every_valid_row_lands_once_with_its_values_under_all_faults(shape)
 
     # Every fault actually happened, and was survived.
     faults_seen = {r.fault for r in log}
-    assert {"error", "error_after_store", "drop", "drop_after_store", "storm"} <= faults_seen
+    assert {
+        "error",
+        "error_after_store",
+        "drop",
+        "drop_after_store",
+        "maintenance",
+        "storm",
+    } <= faults_seen
     assert summary["retries"] > 0
     assert summary["rate_limited"] > 0
     assert summary["failed"] == 0

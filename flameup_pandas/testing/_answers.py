@@ -18,7 +18,18 @@ from typing import Any
 
 import orjson
 
-__all__ = ["Answer", "envelope_error", "rate_limited", "simple_error", "validation_error"]
+__all__ = [
+    "Answer",
+    "envelope_error",
+    "maintenance_page",
+    "rate_limited",
+    "simple_error",
+    "validation_error",
+]
+MAINTENANCE_PAGE = (
+    "<!DOCTYPE html><html><head><title>Down for maintenance</title></head>"
+    "<body><h1>We will be back soon</h1><p>Scheduled maintenance is under way.</p></body></html>"
+)
 
 RATE_LIMITED = {
     "error": "Rate limit exceeded",
@@ -28,16 +39,19 @@ RATE_LIMITED = {
 
 @dataclass
 class Answer:
-    """An HTTP answer before encoding: status, JSON-able body, extra headers."""
+    """An HTTP answer before encoding: status, JSON-able body (or a page's text), extra headers."""
 
     status: int
     body: Any
     headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/json"
 
     def status_line(self) -> str:
         return f"{self.status} {HTTPStatus(self.status).phrase}"
 
     def encode(self) -> bytes:
+        if isinstance(self.body, str) and self.content_type != "application/json":
+            return self.body.encode()
         return orjson.dumps(self.body)
 
 
@@ -59,3 +73,8 @@ def validation_error(message: str, fields: dict[str, str]) -> Answer:
 
 def rate_limited(headers: dict[str, str]) -> Answer:
     return Answer(429, dict(RATE_LIMITED), headers)
+
+
+def maintenance_page() -> Answer:
+    """What a proxy in front of the API answers during maintenance: 200, HTML, nothing stored."""
+    return Answer(200, MAINTENANCE_PAGE, content_type="text/html; charset=utf-8")

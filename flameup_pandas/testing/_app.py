@@ -1,10 +1,10 @@
 """The WSGI application: routing, auth, rate limit and faults around the endpoints.
 
 Order of checks for a request: an outage (the connection is closed, nothing else happens);
-then, under ``/api/v1``: the key (401, nothing else happens), the
-fault draw, a 429 storm, the rate limit (a 429 is not counted), the route (404/405), the
-key's permission (403), pre-store faults (500/503 or a dropped connection), the endpoint,
-then post-store faults. Injected latency is slept after the endpoint ran, just before the
+then, under ``/api/v1``: the key (401, nothing else happens), the fault draw, a 429 storm, the
+rate limit (a 429 is not counted), the route (404/405), the key's permission (403), pre-store
+faults (500/503, a dropped connection or a 200 maintenance page), the endpoint, then
+post-store faults. Injected latency is slept after the endpoint ran, just before the
 answer, so a client that times out has still had its data stored.
 """
 
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from werkzeug.wrappers import Request
 
-from ._answers import Answer, envelope_error, rate_limited, simple_error
+from ._answers import Answer, envelope_error, maintenance_page, rate_limited, simple_error
 from ._endpoints import Endpoints, Exchange, Handler
 from ._faults import FaultDecision, FaultInjector, Outcome
 from ._ratelimit import RateLimiter
@@ -97,7 +97,7 @@ class FlameupApp:
             _drop(environ)
         body = answer.encode()
         headers = [
-            ("Content-Type", "application/json"),
+            ("Content-Type", answer.content_type),
             ("Content-Length", str(len(body))),
             ("X-Request-Id", ex.request_id),
             *answer.headers.items(),
@@ -169,6 +169,8 @@ class FlameupApp:
             return _server_error(decision.error_status, ex)
         if outcome is Outcome.DROP:
             return None
+        if outcome is Outcome.MAINTENANCE:
+            return maintenance_page()
         answer = handler(ex, identifier)
         trace.stored = ex.method in ("POST", "PUT") and answer.status < 300
         if outcome is Outcome.ERROR_AFTER_STORE:

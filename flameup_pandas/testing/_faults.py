@@ -28,9 +28,9 @@ __all__ = ["FaultDecision", "FaultInjector", "Faults", "Outcome", "StormAnswer"]
 class Faults:
     """What to inject into API requests; every fault is off by default.
 
-    Shares are probabilities between 0 and 1, drawn per request; the four outcome shares
-    (``error_rate``, ``error_after_store_rate``, ``drop_rate``, ``drop_after_store_rate``)
-    exclude each other and must add up to at most 1.
+    Shares are probabilities between 0 and 1, drawn per request; the five outcome shares
+    (``error_rate``, ``error_after_store_rate``, ``drop_rate``, ``drop_after_store_rate``,
+    ``maintenance_rate``) exclude each other and must add up to at most 1.
 
     >>> Faults(error_rate=0.1, seed=7).error_rate
     0.1
@@ -44,6 +44,8 @@ class Faults:
     """The connection is closed without any answer; nothing is stored."""
     drop_after_store_rate: float = 0.0
     """Stored, then the connection is closed without any answer."""
+    maintenance_rate: float = 0.0
+    """Answered 200 with a proxy's HTML maintenance page (not JSON); nothing is stored."""
     latency: float = 0.0
     """Seconds added before every answer."""
     latency_jitter: float = 0.0
@@ -72,6 +74,7 @@ class Faults:
             "error_after_store_rate": self.error_after_store_rate,
             "drop_rate": self.drop_rate,
             "drop_after_store_rate": self.drop_after_store_rate,
+            "maintenance_rate": self.maintenance_rate,
             "storm_rate": self.storm_rate,
         }
         for name, value in shares.items():
@@ -104,6 +107,7 @@ class Outcome(enum.Enum):
     ERROR_AFTER_STORE = "error_after_store"
     DROP = "drop"
     DROP_AFTER_STORE = "drop_after_store"
+    MAINTENANCE = "maintenance"
 
 
 @dataclass(frozen=True)
@@ -224,6 +228,7 @@ class FaultInjector:
             (f.error_after_store_rate, Outcome.ERROR_AFTER_STORE),
             (f.drop_rate, Outcome.DROP),
             (f.drop_after_store_rate, Outcome.DROP_AFTER_STORE),
+            (f.maintenance_rate, Outcome.MAINTENANCE),
         )
         edge = 0.0
         for share, outcome in bounds:

@@ -66,6 +66,19 @@ def test_a_drop_after_store_keeps_the_data(flameup_server: FlameupServer, api: A
     assert api.call("GET", "/people/u").status_code == 200
 
 
+def test_a_maintenance_page_is_a_200_in_html_that_stores_nothing(
+    flameup_server: FlameupServer, api: Api
+) -> None:
+    flameup_server.set_faults(Faults(maintenance_rate=1.0))
+    answer = api.batch({"userId": "u"})
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"].startswith("text/html")
+    assert "maintenance" in answer.text
+    assert flameup_server.people().empty
+    record = flameup_server.requests[-1]
+    assert (record.status, record.fault, record.stored) == (200, "maintenance", False)
+
+
 def test_latency_is_added_before_every_answer(flameup_server: FlameupServer, api: Api) -> None:
     flameup_server.set_faults(Faults(latency=0.2, latency_jitter=0.1, seed=3))
     for _ in range(3):
@@ -154,6 +167,7 @@ def test_seeded_faults_repeat_exactly() -> None:
     [
         {"error_rate": 1.5},
         {"error_rate": 0.6, "drop_rate": 0.6},
+        {"maintenance_rate": 0.5, "drop_after_store_rate": 0.6},
         {"latency": -1},
         {"storm_length": 0},
         {"down_after": -1},
