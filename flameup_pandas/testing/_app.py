@@ -1,5 +1,8 @@
 """The WSGI application: routing, auth, rate limit and faults around the endpoints.
 
+Paths outside ``/api`` go to the web view (`flameup_pandas.testing._ui`) when there is one:
+they are not API requests, so they meet no fault or rate limit and are not recorded.
+
 Order of checks for a request: an outage (the connection is closed, nothing else happens);
 then, under ``/api/v1``: the key (401, nothing else happens), the fault draw, a 429 storm, the
 rate limit (a 429 is not counted), the route (404/405), the key's permission (403), pre-store
@@ -25,11 +28,11 @@ from ._answers import Answer, envelope_error, maintenance_page, rate_limited, si
 from ._endpoints import Endpoints, Exchange, Handler
 from ._faults import FaultDecision, FaultInjector, Outcome
 from ._ratelimit import RateLimiter
-from ._records import RecordedRequest, RequestLog
+from ._records import Bodies, RecordedRequest, RequestLog
 from ._store import ApiKey, Store
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 __all__ = ["API_PREFIX", "FlameupApp"]
 
@@ -51,12 +54,14 @@ class FlameupApp:
         injector: FaultInjector,
         log: RequestLog,
         per_person_errors: bool = False,
+        web_view: WSGIApplication | None = None,
     ) -> None:
         self.store = store
         self.limiter = limiter
         self.injector = injector
         self.log = log
         self.endpoints = Endpoints(store, per_person_errors)
+        self.web_view = web_view
         self._keys: dict[str, ApiKey] = {k.key: k for k in store.api_keys()}
         self._idle = threading.Condition()
         self._active = 0
@@ -73,6 +78,8 @@ class FlameupApp:
         with self._idle:
             self._active += 1
         try:
+            if self.web_view is not None and not _is_api(environ.get("PATH_INFO", "")):
+                return self.web_view(environ, start_response)
             return self._serve(environ, start_response)
         finally:
             with self._idle:
@@ -92,10 +99,12 @@ class FlameupApp:
         )
         trace = _Trace()
         answer = self._answer(ex, trace)
-        self.log.add(trace.record(ex, answer, started, time.perf_counter() - clock))
+        record = trace.record(ex, answer, started, time.perf_counter() - clock)
         if answer is None:
+            self.log.add(record, Bodies(ex.body, None))
             _drop(environ)
         body = answer.encode()
+        self.log.add(record, Bodies(ex.body, body))
         headers = [
             ("Content-Type", answer.content_type),
             ("Content-Length", str(len(body))),
@@ -220,6 +229,11 @@ class _Trace:
             request_id=ex.request_id,
             stored=self.stored,
         )
+
+
+def _is_api(path: str) -> bool:
+    """Whether a path is the API's: everything else belongs to the web view."""
+    return path == "/api" or path.startswith("/api/")
 
 
 def _storm_answer(limiter: RateLimiter, decision: FaultDecision) -> Answer:

@@ -64,6 +64,19 @@ class RateLimiter:
         reset = math.ceil(start + self.window)
         return RateState(allowed, self.limit, self.limit - used, reset)
 
+    def windows(self) -> dict[int, RateState]:
+        """The windows open now, by key index (a key whose window ended has none)."""
+        limit, now = self.limit, time.time()
+        if limit is None:
+            return {}
+        with self._lock:
+            windows = dict(self._windows)
+        return {
+            key_index: RateState(used < limit, limit, limit - used, math.ceil(start + self.window))
+            for key_index, (start, used) in windows.items()
+            if now < start + self.window
+        }
+
     def storm_state(self, seconds: float) -> RateState:
         """The headers of a 429 forced by a fault storm that ends in ``seconds``."""
         limit = self.limit if self.limit is not None else DOCUMENTED_LIMIT

@@ -58,7 +58,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def serve_main(argv: list[str] | None = None) -> int:
-    """Serve until SIGINT/SIGTERM; prints the base URL and the API key first. Returns 0."""
+    """Serve until SIGINT/SIGTERM; prints the base URL, the API key and the web view's URL
+    first. Returns 0."""
     args = _parser().parse_args(argv)
     stop = threading.Event()
 
@@ -90,6 +91,7 @@ def _announce(server: FlameupServer, args: argparse.Namespace) -> None:
     limit = "off" if args.rate_limit is None else f"{args.rate_limit}/{args.rate_window:g}s"
     print(f"FLAMEUP_BASE_URL={server.base_url}")
     print(f"FLAMEUP_API_KEY={server.api_key}")
+    print(f"FLAMEUP_UI_URL={server.ui_url}")
     print(
         f"flameup-pandas serve: rate limit {limit}, db {args.db or 'in memory'}, "
         f"{args.person_shape} person shape; stop with Ctrl+C",

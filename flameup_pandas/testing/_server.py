@@ -17,6 +17,7 @@ from ._ratelimit import DOCUMENTED_LIMIT, RateLimiter
 from ._records import RecordedRequest, RequestLog
 from ._shapes import check_shape
 from ._store import ALL_PERMISSIONS, Store
+from ._ui import Controls, WebView
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -92,9 +93,10 @@ class FlameupServer:
         """A valid ``ws_test_...`` key with every permission."""
         self._log = RequestLog()
         self._injector = FaultInjector(faults, on_down=self._outage_began)
-        self._app = FlameupApp(
-            self._store, RateLimiter(rate_limit, rate_window), self._injector, self._log
-        )
+        limiter = RateLimiter(rate_limit, rate_window)
+        controls = Controls(self.set_faults, self._clear_data, lambda: self.base_url)
+        view = WebView(self._store, self._log, limiter, self._injector, controls)
+        self._app = FlameupApp(self._store, limiter, self._injector, self._log, web_view=view)
         self._app.endpoints.per_person_errors = per_person_errors
         self._app.endpoints.person_shape = person_shape
         self._port = port
@@ -205,6 +207,11 @@ class FlameupServer:
         return f"http://{HOST}:{self.port}{API_PREFIX}"
 
     @property
+    def ui_url(self) -> str:
+        """``http://127.0.0.1:PORT/``: the web view of what the server holds and was asked."""
+        return f"http://{HOST}:{self.port}/"
+
+    @property
     def workspace_id(self) -> str:
         return self._store.workspace_id
 
@@ -305,6 +312,12 @@ class FlameupServer:
     def reset_requests(self) -> None:
         """Forget the recorded requests (stored people stay)."""
         self._log.clear()
+
+    def _clear_data(self) -> int:
+        """The web view's "clear data": delete the people, forget the requests (keys stay)."""
+        deleted = self._store.clear_people()
+        self._log.clear()
+        return deleted
 
     def __repr__(self) -> str:
         where = self.base_url if self._bound is not None and not self._closed else "stopped"

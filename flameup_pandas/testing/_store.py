@@ -259,6 +259,17 @@ class Store:
                 db.execute("DELETE FROM people WHERE seq = ?", (row[0],))
         return row is not None
 
+    def get_by_id(self, person_id: str) -> dict[str, Any] | None:
+        """The person whose Flameup ``id`` this is."""
+        with self._lock:
+            row = self._db.execute(f"{_SELECT} WHERE id = ?", (person_id,)).fetchone()
+        return None if row is None else self._person(row)
+
+    def clear_people(self) -> int:
+        """Delete every person (the keys and the workspace stay); returns how many."""
+        with self._transaction() as db:
+            return db.execute("DELETE FROM people").rowcount
+
     def all(self) -> list[dict[str, Any]]:
         with self._lock:
             rows = self._db.execute(f"{_SELECT} ORDER BY seq").fetchall()

@@ -98,8 +98,9 @@ def test_unknown_routes_and_methods(api: Api, flameup_server: FlameupServer) -> 
     assert api.call("GET", "/nothing").status_code == 404
     assert api.call("DELETE", "/people/u").status_code == 405
     assert api.call("PATCH", "/people").status_code == 405
-    root = api.session.get(flameup_server.base_url.replace("/api/v1", "/"), timeout=5)
-    assert root.status_code == 404
+    other_api = api.session.get(flameup_server.base_url.replace("/v1", "/v2/people"), timeout=5)
+    assert other_api.status_code == 404
+    assert other_api.json()["message"] == "No route for /api/v2/people"
 
 
 @pytest.fixture(scope="module")
