@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import queue
 import re
-import select
 import subprocess
 import sys
+import threading
 from collections import deque
 from urllib.parse import urljoin, urlsplit
 
@@ -437,21 +438,18 @@ def test_the_form_has_an_input_for_every_fault_and_reads_back_what_it_shows() ->
 def test_serve_prints_the_web_view_url_beside_the_api() -> None:
     command = [sys.executable, "-m", "flameup_pandas.testing", "--rate-limit", "off"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
+        lines: queue.Queue[str] = queue.Queue()
+        assert process.stdout is not None
+        reader = threading.Thread(target=lambda: [lines.put(x) for x in process.stdout])
+        reader.start()
         try:
-            lines = dict(readline(process).split("=", 1) for _ in range(3))
-            base, ui = lines["FLAMEUP_BASE_URL"], lines["FLAMEUP_UI_URL"]
+            printed = dict(lines.get(timeout=60).strip().split("=", 1) for _ in range(3))
+            base, ui = printed["FLAMEUP_BASE_URL"], printed["FLAMEUP_UI_URL"]
             assert re.fullmatch(r"http://127\.0\.0\.1:\d+/", ui)
             assert base == ui + "api/v1"
             assert "<h1>People</h1>" in requests.get(ui, timeout=10).text
         finally:
             process.terminate()
             process.wait(timeout=20)
+            reader.join(timeout=20)
     assert process.returncode == 0
-
-
-def readline(process: subprocess.Popen[str], timeout: float = 60) -> str:
-    """The next line the process prints, or an AssertionError after ``timeout`` seconds."""
-    assert process.stdout is not None
-    ready, _, _ = select.select([process.stdout], [], [], timeout)
-    assert ready, f"no output in {timeout} s"
-    return process.stdout.readline().strip()
