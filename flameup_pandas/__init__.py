@@ -17,6 +17,7 @@ from . import (
 )
 from ._api import read_people, to_people, upsert, upsert_arrow, upsert_file, validate
 from ._client import FlameupClient, Timeout
+from ._progress import Progress
 from ._result import STATUSES, RunReport, Summary
 from ._retry import RetryPolicy
 from ._schema import PeopleSchema
@@ -51,6 +52,7 @@ __all__ = [
     "MappingError",
     "NaiveTimestampError",
     "PeopleSchema",
+    "Progress",
     "RateLimitError",
     "RequestRejectedError",
     "RetryPolicy",

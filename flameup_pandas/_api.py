@@ -29,11 +29,12 @@ from ._options import (
     rules_of,
     split_options,
 )
+from ._progress import Meter, Progress, open_progress
 from ._reader import PeopleReader
 from ._result import Summary
 from ._sources import CHUNK_ROWS, open_rows
 from ._stream import mapped_text_columns, upsert_rows
-from ._upsert import Rules, progress_bar, upsert_frame
+from ._upsert import Rules, upsert_frame
 from .exceptions import ConfigurationError
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ def upsert(
     state: str | Path | None = None,
     full_refresh: bool = False,
     dry_run: bool = False,
-    progress: bool = True,
+    progress: bool | Progress = True,
     **options: Unpack[Options],
 ) -> pd.DataFrame:
     """Upsert every row of ``df`` into Flameup; return ``df`` with three columns added.
@@ -108,7 +109,7 @@ def upsert_file(
     state: str | Path | None = None,
     full_refresh: bool = False,
     dry_run: bool = False,
-    progress: bool = True,
+    progress: bool | Progress = True,
     chunk_rows: int = CHUNK_ROWS,
     **options: Unpack[Options],
 ) -> Summary:
@@ -141,7 +142,7 @@ def upsert_arrow(
     state: str | Path | None = None,
     full_refresh: bool = False,
     dry_run: bool = False,
-    progress: bool = True,
+    progress: bool | Progress = True,
     chunk_rows: int = CHUNK_ROWS,
     **options: Unpack[Options],
 ) -> Summary:
@@ -184,7 +185,7 @@ def _upsert_source(
     state: str | Path | None,
     full_refresh: bool,
     dry_run: bool,
-    progress: bool,
+    progress: bool | Progress,
     chunk_rows: int,
 ) -> Summary:
     """The one streaming run behind upsert_file and upsert_arrow."""
@@ -209,7 +210,7 @@ def read_people(
     *,
     search: str | None = None,
     status: str | None = None,
-    progress: bool = True,
+    progress: bool | Progress = True,
     **options: Unpack[DeliveryOptions],
 ) -> pd.DataFrame:
     """Every person of the workspace (or those matching ``search``/``status``) as a DataFrame.
@@ -235,7 +236,7 @@ def export_people(
     *,
     search: str | None = None,
     status: str | None = None,
-    progress: bool = True,
+    progress: bool | Progress = True,
     **options: Unpack[DeliveryOptions],
 ) -> int:
     """Write :func:`read_people`'s table to a parquet file page by page; return the row count.
@@ -287,17 +288,17 @@ def _write_parts(tables: Iterator[pa.Table], folder: Path) -> list[Path]:
 
 @contextlib.contextmanager
 def _people_pages(
-    delivery: Delivery, search: str | None, status: str | None, progress: bool
+    delivery: Delivery, search: str | None, status: str | None, progress: bool | Progress
 ) -> Iterator[Iterator[pa.Table]]:
     """Pages of people as tables, through a sender (client, shared budget, retries)."""
     sender = delivery.open()
     reader = PeopleReader(sender.deliverer, search=search, status=status)
-    bars: list[Any] = []
+    bars: list[Meter] = []
 
     def total(n: int) -> None:
         if not bars:
-            bars.append(progress_bar(n, progress, desc="read"))
-        bars[0].total = n
+            bars.append(open_progress(progress, n, desc="read", requests=sender.requests))
+        bars[0].set_total(n)
 
     def tables() -> Iterator[pa.Table]:
         for page in reader.pages(on_total=total):

@@ -253,6 +253,10 @@ class Deliverer:
         return self.send(people[:middle]) + self.send(people[middle:])
 
 
+def count_failed(outcomes: Sequence[PersonOutcome]) -> int:
+    return sum(o.status == "failed" for o in outcomes)
+
+
 def is_batch_answer(answer: Answer) -> bool:
     """True when a 2xx answer to a batch has the documented shape: JSON with a people list."""
     return isinstance(answer.body, dict) and isinstance(answer.body.get("people"), list)

@@ -28,13 +28,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ._delivery import PersonOutcome
+from ._delivery import PersonOutcome, count_failed
 from ._mapping import KNOWN_TRAITS
 from ._payload import content_hashes
+from ._progress import Meter, Progress, open_progress
 from ._result import STATUSES, RunReport, Summary
 from ._sources import Rows, read_chunks
 from ._state import HashRuns, SyncState, identity_hashes
-from ._upsert import BATCH_SIZE, UNCHANGED, Plan, Rules, Sender, progress_bar
+from ._upsert import BATCH_SIZE, UNCHANGED, Plan, Rules, Sender
 
 __all__ = ["RESULTS_SCHEMA", "mapped_text_columns", "upsert_rows"]
 
@@ -123,14 +124,14 @@ def upsert_rows(
     results: str | Path | None = None,
     state: str | Path | None = None,
     full_refresh: bool = False,
-    progress: bool = True,
+    progress: bool | Progress = True,
 ) -> Summary:
     """Stream opened ``rows`` through the engine; ``sender=None`` is a dry run."""
     started = time.monotonic()
     sync = SyncState.open(state) if state is not None else None
     writer = ResultsWriter(results)
     total = rows.total
-    bar = progress_bar(total or 0, progress and total is not None, desc="upsert")
+    bar = open_progress(progress, total, requests=None if sender is None else sender.requests)
     would_send = 0
     sample: list[Any] = []
     try:
@@ -192,7 +193,7 @@ Member = tuple[_Chunk, int]
 
 
 def _batches(
-    chunks: Iterator[_Chunk], writer: ResultsWriter, bar: Any, repeats: Repeats | None
+    chunks: Iterator[_Chunk], writer: ResultsWriter, bar: Meter, repeats: Repeats | None
 ) -> Iterator[tuple[list[Member], list[dict[str, Any]]]]:
     """Full batches across chunk boundaries; rows settled without sending are written at once.
 
@@ -223,12 +224,12 @@ def _deliver(
     batches: Iterator[tuple[list[Member], list[dict[str, Any]]]],
     sync: SyncState | None,
     writer: ResultsWriter,
-    bar: Any,
+    bar: Meter,
 ) -> None:
     for members, outcomes in sender.deliverer.stream(batches):
         for chunk, positions, chunk_outcomes in _by_chunk(members, outcomes):
             _settle(chunk, positions, chunk_outcomes, sync, writer)
-        bar.update(len(members))
+        bar.update(len(members), failed=count_failed(outcomes))
 
 
 class Repeats:

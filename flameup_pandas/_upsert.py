@@ -19,9 +19,10 @@ import numpy as np
 import pandas as pd
 
 from ._client import FlameupClient
-from ._delivery import Deliverer, PersonOutcome
+from ._delivery import Deliverer, PersonOutcome, count_failed
 from ._mapping import FieldMap, canonical_frame, resolve_mapping
 from ._payload import build_people, content_hashes, identity_keys
+from ._progress import Progress, open_progress
 from ._result import RESULT_COLUMNS, RunReport, record_run
 from ._schema import row_reasons, validate_people
 from .exceptions import DuplicateIdentityError
@@ -229,6 +230,10 @@ class Sender:
         if self.owns_client:
             self.client.close()
 
+    def requests(self) -> int:
+        """Requests sent so far in this run (for progress lines)."""
+        return self.deliverer.stats.requests
+
     def report(self, elapsed: float, *, dry_run: bool = False) -> RunReport:
         return RunReport(elapsed=elapsed, dry_run=dry_run, **self.deliverer.stats.as_dict())
 
@@ -251,19 +256,6 @@ def batches_of(
         yield tags, batch
 
 
-def progress_bar(total: int, enabled: bool, desc: str = "upsert") -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(
-        total=total,
-        unit="row",
-        desc=desc,
-        disable=not enabled or total <= BATCH_SIZE,
-        dynamic_ncols=True,
-        leave=True,
-    )
-
-
 def upsert_frame(
     df: pd.DataFrame,
     *,
@@ -272,7 +264,7 @@ def upsert_frame(
     state: str | Path | None = None,
     full_refresh: bool = False,
     dry_run: bool = False,
-    progress: bool = True,
+    progress: bool | Progress = True,
 ) -> pd.DataFrame:
     """Upsert every row of ``df``; return it with flameup_id, flameup_status, flameup_error."""
     from ._state import SyncState
@@ -299,14 +291,17 @@ def upsert_frame(
 
 
 def deliver_plan(
-    plan: Plan, sender: Sender, sync: SyncState | None, hashes: np.ndarray | None, progress: bool
+    plan: Plan,
+    sender: Sender,
+    sync: SyncState | None,
+    hashes: np.ndarray | None,
+    progress: bool | Progress,
 ) -> None:
     pending = plan.pending()
-    bar = progress_bar(len(pending), progress)
+    bar = open_progress(progress, len(pending), requests=sender.requests)
     try:
-        for positions, outcomes in sender.deliverer.stream(
-            batches_of(pending, plan.people), on_done=bar.update
-        ):
+        for positions, outcomes in sender.deliverer.stream(batches_of(pending, plan.people)):
+            bar.update(len(outcomes), failed=count_failed(outcomes))
             plan.apply(positions, outcomes)
             if sync is not None and hashes is not None:
                 sync.record_outcomes([plan.keys[p] for p in positions], hashes[positions], outcomes)

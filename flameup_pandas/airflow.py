@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._api import upsert_file
+from ._progress import Progress
 from .exceptions import FlameupError
 
 if TYPE_CHECKING:
@@ -71,8 +72,10 @@ def upsert_file_task(
 ) -> dict[str, Any]:
     """Upsert a parquet or CSV file for an Airflow task; return the summary as plain data.
 
-    Runs :func:`flameup_pandas.upsert_file` (no progress bar unless ``progress=True`` is
-    passed; the other keywords go to it unchanged), logs the summary, and returns
+    Runs :func:`flameup_pandas.upsert_file` (progress as INFO log lines of the
+    ``flameup_pandas.progress`` logger, at most one every 10 s and one at the end, unless
+    ``progress=`` says otherwise; the other keywords go to it unchanged), logs the summary,
+    and returns
     ``summary.to_dict()`` (ints, floats, strings and booleans only, fit for XCom) plus
     ``results`` when a results file was written.
 
@@ -103,7 +106,7 @@ def upsert_file_task(
         summary = upsert_file_task("customers.parquet", max_failed=3)
         summary["created"], summary["invalid"]  # (1996, 3) for the shipped sample
     """
-    options.setdefault("progress", False)
+    options.setdefault("progress", Progress(style="log"))
     summary = upsert_file(path, results=results, state=state, **options)
     out = _plain(summary.to_dict())
     if results is not None:

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from ._api import export_people, upsert_arrow, upsert_file
+from ._progress import Progress
 from ._sources import CHUNK_ROWS, open_rows, read_chunks
 from ._upsert import Rules
 from .exceptions import ConfigurationError, FlameupError
@@ -38,6 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.WARNING - 10 * args.verbose, format="%(levelname)s %(message)s"
     )
+    # Progress shows as log lines when stderr is not a terminal: let them through.
+    logging.getLogger("flameup_pandas.progress").setLevel(logging.INFO)
     try:
         return int(args.run(args))
     except FlameupError as exc:
@@ -84,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="rows that may be invalid/rejected/failed with exit code 0 (default 0)",
     )
     add_local_argument(upsert)
-    upsert.add_argument("--no-progress", dest="progress", action="store_false")
+    add_progress_arguments(upsert)
     upsert.set_defaults(run=run_upsert)
 
     validate = commands.add_parser("validate", help="report every bad row; send nothing")
@@ -104,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--rate-limit", type=positive(float), default=120, help="requests a minute for this key"
     )
     add_local_argument(export)
-    export.add_argument("--no-progress", dest="progress", action="store_false")
+    add_progress_arguments(export)
     export.set_defaults(run=run_export)
 
     serve = commands.add_parser(
@@ -172,6 +175,21 @@ def add_table_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_progress_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    parser.add_argument(
+        "--progress-every",
+        type=positive(float),
+        default=10.0,
+        metavar="SECONDS",
+        help="when stderr is not a terminal, log progress at most this often (default 10)",
+    )
+
+
+def progress_of(args: argparse.Namespace) -> Progress | bool:
+    return Progress(every=args.progress_every) if args.progress else False
+
+
 def parse_mapping(pairs: Sequence[str]) -> dict[str, str]:
     mapping = {}
     for pair in pairs:
@@ -192,7 +210,7 @@ def run_upsert(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         rate_limit=args.rate_limit,
         concurrency=args.concurrency,
-        progress=args.progress,
+        progress=progress_of(args),
     )
     with local_server(args.local, args.rate_limit) as target, table_source(args) as source:
         if isinstance(source, Path):
@@ -310,7 +328,7 @@ def run_export(args: argparse.Namespace) -> int:
             search=args.search,
             status=args.status,
             rate_limit=args.rate_limit,
-            progress=args.progress,
+            progress=progress_of(args),
             **target,
         )
     print(f"{count:,} people written to {args.out}")

@@ -62,13 +62,14 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 
-from ._delivery import PersonOutcome
+from ._delivery import PersonOutcome, count_failed
 from ._mapping import canonical_frame
 from ._options import Options, split_options
 from ._payload import _naive_error, content_hashes
+from ._progress import Progress, open_progress
 from ._result import STATUSES, RunReport, Summary
 from ._state import SyncState, identity_hashes
-from ._upsert import BATCH_SIZE, UNCHANGED, Plan, Rules, Sender, progress_bar
+from ._upsert import BATCH_SIZE, UNCHANGED, Plan, Rules, Sender
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -116,7 +117,7 @@ def upsert(
     results: str | Path | None = None,
     full_refresh: bool = False,
     dry_run: bool = False,
-    progress: bool = False,
+    progress: bool | Progress = False,
     **options: Unpack[Options],
 ) -> SparkUpsertResult:
     """Upsert every row of a Spark DataFrame; only new or changed people leave the cluster.
@@ -350,7 +351,7 @@ class _Sent:
 
 
 def _deliver(
-    to_send: DataFrame, sender: Sender, sync: SyncState | None, progress: bool
+    to_send: DataFrame, sender: Sender, sync: SyncState | None, progress: bool | Progress
 ) -> tuple[pa.Table, int]:
     """Stream the rows to send into the shared deliverer; record and collect their outcomes."""
     columns = to_send.select(ROW, "identity", "content_hash", "payload")
@@ -359,7 +360,7 @@ def _deliver(
         return OUTCOMES_SCHEMA.empty_table(), 0
     # toLocalIterator fetches one partition at a time: bound them, whatever the shuffles made
     parts = columns.repartition(-(-total // FETCH_ROWS))
-    bar = progress_bar(total, progress, desc="upsert (spark)")
+    bar = open_progress(progress, total, desc="upsert (spark)", requests=sender.requests)
     collected: list[pa.Table] = []
     reached = 0
     try:
@@ -368,7 +369,7 @@ def _deliver(
             if sync is not None:
                 sync.record_outcomes(sent.keys, sent.hashes, outcomes)
             collected.append(_outcome_table(sent.rows, outcomes))
-            bar.update(len(outcomes))
+            bar.update(len(outcomes), failed=count_failed(outcomes))
     finally:
         bar.close()
     return pa.concat_tables([OUTCOMES_SCHEMA.empty_table(), *collected]), reached

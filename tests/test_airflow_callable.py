@@ -55,6 +55,14 @@ def test_logs_the_summary(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> N
     assert any(f"created={SAMPLE_VALID}" in r.getMessage() for r in caplog.records)
 
 
+def test_logs_progress_lines_by_default(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="flameup_pandas"):
+        upsert_file_task(SAMPLE, max_failed=3, rate_limit=None)
+    lines = [r.getMessage() for r in caplog.records if r.name == "flameup_pandas.progress"]
+    assert lines and lines[-1].startswith("upsert: 2,000/2,000 rows (100%), 20 requests, ")
+    assert not any("\r" in line for line in lines)
+
+
 def test_raises_above_the_threshold_with_counts_and_results_path(tmp_path: Path) -> None:
     results = tmp_path / "results.parquet"
     with pytest.raises(TooManyFailedRowsError) as caught:

@@ -1,0 +1,223 @@
+"""How a run shows its progress: the one place that picks a bar or log lines.
+
+Every entry point (frames, files and Arrow streams, Spark, the CLI, the Airflow callable) calls
+:func:`open_progress` and gets a :class:`Meter`:
+
+- progress off, or a run of one request: nothing;
+- in a notebook: tqdm's widget bar;
+- stderr a terminal: tqdm's text bar;
+- anywhere else (Airflow, cron, a redirected stderr): INFO records on the
+  ``flameup_pandas.progress`` logger, at most one every :attr:`Progress.every` seconds plus one
+  at the end, and never a carriage return (log viewers show tqdm's redraws as one garbled line)::
+
+    upsert: 120,000/1,000,000 rows (12%), 1,200 requests, 0 failed, 2,300 rows/s, about 7 min left
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+__all__ = ["LogMeter", "Meter", "Progress", "open_progress"]
+
+logger = logging.getLogger("flameup_pandas.progress")
+
+ONE_REQUEST = 100  # a run this small is over before a bar would be read
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How to show progress: ``progress=Progress(every=60)`` logs at most once a minute.
+
+    ``style`` is ``"auto"`` (a bar in a notebook or a terminal, log lines anywhere else),
+    ``"bar"`` or ``"log"``. ``progress=True`` is ``Progress()``, ``progress=False`` shows nothing.
+
+    >>> Progress(every=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: Progress.every must be a positive number of seconds, got 0
+    """
+
+    every: float = 10.0
+    """Seconds between two progress log records (the bars redraw as tqdm does)."""
+    style: Literal["auto", "bar", "log"] = "auto"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.every, bool) or not (
+            isinstance(self.every, int | float) and math.isfinite(self.every) and self.every > 0
+        ):
+            raise ValueError(
+                f"Progress.every must be a positive number of seconds, got {self.every!r}"
+            )
+        if self.style not in ("auto", "bar", "log"):
+            raise ValueError(f"Progress.style must be 'auto', 'bar' or 'log', got {self.style!r}")
+
+
+class Meter(Protocol):
+    """What a run reports to as rows settle."""
+
+    def update(self, rows: int, failed: int = 0) -> None: ...
+
+    def set_total(self, total: int | None) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class _Off:
+    def update(self, rows: int, failed: int = 0) -> None:
+        return None
+
+    def set_total(self, total: int | None) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+def open_progress(
+    progress: bool | Progress,
+    total: int | None,
+    *,
+    desc: str = "upsert",
+    requests: Callable[[], int] | None = None,
+) -> Meter:
+    """The meter for a run of ``total`` rows (None: not known in advance).
+
+    ``requests`` reads the run's request count, for the log lines.
+    """
+    if isinstance(progress, bool):
+        if not progress:
+            return _Off()
+        progress = Progress()
+    if not isinstance(progress, Progress):
+        raise TypeError(f"progress must be True, False or a Progress, got {progress!r}")
+    if total is not None and total <= ONE_REQUEST:
+        return _Off()
+    style = progress.style
+    if style == "auto":
+        style = "bar" if in_notebook() or _stderr_is_terminal() else "log"
+    if style == "log":
+        return LogMeter(total, desc=desc, every=progress.every, requests=requests)
+    return _Bar(total, desc)
+
+
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (where stderr is never a terminal, yet a widget shows)."""
+    ipython = sys.modules.get("IPython")
+    shell = getattr(ipython, "get_ipython", lambda: None)()
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr is not None and sys.stderr.isatty()
+    except (AttributeError, ValueError):  # a replaced or closed stderr
+        return False
+
+
+class _Bar:
+    """tqdm's bar: the widget in a notebook, text in a terminal."""
+
+    def __init__(self, total: int | None, desc: str) -> None:
+        if in_notebook():
+            from tqdm.auto import tqdm
+        else:
+            from tqdm.std import tqdm
+        self._bar: Any = tqdm(
+            total=total, unit="row", desc=desc, dynamic_ncols=True, leave=True, file=sys.stderr
+        )
+        self._failed = 0
+
+    def update(self, rows: int, failed: int = 0) -> None:
+        if failed:
+            self._failed += failed
+            self._bar.set_postfix(failed=f"{self._failed:,}", refresh=False)
+        self._bar.update(rows)
+
+    def set_total(self, total: int | None) -> None:
+        self._bar.total = total
+        self._bar.refresh()
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+class LogMeter:
+    """Progress as log records: at most one every ``every`` seconds, and one at the end.
+
+    ``clock`` is injectable so tests need no real time.
+    """
+
+    def __init__(
+        self,
+        total: int | None,
+        *,
+        desc: str = "upsert",
+        every: float = 10.0,
+        requests: Callable[[], int] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.total = total
+        self.desc = desc
+        self.every = every
+        self.done = 0
+        self.failed = 0
+        self._requests = requests
+        self._clock = clock
+        self._started = self._last = clock()
+        self._closed = False
+
+    def update(self, rows: int, failed: int = 0) -> None:
+        self.done += rows
+        self.failed += failed
+        now = self._clock()
+        if now - self._last >= self.every:
+            self._last = now
+            logger.info("%s", self.line(now))
+
+    def set_total(self, total: int | None) -> None:
+        self.total = total
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            logger.info("%s", self.line(self._clock(), final=True))
+
+    def line(self, now: float, *, final: bool = False) -> str:
+        """``upsert: 120,000/1,000,000 rows (12%), 1,200 requests, 0 failed, ...``."""
+        elapsed = max(now - self._started, 0.0)
+        rows = f"{self.done:,} rows"
+        if self.total:
+            share = math.floor(100 * self.done / self.total)
+            rows = f"{self.done:,}/{self.total:,} rows ({share}%)"
+        parts = [rows]
+        if self._requests is not None:
+            parts.append(f"{self._requests():,} requests")
+        parts.append(f"{self.failed:,} failed")
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        if rate > 0:
+            parts.append(f"{rate:,.0f} rows/s")
+        if final:
+            parts.append(f"in {duration(elapsed)}")
+        elif self.total and rate > 0:
+            parts.append(f"about {duration((self.total - self.done) / rate)} left")
+        return f"{self.desc}: " + ", ".join(parts)
+
+
+def duration(seconds: float) -> str:
+    """A duration as people say it: ``40 s``, ``7 min``, ``2 h 5 min``.
+
+    >>> duration(40.2), duration(419), duration(7500)
+    ('40 s', '7 min', '2 h 5 min')
+    """
+    if seconds < 90:
+        return f"{max(seconds, 0):.0f} s"
+    minutes = round(seconds / 60)
+    if minutes < 120:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60} min"
