@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-BENCHMARKS = ("server", "conversion", "delivery", "sync", "memory", "spark")
-NEEDS = {"spark": "pyspark"}
+BENCHMARKS = ("server", "conversion", "delivery", "sync", "memory", "arrow", "read", "spark")
+NEEDS = {"spark": "pyspark", "arrow": "duckdb"}
 NA = "n/a"
 
 
@@ -111,6 +111,34 @@ MEMORY = [
         "< 0.20",
     ),
 ]
+ARROW = [
+    Figure(
+        "peak MiB, upsert_arrow from DuckDB, {rows:,} rows (dry run)",
+        "same query's .df() peak MiB",
+        "stream_peak_mib",
+        "df_peak_mib",
+        "memory_ratio",
+        "<= 0.20",
+    ),
+    Figure(
+        "rows/s, upsert_arrow from DuckDB (dry run)",
+        "upsert_file, same rows as parquet",
+        "stream_rows_per_second",
+        "file_rows_per_second",
+        "speed_ratio",
+        ">= 0.90",
+    ),
+]
+READ = [
+    Figure(
+        "read_people s, {people:,} people, default budget, {read_requests} requests",
+        "same pages, plain requests, no pacing",
+        "read_seconds",
+        "floor_seconds",
+        "ratio",
+        "<= 3 s, <= 100 req",
+    ),
+]
 
 SPARK = [
     Figure(
@@ -151,6 +179,8 @@ LINES: dict[str, Callable[[dict[str, Any]], list[Figure]]] = {
     "delivery": delivery_figures,
     "sync": lambda f: SYNC,
     "memory": lambda f: MEMORY,
+    "arrow": lambda f: ARROW,
+    "read": lambda f: READ,
     "spark": lambda f: SPARK,
 }
 

@@ -38,6 +38,16 @@ FIGURES = {
         "stream_ratio": 0.1,
     },
     "server": {"batches_per_second": 150.0},
+    "arrow": {
+        "rows": 5_000_000,
+        "stream_peak_mib": 400.0,
+        "df_peak_mib": 2400.0,
+        "memory_ratio": 0.167,
+        "stream_rows_per_second": 200_000,
+        "file_rows_per_second": 190_000,
+        "speed_ratio": 1.053,
+    },
+    "read": {"people": 10_000, "read_seconds": 1.5, "floor_seconds": 0.6, "read_requests": 100},
 }
 
 
@@ -47,6 +57,8 @@ def test_table_shows_each_figure_beside_its_baseline_and_ratio() -> None:
     assert "x16, 429s: 0" in table
     assert "pd.read_parquet peak MiB" in table
     assert "spark: skipped: pyspark is not installed" in table
+    assert "upsert_arrow from DuckDB, 5,000,000 rows" in table and "0.167" in table
+    assert "read_people s, 10,000 people, default budget, 100 requests" in table
     sync = rows_for("sync", FIGURES["sync"])[0]
     assert sync[0] == "sync requests, 10 of 1,000 rows changed"
     assert sync[4] == "0.100"  # computed as ours / baseline when the module gives no ratio

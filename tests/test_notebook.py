@@ -85,3 +85,19 @@ def test_person_read_back_has_the_change(executed: Any) -> None:
     person = ast.literal_eval(tagged_result(executed, "read-back"))
     assert person["external_id"] == "cust-00043"
     assert person["attributes"]["plan"] == "enterprise"
+
+
+def test_people_read_back_into_a_frame(executed: Any) -> None:
+    table = tagged_result(executed, "read-people")
+    assert "external_id" in table and "cust-00001" in table and "+00:00" in table
+
+
+def test_rows_whose_traits_differ_are_found(executed: Any) -> None:
+    table = tagged_result(executed, "differs")
+    first_block = table.split("\n\n")[0]  # a wide frame wraps: its first columns come first
+    rows = [line.split() for line in first_block.splitlines()[1:]]
+    assert len(rows) == 3
+    # row 256 never reached Flameup, row 1023 lost to the later row with its userId, and
+    # cust-00100 was moved to the team plan in Flameup by hand
+    assert [row[0] for row in rows] == ["99", "256", "1023"]
+    assert rows[0][1:4] == ["cust-00100", rows[0][2], "team"]
