@@ -79,7 +79,7 @@ def _field_docstrings() -> dict[str, str]:
             and isinstance(after.value, ast.Constant)
             and isinstance(after.value.value, str)
         ):
-            notes[before.target.id] = " ".join(after.value.value.split())
+            notes[before.target.id] = " ".join(after.value.value.replace("``", "").split())
     return notes
 
 
