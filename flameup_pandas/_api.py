@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -243,7 +244,8 @@ def export_people(
 
     Pages are appended to parts as they come (a new part when a page brings a new trait or
     type), then the parts are rewritten into ``path`` under one schema: memory holds a page
-    at a time, never the whole table.
+    at a time, never the whole table. ``path`` appears only when complete: a read that fails
+    part way leaves any earlier file there untouched.
     """
     delivery = _reading("export_people", options)
     target = Path(path)
@@ -254,11 +256,13 @@ def export_people(
         schemas = [people_table([]).schema, *(pq.read_schema(p) for p in parts)]
         schema = unified_schema(schemas)
         rows = 0
-        with pq.ParquetWriter(target, schema, compression="zstd") as writer:
+        whole = Path(scratch) / "people.parquet"
+        with pq.ParquetWriter(whole, schema, compression="zstd") as writer:
             for part in parts:
                 for batch in pq.ParquetFile(part).iter_batches(batch_size=10_000):
                     writer.write_table(conform(pa.Table.from_batches([batch]), schema))
                     rows += batch.num_rows
+        os.replace(whole, target)
     return rows
 
 

@@ -129,3 +129,14 @@ def test_a_query_failing_part_way_exits_2_with_one_line_and_a_readable_results_f
     assert "reading the source failed after" in err and "Could not convert" in err
     assert len(err.strip().splitlines()) == 1
     assert list(pd.read_parquet(results).columns)[:2] == ["row", "userId"]  # closed, readable
+
+
+def test_an_export_that_fails_leaves_the_earlier_file(env, tmp_path, monkeypatch, capsys):
+    upsert(customers(250), **target(env))
+    out = tmp_path / "people.parquet"
+    out.write_bytes(b"yesterday's export")
+    monkeypatch.setenv("FLAMEUP_API_KEY", env.add_key(["people:read", "people:write"]))
+    assert main(["export", str(out), "--no-progress"]) == 2
+    assert "people:list" in capsys.readouterr().err
+    assert out.read_bytes() == b"yesterday's export"
+    assert [p.name for p in tmp_path.iterdir()] == ["people.parquet"]  # no scratch left
