@@ -11,14 +11,16 @@ with one row per person:
   the name is also a person field. A trait a person lacks is missing (null).
 
 A trait column is typed by its values: all booleans, all integers, numbers (integers and
-floats), or all text. Values of mixed kinds, lists and objects are kept as JSON text, so
-nothing is dropped. Pages discovered one by one may disagree (a trait first seen on page 40,
-integers on one page and floats on the next): :func:`unified_schema` settles one schema by the
-same rule and :func:`conform` casts each page to it.
+floats), or all text. Values of mixed kinds, lists, objects and integers beyond 64 bits are
+kept as JSON text, so nothing is dropped or rounded. Pages read one by one may disagree (a
+trait first seen on page 40, integers on one page and floats on the next):
+:func:`unified_schema` settles one schema by the same rule and :func:`conform` casts each page
+to it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -26,6 +28,7 @@ from typing import Any
 import orjson
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 __all__ = [
     "PERSON_COLUMNS",
@@ -73,10 +76,26 @@ def people_table(people: Sequence[Mapping[str, Any]]) -> pa.Table:
     }
     for name in TIMESTAMP_COLUMNS:
         columns[name] = _timestamps(name, [p.get(name) for p in people])
+    fields = [pa.field(name, column.type) for name, column in columns.items()]
     for trait in _trait_names(people):
         values = [(p.get("attributes") or {}).get(trait) for p in people]
-        columns[_column_name(trait)] = trait_array(values)
-    return pa.table(columns)
+        column = trait_array(values)
+        columns[_column_name(trait)] = column
+        fields.append(pa.field(_column_name(trait), column.type, metadata=_exactness(column)))
+    return pa.Table.from_arrays(list(columns.values()), schema=pa.schema(fields))
+
+
+INEXACT = {b"flameup.float": b"inexact"}
+"""Field metadata of an integer column that a float could not hold exactly (beyond 2**53):
+such a column becomes text, not numbers, when another page has floats."""
+
+
+def _exactness(column: pa.Array) -> dict[bytes, bytes] | None:
+    if column.type != pa.int64() or column.null_count == len(column):
+        return None
+    extremes = pc.min_max(column)
+    largest = max(abs(extremes["min"].as_py()), abs(extremes["max"].as_py()))
+    return INEXACT if largest > 2**53 else None
 
 
 def _trait_names(people: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -93,7 +112,10 @@ def _column_name(trait: str) -> str:
 def _text(value: Any) -> str | None:
     if value is None or isinstance(value, str):
         return value
-    return orjson.dumps(value).decode()
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # an integer beyond 64 bits: JSON has it, orjson does not
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def _timestamps(name: str, values: list[Any]) -> pa.Array:
@@ -117,9 +139,10 @@ def trait_array(values: Sequence[Any]) -> pa.Array:
     kinds = {_kind(v) for v in values if v is not None}
     if kinds == {"bool"}:
         return pa.array(values, pa.bool_())
-    if kinds == {"int"} and all(v is None or -(2**63) <= v < 2**63 for v in values):
+    if kinds == {"int"}:
         return pa.array(values, pa.int64())
-    if kinds and kinds <= {"int", "float"}:
+    exact = all(not isinstance(v, int) or abs(v) <= 2**53 for v in values)  # as a float
+    if kinds and kinds <= {"int", "float"} and exact:
         return pa.array([None if v is None else float(v) for v in values], pa.float64())
     if not kinds:
         return pa.nulls(len(values), pa.string())
@@ -130,7 +153,7 @@ def _kind(value: Any) -> str:
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, int):
-        return "int"
+        return "int" if -(2**63) <= value < 2**63 else "json"  # beyond int64: kept as text
     if isinstance(value, float):
         return "float"
     if isinstance(value, str):
@@ -143,16 +166,21 @@ def unified_schema(schemas: Iterable[pa.Schema]) -> pa.Schema:
     (the same rule as :func:`trait_array`: integers and floats make numbers, other mixes text).
     """
     types: dict[str, set[pa.DataType]] = {}
+    inexact: set[str] = set()
     for schema in schemas:
         for field in schema:
             types.setdefault(field.name, set()).add(field.type)
-    return pa.schema([(name, _common_type(kinds)) for name, kinds in types.items()])
+            if field.metadata == INEXACT:
+                inexact.add(field.name)
+    return pa.schema(
+        [(name, _common_type(kinds, name in inexact)) for name, kinds in types.items()]
+    )
 
 
-def _common_type(kinds: set[pa.DataType]) -> pa.DataType:
+def _common_type(kinds: set[pa.DataType], inexact: bool) -> pa.DataType:
     if len(kinds) == 1:
         return next(iter(kinds))
-    if kinds == {pa.int64(), pa.float64()}:
+    if kinds == {pa.int64(), pa.float64()} and not inexact:
         return pa.float64()
     return pa.string()
 
