@@ -20,15 +20,17 @@ import hashlib
 import ipaddress
 import logging
 import os
+import socket
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
 import orjson
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
@@ -51,6 +53,7 @@ logger = logging.getLogger("flameup_pandas")
 DEFAULT_BASE_URL = "https://api.flameup.ai/api/v1"
 API_KEY_ENV = "FLAMEUP_API_KEY"
 BASE_URL_ENV = "FLAMEUP_BASE_URL"
+KEY_PREFIXES = ("ws_live_", "ws_test_")
 
 
 @dataclass(frozen=True)
@@ -213,6 +216,11 @@ class FlameupClient:
             )
         url = base_url if base_url is not None else os.environ.get(BASE_URL_ENV, DEFAULT_BASE_URL)
         self.base_url = check_base_url(url, allow_http=allow_http)
+        if not key.startswith(KEY_PREFIXES):
+            logger.warning(
+                "the API key does not look like a Flameup key (ws_live_… or ws_test_…); "
+                "check FLAMEUP_API_KEY"
+            )
         self.__key = key
         self.fingerprint = fingerprint(key, self.base_url)
         self.timeout = _as_timeout(timeout)
@@ -222,7 +230,7 @@ class FlameupClient:
         return f"FlameupClient(base_url={self.base_url!r}, key={self._key_hint()!r})"
 
     def _key_hint(self) -> str:
-        for prefix in ("ws_live_", "ws_test_"):
+        for prefix in KEY_PREFIXES:
             if self.__key.startswith(prefix):
                 return prefix + "…"
         return "…"
@@ -268,12 +276,8 @@ class FlameupClient:
                 allow_redirects=False,
             )
             text = response.text
-        except requests.Timeout as exc:
-            raise TransportError(
-                f"{method} {path}: no answer within the timeout ({exc.__class__.__name__})"
-            ) from None
         except requests.RequestException as exc:
-            raise TransportError(f"{method} {path}: {_describe_transport_error(exc)}") from None
+            raise self._transport_error(method, path, exc) from None
         if response.is_redirect or 300 <= response.status_code < 400:
             raise redirect_error(method, path, response.status_code, response.url, response.headers)
         return Answer(
@@ -282,6 +286,23 @@ class FlameupClient:
             body=_parse_json(text),
             elapsed=time.monotonic() - started,
             text=text,
+        )
+
+    def _transport_error(
+        self, method: str, path: str, exc: requests.RequestException
+    ) -> TransportError:
+        unreachable = why_unreachable(exc)
+        if unreachable is not None:
+            reason = unreachable
+        elif isinstance(exc, requests.Timeout):
+            reason = "no answer within the timeout"
+        else:
+            reason = _describe_transport_error(exc)
+        return TransportError(
+            f"{method} {path}: {reason} ({exc.__class__.__name__})",
+            reason=reason,
+            url=display_url(self.base_url),
+            unreachable=unreachable is not None,
         )
 
     def post_batch(self, body: bytes) -> Answer:
@@ -347,6 +368,58 @@ def _parse_json(text: str) -> Any:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
         return None
+
+
+def display_url(base_url: str) -> str:
+    """The base URL as scheme, host, port and path: no user, password, query or fragment.
+
+    >>> display_url("https://user:secret@api.flameup.ai/api/v1?x=1")
+    'https://api.flameup.ai:443/api/v1'
+    """
+    parsed = urllib.parse.urlsplit(base_url)
+    host = parsed.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    return f"{parsed.scheme}://{host}:{port}{parsed.path}"
+
+
+def why_unreachable(exc: requests.RequestException) -> str | None:
+    """Why no connection to the server was made (or it closed before answering), or None.
+
+    None for failures after the server accepted the request (a read timeout): those are a
+    slow server, not a missing one.
+    """
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS handshake failed"
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return "no connection within the connect timeout"
+    if isinstance(exc, requests.exceptions.ProxyError):
+        return "the proxy could not connect"
+    if not isinstance(exc, requests.ConnectionError):
+        return None
+    causes = list(_causes(exc))
+    if any(isinstance(c, urllib3.exceptions.NameResolutionError | socket.gaierror) for c in causes):
+        return "name not resolved"
+    if any(isinstance(c, ConnectionRefusedError) for c in causes):
+        return "connection refused"
+    if any(isinstance(c, urllib3.exceptions.NewConnectionError) for c in causes):
+        return "cannot connect"
+    return "connection closed without an answer"
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it wraps: urllib3's ``reason``, ``args[0]``, ``__cause__``."""
+    seen: set[int] = set()
+    todo: list[object] = [exc]
+    while todo:
+        current = todo.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        todo.extend((getattr(current, "reason", None), current.__cause__, current.__context__))
+        todo.extend(current.args[:1])
 
 
 def _describe_transport_error(exc: requests.RequestException) -> str:

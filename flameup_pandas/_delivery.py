@@ -15,6 +15,9 @@ A :class:`Deliverer` takes batches of people dicts and answers, for every person
   server that is not answering as Flameup: nothing was stored, so it is retried like a 503.
 - 401/403 stop the whole run with :class:`AuthenticationError`: a bad key must not become ten
   thousand failed rows.
+- A host never reached in this run stops it with :class:`TransportError` after a short
+  budget, and an outage mid-run opens the :class:`~flameup_pandas._breaker.Breaker`: every
+  row not delivered yet is ``failed``, and nothing more is sent.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from ._breaker import Breaker, unreachable_error
 from ._client import Answer, FlameupClient
 from ._pacing import RateLimiter
 from ._payload import encode_batch
@@ -114,6 +118,7 @@ class Deliverer:
         self.retry = retry or RetryPolicy()
         self.concurrency = concurrency
         self.stats = DeliveryStats()
+        self.breaker = Breaker(self.retry.outage_batches)
         self._rng = random.Random(seed)
         self._abort = threading.Event()
 
@@ -143,6 +148,9 @@ class Deliverer:
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="flameup-send") as pool:
             try:
                 for index, (tag, people) in enumerate(batches):
+                    if self.breaker.opened.is_set():
+                        yield tag, self._not_sent(people, on_done)
+                        continue
                     # One batch queued per worker besides the one it sends: a worker that
                     # finishes starts its next request without waiting for this thread.
                     while len(pending) >= 2 * self.concurrency:
@@ -158,6 +166,14 @@ class Deliverer:
                 for future in pending:
                     future.cancel()
                 raise
+
+    def _not_sent(
+        self, people: People, on_done: Callable[[int], None] | None
+    ) -> list[PersonOutcome]:
+        """Outcomes for a batch the run will not send: it stopped because Flameup is down."""
+        if on_done is not None:
+            on_done(len(people))
+        return [PersonOutcome("failed", error=f"not sent: {self.breaker.reason}")] * len(people)
 
     def _tagged_send(self, tag: T, people: People) -> tuple[T, list[PersonOutcome]]:
         return tag, self.send(people)
@@ -198,27 +214,28 @@ class Deliverer:
         """
         policy = self.retry
         while True:
-            if self._abort.is_set():
-                raise GaveUp(f"run stopped before this {what} was sent")
+            self._check_sending(policy, what)
             self.limiter.acquire()
             self.stats.add(requests=1)
             try:
                 answer = call()
             except TransportError as exc:
-                policy = policy.increment(error=exc, now=time.monotonic())
-                if policy.is_exhausted(time.monotonic()):
-                    raise GaveUp(f"{exc}; {policy.describe()}") from None
-                logger.info("%s: %s; retrying", what, exc)
-                self._pause(policy.backoff(self._rng))
+                policy = self._after_transport_error(exc, policy, what)
                 continue
             self.limiter.observe(answer.headers)
             unreadable = answer.ok and readable is not None and not readable(answer)
+            # a 5xx, or a 2xx that is not Flameup's (a proxy's page): Flameup is not answering
+            failing = unreadable or answer.status in policy.retry_statuses
+            self.breaker.answered(healthy=not failing)
             if not (unreadable or policy.should_retry_status(answer.status)):
                 return answer
             policy = policy.increment(status=answer.status, now=time.monotonic())
             said = f"an answer that is not Flameup's: {answer.describe()}" if unreadable else None
+            if failing:
+                self.breaker.failed_attempt(said or f"HTTP {answer.status}")
             if policy.is_exhausted(time.monotonic()):
-                raise GaveUp(f"{said or answer.error()}; {policy.describe()}", answer)
+                message = f"{said or answer.error()}; {policy.describe()}"
+                raise self._give_up(message, answer, outage=failing)
             if answer.status == 429:
                 self.stats.add(rate_limited=1)
                 wait_s = policy.rate_limit_wait(answer.headers, time.time(), self._rng)
@@ -227,6 +244,43 @@ class Deliverer:
             else:
                 logger.info("%s: %s; retrying", what, said or f"HTTP {answer.status}")
                 self._pause(policy.backoff(self._rng))
+
+    def _check_sending(self, policy: RetryPolicy, what: str) -> None:
+        """Raise GaveUp when the run has stopped sending (the breaker opened, or it aborted)."""
+        if self.breaker.opened.is_set():
+            if policy.started is None:
+                raise GaveUp(f"not sent: {self.breaker.reason}")
+            raise GaveUp(f"{policy.describe()}; {self.breaker.reason}")
+        if self._abort.is_set():
+            raise GaveUp(f"run stopped before this {what} was sent")
+
+    def _after_transport_error(
+        self, exc: TransportError, policy: RetryPolicy, what: str
+    ) -> RetryPolicy:
+        """The policy after a request got no answer, once the pause before the next is over.
+
+        Raises TransportError when the host was never reached in this run and the short
+        first-contact budget is spent, GaveUp when the request's own policy is.
+        """
+        now = time.monotonic()
+        policy = policy.increment(error=exc, now=now)
+        self.breaker.failed_attempt(exc.reason)
+        wait = policy.backoff(self._rng)
+        first_contact = exc.unreachable and not self.breaker.reached
+        if first_contact and (policy.is_exhausted(now) or policy.first_contact_spent(now, wait)):
+            raise unreachable_error(exc) from exc
+        if policy.is_exhausted(now):
+            raise self._give_up(f"{exc}; {policy.describe()}", None, outage=True)
+        logger.info("%s: %s; retrying", what, exc)
+        self._pause(wait)
+        return policy
+
+    def _give_up(self, message: str, answer: Answer | None, *, outage: bool) -> GaveUp:
+        """The GaveUp for a request; one spent on an outage counts towards the breaker."""
+        if outage and self.breaker.gave_up():
+            logger.warning("%s; the rows not delivered yet are failed", self.breaker.reason)
+            self._abort.set()  # wakes the senders waiting to retry: they stop now
+        return GaveUp(message, answer)
 
     def _pause(self, seconds: float) -> None:
         self.stats.add(retries=1)

@@ -46,6 +46,8 @@ class RunReport:
     splits: int = 0
     elapsed: float = 0.0
     dry_run: bool = False
+    stopped: str | None = None
+    """Why the run stopped sending before the end (Flameup unreachable); None if it did not."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,8 @@ class Summary:
                 elapsed_s=round(self.run.elapsed, 3),
                 dry_run=self.run.dry_run,
             )
+            if self.run.stopped is not None:
+                out["stopped"] = self.run.stopped
         out.update(self.extra)
         return out
 
@@ -91,10 +95,16 @@ class Summary:
             for k, v in self.to_dict().items()
         ]
 
+    @property
+    def stopped(self) -> str | None:
+        """Why the run stopped sending early (Flameup unreachable), or None."""
+        return None if self.run is None else self.run.stopped
+
     def __str__(self) -> str:
-        lines = self._lines()
+        lines = [(k, v) for k, v in self._lines() if k != "stopped"]
         width = max(len(k) for k, _ in lines)
-        return "\n".join(f"{k:<{width}}  {v:>10}" for k, v in lines)
+        text = "\n".join(f"{k:<{width}}  {v:>10}" for k, v in lines)
+        return text if self.stopped is None else f"{text}\nstopped early: {self.stopped}"
 
     def _repr_html_(self) -> str:
         cells = "".join(

@@ -24,6 +24,16 @@ Two budgets, kept apart
 Errors (connection failures, timeouts, 500/502/503/504) are failures, and ``total`` of them are
 forgiven after the first attempt. A 429 is the server pacing us, not a failure, so it has its own
 larger budget ``rate_limited``. Both share one ``max_elapsed`` deadline per request.
+
+When Flameup cannot be reached
+------------------------------
+Two more fields are about the run, not one request (the :mod:`~flameup_pandas._breaker`
+applies them). Until any request of the run has been answered, a host that cannot be reached
+(refused, name not resolved, TLS failure, connect timeout) gets ``first_contact_attempts``
+attempts within ``first_contact_elapsed`` seconds, then the run raises: that is a wrong URL or
+no network, not a blip. Later, ``outage_batches`` batches in a row that spent their retries on
+connection errors or 5xx stop the run: an outage that outlasts a batch's policy would
+otherwise cost every remaining batch its whole policy, one after another.
 """
 
 from __future__ import annotations
@@ -140,6 +150,14 @@ class RetryPolicy:
     """No wait after a 429 is longer than this, whatever the headers say."""
     reset_margin: float = 1.0
     """Added to absolute reset times after a 429: they have 1 s resolution and clocks drift."""
+    first_contact_attempts: int = 5
+    """Attempts while no request of the run has been answered and the host cannot be reached
+    (refused, name not resolved, TLS failure, connect timeout); then the run raises."""
+    first_contact_elapsed: float = 30.0
+    """Seconds those attempts may take, from the first, waits included."""
+    outage_batches: int | None = 3
+    """Batches in a row that may spend their retries on connection errors or 5xx before the
+    run stops sending (a circuit breaker); None: never stop early."""
 
     # State: the value returned by increment() carries it.
     errors: int = 0
@@ -158,6 +176,10 @@ class RetryPolicy:
             raise ValueError("backoff_factor, backoff_max and max_elapsed must be >= 0")
         if self.rate_limit_wait_max < 0 or self.reset_margin < 0:
             raise ValueError("rate_limit_wait_max and reset_margin must be >= 0")
+        if self.first_contact_attempts < 1 or self.first_contact_elapsed < 0:
+            raise ValueError("first_contact_attempts must be >= 1, first_contact_elapsed >= 0")
+        if self.outage_batches is not None and self.outage_batches < 1:
+            raise ValueError("outage_batches must be >= 1 (or None: never stop early)")
         refused = sorted(s for s in self.retry_statuses if not 500 <= s <= 599)
         if refused:
             raise ValueError(f"retry_statuses must be 5xx (429 is always retried): {refused}")
@@ -213,6 +235,21 @@ class RetryPolicy:
             self.errors > self.total
             or self.rate_limits > self.rate_limited
             or (self.started is not None and self.elapsed(now) >= self.max_elapsed)
+        )
+
+    def first_contact_spent(self, now: float, wait: float) -> bool:
+        """True when a host never reached in this run has had its short budget.
+
+        Counts the attempts so far and the time they took plus ``wait``, the pause before the
+        next one: the run never starts an attempt it would have to abandon.
+
+        >>> policy = RetryPolicy().increment(error=ConnectionError(), now=0.0)
+        >>> policy.first_contact_spent(now=1.0, wait=0.5), policy.first_contact_spent(1.0, 29.5)
+        (False, True)
+        """
+        return (
+            self.errors >= self.first_contact_attempts
+            or self.elapsed(now) + wait >= self.first_contact_elapsed
         )
 
     def backoff(self, rng: random.Random | None = None) -> float:

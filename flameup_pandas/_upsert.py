@@ -235,7 +235,12 @@ class Sender:
         return self.deliverer.stats.requests
 
     def report(self, elapsed: float, *, dry_run: bool = False) -> RunReport:
-        return RunReport(elapsed=elapsed, dry_run=dry_run, **self.deliverer.stats.as_dict())
+        return RunReport(
+            elapsed=elapsed,
+            dry_run=dry_run,
+            stopped=self.deliverer.breaker.reason,
+            **self.deliverer.stats.as_dict(),
+        )
 
 
 def batches_of(

@@ -17,10 +17,11 @@ summary as a dict of plain values (for XCom), logs it, and fails the task with
 
     customers_sync()
 
-The exception tree gains one leaf here::
+The exception tree gains two leaves here::
 
     FlameupError
-    └── TooManyFailedRowsError    the run ended, but too many rows need attention
+    ├── TooManyFailedRowsError    the run ended, but too many rows need attention
+    └── RunStoppedError           Flameup went down mid-run: the run stopped early
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from .exceptions import FlameupError
 if TYPE_CHECKING:
     import pyarrow.dataset as ds
 
-__all__ = ["TooManyFailedRowsError", "upsert_file_task"]
+__all__ = ["RunStoppedError", "TooManyFailedRowsError", "upsert_file_task"]
 
 logger = logging.getLogger("flameup_pandas.airflow")
 
@@ -58,6 +59,22 @@ class TooManyFailedRowsError(FlameupError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Keeps the exception picklable (Airflow and multiprocessing may pickle it).
+        return (type(self), (str(self), self.summary))
+
+
+class RunStoppedError(FlameupError):
+    """The run stopped sending because Flameup could not be reached.
+
+    Raised after the state and the results were written, so the task's own retries (with their
+    delay, the right tool for an outage) send only the rows not delivered yet. ``summary`` is
+    as for :class:`TooManyFailedRowsError`.
+    """
+
+    def __init__(self, message: str, summary: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+    def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (str(self), self.summary))
 
 
@@ -81,8 +98,10 @@ def upsert_file_task(
 
     The task fails with :class:`TooManyFailedRowsError` when the invalid, rejected and failed
     rows together exceed the allowance: ``max_failed`` rows, or ``max_failed_share`` of all
-    rows when that is given and larger. Authentication and configuration errors are raised
-    as they are.
+    rows when that is given and larger, and with :class:`RunStoppedError` when Flameup went
+    down mid-run (after the state and results are written, so that the task's retries take
+    over). Authentication and configuration errors, and a Flameup never reached
+    (``TransportError``), are raised as they are.
 
     Retries are safe with ``state=``: the state records a person only once Flameup
     acknowledged it, so a retried (or killed and rerun) task sends only the rows that were
@@ -112,6 +131,13 @@ def upsert_file_task(
     if results is not None:
         out["results"] = str(results)
     logger.info("flameup upsert of %s: %s", _name(path), _one_line(out))
+    if summary.stopped is not None:
+        delivered = out.get("created", 0) + out.get("updated", 0)
+        raise RunStoppedError(
+            f"{summary.stopped}; {delivered:,} rows delivered, {out.get('failed', 0):,} failed; "
+            "the state and results are written, so a retry sends only the rest",
+            out,
+        )
     allowed = _allowance(summary.rows, max_failed, max_failed_share)
     if summary.problems > allowed:
         raise TooManyFailedRowsError(_too_many(out, summary.problems, allowed, results), out)

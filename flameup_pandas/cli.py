@@ -2,8 +2,9 @@
 export the workspace's people to parquet, or serve locally.
 
 Exit codes: 0 every row created, updated or skipped; 1 rows were invalid, rejected or failed
-(more than ``--max-failed``); 2 usage, configuration or authentication errors, printed as one
-line without a traceback. The API key is read from ``FLAMEUP_API_KEY`` only, never from a flag
+(more than ``--max-failed``), or the run stopped early because Flameup went down; 2 usage,
+configuration or authentication errors, or Flameup never reached, printed as one line without
+a traceback. The API key is read from ``FLAMEUP_API_KEY`` only, never from a flag
 (flags end up in shell history and process lists).
 """
 
@@ -227,6 +228,9 @@ def run_upsert(args: argparse.Namespace) -> int:
             print(f"… and {would - len(summary.sample):,} more")
     if args.results:
         print(f"\nper-row results: {args.results}")
+    if summary.stopped is not None:
+        print(f"flameup-pandas: stopped early: {summary.stopped}", file=sys.stderr)
+        return 1
     return 1 if summary.problems > args.max_failed else 0
 
 

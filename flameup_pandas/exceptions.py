@@ -10,7 +10,7 @@ frame. Exceptions are for what stops a whole run::
     ├── NaiveTimestampError (ValueError)     a timestamp column without a time zone
     ├── StateError                           a sync state file that cannot be read or written
     ├── SourceError                          a query or stream failed while its rows were read
-    ├── TransportError                       the request never got an answer (connection, timeout)
+    ├── TransportError                       no answer (connection, timeout); Flameup unreachable
     └── APIError                             Flameup answered with an error status
         ├── AuthenticationError              401 or 403: the key is missing, wrong or lacks rights
         ├── RateLimitError                   429 after the retry policy was spent
@@ -71,7 +71,26 @@ class SourceError(FlameupError):
 
 
 class TransportError(FlameupError):
-    """The request got no answer: the connection failed, was dropped, or timed out."""
+    """The request got no answer: the connection failed, was dropped, or timed out.
+
+    ``reason`` says why in a few words (``connection refused``, ``name not resolved``);
+    ``url`` is the base URL it was sent to (scheme, host, port and path only: never the key);
+    ``unreachable`` is True when no connection to the server was made, or it was closed
+    before any answer: what a wrong URL or a host that is down looks like.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        url: str | None = None,
+        unreachable: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason or message
+        self.url = url
+        self.unreachable = unreachable
 
 
 class APIError(FlameupError):

@@ -84,6 +84,17 @@ def test_nothing_is_lost_under_faults(flameup_server, to_server):
     assert result.flameup.summary().run.retries > 0
 
 
+def test_an_outage_stops_the_run_early_and_the_summary_says_why(flameup_server, to_server):
+    flameup_server.set_faults(Faults(down_after=3))
+    fast = RetryPolicy(backoff_factor=0.01, backoff_max=0.05)
+    result = frame(1000).flameup.upsert(retry=fast, **to_server)
+    statuses = result["flameup_status"].to_list()
+    assert statuses.count("created") == 300 == len(flameup_server.people())
+    assert statuses.count("failed") == 700
+    stopped = result.flameup.summary().stopped
+    assert stopped is not None and "unreachable since" in stopped
+
+
 def test_unchanged_rows_are_not_sent_on_a_rerun(flameup_server, tmp_path):
     state = tmp_path / "state.parquet"
     df = frame(300)

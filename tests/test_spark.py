@@ -109,6 +109,26 @@ def test_nothing_is_lost_under_faults(spark, flameup_server, tmp_path):
     assert (ids.loc[stored.index] == stored["id"]).all()
 
 
+def test_an_outage_stops_the_driver_early_and_the_state_keeps_what_landed(
+    spark, flameup_server, tmp_path
+):
+    """The breaker of the shared engine: Flameup down after 4 requests."""
+    state = tmp_path / "state.parquet"
+    sdf = to_spark(spark, customers(2000))
+    flameup_server.set_faults(Faults(down_after=4, down_mode="refuse"))
+    fast = RetryPolicy(backoff_factor=0.01, backoff_max=0.05)
+    run = flameup_spark.upsert(sdf, state=state, retry=fast, **target(flameup_server))
+    out = collect(run.results)
+    assert run.summary.stopped is not None
+    assert run.summary.counts["created"] == 400 == len(flameup_server.people())
+    assert run.summary.counts["failed"] == 1600 == (out["flameup_status"] == "failed").sum()
+    flameup_server.set_faults(None)
+    flameup_server.reset_requests()
+    again = flameup_spark.upsert(sdf, state=state, retry=fast, **target(flameup_server))
+    assert (again.summary.counts["created"], again.summary.counts["skipped"]) == (1600, 400)
+    assert flameup_server.request_count() == 16
+
+
 def test_state_round_trip_pandas_to_spark_to_pandas(spark, flameup_server, tmp_path):
     """One state file serves both paths: each run sends only what changed since the last."""
     state = tmp_path / "state.parquet"

@@ -1,0 +1,101 @@
+"""The circuit breaker: when Flameup stays unreachable, the run stops sending.
+
+Retries are for a flaky network and a server that blips. An outage that outlasts one batch's
+retry policy is another thing: every later batch would spend its whole policy too, one after
+another, for hours. The :class:`Breaker` watches the run as a whole, for the delivery engine:
+
+- Until any request of the run has been answered (:attr:`Breaker.reached`), a host that
+  cannot be reached is a wrong URL or no network: the engine gives up after the policy's
+  short first-contact budget and raises ``TransportError`` (:func:`unreachable_error`).
+- Once Flameup has answered, ``RetryPolicy.outage_batches`` batches in a row that spent their
+  retries on connection errors or 5xx open the breaker: nothing more is sent, batches in flight
+  end with their current attempt, and every row not delivered is ``failed`` with
+  :attr:`Breaker.reason`. A healthy answer (anything but a retried 5xx) ends the streak.
+
+The threshold is part of the (value) retry policy; the breaker is the run's state, shared by
+the engine's threads under a lock.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from .exceptions import TransportError
+
+__all__ = ["Breaker", "unreachable_error"]
+
+
+class Breaker:
+    """Whether this run may still send, from what its requests met.
+
+    >>> breaker = Breaker(threshold=2, clock=lambda: 0.0)
+    >>> breaker.answered(healthy=True)
+    >>> breaker.failed_attempt("connection refused")
+    >>> breaker.gave_up(), breaker.gave_up()
+    (False, True)
+    >>> print(breaker.reason)
+    the run stopped because Flameup was unreachable since 1970-01-01 00:00:00 UTC
+    (2 batches in a row spent their retries; last: connection refused)
+    """
+
+    def __init__(self, threshold: int | None, clock: Callable[[], float] = time.time) -> None:
+        self._threshold = threshold
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._streak = 0
+        self._trouble_since: float | None = None
+        self._last_cause = "unknown"
+        self._reason: str | None = None
+        self.reached = False
+        """Some request of this run has had an answer (any status)."""
+        self.opened = threading.Event()
+        """Set once the run stops sending."""
+
+    @property
+    def reason(self) -> str | None:
+        """Why the run stopped sending; None while it has not."""
+        return self._reason
+
+    def answered(self, *, healthy: bool) -> None:
+        """A request got an answer; ``healthy`` unless it was a 5xx that will be retried."""
+        with self._lock:
+            self.reached = True
+            if healthy:
+                self._streak = 0
+                self._trouble_since = None
+
+    def failed_attempt(self, cause: str) -> None:
+        """A request got no answer, or a 5xx: remembers when the trouble began, and why."""
+        with self._lock:
+            if self._trouble_since is None:
+                self._trouble_since = self._clock()
+            self._last_cause = cause
+
+    def gave_up(self) -> bool:
+        """A batch spent its retries on connection errors or 5xx; True if that opens the breaker."""
+        with self._lock:
+            self._streak += 1
+            if self._threshold is None or self._streak < self._threshold or self.opened.is_set():
+                return False
+            since = self._trouble_since if self._trouble_since is not None else self._clock()
+            when = datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+            self._reason = (
+                f"the run stopped because Flameup was unreachable since {when} "
+                f"({self._streak} batches in a row spent their retries; last: {self._last_cause})"
+            )
+            self.opened.set()
+            return True
+
+
+def unreachable_error(error: TransportError) -> TransportError:
+    """The error that ends a run whose host was never reached: where, why, what to check."""
+    where = error.url or "Flameup"
+    return TransportError(
+        f"cannot reach {where}: {error.reason}; check FLAMEUP_BASE_URL and the network",
+        reason=error.reason,
+        url=error.url,
+        unreachable=True,
+    )
