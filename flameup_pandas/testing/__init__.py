@@ -7,9 +7,13 @@ Use it to test pipelines offline (what moto is to AWS users)::
     with FlameupServer(rate_limit=None) as server:
         ...  # point a client at server.base_url with server.api_key
         server.people()  # what got stored, as a DataFrame
+        server.ui_url  # the same, and every request, in a browser
 
 With pytest, the ``flameup_server`` fixture hands each test a fresh server (rate limit off).
 From a shell: ``flameup-pandas serve`` (or ``python -m flameup_pandas.testing``).
+
+Every path outside ``/api`` is the web view (`flameup_pandas.testing._ui`): people, the request
+log with bodies and answers, rate-limit windows and a faults form, rendered on the server.
 
 Routes under ``/api/v1``: ``POST /people/batch``, ``POST /people`` (201 when created, 200
 when updated), ``GET /people/{id}`` (external id or email), ``PUT /people/{id}`` (traits

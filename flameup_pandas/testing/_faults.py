@@ -60,8 +60,8 @@ class Faults:
     seed: int | None = None
     """Seed of the random draws; None for a fresh seed."""
     down_after: int | None = None
-    """Requests served before the server goes down (None: it never does). Every request
-    counts, whatever its path or key."""
+    """Requests served before the server goes down (None: it never does). Every API request
+    counts, whatever its path or key; the web view's pages do not."""
     down_for: float | None = None
     """Seconds the server stays down (None: until the faults are replaced)."""
     down_mode: Literal["drop", "refuse"] = "drop"

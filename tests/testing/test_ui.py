@@ -453,3 +453,20 @@ def test_serve_prints_the_web_view_url_beside_the_api() -> None:
             process.wait(timeout=20)
             reader.join(timeout=20)
     assert process.returncode == 0
+
+
+def test_during_an_outage_the_view_still_answers_and_can_end_it(
+    api: Api, flameup_server: FlameupServer
+) -> None:
+    flameup_server.set_faults(Faults(down_after=1))
+    assert api.batch({"userId": "before"}).status_code == 200
+    with pytest.raises(requests.ConnectionError):
+        api.batch({"userId": "during"})
+    for path in PAGES:
+        assert get(flameup_server, path).status == 200
+    assert "The server is down (an outage of the faults is under way)." in " ".join(
+        get(flameup_server, "/faults").texts
+    )
+    assert post_form(flameup_server, "/faults/off", own_origin(flameup_server)).status_code == 303
+    assert api.batch({"userId": "after"}).status_code == 200
+    assert [r.fault for r in flameup_server.requests] == [None, "down", None]
