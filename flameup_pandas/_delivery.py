@@ -1,6 +1,7 @@
 """Sending batches: pacing, retries, split retries, concurrency.
 
-A :class:`Deliverer` takes batches of people dicts and answers, for every person, one
+A :class:`Deliverer` takes batches of people (dicts, or :class:`Outgoing` bytes built from
+columns) and answers, for every person, one
 :class:`PersonOutcome` (created, updated, rejected or failed). It never loses a person:
 
 - Connection errors, timeouts, 5xx and 429 are retried under the :class:`RetryPolicy`.
@@ -27,7 +28,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -35,7 +36,7 @@ from typing import Any, TypeVar
 from ._breaker import Breaker, unreachable_error
 from ._client import Answer, FlameupClient
 from ._pacing import RateLimiter
-from ._payload import encode_batch
+from ._payload import Outgoing, as_outgoing, encode_batch
 from ._person import IDENTITY_KEYS, identity_of, is_new
 from ._retry import RetryPolicy
 from .exceptions import APIError, AuthenticationError, TransportError
@@ -45,7 +46,7 @@ __all__ = ["Deliverer", "DeliveryStats", "GaveUp", "PersonOutcome"]
 logger = logging.getLogger("flameup_pandas")
 
 T = TypeVar("T")
-People = Sequence[dict[str, Any]]
+People = Sequence[Mapping[str, Any] | Outgoing]
 
 SPLIT_STATUSES = frozenset({400, 409, 413, 422})
 _FIELD_INDEX = re.compile(r"^people\[(\d+)\]\.?(.*)$")
@@ -126,6 +127,7 @@ class Deliverer:
         """Deliver one batch (at most 100 people), splitting it if the server rejects it."""
         if not people:
             return []
+        people = [as_outgoing(p) for p in people]
         try:
             answer = self._post(people)
         except GaveUp as exc:
@@ -383,12 +385,12 @@ def _match_people(
         if email:
             by_email.setdefault(email, stored)
     matched: list[dict[str, Any] | None] = []
-    for person in people:
+    for person in map(as_outgoing, people):
         found = None
-        if person.get("userId") is not None:
-            found = by_id.get(str(person["userId"]))
-        if found is None and person.get("email"):
-            found = by_email.get(str(person["email"]).lower())
+        if person.user_id is not None:
+            found = by_id.get(person.user_id)
+        if found is None and person.email:
+            found = by_email.get(person.email.lower())
         matched.append(found)
     return matched
 

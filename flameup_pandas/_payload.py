@@ -26,11 +26,10 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import gc
-import hashlib
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal, cast
 
@@ -38,16 +37,35 @@ import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ._mapping import trait_name
+from ._wire import (
+    BINARY,
+    blake2b_hashes,
+    bool_texts,
+    concat_pieces,
+    drop_byte,
+    needs_escape,
+    number_texts,
+    quoted,
+    string_texts,
+    text_array,
+    timestamp_texts,
+    with_nulls,
+)
 from .exceptions import NaiveTimestampError
 
 __all__ = [
+    "Outgoing",
     "Payloads",
+    "as_outgoing",
     "build_people",
     "content_hashes",
     "encode_batch",
+    "encode_people",
     "identity_key",
+    "identity_key_array",
     "identity_keys",
 ]
 
@@ -59,18 +77,6 @@ _NS_PER_UNIT = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
 
 class _Unsendable(Exception):
     """A value JSON cannot hold; the message says why."""
-
-
-@dataclass(frozen=True)
-class Payloads:
-    """The people to send, by row position, and why some cannot be sent.
-
-    ``people[i]`` is the person dict of row ``i``, or None where the row was skipped or has a
-    value that cannot be sent; ``problems[i]`` says why for the latter.
-    """
-
-    people: list[dict[str, Any] | None]
-    problems: dict[int, str]
 
 
 @dataclass
@@ -394,33 +400,365 @@ def _require_strings(converted: _Converted, label: str) -> None:
             converted.problems.setdefault(position, f"{label}: not a string ({value!r})")
 
 
+# -- one column as JSON text ----------------------------------------------------------------
+
+
+@dataclass
+class _Texts:
+    """One column as JSON texts per row (null where missing or unsendable) and its problems.
+
+    When ``quote`` is set, ``texts`` holds plain strings that need no escaping and each JSON
+    text is the string in quotes (added while the person is assembled, not in a pass of its
+    own). ``sorted_texts`` differs from the JSON texts only for values holding objects, whose
+    keys a content hash takes in sorted order; ``strings`` keeps a string column's values
+    (userId and email are read from it for identities and results).
+    """
+
+    texts: pa.Array
+    missing: np.ndarray
+    problems: dict[int, str]
+    sorted_texts: pa.Array | None = None
+    strings: pa.Array | None = None
+    quote: bool = False
+
+    def json(self) -> pa.Array:
+        """The JSON text per row, null where missing."""
+        return quoted(self.texts) if self.quote else self.texts
+
+
+def _string_array(series: pd.Series) -> pa.Array | None:
+    """A string column as an Arrow array (missing as null), or None when it is not one."""
+    dtype = series.dtype
+    if isinstance(dtype, pd.ArrowDtype):
+        pa_type = dtype.pyarrow_dtype
+        if not (pa.types.is_string(pa_type) or pa.types.is_large_string(pa_type)):
+            return None
+    elif pd.api.types.is_object_dtype(dtype):
+        if pd.api.types.infer_dtype(series, skipna=True) not in ("string", "empty"):
+            return None
+    elif not (pd.api.types.is_string_dtype(dtype) and not isinstance(dtype, pd.CategoricalDtype)):
+        return None
+    try:
+        strings = pa.array(series, type=pa.large_string(), from_pandas=True)
+    except (pa.ArrowException, UnicodeError, TypeError, ValueError):
+        return None  # lone surrogates and the like: the general path reports them
+    if isinstance(strings, pa.ChunkedArray):
+        return strings.combine_chunks()
+    return strings
+
+
+def _strings_texts(strings: pa.Array) -> _Texts:
+    missing = np.asarray(strings.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    if len(needs_escape(strings)):
+        return _Texts(string_texts(strings), missing, {}, strings=strings)
+    return _Texts(strings.cast(BINARY), missing, {}, strings=strings, quote=True)
+
+
+def _number_texts(values: np.ndarray, missing: np.ndarray, label: str) -> _Texts:
+    problems: dict[int, str] = {}
+    if values.dtype.kind == "f":
+        infinite = np.isinf(values)
+        for p in np.flatnonzero(infinite).tolist():
+            problems[p] = f"{label}: {values[p]} is not valid JSON"
+        missing = missing | infinite
+        values = np.where(missing, 0.0, values)
+    texts = bool_texts(values) if values.dtype.kind == "b" else number_texts(values)
+    return _Texts(with_nulls(texts, missing), missing, problems)
+
+
+def _numpy_numbers(series: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
+    """Numbers and booleans (numpy, masked or arrow-backed) as numpy values and a missing mask."""
+    dtype = series.dtype
+    if isinstance(dtype, pd.ArrowDtype):
+        pa_type = dtype.pyarrow_dtype
+        if not (
+            pa.types.is_integer(pa_type)
+            or pa.types.is_floating(pa_type)
+            or pa.types.is_boolean(pa_type)
+        ):
+            return None
+    elif not (
+        dtype.kind in "biuf"
+        and (isinstance(dtype, np.dtype) or pd.api.types.is_extension_array_dtype(dtype))
+    ):
+        return None
+    kind = dtype.kind
+    target = {"b": np.bool_, "u": np.uint64, "i": np.int64, "f": np.float64}[kind]
+    if isinstance(dtype, np.dtype):
+        values: np.ndarray = series.to_numpy().astype(target, copy=False)
+        missing = np.isnan(values) if kind == "f" else np.zeros(len(values), dtype=bool)
+        return values, missing
+    missing = series.isna().to_numpy(dtype=bool)
+    fill = np.nan if kind == "f" else target(0)
+    return series.to_numpy(dtype=target, na_value=fill), missing
+
+
+def _timestamp_texts(series: pd.Series, naive: str, label: str) -> _Texts | None:
+    """Datetime columns (numpy, tz-aware or arrow-backed) as ISO 8601 UTC texts."""
+    dtype = series.dtype
+    if isinstance(dtype, pd.ArrowDtype):
+        pa_type = dtype.pyarrow_dtype
+        if not pa.types.is_timestamp(pa_type):
+            return None
+        tz = pa_type.tz
+        target: Any = pd.DatetimeTZDtype(pa_type.unit, tz) if tz else f"datetime64[{pa_type.unit}]"
+        series = series.astype(target)
+    elif not (isinstance(dtype, pd.DatetimeTZDtype) or dtype.kind == "M"):
+        return None
+    missing = series.isna().to_numpy(dtype=bool)
+    if series.dt.tz is None:
+        if naive != "utc" and not missing.all():
+            raise _naive_error(label)
+        utc = series.to_numpy()
+    else:
+        utc = series.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
+    whole = utc.astype("datetime64[s]") == utc
+    if not whole[~missing].all():
+        return None  # sub-second values: numpy's formatting, row by row (see _iso_utc)
+    texts = timestamp_texts(np.where(missing, np.datetime64(0, "s"), utc))
+    return _Texts(with_nulls(texts, missing), missing, {})
+
+
+def _categorical_texts(series: pd.Series, naive: str, label: str, top: bool) -> _Texts:
+    categories = _column_texts(pd.Series(series.cat.categories), naive, label, top)
+    codes = series.cat.codes.to_numpy()
+    missing = codes < 0
+    problems: dict[int, str] = {}
+    if categories.problems:
+        bad = np.fromiter(categories.problems, dtype=np.int64)
+        hit = np.isin(codes, bad)
+        for position in np.flatnonzero(hit).tolist():
+            problems[position] = categories.problems[int(codes[position])]
+        missing = missing | hit
+    take = pa.array(np.where(missing, 0, codes), mask=missing)
+
+    def pick(texts: pa.Array | None) -> pa.Array | None:
+        return None if texts is None else texts.take(take)
+
+    return _Texts(
+        texts=categories.texts.take(take),
+        missing=missing,
+        problems=problems,
+        sorted_texts=pick(categories.sorted_texts),
+        strings=pick(categories.strings),
+        quote=categories.quote,
+    )
+
+
+def _general_texts(series: pd.Series, naive: str, label: str, top: bool) -> _Texts:
+    """Any other column, value by value through the Python conversion (see _convert)."""
+    converted = _convert(series, naive, label)
+    if top:
+        _require_strings(converted, label)
+    dumps, sort = orjson.dumps, orjson.OPT_SORT_KEYS
+    texts: list[bytes | None] = []
+    sorted_texts: list[bytes | None] = []
+    nested = False
+    for position, value in enumerate(converted.values):
+        if value is None or position in converted.problems:
+            texts.append(None)
+            sorted_texts.append(None)
+            continue
+        texts.append(dumps(value))
+        if isinstance(value, dict | list):
+            nested = True
+            sorted_texts.append(dumps(value, option=sort))
+        else:
+            sorted_texts.append(texts[-1])
+    strings = None
+    if top:
+        strings = pa.array(
+            [v if isinstance(v, str) else None for v in converted.values], pa.large_string()
+        )
+    return _Texts(
+        texts=text_array(texts),
+        missing=converted.missing,
+        problems=converted.problems,
+        sorted_texts=text_array(sorted_texts) if nested else None,
+        strings=strings,
+    )
+
+
+def _column_texts(series: pd.Series, naive: str, label: str, top: bool) -> _Texts:
+    """One column as JSON texts, by the fastest path its dtype allows.
+
+    Strings, numbers, booleans and whole-second timestamps are encoded column-wise (see
+    :mod:`._wire`); anything else goes value by value. A top-level field must hold strings,
+    so only string columns take a fast path there.
+    """
+    dtype = series.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        return _categorical_texts(series, naive, label, top)
+    if isinstance(dtype, pd.SparseDtype):
+        return _column_texts(cast(Any, series).sparse.to_dense(), naive, label, top)
+    strings = _string_array(series)
+    if strings is not None:
+        return _strings_texts(strings)
+    if not top:
+        numbers = _numpy_numbers(series)
+        if numbers is not None:
+            return _number_texts(*numbers, label)
+        stamps = _timestamp_texts(series, naive, label)
+        if stamps is not None:
+            return stamps
+    return _general_texts(series, naive, label, top)
+
+
 # -- assembly -------------------------------------------------------------------------------
 
 
-def _record_maker(top: Sequence[str], traits: Sequence[str]) -> Callable[..., dict[str, Any]]:
-    """A function building one person from its column values, in canonical order.
+@dataclass
+class _Column:
+    key: str
+    is_trait: bool
+    texts: _Texts
 
-    Generated so that CPython builds each dict from a literal, the fastest way it can; keys
-    are passed in as constants, never pasted into the source.
+
+def _columns(canonical: pd.DataFrame, naive: str) -> list[_Column]:
+    out = []
+    for position, name in enumerate(canonical.columns):
+        name = str(name)
+        series = canonical.iloc[:, position]
+        is_trait = name not in TOP_LEVEL
+        label = f"traits.{trait_name(name)}" if is_trait else name
+        texts = _column_texts(series, naive, label, not is_trait)
+        out.append(_Column(trait_name(name) if is_trait else name, is_trait, texts))
+    return out
+
+
+def _field(column: _Column, first: bool, send_nulls: bool, in_sorted: bool) -> list[Any]:
+    """The pieces of ``,"key":value`` (no comma when ``first``) per row; empty where missing."""
+    texts = column.texts
+    head = (b"" if first else b",") + orjson.dumps(column.key) + b":"
+    values, quote = texts.texts, b'"' if texts.quote else b""
+    if in_sorted and texts.sorted_texts is not None:
+        values, quote = texts.sorted_texts, b""
+    missing = texts.missing.any() or values.null_count > 0
+    if missing and send_nulls and column.key != "userId":
+        nulls = pa.scalar(b"null", BINARY)
+        values = pc.fill_null(values if not quote else texts.json(), nulls)
+        return [head, values]
+    if not missing:
+        return [head + quote, values, quote]
+    piece = concat_pieces([head + quote, values, quote], len(values))
+    return [pc.fill_null(piece, pa.scalar(b"", BINARY))]
+
+
+def _present(column: _Column, send_nulls: bool) -> np.ndarray:
+    """Rows where the column's field is written (a missing value too, as null, with send_nulls)."""
+    if send_nulls and column.key != "userId":
+        return np.ones(len(column.texts.missing), dtype=bool)
+    return ~column.texts.missing
+
+
+def _object(columns: Sequence[_Column], n_rows: int, send_nulls: bool, in_sorted: bool) -> pa.Array:
+    """``{...}`` of the columns' fields per row, missing ones left out.
+
+    Each field but the first starts with a comma; rows whose first field is missing would
+    then open with ``{,``, so that comma is dropped in those rows alone.
     """
-    namespace: dict[str, Any] = {}
-    params = [f"a{i}" for i in range(len(top) + len(traits))]
-    top_items = [f"K{i}: a{i}" for i in range(len(top))]
-    trait_items = [f"K{i}: a{i}" for i in range(len(top), len(params))]
-    for i, key in enumerate([*top, *traits]):
-        namespace[f"K{i}"] = key
+    if in_sorted:
+        columns = sorted(columns, key=lambda c: c.key)
+    pieces: list[Any] = [b"{"]
+    for index, column in enumerate(columns):
+        pieces += _field(column, index == 0, send_nulls, in_sorted)
+    pieces.append(b"}")
+    texts = concat_pieces(pieces, n_rows)
+    if len(columns) > 1:
+        first_missing = ~_present(columns[0], send_nulls)
+        later = np.logical_or.reduce([_present(c, send_nulls) for c in columns[1:]])
+        texts = drop_byte(texts, first_missing & later, 1)
+    return texts
+
+
+def _people_texts(
+    columns: list[_Column], n_rows: int, dropped: np.ndarray, send_nulls: bool, in_sorted: bool
+) -> pa.Array:
+    """Each row's person as JSON (keys in canonical or sorted order); null where dropped.
+
+    The traits object is built first and then placed like one more top-level field.
+    """
+    top = [c for c in columns if not c.is_trait]
+    traits = [c for c in columns if c.is_trait]
     if traits:
-        namespace["T"] = "traits"
-        top_items.append("T: {" + ", ".join(trait_items) + "}")
-    source = f"def make({', '.join(params)}):\n    return {{{', '.join(top_items)}}}\n"
-    exec(compile(source, "<flameup_pandas record maker>", "exec"), namespace)
-    maker: Callable[..., dict[str, Any]] = namespace["make"]
-    return maker
+        inner = _object(traits, n_rows, send_nulls, in_sorted)
+        absent = np.zeros(n_rows, dtype=bool)
+        if not send_nulls:
+            absent = np.logical_and.reduce([c.texts.missing for c in traits])
+        texts = _Texts(with_nulls(inner, absent), absent, {})
+        top = [*top, _Column("traits", False, texts)]
+    return with_nulls(_object(top, n_rows, send_nulls, in_sorted), dropped)
+
+
+def _top_strings(columns: list[_Column], key: str, n_rows: int, dropped: np.ndarray) -> pa.Array:
+    for column in columns:
+        if column.key == key and not column.is_trait and column.texts.strings is not None:
+            strings = column.texts.strings
+            return pc.if_else(pa.array(dropped), pa.scalar(None, pa.large_string()), strings)
+    return pa.nulls(n_rows, pa.large_string())
+
+
+def _identity_missing(columns: list[_Column], n_rows: int) -> np.ndarray:
+    has = np.zeros(n_rows, dtype=bool)
+    for column in columns:
+        if not column.is_trait and column.key in ("userId", "email"):
+            has |= ~column.texts.missing
+    return ~has
+
+
+def encode_people(
+    canonical: pd.DataFrame,
+    *,
+    skip: np.ndarray | None = None,
+    send_nulls: bool = False,
+    naive_timestamps: Literal["error", "utc"] = "error",
+) -> Payloads:
+    """Each row's person as the JSON bytes it will be sent as, built column by column.
+
+    ``skip`` marks rows not to build (already invalid): they get no person. Rows with a value
+    JSON cannot hold get none either, with the reason in ``problems``.
+
+    >>> frame = pd.DataFrame({"userId": ["u1", "u2"], "score": [1.5, float("inf")],
+    ...                       "plan": ["pro", None]})
+    >>> payloads = encode_people(frame)
+    >>> payloads.wire.to_pylist()
+    [b'{"userId":"u1","traits":{"score":1.5,"plan":"pro"}}', None]
+    >>> payloads.problems
+    {1: 'traits.score: inf is not valid JSON'}
+    """
+    n_rows = len(canonical)
+    skipped = np.zeros(n_rows, dtype=bool) if skip is None else np.asarray(skip, dtype=bool)
+    columns = _columns(canonical, naive_timestamps)
+    problems: dict[int, list[str]] = {}
+    for column in columns:
+        for position, why in column.texts.problems.items():
+            if not skipped[position]:
+                problems.setdefault(position, []).append(why)
+    for position in np.flatnonzero(_identity_missing(columns, n_rows) & ~skipped).tolist():
+        problems.setdefault(position, []).append("no userId or email")
+    dropped = skipped.copy()
+    dropped[list(problems)] = True
+    return Payloads(
+        wire=_people_texts(columns, n_rows, dropped, send_nulls, in_sorted=False),
+        user_ids=_top_strings(columns, "userId", n_rows, dropped),
+        emails=_top_strings(columns, "email", n_rows, dropped),
+        problems={p: "; ".join(why) for p, why in sorted(problems.items())},
+        sorted_by=functools.partial(_people_texts, columns, n_rows, dropped, send_nulls, True),
+    )
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One person on its way: the JSON bytes sent, and the identity its answer is matched by."""
+
+    json: bytes
+    user_id: str | None
+    email: str | None
 
 
 @contextmanager
 def _gc_paused() -> Iterator[None]:
-    """Pause the cycle collector while building a million acyclic dicts.
+    """Pause the cycle collector while decoding a million acyclic dicts.
 
     Every few hundred new dicts would otherwise trigger a collection that walks all of them,
     which more than doubles the time; dicts of plain values hold no cycles to collect.
@@ -434,51 +772,97 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-@dataclass
-class _Column:
-    key: str
-    is_trait: bool
-    converted: _Converted
+@dataclass(frozen=True)
+class Payloads:
+    """The people of a frame as columns, by row position, and why some cannot be sent.
 
+    ``wire[i]`` is row ``i``'s person as the JSON bytes it is sent as (null where the row
+    was skipped or has a value that cannot be sent: ``problems[i]`` says why for the latter);
+    ``user_ids`` and ``emails`` its identity fields as sent. Built only when asked for: the
+    person dicts (:attr:`people`) and the same JSON with keys sorted (:attr:`hashed`, made
+    by ``sorted_by``), which content hashes are taken of.
+    """
 
-def _columns(canonical: pd.DataFrame, naive: str) -> list[_Column]:
-    out = []
-    for position, name in enumerate(canonical.columns):
-        name = str(name)
-        series = canonical.iloc[:, position]
-        is_trait = name not in TOP_LEVEL
-        converted = _convert(series, naive, name if not is_trait else f"traits.{trait_name(name)}")
-        if not is_trait:
-            _require_strings(converted, name)
-        out.append(_Column(trait_name(name) if is_trait else name, is_trait, converted))
-    return out
+    wire: pa.Array
+    user_ids: pa.Array
+    emails: pa.Array
+    problems: dict[int, str] = field(default_factory=dict)
+    sorted_by: Callable[[], pa.Array] | None = field(default=None, repr=False, compare=False)
 
+    @functools.cached_property
+    def hashed(self) -> pa.Array:
+        """Each person's JSON with keys sorted (what :func:`content_hashes` takes)."""
+        if self.sorted_by is None:
+            raise ValueError("these payloads were made without their sorted JSON")
+        return self.sorted_by()
 
-def _drop_missing(
-    people: list[Any], columns: list[_Column], dropped: np.ndarray, send_nulls: bool
-) -> None:
-    """Take missing values out of the people (or leave them as null with send_nulls)."""
-    for column in columns:
-        if send_nulls and column.key != "userId":
-            continue
-        for position in np.flatnonzero(column.converted.missing & ~dropped).tolist():
-            person = people[position]
-            del (person["traits"] if column.is_trait else person)[column.key]
-    traits = [c for c in columns if c.is_trait]
-    if traits and not send_nulls:
-        present = np.zeros(len(people), dtype=np.int64)
-        for column in traits:
-            present += ~column.converted.missing
-        for position in np.flatnonzero((present == 0) & ~dropped).tolist():
-            del people[position]["traits"]
+    def __len__(self) -> int:
+        return len(self.wire)
 
+    @functools.cached_property
+    def people(self) -> list[dict[str, Any] | None]:
+        """The person dicts (None where there is none), decoded from the bytes."""
+        texts = self.wire.to_pylist()
+        present = [t for t in texts if t is not None]
+        with _gc_paused():
+            decoded = iter(orjson.loads(b"[" + b",".join(present) + b"]"))
+            return [None if t is None else next(decoded) for t in texts]
 
-def _identity_missing(columns: list[_Column], n_rows: int) -> np.ndarray:
-    has = np.zeros(n_rows, dtype=bool)
-    for column in columns:
-        if not column.is_trait and column.key in ("userId", "email"):
-            has |= ~column.converted.missing
-    return ~has
+    def _made(self, name: str) -> bool:
+        return name in self.__dict__  # a cached property already computed
+
+    def take(self, positions: np.ndarray) -> Payloads:
+        """The rows at ``positions``, as payloads of their own.
+
+        Problems are not carried, nor the sorted JSON unless it was already made (the part
+        must not hold on to the whole).
+        """
+        take = pa.array(np.asarray(positions, dtype=np.int64))
+        hashed = self.hashed.take(take) if self._made("hashed") else None
+        return Payloads(
+            self.wire.take(take),
+            self.user_ids.take(take),
+            self.emails.take(take),
+            sorted_by=None if hashed is None else lambda: hashed,
+        )
+
+    @staticmethod
+    def concat(parts: Sequence[Payloads]) -> Payloads:
+        """One payloads of several, in order (problems are not carried; see :meth:`take`)."""
+
+        def joined(name: str, kind: pa.DataType) -> pa.Array:
+            arrays = [getattr(p, name) for p in parts]
+            return pa.concat_arrays(arrays) if arrays else pa.array([], kind)
+
+        made = all(p._made("hashed") for p in parts)
+        return Payloads(
+            joined("wire", BINARY),
+            joined("user_ids", pa.large_string()),
+            joined("emails", pa.large_string()),
+            sorted_by=functools.partial(joined, "hashed", BINARY) if made else None,
+        )
+
+    def keys(self) -> pa.Array:
+        """Each person's identity key (``u:<userId>``, else ``e:<email lower-cased>``)."""
+        return identity_key_array(self.user_ids, self.emails)
+
+    def content_hashes(self, positions: np.ndarray | None = None) -> np.ndarray:
+        """:func:`content_hashes` of the people (at ``positions``), from their bytes."""
+        hashed = self.hashed if positions is None else self.hashed.take(pa.array(positions))
+        return blake2b_hashes(hashed)
+
+    def outgoing(self, positions: Sequence[int] | np.ndarray) -> list[Outgoing]:
+        """The people at ``positions`` as they go out (each must have a person)."""
+        take = pa.array(np.asarray(positions, dtype=np.int64))
+        return [
+            Outgoing(j, u, e)
+            for j, u, e in zip(
+                self.wire.take(take).to_pylist(),
+                self.user_ids.take(take).to_pylist(),
+                self.emails.take(take).to_pylist(),
+                strict=True,
+            )
+        ]
 
 
 def build_people(
@@ -488,10 +872,7 @@ def build_people(
     send_nulls: bool = False,
     naive_timestamps: Literal["error", "utc"] = "error",
 ) -> Payloads:
-    """The people dicts of a canonical frame, exactly as they will be sent.
-
-    ``skip`` marks rows not to build (already invalid): their entry is None. Rows with a value
-    JSON cannot hold are None too, with the reason in ``problems``.
+    """:func:`encode_people`; its ``people`` are the dicts exactly as they will be sent.
 
     >>> frame = pd.DataFrame({"userId": ["u1", "u2"], "score": [1.5, float("inf")],
     ...                       "plan": ["pro", None]})
@@ -501,63 +882,49 @@ def build_people(
     >>> payloads.problems
     {1: 'traits.score: inf is not valid JSON'}
     """
-    n_rows = len(canonical)
-    skipped = np.zeros(n_rows, dtype=bool) if skip is None else np.asarray(skip, dtype=bool)
-    columns = _columns(canonical, naive_timestamps)
-    problems: dict[int, list[str]] = {}
-    for column in columns:
-        for position, why in column.converted.problems.items():
-            if not skipped[position]:
-                problems.setdefault(position, []).append(why)
-    for position in np.flatnonzero(_identity_missing(columns, n_rows) & ~skipped).tolist():
-        problems.setdefault(position, []).append("no userId or email")
-    dropped = skipped.copy()
-    dropped[list(problems)] = True
-    maker = _record_maker(
-        [c.key for c in columns if not c.is_trait], [c.key for c in columns if c.is_trait]
+    return encode_people(
+        canonical, skip=skip, send_nulls=send_nulls, naive_timestamps=naive_timestamps
     )
-    ordered = [c for c in columns if not c.is_trait] + [c for c in columns if c.is_trait]
-    with _gc_paused():
-        if ordered:
-            people: list[Any] = list(map(maker, *(c.converted.values for c in ordered)))
-        else:
-            people = [{} for _ in range(n_rows)]
-        _drop_missing(people, columns, dropped, send_nulls)
-    for position in np.flatnonzero(dropped).tolist():
-        people[position] = None
-    return Payloads(people, {p: "; ".join(why) for p, why in sorted(problems.items())})
 
 
 # -- bodies, hashes, identities -------------------------------------------------------------
 
 
-def encode_batch(people: Sequence[Mapping[str, Any]]) -> bytes:
-    """The JSON body of one batch request.
+def as_outgoing(person: Mapping[str, Any] | Outgoing) -> Outgoing:
+    """A person dict as it goes out (an :class:`Outgoing` is returned as it is)."""
+    if isinstance(person, Outgoing):
+        return person
+    user_id, email = person.get("userId"), person.get("email")
+    return Outgoing(
+        orjson.dumps(person),
+        None if user_id is None else str(user_id),
+        None if not email else str(email),
+    )
+
+
+def encode_batch(people: Sequence[Mapping[str, Any] | Outgoing]) -> bytes:
+    """The JSON body of one batch request: the people's bytes, joined.
 
     >>> encode_batch([{"userId": "u1"}])
     b'{"people":[{"userId":"u1"}]}'
     """
-    return orjson.dumps({"people": people if isinstance(people, list) else list(people)})
+    return b'{"people":[' + b",".join(as_outgoing(p).json for p in people) + b"]}"
 
 
 def content_hashes(people: Sequence[Mapping[str, Any] | None]) -> np.ndarray:
     """A stable int64 fingerprint per person (0 for None), to tell changed people apart.
 
     blake2b (8 bytes) of the person's JSON with sorted keys, read little-endian: the same on
-    every machine, process and version.
+    every machine, process and version. :meth:`Payloads.content_hashes` gives the same from
+    the column-built bytes.
 
     >>> content_hashes([{"userId": "u1"}, None]).tolist()
     [7249378761026338362, 0]
     """
-    dumps, option, blake2b = orjson.dumps, orjson.OPT_SORT_KEYS, hashlib.blake2b
-    zero = bytes(8)
-    digests = b"".join(
-        [
-            zero if p is None else blake2b(dumps(p, option=option), digest_size=8).digest()
-            for p in people
-        ]
+    dumps, option = orjson.dumps, orjson.OPT_SORT_KEYS
+    return blake2b_hashes(
+        text_array([None if p is None else dumps(p, option=option) for p in people])
     )
-    return np.frombuffer(digests, dtype="<i8").astype(np.int64)
 
 
 def identity_key(person: Mapping[str, Any]) -> str:
@@ -578,3 +945,34 @@ def identity_key(person: Mapping[str, Any]) -> str:
 def identity_keys(people: Sequence[Mapping[str, Any] | None]) -> list[str | None]:
     """identity_key per position (None for None)."""
     return [None if p is None else identity_key(p) for p in people]
+
+
+def identity_key_array(user_ids: pa.Array, emails: pa.Array) -> pa.Array:
+    """:func:`identity_key` over columns of userIds and emails (null where neither is set).
+
+    Emails are lower-cased as Python does (``str.lower``): ASCII ones in Arrow, the others one
+    by one, since Unicode lower-casing rules differ between libraries.
+
+    >>> identity_key_array(pa.array(["u1", None, None]), pa.array(["A@x.io", "B@Y.io", None])
+    ... ).to_pylist()
+    ['u:u1', 'e:b@y.io', None]
+    """
+    user_ids = user_ids.cast(pa.large_string())
+    emails = emails.cast(pa.large_string())
+    has_user = pc.fill_null(pc.greater(pc.binary_length(user_ids), 0), False)
+    lowered = pc.ascii_lower(emails)
+    unusual = pc.invert(pc.fill_null(pc.string_is_ascii(emails), True))
+    if pc.any(unusual).as_py():
+        positions = np.flatnonzero(unusual.to_numpy(zero_copy_only=False))
+        values = lowered.to_pylist()
+        for position, email in zip(
+            positions.tolist(), emails.take(pa.array(positions)).to_pylist(), strict=True
+        ):
+            values[position] = email.lower()
+        lowered = pa.array(values, pa.large_string())
+    has_email = pc.fill_null(pc.greater(pc.binary_length(emails), 0), False)
+    text, empty = pa.large_string(), pa.scalar("", pa.large_string())
+    by_email = pc.binary_join_element_wise(pa.scalar("e:", text), lowered, empty)
+    by_email = pc.if_else(has_email, by_email, pa.scalar(None, text))
+    by_user = pc.binary_join_element_wise(pa.scalar("u:", text), user_ids, empty)
+    return pc.if_else(has_user, by_user, by_email)

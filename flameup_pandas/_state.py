@@ -59,9 +59,15 @@ STATE_SCHEMA = pa.schema(
 )
 
 
-def identity_hashes(keys: Sequence[str | None]) -> np.ndarray:
-    """64-bit hashes of identity keys (stable across processes and machines); 0 for None."""
-    values = np.asarray(["" if k is None else k for k in keys], dtype=object)
+def identity_hashes(keys: Sequence[str | None] | pa.Array) -> np.ndarray:
+    """64-bit hashes of identity keys (stable across processes and machines); 0 for None.
+
+    ``keys`` is a list or an Arrow string array.
+    """
+    if isinstance(keys, pa.Array | pa.ChunkedArray):
+        values = np.asarray(pc.fill_null(keys, "").to_numpy(zero_copy_only=False), dtype=object)
+    else:
+        values = np.asarray(["" if k is None else k for k in keys], dtype=object)
     hashed = pd.util.hash_array(values, categorize=False).view(np.int64)
     hashed[values == ""] = 0
     return hashed
@@ -147,7 +153,7 @@ class SyncState:
         return frame
 
     def lookup(
-        self, keys: Sequence[str | None], hashes: np.ndarray
+        self, keys: Sequence[str | None] | pa.Array, hashes: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """For each person: was exactly this payload last sent? And its known flameup_id."""
         wanted = identity_hashes(keys)

@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 
 from ._delivery import PersonOutcome, count_failed
 from ._mapping import KNOWN_TRAITS
-from ._payload import content_hashes
+from ._payload import Outgoing, Payloads
 from ._progress import Meter, Progress, open_progress
 from ._result import STATUSES, RunReport, Summary
 from ._sources import Rows, read_chunks
@@ -82,13 +82,13 @@ class ResultsWriter:
             self.counts[str(status)] += int(count)
         if self._writer is None:
             return
-        people = [plan.people[p] or {} for p in positions]
+        take = pa.array(np.asarray(positions, dtype=np.int64))
         self._buffer.append(
             pa.table(
                 {
                     "row": pa.array([plan.labels[p] for p in positions], pa.int64()),
-                    "userId": pa.array([_text(p.get("userId")) for p in people], pa.string()),
-                    "email": pa.array([_text(p.get("email")) for p in people], pa.string()),
+                    "userId": plan.payloads.user_ids.take(take).cast(pa.string()),
+                    "email": plan.payloads.emails.take(take).cast(pa.string()),
                     "flameup_id": pa.array(plan.flameup_id[positions].tolist(), pa.string()),
                     "flameup_status": pa.array(statuses.tolist(), pa.string()),
                     "flameup_error": pa.array(plan.error[positions].tolist(), pa.string()),
@@ -110,10 +110,6 @@ class ResultsWriter:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
 
 
 def upsert_rows(
@@ -142,10 +138,10 @@ def upsert_rows(
             for chunk in chunks:
                 pending = chunk.plan.pending()
                 would_send += len(pending)
-                sample.extend(chunk.plan.people[p] for p in pending[: SAMPLE - len(sample)])
+                sample.extend(chunk.plan.payloads.take(pending[: SAMPLE - len(sample)]).people)
                 chunk.plan.mark_dry_run()
-                writer.add(chunk.plan, np.arange(len(chunk.plan.people)))
-                bar.update(len(chunk.plan.people))
+                writer.add(chunk.plan, np.arange(len(chunk.plan.status)))
+                bar.update(len(chunk.plan.status))
         else:
             later: list[_Chunk] = []
             batches = _batches(chunks, writer, bar, Repeats(later))
@@ -185,7 +181,7 @@ def _plan_chunk(
     plan = rules.plan(frame, labels=frame.index)
     hashes = None
     if sync is not None:
-        hashes = content_hashes(plan.people) if full_refresh else plan.skip_unchanged(sync)
+        hashes = plan.payloads.content_hashes() if full_refresh else plan.skip_unchanged(sync)
     return _Chunk(plan, hashes)
 
 
@@ -194,7 +190,7 @@ Member = tuple[_Chunk, int]
 
 def _batches(
     chunks: Iterator[_Chunk], writer: ResultsWriter, bar: Meter, repeats: Repeats | None
-) -> Iterator[tuple[list[Member], list[dict[str, Any]]]]:
+) -> Iterator[tuple[list[Member], list[Outgoing]]]:
     """Full batches across chunk boundaries; rows settled without sending are written at once.
 
     A request may carry the end of one chunk and the start of the next: each person travels
@@ -202,26 +198,28 @@ def _batches(
     was already sent earlier in this run are handed to ``repeats`` instead.
     """
     carry: list[Member] = []
+    people: list[Outgoing] = []
     for chunk in chunks:
         pending = chunk.plan.pending()
         aside = np.array([], dtype=np.int64)
         if repeats is not None:
             pending, aside = repeats.set_aside(chunk, pending)
         unsent = np.concatenate([pending, aside])
-        settled = np.setdiff1d(np.arange(len(chunk.plan.people)), unsent, assume_unique=True)
+        settled = np.setdiff1d(np.arange(len(chunk.plan.status)), unsent, assume_unique=True)
         writer.add(chunk.plan, settled)
         bar.update(len(settled))
-        carry.extend((chunk, int(p)) for p in pending)
+        carry.extend((chunk, p) for p in pending.tolist())
+        people.extend(chunk.plan.payloads.outgoing(pending))
         while len(carry) >= BATCH_SIZE:
-            batch, carry = carry[:BATCH_SIZE], carry[BATCH_SIZE:]
-            yield batch, [_person(member) for member in batch]
+            yield carry[:BATCH_SIZE], people[:BATCH_SIZE]
+            carry, people = carry[BATCH_SIZE:], people[BATCH_SIZE:]
     if carry:
-        yield carry, [_person(member) for member in carry]
+        yield carry, people
 
 
 def _deliver(
     sender: Sender,
-    batches: Iterator[tuple[list[Member], list[dict[str, Any]]]],
+    batches: Iterator[tuple[list[Member], list[Outgoing]]],
     sync: SyncState | None,
     writer: ResultsWriter,
     bar: Meter,
@@ -252,7 +250,7 @@ class Repeats:
         plan = chunk.plan
         unchanged = np.flatnonzero((plan.status == "skipped") & (plan.error == UNCHANGED))
         candidates = np.concatenate([pending, unchanged])
-        hashes = identity_hashes([plan.keys[p] for p in candidates])
+        hashes = identity_hashes(plan.keys.take(pa.array(candidates)))
         again = self._sent.contains(hashes)
         now = ~again[: len(pending)]
         self._sent.add(hashes[: len(pending)][now])
@@ -265,9 +263,7 @@ class Repeats:
 def _subset(chunk: _Chunk, positions: np.ndarray) -> _Chunk:
     """The rows at ``positions`` of a chunk, as a chunk of their own (labels kept)."""
     plan = Plan.start(
-        len(positions),
-        [chunk.plan.people[p] for p in positions],
-        [chunk.plan.labels[p] for p in positions],
+        chunk.plan.payloads.take(positions), [chunk.plan.labels[p] for p in positions]
     )
     hashes = None if chunk.hashes is None else chunk.hashes[positions]
     return _Chunk(plan, hashes)
@@ -275,21 +271,13 @@ def _subset(chunk: _Chunk, positions: np.ndarray) -> _Chunk:
 
 def _repeats_chunk(later: list[_Chunk]) -> _Chunk:
     """All set-aside repeats as one chunk; among them, too, the last row of an identity wins."""
-    people = [p for c in later for p in c.plan.people]
     labels = [label for c in later for label in c.plan.labels]
-    plan = Plan.start(len(people), people, labels)
+    plan = Plan.start(Payloads.concat([c.plan.payloads for c in later]), labels)
     plan.skip_duplicates("last")
     hashes = None
     if all(c.hashes is not None for c in later):
         hashes = np.concatenate([c.hashes for c in later if c.hashes is not None])
     return _Chunk(plan, hashes)
-
-
-def _person(member: Member) -> dict[str, Any]:
-    chunk, position = member
-    person = chunk.plan.people[position]
-    assert person is not None
-    return person
 
 
 def _by_chunk(
@@ -312,7 +300,5 @@ def _settle(
 ) -> None:
     chunk.plan.apply(positions, outcomes)
     if sync is not None and chunk.hashes is not None:
-        sync.record_outcomes(
-            [chunk.plan.keys[p] for p in positions], chunk.hashes[positions], outcomes
-        )
+        sync.record_outcomes(chunk.plan.keys_at(positions), chunk.hashes[positions], outcomes)
     writer.add(chunk.plan, np.asarray(positions))

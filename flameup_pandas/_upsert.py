@@ -10,18 +10,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ._client import FlameupClient
 from ._delivery import Deliverer, PersonOutcome, count_failed
 from ._mapping import FieldMap, canonical_frame, resolve_mapping
-from ._payload import build_people, content_hashes, identity_keys
+from ._payload import Outgoing, Payloads, encode_people
 from ._progress import Progress, open_progress
 from ._result import RESULT_COLUMNS, RunReport, record_run
 from ._schema import row_reasons, validate_people
@@ -65,16 +67,16 @@ class Rules:
         return resolve_mapping(columns, self.mapping, self.traits, self.exclude)
 
     def plan(self, df: pd.DataFrame, labels: Labels | None = None) -> Plan:
-        """Validate and convert a frame; every row gets a person dict or a reason it has none."""
+        """Validate and encode a frame; every row gets a person or a reason it has none."""
         fieldmap = self.fieldmap(list(df.columns))
         validation = validate_people(canonical_frame(df, fieldmap), self.schema)
-        payloads = build_people(
+        payloads = encode_people(
             validation.frame,
             skip=validation.invalid,
             send_nulls=self.send_nulls,
             naive_timestamps=self.naive_timestamps,
         )
-        plan = Plan.start(len(df), payloads.people, list(df.index) if labels is None else labels)
+        plan = Plan.start(payloads, list(df.index) if labels is None else labels)
         reasons = row_reasons(validation.report, len(df))
         for invalid in np.flatnonzero(validation.invalid).tolist():
             plan.mark(invalid, "invalid", reasons[invalid] or "failed validation")
@@ -134,26 +136,43 @@ def _source_or_same(fieldmap: FieldMap, canonical: str) -> Hashable:
 
 @dataclass
 class Plan:
-    """Per-row decisions for one frame (or one chunk of a file), by position."""
+    """Per-row decisions for one frame (or one chunk of a file), by position.
 
-    people: list[dict[str, Any] | None]
+    The people are columns (:class:`Payloads`: each row's JSON bytes and identity fields);
+    ``keys`` their identity keys, an Arrow string array (null where a row has no person).
+    """
+
+    payloads: Payloads
     labels: Labels
     status: np.ndarray
     error: np.ndarray
     flameup_id: np.ndarray
-    keys: list[str | None] = field(default_factory=list)
+    keys: pa.Array
     report: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @classmethod
-    def start(cls, n: int, people: list[dict[str, Any] | None], labels: Labels) -> Plan:
+    def start(cls, payloads: Payloads, labels: Labels) -> Plan:
+        n = len(payloads)
         return cls(
-            people=people,
+            payloads=payloads,
             labels=labels,
             status=np.full(n, None, dtype=object),
             error=np.full(n, None, dtype=object),
             flameup_id=np.full(n, None, dtype=object),
-            keys=identity_keys(people),
+            keys=payloads.keys(),
         )
+
+    @property
+    def people(self) -> list[dict[str, Any] | None]:
+        """The person dicts by position (None where none), decoded when first asked for."""
+        return self.payloads.people
+
+    def keys_at(self, positions: Sequence[int] | np.ndarray) -> list[str | None]:
+        """The identity keys at ``positions`` as Python strings."""
+        keys: list[str | None] = self.keys.take(
+            pa.array(np.asarray(positions, np.int64))
+        ).to_pylist()
+        return keys
 
     def mark(
         self,
@@ -174,22 +193,21 @@ class Plan:
     def skip_duplicates(self, on_duplicate: str) -> None:
         """Send each identity once: the last row wins; the others are skipped, naming it."""
         pending = self.pending()
-        keys = pd.Series([self.keys[p] for p in pending], index=pending, dtype=object)
-        dupes = keys.duplicated(keep="last")
-        if not dupes.any():
+        codes, last = _last_of_each(self.keys.take(pa.array(pending)))
+        dupes = np.flatnonzero(last[codes] != np.arange(len(codes)))
+        if len(dupes) == 0:
             return
         if on_duplicate == "error":
-            shown = ", ".join(map(str, sorted(set(keys[dupes]))[:5]))
+            shown = ", ".join(map(str, sorted({str(k) for k in self.keys_at(pending[dupes])})[:5]))
             raise DuplicateIdentityError(
-                f"{int(dupes.sum())} rows repeat an identity already in the frame ({shown}); "
+                f"{len(dupes)} rows repeat an identity already in the frame ({shown}); "
                 "pass on_duplicate='last' to keep the last row of each"
             )
-        last = keys.drop_duplicates(keep="last")
-        kept = pd.Series(last.index, index=last.to_numpy())
-        for position, key in zip(keys.index[dupes], keys[dupes], strict=True):
-            label = self.labels[int(kept[key])]
+        kept = pending[last[codes[dupes]]]
+        for position, winner in zip(pending[dupes].tolist(), kept.tolist(), strict=True):
+            label = self.labels[winner]
             self.mark(
-                int(position),
+                position,
                 "skipped",
                 f"duplicate identity: row {label!r} with the same identity was sent instead",
             )
@@ -197,9 +215,8 @@ class Plan:
     def skip_unchanged(self, state: SyncState) -> np.ndarray:
         """Skip people whose payload matches what the state says was last sent; their hashes."""
         pending = self.pending()
-        hashes = content_hashes([self.people[p] for p in pending])
-        keys = [self.keys[p] for p in pending]
-        unchanged, known_ids = state.lookup(keys, hashes)
+        hashes = self.payloads.content_hashes(pending)
+        unchanged, known_ids = state.lookup(self.keys.take(pa.array(pending)), hashes)
         for position, flameup_id in zip(pending[unchanged], known_ids[unchanged], strict=True):
             self.mark(int(position), "skipped", UNCHANGED, flameup_id)
         full = np.zeros(len(self.people), dtype=np.int64)
@@ -243,22 +260,26 @@ class Sender:
         )
 
 
+def _last_of_each(keys: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Each key's code (dense, from 0), and per code the position of its last occurrence.
+
+    Every key must be set (rows still to send always have an identity).
+    """
+    codes = pc.dictionary_encode(keys).indices.to_numpy(zero_copy_only=False)
+    codes = np.asarray(codes, dtype=np.int64)
+    uniques, reversed_first = np.unique(codes[::-1], return_index=True)
+    last = np.empty(len(uniques), dtype=np.int64)
+    last[uniques] = len(codes) - 1 - reversed_first
+    return codes, last
+
+
 def batches_of(
-    positions: Iterable[int], people: Sequence[dict[str, Any] | None], size: int = BATCH_SIZE
-) -> Iterator[tuple[list[int], list[dict[str, Any]]]]:
+    positions: np.ndarray, payloads: Payloads, size: int = BATCH_SIZE
+) -> Iterator[tuple[list[int], list[Outgoing]]]:
     """Full batches of ``size`` (the last may be short): every request carries all it can."""
-    tags: list[int] = []
-    batch: list[dict[str, Any]] = []
-    for position in positions:
-        person = people[position]
-        assert person is not None
-        tags.append(int(position))
-        batch.append(person)
-        if len(batch) == size:
-            yield tags, batch
-            tags, batch = [], []
-    if batch:
-        yield tags, batch
+    for start in range(0, len(positions), size):
+        tags = positions[start : start + size].tolist()
+        yield tags, payloads.outgoing(tags)
 
 
 def upsert_frame(
@@ -279,7 +300,7 @@ def upsert_frame(
     with SyncState.open(state) if state is not None else contextlib.nullcontext() as sync:
         hashes = None
         if sync is not None:
-            hashes = content_hashes(plan.people) if full_refresh else plan.skip_unchanged(sync)
+            hashes = plan.payloads.content_hashes() if full_refresh else plan.skip_unchanged(sync)
         if dry_run:
             plan.mark_dry_run()
             report = RunReport(elapsed=time.monotonic() - started, dry_run=True)
@@ -305,11 +326,11 @@ def deliver_plan(
     pending = plan.pending()
     bar = open_progress(progress, len(pending), requests=sender.requests)
     try:
-        for positions, outcomes in sender.deliverer.stream(batches_of(pending, plan.people)):
+        for positions, outcomes in sender.deliverer.stream(batches_of(pending, plan.payloads)):
             bar.update(len(outcomes), failed=count_failed(outcomes))
             plan.apply(positions, outcomes)
             if sync is not None and hashes is not None:
-                sync.record_outcomes([plan.keys[p] for p in positions], hashes[positions], outcomes)
+                sync.record_outcomes(plan.keys_at(positions), hashes[positions], outcomes)
     finally:
         bar.close()
 

@@ -12,8 +12,9 @@
 How a run goes, and why
 -----------------------
 1. **Plan on the executors.** ``mapInPandas`` hands each Arrow batch of the table to
-   :meth:`Rules.plan <flameup_pandas._upsert.Rules.plan>`, :func:`content_hashes` and
-   :func:`identity_keys`: the very functions the pandas and file paths call, so there is one
+   :meth:`Rules.plan <flameup_pandas._upsert.Rules.plan>`, which encodes every person
+   column by column and gives its content hash and identity key: the very code the pandas
+   and file paths run, so there is one
    implementation of the rules. Each input row comes out as one narrow row: its identity, the
    64-bit identity and content hashes, a status if it is already settled (``invalid``, or
    ``skipped`` as a duplicate inside its batch) with the reason, and, only for rows still to
@@ -58,14 +59,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Unpack
 
 import numpy as np
-import orjson
 import pandas as pd
 import pyarrow as pa
 
 from ._delivery import PersonOutcome, count_failed
 from ._mapping import canonical_frame
 from ._options import Options, split_options
-from ._payload import _naive_error, content_hashes
+from ._payload import Outgoing, _naive_error
 from ._progress import Progress, open_progress
 from ._result import STATUSES, RunReport, Summary
 from ._state import SyncState, identity_hashes
@@ -211,16 +211,16 @@ def planned_rows(rules: Rules, frame: pd.DataFrame, rows: np.ndarray) -> pd.Data
     pending = plan.pending()
     hashes = np.zeros(len(frame), dtype=np.int64)
     payloads = np.full(len(frame), None, dtype=object)
-    people = [plan.people[p] for p in pending]
-    hashes[pending] = content_hashes(people)
-    payloads[pending] = [orjson.dumps(p).decode() for p in people]
+    hashes[pending] = plan.payloads.content_hashes(pending)
+    wire = plan.payloads.wire.take(pa.array(pending)).cast(pa.large_string())
+    payloads[pending] = wire.to_pylist()
     user_ids, emails = _shown_identities(rules, frame, plan)
     return pd.DataFrame(
         {
             ROW: rows,
             "userId": user_ids,
             "email": emails,
-            "identity": pd.Series(plan.keys, dtype=object),
+            "identity": pd.Series(plan.keys.to_pylist(), dtype=object),
             "identity_hash": identity_hashes(plan.keys),
             "content_hash": hashes,
             STATUS: plan.status,
@@ -233,13 +233,16 @@ def planned_rows(rules: Rules, frame: pd.DataFrame, rows: np.ndarray) -> pd.Data
 def _shown_identities(rules: Rules, frame: pd.DataFrame, plan: Plan) -> tuple[list[Any], ...]:
     """userId and email for the results: as sent, or as given for rows that were not built."""
     canonical = canonical_frame(frame, rules.fieldmap(list(frame.columns)))
+    has_person = plan.payloads.wire.is_valid().to_numpy(zero_copy_only=False)
     shown = []
-    for name in ("userId", "email"):
+    for name, sent in (("userId", plan.payloads.user_ids), ("email", plan.payloads.emails)):
         given = canonical[name].tolist() if name in canonical else [None] * len(frame)
         shown.append(
             [
-                _text(person.get(name)) if person is not None else _text(value)
-                for person, value in zip(plan.people, given, strict=True)
+                value if person else _text(original)
+                for person, value, original in zip(
+                    has_person.tolist(), sent.to_pylist(), given, strict=True
+                )
             ]
         )
     return shown[0], shown[1]
@@ -354,7 +357,7 @@ def _deliver(
     to_send: DataFrame, sender: Sender, sync: SyncState | None, progress: bool | Progress
 ) -> tuple[pa.Table, int]:
     """Stream the rows to send into the shared deliverer; record and collect their outcomes."""
-    columns = to_send.select(ROW, "identity", "content_hash", "payload")
+    columns = to_send.select(ROW, "identity", "content_hash", "payload", "userId", "email")
     total = columns.count()
     if total == 0:
         return OUTCOMES_SCHEMA.empty_table(), 0
@@ -375,7 +378,7 @@ def _deliver(
     return pa.concat_tables([OUTCOMES_SCHEMA.empty_table(), *collected]), reached
 
 
-def _batches(rows: Iterator[Any]) -> Iterator[tuple[_Sent, list[dict[str, Any]]]]:
+def _batches(rows: Iterator[Any]) -> Iterator[tuple[_Sent, list[Outgoing]]]:
     """Full batches of people from the rows reaching the driver (the last may be short)."""
     batch: list[Any] = []
     for row in rows:
@@ -387,13 +390,13 @@ def _batches(rows: Iterator[Any]) -> Iterator[tuple[_Sent, list[dict[str, Any]]]
         yield _batch(batch)
 
 
-def _batch(rows: list[Any]) -> tuple[_Sent, list[dict[str, Any]]]:
+def _batch(rows: list[Any]) -> tuple[_Sent, list[Outgoing]]:
     sent = _Sent(
         [r[ROW] for r in rows],
         [r["identity"] for r in rows],
         np.array([r["content_hash"] for r in rows], dtype=np.int64),
     )
-    return sent, [orjson.loads(r["payload"]) for r in rows]
+    return sent, [Outgoing(r["payload"].encode(), r["userId"], r["email"]) for r in rows]
 
 
 def _outcome_table(rows: list[int], outcomes: list[PersonOutcome]) -> pa.Table:
