@@ -1,0 +1,169 @@
+"""People encoded column by column: the very bytes and hashes the dict path gave.
+
+The reference here builds each person the plain way (a dict per row from the per-value
+conversion, missing values left out) and encodes it with ``orjson.dumps``; the column-built
+bytes, content hashes, identity keys and problems must equal it exactly. A state file written
+before the column encoder must still find every person unchanged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+import pyarrow as pa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from flameup_pandas._mapping import trait_name
+from flameup_pandas._payload import (
+    TOP_LEVEL,
+    _convert,
+    _require_strings,
+    content_hashes,
+    encode_people,
+    identity_keys,
+)
+from flameup_pandas._state import SyncState
+from flameup_pandas._wire import number_texts, string_texts
+
+from .fixtures.legacy_state import STATE_NAME, legacy_people
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def reference(frame: pd.DataFrame, send_nulls: bool = False) -> list[dict[str, Any] | None]:
+    """Each row's person built as a dict, one value at a time (None for a problem row)."""
+    columns = []
+    for position, name in enumerate(frame.columns):
+        top = name in TOP_LEVEL
+        label = name if top else f"traits.{trait_name(name)}"
+        converted = _convert(frame.iloc[:, position], "utc", label)
+        if top:
+            _require_strings(converted, label)
+        columns.append((name if top else trait_name(name), top, converted))
+    people: list[dict[str, Any] | None] = []
+    for row in range(len(frame)):
+        if any(row in c.problems for _, _, c in columns):
+            people.append(None)
+            continue
+        person: dict[str, Any] = {}
+        traits: dict[str, Any] = {}
+        for key, top, converted in columns:
+            missing = bool(converted.missing[row])
+            if missing and (not send_nulls or key == "userId"):
+                continue
+            (person if top else traits)[key] = None if missing else converted.values[row]
+        if traits or (send_nulls and any(not top for _, top, _ in columns)):
+            person["traits"] = traits
+        identified = any(key in ("userId", "email") and not c.missing[row] for key, _, c in columns)
+        people.append(person if identified else None)
+    return people
+
+
+def check(frame: pd.DataFrame, send_nulls: bool = False) -> None:
+    expected = reference(frame, send_nulls)
+    payloads = encode_people(frame, send_nulls=send_nulls, naive_timestamps="utc")
+    wire = payloads.wire.to_pylist()
+    assert wire == [None if p is None else orjson.dumps(p) for p in expected]
+    assert payloads.people == expected
+    assert payloads.content_hashes().tolist() == content_hashes(expected).tolist()
+    known = [p if p and (p.get("userId") or p.get("email")) else None for p in expected]
+    assert payloads.keys().to_pylist() == identity_keys(known)
+
+
+texts = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=8)
+columns = {
+    "userId": st.one_of(st.none(), texts, st.sampled_from(["u1", "u2", "ü"])),
+    "email": st.one_of(st.none(), texts, st.sampled_from(["A@B.io", "Ä@ß.io", "İ@x.io"])),
+    "plan": st.one_of(st.none(), texts),
+    "score": st.one_of(st.floats(allow_nan=True, allow_infinity=False), st.none()),
+    "logins": st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    "active": st.booleans(),
+    "seen": st.datetimes(
+        min_value=dt.datetime(1900, 1, 1),
+        max_value=dt.datetime(2200, 1, 1),
+        timezones=st.just(dt.UTC),
+    ),
+    "tags": st.one_of(st.none(), st.lists(st.integers(0, 9), max_size=2)),
+    "prefs": st.dictionaries(st.sampled_from(["b", "a", "é"]), st.integers(0, 9), max_size=3),
+}
+
+
+@st.composite
+def frames(draw: st.DrawFn) -> pd.DataFrame:
+    n = draw(st.integers(min_value=0, max_value=12))
+    names = draw(st.lists(st.sampled_from(sorted(columns)), unique=True, min_size=1))
+    data = {name: draw(st.lists(columns[name], min_size=n, max_size=n)) for name in names}
+    frame = pd.DataFrame(data, index=range(n))
+    for name in ("logins", "active"):
+        if name in frame and n:
+            frame[name] = frame[name].astype("int64" if name == "logins" else "bool")
+    if "seen" in frame and n:
+        frame["seen"] = pd.to_datetime(frame["seen"], utc=True)
+    if "plan" in frame and draw(st.booleans()):
+        frame["plan"] = frame["plan"].astype("category")
+    return frame
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(frame=frames(), send_nulls=st.booleans())
+def test_column_bytes_hashes_and_keys_equal_the_dict_path(frame, send_nulls):
+    check(frame, send_nulls)
+
+
+def test_the_legacy_frame_in_every_dtype_equals_the_dict_path():
+    frame = legacy_people()
+    check(frame)
+    check(frame, send_nulls=True)
+    check(frame.convert_dtypes(dtype_backend="pyarrow").iloc[:, :10])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(allow_nan=False, allow_infinity=False), max_size=20))
+def test_numbers_are_written_as_orjson_writes_each_one(values):
+    assert number_texts(np.array(values, dtype=np.float64)).to_pylist() == [
+        orjson.dumps(v) for v in values
+    ]
+
+
+def test_every_float_bit_pattern_sampled_is_written_as_orjson_writes_it():
+    bits = np.random.default_rng(17).integers(0, 2**63, 200_000, dtype=np.int64)
+    values = np.concatenate([bits.view(np.float64), -bits.view(np.float64)])
+    values = values[np.isfinite(values)]
+    assert number_texts(values).to_pylist() == [orjson.dumps(v) for v in values.tolist()]
+
+
+def test_integers_at_the_edges():
+    values = np.array([-(2**63), -1, 0, 2**63 - 1], dtype=np.int64)
+    assert number_texts(values).to_pylist() == [orjson.dumps(v) for v in values.tolist()]
+    assert number_texts(np.array([2**64 - 1], dtype=np.uint64)).to_pylist() == [
+        b"18446744073709551615"
+    ]
+
+
+def test_strings_are_escaped_as_orjson_escapes_them():
+    values = ['"', "\\", "\x00\x01\x1f\x7f", "\t\n\r\b\f", "é 🚀 \u2028", "plain", None]
+    assert string_texts(pa.array(values)).to_pylist() == [
+        None if v is None else orjson.dumps(v) for v in values
+    ]
+
+
+def test_a_state_written_before_column_encoding_finds_everyone_unchanged(
+    flameup_server, to_server, tmp_path
+):
+    state = tmp_path / STATE_NAME
+    shutil.copy(FIXTURES / STATE_NAME, state)
+    before = pd.read_parquet(state)
+    result = legacy_people().flameup.upsert(state=state, **to_server)
+    assert (result["flameup_status"] == "skipped").all()
+    assert (result["flameup_error"] == "unchanged since last sync").all()
+    assert flameup_server.request_count() == 0
+    assert sorted(result["flameup_id"]) == sorted(before["flameup_id"])
+    with SyncState.open(state) as sync:
+        assert sync.frame()["content_hash"].tolist() == before["content_hash"].tolist()
