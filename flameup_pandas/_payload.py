@@ -959,7 +959,11 @@ def identity_key_array(user_ids: pa.Array, emails: pa.Array) -> pa.Array:
     """
     user_ids = user_ids.cast(pa.large_string())
     emails = emails.cast(pa.large_string())
+    text, empty = pa.large_string(), pa.scalar("", pa.large_string())
     has_user = pc.fill_null(pc.greater(pc.binary_length(user_ids), 0), False)
+    by_user = pc.binary_join_element_wise(pa.scalar("u:", text), user_ids, empty)
+    if pc.all(has_user).as_py() is not False:
+        return by_user  # everyone has a userId (or there is nobody): no email is looked at
     lowered = pc.ascii_lower(emails)
     unusual = pc.invert(pc.fill_null(pc.string_is_ascii(emails), True))
     if pc.any(unusual).as_py():
@@ -971,8 +975,6 @@ def identity_key_array(user_ids: pa.Array, emails: pa.Array) -> pa.Array:
             values[position] = email.lower()
         lowered = pa.array(values, pa.large_string())
     has_email = pc.fill_null(pc.greater(pc.binary_length(emails), 0), False)
-    text, empty = pa.large_string(), pa.scalar("", pa.large_string())
     by_email = pc.binary_join_element_wise(pa.scalar("e:", text), lowered, empty)
     by_email = pc.if_else(has_email, by_email, pa.scalar(None, text))
-    by_user = pc.binary_join_element_wise(pa.scalar("u:", text), user_ids, empty)
     return pc.if_else(has_user, by_user, by_email)

@@ -250,7 +250,7 @@ class Repeats:
         plan = chunk.plan
         unchanged = np.flatnonzero((plan.status == "skipped") & (plan.error == UNCHANGED))
         candidates = np.concatenate([pending, unchanged])
-        hashes = identity_hashes(plan.keys.take(pa.array(candidates)))
+        hashes = identity_hashes(plan.key_array.take(pa.array(candidates)))
         again = self._sent.contains(hashes)
         now = ~again[: len(pending)]
         self._sent.add(hashes[: len(pending)][now])

@@ -139,7 +139,8 @@ class Plan:
     """Per-row decisions for one frame (or one chunk of a file), by position.
 
     The people are columns (:class:`Payloads`: each row's JSON bytes and identity fields);
-    ``keys`` their identity keys, an Arrow string array (null where a row has no person).
+    ``key_array`` their identity keys, an Arrow string array (null where a row has no
+    person). The Python lists :attr:`people` and :attr:`keys` are built only when asked for.
     """
 
     payloads: Payloads
@@ -147,7 +148,7 @@ class Plan:
     status: np.ndarray
     error: np.ndarray
     flameup_id: np.ndarray
-    keys: pa.Array
+    key_array: pa.Array
     report: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @classmethod
@@ -159,7 +160,7 @@ class Plan:
             status=np.full(n, None, dtype=object),
             error=np.full(n, None, dtype=object),
             flameup_id=np.full(n, None, dtype=object),
-            keys=payloads.keys(),
+            key_array=payloads.keys(),
         )
 
     @property
@@ -167,9 +168,15 @@ class Plan:
         """The person dicts by position (None where none), decoded when first asked for."""
         return self.payloads.people
 
+    @property
+    def keys(self) -> list[str | None]:
+        """The identity key of each row (None where it has no person)."""
+        keys: list[str | None] = self.key_array.to_pylist()
+        return keys
+
     def keys_at(self, positions: Sequence[int] | np.ndarray) -> list[str | None]:
         """The identity keys at ``positions`` as Python strings."""
-        keys: list[str | None] = self.keys.take(
+        keys: list[str | None] = self.key_array.take(
             pa.array(np.asarray(positions, np.int64))
         ).to_pylist()
         return keys
@@ -193,7 +200,7 @@ class Plan:
     def skip_duplicates(self, on_duplicate: str) -> None:
         """Send each identity once: the last row wins; the others are skipped, naming it."""
         pending = self.pending()
-        codes, last = _last_of_each(self.keys.take(pa.array(pending)))
+        codes, last = _last_of_each(self.key_array.take(pa.array(pending)))
         dupes = np.flatnonzero(last[codes] != np.arange(len(codes)))
         if len(dupes) == 0:
             return
@@ -216,7 +223,7 @@ class Plan:
         """Skip people whose payload matches what the state says was last sent; their hashes."""
         pending = self.pending()
         hashes = self.payloads.content_hashes(pending)
-        unchanged, known_ids = state.lookup(self.keys.take(pa.array(pending)), hashes)
+        unchanged, known_ids = state.lookup(self.key_array.take(pa.array(pending)), hashes)
         for position, flameup_id in zip(pending[unchanged], known_ids[unchanged], strict=True):
             self.mark(int(position), "skipped", UNCHANGED, flameup_id)
         full = np.zeros(len(self.people), dtype=np.int64)
