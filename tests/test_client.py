@@ -8,10 +8,11 @@ import threading
 
 import pandas as pd
 import pytest
+import requests
 
 import flameup_pandas  # noqa: F401  (registers df.flameup)
 from flameup_pandas import ConfigurationError, FlameupClient, TransportError
-from flameup_pandas._client import read_error_body
+from flameup_pandas._client import display_url, read_error_body, why_unreachable
 from flameup_pandas._person import PERSON_FIELDS
 
 from .conftest import both_shapes
@@ -122,3 +123,23 @@ def test_a_redirect_is_never_followed_and_names_where_it_pointed(flameup_server)
     assert "FLAMEUP_BASE_URL" in message
     assert flameup_server.request_count() == 0
     assert flameup_server.api_key not in message
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (requests.exceptions.ConnectTimeout(), "no connection within the connect timeout"),
+        (requests.exceptions.SSLError(), "TLS handshake failed"),
+        (requests.exceptions.ProxyError(), "the proxy could not connect"),
+        (requests.ConnectionError(), "connection closed without an answer"),
+        (requests.exceptions.ReadTimeout(), None),  # the server took the request: not missing
+        (requests.exceptions.ChunkedEncodingError(), None),
+    ],
+)
+def test_why_a_server_could_not_be_reached(error, reason):
+    assert why_unreachable(error) == reason
+
+
+def test_display_url_names_scheme_host_port_and_path_only():
+    assert display_url("http://[::1]:8080/api/v1") == "http://[::1]:8080/api/v1"
+    assert display_url("http://u:p@127.0.0.1/api/v1#x") == "http://127.0.0.1:80/api/v1"
