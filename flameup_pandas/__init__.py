@@ -39,6 +39,7 @@ from .exceptions import (
     SourceError,
     StateError,
     TransportError,
+    UpsertInterrupted,
 )
 
 __all__ = [
@@ -63,6 +64,7 @@ __all__ = [
     "Summary",
     "Timeout",
     "TransportError",
+    "UpsertInterrupted",
     "__version__",
     "read_people",
     "to_people",

@@ -24,28 +24,31 @@ columns) and answers, for every person, one
 from __future__ import annotations
 
 import logging
+import queue
 import random
 import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from ._breaker import Breaker, unreachable_error
 from ._client import Answer, FlameupClient
+from ._interrupt import IN_FLIGHT, NOT_SENT
 from ._pacing import RateLimiter
 from ._payload import Outgoing, as_outgoing, encode_batch
 from ._person import IDENTITY_KEYS, identity_of, is_new
 from ._retry import RetryPolicy
 from .exceptions import APIError, AuthenticationError, TransportError
 
-__all__ = ["Deliverer", "DeliveryStats", "GaveUp", "PersonOutcome"]
+__all__ = ["Deliverer", "DeliveryStats", "GaveUp", "PersonOutcome", "Stream"]
 
 logger = logging.getLogger("flameup_pandas")
 
 T = TypeVar("T")
+R = TypeVar("R")
 People = Sequence[Mapping[str, Any] | Outgoing]
 
 SPLIT_STATUSES = frozenset({400, 409, 413, 422})
@@ -144,54 +147,20 @@ class Deliverer:
         self,
         batches: Iterable[tuple[T, People]],
         on_done: Callable[[int], None] | None = None,
-    ) -> Iterator[tuple[T, list[PersonOutcome]]]:
-        """Deliver batches concurrently; yield ``(tag, outcomes)`` as each batch completes."""
-        pending: set[Future[tuple[T, list[PersonOutcome]]]] = set()
-        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="flameup-send") as pool:
-            try:
-                for index, (tag, people) in enumerate(batches):
-                    if self.breaker.opened.is_set():
-                        yield tag, self._not_sent(people, on_done)
-                        continue
-                    # One batch queued per worker besides the one it sends: a worker that
-                    # finishes starts its next request without waiting for this thread.
-                    while len(pending) >= 2 * self.concurrency:
-                        yield from self._collect(pending, on_done)
-                    pending.add(pool.submit(self._tagged_send, tag, people))
-                    # The first batch goes alone: a bad key or URL then costs one request.
-                    while index == 0 and pending:
-                        yield from self._collect(pending, on_done)
-                while pending:
-                    yield from self._collect(pending, on_done)
-            except BaseException:
-                self._abort.set()
-                for future in pending:
-                    future.cancel()
-                raise
+    ) -> Stream[T]:
+        """Deliver batches concurrently; iterate for ``(tag, outcomes)`` as each completes.
 
-    def _not_sent(
-        self, people: People, on_done: Callable[[int], None] | None
-    ) -> list[PersonOutcome]:
+        ``stop()`` on the stream ends it at once (see :class:`Stream`).
+        """
+        return Stream(self, batches, on_done)
+
+    def abort(self) -> None:
+        """No request of this deliverer starts from now on; retries and pauses end."""
+        self._abort.set()
+
+    def not_sent(self, people: People) -> list[PersonOutcome]:
         """Outcomes for a batch the run will not send: it stopped because Flameup is down."""
-        if on_done is not None:
-            on_done(len(people))
         return [PersonOutcome("failed", error=f"not sent: {self.breaker.reason}")] * len(people)
-
-    def _tagged_send(self, tag: T, people: People) -> tuple[T, list[PersonOutcome]]:
-        return tag, self.send(people)
-
-    @staticmethod
-    def _collect(
-        pending: set[Future[tuple[T, list[PersonOutcome]]]],
-        on_done: Callable[[int], None] | None,
-    ) -> Iterator[tuple[T, list[PersonOutcome]]]:
-        done, _ = wait(pending, return_when=FIRST_COMPLETED)
-        for future in done:
-            pending.discard(future)
-            tag, outcomes = future.result()
-            if on_done is not None:
-                on_done(len(outcomes))
-            yield tag, outcomes
 
     def _post(self, people: People) -> Answer:
         """POST one batch until it gets an answer worth reading, or the policy gives up."""
@@ -218,6 +187,7 @@ class Deliverer:
         while True:
             self._check_sending(policy, what)
             self.limiter.acquire()
+            self._check_sending(policy, what)  # it may have stopped while waiting for a slot
             self.stats.add(requests=1)
             try:
                 answer = call()
@@ -316,6 +286,126 @@ def count_failed(outcomes: Sequence[PersonOutcome]) -> int:
 def is_batch_answer(answer: Answer) -> bool:
     """True when a 2xx answer to a batch has the documented shape: JSON with a people list."""
     return isinstance(answer.body, dict) and isinstance(answer.body.get("people"), list)
+
+
+class Stream(Generic[T]):
+    """Batches delivered by ``concurrency`` workers; iterating yields ``(tag, outcomes)`` as
+    each batch is answered.
+
+    Up to two batches per worker are handed out at once, so a worker that finishes starts its
+    next request without waiting for the consumer; the first batch goes alone, so a bad key or
+    URL costs one request. The workers are daemon threads: :meth:`stop` returns at once, never
+    waiting for a request in flight or its retries, and an interpreter that exits does not
+    wait for them either.
+    """
+
+    def __init__(
+        self,
+        deliverer: Deliverer,
+        batches: Iterable[tuple[T, People]],
+        on_done: Callable[[int], None] | None = None,
+    ) -> None:
+        self._deliverer = deliverer
+        self._batches = batches
+        self._on_done = on_done
+        self._pending: dict[Future[list[PersonOutcome]], tuple[T, int]] = {}
+        self._workers: _Workers | None = None
+
+    def __iter__(self) -> Iterator[tuple[T, list[PersonOutcome]]]:
+        self._workers = _Workers(self._deliverer.concurrency)
+        try:
+            for index, (tag, people) in enumerate(self._batches):
+                if self._deliverer.breaker.opened.is_set():
+                    if self._on_done is not None:
+                        self._on_done(len(people))
+                    yield tag, self._deliverer.not_sent(people)
+                    continue
+                while len(self._pending) >= 2 * self._deliverer.concurrency:
+                    yield from self._collect()
+                future = self._workers.submit(self._deliverer.send, people)
+                self._pending[future] = (tag, len(people))
+                while index == 0 and self._pending:
+                    yield from self._collect()
+            while self._pending:
+                yield from self._collect()
+        except BaseException:
+            self._halt()
+            raise
+        self._workers.shutdown(wait=True)
+
+    def stop(self) -> list[tuple[T, list[PersonOutcome]]]:
+        """End the stream now; every batch handed out and not yet yielded, with its outcomes.
+
+        An answered batch keeps its answer. Every person of the others is ``failed``: with
+        :data:`~flameup_pandas._interrupt.IN_FLIGHT` when its request may have started (it may
+        have been stored), else :data:`~flameup_pandas._interrupt.NOT_SENT`.
+        """
+        self._halt()
+        left: list[tuple[T, list[PersonOutcome]]] = []
+        for future, (tag, size) in self._pending.items():
+            if future.cancel():
+                left.append((tag, [PersonOutcome("failed", error=NOT_SENT)] * size))
+            elif future.done() and future.exception() is None:
+                left.append((tag, future.result()))
+            else:
+                left.append((tag, [PersonOutcome("failed", error=IN_FLIGHT)] * size))
+        self._pending.clear()
+        return left
+
+    def _halt(self) -> None:
+        self._deliverer.abort()
+        for future in self._pending:
+            future.cancel()
+        if self._workers is not None:
+            self._workers.shutdown(wait=False)
+
+    def _collect(self) -> Iterator[tuple[T, list[PersonOutcome]]]:
+        done, _ = wait(self._pending, return_when=FIRST_COMPLETED)
+        for future in done:
+            outcomes = future.result()
+            tag, _ = self._pending.pop(future)
+            if self._on_done is not None:
+                self._on_done(len(outcomes))
+            yield tag, outcomes
+
+
+class _Workers:
+    """``n`` daemon threads running submitted calls; a stopped run never waits for them."""
+
+    def __init__(self, n: int) -> None:
+        self._queue: queue.SimpleQueue[
+            tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None
+        ] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"flameup-send-{i}", daemon=True)
+            for i in range(n)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, call: Callable[..., R], *args: Any) -> Future[R]:
+        future: Future[R] = Future()
+        self._queue.put((future, call, args))
+        return future
+
+    def shutdown(self, *, wait: bool) -> None:
+        for _ in self._threads:
+            self._queue.put(None)
+        if wait:
+            for thread in self._threads:
+                thread.join()
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            future, call, args = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = call(*args)
+            except BaseException as exc:  # handed to the consumer, as an executor does
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
 
 
 def named_indices(error: APIError, size: int) -> set[int]:

@@ -21,6 +21,7 @@ import pandas as pd
 
 from . import _api
 from ._result import RESULT_COLUMNS, Summary, count_statuses, record_run, run_of, summarize
+from .exceptions import UpsertInterrupted
 
 if TYPE_CHECKING:
     import polars as pl
@@ -79,10 +80,20 @@ class PolarsFlameup:
         return _api.to_people(self._pandas(), **options)
 
     def upsert(self, **options: Any) -> pl.DataFrame:
-        """Send the rows; the frame with flameup_id, flameup_status, flameup_error added."""
+        """Send the rows; the frame with flameup_id, flameup_status, flameup_error added.
+
+        On Ctrl-C or SIGTERM raises :class:`~flameup_pandas.UpsertInterrupted` whose
+        ``result`` is this polars frame with every row answered so far.
+        """
+        try:
+            return self._result(_api.upsert(self._pandas(), **options))
+        except UpsertInterrupted as stop:
+            result = self._result(stop.result)
+            raise UpsertInterrupted(str(stop), result=result, signal=stop.signal) from None
+
+    def _result(self, result: pd.DataFrame) -> pl.DataFrame:
         import polars as pl
 
-        result = _api.upsert(self._pandas(), **options)
         out = self._df.with_columns(
             pl.Series(name, result[name].tolist(), dtype=pl.String) for name in RESULT_COLUMNS
         )

@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ._delivery import PersonOutcome, count_failed
+from ._interrupt import deliver_all, interrupted, interruptible, shielded, unfinished
 from ._mapping import KNOWN_TRAITS
 from ._payload import Outgoing, Payloads
 from ._progress import Meter, Progress, open_progress
@@ -67,6 +68,7 @@ class ResultsWriter:
 
     def __init__(self, path: str | Path | None, buffer_rows: int = 100_000) -> None:
         self.counts = dict.fromkeys(STATUSES, 0)
+        self.unfinished = 0  # rows failed because the run was interrupted
         self._path = Path(path) if path is not None else None
         self._writer: pq.ParquetWriter | None = None
         self._buffer: list[pa.Table] = []
@@ -80,6 +82,7 @@ class ResultsWriter:
         statuses = plan.status[positions]
         for status, count in zip(*np.unique(statuses.astype(str), return_counts=True), strict=True):
             self.counts[str(status)] += int(count)
+        self.unfinished += unfinished(plan.error[positions])
         if self._writer is None:
             return
         take = pa.array(np.asarray(positions, dtype=np.int64))
@@ -122,46 +125,73 @@ def upsert_rows(
     full_refresh: bool = False,
     progress: bool | Progress = True,
 ) -> Summary:
-    """Stream opened ``rows`` through the engine; ``sender=None`` is a dry run."""
-    started = time.monotonic()
-    sync = SyncState.open(state) if state is not None else None
-    writer = ResultsWriter(results)
-    total = rows.total
-    bar = open_progress(progress, total, requests=None if sender is None else sender.requests)
-    would_send = 0
-    sample: list[Any] = []
-    try:
-        chunks = (
-            _plan_chunk(frame, rules, sync, full_refresh) for frame in read_chunks(rows.batches)
-        )
-        if sender is None:
-            for chunk in chunks:
-                pending = chunk.plan.pending()
-                would_send += len(pending)
-                sample.extend(chunk.plan.payloads.take(pending[: SAMPLE - len(sample)]).people)
-                chunk.plan.mark_dry_run()
-                writer.add(chunk.plan, np.arange(len(chunk.plan.status)))
-                bar.update(len(chunk.plan.status))
-        else:
-            later: list[_Chunk] = []
-            batches = _batches(chunks, writer, bar, Repeats(later))
-            _deliver(sender, batches, sync, writer, bar)
-            if later:
-                # Repeats of people sent earlier in the file go once all those are answered,
-                # so the last row of each identity is the one that stays (as in a frame).
-                final = _repeats_chunk(later)
-                _deliver(sender, _batches(iter([final]), writer, bar, None), sync, writer, bar)
-    finally:
-        rows.batches.close()
-        bar.close()
-        writer.close()
-        if sync is not None:
-            sync.close()
+    """Stream opened ``rows`` through the engine; ``sender=None`` is a dry run.
+
+    On Ctrl-C or SIGTERM the results file and the state are closed with every row answered
+    so far, and :class:`UpsertInterrupted` is raised with the summary of those rows.
+    """
+    with interruptible():
+        started = time.monotonic()
+        sync = SyncState.open(state) if state is not None else None
+        writer = ResultsWriter(results)
+        total = rows.total
+        bar = open_progress(progress, total, requests=None if sender is None else sender.requests)
+        stopped: KeyboardInterrupt | None = None
+        try:
+            would_send, sample = _run(rows, rules, sender, sync, writer, bar, full_refresh)
+        except KeyboardInterrupt as exc:
+            stopped, would_send, sample = exc, 0, []
+        finally:
+            with shielded():
+                rows.batches.close()
+                bar.close()
+                writer.close()
+                if sync is not None:
+                    sync.close()
     elapsed = time.monotonic() - started
     if sender is None:
         report = RunReport(elapsed=elapsed, dry_run=True)
-        return Summary(writer.counts, report, {"would_send": would_send}, tuple(sample))
-    return Summary(writer.counts, sender.report(elapsed))
+        summary = Summary(writer.counts, report, {"would_send": would_send}, tuple(sample))
+    else:
+        summary = Summary(writer.counts, sender.report(elapsed))
+    if stopped is not None:
+        finished = summary.rows - writer.unfinished
+        raise interrupted(stopped, summary, finished=finished, rows=total) from None
+    return summary
+
+
+def _run(
+    rows: Rows,
+    rules: Rules,
+    sender: Sender | None,
+    sync: SyncState | None,
+    writer: ResultsWriter,
+    bar: Meter,
+    full_refresh: bool,
+) -> tuple[int, list[Any]]:
+    """Plan every chunk and send (or, with no sender, sample) its people; (would_send, sample)."""
+    would_send = 0
+    sample: list[Any] = []
+    chunks = (_plan_chunk(frame, rules, sync, full_refresh) for frame in read_chunks(rows.batches))
+    if sender is None:
+        for chunk in chunks:
+            pending = chunk.plan.pending()
+            would_send += len(pending)
+            sample.extend(chunk.plan.payloads.take(pending[: SAMPLE - len(sample)]).people)
+            chunk.plan.mark_dry_run()
+            with shielded():
+                writer.add(chunk.plan, np.arange(len(chunk.plan.status)))
+            bar.update(len(chunk.plan.status))
+        return would_send, sample
+    later: list[_Chunk] = []
+    batches = _batches(chunks, writer, bar, Repeats(later))
+    _deliver(sender, batches, sync, writer, bar)
+    if later:
+        # Repeats of people sent earlier in the file go once all those are answered,
+        # so the last row of each identity is the one that stays (as in a frame).
+        final = _repeats_chunk(later)
+        _deliver(sender, _batches(iter([final]), writer, bar, None), sync, writer, bar)
+    return would_send, sample
 
 
 def mapped_text_columns(rules: Rules) -> tuple[str, ...]:
@@ -206,7 +236,8 @@ def _batches(
             pending, aside = repeats.set_aside(chunk, pending)
         unsent = np.concatenate([pending, aside])
         settled = np.setdiff1d(np.arange(len(chunk.plan.status)), unsent, assume_unique=True)
-        writer.add(chunk.plan, settled)
+        with shielded():
+            writer.add(chunk.plan, settled)
         bar.update(len(settled))
         carry.extend((chunk, p) for p in pending.tolist())
         people.extend(chunk.plan.payloads.outgoing(pending))
@@ -224,10 +255,13 @@ def _deliver(
     writer: ResultsWriter,
     bar: Meter,
 ) -> None:
-    for members, outcomes in sender.deliverer.stream(batches):
+
+    def settle(members: list[Member], outcomes: list[PersonOutcome]) -> None:
         for chunk, positions, chunk_outcomes in _by_chunk(members, outcomes):
             _settle(chunk, positions, chunk_outcomes, sync, writer)
         bar.update(len(members), failed=count_failed(outcomes))
+
+    deliver_all(sender.deliverer.stream(batches), settle)
 
 
 class Repeats:

@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 
 from ._client import FlameupClient
 from ._delivery import Deliverer, PersonOutcome, count_failed
+from ._interrupt import NOT_SENT, deliver_all, interrupted, interruptible, unfinished
 from ._mapping import FieldMap, canonical_frame, resolve_mapping
 from ._payload import Outgoing, Payloads, encode_people
 from ._progress import Progress, open_progress
@@ -299,12 +300,20 @@ def upsert_frame(
     dry_run: bool = False,
     progress: bool | Progress = True,
 ) -> pd.DataFrame:
-    """Upsert every row of ``df``; return it with flameup_id, flameup_status, flameup_error."""
+    """Upsert every row of ``df``; return it with flameup_id, flameup_status, flameup_error.
+
+    On Ctrl-C or SIGTERM raises :class:`UpsertInterrupted` whose ``result`` is this frame with
+    every row answered so far; the rest are ``failed`` (see :mod:`flameup_pandas._interrupt`).
+    """
     from ._state import SyncState
 
     started = time.monotonic()
     plan = rules.plan(df, labels=list(df.index))
-    with SyncState.open(state) if state is not None else contextlib.nullcontext() as sync:
+    stopped: KeyboardInterrupt | None = None
+    with (
+        interruptible(),
+        SyncState.open(state) if state is not None else contextlib.nullcontext() as sync,
+    ):
         hashes = None
         if sync is not None:
             hashes = plan.payloads.content_hashes() if full_refresh else plan.skip_unchanged(sync)
@@ -315,11 +324,17 @@ def upsert_frame(
             sender = sender_factory()
             try:
                 deliver_plan(plan, sender, sync, hashes, progress)
+            except KeyboardInterrupt as exc:
+                stopped = exc
+                plan.mark(plan.pending(), "failed", NOT_SENT)
             finally:
                 sender.close()
             report = sender.report(time.monotonic() - started)
     result = assemble(df, plan)
     record_run(result, report)
+    if stopped is not None:
+        finished = len(df) - unfinished(plan.error)
+        raise interrupted(stopped, result, finished=finished, rows=len(df)) from None
     return result
 
 
@@ -332,12 +347,15 @@ def deliver_plan(
 ) -> None:
     pending = plan.pending()
     bar = open_progress(progress, len(pending), requests=sender.requests)
+
+    def settle(positions: list[int], outcomes: list[PersonOutcome]) -> None:
+        plan.apply(positions, outcomes)
+        if sync is not None and hashes is not None:
+            sync.record_outcomes(plan.keys_at(positions), hashes[positions], outcomes)
+        bar.update(len(outcomes), failed=count_failed(outcomes))
+
     try:
-        for positions, outcomes in sender.deliverer.stream(batches_of(pending, plan.payloads)):
-            bar.update(len(outcomes), failed=count_failed(outcomes))
-            plan.apply(positions, outcomes)
-            if sync is not None and hashes is not None:
-                sync.record_outcomes(plan.keys_at(positions), hashes[positions], outcomes)
+        deliver_all(sender.deliverer.stream(batches_of(pending, plan.payloads)), settle)
     finally:
         bar.close()
 

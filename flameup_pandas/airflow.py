@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._api import upsert_file
 from ._progress import Progress
-from .exceptions import FlameupError
+from .exceptions import FlameupError, UpsertInterrupted
 
 if TYPE_CHECKING:
     import pyarrow.dataset as ds
@@ -103,6 +103,10 @@ def upsert_file_task(
     over). Authentication and configuration errors, and a Flameup never reached
     (``TransportError``), are raised as they are.
 
+    On SIGTERM (Airflow's timeouts and "mark failed") the run stops at once, closes the
+    results file and the state with every row answered so far, logs how far it got and raises
+    :class:`~flameup_pandas.UpsertInterrupted`.
+
     Retries are safe with ``state=``: the state records a person only once Flameup
     acknowledged it, so a retried (or killed and rerun) task sends only the rows that were
     not delivered yet or that changed; the rest come back ``skipped``. Point ``state`` at a
@@ -126,7 +130,13 @@ def upsert_file_task(
         summary["created"], summary["invalid"]  # (1996, 3) for the shipped sample
     """
     options.setdefault("progress", Progress(style="log"))
-    summary = upsert_file(path, results=results, state=state, **options)
+    try:
+        summary = upsert_file(path, results=results, state=state, **options)
+    except UpsertInterrupted as stop:
+        # SIGTERM (a timeout, "mark failed"): the results file and state are closed; say so.
+        done = _one_line(_plain(stop.result.to_dict())) if stop.result is not None else ""
+        logger.warning("flameup upsert of %s: %s; %s", _name(path), stop, done)
+        raise
     out = _plain(summary.to_dict())
     if results is not None:
         out["results"] = str(results)

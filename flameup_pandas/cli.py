@@ -4,7 +4,8 @@ export the workspace's people to parquet, or serve locally.
 Exit codes: 0 every row created, updated or skipped; 1 rows were invalid, rejected or failed
 (more than ``--max-failed``), or the run stopped early because Flameup went down; 2 usage,
 configuration or authentication errors, or Flameup never reached, printed as one line without
-a traceback. The API key is read from ``FLAMEUP_API_KEY`` only, never from a flag
+a traceback; 130 after Ctrl-C and 143 after SIGTERM, once the summary of the rows answered so
+far is printed. The API key is read from ``FLAMEUP_API_KEY`` only, never from a flag
 (flags end up in shell history and process lists).
 """
 
@@ -25,7 +26,7 @@ from ._api import export_people, upsert_arrow, upsert_file
 from ._progress import Progress
 from ._sources import CHUNK_ROWS, open_rows, read_chunks
 from ._upsert import Rules
-from .exceptions import ConfigurationError, FlameupError
+from .exceptions import ConfigurationError, FlameupError, UpsertInterrupted
 
 __all__ = ["main"]
 
@@ -213,11 +214,14 @@ def run_upsert(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         progress=progress_of(args),
     )
-    with local_server(args.local, args.rate_limit) as target, table_source(args) as source:
-        if isinstance(source, Path):
-            summary = upsert_file(source, **options, **target)
-        else:
-            summary = upsert_arrow(source, **options, **target)
+    try:
+        with local_server(args.local, args.rate_limit) as target, table_source(args) as source:
+            if isinstance(source, Path):
+                summary = upsert_file(source, **options, **target)
+            else:
+                summary = upsert_arrow(source, **options, **target)
+    except UpsertInterrupted as stop:
+        return report_interrupted(stop, args.results)
     print(summary)
     if args.dry_run:
         would = summary.extra.get("would_send", 0)
@@ -232,6 +236,15 @@ def run_upsert(args: argparse.Namespace) -> int:
         print(f"flameup-pandas: stopped early: {summary.stopped}", file=sys.stderr)
         return 1
     return 1 if summary.problems > args.max_failed else 0
+
+
+def report_interrupted(stop: UpsertInterrupted, results: Path | None) -> int:
+    """After Ctrl-C or SIGTERM: the summary of the rows answered, then 128 + the signal."""
+    print(stop.result)
+    if results:
+        print(f"\nper-row results so far: {results}")
+    print(f"flameup-pandas: {stop}", file=sys.stderr)
+    return 128 + stop.signal
 
 
 @contextlib.contextmanager

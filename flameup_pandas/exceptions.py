@@ -17,10 +17,19 @@ frame. Exceptions are for what stops a whole run::
         ├── RequestRejectedError             400 or 422: the request (or a person in it) was refused
         └── ServerError                      5xx after the retry policy was spent
 
+One more stops a run but is not an error: :class:`UpsertInterrupted`, a ``KeyboardInterrupt``
+(so Ctrl-C still stops a script, and ``except Exception`` cannot swallow it) that carries the
+run's partial result::
+
+    KeyboardInterrupt
+    └── UpsertInterrupted                    Ctrl-C or SIGTERM: .result holds what was done
+
 Every message is safe to log: none ever holds the API key.
 """
 
 from __future__ import annotations
+
+import typing
 
 __all__ = [
     "APIError",
@@ -36,6 +45,7 @@ __all__ = [
     "SourceError",
     "StateError",
     "TransportError",
+    "UpsertInterrupted",
 ]
 
 
@@ -133,3 +143,32 @@ class RequestRejectedError(APIError):
 
 class ServerError(APIError):
     """A 5xx answer, after the retry policy's patience was spent."""
+
+
+class UpsertInterrupted(KeyboardInterrupt):
+    """The run was stopped by Ctrl-C (SIGINT) or SIGTERM; ``result`` holds what it did.
+
+    For ``df.flameup.upsert()`` (pandas or polars) ``result`` is the result frame: rows answered
+    before the interrupt keep their statuses, the others are ``failed`` ("interrupted before
+    sending", or for a batch in flight "interrupted; may have been stored: rerun with the state
+    to confirm"). For ``upsert_file``/``upsert_arrow`` it is the :class:`Summary` of the rows
+    written to the results file. ``signal`` is the signal's number. With ``state=``, every
+    acknowledged batch is recorded, so a rerun sends only what was not acknowledged::
+
+        try:
+            result = df.flameup.upsert(state="people.state.parquet")
+        except flameup_pandas.UpsertInterrupted as stop:
+            result = stop.result
+    """
+
+    def __init__(self, message: str, *, result: typing.Any = None, signal: int = 2) -> None:
+        super().__init__(message)
+        self.result: typing.Any = result
+        self.signal = signal
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild, (str(self), self.result, self.signal))
+
+
+def _rebuild(message: str, result: object, signal: int) -> UpsertInterrupted:
+    return UpsertInterrupted(message, result=result, signal=signal)

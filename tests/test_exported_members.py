@@ -26,8 +26,13 @@ def test_all_names_exist_and_nothing_private_is_exported():
 
 
 def test_every_exception_descends_from_flameup_error():
-    for name in flameup_pandas.exceptions.__all__:
+    for name in set(flameup_pandas.exceptions.__all__) - {"UpsertInterrupted"}:
         assert issubclass(getattr(flameup_pandas.exceptions, name), flameup_pandas.FlameupError)
+
+
+def test_an_interrupted_run_stays_a_keyboard_interrupt_that_except_exception_cannot_catch():
+    assert issubclass(flameup_pandas.UpsertInterrupted, KeyboardInterrupt)
+    assert not issubclass(flameup_pandas.UpsertInterrupted, Exception)
 
 
 def test_bad_input_errors_are_value_errors():

@@ -1,0 +1,165 @@
+"""Ctrl-C and SIGTERM: the one place that turns an interrupt into a partial result.
+
+Every entry point that sends (frames, polars, files and Arrow streams, the CLI, the Airflow
+callable) runs its delivery inside :func:`interruptible` and settles answers through
+:func:`deliver_all`. On Ctrl-C (SIGINT) or SIGTERM (Airflow's timeouts and "mark failed"):
+
+1. the delivery engine stops at once: no new request starts and no request in flight is waited
+   for (its workers are daemon threads, so neither a retry nor a 60 s timeout holds the run);
+2. every batch already answered is settled as answered (result columns, results file, state);
+   a batch in flight is ``failed`` with :data:`IN_FLIGHT` (it may have been stored), one not
+   sent yet with :data:`NOT_SENT`;
+3. the entry point raises :class:`~flameup_pandas.exceptions.UpsertInterrupted`, whose
+   ``result`` holds all of it (built by :func:`interrupted`).
+
+A signal that arrives while an answer is being settled (result columns, the state's journal,
+the results file) waits until that is done, so the state and the results file are never left
+half-written. Handlers are installed only in the main thread (Python delivers signals only
+there) and the previous ones are restored when the run ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from .exceptions import UpsertInterrupted
+
+if TYPE_CHECKING:
+    from types import FrameType
+
+__all__ = [
+    "IN_FLIGHT",
+    "NOT_SENT",
+    "Stopped",
+    "deliver_all",
+    "interrupted",
+    "interruptible",
+    "shielded",
+]
+
+NOT_SENT = "interrupted before sending"
+IN_FLIGHT = "interrupted; may have been stored: rerun with the state to confirm"
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+T = TypeVar("T")
+Out = TypeVar("Out")
+
+
+class Stopped(KeyboardInterrupt):
+    """Raised in the main thread by our handler for SIGINT or SIGTERM."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class _Guard:
+    """Process-wide: signal handlers are, too. Touched only from the main thread."""
+
+    depth = 0
+    shielded = 0
+    pending: int | None = None
+    saved: dict[int, Any] = {}  # noqa: RUF012  (one guard per process, never copied)
+
+
+_guard = _Guard()
+
+
+def _handle(signum: int, frame: FrameType | None) -> None:
+    if _guard.shielded:
+        _guard.pending = signum
+        return
+    raise Stopped(signum)
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """Ctrl-C and SIGTERM raise :class:`Stopped` (a KeyboardInterrupt) in here; the previous
+    handlers come back afterwards. Outside the main thread this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    if _guard.depth == 0:
+        _guard.saved = {int(number): signal.getsignal(number) for number in SIGNALS}
+        for number in SIGNALS:
+            signal.signal(number, _handle)
+    _guard.depth += 1
+    try:
+        yield
+    finally:
+        _guard.depth -= 1
+        if _guard.depth == 0:
+            for signum, handler in _guard.saved.items():
+                signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+            _guard.pending = None
+
+
+@contextlib.contextmanager
+def shielded() -> Iterator[None]:
+    """A signal arriving in here is raised when the block ends, not in the middle of it."""
+    if _guard.depth == 0 or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _guard.shielded += 1
+    try:
+        yield
+    finally:
+        _guard.shielded -= 1
+        if _guard.shielded == 0 and _guard.pending is not None:
+            pending, _guard.pending = _guard.pending, None
+            raise Stopped(pending)
+
+
+class Stoppable(Protocol[T, Out]):
+    """A stream of answered batches that can be stopped at once (``Deliverer.stream()``)."""
+
+    def __iter__(self) -> Iterator[tuple[T, list[Out]]]: ...
+
+    def stop(self) -> list[tuple[T, list[Out]]]: ...
+
+
+def deliver_all(stream: Stoppable[T, Out], settle: Callable[[T, list[Out]], None]) -> None:
+    """Settle every batch as it is answered. On an interrupt, stop the stream, settle what it
+    stopped with (answered batches as answered, the rest failed), then re-raise."""
+    try:
+        for tag, outcomes in stream:
+            with shielded():
+                settle(tag, outcomes)
+    except KeyboardInterrupt:
+        with shielded():
+            for tag, outcomes in stream.stop():
+                settle(tag, outcomes)
+        raise
+
+
+def signal_of(exc: BaseException) -> int:
+    """The signal behind an interrupt: SIGTERM when our handler saw one, else SIGINT."""
+    return getattr(exc, "signum", signal.SIGINT)
+
+
+def interrupted(
+    exc: BaseException, result: Any, *, finished: int, rows: int | None
+) -> UpsertInterrupted:
+    """The :class:`UpsertInterrupted` an entry point raises, holding its partial ``result``."""
+    signum = signal_of(exc)
+    how = (
+        "interrupted (Ctrl-C)"
+        if signum == signal.SIGINT
+        else f"stopped by {signal.Signals(signum).name}"
+    )
+    of = f" of {rows:,}" if rows is not None else ""
+    return UpsertInterrupted(
+        f"upsert {how}: {finished:,}{of} rows finished; .result holds them, and the rows not "
+        "answered are failed (rerun with the same state to send only those)",
+        result=result,
+        signal=signum,
+    )
+
+
+def unfinished(errors: Iterable[object]) -> int:
+    """How many of these flameup_error values say the row was cut short by the interrupt."""
+    return sum(error in (NOT_SENT, IN_FLIGHT) for error in errors)

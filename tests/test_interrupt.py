@@ -1,0 +1,228 @@
+"""Ctrl-C and SIGTERM mid-run: a partial result within seconds, a consistent state, and a rerun
+that sends only what was not acknowledged.
+
+Before each signal the server's latency is raised to ``HANG`` seconds, so requests are in
+flight when it lands; every wait below is bounded well under ``HANG``, so a run that waited for
+a request in flight (or its retries) would fail the test instead of passing slowly.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import polars as pl
+import pytest
+
+import flameup_pandas
+from flameup_pandas import UpsertInterrupted
+from flameup_pandas._interrupt import IN_FLIGHT, NOT_SENT, Stopped, interruptible, shielded
+from flameup_pandas.testing import Faults, FlameupServer, RecordedRequest
+
+from .test_upsert import customers
+
+ROWS = 3_000
+CONCURRENCY = 2
+HANG = 40.0  # seconds a request takes once the signal is about to come
+BOUND = 20.0  # seconds the CLI may take from the signal to its exit (less than HANG)
+
+
+class Hang:
+    """Once ``answered`` batches are answered, make new requests hang, then run ``action``."""
+
+    def __init__(self, server: FlameupServer, answered: int, action: Callable[[], object]) -> None:
+        self.server = server
+        self.at = float("inf")
+        self._answered = answered
+        self._action = action
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + 60
+        while self.server.request_count(status=200) < self._answered:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.02)
+        self.server.set_faults(Faults(latency=HANG))
+        self.at = time.time()
+        time.sleep(0.6)  # the senders' next requests are now in flight, hanging
+        self._action()
+
+    def answered_since(self) -> list[RecordedRequest]:
+        """Requests that arrived after the hang began and were answered already: none, as
+        long as nobody waited for them."""
+        return [r for r in self.server.requests if r.started_at >= self.at]
+
+
+def sent_since(server: FlameupServer, since: float) -> int:
+    """People sent in the batch requests that arrived after ``since`` (Unix seconds)."""
+    return sum(
+        r.people_count
+        for r in server.requests
+        if r.path.endswith("/people/batch") and r.started_at >= since
+    )
+
+
+def rerun_sends_only_the_unacknowledged(
+    server: FlameupServer, df: pd.DataFrame, state: Path, acknowledged: int
+) -> None:
+    server.set_faults(None)
+    since = time.time()
+    again = df.flameup.upsert(
+        api_key=server.api_key,
+        base_url=server.base_url,
+        rate_limit=None,
+        state=state,
+        progress=False,
+    )
+    assert sent_since(server, since) == ROWS - acknowledged
+    assert (again["flameup_status"] == "skipped").sum() == acknowledged
+    assert len(server.people()) == ROWS
+
+
+def test_ctrl_c_on_a_frame_upsert_raises_with_the_partial_result_at_once(tmp_path):
+    df, state = customers(ROWS), tmp_path / "state.parquet"
+    with FlameupServer(rate_limit=None, faults=Faults(latency=0.05)) as server:
+        hang = Hang(server, 5, lambda: os.kill(os.getpid(), signal.SIGINT))
+        with pytest.raises(UpsertInterrupted) as caught:
+            df.flameup.upsert(
+                api_key=server.api_key,
+                base_url=server.base_url,
+                rate_limit=None,
+                concurrency=CONCURRENCY,
+                state=state,
+                progress=False,
+            )
+        assert hang.answered_since() == []  # back without waiting for the requests in flight
+        stop = caught.value
+        assert isinstance(stop, KeyboardInterrupt) and not isinstance(stop, Exception)
+        assert stop.signal == signal.SIGINT
+        result = stop.result
+        assert result.index.equals(df.index) and list(result.columns[:5]) == list(df.columns)
+        status, error = result["flameup_status"], result["flameup_error"]
+        acknowledged = int((status == "created").sum())
+        in_flight = int((error == IN_FLIGHT).sum())
+        assert acknowledged >= 500 and 0 < in_flight <= 2 * CONCURRENCY * 100
+        assert (error == NOT_SENT).sum() == ROWS - acknowledged - in_flight
+        assert (status[error.isin([IN_FLIGHT, NOT_SENT])] == "failed").all()
+        assert f"{acknowledged:,} of {ROWS:,} rows finished" in str(stop)
+        assert ".result" in str(stop) and "Ctrl-C" in str(stop)
+        assert result.flameup.summary().counts["failed"] == ROWS - acknowledged
+        # The state holds exactly the acknowledged rows (not those in flight).
+        assert len(pd.read_parquet(state)) == acknowledged
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        rerun_sends_only_the_unacknowledged(server, df, state, acknowledged)
+
+
+def test_sigterm_on_a_polars_upsert_gives_a_polars_partial_result(tmp_path):
+    df, state = pl.from_pandas(customers(ROWS)), tmp_path / "state.parquet"
+    with FlameupServer(rate_limit=None, faults=Faults(latency=0.05)) as server:
+        hang = Hang(server, 3, lambda: os.kill(os.getpid(), signal.SIGTERM))
+        before = signal.getsignal(signal.SIGTERM)
+        with pytest.raises(UpsertInterrupted) as caught:
+            df.flameup.upsert(
+                api_key=server.api_key,
+                base_url=server.base_url,
+                rate_limit=None,
+                concurrency=CONCURRENCY,
+                state=state,
+                progress=False,
+            )
+        assert hang.answered_since() == []
+        assert signal.getsignal(signal.SIGTERM) is before
+        stop = caught.value
+        assert stop.signal == signal.SIGTERM and "stopped by SIGTERM" in str(stop)
+        result = stop.result
+        assert isinstance(result, pl.DataFrame) and result.height == ROWS
+        acknowledged = result.filter(pl.col("flameup_status") == "created").height
+        assert acknowledged > 0
+        assert result.filter(pl.col("flameup_error") == IN_FLIGHT).height > 0
+        assert result.flameup.summary().counts["created"] == acknowledged
+        assert len(pd.read_parquet(state)) == acknowledged
+
+
+def run_cli(server: FlameupServer, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "FLAMEUP_API_KEY": server.api_key, "FLAMEUP_BASE_URL": server.base_url}
+    return subprocess.Popen(
+        [sys.executable, "-m", "flameup_pandas.cli", "upsert", *args, "--rate-limit", "60000"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_cli_stopped_mid_run_keeps_results_and_state_and_prints_the_summary(tmp_path, signum, code):
+    path, state, results = tmp_path / "c.parquet", tmp_path / "s.parquet", tmp_path / "r.parquet"
+    df = customers(ROWS)
+    df.to_parquet(path)
+    with FlameupServer(rate_limit=None, faults=Faults(latency=0.05)) as server:
+        process = run_cli(
+            server,
+            str(path),
+            "--state",
+            str(state),
+            "--results",
+            str(results),
+            "--concurrency",
+            str(CONCURRENCY),
+            "--progress-every",
+            "0.2",
+        )
+        hang = Hang(server, 5, lambda: process.send_signal(signum))
+        hang.thread.join(timeout=90)
+        out, err = process.communicate(timeout=BOUND)
+        assert hang.answered_since() == []  # it did not wait for the requests in flight
+        assert process.returncode == code, err
+        assert "Traceback" not in err
+        assert ("Ctrl-C" if signum == signal.SIGINT else "SIGTERM") in err
+        assert "rows finished; .result holds them" in err
+        # The summary of the rows answered so far, and where they are.
+        assert "created" in out and f"per-row results so far: {results}" in out
+        written = pd.read_parquet(results)
+        assert written["row"].is_unique
+        acknowledged = int((written["flameup_status"] == "created").sum())
+        assert acknowledged >= 500
+        assert (written["flameup_error"] == IN_FLIGHT).any()
+        assert written["flameup_status"].isin(["created", "failed"]).all()
+        assert len(pd.read_parquet(state)) == acknowledged
+        rerun_sends_only_the_unacknowledged(server, df, state, acknowledged)
+
+
+def test_a_signal_in_a_shielded_block_is_raised_when_the_block_ends():
+    before = signal.getsignal(signal.SIGTERM)
+    finished = []
+
+    def block() -> None:
+        with interruptible(), shielded():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)  # the handler runs here, and waits
+            finished.append(True)
+
+    with pytest.raises(Stopped) as caught:
+        block()
+    assert finished == [True] and caught.value.signum == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_outside_the_main_thread_no_handler_is_installed():
+    seen = []
+
+    def run() -> None:
+        with interruptible(), shielded():
+            seen.append(signal.getsignal(signal.SIGINT))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout=10)
+    assert seen == [signal.default_int_handler]
+    assert flameup_pandas.UpsertInterrupted.__mro__[1] is KeyboardInterrupt
