@@ -186,15 +186,11 @@ class Deliverer:
         policy = self.retry
         while True:
             self._check_sending(policy, what)
-            self.limiter.acquire()
-            self._check_sending(policy, what)  # it may have stopped while waiting for a slot
-            self.stats.add(requests=1)
             try:
-                answer = call()
+                answer = self._exchange(call, policy, what)
             except TransportError as exc:
                 policy = self._after_transport_error(exc, policy, what)
                 continue
-            self.limiter.observe(answer.headers)
             unreadable = answer.ok and readable is not None and not readable(answer)
             # a 5xx, or a 2xx that is not Flameup's (a proxy's page): Flameup is not answering
             failing = unreadable or answer.status in policy.retry_statuses
@@ -253,6 +249,21 @@ class Deliverer:
             logger.warning("%s; the rows not delivered yet are failed", self.breaker.reason)
             self._abort.set()  # wakes the senders waiting to retry: they stop now
         return GaveUp(message, answer)
+
+    def _exchange(self, call: Callable[[], Answer], policy: RetryPolicy, what: str) -> Answer:
+        """One request under the shared budget: it starts when the limiter says so, and its
+        answer's headers (or, without an answer, its start) go back to the limiter, which
+        counts the requests in flight."""
+        self.limiter.acquire()
+        try:
+            self._check_sending(policy, what)  # it may have stopped while waiting for a slot
+            self.stats.add(requests=1)
+            answer = call()
+        except BaseException:
+            self.limiter.release()
+            raise
+        self.limiter.observe(answer.headers)
+        return answer
 
     def _pause(self, seconds: float) -> None:
         self.stats.add(retries=1)

@@ -86,8 +86,9 @@ class Delivery:
     """Per-request connect/read seconds; :class:`Timeout`'s defaults when None."""
     allow_http: bool = False
     """Allow plain ``http://`` to a host other than loopback."""
-    rate_limit: float | None = 120
-    """Requests a minute of ours for this key; None: only the server's budget limits the run."""
+    rate_limit: float | None = None
+    """A cap of ours: at most this many requests in any 60 s for this key, to leave room for
+    other jobs. None (the default): only the budget the server announces limits the run."""
     concurrency: int = 4
     """Requests in flight at once."""
     retry: RetryPolicy | None = None

@@ -1,22 +1,35 @@
-"""Client-side pacing under Flameup's per-key rate limit, so that a steady run never sees a 429.
+"""Client-side pacing under Flameup's per-key rate limit: spend the budget the server announces.
 
-Flameup allows a number of requests per key per minute (120 by default) and says how many are
-left on every answer (``X-RateLimit-Limit``, ``-Remaining``, ``-Reset``). Quota is requests, and
-a 429 is a request wasted, so :class:`RateLimiter` does two things:
+Flameup gives each key a budget per window (120 requests a minute by default) and every answer
+says where it stands: ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and ``X-RateLimit-Reset``
+(the Unix second at which the window ends). :class:`RateLimiter` keeps a model of that window
+and lets a request start whenever the model says it fits:
 
-- it spaces request *starts* evenly, ``60 / rate`` seconds apart, the first one at once. Points
-  that far apart can never put more than ``rate`` requests in any 60-second window, whether
-  the server's windows are fixed, aligned or sliding;
-- it obeys what the server says: ``Remaining: 0`` stops everyone until ``Reset``; a low
-  ``Remaining`` spreads what is left over the time left in the window; a ``Limit`` lower than
-  ours is adopted; and after a 429 the engine calls :meth:`RateLimiter.hold_until`.
+- **Budget.** The budget is the server's own word: the lowest ``Remaining`` seen for the window
+  ending at ``Reset`` (answers arrive out of order), minus our requests still in flight. While
+  it is positive, requests start at once (the deliverer keeps up to ``concurrency`` in flight);
+  when it is spent, nobody starts before ``Reset``. A 5,000-row frame at 120 a minute is 50
+  requests: they go in about a second instead of being spread over 25.
+- **A new window.** The window's length is learned from ``Reset``, never assumed. Once a
+  window has ended, one request goes first and its answer tells the new budget, so a server
+  whose windows slide, or a token bucket (``Remaining`` = tokens, ``Reset`` = full again), is
+  read the same way as a fixed window.
+- **No word yet.** Before the first answer, and with a server that sends no rate headers, the
+  documented 120 requests per 60 s is assumed (at most 120 of ours in any 60 s).
+- **Our cap.** ``rate_per_minute=N`` (``rate_limit=N`` for users) is a cap of our own: at most
+  N of our requests in any 60 s, for users who leave room on the key for other jobs. None
+  (the default) leaves only the server's budget.
+- **429s.** After a 429 the engine calls :meth:`RateLimiter.hold_until` and every sender
+  holds. When 429s recur in a run (another process on the key, a server whose ``Remaining``
+  is optimistic), the rest of the run is paced conservatively: starts spread evenly over the
+  window, at most ``Limit`` per learned window length and the budget spread over the time left.
+- **Garbled headers** (not a number, negative, ``Reset`` in the past) are ignored as if absent;
+  a ``Reset`` far ahead is believed for at most ``max_wait`` seconds at a time, so no header
+  ever makes a sender wait longer than that.
 
-Threads reserve their start time under a lock and sleep outside it, so waiters never queue
-behind one another's sleep. A hold that arrives while a thread sleeps is seen when it wakes:
-a thread whose slot falls before the hold reserves a new one after it.
-
-One limiter per key and base URL in a process (:func:`shared_limiter`), so several frames upserted
-at once with the same key share one budget.
+Threads decide under one lock and sleep outside it; a thread that waits for answers (the budget
+is held by requests in flight) is woken by them. One limiter per key and base URL in a process
+(:func:`shared_limiter`): threads, frames and runs with the same key share one budget.
 """
 
 from __future__ import annotations
@@ -25,165 +38,297 @@ import math
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from ._retry import header, parse_reset
 
-__all__ = ["WINDOW", "RateLimiter", "shared_limiter"]
+__all__ = ["ASSUMED_LIMIT", "ASSUMED_WINDOW", "MAX_WAIT", "RateLimiter", "shared_limiter"]
 
-WINDOW = 60.0
-"""Seconds in the window that ``rate_per_minute`` and ``X-RateLimit-Limit`` count over."""
-
-_SPACING_SLACK = 1e-6
-"""Added to every interval so float rounding never squeezes rate+1 starts into one window."""
+CAP_WINDOW = 60.0
+"""Seconds that ``rate_per_minute`` (our own cap) counts over."""
+ASSUMED_LIMIT = 120
+ASSUMED_WINDOW = 60.0
+"""Flameup's documented budget, assumed until (or unless) the server tells its own."""
+MAX_WAIT = 120.0
+"""No header makes a sender wait longer than this at a time (as ``RetryPolicy``'s cap on a
+429's wait): after it, one request goes and its answer is read afresh."""
+RECURRING_HOLDS = 2
+"""The 429 hold that makes the rest of a run conservative: the second one (a recurrence)."""
 
 
 def _parse_count(value: str | None) -> int | None:
+    """A non-negative whole number from a header, or None for anything else."""
     if value is None:
         return None
     try:
-        count = int(float(value.strip()))
-    except (ValueError, OverflowError):
+        count = float(value.strip())
+    except ValueError:
         return None
-    return count if count >= 0 else None
+    if not math.isfinite(count) or count < 0:
+        return None
+    return int(count)
+
+
+@dataclass(frozen=True)
+class Window:
+    """What the server last said about the current window: its end and the budget left."""
+
+    reset_wall: float
+    """When it ends, as the server said it (Unix seconds): orders answers about windows."""
+    reset: float
+    """When it ends on our monotonic clock, at most ``max_wait`` after we heard of it."""
+    remaining: int
+    """The lowest ``Remaining`` seen for this window."""
+
+
+class _StartLog:
+    """Our latest request starts, to keep at most ``count`` of them in any ``span`` seconds."""
+
+    def __init__(self, count: int, span: float) -> None:
+        self.count, self.span = count, span
+        self._starts: deque[float] = deque(maxlen=count)
+
+    @classmethod
+    def per_minute(cls, rate: float) -> _StartLog:
+        """At most ``rate`` starts in any 60 s; a fractional rate as whole starts over a
+        longer span (2.5 a minute: 2 in any 48 s)."""
+        count = max(1, math.floor(rate))
+        return cls(count, CAP_WINDOW * count / rate)
+
+    def next_free(self) -> float:
+        """The earliest monotonic time another start fits."""
+        if len(self._starts) < self.count:
+            return -math.inf
+        return self._starts[0] + self.span
+
+    def add(self, now: float) -> None:
+        self._starts.append(now)
 
 
 class RateLimiter:
-    """Thread-safe pacer for one API key: spaces request starts evenly at ``rate_per_minute`` and
-    obeys what the server says in ``X-RateLimit-*`` headers, so a steady run never sees a 429.
+    """Thread-safe pacer for one API key: spends the budget the server announces, under an
+    optional cap of our own (``rate_per_minute``, None: no cap).
 
-    ``rate_per_minute=None`` means no pacing of our own; what the server says (a ``Limit``,
-    ``Remaining``, ``Reset``) and :meth:`hold_until` are still obeyed. ``clock`` (monotonic),
-    ``wall`` (Unix time) and ``sleep`` are injectable so tests need no real time.
+    Call :meth:`acquire` before each request, then :meth:`observe` with its answer's headers
+    (every answer, a 429's too) or :meth:`release` when it got no answer, so the requests in
+    flight are always known. ``clock`` (monotonic), ``wall`` (Unix time) and ``sleep`` are
+    injectable so tests need no real time.
 
     >>> now = [0.0]
-    >>> limiter = RateLimiter(120, clock=lambda: now[0], wall=lambda: now[0],
+    >>> limiter = RateLimiter(clock=lambda: now[0], wall=lambda: now[0] + 1e9,
     ...                       sleep=lambda s: now.__setitem__(0, now[0] + s))
-    >>> [round(limiter.acquire(), 3) for _ in range(3)]
-    [0.0, 0.5, 0.5]
+    >>> limiter.acquire()
+    0.0
+    >>> limiter.observe({"X-RateLimit-Limit": "3", "X-RateLimit-Remaining": "2",
+    ...                  "X-RateLimit-Reset": str(int(1e9) + 10)})
+    >>> [limiter.acquire() for _ in range(2)], limiter.in_flight
+    ([0.0, 0.0], 2)
+    >>> limiter.observe({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(int(1e9) + 10)})
+    >>> limiter.release()
+    >>> limiter.acquire()  # the budget is spent: the next start waits for the window's end
+    10.0
     """
 
     def __init__(
         self,
-        rate_per_minute: float | None = 120,
+        rate_per_minute: float | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         sleep: Callable[[float], object] = time.sleep,
+        max_wait: float = MAX_WAIT,
     ) -> None:
         _check_rate(rate_per_minute)
+        if not max_wait > 0:
+            raise ValueError(f"max_wait must be positive, not {max_wait}")
         self._configured = rate_per_minute
-        self._server_limit: float | None = None
-        self._clock = clock
-        self._wall = wall
-        self._sleep = sleep
-        self._lock = threading.Lock()
-        self._last = -math.inf  # the latest slot handed out (monotonic)
-        self._blocked_until = -math.inf  # no slot before this (monotonic)
-        self._spread_interval = 0.0  # a wider spacing the server asked for...
-        self._spread_until = -math.inf  # ...until its window resets (monotonic)
-        self._window_reset: float | None = None  # the server window we last heard of (wall)
-        self._window_remaining = 0
+        self._cap = None if rate_per_minute is None else _StartLog.per_minute(rate_per_minute)
+        self._assumed = _StartLog(ASSUMED_LIMIT, ASSUMED_WINDOW)
+        self._clock, self._wall, self._sleep = clock, wall, sleep
+        self._max_wait = max_wait
+        self._cond = threading.Condition()
+        self._in_flight = 0
+        self._window: Window | None = None  # None: the server has not told us (yet)
+        self._probing = False  # the first request after a window ended is out
+        self._held_until = -math.inf  # after a 429 (monotonic)
+        self._limit: int | None = None  # X-RateLimit-Limit, last seen
+        self._window_length: float | None = None  # the longest Reset - now seen
+        self._last_start = -math.inf
+        self._holds = 0  # distinct 429 holds this run
+        self._conservative = False
+
+    # -- what callers read -------------------------------------------------------------------
 
     @property
     def rate_per_minute(self) -> float | None:
-        """The pace in force: ours, or the server's ``X-RateLimit-Limit`` when that is lower."""
-        with self._lock:
-            return self._effective_rate()
+        """Our own cap (requests in any 60 s), or None."""
+        with self._cond:
+            return self._configured
+
+    @property
+    def in_flight(self) -> int:
+        """Our requests started and not yet answered (or given back)."""
+        with self._cond:
+            return self._in_flight
+
+    @property
+    def window(self) -> Window | None:
+        """The server's window as last heard of, or None before any rate headers."""
+        with self._cond:
+            return self._window
+
+    @property
+    def conservative(self) -> bool:
+        """True once 429s recurred in this run: starts are spread evenly from then on."""
+        with self._cond:
+            return self._conservative
+
+    # -- what callers do ---------------------------------------------------------------------
 
     def set_rate(self, rate_per_minute: float | None) -> None:
-        """Change our own pace (a server limit seen earlier still applies when it is lower)."""
+        """Change our own cap (None: none); starts already made still count against it."""
         _check_rate(rate_per_minute)
-        with self._lock:
+        with self._cond:
             self._configured = rate_per_minute
+            old, self._cap = self._cap, None
+            if rate_per_minute is not None:
+                self._cap = _StartLog.per_minute(rate_per_minute)
+                for start in old._starts if old is not None else ():
+                    self._cap.add(start)
+            self._cond.notify_all()
+
+    def new_run(self) -> None:
+        """A run starts: unless another is sending right now, forget the last run's 429s."""
+        with self._cond:
+            if self._in_flight == 0:
+                self._holds, self._conservative = 0, False
 
     def acquire(self) -> float:
-        """Block until this caller may send; return the seconds it was held back.
-
-        Slots are handed out in call order, ``60 / rate`` seconds apart, never before a hold.
-        """
-        with self._lock:
-            start = now = self._clock()
-            slot = self._reserve(now)
+        """Block until a request may start and count it in flight; return the seconds held."""
+        started: float | None = None
         while True:
-            if slot > now:
-                self._sleep(slot - now)
-            with self._lock:
-                if self._blocked_until <= slot:
-                    return max(0.0, slot - start)
-                # A hold arrived while we slept and covers our slot: queue again after it.
+            with self._cond:
                 now = self._clock()
-                slot = self._reserve(now)
+                started = now if started is None else started
+                when, answers_help = self._next_start(now)
+                if when <= now:
+                    self._begin(now)
+                    return now - started
+                if answers_help:
+                    # An answer may free the budget before `when`: wait for one (or for `when`).
+                    self._cond.wait(timeout=when - now)
+                    continue
+            self._sleep(when - now)
 
     def observe(self, headers: Mapping[str, str]) -> None:
-        """Read ``X-RateLimit-Limit/Remaining/Reset`` from an answer (a 429's too).
-
-        ``Remaining == 0``: nobody sends before ``Reset``. A low ``Remaining``: what is left is
-        spread over the time left in the window. A ``Limit`` lower than our rate is adopted.
-        Answers may arrive out of order, so within one window the lowest ``Remaining`` wins and
-        answers about an older window are ignored.
-        """
+        """One of our requests got an answer (any status): read its ``X-RateLimit-*``."""
         limit = _parse_count(header(headers, "X-RateLimit-Limit"))
         remaining = _parse_count(header(headers, "X-RateLimit-Remaining"))
-        reset_value = header(headers, "X-RateLimit-Reset")
-        with self._lock:
-            now_wall = self._wall()
+        reset_text = header(headers, "X-RateLimit-Reset")
+        with self._cond:
+            self._in_flight = max(0, self._in_flight - 1)
+            now, now_wall = self._clock(), self._wall()
             if limit is not None and limit > 0:
-                self._server_limit = float(limit)
-            reset = None if reset_value is None else parse_reset(reset_value, now_wall)
+                self._limit = limit
+                remaining = None if remaining is None else min(remaining, limit)
+            reset = None if reset_text is None else parse_reset(reset_text, now_wall)
             if remaining is None or reset is None or reset <= now_wall:
-                return
-            if self._window_reset is not None:
-                if reset < self._window_reset:
-                    return  # an answer about a window that has already ended
-                if reset == self._window_reset:
-                    remaining = min(remaining, self._window_remaining)
-            self._window_reset, self._window_remaining = reset, remaining
-            now = self._clock()
-            reset_at = now + (reset - now_wall)
-            if remaining == 0:
-                self._blocked_until = max(self._blocked_until, reset_at)
+                self._heard_nothing(now)
             else:
-                self._spread(now, reset_at, remaining)
+                self._heard(now, reset, now_wall, remaining)
+            self._cond.notify_all()
+
+    def release(self) -> None:
+        """One of our requests ended without an answer (a timeout, a dropped connection)."""
+        with self._cond:
+            self._in_flight = max(0, self._in_flight - 1)
+            self._probing = False
+            self._cond.notify_all()
 
     def hold_until(self, wall_time: float) -> None:
-        """No request starts before ``wall_time`` (Unix seconds): called after a 429."""
-        with self._lock:
-            held = self._clock() + (wall_time - self._wall())
-            self._blocked_until = max(self._blocked_until, held)
+        """No request starts before ``wall_time`` (Unix seconds): called after a 429.
 
-    def _effective_rate(self) -> float | None:
-        rates = [r for r in (self._configured, self._server_limit) if r is not None]
-        return min(rates) if rates else None
+        A 429 that comes after an earlier hold has ended is a recurrence: at the second one
+        the rest of the run is paced conservatively.
+        """
+        with self._cond:
+            now = self._clock()
+            held = now + min(max(0.0, wall_time - self._wall()), self._max_wait)
+            if now >= self._held_until:
+                self._holds += 1
+                self._conservative = self._conservative or self._holds >= RECURRING_HOLDS
+            self._held_until = max(self._held_until, held)
+            self._cond.notify_all()
 
-    def _interval(self) -> float:
-        rate = self._effective_rate()
-        return 0.0 if rate is None else WINDOW / rate + _SPACING_SLACK
+    # -- the model ---------------------------------------------------------------------------
 
-    def _reserve(self, now: float) -> float:
-        slot = max(now, self._blocked_until, self._last + self._interval())
-        if slot < self._spread_until:
-            slot = max(slot, self._last + self._spread_interval)
-        self._last = slot
-        return slot
+    def _next_start(self, now: float) -> tuple[float, bool]:
+        """When the next request may start, and whether an answer could make that sooner."""
+        at = max(now, self._held_until)
+        if self._cap is not None:
+            at = max(at, self._cap.next_free())
+        if self._conservative:
+            at = max(at, self._last_start + self._even_spacing(now))
+        window = self._window
+        if window is None:
+            return max(at, self._assumed.next_free()), False
+        if now >= window.reset:
+            # The window we knew has ended: one request goes first; its answer tells the rest.
+            if self._probing and self._in_flight > 0:
+                return max(at, now + self._max_wait), True
+            return at, False
+        if window.remaining - self._in_flight > 0:
+            return at, False
+        return max(at, window.reset), self._in_flight > 0
 
-    def _spread(self, now: float, reset_at: float, remaining: int) -> None:
-        """Widen the spacing until ``reset_at`` if our pace would send more than ``remaining``."""
-        interval = self._interval()
-        first = max(now, self._blocked_until, self._last + interval)
-        time_left = reset_at - first
-        if time_left <= 0:
-            return
-        planned = math.inf if interval == 0 else math.ceil(time_left / interval)
-        if planned > remaining:
-            self._spread_interval = time_left / remaining
-            self._spread_until = reset_at
+    def _begin(self, now: float) -> None:
+        self._in_flight += 1
+        self._last_start = now
+        self._assumed.add(now)
+        if self._cap is not None:
+            self._cap.add(now)
+        if self._window is not None and now >= self._window.reset:
+            self._probing = True
+
+    def _heard(self, now: float, reset_wall: float, now_wall: float, remaining: int) -> None:
+        ahead = reset_wall - now_wall
+        self._window_length = max(self._window_length or 0.0, min(ahead, self._max_wait))
+        window = self._window
+        if window is not None and reset_wall < window.reset_wall:
+            return  # an answer about a window that has already ended
+        if window is not None and reset_wall == window.reset_wall:
+            remaining = min(remaining, window.remaining)
         else:
-            self._spread_interval, self._spread_until = 0.0, -math.inf
+            self._probing = False
+        reset = now + min(ahead, self._max_wait)
+        self._window = Window(reset_wall, reset, remaining)
+
+    def _heard_nothing(self, now: float) -> None:
+        """An answer without usable rate headers: a window still running stays as it was;
+        after one ended, assume the documented budget until the server says more."""
+        if self._window is None or now >= self._window.reset:
+            self._window, self._probing = None, False
+
+    def _even_spacing(self, now: float) -> float:
+        """Conservative pace: ``Limit`` per learned window, and the budget over the time left."""
+        limit = self._limit or ASSUMED_LIMIT
+        spacing = (self._window_length or ASSUMED_WINDOW) / limit
+        window = self._window
+        if window is not None and now < window.reset:
+            budget = window.remaining - self._in_flight
+            if budget > 0:
+                spacing = max(spacing, (window.reset - now) / budget)
+        return spacing
 
 
 def _check_rate(rate_per_minute: float | None) -> None:
-    if rate_per_minute is not None and not (math.isfinite(rate_per_minute) and rate_per_minute > 0):
+    if rate_per_minute is not None and not (
+        isinstance(rate_per_minute, int | float)
+        and math.isfinite(rate_per_minute)
+        and rate_per_minute > 0
+    ):
         raise ValueError(
             f"rate_per_minute must be a positive number or None, not {rate_per_minute}"
         )
@@ -195,10 +340,11 @@ _FINGERPRINT = re.compile(r"[0-9a-f]{16,64}")
 
 
 def shared_limiter(key: str, rate_per_minute: float | None) -> RateLimiter:
-    """The process-wide :class:`RateLimiter` for ``key``; its rate is set to ``rate_per_minute``.
+    """The process-wide :class:`RateLimiter` for ``key``, for one more run.
 
     ``key`` is a fingerprint of the API key and base URL (SHA-256 hex), never the key itself:
-    limiters live for the whole process. Calling again with another rate updates the rate.
+    limiters live for the whole process. The cap is set to ``rate_per_minute`` (the latest run
+    decides), and the run starts with no 429s behind it unless another run is sending.
     """
     if not _FINGERPRINT.fullmatch(key):
         raise ValueError("shared_limiter needs a SHA-256 hex fingerprint, not a raw API key")
@@ -206,6 +352,7 @@ def shared_limiter(key: str, rate_per_minute: float | None) -> RateLimiter:
         limiter = _SHARED.get(key)
         if limiter is None:
             limiter = _SHARED[key] = RateLimiter(rate_per_minute)
-        elif limiter._configured != rate_per_minute:
+        elif limiter.rate_per_minute != rate_per_minute:
             limiter.set_rate(rate_per_minute)
+        limiter.new_run()
         return limiter

@@ -76,8 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     upsert.add_argument(
         "--rate-limit",
         type=positive(float),
-        default=120,
-        help="requests a minute for this key (default 120, Flameup's documented limit)",
+        default=None,
+        metavar="N",
+        help="at most N requests of ours in any minute, to leave room on the key for other "
+        "jobs (default: none; the budget Flameup announces is always obeyed)",
     )
     upsert.add_argument(
         "--concurrency", type=positive(int), default=4, help="parallel requests (default 4)"
@@ -106,7 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--status", choices=("active", "unsubscribed", "bounced"), help="only people with it"
     )
     export.add_argument(
-        "--rate-limit", type=positive(float), default=120, help="requests a minute for this key"
+        "--rate-limit",
+        type=positive(float),
+        default=None,
+        metavar="N",
+        help="at most N requests of ours in any minute (default: none; Flameup's budget holds)",
     )
     add_local_argument(export)
     add_progress_arguments(export)
@@ -215,7 +221,7 @@ def run_upsert(args: argparse.Namespace) -> int:
         progress=progress_of(args),
     )
     try:
-        with local_server(args.local, args.rate_limit) as target, table_source(args) as source:
+        with local_server(args.local) as target, table_source(args) as source:
             if isinstance(source, Path):
                 summary = upsert_file(source, **options, **target)
             else:
@@ -248,7 +254,7 @@ def report_interrupted(stop: UpsertInterrupted, results: Path | None) -> int:
 
 
 @contextlib.contextmanager
-def local_server(enabled: bool, rate_limit: float | None) -> Iterator[dict[str, Any]]:
+def local_server(enabled: bool) -> Iterator[dict[str, Any]]:
     """Run a local Flameup server for the command's duration, its data kept in .flameup/."""
     if not enabled:
         yield {}
@@ -256,8 +262,8 @@ def local_server(enabled: bool, rate_limit: float | None) -> Iterator[dict[str, 
     from .testing import FlameupServer
 
     LOCAL_DB.parent.mkdir(exist_ok=True)
-    limit = None if rate_limit is None else int(rate_limit)
-    with FlameupServer(rate_limit=limit, db=LOCAL_DB) as server:
+    # Flameup's documented budget, as the real service would announce it
+    with FlameupServer(db=LOCAL_DB) as server:
         print(f"local Flameup server at {server.base_url} (data in {LOCAL_DB})", file=sys.stderr)
         yield {"api_key": server.api_key, "base_url": server.base_url}
 
@@ -339,7 +345,7 @@ def _report_problems(rules: Rules, source: Any, limit: int) -> tuple[int, int]:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    with local_server(args.local, args.rate_limit) as target:
+    with local_server(args.local) as target:
         count = export_people(
             args.out,
             search=args.search,

@@ -8,7 +8,7 @@ import sys
 import threading
 from types import FrameType
 
-from ._ratelimit import DOCUMENTED_LIMIT
+from ._ratelimit import DOCUMENTED_LIMIT, RATE_POLICIES
 from ._server import FlameupServer
 from ._shapes import PERSON_SHAPES
 
@@ -44,6 +44,12 @@ def _parser() -> argparse.ArgumentParser:
         "--rate-window", type=float, default=60.0, metavar="SECONDS", help="default 60"
     )
     parser.add_argument(
+        "--rate-policy",
+        choices=RATE_POLICIES,
+        default="fixed",
+        help="fixed windows (Flameup's, the default), a sliding window log, or a token bucket",
+    )
+    parser.add_argument(
         "--per-person-errors",
         action="store_true",
         help="store the valid people of a batch and report the others, instead of a 422",
@@ -75,6 +81,7 @@ def serve_main(argv: list[str] | None = None) -> int:
             rate_window=args.rate_window,
             port=args.port,
             person_shape=args.person_shape,
+            rate_policy=args.rate_policy,
         )
         with server:
             _announce(server, args)
@@ -88,7 +95,11 @@ def serve_main(argv: list[str] | None = None) -> int:
 
 
 def _announce(server: FlameupServer, args: argparse.Namespace) -> None:
-    limit = "off" if args.rate_limit is None else f"{args.rate_limit}/{args.rate_window:g}s"
+    limit = (
+        "off"
+        if args.rate_limit is None
+        else f"{args.rate_limit}/{args.rate_window:g}s ({args.rate_policy})"
+    )
     print(f"FLAMEUP_BASE_URL={server.base_url}")
     print(f"FLAMEUP_API_KEY={server.api_key}")
     print(f"FLAMEUP_UI_URL={server.ui_url}")

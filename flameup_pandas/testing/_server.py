@@ -13,7 +13,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from ._app import API_PREFIX, FlameupApp
 from ._endpoints import STATUSES
 from ._faults import FaultInjector, Faults
-from ._ratelimit import DOCUMENTED_LIMIT, RateLimiter
+from ._ratelimit import DOCUMENTED_LIMIT, RateLimiter, RatePolicy
 from ._records import RecordedRequest, RequestLog
 from ._shapes import check_shape
 from ._store import ALL_PERMISSIONS, Store
@@ -55,7 +55,9 @@ class FlameupServer:
     """A real HTTP server that answers like Flameup's people API, for tests and demos.
 
     ``rate_limit`` is requests per ``rate_window`` seconds per key (None: off, and then no
-    X-RateLimit-* headers are sent); ``db`` a SQLite file (None: in memory), whose data and
+    X-RateLimit-* headers are sent), kept by ``rate_policy``: ``"fixed"`` windows (Flameup's,
+    the default), a ``"sliding"`` window log or a token ``"bucket"``, each announcing its own
+    ``Remaining`` and ``Reset``; ``db`` a SQLite file (None: in memory), whose data and
     API key survive a restart; ``per_person_errors`` makes a batch store its valid people and
     report the others instead of failing whole; ``faults`` injects failures (an outage too:
     ``Faults(down_after=30, down_mode="refuse")``); ``port=0`` picks a free port;
@@ -85,6 +87,7 @@ class FlameupServer:
         rate_window: float = 60.0,
         port: int = 0,
         person_shape: str = "seed",
+        rate_policy: RatePolicy = "fixed",
     ) -> None:
         check_shape(person_shape)
         self._store = Store(db)
@@ -93,7 +96,7 @@ class FlameupServer:
         """A valid ``ws_test_...`` key with every permission."""
         self._log = RequestLog()
         self._injector = FaultInjector(faults, on_down=self._outage_began)
-        limiter = RateLimiter(rate_limit, rate_window)
+        limiter = RateLimiter(rate_limit, rate_window, rate_policy)
         controls = Controls(self.set_faults, self._clear_data, lambda: self.base_url)
         view = WebView(self._store, self._log, limiter, self._injector, controls)
         self._app = FlameupApp(self._store, limiter, self._injector, self._log, web_view=view)
