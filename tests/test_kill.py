@@ -41,9 +41,10 @@ def run_cli(server: FlameupServer, *args: str) -> subprocess.Popen[str]:
 def test_sigkill_mid_run_then_rerun_completes_without_loss(tmp_path):
     path, state = tmp_path / "c.parquet", tmp_path / "state.parquet"
     customers(ROWS).to_parquet(path)
-    with FlameupServer(rate_limit=None) as server:
-        # 15 requests a second: the 60-request job takes about 4 s, long enough to kill midway
-        first = run_cli(server, str(path), "--state", str(state), "--rate-limit", "900")
+    # 15 requests a second, announced: the 60-request job takes about 4 s, long enough to kill
+    # it midway (the client spends each second's budget, then waits for the next)
+    with FlameupServer(rate_limit=15, rate_window=1.0) as server:
+        first = run_cli(server, str(path), "--state", str(state))
         deadline = time.monotonic() + 60
         while server.request_count(status=200) < 20 and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -53,13 +54,13 @@ def test_sigkill_mid_run_then_rerun_completes_without_loss(tmp_path):
         assert 20 <= acknowledged < ROWS // 100, "the kill should land mid-run"
 
         server.reset_requests()
-        second = run_cli(server, str(path), "--state", str(state), "--rate-limit", "60000")
+        second = run_cli(server, str(path), "--state", str(state))
         _, err = second.communicate(timeout=120)
         assert second.returncode == 0, err
 
         stored = server.people()
         assert len(stored) == ROWS and stored["external_id"].is_unique
-        resent = server.request_count()
+        resent = server.request_count(status=200)
         # everything not acknowledged before the kill, plus at most the batches in flight
         assert resent <= ROWS // 100 - acknowledged + CONCURRENCY + 1
         assert len(pd.read_parquet(state)) == ROWS
