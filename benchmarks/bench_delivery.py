@@ -6,12 +6,11 @@ loopback, through ``df.flameup.upsert()``, and prints each figure beside its bas
 (a) requests made / the minimum possible, ``ceil(valid rows / 100)``: target 1.00 without
     faults (1% of the rows are invalid and must not leave half-empty batches behind). The same
     ratio under the fault soak's faults shows what retries cost.
-(b) the achieved request rate / the allowed rate, at a scaled-up limit (1,200 a minute), with
-    the 429s counted in the server's log: target >= 0.95 and zero 429s. The server's window is
-    60 s, as Flameup's is: the client reads ``X-RateLimit-Limit`` as a per-minute figure, so a
-    shorter server window cannot stand in for it. The full run lasts ~75 s and so crosses a
-    window boundary (the part where a client that paces badly meets 429s); the quick run stays
-    inside one window and measures only the pace.
+(b) a cap of ours, ``rate_limit=1,200``, against a server allowing 1,200 a minute: the most
+    of our requests the server saw in any 60 s, over the cap (or over the job, when the job is
+    smaller): target 1.000 (the cap used in full, never overstepped) and zero 429s. The full
+    run sends 1,450 requests and so crosses into a second minute; the quick run stays inside
+    one and shows the cap does not slow a job smaller than it.
 (c) throughput with 300 ms of server latency at 3,000 requests a minute and 16 concurrent
     requests: target >= 0.90 of the limit.
 (d) the job done the way users do it today: a plain loop posting ``df.to_dict("records")``
@@ -109,6 +108,17 @@ def batch_log(server: FlameupServer) -> list[Any]:
     return [r for r in server.requests if r.path.endswith("/people/batch")]
 
 
+def most_in_a_minute(log: list[Any]) -> int:
+    """The most requests that arrived at the server within any 60 s."""
+    starts = sorted(r.started_at for r in log)
+    most, first = 0, 0
+    for last, at in enumerate(starts):
+        while at - starts[first] >= 60.0:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
+
+
 def request_rate(log: list[Any]) -> float:
     """Requests a minute between the first and the last arrival at the server."""
     starts = sorted(r.started_at for r in log)
@@ -153,6 +163,7 @@ def ours(
         "stored": len(srv.people()),
         "seconds": seconds,
         "rate_per_minute": request_rate(log),
+        "most_in_a_minute": most_in_a_minute(log),
     }
 
 
@@ -258,8 +269,9 @@ def pacing(requests_wanted: int) -> dict[str, Any]:
     return {
         "b_limit_per_minute": PACED_LIMIT,
         "b_requests": paced["requests"],
-        "b_rate_per_minute": paced["rate_per_minute"],
-        "b_ratio": paced["rate_per_minute"] / PACED_LIMIT,
+        "b_most_in_a_minute": paced["most_in_a_minute"],
+        "b_expected_in_a_minute": min(PACED_LIMIT, paced["server_requests"]),
+        "b_ratio": paced["most_in_a_minute"] / min(PACED_LIMIT, paced["server_requests"]),
         "b_http_429": paced["http_429"],
         "b_seconds": paced["seconds"],
         "b_crosses_window": int(paced["seconds"] > 60),
@@ -293,7 +305,8 @@ def documented_limit_naive(n: int) -> dict[str, Any]:
     return {
         "d2_limit_per_minute": DOCUMENTED_LIMIT,
         "d2_min_requests": minimum,
-        "d2_ours_min_seconds": (minimum - 1) * 60 / DOCUMENTED_LIMIT,
+        # budget pacing: a window's budget at once, then the next window
+        "d2_ours_min_seconds": (math.ceil(minimum / DOCUMENTED_LIMIT) - 1) * 60,
         **naive_figures("d2", loop),
     }
 
@@ -328,11 +341,11 @@ def table(f: dict[str, Any]) -> str:
             "-",
         ),
         (
-            "(b) requests/min, 429s: " + str(f["b_http_429"]),
-            f["b_rate_per_minute"],
-            f"{f['b_limit_per_minute']} allowed",
+            "(b) most in any 60 s, rate_limit cap, 429s: " + str(f["b_http_429"]),
+            f["b_most_in_a_minute"],
+            f"{f['b_expected_in_a_minute']} cap/job",
             f["b_ratio"],
-            ">= 0.95, 0 429s",
+            "1.000, 0 429s",
         ),
     ]
     rows += [
@@ -371,7 +384,7 @@ def table(f: dict[str, Any]) -> str:
             f"{ours_requests} / {f[f'{d}_naive_requests']}"
         )
     lines.append(
-        f"* (d2) ours: the minimum, as (a) measures; paced at 120/min that takes"
+        f"* (d2) ours: the minimum, as (a) measures; at 120/min that takes about"
         f" {f['d2_ours_min_seconds']:.0f} s and loses nothing (not run here)."
     )
     window = "crosses a 60 s window" if f["b_crosses_window"] else "inside one 60 s window"

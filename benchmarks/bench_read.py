@@ -26,6 +26,11 @@ import requests
 from flameup_pandas import read_people, upsert
 from flameup_pandas.testing import DOCUMENTED_LIMIT, FlameupServer
 
+NEVER_REACHED = 1_000_000
+"""The local server's rate limit: announced in its headers, as Flameup does, never reached (a
+server without one sends no rate headers, and the client then assumes the documented 120 a
+minute)."""
+
 TARGET_SECONDS = 3.0
 
 
@@ -39,7 +44,7 @@ def seed(db: Path, people: int) -> None:
             "seats": list(range(people)),
         }
     )
-    with FlameupServer(rate_limit=None, db=db) as server:
+    with FlameupServer(rate_limit=NEVER_REACHED, db=db) as server:
         upsert(
             frame, api_key=server.api_key, base_url=server.base_url, rate_limit=None, progress=False
         )

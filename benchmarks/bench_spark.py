@@ -37,13 +37,13 @@ CHANGED_EVERY = 100  # 1% of the rows
 
 @contextmanager
 def local_server(folder: Path) -> Iterator[dict[str, Any]]:
-    """A local Flameup server (rate limit off, SQLite file) in a child process."""
+    """A local Flameup server (a rate limit never reached, SQLite file) in a child process."""
     command = [
         sys.executable,
         "-m",
         "flameup_pandas.testing",
         "--rate-limit",
-        "off",
+        "1000000",  # announced in the headers as Flameup does, never reached
         "--db",
         str(folder / "flameup.db"),
     ]

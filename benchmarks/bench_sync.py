@@ -29,6 +29,11 @@ from flameup_pandas import to_people, upsert_file
 from flameup_pandas._payload import content_hashes
 from flameup_pandas.testing import FlameupServer
 
+NEVER_REACHED = 1_000_000
+"""The local server's rate limit: announced in its headers, as Flameup does, never reached (a
+server without one sends no rate headers, and the client then assumes the documented 120 a
+minute)."""
+
 CHANGED_FRACTION = 0.01
 
 
@@ -79,7 +84,7 @@ def main(quick: bool = False) -> dict[str, Any]:
     changed, n_changed = change_plans(table, CHANGED_FRACTION)
     with (
         tempfile.TemporaryDirectory(prefix="flameup-sync-") as tmp,
-        FlameupServer(rate_limit=None, db=Path(tmp) / "flameup.db") as server,
+        FlameupServer(rate_limit=NEVER_REACHED, db=Path(tmp) / "flameup.db") as server,
     ):
         first_file, second_file, state = (
             Path(tmp) / name for name in ("v1.parquet", "v2.parquet", "state.parquet")

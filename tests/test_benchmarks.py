@@ -21,14 +21,24 @@ FIGURES = {
         "a_min_requests": 50,
         "a_ratio": 1.0,
         "b_http_429": 0,
-        "b_rate_per_minute": 1180.0,
+        "b_most_in_a_minute": 1200,
+        "b_expected_in_a_minute": 1200,
         "b_limit_per_minute": 1200,
-        "b_ratio": 0.983,
+        "b_ratio": 1.0,
         "c_latency_s": 0.3,
         "c_limit_per_minute": 3000,
         "c16_rate_per_minute": 2900.0,
         "c16_ratio": 0.967,
         "c16_http_429": 0,
+    },
+    "pacing": {
+        "p1_seconds": 0.9,
+        "p1_even_seconds": 25.1,
+        "p1_ratio": 0.036,
+        "p1_http_429": 0,
+        "p3_window_s": 60.0,
+        "p3_target_s": 125.0,
+        "p3_seconds": 121.0,
     },
     "sync": {"rows": 1000, "changed_rows": 10, "first_requests": 10, "second_requests": 1},
     "memory": {
@@ -55,6 +65,8 @@ def test_table_shows_each_figure_beside_its_baseline_and_ratio() -> None:
     table = format_table(FIGURES, {"spark": "skipped: pyspark is not installed"})
     assert 'to_dict("records")+json.dumps' in table
     assert "x16, 429s: 0" in table
+    assert "5,000 rows, default arguments, 120/min, 429s: 0" in table and "0.036" in table
+    assert "300 requests s, 120 per 60.0 s window" in table and "<= 125.0 s" in table
     assert "pd.read_parquet peak MiB" in table
     assert "spark: skipped: pyspark is not installed" in table
     assert "upsert_arrow from DuckDB, 5,000,000 rows" in table and "0.167" in table

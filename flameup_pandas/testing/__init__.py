@@ -9,7 +9,8 @@ Use it to test pipelines offline (what moto is to AWS users)::
         server.people()  # what got stored, as a DataFrame
         server.ui_url  # the same, and every request, in a browser
 
-With pytest, the ``flameup_server`` fixture hands each test a fresh server (rate limit off).
+With pytest, the ``flameup_server`` fixture hands each test a fresh server (a rate limit no test
+reaches, announced in the headers).
 From a shell: ``flameup-pandas serve`` (or ``python -m flameup_pandas.testing``).
 
 Every path outside ``/api`` is the web view (`flameup_pandas.testing._ui`): people, the request

@@ -245,13 +245,18 @@ class KeyRow:
 
 
 def rate_page(
-    limit: int | None, window: float, rows: Sequence[KeyRow], latest_429s: Sequence[RecordedRequest]
+    limit: int | None,
+    window: float,
+    rows: Sequence[KeyRow],
+    latest_429s: Sequence[RecordedRequest],
+    policy: str = "fixed",
 ) -> Part:
     """Each key's current window, and the latest 429 answers."""
     if limit is None:
         intro = "The rate limit is off: no window is counted and no X-RateLimit headers are sent."
     else:
-        intro = f"{limit} requests per {window:g} s window, per key."
+        kept = {"fixed": "fixed windows", "sliding": "a sliding window", "bucket": "a token bucket"}
+        intro = f"{limit} requests per {window:g} s window, per key ({kept.get(policy, policy)})."
     note = "A key is shown by its number and a fingerprint (SHA-256, 8 hex digits), never itself."
     headers = ["Key", "Permissions", "Used", "Remaining", "Resets", "429 answers"]
     now = dt.datetime.now(dt.UTC).timestamp()

@@ -206,7 +206,10 @@ class WebView:
             )
             for k in self._keys()
         ]
-        content = _pages.rate_page(self.limiter.limit, self.limiter.window, rows, refused[:20])
+        limiter = self.limiter
+        content = _pages.rate_page(
+            limiter.limit, limiter.window, rows, refused[:20], limiter.policy
+        )
         return self._html("Rate limit", content, section="/rate-limit")
 
     def _faults(self, request: Request) -> Response:

@@ -29,10 +29,17 @@ def flameup_person_shape() -> str:
     return "seed"
 
 
+UNREACHED_LIMIT = 1_000_000
+"""The fixture's rate limit: announced in the headers as Flameup does, never reached by a test
+(a server with no limit sends no rate headers, and a client then assumes Flameup's documented
+120 a minute, so a test that sends more would wait for the next minute)."""
+
+
 @pytest.fixture
 def flameup_server(flameup_person_shape: str) -> Iterator[FlameupServer]:
-    """A fresh local Flameup server for one test: in memory, rate limit off, no faults."""
-    with FlameupServer(rate_limit=None, person_shape=flameup_person_shape) as server:
+    """A fresh local Flameup server for one test: in memory, no faults, and a rate limit no
+    test reaches (1,000,000 a minute, announced in the X-RateLimit-* headers)."""
+    with FlameupServer(rate_limit=UNREACHED_LIMIT, person_shape=flameup_person_shape) as server:
         yield server
 
 

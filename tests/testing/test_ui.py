@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 from collections import deque
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import pytest
@@ -238,7 +239,7 @@ def test_rate_limit_page_shows_each_keys_window_and_the_429s() -> None:
         Api(server, key=second).batch({"userId": "x"})
         page = get(server, "/rate-limit")
     assert statuses == [200, 200, 200, 429]
-    assert "3 requests per 60 s window, per key." in page.texts
+    assert "3 requests per 60 s window, per key (fixed windows)." in page.texts
     first_row, second_row = page.tables["windows"]
     assert first_row[0] == f"key 1 · {fingerprint(server.api_key)}"
     assert first_row[2:4] == ["3", "0"] and first_row[5] == "1"
@@ -247,8 +248,20 @@ def test_rate_limit_page_shows_each_keys_window_and_the_429s() -> None:
     assert [row[3] for row in page.tables["requests"]] == ["429 Too Many Requests"]
 
 
-def test_rate_limit_page_says_when_the_limit_is_off(flameup_server: FlameupServer) -> None:
-    page = get(flameup_server, "/rate-limit")
+@pytest.mark.parametrize(
+    ("policy", "named"), [("sliding", "a sliding window"), ("bucket", "a token bucket")]
+)
+def test_rate_limit_page_names_the_policy_and_its_state(policy: Any, named: str) -> None:
+    with FlameupServer(rate_limit=3, rate_policy=policy) as server:
+        Api(server).batch({"userId": "u1"})
+        page = get(server, "/rate-limit")
+    assert f"3 requests per 60 s window, per key ({named})." in page.texts
+    assert page.tables["windows"][0][2:4] == ["1", "2"]
+
+
+def test_rate_limit_page_says_when_the_limit_is_off() -> None:
+    with FlameupServer(rate_limit=None) as server:
+        page = get(server, "/rate-limit")
     assert any(t.startswith("The rate limit is off") for t in page.texts)
 
 
