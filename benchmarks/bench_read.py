@@ -1,8 +1,8 @@
 """``read_people`` of a 10,000-person workspace with the default budget, beside the floor.
 
-The people are stored once (rate limit off) in a server database; then, each against a fresh
-local server on that database at Flameup's documented limit (120 requests a minute, so a
-fresh window):
+The people are stored once (under a rate limit never reached) in a server database; then,
+each against a fresh local server on that database at Flameup's documented limit (120
+requests a minute, so a fresh window):
 
 - ``read_people()`` with its defaults: seconds, requests and rows;
 - the baseline: the same pages fetched back to back with plain ``requests`` and no pacing,

@@ -212,3 +212,20 @@ def test_planned_rows_use_the_shared_rules_and_hashes():
         *content_hashes(people[2:]),
     ]
     assert planned["identity"].tolist() == ["u:u0", "u:u1", None, "u:u3"]
+
+
+def test_the_driver_spends_the_announced_budget_and_takes_the_same_cap(spark, flameup_server):
+    """Budget pacing and ``rate_limit`` as in every other entry point: 25 requests at 10 per
+    2 s, three budgets' worth, with (almost) no 429; the cap reaches the key's limiter."""
+    from flameup_pandas._client import fingerprint
+    from flameup_pandas._pacing import _SHARED
+    from flameup_pandas.testing import FlameupServer
+
+    df = pd.DataFrame({"userId": [f"s{i}" for i in range(2_500)]})
+    with FlameupServer(rate_limit=10, rate_window=2.0) as server:
+        where = {"api_key": server.api_key, "base_url": server.base_url, "rate_limit": 900}
+        run = flameup_spark.upsert(to_spark(spark, df), **where)
+        assert run.summary.counts["created"] == 2_500
+        assert len(server.people()) == 2_500
+        assert server.request_count(status=429) <= 3
+        assert _SHARED[fingerprint(server.api_key, server.base_url)].rate_per_minute == 900
