@@ -20,7 +20,15 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from . import _api
-from ._result import RESULT_COLUMNS, Summary, count_statuses, record_run, run_of, summarize
+from ._result import (
+    RESULT_COLUMNS,
+    Summary,
+    count_statuses,
+    reasons_of,
+    record_run,
+    run_of,
+    summarize,
+)
 from .exceptions import UpsertInterrupted
 
 if TYPE_CHECKING:
@@ -110,7 +118,13 @@ class PolarsFlameup:
                 "frame that df.flameup.upsert() returns"
             )
         statuses = pd.Series(self._df["flameup_status"].to_list(), dtype=object)
-        return Summary(count_statuses(statuses), run_of(self._df))
+        errors = (
+            self._df["flameup_error"].to_list()
+            if "flameup_error" in self._df.columns
+            else [None] * self._df.height
+        )
+        reasons = reasons_of(statuses.tolist(), errors, range(self._df.height))
+        return Summary(count_statuses(statuses), run_of(self._df), reasons=reasons)
 
 
 def _text(value: Any) -> str | None:

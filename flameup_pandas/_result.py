@@ -10,12 +10,18 @@ rejected    Flameup refused this person (its message is in ``flameup_error``)
 failed      could not be delivered: retries spent, network down
 skipped     deliberately not sent: a duplicate identity, or unchanged since last sync
 ==========  ================================================================
+
+A :class:`Summary` also says why rows need attention: the top reasons for invalid, rejected
+and failed rows, grouped, each with its count and up to three example rows
+(``invalid  3  email: not a plausible email (rows 17, 256, 1024)``).
 """
 
 from __future__ import annotations
 
 import html
+import re
 import weakref
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +30,8 @@ import pandas as pd
 __all__ = [
     "RESULT_COLUMNS",
     "STATUSES",
+    "Reason",
+    "ReasonTally",
     "RunReport",
     "Summary",
     "record_run",
@@ -34,6 +42,91 @@ __all__ = [
 STATUSES = ("created", "updated", "invalid", "rejected", "failed", "skipped")
 DELIVERED = frozenset({"created", "updated"})
 RESULT_COLUMNS = ("flameup_id", "flameup_status", "flameup_error")
+PROBLEMS = ("invalid", "rejected", "failed")
+TOP_REASONS = 10  # reasons a summary keeps and shows
+EXAMPLES = 3  # example rows per reason
+_KEPT_REASONS = 1_000  # distinct reasons a tally follows; the rest count as "other reasons"
+_RETRY_FIGURES = re.compile(r" over [\d.]+ s \([^)]*\)")
+_SHOWN_VALUE = re.compile(r" \(value .*?\)(?=; |$)")
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why some rows are invalid, rejected or failed: how many, and a few of them."""
+
+    status: str
+    reason: str
+    count: int
+    examples: tuple[Hashable, ...] = ()
+    """Up to three row labels (index labels of a frame, row numbers of a file)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "reason": self.reason,
+            "count": self.count,
+            "examples": [_plain_label(label) for label in self.examples],
+        }
+
+    def line(self, count_width: int = 0) -> str:
+        """``invalid  3  email: not a plausible email (rows 17, 256, 1024)``."""
+        shown = ", ".join(map(str, self.examples))
+        more = ", …" if self.count > len(self.examples) else ""
+        rows = f" ({'row' if self.count == 1 else 'rows'} {shown}{more})" if shown else ""
+        return f"{self.status:<8} {self.count:>{count_width},}  {self.reason}{rows}"
+
+
+def reason_key(error: object) -> str:
+    """The reason rows are grouped by: the error without the values and retry figures that
+    differ from row to row.
+
+    >>> reason_key("HTTP 503: down; gave up after 9 attempts over 12.3 s (9 errors, 0 limited)")
+    'HTTP 503: down; gave up after 9 attempts'
+    >>> reason_key("email: not a plausible email address (value 'x@'); locale: not a locale tag")
+    'email: not a plausible email address; locale: not a locale tag'
+    """
+    if error is None or (isinstance(error, float) and error != error):
+        return "(no reason given)"
+    return _SHOWN_VALUE.sub("", _RETRY_FIGURES.sub("", str(error)))
+
+
+class ReasonTally:
+    """Counts reasons as rows settle, in bounded memory (a file may have millions of rows)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, str], tuple[int, list[Hashable]]] = {}
+
+    def add(
+        self, statuses: Iterable[object], errors: Iterable[object], labels: Iterable[Hashable]
+    ) -> None:
+        for status, error, label in zip(statuses, errors, labels, strict=True):
+            if status not in PROBLEMS:
+                continue
+            key = (str(status), reason_key(error))
+            if key not in self._seen and len(self._seen) >= _KEPT_REASONS:
+                key = (str(status), "(other reasons)")
+            count, examples = self._seen.get(key, (0, []))
+            if len(examples) < EXAMPLES:
+                examples.append(label)
+            self._seen[key] = (count + 1, examples)
+
+    def top(self, n: int = TOP_REASONS) -> tuple[Reason, ...]:
+        """The ``n`` reasons with the most rows, most first."""
+        order = sorted(
+            self._seen.items(), key=lambda item: (-item[1][0], PROBLEMS.index(item[0][0]))
+        )
+        return tuple(
+            Reason(status, reason, count, tuple(examples))
+            for (status, reason), (count, examples) in order[:n]
+        )
+
+
+def _plain_label(label: Hashable) -> Any:
+    """A row label as JSON can carry it: numpy scalars become Python ones, the rest text."""
+    item = getattr(label, "item", None)
+    if callable(item):
+        label = item()
+    return label if isinstance(label, bool | int | float | str) else str(label)
 
 
 @dataclass(frozen=True)
@@ -63,6 +156,8 @@ class Summary:
     extra: dict[str, Any] = field(default_factory=dict)
     #: a dry run's first few people, exactly as they would be sent (not part of to_dict())
     sample: tuple[dict[str, Any], ...] = ()
+    #: the top reasons for invalid, rejected and failed rows, most rows first
+    reasons: tuple[Reason, ...] = ()
 
     @property
     def rows(self) -> int:
@@ -74,6 +169,13 @@ class Summary:
         return sum(self.counts[s] for s in ("invalid", "rejected", "failed"))
 
     def to_dict(self) -> dict[str, Any]:
+        """Counts and run figures as plain values, plus ``reasons``: a list of
+        ``{"status", "reason", "count", "examples"}`` dicts."""
+        out = self._figures()
+        out["reasons"] = [reason.to_dict() for reason in self.reasons]
+        return out
+
+    def _figures(self) -> dict[str, Any]:
         out: dict[str, Any] = {"rows": self.rows, **self.counts}
         if self.run is not None:
             out.update(
@@ -92,8 +194,13 @@ class Summary:
     def _lines(self) -> list[tuple[str, str]]:
         return [
             (k, f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v))
-            for k, v in self.to_dict().items()
+            for k, v in self._figures().items()
         ]
+
+    def reason_lines(self) -> list[str]:
+        """The reasons table as text lines (empty when no row needs attention)."""
+        width = max((len(f"{r.count:,}") for r in self.reasons), default=0)
+        return [reason.line(width) for reason in self.reasons]
 
     @property
     def stopped(self) -> str | None:
@@ -104,6 +211,8 @@ class Summary:
         lines = [(k, v) for k, v in self._lines() if k != "stopped"]
         width = max(len(k) for k, _ in lines)
         text = "\n".join(f"{k:<{width}}  {v:>10}" for k, v in lines)
+        if self.reasons:
+            text += "\n\nwhy rows need attention:\n" + "\n".join(self.reason_lines())
         return text if self.stopped is None else f"{text}\nstopped early: {self.stopped}"
 
     def _repr_html_(self) -> str:
@@ -112,7 +221,17 @@ class Summary:
             f"<td style='text-align:right'>{html.escape(v)}</td></tr>"
             for k, v in self._lines()
         )
-        return f"<table>{cells}</table>"
+        table = f"<table>{cells}</table>"
+        if not self.reasons:
+            return table
+        rows = "".join(
+            f"<tr><td>{html.escape(r.status)}</td><td style='text-align:right'>{r.count:,}</td>"
+            f"<td style='text-align:left'>{html.escape(r.reason)}</td>"
+            f"<td style='text-align:left'>{html.escape(', '.join(map(str, r.examples)))}</td></tr>"
+            for r in self.reasons
+        )
+        head = "<tr><th>status</th><th>rows</th><th>reason</th><th>for example</th></tr>"
+        return f"{table}<p>Why rows need attention:</p><table>{head}{rows}</table>"
 
 
 def count_statuses(statuses: pd.Series) -> dict[str, int]:
@@ -143,4 +262,16 @@ def summarize(result: pd.DataFrame) -> Summary:
             "this frame has no flameup_status column: summary() is for the frame "
             "that df.flameup.upsert() returns"
         )
-    return Summary(count_statuses(result["flameup_status"]), run_of(result))
+    statuses = result["flameup_status"]
+    errors = result.get("flameup_error", pd.Series(None, index=result.index, dtype=object))
+    reasons = reasons_of(statuses.tolist(), errors.tolist(), result.index)
+    return Summary(count_statuses(statuses), run_of(result), reasons=reasons)
+
+
+def reasons_of(
+    statuses: list[Any], errors: list[Any], labels: Iterable[Hashable]
+) -> tuple[Reason, ...]:
+    """The top reasons of a whole result: statuses, errors and row labels, position by position."""
+    tally = ReasonTally()
+    tally.add(statuses, errors, labels)
+    return tally.top()

@@ -33,7 +33,7 @@ from ._interrupt import deliver_all, interrupted, interruptible, shielded, unfin
 from ._mapping import KNOWN_TRAITS
 from ._payload import Outgoing, Payloads
 from ._progress import Meter, Progress, open_progress
-from ._result import STATUSES, RunReport, Summary
+from ._result import PROBLEMS, STATUSES, ReasonTally, RunReport, Summary
 from ._sources import Rows, read_chunks
 from ._state import HashRuns, SyncState, identity_hashes
 from ._upsert import BATCH_SIZE, UNCHANGED, Plan, Rules, Sender
@@ -68,6 +68,7 @@ class ResultsWriter:
 
     def __init__(self, path: str | Path | None, buffer_rows: int = 100_000) -> None:
         self.counts = dict.fromkeys(STATUSES, 0)
+        self.reasons = ReasonTally()
         self.unfinished = 0  # rows failed because the run was interrupted
         self._path = Path(path) if path is not None else None
         self._writer: pq.ParquetWriter | None = None
@@ -83,6 +84,10 @@ class ResultsWriter:
         for status, count in zip(*np.unique(statuses.astype(str), return_counts=True), strict=True):
             self.counts[str(status)] += int(count)
         self.unfinished += unfinished(plan.error[positions])
+        problems = np.asarray(positions)[np.isin(statuses, PROBLEMS)]
+        self.reasons.add(
+            plan.status[problems], plan.error[problems], [plan.labels[p] for p in problems]
+        )
         if self._writer is None:
             return
         take = pa.array(np.asarray(positions, dtype=np.int64))
@@ -151,9 +156,10 @@ def upsert_rows(
     elapsed = time.monotonic() - started
     if sender is None:
         report = RunReport(elapsed=elapsed, dry_run=True)
-        summary = Summary(writer.counts, report, {"would_send": would_send}, tuple(sample))
+        extra = {"would_send": would_send}
+        summary = Summary(writer.counts, report, extra, tuple(sample), writer.reasons.top())
     else:
-        summary = Summary(writer.counts, sender.report(elapsed))
+        summary = Summary(writer.counts, sender.report(elapsed), reasons=writer.reasons.top())
     if stopped is not None:
         finished = summary.rows - writer.unfinished
         raise interrupted(stopped, summary, finished=finished, rows=total) from None

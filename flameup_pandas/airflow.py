@@ -92,8 +92,8 @@ def upsert_file_task(
     Runs :func:`flameup_pandas.upsert_file` (progress as INFO log lines of the
     ``flameup_pandas.progress`` logger, at most one every 10 s and one at the end, unless
     ``progress=`` says otherwise; the other keywords go to it unchanged), logs the summary,
-    and returns
-    ``summary.to_dict()`` (ints, floats, strings and booleans only, fit for XCom) plus
+    and returns ``summary.to_dict()`` (ints, floats, strings and booleans, and ``reasons``: a
+    list of ``{status, reason, count, examples}`` dicts of such values; fit for XCom) plus
     ``results`` when a results file was written.
 
     The task fails with :class:`TooManyFailedRowsError` when the invalid, rejected and failed
@@ -165,10 +165,15 @@ def _allowance(rows: int, max_failed: int, max_failed_share: float | None) -> in
 
 
 def _plain(values: dict[str, Any]) -> dict[str, Any]:
-    """The summary with numpy scalars and the like turned into int, float, bool or str."""
+    """The summary with numpy scalars and the like turned into int, float, bool or str; the
+    reasons stay a list of such dicts."""
     out: dict[str, Any] = {}
     for key, value in values.items():
-        if isinstance(value, bool | str):
+        if key == "reasons" and isinstance(value, list):
+            out[key] = [_plain(reason) for reason in value]
+        elif isinstance(value, list):
+            out[key] = [_plain({"v": v})["v"] for v in value]
+        elif isinstance(value, bool | str):
             out[key] = value
         elif isinstance(value, Integral):
             out[key] = int(value)
@@ -180,7 +185,12 @@ def _plain(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _one_line(summary: dict[str, Any]) -> str:
-    return ", ".join(f"{key}={value}" for key, value in summary.items())
+    """The counts and figures in one line, then the top reasons (``invalid 3: email: ...``)."""
+    line = ", ".join(f"{key}={value}" for key, value in summary.items() if key != "reasons")
+    reasons = "; ".join(
+        f"{r['status']} {r['count']}: {r['reason']}" for r in summary.get("reasons", [])
+    )
+    return f"{line}; why: {reasons}" if reasons else line
 
 
 def _name(path: object) -> str:

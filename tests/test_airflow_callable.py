@@ -42,7 +42,8 @@ def test_returns_plain_json_serialisable_counts(tmp_path: Path) -> None:
     results = tmp_path / "out" / "results.parquet"
     out = upsert_file_task(SAMPLE, results=results, max_failed=3, rate_limit=None)
     assert json.loads(json.dumps(out)) == out
-    assert all(type(v) in (int, float, str, bool) for v in out.values())
+    assert all(type(v) in (int, float, str, bool) for k, v in out.items() if k != "reasons")
+    assert sum(r["count"] for r in out["reasons"]) == 3  # the sample's three invalid rows
     counts = (out["rows"], out["created"], out["invalid"], out["skipped"])
     assert counts == (2000, SAMPLE_VALID, 3, 1)
     assert out["results"] == str(results)
