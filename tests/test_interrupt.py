@@ -226,3 +226,34 @@ def test_outside_the_main_thread_no_handler_is_installed():
     thread.join(timeout=10)
     assert seen == [signal.default_int_handler]
     assert flameup_pandas.UpsertInterrupted.__mro__[1] is KeyboardInterrupt
+
+
+def test_sigterm_in_the_airflow_callable_closes_results_and_state_and_says_how_far(
+    tmp_path, caplog
+):
+    from flameup_pandas.airflow import upsert_file_task
+
+    path, state, results = tmp_path / "c.parquet", tmp_path / "s.parquet", tmp_path / "r.parquet"
+    customers(ROWS).to_parquet(path)
+    with FlameupServer(rate_limit=None, faults=Faults(latency=0.05)) as server:
+        hang = Hang(server, 3, lambda: os.kill(os.getpid(), signal.SIGTERM))
+        with pytest.raises(UpsertInterrupted) as caught:
+            upsert_file_task(
+                path,
+                results=results,
+                state=state,
+                api_key=server.api_key,
+                base_url=server.base_url,
+                rate_limit=None,
+                concurrency=CONCURRENCY,
+            )
+        assert hang.answered_since() == []
+    stop = caught.value
+    assert stop.signal == signal.SIGTERM
+    written = pd.read_parquet(results)
+    acknowledged = int((written["flameup_status"] == "created").sum())
+    assert acknowledged > 0 and stop.result.counts["created"] == acknowledged
+    assert len(pd.read_parquet(state)) == acknowledged
+    [warning] = [r for r in caplog.records if r.name == "flameup_pandas.airflow"]
+    assert "stopped by SIGTERM" in warning.getMessage()
+    assert f"created={acknowledged}" in warning.getMessage()
