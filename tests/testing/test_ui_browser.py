@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from http import HTTPStatus
 from pathlib import Path
 
 import pandas as pd
@@ -26,6 +27,9 @@ from selenium.webdriver.support.ui import WebDriverWait
 import flameup_pandas  # noqa: F401  (registers df.flameup)
 from flameup_pandas import RetryPolicy
 from flameup_pandas.testing import FlameupServer
+
+# Python 3.13 calls 422 "Unprocessable Content" (RFC 9110); 3.11 and 3.12 "Unprocessable Entity".
+UNPROCESSABLE = f"422 {HTTPStatus(422).phrase}"
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
@@ -183,7 +187,7 @@ def test_person_page_shows_traits_and_the_requests_that_touched_them(browser, fi
     traits = browser.find_element(By.XPATH, "//table[caption='Custom traits']")
     assert traits.find_element(By.CSS_SELECTOR, "tbody tr").text == f"plan {HOSTILE_PLAN}"
     touched = rows(browser, "requests")
-    assert [r[3] for r in touched] == ["200 OK", "422 Unprocessable Entity"]
+    assert [r[3] for r in touched] == ["200 OK", UNPROCESSABLE]
     shoot(browser, "person")
 
 
@@ -193,9 +197,9 @@ def test_request_log_shows_each_batch_and_a_422s_field_errors(browser, filled) -
     log = rows(browser, "requests")
     assert [(r[2], r[3], r[4]) for r in log] == [
         ("/api/v1/people/batch", "200 OK", "47"),
-        ("/api/v1/people/batch", "422 Unprocessable Entity", "48"),
+        ("/api/v1/people/batch", UNPROCESSABLE, "48"),
         ("/api/v1/people/batch", "200 OK", "99"),
-        ("/api/v1/people/batch", "422 Unprocessable Entity", "100"),
+        ("/api/v1/people/batch", UNPROCESSABLE, "100"),
     ]
     shoot(browser, "requests")
     browser.find_elements(By.CSS_SELECTOR, "#requests tbody a")[3].click()
