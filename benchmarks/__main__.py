@@ -74,6 +74,38 @@ CONVERSION = [
         "speedup",
         "> 1",
     ),
+    Figure(
+        "upsert_file dry run rows/s, {rows:,} rows",
+        "read_parquet+to_dict+json.dumps",
+        "file_rows_per_second",
+        "file_baseline_rows_per_second",
+        "file_speedup",
+        ">= 12",
+    ),
+    Figure(
+        "same dry run with a sync state (hashes)",
+        "read_parquet+to_dict+json.dumps",
+        "file_state_rows_per_second",
+        "file_state_baseline_rows_per_second",
+        "file_state_speedup",
+        "-",
+    ),
+    Figure(
+        "to_people() rows/s",
+        'to_dict("records")+json.dumps',
+        "to_people_rows_per_second",
+        "to_people_baseline_rows_per_second",
+        "to_people_speedup",
+        ">= 4.2 (before)",
+    ),
+    Figure(
+        "Spark executor planning rows/s",
+        'to_dict("records")+json.dumps',
+        "planned_rows_per_second",
+        "planned_baseline_rows_per_second",
+        "planned_speedup",
+        "-",
+    ),
 ]
 DELIVERY = [
     Figure(

@@ -1,92 +1,147 @@
-"""How fast frames become request bodies: our columnar conversion against the naive way.
+"""How fast rows become request bodies: the column encoder against the way users do it today.
 
-Both sides start from the same 9-column frame and end with JSON bodies of 100 people:
+Every side starts from the same 9-column customer table (``bench_memory.customers``: ids,
+emails, names, time zone, locale, plan, a float with 5% missing, a UTC timestamp) and ends
+with JSON bodies of 100 people; the baseline everywhere is what users write today,
+``to_dict("records")`` and ``json.dumps`` per 100 (``default=str`` for the timestamps):
 
-- ours: ``build_people`` (columnar) and ``encode_batch`` (orjson) per 100;
-- baseline: ``df.to_dict("records")`` and ``json.dumps`` per 100 (``default=str`` for the
-  timestamps, which json cannot encode on its own).
+- ``encode``: :func:`encode_people` then the bodies (what a run does after validation),
+  against ``to_dict`` + ``json.dumps`` of the same frame;
+- ``to_people``: ``df.flameup.to_people()`` (validation, encoding, and dicts decoded from the
+  bytes), against ``to_dict`` alone plus ``json.dumps`` (the figure of the accessor issue);
+- ``file``: ``upsert_file(path, dry_run=True)`` on a parquet file (reading, validation,
+  encoding, identity keys, results), against ``pd.read_parquet`` + ``to_dict`` +
+  ``json.dumps``; and the same dry run with a sync state, which adds the content hashes;
+- ``planned``: the function each Spark executor runs per Arrow batch (``planned_rows``, 10,000
+  rows a batch as Spark hands them over), against the same baseline on the same rows;
+- ``polars``: for the record, polars' ``struct.json_encode`` of the same rows (not the bytes we
+  send: it writes missing values as null and its own timestamp format), beside our encoder.
 
-Also times ``content_hashes`` over the people. Run ``python benchmarks/bench_conversion.py``
-(1,000,000 rows) or with ``--quick`` (100,000 rows); ``main(quick)`` returns the figures.
+Run ``python -m benchmarks.bench_conversion`` (1,000,000 rows) or ``--quick`` (100,000 rows);
+``main(quick)`` returns the figures. One core, same run, same rows; the machine is shared, so
+read the ratios, not the times.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
+import tempfile
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from flameup_pandas._payload import build_people, content_hashes, encode_batch
+from flameup_pandas import upsert_file
+from flameup_pandas._payload import encode_batch, encode_people
+from flameup_pandas._upsert import Rules, batches_of
+
+from .bench_memory import customer_file, customers
 
 BATCH = 100
+SPARK_BATCH = 10_000
 
 
-def make_frame(n_rows: int, seed: int = 0) -> pd.DataFrame:
-    """A realistic frame: ids, emails, names, a plan, numbers, a timestamp, a flag."""
-    rng = np.random.default_rng(seed)
-    ids = np.arange(n_rows)
-    score = rng.random(n_rows) * 100
-    score[rng.random(n_rows) < 0.05] = np.nan
-    return pd.DataFrame(
-        {
-            "userId": pd.Series(ids).map("u{}".format),
-            "email": pd.Series(ids).map("user{}@example.com".format),
-            "first_name": rng.choice(["Ann", "Bo", "Chidi", "Dana", "Eitan"], n_rows),
-            "last_name": rng.choice(["Lee", "Okafor", "Silva", "Novak"], n_rows),
-            "plan": rng.choice(["free", "pro", "team"], n_rows),
-            "score": score,
-            "logins": rng.integers(0, 10_000, n_rows),
-            "signed_up": pd.Timestamp("2020-01-01", tz="UTC")
-            + pd.to_timedelta(rng.integers(0, 10**8, n_rows), unit="s"),
-            "active": rng.random(n_rows) < 0.7,
-        }
-    )
+def make_frame(n_rows: int) -> pd.DataFrame:
+    """The customer table as a pandas frame (``userId`` named so)."""
+    frame: pd.DataFrame = customers(0, n_rows).to_pandas()
+    return frame.rename(columns={"user_id": "userId"})
 
 
-def _ours(df: pd.DataFrame) -> int:
-    people = build_people(df).people
-    sent = [p for p in people if p is not None]
-    return sum(len(encode_batch(sent[i : i + BATCH])) for i in range(0, len(sent), BATCH))
-
-
-def _baseline(df: pd.DataFrame) -> int:
-    records = df.to_dict("records")
+def _bodies(records: list[dict[str, Any]]) -> int:
     return sum(
         len(json.dumps({"people": records[i : i + BATCH]}, default=str))
         for i in range(0, len(records), BATCH)
     )
 
 
-def _timed(fn: Any, *args: Any) -> float:
+def _baseline(df: pd.DataFrame) -> int:
+    return _bodies(df.to_dict("records"))
+
+
+def _encode(df: pd.DataFrame) -> int:
+    payloads = encode_people(df)
+    positions = np.flatnonzero(payloads.present)
+    return sum(len(encode_batch(people)) for _, people in batches_of(positions, payloads))
+
+
+def _to_people(df: pd.DataFrame) -> int:
+    return len(df.flameup.to_people())
+
+
+def _dict_and_json(df: pd.DataFrame) -> int:
+    return _bodies(df.to_dict("records"))
+
+
+def _file_baseline(path: Path) -> int:
+    return _bodies(pd.read_parquet(path).to_dict("records"))
+
+
+def _planned(df: pd.DataFrame) -> int:
+    from flameup_pandas.spark import planned_rows
+
+    rules = Rules(mapping={"userId": "userId"})
+    rows = 0
+    for start in range(0, len(df), SPARK_BATCH):
+        frame = df.iloc[start : start + SPARK_BATCH].reset_index(drop=True)
+        rows += len(planned_rows(rules, frame, np.arange(start, start + len(frame))))
+    return rows
+
+
+def _polars(df: pd.DataFrame) -> int:
+    import polars as pl
+
+    frame = pl.from_pandas(df)
+    return len(frame.select(pl.struct(pl.all()).struct.json_encode()).to_series())
+
+
+def _timed(fn: Callable[..., Any], *args: Any) -> float:
     start = time.perf_counter()
     fn(*args)
     return time.perf_counter() - start
 
 
+def _pair(figures: dict[str, Any], name: str, ours: float, base: float, n_rows: int) -> None:
+    figures[f"{name}_seconds"] = round(ours, 3)
+    figures[f"{name}_rows_per_second"] = round(n_rows / ours)
+    figures[f"{name}_baseline_seconds"] = round(base, 3)
+    figures[f"{name}_baseline_rows_per_second"] = round(n_rows / base)
+    figures[f"{name}_speedup"] = round(base / ours, 1)
+
+
 def main(quick: bool = False) -> dict[str, Any]:
-    """Run the benchmark; returns rows, seconds and rows per second of each side, and the ratio."""
+    """Run the benchmark; returns rows, seconds and rows/s of each side, and the ratios."""
     n_rows = 100_000 if quick else 1_000_000
     df = make_frame(n_rows)
-    ours = _timed(_ours, df)
-    baseline = _timed(_baseline, df)
-    people = build_people(df).people
-    hashing = _timed(content_hashes, people)
-    return {
-        "rows": n_rows,
-        "columns": df.shape[1],
-        "ours_seconds": round(ours, 3),
-        "ours_rows_per_second": round(n_rows / ours),
-        "baseline_seconds": round(baseline, 3),
-        "baseline_rows_per_second": round(n_rows / baseline),
-        "speedup": round(baseline / ours, 1),
-        "hash_seconds": round(hashing, 3),
-        "hash_rows_per_second": round(n_rows / hashing),
-    }
+    figures: dict[str, Any] = {"rows": n_rows, "columns": df.shape[1]}
+    ours, base = _timed(_encode, df), _timed(_baseline, df)
+    figures["ours_seconds"], figures["baseline_seconds"] = round(ours, 3), round(base, 3)
+    figures["ours_rows_per_second"] = round(n_rows / ours)
+    figures["baseline_rows_per_second"] = round(n_rows / base)
+    figures["speedup"] = round(base / ours, 1)
+    _pair(figures, "to_people", _timed(_to_people, df), _timed(_dict_and_json, df), n_rows)
+    path = customer_file(n_rows)
+    upsert_file(path, dry_run=True, progress=False)  # warm: imports, page cache
+    base = _timed(_file_baseline, path)
+    _pair(figures, "file", _timed(_dry_run, path, None), base, n_rows)
+    with tempfile.TemporaryDirectory() as folder:
+        state = Path(folder) / "state.parquet"
+        _pair(figures, "file_state", _timed(_dry_run, path, state), base, n_rows)
+    if importlib.util.find_spec("pyspark") is not None:
+        _pair(figures, "planned", _timed(_planned, df), _timed(_baseline, df), n_rows)
+    if importlib.util.find_spec("polars") is not None:
+        figures["polars_json_encode_seconds"] = round(_timed(_polars, df), 3)
+        figures["encode_only_seconds"] = round(_timed(encode_people, df), 3)
+    return figures
+
+
+def _dry_run(path: Path, state: Path | None) -> None:
+    upsert_file(path, dry_run=True, progress=False, state=state)
 
 
 if __name__ == "__main__":

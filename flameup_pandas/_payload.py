@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Literal, cast
+from typing import Any, Literal, NamedTuple, cast
 
 import numpy as np
 import orjson
@@ -46,6 +46,7 @@ from ._wire import (
     bool_texts,
     concat_pieces,
     drop_byte,
+    json_list,
     needs_escape,
     number_texts,
     quoted,
@@ -690,6 +691,77 @@ def _people_texts(
     return with_nulls(_object(top, n_rows, send_nulls, in_sorted), dropped)
 
 
+def _record_maker(top: Sequence[str], traits: Sequence[str]) -> Callable[..., dict[str, Any]]:
+    """A function building one person from its column values, in canonical order.
+
+    Generated so that CPython builds each dict from a literal, the fastest way it can; keys
+    are passed in as constants, never pasted into the source.
+    """
+    namespace: dict[str, Any] = {}
+    params = [f"a{i}" for i in range(len(top) + len(traits))]
+    top_items = [f"K{i}: a{i}" for i in range(len(top))]
+    trait_items = [f"K{i}: a{i}" for i in range(len(top), len(params))]
+    for i, key in enumerate([*top, *traits]):
+        namespace[f"K{i}"] = key
+    if traits:
+        namespace["T"] = "traits"
+        top_items.append("T: {" + ", ".join(trait_items) + "}")
+    source = f"def make({', '.join(params)}):\n    return {{{', '.join(top_items)}}}\n"
+    exec(compile(source, "<flameup_pandas record maker>", "exec"), namespace)
+    maker: Callable[..., dict[str, Any]] = namespace["make"]
+    return maker
+
+
+def _python_values(texts: _Texts) -> list[Any]:
+    """A column's values as Python objects (None where missing), decoded in one call."""
+    if texts.quote and texts.strings is not None:
+        values: list[Any] = texts.strings.to_pylist()
+        return values
+    decoded: list[Any] = orjson.loads(json_list(texts.texts))
+    return decoded
+
+
+def _drop_missing(
+    people: list[Any], columns: list[_Column], dropped: np.ndarray, send_nulls: bool
+) -> None:
+    """Take missing values out of the people (or leave them as null with send_nulls)."""
+    for column in columns:
+        if send_nulls and column.key != "userId":
+            continue
+        for position in np.flatnonzero(column.texts.missing & ~dropped).tolist():
+            person = people[position]
+            del (person["traits"] if column.is_trait else person)[column.key]
+    traits = [c for c in columns if c.is_trait]
+    if traits and not send_nulls:
+        present = np.zeros(len(people), dtype=np.int64)
+        for column in traits:
+            present += ~column.texts.missing
+        for position in np.flatnonzero((present == 0) & ~dropped).tolist():
+            del people[position]["traits"]
+
+
+def _people_dicts(
+    columns: list[_Column], n_rows: int, dropped: np.ndarray, send_nulls: bool
+) -> list[dict[str, Any] | None]:
+    """Each row's person as a dict (None where dropped), from its columns' values.
+
+    The same dicts as decoding each person's bytes, but a column at a time: one decode per
+    column and one dict literal per row, which is what :func:`to_people` costs.
+    """
+    top = [c for c in columns if not c.is_trait]
+    traits = [c for c in columns if c.is_trait]
+    maker = _record_maker([c.key for c in top], [c.key for c in traits])
+    with _gc_paused():
+        if columns:
+            people: list[Any] = list(map(maker, *(_python_values(c.texts) for c in top + traits)))
+        else:
+            people = [{} for _ in range(n_rows)]
+        _drop_missing(people, columns, dropped, send_nulls)
+    for position in np.flatnonzero(dropped).tolist():
+        people[position] = None
+    return people
+
+
 def _top_strings(columns: list[_Column], key: str, n_rows: int, dropped: np.ndarray) -> pa.Array:
     for column in columns:
         if column.key == key and not column.is_trait and column.texts.strings is not None:
@@ -739,16 +811,17 @@ def encode_people(
     dropped = skipped.copy()
     dropped[list(problems)] = True
     return Payloads(
-        wire=_people_texts(columns, n_rows, dropped, send_nulls, in_sorted=False),
+        present=~dropped,
+        wire_by=functools.partial(_people_texts, columns, n_rows, dropped, send_nulls, False),
         user_ids=_top_strings(columns, "userId", n_rows, dropped),
         emails=_top_strings(columns, "email", n_rows, dropped),
         problems={p: "; ".join(why) for p, why in sorted(problems.items())},
         sorted_by=functools.partial(_people_texts, columns, n_rows, dropped, send_nulls, True),
+        people_by=functools.partial(_people_dicts, columns, n_rows, dropped, send_nulls),
     )
 
 
-@dataclass(frozen=True)
-class Outgoing:
+class Outgoing(NamedTuple):
     """One person on its way: the JSON bytes sent, and the identity its answer is matched by."""
 
     json: bytes
@@ -776,18 +849,33 @@ def _gc_paused() -> Iterator[None]:
 class Payloads:
     """The people of a frame as columns, by row position, and why some cannot be sent.
 
-    ``wire[i]`` is row ``i``'s person as the JSON bytes it is sent as (null where the row
-    was skipped or has a value that cannot be sent: ``problems[i]`` says why for the latter);
-    ``user_ids`` and ``emails`` its identity fields as sent. Built only when asked for: the
-    person dicts (:attr:`people`) and the same JSON with keys sorted (:attr:`hashed`, made
-    by ``sorted_by``), which content hashes are taken of.
+    ``present[i]`` says whether row ``i`` has a person (not when it was skipped or has a value
+    that cannot be sent: ``problems[i]`` says why for the latter); ``user_ids`` and ``emails``
+    are its identity fields as sent. Built only when first asked for, each from the columns:
+    :attr:`wire`, each person's JSON bytes as sent (by ``wire_by``); :attr:`hashed`, the
+    same with keys sorted, which content hashes are taken of (by ``sorted_by``); and
+    :attr:`people`, the dicts (by ``people_by``, else decoded from the bytes).
     """
 
-    wire: pa.Array
+    present: np.ndarray
     user_ids: pa.Array
     emails: pa.Array
     problems: dict[int, str] = field(default_factory=dict)
+    wire_by: Callable[[], pa.Array] | None = field(default=None, repr=False, compare=False)
     sorted_by: Callable[[], pa.Array] | None = field(default=None, repr=False, compare=False)
+    people_by: Callable[[], list[dict[str, Any] | None]] | None = field(
+        default=None, repr=False, compare=False
+    )
+
+    def __len__(self) -> int:
+        return len(self.present)
+
+    @functools.cached_property
+    def wire(self) -> pa.Array:
+        """Each person's JSON bytes as sent (null where the row has no person)."""
+        if self.wire_by is None:
+            return pa.nulls(len(self), BINARY)
+        return self.wire_by()
 
     @functools.cached_property
     def hashed(self) -> pa.Array:
@@ -796,12 +884,11 @@ class Payloads:
             raise ValueError("these payloads were made without their sorted JSON")
         return self.sorted_by()
 
-    def __len__(self) -> int:
-        return len(self.wire)
-
     @functools.cached_property
     def people(self) -> list[dict[str, Any] | None]:
-        """The person dicts (None where there is none), decoded from the bytes."""
+        """The person dicts (None where there is none): from the columns, or the bytes."""
+        if self.people_by is not None:
+            return self.people_by()
         texts = self.wire.to_pylist()
         present = [t for t in texts if t is not None]
         with _gc_paused():
@@ -812,17 +899,20 @@ class Payloads:
         return name in self.__dict__  # a cached property already computed
 
     def take(self, positions: np.ndarray) -> Payloads:
-        """The rows at ``positions``, as payloads of their own.
+        """The rows at ``positions``, as payloads of their own, with their bytes.
 
         Problems are not carried, nor the sorted JSON unless it was already made (the part
         must not hold on to the whole).
         """
-        take = pa.array(np.asarray(positions, dtype=np.int64))
+        positions = np.asarray(positions, dtype=np.int64)
+        take = pa.array(positions)
+        wire = self.wire.take(take) if len(positions) else pa.array([], BINARY)
         hashed = self.hashed.take(take) if self._made("hashed") else None
         return Payloads(
-            self.wire.take(take),
+            self.present[positions],
             self.user_ids.take(take),
             self.emails.take(take),
+            wire_by=lambda: wire,
             sorted_by=None if hashed is None else lambda: hashed,
         )
 
@@ -835,10 +925,12 @@ class Payloads:
             return pa.concat_arrays(arrays) if arrays else pa.array([], kind)
 
         made = all(p._made("hashed") for p in parts)
+        wire = joined("wire", BINARY)
         return Payloads(
-            joined("wire", BINARY),
+            np.concatenate([np.zeros(0, dtype=bool), *(p.present for p in parts)]),
             joined("user_ids", pa.large_string()),
             joined("emails", pa.large_string()),
+            wire_by=lambda: wire,
             sorted_by=functools.partial(joined, "hashed", BINARY) if made else None,
         )
 
@@ -848,21 +940,21 @@ class Payloads:
 
     def content_hashes(self, positions: np.ndarray | None = None) -> np.ndarray:
         """:func:`content_hashes` of the people (at ``positions``), from their bytes."""
-        hashed = self.hashed if positions is None else self.hashed.take(pa.array(positions))
+        every = positions is None or len(positions) == len(self)  # positions are sorted
+        hashed = self.hashed if every else self.hashed.take(pa.array(positions))
         return blake2b_hashes(hashed)
 
     def outgoing(self, positions: Sequence[int] | np.ndarray) -> list[Outgoing]:
         """The people at ``positions`` as they go out (each must have a person)."""
         take = pa.array(np.asarray(positions, dtype=np.int64))
-        return [
-            Outgoing(j, u, e)
-            for j, u, e in zip(
+        return list(
+            map(
+                Outgoing,
                 self.wire.take(take).to_pylist(),
                 self.user_ids.take(take).to_pylist(),
                 self.emails.take(take).to_pylist(),
-                strict=True,
             )
-        ]
+        )
 
 
 def build_people(

@@ -183,7 +183,8 @@ def _run(
         for chunk in chunks:
             pending = chunk.plan.pending()
             would_send += len(pending)
-            sample.extend(chunk.plan.payloads.take(pending[: SAMPLE - len(sample)]).people)
+            if len(sample) < SAMPLE:  # (taking bytes makes the chunk's: only while needed)
+                sample.extend(chunk.plan.payloads.take(pending[: SAMPLE - len(sample)]).people)
             chunk.plan.mark_dry_run()
             with shielded():
                 writer.add(chunk.plan, np.arange(len(chunk.plan.status)))

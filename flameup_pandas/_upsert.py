@@ -225,9 +225,11 @@ class Plan:
         pending = self.pending()
         hashes = self.payloads.content_hashes(pending)
         unchanged, known_ids = state.lookup(self.key_array.take(pa.array(pending)), hashes)
-        for position, flameup_id in zip(pending[unchanged], known_ids[unchanged], strict=True):
-            self.mark(int(position), "skipped", UNCHANGED, flameup_id)
-        full = np.zeros(len(self.people), dtype=np.int64)
+        skipped, ids = pending[unchanged], known_ids[unchanged]
+        self.mark(skipped, "skipped", UNCHANGED)
+        known = np.asarray(pd.notna(ids), dtype=bool)
+        self.flameup_id[skipped[known]] = ids[known]
+        full = np.zeros(len(self.status), dtype=np.int64)
         full[pending] = hashes
         return full
 

@@ -43,6 +43,7 @@ __all__ = [
     "bool_texts",
     "concat_pieces",
     "drop_byte",
+    "json_list",
     "needs_escape",
     "number_texts",
     "quoted",
@@ -143,7 +144,11 @@ def timestamp_texts(utc: np.ndarray) -> pa.Array:
     seconds = utc.astype("datetime64[s]").view(np.int64)
     second_of_day = seconds % 86_400
     days = (seconds - second_of_day) // 86_400
-    uniques, codes = np.unique(days, return_inverse=True)
+    if len(days) and days.max() - days.min() < 4 * len(days) + 1000:
+        first = days.min()  # a table of every day in the range: no sort needed
+        uniques, codes = np.arange(first, days.max() + 1), days - first
+    else:
+        uniques, codes = np.unique(days, return_inverse=True)
     day_texts = pa.array(
         [b'"' + d.encode() + b"T" for d in np.datetime_as_string(uniques.astype("datetime64[D]"))],
         BINARY,
@@ -196,6 +201,19 @@ def drop_byte(texts: pa.Array, rows: np.ndarray, at: int) -> pa.Array:
     index = np.arange(len(texts), dtype=np.int64)
     index[positions] = len(texts) + np.arange(len(positions))
     return pa.concat_arrays([texts, fixed.cast(BINARY)]).take(pa.array(index))
+
+
+def json_list(texts: pa.Array) -> bytes:
+    """One JSON array of all the texts (null where null), for one ``orjson.loads``.
+
+    >>> json_list(pa.array([b"1", None, b'"a"'], BINARY))
+    b'[1,null,"a"]'
+    """
+    if len(texts) == 0:
+        return b"[]"
+    listed = concat_pieces([pc.fill_null(texts, _scalar(b"null")), b","], len(texts))
+    offsets, data = _offsets(listed)
+    return b"[" + data[offsets[0] : offsets[-1] - 1].tobytes() + b"]"
 
 
 def quoted(strings: pa.Array) -> pa.Array:

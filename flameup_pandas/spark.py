@@ -233,7 +233,7 @@ def planned_rows(rules: Rules, frame: pd.DataFrame, rows: np.ndarray) -> pd.Data
 def _shown_identities(rules: Rules, frame: pd.DataFrame, plan: Plan) -> tuple[list[Any], ...]:
     """userId and email for the results: as sent, or as given for rows that were not built."""
     canonical = canonical_frame(frame, rules.fieldmap(list(frame.columns)))
-    has_person = plan.payloads.wire.is_valid().to_numpy(zero_copy_only=False)
+    has_person = plan.payloads.present
     shown = []
     for name, sent in (("userId", plan.payloads.user_ids), ("email", plan.payloads.emails)):
         given = canonical[name].tolist() if name in canonical else [None] * len(frame)
