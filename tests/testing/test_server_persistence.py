@@ -51,7 +51,7 @@ def test_start_stop_without_a_context_manager() -> None:
         raise AssertionError("the server still answers after stop()")
 
 
-def _serve(db: Path) -> tuple[subprocess.Popen[str], str, str]:
+def _serve(db: Path, *options: str) -> tuple[subprocess.Popen[str], str, str]:
     process = subprocess.Popen(
         [
             sys.executable,
@@ -61,8 +61,7 @@ def _serve(db: Path) -> tuple[subprocess.Popen[str], str, str]:
             str(db),
             "--port",
             "0",
-            "--rate-limit",
-            "off",
+            *(options or ("--rate-limit", "off")),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -111,3 +110,24 @@ def test_the_serve_command_keeps_data_and_key_across_restarts(tmp_path: Path) ->
         assert person.status_code == 200
     finally:
         _stop(process)
+
+
+def test_the_serve_command_keeps_the_rate_policy_it_is_given(tmp_path: Path) -> None:
+    """A token bucket of 2 per 60 s: Remaining counts tokens, Reset is when it is full again."""
+    process, base_url, key = _serve(
+        tmp_path / "bucket.db", "--rate-limit", "2", "--rate-policy", "bucket"
+    )
+    try:
+        answers = [
+            requests.get(
+                f"{base_url}/people", timeout=5, headers={"Authorization": f"Bearer {key}"}
+            )
+            for _ in range(3)
+        ]
+    finally:
+        _stop(process)
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert [a.headers["X-RateLimit-Remaining"] for a in answers] == ["1", "0", "0"]
+    # one token short: full in 30 s (a token every 30 s); two short: in 60 s
+    first, last = (int(answers[i].headers["X-RateLimit-Reset"]) for i in (0, 2))
+    assert 29 <= last - first <= 31
