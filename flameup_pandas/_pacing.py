@@ -296,8 +296,10 @@ class RateLimiter:
         ahead = reset_wall - now_wall
         self._window_length = max(self._window_length or 0.0, min(ahead, self._max_wait))
         window = self._window
-        if window is not None and reset_wall < window.reset_wall:
-            return  # an answer about a window that has already ended
+        if window is not None and now < window.reset and reset_wall < window.reset_wall:
+            # An answer about a window that has already ended. (Once ours has ended, any
+            # answer is news: a Reset centuries ahead must not shadow every later one.)
+            return
         if window is not None and reset_wall == window.reset_wall:
             remaining = min(remaining, window.remaining)
         else:

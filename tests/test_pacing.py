@@ -383,6 +383,16 @@ def test_a_reset_centuries_ahead_never_holds_longer_than_max_wait(reset: str) ->
     assert limiter.acquire() == pytest.approx(MAX_WAIT)
 
 
+def test_after_a_reset_centuries_ahead_sane_answers_are_read_again() -> None:
+    fake = FakeTime()
+    limiter = fake.limiter()
+    limiter.observe(_says(0, "99999999999"))
+    assert _go(fake, limiter) == pytest.approx(MAX_WAIT)
+    limiter.observe(_says(50, 180))  # the probe's answer: a window ending 60 s from now
+    assert limiter.window is not None and limiter.window.remaining == 50
+    assert [_go(fake, limiter) for _ in range(5)] == [pytest.approx(MAX_WAIT)] * 5
+
+
 _OPS = st.lists(
     st.one_of(
         st.tuples(st.just("send"), st.floats(0.0, 3.0), st.integers(-5, 400), st.integers(-90, 90)),
