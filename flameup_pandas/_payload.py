@@ -1,9 +1,14 @@
-"""Canonical rows -> people dicts and JSON bodies, column by column.
+"""Canonical rows -> each person's JSON bytes, content hash and identity key, column by column.
 
-Each column is converted once, vectorised (``to_numpy``, ``tolist``, numpy's datetime
-formatting), and only then zipped into one dict per row; there is no per-row ``apply``. A
-value JSON cannot hold (inf, bytes, a time span, an arbitrary object) becomes a problem of its
-row, which is then not sent.
+Each column is turned once into one JSON text per row, as an Arrow array (see :mod:`._wire`:
+strings, numbers, booleans and timestamps without a Python object per value; any other column
+value by value), and a person is the concatenation of its fields' texts, built for the whole
+column at once. No dict is built on the way to the wire: :class:`Payloads` holds the bytes
+each person is sent as, the same JSON with keys sorted (what content hashes are taken of, so
+a state written before this encoder was used still matches), and the identity fields. The
+dicts are built only when asked for (``to_people``), a column at a time. A value JSON cannot
+hold (inf, bytes, a time span, an arbitrary object) becomes a problem of its row, which is then
+not sent.
 
 Conversions, chosen once for the whole package:
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,8 +82,8 @@ class ResultsWriter:
 
     def add(self, plan: Plan, positions: np.ndarray) -> None:
         statuses = plan.status[positions]
-        for status, count in zip(*np.unique(statuses.astype(str), return_counts=True), strict=True):
-            self.counts[str(status)] += int(count)
+        for status, count in Counter(statuses.tolist()).items():
+            self.counts[str(status)] += count
         self.unfinished += unfinished(plan.error[positions])
         problems = np.asarray(positions)[np.isin(statuses, PROBLEMS)]
         self.reasons.add(

@@ -9,20 +9,29 @@ whether it was built from these arrays or by ``orjson.dumps`` of the people dict
   C loop), its ``[a,b,...]`` output cut at the commas into one text per row (numbers hold no
   commas). The shortest round-trip formatting is orjson's in both cases, so ``1e+16``, ``0.1``
   and ``100.0`` come out exactly as before;
-- strings: quoted in Arrow (``binary_join_element_wise``); the few strings holding a quote, a
-  backslash or a control character (found with one numpy pass over the bytes) are escaped by
-  orjson one by one, so the escapes are orjson's too;
-- timestamps: ``YYYY-MM-DDTHH:MM:SS`` from two small tables (one text per distinct day and
-  one per second of the day) gathered with ``take``;
-- a person: its fields joined with commas, missing ones skipped, by Arrow's
-  ``binary_join_element_wise(null_handling="skip")``.
+- strings: used as they are, the quotes added while a person is assembled; the few strings
+  holding a quote, a backslash or a control character (found with one numpy pass over the
+  bytes) are escaped by orjson one by one, so the escapes are orjson's too;
+- timestamps: ``YYYY-MM-DDTHH:MM:SS`` from two small tables (one text per day and one per
+  second of the day) gathered with ``take``;
+- a person: one ``binary_join_element_wise`` over its fields' texts and the constant key
+  parts between them (:func:`concat_pieces`), missing fields as empty pieces.
 
-Why this and not another encoder (measured on 1,000,000 rows x 9 columns, see
-``benchmarks/bench_conversion.py`` and the README): polars' ``struct.json_encode`` and
-DuckDB's ``to_json`` are fast too, but both write missing values as ``null`` rather than
-leaving them out, format timestamps and floats their own way (``2020-01-01 00:00:00 UTC``,
-``100`` for ``100.0``), and are optional extras here, so matching today's bytes would mean
-post-processing their output. pyarrow and orjson are already required; nothing new to install.
+Why this and not another encoder (measured on 1,000,000 rows x 9 columns in one run, see
+``benchmarks/bench_conversion.py`` and the README): polars' ``struct.json_encode`` took about
+as long as the whole of :func:`~flameup_pandas._payload.encode_people` (0.89 s against 0.86 s
+on a loaded machine), but it writes missing values as ``null`` instead of leaving them out and
+timestamps its own way, so today's bytes would need its output rewritten; DuckDB's ``to_json``
+likewise; and both are optional extras. pyarrow and orjson are already required: nothing new to
+install. numpy string operations were slower still (a pass per byte per operation). Arrow's
+cost is per row and argument of a join, so constants are merged and each object is one kernel
+call; Arrow's own ``null_handling="skip"`` is not used because it loses the rows whose values
+are all null (pyarrow 26), hence the leading commas and :func:`drop_byte`.
+
+Content hashes stay blake2b of the sorted-key JSON, exactly as before, so every state file
+written earlier still matches; it is the one step that still runs per row (about a
+microsecond a person, and only when a sync state is used). A vectorised hash would be faster
+but would turn every stored hash stale: it needs a migration of its own.
 """
 
 from __future__ import annotations
