@@ -5,8 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from flameup_pandas.testing import PERSON_SHAPES, FlameupServer
+
+# CI runs three suites side by side on two cores: an example that builds frames can take
+# hundreds of milliseconds there, so hypothesis's per-example deadline would only flake.
+settings.register_profile("flameup", deadline=None)
+settings.load_profile("flameup")
 
 both_shapes = pytest.mark.parametrize("flameup_person_shape", PERSON_SHAPES)
 """Run a test against a ``flameup_server`` answering in each documented person shape.
