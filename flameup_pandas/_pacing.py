@@ -83,6 +83,11 @@ class Window:
     """The lowest ``Remaining`` seen for this window."""
 
 
+_SPAN_SLACK = 1e-6
+"""Added to the cap's span: a sleep's float rounding (a start at 1.000000000000007, the next
+due at 61.00000000000001) must never fit ``count + 1`` starts in one span."""
+
+
 class _StartLog:
     """Our latest request starts, to keep at most ``count`` of them in any ``span`` seconds."""
 
@@ -101,7 +106,7 @@ class _StartLog:
         """The earliest monotonic time another start fits."""
         if len(self._starts) < self.count:
             return -math.inf
-        return self._starts[0] + self.span
+        return self._starts[0] + self.span + _SPAN_SLACK
 
     def add(self, now: float) -> None:
         self._starts.append(now)

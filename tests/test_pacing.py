@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from flameup_pandas._pacing import MAX_WAIT, RateLimiter, shared_limiter
@@ -406,6 +406,12 @@ _OPS = st.lists(
 
 @settings(max_examples=200, deadline=None)
 @given(cap=st.integers(1, 300), ops=_OPS, start=st.floats(0.0, 1e7))
+# Found in CI: a sleep's float rounding put the second start 59.99999999999999 s after the first.
+@example(
+    cap=1,
+    ops=[("send", 1.000000000000007, 0, 0), ("send", 0.0, 0, 0), ("garbled", 0.0, "")],
+    start=0.0,
+)
 def test_whatever_the_server_says_the_cap_holds_and_no_wait_exceeds_max_wait(
     cap: int, ops: list[tuple[Any, ...]], start: float
 ) -> None:
