@@ -30,6 +30,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ._person import PERSON_FIELDS
+
 __all__ = [
     "PERSON_COLUMNS",
     "TIMESTAMP_COLUMNS",
@@ -41,19 +43,14 @@ __all__ = [
 
 logger = logging.getLogger("flameup_pandas")
 
-PERSON_COLUMNS = (
-    "id",
-    "external_id",
-    "email",
-    "phone",
-    "first_name",
-    "last_name",
-    "avatar_url",
-    "timezone",
-    "locale",
-    "status",
+TIMESTAMP_COLUMNS = tuple(name for name in PERSON_FIELDS if name.endswith("_at"))
+"""The canonical person's timestamps, read as time-zone-aware datetime columns."""
+PERSON_COLUMNS = tuple(
+    name
+    for name in PERSON_FIELDS
+    if name not in TIMESTAMP_COLUMNS and name not in ("workspace_id", "attributes")
 )
-TIMESTAMP_COLUMNS = ("created_at", "updated_at", "first_seen_at", "last_seen_at")
+"""The canonical person's own fields, as text columns (the workspace is the key's own)."""
 _FIXED = frozenset((*PERSON_COLUMNS, *TIMESTAMP_COLUMNS, "workspace_id", "attributes", "traits"))
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 
