@@ -14,13 +14,15 @@ How a run goes, and why
 1. **Plan on the executors.** ``mapInPandas`` hands each Arrow batch of the table to
    :meth:`Rules.plan <flameup_pandas._upsert.Rules.plan>`, which encodes every person
    column by column and gives its content hash and identity key: the very code the pandas
-   and file paths run, so there is one
-   implementation of the rules. Each input row comes out as one narrow row: its identity, the
-   64-bit identity and content hashes, a status if it is already settled (``invalid``, or
-   ``skipped`` as a duplicate inside its batch) with the reason, and, only for rows still to
-   send, the person as a JSON string. Spark ``timestamp`` columns (instants) reach pandas naive
-   in the session time zone; they are localized to it, so they are sent as the same instants.
-   ``timestamp_ntz`` columns stay naive and follow ``naive_timestamps``.
+   and file paths run, so there is one implementation of the rules. Each input row comes out
+   as one narrow row: its identity, the 64-bit identity and content hashes, a status if it is
+   already settled (``invalid``, or ``skipped`` as a duplicate inside its batch) with the
+   reason, and, only for rows still to send, the person as a JSON string. As on the file
+   path, content hashes are taken only when a state is read or written, and the JSON only
+   when the run sends (a dry run without a state builds neither). The rows are built a column
+   at a time and go back to Spark as Arrow arrays. Spark ``timestamp`` columns (instants)
+   reach pandas naive in the session time zone; they are localized to it, so they are sent as
+   the same instants. ``timestamp_ntz`` columns stay naive and follow ``naive_timestamps``.
 2. **Duplicates across batches and partitions** are settled in Spark: among rows still to send,
    the one with the highest ``row`` (``monotonically_increasing_id``: partition order, then row
    order) wins, as ``on_duplicate="last"`` does in pandas; the others are ``skipped`` naming it.
@@ -61,6 +63,7 @@ from typing import TYPE_CHECKING, Any, Unpack
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ._delivery import PersonOutcome, count_failed
 from ._mapping import canonical_frame
@@ -92,6 +95,20 @@ OUTCOMES_SCHEMA = pa.schema(
         ("_sent_error", pa.string()),
     ]
 )
+PLANNED_SCHEMA = pa.schema(
+    [
+        (ROW, pa.int64()),
+        ("userId", pa.large_string()),
+        ("email", pa.large_string()),
+        ("identity", pa.large_string()),
+        ("identity_hash", pa.int64()),
+        ("content_hash", pa.int64()),
+        (STATUS, pa.large_string()),
+        (ERROR, pa.large_string()),
+        ("payload", pa.large_string()),
+    ]
+)
+""":data:`PLANNED_DDL` as the executors build it (large strings: no 2 GB limit per column)."""
 DRY_RUN = "dry run: would be sent"
 FETCH_ROWS = 20_000
 """At most this many rows to send per partition the driver fetches (a few MB)."""
@@ -134,7 +151,10 @@ def upsert(
     with SyncState.open(state) if state is not None else contextlib.nullcontext() as sync:
         # the state is opened (locked, any leftover journal folded) before Spark reads it
         known = None if sync is None or full_refresh else _read_state(sdf.sparkSession, sync)
-        decided = _decide(_plan(sdf, rules), known, dry_run).localCheckpoint(eager=True)
+        # content hashes serve the diff and the state's record of what was sent; the JSON, a send
+        recorded = sync is not None and not dry_run
+        needs = _Needs(payloads=not dry_run, hashes=known is not None or recorded)
+        decided = _decide(_plan(sdf, rules, needs), known, dry_run).localCheckpoint(eager=True)
         to_send = decided.where(_functions().col(STATUS).isNull())
         if dry_run:
             would_send = decided.where(_functions().col(ERROR) == DRY_RUN).count()
@@ -182,31 +202,57 @@ def _check_columns(sdf: DataFrame, rules: Rules) -> None:
             raise _naive_error(column.name)
 
 
-def _plan(sdf: DataFrame, rules: Rules) -> DataFrame:
+@dataclass(frozen=True)
+class _Needs:
+    """Which costly columns of the planned rows a run reads: the JSON of the people to send
+    (not in a dry run) and their content hashes (only with a state). The others are left
+    empty, as the file path skips them."""
+
+    payloads: bool = True
+    hashes: bool = True
+
+
+def _plan(sdf: DataFrame, rules: Rules, needs: _Needs) -> DataFrame:
     """One narrow row per input row, planned on the executors by the shared rules."""
     from pyspark.sql.types import TimestampType
 
     instants = [f.name for f in sdf.schema.fields if isinstance(f.dataType, TimestampType)]
     zone = sdf.sparkSession.conf.get("spark.sql.session.timeZone") or "UTC"
-    plan = functools.partial(plan_batches, rules=rules, instants=instants, zone=zone)
+    plan = functools.partial(
+        plan_batches,
+        rules=rules,
+        instants=instants,
+        zone=zone,
+        payloads=needs.payloads,
+        hashes=needs.hashes,
+    )
     with_row = sdf.select(_functions().monotonically_increasing_id().alias(ROW), *sdf.columns)
     return with_row.mapInPandas(plan, PLANNED_DDL)
 
 
 def plan_batches(
-    frames: Iterable[pd.DataFrame], *, rules: Rules, instants: Sequence[str], zone: str
+    frames: Iterable[pd.DataFrame],
+    *,
+    rules: Rules,
+    instants: Sequence[str],
+    zone: str,
+    payloads: bool = True,
+    hashes: bool = True,
 ) -> Iterator[pd.DataFrame]:
     """The ``mapInPandas`` function: the Arrow batches through :meth:`Rules.plan`.
 
     Spark hands over 10,000 rows at a time (``spark.sql.execution.arrow.maxRecordsPerBatch``);
     they are gathered into pieces of :data:`CHUNK_ROWS`, as on the file path, so validation's
     fixed cost per call counts once per piece and each executor plans as fast as one process.
+    Each piece goes back as a frame over Arrow arrays (:func:`arrow_backed`), which Spark turns
+    into its Arrow batch without looking at a value. ``payloads`` and ``hashes`` as in
+    :func:`planned_batch`.
     """
     for frame in _gathered(frames, CHUNK_ROWS):
         rows = frame.pop(ROW).to_numpy(dtype=np.int64)
         for name in instants:
             frame[name] = frame[name].dt.tz_localize(zone)
-        yield planned_rows(rules, frame, rows)
+        yield arrow_backed(planned_batch(rules, frame, rows, payloads=payloads, hashes=hashes))
 
 
 def _gathered(frames: Iterable[pd.DataFrame], rows: int) -> Iterator[pd.DataFrame]:
@@ -224,46 +270,93 @@ def _gathered(frames: Iterable[pd.DataFrame], rows: int) -> Iterator[pd.DataFram
         yield pd.concat(held, ignore_index=True) if len(held) > 1 else held[0]
 
 
-def planned_rows(rules: Rules, frame: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
-    """A batch's plan as rows: identity, hashes, settled status, and JSON of those to send."""
+def planned_batch(
+    rules: Rules,
+    frame: pd.DataFrame,
+    rows: np.ndarray,
+    *,
+    payloads: bool = True,
+    hashes: bool = True,
+) -> pa.RecordBatch:
+    """A batch's plan as rows (:data:`PLANNED_SCHEMA`): identity, hashes, settled status, and
+    JSON of those to send.
+
+    Built a column at a time from the plan's Arrow arrays; the only values Python looks at one
+    by one are the given userId and email of rows that have no person (invalid ones). Without
+    ``payloads`` the JSON column is all null (a dry run sends nothing), without ``hashes`` the
+    content hashes are all 0 (no state to compare with or to record in): neither is built.
+    """
     plan = rules.plan(frame, labels=rows.tolist())
     pending = plan.pending()
-    hashes = np.zeros(len(frame), dtype=np.int64)
-    payloads = np.full(len(frame), None, dtype=object)
-    hashes[pending] = plan.payloads.content_hashes(pending)
-    wire = plan.payloads.wire.take(pa.array(pending)).cast(pa.large_string())
-    payloads[pending] = wire.to_pylist()
+    content = np.zeros(len(frame), dtype=np.int64)
+    if hashes:
+        content[pending] = plan.payloads.content_hashes(pending)
+    if payloads:
+        to_send = np.zeros(len(frame), dtype=bool)
+        to_send[pending] = True
+        wire = plan.payloads.wire
+        people = pc.if_else(pa.array(to_send), wire, pa.scalar(None, wire.type))
+    else:
+        people = pa.nulls(len(frame), pa.large_string())
     user_ids, emails = _shown_identities(rules, frame, plan)
+    columns: list[Any] = [
+        pa.array(rows, pa.int64()),
+        user_ids,
+        emails,
+        plan.key_array,
+        pa.array(identity_hashes(plan.key_array), pa.int64()),
+        pa.array(content, pa.int64()),
+        pa.array(plan.status, pa.large_string(), from_pandas=True),
+        pa.array(plan.error, pa.large_string(), from_pandas=True),
+        people,
+    ]
+    return pa.RecordBatch.from_arrays(
+        [column.cast(kind) for column, kind in zip(columns, PLANNED_SCHEMA.types, strict=True)],
+        schema=PLANNED_SCHEMA,
+    )
+
+
+def planned_rows(rules: Rules, frame: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
+    """:func:`planned_batch` as a frame of Python values (None where missing), for a look."""
+    batch = planned_batch(rules, frame, rows)
     return pd.DataFrame(
         {
-            ROW: rows,
-            "userId": user_ids,
-            "email": emails,
-            "identity": pd.Series(plan.keys, dtype=object),
-            "identity_hash": identity_hashes(plan.key_array),
-            "content_hash": hashes,
-            STATUS: plan.status,
-            ERROR: plan.error,
-            "payload": payloads,
+            name: column.to_numpy(zero_copy_only=False)
+            if pa.types.is_integer(column.type)
+            else pd.Series(column.to_numpy(zero_copy_only=False), dtype=object)
+            for name, column in zip(batch.schema.names, batch.columns, strict=True)
         }
     )
 
 
-def _shown_identities(rules: Rules, frame: pd.DataFrame, plan: Plan) -> tuple[list[Any], ...]:
+def arrow_backed(batch: pa.RecordBatch) -> pd.DataFrame:
+    """The batch as a pandas frame sharing its buffers: integers as numpy arrays, strings as
+    ``pd.ArrowDtype`` columns (which ``pa.Array.from_pandas``, and so ``mapInPandas``, takes
+    back as they are, instead of reading an object column value by value)."""
+    return pd.DataFrame(
+        {
+            name: column.to_numpy()
+            if pa.types.is_integer(column.type)
+            else pd.arrays.ArrowExtensionArray(column)
+            for name, column in zip(batch.schema.names, batch.columns, strict=True)
+        },
+        copy=False,
+    )
+
+
+def _shown_identities(rules: Rules, frame: pd.DataFrame, plan: Plan) -> tuple[pa.Array, ...]:
     """userId and email for the results: as sent, or as given for rows that were not built."""
-    canonical = canonical_frame(frame, rules.fieldmap(list(frame.columns)))
-    has_person = plan.payloads.present
+    absent = np.flatnonzero(~plan.payloads.present)
+    sent = (plan.payloads.user_ids, plan.payloads.emails)
+    if len(absent) == 0:
+        return sent
+    canonical = canonical_frame(frame.iloc[absent], rules.fieldmap(list(frame.columns)))
+    replace = pa.array(~plan.payloads.present)
     shown = []
-    for name, sent in (("userId", plan.payloads.user_ids), ("email", plan.payloads.emails)):
-        given = canonical[name].tolist() if name in canonical else [None] * len(frame)
-        shown.append(
-            [
-                value if person else _text(original)
-                for person, value, original in zip(
-                    has_person.tolist(), sent.to_pylist(), given, strict=True
-                )
-            ]
-        )
+    for name, values in zip(("userId", "email"), sent, strict=True):
+        given = canonical[name].tolist() if name in canonical else [None] * len(absent)
+        texts = pa.array([_text(value) for value in given], pa.large_string())
+        shown.append(pc.replace_with_mask(values.cast(pa.large_string()), replace, texts))
     return shown[0], shown[1]
 
 

@@ -176,6 +176,20 @@ def test_rerun_and_dry_run_send_nothing_unchanged(spark, flameup_server, tmp_pat
     assert flameup_server.requests == []
 
 
+def test_a_dry_run_without_state_settles_every_row_and_sends_nothing(spark, flameup_server):
+    """No state and no sending: the executors build neither content hashes nor JSON."""
+    df = customers(120)
+    df.loc[3, "email"] = "broken"
+    df.loc[8, "user_id"] = "u9"
+    dry = flameup_spark.upsert(to_spark(spark, df), dry_run=True, **target(flameup_server))
+    assert dry.summary.extra == {"would_send": 118}
+    assert dry.summary.counts["skipped"] == 119 and dry.summary.counts["invalid"] == 1
+    out = collect(dry.results).set_index("row").sort_index()
+    assert out.loc[out["flameup_status"] == "invalid", "email"].tolist() == ["broken"]
+    assert (out["flameup_error"] == "dry run: would be sent").sum() == 118
+    assert flameup_server.requests == []
+
+
 def test_timestamps_without_zone_need_a_choice(spark, flameup_server):
     sdf = spark.sql("select 'u1' as userId, timestamp_ntz'2024-01-01 10:00:00' as seen")
     with pytest.raises(ValueError, match="without a time zone"):

@@ -1,0 +1,185 @@
+"""The executor's planning, column-wise, against a straightforward per-row reference.
+
+:func:`flameup_pandas.spark.planned_batch` builds its rows from Arrow arrays; the reference
+below is the per-row code it replaced (Python lists zipped a row at a time). Both must give the
+same values for every column, on frames with missing values, non-string ids, invalid rows and
+duplicates; and what :func:`~flameup_pandas.spark.plan_batches` hands to ``mapInPandas`` must
+turn into the same Arrow columns.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from flameup_pandas import spark as flameup_spark
+from flameup_pandas._mapping import canonical_frame
+from flameup_pandas._state import identity_hashes
+from flameup_pandas._upsert import Rules
+
+NAMES = ["row", "userId", "email", "identity", "identity_hash", "content_hash"]
+NAMES += ["flameup_status", "flameup_error", "payload"]
+
+
+def reference(rules: Rules, frame: pd.DataFrame, rows: np.ndarray) -> dict[str, list[Any]]:
+    """The executor's rows as the per-row code built them (before issue 17's Spark part)."""
+    plan = rules.plan(frame, labels=rows.tolist())
+    pending = plan.pending()
+    hashes = np.zeros(len(frame), dtype=np.int64)
+    payloads = np.full(len(frame), None, dtype=object)
+    hashes[pending] = plan.payloads.content_hashes(pending)
+    wire = plan.payloads.wire.take(pa.array(pending)).cast(pa.large_string())
+    payloads[pending] = wire.to_pylist()
+    canonical = canonical_frame(frame, rules.fieldmap(list(frame.columns)))
+    shown = {}
+    for name, sent in (("userId", plan.payloads.user_ids), ("email", plan.payloads.emails)):
+        given = canonical[name].tolist() if name in canonical else [None] * len(frame)
+        shown[name] = [
+            value if person else _text(original)
+            for person, value, original in zip(
+                plan.payloads.present.tolist(), sent.to_pylist(), given, strict=True
+            )
+        ]
+    return {
+        "row": rows.tolist(),
+        "userId": shown["userId"],
+        "email": shown["email"],
+        "identity": plan.keys,
+        "identity_hash": identity_hashes(plan.key_array).tolist(),
+        "content_hash": hashes.tolist(),
+        "flameup_status": plan.status.tolist(),
+        "flameup_error": plan.error.tolist(),
+        "payload": payloads.tolist(),
+    }
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
+
+
+def odd_frames() -> dict[str, pd.DataFrame]:
+    when = pd.Timestamp("2024-05-01 12:30", tz="UTC")
+    return {
+        "object ids, missing and broken values": pd.DataFrame(
+            {
+                "userId": pd.Series(
+                    [7, None, 2.0, 2.5, "a", np.nan, "a", None, True, "", "ü"], dtype=object
+                ),
+                "email": pd.Series(
+                    [
+                        None,
+                        "x@example.com",
+                        5,
+                        "bad",
+                        np.nan,
+                        "Y@Example.com",
+                        "z@example.com",
+                        None,
+                        "t@example.com",
+                        "É@Example.com",
+                        pd.NA,
+                    ],
+                    dtype=object,
+                ),
+                "plan": ["pro", None, "free", "pro", np.nan, "x", "y", "z", "w", "v", "u"],
+                "score": [1.5, np.nan, 3.0, 1e16, -0.0, 2.0, 7.0, 8.0, 9.0, 1.0, 0.5],
+            }
+        ),
+        "integer ids, no email column": pd.DataFrame(
+            {"userId": np.array([3, 1, 3, 9], dtype=np.int64), "seen": [when] * 4}
+        ),
+        "float ids with NaN": pd.DataFrame(
+            {
+                "userId": [1.0, np.nan, 2.5, 1.0],
+                "email": ["a@example.com", None, "c@example.com", "bad email"],
+            }
+        ),
+        "emails only, repeated in other cases": pd.DataFrame(
+            {"email": ["A@example.com", "a@example.com", "nope", None, "b@example.com"]}
+        ),
+        "Arrow-backed strings": pd.DataFrame(
+            {
+                "userId": pd.array(["s1", None, "s3", "s1"], dtype="string[pyarrow]"),
+                "email": pd.Series(
+                    ["a@example.com", "b@example.com", "broken", None],
+                    dtype=pd.ArrowDtype(pa.string()),
+                ),
+            }
+        ),
+    }
+
+
+@pytest.mark.parametrize("name", list(odd_frames()))
+def test_planned_rows_match_the_per_row_reference(name):
+    frame = odd_frames()[name]
+    rows = np.arange(40, 40 + len(frame), dtype=np.int64)
+    expected = reference(Rules(), frame.copy(), rows)
+    assert None in expected["flameup_status"]  # somebody to send
+    planned = flameup_spark.planned_rows(Rules(), frame.copy(), rows)
+    assert list(planned.columns) == NAMES
+    assert {c: planned[c].tolist() for c in NAMES} == expected
+    batch = flameup_spark.planned_batch(Rules(), frame.copy(), rows)
+    assert batch.schema == flameup_spark.PLANNED_SCHEMA
+    assert batch.to_pydict() == expected
+
+
+def test_every_row_invalid_is_planned_as_the_reference():
+    frame = pd.DataFrame({"userId": [None, None, np.nan], "email": ["bad", 12, None]})
+    rows = np.arange(3, dtype=np.int64)
+    expected = reference(Rules(), frame.copy(), rows)
+    assert set(expected["flameup_status"]) == {"invalid"}
+    assert flameup_spark.planned_batch(Rules(), frame.copy(), rows).to_pydict() == expected
+
+
+def test_what_map_in_pandas_gets_back_converts_as_the_reference():
+    """plan_batches' frames (Arrow-backed) become the same Arrow columns Spark asks for, as
+    ``pa.Array.from_pandas`` (pyspark's conversion) reads them, for ``string`` and
+    ``large_string`` alike; pieces are gathered and ``row`` is taken from the input."""
+    frame = odd_frames()["object ids, missing and broken values"]
+    pieces = [frame.iloc[:4], frame.iloc[4:]]
+    inputs = [
+        piece.reset_index(drop=True).assign(row=np.arange(start, start + len(piece)))
+        for start, piece in zip((0, 4), pieces, strict=True)
+    ]
+    out = list(flameup_spark.plan_batches(inputs, rules=Rules(), instants=[], zone="UTC"))
+    assert len(out) == 1
+    expected = reference(Rules(), frame.copy(), np.arange(len(frame), dtype=np.int64))
+    for kind in (pa.string(), pa.large_string()):
+        converted = {
+            name: pa.Array.from_pandas(
+                out[0][name],
+                type=kind if name not in ("row", "identity_hash", "content_hash") else pa.int64(),
+            ).to_pylist()
+            for name in NAMES
+        }
+        assert converted == expected
+
+
+def test_timestamps_from_spark_are_localized_before_planning():
+    frame = pd.DataFrame({"userId": ["t1"], "seen": [pd.Timestamp("2024-01-01 10:00")], "row": [5]})
+    (out,) = flameup_spark.plan_batches(
+        [frame], rules=Rules(), instants=["seen"], zone="Europe/Paris"
+    )
+    payload = out["payload"].tolist()[0]
+    assert '"seen":"2024-01-01T09:00:00Z"' in payload
+
+
+def test_without_payloads_or_hashes_the_rest_is_the_same():
+    """A dry run builds no JSON; a run without a state takes no content hashes."""
+    frame = odd_frames()["object ids, missing and broken values"]
+    rows = np.arange(len(frame), dtype=np.int64)
+    expected = reference(Rules(), frame.copy(), rows)
+    bare = flameup_spark.planned_batch(
+        Rules(), frame.copy(), rows, payloads=False, hashes=False
+    ).to_pydict()
+    assert bare["payload"] == [None] * len(frame)
+    assert bare["content_hash"] == [0] * len(frame)
+    for name in NAMES:
+        if name not in ("payload", "content_hash"):
+            assert bare[name] == expected[name], name
+    hashed = flameup_spark.planned_batch(Rules(), frame.copy(), rows, payloads=False)
+    assert hashed.column("content_hash").to_pylist() == expected["content_hash"]
