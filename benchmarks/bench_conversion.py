@@ -12,8 +12,10 @@ with JSON bodies of 100 people; the baseline everywhere is what users write toda
 - ``file``: ``upsert_file(path, dry_run=True)`` on a parquet file (reading, validation,
   encoding, identity keys, results), against ``pd.read_parquet`` + ``to_dict`` +
   ``json.dumps``; and the same dry run with a sync state, which adds the content hashes;
-- ``planned``: the function each Spark executor runs per Arrow batch (``planned_rows``, 10,000
-  rows a batch as Spark hands them over), against the same baseline on the same rows;
+- ``planned``: what each Spark executor runs (``plan_batches`` over Spark's 10,000-row
+  batches, gathered into pieces of 50,000, and its frames turned into Arrow as Spark does;
+  JSON and content hashes built, as in a sync with a state), against the same baseline on the
+  same rows;
 - ``polars``: for the record, polars' ``struct.json_encode`` of the same rows (not the bytes we
   send: it writes missing values as null and its own timestamp format), beside our encoder.
 
@@ -30,7 +32,7 @@ import json
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -83,14 +85,32 @@ def _file_baseline(path: Path) -> int:
 
 
 def _planned(df: pd.DataFrame) -> int:
-    from flameup_pandas.spark import planned_rows
+    """What a Spark executor runs: Spark's 10,000-row batches (with the ``row`` column, and
+    timestamps naive in the session's zone, as ``mapInPandas`` hands them over) through
+    ``plan_batches``, which gathers them into pieces of 50,000; each piece it hands back is
+    turned into Arrow in the planned schema, as Spark does with it. A sync with a state: JSON
+    and content hashes are built. Slicing the frame into batches is timed too (a few ms)."""
+    import pyarrow as pa
+
+    from flameup_pandas.spark import PLANNED_SCHEMA, plan_batches
+
+    strings = {pa.large_string(): pa.string()}  # Spark's StringType, unless large var types
+    spark_types = pa.schema([(f.name, strings.get(f.type, f.type)) for f in PLANNED_SCHEMA])
+    instants = [c for c in df.columns if isinstance(df[c].dtype, pd.DatetimeTZDtype)]
+
+    def batches() -> Iterator[pd.DataFrame]:
+        for start in range(0, len(df), SPARK_BATCH):
+            batch = df.iloc[start : start + SPARK_BATCH].reset_index(drop=True)
+            for name in instants:
+                batch[name] = batch[name].dt.tz_convert("UTC").dt.tz_localize(None)
+            yield batch.assign(row=np.arange(start, start + len(batch)))
 
     rules = Rules(mapping={"userId": "userId"})
-    rows = 0
-    for start in range(0, len(df), SPARK_BATCH):
-        frame = df.iloc[start : start + SPARK_BATCH].reset_index(drop=True)
-        rows += len(planned_rows(rules, frame, np.arange(start, start + len(frame))))
-    return rows
+    pieces = plan_batches(batches(), rules=rules, instants=instants, zone="UTC")
+    return sum(
+        pa.Table.from_pandas(piece, schema=spark_types, preserve_index=False).num_rows
+        for piece in pieces
+    )
 
 
 def _polars(df: pd.DataFrame) -> int:
