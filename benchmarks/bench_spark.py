@@ -11,12 +11,29 @@ run it prints the rows that reached the driver (Spark) or were read by the one p
     python -m benchmarks.bench_spark            # 5,000,000 rows (sending them takes minutes)
     python -m benchmarks.bench_spark --quick    # 200,000 rows
 
-Spark runs in ``local[2]``; ``main(quick)`` returns the figures as a dict.
+Planning alone (no server, nothing sent), the figure issue 17 asks of the Spark path: a dry
+run, ``flameup_pandas.spark.upsert(sdf, dry_run=True)``, of the first table, and one with a sync
+state of the first table over the second (1% changed: the diff of a nightly sync), beside
+``upsert_file(path, dry_run=True)`` of the same parquet files, with and without that state.
+Each is timed ``REPEATS`` times (the machine is shared). The state is made here, without a
+server, from the executors' own planning (as if every valid row had been sent)::
+
+    python -m benchmarks.bench_spark --dry-run          # 5,000,000 rows
+    python -m benchmarks.bench_spark --dry-run --quick  # 200,000 rows
+    python -m benchmarks.bench_spark --dry-run --keep DIR   # tables and state kept in DIR
+
+With ``--keep``, a second run finds the tables and state in ``DIR`` and only times the dry
+runs, with the public API alone: run this file as a script with ``PYTHONPATH`` pointing at
+another checkout to time that version on the very same files.
+
+Spark runs in ``local[2]``; ``main(quick)`` returns the figures as a dict (the dry runs'
+under ``dry_*`` keys), ``dry_run_main(quick, keep)`` those of the dry runs alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -28,11 +45,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import flameup_pandas
 from flameup_pandas import upsert_file
 
 FULL_ROWS = 5_000_000
 QUICK_ROWS = 200_000
 CHANGED_EVERY = 100  # 1% of the rows
+REPEATS = 2
 
 
 @contextmanager
@@ -130,6 +149,103 @@ def timed_file(path: Path, state: Path, rows: int, target: dict[str, Any]) -> di
     }
 
 
+def write_tables(spark: Any, folder: Path, rows: int, partitions: int) -> dict[str, Any]:
+    """The first and second tables as parquet datasets in ``folder`` (kept if already there)."""
+    tables = {}
+    for name, changed in (("first", False), ("second", True)):
+        path = folder / f"{name}.parquet"
+        if not (path / "_SUCCESS").exists():
+            customers(spark, rows, partitions, changed).write.mode("overwrite").parquet(str(path))
+        tables[name] = spark.read.parquet(str(path))
+    return tables
+
+
+def write_state(sdf: Any, path: Path) -> None:
+    """A sync state of ``sdf`` as if each valid row had been sent (ids ``fp-<row>``), made from
+    the executors' planning without a server (the library's own functions, so it needs the
+    current version; ``--keep`` lets another version reuse the file)."""
+    import functools
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from pyspark.sql import functions as f
+
+    from flameup_pandas._state import STATE_SCHEMA
+    from flameup_pandas._upsert import Rules
+    from flameup_pandas.spark import PLANNED_DDL, plan_batches
+
+    plan = functools.partial(plan_batches, rules=Rules(), instants=[], zone="UTC")
+    planned = sdf.select(f.monotonically_increasing_id().alias("row"), *sdf.columns)
+    sent = (
+        planned.mapInPandas(plan, PLANNED_DDL)
+        .where(f.col("flameup_status").isNull())
+        .select(
+            "identity",
+            "identity_hash",
+            "content_hash",
+            f.concat(f.lit("fp-"), f.col("row").cast("string")).alias("flameup_id"),
+        )
+    )
+    staging = path.with_name(path.name + ".parts")
+    sent.write.mode("overwrite").parquet(str(staging))
+    table = pq.read_table(staging)
+    when = pa.array([time.time_ns() // 1000] * table.num_rows, pa.int64())
+    table = table.append_column("synced_at", when.cast(pa.timestamp("us", tz="UTC")))
+    pq.write_table(table.select(STATE_SCHEMA.names).cast(STATE_SCHEMA), path)
+
+
+def dry_runs(tables: dict[str, Any], folder: Path, repeats: int = REPEATS) -> dict[str, Any]:
+    """Wall time of each dry run (Spark and file, without and with the state), ``repeats``
+    times each in turn; ``dry_<run>_seconds`` is the best, ``dry_<run>_all`` lists them all."""
+    from flameup_pandas import spark as flameup_spark
+
+    state = folder / "state.parquet"
+    runs = {
+        "spark": lambda: flameup_spark.upsert(tables["first"], dry_run=True).summary,
+        "spark_state": lambda: (
+            flameup_spark.upsert(tables["second"], dry_run=True, state=state).summary
+        ),
+        "file": lambda: upsert_file(folder / "first.parquet", dry_run=True, progress=False),
+        "file_state": lambda: upsert_file(
+            folder / "second.parquet", dry_run=True, progress=False, state=state
+        ),
+    }
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    out: dict[str, Any] = {}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            started = time.perf_counter()
+            summary = run()
+            times[name].append(round(time.perf_counter() - started, 1))
+            out[f"dry_{name}_would_send"] = summary.to_dict()["would_send"]
+            print(f"dry run {name}: {times[name][-1]} s", file=sys.stderr, flush=True)
+    for name, seconds in times.items():
+        out[f"dry_{name}_seconds"] = min(seconds)
+        out[f"dry_{name}_all"] = seconds
+    return out
+
+
+def dry_run_main(quick: bool = False, keep: Path | None = None) -> dict[str, Any]:
+    """The dry runs alone; with ``keep``, tables and state are made there once and reused."""
+    warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", FutureWarning)
+    rows = QUICK_ROWS if quick else FULL_ROWS
+    partitions = 4 if quick else 16
+    out: dict[str, Any] = {"rows": rows, "changed_rows": rows // CHANGED_EVERY}
+    out["library"] = str(Path(flameup_pandas.__file__).parent)  # which checkout was timed
+    spark = spark_session(partitions)
+    try:
+        with tempfile.TemporaryDirectory(prefix="flameup-bench-spark-") as tmp:
+            folder = Path(tmp) if keep is None else keep
+            folder.mkdir(parents=True, exist_ok=True)
+            tables = write_tables(spark, folder, rows, partitions)
+            if not (folder / "state.parquet").exists():
+                write_state(tables["first"], folder / "state.parquet")
+            out.update(dry_runs(tables, folder))
+    finally:
+        spark.stop()
+    return out
+
+
 def main(quick: bool = False) -> dict[str, Any]:
     """Run the benchmark and return its figures."""
     warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", FutureWarning)
@@ -140,11 +256,9 @@ def main(quick: bool = False) -> dict[str, Any]:
     try:
         with tempfile.TemporaryDirectory(prefix="flameup-bench-spark-") as tmp:
             folder = Path(tmp)
-            tables = {}
-            for name, changed in (("first", False), ("second", True)):
-                path = str(folder / f"{name}.parquet")
-                customers(spark, rows, partitions, changed).write.parquet(path)
-                tables[name] = spark.read.parquet(path)
+            tables = write_tables(spark, folder, rows, partitions)
+            write_state(tables["first"], folder / "state.parquet")
+            out.update(dry_runs(tables, folder))
             (folder / "spark").mkdir()
             with local_server(folder / "spark") as target:
                 for name in ("first", "second"):
@@ -180,10 +294,42 @@ def report(figures: dict[str, Any]) -> str:
                 f"{label + ' ' + name:<22}{f['to_driver']:>16,}{f['requests']:>12,}"
                 f"{f['sent_ok']:>12,}{f['seconds']:>10}"
             )
+    return "\n".join([*lines, dry_run_report(figures)])
+
+
+def dry_run_report(figures: dict[str, Any]) -> str:
+    lines = [
+        f"dry runs (planning only), {figures['rows']:,} rows; with a state: "
+        f"{figures['changed_rows']:,} changed",
+        f"{'run':<34}{'would send':>12}{'best s':>10}  all s",
+    ]
+    if "library" in figures:
+        lines.insert(1, f"flameup_pandas from {figures['library']}")
+    for name, label in (
+        ("spark", "spark.upsert(dry_run=True)"),
+        ("spark_state", "spark.upsert(dry_run, state)"),
+        ("file", "upsert_file(dry_run=True)"),
+        ("file_state", "upsert_file(dry_run, state)"),
+    ):
+        lines.append(
+            f"{label:<34}{figures[f'dry_{name}_would_send']:>12,}"
+            f"{figures[f'dry_{name}_seconds']:>10}  {figures[f'dry_{name}_all']}"
+        )
     return "\n".join(lines)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_ROWS:,} rows")
-    print(report(main(parser.parse_args().quick)))
+    parser.add_argument("--dry-run", action="store_true", help="time the dry runs alone")
+    parser.add_argument("--keep", type=Path, help="with --dry-run: make or reuse files here")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args()
+    if args.dry_run:
+        figures = dry_run_main(args.quick, args.keep)
+        print(dry_run_report(figures))
+    else:
+        figures = main(args.quick)
+        print(report(figures))
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1))
