@@ -15,6 +15,7 @@ judge strings. Missing values (None, NaN, pd.NA, NaT) never break a rule.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import re
 import warnings
@@ -26,6 +27,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow
+import pyarrow.compute as pc
 
 
 @contextlib.contextmanager
@@ -44,6 +47,7 @@ with _quiet_pyspark():
     from pandera.typing import Series
 
 from ._mapping import KNOWN_TRAITS  # noqa: E402
+from ._wire import offsets_and_data  # noqa: E402
 
 __all__ = [
     "REPORT_COLUMNS",
@@ -85,6 +89,14 @@ _MESSAGES = {
 _PANDAS_MAJOR = int(pd.__version__.split(".", 1)[0])
 _MAX_LENGTH = re.compile(r"max_length\((\d+)\)")
 _SHOWN_VALUE = 60
+# A column whose first _SAMPLE values hold at most _FEW distinct ones (time zones, locales) is
+# judged once per distinct value instead of once per row.
+_SAMPLE, _FEW = 2_000, 100
+# Inside validate_people, identity_required is reported by validate_people itself (pandera
+# cannot name a row whose values are all missing), so the schema's own check stands down.
+_IDENTITY_CHECKED: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "identity_checked", default=False
+)
 
 
 @functools.cache
@@ -93,11 +105,71 @@ def iana_timezones() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones())
 
 
+@functools.cache
+def _iana_timezone_array() -> pyarrow.Array:
+    return pyarrow.array(sorted(iana_timezones()), pyarrow.string())
+
+
 # -- vectorised helpers --------------------------------------------------------------------
 
 
 def _is_native_string(dtype: Any) -> bool:
     return bool(pd.api.types.is_string_dtype(dtype)) and not pd.api.types.is_object_dtype(dtype)
+
+
+def arrow_strings(series: pd.Series) -> pyarrow.ChunkedArray | None:
+    """The Arrow array behind an Arrow-backed string column (no copy), else None."""
+    dtype = series.dtype
+    if isinstance(dtype, pd.StringDtype) and dtype.storage != "pyarrow":
+        return None
+    if isinstance(dtype, pd.ArrowDtype) and not (
+        pyarrow.types.is_string(dtype.pyarrow_dtype)
+        or pyarrow.types.is_large_string(dtype.pyarrow_dtype)
+    ):
+        return None
+    if not isinstance(dtype, (pd.StringDtype, pd.ArrowDtype)):
+        return None
+    arrow = series.array.__arrow_array__()
+    return arrow if isinstance(arrow, pyarrow.ChunkedArray) else pyarrow.chunked_array([arrow])
+
+
+def _bools(judged: Any) -> np.ndarray:
+    """An Arrow boolean result as numpy, null (a missing value) as False."""
+    return np.asarray(pc.fill_null(judged, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _by_distinct(strings: pyarrow.ChunkedArray, judge: Any) -> pyarrow.ChunkedArray | pyarrow.Array:
+    """``judge`` (an Arrow kernel over strings) of every value; for a column of few distinct
+    values it judges each distinct value once, then looks the rows up."""
+    sample = strings.slice(0, _SAMPLE)
+    if len(strings) > _SAMPLE and pc.count_distinct(sample).as_py() <= _FEW:
+        distinct = pc.unique(strings)
+        if len(distinct) <= _SAMPLE:  # a column few at first can still be many in all
+            return pc.is_in(
+                strings, value_set=distinct.filter(pc.fill_null(judge(distinct), False))
+            )
+    return judge(strings)
+
+
+def _may_need_strip(strings: pyarrow.ChunkedArray) -> bool:
+    """Could a value be empty or begin or end with a blank? A look at first and last bytes
+    only: a printable ASCII byte (33-126) is never white space, any other byte might be."""
+    for chunk in strings.chunks:
+        if len(chunk) == 0:
+            continue
+        offsets, data = offsets_and_data(chunk)
+        starts, ends = offsets[:-1], offsets[1:]
+        filled = ends > starts
+        if chunk.null_count:
+            valid = np.asarray(chunk.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+            if (valid & ~filled).any():  # an empty string
+                return True
+        elif not filled.all():
+            return True
+        edges = np.concatenate([data[starts[filled]], data[ends[filled] - 1]])
+        if ((edges <= 32) | (edges >= 127)).any():
+            return True
+    return False
 
 
 def _strings(series: pd.Series) -> tuple[pd.Series, np.ndarray]:
@@ -120,6 +192,11 @@ def _fullmatch(strings: pd.Series, is_str: np.ndarray, pattern: str) -> np.ndarr
     """True where a string fully matches ``pattern``; False elsewhere."""
     if not is_str.any():
         return np.zeros(len(strings), dtype=bool)
+    arrow = arrow_strings(strings)
+    if arrow is not None:
+        anchored = f"^(?:{pattern})$"
+        judged = _by_distinct(arrow, lambda a: pc.match_substring_regex(a, anchored))
+        return np.asarray(_bools(judged) & is_str, dtype=bool)
     if _is_native_string(strings.dtype):
         matched = strings.str.fullmatch(pattern)
         return np.asarray(matched.to_numpy(dtype=bool, na_value=False) & is_str, dtype=bool)
@@ -147,6 +224,11 @@ def _pattern_check(series: pd.Series, pattern: str) -> pd.Series:
 
 
 def _max_length_check(series: pd.Series, limit: int) -> pd.Series:
+    arrow = arrow_strings(series)
+    if arrow is not None:  # no character is shorter than a byte: bytes within limit suffice
+        longest = pc.max(pc.binary_length(arrow)).as_py()
+        if longest is None or longest <= limit:
+            return pd.Series(np.ones(len(series), dtype=bool), index=series.index)
     strings, is_str = _strings(series)
     return pd.Series(_lengths(strings, is_str) <= limit, index=series.index)
 
@@ -155,6 +237,9 @@ def _present(series: pd.Series) -> np.ndarray:
     """Not missing and, when a string, not blank."""
     present = series.notna().to_numpy(dtype=bool)
     strings, is_str = _strings(series)
+    arrow = arrow_strings(strings)
+    if arrow is not None and not _may_need_strip(arrow):
+        return present
     if is_str.any():
         if _is_native_string(strings.dtype):
             blank = (strings.str.strip() == "").to_numpy(dtype=bool, na_value=False)
@@ -241,7 +326,11 @@ class PeopleSchema(pa.DataFrameModel):
     @classmethod
     def _iana_timezone(cls, series: pd.Series) -> pd.Series:
         strings, is_str = _strings(series)
-        known = strings.isin(iana_timezones()).to_numpy(dtype=bool)
+        arrow = arrow_strings(strings)
+        if arrow is not None:
+            known = _bools(pc.is_in(arrow, value_set=_iana_timezone_array()))
+        else:
+            known = strings.isin(iana_timezones()).to_numpy(dtype=bool)
         return pd.Series(~is_str | known, index=series.index)
 
     @pa.check("locale", name="locale_tag", error="locale_tag", element_wise=False)
@@ -257,6 +346,8 @@ class PeopleSchema(pa.DataFrameModel):
     @pa.dataframe_check(name="identity_required", error="identity_required")
     @classmethod
     def _identity_required(cls, frame: pd.DataFrame) -> pd.Series:
+        if _IDENTITY_CHECKED.get():
+            return pd.Series(np.ones(len(frame), dtype=bool), index=frame.index)
         return pd.Series(identity_present(frame), index=frame.index)
 
 
@@ -282,6 +373,9 @@ def _clean_strings(series: pd.Series) -> pd.Series:
     if isinstance(series.dtype, pd.CategoricalDtype):
         series = series.astype(object)
     if _is_native_string(series.dtype):
+        arrow = arrow_strings(series)
+        if arrow is not None and not _may_need_strip(arrow):
+            return series  # nothing to strip, nothing empty: the column as it is
         stripped = series.str.strip()
         return stripped.mask(stripped == "")
     if pd.api.types.is_object_dtype(series.dtype):
@@ -400,6 +494,7 @@ def _from_failure_cases(cases: pd.DataFrame, n_rows: int) -> pd.DataFrame:
 
 
 def _run_schema(schema: Any, frame: pd.DataFrame) -> pd.DataFrame:
+    token = _IDENTITY_CHECKED.set(True)
     try:
         with _quiet_pyspark():
             schema.validate(frame, lazy=True)
@@ -409,6 +504,8 @@ def _run_schema(schema: Any, frame: pd.DataFrame) -> pd.DataFrame:
         return _whole_frame(len(frame), None, "schema_error", str(error))
     except Exception as error:  # a user's check that breaks on odd data must not stop a run
         return _whole_frame(len(frame), None, "schema_error", f"{type(error).__name__}: {error}")
+    finally:
+        _IDENTITY_CHECKED.reset(token)
     return _empty_report()
 
 

@@ -84,18 +84,18 @@ class ResultsWriter:
         statuses = plan.status[positions]
         for status, count in Counter(statuses.tolist()).items():
             self.counts[str(status)] += count
-        self.unfinished += unfinished(plan.error[positions])
+        failed = np.asarray(positions)[statuses == "failed"]  # only failed rows were cut short
+        self.unfinished += unfinished(plan.error[failed])
         problems = np.asarray(positions)[np.isin(statuses, PROBLEMS)]
-        self.reasons.add(
-            plan.status[problems], plan.error[problems], [plan.labels[p] for p in problems]
-        )
+        labels = np.asarray(plan.labels)
+        self.reasons.add(plan.status[problems], plan.error[problems], labels[problems].tolist())
         if self._writer is None:
             return
         take = pa.array(np.asarray(positions, dtype=np.int64))
         self._buffer.append(
             pa.table(
                 {
-                    "row": pa.array([plan.labels[p] for p in positions], pa.int64()),
+                    "row": pa.array(labels[positions], pa.int64()),
                     "userId": plan.payloads.user_ids.take(take).cast(pa.string()),
                     "email": plan.payloads.emails.take(take).cast(pa.string()),
                     "flameup_id": pa.array(plan.flameup_id[positions].tolist(), pa.string()),

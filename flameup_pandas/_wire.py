@@ -55,6 +55,7 @@ __all__ = [
     "json_list",
     "needs_escape",
     "number_texts",
+    "offsets_and_data",
     "quoted",
     "string_texts",
     "text_array",
@@ -76,7 +77,7 @@ def text_array(texts: Sequence[bytes | None]) -> pa.Array:
     return pa.array(texts, BINARY)
 
 
-def _offsets(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+def offsets_and_data(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """The value offsets (int64, ``len + 1``) and data bytes of a binary or string array."""
     width = (
         np.int64
@@ -119,7 +120,7 @@ def bool_texts(values: np.ndarray) -> pa.Array:
 
 def needs_escape(strings: pa.Array) -> np.ndarray:
     """Positions of the strings that JSON must escape (a quote, backslash or control char)."""
-    offsets, data = _offsets(strings)
+    offsets, data = offsets_and_data(strings)
     used = data[offsets[0] : offsets[-1]]
     bad = (used < _CONTROL_END) | (used == _QUOTE) | (used == _BACKSLASH)
     if not bad.any():
@@ -221,7 +222,7 @@ def json_list(texts: pa.Array) -> bytes:
     if len(texts) == 0:
         return b"[]"
     listed = concat_pieces([pc.fill_null(texts, _scalar(b"null")), b","], len(texts))
-    offsets, data = _offsets(listed)
+    offsets, data = offsets_and_data(listed)
     return b"[" + data[offsets[0] : offsets[-1] - 1].tobytes() + b"]"
 
 
