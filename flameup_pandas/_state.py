@@ -77,7 +77,12 @@ def find_sorted(sorted_values: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarr
     """Where each wanted value stands in a sorted array, and whether it is there at all."""
     if len(sorted_values) == 0:
         return np.zeros(len(wanted), dtype=np.int64), np.zeros(len(wanted), dtype=bool)
-    found = np.minimum(np.searchsorted(sorted_values, wanted), len(sorted_values) - 1)
+    # Searched in sorted order, each search starts where the last ended: several times
+    # faster over a large array than searching in the callers' order (fewer cache misses).
+    order = np.argsort(wanted, kind="stable")
+    found = np.empty(len(wanted), dtype=np.int64)
+    found[order] = np.searchsorted(sorted_values, wanted[order])
+    np.minimum(found, len(sorted_values) - 1, out=found)
     return found, sorted_values[found] == wanted
 
 
@@ -116,6 +121,9 @@ class SyncState:
         hashes = table["identity_hash"].to_numpy()
         self._order = np.argsort(hashes, kind="stable")
         self._sorted_hashes = hashes[self._order]
+        # what each lookup reads, in the order of the sorted hashes, made once per run
+        self._sorted_contents = table["content_hash"].to_numpy()[self._order]
+        self._sorted_ids = table["flameup_id"].combine_chunks().take(pa.array(self._order))
         self._journal: IO[bytes] | None = None
 
     @classmethod
@@ -161,11 +169,10 @@ class SyncState:
         ids = np.full(len(keys), None, dtype=object)
         found, hit = find_sorted(self._sorted_hashes, wanted)
         hit &= wanted != 0
-        rows = self._order[found[hit]] if hit.any() else np.array([], dtype=np.int64)
-        stored = self._table["content_hash"].to_numpy()[rows] if len(rows) else rows
-        unchanged[np.flatnonzero(hit)] = stored == np.asarray(hashes)[hit]
-        if len(rows):
-            ids[np.flatnonzero(hit)] = self._table["flameup_id"].take(pa.array(rows)).to_pylist()
+        at = found[hit]
+        unchanged[hit] = self._sorted_contents[at] == np.asarray(hashes)[hit]
+        if len(at):
+            ids[hit] = self._sorted_ids.take(pa.array(at)).to_pylist()
         return unchanged, ids
 
     def record_outcomes(
