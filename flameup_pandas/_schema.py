@@ -10,6 +10,12 @@ Every built-in check is vectorised and copes with any dtype: object columns mixi
 numbers and bytes, pandas' ``str`` dtype, arrow-backed strings and categoricals. A value that
 is not a string where a string is needed fails ``string_type``; the other string rules only
 judge strings. Missing values (None, NaN, pd.NA, NaT) never break a rule.
+
+On Arrow-backed strings (what cleaning leaves a string column as) the checks run as Arrow
+kernels and skip work they can prove unneeded: a column of few distinct values (time zones,
+locales) is judged once per distinct value, a column whose every value starts and ends with a
+printable ASCII byte is not stripped, and byte lengths within a limit prove the characters are.
+Each shortcut gives exactly what the per-value path gives (tests/test_schema_arrow.py).
 """
 
 from __future__ import annotations
