@@ -246,12 +246,12 @@ _DIGEST = type(hashlib.blake2b()).digest
 
 def blake2b_hashes(texts: pa.Array) -> np.ndarray:
     """blake2b (8 bytes, read little-endian) of each text as int64; 0 where null."""
-    hashes = np.zeros(len(texts), dtype=np.int64)
     present = texts.drop_null() if texts.null_count else texts
     # Two C-level maps, no Python frame per text: the hashing call is most of what it costs.
     digests = b"".join(map(_DIGEST, map(_BLAKE2B_8, present.to_pylist())))
     found = np.frombuffer(digests, dtype="<i8").astype(np.int64)
-    if texts.null_count:
-        hashes[np.asarray(texts.is_valid().to_numpy(zero_copy_only=False), dtype=bool)] = found
-        return hashes
-    return found
+    if not texts.null_count:
+        return found
+    hashes = np.zeros(len(texts), dtype=np.int64)
+    hashes[np.asarray(texts.is_valid().to_numpy(zero_copy_only=False), dtype=bool)] = found
+    return hashes
