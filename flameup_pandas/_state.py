@@ -164,9 +164,14 @@ class SyncState:
         self, keys: Sequence[str | None] | pa.Array, hashes: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """For each person: was exactly this payload last sent? And its known flameup_id."""
-        wanted = identity_hashes(keys)
-        unchanged = np.zeros(len(keys), dtype=bool)
-        ids = np.full(len(keys), None, dtype=object)
+        return self.lookup_hashed(identity_hashes(keys), hashes)
+
+    def lookup_hashed(
+        self, wanted: np.ndarray, hashes: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`lookup` by identity hashes (:func:`identity_hashes` of the keys)."""
+        unchanged = np.zeros(len(wanted), dtype=bool)
+        ids = np.full(len(wanted), None, dtype=object)
         found, hit = find_sorted(self._sorted_hashes, wanted)
         hit &= wanted != 0
         at = found[hit]

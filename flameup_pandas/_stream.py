@@ -36,7 +36,7 @@ from ._payload import Outgoing, Payloads
 from ._progress import Meter, Progress, open_progress
 from ._result import PROBLEMS, STATUSES, ReasonTally, RunReport, Summary
 from ._sources import Rows, read_chunks
-from ._state import HashRuns, SyncState, identity_hashes
+from ._state import HashRuns, SyncState
 from ._upsert import BATCH_SIZE, UNCHANGED, Plan, Rules, Sender
 
 __all__ = ["RESULTS_SCHEMA", "mapped_text_columns", "upsert_rows"]
@@ -292,7 +292,7 @@ class Repeats:
         plan = chunk.plan
         unchanged = np.flatnonzero((plan.status == "skipped") & (plan.error == UNCHANGED))
         candidates = np.concatenate([pending, unchanged])
-        hashes = identity_hashes(plan.key_array.take(pa.array(candidates)))
+        hashes = plan.identity_hashes[candidates]
         again = self._sent.contains(hashes)
         now = ~again[: len(pending)]
         self._sent.add(hashes[: len(pending)][now])

@@ -8,6 +8,7 @@ DataFrame accessor, the file streamer and the Spark driver.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
@@ -175,6 +176,14 @@ class Plan:
         keys: list[str | None] = self.key_array.to_pylist()
         return keys
 
+    @functools.cached_property
+    def identity_hashes(self) -> np.ndarray:
+        """The 64-bit hash of each row's identity key (0 where none), made once: the sync
+        state and the repeat finder both look people up by it."""
+        from ._state import identity_hashes
+
+        return identity_hashes(self.key_array)
+
     def keys_at(self, positions: Sequence[int] | np.ndarray) -> list[str | None]:
         """The identity keys at ``positions`` as Python strings."""
         keys: list[str | None] = self.key_array.take(
@@ -224,7 +233,7 @@ class Plan:
         """Skip people whose payload matches what the state says was last sent; their hashes."""
         pending = self.pending()
         hashes = self.payloads.content_hashes(pending)
-        unchanged, known_ids = state.lookup(self.key_array.take(pa.array(pending)), hashes)
+        unchanged, known_ids = state.lookup_hashed(self.identity_hashes[pending], hashes)
         skipped, ids = pending[unchanged], known_ids[unchanged]
         self.mark(skipped, "skipped", UNCHANGED)
         known = np.asarray(pd.notna(ids), dtype=bool)

@@ -72,7 +72,7 @@ from ._payload import Outgoing, _naive_error
 from ._progress import Progress, open_progress
 from ._result import STATUSES, RunReport, Summary
 from ._sources import CHUNK_ROWS
-from ._state import SyncState, identity_hashes
+from ._state import SyncState
 from ._upsert import BATCH_SIZE, UNCHANGED, Plan, Rules, Sender
 
 if TYPE_CHECKING:
@@ -304,7 +304,7 @@ def planned_batch(
         user_ids,
         emails,
         plan.key_array,
-        pa.array(identity_hashes(plan.key_array), pa.int64()),
+        pa.array(plan.identity_hashes, pa.int64()),
         pa.array(content, pa.int64()),
         pa.array(plan.status, pa.large_string(), from_pandas=True),
         pa.array(plan.error, pa.large_string(), from_pandas=True),
