@@ -126,14 +126,14 @@ def _is_native_string(dtype: Any) -> bool:
 def arrow_strings(series: pd.Series) -> pyarrow.ChunkedArray | None:
     """The Arrow array behind an Arrow-backed string column (no copy), else None."""
     dtype = series.dtype
-    if isinstance(dtype, pd.StringDtype) and dtype.storage != "pyarrow":
-        return None
-    if isinstance(dtype, pd.ArrowDtype) and not (
-        pyarrow.types.is_string(dtype.pyarrow_dtype)
-        or pyarrow.types.is_large_string(dtype.pyarrow_dtype)
-    ):
-        return None
-    if not isinstance(dtype, (pd.StringDtype, pd.ArrowDtype)):
+    if isinstance(dtype, pd.StringDtype):
+        backed = dtype.storage == "pyarrow"
+    elif isinstance(dtype, pd.ArrowDtype):
+        kind = dtype.pyarrow_dtype
+        backed = pyarrow.types.is_string(kind) or pyarrow.types.is_large_string(kind)
+    else:
+        backed = False
+    if not backed:
         return None
     arrow = series.array.__arrow_array__()
     return arrow if isinstance(arrow, pyarrow.ChunkedArray) else pyarrow.chunked_array([arrow])
