@@ -121,3 +121,23 @@ def test_the_schema_alone_still_requires_an_identity() -> None:
     assert result.report["check"].tolist() == ["identity_required"]
     assert result.invalid.tolist() == [False, True]
     assert np.array_equal(result.invalid, np.array([False, True]))
+
+
+def test_sliced_and_many_chunked_columns_are_judged_by_their_own_values() -> None:
+    """A slice of an Arrow column starts inside its buffers and a concatenation holds several
+    chunks: the shortcuts read each chunk's own offsets, not the buffers' start."""
+    clean: list[object] = ["ok", None, "u1"] * 1_000  # the first chunks need no strip
+    values = clean + [" lead", "ok", "", None, "tz", "trail ", "é", "x"] * 25
+    zones: list[object] = ["UTC", "Mars/Base", None, "Europe/Berlin"] * 800
+    whole = pd.DataFrame(
+        {"userId": pd.Series(values, dtype=ARROW), "timezone": pd.Series(zones, dtype=ARROW)}
+    )
+    for start in (0, 1, 5, 2_501):
+        part = whole.iloc[start:]
+        chunked = pd.concat([part.iloc[:7], part.iloc[7:400], part.iloc[400:]])
+        assert chunked["userId"].array.__arrow_array__().num_chunks > 1
+        for frame in (part, chunked):
+            got = validate_people(frame)
+            want = validate_people(frame.astype(object))
+            pd.testing.assert_frame_equal(got.report, want.report)
+            assert _values(got.frame["userId"]) == _values(want.frame["userId"])
