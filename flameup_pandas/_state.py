@@ -160,16 +160,9 @@ class SyncState:
         frame: pd.DataFrame = self._table.to_pandas()
         return frame
 
-    def lookup(
-        self, keys: Sequence[str | None] | pa.Array, hashes: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """For each person: was exactly this payload last sent? And its known flameup_id."""
-        return self.lookup_hashed(identity_hashes(keys), hashes)
-
-    def lookup_hashed(
-        self, wanted: np.ndarray, hashes: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`lookup` by identity hashes (:func:`identity_hashes` of the keys)."""
+    def lookup(self, wanted: np.ndarray, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For each person, by its identity hash (:func:`identity_hashes` of its key): was
+        exactly this payload (content hash) last sent? And its known flameup_id."""
         unchanged = np.zeros(len(wanted), dtype=bool)
         ids = np.full(len(wanted), None, dtype=object)
         found, hit = find_sorted(self._sorted_hashes, wanted)

@@ -81,17 +81,18 @@ class ResultsWriter:
             self._writer = pq.ParquetWriter(self._path, RESULTS_SCHEMA, compression="zstd")
 
     def add(self, plan: Plan, positions: np.ndarray) -> None:
+        positions = np.asarray(positions, dtype=np.int64)
         statuses = plan.status[positions]
         for status, count in Counter(statuses.tolist()).items():
             self.counts[str(status)] += count
-        failed = np.asarray(positions)[statuses == "failed"]  # only failed rows were cut short
+        failed = positions[statuses == "failed"]  # only failed rows were cut short
         self.unfinished += unfinished(plan.error[failed])
-        problems = np.asarray(positions)[np.isin(statuses, PROBLEMS)]
+        problems = positions[np.isin(statuses, PROBLEMS)]
         labels = np.asarray(plan.labels)
         self.reasons.add(plan.status[problems], plan.error[problems], labels[problems].tolist())
         if self._writer is None:
             return
-        take = pa.array(np.asarray(positions, dtype=np.int64))
+        take = pa.array(positions)
         self._buffer.append(
             pa.table(
                 {

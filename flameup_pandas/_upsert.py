@@ -233,7 +233,7 @@ class Plan:
         """Skip people whose payload matches what the state says was last sent; their hashes."""
         pending = self.pending()
         hashes = self.payloads.content_hashes(pending)
-        unchanged, known_ids = state.lookup_hashed(self.identity_hashes[pending], hashes)
+        unchanged, known_ids = state.lookup(self.identity_hashes[pending], hashes)
         skipped, ids = pending[unchanged], known_ids[unchanged]
         self.mark(skipped, "skipped", UNCHANGED)
         known = np.asarray(pd.notna(ids), dtype=bool)

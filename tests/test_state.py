@@ -9,7 +9,7 @@ import pytest
 import flameup_pandas  # noqa: F401
 from flameup_pandas import StateError
 from flameup_pandas._delivery import PersonOutcome
-from flameup_pandas._state import SyncState, journal_path
+from flameup_pandas._state import SyncState, identity_hashes, journal_path
 
 from .test_upsert import customers
 
@@ -79,7 +79,8 @@ def test_journal_with_a_torn_last_line_is_replayed(tmp_path):
         sync._journal = None
     journal_path(state).write_bytes(journal_path(state).read_bytes() + b'{"i": "u:c", "h"')
     with SyncState.open(state) as sync:
-        unchanged, ids = sync.lookup(["u:a", "u:b", "u:c", None], np.array([11, 99, 1, 0]))
+        keys = identity_hashes(["u:a", "u:b", "u:c", None])
+        unchanged, ids = sync.lookup(keys, np.array([11, 99, 1, 0]))
     assert list(unchanged) == [True, False, False, False]
     assert list(ids) == ["id-a", "id-b", None, None]
 
