@@ -46,8 +46,8 @@ import flameup_pandas  # noqa: F401  (registers df.flameup)
 from benchmarks.bench_memory import ROW_GROUP
 from benchmarks.bench_sync import change_plans, customer_table
 from flameup_pandas import upsert_file
-from flameup_pandas._client import fingerprint
-from flameup_pandas._pacing import _SHARED, RateLimiter
+from flameup_pandas._send.client import fingerprint
+from flameup_pandas._send.pacing import _SHARED, RateLimiter
 from flameup_pandas.testing import DOCUMENTED_LIMIT, FlameupServer
 
 NEVER_REACHED = 1_000_000

@@ -170,8 +170,8 @@ def write_state(sdf: Any, path: Path) -> None:
     import pyarrow.parquet as pq
     from pyspark.sql import functions as f
 
-    from flameup_pandas._state import STATE_SCHEMA
-    from flameup_pandas._upsert import Rules
+    from flameup_pandas._run.plan import Rules
+    from flameup_pandas._run.state import STATE_SCHEMA
     from flameup_pandas.spark import PLANNED_DDL, plan_batches
 
     plan = functools.partial(plan_batches, rules=Rules(), instants=[], zone="UTC")

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from benchmarks.bench_memory import PLANS, ROW_GROUP, customers
 from flameup_pandas import to_people, upsert_file
-from flameup_pandas._payload import content_hashes
+from flameup_pandas._people.encode import content_hashes
 from flameup_pandas.testing import FlameupServer
 
 NEVER_REACHED = 1_000_000

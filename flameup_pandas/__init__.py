@@ -16,11 +16,11 @@ from . import (
     _polars,
 )
 from ._api import read_people, to_people, upsert, upsert_arrow, upsert_file, validate
-from ._client import FlameupClient, Timeout
-from ._progress import Progress
-from ._result import STATUSES, RunReport, Summary
-from ._retry import RetryPolicy
-from ._schema import PeopleSchema
+from ._people.schema import PeopleSchema
+from ._run.progress import Progress
+from ._run.result import STATUSES, RunReport, Summary
+from ._send.client import FlameupClient, Timeout
+from ._send.retry import RetryPolicy
 from ._version import __version__
 
 with contextlib.suppress(ImportError):  # polars is optional: the namespace when it is there

@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 
 from . import _api
-from ._result import Summary, summarize
+from ._run.result import Summary, summarize
 
 __all__ = ["FlameupAccessor"]
 

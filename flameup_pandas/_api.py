@@ -2,7 +2,7 @@
 direction, read_people and export_people.
 
 Their shared keywords (the mapping and value rules, the delivery options) are typed once in
-:mod:`flameup_pandas._options` and turned into :class:`Rules` and :class:`Delivery` there.
+:mod:`flameup_pandas._run.options` and turned into :class:`Rules` and :class:`Delivery` there.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ._columns import conform, people_table, to_frame, unified_schema
-from ._options import (
+from ._people.columns import conform, people_table, to_frame, unified_schema
+from ._run.engine import mapped_text_columns, upsert_rows
+from ._run.options import (
     DELIVERY_KEYWORDS,
     Delivery,
     DeliveryOptions,
@@ -30,12 +31,11 @@ from ._options import (
     rules_of,
     split_options,
 )
-from ._progress import Meter, Progress, open_progress
-from ._reader import PeopleReader
-from ._result import Summary
-from ._sources import CHUNK_ROWS, open_rows
-from ._stream import mapped_text_columns, upsert_rows
-from ._upsert import Rules, upsert_frame
+from ._run.plan import Rules, upsert_frame
+from ._run.progress import Meter, Progress, open_progress
+from ._run.result import Summary
+from ._run.sources import CHUNK_ROWS, open_rows
+from ._send.reader import PeopleReader
 from .exceptions import ConfigurationError
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ def upsert(
     How rows become people: ``mapping``, ``traits``, ``exclude``, ``schema``, ``send_nulls``,
     ``naive_timestamps``, ``on_duplicate``. How they are sent: ``client`` or ``api_key`` and
     ``base_url``, ``timeout``, ``allow_http``, ``rate_limit``, ``concurrency``, ``retry``
-    (see :class:`~flameup_pandas._options.Delivery`). ``state`` sends only new or changed
+    (see :class:`~flameup_pandas._run.options.Delivery`). ``state`` sends only new or changed
     people; ``dry_run`` sends nothing.
     """
     rules, delivery = split_options("upsert", options, on_duplicate=on_duplicate)

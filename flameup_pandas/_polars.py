@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from . import _api
-from ._result import (
+from ._run.result import (
     RESULT_COLUMNS,
     Summary,
     count_statuses,

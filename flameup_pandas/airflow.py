@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._api import upsert_file
-from ._progress import Progress
+from ._run.progress import Progress
 from .exceptions import FlameupError, UpsertInterrupted
 
 if TYPE_CHECKING:

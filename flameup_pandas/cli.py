@@ -23,9 +23,9 @@ from typing import Any
 import orjson
 
 from ._api import export_people, upsert_arrow, upsert_file
-from ._progress import Progress
-from ._sources import CHUNK_ROWS, open_rows, read_chunks
-from ._upsert import Rules
+from ._run.plan import Rules
+from ._run.progress import Progress
+from ._run.sources import CHUNK_ROWS, open_rows, read_chunks
 from .exceptions import ConfigurationError, FlameupError, UpsertInterrupted
 
 __all__ = ["main"]

@@ -12,7 +12,7 @@
 How a run goes, and why
 -----------------------
 1. **Plan on the executors.** ``mapInPandas`` hands each Arrow batch of the table to
-   :meth:`Rules.plan <flameup_pandas._upsert.Rules.plan>`, which encodes every person
+   :meth:`Rules.plan <flameup_pandas._run.plan.Rules.plan>`, which encodes every person
    column by column and gives its content hash and identity key: the very code the pandas
    and file paths run, so there is one implementation of the rules. Each input row comes out
    as one narrow row: its identity, the 64-bit identity and content hashes, a status if it is
@@ -27,7 +27,7 @@ How a run goes, and why
    the one with the highest ``row`` (``monotonically_increasing_id``: partition order, then row
    order) wins, as ``on_duplicate="last"`` does in pandas; the others are ``skipped`` naming it.
 3. **Diff in Spark.** With ``state=``, the state parquet file (the format of
-   :mod:`flameup_pandas._state`, shared with the pandas and file paths) is read with
+   :mod:`flameup_pandas._run.state`, shared with the pandas and file paths) is read with
    ``spark.read.parquet`` and left-joined on ``identity_hash`` and ``identity``; rows whose
    ``content_hash`` matches are ``skipped`` as unchanged, with their known ``flameup_id``. These
    decisions are ``localCheckpoint``-ed once: the planning runs exactly once, and the results
@@ -35,12 +35,12 @@ How a run goes, and why
 4. **Send from the driver.** Only rows still to send leave the cluster, through
    ``toLocalIterator()`` over partitions of at most ``FETCH_ROWS`` rows (fetched one at a
    time: bounded driver memory, and no task result large enough to be lost), in batches of
-   100, into the same :class:`~flameup_pandas._delivery.Deliverer` as every other path. One
+   100, into the same :class:`~flameup_pandas._send.delivery.Deliverer` as every other path. One
    sender per run means one rate budget: the key's limit holds however large the cluster is, and
    the API's per-key limit (not the cluster) is the bottleneck of any sync anyway. Executors
    never send, so a retried or speculative Spark task cannot send twice or count twice.
 5. **Record on the driver.** Each acknowledged batch is journalled through
-   :class:`~flameup_pandas._state.SyncState` and folded into the parquet file when the run
+   :class:`~flameup_pandas._run.state.SyncState` and folded into the parquet file when the run
    ends (atomic rename): the same file a pandas or file run reads, so a table synced from pandas
    can be synced from Spark and back. A driver killed mid-run loses at most the batches in flight.
 
@@ -65,15 +65,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._delivery import PersonOutcome, count_failed
-from ._mapping import canonical_frame
-from ._options import Options, split_options
-from ._payload import Outgoing, _naive_error
-from ._progress import Progress, open_progress
-from ._result import STATUSES, RunReport, Summary
-from ._sources import CHUNK_ROWS
-from ._state import SyncState
-from ._upsert import BATCH_SIZE, UNCHANGED, Plan, Rules, Sender
+from ._people.encode import Outgoing, _naive_error
+from ._people.mapping import canonical_frame
+from ._run.options import Options, split_options
+from ._run.plan import BATCH_SIZE, UNCHANGED, Plan, Rules, Sender
+from ._run.progress import Progress, open_progress
+from ._run.result import STATUSES, RunReport, Summary
+from ._run.sources import CHUNK_ROWS
+from ._run.state import SyncState
+from ._send.delivery import PersonOutcome, count_failed
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from flameup_pandas import RetryPolicy, TransportError
-from flameup_pandas._breaker import Breaker
+from flameup_pandas._send.breaker import Breaker
 from flameup_pandas.airflow import RunStoppedError, upsert_file_task
 from flameup_pandas.cli import main
 from flameup_pandas.testing import Faults, FlameupServer

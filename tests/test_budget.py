@@ -16,8 +16,8 @@ import pyarrow as pa
 import pytest
 
 import flameup_pandas
-from flameup_pandas._client import fingerprint
-from flameup_pandas._pacing import _SHARED
+from flameup_pandas._send.client import fingerprint
+from flameup_pandas._send.pacing import _SHARED
 from flameup_pandas.airflow import upsert_file_task
 from flameup_pandas.cli import main
 from flameup_pandas.testing import FlameupServer

@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from flameup_pandas import read_people, upsert
-from flameup_pandas._columns import to_frame
+from flameup_pandas._people.columns import to_frame
 from flameup_pandas.cli import main
 
 from .conftest import target

@@ -12,8 +12,8 @@ import requests
 
 import flameup_pandas  # noqa: F401  (registers df.flameup)
 from flameup_pandas import ConfigurationError, FlameupClient, TransportError
-from flameup_pandas._client import display_url, read_error_body, why_unreachable
-from flameup_pandas._person import PERSON_FIELDS
+from flameup_pandas._people.person import PERSON_FIELDS
+from flameup_pandas._send.client import display_url, read_error_body, why_unreachable
 
 from .conftest import both_shapes
 

@@ -8,7 +8,13 @@ import pyarrow as pa
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flameup_pandas._columns import conform, people_table, to_frame, trait_array, unified_schema
+from flameup_pandas._people.columns import (
+    conform,
+    people_table,
+    to_frame,
+    trait_array,
+    unified_schema,
+)
 
 JSON_SCALARS = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.text(max_size=5)
 JSON_VALUES = (

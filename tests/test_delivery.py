@@ -7,9 +7,9 @@ import logging
 import pytest
 
 from flameup_pandas import AuthenticationError, FlameupClient, RetryPolicy
-from flameup_pandas._client import Answer
-from flameup_pandas._delivery import Deliverer, PersonOutcome, is_batch_answer, read_success
-from flameup_pandas._pacing import RateLimiter
+from flameup_pandas._send.client import Answer
+from flameup_pandas._send.delivery import Deliverer, PersonOutcome, is_batch_answer, read_success
+from flameup_pandas._send.pacing import RateLimiter
 from flameup_pandas.testing import Faults, FlameupServer
 
 from .conftest import both_shapes

@@ -23,7 +23,7 @@ import pytest
 
 import flameup_pandas
 from flameup_pandas import UpsertInterrupted
-from flameup_pandas._interrupt import IN_FLIGHT, NOT_SENT, Stopped, interruptible, shielded
+from flameup_pandas._run.interrupt import IN_FLIGHT, NOT_SENT, Stopped, interruptible, shielded
 from flameup_pandas.testing import Faults, FlameupServer, RecordedRequest
 
 from .test_upsert import customers

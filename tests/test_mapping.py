@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flameup_pandas._mapping import (
+from flameup_pandas._people.mapping import (
     FieldMap,
     canonical_frame,
     canonical_trait_column,

@@ -16,8 +16,8 @@ import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flameup_pandas._payload import content_hashes
-from flameup_pandas._upsert import Rules
+from flameup_pandas._people.encode import content_hashes
+from flameup_pandas._run.plan import Rules
 
 DTYPES: dict[str, Any] = {
     "object": object,

@@ -15,14 +15,14 @@ import pytest
 
 import flameup_pandas
 from flameup_pandas import RetryPolicy
-from flameup_pandas._options import (
+from flameup_pandas._run.options import (
     Delivery,
     DeliveryOptions,
     Options,
     RuleOptions,
     split_options,
 )
-from flameup_pandas._upsert import Rules
+from flameup_pandas._run.plan import Rules
 from flameup_pandas.airflow import upsert_file_task
 from flameup_pandas.testing import FlameupServer
 

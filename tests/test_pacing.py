@@ -10,7 +10,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from flameup_pandas._pacing import MAX_WAIT, RateLimiter, shared_limiter
+from flameup_pandas._send.pacing import MAX_WAIT, RateLimiter, shared_limiter
 from flameup_pandas.testing._ratelimit import RateLimiter as ServerLimiter
 
 START = 1_000.0

@@ -18,15 +18,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flameup_pandas._mapping import canonical_frame, resolve_mapping
-from flameup_pandas._payload import (
+from flameup_pandas._people.encode import (
     build_people,
     content_hashes,
     encode_batch,
-    identity_key,
-    identity_keys,
 )
-from flameup_pandas._schema import row_reasons, validate_people
+from flameup_pandas._people.identity import identity_key, identity_keys
+from flameup_pandas._people.mapping import canonical_frame, resolve_mapping
+from flameup_pandas._people.schema import row_reasons, validate_people
 from flameup_pandas.exceptions import MappingError, NaiveTimestampError
 
 
@@ -337,7 +336,7 @@ def test_content_hashes_are_pinned_across_versions_and_processes() -> None:
     expected = content_hashes([person]).tolist()
     assert content_hashes([{"userId": "u1"}]).tolist() == [7249378761026338362]
     code = (
-        "from flameup_pandas._payload import content_hashes;"
+        "from flameup_pandas._people.encode import content_hashes;"
         f"print(content_hashes([{person!r}]).tolist())"
     )
     out = subprocess.run(

@@ -5,7 +5,13 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flameup_pandas._person import KNOWN_TRAITS, PERSON_FIELDS, identity_of, is_new, read_person
+from flameup_pandas._people.person import (
+    KNOWN_TRAITS,
+    PERSON_FIELDS,
+    identity_of,
+    is_new,
+    read_person,
+)
 from flameup_pandas.testing._shapes import shaped
 
 SEED = {

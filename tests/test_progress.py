@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from flameup_pandas import Progress
-from flameup_pandas._progress import LogMeter, open_progress
+from flameup_pandas._run.progress import LogMeter, open_progress
 from flameup_pandas.testing import FlameupServer
 
 from .test_upsert import customers

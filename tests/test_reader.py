@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from flameup_pandas import AuthenticationError, RetryPolicy, read_people, upsert
-from flameup_pandas._options import Delivery
-from flameup_pandas._reader import PeopleReader
+from flameup_pandas._run.options import Delivery
+from flameup_pandas._send.reader import PeopleReader
 from flameup_pandas.testing import Faults
 
 from .conftest import both_shapes, target

@@ -9,7 +9,7 @@ import pandas as pd
 import polars as pl
 
 import flameup_pandas
-from flameup_pandas._result import Reason, ReasonTally, reason_key
+from flameup_pandas._run.result import Reason, ReasonTally, reason_key
 from flameup_pandas.airflow import upsert_file_task
 from flameup_pandas.cli import main
 from flameup_pandas.testing import FlameupServer

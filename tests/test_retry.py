@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flameup_pandas._retry import RetryPolicy, header, parse_reset, parse_retry_after
+from flameup_pandas._send.retry import RetryPolicy, header, parse_reset, parse_retry_after
 from flameup_pandas.exceptions import TransportError
 
 NOW_WALL = 1_700_000_000.0

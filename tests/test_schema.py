@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pandera.typing import Series
 
-from flameup_pandas._schema import PeopleSchema, row_reasons, validate_people
+from flameup_pandas._people.schema import PeopleSchema, row_reasons, validate_people
 
 MISSING = [None, np.nan, pd.NA, pd.NaT]
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flameup_pandas._schema import PeopleSchema, ValidationResult, validate_people
+from flameup_pandas._people.schema import PeopleSchema, ValidationResult, validate_people
 
 ARROW = pd.StringDtype("pyarrow")
 FIELDS = ["userId", "email", "phone", "first_name", "timezone", "locale", "avatar_url"]

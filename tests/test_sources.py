@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flameup_pandas import ConfigurationError, upsert_arrow
-from flameup_pandas._sources import open_rows, rechunked
+from flameup_pandas._run.sources import open_rows, rechunked
 
 from .conftest import target
 from .test_upsert import customers

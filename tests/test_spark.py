@@ -211,8 +211,8 @@ def test_the_package_and_this_module_import_without_pyspark():
 
 def test_planned_rows_use_the_shared_rules_and_hashes():
     """The executor function, called directly: same people and hashes as the pandas path."""
-    from flameup_pandas._payload import content_hashes
-    from flameup_pandas._upsert import Rules
+    from flameup_pandas._people.encode import content_hashes
+    from flameup_pandas._run.plan import Rules
 
     df = customers(4)
     df.loc[2, "email"] = "broken"
@@ -231,8 +231,8 @@ def test_planned_rows_use_the_shared_rules_and_hashes():
 def test_the_driver_spends_the_announced_budget_and_takes_the_same_cap(spark, flameup_server):
     """Budget pacing and ``rate_limit`` as in every other entry point: 25 requests at 10 per
     2 s, three budgets' worth, with (almost) no 429; the cap reaches the key's limiter."""
-    from flameup_pandas._client import fingerprint
-    from flameup_pandas._pacing import _SHARED
+    from flameup_pandas._send.client import fingerprint
+    from flameup_pandas._send.pacing import _SHARED
     from flameup_pandas.testing import FlameupServer
 
     df = pd.DataFrame({"userId": [f"s{i}" for i in range(2_500)]})

@@ -17,9 +17,9 @@ import pyarrow as pa
 import pytest
 
 from flameup_pandas import spark as flameup_spark
-from flameup_pandas._mapping import canonical_frame
-from flameup_pandas._state import identity_hashes
-from flameup_pandas._upsert import Rules
+from flameup_pandas._people.identity import identity_hashes
+from flameup_pandas._people.mapping import canonical_frame
+from flameup_pandas._run.plan import Rules
 
 NAMES = ["row", "userId", "email", "identity", "identity_hash", "content_hash"]
 NAMES += ["flameup_status", "flameup_error", "payload"]

@@ -8,8 +8,9 @@ import pytest
 
 import flameup_pandas  # noqa: F401
 from flameup_pandas import StateError
-from flameup_pandas._delivery import PersonOutcome
-from flameup_pandas._state import SyncState, identity_hashes, journal_path
+from flameup_pandas._people.identity import identity_hashes
+from flameup_pandas._run.state import SyncState, journal_path
+from flameup_pandas._send.delivery import PersonOutcome
 
 from .test_upsert import customers
 

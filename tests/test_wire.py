@@ -20,17 +20,17 @@ import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flameup_pandas._mapping import trait_name
-from flameup_pandas._payload import (
+from flameup_pandas._people.encode import (
     TOP_LEVEL,
     _convert,
     _require_strings,
     content_hashes,
     encode_people,
-    identity_keys,
 )
-from flameup_pandas._state import SyncState
-from flameup_pandas._wire import number_texts, string_texts
+from flameup_pandas._people.identity import identity_keys
+from flameup_pandas._people.mapping import trait_name
+from flameup_pandas._people.wire import number_texts, string_texts
+from flameup_pandas._run.state import SyncState
 
 from .fixtures.legacy_state import STATE_NAME, legacy_people
 

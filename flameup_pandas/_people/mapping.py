@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._person import KNOWN_TRAITS
-from .exceptions import MappingError
+from ..exceptions import MappingError
+from .person import KNOWN_TRAITS
 
 __all__ = [
     "IDENTITY_FIELDS",

@@ -1,6 +1,6 @@
 """Where rows come from: any Arrow stream, and the ways to open one.
 
-The streaming engine (:mod:`flameup_pandas._stream`) reads one thing: record batches. This
+The streaming engine (:mod:`flameup_pandas._run.engine`) reads one thing: record batches. This
 module turns every source it accepts into them, never holding more than a batch or two:
 
 - a path: a parquet file or directory, or a CSV file (:func:`open_dataset`);
@@ -28,8 +28,8 @@ import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from ._mapping import KNOWN_TRAITS
-from .exceptions import ConfigurationError, SourceError
+from .._people.mapping import KNOWN_TRAITS
+from ..exceptions import ConfigurationError, SourceError
 
 __all__ = ["CHUNK_ROWS", "Rows", "open_dataset", "open_rows", "read_chunks"]
 

@@ -17,7 +17,7 @@ columns) and answers, for every person, one
 - 401/403 stop the whole run with :class:`AuthenticationError`: a bad key must not become ten
   thousand failed rows.
 - A host never reached in this run stops it with :class:`TransportError` after a short
-  budget, and an outage mid-run opens the :class:`~flameup_pandas._breaker.Breaker`: every
+  budget, and an outage mid-run opens the :class:`~flameup_pandas._send.breaker.Breaker`: every
   row not delivered yet is ``failed``, and nothing more is sent.
 """
 
@@ -34,16 +34,18 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from ._breaker import Breaker, unreachable_error
-from ._client import Answer, FlameupClient
-from ._interrupt import IN_FLIGHT, NOT_SENT
-from ._pacing import RateLimiter
-from ._payload import Outgoing, as_outgoing, encode_batch
-from ._person import IDENTITY_KEYS, identity_of, is_new
-from ._retry import RetryPolicy
-from .exceptions import APIError, AuthenticationError, TransportError
+from .._people.encode import Outgoing, as_outgoing, encode_batch
+from .._people.person import IDENTITY_KEYS, identity_of, is_new
+from ..exceptions import APIError, AuthenticationError, TransportError
+from .breaker import Breaker, unreachable_error
+from .client import Answer, FlameupClient
+from .pacing import RateLimiter
+from .retry import RetryPolicy
 
 __all__ = ["Deliverer", "DeliveryStats", "GaveUp", "PersonOutcome", "Stream"]
+
+NOT_SENT = "interrupted before sending"
+IN_FLIGHT = "interrupted; may have been stored: rerun with the state to confirm"
 
 logger = logging.getLogger("flameup_pandas")
 
@@ -348,8 +350,8 @@ class Stream(Generic[T]):
         """End the stream now; every batch handed out and not yet yielded, with its outcomes.
 
         An answered batch keeps its answer. Every person of the others is ``failed``: with
-        :data:`~flameup_pandas._interrupt.IN_FLIGHT` when its request may have started (it may
-        have been stored), else :data:`~flameup_pandas._interrupt.NOT_SENT`.
+        :data:`IN_FLIGHT` when its request may have started (it may
+        have been stored), else :data:`NOT_SENT`.
         """
         self._halt()
         left: list[tuple[T, list[PersonOutcome]]] = []

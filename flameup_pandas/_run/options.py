@@ -20,11 +20,11 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
-from ._client import FlameupClient, Timeout
-from ._delivery import Deliverer
-from ._pacing import shared_limiter
-from ._retry import RetryPolicy
-from ._upsert import Rules, Sender
+from .._send.client import FlameupClient, Timeout
+from .._send.delivery import Deliverer
+from .._send.pacing import shared_limiter
+from .._send.retry import RetryPolicy
+from .plan import Rules, Sender
 
 if TYPE_CHECKING:
     import pandera.pandas as pa

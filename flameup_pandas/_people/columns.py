@@ -1,6 +1,6 @@
-"""People read back from Flameup -> columns: the mirror of :mod:`flameup_pandas._payload`.
+"""People read back from Flameup -> columns: the mirror of :mod:`flameup_pandas._people.encode`.
 
-A page of people in the canonical form of :func:`flameup_pandas._person.read_person` (person
+A page of people in the canonical form of :func:`flameup_pandas._people.person.read_person` (person
 fields, timestamps, and the custom traits apart under ``attributes``) becomes an Arrow table
 with one row per person:
 
@@ -30,7 +30,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._person import PERSON_FIELDS
+from .person import PERSON_FIELDS
 
 __all__ = [
     "PERSON_COLUMNS",

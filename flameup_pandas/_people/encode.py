@@ -44,8 +44,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._mapping import trait_name
-from ._wire import (
+from ..exceptions import NaiveTimestampError
+from .identity import identity_key_array
+from .mapping import trait_name
+from .wire import (
     BINARY,
     blake2b_hashes,
     bool_texts,
@@ -60,7 +62,6 @@ from ._wire import (
     timestamp_texts,
     with_nulls,
 )
-from .exceptions import NaiveTimestampError
 
 __all__ = [
     "Outgoing",
@@ -70,9 +71,6 @@ __all__ = [
     "content_hashes",
     "encode_batch",
     "encode_people",
-    "identity_key",
-    "identity_key_array",
-    "identity_keys",
 ]
 
 TOP_LEVEL = ("userId", "email", "phone")
@@ -1022,56 +1020,3 @@ def content_hashes(people: Sequence[Mapping[str, Any] | None]) -> np.ndarray:
     return blake2b_hashes(
         text_array([None if p is None else dumps(p, option=option) for p in people])
     )
-
-
-def identity_key(person: Mapping[str, Any]) -> str:
-    """The key two rows share when they are the same person.
-
-    >>> identity_key({"userId": "u1", "email": "A@x.io"}), identity_key({"email": "A@x.io"})
-    ('u:u1', 'e:a@x.io')
-    """
-    user_id = person.get("userId")
-    if user_id:
-        return f"u:{user_id}"
-    email = person.get("email")
-    if email:
-        return f"e:{str(email).lower()}"
-    raise ValueError("a person without userId or email has no identity")
-
-
-def identity_keys(people: Sequence[Mapping[str, Any] | None]) -> list[str | None]:
-    """identity_key per position (None for None)."""
-    return [None if p is None else identity_key(p) for p in people]
-
-
-def identity_key_array(user_ids: pa.Array, emails: pa.Array) -> pa.Array:
-    """:func:`identity_key` over columns of userIds and emails (null where neither is set).
-
-    Emails are lower-cased as Python does (``str.lower``): ASCII ones in Arrow, the others one
-    by one, since Unicode lower-casing rules differ between libraries.
-
-    >>> identity_key_array(pa.array(["u1", None, None]), pa.array(["A@x.io", "B@Y.io", None])
-    ... ).to_pylist()
-    ['u:u1', 'e:b@y.io', None]
-    """
-    user_ids = user_ids.cast(pa.large_string())
-    emails = emails.cast(pa.large_string())
-    text, empty = pa.large_string(), pa.scalar("", pa.large_string())
-    has_user = pc.fill_null(pc.greater(pc.binary_length(user_ids), 0), False)
-    by_user = pc.binary_join_element_wise(pa.scalar("u:", text), user_ids, empty)
-    if pc.all(has_user).as_py() is not False:
-        return by_user  # everyone has a userId (or there is nobody): no email is looked at
-    lowered = pc.ascii_lower(emails)
-    unusual = pc.invert(pc.fill_null(pc.string_is_ascii(emails), True))
-    if pc.any(unusual).as_py():
-        positions = np.flatnonzero(unusual.to_numpy(zero_copy_only=False))
-        values = lowered.to_pylist()
-        for position, email in zip(
-            positions.tolist(), emails.take(pa.array(positions)).to_pylist(), strict=True
-        ):
-            values[position] = email.lower()
-        lowered = pa.array(values, pa.large_string())
-    has_email = pc.fill_null(pc.greater(pc.binary_length(emails), 0), False)
-    by_email = pc.binary_join_element_wise(pa.scalar("e:", text), lowered, empty)
-    by_email = pc.if_else(has_email, by_email, pa.scalar(None, text))
-    return pc.if_else(has_user, by_user, by_email)

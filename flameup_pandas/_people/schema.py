@@ -52,8 +52,8 @@ with _quiet_pyspark():
     from pandera.errors import SchemaError, SchemaErrors
     from pandera.typing import Series
 
-from ._mapping import KNOWN_TRAITS  # noqa: E402
-from ._wire import offsets_and_data  # noqa: E402
+from .mapping import KNOWN_TRAITS  # noqa: E402
+from .wire import offsets_and_data  # noqa: E402
 
 __all__ = [
     "REPORT_COLUMNS",

@@ -26,7 +26,8 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from .exceptions import UpsertInterrupted
+from .._send.delivery import IN_FLIGHT, NOT_SENT
+from ..exceptions import UpsertInterrupted
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -41,8 +42,6 @@ __all__ = [
     "shielded",
 ]
 
-NOT_SENT = "interrupted before sending"
-IN_FLIGHT = "interrupted; may have been stored: rerun with the state to confirm"
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 T = TypeVar("T")

@@ -40,11 +40,12 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from ._delivery import PersonOutcome
-from ._result import DELIVERED
-from .exceptions import StateError
+from .._people.identity import find_sorted, identity_hashes
+from .._send.delivery import PersonOutcome
+from ..exceptions import StateError
+from .result import DELIVERED
 
-__all__ = ["SyncState", "find_sorted", "identity_hashes"]
+__all__ = ["SyncState"]
 
 logger = logging.getLogger("flameup_pandas")
 
@@ -57,58 +58,6 @@ STATE_SCHEMA = pa.schema(
         ("synced_at", pa.timestamp("us", tz="UTC")),
     ]
 )
-
-
-def identity_hashes(keys: Sequence[str | None] | pa.Array) -> np.ndarray:
-    """64-bit hashes of identity keys (stable across processes and machines); 0 for None.
-
-    ``keys`` is a list or an Arrow string array.
-    """
-    if isinstance(keys, pa.Array | pa.ChunkedArray):
-        values = np.asarray(pc.fill_null(keys, "").to_numpy(zero_copy_only=False), dtype=object)
-    else:
-        values = np.asarray(["" if k is None else k for k in keys], dtype=object)
-    hashed = pd.util.hash_array(values, categorize=False).view(np.int64)
-    hashed[values == ""] = 0
-    return hashed
-
-
-def find_sorted(sorted_values: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Where each wanted value stands in a sorted array, and whether it is there at all."""
-    if len(sorted_values) == 0:
-        return np.zeros(len(wanted), dtype=np.int64), np.zeros(len(wanted), dtype=bool)
-    # Searched in sorted order, each search starts where the last ended: several times
-    # faster over a large array than searching in the callers' order (fewer cache misses).
-    order = np.argsort(wanted, kind="stable")
-    found = np.empty(len(wanted), dtype=np.int64)
-    found[order] = np.searchsorted(sorted_values, wanted[order])
-    np.minimum(found, len(sorted_values) - 1, out=found)
-    return found, sorted_values[found] == wanted
-
-
-class HashRuns:
-    """A set of 64-bit hashes kept as a few sorted arrays, merged like a binary counter.
-
-    8 bytes a member, never a set of Python objects: what the file path uses to find
-    identities sent earlier in a run, and the people reader to drop people already read.
-    """
-
-    def __init__(self) -> None:
-        self._runs: list[np.ndarray] = []
-
-    def contains(self, hashes: np.ndarray) -> np.ndarray:
-        found = np.zeros(len(hashes), dtype=bool)
-        for run in self._runs:
-            found |= find_sorted(run, hashes)[1]
-        return found
-
-    def add(self, hashes: np.ndarray) -> None:
-        if len(hashes) == 0:
-            return
-        self._runs.append(np.sort(hashes))
-        while len(self._runs) > 1 and len(self._runs[-2]) <= 2 * len(self._runs[-1]):
-            last = self._runs.pop()
-            self._runs[-1] = np.sort(np.concatenate([self._runs[-1], last]))
 
 
 class SyncState:

@@ -42,7 +42,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from ._retry import header, parse_reset
+from .retry import header, parse_reset
 
 __all__ = ["ASSUMED_LIMIT", "ASSUMED_WINDOW", "MAX_WAIT", "RateLimiter", "shared_limiter"]
 

@@ -1,6 +1,6 @@
 """The streaming engine: upserting any Arrow source in bounded memory.
 
-The source (opened by :mod:`flameup_pandas._sources`: a path, a dataset, a table, any
+The source (opened by :mod:`flameup_pandas._run.sources`: a path, a dataset, a table, any
 ``__arrow_c_stream__`` object) is read in record batches; each is validated, converted and
 diffed against the sync state on its own, its people join one stream of full batches of 100
 (batches cross record-batch boundaries, so only the run's last request is short), and per-row
@@ -29,15 +29,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ._delivery import PersonOutcome, count_failed
-from ._interrupt import deliver_all, interrupted, interruptible, shielded, unfinished
-from ._mapping import KNOWN_TRAITS
-from ._payload import Outgoing, Payloads
-from ._progress import Meter, Progress, open_progress
-from ._result import PROBLEMS, STATUSES, ReasonTally, RunReport, Summary
-from ._sources import Rows, read_chunks
-from ._state import HashRuns, SyncState
-from ._upsert import BATCH_SIZE, UNCHANGED, Plan, Rules, Sender
+from .._people.encode import Outgoing, Payloads
+from .._people.identity import HashRuns
+from .._people.mapping import KNOWN_TRAITS
+from .._send.delivery import PersonOutcome, count_failed
+from .interrupt import deliver_all, interrupted, interruptible, shielded, unfinished
+from .plan import BATCH_SIZE, UNCHANGED, Plan, Rules, Sender
+from .progress import Meter, Progress, open_progress
+from .result import PROBLEMS, STATUSES, ReasonTally, RunReport, Summary
+from .sources import Rows, read_chunks
+from .state import SyncState
 
 __all__ = ["RESULTS_SCHEMA", "mapped_text_columns", "upsert_rows"]
 

@@ -1,6 +1,6 @@
 """Reading people back: ``GET /people`` page by page, the other direction of the same wire.
 
-Every page goes through the :class:`~flameup_pandas._delivery.Deliverer`'s request loop, so
+Every page goes through the :class:`~flameup_pandas._send.delivery.Deliverer`'s request loop, so
 reads share the key's budget with any upsert in the process, hold on a 429 and are retried
 like batches. Pages are ``limit=100`` (the most the API allows) at growing offsets.
 
@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from ._client import Answer, error_class
-from ._delivery import Deliverer, GaveUp
-from ._person import read_person
-from ._state import HashRuns, identity_hashes
-from .exceptions import APIError, AuthenticationError, TransportError
+from .._people.identity import HashRuns, identity_hashes
+from .._people.person import read_person
+from ..exceptions import APIError, AuthenticationError, TransportError
+from .client import Answer, error_class
+from .delivery import Deliverer, GaveUp
 
 __all__ = ["PAGE_SIZE", "Page", "PeopleReader"]
 

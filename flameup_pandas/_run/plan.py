@@ -21,20 +21,21 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._client import FlameupClient
-from ._delivery import Deliverer, PersonOutcome, count_failed
-from ._interrupt import NOT_SENT, deliver_all, interrupted, interruptible, unfinished
-from ._mapping import FieldMap, canonical_frame, resolve_mapping
-from ._payload import Outgoing, Payloads, encode_people
-from ._progress import Progress, open_progress
-from ._result import RESULT_COLUMNS, RunReport, record_run
-from ._schema import row_reasons, validate_people
-from .exceptions import DuplicateIdentityError
+from .._people.encode import Outgoing, Payloads, encode_people
+from .._people.identity import identity_hashes
+from .._people.mapping import FieldMap, canonical_frame, resolve_mapping
+from .._people.schema import row_reasons, validate_people
+from .._send.client import FlameupClient
+from .._send.delivery import Deliverer, PersonOutcome, count_failed
+from ..exceptions import DuplicateIdentityError
+from .interrupt import NOT_SENT, deliver_all, interrupted, interruptible, unfinished
+from .progress import Progress, open_progress
+from .result import RESULT_COLUMNS, RunReport, record_run
 
 if TYPE_CHECKING:
     import pandera.pandas as pa
 
-    from ._state import SyncState
+    from .state import SyncState
 
 __all__ = ["Plan", "Rules", "Sender", "upsert_frame"]
 
@@ -180,8 +181,6 @@ class Plan:
     def identity_hashes(self) -> np.ndarray:
         """The 64-bit hash of each row's identity key (0 where none), made once: the sync
         state and the repeat finder both look people up by it."""
-        from ._state import identity_hashes
-
         return identity_hashes(self.key_array)
 
     def keys_at(self, positions: Sequence[int] | np.ndarray) -> list[str | None]:
@@ -255,7 +254,7 @@ class Plan:
 class Sender:
     """A client, its shared rate budget and a deliverer: what one run sends through.
 
-    Made by :meth:`Delivery.open <flameup_pandas._options.Delivery.open>`.
+    Made by :meth:`Delivery.open <flameup_pandas._run.options.Delivery.open>`.
     """
 
     client: FlameupClient
@@ -314,9 +313,9 @@ def upsert_frame(
     """Upsert every row of ``df``; return it with flameup_id, flameup_status, flameup_error.
 
     On Ctrl-C or SIGTERM raises :class:`UpsertInterrupted` whose ``result`` is this frame with
-    every row answered so far; the rest are ``failed`` (see :mod:`flameup_pandas._interrupt`).
+    every row answered so far; the rest are ``failed`` (see :mod:`flameup_pandas._run.interrupt`).
     """
-    from ._state import SyncState
+    from .state import SyncState
 
     started = time.monotonic()
     plan = rules.plan(df, labels=list(df.index))

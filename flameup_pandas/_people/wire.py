@@ -19,7 +19,7 @@ whether it was built from these arrays or by ``orjson.dumps`` of the people dict
 
 Why this and not another encoder (measured on 1,000,000 rows x 9 columns in one run, see
 ``benchmarks/bench_conversion.py`` and the README): polars' ``struct.json_encode`` took about
-as long as the whole of :func:`~flameup_pandas._payload.encode_people` (0.89 s against 0.86 s
+as long as the whole of :func:`~flameup_pandas._people.encode.encode_people` (0.89 s against 0.86 s
 on a loaded machine), but it writes missing values as ``null`` instead of leaving them out and
 timestamps its own way, so today's bytes would need its output rewritten; DuckDB's ``to_json``
 likewise; and both are optional extras. pyarrow and orjson are already required: nothing new to

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from .exceptions import TransportError
+from ..exceptions import TransportError
 
 __all__ = ["Breaker", "unreachable_error"]
 

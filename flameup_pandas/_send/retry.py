@@ -27,7 +27,7 @@ larger budget ``rate_limited``. Both share one ``max_elapsed`` deadline per requ
 
 When Flameup cannot be reached
 ------------------------------
-Two more fields are about the run, not one request (the :mod:`~flameup_pandas._breaker`
+Two more fields are about the run, not one request (the :mod:`~flameup_pandas._send.breaker`
 applies them). Until any request of the run has been answered, a host that cannot be reached
 (refused, name not resolved, TLS failure, connect timeout) gets ``first_contact_attempts``
 attempts within ``first_contact_elapsed`` seconds, then the run raises: that is a wrong URL or
@@ -46,7 +46,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 
-from .exceptions import TransportError
+from ..exceptions import TransportError
 
 __all__ = [
     "RATE_LIMITED",

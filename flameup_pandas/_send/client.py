@@ -34,9 +34,9 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
-from ._person import read_person
-from ._version import __version__
-from .exceptions import (
+from .._people.person import read_person
+from .._version import __version__
+from ..exceptions import (
     APIError,
     AuthenticationError,
     ConfigurationError,
