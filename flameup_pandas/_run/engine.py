@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,35 +25,24 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .._people.encode import Outgoing, Payloads
 from .._people.identity import HashRuns
 from .._people.mapping import KNOWN_TRAITS
 from .._send.delivery import PersonOutcome, count_failed
-from .interrupt import deliver_all, interrupted, interruptible, shielded, unfinished
+from .interrupt import deliver_all, interrupted, interruptible, shielded
 from .plan import BATCH_SIZE, UNCHANGED, Plan, Rules, Sender
 from .progress import Meter, Progress, open_progress
-from .result import PROBLEMS, STATUSES, ReasonTally, RunReport, Summary
+from .result import RunReport, Summary
+from .sinks import ResultsWriter
 from .sources import Rows, read_chunks
 from .state import SyncState
 
-__all__ = ["RESULTS_SCHEMA", "mapped_text_columns", "upsert_rows"]
+__all__ = ["mapped_text_columns", "upsert_rows"]
 
 logger = logging.getLogger("flameup_pandas")
 
 SAMPLE = 5  # people a dry run shows
-RESULTS_SCHEMA = pa.schema(
-    [
-        ("row", pa.int64()),
-        ("userId", pa.string()),
-        ("email", pa.string()),
-        ("flameup_id", pa.string()),
-        ("flameup_status", pa.string()),
-        ("flameup_error", pa.string()),
-    ]
-)
 
 
 @dataclass
@@ -63,64 +51,6 @@ class _Chunk:
 
     plan: Plan
     hashes: np.ndarray | None
-
-
-class ResultsWriter:
-    """Appends per-row results to a parquet file in row groups; counts statuses as it goes."""
-
-    def __init__(self, path: str | Path | None, buffer_rows: int = 100_000) -> None:
-        self.counts = dict.fromkeys(STATUSES, 0)
-        self.reasons = ReasonTally()
-        self.unfinished = 0  # rows failed because the run was interrupted
-        self._path = Path(path) if path is not None else None
-        self._writer: pq.ParquetWriter | None = None
-        self._buffer: list[pa.Table] = []
-        self._buffered = 0
-        self._buffer_rows = buffer_rows
-        if self._path is not None:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            self._writer = pq.ParquetWriter(self._path, RESULTS_SCHEMA, compression="zstd")
-
-    def add(self, plan: Plan, positions: np.ndarray) -> None:
-        positions = np.asarray(positions, dtype=np.int64)
-        statuses = plan.status[positions]
-        for status, count in Counter(statuses.tolist()).items():
-            self.counts[str(status)] += count
-        failed = positions[statuses == "failed"]  # only failed rows were cut short
-        self.unfinished += unfinished(plan.error[failed])
-        problems = positions[np.isin(statuses, PROBLEMS)]
-        labels = np.asarray(plan.labels)
-        self.reasons.add(plan.status[problems], plan.error[problems], labels[problems].tolist())
-        if self._writer is None:
-            return
-        take = pa.array(positions)
-        self._buffer.append(
-            pa.table(
-                {
-                    "row": pa.array(labels[positions], pa.int64()),
-                    "userId": plan.payloads.user_ids.take(take).cast(pa.string()),
-                    "email": plan.payloads.emails.take(take).cast(pa.string()),
-                    "flameup_id": pa.array(plan.flameup_id[positions].tolist(), pa.string()),
-                    "flameup_status": pa.array(statuses.tolist(), pa.string()),
-                    "flameup_error": pa.array(plan.error[positions].tolist(), pa.string()),
-                },
-                schema=RESULTS_SCHEMA,
-            )
-        )
-        self._buffered += len(positions)
-        if self._buffered >= self._buffer_rows:
-            self.flush()
-
-    def flush(self) -> None:
-        if self._writer is not None and self._buffer:
-            self._writer.write_table(pa.concat_tables(self._buffer))
-        self._buffer, self._buffered = [], 0
-
-    def close(self) -> None:
-        self.flush()
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
 
 
 def upsert_rows(
