@@ -40,7 +40,8 @@ import numpy as np
 import pandas as pd
 
 from flameup_pandas import upsert_file
-from flameup_pandas._people.encode import encode_batch, encode_people
+from flameup_pandas._people.encode import encode_people
+from flameup_pandas._people.outgoing import encode_batch
 from flameup_pandas._run.plan import Rules, batches_of
 
 from .bench_memory import customer_file, customers

@@ -65,8 +65,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._people.encode import Outgoing, _naive_error
 from ._people.mapping import canonical_frame
+from ._people.outgoing import Outgoing
+from ._people.values import naive_error
 from ._run.options import Options, split_options
 from ._run.plan import BATCH_SIZE, UNCHANGED, Plan, Rules, Sender
 from ._run.progress import Progress, open_progress
@@ -199,7 +200,7 @@ def _check_columns(sdf: DataFrame, rules: Rules) -> None:
             and isinstance(column.dataType, TimestampNTZType)
             and rules.naive_timestamps == "error"
         ):
-            raise _naive_error(column.name)
+            raise naive_error(column.name)
 
 
 @dataclass(frozen=True)

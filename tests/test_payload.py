@@ -18,13 +18,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flameup_pandas._people.encode import (
-    build_people,
-    content_hashes,
-    encode_batch,
-)
+from flameup_pandas._people.encode import content_hashes
+from flameup_pandas._people.encode import encode_people as build_people
 from flameup_pandas._people.identity import identity_key, identity_keys
 from flameup_pandas._people.mapping import canonical_frame, resolve_mapping
+from flameup_pandas._people.outgoing import encode_batch
 from flameup_pandas._people.schema import row_reasons, validate_people
 from flameup_pandas.exceptions import MappingError, NaiveTimestampError
 
@@ -172,7 +170,7 @@ def test_object_values_dates_decimals_lists_and_dicts() -> None:
     frame = pd.DataFrame({"userId": [f"u{i}" for i in range(len(values))], "v": values})
     assert [p["traits"]["v"] for p in people(frame)] == [  # type: ignore[index]
         "2024-01-02",
-        19.99,
+        Decimal("19.99"),
         [1, "a", None, None],
         {"k": [1, 2], "n": 3},
         [1, 2],
@@ -186,12 +184,12 @@ def test_object_values_dates_decimals_lists_and_dicts() -> None:
     [
         (math.inf, "traits.v: inf is not valid JSON"),
         (-math.inf, "traits.v: -inf is not valid JSON"),
-        (b"raw", "traits.v: bytes are not valid JSON"),
-        (dt.timedelta(seconds=3), "traits.v: a time span"),
-        (object(), "traits.v: a object value is not valid JSON"),
+        (b"raw", "traits.v: bytes have no JSON meaning"),
+        (dt.timedelta(seconds=3), "traits.v: timedelta (time span) values have no JSON meaning"),
+        (object(), "traits.v: object values have no JSON meaning"),
         (10**30, "does not fit in 64 bits"),
         (Decimal("Infinity"), "Infinity is not valid JSON"),
-        ({1: "a"}, "non-string keys"),
+        ({1: "a"}, "keys that are not strings"),
         ([math.inf], "inf is not valid JSON"),
         ("bad \ud800 surrogate", "traits.v: not valid JSON"),
         (complex(1, 2), "complex"),
@@ -227,7 +225,7 @@ def test_infinite_floats_and_timedeltas_in_typed_columns() -> None:
     assert result.people[0] == {"userId": "a", "traits": {"score": 1.0}}
     assert result.problems == {
         1: "traits.score: inf is not valid JSON",
-        2: "traits.wait: a time span (timedelta) is not valid JSON; convert it first",
+        2: "traits.wait: timedelta (time span) values have no JSON meaning; convert them first",
     }
 
 
@@ -245,7 +243,9 @@ def test_rows_without_identity_cannot_be_sent() -> None:
     assert result.problems == {1: "no userId or email"}
 
 
-def test_skip_leaves_rows_out_without_problems() -> None:
+def test_skip_leaves_rows_out_but_lists_their_problems() -> None:
+    """A row already invalid is not built, but what else it breaks is still listed (every rule
+    a row breaks is reported); a missing identity is validation's to report."""
     frame = pd.DataFrame({"userId": ["a", None, "c"], "v": [1.0, math.inf, 2.0]})
     result = build_people(frame, skip=np.array([False, True, False]))
     assert result.people == [
@@ -253,7 +253,7 @@ def test_skip_leaves_rows_out_without_problems() -> None:
         None,
         {"userId": "c", "traits": {"v": 2.0}},
     ]
-    assert result.problems == {}
+    assert result.problems == {1: "traits.v: inf is not valid JSON"}
 
 
 def test_arrow_backed_columns() -> None:

@@ -9,7 +9,9 @@ before the column encoder must still find every person unchanged.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import shutil
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +22,11 @@ import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flameup_pandas._people.encode import (
-    TOP_LEVEL,
-    _convert,
-    _require_strings,
-    content_hashes,
-    encode_people,
-)
+from flameup_pandas._people.encode import TOP_LEVEL, content_hashes, encode_people
 from flameup_pandas._people.identity import identity_keys
 from flameup_pandas._people.mapping import trait_name
+from flameup_pandas._people.texts import _require_strings
+from flameup_pandas._people.values import convert
 from flameup_pandas._people.wire import number_texts, string_texts
 from flameup_pandas._run.state import SyncState
 
@@ -37,13 +35,24 @@ from .fixtures.legacy_state import STATE_NAME, legacy_people
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
+def exact(value: Any) -> Any:
+    """A converted value as to_people shows it: a decimal's digits as a Decimal."""
+    if isinstance(value, orjson.Fragment):
+        return Decimal(orjson.dumps(value).decode())
+    if isinstance(value, list):
+        return [exact(v) for v in value]
+    if isinstance(value, dict):
+        return {k: exact(v) for k, v in value.items()}
+    return value
+
+
 def reference(frame: pd.DataFrame, send_nulls: bool = False) -> list[dict[str, Any] | None]:
     """Each row's person built as a dict, one value at a time (None for a problem row)."""
     columns = []
     for position, name in enumerate(frame.columns):
         top = name in TOP_LEVEL
         label = name if top else f"traits.{trait_name(name)}"
-        converted = _convert(frame.iloc[:, position], "utc", label)
+        converted = convert(frame.iloc[:, position], "utc", label)
         if top:
             _require_strings(converted, label)
         columns.append((name if top else trait_name(name), top, converted))
@@ -58,7 +67,7 @@ def reference(frame: pd.DataFrame, send_nulls: bool = False) -> list[dict[str, A
             missing = bool(converted.missing[row])
             if missing and (not send_nulls or key == "userId"):
                 continue
-            (person if top else traits)[key] = None if missing else converted.values[row]
+            (person if top else traits)[key] = None if missing else exact(converted.values[row])
         if traits or (send_nulls and any(not top for _, top, _ in columns)):
             person["traits"] = traits
         identified = any(key in ("userId", "email") and not c.missing[row] for key, _, c in columns)
@@ -70,7 +79,8 @@ def check(frame: pd.DataFrame, send_nulls: bool = False) -> None:
     expected = reference(frame, send_nulls)
     payloads = encode_people(frame, send_nulls=send_nulls, naive_timestamps="utc")
     wire = payloads.wire.to_pylist()
-    assert wire == [None if p is None else orjson.dumps(p) for p in expected]
+    digits = functools.partial(orjson.dumps, default=lambda d: orjson.Fragment(str(d)))
+    assert wire == [None if p is None else digits(p) for p in expected]
     assert payloads.people == expected
     assert payloads.content_hashes().tolist() == content_hashes(expected).tolist()
     known = [p if p and (p.get("userId") or p.get("email")) else None for p in expected]
@@ -154,16 +164,25 @@ def test_strings_are_escaped_as_orjson_escapes_them():
     ]
 
 
-def test_a_state_written_before_column_encoding_finds_everyone_unchanged(
+def test_a_state_written_before_column_encoding_finds_everyone_sent_right_unchanged(
     flameup_server, to_server, tmp_path
 ):
+    """Every person whose values were sent right is unchanged; those whose decimal was sent
+    through a float (``Decimal("1")`` as ``1.0``, where its digits say ``1``) are resent once
+    with the decimal's own digits, and then they too are unchanged."""
     state = tmp_path / STATE_NAME
     shutil.copy(FIXTURES / STATE_NAME, state)
     before = pd.read_parquet(state)
-    result = legacy_people().flameup.upsert(state=state, **to_server)
-    assert (result["flameup_status"] == "skipped").all()
-    assert (result["flameup_error"] == "unchanged since last sync").all()
-    assert flameup_server.request_count() == 0
-    assert sorted(result["flameup_id"]) == sorted(before["flameup_id"])
+    people = legacy_people()
+    through_float = [str(d) != orjson.dumps(float(d)).decode() for d in people["balance"]]
+    result = people.flameup.upsert(state=state, **to_server)
+    resent = result["flameup_status"] != "skipped"
+    assert resent.tolist() == through_float and any(through_float)
+    assert (result.loc[~resent, "flameup_error"] == "unchanged since last sync").all()
+    assert set(result.loc[~resent, "flameup_id"]) <= set(before["flameup_id"])
+    again = people.flameup.upsert(state=state, **to_server)
+    assert (again["flameup_error"] == "unchanged since last sync").all()
     with SyncState.open(state) as sync:
-        assert sync.frame()["content_hash"].tolist() == before["content_hash"].tolist()
+        after = sync.frame().set_index("identity")["content_hash"]
+    old = before.set_index("identity")["content_hash"]
+    assert (after != old.loc[after.index]).sum() == resent.sum()

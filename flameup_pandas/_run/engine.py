@@ -26,9 +26,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._people.encode import Outgoing, Payloads
+from .._people.encode import Payloads
 from .._people.identity import HashRuns
 from .._people.mapping import KNOWN_TRAITS
+from .._people.outgoing import Outgoing
 from .._send.delivery import PersonOutcome, count_failed
 from .interrupt import deliver_all, interrupted, interruptible, shielded
 from .plan import BATCH_SIZE, UNCHANGED, Plan, Rules, Sender

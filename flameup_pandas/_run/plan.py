@@ -21,9 +21,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .._people.encode import Outgoing, Payloads, encode_people
+from .._people.encode import Payloads, encode_people
 from .._people.identity import identity_hashes
 from .._people.mapping import FieldMap, canonical_frame, resolve_mapping
+from .._people.outgoing import Outgoing
 from .._people.schema import row_reasons, validate_people
 from .._send.client import FlameupClient
 from .._send.delivery import Deliverer, PersonOutcome, count_failed

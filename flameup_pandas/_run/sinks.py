@@ -64,8 +64,8 @@ class ResultsWriter:
             pa.table(
                 {
                     "row": pa.array(labels[positions], pa.int64()),
-                    "userId": plan.payloads.user_ids.take(take).cast(pa.string()),
-                    "email": plan.payloads.emails.take(take).cast(pa.string()),
+                    "userId": plan.payloads.shown_user_ids.take(take).cast(pa.string()),
+                    "email": plan.payloads.shown_emails.take(take).cast(pa.string()),
                     "flameup_id": pa.array(plan.flameup_id[positions].tolist(), pa.string()),
                     "flameup_status": pa.array(statuses.tolist(), pa.string()),
                     "flameup_error": pa.array(plan.error[positions].tolist(), pa.string()),

@@ -34,7 +34,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from .._people.encode import Outgoing, as_outgoing, encode_batch
+from .._people.outgoing import Outgoing, as_outgoing, encode_batch
 from .._people.person import IDENTITY_KEYS, identity_of, is_new
 from ..exceptions import APIError, AuthenticationError, TransportError
 from .breaker import Breaker, unreachable_error

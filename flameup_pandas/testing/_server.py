@@ -312,6 +312,16 @@ class FlameupServer:
             and (method is None or r.method == method.upper())
         )
 
+    def request_bodies(self, path_suffix: str | None = None) -> list[bytes]:
+        """The bodies of the latest requests (up to 200), oldest first; ``path_suffix``
+        keeps only the requests whose path ends with it (``"/people/batch"``)."""
+        paths = {r.request_id: r.path for r in self._log.snapshot()}
+        return [
+            bodies.request
+            for request_id, bodies in self._log.kept_bodies().items()
+            if path_suffix is None or paths.get(request_id, "").endswith(path_suffix)
+        ]
+
     def reset_requests(self) -> None:
         """Forget the recorded requests (stored people stay)."""
         self._log.clear()
