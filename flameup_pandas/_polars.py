@@ -7,10 +7,11 @@ After :func:`register` (``import flameup_pandas`` calls it when polars is instal
     result = df.flameup.upsert(...)    # df + flameup_id, flameup_status, flameup_error
     result.flameup.summary()           # counts per status, requests, retries, time
 
-The frame crosses to pandas once, as pyarrow-backed columns (``to_pandas(
-use_pyarrow_extension_array=True)``): zero-copy where Arrow allows, and integers with nulls
-stay integers, dates stay dates. Everything else is :mod:`flameup_pandas._api`; the result
-columns are added to the original polars frame, which is otherwise returned untouched.
+The frame crosses to pandas once, through the same Arrow crossing as every other source
+(:func:`flameup_pandas._run.sources.polars_frame`): zero-copy where Arrow allows, integers with
+nulls stay integers, NaN stays apart from null, categoricals and enums send their values.
+Everything else is :mod:`flameup_pandas._api`; the result columns are added to the original
+polars frame, which is otherwise returned untouched.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from ._run.result import (
     run_of,
     summarize,
 )
+from ._run.sources import polars_frame
 from .exceptions import UpsertInterrupted
 
 if TYPE_CHECKING:
@@ -64,7 +66,7 @@ class PolarsFlameup:
         self._df = df
 
     def _pandas(self) -> pd.DataFrame:
-        return self._df.to_pandas(use_pyarrow_extension_array=True)
+        return polars_frame(self._df)
 
     def validate(self, **options: Any) -> pl.DataFrame:
         """Every problem, one row each: ``row`` (position), ``column``, ``check``, ``value``.

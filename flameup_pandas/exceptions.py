@@ -24,6 +24,12 @@ run's partial result::
     KeyboardInterrupt
     └── UpsertInterrupted                    Ctrl-C or SIGTERM: .result holds what was done
 
+And one warning::
+
+    UserWarning
+    └── FieldNameWarning                     a column named like a known field but for case,
+                                             spaces, - or _ (``Email``) became a custom trait
+
 Every message is safe to log: none ever holds the API key.
 """
 
@@ -36,6 +42,7 @@ __all__ = [
     "AuthenticationError",
     "ConfigurationError",
     "DuplicateIdentityError",
+    "FieldNameWarning",
     "FlameupError",
     "MappingError",
     "NaiveTimestampError",
@@ -59,6 +66,12 @@ class ConfigurationError(FlameupError, ValueError):
 
 class MappingError(FlameupError, ValueError):
     """The column mapping does not fit the frame (a named column is missing, no identity)."""
+
+
+class FieldNameWarning(UserWarning):
+    """A column is named like a known field but for case, spaces, ``-`` or ``_`` (``Email``,
+    ``First_Name``, ``phone ``): it is sent as a custom trait of its own name, and the
+    message names the mapping that would send it as the field instead."""
 
 
 class DuplicateIdentityError(FlameupError, ValueError):

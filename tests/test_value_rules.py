@@ -136,7 +136,7 @@ def test_float32_sends_the_shortest_text_of_the_float32(flameup_server, tmp_path
     table = pa.table({"userId": ["a", "b", "c", "d"], "ratio": values})
     expected = [
         b'{"people":[{"userId":"a","traits":{"ratio":0.1}},{"userId":"b"},'
-        b'{"userId":"c","traits":{"ratio":3.4028235e38}},{"userId":"d","traits":{"ratio":1e-7}}]}'
+        b'{"userId":"c","traits":{"ratio":3.4028235e+38}},{"userId":"d","traits":{"ratio":1e-7}}]}'
     ]
     for path in ARROW_PATHS:
         flameup_server.reset_requests()

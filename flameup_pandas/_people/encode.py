@@ -275,6 +275,7 @@ def encode_people(
         user_ids=_top_strings(columns, "userId", n_rows, dropped),
         emails=_top_strings(columns, "email", n_rows, dropped),
         problems={p: "; ".join(why) for p, why in sorted(problems.items())},
+        each_problem=dict(sorted(problems.items())),
         sorted_by=functools.partial(_people_texts, columns, n_rows, dropped, send_nulls, True),
         people_by=functools.partial(_people_dicts, columns, n_rows, dropped, send_nulls),
         given_user_ids=_top_strings(columns, "userId", n_rows, kept),
@@ -316,6 +317,7 @@ class Payloads:
     user_ids: pa.Array
     emails: pa.Array
     problems: dict[int, str] = field(default_factory=dict)
+    each_problem: dict[int, list[str]] = field(default_factory=dict)
     wire_by: Callable[[], pa.Array] | None = field(default=None, repr=False, compare=False)
     sorted_by: Callable[[], pa.Array] | None = field(default=None, repr=False, compare=False)
     people_by: Callable[[], list[dict[str, Any] | None]] | None = field(

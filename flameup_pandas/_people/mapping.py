@@ -18,6 +18,8 @@ an integer column with a missing value) are treated the same way when they are e
 from __future__ import annotations
 
 import numbers
+import re
+import warnings
 from collections import Counter
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..exceptions import MappingError
+from ..exceptions import FieldNameWarning, MappingError
 from .person import KNOWN_TRAITS
 
 __all__ = [
@@ -247,7 +249,43 @@ def resolve_mapping(
         columns, [c for c in top.values() if c is not None] + list(all_traits.values())
     )
     _check_canonical_unique(all_traits)
+    _warn_near_misses(top, all_traits, mapped_traits)
     return FieldMap(top["userId"], top["email"], top["phone"], all_traits)
+
+
+def _squeezed(name: str) -> str:
+    """A name without case, blanks, ``-`` or ``_``: how near misses of field names are found."""
+    return re.sub(r"[\s_-]", "", name).lower()
+
+
+_NEAR_MISSES: dict[str, str] = {
+    **{_squeezed(alias): "userId" for alias in USER_ID_ALIASES},
+    "email": "email",
+    "phone": "phone",
+    **{_squeezed(name): f"traits.{name}" for name in KNOWN_TRAITS if name != "phone"},
+}
+
+
+def _warn_near_misses(
+    top: Mapping[str, Hashable | None],
+    traits: Mapping[str, Hashable],
+    mapped: Mapping[str, Hashable],
+) -> None:
+    """Warn when a custom trait column is named like a field nothing else feeds."""
+    fed = {k for k, v in top.items() if v is not None} | {f"traits.{t}" for t in traits}
+    for name, column in traits.items():
+        if name in mapped or name in KNOWN_TRAITS or not isinstance(column, str):
+            continue
+        field_key = _NEAR_MISSES.get(_squeezed(column))
+        if field_key is None or field_key in fed:
+            continue
+        warnings.warn(
+            f"column {column!r} is sent as a custom trait named {name!r}, though it looks "
+            f"like the field {field_key.removeprefix('traits.')!r}: to send it as that field, "
+            f"pass mapping={{{field_key!r}: {column!r}}}",
+            FieldNameWarning,
+            stacklevel=2,
+        )
 
 
 def _custom_columns(

@@ -23,7 +23,12 @@ import pyarrow.compute as pc
 
 from .._people.encode import Payloads, encode_people
 from .._people.identity import identity_hashes
-from .._people.mapping import FieldMap, canonical_frame, resolve_mapping
+from .._people.mapping import (
+    FieldMap,
+    canonical_frame,
+    canonical_trait_column,
+    resolve_mapping,
+)
 from .._people.outgoing import Outgoing
 from .._people.schema import row_reasons, validate_people
 from .._send.client import FlameupClient
@@ -85,11 +90,13 @@ class Rules:
         for invalid in np.flatnonzero(validation.invalid).tolist():
             plan.mark(invalid, "invalid", reasons[invalid] or "failed validation")
         for position, problem in payloads.problems.items():
-            plan.mark(position, "invalid", problem)
+            # every rule a row breaks: validation's reasons, then the values JSON cannot hold
+            shown = plan.error[position]
+            plan.mark(position, "invalid", problem if shown is None else f"{shown}; {problem}")
         plan.report = pd.concat(
             [
                 source_report(validation.report, fieldmap, plan.labels),
-                problems_report(payloads.problems, plan.labels),
+                problems_report(payloads.each_problem, fieldmap, plan.labels),
             ],
             ignore_index=True,
         )
@@ -113,22 +120,34 @@ def source_report(report: pd.DataFrame, fieldmap: FieldMap, labels: Labels) -> p
     )
 
 
-def problems_report(problems: Mapping[int, str], labels: Labels) -> pd.DataFrame:
-    """Rows whose values JSON cannot carry, in the report's shape (check ``json_value``)."""
-    column, value = [], []
-    for problem in problems.values():
-        name, _, reason = problem.partition(": ")
-        column.append(name if reason else None)
-        value.append(reason or problem)
+def problems_report(
+    problems: Mapping[int, list[str]], fieldmap: FieldMap, labels: Labels
+) -> pd.DataFrame:
+    """Rows whose values JSON cannot carry, in the report's shape (check ``json_value``): one
+    row per problem, named by the source column."""
+    rows, column, value = [], [], []
+    for position, listed in problems.items():
+        for problem in listed:
+            name, _, reason = problem.partition(": ")
+            rows.append(position)
+            column.append(_source_or_same(fieldmap, _canonical(name)) if reason else None)
+            value.append(reason or problem)
     return pd.DataFrame(
         {
-            "index": [labels[p] for p in problems],
+            "index": [labels[p] for p in rows],
             "column": column,
-            "check": ["json_value"] * len(problems),
+            "check": ["json_value"] * len(rows),
             "value": value,
         },
         dtype=object,
     )
+
+
+def _canonical(label: str) -> str:
+    """The canonical column behind a problem's label (``traits.<name>`` or a top field)."""
+    if label.startswith("traits."):
+        return canonical_trait_column(label.removeprefix("traits."))
+    return label
 
 
 def _source_or_same(fieldmap: FieldMap, canonical: str) -> Hashable:

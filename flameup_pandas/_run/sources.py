@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -71,6 +72,8 @@ def open_rows(
         return Rows(dataset_batches(source, chunk_rows), total)
     if isinstance(source, pa.Table | pa.RecordBatch):
         return Rows(rechunked(_table_batches(source), chunk_rows), source.num_rows)
+    if _is_polars_frame(source):
+        return Rows(_polars_chunks(source, chunk_rows), source.height)
     return Rows(rechunked(_stream_batches(open_stream(source, chunk_rows)), chunk_rows))
 
 
@@ -89,6 +92,10 @@ def open_stream(source: Any, chunk_rows: int = CHUNK_ROWS) -> pa.RecordBatchRead
         "__arrow_c_stream__ (a DuckDB relation, a polars DataFrame, an ADBC cursor's "
         "fetch_record_batch())"
     )
+
+
+def _is_polars_frame(source: Any) -> bool:
+    return type(source).__module__.startswith("polars") and type(source).__name__ == "DataFrame"
 
 
 def _is_lazyframe(source: Any) -> bool:
@@ -141,16 +148,86 @@ def rechunked(batches: Iterable[Chunk], rows: int) -> Batches:
         yield held[0] if len(held) == 1 else pa.Table.from_batches(held)
 
 
-def read_chunks(batches: Iterable[Chunk]) -> Iterator[pd.DataFrame]:
+def read_chunks(batches: Iterable[Chunk | pd.DataFrame]) -> Iterator[pd.DataFrame]:
     """The batches as pandas frames, index = row numbers counted from 0 across the source."""
     start = 0
     for batch in batches:
-        if batch.num_rows == 0:
+        frame = batch if isinstance(batch, pd.DataFrame) else arrow_frame(batch)
+        if len(frame) == 0:
             continue
-        frame = batch.to_pandas()
-        frame.index = pd.RangeIndex(start, start + batch.num_rows)
-        start += batch.num_rows
+        frame.index = pd.RangeIndex(start, start + len(frame))
+        start += len(frame)
         yield frame
+
+
+def arrow_frame(batch: Chunk) -> pd.DataFrame:
+    """A record batch or table as the pandas frame every path hands the engine.
+
+    The one crossing from Arrow to pandas, so a value means the same from every source:
+    columns stay Arrow-backed (``pd.ArrowDtype``: integers beside nulls stay integers,
+    decimals stay decimals, NaN and null stay apart), dictionaries become categoricals (the
+    values they stand for), and extension types come back as what they extend (pandas'
+    Period and Interval, which then meet the rule for types with no JSON meaning).
+    """
+    table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+    table = _plain_views(table)
+    frame: pd.DataFrame = table.to_pandas(types_mapper=_pandas_type)
+    return frame
+
+
+def _pandas_type(kind: pa.DataType) -> Any:
+    if pa.types.is_dictionary(kind) or isinstance(kind, pa.ExtensionType):
+        return None  # pyarrow's own: a categorical, or the extension's pandas type
+    return pd.ArrowDtype(kind)
+
+
+def _plain_views(table: pa.Table) -> pa.Table:
+    """View types (polars exports strings as string_view) as their plain twins."""
+    views = {
+        "string_view": pa.large_string(),
+        "binary_view": pa.large_binary(),
+    }
+    columns = []
+    changed = False
+    for column in table.columns:
+        kind = column.type
+        if pa.types.is_dictionary(kind) and str(kind.value_type) in views:
+            kind = pa.dictionary(kind.index_type, views[str(kind.value_type)], kind.ordered)
+        elif str(kind) in views:
+            kind = views[str(kind)]
+        elif pa.types.is_list_view(kind) or pa.types.is_large_list_view(kind):
+            kind = pa.large_list(kind.value_field)
+        if kind != column.type:
+            column = column.cast(kind)
+            changed = True
+        columns.append(column)
+    if not changed:
+        return table
+    return pa.table(columns, names=table.column_names)
+
+
+def polars_frame(frame: Any) -> pd.DataFrame:
+    """A polars DataFrame as the engine's pandas frame, through :func:`arrow_frame`.
+
+    Columns Arrow cannot carry as they are cross as their Python values: ``Int128`` (polars
+    exports no Arrow type for it) as Python ints, to which the 64-bit rule applies, and
+    ``Object`` (exported as 8 bytes of a pointer) as the objects themselves.
+    """
+    import polars as pl
+
+    odd = [n for n, kind in frame.schema.items() if kind in (pl.Int128, pl.UInt128, pl.Object)]
+    frame_out = arrow_frame(frame.drop(odd).to_arrow()) if odd else arrow_frame(frame.to_arrow())
+    for name in odd:
+        values = np.empty(frame.height, dtype=object)
+        values[:] = frame[name].to_list()
+        frame_out[name] = values
+    return frame_out[list(frame.columns)] if odd else frame_out
+
+
+def _polars_chunks(frame: Any, rows: int) -> Batches:
+    """A polars DataFrame in pieces of ``rows``, as engine frames (see :func:`polars_frame`)."""
+    for start in range(0, frame.height, rows):
+        yield polars_frame(frame.slice(start, rows))
 
 
 def open_dataset(source: str | Path | ds.Dataset, text_columns: tuple[str, ...] = ()) -> ds.Dataset:
