@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Unpack
 
@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ._people.columns import conform, people_table, to_frame, unified_schema
-from ._run.engine import mapped_text_columns, upsert_rows
+from ._run.engine import upsert_rows
 from ._run.options import (
     DELIVERY_KEYWORDS,
     Delivery,
@@ -113,6 +113,7 @@ def upsert_file(
     dry_run: bool = False,
     progress: bool | Progress = True,
     chunk_rows: int = CHUNK_ROWS,
+    column_types: Mapping[str, Any] | None = None,
     **options: Unpack[Options],
 ) -> Summary:
     """Upsert a parquet file, directory or dataset, or a CSV file, in bounded memory.
@@ -122,6 +123,10 @@ def upsert_file(
     ``results`` parquet file as answers arrive. With ``state=`` only new or changed people
     are sent. Returns the run's :class:`Summary`. The other keywords are :func:`upsert`'s.
     The engine is :func:`upsert_arrow`'s; this front opens the path.
+
+    A CSV cell means what it says: a column is read as numbers only when every cell is
+    written exactly as its number is sent (``02134``, ``+1``, ``1.50`` stay text);
+    ``column_types={"zip": "int64"}`` names the type of a column instead.
     """
     rules, delivery = split_options("upsert_file", options)
     return _upsert_source(
@@ -134,6 +139,7 @@ def upsert_file(
         dry_run=dry_run,
         progress=progress,
         chunk_rows=chunk_rows,
+        column_types=column_types,
     )
 
 
@@ -189,9 +195,12 @@ def _upsert_source(
     dry_run: bool,
     progress: bool | Progress,
     chunk_rows: int,
+    column_types: Mapping[str, Any] | None = None,
 ) -> Summary:
     """The one streaming run behind upsert_file and upsert_arrow."""
-    rows = open_rows(source, chunk_rows=chunk_rows, text_columns=mapped_text_columns(rules))
+    rows = open_rows(
+        source, chunk_rows=chunk_rows, mapping=rules.mapping, column_types=column_types
+    )
     sender = None if dry_run else delivery.open()
     try:
         return upsert_rows(

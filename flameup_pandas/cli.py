@@ -181,6 +181,15 @@ def add_table_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="COLUMN",
         help="do not send this column as a trait",
     )
+    parser.add_argument(
+        "--column-type",
+        dest="column_types",
+        action="append",
+        default=[],
+        metavar="COLUMN=TYPE",
+        help="read a CSV column as this type (string, int64, float64, bool, date32...); "
+        "otherwise a column is numbers only when every cell is written as its number is",
+    )
 
 
 def add_progress_arguments(parser: argparse.ArgumentParser) -> None:
@@ -208,9 +217,23 @@ def parse_mapping(pairs: Sequence[str]) -> dict[str, str]:
     return mapping
 
 
+def parse_column_types(pairs: list[str]) -> dict[str, str]:
+    """``--column-type COLUMN=TYPE`` pairs as a dict."""
+    types: dict[str, str] = {}
+    for pair in pairs:
+        column, sep, kind = pair.partition("=")
+        if not sep or not column.strip() or not kind.strip():
+            raise SystemExit(
+                f"flameup-pandas: error: --column-type wants COLUMN=TYPE, got {pair!r}"
+            )
+        types[column.strip()] = kind.strip()
+    return types
+
+
 def run_upsert(args: argparse.Namespace) -> int:
     options: dict[str, Any] = dict(
         mapping=parse_mapping(args.mapping) or None,
+        column_types=parse_column_types(args.column_types) or None,
         exclude=args.exclude or None,
         results=args.results,
         state=args.state,
@@ -225,6 +248,7 @@ def run_upsert(args: argparse.Namespace) -> int:
             if isinstance(source, Path):
                 summary = upsert_file(source, **options, **target)
             else:
+                options.pop("column_types")
                 summary = upsert_arrow(source, **options, **target)
     except UpsertInterrupted as stop:
         return report_interrupted(stop, args.results)
@@ -323,8 +347,9 @@ def _first_line(exc: Exception) -> str:
 
 def run_validate(args: argparse.Namespace) -> int:
     rules = Rules(mapping=parse_mapping(args.mapping) or None, exclude=args.exclude or None)
+    types = parse_column_types(args.column_types) or None
     with table_source(args) as source:
-        rows, problems = _report_problems(rules, source, args.limit)
+        rows, problems = _report_problems(rules, source, args.limit, types)
     print(
         f"\n{rows:,} rows, {problems:,} problems"
         + (f" (showing the first {args.limit})" if problems > args.limit else "")
@@ -332,10 +357,14 @@ def run_validate(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
-def _report_problems(rules: Rules, source: Any, limit: int) -> tuple[int, int]:
-    """Print the first ``limit`` problems; count rows and problems."""
+def _report_problems(
+    rules: Rules, source: Any, limit: int, column_types: dict[str, str] | None
+) -> tuple[int, int]:
+    """Print the first ``limit`` problems; count rows and problems. The source is read as
+    ``upsert`` reads it (the same CSV types)."""
     problems = rows = 0
-    for frame in read_chunks(open_rows(source).batches):
+    rows_read = open_rows(source, mapping=rules.mapping, column_types=column_types)
+    for frame in read_chunks(rows_read.batches):
         report = rules.plan(frame).report
         rows += len(frame)
         if problems < limit and len(report):

@@ -28,7 +28,6 @@ import pandas as pd
 
 from .._people.encode import Payloads
 from .._people.identity import HashRuns
-from .._people.mapping import KNOWN_TRAITS
 from .._people.outgoing import Outgoing
 from .._send.delivery import PersonOutcome, count_failed
 from .interrupt import deliver_all, interrupted, interruptible, shielded
@@ -39,7 +38,7 @@ from .sinks import ResultsWriter
 from .sources import Rows, read_chunks
 from .state import SyncState
 
-__all__ = ["mapped_text_columns", "upsert_rows"]
+__all__ = ["upsert_rows"]
 
 logger = logging.getLogger("flameup_pandas")
 
@@ -133,17 +132,6 @@ def _run(
         final = _repeats_chunk(later)
         _deliver(sender, _batches(iter([final]), writer, bar, None), sync, writer, bar)
     return would_send, sample
-
-
-def mapped_text_columns(rules: Rules) -> tuple[str, ...]:
-    """Source columns mapped to identities or known traits: read as text from CSV files."""
-    if not rules.mapping:
-        return ()
-    return tuple(
-        str(v)
-        for k, v in rules.mapping.items()
-        if k in ("userId", "email", "phone") or k.removeprefix("traits.") in KNOWN_TRAITS
-    )
 
 
 def _plan_chunk(

@@ -17,7 +17,7 @@ the engine's memory does not depend on the source.
 from __future__ import annotations
 
 import csv
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -25,11 +25,13 @@ from typing import Any, TypeAlias
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from .._people.mapping import KNOWN_TRAITS
+from .._people.wire import number_texts
 from ..exceptions import ConfigurationError, SourceError
 
 __all__ = ["CHUNK_ROWS", "Rows", "open_dataset", "open_rows", "read_chunks"]
@@ -54,7 +56,11 @@ class Rows:
 
 
 def open_rows(
-    source: Any, *, chunk_rows: int = CHUNK_ROWS, text_columns: tuple[str, ...] = ()
+    source: Any,
+    *,
+    chunk_rows: int = CHUNK_ROWS,
+    mapping: Mapping[str, Any] | None = None,
+    column_types: Mapping[str, Any] | None = None,
 ) -> Rows:
     """Open any accepted source (see the module docstring) as :class:`Rows`.
 
@@ -65,7 +71,7 @@ def open_rows(
     if chunk_rows < 1:
         raise ConfigurationError(f"chunk_rows must be at least 1, got {chunk_rows}")
     if isinstance(source, str | Path):
-        source = open_dataset(source, text_columns)
+        source = open_dataset(source, mapped_text_columns(mapping), column_types)
     if isinstance(source, ds.Dataset):
         parquet = isinstance(source.format, ds.ParquetFileFormat)
         total = source.count_rows() if parquet else None
@@ -230,29 +236,118 @@ def _polars_chunks(frame: Any, rows: int) -> Batches:
         yield polars_frame(frame.slice(start, rows))
 
 
-def open_dataset(source: str | Path | ds.Dataset, text_columns: tuple[str, ...] = ()) -> ds.Dataset:
+def open_dataset(
+    source: str | Path | ds.Dataset,
+    text_columns: tuple[str, ...] = (),
+    column_types: Mapping[str, Any] | None = None,
+) -> ds.Dataset:
     """A pyarrow dataset over a parquet file or directory, a CSV file, or a given dataset.
 
-    CSV identity and known-trait columns are read as text, so ``00123`` stays ``00123``.
+    A CSV cell means what it says (see :func:`csv_column_types`); ``column_types`` names the
+    type of some CSV columns (``{"zip": "string"}``, any pyarrow type or its name).
     """
     if isinstance(source, ds.Dataset):
         return source
     path = Path(source)
     if not path.exists():
         raise ConfigurationError(f"no such file or directory: {path}")
-    if path.suffix.lower() in (".csv", ".tsv") or (
-        path.suffix.lower() == ".gz" and ".csv" in path.name
-    ):
-        with open(path, newline="", encoding="utf-8", errors="replace") as handle:
-            header = next(csv.reader(handle), [])
-        wanted = {*_TEXT_COLUMNS, *text_columns}
-        types = {name: pa.string() for name in header if name in wanted}
+    if is_csv(path):
+        types = csv_column_types(path, text_columns, column_types)
         fmt = ds.CsvFileFormat(convert_options=pacsv.ConvertOptions(column_types=types))
         return ds.dataset(path, format=fmt)
+    if column_types:
+        raise ConfigurationError("column_types= is for CSV files; a parquet file has its types")
     try:
         return ds.dataset(path, format="parquet")
     except (pa.ArrowInvalid, OSError) as exc:
         raise ConfigurationError(f"cannot read {path} as parquet: {exc}") from exc
+
+
+def mapped_text_columns(mapping: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """Source columns mapped to identities or known traits: read as text from CSV files."""
+    return tuple(
+        str(v)
+        for k, v in (mapping or {}).items()
+        if k in ("userId", "email", "phone") or k.removeprefix("traits.") in KNOWN_TRAITS
+    )
+
+
+def is_csv(path: Path) -> bool:
+    suffix = path.suffix.lower()
+    return suffix in (".csv", ".tsv") or (suffix == ".gz" and ".csv" in path.name)
+
+
+def csv_column_types(
+    path: Path, text_columns: tuple[str, ...] = (), overrides: Mapping[str, Any] | None = None
+) -> dict[str, pa.DataType]:
+    """The type of every column of a CSV file, chosen so that inference never rewrites a cell.
+
+    A column is read as integers (or floats, or booleans) only when every non-empty cell is
+    written exactly as that value is written back when sent: ``02134``, ``+1``, ``1.50`` and
+    ``1e3`` keep the column text. Identity and known-field columns (and those of
+    ``text_columns``) are always text; ``overrides`` names the type of any column. The file is
+    read once for this, in batches, before it is read for its rows.
+    """
+    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+        header = next(csv.reader(handle), [])
+    types = {name: _override(name, kind) for name, kind in (overrides or {}).items()}
+    unknown = sorted(set(types) - set(header))
+    if unknown:
+        raise ConfigurationError(
+            f"column_types names {unknown[0]!r}, which {path.name} does not have; its columns "
+            f"are: {', '.join(map(repr, header[:30]))}"
+        )
+    texts = {*_TEXT_COLUMNS, *text_columns}
+    open_columns = [name for name in header if name not in types and name not in texts]
+    candidates = {name: set(_CANDIDATES) for name in open_columns}
+    if candidates:
+        options = pacsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string()))
+        with pacsv.open_csv(path, convert_options=options) as reader:
+            for batch in reader:
+                for name in list(candidates):
+                    candidates[name] &= _fitting(batch.column(name), candidates[name])
+    for name in header:
+        if name not in types:
+            kinds = candidates.get(name, set())
+            types[name] = next((k for k in _CANDIDATES if k in kinds), pa.string())
+    return types
+
+
+_CANDIDATES = (pa.bool_(), pa.int64(), pa.float64())
+
+
+def _override(name: str, kind: Any) -> pa.DataType:
+    if isinstance(kind, pa.DataType):
+        return kind
+    try:
+        return pa.type_for_alias(str(kind))
+    except (ValueError, KeyError):
+        raise ConfigurationError(
+            f"column_types[{name!r}]: {kind!r} is not a type; use a pyarrow type or its name "
+            "(string, int64, float64, bool, date32, timestamp[s, tz=UTC], ...)"
+        ) from None
+
+
+def _fitting(cells: pa.Array, kinds: set[pa.DataType]) -> set[pa.DataType]:
+    """Which of ``kinds`` read every non-empty cell back as the same text."""
+    present = pc.filter(cells, pc.not_equal(cells, ""))
+    fits = set()
+    for kind in kinds:
+        if len(present) == 0 or _reads_back(present, kind):
+            fits.add(kind)
+    return fits
+
+
+def _reads_back(cells: pa.Array, kind: pa.DataType) -> bool:
+    """Whether every cell is written exactly as its value of ``kind`` is written when sent."""
+    if pa.types.is_boolean(kind):
+        return bool(pc.all(pc.is_in(cells, pa.array(["true", "false"]))).as_py())
+    try:
+        values = pc.cast(cells, kind).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return False
+    written = number_texts(values)
+    return bool(pc.all(pc.equal(written, cells.cast(written.type))).as_py())
 
 
 def dataset_batches(dataset: ds.Dataset, chunk_rows: int) -> Batches:
