@@ -47,10 +47,16 @@ SAMPLE = 5  # people a dry run shows
 
 @dataclass
 class _Chunk:
-    """One record batch's plan while its people are in flight."""
+    """One record batch's plan while its people are in flight.
+
+    A chunk of repeats set aside (see :class:`Repeats`) has an ``origin``: for each of its
+    rows, the plan and position it was read at, where its outcome is also recorded (so the
+    results file lists it in input order).
+    """
 
     plan: Plan
     hashes: np.ndarray | None
+    origin: list[tuple[Plan, int]] | None = None
 
 
 def upsert_rows(
@@ -120,6 +126,7 @@ def _run(
                 sample.extend(chunk.plan.payloads.take(pending[: SAMPLE - len(sample)]).people)
             chunk.plan.mark_dry_run()
             with shielded():
+                writer.track(chunk.plan)
                 writer.add(chunk.plan, np.arange(len(chunk.plan.status)))
             bar.update(len(chunk.plan.status))
         return would_send, sample
@@ -166,7 +173,9 @@ def _batches(
         unsent = np.concatenate([pending, aside])
         settled = np.setdiff1d(np.arange(len(chunk.plan.status)), unsent, assume_unique=True)
         with shielded():
-            writer.add(chunk.plan, settled)
+            if chunk.origin is None:
+                writer.track(chunk.plan)
+            _record(chunk, settled, writer)
         bar.update(len(settled))
         carry.extend((chunk, p) for p in pending.tolist())
         people.extend(chunk.plan.payloads.outgoing(pending))
@@ -229,7 +238,7 @@ def _subset(chunk: _Chunk, positions: np.ndarray) -> _Chunk:
         chunk.plan.payloads.take(positions), [chunk.plan.labels[p] for p in positions]
     )
     hashes = None if chunk.hashes is None else chunk.hashes[positions]
-    return _Chunk(plan, hashes)
+    return _Chunk(plan, hashes, [(chunk.plan, p) for p in positions.tolist()])
 
 
 def _repeats_chunk(later: list[_Chunk]) -> _Chunk:
@@ -240,7 +249,7 @@ def _repeats_chunk(later: list[_Chunk]) -> _Chunk:
     hashes = None
     if all(c.hashes is not None for c in later):
         hashes = np.concatenate([c.hashes for c in later if c.hashes is not None])
-    return _Chunk(plan, hashes)
+    return _Chunk(plan, hashes, [origin for c in later for origin in c.origin or []])
 
 
 def _by_chunk(
@@ -264,4 +273,22 @@ def _settle(
     chunk.plan.apply(positions, outcomes)
     if sync is not None and chunk.hashes is not None:
         sync.record_outcomes(chunk.plan.keys_at(positions), chunk.hashes[positions], outcomes)
-    writer.add(chunk.plan, np.asarray(positions))
+    _record(chunk, np.asarray(positions, dtype=np.int64), writer)
+
+
+def _record(chunk: _Chunk, positions: np.ndarray, writer: ResultsWriter) -> None:
+    """Settled rows to the results: a chunk of repeats settles them where they were read."""
+    if chunk.origin is None:
+        writer.add(chunk.plan, positions)
+        return
+    groups: dict[int, tuple[Plan, list[int], list[int]]] = {}
+    for mine in positions.tolist():
+        plan, theirs = chunk.origin[mine]
+        group = groups.setdefault(id(plan), (plan, [], []))
+        group[1].append(theirs)
+        group[2].append(mine)
+    for plan, theirs, mine in groups.values():
+        plan.status[theirs] = chunk.plan.status[mine]
+        plan.error[theirs] = chunk.plan.error[mine]
+        plan.flameup_id[theirs] = chunk.plan.flameup_id[mine]
+        writer.add(plan, np.asarray(theirs, dtype=np.int64))

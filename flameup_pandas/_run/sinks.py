@@ -6,13 +6,14 @@ results whole; statuses and the reasons rows need attention are counted on the w
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .._send.delivery import NOT_SENT
 from .interrupt import unfinished
 from .plan import Plan
 from .result import PROBLEMS, STATUSES, ReasonTally
@@ -32,7 +33,14 @@ RESULTS_SCHEMA = pa.schema(
 
 
 class ResultsWriter:
-    """Appends per-row results to a parquet file in row groups; counts statuses as it goes."""
+    """Writes per-row results to a parquet file in input order; counts statuses as it goes.
+
+    Rows settle out of order (requests run concurrently; a repeated identity is sent last),
+    so each chunk's results are written once all its rows are settled and every earlier
+    chunk is written: the file lists every row in the order it was read. Statuses and
+    reasons are counted as rows settle. On close, rows never settled (the run was
+    interrupted or stopped) are written ``failed``, "interrupted before sending".
+    """
 
     def __init__(self, path: str | Path | None, buffer_rows: int = 100_000) -> None:
         self.counts = dict.fromkeys(STATUSES, 0)
@@ -43,12 +51,28 @@ class ResultsWriter:
         self._buffer: list[pa.Table] = []
         self._buffered = 0
         self._buffer_rows = buffer_rows
+        self._waiting: deque[Plan] = deque()  # chunks in input order, not yet written
+        self._left: dict[int, int] = {}  # rows not yet settled, by id of the chunk's plan
         if self._path is not None:
             self._path.parent.mkdir(parents=True, exist_ok=True)
             self._writer = pq.ParquetWriter(self._path, RESULTS_SCHEMA, compression="zstd")
 
+    def track(self, plan: Plan) -> None:
+        """A chunk read from the source: its rows are written in this order."""
+        self._waiting.append(plan)
+        self._left[id(plan)] = len(plan.status)
+
     def add(self, plan: Plan, positions: np.ndarray) -> None:
+        """Rows of a tracked chunk that are settled (their statuses are in ``plan``)."""
         positions = np.asarray(positions, dtype=np.int64)
+        self._count(plan, positions)
+        self._left[id(plan)] -= len(positions)
+        while self._waiting and self._left[id(self._waiting[0])] == 0:
+            done = self._waiting.popleft()
+            del self._left[id(done)]
+            self._write(done, np.arange(len(done.status)))
+
+    def _count(self, plan: Plan, positions: np.ndarray) -> None:
         statuses = plan.status[positions]
         for status, count in Counter(statuses.tolist()).items():
             self.counts[str(status)] += count
@@ -57,9 +81,12 @@ class ResultsWriter:
         problems = positions[np.isin(statuses, PROBLEMS)]
         labels = np.asarray(plan.labels)
         self.reasons.add(plan.status[problems], plan.error[problems], labels[problems].tolist())
+
+    def _write(self, plan: Plan, positions: np.ndarray) -> None:
         if self._writer is None:
             return
         take = pa.array(positions)
+        labels = np.asarray(plan.labels)
         self._buffer.append(
             pa.table(
                 {
@@ -67,7 +94,7 @@ class ResultsWriter:
                     "userId": plan.payloads.shown_user_ids.take(take).cast(pa.string()),
                     "email": plan.payloads.shown_emails.take(take).cast(pa.string()),
                     "flameup_id": pa.array(plan.flameup_id[positions].tolist(), pa.string()),
-                    "flameup_status": pa.array(statuses.tolist(), pa.string()),
+                    "flameup_status": pa.array(plan.status[positions].tolist(), pa.string()),
                     "flameup_error": pa.array(plan.error[positions].tolist(), pa.string()),
                 },
                 schema=RESULTS_SCHEMA,
@@ -83,6 +110,15 @@ class ResultsWriter:
         self._buffer, self._buffered = [], 0
 
     def close(self) -> None:
+        """Write every chunk still waiting (rows never settled as not sent), then the file."""
+        while self._waiting:
+            plan = self._waiting.popleft()
+            del self._left[id(plan)]
+            unsettled = plan.pending()
+            if len(unsettled):
+                plan.mark(unsettled, "failed", NOT_SENT)
+                self._count(plan, unsettled)
+            self._write(plan, np.arange(len(plan.status)))
         self.flush()
         if self._writer is not None:
             self._writer.close()
