@@ -86,32 +86,21 @@ def _file_baseline(path: Path) -> int:
 
 
 def _planned(df: pd.DataFrame) -> int:
-    """What a Spark executor runs: Spark's 10,000-row batches (with the ``row`` column, and
-    timestamps naive in the session's zone, as ``mapInPandas`` hands them over) through
-    ``plan_batches``, which gathers them into pieces of 50,000; each piece it hands back is
-    turned into Arrow in the planned schema, as Spark does with it. A sync with a state: JSON
-    and content hashes are built. Slicing the frame into batches is timed too (a few ms)."""
+    """What a Spark executor runs: Spark's 10,000-row Arrow batches (with the ``row`` column,
+    as ``mapInArrow`` hands them over) through ``plan_batches``, which gathers them into
+    pieces of 50,000 and hands each back in Spark's types. A sync with a state: JSON and
+    content hashes are built. Turning the frame into batches is timed too (a few ms)."""
     import pyarrow as pa
 
-    from flameup_pandas.spark import PLANNED_SCHEMA, plan_batches
+    from flameup_pandas.spark import plan_batches
 
-    strings = {pa.large_string(): pa.string()}  # Spark's StringType, unless large var types
-    spark_types = pa.schema([(f.name, strings.get(f.type, f.type)) for f in PLANNED_SCHEMA])
-    instants = [c for c in df.columns if isinstance(df[c].dtype, pd.DatetimeTZDtype)]
-
-    def batches() -> Iterator[pd.DataFrame]:
-        for start in range(0, len(df), SPARK_BATCH):
-            batch = df.iloc[start : start + SPARK_BATCH].reset_index(drop=True)
-            for name in instants:
-                batch[name] = batch[name].dt.tz_convert("UTC").dt.tz_localize(None)
-            yield batch.assign(row=np.arange(start, start + len(batch)))
+    def batches() -> Iterator[pa.RecordBatch]:
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        table = table.append_column("row", pa.array(np.arange(len(df), dtype=np.int64)))
+        yield from table.to_batches(max_chunksize=SPARK_BATCH)
 
     rules = Rules(mapping={"userId": "userId"})
-    pieces = plan_batches(batches(), rules=rules, instants=instants, zone="UTC")
-    return sum(
-        pa.Table.from_pandas(piece, schema=spark_types, preserve_index=False).num_rows
-        for piece in pieces
-    )
+    return sum(piece.num_rows for piece in plan_batches(batches(), rules=rules))
 
 
 def _polars(df: pd.DataFrame) -> int:

@@ -174,10 +174,10 @@ def write_state(sdf: Any, path: Path) -> None:
     from flameup_pandas._run.state import STATE_SCHEMA
     from flameup_pandas.spark import PLANNED_DDL, plan_batches
 
-    plan = functools.partial(plan_batches, rules=Rules(), instants=[], zone="UTC")
+    plan = functools.partial(plan_batches, rules=Rules())
     planned = sdf.select(f.monotonically_increasing_id().alias("row"), *sdf.columns)
     sent = (
-        planned.mapInPandas(plan, PLANNED_DDL)
+        planned.mapInArrow(plan, PLANNED_DDL)
         .where(f.col("flameup_status").isNull())
         .select(
             "identity",

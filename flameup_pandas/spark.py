@@ -11,7 +11,7 @@
 
 How a run goes, and why
 -----------------------
-1. **Plan on the executors.** ``mapInPandas`` hands each Arrow batch of the table to
+1. **Plan on the executors.** ``mapInArrow`` hands each Arrow batch of the table to
    :meth:`Rules.plan <flameup_pandas._run.plan.Rules.plan>`, which encodes every person
    column by column and gives its content hash and identity key: the very code the pandas
    and file paths run, so there is one implementation of the rules. Each input row comes out
@@ -20,9 +20,9 @@ How a run goes, and why
    reason, and, only for rows still to send, the person as a JSON string. As on the file
    path, content hashes are taken only when a state is read or written, and the JSON only
    when the run sends (a dry run without a state builds neither). The rows are built a column
-   at a time and go back to Spark as Arrow arrays. Spark ``timestamp`` columns (instants)
-   reach pandas naive in the session time zone; they are localized to it, so they are sent as
-   the same instants. ``timestamp_ntz`` columns stay naive and follow ``naive_timestamps``.
+   at a time and go back to Spark as Arrow arrays. The batches cross to pandas as every other
+   source's do, so a value means on Spark what it means everywhere: ``timestamp`` columns
+   arrive as instants, ``timestamp_ntz`` columns stay naive and follow ``naive_timestamps``.
 2. **Duplicates across batches and partitions** are settled in Spark: among rows still to send,
    the one with the highest ``row`` (``monotonically_increasing_id``: partition order, then row
    order) wins, as ``on_duplicate="last"`` does in pandas; the others are ``skipped`` naming it.
@@ -55,7 +55,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Unpack
@@ -65,14 +65,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._people.mapping import canonical_frame
 from ._people.outgoing import Outgoing
 from ._people.values import naive_error
 from ._run.options import Options, split_options
 from ._run.plan import BATCH_SIZE, UNCHANGED, Plan, Rules, Sender
 from ._run.progress import Progress, open_progress
 from ._run.result import STATUSES, RunReport, Summary
-from ._run.sources import CHUNK_ROWS
+from ._run.sources import CHUNK_ROWS, arrow_frame, rechunked
 from ._run.state import SyncState
 from ._send.delivery import PersonOutcome, count_failed
 
@@ -110,6 +109,10 @@ PLANNED_SCHEMA = pa.schema(
     ]
 )
 """:data:`PLANNED_DDL` as the executors build it (large strings: no 2 GB limit per column)."""
+_SPARK_PLANNED = pa.schema(
+    [(f.name, pa.string() if f.type == pa.large_string() else f.type) for f in PLANNED_SCHEMA]
+)
+""":data:`PLANNED_SCHEMA` with Spark's ``string`` (what ``mapInArrow`` must hand back)."""
 DRY_RUN = "dry run: would be sent"
 FETCH_ROWS = 20_000
 """At most this many rows to send per partition the driver fetches (a few MB)."""
@@ -215,60 +218,35 @@ class _Needs:
 
 def _plan(sdf: DataFrame, rules: Rules, needs: _Needs) -> DataFrame:
     """One narrow row per input row, planned on the executors by the shared rules."""
-    from pyspark.sql.types import TimestampType
-
-    instants = [f.name for f in sdf.schema.fields if isinstance(f.dataType, TimestampType)]
-    zone = sdf.sparkSession.conf.get("spark.sql.session.timeZone") or "UTC"
     plan = functools.partial(
-        plan_batches,
-        rules=rules,
-        instants=instants,
-        zone=zone,
-        payloads=needs.payloads,
-        hashes=needs.hashes,
+        plan_batches, rules=rules, payloads=needs.payloads, hashes=needs.hashes
     )
     with_row = sdf.select(_functions().monotonically_increasing_id().alias(ROW), *sdf.columns)
-    return with_row.mapInPandas(plan, PLANNED_DDL)
+    return with_row.mapInArrow(plan, PLANNED_DDL)
 
 
 def plan_batches(
-    frames: Iterable[pd.DataFrame],
+    batches: Iterable[pa.RecordBatch],
     *,
     rules: Rules,
-    instants: Sequence[str],
-    zone: str,
     payloads: bool = True,
     hashes: bool = True,
-) -> Iterator[pd.DataFrame]:
-    """The ``mapInPandas`` function: the Arrow batches through :meth:`Rules.plan`.
+) -> Iterator[pa.RecordBatch]:
+    """The ``mapInArrow`` function: Spark's Arrow batches through :meth:`Rules.plan`.
 
-    Spark hands over 10,000 rows at a time (``spark.sql.execution.arrow.maxRecordsPerBatch``);
-    they are gathered into pieces of :data:`CHUNK_ROWS`, as on the file path, so validation's
-    fixed cost per call counts once per piece and each executor plans as fast as one process.
-    Each piece goes back as a frame over Arrow arrays (:func:`arrow_backed`), which Spark turns
-    into its Arrow batch without looking at a value. ``payloads`` and ``hashes`` as in
-    :func:`planned_batch`.
+    The batches cross to pandas as every other source's do
+    (:func:`~flameup_pandas._run.sources.arrow_frame`), so a value means on Spark what it
+    means everywhere: integers beside nulls stay integers, decimals keep their digits, Spark
+    ``timestamp`` columns arrive as instants in the session's zone. Spark hands over 10,000
+    rows at a time (``spark.sql.execution.arrow.maxRecordsPerBatch``); they are gathered into
+    pieces of :data:`CHUNK_ROWS`, as on the file path, so validation's fixed cost per call
+    counts once per piece. ``payloads`` and ``hashes`` as in :func:`planned_batch`.
     """
-    for frame in _gathered(frames, CHUNK_ROWS):
+    for batch in rechunked(batches, CHUNK_ROWS):
+        frame = arrow_frame(batch)
         rows = frame.pop(ROW).to_numpy(dtype=np.int64)
-        for name in instants:
-            frame[name] = frame[name].dt.tz_localize(zone)
-        yield arrow_backed(planned_batch(rules, frame, rows, payloads=payloads, hashes=hashes))
-
-
-def _gathered(frames: Iterable[pd.DataFrame], rows: int) -> Iterator[pd.DataFrame]:
-    """The frames in order, joined into frames of at least ``rows`` rows (the last may be less)."""
-    held: list[pd.DataFrame] = []
-    count = 0
-    for frame in frames:
-        if len(frame):
-            held.append(frame)
-            count += len(frame)
-        if count >= rows:
-            yield pd.concat(held, ignore_index=True) if len(held) > 1 else held[0]
-            held, count = [], 0
-    if held:
-        yield pd.concat(held, ignore_index=True) if len(held) > 1 else held[0]
+        planned = planned_batch(rules, frame, rows, payloads=payloads, hashes=hashes)
+        yield planned.cast(_SPARK_PLANNED)
 
 
 def planned_batch(
@@ -299,7 +277,7 @@ def planned_batch(
         people = pc.if_else(pa.array(to_send), wire, pa.scalar(None, wire.type))
     else:
         people = pa.nulls(len(frame), pa.large_string())
-    user_ids, emails = _shown_identities(rules, frame, plan)
+    user_ids, emails = _shown_identities(plan)
     columns: list[Any] = [
         pa.array(rows, pa.int64()),
         user_ids,
@@ -345,24 +323,9 @@ def arrow_backed(batch: pa.RecordBatch) -> pd.DataFrame:
     )
 
 
-def _shown_identities(rules: Rules, frame: pd.DataFrame, plan: Plan) -> tuple[pa.Array, ...]:
-    """userId and email for the results: as sent, or as given for rows that were not built."""
-    absent = np.flatnonzero(~plan.payloads.present)
-    sent = (plan.payloads.user_ids, plan.payloads.emails)
-    if len(absent) == 0:
-        return sent
-    canonical = canonical_frame(frame.iloc[absent], rules.fieldmap(list(frame.columns)))
-    replace = pa.array(~plan.payloads.present)
-    shown = []
-    for name, values in zip(("userId", "email"), sent, strict=True):
-        given = canonical[name].tolist() if name in canonical else [None] * len(absent)
-        texts = pa.array([_text(value) for value in given], pa.large_string())
-        shown.append(pc.replace_with_mask(values.cast(pa.large_string()), replace, texts))
-    return shown[0], shown[1]
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
+def _shown_identities(plan: Plan) -> tuple[pa.Array, pa.Array]:
+    """userId and email for the results: as given, in every row (invalid ones too)."""
+    return plan.payloads.shown_user_ids, plan.payloads.shown_emails
 
 
 # -- in Spark --------------------------------------------------------------------------------

@@ -228,6 +228,24 @@ def _top_strings(columns: list[_Column], key: str, n_rows: int, dropped: np.ndar
     return pa.nulls(n_rows, pa.large_string())
 
 
+def _given(
+    canonical: pd.DataFrame, columns: list[_Column], key: str, n_rows: int, kept: np.ndarray
+) -> pa.Array:
+    """A top-level field as given in every row, as text (a value that is not a string shown
+    as ``str`` of it), for results."""
+    strings = _top_strings(columns, key, n_rows, kept)
+    if key not in canonical.columns:
+        return strings
+    values = canonical[key]
+    others = np.flatnonzero(strings.is_null().to_numpy(zero_copy_only=False) & values.notna())
+    if len(others) == 0:
+        return strings
+    shown = strings.to_pylist()
+    for position in others.tolist():
+        shown[position] = str(values.iloc[position])
+    return pa.array(shown, pa.large_string())
+
+
 def _identity_missing(columns: list[_Column], n_rows: int) -> np.ndarray:
     has = np.zeros(n_rows, dtype=bool)
     for column in columns:
@@ -278,8 +296,8 @@ def encode_people(
         each_problem=dict(sorted(problems.items())),
         sorted_by=functools.partial(_people_texts, columns, n_rows, dropped, send_nulls, True),
         people_by=functools.partial(_people_dicts, columns, n_rows, dropped, send_nulls),
-        given_user_ids=_top_strings(columns, "userId", n_rows, kept),
-        given_emails=_top_strings(columns, "email", n_rows, kept),
+        given_user_ids=_given(canonical, columns, "userId", n_rows, kept),
+        given_emails=_given(canonical, columns, "email", n_rows, kept),
     )
 
 
