@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import re
+import subprocess
 import sys
 import time
 import traceback
@@ -389,6 +390,27 @@ def versions() -> dict[str, str]:
     return found
 
 
+def commit() -> str:
+    """The checkout's commit the figures were measured on (``+dirty`` with local changes)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return NA
+    return head + ("+dirty" if dirty else "")
+
+
 def report(
     results: dict[str, dict[str, Any]],
     notes: dict[str, str],
@@ -402,6 +424,7 @@ def report(
     header = ("figure", "baseline", "ours", "base", "ratio", "target")
     return {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "commit": commit(),
         "quick": quick,
         "seconds": round(seconds, 1),
         "machine": before,
