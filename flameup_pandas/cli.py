@@ -26,6 +26,7 @@ from ._api import export_people, upsert_arrow, upsert_file
 from ._run.plan import Rules
 from ._run.progress import Progress
 from ._run.sources import CHUNK_ROWS, open_rows, read_chunks
+from ._version import __version__
 from .exceptions import ConfigurationError, FlameupError, UpsertInterrupted
 
 __all__ = ["main"]
@@ -61,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="The API key is read from FLAMEUP_API_KEY, the URL from FLAMEUP_BASE_URL.",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(title="commands", required=True)
 
     upsert = commands.add_parser("upsert", help="send a file's (or a query's) rows to Flameup")
@@ -362,6 +364,14 @@ def run_serve(args: argparse.Namespace) -> int:
     from .testing._serve import serve_main
 
     return serve_main(args.serve_args)
+
+
+def serve_parser() -> argparse.ArgumentParser:
+    """The ``serve`` command's own parser: ``build_parser()`` hands ``serve``'s arguments to it
+    whole, so ``serve --help`` (and the docs' command-line reference) shows its options."""
+    from .testing._serve import _parser
+
+    return _parser()
 
 
 if __name__ == "__main__":
