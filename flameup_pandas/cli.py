@@ -120,10 +120,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_progress_arguments(export)
     export.set_defaults(run=run_export)
 
+    # The local server's own parser is the parent: its options and help, parsed here (an
+    # argparse.REMAINDER of them would refuse "serve --db FILE": options before any positional).
+    from .testing._serve import _parser as server_parser
+
+    server = server_parser()
     serve = commands.add_parser(
-        "serve", help="run a local Flameup server until stopped", add_help=False
+        "serve",
+        parents=[server],
+        add_help=False,
+        help="run a local Flameup server until stopped",
+        description=server.description,
     )
-    serve.add_argument("serve_args", nargs=argparse.REMAINDER)
     serve.set_defaults(run=run_serve)
     return parser
 
@@ -361,17 +369,9 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from .testing._serve import serve_main
+    from .testing._serve import serve
 
-    return serve_main(args.serve_args)
-
-
-def serve_parser() -> argparse.ArgumentParser:
-    """The ``serve`` command's own parser: ``build_parser()`` hands ``serve``'s arguments to it
-    whole, so ``serve --help`` (and the docs' command-line reference) shows its options."""
-    from .testing._serve import _parser
-
-    return _parser()
+    return serve(args)
 
 
 if __name__ == "__main__":

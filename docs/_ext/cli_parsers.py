@@ -35,10 +35,5 @@ def escaped(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def flameup_pandas() -> argparse.ArgumentParser:
-    """``flameup-pandas``: upsert, validate, export, serve."""
+    """``flameup-pandas``: upsert, validate, export, serve (its options are the server's own)."""
     return escaped(cli.build_parser())
-
-
-def serve() -> argparse.ArgumentParser:
-    """``flameup-pandas serve``: the local server's own options."""
-    return escaped(cli.serve_parser())
