@@ -32,6 +32,7 @@ extensions = [
     "sphinxarg.ext",
     "benchmark_report",  # the performance page's figures, read from benchmarks/results.json
     "public_names",  # references by any name an object has: linked to its public entry
+    "module_map",  # the architecture page's module map, read from the package's tree
 ]
 
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
@@ -103,7 +104,8 @@ nitpick_ignore = [
 
 html_theme = "furo"
 html_title = f"flameup-pandas {release}"
-html_static_path: list[str] = []
+html_static_path = ["_static"]
+html_favicon = "_static/favicon.svg"
 html_show_sourcelink = False
 html_copy_source = False
 html_last_updated_fmt = None
