@@ -5,17 +5,25 @@ module that fails is reported and the others still run, and the exit code is the
 prints one table: every figure beside the baseline it is measured against in the same run,
 and their ratio, under a description of the machine. ``--quick`` is for CI, which runs it to
 check that the report still works, never to assert timings.
+
+The same report is written as JSON to ``benchmarks/results.json`` (``--json FILE`` for another
+path): the date, the machine and library versions, every line of the table, and each module's
+raw figures. The docs' performance page is rendered from that one file at build time, so its
+figures are never typed by hand. A run with ``--only`` covers part of the report, so it writes
+no file unless ``--json`` names one.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import importlib
 import importlib.util
 import json
 import os
 import platform
 import re
+import subprocess
 import sys
 import time
 import traceback
@@ -37,6 +45,10 @@ BENCHMARKS = (
 )
 NEEDS = {"spark": "pyspark", "arrow": "duckdb"}
 NA = "n/a"
+RESULTS = Path(__file__).resolve().parent / "results.json"
+"""Where the full report is written by default; the docs' performance page reads it."""
+LIBRARIES = ("flameup_pandas", "pandas", "numpy", "pyarrow", "pandera", "orjson", "polars")
+LIBRARIES_OPTIONAL = ("duckdb", "pyspark")
 
 
 @dataclass(frozen=True)
@@ -361,9 +373,70 @@ def machine() -> dict[str, Any]:
         "cpu": cpu,
         "ram": f"{int(kib.split()[0]) / 2**20:.1f} GiB" if kib else NA,
         "load_average": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "platform": platform.platform(),
         "python": platform.python_version(),
         "pandas": pd.__version__,
         "pyarrow": pa.__version__,
+    }
+
+
+def versions() -> dict[str, str]:
+    """The version of every library the figures depend on (optional ones only when installed)."""
+    found = {}
+    for name in LIBRARIES + LIBRARIES_OPTIONAL:
+        if importlib.util.find_spec(name) is None:
+            continue
+        found[name] = str(getattr(importlib.import_module(name), "__version__", NA))
+    return found
+
+
+def commit() -> str:
+    """The checkout's commit the figures were measured on (``+dirty`` with local changes)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return NA
+    return head + ("+dirty" if dirty else "")
+
+
+def report(
+    results: dict[str, dict[str, Any]],
+    notes: dict[str, str],
+    *,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    seconds: float,
+    quick: bool,
+) -> dict[str, Any]:
+    """The report as JSON data: when, where, with what, every table line, and the raw figures."""
+    header = ("figure", "baseline", "ours", "base", "ratio", "target")
+    return {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "commit": commit(),
+        "quick": quick,
+        "seconds": round(seconds, 1),
+        "machine": before,
+        "load_after": after["load_average"],
+        "versions": versions(),
+        "figures": [
+            {"benchmark": name, **dict(zip(header, row, strict=True))}
+            for name, figures in results.items()
+            for row in rows_for(name, figures)
+        ],
+        "notes": notes,
+        "results": results,
     }
 
 
@@ -400,7 +473,8 @@ def _parser() -> argparse.ArgumentParser:
         "--json",
         type=Path,
         metavar="FILE",
-        help="also write the machine and every figure as JSON to FILE",
+        help="write the report as JSON to FILE (default: benchmarks/results.json, "
+        "except with --only)",
     )
     return parser
 
@@ -428,22 +502,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             failed.append(name)
         print(f"  {name}: {time.perf_counter() - began:.0f} s", file=sys.stderr, flush=True)
     after = machine()
-    print(_machine_line(before, after, time.perf_counter() - started, args.quick))
+    seconds = time.perf_counter() - started
+    print(_machine_line(before, after, seconds, args.quick))
     print(format_table(results, notes))
-    if args.json:
-        args.json.write_text(
-            json.dumps(
-                {
-                    "machine": before,
-                    "load_after": after["load_average"],
-                    "quick": args.quick,
-                    "results": results,
-                    "notes": notes,
-                },
-                indent=2,
-                default=str,
-            )
-        )
+    out = args.json or (None if args.only else RESULTS)
+    if out is not None:
+        data = report(results, notes, before=before, after=after, seconds=seconds, quick=args.quick)
+        out.write_text(json.dumps(data, indent=2, default=str) + "\n")
+        print(f"\nreport written to {out}", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -26,6 +26,7 @@ from ._api import export_people, upsert_arrow, upsert_file
 from ._run.plan import Rules
 from ._run.progress import Progress
 from ._run.sources import CHUNK_ROWS, open_rows, read_chunks
+from ._version import __version__
 from .exceptions import ConfigurationError, FlameupError, UpsertInterrupted
 
 __all__ = ["main"]
@@ -61,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="The API key is read from FLAMEUP_API_KEY, the URL from FLAMEUP_BASE_URL.",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(title="commands", required=True)
 
     upsert = commands.add_parser("upsert", help="send a file's (or a query's) rows to Flameup")
@@ -118,10 +120,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_progress_arguments(export)
     export.set_defaults(run=run_export)
 
+    # The local server's own parser is the parent: its options and help, parsed here (an
+    # argparse.REMAINDER of them would refuse "serve --db FILE": options before any positional).
+    from .testing._serve import _parser as server_parser
+
+    server = server_parser()
     serve = commands.add_parser(
-        "serve", help="run a local Flameup server until stopped", add_help=False
+        "serve",
+        parents=[server],
+        add_help=False,
+        help="run a local Flameup server until stopped",
+        description=server.description,
     )
-    serve.add_argument("serve_args", nargs=argparse.REMAINDER)
     serve.set_defaults(run=run_serve)
     return parser
 
@@ -388,9 +398,9 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from .testing._serve import serve_main
+    from .testing._serve import serve
 
-    return serve_main(args.serve_args)
+    return serve(args)
 
 
 if __name__ == "__main__":

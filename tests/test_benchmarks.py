@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.__main__ import NA, format_table, rows_for
+from benchmarks.__main__ import BENCHMARKS, NA, RESULTS, format_table, machine, report, rows_for
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = {
@@ -97,3 +98,21 @@ def test_help_exits_zero() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "--quick" in done.stdout
+
+
+def test_the_report_file_says_when_where_with_what_and_each_figure_beside_its_baseline() -> None:
+    data = report(FIGURES, {}, before=machine(), after=machine(), seconds=1.0, quick=True)
+    json.dumps(data)  # plain JSON data
+    assert {"date", "commit", "quick", "machine", "versions", "figures", "results"} <= set(data)
+    assert data["versions"]["pandas"] and data["versions"]["flameup_pandas"]
+    conversion = [f for f in data["figures"] if f["benchmark"] == "conversion"]
+    assert conversion[0]["baseline"] == 'to_dict("records")+json.dumps'
+    assert conversion[0]["ours"] == "800,000" and conversion[0]["ratio"] == "4.000"
+
+
+def test_the_committed_report_covers_every_benchmark() -> None:
+    """benchmarks/results.json (what the docs' performance page shows) is a whole run."""
+    data = json.loads(RESULTS.read_text())
+    reported = {f["benchmark"] for f in data["figures"]} | set(data["notes"])
+    assert reported == set(BENCHMARKS)
+    assert all(f["ours"] != NA and f["base"] != NA for f in data["figures"])

@@ -130,3 +130,29 @@ def test_local_mode_needs_no_account_and_keeps_its_data(tmp_path):
     again = run()
     assert again.returncode == 0, again.stderr
     assert "updated" in again.stdout
+
+
+def test_version_is_the_package_version(capsys):
+    import flameup_pandas
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out == f"flameup-pandas {flameup_pandas.__version__}\n"
+
+
+def test_serve_takes_the_local_servers_options(tmp_path):
+    """`flameup-pandas serve --db FILE --rate-limit N ...` (options first: once refused)."""
+    db = tmp_path / "local.db"
+    command = [sys.executable, "-m", "flameup_pandas.cli", "serve", "--db", str(db)]
+    command += ["--rate-limit", "7", "--person-shape", "overview"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as server:
+        assert server.stdout is not None
+        try:
+            lines = [server.stdout.readline() for _ in range(4)]
+        finally:
+            server.terminate()
+        assert server.wait(timeout=60) == 0
+    assert lines[0].startswith("FLAMEUP_BASE_URL=http://127.0.0.1:")
+    assert "rate limit 7/60s (fixed)" in lines[3] and "overview person shape" in lines[3]
+    assert db.exists()

@@ -1,22 +1,29 @@
-"""Every code block in README.md runs, so the docs cannot rot.
+"""Every code block in README.md runs, so the front door cannot rot.
 
 ``python`` blocks run in order in one namespace, in a scratch folder holding the sample file,
-with FLAMEUP_API_KEY and FLAMEUP_BASE_URL pointing at a local server (the Airflow DAG block
-is only compiled here; ``.ci/airflow`` runs examples/airflow_dag.py under Airflow itself).
-``console`` blocks are the README's two commands: the test command is what CI itself runs, so
-here the main job runs (its install step is the one CI has just done) and must exit 0.
+with FLAMEUP_API_KEY and FLAMEUP_BASE_URL pointing at a local server (a block importing Airflow
+would only be compiled: ``.ci/airflow`` runs examples/airflow_dag.py under Airflow itself); a
+``test_*`` function they define is then called with a fresh server, as pytest would.
+``console`` blocks hold the README's two commands: the test command is what CI itself runs, so
+here the main job runs (its install step is the one CI has just done) and must exit 0. The
+README stays a front door (at most 150 lines) whose links lead to pages that exist; the long
+form lives in docs/ (tests/test_docs.py).
 """
 
 from __future__ import annotations
 
+import inspect
 import re
 import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+
+from flameup_pandas.testing import FlameupServer
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOCK = re.compile(r"^```(\w+)\n(.*?)^```", re.S | re.M)
@@ -43,13 +50,30 @@ def scratch(tmp_path, monkeypatch, flameup_server_factory):
 def test_python_blocks_run_in_order(scratch):
     namespace: dict[str, object] = {"__name__": "readme"}
     code = blocks("python")
-    assert len(code) >= 4
+    assert len(code) >= 3
     for body in code:
         compiled = compile(body, "README.md", "exec")
         if "from airflow" in body:
             continue  # needs Airflow: .ci/airflow runs the same DAG shape under Airflow itself
         exec(compiled, namespace)
     assert len(scratch.people()) > 1900
+    tests = [f for name, f in namespace.items() if name.startswith("test_")]
+    assert tests, "the README shows a test against the flameup_server fixture"
+    for test in tests:
+        assert inspect.isfunction(test)
+        assert set(inspect.signature(test).parameters) <= {"flameup_server"}
+        with FlameupServer(rate_limit=1_000_000) as server:
+            test(flameup_server=server)
+
+
+def test_the_readme_is_a_front_door_whose_links_hold():
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 150
+    links = re.findall(r"\]\(([^)\s]+)\)", text)
+    local = [link for link in links if not urlsplit(link).scheme]
+    assert len(local) >= 10
+    for link in local:
+        assert (ROOT / urlsplit(link).path).is_file(), link
 
 
 def test_main_command_runs(tmp_path):

@@ -12,7 +12,7 @@ from ._ratelimit import DOCUMENTED_LIMIT, RATE_POLICIES
 from ._server import FlameupServer
 from ._shapes import PERSON_SHAPES
 
-__all__ = ["serve_main"]
+__all__ = ["serve", "serve_main"]
 
 
 def _rate_limit(text: str) -> int | None:
@@ -66,7 +66,12 @@ def _parser() -> argparse.ArgumentParser:
 def serve_main(argv: list[str] | None = None) -> int:
     """Serve until SIGINT/SIGTERM; prints the base URL, the API key and the web view's URL
     first. Returns 0."""
-    args = _parser().parse_args(argv)
+    return serve(_parser().parse_args(argv))
+
+
+def serve(args: argparse.Namespace) -> int:
+    """:func:`serve_main` with its arguments parsed (``flameup-pandas serve`` parses them as
+    one of its commands, with this module's parser as the parent)."""
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -1,0 +1,112 @@
+"""Sphinx configuration of the flameup-pandas docs site.
+
+Build it with ``python -m sphinx -W -b html docs OUT`` (the test suite does, warnings as
+errors). Everything it needs is local: no intersphinx inventories are fetched, the theme loads
+nothing from the network, and the performance figures come from ``benchmarks/results.json``.
+Why Sphinx, MyST and furo: docs/contributing.md.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+# pandera imports pyspark.pandas when pyspark is installed, and pyspark 4 warns about pandas 3
+# (the test suite ignores the same warning: pyproject.toml).
+warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", FutureWarning)
+
+import flameup_pandas  # noqa: E402
+
+DOCS = Path(__file__).resolve().parent
+sys.path.insert(0, str(DOCS / "_ext"))
+
+project = "flameup-pandas"
+author = "the flameup-pandas contributors"
+copyright = f"2026, {author}"
+release = version = flameup_pandas.__version__
+
+extensions = [
+    "myst_parser",
+    "sphinx.ext.autodoc",
+    "sphinxarg.ext",
+    "benchmark_report",  # the performance page's figures, read from benchmarks/results.json
+    "public_names",  # references by any name an object has: linked to its public entry
+    "module_map",  # the architecture page's module map, read from the package's tree
+]
+
+source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
+root_doc = "index"
+exclude_patterns = ["_build", "_ext", "Thumbs.db", ".DS_Store"]
+suppress_warnings: list[str] = []
+
+# MyST: Markdown pages with directives; headings up to ### get anchors links can point at.
+myst_enable_extensions = ["colon_fence", "deflist", "fieldlist"]
+myst_heading_anchors = 3
+
+# autodoc: members in source order, with their types in the descriptions.
+autodoc_member_order = "bysource"
+autodoc_default_options = {"show-inheritance": True}
+autodoc_typehints = "description"
+autodoc_typehints_format = "short"
+autodoc_preserve_defaults = True
+
+# Nitpicky: every cross-reference must resolve, so a renamed public name breaks the build. The
+# docs link no external inventories (the build stays offline), so references into other
+# libraries, the standard library and private modules are let through as text.
+nitpicky = True
+nitpick_ignore_regex = [
+    (r"py:.*", r"(pd|pa|pl|np|ds|pq|pandas|pyarrow|numpy|polars|pyspark|pandera|requests)\..*"),
+    (r"py:.*", r"(datetime|pathlib|os|collections|typing|types|logging|enum|sqlite3|random)\..*"),
+    (r"py:.*", r"(_io|io|threading|signal|decimal|argparse|contextlib|werkzeug)\..*"),
+    (r"py:.*", r"(typing_extensions|pyarrow|pandas|polars|pyspark)"),
+]
+nitpick_ignore = [
+    ("py:class", name)
+    for name in (
+        "Any",
+        "Callable",
+        "Iterator",
+        "Iterable",
+        "Mapping",
+        "Sequence",
+        "Literal",
+        "Unpack",
+        "Self",
+        "T",
+        "PathLike",
+        "Path",
+        "DataFrame",
+        "Table",
+        "Timedelta",
+        "Timestamp",
+        "Decimal",
+        "object",
+        "float",
+        "int",
+        "str",
+        "bytes",
+        "bool",
+        "dict",
+        "list",
+        "tuple",
+        "set",
+        "frozenset",
+        "type",
+        "None",
+        "NoneType",
+        "Exception",
+        "BaseException",
+        "ValueError",
+        "KeyboardInterrupt",
+    )
+]
+
+html_theme = "furo"
+html_title = f"flameup-pandas {release}"
+html_static_path = ["_static"]
+html_favicon = "_static/favicon.svg"
+html_show_sourcelink = False
+html_copy_source = False
+html_last_updated_fmt = None
+pygments_style = "sphinx"
