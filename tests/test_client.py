@@ -142,4 +142,18 @@ def test_why_a_server_could_not_be_reached(error, reason):
 
 def test_display_url_names_scheme_host_port_and_path_only():
     assert display_url("http://[::1]:8080/api/v1") == "http://[::1]:8080/api/v1"
-    assert display_url("http://u:p@127.0.0.1/api/v1#x") == "http://127.0.0.1:80/api/v1"
+    assert display_url("http://u:p@127.0.0.1/api/v1#x") == "http://127.0.0.1/api/v1"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://api.flameup.ai/api/v1", "https://api.flameup.ai/api/v1"),
+        ("https://api.flameup.ai:443/api/v1", "https://api.flameup.ai/api/v1"),
+        ("http://127.0.0.1:80/api/v1", "http://127.0.0.1/api/v1"),
+        ("https://api.flameup.ai:80/api/v1", "https://api.flameup.ai:80/api/v1"),
+        ("http://127.0.0.1:443/api/v1", "http://127.0.0.1:443/api/v1"),
+    ],
+)
+def test_display_url_leaves_out_only_the_schemes_default_port(url, shown):
+    assert display_url(url) == shown

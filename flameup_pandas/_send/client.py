@@ -373,15 +373,24 @@ def _parse_json(text: str) -> Any:
 def display_url(base_url: str) -> str:
     """The base URL as scheme, host, port and path: no user, password, query or fragment.
 
-    >>> display_url("https://user:secret@api.flameup.ai/api/v1?x=1")
-    'https://api.flameup.ai:443/api/v1'
+    The port is shown only when it is not the scheme's default, as a browser would show it.
+
+    >>> display_url("https://user:secret@api.flameup.ai:443/api/v1?x=1")
+    'https://api.flameup.ai/api/v1'
+    >>> display_url("http://127.0.0.1:8080/api/v1")
+    'http://127.0.0.1:8080/api/v1'
     """
     parsed = urllib.parse.urlsplit(base_url)
     host = parsed.hostname or ""
     if ":" in host:
         host = f"[{host}]"
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    return f"{parsed.scheme}://{host}:{port}{parsed.path}"
+    port = parsed.port
+    if port is not None and port != _DEFAULT_PORTS.get(parsed.scheme):
+        host = f"{host}:{port}"
+    return f"{parsed.scheme}://{host}{parsed.path}"
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def why_unreachable(exc: requests.RequestException) -> str | None:
