@@ -41,6 +41,7 @@ BENCHMARKS = (
     "memory",
     "arrow",
     "read",
+    "validation",
     "spark",
 )
 NEEDS = {"spark": "pyspark", "arrow": "duckdb"}
@@ -242,6 +243,23 @@ READ = [
         "<= 3 s, <= 100 req",
     ),
 ]
+VALIDATION = [
+    Figure(
+        "validate_people ms, {rows:,} rows (stricter emails)",
+        "same, the previous email pattern",
+        "v1_ms",
+        "v1_previous_ms",
+        "v1_ratio",
+        "<= 1.10",
+    ),
+    Figure(
+        "email check ms, 1% internationalised domains",
+        "the previous email pattern",
+        "v3_ms",
+        "v3_previous_ms",
+        "v3_ratio",
+    ),
+]
 
 SPARK = [
     Figure(
@@ -285,6 +303,7 @@ LINES: dict[str, Callable[[dict[str, Any]], list[Figure]]] = {
     "memory": lambda f: MEMORY,
     "arrow": lambda f: ARROW,
     "read": lambda f: READ,
+    "validation": lambda f: VALIDATION,
     "spark": lambda f: SPARK,
 }
 

@@ -59,6 +59,7 @@ FIGURES = {
         "speed_ratio": 1.053,
     },
     "read": {"people": 10_000, "read_seconds": 1.5, "floor_seconds": 0.6, "read_requests": 100},
+    "validation": {"rows": 1_000_000, "v1_ms": 420.0, "v1_previous_ms": 400.0, "v1_ratio": 1.05},
 }
 
 
@@ -72,6 +73,7 @@ def test_table_shows_each_figure_beside_its_baseline_and_ratio() -> None:
     assert "spark: skipped: pyspark is not installed" in table
     assert "upsert_arrow from DuckDB, 5,000,000 rows" in table and "0.167" in table
     assert "read_people s, 10,000 people, default budget, 100 requests" in table
+    assert "validate_people ms, 1,000,000 rows (stricter emails)" in table and "1.050" in table
     sync = rows_for("sync", FIGURES["sync"])[0]
     assert sync[0] == "sync requests, 10 of 1,000 rows changed"
     assert sync[4] == "0.100"  # computed as ours / baseline when the module gives no ratio

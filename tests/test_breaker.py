@@ -6,9 +6,11 @@ speed goals: a run that retried every batch to exhaustion would take minutes to 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -33,6 +35,19 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def full_backlog() -> Iterator[int]:
+    """A port on 127.0.0.1 that listens and never accepts, its backlog already full: a new
+    connection's handshake never completes (the kernel drops the SYN), as with a firewall
+    that drops packets or a host that is down. Yields the port."""
+    with socket.socket() as listener, socket.socket() as filler:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = int(listener.getsockname()[1])
+        filler.connect(("127.0.0.1", port))  # takes the one place the queue has
+        yield port
 
 
 # -- the breaker and the policy, no network ----------------------------------------------------
@@ -103,6 +118,27 @@ def test_a_closed_port_fails_fast_naming_url_and_cause_for_any_number_of_rows() 
     assert info.value.unreachable and "secret" not in str(info.value)
 
 
+def test_a_connect_timeout_fails_fast_naming_url_and_cause() -> None:
+    """End to end: the handshake itself never completes, so every attempt ends in the connect
+    timeout (not a refusal, not a read timeout)."""
+    with full_backlog() as port:
+        started = time.monotonic()
+        with pytest.raises(TransportError) as info:
+            customers(2_000).flameup.upsert(
+                api_key=KEY,
+                base_url=f"http://127.0.0.1:{port}/api/v1",
+                timeout=(0.2, 5.0),
+                retry=FAST,
+                progress=False,
+            )
+        assert time.monotonic() - started < 45
+    assert str(info.value) == (
+        f"cannot reach http://127.0.0.1:{port}/api/v1: no connection within the connect "
+        "timeout; check FLAMEUP_BASE_URL and the network"
+    )
+    assert info.value.unreachable and KEY not in str(info.value)
+
+
 def test_an_unresolvable_host_fails_fast() -> None:
     started = time.monotonic()
     with pytest.raises(TransportError, match="name not resolved") as info:
@@ -110,7 +146,7 @@ def test_an_unresolvable_host_fails_fast() -> None:
             api_key=KEY, base_url="https://flameup.invalid/api/v1", progress=False
         )
     assert time.monotonic() - started < 45
-    assert str(info.value).startswith("cannot reach https://flameup.invalid:443/api/v1: ")
+    assert str(info.value).startswith("cannot reach https://flameup.invalid/api/v1: ")
 
 
 def test_a_tls_failure_fails_fast(flameup_server: FlameupServer) -> None:

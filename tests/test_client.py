@@ -11,9 +11,10 @@ import pytest
 import requests
 
 import flameup_pandas  # noqa: F401  (registers df.flameup)
-from flameup_pandas import ConfigurationError, FlameupClient, TransportError
+from flameup_pandas import APIError, ConfigurationError, FlameupClient, TransportError
 from flameup_pandas._people.person import PERSON_FIELDS
 from flameup_pandas._send.client import display_url, read_error_body, why_unreachable
+from flameup_pandas.testing import Faults
 
 from .conftest import both_shapes
 
@@ -55,6 +56,25 @@ def test_get_person_reads_back_in_the_canonical_form_and_404_is_none(flameup_ser
     assert person["attributes"] == {"plan": "pro", "seats": 3}
     assert person["created_at"] == stored["created_at"]
     assert list(person) == list(PERSON_FIELDS)
+
+
+def test_a_404_page_that_is_not_flameups_is_an_error_not_a_missing_person(flameup_server):
+    """A wrong base URL answers every GET with the web view's HTML 404: that is not "nobody
+    has this id", and saying so would make a lookup report everyone as absent."""
+    elsewhere = flameup_server.ui_url + "v2"
+    client = FlameupClient(flameup_server.api_key, elsewhere)
+    with pytest.raises(APIError) as caught:
+        client.get_person("u1")
+    message = str(caught.value)
+    assert "GET /people/u1: an answer that is not Flameup's: HTTP 404 (text/html" in message
+    assert "FLAMEUP_BASE_URL" in message and flameup_server.api_key not in message
+
+
+def test_a_2xx_that_is_not_a_person_is_an_error_saying_what_came_back(flameup_server):
+    flameup_server.set_faults(Faults(maintenance_rate=1.0))
+    client = FlameupClient(flameup_server.api_key, flameup_server.base_url)
+    with pytest.raises(APIError, match=r"not Flameup's: HTTP 200 \(text/html"):
+        client.get_person("u1")
 
 
 def test_401_answer_reads_the_documented_body(flameup_server):
@@ -142,4 +162,18 @@ def test_why_a_server_could_not_be_reached(error, reason):
 
 def test_display_url_names_scheme_host_port_and_path_only():
     assert display_url("http://[::1]:8080/api/v1") == "http://[::1]:8080/api/v1"
-    assert display_url("http://u:p@127.0.0.1/api/v1#x") == "http://127.0.0.1:80/api/v1"
+    assert display_url("http://u:p@127.0.0.1/api/v1#x") == "http://127.0.0.1/api/v1"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://api.flameup.ai/api/v1", "https://api.flameup.ai/api/v1"),
+        ("https://api.flameup.ai:443/api/v1", "https://api.flameup.ai/api/v1"),
+        ("http://127.0.0.1:80/api/v1", "http://127.0.0.1/api/v1"),
+        ("https://api.flameup.ai:80/api/v1", "https://api.flameup.ai:80/api/v1"),
+        ("http://127.0.0.1:443/api/v1", "http://127.0.0.1:443/api/v1"),
+    ],
+)
+def test_display_url_leaves_out_only_the_schemes_default_port(url, shown):
+    assert display_url(url) == shown

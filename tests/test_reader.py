@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from flameup_pandas import AuthenticationError, RetryPolicy, read_people, upsert
+from flameup_pandas import APIError, AuthenticationError, RetryPolicy, read_people, upsert
 from flameup_pandas._run.options import Delivery
 from flameup_pandas._send.reader import PeopleReader
 from flameup_pandas.testing import Faults
@@ -159,6 +159,28 @@ def test_server_errors_are_retried_like_batches(flameup_server):
     assert list(people["external_id"]) == [f"u{i:04d}" for i in range(500)]
     faults = [r.fault for r in flameup_server.requests if r.fault]
     assert "error" in faults and len(flameup_server.requests) == 5 + len(faults)
+
+
+def test_pages_that_are_not_flameups_are_retried_like_a_503(flameup_server):
+    """The batch POST's rule, on every GET: a 2xx HTML maintenance page is nothing read."""
+    seed(flameup_server, 500)
+    flameup_server.reset_requests()
+    flameup_server.set_faults(Faults(maintenance_rate=0.4, seed=4))
+    people = read_people(retry=FAST_RETRY, **reading(flameup_server))
+    assert list(people["external_id"]) == [f"u{i:04d}" for i in range(500)]
+    pages = sum(r.fault == "maintenance" for r in flameup_server.requests)
+    assert pages > 0 and len(flameup_server.requests) == 5 + pages
+
+
+def test_only_maintenance_pages_end_in_an_error_saying_what_came_back(flameup_server):
+    seed(flameup_server, 5)
+    flameup_server.set_faults(Faults(maintenance_rate=1.0))
+    retry = RetryPolicy(total=2, backoff_factor=0.001)
+    with pytest.raises(APIError) as caught:
+        read_people(retry=retry, **reading(flameup_server))
+    message = str(caught.value)
+    assert "GET /people at offset 0: an answer that is not Flameup's: HTTP 200 (text/" in message
+    assert "gave up after 3 attempts" in message
 
 
 def test_a_key_that_may_not_list_people_is_told_so(flameup_server):

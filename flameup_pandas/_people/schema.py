@@ -52,6 +52,7 @@ with _quiet_pyspark():
     from pandera.errors import SchemaError, SchemaErrors
     from pandera.typing import Series
 
+from .emails import plausible_email, plausible_emails  # noqa: E402
 from .mapping import KNOWN_TRAITS  # noqa: E402
 from .wire import offsets_and_data  # noqa: E402
 
@@ -75,7 +76,6 @@ STRING_FIELDS: tuple[str, ...] = (
 # Written for both Python's re (object columns) and RE2 (arrow-backed strings): no \s or \d,
 # whose meaning differs between the two.
 _BLANK = r" \t\r\n\f\v"
-EMAIL_PATTERN = rf"[^@{_BLANK}]+@[^@{_BLANK}.]+(\.[^@{_BLANK}.]+)+"
 LOCALE_PATTERN = (  # language, then optional script, region and variants (BCP 47, _ or -)
     r"[A-Za-z]{2,3}([-_][A-Za-z]{4})?([-_]([A-Za-z]{2}|[0-9]{3}))?"
     r"([-_]([A-Za-z0-9]{5,8}|[0-9][A-Za-z0-9]{3}))*"
@@ -229,6 +229,18 @@ def _pattern_check(series: pd.Series, pattern: str) -> pd.Series:
     return pd.Series(~is_str | _fullmatch(strings, is_str, pattern), index=series.index)
 
 
+def _email_check(series: pd.Series) -> pd.Series:
+    """Plausible addresses (:mod:`.emails`): one Arrow pass over Arrow-backed strings."""
+    strings, is_str = _strings(series)
+    arrow = arrow_strings(strings)
+    if arrow is not None:
+        ok = plausible_emails(arrow)
+    else:
+        values = strings.to_numpy()
+        ok = np.fromiter(map(plausible_email, values), dtype=bool, count=len(values))
+    return pd.Series(~is_str | ok, index=series.index)
+
+
 def _max_length_check(series: pd.Series, limit: int) -> pd.Series:
     arrow = arrow_strings(series)
     if arrow is not None:  # no character is shorter than a byte: bytes within limit suffice
@@ -326,7 +338,7 @@ class PeopleSchema(pa.DataFrameModel):
     @pa.check("email", name="email_plausible", error="email_plausible", element_wise=False)
     @classmethod
     def _email_plausible(cls, series: pd.Series) -> pd.Series:
-        return _pattern_check(series, EMAIL_PATTERN)
+        return _email_check(series)
 
     @pa.check("timezone", name="iana_timezone", error="iana_timezone", element_wise=False)
     @classmethod

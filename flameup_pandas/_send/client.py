@@ -46,7 +46,17 @@ from ..exceptions import (
     TransportError,
 )
 
-__all__ = ["DEFAULT_BASE_URL", "Answer", "FlameupClient", "Timeout"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "Answer",
+    "FlameupClient",
+    "Timeout",
+    "is_batch_answer",
+    "is_error_answer",
+    "is_page_answer",
+    "is_person_answer",
+    "not_flameups",
+]
 
 logger = logging.getLogger("flameup_pandas")
 
@@ -108,6 +118,72 @@ class Answer:
             fields=fields,
             request_id=request_id,
         )
+
+
+# -- what Flameup's answers look like ---------------------------------------------------------
+#
+# A 2xx that is not in the documented shape (a proxy's maintenance page, a captive portal, a
+# misrouted URL answering HTML) is not Flameup's answer: nothing was read or stored, so the
+# request loop retries it like a 503. These predicates are the one place that says which shape
+# each call answers in; every call (the batch POST and every GET) is judged by one of them.
+
+
+def is_batch_answer(answer: Answer) -> bool:
+    """A 2xx answer to ``POST /people/batch`` in the documented shape: JSON with a people list.
+
+    >>> is_batch_answer(Answer(200, {}, {"people": []})), is_batch_answer(Answer(200, {}, None))
+    (True, False)
+    """
+    return isinstance(answer.body, dict) and isinstance(answer.body.get("people"), list)
+
+
+def is_page_answer(answer: Answer) -> bool:
+    """A 2xx answer to ``GET /people`` in the documented shape: a people list and a total.
+
+    >>> is_page_answer(Answer(200, {}, {"people": [], "total": 0}))
+    True
+    >>> is_page_answer(Answer(200, {}, {"people": []})), is_page_answer(Answer(200, {}, [1]))
+    (False, False)
+    """
+    body = answer.body
+    return (
+        isinstance(body, dict)
+        and isinstance(body.get("people"), list)
+        and isinstance(body.get("total"), int)
+        and not isinstance(body.get("total"), bool)
+    )
+
+
+def is_person_answer(answer: Answer) -> bool:
+    """A 2xx answer to ``GET /people/{id}`` in either documented shape: a person with an id.
+
+    >>> is_person_answer(Answer(200, {}, {"id": "p1", "userId": "u1"}))
+    True
+    >>> is_person_answer(Answer(200, {}, {"ok": True}))
+    False
+    """
+    return isinstance(answer.body, dict) and answer.body.get("id") is not None
+
+
+def is_error_answer(answer: Answer) -> bool:
+    """An error answer in one of the three documented shapes (each has an ``error`` key).
+
+    Tells Flameup's own 404 ("no such person") from a proxy's or a wrong host's 404 page.
+
+    >>> is_error_answer(Answer(404, {}, {"success": False, "error": {"type": "NOT_FOUND"}}))
+    True
+    >>> is_error_answer(Answer(404, {"Content-Type": "text/html"}, None, text="<h1>404</h1>"))
+    False
+    """
+    return isinstance(answer.body, dict) and "error" in answer.body
+
+
+def not_flameups(what: str, answer: Answer) -> APIError:
+    """The error for an answer that is not Flameup's: what was asked, and what came back."""
+    return error_class(answer.status)(
+        f"{what}: an answer that is not Flameup's: {answer.describe()}; check FLAMEUP_BASE_URL",
+        status=answer.status,
+    )
 
 
 def error_class(status: int) -> type[APIError]:
@@ -312,16 +388,22 @@ class FlameupClient:
     def get_person(self, id_or_email: str) -> dict[str, Any] | None:
         """GET /people/{id}: the person by external id or email, or None when there is none.
 
-        The person comes back in one canonical form whichever documented shape
+        None only for Flameup's own 404 (a documented error body): a 404 page from a proxy or
+        a wrong host, or a 2xx that is not a person, raises :class:`APIError` saying what came
+        back. One request, no retries (the delivery engine's request loop retries). The person
+        comes back in one canonical form whichever documented shape
         Flameup answered in: ``external_id``, the known traits as their own fields, the custom
         ones under ``attributes``.
         """
-        answer = self.request("GET", "/people/" + urllib.parse.quote(id_or_email, safe=""))
-        if answer.status == 404:
+        path = "/people/" + urllib.parse.quote(id_or_email, safe="")
+        answer = self.request("GET", path)
+        if answer.status == 404 and is_error_answer(answer):
             return None
-        if not answer.ok:
-            raise answer.error()
-        return read_person(answer.body)
+        if answer.ok and is_person_answer(answer):
+            return read_person(answer.body)
+        if answer.ok or not is_error_answer(answer):
+            raise not_flameups(f"GET {path}", answer)
+        raise answer.error()
 
 
 def redirect_error(
@@ -373,15 +455,24 @@ def _parse_json(text: str) -> Any:
 def display_url(base_url: str) -> str:
     """The base URL as scheme, host, port and path: no user, password, query or fragment.
 
-    >>> display_url("https://user:secret@api.flameup.ai/api/v1?x=1")
-    'https://api.flameup.ai:443/api/v1'
+    The port is shown only when it is not the scheme's default, as a browser would show it.
+
+    >>> display_url("https://user:secret@api.flameup.ai:443/api/v1?x=1")
+    'https://api.flameup.ai/api/v1'
+    >>> display_url("http://127.0.0.1:8080/api/v1")
+    'http://127.0.0.1:8080/api/v1'
     """
     parsed = urllib.parse.urlsplit(base_url)
     host = parsed.hostname or ""
     if ":" in host:
         host = f"[{host}]"
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    return f"{parsed.scheme}://{host}:{port}{parsed.path}"
+    port = parsed.port
+    if port is not None and port != _DEFAULT_PORTS.get(parsed.scheme):
+        host = f"{host}:{port}"
+    return f"{parsed.scheme}://{host}{parsed.path}"
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def why_unreachable(exc: requests.RequestException) -> str | None:

@@ -38,11 +38,18 @@ from .._people.outgoing import Outgoing, as_outgoing, encode_batch
 from .._people.person import IDENTITY_KEYS, identity_of, is_new
 from ..exceptions import APIError, AuthenticationError, TransportError
 from .breaker import Breaker, unreachable_error
-from .client import Answer, FlameupClient
+from .client import Answer, FlameupClient, is_batch_answer
 from .pacing import RateLimiter
 from .retry import RetryPolicy
 
-__all__ = ["Deliverer", "DeliveryStats", "GaveUp", "PersonOutcome", "Stream"]
+__all__ = [
+    "Deliverer",
+    "DeliveryStats",
+    "GaveUp",
+    "PersonOutcome",
+    "Stream",
+    "is_batch_answer",
+]
 
 NOT_SENT = "interrupted before sending"
 IN_FLIGHT = "interrupted; may have been stored: rerun with the state to confirm"
@@ -294,11 +301,6 @@ class Deliverer:
 
 def count_failed(outcomes: Sequence[PersonOutcome]) -> int:
     return sum(o.status == "failed" for o in outcomes)
-
-
-def is_batch_answer(answer: Answer) -> bool:
-    """True when a 2xx answer to a batch has the documented shape: JSON with a people list."""
-    return isinstance(answer.body, dict) and isinstance(answer.body.get("people"), list)
 
 
 class Stream(Generic[T]):

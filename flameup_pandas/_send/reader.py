@@ -2,7 +2,9 @@
 
 Every page goes through the :class:`~flameup_pandas._send.delivery.Deliverer`'s request loop, so
 reads share the key's budget with any upsert in the process, hold on a 429 and are retried
-like batches. Pages are ``limit=100`` (the most the API allows) at growing offsets.
+like batches; a 2xx that is not a documented page (a proxy's HTML, JSON without ``people`` and
+``total``) is not Flameup's answer and is retried like a 503, as a batch's would be. Pages
+are ``limit=100`` (the most the API allows) at growing offsets.
 
 Offsets are positions in a list that can change while it is read. When a page's ``total``
 differs from the one before, people were added or removed meanwhile: if the list shrank by
@@ -24,7 +26,7 @@ import numpy as np
 from .._people.identity import HashRuns, identity_hashes
 from .._people.person import read_person
 from ..exceptions import APIError, AuthenticationError, TransportError
-from .client import Answer, error_class
+from .client import Answer, error_class, is_page_answer
 from .delivery import Deliverer, GaveUp
 
 __all__ = ["PAGE_SIZE", "Page", "PeopleReader"]
@@ -90,6 +92,7 @@ class PeopleReader:
             answer = self.deliverer.request(
                 lambda: client.request("GET", "/people", params=params),
                 f"people page at offset {offset}",
+                is_page_answer,
             )
         except GaveUp as exc:
             raise _gave_up(exc, offset) from None
@@ -114,15 +117,9 @@ def _unseen(people: list[Any], seen: HashRuns) -> list[dict[str, Any]]:
 
 
 def _page_body(answer: Answer) -> dict[str, Any]:
-    body = answer.body
-    people = body.get("people") if isinstance(body, dict) else None
-    total = body.get("total") if isinstance(body, dict) else None
-    if not isinstance(people, list) or not isinstance(total, int):
-        raise APIError(
-            "GET /people answered without a people list and a total; check FLAMEUP_BASE_URL",
-            status=answer.status,
-        )
-    return {"people": people, "total": total}
+    """The page's people and total (the request loop let through only a documented page)."""
+    body: dict[str, Any] = answer.body
+    return {"people": body["people"], "total": body["total"]}
 
 
 def _read_error(answer: Answer) -> APIError:

@@ -1,0 +1,171 @@
+"""Which email addresses are plausible: the syntax rules of email-validator, checked by column.
+
+An address is ``local@domain``:
+
+- the local part is dot-atoms (RFC 5322 3.2.3, internationalised by RFC 6531): runs of letters,
+  digits and ``!#$%&'*+/=?^_`{|}~-``, or of any other letter, number, mark, punctuation or
+  symbol beyond ASCII, joined by single dots. No leading, trailing or doubled dot, no space,
+  no quotes, no ``:`` (so ``mailto:a@b.com`` is refused), nothing invisible (control, format
+  or unassigned characters, Unicode spaces), no combining mark first.
+- the domain is labels joined by dots (RFC 952/1123): letters, digits and ``-``, never first or
+  last in a label, at most 63 characters, no ``--`` in third and fourth place unless the label
+  is Punycode (``xn--``); the last label (the top-level domain) ends with a letter and has at
+  least two characters. An internationalised domain is normalised (UTS 46) and converted to
+  Punycode as email-validator does, and must then follow the same rules; a Punycode label must
+  decode.
+
+These are email-validator's syntax rules (``check_deliverability=False``) with two deliberate
+differences: a one-letter top-level domain (``a@b.c``) is refused, since no such domain exists,
+and the special-use names (``.test``, ``.local``, ``.invalid``...) are accepted, since test data
+uses them. ``tests/test_emails.py`` checks the agreement on generated addresses.
+
+Speed: the ASCII domain rules and the whole local part are one RE2 pattern, run by Arrow over a
+whole column. The rows it refuses that it cannot judge alone (an internationalised domain,
+Punycode) are few, and only those are judged in Python (:func:`plausible_email`), which also
+judges columns Arrow cannot hold.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = ["EMAIL_PATTERN", "plausible_email", "plausible_emails"]
+
+_ATEXT = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~-"
+_A, _H, _L = "[A-Za-z0-9]", "[A-Za-z0-9-]", "[A-Za-z]"
+_REST = rf"{_H}{{0,58}}"  # a label's characters after its fourth, all but its last
+# A label: 1 to 63 letters, digits and hyphens, a letter or digit first and last, and not
+# "--" in third and fourth place (RFC 5890's reserved labels); the top-level one ends with a
+# letter and has at least two characters. Spelled out by what stands in third and fourth
+# place, since RE2 has no lookahead.
+_LABEL = (
+    rf"{_A}(?:{_H}?{_A})?"
+    rf"|{_A}{_H}(?:{_A}(?:{_A}(?:{_REST}{_A})?|-{_REST}{_A})|-{_A}(?:{_REST}{_A})?)"
+)
+_TOP = (
+    rf"{_A}{_H}?{_L}"
+    rf"|{_A}{_H}(?:{_A}(?:{_L}|{_A}{_REST}{_L}|-{_REST}{_L})|-(?:{_L}|{_A}{_REST}{_L}))"
+)
+_PUNYCODE_LABEL, _PUNYCODE_TOP = rf"[xX][nN]--{_REST}{_A}", rf"[xX][nN]--{_REST}{_L}"
+_ASCII_DOMAIN = rf"(?:(?:{_LABEL})\.)+(?:{_TOP})"
+_PUNYCODE_DOMAIN = rf"(?:(?:{_LABEL}|{_PUNYCODE_LABEL})\.)+(?:{_TOP}|{_PUNYCODE_TOP})"
+# Beyond ASCII, a local part may hold letters, marks, numbers, punctuation and symbols: not
+# other (control, format, unassigned, private use, surrogate) nor separators. RE2 syntax.
+_LOCAL_CHAR = rf"[{_ATEXT}]|[^\x00-\x7f\p{{C}}\p{{Z}}]"
+_LOCAL_FIRST = rf"[{_ATEXT}]|[^\x00-\x7f\p{{C}}\p{{Z}}\p{{M}}]"
+EMAIL_PATTERN = rf"(?:{_LOCAL_FIRST})(?:{_LOCAL_CHAR})*(?:\.(?:{_LOCAL_CHAR})+)*@{_ASCII_DOMAIN}"
+"""RE2: a plausible address whose domain is ASCII without Punycode (almost every address)."""
+
+_ASCII_LOCAL_RE = re.compile(rf"[{_ATEXT}]+(?:\.[{_ATEXT}]+)*")
+_DOMAIN_RE = re.compile(_PUNYCODE_DOMAIN)
+_ATEXT_CHARS = frozenset("!#$%&'*+/=?^_`{|}~-")
+_DOMAIN_MAX = 253  # octets, as transmitted (RFC 1035 2.3.4)
+_DOTS = frozenset("\u3002\uff0e\uff61")  # ideographic, fullwidth and halfwidth full stops
+
+
+def plausible_emails(strings: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """:func:`plausible_email` of every value of an Arrow string column (missing: False)."""
+    judged = pc.match_substring_regex(strings, f"^(?:{EMAIL_PATTERN})$")
+    ok = np.asarray(pc.fill_null(judged, True).to_numpy(zero_copy_only=False), dtype=bool)
+    refused = np.flatnonzero(~ok)
+    if len(refused) == 0:
+        return ok
+    values = strings.take(pa.array(refused))
+    # Only an address beyond ASCII or with Punycode can be refused by the pattern and still be
+    # plausible; the others are refused for good.
+    unsure = pc.or_(
+        pc.invert(pc.string_is_ascii(values)),
+        pc.match_substring(values, "xn--", ignore_case=True),
+    )
+    again = np.flatnonzero(
+        np.asarray(pc.fill_null(unsure, False).to_numpy(zero_copy_only=False), dtype=bool)
+    )
+    for index, value in zip(again.tolist(), values.take(pa.array(again)).to_pylist(), strict=True):
+        ok[refused[index]] = plausible_email(value)
+    missing = np.asarray(strings.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    return np.asarray(ok & ~missing, dtype=bool)
+
+
+def plausible_email(value: Any) -> bool:
+    """Whether one value is a plausible email address (see the module's rules).
+
+    >>> [plausible_email(v) for v in ("ünïcode@exämple.de", "mailto:a@b.com", "a@b.c")]
+    [True, False, False]
+    """
+    if not isinstance(value, str):
+        return False
+    local, at, domain = value.partition("@")
+    return bool(at) and "@" not in domain and _local_ok(local) and _domain_ok(domain)
+
+
+def _local_ok(local: str) -> bool:
+    if local.isascii():
+        return _ASCII_LOCAL_RE.fullmatch(local) is not None
+    if not local or unicodedata.category(local[0])[0] == "M":
+        return False
+    atoms = local.split(".")
+    return all(atoms) and all(_local_char_ok(ch) for ch in local if ch != ".")
+
+
+def _local_char_ok(ch: str) -> bool:
+    if ch.isascii():
+        return ch.isalnum() or ch in _ATEXT_CHARS
+    return unicodedata.category(ch)[0] in "LMNPS"
+
+
+@functools.lru_cache(maxsize=4_096)  # a column holds many people at few domains
+def _domain_ok(domain: str) -> bool:
+    if not domain.isascii():
+        ascii_domain = _to_ascii(domain)
+        if ascii_domain is None:
+            return False
+        domain = ascii_domain
+    if len(domain) > _DOMAIN_MAX or _DOMAIN_RE.fullmatch(domain) is None:
+        return False
+    return "xn--" not in domain.lower() or _decodes(domain)
+
+
+def _to_ascii(domain: str) -> str | None:
+    """An internationalised domain as email-validator reads it (UTS 46 mapping, then IDNA
+    2008 A-labels), or None where it cannot be one."""
+    import idna  # requests' own dependency: the IDNA 2008 rules Python's codec lacks
+
+    if unicodedata.category(domain[0])[0] == "M" or not all(map(_domain_char_ok, domain)):
+        return None
+    try:
+        mapped = idna.uts46_remap(domain, std3_rules=False, transitional=False)
+        labels = mapped.split(".")
+        if not all(labels):
+            return None
+        return ".".join(idna.alabel(label).decode("ascii") for label in labels)
+    except (idna.IDNAError, UnicodeError, ValueError):
+        return None
+
+
+def _domain_char_ok(ch: str) -> bool:
+    if ch.isascii():
+        return ch.isalnum() or ch in "-."
+    if ch in _DOTS:
+        return True
+    code = ord(ch)
+    if 0x80 <= code <= 0x9F or unicodedata.category(ch)[0] in "CZ":
+        return False
+    return "002E" not in unicodedata.decomposition(ch).split(" ")  # "⒈" holds a dot
+
+
+def _decodes(domain: str) -> bool:
+    """Whether a domain with Punycode labels is real IDNA (``xn--c`` is not)."""
+    import idna
+
+    try:
+        idna.decode(domain)
+    except (idna.IDNAError, UnicodeError, ValueError):
+        return False
+    return True
