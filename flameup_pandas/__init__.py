@@ -15,7 +15,15 @@ from . import (
     _accessor,  # noqa: F401  (registers df.flameup)
     _polars,
 )
-from ._api import read_people, to_people, upsert, upsert_arrow, upsert_file, validate
+from ._api import (
+    read_people,
+    to_people,
+    unlock_state,
+    upsert,
+    upsert_arrow,
+    upsert_file,
+    validate,
+)
 from ._people.schema import PeopleSchema
 from ._run.progress import Progress
 from ._run.result import STATUSES, RunReport, Summary
@@ -70,6 +78,7 @@ __all__ = [
     "__version__",
     "read_people",
     "to_people",
+    "unlock_state",
     "upsert",
     "upsert_arrow",
     "upsert_file",

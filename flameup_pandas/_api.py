@@ -1,5 +1,5 @@
 """The plain functions: validate, to_people, upsert, upsert_file, upsert_arrow, and the other
-direction, read_people and export_people.
+direction, read_people and export_people; unlock_state breaks a dead run's lock.
 
 Their shared keywords (the mapping and value rules, the delivery options) are typed once in
 :mod:`flameup_pandas._run.options` and turned into :class:`Rules` and :class:`Delivery` there.
@@ -35,6 +35,7 @@ from ._run.plan import Rules, upsert_frame
 from ._run.progress import Meter, Progress, open_progress
 from ._run.result import Summary
 from ._run.sources import CHUNK_ROWS, open_rows
+from ._run.state import break_state_lock
 from ._send.reader import PeopleReader
 from .exceptions import ConfigurationError
 
@@ -45,6 +46,7 @@ __all__ = [
     "export_people",
     "read_people",
     "to_people",
+    "unlock_state",
     "upsert",
     "upsert_arrow",
     "upsert_file",
@@ -78,6 +80,7 @@ def upsert(
     full_refresh: bool = False,
     dry_run: bool = False,
     progress: bool | Progress = True,
+    filesystem: Any = None,
     **options: Unpack[Options],
 ) -> pd.DataFrame:
     """Upsert every row of ``df`` into Flameup; return ``df`` with three columns added.
@@ -90,7 +93,9 @@ def upsert(
     ``naive_timestamps``, ``on_duplicate``. How they are sent: ``client`` or ``api_key`` and
     ``base_url``, ``timeout``, ``allow_http``, ``rate_limit``, ``concurrency``, ``retry``
     (see :class:`~flameup_pandas._run.options.Delivery`). ``state`` sends only new or changed
-    people; ``dry_run`` sends nothing.
+    people; it is a local path or a URI (``s3://bucket/people.state.parquet``, ``gs://``,
+    ``az://``), or a path on ``filesystem`` (an fsspec or pyarrow filesystem) when one is
+    given. ``dry_run`` sends nothing.
     """
     rules, delivery = split_options("upsert", options, on_duplicate=on_duplicate)
     return upsert_frame(
@@ -101,6 +106,7 @@ def upsert(
         full_refresh=full_refresh,
         dry_run=dry_run,
         progress=progress,
+        filesystem=filesystem,
     )
 
 
@@ -114,6 +120,7 @@ def upsert_file(
     progress: bool | Progress = True,
     chunk_rows: int = CHUNK_ROWS,
     column_types: Mapping[str, Any] | None = None,
+    filesystem: Any = None,
     **options: Unpack[Options],
 ) -> Summary:
     """Upsert a parquet file, directory or dataset, or a CSV file, in bounded memory.
@@ -127,6 +134,12 @@ def upsert_file(
     A CSV cell means what it says: a column is read as numbers only when every cell is
     written exactly as its number is sent (``02134``, ``+1``, ``1.50`` stay text);
     ``column_types={"zip": "int64"}`` names the type of a column instead.
+
+    ``path``, ``results`` and ``state`` are local paths or URIs of object storage
+    (``s3://``, ``gs://``, ``az://``/``abfs://``, ``file://``), read and written with the
+    cloud's standard credentials; ``filesystem=`` (an fsspec or pyarrow filesystem) opens
+    them all on that filesystem instead. Install ``flameup-pandas[s3]`` (or ``[gcs]``,
+    ``[azure]``, ``[cloud]``) for the object stores.
     """
     rules, delivery = split_options("upsert_file", options)
     return _upsert_source(
@@ -140,6 +153,7 @@ def upsert_file(
         progress=progress,
         chunk_rows=chunk_rows,
         column_types=column_types,
+        filesystem=filesystem,
     )
 
 
@@ -152,6 +166,7 @@ def upsert_arrow(
     dry_run: bool = False,
     progress: bool | Progress = True,
     chunk_rows: int = CHUNK_ROWS,
+    filesystem: Any = None,
     **options: Unpack[Options],
 ) -> Summary:
     """Upsert the rows of any Arrow source, batch by batch, in bounded memory.
@@ -181,6 +196,7 @@ def upsert_arrow(
         dry_run=dry_run,
         progress=progress,
         chunk_rows=chunk_rows,
+        filesystem=filesystem,
     )
 
 
@@ -196,10 +212,15 @@ def _upsert_source(
     progress: bool | Progress,
     chunk_rows: int,
     column_types: Mapping[str, Any] | None = None,
+    filesystem: Any = None,
 ) -> Summary:
     """The one streaming run behind upsert_file and upsert_arrow."""
     rows = open_rows(
-        source, chunk_rows=chunk_rows, mapping=rules.mapping, column_types=column_types
+        source,
+        chunk_rows=chunk_rows,
+        mapping=rules.mapping,
+        column_types=column_types,
+        filesystem=filesystem,
     )
     sender = None if dry_run else delivery.open()
     try:
@@ -211,10 +232,22 @@ def _upsert_source(
             state=state,
             full_refresh=full_refresh,
             progress=progress,
+            filesystem=filesystem,
         )
     finally:
         if sender is not None:
             sender.close()
+
+
+def unlock_state(state: str | Path, *, filesystem: Any = None) -> str:
+    """Break the lock of a sync state on object storage, left by a run that died.
+
+    A dead run's lock expires on its own after its lease (two minutes); this frees it at
+    once. The holder, were it still alive, finds at its next check that it lost the lock and
+    writes nothing more, so the state stays consistent either way. Returns what was done, as
+    a sentence. A local state needs no unlocking: its lock dies with its process.
+    """
+    return break_state_lock(state, filesystem=filesystem)
 
 
 def read_people(

@@ -11,8 +11,10 @@ summary as a dict of plain values (for XCom), logs it, and fails the task with
         @task(retries=3)
         def push() -> dict:
             from flameup_pandas.airflow import upsert_file_task
-            return upsert_file_task("/data/customers.parquet", state="/data/customers.state",
-                                    results="/data/customers.results.parquet", max_failed=10)
+            return upsert_file_task("s3://data/customers.parquet",
+                                    state="s3://flameup/customers.state.parquet",
+                                    results="s3://flameup/customers.results.parquet",
+                                    max_failed=10)
         push()
 
     customers_sync()
@@ -110,7 +112,10 @@ def upsert_file_task(
     Retries are safe with ``state=``: the state records a person only once Flameup
     acknowledged it, so a retried (or killed and rerun) task sends only the rows that were
     not delivered yet or that changed; the rest come back ``skipped``. Point ``state`` at a
-    path that survives between runs (not the task's temporary folder).
+    place that survives between runs: on workers that keep no disk (Kubernetes executors,
+    managed Airflow), object storage (``s3://bucket/customers.state.parquet``, ``gs://``,
+    ``az://``; ``pip install "flameup-pandas[s3]"``), with credentials from the worker's
+    environment, or ``filesystem=`` (an fsspec filesystem, e.g. ``ObjectStoragePath(...).fs``).
 
     The API key is read from ``FLAMEUP_API_KEY`` and the URL from ``FLAMEUP_BASE_URL`` (both
     environment variables of the worker), unless ``api_key=`` / ``base_url=`` are passed.

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from ._api import export_people, upsert_arrow, upsert_file
+from ._api import export_people, unlock_state, upsert_arrow, upsert_file
 from ._run.plan import Rules
 from ._run.progress import Progress
 from ._run.sources import CHUNK_ROWS, open_rows, read_chunks
@@ -68,12 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
     upsert = commands.add_parser("upsert", help="send a file's (or a query's) rows to Flameup")
     add_table_arguments(upsert)
     upsert.add_argument(
-        "--state", type=Path, help="sync state file: send only new or changed people"
+        "--state",
+        help="sync state file, a path or URI (s3://bucket/people.state.parquet): send only "
+        "new or changed people",
     )
     upsert.add_argument(
         "--full-refresh", action="store_true", help="ignore the state; send everything"
     )
-    upsert.add_argument("--results", type=Path, help="write per-row results to this parquet file")
+    upsert.add_argument(
+        "--results", help="write per-row results to this parquet file (a path or URI)"
+    )
     upsert.add_argument("--dry-run", action="store_true", help="validate and diff, send nothing")
     upsert.add_argument(
         "--rate-limit",
@@ -120,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_progress_arguments(export)
     export.set_defaults(run=run_export)
 
+    unlock = commands.add_parser(
+        "unlock", help="break the lock a dead run left on a sync state in object storage"
+    )
+    unlock.add_argument("state", help="the state's URI, e.g. s3://bucket/people.state.parquet")
+    unlock.set_defaults(run=run_unlock)
+
     # The local server's own parser is the parent: its options and help, parsed here (an
     # argparse.REMAINDER of them would refuse "serve --db FILE": options before any positional).
     from .testing._serve import _parser as server_parser
@@ -162,7 +172,10 @@ def add_local_argument(parser: argparse.ArgumentParser) -> None:
 
 def add_table_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "path", type=Path, nargs="?", help="a parquet file or directory, or a CSV file"
+        "path",
+        nargs="?",
+        help="a parquet file or directory, or a CSV file: a path or a URI (s3://, gs://, "
+        "az://, file://)",
     )
     parser.add_argument(
         "--sql",
@@ -255,7 +268,7 @@ def run_upsert(args: argparse.Namespace) -> int:
     )
     try:
         with local_server(args.local) as target, table_source(args) as source:
-            if isinstance(source, Path):
+            if isinstance(source, str):
                 summary = upsert_file(source, **options, **target)
             else:
                 options.pop("column_types")
@@ -278,7 +291,7 @@ def run_upsert(args: argparse.Namespace) -> int:
     return 1 if summary.problems > args.max_failed else 0
 
 
-def report_interrupted(stop: UpsertInterrupted, results: Path | None) -> int:
+def report_interrupted(stop: UpsertInterrupted, results: str | None) -> int:
     """After Ctrl-C or SIGTERM: the summary of the rows answered, then 128 + the signal."""
     print(stop.result)
     if results:
@@ -394,6 +407,11 @@ def run_export(args: argparse.Namespace) -> int:
             **target,
         )
     print(f"{count:,} people written to {args.out}")
+    return 0
+
+
+def run_unlock(args: argparse.Namespace) -> int:
+    print(unlock_state(args.state))
     return 0
 
 

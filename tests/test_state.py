@@ -9,7 +9,7 @@ import pytest
 import flameup_pandas  # noqa: F401
 from flameup_pandas import StateError
 from flameup_pandas._people.identity import identity_hashes
-from flameup_pandas._run.state import SyncState, journal_path
+from flameup_pandas._run.state import SyncState, _LocalKeeper, journal_path
 from flameup_pandas._send.delivery import PersonOutcome
 
 from .test_upsert import customers
@@ -76,8 +76,10 @@ def test_journal_with_a_torn_last_line_is_replayed(tmp_path):
             [PersonOutcome("created", "id-a"), PersonOutcome("updated", "id-b")],
         )
         # simulate a kill: the journal stays, never folded
-        sync._journal.close()
-        sync._journal = None
+        keeper = sync._keeper
+        assert isinstance(keeper, _LocalKeeper) and keeper._journal is not None
+        keeper._journal.close()
+        keeper._journal = None
     journal_path(state).write_bytes(journal_path(state).read_bytes() + b'{"i": "u:c", "h"')
     with SyncState.open(state) as sync:
         keys = identity_hashes(["u:a", "u:b", "u:c", None])

@@ -68,6 +68,7 @@ def upsert_rows(
     state: str | Path | None = None,
     full_refresh: bool = False,
     progress: bool | Progress = True,
+    filesystem: Any = None,
 ) -> Summary:
     """Stream opened ``rows`` through the engine; ``sender=None`` is a dry run.
 
@@ -76,8 +77,8 @@ def upsert_rows(
     """
     with interruptible():
         started = time.monotonic()
-        sync = SyncState.open(state) if state is not None else None
-        writer = ResultsWriter(results)
+        sync = SyncState.open(state, filesystem=filesystem) if state is not None else None
+        writer = ResultsWriter(results, filesystem=filesystem)
         total = rows.total
         bar = open_progress(progress, total, requests=None if sender is None else sender.requests)
         stopped: KeyboardInterrupt | None = None

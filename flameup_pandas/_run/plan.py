@@ -329,6 +329,7 @@ def upsert_frame(
     full_refresh: bool = False,
     dry_run: bool = False,
     progress: bool | Progress = True,
+    filesystem: Any = None,
 ) -> pd.DataFrame:
     """Upsert every row of ``df``; return it with flameup_id, flameup_status, flameup_error.
 
@@ -342,7 +343,9 @@ def upsert_frame(
     stopped: KeyboardInterrupt | None = None
     with (
         interruptible(),
-        SyncState.open(state) if state is not None else contextlib.nullcontext() as sync,
+        SyncState.open(state, filesystem=filesystem)
+        if state is not None
+        else contextlib.nullcontext() as sync,
     ):
         hashes = None
         if sync is not None:

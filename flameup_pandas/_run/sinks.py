@@ -1,13 +1,17 @@
 """Where a run's per-row results go: the results file of a streaming run.
 
 Results are appended in row groups as answers arrive, so a run of any size never holds its
-results whole; statuses and the reasons rows need attention are counted on the way.
+results whole; statuses and the reasons rows need attention are counted on the way. The file
+(a local path or a URI, see :mod:`flameup_pandas._run.storage`) appears whole when the run
+closes it: a killed run leaves the previous results file as it was.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter, deque
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -17,6 +21,7 @@ from .._send.delivery import NOT_SENT
 from .interrupt import unfinished
 from .plan import Plan
 from .result import PROBLEMS, STATUSES, ReasonTally
+from .storage import atomic_output, resolve
 
 __all__ = ["RESULTS_SCHEMA", "ResultsWriter"]
 
@@ -42,20 +47,22 @@ class ResultsWriter:
     interrupted or stopped) are written ``failed``, "interrupted before sending".
     """
 
-    def __init__(self, path: str | Path | None, buffer_rows: int = 100_000) -> None:
+    def __init__(
+        self, path: str | Path | None, buffer_rows: int = 100_000, *, filesystem: Any = None
+    ) -> None:
         self.counts = dict.fromkeys(STATUSES, 0)
         self.reasons = ReasonTally()
         self.unfinished = 0  # rows failed because the run was interrupted
-        self._path = Path(path) if path is not None else None
         self._writer: pq.ParquetWriter | None = None
         self._buffer: list[pa.Table] = []
         self._buffered = 0
         self._buffer_rows = buffer_rows
         self._waiting: deque[Plan] = deque()  # chunks in input order, not yet written
         self._left: dict[int, int] = {}  # rows not yet settled, by id of the chunk's plan
-        if self._path is not None:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            self._writer = pq.ParquetWriter(self._path, RESULTS_SCHEMA, compression="zstd")
+        self._output = contextlib.ExitStack()
+        if path is not None:
+            sink = self._output.enter_context(atomic_output(resolve(path, filesystem)))
+            self._writer = pq.ParquetWriter(sink, RESULTS_SCHEMA, compression="zstd")
 
     def track(self, plan: Plan) -> None:
         """A chunk read from the source: its rows are written in this order."""
@@ -110,16 +117,18 @@ class ResultsWriter:
         self._buffer, self._buffered = [], 0
 
     def close(self) -> None:
-        """Write every chunk still waiting (rows never settled as not sent), then the file."""
-        while self._waiting:
-            plan = self._waiting.popleft()
-            del self._left[id(plan)]
-            unsettled = plan.pending()
-            if len(unsettled):
-                plan.mark(unsettled, "failed", NOT_SENT)
-                self._count(plan, unsettled)
-            self._write(plan, np.arange(len(plan.status)))
-        self.flush()
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        """Write every chunk still waiting (rows never settled as not sent), then complete
+        the file (it appears whole, now)."""
+        with self._output:
+            while self._waiting:
+                plan = self._waiting.popleft()
+                del self._left[id(plan)]
+                unsettled = plan.pending()
+                if len(unsettled):
+                    plan.mark(unsettled, "failed", NOT_SENT)
+                    self._count(plan, unsettled)
+                self._write(plan, np.arange(len(plan.status)))
+            self.flush()
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None

@@ -3,7 +3,8 @@
 The streaming engine (:mod:`flameup_pandas._run.engine`) reads one thing: record batches. This
 module turns every source it accepts into them, never holding more than a batch or two:
 
-- a path: a parquet file or directory, or a CSV file (:func:`open_dataset`);
+- a path or URI (``s3://``, ``gs://``, ``az://``, ``file://``...): a parquet file or
+  directory (hive-partitioned or not), or a CSV file (:func:`open_dataset`);
 - a ``pyarrow.dataset.Dataset`` (a Delta table's ``to_pyarrow_dataset()`` is one);
 - a ``pyarrow.Table``, ``RecordBatch`` or ``RecordBatchReader``;
 - any object with ``__arrow_c_stream__`` (the Arrow PyCapsule stream interface): a DuckDB
@@ -17,6 +18,7 @@ the engine's memory does not depend on the source.
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +35,7 @@ import pyarrow.parquet as pq
 from .._people.mapping import KNOWN_TRAITS
 from .._people.wire import number_texts
 from ..exceptions import ConfigurationError, SourceError
+from .storage import Location, resolve
 
 __all__ = ["CHUNK_ROWS", "Rows", "open_dataset", "open_rows", "read_chunks"]
 
@@ -61,6 +64,7 @@ def open_rows(
     chunk_rows: int = CHUNK_ROWS,
     mapping: Mapping[str, Any] | None = None,
     column_types: Mapping[str, Any] | None = None,
+    filesystem: Any = None,
 ) -> Rows:
     """Open any accepted source (see the module docstring) as :class:`Rows`.
 
@@ -71,7 +75,7 @@ def open_rows(
     if chunk_rows < 1:
         raise ConfigurationError(f"chunk_rows must be at least 1, got {chunk_rows}")
     if isinstance(source, str | Path):
-        source = open_dataset(source, mapped_text_columns(mapping), column_types)
+        source = open_dataset(source, mapped_text_columns(mapping), column_types, filesystem)
     if isinstance(source, ds.Dataset):
         parquet = isinstance(source.format, ds.ParquetFileFormat)
         total = source.count_rows() if parquet else None
@@ -240,27 +244,32 @@ def open_dataset(
     source: str | Path | ds.Dataset,
     text_columns: tuple[str, ...] = (),
     column_types: Mapping[str, Any] | None = None,
+    filesystem: Any = None,
 ) -> ds.Dataset:
     """A pyarrow dataset over a parquet file or directory, a CSV file, or a given dataset.
+
+    A path or URI is opened where :func:`~flameup_pandas._run.storage.resolve` says it
+    lives (on ``filesystem`` when one is given).
 
     A CSV cell means what it says (see :func:`csv_column_types`); ``column_types`` names the
     type of some CSV columns (``{"zip": "string"}``, any pyarrow type or its name).
     """
     if isinstance(source, ds.Dataset):
         return source
-    path = Path(source)
-    if not path.exists():
-        raise ConfigurationError(f"no such file or directory: {path}")
-    if is_csv(path):
-        types = csv_column_types(path, text_columns, column_types)
+    where = resolve(source, filesystem)
+    if not where.exists():
+        raise ConfigurationError(f"no such file or directory: {where}")
+    fs, path = where.arrow()
+    if is_csv(Path(where.name)):
+        types = csv_column_types(where, text_columns, column_types)
         fmt = ds.CsvFileFormat(convert_options=pacsv.ConvertOptions(column_types=types))
-        return ds.dataset(path, format=fmt)
+        return ds.dataset(path, filesystem=fs, format=fmt)
     if column_types:
         raise ConfigurationError("column_types= is for CSV files; a parquet file has its types")
     try:
-        return ds.dataset(path, format="parquet")
+        return ds.dataset(path, filesystem=fs, format="parquet", partitioning="hive")
     except (pa.ArrowInvalid, OSError) as exc:
-        raise ConfigurationError(f"cannot read {path} as parquet: {exc}") from exc
+        raise ConfigurationError(f"cannot read {where} as parquet: {exc}") from exc
 
 
 def mapped_text_columns(mapping: Mapping[str, Any] | None) -> tuple[str, ...]:
@@ -278,7 +287,9 @@ def is_csv(path: Path) -> bool:
 
 
 def csv_column_types(
-    path: Path, text_columns: tuple[str, ...] = (), overrides: Mapping[str, Any] | None = None
+    path: Path | Location,
+    text_columns: tuple[str, ...] = (),
+    overrides: Mapping[str, Any] | None = None,
 ) -> dict[str, pa.DataType]:
     """The type of every column of a CSV file, chosen so that inference never rewrites a cell.
 
@@ -288,13 +299,15 @@ def csv_column_types(
     ``text_columns``) are always text; ``overrides`` names the type of any column. The file is
     read once for this, in batches, before it is read for its rows.
     """
-    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+    where = resolve(path)
+    with _binary(where) as raw:  # a local file or an object; .gz decompressed
+        handle = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
         header = next(csv.reader(handle), [])
     types = {name: _override(name, kind) for name, kind in (overrides or {}).items()}
     unknown = sorted(set(types) - set(header))
     if unknown:
         raise ConfigurationError(
-            f"column_types names {unknown[0]!r}, which {path.name} does not have; its columns "
+            f"column_types names {unknown[0]!r}, which {where.name} does not have; its columns "
             f"are: {', '.join(map(repr, header[:30]))}"
         )
     texts = {*_TEXT_COLUMNS, *text_columns}
@@ -302,7 +315,7 @@ def csv_column_types(
     candidates = {name: set(_CANDIDATES) for name in open_columns}
     if candidates:
         options = pacsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string()))
-        with pacsv.open_csv(path, convert_options=options) as reader:
+        with _binary(where) as raw, pacsv.open_csv(raw, convert_options=options) as reader:
             for batch in reader:
                 for name in list(candidates):
                     candidates[name] &= _fitting(batch.column(name), candidates[name])
@@ -314,6 +327,12 @@ def csv_column_types(
 
 
 _CANDIDATES = (pa.bool_(), pa.int64(), pa.float64())
+
+
+def _binary(where: Location) -> Any:
+    """A binary input stream over a local file or an object (compression from its name)."""
+    fs, path = where.arrow()
+    return fs.open_input_stream(path)
 
 
 def _override(name: str, kind: Any) -> pa.DataType:
@@ -361,6 +380,7 @@ def dataset_batches(dataset: ds.Dataset, chunk_rows: int) -> Batches:
         isinstance(dataset, ds.FileSystemDataset)
         and isinstance(dataset.format, ds.ParquetFileFormat)
         and dataset.partition_expression.equals(ds.scalar(True))
+        and all(f.partition_expression.equals(ds.scalar(True)) for f in dataset.get_fragments())
     )
     if plain:
         for path in dataset.files:

@@ -8,14 +8,24 @@ The state at ``PATH`` is a parquet file with one row per identity::
     flameup_id     string   the id Flameup answered with
     synced_at      timestamp[us, UTC]
 
-A run appends each acknowledged batch to a journal beside it (``PATH.journal``, one JSON line
-per person, flushed after every batch) and, when it ends, folds the journal into a new parquet
-file written beside the old one and moved over it with an atomic rename. A run killed at any
-point therefore leaves a readable parquet file plus a journal whose complete lines are replayed
-by the next run (a torn last line is ignored): only batches in flight at the kill are resent.
-The journal is flushed to the operating system, not fsynced per batch, so it survives a killed
-process; after a power loss the last batches may be resent, which is safe (upserts are
-idempotent). A lock file stops two runs from sharing one state.
+On a local disk, a run appends each acknowledged batch to a journal beside it
+(``PATH.journal``, one JSON line per person, flushed after every batch) and, when it ends, folds
+the journal into a new parquet file written beside the old one and moved over it with an atomic
+rename. A run killed at any point therefore leaves a readable parquet file plus a journal whose
+complete lines are replayed by the next run (a torn last line is ignored): only batches in
+flight at the kill are resent. The journal is flushed to the operating system, not fsynced per
+batch, so it survives a killed process; after a power loss the last batches may be resent,
+which is safe (upserts are idempotent). A lock file (``fcntl``) stops two runs from sharing one
+state.
+
+On object storage (``s3://``, ``gs://``, ``az://``... see :mod:`flameup_pandas._run.storage`)
+the same state is one parquet object, written whole, and the journal is a folder of objects
+(``PATH.journal/``), one per flush: every ``flush_batches`` acknowledged batches or
+``flush_seconds`` seconds, whichever comes first, so a killed run loses at most that much
+(resent next time). The next run, or this one when it ends, folds them into the state object.
+The lock is a lease taken with the store's conditional create (``PATH.lock/``, see
+:mod:`flameup_pandas._run.storage.lease`), renewed by a keeper thread that also flushes the
+journal on time; a dead run's lease expires after ``lease`` seconds.
 
 People are recorded only after Flameup acknowledged the batch that carried them, and only
 when it created or updated them: a rejected or failed person is tried again next time.
@@ -27,10 +37,12 @@ import contextlib
 import fcntl
 import logging
 import os
+import threading
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 import orjson
@@ -44,8 +56,19 @@ from .._people.identity import find_sorted, identity_hashes
 from .._send.delivery import PersonOutcome
 from ..exceptions import StateError
 from .result import DELIVERED
+from .storage import (
+    LEASE_SECONDS,
+    JournalObjects,
+    Lease,
+    Location,
+    Store,
+    StoreRetry,
+    break_lock,
+    resolve,
+    run_name,
+)
 
-__all__ = ["SyncState"]
+__all__ = ["SyncState", "break_state_lock"]
 
 logger = logging.getLogger("flameup_pandas")
 
@@ -61,11 +84,11 @@ STATE_SCHEMA = pa.schema(
 
 
 class SyncState:
-    """The sync state of one target (a file path): look up, record, and fold on close."""
+    """The sync state of one target (a file path or URI): look up, record, and fold on close."""
 
-    def __init__(self, path: Path, table: pa.Table, lock: IO[bytes]) -> None:
+    def __init__(self, path: Path | Location, table: pa.Table, keeper: _Keeper) -> None:
         self.path = path
-        self._lock = lock
+        self._keeper = keeper
         self._table = table
         hashes = table["identity_hash"].to_numpy()
         self._order = np.argsort(hashes, kind="stable")
@@ -73,27 +96,31 @@ class SyncState:
         # what each lookup reads, in the order of the sorted hashes, made once per run
         self._sorted_contents = table["content_hash"].to_numpy()[self._order]
         self._sorted_ids = table["flameup_id"].combine_chunks().take(pa.array(self._order))
-        self._journal: IO[bytes] | None = None
 
     @classmethod
-    def open(cls, path: str | Path) -> SyncState:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        lock = open(path.with_name(path.name + ".lock"), "ab")  # noqa: SIM115 - held until close
-        try:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.close()
-            raise StateError(f"the sync state {path} is in use by another run") from None
-        try:
-            table = merge(read_base(path), read_journal(journal_path(path)))
-        except BaseException:
-            lock.close()
-            raise
-        if journal_path(path).exists():
-            write_atomically(table, path)
-            journal_path(path).unlink()
-        return cls(path, table, lock)
+    def open(
+        cls,
+        path: str | Path | Location,
+        *,
+        filesystem: Any = None,
+        lease: float = LEASE_SECONDS,
+        flush_batches: int = 20,
+        flush_seconds: float = 5.0,
+        retry: StoreRetry | None = None,
+    ) -> SyncState:
+        """Open (lock, and fold any journal a killed run left) the state at ``path``.
+
+        ``path`` is a local path or a URI (``s3://bucket/state.parquet``), on ``filesystem``
+        when one is given. The other keywords matter on object storage only: the lease of the
+        lock in seconds, how often the journal is flushed, and how store faults are retried.
+        """
+        where = resolve(path, filesystem)
+        if where.local:
+            local = where.local_path
+            keeper: _Keeper = _LocalKeeper(local)
+            return cls(local, keeper.open(), keeper)
+        objects = _ObjectKeeper(where, lease, flush_batches, flush_seconds, retry)
+        return cls(where, objects.open(), objects)
 
     def __len__(self) -> int:
         return int(self._table.num_rows)
@@ -132,27 +159,202 @@ class SyncState:
             for key, h, o in zip(keys, hashes, outcomes, strict=True)
             if o.status in DELIVERED and key is not None
         ]
-        if not lines:
-            return
-        if self._journal is None:
-            self._journal = open(journal_path(self.path), "ab")  # noqa: SIM115 - closed in close()
-        self._journal.write(b"\n".join(lines) + b"\n")
-        self._journal.flush()
+        if lines:
+            self._keeper.record(b"\n".join(lines) + b"\n")
 
     def close(self) -> None:
-        """Fold the journal into the parquet file (atomic rename) and release the lock."""
+        """Fold the journal into the state (written whole) and release the lock."""
+        self._table = self._keeper.close(self._table)
+
+
+class _Keeper:
+    """How a state is kept: read at open, journal recorded, folded and unlocked at close."""
+
+    def open(self) -> pa.Table:
+        raise NotImplementedError
+
+    def record(self, lines: bytes) -> None:
+        raise NotImplementedError
+
+    def close(self, table: pa.Table) -> pa.Table:
+        raise NotImplementedError
+
+
+class _LocalKeeper(_Keeper):
+    """A local state: parquet file, append-only journal file beside it, ``fcntl`` lock."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._journal: IO[bytes] | None = None
+        self._lock: IO[bytes] | None = None
+
+    def open(self) -> pa.Table:
+        path = self.path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(path.with_name(path.name + ".lock"), "ab")  # noqa: SIM115 - held until close
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise StateError(f"the sync state {path} is in use by another run") from None
+        try:
+            table = merge(read_base(path), read_journal(journal_path(path)))
+        except BaseException:
+            lock.close()
+            raise
+        if journal_path(path).exists():
+            write_atomically(table, path)
+            journal_path(path).unlink()
+        self._lock = lock
+        return table
+
+    def record(self, lines: bytes) -> None:
+        if self._journal is None:
+            self._journal = open(journal_path(self.path), "ab")  # noqa: SIM115 - closed in close()
+        self._journal.write(lines)
+        self._journal.flush()
+
+    def close(self, table: pa.Table) -> pa.Table:
         try:
             if self._journal is not None:
                 self._journal.close()
                 self._journal = None
-                table = merge(self._table, read_journal(journal_path(self.path)))
+                table = merge(table, read_journal(journal_path(self.path)))
                 write_atomically(table, self.path)
                 journal_path(self.path).unlink()
-                self._table = table
         finally:
-            with contextlib.suppress(OSError):
-                fcntl.flock(self._lock.fileno(), fcntl.LOCK_UN)
-            self._lock.close()
+            if self._lock is not None:
+                with contextlib.suppress(OSError):
+                    fcntl.flock(self._lock.fileno(), fcntl.LOCK_UN)
+                self._lock.close()
+                self._lock = None
+        return table
+
+
+class _ObjectKeeper(_Keeper):
+    """A state on object storage: one parquet object, journal objects, a lease for a lock.
+
+    A keeper thread flushes the journal once its oldest line is ``flush_seconds`` old and
+    renews the lease every third of it. When the store fails past its retries there, the
+    next record raises :class:`StateError`: the run stops, and what Flameup acknowledged
+    since the last flush is sent again by the next run (nothing acknowledged is lost).
+    """
+
+    def __init__(
+        self,
+        where: Location,
+        lease: float,
+        flush_batches: int,
+        flush_seconds: float,
+        retry: StoreRetry | None,
+    ) -> None:
+        self.where = where
+        self.store = Store(where.fs, retry)
+        self.lease_seconds = lease
+        self.journal = JournalObjects(
+            self.store, where.path + ".journal", run_name(), flush_batches, flush_seconds
+        )
+        self.lease: Lease | None = None
+        self.failure: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def open(self) -> pa.Table:
+        self.lease = Lease.take(
+            self.store, self.where.path + ".lock", str(self.where), self.lease_seconds
+        )
+        try:
+            base = self._read_base()
+            leftovers = JournalObjects.existing(self.store, self.journal.folder)
+            table = base
+            for path in leftovers:
+                table = merge(table, self._journal_table(self.store.read(path) or b"", path))
+            if leftovers:
+                self._write(table)
+                self.store.delete(leftovers)
+        except BaseException:
+            self.lease.release()
+            raise
+        self._thread = threading.Thread(target=self._keep, name="flameup-state", daemon=True)
+        self._thread.start()
+        return table
+
+    def record(self, lines: bytes) -> None:
+        if self.failure is not None:
+            raise StateError(
+                f"the sync state {self.where} cannot be kept: {self.failure}; the run stopped, "
+                "and people acknowledged since the last journal flush are sent again next run"
+            ) from self.failure
+        self.journal.add(lines)
+
+    def close(self, table: pa.Table) -> pa.Table:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        assert self.lease is not None
+        try:
+            self.journal.flush()
+            written = self.journal.written
+            if written:
+                self.lease.check()
+                for data in self._flushed():
+                    table = merge(table, data)
+                self._write(table)
+                self.store.delete(written)
+        finally:
+            with contextlib.suppress(Exception):
+                self.lease.release()
+        return table
+
+    def _keep(self) -> None:
+        """Flush the journal on time and renew the lease, until close (or a failure)."""
+        tick = min(self.journal.every_seconds, self.lease_seconds / 3) / 2
+        renewed = time.monotonic()
+        while not self._stop.wait(tick):
+            try:
+                if self.journal.due():
+                    self.journal.flush()
+                if time.monotonic() - renewed >= self.lease_seconds / 3:
+                    assert self.lease is not None
+                    self.lease.renew()
+                    renewed = time.monotonic()
+            except Exception as exc:
+                logger.error("sync state %s: %s", self.where, exc)
+                self.failure = exc
+                return
+
+    def _flushed(self) -> list[pa.Table]:
+        return [
+            self._journal_table(self.store.read(path) or b"", path) for path in self.journal.written
+        ]
+
+    def _journal_table(self, data: bytes, path: str) -> pa.Table:
+        return journal_table(data, f"{self.where}.journal/{path.rsplit('/', 1)[-1]}")
+
+    def _read_base(self) -> pa.Table:
+        data = self.store.read(self.where.path)
+        if data is None:
+            return STATE_SCHEMA.empty_table()
+        return state_table(pa.BufferReader(data), str(self.where))
+
+    def _write(self, table: pa.Table) -> None:
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, compression="zstd")
+        self.store.write(self.where.path, sink.getvalue().to_pybytes())
+
+
+def break_state_lock(path: str | Path, *, filesystem: Any = None) -> str:
+    """Release the current lease of a state on object storage; what was done, as a sentence."""
+    where = resolve(path, filesystem)
+    if where.local:
+        return f"{where} is a local state: its lock is released when its run's process ends"
+    broken = break_lock(Store(where.fs), where.path + ".lock")
+    if broken is None:
+        return f"the sync state {where} was not locked"
+    return (
+        f"broke the lock of the sync state {where}, held by {broken.get('holder', '?')} "
+        f"since {broken.get('acquired', '?')}"
+    )
 
 
 def journal_path(path: Path) -> Path:
@@ -162,11 +364,16 @@ def journal_path(path: Path) -> Path:
 def read_base(path: Path) -> pa.Table:
     if not path.exists():
         return STATE_SCHEMA.empty_table()
+    return state_table(path, str(path))
+
+
+def state_table(source: Any, shown: str) -> pa.Table:
+    """A state parquet file (a path or a buffer) in today's schema."""
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(source)
         return table.select(STATE_SCHEMA.names).cast(STATE_SCHEMA)
     except (OSError, pa.ArrowException, KeyError, ValueError) as exc:
-        raise StateError(f"cannot read the sync state {path}: {exc}") from exc
+        raise StateError(f"cannot read the sync state {shown}: {exc}") from exc
 
 
 JOURNAL_SCHEMA = pa.schema(
@@ -190,13 +397,22 @@ def read_journal(path: Path) -> pa.Table:
     drop_torn_tail(path)
     if path.stat().st_size == 0:
         return STATE_SCHEMA.empty_table()
+    return journal_table(path, str(path))
+
+
+def journal_table(source: Any, shown: str) -> pa.Table:
+    """Complete journal lines (a path or bytes) as rows of the state."""
+    if isinstance(source, bytes):
+        if not source:
+            return STATE_SCHEMA.empty_table()
+        source = pa.BufferReader(source)
     options = pajson.ParseOptions(
         explicit_schema=JOURNAL_SCHEMA, unexpected_field_behavior="ignore"
     )
     try:
-        lines = pajson.read_json(path, parse_options=options)
+        lines = pajson.read_json(source, parse_options=options)
     except pa.ArrowInvalid as exc:
-        raise StateError(f"cannot read the sync state journal {path}: {exc}") from exc
+        raise StateError(f"cannot read the sync state journal {shown}: {exc}") from exc
     keys = lines["i"].to_numpy(zero_copy_only=False)
     return pa.table(
         {

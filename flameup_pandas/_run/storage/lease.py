@@ -1,0 +1,171 @@
+"""The lock of a sync state on object storage: numbered lease objects, taken by conditional
+create.
+
+Lease objects live under ``<state>.lock/``, one per taking of the lock, numbered in order
+(``000000000001.json``, ...), each holding who took it, when, and until when the lease runs
+(``expires``). Only the highest number counts:
+
+- **take**: list the folder; when the highest lease is live (not released, not expired),
+  raise :class:`LockedError` naming its holder and when it took the lock; otherwise create
+  the next number with the store's conditional create (S3 ``If-None-Match: *``, GCS
+  generation 0, Azure ``If-None-Match: *``, a local ``O_EXCL``). Of two runs that try at
+  once, exactly one creates it; the other is told who won.
+- **renew**: the holder rewrites its own lease with a later ``expires`` (no one else ever
+  writes that number), every ``lease / 3`` seconds while the run lives. A run that dies
+  stops renewing, so its lock outlives it by at most ``lease`` seconds.
+- **check**: before writing the state the holder lists the folder; a higher number means its
+  lock was broken (it had stopped renewing for longer than the lease, or someone broke it by
+  hand), and it writes nothing more.
+- **release**: the holder deletes its lease.
+- **break** (:func:`break_lock`, ``flameup-pandas unlock STATE``): creates the next number
+  as a released lease, so the next run takes the lock at once, and a holder that is in fact
+  still alive finds at its next check that it lost it.
+
+Expiry is judged by the clocks of the runs (UTC), so the lease should be long beside the
+clock skew between workers; the default is 120 s.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from ...exceptions import StateError
+from .objects import Store
+
+__all__ = ["LEASE_SECONDS", "Lease", "LockedError", "break_lock"]
+
+LEASE_SECONDS = 120.0
+
+
+class LockedError(StateError):
+    """Another run holds the sync state's lock (its holder and times are in the message)."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _holder() -> str:
+    return f"{socket.gethostname()} pid {os.getpid()}"
+
+
+@dataclass
+class Lease:
+    """A lease this run holds on ``folder`` (the lock of one state)."""
+
+    store: Store
+    folder: str
+    number: int
+    record: dict[str, Any]
+    seconds: float
+    shown: str
+
+    @property
+    def path(self) -> str:
+        return f"{self.folder}/{self.number:012d}.json"
+
+    @classmethod
+    def take(cls, store: Store, folder: str, shown: str, seconds: float = LEASE_SECONDS) -> Lease:
+        """Take the lock of the state ``shown`` (its name in messages) or raise
+        :class:`LockedError` naming who holds it."""
+        for _ in range(3):
+            number, current = _highest(store, folder)
+            if current is not None and _live(current):
+                raise _locked(shown, current)
+            now = _now()
+            record = {
+                "holder": _holder(),
+                "run": uuid.uuid4().hex,
+                "acquired": now.isoformat(),
+                "expires": (now + timedelta(seconds=seconds)).isoformat(),
+                "released": False,
+            }
+            lease = cls(store, folder, number + 1, record, seconds, shown)
+            if store.create(lease.path, orjson.dumps(record)):
+                lease._forget_older()
+                return lease
+        number, current = _highest(store, folder)
+        raise _locked(shown, current or {"holder": "another run", "acquired": "just now"})
+
+    def renew(self) -> None:
+        """Push ``expires`` forward (only this run ever writes its own lease)."""
+        self.check()
+        self.record["expires"] = (_now() + timedelta(seconds=self.seconds)).isoformat()
+        self.store.write(self.path, orjson.dumps(self.record))
+
+    def check(self) -> None:
+        """Raise :class:`LockedError` when a later lease exists: this run's lock was broken."""
+        number, current = _highest(self.store, self.folder)
+        if number > self.number:
+            taker = current or {}
+            raise LockedError(
+                f"the lock of the sync state {self.shown} was taken over by "
+                f"{taker.get('holder', '?')} at {taker.get('acquired', '?')} (this run's lease "
+                "ran until "
+                f"{self.record['expires']}); this run writes nothing more to the state"
+            )
+
+    def release(self) -> None:
+        self.store.delete([self.path])
+
+    def _forget_older(self) -> None:
+        older = [p for p in self.store.list(self.folder) if _number(p) < self.number]
+        self.store.delete(older)
+
+
+def break_lock(store: Store, folder: str) -> dict[str, Any] | None:
+    """Release whatever lease is current (a dead run's, by hand): the lease broken, or None."""
+    number, current = _highest(store, folder)
+    if current is None or current.get("released"):
+        return None
+    now = _now().isoformat()
+    record = {"holder": _holder(), "acquired": now, "expires": now, "released": True}
+    if not store.create(f"{folder}/{number + 1:012d}.json", orjson.dumps(record)):
+        raise LockedError(f"the lock of {folder} changed while it was being broken; try again")
+    return current
+
+
+def _number(path: str) -> int:
+    stem = path.rstrip("/").rsplit("/", 1)[-1].split(".", 1)[0]
+    return int(stem) if stem.isdigit() else -1
+
+
+def _highest(store: Store, folder: str) -> tuple[int, dict[str, Any] | None]:
+    numbered = [(n, p) for p in store.list(folder) if (n := _number(p)) >= 0]
+    if not numbered:
+        return 0, None
+    number, path = max(numbered)
+    data = store.read(path)
+    if data is None:  # released (deleted) between the listing and the read
+        return number, {"released": True}
+    try:
+        record: dict[str, Any] = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        record = {"holder": "unreadable lease", "acquired": "?", "expires": "1970-01-01T00:00Z"}
+    return number, record
+
+
+def _live(record: dict[str, Any]) -> bool:
+    if record.get("released"):
+        return False
+    try:
+        expires = datetime.fromisoformat(str(record.get("expires")))
+    except ValueError:
+        return False
+    return expires > _now()
+
+
+def _locked(state: str, record: dict[str, Any]) -> LockedError:
+    return LockedError(
+        f"the sync state {state} is in use by another run: {record.get('holder', '?')} took "
+        f"its lock at {record.get('acquired', '?')} (lease until {record.get('expires', '?')}). "
+        "If that run is dead, its lease expires then; to break it now: "
+        f"flameup-pandas unlock {state}"
+    )

@@ -1,0 +1,175 @@
+"""Where a file lives: a local path, or an object on a filesystem named by a URI.
+
+:func:`resolve` is the one place that reads a path or URI. A plain path (``str`` or
+:class:`~pathlib.Path`) and a ``file://`` URI are local; ``s3://``, ``gs://``, ``az://``,
+``abfs://`` (and ``memory://``, fsspec's in-process store) name an object on the filesystem
+of that scheme, built from the cloud's standard environment (AWS variables, profiles and
+``AWS_ENDPOINT_URL``; Google application default credentials; Azure's variables). A URI is
+never turned into a local path: an unknown scheme is a :class:`ConfigurationError` naming
+the supported ones and the extra that installs each.
+
+With ``filesystem=`` (an fsspec filesystem, or a pyarrow one) every path and URI is taken
+on that filesystem instead: a URI's scheme must be one the filesystem speaks.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow.fs as pafs
+
+from ...exceptions import ConfigurationError
+
+__all__ = ["SCHEMES", "Location", "resolve"]
+
+SCHEMES: dict[str, tuple[str, str | None]] = {
+    "s3": ("s3", "s3"),
+    "s3a": ("s3", "s3"),
+    "gs": ("gcs", "gcs"),
+    "gcs": ("gcs", "gcs"),
+    "az": ("abfs", "azure"),
+    "abfs": ("abfs", "azure"),
+    "abfss": ("abfs", "azure"),
+    "memory": ("memory", None),
+}
+"""URI scheme -> (fsspec protocol, the extra that installs it; None: fsspec alone)."""
+
+_URI = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]+):(?P<slashes>/*)")
+_ARROW_TYPES = {"s3": "s3", "gcs": "gcs", "abfs": "abfs", "local": "file"}
+
+
+@dataclass(frozen=True)
+class Location:
+    """A resolved place: ``fs`` is None for a local file (then ``path`` is a local path),
+    else an fsspec filesystem and ``path`` the object's path on it (``bucket/key``)."""
+
+    path: str
+    fs: Any = None
+    uri: str = ""
+
+    @property
+    def local(self) -> bool:
+        return self.fs is None
+
+    @property
+    def local_path(self) -> Path:
+        if self.fs is not None:
+            raise ValueError(f"{self} is not a local file")
+        return Path(self.path)
+
+    @property
+    def name(self) -> str:
+        return self.path.rstrip("/").rsplit("/", 1)[-1]
+
+    def sibling(self, suffix: str) -> Location:
+        """The location whose path is this one's plus ``suffix`` (``state.parquet.lock``)."""
+        return Location(self.path + suffix, self.fs, self.uri + suffix if self.uri else "")
+
+    def exists(self) -> bool:
+        if self.fs is None:
+            return Path(self.path).exists()
+        return bool(self.fs.exists(self.path))
+
+    def arrow(self) -> tuple[pafs.FileSystem, str]:
+        """A pyarrow filesystem and path for datasets and parquet readers."""
+        if self.fs is None:
+            return pafs.LocalFileSystem(), str(Path(self.path).absolute())
+        arrow = getattr(self.fs, "fs", None)  # fsspec's wrapper of a pyarrow filesystem
+        if isinstance(arrow, pafs.FileSystem):
+            return arrow, self.path
+        return pafs.PyFileSystem(pafs.FSSpecHandler(self.fs)), self.path
+
+    def __str__(self) -> str:
+        return self.uri or self.path
+
+    def __fspath__(self) -> str:
+        # only a local location is a path of the operating system
+        return str(self.local_path)
+
+
+def resolve(target: str | Path | Location, filesystem: Any = None) -> Location:
+    """The :class:`Location` of a path or URI, on ``filesystem`` when one is given.
+
+    >>> resolve("data/state.parquet").local
+    True
+    >>> resolve("ftp://host/x.parquet")
+    Traceback (most recent call last):
+    ...
+    flameup_pandas.exceptions.ConfigurationError: cannot open 'ftp://host/x.parquet': ...
+    """
+    if isinstance(target, Location):
+        return target
+    if filesystem is not None:
+        return _on(filesystem, target)
+    if isinstance(target, Path):
+        return Location(str(target))
+    text = str(target)
+    match = _URI.match(text)
+    if match is None:
+        return Location(text)
+    scheme = match["scheme"].lower()
+    if scheme == "file":
+        return Location(urllib.request.url2pathname(urllib.parse.urlparse(text).path))
+    if scheme not in SCHEMES or match["slashes"] != "//":
+        raise _unknown(text)
+    protocol, extra = SCHEMES[scheme]
+    fs = _filesystem(protocol, extra, text)
+    return Location(fs._strip_protocol(text), fs, text)
+
+
+def _on(filesystem: Any, target: str | Path) -> Location:
+    """``target`` on an explicit filesystem (fsspec, or pyarrow wrapped for fsspec)."""
+    fs = filesystem
+    if isinstance(filesystem, pafs.FileSystem):
+        from fsspec.implementations.arrow import ArrowFSWrapper
+
+        fs = ArrowFSWrapper(filesystem)
+        protocols = {_ARROW_TYPES.get(filesystem.type_name, filesystem.type_name)}
+    elif hasattr(filesystem, "_strip_protocol") and hasattr(filesystem, "protocol"):
+        spoken = filesystem.protocol
+        protocols = {spoken} if isinstance(spoken, str) else set(spoken)
+    else:
+        raise ConfigurationError(
+            f"filesystem= takes an fsspec or pyarrow filesystem, not a {type(filesystem).__name__}"
+        )
+    text = str(target)
+    match = _URI.match(text)
+    if match is not None and match["slashes"] == "//":
+        scheme = match["scheme"].lower()
+        wanted = {scheme, SCHEMES.get(scheme, (scheme, None))[0]}
+        if not wanted & ({"file", "local"} if "file" in protocols else protocols):
+            raise ConfigurationError(
+                f"{text!r} is not on the filesystem given (filesystem= speaks "
+                f"{', '.join(sorted(protocols))}); pass a path on it, or no filesystem="
+            )
+        text = text[match.end() :]
+    if "file" in protocols or "local" in protocols:
+        return Location(text)
+    return Location(fs._strip_protocol(text), fs, text if match is None else str(target))
+
+
+def _filesystem(protocol: str, extra: str | None, text: str) -> Any:
+    try:
+        import fsspec
+
+        return fsspec.filesystem(protocol)
+    except ImportError as exc:
+        extra = extra or "cloud"
+        raise ConfigurationError(
+            f"cannot open {text!r}: {protocol} needs an extra package "
+            f"({exc.name or exc}); pip install 'flameup-pandas[{extra}]'"
+        ) from exc
+
+
+def _unknown(text: str) -> ConfigurationError:
+    schemes = ", ".join(f"{s}://" for s in ("s3", "gs", "az", "abfs", "file", "memory"))
+    return ConfigurationError(
+        f"cannot open {text!r}: not a local path or a supported URI ({schemes}); "
+        "install 'flameup-pandas[s3]', '[gcs]', '[azure]' or '[cloud]' for the object "
+        "stores"
+    )

@@ -1,0 +1,176 @@
+"""Whole objects on a filesystem, read and written the way the state and results need.
+
+Every call goes through :meth:`Store.call`, which retries what the store may answer
+differently a moment later (timeouts, dropped connections, 5xx, throttling) with backoff,
+under :class:`StoreRetry`, and gives up on what will not change (not found, already exists,
+permission denied). A write never shows a reader half an object: an object store makes an
+object visible whole when its upload completes, a local file is written beside its target
+and renamed over it, and a failed stream is discarded, never completed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ...exceptions import StateError
+from .location import Location
+
+__all__ = ["Store", "StoreRetry", "StoreUnavailableError", "atomic_output"]
+
+logger = logging.getLogger("flameup_pandas")
+
+T = TypeVar("T")
+
+_FINAL = (
+    FileNotFoundError,
+    FileExistsError,
+    PermissionError,
+    IsADirectoryError,
+    NotADirectoryError,
+    ValueError,
+    TypeError,
+)
+
+
+class StoreUnavailableError(StateError):
+    """The store kept failing (timeouts, 5xx, throttling) until the retries were spent."""
+
+
+@dataclass(frozen=True)
+class StoreRetry:
+    """How store faults are retried: up to ``attempts`` tries within ``deadline`` seconds,
+    waiting ``backoff * 2**n`` (jittered, at most ``backoff_max``) between them."""
+
+    attempts: int = 8
+    backoff: float = 0.25
+    backoff_max: float = 8.0
+    deadline: float = 60.0
+
+    def wait(self, attempt: int) -> float:
+        """Seconds to wait before try ``attempt + 1`` (full jitter)."""
+        return random.uniform(0, min(self.backoff_max, self.backoff * 2**attempt))
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether the store may answer differently later: everything but a definite answer."""
+    if isinstance(exc, _FINAL):
+        return False
+    return isinstance(exc, OSError) or type(exc).__module__.split(".")[0] in (
+        "botocore",
+        "aiobotocore",
+        "aiohttp",
+        "google",
+        "azure",
+        "requests",
+    )
+
+
+class Store:
+    """Retried whole-object operations on the filesystem of one :class:`Location`."""
+
+    def __init__(self, fs: Any, retry: StoreRetry | None = None) -> None:
+        self.fs = fs
+        self.retry = retry or StoreRetry()
+
+    def call(self, what: str, operation: Callable[[], T]) -> T:
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            try:
+                return operation()
+            except Exception as exc:
+                attempt += 1
+                spent = time.monotonic() - started
+                if not transient(exc):
+                    raise
+                if attempt >= self.retry.attempts or spent >= self.retry.deadline:
+                    raise StoreUnavailableError(
+                        f"the store failed to {what} {attempt} times in {spent:.0f} s: "
+                        f"{type(exc).__name__}: {exc}"
+                    ) from exc
+                pause = self.retry.wait(attempt - 1)
+                logger.warning("store: %s failed (%s); retrying in %.1f s", what, exc, pause)
+                time.sleep(pause)
+
+    def read(self, path: str) -> bytes | None:
+        """The object's bytes, or None when there is none."""
+        try:
+            data: bytes = self.call(f"read {path}", lambda: self.fs.cat_file(path))
+        except FileNotFoundError:
+            return None
+        return data
+
+    def write(self, path: str, data: bytes) -> None:
+        """Put the whole object at once (one request: visible whole or not at all)."""
+        self.call(f"write {path}", lambda: self.fs.pipe_file(path, data))
+
+    def create(self, path: str, data: bytes) -> bool:
+        """Put the object only if there is none (a conditional create); False when there was."""
+        try:
+            self.call(f"create {path}", lambda: self.fs.pipe_file(path, data, mode="create"))
+        except FileExistsError:
+            return False
+        return True
+
+    def delete(self, paths: list[str]) -> None:
+        if paths:
+            with contextlib.suppress(FileNotFoundError):
+                self.call(f"delete {paths[0]}", lambda: self.fs.rm(paths))
+
+    def list(self, prefix: str) -> list[str]:
+        """Paths of the objects under ``prefix/`` (a folder), sorted; [] when there are none."""
+
+        def listing() -> list[str]:
+            self.fs.invalidate_cache(prefix)
+            try:
+                names = self.fs.ls(prefix, detail=False)
+            except FileNotFoundError:
+                return []
+            return sorted(str(n) for n in names if str(n).rstrip("/") != prefix.rstrip("/"))
+
+        return self.call(f"list {prefix}", listing)
+
+
+@contextlib.contextmanager
+def atomic_output(where: Location, retry: StoreRetry | None = None) -> Iterator[Any]:
+    """A writable binary stream whose content appears at ``where`` whole, on success only.
+
+    A local file is written beside its target and renamed over it; an object is uploaded as
+    it is written (in parts) and completed when the block ends, or discarded on an error.
+    """
+    if where.local:
+        yield from _local_output(where.local_path)
+        return
+    store = Store(where.fs, retry)
+    handle = store.call(f"open {where.path}", lambda: where.fs.open(where.path, "wb"))
+    try:
+        yield handle
+    except BaseException:
+        with contextlib.suppress(Exception):
+            discard = getattr(handle, "discard", None)
+            if discard is not None:
+                discard()
+        raise
+    store.call(f"complete {where.path}", handle.close)
+
+
+def _local_output(path: Path) -> Iterator[Any]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
