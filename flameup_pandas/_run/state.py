@@ -280,12 +280,16 @@ class _ObjectKeeper(_Keeper):
         return table
 
     def record(self, lines: bytes) -> None:
-        if self.failure is not None:
-            raise StateError(
-                f"the sync state {self.where} cannot be kept: {self.failure}; the run stopped, "
-                "and people acknowledged since the last journal flush are sent again next run"
-            ) from self.failure
-        self.journal.add(lines)
+        if self.failure is None:
+            try:
+                self.journal.add(lines)
+                return
+            except StateError as exc:
+                self.failure = exc
+        raise StateError(
+            f"the sync state {self.where} cannot be kept: {self.failure}; the run stopped, "
+            "and people acknowledged since the last journal flush are sent again next run"
+        ) from self.failure
 
     def close(self, table: pa.Table) -> pa.Table:
         self._stop.set()
@@ -325,7 +329,8 @@ class _ObjectKeeper(_Keeper):
 
     def _flushed(self) -> list[pa.Table]:
         return [
-            self._journal_table(self.store.read(path) or b"", path) for path in self.journal.written
+            self._journal_table(data, path)
+            for data, path in zip(self.journal.flushed, self.journal.written, strict=True)
         ]
 
     def _journal_table(self, data: bytes, path: str) -> pa.Table:

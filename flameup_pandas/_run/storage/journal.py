@@ -46,6 +46,7 @@ class JournalObjects:
         self.every_batches = every_batches
         self.every_seconds = every_seconds
         self.written: list[str] = []
+        self.flushed: list[bytes] = []  # what was written, kept to fold without reading back
         self._buffer: list[bytes] = []
         self._oldest: float | None = None
         self._lock = threading.Lock()
@@ -82,6 +83,7 @@ class JournalObjects:
                     self._oldest = self._oldest or time.monotonic()
                 raise
             self.written.append(path)
+            self.flushed.append(data)
             return data
 
     @staticmethod

@@ -13,8 +13,8 @@ Lease objects live under ``<state>.lock/``, one per taking of the lock, numbered
 - **renew**: the holder rewrites its own lease with a later ``expires`` (no one else ever
   writes that number), every ``lease / 3`` seconds while the run lives. A run that dies
   stops renewing, so its lock outlives it by at most ``lease`` seconds.
-- **check**: before writing the state the holder lists the folder; a higher number means its
-  lock was broken (it had stopped renewing for longer than the lease, or someone broke it by
+- **check**: before writing the state the holder lists the folder; a higher number, or its own
+  lease gone (a new holder deletes the leases before its own), means its lock was broken (it had stopped renewing for longer than the lease, or someone broke it by
   hand), and it writes nothing more.
 - **release**: the holder deletes its lease.
 - **break** (:func:`break_lock`, ``flameup-pandas unlock STATE``): creates the next number
@@ -76,7 +76,8 @@ class Lease:
         """Take the lock of the state ``shown`` (its name in messages) or raise
         :class:`LockedError` naming who holds it."""
         for _ in range(3):
-            number, current = _highest(store, folder)
+            paths = store.list(folder)
+            number, current = _highest(store, paths)
             if current is not None and _live(current):
                 raise _locked(shown, current)
             now = _now()
@@ -89,9 +90,9 @@ class Lease:
             }
             lease = cls(store, folder, number + 1, record, seconds, shown)
             if store.create(lease.path, orjson.dumps(record)):
-                lease._forget_older()
+                store.delete([p for p in paths if _number(p) <= number])  # stale leases
                 return lease
-        number, current = _highest(store, folder)
+        number, current = _highest(store, store.list(folder))
         raise _locked(shown, current or {"holder": "another run", "acquired": "just now"})
 
     def renew(self) -> None:
@@ -101,10 +102,11 @@ class Lease:
         self.store.write(self.path, orjson.dumps(self.record))
 
     def check(self) -> None:
-        """Raise :class:`LockedError` when a later lease exists: this run's lock was broken."""
-        number, current = _highest(self.store, self.folder)
-        if number > self.number:
-            taker = current or {}
+        """Raise :class:`LockedError` when a later lease exists or this run's is gone: its
+        lock was broken (the leases before a new one are deleted when it is taken)."""
+        paths = self.store.list(self.folder)
+        if max(map(_number, paths), default=0) > self.number or self.path not in paths:
+            taker = _highest(self.store, paths)[1] or {"holder": "a break by hand"}
             raise LockedError(
                 f"the lock of the sync state {self.shown} was taken over by "
                 f"{taker.get('holder', '?')} at {taker.get('acquired', '?')} (this run's lease "
@@ -115,14 +117,10 @@ class Lease:
     def release(self) -> None:
         self.store.delete([self.path])
 
-    def _forget_older(self) -> None:
-        older = [p for p in self.store.list(self.folder) if _number(p) < self.number]
-        self.store.delete(older)
-
 
 def break_lock(store: Store, folder: str) -> dict[str, Any] | None:
     """Release whatever lease is current (a dead run's, by hand): the lease broken, or None."""
-    number, current = _highest(store, folder)
+    number, current = _highest(store, store.list(folder))
     if current is None or current.get("released"):
         return None
     now = _now().isoformat()
@@ -137,8 +135,9 @@ def _number(path: str) -> int:
     return int(stem) if stem.isdigit() else -1
 
 
-def _highest(store: Store, folder: str) -> tuple[int, dict[str, Any] | None]:
-    numbered = [(n, p) for p in store.list(folder) if (n := _number(p)) >= 0]
+def _highest(store: Store, paths: list[str]) -> tuple[int, dict[str, Any] | None]:
+    """The highest numbered lease among ``paths`` (a listing of the folder), and its record."""
+    numbered = [(n, p) for p in paths if (n := _number(p)) >= 0]
     if not numbered:
         return 0, None
     number, path = max(numbered)

@@ -131,7 +131,7 @@ class Store:
         def listing() -> list[str]:
             self.fs.invalidate_cache(prefix)
             try:
-                names = self.fs.ls(prefix, detail=False)
+                names = self.fs.find(prefix)
             except FileNotFoundError:
                 return []
             return sorted(str(n) for n in names if str(n).rstrip("/") != prefix.rstrip("/"))
