@@ -65,6 +65,7 @@ class S3:
         return [k.removeprefix(f"{self.bucket}/") for k in found]
 
     def read_parquet(self, key: str) -> pd.DataFrame:
+        self.fs.invalidate_cache()
         with self.fs.open(f"{self.bucket}/{key}", "rb") as handle:
             return pq.read_table(handle).to_pandas()
 

@@ -73,6 +73,7 @@ class Location:
     def exists(self) -> bool:
         if self.fs is None:
             return Path(self.path).exists()
+        self.fs.invalidate_cache(self.path)  # another process may have written it since
         return bool(self.fs.exists(self.path))
 
     def arrow(self) -> tuple[pafs.FileSystem, str]:
