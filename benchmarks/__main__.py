@@ -43,8 +43,9 @@ BENCHMARKS = (
     "read",
     "validation",
     "spark",
+    "storage",
 )
-NEEDS = {"spark": "pyspark", "arrow": "duckdb"}
+NEEDS = {"spark": "pyspark", "arrow": "duckdb", "storage": "moto"}
 NA = "n/a"
 RESULTS = Path(__file__).resolve().parent / "results.json"
 """Where the full report is written by default; the docs' performance page reads it."""
@@ -197,6 +198,32 @@ SYNC = [
         "about 0.01",
     ),
 ]
+STORAGE = [
+    Figure(
+        "nightly resync s, {changed_rows:,} of {rows:,} changed, source and state on S3",
+        "the same run on local files, s",
+        "s3_resync_s",
+        "local_resync_s",
+        "resync_ratio",
+        "<= 1.5",
+    ),
+    Figure(
+        "store requests of that resync ({resync_sent:,} people sent)",
+        "requests of a rerun with nothing to send",
+        "resync_store_requests",
+        "idle_store_requests",
+        None,
+        "flushes + a constant",
+    ),
+    Figure(
+        "peak MiB streaming {memory_rows:,} rows from S3 (dry run)",
+        "pd.read_parquet peak MiB (local file)",
+        "s3_stream_peak_mib",
+        "read_parquet_peak_mib",
+        "s3_stream_ratio",
+        "<= local ({local_stream_ratio})",
+    ),
+]
 MEMORY = [
     Figure(
         "peak MiB streaming {rows:,} rows (dry run)",
@@ -305,6 +332,7 @@ LINES: dict[str, Callable[[dict[str, Any]], list[Figure]]] = {
     "read": lambda f: READ,
     "validation": lambda f: VALIDATION,
     "spark": lambda f: SPARK,
+    "storage": lambda f: STORAGE,
 }
 
 

@@ -6,8 +6,11 @@ and set, in the worker's environment:
     FLAMEUP_API_KEY     the key (or read it from an Airflow Variable: see upsert_file_task)
     FLAMEUP_BASE_URL    optional, for another server (the local one in tests)
     FLAMEUP_SOURCE      the parquet file or folder (default: examples/customers.parquet)
-    FLAMEUP_WORK_DIR    where the sync state and the per-row results live (default: a folder
-                        in the system's temporary directory; use a lasting path in production)
+    FLAMEUP_WORK_DIR    where the sync state and the per-row results live: in production a
+                        folder of object storage that outlasts the worker, such as
+                        s3://my-bucket/flameup (pip install "flameup-pandas[s3]"; credentials
+                        from the worker's AWS environment), or a lasting local path (default:
+                        a folder in the system's temporary directory)
 
 Try it without a scheduler: ``airflow dags test flameup_customers_sync``.
 
@@ -39,11 +42,11 @@ def flameup_customers_sync() -> None:
         from flameup_pandas.airflow import upsert_file_task
 
         source = os.environ.get("FLAMEUP_SOURCE", str(DEFAULT_SOURCE))
-        work_dir = Path(os.environ.get("FLAMEUP_WORK_DIR", str(DEFAULT_WORK_DIR)))
+        work_dir = os.environ.get("FLAMEUP_WORK_DIR", str(DEFAULT_WORK_DIR)).rstrip("/")
         return upsert_file_task(
             source,
-            state=work_dir / "customers.state.parquet",
-            results=work_dir / "customers.results.parquet",
+            state=f"{work_dir}/customers.state.parquet",  # a path or s3://, gs://, az:// URI
+            results=f"{work_dir}/customers.results.parquet",
             max_failed=3,
         )
 

@@ -14,8 +14,9 @@ Lease objects live under ``<state>.lock/``, one per taking of the lock, numbered
   writes that number), every ``lease / 3`` seconds while the run lives. A run that dies
   stops renewing, so its lock outlives it by at most ``lease`` seconds.
 - **check**: before writing the state the holder lists the folder; a higher number, or its own
-  lease gone (a new holder deletes the leases before its own), means its lock was broken (it had stopped renewing for longer than the lease, or someone broke it by
-  hand), and it writes nothing more.
+  lease gone (a new holder deletes the leases before its own), means its lock was broken (it
+  had stopped renewing for longer than the lease, or someone broke it by hand), and it writes
+  nothing more.
 - **release**: the holder deletes its lease.
 - **break** (:func:`break_lock`, ``flameup-pandas unlock STATE``): creates the next number
   as a released lease, so the next run takes the lock at once, and a holder that is in fact
