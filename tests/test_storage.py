@@ -426,3 +426,11 @@ def test_the_frame_upsert_keeps_its_state_on_a_given_filesystem(memory, flameup_
         customers(10), state="/f/state.parquet", filesystem=memory, **target(flameup_server)
     )
     assert (again["flameup_status"] == "skipped").all()
+
+
+def test_a_state_on_a_pyarrow_filesystem_is_refused_it_cannot_lock(tmp_path):
+    import pyarrow.fs as pafs
+
+    s3 = pafs.S3FileSystem(endpoint_override="127.0.0.1:1", scheme="http", region="us-east-1")
+    with pytest.raises(ConfigurationError, match="only if absent"):
+        SyncState.open("bucket/state.parquet", filesystem=s3)

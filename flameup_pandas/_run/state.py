@@ -54,7 +54,7 @@ import pyarrow.parquet as pq
 
 from .._people.identity import find_sorted, identity_hashes
 from .._send.delivery import PersonOutcome
-from ..exceptions import StateError
+from ..exceptions import ConfigurationError, StateError
 from .result import DELIVERED
 from .storage import (
     LEASE_SECONDS,
@@ -119,6 +119,11 @@ class SyncState:
             local = where.local_path
             keeper: _Keeper = _LocalKeeper(local)
             return cls(local, keeper.open(), keeper)
+        if type(where.fs).__name__ == "ArrowFSWrapper":  # pyarrow filesystems cannot
+            raise ConfigurationError(  # create an object only if absent: no safe lock
+                "a sync state needs a filesystem that can create an object only if absent "
+                "(its lock): pass a URI or an fsspec filesystem, not a pyarrow one"
+            )
         objects = _ObjectKeeper(where, lease, flush_batches, flush_seconds, retry)
         return cls(where, objects.open(), objects)
 
