@@ -15,10 +15,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+# The test extra installs moto and s3fs: a missing one is a failure here, never a skip.
+import fsspec
+import moto  # noqa: F401
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import s3fs
 
 from flameup_pandas import ConfigurationError, StateError, unlock_state, upsert, upsert_file
 from flameup_pandas._people.identity import identity_hashes
@@ -37,10 +41,6 @@ from flameup_pandas.testing import FlameupServer
 from .conftest import target
 from .s3 import Wire, moto_s3
 from .test_upsert import customers
-
-pytest.importorskip("moto")
-s3fs = pytest.importorskip("s3fs")
-fsspec = pytest.importorskip("fsspec")
 
 QUICK = StoreRetry(attempts=3, backoff=0.05, backoff_max=0.2, deadline=5)
 
