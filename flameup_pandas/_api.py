@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ._people.columns import conform, people_table, to_frame, unified_schema
-from ._run.engine import upsert_rows
+from ._run.engine import upsert_frame, upsert_rows
 from ._run.options import (
     DELIVERY_KEYWORDS,
     Delivery,
@@ -31,7 +31,6 @@ from ._run.options import (
     rules_of,
     split_options,
 )
-from ._run.plan import Rules, upsert_frame
 from ._run.progress import Meter, Progress, open_progress
 from ._run.result import Summary
 from ._run.sources import CHUNK_ROWS, open_rows
@@ -76,11 +75,6 @@ def upsert(
     df: pd.DataFrame,
     *,
     on_duplicate: Literal["last", "error"] = "last",
-    state: str | Path | None = None,
-    full_refresh: bool = False,
-    dry_run: bool = False,
-    progress: bool | Progress = True,
-    filesystem: Any = None,
     **options: Unpack[Options],
 ) -> pd.DataFrame:
     """Upsert every row of ``df`` into Flameup; return ``df`` with three columns added.
@@ -92,91 +86,61 @@ def upsert(
     How rows become people: ``mapping``, ``traits``, ``exclude``, ``schema``, ``send_nulls``,
     ``naive_timestamps``, ``on_duplicate``. How they are sent: ``client`` or ``api_key`` and
     ``base_url``, ``timeout``, ``allow_http``, ``rate_limit``, ``concurrency``, ``retry``
-    (see :class:`~flameup_pandas._run.options.Delivery`). ``state`` sends only new or changed
-    people; it is a local path or a URI (``s3://bucket/people.state.parquet``, ``gs://``,
-    ``az://``), or a path on ``filesystem`` (an fsspec or pyarrow filesystem) when one is
-    given. ``dry_run`` sends nothing.
+    (see :class:`~flameup_pandas._run.options.Delivery`). What the run keeps and shows:
+    ``state`` (send only new or changed people; a local path or a URI such as
+    ``s3://bucket/people.state.parquet``, or a path on ``filesystem``), ``full_refresh``,
+    ``dry_run`` (send nothing), ``progress`` (see :class:`~flameup_pandas._run.options.Run`).
+    The frame goes through the same engine as a file: it is one chunk of its stream.
     """
-    rules, delivery = split_options("upsert", options, on_duplicate=on_duplicate)
-    return upsert_frame(
-        df,
-        rules=rules,
-        sender_factory=delivery.open,
-        state=state,
-        full_refresh=full_refresh,
-        dry_run=dry_run,
-        progress=progress,
-        filesystem=filesystem,
-    )
+    rules, delivery, run = split_options("upsert", options, on_duplicate=on_duplicate)
+    return upsert_frame(df, rules=rules, delivery=delivery, run=run)
 
 
 def upsert_file(
     path: str | Path | ds.Dataset,
     *,
-    results: str | Path | None = None,
-    state: str | Path | None = None,
-    full_refresh: bool = False,
-    dry_run: bool = False,
-    progress: bool | Progress = True,
     chunk_rows: int = CHUNK_ROWS,
     column_types: Mapping[str, Any] | None = None,
-    filesystem: Any = None,
     **options: Unpack[Options],
 ) -> Summary:
     """Upsert a parquet file, directory or dataset, or a CSV file, in bounded memory.
 
-    Reads record batches of ``chunk_rows``, sends full batches of 100, and appends per-row
-    results (row, userId, email, flameup_id, flameup_status, flameup_error) to the
-    ``results`` parquet file as answers arrive. With ``state=`` only new or changed people
-    are sent. Returns the run's :class:`Summary`. The other keywords are :func:`upsert`'s.
-    The engine is :func:`upsert_arrow`'s; this front opens the path.
+    Reads record batches of ``chunk_rows``, sends full batches of 100, and writes per-row
+    results (row, userId, email, flameup_id, flameup_status, flameup_error), in input order,
+    to the ``results`` parquet file. With ``state=`` only new or changed people are sent.
+    Returns the run's :class:`Summary`. The other keywords are :func:`upsert`'s.
+
+    ``path``, ``state`` and ``results`` are local paths or URIs (``s3://``, ``gs://``,
+    ``az://``/``abfs://``, ``file://``), read with each cloud's standard credentials;
+    ``filesystem=`` (an fsspec or pyarrow filesystem) opens them all on that filesystem
+    instead. Install ``flameup-pandas[s3]`` (or ``[gcs]``, ``[azure]``, ``[cloud]``).
 
     A CSV cell means what it says: a column is read as numbers only when every cell is
     written exactly as its number is sent (``02134``, ``+1``, ``1.50`` stay text);
     ``column_types={"zip": "int64"}`` names the type of a column instead.
-
-    ``path``, ``results`` and ``state`` are local paths or URIs of object storage
-    (``s3://``, ``gs://``, ``az://``/``abfs://``, ``file://``), read and written with the
-    cloud's standard credentials; ``filesystem=`` (an fsspec or pyarrow filesystem) opens
-    them all on that filesystem instead. Install ``flameup-pandas[s3]`` (or ``[gcs]``,
-    ``[azure]``, ``[cloud]``) for the object stores.
     """
-    rules, delivery = split_options("upsert_file", options)
-    return _upsert_source(
+    rules, delivery, run = split_options("upsert_file", options)
+    rows = open_rows(
         path,
-        rules,
-        delivery,
-        results=results,
-        state=state,
-        full_refresh=full_refresh,
-        dry_run=dry_run,
-        progress=progress,
         chunk_rows=chunk_rows,
+        mapping=rules.mapping,
         column_types=column_types,
-        filesystem=filesystem,
+        filesystem=run.filesystem,
     )
+    return upsert_rows(rows, rules=rules, delivery=delivery, run=run)
 
 
 def upsert_arrow(
-    source: Any,
-    *,
-    results: str | Path | None = None,
-    state: str | Path | None = None,
-    full_refresh: bool = False,
-    dry_run: bool = False,
-    progress: bool | Progress = True,
-    chunk_rows: int = CHUNK_ROWS,
-    filesystem: Any = None,
-    **options: Unpack[Options],
+    source: Any, *, chunk_rows: int = CHUNK_ROWS, **options: Unpack[Options]
 ) -> Summary:
     """Upsert the rows of any Arrow source, batch by batch, in bounded memory.
 
-    ``source`` is a ``pyarrow.RecordBatchReader``, ``Table`` or dataset, a polars LazyFrame,
-    or any object with ``__arrow_c_stream__``: a DuckDB relation, a polars DataFrame, an ADBC
-    cursor's ``fetch_record_batch()``, a Delta table's ``to_pyarrow_dataset()``. Everything
-    else is :func:`upsert_file`'s: the same keywords, results file, state (reruns send only
-    changes), repeated identities across batches (the last row wins), and :class:`Summary`.
-    A stream is read once; its row numbers in ``results`` count from 0. For example::
+    ``source`` is a ``pyarrow.RecordBatchReader``, ``Table`` or dataset, a polars DataFrame or
+    LazyFrame, or any object with ``__arrow_c_stream__``: a DuckDB relation, an ADBC cursor's
+    ``fetch_record_batch()``, a Delta table's ``to_pyarrow_dataset()``. Everything else is
+    :func:`upsert_file`'s: the same keywords, results file, state (reruns send only changes),
+    repeated identities across batches (the last row wins), and :class:`Summary`. A stream is
+    read once; its row numbers in ``results`` count from 0. For example::
 
         rel = duckdb.sql("SELECT id AS userId, mail AS email FROM 'crm.parquet'")
         summary = upsert_arrow(rel, results="results.parquet", state="crm.state.parquet")
@@ -185,58 +149,9 @@ def upsert_arrow(
         raise ConfigurationError(
             f"upsert_arrow takes Arrow data, not a path ({str(source)!r}): use upsert_file"
         )
-    rules, delivery = split_options("upsert_arrow", options)
-    return _upsert_source(
-        source,
-        rules,
-        delivery,
-        results=results,
-        state=state,
-        full_refresh=full_refresh,
-        dry_run=dry_run,
-        progress=progress,
-        chunk_rows=chunk_rows,
-        filesystem=filesystem,
-    )
-
-
-def _upsert_source(
-    source: Any,
-    rules: Rules,
-    delivery: Delivery,
-    *,
-    results: str | Path | None,
-    state: str | Path | None,
-    full_refresh: bool,
-    dry_run: bool,
-    progress: bool | Progress,
-    chunk_rows: int,
-    column_types: Mapping[str, Any] | None = None,
-    filesystem: Any = None,
-) -> Summary:
-    """The one streaming run behind upsert_file and upsert_arrow."""
-    rows = open_rows(
-        source,
-        chunk_rows=chunk_rows,
-        mapping=rules.mapping,
-        column_types=column_types,
-        filesystem=filesystem,
-    )
-    sender = None if dry_run else delivery.open()
-    try:
-        return upsert_rows(
-            rows,
-            rules=rules,
-            sender=sender,
-            results=results,
-            state=state,
-            full_refresh=full_refresh,
-            progress=progress,
-            filesystem=filesystem,
-        )
-    finally:
-        if sender is not None:
-            sender.close()
+    rules, delivery, run = split_options("upsert_arrow", options)
+    rows = open_rows(source, chunk_rows=chunk_rows, mapping=rules.mapping)
+    return upsert_rows(rows, rules=rules, delivery=delivery, run=run)
 
 
 def unlock_state(state: str | Path, *, filesystem: Any = None) -> str:

@@ -57,7 +57,6 @@ import functools
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Unpack
 
 import numpy as np
@@ -132,27 +131,25 @@ class SparkUpsertResult:
     results: DataFrame | str
 
 
-def upsert(
-    sdf: DataFrame,
-    *,
-    state: str | Path | None = None,
-    results: str | Path | None = None,
-    full_refresh: bool = False,
-    dry_run: bool = False,
-    progress: bool | Progress = False,
-    **options: Unpack[Options],
-) -> SparkUpsertResult:
+def upsert(sdf: DataFrame, **options: Unpack[Options]) -> SparkUpsertResult:
     """Upsert every row of a Spark DataFrame; only new or changed people leave the cluster.
 
     Keywords mean what they mean for :func:`flameup_pandas.upsert` and
     :func:`flameup_pandas.upsert_file`. Each identity is sent once (the last row by
     ``row`` wins). ``summary.to_dict()["rows_to_driver"]`` counts the rows that reached the
-    driver. See the module docstring for how the work is split and why.
+    driver; ``results`` is where the per-row results are written (a Spark parquet dataset),
+    and ``progress`` is off unless asked for. See the module docstring for how the work is
+    split and why.
     """
     started = time.monotonic()
-    rules, delivery = split_options("spark.upsert", options)
+    rules, delivery, run = split_options("spark.upsert", {"progress": False, **options})
+    state, results, full_refresh, dry_run = run.state, run.results, run.full_refresh, run.dry_run
     _check_columns(sdf, rules)
-    with SyncState.open(state) if state is not None else contextlib.nullcontext() as sync:
+    with (
+        SyncState.open(state, filesystem=run.filesystem)
+        if state is not None
+        else contextlib.nullcontext() as sync
+    ):
         # the state is opened (locked, any leftover journal folded) before Spark reads it
         known = None if sync is None or full_refresh else _read_state(sdf.sparkSession, sync)
         # content hashes serve the diff and the state's record of what was sent; the JSON, a send
@@ -168,7 +165,7 @@ def upsert(
         else:
             sender = delivery.open()
             try:
-                outcomes, reached = _deliver(to_send, sender, sync, progress)
+                outcomes, reached = _deliver(to_send, sender, sync, run.progress)
             finally:
                 sender.close()
             report = sender.report(time.monotonic() - started)

@@ -1,4 +1,5 @@
-"""One definition of a run's options: every entry point builds Rules and Delivery the same way."""
+"""One definition of a run's options: every entry point builds Rules, Delivery and Run the same
+way."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from flameup_pandas._run.options import (
     DeliveryOptions,
     Options,
     RuleOptions,
+    Run,
+    RunOptions,
     split_options,
 )
 from flameup_pandas._run.plan import Rules
@@ -35,13 +38,33 @@ def _fields(cls: type) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)}
 
 
-def test_typed_keywords_are_exactly_the_fields_of_rules_and_delivery() -> None:
+def test_typed_keywords_are_exactly_the_fields_of_rules_delivery_and_run() -> None:
     # on_duplicate is a rule only the frame path takes; it stays an explicit keyword there.
     assert set(RuleOptions.__annotations__) == _fields(Rules) - {"on_duplicate"}
     assert set(DeliveryOptions.__annotations__) == _fields(Delivery)
-    assert set(Options.__annotations__) == set(RuleOptions.__annotations__) | set(
-        DeliveryOptions.__annotations__
+    assert set(RunOptions.__annotations__) == _fields(Run)
+    assert set(Options.__annotations__) == (
+        set(RuleOptions.__annotations__)
+        | set(DeliveryOptions.__annotations__)
+        | set(RunOptions.__annotations__)
     )
+
+
+def test_the_run_keywords_are_written_in_no_public_signature() -> None:
+    """state, full_refresh, dry_run, progress, results, filesystem: one value (Run), typed
+    once (RunOptions); no entry point spells them out again."""
+    import inspect
+
+    from flameup_pandas import spark
+
+    for function in (
+        flameup_pandas.upsert,
+        flameup_pandas.upsert_file,
+        flameup_pandas.upsert_arrow,
+        spark.upsert,
+    ):
+        named = set(inspect.signature(function).parameters)
+        assert named & set(RunOptions.__annotations__) == set(), function.__qualname__
 
 
 def test_typed_keywords_have_the_types_of_the_fields() -> None:
@@ -49,22 +72,39 @@ def test_typed_keywords_have_the_types_of_the_fields() -> None:
     def annotations(cls: type) -> dict[str, str]:
         return {f.name: str(f.type) for f in dataclasses.fields(cls)}
 
-    typed = {**RuleOptions.__annotations__, **DeliveryOptions.__annotations__}
-    fields = {**annotations(Rules), **annotations(Delivery)}
+    typed = {
+        **RuleOptions.__annotations__,
+        **DeliveryOptions.__annotations__,
+        **RunOptions.__annotations__,
+    }
+    fields = {**annotations(Rules), **annotations(Delivery), **annotations(Run)}
     for name, hint in typed.items():
         written = hint.__forward_arg__ if isinstance(hint, typing.ForwardRef) else str(hint)
         assert written == fields[name], name
 
 
-def test_split_options_sorts_keywords_into_rules_and_delivery() -> None:
+def test_split_options_sorts_keywords_into_rules_delivery_and_run() -> None:
     retry = RetryPolicy(total=1)
-    rules, delivery = split_options(
+    rules, delivery, run = split_options(
         "upsert",
-        {"mapping": {"userId": "id"}, "send_nulls": True, "concurrency": 7, "retry": retry},
+        {
+            "mapping": {"userId": "id"},
+            "send_nulls": True,
+            "concurrency": 7,
+            "retry": retry,
+            "state": "s.parquet",
+            "dry_run": True,
+        },
         on_duplicate="error",
     )
     assert rules == Rules(mapping={"userId": "id"}, send_nulls=True, on_duplicate="error")
     assert delivery == Delivery(concurrency=7, retry=retry)
+    assert run == Run(state="s.parquet", dry_run=True)
+
+
+def test_a_frame_returns_its_results_instead_of_writing_a_file(tmp_path: Path) -> None:
+    with pytest.raises(flameup_pandas.ConfigurationError, match="returns its results"):
+        flameup_pandas.upsert(FRAME, results=tmp_path / "r.parquet", dry_run=True)
 
 
 def test_delivery_defaults_are_the_documented_ones() -> None:

@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,15 +29,17 @@ from .._people.encode import Payloads
 from .._people.identity import HashRuns
 from .._people.outgoing import Outgoing
 from .._send.delivery import PersonOutcome, count_failed
+from ..exceptions import ConfigurationError, UpsertInterrupted
 from .interrupt import deliver_all, interrupted, interruptible, shielded
+from .options import Delivery, Run
 from .plan import BATCH_SIZE, UNCHANGED, Plan, Rules, Sender
-from .progress import Meter, Progress, open_progress
-from .result import RunReport, Summary
+from .progress import Meter, open_progress
+from .result import RunReport, Summary, record_run
 from .sinks import ResultsWriter
-from .sources import Rows, read_chunks
+from .sources import Rows
 from .state import SyncState
 
-__all__ = ["upsert_rows"]
+__all__ = ["assemble", "upsert_frame", "upsert_rows"]
 
 logger = logging.getLogger("flameup_pandas")
 
@@ -59,31 +60,92 @@ class _Chunk:
     origin: list[tuple[Plan, int]] | None = None
 
 
+def upsert_frame(df: pd.DataFrame, *, rules: Rules, delivery: Delivery, run: Run) -> pd.DataFrame:
+    """Upsert every row of ``df``; return it with flameup_id, flameup_status, flameup_error.
+
+    The frame is one chunk of the engine's stream (its index labels the rows). On Ctrl-C or
+    SIGTERM raises :class:`UpsertInterrupted` whose ``result`` is this frame with every row
+    answered so far; the rest are ``failed`` (see :mod:`flameup_pandas._run.interrupt`).
+    """
+    if run.results is not None:
+        raise ConfigurationError(
+            "upsert() returns its results as a frame; results= is for upsert_file and "
+            "upsert_arrow (write the frame it returns with .to_parquet(...))"
+        )
+    plans: list[Plan] = []
+    rows = Rows((frame for frame in [df]), total=len(df), labelled=True)
+    try:
+        summary = upsert_rows(rows, rules=rules, delivery=delivery, run=run, written=plans.append)
+    except UpsertInterrupted as stop:
+        result = assemble(df, plans)
+        if isinstance(stop.result, Summary) and stop.result.run is not None:
+            record_run(result, stop.result.run)
+        raise UpsertInterrupted(str(stop), result=result, signal=stop.signal) from None
+    result = assemble(df, plans)
+    if summary.run is not None:
+        record_run(result, summary.run)
+    return result
+
+
+def assemble(df: pd.DataFrame, plans: list[Plan]) -> pd.DataFrame:
+    """The input frame, same index and order, with the three result columns set."""
+
+    def column(name: str) -> pd.Series:
+        values = [getattr(plan, name) for plan in plans]
+        joined = np.concatenate(values) if values else np.full(len(df), None, dtype=object)
+        return pd.Series(joined, index=df.index, dtype=object)
+
+    result = df.copy(deep=False)
+    result["flameup_id"] = column("flameup_id")
+    result["flameup_status"] = column("status")
+    result["flameup_error"] = column("error")
+    return result
+
+
 def upsert_rows(
     rows: Rows,
     *,
     rules: Rules,
-    sender: Sender | None,
-    results: str | Path | None = None,
-    state: str | Path | None = None,
-    full_refresh: bool = False,
-    progress: bool | Progress = True,
-    filesystem: Any = None,
+    delivery: Delivery,
+    run: Run,
+    written: Callable[[Plan], None] | None = None,
 ) -> Summary:
-    """Stream opened ``rows`` through the engine; ``sender=None`` is a dry run.
+    """Stream opened ``rows`` through the engine: the one run behind every entry point.
 
-    On Ctrl-C or SIGTERM the results file and the state are closed with every row answered
-    so far, and :class:`UpsertInterrupted` is raised with the summary of those rows.
+    Each chunk is planned (validated, encoded, diffed against the state), its people join one
+    stream of full batches of 100, and every row's outcome goes to the sinks: the results file,
+    the state, and ``written`` (called with each chunk's plan once all its rows are settled,
+    in input order). On Ctrl-C or SIGTERM the results file and the state are closed with every
+    row answered so far, and :class:`UpsertInterrupted` is raised with the summary of those
+    rows.
     """
+    sender = None if run.dry_run else delivery.open()
+    try:
+        return _stream(rows, rules, sender, run, written)
+    finally:
+        if sender is not None:
+            sender.close()
+
+
+def _stream(
+    rows: Rows,
+    rules: Rules,
+    sender: Sender | None,
+    run: Run,
+    written: Callable[[Plan], None] | None,
+) -> Summary:
     with interruptible():
         started = time.monotonic()
-        sync = SyncState.open(state, filesystem=filesystem) if state is not None else None
-        writer = ResultsWriter(results, filesystem=filesystem)
+        sync = None
+        if run.state is not None:
+            sync = SyncState.open(run.state, filesystem=run.filesystem)
+        writer = ResultsWriter(run.results, filesystem=run.filesystem, written=written)
         total = rows.total
-        bar = open_progress(progress, total, requests=None if sender is None else sender.requests)
+        requests = None if sender is None else sender.requests
+        bar = open_progress(run.progress, total, requests=requests)
         stopped: KeyboardInterrupt | None = None
         try:
-            would_send, sample = _run(rows, rules, sender, sync, writer, bar, full_refresh)
+            would_send, sample = _run(rows, rules, sender, sync, writer, bar, run.full_refresh)
         except KeyboardInterrupt as exc:
             stopped, would_send, sample = exc, 0, []
         finally:
@@ -118,7 +180,7 @@ def _run(
     """Plan every chunk and send (or, with no sender, sample) its people; (would_send, sample)."""
     would_send = 0
     sample: list[Any] = []
-    chunks = (_plan_chunk(frame, rules, sync, full_refresh) for frame in read_chunks(rows.batches))
+    chunks = (_plan_chunk(frame, rules, sync, full_refresh) for frame in rows.frames())
     if sender is None:
         for chunk in chunks:
             pending = chunk.plan.pending()

@@ -1,5 +1,5 @@
-"""A run's options, defined once: how rows become people (:class:`Rules`) and how they are sent
-(:class:`Delivery`).
+"""A run's options, defined once: how rows become people (:class:`Rules`), how they are sent
+(:class:`Delivery`) and what the run keeps and shows (:class:`Run`).
 
 Every entry point (``upsert``, ``upsert_file``, ``upsert_arrow``, ``spark.upsert``, the polars
 namespace, the Airflow callable, the CLI) takes the same keywords and turns them into these two
@@ -7,7 +7,8 @@ values with :func:`split_options`, so a default, a check or a new option lives i
 
 - a new delivery option is one field of :class:`Delivery` (its default and check) and one line
   of :class:`DeliveryOptions` (its name and type, for IDEs and mypy);
-- a new rule is one field of :class:`Rules` and one line of :class:`RuleOptions`.
+- a new rule is one field of :class:`Rules` and one line of :class:`RuleOptions`;
+- a new run option is one field of :class:`Run` and one line of :class:`RunOptions`.
 
 ``tests/test_options.py`` pins that the typed keywords and the fields agree.
 """
@@ -18,6 +19,7 @@ import difflib
 import math
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from .._send.client import FlameupClient, Timeout
@@ -25,11 +27,20 @@ from .._send.delivery import Deliverer
 from .._send.pacing import shared_limiter
 from .._send.retry import RetryPolicy
 from .plan import Rules, Sender
+from .progress import Progress
 
 if TYPE_CHECKING:
-    import pandera.pandas as pa
+    import pandera.pandas as pandera
 
-__all__ = ["Delivery", "DeliveryOptions", "Options", "RuleOptions", "split_options"]
+__all__ = [
+    "Delivery",
+    "DeliveryOptions",
+    "Options",
+    "RuleOptions",
+    "Run",
+    "RunOptions",
+    "split_options",
+]
 
 
 class RuleOptions(TypedDict, total=False):
@@ -38,7 +49,7 @@ class RuleOptions(TypedDict, total=False):
     mapping: Mapping[str, Hashable] | None
     traits: Sequence[Hashable] | None
     exclude: Sequence[Hashable] | None
-    schema: type[pa.DataFrameModel] | pa.DataFrameSchema | None
+    schema: type[pandera.DataFrameModel] | pandera.DataFrameSchema | None
     send_nulls: bool
     naive_timestamps: Literal["error", "utc"]
 
@@ -56,8 +67,48 @@ class DeliveryOptions(TypedDict, total=False):
     retry: RetryPolicy | None
 
 
-class Options(RuleOptions, DeliveryOptions, total=False):
-    """Every keyword shared by the entry points that send: rules plus delivery."""
+class RunOptions(TypedDict, total=False):
+    """The keywords of :class:`Run` (defaults and meaning: ``Run``)."""
+
+    state: str | Path | None
+    full_refresh: bool
+    dry_run: bool
+    progress: bool | Progress
+    results: str | Path | None
+    filesystem: Any
+
+
+class Options(RuleOptions, DeliveryOptions, RunOptions, total=False):
+    """Every keyword shared by the entry points that send: rules, delivery and the run's."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """What a run keeps and shows: its sync state, its results file, its progress.
+
+    >>> Run(state="people.state.parquet").dry_run
+    False
+    """
+
+    state: str | Path | None = None
+    """The sync state: only new or changed people are sent, and what Flameup confirmed is
+    recorded. A local path or a URI (``s3://``, ``gs://``, ``az://``), or a path on
+    ``filesystem``."""
+    full_refresh: bool = False
+    """Send everyone, whatever the state says (and record them in it)."""
+    dry_run: bool = False
+    """Validate, encode and diff; send nothing."""
+    progress: bool | Progress = True
+    """A progress bar (tqdm), or a :class:`~flameup_pandas.Progress` to report to."""
+    results: str | Path | None = None
+    """A parquet file (or URI) of per-row results, written in input order as rows settle."""
+    filesystem: Any = None
+    """An fsspec or pyarrow filesystem that ``state``, ``results`` and a source path are on."""
+
+    def __post_init__(self) -> None:
+        for name in ("full_refresh", "dry_run"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
 
 
 @dataclass(frozen=True)
@@ -129,21 +180,23 @@ class Delivery:
 
 RULE_KEYWORDS = frozenset(RuleOptions.__annotations__)
 DELIVERY_KEYWORDS = frozenset(DeliveryOptions.__annotations__)
+RUN_KEYWORDS = frozenset(RunOptions.__annotations__)
 
 
 def split_options(
     where: str, options: Mapping[str, Any], **rules_extra: Any
-) -> tuple[Rules, Delivery]:
-    """The :class:`Rules` and :class:`Delivery` that ``options`` describe.
+) -> tuple[Rules, Delivery, Run]:
+    """The :class:`Rules`, :class:`Delivery` and :class:`Run` that ``options`` describe.
 
     ``where`` names the entry point for errors; ``rules_extra`` are rule keywords that only
     some entry points take (``on_duplicate``). An unknown keyword is a ``TypeError`` naming
     it (and the nearest known one), as Python's own would be.
     """
-    check_keywords(where, options, RULE_KEYWORDS | DELIVERY_KEYWORDS)
+    check_keywords(where, options, RULE_KEYWORDS | DELIVERY_KEYWORDS | RUN_KEYWORDS)
     rules = Rules(**{k: v for k, v in options.items() if k in RULE_KEYWORDS}, **rules_extra)
     delivery = Delivery(**{k: v for k, v in options.items() if k in DELIVERY_KEYWORDS})
-    return rules, delivery
+    run = Run(**{k: v for k, v in options.items() if k in RUN_KEYWORDS})
+    return rules, delivery, run
 
 
 def rules_of(where: str, options: Mapping[str, Any]) -> Rules:

@@ -1,19 +1,17 @@
-"""Plans and runs an upsert: validate, convert, de-duplicate, diff, deliver, assemble.
+"""Plans one chunk of a run: validate, encode, de-duplicate, diff; a decision per row.
 
-Data flows one way: frame -> canonical frame -> validation -> people dicts -> batches ->
-outcomes -> result columns. The same :class:`Rules` and :func:`run_batches` serve the
-DataFrame accessor, the file streamer and the Spark driver.
+Data flows one way: frame -> canonical frame -> validation -> people bytes -> a status or a
+place in a batch per row. The same :class:`Rules` and :class:`Plan` serve every path: the
+engine (:mod:`flameup_pandas._run.engine`, frames, files and Arrow streams) and the Spark
+executors.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
-import time
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -29,21 +27,18 @@ from .._people.mapping import (
     canonical_trait_column,
     resolve_mapping,
 )
-from .._people.outgoing import Outgoing
 from .._people.schema import row_reasons, validate_people
 from .._send.client import FlameupClient
-from .._send.delivery import Deliverer, PersonOutcome, count_failed
+from .._send.delivery import Deliverer, PersonOutcome
 from ..exceptions import DuplicateIdentityError
-from .interrupt import NOT_SENT, deliver_all, interrupted, interruptible, unfinished
-from .progress import Progress, open_progress
-from .result import RESULT_COLUMNS, RunReport, record_run
+from .result import RunReport
 
 if TYPE_CHECKING:
-    import pandera.pandas as pa
+    import pandera.pandas as pandera
 
     from .state import SyncState
 
-__all__ = ["Plan", "Rules", "Sender", "upsert_frame"]
+__all__ = ["BATCH_SIZE", "UNCHANGED", "Plan", "Rules", "Sender"]
 
 logger = logging.getLogger("flameup_pandas")
 
@@ -59,7 +54,7 @@ class Rules:
     mapping: Mapping[str, Hashable] | None = None
     traits: Sequence[Hashable] | None = None
     exclude: Sequence[Hashable] | None = None
-    schema: type[pa.DataFrameModel] | pa.DataFrameSchema | None = None
+    schema: type[pandera.DataFrameModel] | pandera.DataFrameSchema | None = None
     send_nulls: bool = False
     naive_timestamps: Literal["error", "utc"] = "error"
     on_duplicate: Literal["last", "error"] = "last"
@@ -309,98 +304,3 @@ def _last_of_each(keys: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     last = np.empty(len(uniques), dtype=np.int64)
     last[uniques] = len(codes) - 1 - reversed_first
     return codes, last
-
-
-def batches_of(
-    positions: np.ndarray, payloads: Payloads, size: int = BATCH_SIZE
-) -> Iterator[tuple[list[int], list[Outgoing]]]:
-    """Full batches of ``size`` (the last may be short): every request carries all it can."""
-    for start in range(0, len(positions), size):
-        tags = positions[start : start + size].tolist()
-        yield tags, payloads.outgoing(tags)
-
-
-def upsert_frame(
-    df: pd.DataFrame,
-    *,
-    rules: Rules,
-    sender_factory: Callable[[], Sender],
-    state: str | Path | None = None,
-    full_refresh: bool = False,
-    dry_run: bool = False,
-    progress: bool | Progress = True,
-    filesystem: Any = None,
-) -> pd.DataFrame:
-    """Upsert every row of ``df``; return it with flameup_id, flameup_status, flameup_error.
-
-    On Ctrl-C or SIGTERM raises :class:`UpsertInterrupted` whose ``result`` is this frame with
-    every row answered so far; the rest are ``failed`` (see :mod:`flameup_pandas._run.interrupt`).
-    """
-    from .state import SyncState
-
-    started = time.monotonic()
-    plan = rules.plan(df, labels=list(df.index))
-    stopped: KeyboardInterrupt | None = None
-    with (
-        interruptible(),
-        SyncState.open(state, filesystem=filesystem)
-        if state is not None
-        else contextlib.nullcontext() as sync,
-    ):
-        hashes = None
-        if sync is not None:
-            hashes = plan.payloads.content_hashes() if full_refresh else plan.skip_unchanged(sync)
-        if dry_run:
-            plan.mark_dry_run()
-            report = RunReport(elapsed=time.monotonic() - started, dry_run=True)
-        else:
-            sender = sender_factory()
-            try:
-                deliver_plan(plan, sender, sync, hashes, progress)
-            except KeyboardInterrupt as exc:
-                stopped = exc
-                plan.mark(plan.pending(), "failed", NOT_SENT)
-            finally:
-                sender.close()
-            report = sender.report(time.monotonic() - started)
-    result = assemble(df, plan)
-    record_run(result, report)
-    if stopped is not None:
-        finished = len(df) - unfinished(plan.error)
-        raise interrupted(stopped, result, finished=finished, rows=len(df)) from None
-    return result
-
-
-def deliver_plan(
-    plan: Plan,
-    sender: Sender,
-    sync: SyncState | None,
-    hashes: np.ndarray | None,
-    progress: bool | Progress,
-) -> None:
-    pending = plan.pending()
-    bar = open_progress(progress, len(pending), requests=sender.requests)
-
-    def settle(positions: list[int], outcomes: list[PersonOutcome]) -> None:
-        plan.apply(positions, outcomes)
-        if sync is not None and hashes is not None:
-            sync.record_outcomes(plan.keys_at(positions), hashes[positions], outcomes)
-        bar.update(len(outcomes), failed=count_failed(outcomes))
-
-    try:
-        deliver_all(sender.deliverer.stream(batches_of(pending, plan.payloads)), settle)
-    finally:
-        bar.close()
-
-
-def assemble(df: pd.DataFrame, plan: Plan) -> pd.DataFrame:
-    """The input frame, same index and order, with the three result columns set."""
-    columns = {
-        "flameup_id": pd.Series(plan.flameup_id, index=df.index, dtype=object),
-        "flameup_status": pd.Series(plan.status, index=df.index, dtype=object),
-        "flameup_error": pd.Series(plan.error, index=df.index, dtype=object),
-    }
-    result = df.copy(deep=False)
-    for name in RESULT_COLUMNS:
-        result[name] = columns[name]
-    return result

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter, deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,9 @@ RESULTS_SCHEMA = pa.schema(
 class ResultsWriter:
     """Writes per-row results to a parquet file in input order; counts statuses as it goes.
 
+    ``written`` is called with each chunk's plan once all its rows are settled, in input order
+    (how a frame's result columns are filled).
+
     Rows settle out of order (requests run concurrently; a repeated identity is sent last),
     so each chunk's results are written once all its rows are settled and every earlier
     chunk is written: the file lists every row in the order it was read. Statuses and
@@ -48,7 +52,12 @@ class ResultsWriter:
     """
 
     def __init__(
-        self, path: str | Path | None, buffer_rows: int = 100_000, *, filesystem: Any = None
+        self,
+        path: str | Path | None,
+        buffer_rows: int = 100_000,
+        *,
+        filesystem: Any = None,
+        written: Callable[[Plan], None] | None = None,
     ) -> None:
         self.counts = dict.fromkeys(STATUSES, 0)
         self.reasons = ReasonTally()
@@ -59,6 +68,7 @@ class ResultsWriter:
         self._buffer_rows = buffer_rows
         self._waiting: deque[Plan] = deque()  # chunks in input order, not yet written
         self._left: dict[int, int] = {}  # rows not yet settled, by id of the chunk's plan
+        self._written = written
         self._output = contextlib.ExitStack()
         if path is not None:
             sink = self._output.enter_context(atomic_output(resolve(path, filesystem)))
@@ -77,7 +87,13 @@ class ResultsWriter:
         while self._waiting and self._left[id(self._waiting[0])] == 0:
             done = self._waiting.popleft()
             del self._left[id(done)]
-            self._write(done, np.arange(len(done.status)))
+            self._done(done)
+
+    def _done(self, plan: Plan) -> None:
+        """A chunk whose every row is settled, in input order: to the file and ``written``."""
+        self._write(plan, np.arange(len(plan.status)))
+        if self._written is not None:
+            self._written(plan)
 
     def _count(self, plan: Plan, positions: np.ndarray) -> None:
         statuses = plan.status[positions]
@@ -127,7 +143,7 @@ class ResultsWriter:
                 if len(unsettled):
                     plan.mark(unsettled, "failed", NOT_SENT)
                     self._count(plan, unsettled)
-                self._write(plan, np.arange(len(plan.status)))
+                self._done(plan)
             self.flush()
             if self._writer is not None:
                 self._writer.close()

@@ -52,10 +52,21 @@ Batches: TypeAlias = Generator[Chunk, None, None]
 @dataclass
 class Rows:
     """An opened source: its record batches (at most ``chunk_rows`` rows each) and, when it is
-    known without reading the data, how many rows there are (for the progress bar)."""
+    known without reading the data, how many rows there are (for the progress bar).
+
+    ``labelled`` rows are pandas frames whose own index labels their rows (a frame given to
+    ``upsert()``, taken as one chunk); other rows are numbered from 0 across the source.
+    """
 
     batches: Batches
     total: int | None = None
+    labelled: bool = False
+
+    def frames(self) -> Iterator[pd.DataFrame]:
+        """The rows as the engine's pandas frames, each row labelled."""
+        if self.labelled:
+            return iter(self.batches)
+        return read_chunks(self.batches)
 
 
 def open_rows(
