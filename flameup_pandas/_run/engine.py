@@ -240,11 +240,17 @@ def _batches(
                 writer.track(chunk.plan)
             _record(chunk, settled, writer)
         bar.update(len(settled))
-        carry.extend((chunk, p) for p in pending.tolist())
-        people.extend(chunk.plan.payloads.outgoing(pending))
-        while len(carry) >= BATCH_SIZE:
-            yield carry[:BATCH_SIZE], people[:BATCH_SIZE]
-            carry, people = carry[BATCH_SIZE:], people[BATCH_SIZE:]
+        # a batch's people are taken only when it is due: a chunk of a million rows (a whole
+        # frame) never holds a million outgoing people at once
+        start = 0
+        while start < len(pending):
+            take = pending[start : start + BATCH_SIZE - len(carry)]
+            start += len(take)
+            carry.extend((chunk, p) for p in take.tolist())
+            people.extend(chunk.plan.payloads.outgoing(take))
+            if len(carry) == BATCH_SIZE:
+                yield carry, people
+                carry, people = [], []
     if carry:
         yield carry, people
 
