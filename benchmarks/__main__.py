@@ -105,6 +105,14 @@ CONVERSION = [
         "-",
     ),
     Figure(
+        "df.flameup.upsert(dry_run=True) rows/s (one engine)",
+        'to_dict("records")+json.dumps',
+        "frame_rows_per_second",
+        "frame_baseline_rows_per_second",
+        "frame_speedup",
+        "-",
+    ),
+    Figure(
         "to_people() rows/s",
         'to_dict("records")+json.dumps',
         "to_people_rows_per_second",

@@ -7,6 +7,9 @@ with JSON bodies of 100 people; the baseline everywhere is what users write toda
 
 - ``encode``: :func:`encode_people` then the bodies (what a run does after validation),
   against ``to_dict`` + ``json.dumps`` of the same frame;
+- ``frame``: ``df.flameup.upsert(dry_run=True)``: a frame through the one engine (one
+  chunk: validation, encoding, identity keys, result columns), against ``to_dict`` +
+  ``json.dumps``;
 - ``to_people``: ``df.flameup.to_people()`` (validation, encoding, and dicts decoded from the
   bytes), against ``to_dict`` alone plus ``json.dumps`` (the figure of the accessor issue);
 - ``file``: ``upsert_file(path, dry_run=True)`` on a parquet file (reading, validation,
@@ -42,7 +45,7 @@ import pandas as pd
 from flameup_pandas import upsert_file
 from flameup_pandas._people.encode import encode_people
 from flameup_pandas._people.outgoing import encode_batch
-from flameup_pandas._run.plan import Rules, batches_of
+from flameup_pandas._run.plan import BATCH_SIZE, Rules
 
 from .bench_memory import customer_file, customers
 
@@ -70,7 +73,10 @@ def _baseline(df: pd.DataFrame) -> int:
 def _encode(df: pd.DataFrame) -> int:
     payloads = encode_people(df)
     positions = np.flatnonzero(payloads.present)
-    return sum(len(encode_batch(people)) for _, people in batches_of(positions, payloads))
+    return sum(
+        len(encode_batch(payloads.outgoing(positions[start : start + BATCH_SIZE])))
+        for start in range(0, len(positions), BATCH_SIZE)
+    )
 
 
 def _to_people(df: pd.DataFrame) -> int:
@@ -135,6 +141,7 @@ def main(quick: bool = False) -> dict[str, Any]:
     figures["baseline_rows_per_second"] = round(n_rows / base)
     figures["speedup"] = round(base / ours, 1)
     _pair(figures, "to_people", _timed(_to_people, df), _timed(_dict_and_json, df), n_rows)
+    _pair(figures, "frame", _timed(_frame_dry_run, df), _timed(_baseline, df), n_rows)
     path = customer_file(n_rows)
     upsert_file(path, dry_run=True, progress=False)  # warm: imports, page cache
     base = _timed(_file_baseline, path)
@@ -148,6 +155,10 @@ def main(quick: bool = False) -> dict[str, Any]:
         figures["polars_json_encode_seconds"] = round(_timed(_polars, df), 3)
         figures["encode_only_seconds"] = round(_timed(encode_people, df), 3)
     return figures
+
+
+def _frame_dry_run(df: pd.DataFrame) -> None:
+    df.flameup.upsert(dry_run=True, progress=False)
 
 
 def _dry_run(path: Path, state: Path | None) -> None:

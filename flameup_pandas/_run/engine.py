@@ -75,7 +75,9 @@ def upsert_frame(df: pd.DataFrame, *, rules: Rules, delivery: Delivery, run: Run
     plans: list[Plan] = []
     rows = Rows((frame for frame in [df]), total=len(df), labelled=True)
     try:
-        summary = upsert_rows(rows, rules=rules, delivery=delivery, run=run, written=plans.append)
+        summary = upsert_rows(
+            rows, rules=rules, delivery=delivery, run=run, written=plans.append, sample=0
+        )
     except UpsertInterrupted as stop:
         result = assemble(df, plans)
         if isinstance(stop.result, Summary) and stop.result.run is not None:
@@ -109,19 +111,20 @@ def upsert_rows(
     delivery: Delivery,
     run: Run,
     written: Callable[[Plan], None] | None = None,
+    sample: int = SAMPLE,
 ) -> Summary:
     """Stream opened ``rows`` through the engine: the one run behind every entry point.
 
     Each chunk is planned (validated, encoded, diffed against the state), its people join one
     stream of full batches of 100, and every row's outcome goes to the sinks: the results file,
     the state, and ``written`` (called with each chunk's plan once all its rows are settled,
-    in input order). On Ctrl-C or SIGTERM the results file and the state are closed with every
-    row answered so far, and :class:`UpsertInterrupted` is raised with the summary of those
-    rows.
+    in input order). A dry run's summary shows ``sample`` people as they would be sent. On
+    Ctrl-C or SIGTERM the results file and the state are closed with every row answered so
+    far, and :class:`UpsertInterrupted` is raised with the summary of those rows.
     """
     sender = None if run.dry_run else delivery.open()
     try:
-        return _stream(rows, rules, sender, run, written)
+        return _stream(rows, rules, sender, run, written, sample)
     finally:
         if sender is not None:
             sender.close()
@@ -133,6 +136,7 @@ def _stream(
     sender: Sender | None,
     run: Run,
     written: Callable[[Plan], None] | None,
+    sample_size: int,
 ) -> Summary:
     with interruptible():
         started = time.monotonic()
@@ -145,7 +149,9 @@ def _stream(
         bar = open_progress(run.progress, total, requests=requests)
         stopped: KeyboardInterrupt | None = None
         try:
-            would_send, sample = _run(rows, rules, sender, sync, writer, bar, run.full_refresh)
+            would_send, sample = _run(
+                rows, rules, sender, sync, writer, bar, run.full_refresh, sample_size
+            )
         except KeyboardInterrupt as exc:
             stopped, would_send, sample = exc, 0, []
         finally:
@@ -176,6 +182,7 @@ def _run(
     writer: ResultsWriter,
     bar: Meter,
     full_refresh: bool,
+    sample_size: int = SAMPLE,
 ) -> tuple[int, list[Any]]:
     """Plan every chunk and send (or, with no sender, sample) its people; (would_send, sample)."""
     would_send = 0
@@ -185,8 +192,9 @@ def _run(
         for chunk in chunks:
             pending = chunk.plan.pending()
             would_send += len(pending)
-            if len(sample) < SAMPLE:  # (taking bytes makes the chunk's: only while needed)
-                sample.extend(chunk.plan.payloads.take(pending[: SAMPLE - len(sample)]).people)
+            if len(sample) < sample_size:  # (taking bytes makes the chunk's: only while needed)
+                wanted = pending[: sample_size - len(sample)]
+                sample.extend(chunk.plan.payloads.take(wanted).people)
             chunk.plan.mark_dry_run()
             with shielded():
                 writer.track(chunk.plan)
