@@ -292,34 +292,6 @@ def planned_batch(
     )
 
 
-def planned_rows(rules: Rules, frame: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
-    """:func:`planned_batch` as a frame of Python values (None where missing), for a look."""
-    batch = planned_batch(rules, frame, rows)
-    return pd.DataFrame(
-        {
-            name: column.to_numpy(zero_copy_only=False)
-            if pa.types.is_integer(column.type)
-            else pd.Series(column.to_numpy(zero_copy_only=False), dtype=object)
-            for name, column in zip(batch.schema.names, batch.columns, strict=True)
-        }
-    )
-
-
-def arrow_backed(batch: pa.RecordBatch) -> pd.DataFrame:
-    """The batch as a pandas frame sharing its buffers: integers as numpy arrays, strings as
-    ``pd.ArrowDtype`` columns (which ``pa.Array.from_pandas``, and so ``mapInPandas``, takes
-    back as they are, instead of reading an object column value by value)."""
-    return pd.DataFrame(
-        {
-            name: column.to_numpy()
-            if pa.types.is_integer(column.type)
-            else pd.arrays.ArrowExtensionArray(column)
-            for name, column in zip(batch.schema.names, batch.columns, strict=True)
-        },
-        copy=False,
-    )
-
-
 def _shown_identities(plan: Plan) -> tuple[pa.Array, pa.Array]:
     """userId and email for the results: as given, in every row (invalid ones too)."""
     return plan.payloads.shown_user_ids, plan.payloads.shown_emails

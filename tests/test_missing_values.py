@@ -16,8 +16,9 @@ import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flameup_pandas._people.encode import content_hashes
 from flameup_pandas._run.plan import Rules
+
+from .reference import content_hashes
 
 DTYPES: dict[str, Any] = {
     "object": object,

@@ -8,6 +8,7 @@ import math
 import subprocess
 import sys
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,13 +19,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flameup_pandas._people.encode import content_hashes
 from flameup_pandas._people.encode import encode_people as build_people
-from flameup_pandas._people.identity import identity_key, identity_keys
 from flameup_pandas._people.mapping import canonical_frame, resolve_mapping
 from flameup_pandas._people.outgoing import encode_batch
 from flameup_pandas._people.schema import row_reasons, validate_people
 from flameup_pandas.exceptions import MappingError, NaiveTimestampError
+
+from .reference import content_hashes, identity_key, identity_keys
 
 
 def people(frame: pd.DataFrame, **kwargs: Any) -> list[dict[str, Any] | None]:
@@ -336,16 +337,15 @@ def test_content_hashes_are_pinned_across_versions_and_processes() -> None:
     expected = content_hashes([person]).tolist()
     assert content_hashes([{"userId": "u1"}]).tolist() == [7249378761026338362]
     code = (
-        "from flameup_pandas._people.encode import content_hashes;"
-        f"print(content_hashes([{person!r}]).tolist())"
+        f"from tests.reference import content_hashes;print(content_hashes([{person!r}]).tolist())"
     )
     out = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
         text=True,
         check=True,
-        env={"PYTHONHASHSEED": "123", "PYTHONPATH": sys.path[0]},
-        cwd=sys.path[0],
+        env={"PYTHONHASHSEED": "123", "PYTHONPATH": str(Path(__file__).parent.parent)},
+        cwd=Path(__file__).parent.parent,
     ).stdout
     assert out.strip() == str(expected)
 

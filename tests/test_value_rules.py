@@ -357,8 +357,9 @@ def test_rows_sent_wrongly_before_are_resent_once_with_the_right_value(flameup_s
     """A state from before the one engine recorded ``{"n": 7.0}`` for an Arrow integer beside a
     null; its hash no longer matches, so that person is resent once, as 7; a person whose
     value was sent right (a string) stays skipped."""
-    from flameup_pandas._people.encode import content_hashes
     from flameup_pandas._people.identity import identity_hashes
+
+    from .reference import content_hashes
 
     old = [
         {"userId": "u1", "traits": {"n": 7.0}},  # what the Arrow path sent before

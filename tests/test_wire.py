@@ -22,8 +22,7 @@ import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flameup_pandas._people.encode import TOP_LEVEL, content_hashes, encode_people
-from flameup_pandas._people.identity import identity_keys
+from flameup_pandas._people.encode import TOP_LEVEL, encode_people
 from flameup_pandas._people.mapping import trait_name
 from flameup_pandas._people.texts import _require_strings
 from flameup_pandas._people.values import convert
@@ -31,6 +30,7 @@ from flameup_pandas._people.wire import number_texts, string_texts
 from flameup_pandas._run.state import SyncState
 
 from .fixtures.legacy_state import STATE_NAME, legacy_people
+from .reference import content_hashes, identity_keys
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

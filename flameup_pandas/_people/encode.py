@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import gc
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -38,11 +38,10 @@ from .wire import (
     concat_pieces,
     drop_byte,
     json_list,
-    text_array,
     with_nulls,
 )
 
-__all__ = ["TOP_LEVEL", "Payloads", "content_hashes", "encode_people"]
+__all__ = ["TOP_LEVEL", "Payloads", "encode_people"]
 
 TOP_LEVEL = ("userId", "email", "phone")
 
@@ -366,7 +365,7 @@ class Payloads:
 
     @functools.cached_property
     def hashed(self) -> pa.Array:
-        """Each person's JSON with keys sorted (what :func:`content_hashes` takes)."""
+        """Each person's JSON with keys sorted (what content hashes are taken of)."""
         if self.sorted_by is None:
             raise ValueError("these payloads were made without their sorted JSON")
         return self.sorted_by()
@@ -426,7 +425,9 @@ class Payloads:
         return identity_key_array(self.user_ids, self.emails)
 
     def content_hashes(self, positions: np.ndarray | None = None) -> np.ndarray:
-        """:func:`content_hashes` of the people (at ``positions``), from their bytes."""
+        """A stable int64 fingerprint of each person (at ``positions``), to tell changed people
+        apart: blake2b (8 bytes) of the person's JSON with sorted keys, read little-endian, the
+        same on every machine, process and version; 0 where a row has no person."""
         every = positions is None or len(positions) == len(self)  # positions are sorted
         hashed = self.hashed if every else self.hashed.take(pa.array(positions))
         return blake2b_hashes(hashed)
@@ -442,31 +443,3 @@ class Payloads:
                 self.emails.take(take).to_pylist(),
             )
         )
-
-
-# -- content hashes -----------------------------------------------------------------------
-
-
-def content_hashes(people: Sequence[Mapping[str, Any] | None]) -> np.ndarray:
-    """A stable int64 fingerprint per person (0 for None), to tell changed people apart.
-
-    blake2b (8 bytes) of the person's JSON with sorted keys, read little-endian: the same on
-    every machine, process and version. :meth:`Payloads.content_hashes` gives the same from
-    the column-built bytes.
-
-    >>> content_hashes([{"userId": "u1"}, None]).tolist()
-    [7249378761026338362, 0]
-    """
-    dumps, option = orjson.dumps, orjson.OPT_SORT_KEYS
-    return blake2b_hashes(
-        text_array(
-            [None if p is None else dumps(p, default=_digits, option=option) for p in people]
-        )
-    )
-
-
-def _digits(value: Any) -> Any:
-    """A ``Decimal`` of a person dict as the JSON number of its digits (as it was sent)."""
-    if isinstance(value, Decimal):
-        return orjson.Fragment(str(value))
-    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")

@@ -7,8 +7,7 @@ a streaming run and the people reader look people up by the key's hash.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -19,34 +18,13 @@ __all__ = [
     "HashRuns",
     "find_sorted",
     "identity_hashes",
-    "identity_key",
     "identity_key_array",
-    "identity_keys",
 ]
 
 
-def identity_key(person: Mapping[str, Any]) -> str:
-    """The key two rows share when they are the same person.
-
-    >>> identity_key({"userId": "u1", "email": "A@x.io"}), identity_key({"email": "A@x.io"})
-    ('u:u1', 'e:a@x.io')
-    """
-    user_id = person.get("userId")
-    if user_id:
-        return f"u:{user_id}"
-    email = person.get("email")
-    if email:
-        return f"e:{str(email).lower()}"
-    raise ValueError("a person without userId or email has no identity")
-
-
-def identity_keys(people: Sequence[Mapping[str, Any] | None]) -> list[str | None]:
-    """identity_key per position (None for None)."""
-    return [None if p is None else identity_key(p) for p in people]
-
-
 def identity_key_array(user_ids: pa.Array, emails: pa.Array) -> pa.Array:
-    """:func:`identity_key` over columns of userIds and emails (null where neither is set).
+    """Each row's identity key over columns of userIds and emails: ``u:<userId>``, else
+    ``e:<email lower-cased>``; null where neither is set.
 
     Emails are lower-cased as Python does (``str.lower``): ASCII ones in Arrow, the others one
     by one, since Unicode lower-casing rules differ between libraries.
