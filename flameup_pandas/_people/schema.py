@@ -21,7 +21,6 @@ Each shortcut gives exactly what the per-value path gives (tests/test_schema_arr
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import functools
 import re
 import warnings
@@ -98,11 +97,9 @@ _SHOWN_VALUE = 60
 # A column whose first _SAMPLE values hold at most _FEW distinct ones (time zones, locales) is
 # judged once per distinct value instead of once per row.
 _SAMPLE, _FEW = 2_000, 100
-# Inside validate_people, identity_required is reported by validate_people itself (pandera
-# cannot name a row whose values are all missing), so the schema's own check stands down.
-_IDENTITY_CHECKED: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "identity_checked", default=False
-)
+# validate_people reports identity_required itself (pandera cannot name a row whose values
+# are all missing), so the schema's own failures of that check are left out of its report.
+_IDENTITY_CHECK = "identity_required"
 
 
 @functools.cache
@@ -364,8 +361,6 @@ class PeopleSchema(pa.DataFrameModel):
     @pa.dataframe_check(name="identity_required", error="identity_required")
     @classmethod
     def _identity_required(cls, frame: pd.DataFrame) -> pd.Series:
-        if _IDENTITY_CHECKED.get():
-            return pd.Series(np.ones(len(frame), dtype=bool), index=frame.index)
         return pd.Series(identity_present(frame), index=frame.index)
 
 
@@ -512,18 +507,16 @@ def _from_failure_cases(cases: pd.DataFrame, n_rows: int) -> pd.DataFrame:
 
 
 def _run_schema(schema: Any, frame: pd.DataFrame) -> pd.DataFrame:
-    token = _IDENTITY_CHECKED.set(True)
     try:
         with _quiet_pyspark():
             schema.validate(frame, lazy=True)
     except SchemaErrors as errors:
-        return _from_failure_cases(errors.failure_cases, len(frame))
+        report = _from_failure_cases(errors.failure_cases, len(frame))
+        return report[report["check"] != _IDENTITY_CHECK].reset_index(drop=True)
     except SchemaError as error:
         return _whole_frame(len(frame), None, "schema_error", str(error))
     except Exception as error:  # a user's check that breaks on odd data must not stop a run
         return _whole_frame(len(frame), None, "schema_error", f"{type(error).__name__}: {error}")
-    finally:
-        _IDENTITY_CHECKED.reset(token)
     return _empty_report()
 
 
