@@ -22,8 +22,9 @@ import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flameup_pandas._people.encode import TOP_LEVEL, encode_people
+from flameup_pandas._people.encode import encode_people
 from flameup_pandas._people.mapping import trait_name
+from flameup_pandas._people.person import TOP_LEVEL
 from flameup_pandas._people.texts import _require_strings
 from flameup_pandas._people.values import convert
 from flameup_pandas._people.wire import number_texts, string_texts

@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 from .identity import identity_key_array
 from .mapping import trait_name
 from .outgoing import Outgoing
+from .person import TOP_LEVEL
 from .texts import Texts, column_texts, strings_of
 from .wire import (
     BINARY,
@@ -42,8 +43,6 @@ from .wire import (
 )
 
 __all__ = ["TOP_LEVEL", "Payloads", "encode_people"]
-
-TOP_LEVEL = ("userId", "email", "phone")
 
 
 # -- assembly -------------------------------------------------------------------------------

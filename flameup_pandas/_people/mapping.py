@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import FieldNameWarning, MappingError
-from .person import KNOWN_TRAITS
+from .person import KNOWN_TRAITS, TOP_LEVEL
 
 __all__ = [
     "IDENTITY_FIELDS",
@@ -44,7 +44,7 @@ __all__ = [
     "trait_name",
 ]
 
-IDENTITY_FIELDS: tuple[str, ...] = ("userId", "email", "phone")
+IDENTITY_FIELDS: tuple[str, ...] = TOP_LEVEL
 USER_ID_ALIASES: tuple[str, ...] = ("userId", "user_id", "external_id")
 RESULT_COLUMNS: tuple[str, ...] = ("flameup_id", "flameup_status", "flameup_error")
 

@@ -27,8 +27,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["IDENTITY_KEYS", "KNOWN_TRAITS", "PERSON_FIELDS", "identity_of", "is_new", "read_person"]
+__all__ = [
+    "IDENTITY_KEYS",
+    "KNOWN_TRAITS",
+    "PERSON_FIELDS",
+    "TOP_LEVEL",
+    "identity_of",
+    "is_new",
+    "read_person",
+]
 
+TOP_LEVEL: tuple[str, ...] = ("userId", "email", "phone")
+"""The fields a person is sent with at the top level, beside its ``traits`` object."""
 KNOWN_TRAITS: tuple[str, ...] = (
     "first_name",
     "last_name",

@@ -32,7 +32,8 @@ import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from .._people.mapping import KNOWN_TRAITS
+from .._people.mapping import KNOWN_TRAITS, USER_ID_ALIASES
+from .._people.person import TOP_LEVEL
 from .._people.wire import number_texts
 from ..exceptions import ConfigurationError, SourceError
 from .storage import Location, resolve
@@ -42,7 +43,7 @@ __all__ = ["CHUNK_ROWS", "Rows", "open_dataset", "open_rows", "read_chunks"]
 CHUNK_ROWS = 50_000
 """Rows per record batch: large enough that validation's fixed cost per call (pandera's, a
 few milliseconds) is small beside the work, small enough to keep memory flat."""
-_TEXT_COLUMNS = ("userId", "user_id", "external_id", "email", "phone", *KNOWN_TRAITS)
+_TEXT_COLUMNS = (*USER_ID_ALIASES, *TOP_LEVEL, *KNOWN_TRAITS)
 
 Chunk: TypeAlias = Any
 """A ``pyarrow.RecordBatch`` or ``pyarrow.Table`` (pyarrow ships no type hints)."""
@@ -288,7 +289,7 @@ def mapped_text_columns(mapping: Mapping[str, Any] | None) -> tuple[str, ...]:
     return tuple(
         str(v)
         for k, v in (mapping or {}).items()
-        if k in ("userId", "email", "phone") or k.removeprefix("traits.") in KNOWN_TRAITS
+        if k in TOP_LEVEL or k.removeprefix("traits.") in KNOWN_TRAITS
     )
 
 
