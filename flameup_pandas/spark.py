@@ -55,7 +55,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Unpack
 
@@ -66,13 +66,14 @@ import pyarrow.compute as pc
 
 from ._people.outgoing import Outgoing
 from ._people.values import naive_error
+from ._run.interrupt import deliver_all, interrupted, interruptible, shielded
 from ._run.options import Options, split_options
 from ._run.plan import BATCH_SIZE, UNCHANGED, Plan, Rules, Sender
 from ._run.progress import Progress, open_progress
 from ._run.result import STATUSES, RunReport, Summary
 from ._run.sources import CHUNK_ROWS, arrow_frame, rechunked
 from ._run.state import SyncState
-from ._send.delivery import PersonOutcome, count_failed
+from ._send.delivery import IN_FLIGHT, NOT_SENT, PersonOutcome, count_failed
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -140,10 +141,22 @@ def upsert(sdf: DataFrame, **options: Unpack[Options]) -> SparkUpsertResult:
     driver; ``results`` is where the per-row results are written (a Spark parquet dataset),
     and ``progress`` is off unless asked for. See the module docstring for how the work is
     split and why.
+
+    On Ctrl-C or SIGTERM no new request starts and none in flight is waited for; the state
+    keeps every acknowledged batch, and :class:`~flameup_pandas.UpsertInterrupted` is raised
+    whose ``result`` is this run's :class:`SparkUpsertResult` so far: sent rows with their
+    outcomes, the rest ``failed`` ("interrupted before sending", or "may have been stored"
+    for a batch in flight); with ``results=`` they are written there first.
     """
+    with interruptible():
+        return _upsert(sdf, options)
+
+
+def _upsert(sdf: DataFrame, options: Mapping[str, Any]) -> SparkUpsertResult:
     started = time.monotonic()
     rules, delivery, run = split_options("spark.upsert", {"progress": False, **options})
     state, results, full_refresh, dry_run = run.state, run.results, run.full_refresh, run.dry_run
+    stopped: KeyboardInterrupt | None = None
     _check_columns(sdf, rules)
     with (
         SyncState.open(state, filesystem=run.filesystem)
@@ -164,18 +177,38 @@ def upsert(sdf: DataFrame, **options: Unpack[Options]) -> SparkUpsertResult:
             outcomes = OUTCOMES_SCHEMA.empty_table()
         else:
             sender = delivery.open()
+            collected: list[pa.Table] = []
             try:
-                outcomes, reached = _deliver(to_send, sender, sync, run.progress)
+                reached = _deliver(to_send, sender, sync, run.progress, collected)
+            except KeyboardInterrupt as exc:
+                stopped, reached = exc, sum(t.num_rows for t in collected)
             finally:
                 sender.close()
+            outcomes = pa.concat_tables([OUTCOMES_SCHEMA.empty_table(), *collected])
             report = sender.report(time.monotonic() - started)
             final, extra = _settle(decided, outcomes), {"rows_to_driver": reached}
-    out = final.select(*RESULT_COLUMNS)
-    summary = Summary(_counts(decided, outcomes), report, extra)
-    if results is None:
-        return SparkUpsertResult(summary, out)
-    out.write.mode("overwrite").parquet(str(results))
-    return SparkUpsertResult(summary, str(results))
+    with shielded():
+        out = final.select(*RESULT_COLUMNS)
+        summary = Summary(_counts(decided, outcomes, complete=stopped is None), report, extra)
+        done = SparkUpsertResult(summary, out)
+        if results is not None:
+            out.write.mode("overwrite").parquet(str(results))
+            done = SparkUpsertResult(summary, str(results))
+    if stopped is not None:
+        finished = summary.rows - summary.counts["failed"] + _answered_failed(outcomes)
+        raise interrupted(stopped, done, finished=finished, rows=summary.rows) from None
+    return done
+
+
+def _answered_failed(outcomes: pa.Table) -> int:
+    """Rows that failed for a reason of their own (not the interrupt): they are finished."""
+    errors = outcomes["_sent_error"].to_pylist()
+    statuses = outcomes["_sent_status"].to_pylist()
+    return sum(
+        1
+        for status, error in zip(statuses, errors, strict=True)
+        if status == "failed" and error not in (NOT_SENT, IN_FLIGHT)
+    )
 
 
 def _functions() -> Any:
@@ -356,28 +389,34 @@ def _decide(planned: DataFrame, known: DataFrame | None, dry_run: bool) -> DataF
 
 
 def _settle(decided: DataFrame, outcomes: pa.Table) -> DataFrame:
-    """The decisions with each sent row's outcome filled in."""
-    if outcomes.num_rows == 0:
-        return decided
+    """The decisions with each sent row's outcome filled in (rows never sent: failed)."""
     f = _functions()
     sent = decided.sparkSession.createDataFrame(outcomes)
     joined = decided.join(sent, decided[ROW] == sent["_sent_row"], "left")
+    # a row to send with no outcome was never sent: the run was interrupted first
+    unsent = f.col("_sent_row").isNull() & f.col(STATUS).isNull()
     return joined.select(
         *[c for c in decided.columns if c not in (STATUS, ERROR, FLAMEUP_ID)],
         f.coalesce(f.col("_sent_id"), f.col(FLAMEUP_ID)).alias(FLAMEUP_ID),
-        f.coalesce(f.col("_sent_status"), f.col(STATUS)).alias(STATUS),
-        f.when(f.col("_sent_row").isNull(), f.col(ERROR))
+        f.when(unsent, f.lit("failed"))
+        .otherwise(f.coalesce(f.col("_sent_status"), f.col(STATUS)))
+        .alias(STATUS),
+        f.when(unsent, f.lit(NOT_SENT))
+        .when(f.col("_sent_row").isNull(), f.col(ERROR))
         .otherwise(f.col("_sent_error"))
         .alias(ERROR),
     )
 
 
-def _counts(decided: DataFrame, outcomes: pa.Table) -> dict[str, int]:
+def _counts(decided: DataFrame, outcomes: pa.Table, *, complete: bool) -> dict[str, int]:
     """Statuses settled in Spark plus those of the sent rows, counted on the driver: the
-    results DataFrame stays lazy (joining every outcome back costs a shuffle)."""
+    results DataFrame stays lazy (joining every outcome back costs a shuffle). Rows to send
+    with no outcome are failed (only an interrupted run has them)."""
     found = {r[STATUS]: int(r["count"]) for r in decided.groupBy(STATUS).count().collect()}
-    if found.pop(None, 0) != outcomes.num_rows:
+    unsent = found.pop(None, 0) - outcomes.num_rows
+    if complete and unsent:
         raise RuntimeError("some rows to send ended without an outcome")
+    found["failed"] = found.get("failed", 0) + unsent
     for status, count in pd.Series(outcomes["_sent_status"].to_pylist()).value_counts().items():
         found[status] = found.get(status, 0) + int(count)
     unknown = set(found) - set(STATUSES)
@@ -399,28 +438,34 @@ class _Sent:
 
 
 def _deliver(
-    to_send: DataFrame, sender: Sender, sync: SyncState | None, progress: bool | Progress
-) -> tuple[pa.Table, int]:
-    """Stream the rows to send into the shared deliverer; record and collect their outcomes."""
+    to_send: DataFrame,
+    sender: Sender,
+    sync: SyncState | None,
+    progress: bool | Progress,
+    collected: list[pa.Table],
+) -> int:
+    """Stream the rows to send into the shared deliverer; record their outcomes and collect
+    them into ``collected`` (which keeps them when an interrupt cuts the run short); the rows
+    that reached the driver."""
     columns = to_send.select(ROW, "identity", "content_hash", "payload", "userId", "email")
     total = columns.count()
     if total == 0:
-        return OUTCOMES_SCHEMA.empty_table(), 0
+        return 0
     # toLocalIterator fetches one partition at a time: bound them, whatever the shuffles made
     parts = columns.repartition(-(-total // FETCH_ROWS))
     bar = open_progress(progress, total, desc="upsert (spark)", requests=sender.requests)
-    collected: list[pa.Table] = []
-    reached = 0
+
+    def settle(sent: _Sent, outcomes: list[PersonOutcome]) -> None:
+        if sync is not None:
+            sync.record_outcomes(sent.keys, sent.hashes, outcomes)
+        collected.append(_outcome_table(sent.rows, outcomes))
+        bar.update(len(outcomes), failed=count_failed(outcomes))
+
     try:
-        for sent, outcomes in sender.deliverer.stream(_batches(parts.toLocalIterator())):
-            reached += len(sent.rows)
-            if sync is not None:
-                sync.record_outcomes(sent.keys, sent.hashes, outcomes)
-            collected.append(_outcome_table(sent.rows, outcomes))
-            bar.update(len(outcomes), failed=count_failed(outcomes))
+        deliver_all(sender.deliverer.stream(_batches(parts.toLocalIterator())), settle)
     finally:
         bar.close()
-    return pa.concat_tables([OUTCOMES_SCHEMA.empty_table(), *collected]), reached
+    return sum(table.num_rows for table in collected)
 
 
 def _batches(rows: Iterator[Any]) -> Iterator[tuple[_Sent, list[Outgoing]]]:

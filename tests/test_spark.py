@@ -15,6 +15,7 @@ import pytest
 
 from flameup_pandas import RetryPolicy
 from flameup_pandas import spark as flameup_spark
+from flameup_pandas._send.delivery import IN_FLIGHT, NOT_SENT
 from flameup_pandas.testing import Faults
 
 from .conftest import target
@@ -245,3 +246,48 @@ def test_the_driver_spends_the_announced_budget_and_takes_the_same_cap(spark, fl
         assert len(server.people()) == 2_500
         assert server.request_count(status=429) <= 3
         assert _SHARED[fingerprint(server.api_key, server.base_url)].rate_per_minute == 900
+
+
+def test_ctrl_c_on_a_spark_run_keeps_what_was_done(spark, tmp_path):
+    """Ctrl-C mid-run: UpsertInterrupted at once, its result the outcomes so far (the rest
+    failed, written to results= first); the state holds the acknowledged rows, and a rerun
+    sends only the others."""
+    import signal
+
+    import pyarrow.parquet as pq
+
+    from flameup_pandas import UpsertInterrupted
+    from flameup_pandas.testing import FlameupServer
+
+    from .test_interrupt import Hang
+
+    df = customers(2_000)
+    state, results = tmp_path / "state.parquet", tmp_path / "results"
+    with FlameupServer(rate_limit=None, faults=Faults(latency=0.05)) as server:
+        hang = Hang(server, 3, lambda: os.kill(os.getpid(), signal.SIGINT))
+        with pytest.raises(UpsertInterrupted) as caught:
+            flameup_spark.upsert(
+                to_spark(spark, df, partitions=2),
+                state=state,
+                results=results,
+                concurrency=2,
+                **target(server),
+            )
+        assert hang.answered_since() == []
+        stop = caught.value
+        run = stop.result
+        assert isinstance(run, flameup_spark.SparkUpsertResult) and run.results == str(results)
+        written = pq.read_table(results).to_pandas()
+        assert len(written) == 2_000 and written["row"].is_unique
+        created = int((written["flameup_status"] == "created").sum())
+        assert created >= 300 and run.summary.counts["created"] == created
+        assert set(written["flameup_status"]) == {"created", "failed"}
+        assert written["flameup_error"].isin([NOT_SENT, IN_FLIGHT, None]).all()
+        assert f"{created:,} of 2,000 rows finished" in str(stop)
+        assert len(pq.read_table(state)) == created
+        server.set_faults(None)
+        server.reset_requests()
+        again = flameup_spark.upsert(to_spark(spark, df), state=state, **target(server))
+        assert again.summary.counts["skipped"] == created
+        sent = sum(r.people_count for r in server.requests if r.path.endswith("/people/batch"))
+        assert sent == 2_000 - created
