@@ -1,17 +1,19 @@
-"""The streaming engine: upserting any Arrow source in bounded memory.
+"""The engine: the one run behind every entry point, in bounded memory.
 
-The source (opened by :mod:`flameup_pandas._run.sources`: a path, a dataset, a table, any
-``__arrow_c_stream__`` object) is read in record batches; each is validated, converted and
-diffed against the sync state on its own, its people join one stream of full batches of 100
-(batches cross record-batch boundaries, so only the run's last request is short), and per-row
-results are appended to the results parquet file as answers arrive. Neither the table nor its
+Every source becomes chunks of rows as pandas frames (:mod:`flameup_pandas._run.sources`: a
+frame given to ``upsert()`` is one chunk, labelled by its own index; a file, a dataset or any
+Arrow stream is read in record batches and numbered from 0). Each chunk is validated, encoded
+and diffed against the sync state on its own (:mod:`flameup_pandas._run.plan`); its people join
+one stream of full batches of 100 (batches cross chunk boundaries, so only the run's last
+request is short), and every row's outcome goes to the sinks (:mod:`flameup_pandas._run.sinks`):
+the results file and the result frame, in input order, and the state. Neither the table nor its
 results are ever held whole.
 
-A repeated identity ends as it does in a frame: the last row wins. Within a record batch the
-earlier rows are skipped; a row whose identity was already sent from an earlier record batch is
-set aside and sent after every request in flight has been answered, so requests sent
-concurrently can never land in the wrong order (the earlier row then reports what happened to
-it, and the later one ``updated``).
+A repeated identity ends as it does in a frame: the last row wins. Within a chunk the earlier
+rows are skipped; a row whose identity was already sent from an earlier chunk is set aside and
+sent after every request in flight has been answered, so requests sent concurrently can never
+land in the wrong order (the earlier row then reports what happened to it, and the later one
+``updated``).
 """
 
 from __future__ import annotations
@@ -124,13 +126,13 @@ def upsert_rows(
     """
     sender = None if run.dry_run else delivery.open()
     try:
-        return _stream(rows, rules, sender, run, written, sample)
+        return _drive(rows, rules, sender, run, written, sample)
     finally:
         if sender is not None:
             sender.close()
 
 
-def _stream(
+def _drive(
     rows: Rows,
     rules: Rules,
     sender: Sender | None,
@@ -149,7 +151,7 @@ def _stream(
         bar = open_progress(run.progress, total, requests=requests)
         stopped: KeyboardInterrupt | None = None
         try:
-            would_send, sample = _run(
+            would_send, sample = _plan_and_send(
                 rows, rules, sender, sync, writer, bar, run.full_refresh, sample_size
             )
         except KeyboardInterrupt as exc:
@@ -174,7 +176,7 @@ def _stream(
     return summary
 
 
-def _run(
+def _plan_and_send(
     rows: Rows,
     rules: Rules,
     sender: Sender | None,
