@@ -110,3 +110,5 @@ html_show_sourcelink = False
 html_copy_source = False
 html_last_updated_fmt = None
 pygments_style = "sphinx"
+# Text as written: option names (--quick), quotes in code-like figure names, "->" arrows.
+smartquotes = False

@@ -70,7 +70,7 @@ class MappingError(FlameupError, ValueError):
 
 class FieldNameWarning(UserWarning):
     """A column is named like a known field but for case, spaces, ``-`` or ``_`` (``Email``,
-    ``First_Name``, ``phone ``): it is sent as a custom trait of its own name, and the
+    ``First_Name``, ``"phone "``): it is sent as a custom trait of its own name, and the
     message names the mapping that would send it as the field instead."""
 
 

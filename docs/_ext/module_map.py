@@ -55,7 +55,7 @@ def modules(folder: Path) -> list[Path]:
 
 def folders() -> list[Path]:
     """The package and its sub-packages, the package first."""
-    inner = sorted(p.parent for p in PACKAGE.glob("*/__init__.py"))
+    inner = sorted(p.parent for p in PACKAGE.rglob("*/__init__.py") if "__pycache__" not in p.parts)
     return [PACKAGE, *inner]
 
 
