@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .values import Converted, convert, naive_error
+from .values import Converted, convert, utc_instants
 from .wire import (
     BINARY,
     bool_texts,
@@ -182,23 +182,10 @@ def _float_width(series: pd.Series) -> int:
 
 def _timestamp_texts(series: pd.Series, naive: str, label: str) -> Texts | None:
     """Datetime columns (numpy, tz-aware or arrow-backed) as ISO 8601 UTC texts."""
-    dtype = series.dtype
-    if isinstance(dtype, pd.ArrowDtype):
-        pa_type = dtype.pyarrow_dtype
-        if not pa.types.is_timestamp(pa_type):
-            return None
-        tz = pa_type.tz
-        target: Any = pd.DatetimeTZDtype(pa_type.unit, tz) if tz else f"datetime64[{pa_type.unit}]"
-        series = series.astype(target)
-    elif not (isinstance(dtype, pd.DatetimeTZDtype) or dtype.kind == "M"):
+    stamps = utc_instants(series, naive, label)
+    if stamps is None:
         return None
-    missing = series.isna().to_numpy(dtype=bool)
-    if series.dt.tz is None:
-        if naive != "utc" and not missing.all():
-            raise naive_error(label)
-        utc = series.to_numpy()
-    else:
-        utc = series.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
+    utc, missing = stamps
     whole = utc.astype("datetime64[s]") == utc
     if not whole[~missing].all():
         return None  # sub-second values: numpy's formatting, row by row (see values.iso_utc)

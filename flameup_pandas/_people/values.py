@@ -206,9 +206,10 @@ def convert(series: pd.Series, naive: str, label: str) -> Converted:
         return _categorical(series, naive, label)
     if isinstance(dtype, pd.SparseDtype):
         return convert(cast(Any, series).sparse.to_dense(), naive, label)
-    stamps = _as_datetimes(series)
+    stamps = utc_instants(series, naive, label)
     if stamps is not None:
-        return _datetimes(stamps, naive, label)
+        utc, missing = stamps
+        return Converted(_with_nones(iso_utc(utc), missing), missing, {})
     return objects(python_values(series), naive, label)
 
 
@@ -311,30 +312,34 @@ def _categorical(series: pd.Series, naive: str, label: str) -> Converted:
     return Converted(values, missing, problems)
 
 
-def _as_datetimes(series: pd.Series) -> pd.Series | None:
-    """A timestamp column (numpy, time-zone-aware or Arrow) as a pandas datetime series."""
+def utc_instants(series: pd.Series, naive: str, label: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """A timestamp column (numpy, time-zone-aware or Arrow) as naive UTC ``datetime64``
+    values and a missing mask; None when the column holds no timestamps.
+
+    Naive timestamps raise :class:`NaiveTimestampError` unless ``naive`` is ``"utc"``. Arrow
+    timestamps are read from their own buffer (an Arrow timestamp is a UTC instant whatever
+    its zone): pandas' conversion of an Arrow-backed column goes value by value.
+    """
     dtype = series.dtype
     if isinstance(dtype, pd.ArrowDtype):
         pa_type = dtype.pyarrow_dtype
         if not pa.types.is_timestamp(pa_type):
             return None
-        tz = pa_type.tz
-        target: Any = pd.DatetimeTZDtype(pa_type.unit, tz) if tz else f"datetime64[{pa_type.unit}]"
-        return series.astype(target)
-    if isinstance(dtype, pd.DatetimeTZDtype) or dtype.kind == "M":
-        return series
-    return None
-
-
-def _datetimes(series: pd.Series, naive: str, label: str) -> Converted:
-    missing = series.isna().to_numpy(dtype=bool)
-    if series.dt.tz is None:
-        if naive != "utc" and not missing.all():
-            raise naive_error(label)
-        utc = series
+        array = pa.array(series.array)
+        missing = np.asarray(array.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+        aware = pa_type.tz is not None
+        utc = array.cast(pa.timestamp(pa_type.unit)).to_numpy(zero_copy_only=False)
+    elif isinstance(dtype, pd.DatetimeTZDtype) or dtype.kind == "M":
+        missing = series.isna().to_numpy(dtype=bool)
+        aware = series.dt.tz is not None
+        if aware:
+            series = series.dt.tz_convert("UTC").dt.tz_localize(None)
+        utc = series.to_numpy()
     else:
-        utc = series.dt.tz_convert("UTC").dt.tz_localize(None)
-    return Converted(_with_nones(iso_utc(utc.to_numpy()), missing), missing, {})
+        return None
+    if not aware and naive != "utc" and not missing.all():
+        raise naive_error(label)
+    return utc, missing
 
 
 def _with_nones(values: np.ndarray, missing: np.ndarray) -> list[Any]:
