@@ -215,7 +215,9 @@ class Deliverer:
                 raise self._give_up(message, answer, outage=failing)
             if answer.status == 429:
                 self.stats.add(rate_limited=1)
-                wait_s = policy.rate_limit_wait(answer.headers, time.time(), self._rng)
+                # Reset and an HTTP-date Retry-After are times on the server's clock
+                server_now = self.limiter.server_time()
+                wait_s = policy.rate_limit_wait(answer.headers, server_now, self._rng)
                 logger.info("rate limited (429); holding all senders for %.1f s", wait_s)
                 self.limiter.hold_until(time.time() + wait_s)
             else:
@@ -271,7 +273,7 @@ class Deliverer:
         except BaseException:
             self.limiter.release()
             raise
-        self.limiter.observe(answer.headers)
+        self.limiter.observe(answer.headers, answer.elapsed)
         return answer
 
     def _pause(self, seconds: float) -> None:
