@@ -88,7 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
         "jobs (default: none; the budget Flameup announces is always obeyed)",
     )
     upsert.add_argument(
-        "--concurrency", type=positive(int), default=4, help="parallel requests (default 4)"
+        "--concurrency",
+        type=positive(int),
+        default=None,
+        metavar="N",
+        help="requests in flight at once (default: as many as the budget and the server's "
+        "latency allow, fewer when it shows strain, at most 32)",
     )
     upsert.add_argument(
         "--max-failed",

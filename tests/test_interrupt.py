@@ -260,3 +260,26 @@ def test_sigterm_in_the_airflow_callable_closes_results_and_state_and_says_how_f
     [warning] = [r for r in caplog.records if r.name == "flameup_pandas.airflow"]
     assert "stopped by SIGTERM" in warning.getMessage()
     assert f"created={acknowledged}" in warning.getMessage()
+
+
+def test_batches_waiting_for_the_budget_are_not_sent_not_in_flight() -> None:
+    """The first batch spends the budget (1 a minute); the next two wait for the window in
+    their workers. Ctrl-C then: they never went out, so they are "interrupted before sending",
+    not "may have been stored" (a rerun need not confirm them)."""
+    df = customers(300)
+    with FlameupServer(rate_limit=1, rate_window=60.0) as server:
+
+        def interrupt_once_waiting() -> None:
+            deadline = time.monotonic() + 30
+            while server.request_count(status=200) < 1 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            time.sleep(0.5)  # the workers now wait for the window's end
+            os.kill(os.getpid(), signal.SIGINT)
+
+        threading.Thread(target=interrupt_once_waiting, daemon=True).start()
+        with pytest.raises(UpsertInterrupted) as caught:
+            df.flameup.upsert(api_key=server.api_key, base_url=server.base_url, progress=False)
+        assert server.request_count() == 1
+    error = caught.value.result["flameup_error"]
+    assert (caught.value.result["flameup_status"] == "created").sum() == 100
+    assert (error == NOT_SENT).sum() == 200 and (error == IN_FLIGHT).sum() == 0

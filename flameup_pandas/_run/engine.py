@@ -147,8 +147,12 @@ def _drive(
             sync = SyncState.open(run.state, filesystem=run.filesystem)
         writer = ResultsWriter(run.results, filesystem=run.filesystem, written=written)
         total = rows.total
-        requests = None if sender is None else sender.requests
-        bar = open_progress(run.progress, total, requests=requests)
+        bar = open_progress(
+            run.progress,
+            total,
+            requests=None if sender is None else sender.requests,
+            in_flight=None if sender is None else sender.in_flight,
+        )
         stopped: KeyboardInterrupt | None = None
         try:
             would_send, sample = _plan_and_send(

@@ -284,6 +284,10 @@ class Sender:
         """Requests sent so far in this run (for progress lines)."""
         return self.deliverer.stats.requests
 
+    def in_flight(self) -> int:
+        """The most requests this run has had in flight at once (for progress lines)."""
+        return self.deliverer.stats.in_flight
+
     def report(self, elapsed: float, *, dry_run: bool = False) -> RunReport:
         return RunReport(
             elapsed=elapsed,

@@ -131,16 +131,27 @@ def _plain_label(label: Hashable) -> Any:
 
 @dataclass(frozen=True)
 class RunReport:
-    """What one run did on the wire (requests, retries, 429s, splits) and how long it took."""
+    """What one run did on the wire (requests, retries, 429s, splits, requests in flight at
+    once) and how long it took."""
 
     requests: int = 0
     retries: int = 0
     rate_limited: int = 0
     splits: int = 0
+    in_flight: int = 0
+    """The most of the run's requests that were in flight at once."""
+    concurrency: int = 0
+    """The fixed ``concurrency=N`` the run was given; 0: the number in flight adapted to the
+    server (the default)."""
     elapsed: float = 0.0
     dry_run: bool = False
     stopped: str | None = None
     """Why the run stopped sending before the end (Flameup unreachable); None if it did not."""
+
+    @property
+    def concurrency_text(self) -> str | int:
+        """``"adaptive"``, or the fixed number."""
+        return self.concurrency or "adaptive"
 
 
 @dataclass(frozen=True)
@@ -183,9 +194,10 @@ class Summary:
                 retries=self.run.retries,
                 rate_limited=self.run.rate_limited,
                 splits=self.run.splits,
-                elapsed_s=round(self.run.elapsed, 3),
-                dry_run=self.run.dry_run,
             )
+            if not self.run.dry_run:
+                out.update(in_flight=self.run.in_flight, concurrency=self.run.concurrency_text)
+            out.update(elapsed_s=round(self.run.elapsed, 3), dry_run=self.run.dry_run)
             if self.run.stopped is not None:
                 out["stopped"] = self.run.stopped
         out.update(self.extra)
