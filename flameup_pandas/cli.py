@@ -27,7 +27,7 @@ from ._run.plan import Rules
 from ._run.progress import Progress
 from ._run.sources import CHUNK_ROWS, open_rows, read_chunks
 from ._version import __version__
-from .exceptions import ConfigurationError, FlameupError, UpsertInterrupted
+from .exceptions import ConfigurationError, FlameupError, ReadInterrupted, UpsertInterrupted
 
 __all__ = ["main"]
 
@@ -402,15 +402,19 @@ def _report_problems(
 
 
 def run_export(args: argparse.Namespace) -> int:
-    with local_server(args.local) as target:
-        count = export_people(
-            args.out,
-            search=args.search,
-            status=args.status,
-            rate_limit=args.rate_limit,
-            progress=progress_of(args),
-            **target,
-        )
+    try:
+        with local_server(args.local) as target:
+            count = export_people(
+                args.out,
+                search=args.search,
+                status=args.status,
+                rate_limit=args.rate_limit,
+                progress=progress_of(args),
+                **target,
+            )
+    except ReadInterrupted as stop:
+        print(f"flameup-pandas: {stop}", file=sys.stderr)
+        return 128 + stop.signal
     print(f"{count:,} people written to {args.out}")
     return 0
 
