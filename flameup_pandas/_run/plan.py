@@ -31,7 +31,7 @@ from .._people.schema import row_reasons, validate_people
 from .._send.client import FlameupClient
 from .._send.delivery import Deliverer, PersonOutcome
 from ..exceptions import DuplicateIdentityError
-from .result import RunReport
+from .result import Reason, RunReport
 
 if TYPE_CHECKING:
     import pandera.pandas as pandera
@@ -288,11 +288,14 @@ class Sender:
         """The most requests this run has had in flight at once (for progress lines)."""
         return self.deliverer.stats.in_flight
 
-    def report(self, elapsed: float, *, dry_run: bool = False) -> RunReport:
+    def report(
+        self, elapsed: float, *, dry_run: bool = False, warnings: tuple[Reason, ...] = ()
+    ) -> RunReport:
         return RunReport(
             elapsed=elapsed,
             dry_run=dry_run,
             stopped=self.deliverer.breaker.reason,
+            warnings=warnings,
             **self.deliverer.stats.as_dict(),
         )
 
