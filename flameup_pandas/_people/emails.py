@@ -14,10 +14,11 @@ An address is ``local@domain``:
   Punycode as email-validator does, and must then follow the same rules; a Punycode label must
   decode.
 
-These are email-validator's syntax rules (``check_deliverability=False``) with two deliberate
-differences: a one-letter top-level domain (``a@b.c``) is refused, since no such domain exists,
-and the special-use names (``.test``, ``.local``, ``.invalid``...) are accepted, since test data
-uses them. ``tests/test_emails.py`` checks the agreement on generated addresses.
+These are email-validator's syntax rules (``check_deliverability=False``) with three deliberate
+differences: a one-letter top-level domain (``a@b.c``) is refused, since no such domain exists;
+the special-use names (``.test``, ``.local``, ``.invalid``...) are accepted, since test data
+uses them; and an unassigned code point in the local part is accepted, since RE2 (the column
+check) has no class for those. ``tests/test_emails.py`` checks the agreement on generated addresses.
 
 Speed: the ASCII domain rules and the whole local part are one RE2 pattern, run by Arrow over a
 whole column. The rows it refuses that it cannot judge alone (an internationalised domain,
@@ -60,7 +61,8 @@ _PUNYCODE_LABEL, _PUNYCODE_TOP = rf"[xX][nN]--{_REST}{_A}", rf"[xX][nN]--{_REST}
 _ASCII_DOMAIN = rf"(?:(?:{_LABEL})\.)+(?:{_TOP})"
 _PUNYCODE_DOMAIN = rf"(?:(?:{_LABEL}|{_PUNYCODE_LABEL})\.)+(?:{_TOP}|{_PUNYCODE_TOP})"
 # Beyond ASCII, a local part may hold letters, marks, numbers, punctuation and symbols: not
-# other (control, format, unassigned, private use, surrogate) nor separators. RE2 syntax.
+# control, format, private use or surrogate characters (category C) nor separators (Z). RE2
+# syntax. RE2 cannot name unassigned code points (Cn), so those pass (in Python too, to agree).
 _LOCAL_CHAR = rf"[{_ATEXT}]|[^\x00-\x7f\p{{C}}\p{{Z}}]"
 _LOCAL_FIRST = rf"[{_ATEXT}]|[^\x00-\x7f\p{{C}}\p{{Z}}\p{{M}}]"
 EMAIL_PATTERN = rf"(?:{_LOCAL_FIRST})(?:{_LOCAL_CHAR})*(?:\.(?:{_LOCAL_CHAR})+)*@{_ASCII_DOMAIN}"
@@ -120,7 +122,8 @@ def _local_ok(local: str) -> bool:
 def _local_char_ok(ch: str) -> bool:
     if ch.isascii():
         return ch.isalnum() or ch in _ATEXT_CHARS
-    return unicodedata.category(ch)[0] in "LMNPS"
+    category = unicodedata.category(ch)
+    return category == "Cn" or category[0] in "LMNPS"  # (Cn: as the RE2 pattern reads it)
 
 
 @functools.lru_cache(maxsize=4_096)  # a column holds many people at few domains
