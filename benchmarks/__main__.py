@@ -41,6 +41,7 @@ BENCHMARKS = (
     "memory",
     "arrow",
     "read",
+    "inflight",
     "validation",
     "spark",
     "storage",
@@ -59,7 +60,8 @@ class Figure:
 
     ``ours``, ``base`` and ``ratio`` name keys of the module's dict (``base`` may be a
     constant); ``name`` and ``baseline`` may use ``{key}`` placeholders. A missing key shows
-    as n/a; a missing ratio is computed as ours / base.
+    as n/a; a missing ratio is computed as ours / base. ``latency`` names the key of the
+    seconds the local server added to every answer, where it did (the report's latency column).
     """
 
     name: str
@@ -68,6 +70,7 @@ class Figure:
     base: str | float
     ratio: str | None = None
     target: str = "-"
+    latency: str | None = None
 
 
 SERVER = [
@@ -195,6 +198,24 @@ PACING = [
         "p5_floor_s",
         target="both complete, 0 lost",
     ),
+    Figure(
+        "40 requests s, 10/5 s, server clock 30 s behind: 429s {p6_behind_http_429}, "
+        "lost {p6_behind_lost}",
+        "clocks agreeing s",
+        "p6_behind_seconds",
+        "p6_agree_seconds",
+        "p6_behind_ratio",
+        "<= 1.5x + 3 s, <= 4 429s",
+    ),
+    Figure(
+        "40 requests s, 10/5 s, server clock 30 s ahead: 429s {p6_ahead_http_429}, "
+        "lost {p6_ahead_lost}",
+        "clocks agreeing s",
+        "p6_ahead_seconds",
+        "p6_agree_seconds",
+        "p6_ahead_ratio",
+        "<= 1.5x + 3 s, <= 4 429s",
+    ),
 ]
 SYNC = [
     Figure(
@@ -278,6 +299,43 @@ READ = [
         "<= 3 s, <= 100 req",
     ),
 ]
+INFLIGHT = [
+    Figure(
+        "s, 100 requests at 120/min, defaults (up to {l1_auto_in_flight} in flight)",
+        "concurrency=16 s",
+        "l1_auto_seconds",
+        "l1_c16_seconds",
+        "l1_ratio",
+        "<= 1.5x + 0.5 s",
+        latency="l1_latency_s",
+    ),
+    Figure(
+        "s, same, the previous default (concurrency=4)",
+        "concurrency=16 s",
+        "l1_c4_seconds",
+        "l1_c16_seconds",
+        latency="l1_latency_s",
+    ),
+    Figure(
+        "s, {l2_requests_needed} requests at 3,000/min, defaults (up to {l2_auto_in_flight})",
+        "concurrency=16 s",
+        "l2_auto_seconds",
+        "l2_c16_seconds",
+        "l2_ratio",
+        "<= 1.5x + 0.5 s",
+        latency="l2_latency_s",
+    ),
+    Figure(
+        "s, {l3_requests_needed} requests, 503 above 6 at once: {l3_auto_http_503} 503s, "
+        "{l3_auto_lost} lost",
+        "concurrency=6 s",
+        "l3_auto_seconds",
+        "l3_c6_seconds",
+        "l3_ratio",
+        "<= 1.5x + 1 s, <= 10% 503",
+        latency="l3_latency_s",
+    ),
+]
 VALIDATION = [
     Figure(
         "validate_people ms, {rows:,} rows (stricter emails)",
@@ -324,6 +382,7 @@ def delivery_figures(figures: dict[str, Any]) -> list[Figure]:
             "c_limit_per_minute",
             f"c{n}_ratio",
             ">= 0.90",
+            latency="c_latency_s",
         )
         for n in found or [16]
     ]
@@ -338,6 +397,7 @@ LINES: dict[str, Callable[[dict[str, Any]], list[Figure]]] = {
     "memory": lambda f: MEMORY,
     "arrow": lambda f: ARROW,
     "read": lambda f: READ,
+    "inflight": lambda f: INFLIGHT,
     "validation": lambda f: VALIDATION,
     "spark": lambda f: SPARK,
     "storage": lambda f: STORAGE,
@@ -367,8 +427,9 @@ def _show(value: float | None, digits: int = 1) -> str:
     return f"{value:,.0f}" if value >= 1000 or value == int(value) else f"{value:,.{digits}f}"
 
 
-def rows_for(name: str, figures: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
-    """The report lines of one module's figures: name, baseline, ours, base, ratio, target."""
+def rows_for(name: str, figures: dict[str, Any]) -> list[tuple[str, str, str, str, str, str, str]]:
+    """The report lines of one module's figures: name, baseline, ours, base, ratio, target,
+    and the latency the server added ("-": none)."""
     rows = []
     for fig in LINES[name](figures) if name in LINES else []:
         ours, base = _number(figures, fig.ours), _number(figures, fig.base)
@@ -383,6 +444,7 @@ def rows_for(name: str, figures: dict[str, Any]) -> list[tuple[str, str, str, st
                 _show(base),
                 NA if ratio is None else f"{ratio:.3f}",
                 _fill(fig.target, figures),
+                "-" if fig.latency is None else f"{_show(_number(figures, fig.latency), 2)} s",
             )
         )
     return rows
@@ -390,7 +452,7 @@ def rows_for(name: str, figures: dict[str, Any]) -> list[tuple[str, str, str, st
 
 def format_table(results: dict[str, dict[str, Any]], notes: dict[str, str]) -> str:
     """The report: one line per figure; modules without a mapping show their numbers as-is."""
-    header = ("figure", "baseline", "ours", "baseline", "ratio", "target")
+    header = ("figure", "baseline", "ours", "baseline", "ratio", "target", "latency")
     rows, extra = [], []
     for name, figures in results.items():
         mapped = rows_for(name, figures)
@@ -405,7 +467,7 @@ def format_table(results: dict[str, dict[str, Any]], notes: dict[str, str]) -> s
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = [
         "  ".join(
-            str(c).ljust(w) if i < 2 or i == 5 else str(c).rjust(w)
+            str(c).ljust(w) if i < 2 or i >= 5 else str(c).rjust(w)
             for i, (c, w) in enumerate(zip(row, widths, strict=True))
         ).rstrip()
         for row in [header, *rows]

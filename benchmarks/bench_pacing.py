@@ -15,6 +15,9 @@ apart whatever budget is left (what this client still falls back to after recurr
      policy's floor (10 at once, then 10 a window: 6 s), at most 3 429s.
 (p5) two processes on one key at 10 per 2 s, 20 requests each: both complete, nothing lost,
      the 429s they waste counted.
+(p6) a server whose clock is 30 s behind or ahead of ours, 40 requests under 10 per 5 s
+     windows, beside the same server with an agreeing clock: target within 1.5x + 3 s, at most
+     4 429s, nothing lost (before Reset was read on the server's clock: 107.9 s ahead).
 
 ::
 
@@ -48,7 +51,7 @@ from benchmarks.bench_sync import change_plans, customer_table
 from flameup_pandas import upsert_file
 from flameup_pandas._send.client import fingerprint
 from flameup_pandas._send.pacing import _SHARED, RateLimiter
-from flameup_pandas.testing import DOCUMENTED_LIMIT, FlameupServer
+from flameup_pandas.testing import DOCUMENTED_LIMIT, Faults, FlameupServer
 
 NEVER_REACHED = 1_000_000
 """A server limit announced in the headers and never reached (for the sync's first run)."""
@@ -258,6 +261,21 @@ def two_processes() -> dict[str, Any]:
     }
 
 
+def other_clocks() -> dict[str, Any]:
+    """(p6) 40 requests under 10 per 5 s, the server's clock 30 s behind, agreeing, ahead."""
+    out: dict[str, Any] = {}
+    for name, offset in (("agree", 0.0), ("behind", -30.0), ("ahead", 30.0)):
+        faults = Faults(clock_offset=offset)
+        with FlameupServer(rate_limit=10, rate_window=5.0, faults=faults) as server:
+            run = timed_upsert(server, frame(4_000))
+            run["lost"] = 4_000 - len(server.people())
+        for figure, value in run.items():
+            out[f"p6_{name}_{figure}"] = value
+    for name in ("behind", "ahead"):
+        out[f"p6_{name}_ratio"] = out[f"p6_{name}_seconds"] / out["p6_agree_seconds"]
+    return out
+
+
 def main(quick: bool = False) -> dict[str, Any]:
     """Every part; the figures (ints and floats) in one flat dict."""
     started = time.perf_counter()
@@ -265,6 +283,7 @@ def main(quick: bool = False) -> dict[str, Any]:
     found.update(small_frame())
     found.update(policies())
     found.update(two_processes())
+    found.update(other_clocks())
     found.update(long_job(quick))
     found.update(nightly_sync(quick))
     found["total_seconds"] = time.perf_counter() - started
@@ -284,6 +303,13 @@ def table(f: dict[str, Any]) -> str:
         lines.append(
             f"{name:<44}{f[f'{p}_seconds']:>9.2f}{f[f'{p}_even_seconds']:>9.2f}"
             f"{f[f'{p}_ratio']:>8.3f}{f[f'{p}_http_429']:>6}  {target}"
+        )
+    for name in ("behind", "ahead"):
+        lines.append(
+            f"(p6) server clock 30 s {name}, 10/5 s: {f[f'p6_{name}_seconds']:.1f} s against "
+            f"{f['p6_agree_seconds']:.1f} s agreeing ({f[f'p6_{name}_ratio']:.2f}x), "
+            f"{f[f'p6_{name}_http_429']} 429s, {f[f'p6_{name}_lost']} lost "
+            "(target <= 1.5x + 3 s, <= 4 429s, 0 lost)"
         )
     lines.append(
         f"(p5) two processes, one key, 10/2 s: {f['p5_seconds']:.1f} s (floor 6 s), "

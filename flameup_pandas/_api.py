@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import signal
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -21,6 +22,7 @@ import pyarrow.parquet as pq
 
 from ._people.columns import conform, people_table, to_frame, unified_schema
 from ._run.engine import upsert_frame, upsert_rows
+from ._run.interrupt import interruptible, shielded, signal_of
 from ._run.options import (
     DELIVERY_KEYWORDS,
     Delivery,
@@ -36,7 +38,7 @@ from ._run.result import Summary
 from ._run.sources import CHUNK_ROWS, open_rows
 from ._run.state import break_state_lock
 from ._send.reader import PeopleReader
-from .exceptions import ConfigurationError
+from .exceptions import ConfigurationError, ReadInterrupted
 
 if TYPE_CHECKING:
     import pyarrow.dataset as ds
@@ -182,10 +184,26 @@ def read_people(
     another under the key's shared budget and retried like batches; each person comes once,
     even when people are added or removed while paging. The keywords (``api_key``,
     ``base_url``, ``client``, ``rate_limit``, ``retry``, ``timeout``...) are :func:`upsert`'s.
+
+    On Ctrl-C or SIGTERM raises :class:`~flameup_pandas.ReadInterrupted` at once, whose
+    ``result`` is the frame of the people read so far.
     """
     delivery = _reading("read_people", options)
-    with _people_pages(delivery, search, status, progress) as tables:
-        pages = list(tables) or [people_table([])]
+    pages: list[pa.Table] = []
+    read = _Read()
+    try:
+        with interruptible(), _people_pages(delivery, search, status, progress, read) as tables:
+            for table in tables:
+                pages.append(table)
+    except KeyboardInterrupt as exc:
+        so_far = _people_frame(pages)
+        message = f"{read.describe(len(so_far))}; .result holds them"
+        raise _read_interrupted("read_people", exc, message, so_far) from None
+    return _people_frame(pages)
+
+
+def _people_frame(pages: list[pa.Table]) -> pd.DataFrame:
+    pages = pages or [people_table([])]
     schema = unified_schema(t.schema for t in pages)
     return to_frame(pa.concat_tables([conform(t, schema) for t in pages]))
 
@@ -203,13 +221,34 @@ def export_people(
     Pages are appended to parts as they come (a new part when a page brings a new trait or
     type), then the parts are rewritten into ``path`` under one schema: memory holds a page
     at a time, never the whole table. ``path`` appears only when complete: a read that fails
-    part way leaves any earlier file there untouched.
+    part way, or is stopped by Ctrl-C or SIGTERM (:class:`~flameup_pandas.ReadInterrupted`),
+    leaves no partial file behind, and any earlier file there untouched.
     """
     delivery = _reading("export_people", options)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    read = _Read()
+    try:
+        with interruptible():
+            return _export(delivery, target, search, status, progress, read)
+    except KeyboardInterrupt as exc:
+        message = (
+            f"{read.describe()}; nothing was written to {target} (no partial file; a file "
+            "there before is left as it was): rerun to export"
+        )
+        raise _read_interrupted("export_people", exc, message, None) from None
+
+
+def _export(
+    delivery: Delivery,
+    target: Path,
+    search: str | None,
+    status: str | None,
+    progress: bool | Progress,
+    read: _Read,
+) -> int:
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".flameup-export-") as scratch:
-        with _people_pages(delivery, search, status, progress) as tables:
+        with _people_pages(delivery, search, status, progress, read) as tables:
             parts = _write_parts(tables, Path(scratch))
         schemas = [people_table([]).schema, *(pq.read_schema(p) for p in parts)]
         schema = unified_schema(schemas)
@@ -220,8 +259,33 @@ def export_people(
                 for batch in pq.ParquetFile(part).iter_batches(batch_size=10_000):
                     writer.write_table(conform(pa.Table.from_batches([batch]), schema))
                     rows += batch.num_rows
-        os.replace(whole, target)
+        with shielded():  # the file appears whole or not at all
+            os.replace(whole, target)
     return rows
+
+
+@dataclasses.dataclass
+class _Read:
+    """How far a read got: people read and the total the last page announced."""
+
+    people: int = 0
+    total: int | None = None
+
+    def describe(self, people: int | None = None) -> str:
+        of = f" of {self.total:,}" if self.total is not None else ""
+        return f"{self.people if people is None else people:,}{of} people read"
+
+
+def _read_interrupted(
+    where: str, exc: BaseException, message: str, result: object
+) -> ReadInterrupted:
+    signum = signal_of(exc)
+    how = (
+        "interrupted (Ctrl-C)"
+        if signum == signal.SIGINT
+        else f"stopped by {signal.Signals(signum).name}"
+    )
+    return ReadInterrupted(f"{where} {how}: {message}", result=result, signal=signum)
 
 
 def _reading(where: str, options: DeliveryOptions) -> Delivery:
@@ -250,14 +314,20 @@ def _write_parts(tables: Iterator[pa.Table], folder: Path) -> list[Path]:
 
 @contextlib.contextmanager
 def _people_pages(
-    delivery: Delivery, search: str | None, status: str | None, progress: bool | Progress
+    delivery: Delivery,
+    search: str | None,
+    status: str | None,
+    progress: bool | Progress,
+    read: _Read,
 ) -> Iterator[Iterator[pa.Table]]:
-    """Pages of people as tables, through a sender (client, shared budget, retries)."""
+    """Pages of people as tables, through a sender (client, shared budget, retries); ``read``
+    follows how many people came and the total announced."""
     sender = delivery.open()
     reader = PeopleReader(sender.deliverer, search=search, status=status)
     bars: list[Meter] = []
 
     def total(n: int) -> None:
+        read.total = n
         if not bars:
             bars.append(open_progress(progress, n, desc="read", requests=sender.requests))
         bars[0].set_total(n)
@@ -266,7 +336,9 @@ def _people_pages(
         for page in reader.pages(on_total=total):
             bars[0].update(page.read)
             if page.people:
-                yield people_table(page.people)
+                table = people_table(page.people)
+                read.people += table.num_rows
+                yield table
 
     try:
         yield tables()

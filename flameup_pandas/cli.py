@@ -27,7 +27,7 @@ from ._run.plan import Rules
 from ._run.progress import Progress
 from ._run.sources import CHUNK_ROWS, open_rows, read_chunks
 from ._version import __version__
-from .exceptions import ConfigurationError, FlameupError, UpsertInterrupted
+from .exceptions import ConfigurationError, FlameupError, ReadInterrupted, UpsertInterrupted
 
 __all__ = ["main"]
 
@@ -88,7 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
         "jobs (default: none; the budget Flameup announces is always obeyed)",
     )
     upsert.add_argument(
-        "--concurrency", type=positive(int), default=4, help="parallel requests (default 4)"
+        "--concurrency",
+        type=positive(int),
+        default=None,
+        metavar="N",
+        help="requests in flight at once (default: as many as the budget and the server's "
+        "latency allow, fewer when it shows strain, at most 32)",
     )
     upsert.add_argument(
         "--max-failed",
@@ -397,15 +402,19 @@ def _report_problems(
 
 
 def run_export(args: argparse.Namespace) -> int:
-    with local_server(args.local) as target:
-        count = export_people(
-            args.out,
-            search=args.search,
-            status=args.status,
-            rate_limit=args.rate_limit,
-            progress=progress_of(args),
-            **target,
-        )
+    try:
+        with local_server(args.local) as target:
+            count = export_people(
+                args.out,
+                search=args.search,
+                status=args.status,
+                rate_limit=args.rate_limit,
+                progress=progress_of(args),
+                **target,
+            )
+    except ReadInterrupted as stop:
+        print(f"flameup-pandas: {stop}", file=sys.stderr)
+        return 128 + stop.signal
     print(f"{count:,} people written to {args.out}")
     return 0
 

@@ -22,7 +22,8 @@ One more stops a run but is not an error: :class:`UpsertInterrupted`, a ``Keyboa
 run's partial result::
 
     KeyboardInterrupt
-    └── UpsertInterrupted                    Ctrl-C or SIGTERM: .result holds what was done
+    ├── UpsertInterrupted                    Ctrl-C or SIGTERM: .result holds what was done
+    └── ReadInterrupted                      the same for read_people and export_people
 
 And one warning::
 
@@ -47,6 +48,7 @@ __all__ = [
     "MappingError",
     "NaiveTimestampError",
     "RateLimitError",
+    "ReadInterrupted",
     "RequestRejectedError",
     "ServerError",
     "SourceError",
@@ -180,8 +182,30 @@ class UpsertInterrupted(KeyboardInterrupt):
         self.signal = signal
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (_rebuild, (str(self), self.result, self.signal))
+        return (_rebuild, (type(self), str(self), self.result, self.signal))
 
 
-def _rebuild(message: str, result: object, signal: int) -> UpsertInterrupted:
-    return UpsertInterrupted(message, result=result, signal=signal)
+class ReadInterrupted(KeyboardInterrupt):
+    """Reading people back was stopped by Ctrl-C (SIGINT) or SIGTERM, as
+    :class:`UpsertInterrupted` is for upserts: a ``KeyboardInterrupt`` with ``result`` and
+    ``signal``.
+
+    For ``read_people()`` ``result`` is the frame of the people read so far (the same columns a
+    whole read has). ``export_people()`` writes its file only once every page is read, so an
+    interrupted export leaves no partial file behind (a file at that path before is left as it
+    was) and ``result`` is None; the message says so.
+    """
+
+    def __init__(self, message: str, *, result: typing.Any = None, signal: int = 2) -> None:
+        super().__init__(message)
+        self.result: typing.Any = result
+        self.signal = signal
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild, (type(self), str(self), self.result, self.signal))
+
+
+def _rebuild(
+    cls: type[UpsertInterrupted | ReadInterrupted], message: str, result: object, signal: int
+) -> UpsertInterrupted | ReadInterrupted:
+    return cls(message, result=result, signal=signal)

@@ -60,6 +60,14 @@ FIGURES = {
     },
     "read": {"people": 10_000, "read_seconds": 1.5, "floor_seconds": 0.6, "read_requests": 100},
     "validation": {"rows": 1_000_000, "v1_ms": 420.0, "v1_previous_ms": 400.0, "v1_ratio": 1.05},
+    "inflight": {
+        "l1_latency_s": 0.25,
+        "l1_auto_seconds": 2.7,
+        "l1_auto_in_flight": 32,
+        "l1_c16_seconds": 2.2,
+        "l1_c4_seconds": 7.0,
+        "l1_ratio": 1.227,
+    },
 }
 
 
@@ -74,6 +82,9 @@ def test_table_shows_each_figure_beside_its_baseline_and_ratio() -> None:
     assert "upsert_arrow from DuckDB, 5,000,000 rows" in table and "0.167" in table
     assert "read_people s, 10,000 people, default budget, 100 requests" in table
     assert "validate_people ms, 1,000,000 rows (stricter emails)" in table and "1.050" in table
+    [line] = [row for row in table.splitlines() if "100 requests at 120/min, defaults" in row]
+    assert "up to 32 in flight" in line and "1.227" in line and line.endswith("0.25 s")
+    assert table.splitlines()[0].endswith("latency")
     sync = rows_for("sync", FIGURES["sync"])[0]
     assert sync[0] == "sync requests, 10 of 1,000 rows changed"
     assert sync[4] == "0.100"  # computed as ours / baseline when the module gives no ratio

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from flameup_pandas._send.client import fingerprint
 from flameup_pandas._send.pacing import _SHARED
 from flameup_pandas.airflow import upsert_file_task
 from flameup_pandas.cli import main
-from flameup_pandas.testing import FlameupServer
+from flameup_pandas.testing import Faults, FlameupServer
 
 
 def _frame(n: int, prefix: str = "p") -> pd.DataFrame:
@@ -53,6 +54,23 @@ def test_every_server_policy_is_followed_with_almost_no_429(policy: Any) -> None
         assert len(server.people()) == 2_500
         assert server.request_count(status=429) <= 3
         assert result.flameup.summary().to_dict()["rate_limited"] <= 3
+
+
+@pytest.mark.parametrize("offset", [-30.0, 30.0])
+def test_a_server_on_another_clock_is_paced_by_its_own_date(offset: float) -> None:
+    """25 requests at 10 per 2 s from a server whose clock is 30 s off ours: Reset is read on
+    its clock (from Date), so a window is believed to end when it does, not 30 s later (ahead),
+    and a Reset is not taken for a stale one (behind: a storm of 429s)."""
+    faults = Faults(clock_offset=offset)
+    with FlameupServer(rate_limit=10, rate_window=2.0, faults=faults) as server:
+        result = _frame(2_500).flameup.upsert(**_where(server))
+        limiter = _SHARED[fingerprint(server.api_key, server.base_url)]
+        window = limiter.window
+        assert window is not None
+        assert window.reset - time.monotonic() <= 2.0 + 1.0  # the window, plus Reset's rounding
+        assert (result["flameup_status"] == "created").all()
+        assert len(server.people()) == 2_500
+        assert server.request_count(status=429) <= 4
 
 
 TWO_PROCESSES = textwrap.dedent(

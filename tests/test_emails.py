@@ -3,6 +3,9 @@ per value (Python), tested against email-validator itself on generated addresses
 
 from __future__ import annotations
 
+import unicodedata
+from typing import Any
+
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -11,7 +14,12 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from flameup_pandas import validate
-from flameup_pandas._people.emails import plausible_email, plausible_emails
+from flameup_pandas._people.emails import (
+    email_fingerprints,
+    plausible_email,
+    plausible_emails,
+    shared_emails,
+)
 
 REFUSED = [
     "mailto:a@b.com",  # a scheme
@@ -121,6 +129,9 @@ addresses = st.one_of(
 
 def validator_says(address: str) -> bool | None:
     """email-validator's verdict on the syntax; None where we differ from it on purpose."""
+    local = address.partition("@")[0]
+    if any(unicodedata.category(ch) == "Cn" for ch in local):
+        return None  # an unassigned code point: accepted by us (RE2 cannot name them)
     try:
         checked = validate_email(address, check_deliverability=False)
     except EmailNotValidError as error:
@@ -149,3 +160,39 @@ def test_the_same_verdict_as_email_validator(address: str) -> None:
 def test_the_arrow_path_agrees_with_the_python_path(values: list[str]) -> None:
     column = pa.chunked_array([values[: len(values) // 2], values[len(values) // 2 :]], pa.string())
     assert plausible_emails(column).tolist() == [plausible_email(v) for v in values]
+
+
+# -- one email, several userIds ------------------------------------------------------------------
+
+EMAILS = ["a@x.io", "A@X.io", "b@x.io", "Ünï@x.de", "ünï@x.de", "ÜNÏ@X.DE", "c@y.io", "", None]
+
+
+def plain_shared(rows: list[tuple[str | None, str | None]]) -> list[tuple[str, list[int]]]:
+    groups: dict[str, tuple[str, list[int], set[str]]] = {}
+    for i, (user_id, email) in enumerate(rows):
+        if user_id and email:
+            _, members, ids = groups.setdefault(email.lower(), (email, [], set()))
+            members.append(i)
+            ids.add(user_id)
+    return [(first, members) for first, members, ids in groups.values() if len(ids) > 1]
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["u1", "u2", "u3", "", None]), st.sampled_from(EMAILS)),
+        max_size=60,
+    )
+)
+def test_shared_emails_are_those_a_plain_count_finds(rows: list[tuple[Any, Any]]) -> None:
+    user_ids = pa.array([u for u, _ in rows], pa.string())
+    emails = pa.array([e for _, e in rows], pa.string())
+    found = [(email, members.tolist()) for email, members in shared_emails(user_ids, emails)]
+    assert found == plain_shared(rows)
+
+
+def test_email_fingerprints_ignore_case_and_tell_emails_apart() -> None:
+    emails = [f"user{i}@example.com" for i in range(100_000)] + ["USER7@Example.COM", "Ünï@X.de"]
+    prints = email_fingerprints(pa.array([*emails, "ünï@x.DE"], pa.large_string()))
+    assert len(set(prints[:100_000].tolist())) == 100_000
+    assert prints[100_000] == prints[7] and prints[100_001] == prints[100_002]

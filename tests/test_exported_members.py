@@ -26,14 +26,16 @@ def test_all_names_exist_and_nothing_private_is_exported():
 
 
 def test_every_exception_descends_from_flameup_error():
-    for name in set(flameup_pandas.exceptions.__all__) - {"UpsertInterrupted", "FieldNameWarning"}:
+    exempt = {"UpsertInterrupted", "ReadInterrupted", "FieldNameWarning"}
+    for name in set(flameup_pandas.exceptions.__all__) - exempt:
         assert issubclass(getattr(flameup_pandas.exceptions, name), flameup_pandas.FlameupError)
     assert issubclass(flameup_pandas.FieldNameWarning, UserWarning)
 
 
 def test_an_interrupted_run_stays_a_keyboard_interrupt_that_except_exception_cannot_catch():
-    assert issubclass(flameup_pandas.UpsertInterrupted, KeyboardInterrupt)
-    assert not issubclass(flameup_pandas.UpsertInterrupted, Exception)
+    for cls in (flameup_pandas.UpsertInterrupted, flameup_pandas.ReadInterrupted):
+        assert issubclass(cls, KeyboardInterrupt)
+        assert not issubclass(cls, Exception)
 
 
 def test_bad_input_errors_are_value_errors():

@@ -23,6 +23,7 @@ import pytest
 
 import flameup_pandas
 from flameup_pandas import UpsertInterrupted
+from flameup_pandas._api import export_people
 from flameup_pandas._run.interrupt import IN_FLIGHT, NOT_SENT, Stopped, interruptible, shielded
 from flameup_pandas.testing import Faults, FlameupServer, RecordedRequest
 
@@ -260,3 +261,71 @@ def test_sigterm_in_the_airflow_callable_closes_results_and_state_and_says_how_f
     [warning] = [r for r in caplog.records if r.name == "flameup_pandas.airflow"]
     assert "stopped by SIGTERM" in warning.getMessage()
     assert f"created={acknowledged}" in warning.getMessage()
+
+
+def test_batches_waiting_for_the_budget_are_not_sent_not_in_flight() -> None:
+    """The first batch spends the budget (1 a minute); the next two wait for the window in
+    their workers. Ctrl-C then: they never went out, so they are "interrupted before sending",
+    not "may have been stored" (a rerun need not confirm them)."""
+    df = customers(300)
+    with FlameupServer(rate_limit=1, rate_window=60.0) as server:
+
+        def interrupt_once_waiting() -> None:
+            deadline = time.monotonic() + 30
+            while server.request_count(status=200) < 1 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            time.sleep(0.5)  # the workers now wait for the window's end
+            os.kill(os.getpid(), signal.SIGINT)
+
+        threading.Thread(target=interrupt_once_waiting, daemon=True).start()
+        with pytest.raises(UpsertInterrupted) as caught:
+            df.flameup.upsert(api_key=server.api_key, base_url=server.base_url, progress=False)
+        assert server.request_count() == 1
+    error = caught.value.result["flameup_error"]
+    assert (caught.value.result["flameup_status"] == "created").sum() == 100
+    assert (error == NOT_SENT).sum() == 200 and (error == IN_FLIGHT).sum() == 0
+
+
+def _seeded(server: FlameupServer, n: int) -> None:
+    people = pd.DataFrame({"userId": [f"r{i:05d}" for i in range(n)], "plan": ["pro"] * n})
+    people.flameup.upsert(  # one batch at a time: stored, so listed, in order
+        api_key=server.api_key, base_url=server.base_url, concurrency=1, progress=False
+    )
+    server.reset_requests()
+    server.set_faults(Faults(latency=0.05))
+
+
+def test_ctrl_c_on_read_people_raises_with_the_people_read_so_far() -> None:
+    with FlameupServer(rate_limit=None) as server:
+        _seeded(server, 1_500)
+        hang = Hang(server, 3, lambda: os.kill(os.getpid(), signal.SIGINT))
+        with pytest.raises(flameup_pandas.ReadInterrupted) as caught:
+            flameup_pandas.read_people(
+                api_key=server.api_key, base_url=server.base_url, progress=False
+            )
+        assert hang.answered_since() == []  # back without waiting for the page in flight
+    stop = caught.value
+    assert isinstance(stop, KeyboardInterrupt) and stop.signal == signal.SIGINT
+    read = stop.result
+    assert isinstance(read, pd.DataFrame) and len(read) % 100 == 0 and 300 <= len(read) < 1_500
+    assert list(read["external_id"]) == [f"r{i:05d}" for i in range(len(read))]
+    assert "id" in read.columns and "plan" in read.columns
+    assert f"read_people interrupted (Ctrl-C): {len(read):,} of 1,500 people read" in str(stop)
+    assert ".result holds them" in str(stop)
+
+
+def test_sigterm_on_export_people_leaves_no_partial_file(tmp_path: Path) -> None:
+    out = tmp_path / "people.parquet"
+    out.write_bytes(b"the export of last week")
+    with FlameupServer(rate_limit=None) as server:
+        _seeded(server, 1_500)
+        hang = Hang(server, 3, lambda: os.kill(os.getpid(), signal.SIGTERM))
+        with pytest.raises(flameup_pandas.ReadInterrupted) as caught:
+            export_people(out, api_key=server.api_key, base_url=server.base_url, progress=False)
+        assert hang.answered_since() == []
+    stop = caught.value
+    assert stop.signal == signal.SIGTERM and stop.result is None
+    assert str(stop).startswith("export_people stopped by SIGTERM: ")
+    assert f"nothing was written to {out} (no partial file" in str(stop)
+    assert out.read_bytes() == b"the export of last week"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["people.parquet"]  # no scratch left

@@ -109,7 +109,7 @@ def test_a_frame_returns_its_results_instead_of_writing_a_file(tmp_path: Path) -
 
 def test_delivery_defaults_are_the_documented_ones() -> None:
     delivery = Delivery()
-    assert (delivery.concurrency, delivery.allow_http, delivery.retry) == (4, False, None)
+    assert (delivery.concurrency, delivery.allow_http, delivery.retry) == (None, False, None)
 
 
 def test_the_api_key_never_shows_in_a_delivery_repr() -> None:
@@ -120,7 +120,7 @@ def test_the_api_key_never_shows_in_a_delivery_repr() -> None:
     ("options", "error"),
     [
         ({"concurrency": 0}, "concurrency must be at least 1"),
-        ({"concurrency": 2.5}, "concurrency must be an int"),
+        ({"concurrency": 2.5}, "concurrency must be an int or None"),
         ({"rate_limit": 0}, "rate_limit must be a positive number or None"),
         ({"rate_limit": float("inf")}, "rate_limit must be a positive number or None"),
         ({"rate_limit": "fast"}, "rate_limit must be a positive number or None"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.utils
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -11,6 +12,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from flameup_pandas._send.pacing import MAX_WAIT, RateLimiter, shared_limiter
+from flameup_pandas._send.retry import RetryPolicy
 from flameup_pandas.testing._ratelimit import RateLimiter as ServerLimiter
 
 START = 1_000.0
@@ -339,6 +341,84 @@ def test_a_new_run_starts_without_the_last_runs_429s_unless_one_is_sending() -> 
     limiter.release()
     limiter.new_run()
     assert not limiter.conservative
+
+
+# -- a server on another clock ------------------------------------------------------------------
+
+
+def _simulate_on_clock(
+    fake: FakeTime, limiter: RateLimiter, offset: float, n: int, *, date: bool = True
+) -> tuple[list[float], int]:
+    """``n`` requests under 10 per 5 s fixed windows, against a server whose clock is
+    ``offset`` seconds ahead of ours, each answered at once with its ``Date`` (as the
+    deliverer does: observe every answer, hold after a 429 for the wait its headers ask).
+    Start times and 429s."""
+    server = ServerLimiter(10, 5.0, "fixed", clock=lambda: fake.wall() + offset)
+    starts: list[float] = []
+    refused = 0
+    while len(starts) < n:
+        at = _go(fake, limiter)
+        state = server.check(0)
+        assert state is not None
+        headers = state.headers()
+        if date:
+            headers["Date"] = email.utils.formatdate(fake.wall() + offset, usegmt=True)
+        limiter.observe(headers)
+        if state.allowed:
+            starts.append(at)
+        else:
+            refused += 1
+            wait = RetryPolicy().rate_limit_wait(headers, limiter.server_time())
+            limiter.hold_until(fake.wall() + wait)
+    return starts, refused
+
+
+@pytest.mark.parametrize("offset", [-30.0, -3.5, 0.0, 0.4, 3.5, 30.0])
+def test_reset_is_read_on_the_servers_clock_from_its_date(offset: float) -> None:
+    """40 requests under 10 per 5 s: the last starts 15 s after the first when the clocks
+    agree, and within a second more per window when they do not (a Date's whole seconds leave
+    that much doubt, resolved on the late side), never with a 429. Before: 105 s when the
+    server was 30 s ahead, and a storm of 429s when it was behind."""
+    fake = FakeTime()
+    starts, refused = _simulate_on_clock(fake, fake.limiter(), offset, 40)
+    assert refused == 0
+    assert 15.0 - 1e-6 <= starts[-1] <= 18.0 + 1e-6
+
+
+def test_without_a_date_a_server_ahead_is_waited_for_as_before() -> None:
+    fake = FakeTime()
+    starts, refused = _simulate_on_clock(fake, fake.limiter(), 30.0, 20, date=False)
+    assert refused == 0
+    assert starts[-1] == pytest.approx(35.0, abs=1.0)  # Reset read on our clock: 30 s late
+
+
+def test_one_odd_date_moves_nothing() -> None:
+    fake = FakeTime()
+    limiter = fake.limiter()
+    for _ in range(5):
+        limiter.acquire()
+        limiter.observe({"Date": email.utils.formatdate(fake.wall() + 30.0)}, elapsed=0.0)
+    limiter.acquire()
+    limiter.observe({"Date": email.utils.formatdate(fake.wall() - 86_400.0)})  # a cache's
+    assert limiter.server_time() == pytest.approx(fake.wall() + 30.0, abs=1.0)
+
+
+def test_dates_within_their_one_second_resolution_leave_our_clock_as_it_is() -> None:
+    fake = FakeTime(START + 0.7)
+    limiter = fake.limiter()
+    for elapsed in (0.05, 0.3, 0.2):
+        limiter.acquire()
+        limiter.observe({"Date": email.utils.formatdate(fake.wall())}, elapsed=elapsed)
+        fake.advance(0.4)
+    assert limiter.server_time() == fake.wall()
+
+
+@pytest.mark.parametrize("date", ["yesterday", "", "Mon, 99 Foo 2024 25:61:61 GMT", "1e400"])
+def test_an_unreadable_date_is_ignored(date: str) -> None:
+    fake = FakeTime()
+    limiter = fake.limiter()
+    limiter.observe({"Date": date})
+    assert limiter.server_time() == fake.wall()
 
 
 # -- garbled headers -----------------------------------------------------------------------------

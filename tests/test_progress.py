@@ -24,7 +24,7 @@ from flameup_pandas.testing import FlameupServer
 from .test_upsert import customers
 
 LINE = re.compile(
-    r"upsert: [\d,]+/[\d,]+ rows \(\d+%\), [\d,]+ requests, [\d,]+ failed"
+    r"upsert: [\d,]+/[\d,]+ rows \(\d+%\), [\d,]+ requests, up to \d+ in flight, [\d,]+ failed"
     r"(, [\d,]+ rows/s)?(, about .+ left|, in .+)?$"
 )
 
@@ -87,7 +87,13 @@ def test_a_frame_upsert_logs_its_progress_at_the_end(caplog, flameup_server):
             api_key=flameup_server.api_key, base_url=flameup_server.base_url, rate_limit=None
         )
     [line] = [r.getMessage() for r in caplog.records if r.name == "flameup_pandas.progress"]
-    assert line.startswith("upsert: 500/500 rows (100%), 5 requests, 0 failed, ")
+    assert re.match(r"upsert: 500/500 rows \(100%\), 5 requests, up to [1-4] in flight, 0 f", line)
+
+
+def test_a_log_line_says_how_many_requests_were_in_flight_at_most() -> None:
+    meter = LogMeter(1_000, requests=lambda: 12, in_flight=lambda: 16, clock=lambda: 5.0)
+    meter.update(500)
+    assert meter.line(5.0).endswith(", 12 requests, up to 16 in flight, 0 failed")
 
 
 def _cli(server: FlameupServer, path: Path, *extra: str) -> list[str]:
@@ -123,7 +129,8 @@ def test_cli_with_stderr_a_pipe_logs_progress_lines_without_carriage_returns(tmp
     lines = [line for line in done.stderr.splitlines() if line.startswith("INFO upsert: ")]
     assert lines, done.stderr
     assert all(LINE.search(line) for line in lines), lines
-    assert lines[-1].startswith("INFO upsert: 3,000/3,000 rows (100%), 30 requests, 0 failed")
+    assert lines[-1].startswith("INFO upsert: 3,000/3,000 rows (100%), 30 requests, up to ")
+    assert " in flight, 0 failed" in lines[-1]
     assert server.api_key not in done.stderr
 
 

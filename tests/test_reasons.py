@@ -126,3 +126,48 @@ def test_airflow_summary_carries_the_reasons_as_plain_data(flameup_server, tmp_p
         "count": 4,
         "examples": [17, 256, 1024],
     }
+
+
+def test_rows_sharing_an_email_under_different_userids_are_sent_with_a_warning(flameup_server):
+    df = pd.DataFrame(
+        {
+            "userId": [f"u{i}" for i in range(12)],
+            "email": [f"p{i}@example.com" for i in range(12)],
+        },
+        index=[f"r{i}" for i in range(12)],
+    )
+    df.loc[["r4", "r9"], "email"] = ["x@y.com", "X@Y.com"]  # one email, case aside
+    df.loc["r7", "email"] = "p3@example.com"
+    df.loc["r11", ["userId", "email"]] = ["u3", "p3@example.com"]  # u3 again: a duplicate
+    result = df.flameup.upsert(**target(flameup_server))
+    assert (result["flameup_status"] != "failed").all()
+    assert (result.loc[["r4", "r9", "r7"], "flameup_status"] == "created").all()  # still sent
+    summary = result.flameup.summary()
+    assert summary.warnings == (
+        Reason("warning", "2 people share the email p3@example.com", 2, ("r7", "r11")),
+        Reason("warning", "2 people share the email x@y.com", 2, ("r4", "r9")),
+    ) or summary.warnings == (
+        Reason("warning", "2 people share the email x@y.com", 2, ("r4", "r9")),
+        Reason("warning", "2 people share the email p3@example.com", 2, ("r7", "r11")),
+    )
+    assert "warning  2  2 people share the email x@y.com (rows r4, r9)" in str(summary)
+    assert summary.to_dict()["warnings"][0]["status"] == "warning"
+    assert summary.problems == 0
+    assert (
+        "share the email"
+        in pl.from_pandas(df)
+        .flameup.upsert(**target(flameup_server))
+        .flameup.summary()
+        .reason_lines()[0]
+    )
+
+
+def test_a_file_with_rows_sharing_an_email_says_so_too(flameup_server, tmp_path):
+    path = tmp_path / "people.parquet"
+    people = {"userId": ["u1", "u2", "u3"], "email": ["a@x.io", "b@x.io", "A@x.io"]}
+    pd.DataFrame(people).to_parquet(path)
+    summary = flameup_pandas.upsert_file(path, **target(flameup_server))
+    assert summary.counts["created"] == 3
+    assert [w.line() for w in summary.warnings] == [
+        "warning  2  2 people share the email a@x.io (rows 0, 2)"
+    ]

@@ -62,9 +62,9 @@ def spoil(df: pd.DataFrame, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Make ``INVALID`` rows fail our validation and ``REJECTED`` rows fail only the server's.
 
     Returns the positions of each. Invalid rows: an implausible email, no identity at all, or
-    a userId over 255 characters. Server-rejected rows: an email with a no-break space inside,
-    which our pattern (ASCII blanks only, so it reads the same in RE2) lets through and the
-    server's ``\\s`` does not.
+    a userId over 255 characters. Server-rejected rows: an email whose local part is longer
+    than RFC 5321's 64 characters, which our validation leaves to the server (as
+    email-validator does) and the local server refuses.
     """
     rng = np.random.default_rng(seed)
     chosen = rng.choice(len(df), INVALID + REJECTED, replace=False)
@@ -73,7 +73,7 @@ def spoil(df: pd.DataFrame, seed: int) -> tuple[np.ndarray, np.ndarray]:
     df.loc[bad_email, "email"] = [f"not-an-email-{i}" for i in bad_email]
     df.loc[no_identity, ["userId", "email"]] = None
     df.loc[long_id, "userId"] = [f"{i}-" + "x" * 300 for i in long_id]
-    df.loc[rejected, "email"] = [f"person{i}\u00a0x@example.com" for i in rejected]
+    df.loc[rejected, "email"] = [f"person{i}" + "x" * 60 + "@example.com" for i in rejected]
     return invalid, rejected
 
 

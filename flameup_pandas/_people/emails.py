@@ -14,10 +14,11 @@ An address is ``local@domain``:
   Punycode as email-validator does, and must then follow the same rules; a Punycode label must
   decode.
 
-These are email-validator's syntax rules (``check_deliverability=False``) with two deliberate
-differences: a one-letter top-level domain (``a@b.c``) is refused, since no such domain exists,
-and the special-use names (``.test``, ``.local``, ``.invalid``...) are accepted, since test data
-uses them. ``tests/test_emails.py`` checks the agreement on generated addresses.
+These are email-validator's syntax rules (``check_deliverability=False``) with three deliberate
+differences: a one-letter top-level domain (``a@b.c``) is refused, since no such domain exists;
+the special-use names (``.test``, ``.local``, ``.invalid``...) are accepted, since test data
+uses them; and an unassigned code point in the local part is accepted, since RE2 (the column
+check) has no class for those. ``tests/test_emails.py`` checks the agreement on generated addresses.
 
 Speed: the ASCII domain rules and the whole local part are one RE2 pattern, run by Arrow over a
 whole column. The rows it refuses that it cannot judge alone (an internationalised domain,
@@ -33,10 +34,13 @@ import unicodedata
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["EMAIL_PATTERN", "plausible_email", "plausible_emails"]
+from .wire import offsets_and_data
+
+__all__ = ["EMAIL_PATTERN", "plausible_email", "plausible_emails", "shared_emails"]
 
 _ATEXT = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~-"
 _A, _H, _L = "[A-Za-z0-9]", "[A-Za-z0-9-]", "[A-Za-z]"
@@ -57,7 +61,8 @@ _PUNYCODE_LABEL, _PUNYCODE_TOP = rf"[xX][nN]--{_REST}{_A}", rf"[xX][nN]--{_REST}
 _ASCII_DOMAIN = rf"(?:(?:{_LABEL})\.)+(?:{_TOP})"
 _PUNYCODE_DOMAIN = rf"(?:(?:{_LABEL}|{_PUNYCODE_LABEL})\.)+(?:{_TOP}|{_PUNYCODE_TOP})"
 # Beyond ASCII, a local part may hold letters, marks, numbers, punctuation and symbols: not
-# other (control, format, unassigned, private use, surrogate) nor separators. RE2 syntax.
+# control, format, private use or surrogate characters (category C) nor separators (Z). RE2
+# syntax. RE2 cannot name unassigned code points (Cn), so those pass (in Python too, to agree).
 _LOCAL_CHAR = rf"[{_ATEXT}]|[^\x00-\x7f\p{{C}}\p{{Z}}]"
 _LOCAL_FIRST = rf"[{_ATEXT}]|[^\x00-\x7f\p{{C}}\p{{Z}}\p{{M}}]"
 EMAIL_PATTERN = rf"(?:{_LOCAL_FIRST})(?:{_LOCAL_CHAR})*(?:\.(?:{_LOCAL_CHAR})+)*@{_ASCII_DOMAIN}"
@@ -117,7 +122,8 @@ def _local_ok(local: str) -> bool:
 def _local_char_ok(ch: str) -> bool:
     if ch.isascii():
         return ch.isalnum() or ch in _ATEXT_CHARS
-    return unicodedata.category(ch)[0] in "LMNPS"
+    category = unicodedata.category(ch)
+    return category == "Cn" or category[0] in "LMNPS"  # (Cn: as the RE2 pattern reads it)
 
 
 @functools.lru_cache(maxsize=4_096)  # a column holds many people at few domains
@@ -169,3 +175,116 @@ def _decodes(domain: str) -> bool:
     except (idna.IDNAError, UnicodeError, ValueError):
         return False
     return True
+
+
+def shared_emails(user_ids: pa.Array, emails: pa.Array) -> list[tuple[str, np.ndarray]]:
+    """Emails that rows with different userIds share, case aside: each as its first row wrote
+    it, with the positions of the rows (in order). Sent as they are, such rows become
+    different people with one email; the run says so, and still sends them.
+
+    Every row's email is fingerprinted by column (:func:`email_fingerprints`); only rows whose
+    fingerprint repeats are compared as text, so a column of distinct emails costs a few
+    passes over its bytes.
+
+    >>> [(email, rows.tolist()) for email, rows in shared_emails(
+    ...     pa.array(["u1", "u2", "u3", "u1", None]),
+    ...     pa.array(["A@x.io", "b@x.io", "a@X.io", "a@x.io", "b@x.io"]))]
+    [('A@x.io', [0, 2, 3])]
+    """
+    user_ids = pa.array(user_ids).cast(pa.large_string())
+    emails = pa.array(emails).cast(pa.large_string())
+    both = pc.and_(
+        pc.fill_null(pc.greater(pc.binary_length(user_ids), 0), False),
+        pc.fill_null(pc.greater(pc.binary_length(emails), 0), False),
+    )
+    rows = np.flatnonzero(np.asarray(both.to_numpy(zero_copy_only=False), dtype=bool))
+    if len(rows) < 2:
+        return []
+    prints = email_fingerprints(emails if len(rows) == len(emails) else emails.take(rows))
+    # Most fingerprints fall in a bucket of their own: only those sharing one are compared.
+    buckets = (prints & np.uint64(_BUCKETS - 1)).astype(np.intp)
+    crowded = np.flatnonzero(np.bincount(buckets, minlength=_BUCKETS)[buckets] > 1)
+    again = pd.Series(prints[crowded]).duplicated(keep=False).to_numpy()
+    if not again.any():
+        return []
+    rows = rows[crowded[again]]
+    written = emails.take(pa.array(rows)).to_pylist()
+    ids = user_ids.take(pa.array(rows)).to_pylist()
+    groups: dict[str, tuple[str, list[int], set[str]]] = {}
+    for row, email, user_id in zip(rows.tolist(), written, ids, strict=True):
+        _, members, people = groups.setdefault(email.lower(), (email, [], set()))
+        members.append(row)
+        people.add(user_id)
+    return [
+        (first, np.asarray(members, dtype=np.int64))
+        for first, members, people in groups.values()
+        if len(people) > 1
+    ]
+
+
+_PRIME = np.uint64(0x100000001B3)
+_INVERSE = np.uint64(pow(0x100000001B3, -1, 2**64))  # _PRIME * _INVERSE == 1 (mod 2**64)
+_CHUNK = 65_536
+_BUCKETS = 1 << 22
+_LOWER = np.arange(256, dtype=np.uint8)
+_LOWER[65:91] += 32  # A-Z to a-z
+
+
+def email_fingerprints(emails: pa.Array) -> np.ndarray:
+    """A 64-bit fingerprint of each (non-null) email, equal for emails equal case aside: a
+    polynomial hash of its bytes, ASCII letters lower-cased, computed a block at a time. An
+    email beyond ASCII is lower-cased as Python does, then hashed the same way."""
+    emails = pa.array(emails).cast(pa.large_string())
+    prints = _by_blocks(emails)
+    unusual = pc.invert(pc.fill_null(pc.string_is_ascii(emails), True))
+    if pc.any(unusual).as_py():
+        where = np.flatnonzero(unusual.to_numpy(zero_copy_only=False))
+        lowered = [value.lower() for value in emails.take(pa.array(where)).to_pylist()]
+        prints[where] = _by_blocks(pa.array(lowered, pa.large_string()))
+    return prints
+
+
+def _by_blocks(strings: pa.Array) -> np.ndarray:
+    prints = np.empty(len(strings), dtype=np.uint64)
+    for start in range(0, len(strings), _CHUNK):
+        block = strings.slice(start, _CHUNK)
+        prints[start : start + len(block)] = _polynomial_hashes(block)
+    return prints
+
+
+def _polynomial_hashes(strings: pa.Array) -> np.ndarray:
+    """``sum(byte[k] * P**k) * P + length`` of each string, mod 2**64 (ASCII lower-cased).
+
+    One pass over the block's bytes weighted by powers of P from its first byte, summed per
+    string, then shifted back to each string's own start by a power of P's inverse."""
+    offsets, data = offsets_and_data(strings)
+    first, last = int(offsets[0]), int(offsets[-1])
+    lengths: np.ndarray = (offsets[1:] - offsets[:-1]).astype(np.uint64)
+    if last == first:
+        return lengths
+    raw = data[first:last]
+    lowered = _LOWER[raw]
+    starts = offsets[:-1] - first
+    powers, inverses = _powers(len(raw))
+    with np.errstate(over="ignore"):
+        weighted = lowered * powers[: len(raw)]
+        sums = np.add.reduceat(weighted, np.minimum(starts, len(raw) - 1))
+        sums = np.where(lengths > 0, sums * inverses[starts], np.uint64(0))
+        hashes: np.ndarray = sums * _PRIME + lengths
+    return hashes
+
+
+_POWERS: list[tuple[np.ndarray, np.ndarray]] = []
+
+
+def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """P**k and P**-k for k below at least ``n`` (mod 2**64), grown as needed and kept."""
+    if not _POWERS or len(_POWERS[0][0]) < n:
+        size = max(n, 2 * len(_POWERS[0][0]) if _POWERS else 1 << 21)
+        with np.errstate(over="ignore"):
+            powers = np.cumprod(np.full(size, _PRIME, dtype=np.uint64), dtype=np.uint64)
+            inverses = np.cumprod(np.full(size, _INVERSE, dtype=np.uint64), dtype=np.uint64)
+        powers = np.concatenate([[np.uint64(1)], powers[:-1]])
+        inverses = np.concatenate([[np.uint64(1)], inverses[:-1]])
+        _POWERS[:] = [(powers, inverses)]
+    return _POWERS[0]

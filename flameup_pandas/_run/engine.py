@@ -36,7 +36,7 @@ from .interrupt import deliver_all, interrupted, interruptible, shielded
 from .options import Delivery, Run
 from .plan import BATCH_SIZE, UNCHANGED, Plan, Rules, Sender
 from .progress import Meter, open_progress
-from .result import RunReport, Summary, record_run
+from .result import RunReport, SharedEmails, Summary, record_run
 from .sinks import ResultsWriter
 from .sources import Rows
 from .state import SyncState
@@ -147,12 +147,17 @@ def _drive(
             sync = SyncState.open(run.state, filesystem=run.filesystem)
         writer = ResultsWriter(run.results, filesystem=run.filesystem, written=written)
         total = rows.total
-        requests = None if sender is None else sender.requests
-        bar = open_progress(run.progress, total, requests=requests)
+        bar = open_progress(
+            run.progress,
+            total,
+            requests=None if sender is None else sender.requests,
+            in_flight=None if sender is None else sender.in_flight,
+        )
         stopped: KeyboardInterrupt | None = None
+        shared = SharedEmails()
         try:
             would_send, sample = _plan_and_send(
-                rows, rules, sender, sync, writer, bar, run.full_refresh, sample_size
+                rows, rules, sender, sync, writer, bar, run.full_refresh, shared, sample_size
             )
         except KeyboardInterrupt as exc:
             stopped, would_send, sample = exc, 0, []
@@ -165,11 +170,12 @@ def _drive(
                     sync.close()
     elapsed = time.monotonic() - started
     if sender is None:
-        report = RunReport(elapsed=elapsed, dry_run=True)
+        report = RunReport(elapsed=elapsed, dry_run=True, warnings=shared.top())
         extra = {"would_send": would_send}
         summary = Summary(writer.counts, report, extra, tuple(sample), writer.reasons.top())
     else:
-        summary = Summary(writer.counts, sender.report(elapsed), reasons=writer.reasons.top())
+        report = sender.report(elapsed, warnings=shared.top())
+        summary = Summary(writer.counts, report, reasons=writer.reasons.top())
     if stopped is not None:
         finished = summary.rows - writer.unfinished
         raise interrupted(stopped, summary, finished=finished, rows=total) from None
@@ -184,12 +190,13 @@ def _plan_and_send(
     writer: ResultsWriter,
     bar: Meter,
     full_refresh: bool,
+    shared: SharedEmails,
     sample_size: int = SAMPLE,
 ) -> tuple[int, list[Any]]:
     """Plan every chunk and send (or, with no sender, sample) its people; (would_send, sample)."""
     would_send = 0
     sample: list[Any] = []
-    chunks = (_plan_chunk(frame, rules, sync, full_refresh) for frame in rows.frames())
+    chunks = (_plan_chunk(frame, rules, sync, full_refresh, shared) for frame in rows.frames())
     if sender is None:
         for chunk in chunks:
             pending = chunk.plan.pending()
@@ -215,9 +222,14 @@ def _plan_and_send(
 
 
 def _plan_chunk(
-    frame: pd.DataFrame, rules: Rules, sync: SyncState | None, full_refresh: bool
+    frame: pd.DataFrame,
+    rules: Rules,
+    sync: SyncState | None,
+    full_refresh: bool,
+    shared: SharedEmails,
 ) -> _Chunk:
     plan = rules.plan(frame, labels=frame.index)
+    shared.add(plan.payloads.user_ids, plan.payloads.emails, plan.pending(), plan.labels)
     hashes = None
     if sync is not None:
         hashes = plan.payloads.content_hashes() if full_refresh else plan.skip_unchanged(sync)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from .._send.client import FlameupClient, Timeout
+from .._send.concurrency import MAX_IN_FLIGHT
 from .._send.delivery import Deliverer
 from .._send.pacing import shared_limiter
 from .._send.retry import RetryPolicy
@@ -63,7 +64,7 @@ class DeliveryOptions(TypedDict, total=False):
     timeout: Timeout | float | tuple[float, float] | None
     allow_http: bool
     rate_limit: float | None
-    concurrency: int
+    concurrency: int | None
     retry: RetryPolicy | None
 
 
@@ -140,16 +141,21 @@ class Delivery:
     rate_limit: float | None = None
     """A cap of ours: at most this many requests in any 60 s for this key, to leave room for
     other jobs. None (the default): only the budget the server announces limits the run."""
-    concurrency: int = 4
-    """Requests in flight at once."""
+    concurrency: int | None = None
+    """Requests in flight at once. None (the default): as many as the rate budget and the
+    server's latency call for, fewer when it shows strain, at most 32 (see
+    :mod:`flameup_pandas._send.concurrency`); a number fixes it."""
     retry: RetryPolicy | None = None
     """Which failures are retried and how long to wait; :class:`RetryPolicy` () when None."""
 
     def __post_init__(self) -> None:
-        if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int):
-            raise TypeError(f"concurrency must be an int, got {self.concurrency!r}")
-        if self.concurrency < 1:
-            raise ValueError(f"concurrency must be at least 1, got {self.concurrency}")
+        concurrency = self.concurrency
+        if concurrency is not None and (
+            isinstance(concurrency, bool) or not isinstance(concurrency, int)
+        ):
+            raise TypeError(f"concurrency must be an int or None, got {concurrency!r}")
+        if concurrency is not None and concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         rate = self.rate_limit
         if rate is not None and (
             isinstance(rate, bool)
@@ -169,7 +175,7 @@ class Delivery:
                 self.base_url,
                 timeout=self.timeout or Timeout(),
                 allow_http=self.allow_http,
-                pool_size=max(self.concurrency, 4),
+                pool_size=self.concurrency or MAX_IN_FLIGHT,
             )
         limiter = shared_limiter(client.fingerprint, self.rate_limit)
         deliverer = Deliverer(

@@ -31,7 +31,7 @@ from .._people.schema import row_reasons, validate_people
 from .._send.client import FlameupClient
 from .._send.delivery import Deliverer, PersonOutcome
 from ..exceptions import DuplicateIdentityError
-from .result import RunReport
+from .result import Reason, RunReport
 
 if TYPE_CHECKING:
     import pandera.pandas as pandera
@@ -284,11 +284,18 @@ class Sender:
         """Requests sent so far in this run (for progress lines)."""
         return self.deliverer.stats.requests
 
-    def report(self, elapsed: float, *, dry_run: bool = False) -> RunReport:
+    def in_flight(self) -> int:
+        """The most requests this run has had in flight at once (for progress lines)."""
+        return self.deliverer.stats.in_flight
+
+    def report(
+        self, elapsed: float, *, dry_run: bool = False, warnings: tuple[Reason, ...] = ()
+    ) -> RunReport:
         return RunReport(
             elapsed=elapsed,
             dry_run=dry_run,
             stopped=self.deliverer.breaker.reason,
+            warnings=warnings,
             **self.deliverer.stats.as_dict(),
         )
 

@@ -10,7 +10,11 @@ Every entry point (frames, files and Arrow streams, Spark, the CLI, the Airflow 
   ``flameup_pandas.progress`` logger, at most one every :attr:`Progress.every` seconds plus one
   at the end, and never a carriage return (log viewers show tqdm's redraws as one garbled line)::
 
-    upsert: 120,000/1,000,000 rows (12%), 1,200 requests, 0 failed, 2,300 rows/s, about 7 min left
+    upsert: 120,000/1,000,000 rows (12%), 1,200 requests, up to 16 in flight, 0 failed,
+    2,300 rows/s, about 7 min left
+
+(one line). ``up to 16 in flight`` is the most requests the run has had in flight at once:
+the figure the adaptive limit reached, or ``concurrency=N``.
 """
 
 from __future__ import annotations
@@ -85,10 +89,12 @@ def open_progress(
     *,
     desc: str = "upsert",
     requests: Callable[[], int] | None = None,
+    in_flight: Callable[[], int] | None = None,
 ) -> Meter:
     """The meter for a run of ``total`` rows (None: not known in advance).
 
-    ``requests`` reads the run's request count, for the log lines.
+    ``requests`` reads the run's request count, ``in_flight`` the most requests it has had in
+    flight at once, for the log lines and the bar.
     """
     if isinstance(progress, bool):
         if not progress:
@@ -102,8 +108,10 @@ def open_progress(
     if style == "auto":
         style = "bar" if in_notebook() or _stderr_is_terminal() else "log"
     if style == "log":
-        return LogMeter(total, desc=desc, every=progress.every, requests=requests)
-    return _Bar(total, desc)
+        return LogMeter(
+            total, desc=desc, every=progress.every, requests=requests, in_flight=in_flight
+        )
+    return _Bar(total, desc, in_flight)
 
 
 def in_notebook() -> bool:
@@ -123,7 +131,9 @@ def _stderr_is_terminal() -> bool:
 class _Bar:
     """tqdm's bar: the widget in a notebook, text in a terminal."""
 
-    def __init__(self, total: int | None, desc: str) -> None:
+    def __init__(
+        self, total: int | None, desc: str, in_flight: Callable[[], int] | None = None
+    ) -> None:
         if in_notebook():
             from tqdm.auto import tqdm
         else:
@@ -132,11 +142,17 @@ class _Bar:
             total=total, unit="row", desc=desc, dynamic_ncols=True, leave=True, file=sys.stderr
         )
         self._failed = 0
+        self._in_flight = in_flight
 
     def update(self, rows: int, failed: int = 0) -> None:
-        if failed:
-            self._failed += failed
-            self._bar.set_postfix(failed=f"{self._failed:,}", refresh=False)
+        self._failed += failed
+        postfix = {}
+        if self._in_flight is not None:
+            postfix["in_flight"] = f"{self._in_flight()}"
+        if self._failed:
+            postfix["failed"] = f"{self._failed:,}"
+        if postfix:
+            self._bar.set_postfix(postfix, refresh=False)
         self._bar.update(rows)
 
     def set_total(self, total: int | None) -> None:
@@ -160,6 +176,7 @@ class LogMeter:
         desc: str = "upsert",
         every: float = 10.0,
         requests: Callable[[], int] | None = None,
+        in_flight: Callable[[], int] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.total = total
@@ -168,6 +185,7 @@ class LogMeter:
         self.done = 0
         self.failed = 0
         self._requests = requests
+        self._in_flight = in_flight
         self._clock = clock
         self._started = self._last = clock()
         self._closed = False
@@ -189,7 +207,7 @@ class LogMeter:
             logger.info("%s", self.line(self._clock(), final=True))
 
     def line(self, now: float, *, final: bool = False) -> str:
-        """``upsert: 120,000/1,000,000 rows (12%), 1,200 requests, 0 failed, ...``."""
+        """``upsert: 120,000/1,000,000 rows (12%), 1,200 requests, up to 16 in flight, ...``."""
         elapsed = max(now - self._started, 0.0)
         rows = f"{self.done:,} rows"
         if self.total:
@@ -198,6 +216,8 @@ class LogMeter:
         parts = [rows]
         if self._requests is not None:
             parts.append(f"{self._requests():,} requests")
+        if self._in_flight is not None:
+            parts.append(f"up to {self._in_flight():,} in flight")
         parts.append(f"{self.failed:,} failed")
         rate = self.done / elapsed if elapsed > 0 else 0.0
         if rate > 0:

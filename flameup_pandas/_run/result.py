@@ -13,7 +13,10 @@ skipped     deliberately not sent: a duplicate identity, or unchanged since last
 
 A :class:`Summary` also says why rows need attention: the top reasons for invalid, rejected
 and failed rows, grouped, each with its count and up to three example rows
-(``invalid  3  email: not a plausible email (rows 17, 256, 1024)``).
+(``invalid  3  email: not a plausible email (rows 17, 256, 1024)``), and warnings about rows
+that were sent but may not do what was meant
+(``warning  2  2 people share the email x@y.com (rows 4, 9)``: rows with different userIds
+and one email become different people with the same email).
 """
 
 from __future__ import annotations
@@ -25,7 +28,11 @@ from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+
+from .._people.emails import shared_emails
 
 __all__ = [
     "RESULT_COLUMNS",
@@ -33,6 +40,7 @@ __all__ = [
     "Reason",
     "ReasonTally",
     "RunReport",
+    "SharedEmails",
     "Summary",
     "record_run",
     "run_of",
@@ -131,16 +139,29 @@ def _plain_label(label: Hashable) -> Any:
 
 @dataclass(frozen=True)
 class RunReport:
-    """What one run did on the wire (requests, retries, 429s, splits) and how long it took."""
+    """What one run did on the wire (requests, retries, 429s, splits, requests in flight at
+    once) and how long it took."""
 
     requests: int = 0
     retries: int = 0
     rate_limited: int = 0
     splits: int = 0
+    in_flight: int = 0
+    """The most of the run's requests that were in flight at once."""
+    concurrency: int = 0
+    """The fixed ``concurrency=N`` the run was given; 0: the number in flight adapted to the
+    server (the default)."""
     elapsed: float = 0.0
     dry_run: bool = False
     stopped: str | None = None
     """Why the run stopped sending before the end (Flameup unreachable); None if it did not."""
+    warnings: tuple[Reason, ...] = ()
+    """Rows sent that may not do what was meant (one email under different userIds)."""
+
+    @property
+    def concurrency_text(self) -> str | int:
+        """``"adaptive"``, or the fixed number."""
+        return self.concurrency or "adaptive"
 
 
 @dataclass(frozen=True)
@@ -164,6 +185,11 @@ class Summary:
         return sum(self.counts.values())
 
     @property
+    def warnings(self) -> tuple[Reason, ...]:
+        """Rows sent that may not do what was meant: ``2 people share the email x@y.com``."""
+        return () if self.run is None else self.run.warnings
+
+    @property
     def problems(self) -> int:
         """Rows that need attention: invalid, rejected or failed."""
         return sum(self.counts[s] for s in ("invalid", "rejected", "failed"))
@@ -173,6 +199,8 @@ class Summary:
         ``{"status", "reason", "count", "examples"}`` dicts."""
         out = self._figures()
         out["reasons"] = [reason.to_dict() for reason in self.reasons]
+        if self.warnings:
+            out["warnings"] = [warning.to_dict() for warning in self.warnings]
         return out
 
     def _figures(self) -> dict[str, Any]:
@@ -183,9 +211,10 @@ class Summary:
                 retries=self.run.retries,
                 rate_limited=self.run.rate_limited,
                 splits=self.run.splits,
-                elapsed_s=round(self.run.elapsed, 3),
-                dry_run=self.run.dry_run,
             )
+            if not self.run.dry_run:
+                out.update(in_flight=self.run.in_flight, concurrency=self.run.concurrency_text)
+            out.update(elapsed_s=round(self.run.elapsed, 3), dry_run=self.run.dry_run)
             if self.run.stopped is not None:
                 out["stopped"] = self.run.stopped
         out.update(self.extra)
@@ -198,9 +227,11 @@ class Summary:
         ]
 
     def reason_lines(self) -> list[str]:
-        """The reasons table as text lines (empty when no row needs attention)."""
-        width = max((len(f"{r.count:,}") for r in self.reasons), default=0)
-        return [reason.line(width) for reason in self.reasons]
+        """The reasons table as text lines, warnings last (empty when no row needs
+        attention)."""
+        shown = (*self.reasons, *self.warnings)
+        width = max((len(f"{r.count:,}") for r in shown), default=0)
+        return [reason.line(width) for reason in shown]
 
     @property
     def stopped(self) -> str | None:
@@ -211,7 +242,7 @@ class Summary:
         lines = [(k, v) for k, v in self._lines() if k != "stopped"]
         width = max(len(k) for k, _ in lines)
         text = "\n".join(f"{k:<{width}}  {v:>10}" for k, v in lines)
-        if self.reasons:
+        if self.reasons or self.warnings:
             text += "\n\nwhy rows need attention:\n" + "\n".join(self.reason_lines())
         return text if self.stopped is None else f"{text}\nstopped early: {self.stopped}"
 
@@ -222,16 +253,54 @@ class Summary:
             for k, v in self._lines()
         )
         table = f"<table>{cells}</table>"
-        if not self.reasons:
+        if not self.reasons and not self.warnings:
             return table
         rows = "".join(
             f"<tr><td>{html.escape(r.status)}</td><td style='text-align:right'>{r.count:,}</td>"
             f"<td style='text-align:left'>{html.escape(r.reason)}</td>"
             f"<td style='text-align:left'>{html.escape(', '.join(map(str, r.examples)))}</td></tr>"
-            for r in self.reasons
+            for r in (*self.reasons, *self.warnings)
         )
         head = "<tr><th>status</th><th>rows</th><th>reason</th><th>for example</th></tr>"
         return f"{table}<p>Why rows need attention:</p><table>{head}{rows}</table>"
+
+
+class SharedEmails:
+    """Warnings about emails that rows with different userIds share, gathered chunk by chunk
+    (an email shared only across two chunks of a file is not seen): the :data:`TOP_REASONS`
+    with the most rows, then one line for the rest."""
+
+    def __init__(self) -> None:
+        self._kept: list[Reason] = []
+        self._more_emails = self._more_rows = 0
+
+    def add(self, user_ids: pa.Array, emails: pa.Array, positions: np.ndarray, labels: Any) -> None:
+        """The rows at ``positions`` (those to be sent) of one chunk, labelled by ``labels``."""
+        positions = np.asarray(positions, dtype=np.int64)
+        if len(positions) == len(user_ids):  # every row (none invalid, none repeated)
+            shared = shared_emails(user_ids, emails)
+        else:
+            shared = shared_emails(user_ids.take(positions), emails.take(positions))
+        self._kept += [
+            Reason(
+                "warning",
+                f"{len(rows)} people share the email {email}",
+                len(rows),
+                tuple(labels[p] for p in positions[rows[:EXAMPLES]].tolist()),
+            )
+            for email, rows in shared
+        ]
+        self._kept.sort(key=lambda reason: -reason.count)
+        for dropped in self._kept[TOP_REASONS:]:
+            self._more_emails += 1
+            self._more_rows += dropped.count
+        del self._kept[TOP_REASONS:]
+
+    def top(self) -> tuple[Reason, ...]:
+        if not self._more_emails:
+            return tuple(self._kept)
+        text = f"{self._more_emails:,} more emails are each shared by people with different userIds"
+        return (*self._kept, Reason("warning", text, self._more_rows))
 
 
 def count_statuses(statuses: pd.Series) -> dict[str, int]:

@@ -19,6 +19,10 @@ columns) and answers, for every person, one
 - A host never reached in this run stops it with :class:`TransportError` after a short
   budget, and an outage mid-run opens the :class:`~flameup_pandas._send.breaker.Breaker`: every
   row not delivered yet is ``failed``, and nothing more is sent.
+
+Every request starts when the key's rate budget allows (:mod:`~flameup_pandas._send.pacing`)
+and a place in flight is free (:mod:`~flameup_pandas._send.concurrency`: adapted to the
+server's latency and strain unless ``concurrency=N`` fixes it).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from .._people.person import IDENTITY_KEYS, identity_of, is_new
 from ..exceptions import APIError, AuthenticationError, TransportError
 from .breaker import Breaker, unreachable_error
 from .client import Answer, FlameupClient, is_batch_answer
+from .concurrency import InFlight, Slot
 from .pacing import RateLimiter
 from .retry import RetryPolicy
 
@@ -61,6 +66,8 @@ R = TypeVar("R")
 People = Sequence[Mapping[str, Any] | Outgoing]
 
 SPLIT_STATUSES = frozenset({400, 409, 413, 422})
+STRAIN_STATUSES = frozenset({502, 503, 504})
+"""Answers that say the server (or its gateway) is overloaded: fewer requests in flight."""
 _FIELD_INDEX = re.compile(r"^people\[(\d+)\]\.?(.*)$")
 
 
@@ -81,6 +88,10 @@ class DeliveryStats:
     retries: int = 0
     rate_limited: int = 0
     splits: int = 0
+    in_flight: int = 0
+    """The most requests that were in flight at once."""
+    concurrency: int = 0
+    """The fixed ``concurrency=N``; 0 when the number in flight adapted."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, **counts: int) -> None:
@@ -88,12 +99,18 @@ class DeliveryStats:
             for name, value in counts.items():
                 setattr(self, name, getattr(self, name) + value)
 
+    def saw_in_flight(self, count: int) -> None:
+        with self._lock:
+            self.in_flight = max(self.in_flight, count)
+
     def as_dict(self) -> dict[str, int]:
         return {
             "requests": self.requests,
             "retries": self.retries,
             "rate_limited": self.rate_limited,
             "splits": self.splits,
+            "in_flight": self.in_flight,
+            "concurrency": self.concurrency,
         }
 
 
@@ -111,8 +128,9 @@ class GaveUp(Exception):
 class Deliverer:
     """Delivers batches of people through one client, sharing one rate budget.
 
-    ``stream()`` keeps up to ``concurrency`` requests in flight and yields each batch's
-    outcomes as its answer arrives; ``send()`` delivers one batch and waits.
+    ``stream()`` keeps requests in flight (``concurrency`` of them, or by default as many as
+    the server copes with: :class:`~flameup_pandas._send.concurrency.InFlight`) and yields each
+    batch's outcomes as its answer arrives; ``send()`` delivers one batch and waits.
     """
 
     def __init__(
@@ -121,16 +139,18 @@ class Deliverer:
         *,
         limiter: RateLimiter,
         retry: RetryPolicy | None = None,
-        concurrency: int = 4,
+        concurrency: int | None = None,
         seed: int | None = None,
     ) -> None:
-        if concurrency < 1:
+        if concurrency is not None and concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         self.client = client
         self.limiter = limiter
         self.retry = retry or RetryPolicy()
         self.concurrency = concurrency
-        self.stats = DeliveryStats()
+        """The fixed number of requests in flight; None: adapted."""
+        self.places = InFlight(concurrency)
+        self.stats = DeliveryStats(concurrency=concurrency or 0)
         self.breaker = Breaker(self.retry.outage_batches)
         self._rng = random.Random(seed)
         self._abort = threading.Event()
@@ -166,6 +186,7 @@ class Deliverer:
     def abort(self) -> None:
         """No request of this deliverer starts from now on; retries and pauses end."""
         self._abort.set()
+        self.places.wake()
 
     def not_sent(self, people: People) -> list[PersonOutcome]:
         """Outcomes for a batch the run will not send: it stopped because Flameup is down."""
@@ -215,7 +236,9 @@ class Deliverer:
                 raise self._give_up(message, answer, outage=failing)
             if answer.status == 429:
                 self.stats.add(rate_limited=1)
-                wait_s = policy.rate_limit_wait(answer.headers, time.time(), self._rng)
+                # Reset and an HTTP-date Retry-After are times on the server's clock
+                server_now = self.limiter.server_time()
+                wait_s = policy.rate_limit_wait(answer.headers, server_now, self._rng)
                 logger.info("rate limited (429); holding all senders for %.1f s", wait_s)
                 self.limiter.hold_until(time.time() + wait_s)
             else:
@@ -256,22 +279,34 @@ class Deliverer:
         """The GaveUp for a request; one spent on an outage counts towards the breaker."""
         if outage and self.breaker.gave_up():
             logger.warning("%s; the rows not delivered yet are failed", self.breaker.reason)
-            self._abort.set()  # wakes the senders waiting to retry: they stop now
+            self.abort()  # wakes the senders waiting to retry: they stop now
         return GaveUp(message, answer)
 
     def _exchange(self, call: Callable[[], Answer], policy: RetryPolicy, what: str) -> Answer:
-        """One request under the shared budget: it starts when the limiter says so, and its
-        answer's headers (or, without an answer, its start) go back to the limiter, which
-        counts the requests in flight."""
+        """One request under the shared budget: it starts when the limiter says so and a place
+        in flight is free; its answer's headers (or, without an answer, its start) go back to
+        the limiter, which counts the requests in flight, and its latency or strain to the
+        places in flight."""
         self.limiter.acquire()
+        slot: Slot | None = None
         try:
+            slot = self.places.enter(self._abort)
             self._check_sending(policy, what)  # it may have stopped while waiting for a slot
             self.stats.add(requests=1)
+            self.stats.saw_in_flight(self.places.in_flight)
+            _mark_sent()
             answer = call()
+        except TransportError:
+            self.limiter.release()
+            self.places.leave(slot, strain=True)  # no answer: a timeout, a dropped connection
+            raise
         except BaseException:
             self.limiter.release()
+            self.places.leave(slot)
             raise
-        self.limiter.observe(answer.headers)
+        self.limiter.observe(answer.headers, answer.elapsed)
+        strain = answer.status in STRAIN_STATUSES
+        self.places.leave(slot, latency=answer.elapsed if answer.ok else None, strain=strain)
         return answer
 
     def _pause(self, seconds: float) -> None:
@@ -304,14 +339,15 @@ def count_failed(outcomes: Sequence[PersonOutcome]) -> int:
 
 
 class Stream(Generic[T]):
-    """Batches delivered by ``concurrency`` workers; iterating yields ``(tag, outcomes)`` as
-    each batch is answered.
+    """Batches delivered by worker threads; iterating yields ``(tag, outcomes)`` as each batch
+    is answered.
 
-    Up to two batches per worker are handed out at once, so a worker that finishes starts its
-    next request without waiting for the consumer; the first batch goes alone, so a bad key or
-    URL costs one request. The workers are daemon threads: :meth:`stop` returns at once, never
-    waiting for a request in flight or its retries, and an interpreter that exits does not
-    wait for them either.
+    There are as many workers as requests may be in flight (the workers grow with an adaptive
+    limit), and up to two batches per place are handed out at once, so a worker that finishes
+    starts its next request without waiting for the consumer; the first batch goes alone, so a
+    bad key or URL costs one request. The workers are daemon threads: :meth:`stop` returns at
+    once, never waiting for a request in flight or its retries, and an interpreter that exits
+    does not wait for them either.
     """
 
     def __init__(
@@ -323,11 +359,12 @@ class Stream(Generic[T]):
         self._deliverer = deliverer
         self._batches = batches
         self._on_done = on_done
-        self._pending: dict[Future[list[PersonOutcome]], tuple[T, int]] = {}
+        self._pending: dict[Future[list[PersonOutcome]], tuple[T, int, _Job]] = {}
         self._workers: _Workers | None = None
 
     def __iter__(self) -> Iterator[tuple[T, list[PersonOutcome]]]:
-        self._workers = _Workers(self._deliverer.concurrency)
+        self._workers = workers = _Workers()
+        places = self._deliverer.places
         try:
             for index, (tag, people) in enumerate(self._batches):
                 if self._deliverer.breaker.opened.is_set():
@@ -335,10 +372,11 @@ class Stream(Generic[T]):
                         self._on_done(len(people))
                     yield tag, self._deliverer.not_sent(people)
                     continue
-                while len(self._pending) >= 2 * self._deliverer.concurrency:
+                while len(self._pending) >= 2 * places.limit:
                     yield from self._collect()
-                future = self._workers.submit(self._deliverer.send, people)
-                self._pending[future] = (tag, len(people))
+                workers.grow_to(places.limit)
+                future, job = workers.submit(self._deliverer.send, people)
+                self._pending[future] = (tag, len(people), job)
                 while index == 0 and self._pending:
                     yield from self._collect()
             while self._pending:
@@ -346,24 +384,25 @@ class Stream(Generic[T]):
         except BaseException:
             self._halt()
             raise
-        self._workers.shutdown(wait=True)
+        workers.shutdown(wait=True)
 
     def stop(self) -> list[tuple[T, list[PersonOutcome]]]:
         """End the stream now; every batch handed out and not yet yielded, with its outcomes.
 
         An answered batch keeps its answer. Every person of the others is ``failed``: with
-        :data:`IN_FLIGHT` when its request may have started (it may
-        have been stored), else :data:`NOT_SENT`.
+        :data:`IN_FLIGHT` when a request of its batch was sent (it may have been stored), else
+        :data:`NOT_SENT` (a batch still waiting for the budget or a place in flight too).
         """
         self._halt()
         left: list[tuple[T, list[PersonOutcome]]] = []
-        for future, (tag, size) in self._pending.items():
+        for future, (tag, size, job) in self._pending.items():
             if future.cancel():
                 left.append((tag, [PersonOutcome("failed", error=NOT_SENT)] * size))
             elif future.done() and future.exception() is None:
                 left.append((tag, future.result()))
             else:
-                left.append((tag, [PersonOutcome("failed", error=IN_FLIGHT)] * size))
+                error = IN_FLIGHT if job.sent else NOT_SENT
+                left.append((tag, [PersonOutcome("failed", error=error)] * size))
         self._pending.clear()
         return left
 
@@ -378,30 +417,54 @@ class Stream(Generic[T]):
         done, _ = wait(self._pending, return_when=FIRST_COMPLETED)
         for future in done:
             outcomes = future.result()
-            tag, _ = self._pending.pop(future)
+            tag, _, _ = self._pending.pop(future)
             if self._on_done is not None:
                 self._on_done(len(outcomes))
             yield tag, outcomes
 
 
-class _Workers:
-    """``n`` daemon threads running submitted calls; a stopped run never waits for them."""
+@dataclass
+class _Job:
+    """One submitted call; ``sent`` once a request of it went on the wire (set by the
+    deliverer in the worker's thread, read by :meth:`Stream.stop`)."""
 
-    def __init__(self, n: int) -> None:
+    sent: bool = False
+
+
+_CURRENT = threading.local()
+"""The job a worker thread is running (its ``job``), so a request can mark it sent."""
+
+
+def _mark_sent() -> None:
+    job = getattr(_CURRENT, "job", None)
+    if job is not None:
+        job.sent = True
+
+
+class _Workers:
+    """Daemon threads running submitted calls, as many as :meth:`grow_to` asked for; a stopped
+    run never waits for them."""
+
+    def __init__(self) -> None:
         self._queue: queue.SimpleQueue[
-            tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None
+            tuple[Future[Any], _Job, Callable[..., Any], tuple[Any, ...]] | None
         ] = queue.SimpleQueue()
-        self._threads = [
-            threading.Thread(target=self._work, name=f"flameup-send-{i}", daemon=True)
-            for i in range(n)
-        ]
-        for thread in self._threads:
+        self._threads: list[threading.Thread] = []
+
+    def grow_to(self, n: int) -> None:
+        """At least ``n`` threads (never fewer than there were)."""
+        while len(self._threads) < n:
+            thread = threading.Thread(
+                target=self._work, name=f"flameup-send-{len(self._threads)}", daemon=True
+            )
+            self._threads.append(thread)
             thread.start()
 
-    def submit(self, call: Callable[..., R], *args: Any) -> Future[R]:
+    def submit(self, call: Callable[..., R], *args: Any) -> tuple[Future[R], _Job]:
         future: Future[R] = Future()
-        self._queue.put((future, call, args))
-        return future
+        job = _Job()
+        self._queue.put((future, job, call, args))
+        return future, job
 
     def shutdown(self, *, wait: bool) -> None:
         for _ in self._threads:
@@ -412,15 +475,18 @@ class _Workers:
 
     def _work(self) -> None:
         while (item := self._queue.get()) is not None:
-            future, call, args = item
+            future, job, call, args = item
             if not future.set_running_or_notify_cancel():
                 continue
+            _CURRENT.job = job
             try:
                 result = call(*args)
             except BaseException as exc:  # handed to the consumer, as an executor does
                 future.set_exception(exc)
             else:
                 future.set_result(result)
+            finally:
+                _CURRENT.job = None
 
 
 def named_indices(error: APIError, size: int) -> set[int]:

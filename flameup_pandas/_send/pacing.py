@@ -23,6 +23,14 @@ and lets a request start whenever the model says it fits:
   holds. When 429s recur in a run (another process on the key, a server whose ``Remaining``
   is optimistic), the rest of the run is paced conservatively: starts spread evenly over the
   window, at most ``Limit`` per learned window length and the budget spread over the time left.
+- **The server's clock.** ``Reset`` is a time on the server's clock, which may differ from
+  ours (containers and laptops drift). Every answer's ``Date`` header (whole seconds) bounds
+  the difference: the server wrote it between our request's start and its answer's arrival,
+  so the offset lies in ``[Date - arrival, Date + 1 - start)``. :class:`ServerClock` keeps the
+  last answers' bounds, leaves out the most extreme one on each side (so one odd answer, say
+  from a proxy with its own clock, counts for nothing) and reads ``Reset`` against our clock
+  plus the lowest offset they allow, so a window is never taken to end before it does. While
+  the bounds allow no difference at all, our clock is used as it is; without ``Date``, too.
 - **Garbled headers** (not a number, negative, ``Reset`` in the past) are ignored as if absent;
   a ``Reset`` far ahead is believed for at most ``max_wait`` seconds at a time, so no header
   ever makes a sender wait longer than that.
@@ -34,6 +42,7 @@ is held by requests in flight) is woken by them. One limiter per key and base UR
 
 from __future__ import annotations
 
+import email.utils
 import math
 import re
 import threading
@@ -44,7 +53,14 @@ from dataclasses import dataclass
 
 from .retry import header, parse_reset
 
-__all__ = ["ASSUMED_LIMIT", "ASSUMED_WINDOW", "MAX_WAIT", "RateLimiter", "shared_limiter"]
+__all__ = [
+    "ASSUMED_LIMIT",
+    "ASSUMED_WINDOW",
+    "MAX_WAIT",
+    "RateLimiter",
+    "ServerClock",
+    "shared_limiter",
+]
 
 CAP_WINDOW = 60.0
 """Seconds that ``rate_per_minute`` (our own cap) counts over."""
@@ -69,6 +85,69 @@ def _parse_count(value: str | None) -> int | None:
     if not math.isfinite(count) or count < 0:
         return None
     return int(count)
+
+
+class ServerClock:
+    """How far the server's clock is ahead of ours (negative: behind), from ``Date`` headers.
+
+    Not thread-safe on its own: the :class:`RateLimiter` calls it under its lock.
+
+    >>> from email.utils import formatdate
+    >>> clock = ServerClock()
+    >>> for sent in (1000.1, 1000.6, 1001.3, 1001.9):  # a server 30.4 s ahead, 0.05 s away
+    ...     clock.heard(formatdate(sent + 30.4 + 0.025), sent=sent, received=sent + 0.05)
+    >>> round(clock.offset, 2)  # no later than the truth: at most a second early
+    30.05
+    >>> clock.heard(formatdate(4e9), sent=1002.0, received=1002.05)  # one odd answer
+    >>> round(clock.offset, 2)  # left out: the highest of the other lower bounds counts
+    30.35
+    """
+
+    SAMPLES = 16
+    """Answers whose bounds are kept (the clocks' drift over that many answers is nil)."""
+
+    def __init__(self) -> None:
+        self._bounds: deque[tuple[float, float]] = deque(maxlen=self.SAMPLES)
+
+    def heard(self, date: str | None, *, sent: float, received: float) -> None:
+        """An answer's ``Date`` (an HTTP date, or Unix seconds), for a request ``sent`` at our
+        wall time and ``received`` at our wall time; an unreadable or missing one is ignored."""
+        when = _http_date(date)
+        if when is not None:
+            self._bounds.append((when - received, when + 1.0 - min(sent, received)))
+
+    @property
+    def offset(self) -> float:
+        """The lowest offset the answers allow (0 while they allow none), so our clock plus
+        it is never later than the server's: a window read against it never ends early."""
+        if not self._bounds:
+            return 0.0
+        lowers = sorted(low for low, _ in self._bounds)
+        uppers = sorted(high for _, high in self._bounds)
+        # Beyond two answers, the most extreme bound on each side is left out (one odd answer).
+        low = lowers[-2] if len(lowers) > 2 else lowers[-1]
+        high = uppers[1] if len(uppers) > 2 else uppers[0]
+        if low > high:  # answers that disagree beyond one odd one: the middle of them all
+            middles = sorted((a + b) / 2 for a, b in self._bounds)
+            return middles[len(middles) // 2]
+        return 0.0 if low <= 0.0 <= high else low
+
+
+def _http_date(text: str | None) -> float | None:
+    """Unix seconds from a ``Date`` header (an HTTP date; plain seconds accepted), or None."""
+    if text is None:
+        return None
+    text = text.strip()
+    try:
+        return (
+            float(text)
+            if text.isdigit()
+            else email.utils.mktime_tz(
+                email.utils.parsedate_tz(text)  # type: ignore[arg-type]
+            )
+        )
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -163,6 +242,7 @@ class RateLimiter:
         self._last_start = -math.inf
         self._holds = 0  # distinct 429 holds this run
         self._conservative = False
+        self._server_clock = ServerClock()
 
     # -- what callers read -------------------------------------------------------------------
 
@@ -183,6 +263,12 @@ class RateLimiter:
         """The server's window as last heard of, or None before any rate headers."""
         with self._cond:
             return self._window
+
+    def server_time(self) -> float:
+        """Now on the server's clock (Unix seconds), as its answers' ``Date`` headers tell:
+        what a ``Reset`` or an HTTP-date ``Retry-After`` is read against."""
+        with self._cond:
+            return self._wall() + self._server_clock.offset
 
     @property
     def conservative(self) -> bool:
@@ -227,22 +313,26 @@ class RateLimiter:
                     continue
             self._sleep(when - now)
 
-    def observe(self, headers: Mapping[str, str]) -> None:
-        """One of our requests got an answer (any status): read its ``X-RateLimit-*``."""
+    def observe(self, headers: Mapping[str, str], elapsed: float = 0.0) -> None:
+        """One of our requests got an answer (any status) ``elapsed`` seconds after it was
+        sent: read its ``X-RateLimit-*`` and its ``Date``."""
         limit = _parse_count(header(headers, "X-RateLimit-Limit"))
         remaining = _parse_count(header(headers, "X-RateLimit-Remaining"))
         reset_text = header(headers, "X-RateLimit-Reset")
+        date = header(headers, "Date")
         with self._cond:
             self._in_flight = max(0, self._in_flight - 1)
             now, now_wall = self._clock(), self._wall()
+            self._server_clock.heard(date, sent=now_wall - max(elapsed, 0.0), received=now_wall)
+            server_now = now_wall + self._server_clock.offset
             if limit is not None and limit > 0:
                 self._limit = limit
                 remaining = None if remaining is None else min(remaining, limit)
-            reset = None if reset_text is None else parse_reset(reset_text, now_wall)
-            if remaining is None or reset is None or reset <= now_wall:
+            reset = None if reset_text is None else parse_reset(reset_text, server_now)
+            if remaining is None or reset is None or reset <= server_now:
                 self._heard_nothing(now)
             else:
-                self._heard(now, reset, now_wall, remaining)
+                self._heard(now, reset, server_now, remaining)
             self._cond.notify_all()
 
     def release(self) -> None:
@@ -297,8 +387,8 @@ class RateLimiter:
         if self._window is not None and now >= self._window.reset:
             self._probing = True
 
-    def _heard(self, now: float, reset_wall: float, now_wall: float, remaining: int) -> None:
-        ahead = reset_wall - now_wall
+    def _heard(self, now: float, reset_wall: float, server_now: float, remaining: int) -> None:
+        ahead = reset_wall - server_now
         self._window_length = max(self._window_length or 0.0, min(ahead, self._max_wait))
         window = self._window
         if window is not None and now < window.reset and reset_wall < window.reset_wall:

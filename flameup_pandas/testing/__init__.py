@@ -21,11 +21,12 @@ when updated), ``GET /people/{id}`` (external id or email), ``PUT /people/{id}``
 merged), ``GET /people?limit&offset&status&search``.
 
 Batch rules: 1 to 100 people, each an object with a ``userId`` (string, at most 255
-characters) and/or an ``email`` (at most 254, ``local@domain.tld``), optional ``phone`` (at
-most 50) and ``traits`` (an object); any other key is refused. Identity is ``userId``
-(stored as ``external_id``) when sent, else email (case-insensitive, oldest match). Known
-traits (first_name, last_name, phone, avatar_url, timezone, locale) are columns, the others
-go to ``attributes``; traits merge into what is stored, and a trait sent as null is cleared.
+characters) and/or an ``email`` (at most 254, ``local@domain.tld``, at most 64 before the
+``@``), optional ``phone`` (at most 50) and ``traits`` (an object); any other key is
+refused. Identity is ``userId`` (stored as ``external_id``) when sent, else email
+(case-insensitive, oldest match). Known traits (first_name, last_name, phone, avatar_url,
+timezone, locale) are columns, the others go to ``attributes``; traits merge into what is
+stored, and a trait sent as null is cleared.
 The same person twice in one batch: the first entry creates (or updates) it, the second
 updates it; each entry of ``people`` in the answer shows the person right after that entry,
 and ``created_count + updated_count`` equals the number of people stored.

@@ -4,11 +4,15 @@ Paths outside ``/api`` go to the web view (`flameup_pandas.testing._ui`) when th
 they are not API requests, so they meet no fault or rate limit and are not recorded.
 
 Order of checks for a request: an outage (the connection is closed, nothing else happens);
-then, under ``/api/v1``: the key (401, nothing else happens), the fault draw, a 429 storm, the
+then, under ``/api/v1``: the key (401, nothing else happens), the fault draw, an overload
+(503 when more requests than ``Faults.overload_above`` are being answered), a 429 storm, the
 rate limit (a 429 is not counted), the route (404/405), the key's permission (403), pre-store
 faults (500/503, a dropped connection or a 200 maintenance page), the endpoint, then
 post-store faults. Injected latency is slept after the endpoint ran, just before the
 answer, so a client that times out has still had its data stored.
+
+Every answer's ``Date`` header is on the server's clock (``Faults.clock_offset`` from ours; the
+server's request handler writes it), the clock its ``X-RateLimit-Reset`` is on too.
 """
 
 from __future__ import annotations
@@ -65,6 +69,8 @@ class FlameupApp:
         self._keys: dict[str, ApiKey] = {k.key: k for k in store.api_keys()}
         self._idle = threading.Condition()
         self._active = 0
+        self._load = threading.Lock()
+        self._answering = 0  # API requests being answered (for Faults.overload_above)
 
     def add_key(self, key: ApiKey) -> None:
         self._keys = {**self._keys, key.key: key}
@@ -127,9 +133,27 @@ class FlameupApp:
             return key
         trace.key_index = key.index
         decision = self.injector.decide(key.index)
-        answer = self._limited(ex, key, decision, trace)
-        time.sleep(decision.delay)
-        return answer
+        if not self._take_load():
+            trace.fault = "overload"
+            time.sleep(decision.delay)
+            return _server_error(503, ex)
+        try:
+            answer = self._limited(ex, key, decision, trace)
+            time.sleep(decision.delay)
+            return answer
+        finally:
+            with self._load:
+                self._answering -= 1
+
+    def _take_load(self) -> bool:
+        """Count one more request being answered; False (not counted) when that would be more
+        than ``Faults.overload_above``: the server sheds it."""
+        limit = self.injector.faults.overload_above
+        with self._load:
+            if limit is not None and self._answering >= limit:
+                return False
+            self._answering += 1
+            return True
 
     def _authenticate(self, ex: Exchange) -> ApiKey | Answer:
         header = ex.authorization

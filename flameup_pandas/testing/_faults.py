@@ -14,6 +14,7 @@ for that time, so new connections are refused (the server object does that part)
 from __future__ import annotations
 
 import enum
+import math
 import random
 import threading
 import time
@@ -67,6 +68,13 @@ class Faults:
     down_mode: Literal["drop", "refuse"] = "drop"
     """While down: ``"drop"`` closes every connection without an answer; ``"refuse"`` also
     stops listening, so new connections are refused (ECONNREFUSED)."""
+    overload_above: int | None = None
+    """Requests answered at once beyond which the server sheds load: a request that arrives
+    while this many are being answered gets 503 (nothing stored, the latency still paid, not
+    counted by the rate limit). None: never."""
+    clock_offset: float = 0.0
+    """Seconds the server's clock is ahead of the client's (negative: behind): its ``Date``
+    header and ``X-RateLimit-Reset`` are on that clock, as on a server whose clock drifted."""
 
     def __post_init__(self) -> None:
         shares = {
@@ -92,10 +100,15 @@ class Faults:
             raise ValueError("down_for must not be negative")
         if self.down_mode not in ("drop", "refuse"):
             raise ValueError(f"down_mode must be 'drop' or 'refuse', got {self.down_mode!r}")
+        if self.overload_above is not None and self.overload_above < 1:
+            raise ValueError("overload_above must be at least 1 (or None)")
+        if not math.isfinite(self.clock_offset):
+            raise ValueError("clock_offset must be a finite number of seconds")
 
     def draws_nothing(self) -> bool:
-        """True when no request needs a random draw (only an outage, or nothing, is set)."""
-        outage = {"down_after", "down_for", "down_mode", "seed"}
+        """True when no request needs a random draw (only an outage, an overload threshold or
+        a clock offset, or nothing, is set)."""
+        outage = {"down_after", "down_for", "down_mode", "seed", "overload_above", "clock_offset"}
         return all(getattr(self, f.name) == f.default for f in fields(self) if f.name not in outage)
 
 

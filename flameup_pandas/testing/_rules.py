@@ -24,6 +24,9 @@ __all__ = [
 MAX_BATCH = 100
 MAX_USER_ID = 255
 MAX_EMAIL = 254
+MAX_LOCAL_PART = 64
+"""Characters before the ``@`` (RFC 5321 4.5.3.1.1): a limit servers enforce and clients'
+validators (email-validator unless strict, flameup-pandas) leave to them."""
 MAX_PHONE = 50
 KNOWN_TRAITS = ("first_name", "last_name", "phone", "avatar_url", "timezone", "locale")
 _KNOWN_SET = frozenset(KNOWN_TRAITS)
@@ -111,5 +114,9 @@ def _check_string(problems: dict[str, str], name: str, value: Any, limit: int | 
 
 def _check_email(problems: dict[str, str], name: str, value: Any) -> None:
     _check_string(problems, name, value, MAX_EMAIL)
-    if name not in problems and value is not None and not _EMAIL.fullmatch(value):
+    if name not in problems and value is not None and not _plausible_email(value):
         problems[name] = "Invalid email format"
+
+
+def _plausible_email(value: str) -> bool:
+    return _EMAIL.fullmatch(value) is not None and len(value.rpartition("@")[0]) <= MAX_LOCAL_PART

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -45,10 +46,17 @@ PEOPLE_COLUMNS = (
 
 
 class _QuietHandler(WSGIRequestHandler):
-    """Werkzeug's handler without a log line per request (errors are still logged)."""
+    """Werkzeug's handler without a log line per request (errors are still logged), whose
+    ``Date`` header is on the server's clock (``Faults.clock_offset``)."""
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         return None
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        clock = getattr(self.server, "flameup_clock", None)
+        if timestamp is None and clock is not None:
+            timestamp = clock()
+        return super().date_time_string(timestamp)
 
 
 class FlameupServer:
@@ -96,7 +104,7 @@ class FlameupServer:
         """A valid ``ws_test_...`` key with every permission."""
         self._log = RequestLog()
         self._injector = FaultInjector(faults, on_down=self._outage_began)
-        limiter = RateLimiter(rate_limit, rate_window, rate_policy)
+        limiter = RateLimiter(rate_limit, rate_window, rate_policy, clock=self._server_clock)
         controls = Controls(self.set_faults, self._clear_data, lambda: self.base_url)
         view = WebView(self._store, self._log, limiter, self._injector, controls)
         self._app = FlameupApp(self._store, limiter, self._injector, self._log, web_view=view)
@@ -110,6 +118,10 @@ class FlameupServer:
         self._listener = threading.RLock()
         self._recovery: threading.Timer | None = None
         self._closed = False
+
+    def _server_clock(self) -> float:
+        """Now on the server's clock: ours plus ``Faults.clock_offset``."""
+        return time.time() + self._injector.faults.clock_offset
 
     # lifecycle
 
@@ -140,6 +152,7 @@ class FlameupServer:
             server = make_server(
                 HOST, port, self._app, threaded=True, request_handler=_QuietHandler
             )
+            server.flameup_clock = self._server_clock  # type: ignore[attr-defined]
             self._server, self._bound = server, int(server.port)
             self._thread = threading.Thread(
                 target=server.serve_forever,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.utils
 import errno
 import time
 from typing import Any
@@ -270,3 +271,42 @@ def test_a_server_stops_cleanly_while_down(flameup_server_factory: Any) -> None:
     assert server.down
     server.stop()
     assert "stopped" in repr(server)
+
+
+def test_above_the_overload_threshold_requests_are_shed_with_503(
+    flameup_server: FlameupServer,
+) -> None:
+    """Three requests at once against ``overload_above=2``: two are answered, one is shed
+    (503, nothing stored), and a request after them is answered again."""
+    import concurrent.futures
+
+    flameup_server.set_faults(Faults(overload_above=2, latency=0.5))
+    apis = [Api(flameup_server) for _ in range(3)]
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(lambda i: apis[i].batch({"userId": f"u{i}"}), range(3)))
+    assert sorted(a.status_code for a in answers) == [200, 200, 503]
+    shed = next(a for a in answers if a.status_code == 503)
+    assert shed.json()["error"] == "Service Unavailable"
+    assert "X-RateLimit-Remaining" not in shed.headers  # not counted by the rate limit
+    assert len(flameup_server.people()) == 2
+    assert [r.fault for r in flameup_server.requests].count("overload") == 1
+    flameup_server.set_faults(Faults(overload_above=2))
+    assert apis[0].batch({"userId": "u9"}).status_code == 200
+    for api in apis:
+        api.close()
+
+
+@pytest.mark.parametrize("offset", [-30.0, 0.0, 30.0])
+def test_a_clock_offset_moves_the_date_and_the_reset_alike(
+    flameup_server_factory: Any, offset: float
+) -> None:
+    server = flameup_server_factory(rate_limit=10, rate_window=5.0)
+    server.set_faults(Faults(clock_offset=offset))
+    api = Api(server)
+    sent = time.time()
+    answer = api.batch({"userId": "u"})
+    date = email.utils.parsedate_to_datetime(answer.headers["Date"]).timestamp()
+    reset = int(answer.headers["X-RateLimit-Reset"])
+    assert sent + offset - 1 <= date <= time.time() + offset
+    assert 0 < reset - date <= 6  # the window's end, five seconds on the server's clock
+    api.close()

@@ -24,6 +24,7 @@ OK = {"userId": "ok", "email": "ok@example.com"}
         ({"email": "a b@example.com"}, "email", "Invalid email format"),
         ({"email": "a@example"}, "email", "Invalid email format"),
         ({"email": "a@@example.com"}, "email", "Invalid email format"),
+        ({"email": "a" * 65 + "@example.com"}, "email", "Invalid email format"),
         ({"email": ""}, "email", "Invalid email format"),
         ({"email": 7}, "email", "Must be a string"),
         ({"userId": "u", "phone": "1" * 51}, "phone", "Must be at most 50 characters"),

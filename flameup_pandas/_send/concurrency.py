@@ -1,0 +1,183 @@
+"""How many requests are in flight at once: as many as the server copes with, or a fixed number.
+
+The rate budget (:mod:`~flameup_pandas._send.pacing`) says how many requests may *start*; how
+many may be *in flight* together is another question, answered by latency. At 120 a minute and
+0.25 s a request, 100 requests that the window's budget allows at once take 7.7 s four at a time
+and 2.4 s sixteen at a time; a server that sheds load above six at once answers the seventh 503.
+No number suits both, and a user cannot know which server they have, so by default
+:class:`InFlight` learns it the way TCP and adaptive concurrency limiters (Netflix's
+concurrency-limits, Envoy's adaptive concurrency) do, by additive increase and multiplicative
+decrease (AIMD):
+
+- **Increase.** Each healthy answer to a request during whose flight every place was taken
+  earns one more place (a run held back by the rate budget or short of work never fills its
+  places, and does not grow a limit it does not use): the limit doubles every round trip at
+  first (slow start, from 4), and once it has been cut, it grows by about one place a round
+  trip (``1/limit`` an answer). It
+  never goes above :data:`MAX_IN_FLIGHT`; the budget still decides every start, so a higher
+  limit never sends beyond it.
+- **Decrease.** A sign of strain halves it (never below 1): a 502, 503 or 504, a request that
+  got no answer (a timeout, a dropped or refused connection), or latency rising sharply (the
+  recent average above twice the fastest recent answer, plus 50 ms). One cut per round trip:
+  answers to requests sent before the last cut do not cut again.
+- ``concurrency=N`` fixes the limit at N; nothing adapts.
+
+The figure a run reports is the most requests it had in flight at once (:attr:`InFlight.peak`).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = ["MAX_IN_FLIGHT", "START", "InFlight", "Slot"]
+
+MAX_IN_FLIGHT = 32
+"""The most requests in flight at once that the adaptive limit reaches."""
+START = 4
+"""The adaptive limit a run starts from (slow start doubles it every round trip)."""
+CUT = 0.5
+"""What a sign of strain multiplies the limit by."""
+LATENCY_RISE = 2.0
+LATENCY_SLACK = 0.05
+"""Latency rises sharply when the recent average is over ``LATENCY_RISE`` times the fastest
+recent answer plus ``LATENCY_SLACK`` seconds (loopback answers in milliseconds vary by more than
+twice without any strain)."""
+FASTEST_OF = 50
+"""Answers the fastest recent one is taken from."""
+RECENT_WEIGHT = 0.25
+"""Weight of each answer in the recent average of latency (an exponential moving average)."""
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A place taken by one request: when, and how often the places had been filled before."""
+
+    taken: float
+    filled: int
+    """:attr:`InFlight.filled` before this request took its place."""
+
+
+class InFlight:
+    """The places for requests in flight, shared by a run's threads.
+
+    ``fixed`` makes the limit that number; None adapts it (see the module). ``clock`` is
+    injectable for tests.
+
+    >>> places = InFlight()
+    >>> slots = [places.enter() for _ in range(4)]  # 4 places at the start, all taken
+    >>> for slot in slots:
+    ...     places.leave(slot, latency=0.2)
+    >>> places.limit, places.peak
+    (8, 4)
+    >>> places.leave(places.enter(), strain=True)  # a 503: halved
+    >>> places.limit
+    4
+    """
+
+    def __init__(
+        self,
+        fixed: int | None = None,
+        *,
+        start: int = START,
+        ceiling: int = MAX_IN_FLIGHT,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if fixed is not None and fixed < 1:
+            raise ValueError(f"concurrency must be at least 1, got {fixed}")
+        self.fixed = fixed
+        self._ceiling = float(fixed if fixed is not None else ceiling)
+        self._limit = float(fixed if fixed is not None else min(start, ceiling))
+        self._threshold = self._ceiling  # slow start below it, one place a round trip above
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._in_flight = 0
+        self._peak = 0
+        self._filled = 0  # times a request took the last free place
+        self._cut_at = -math.inf
+        self._fastest: deque[float] = deque(maxlen=FASTEST_OF)
+        self._recent: float | None = None
+
+    @property
+    def adaptive(self) -> bool:
+        return self.fixed is None
+
+    @property
+    def limit(self) -> int:
+        """Requests that may be in flight at once now."""
+        with self._cond:
+            return self._places()
+
+    @property
+    def in_flight(self) -> int:
+        with self._cond:
+            return self._in_flight
+
+    @property
+    def peak(self) -> int:
+        """The most requests that were in flight at once."""
+        with self._cond:
+            return self._peak
+
+    def enter(self, stop: threading.Event | None = None) -> Slot | None:
+        """Wait for a place and take it; None (no place taken) once ``stop`` is set."""
+        with self._cond:
+            while self._in_flight >= self._places():
+                if stop is not None and stop.is_set():
+                    return None
+                self._cond.wait(timeout=0.1)
+            if stop is not None and stop.is_set():
+                return None
+            slot = Slot(self._clock(), self._filled)
+            self._in_flight += 1
+            self._peak = max(self._peak, self._in_flight)
+            if self._in_flight >= self._places():
+                self._filled += 1
+            return slot
+
+    def leave(
+        self, slot: Slot | None, *, latency: float | None = None, strain: bool = False
+    ) -> None:
+        """A request ended: ``latency`` seconds for a healthy answer (None: no timing to
+        learn from), ``strain`` for a sign the server is overloaded."""
+        if slot is None:
+            return
+        with self._cond:
+            self._in_flight = max(0, self._in_flight - 1)
+            if self.fixed is None and slot.taken >= self._cut_at:
+                if strain:
+                    self._cut()
+                elif latency is not None:
+                    self._learn(slot, latency)
+            self._cond.notify_all()
+
+    def wake(self) -> None:
+        """Wake every thread waiting for a place (to see that the run stopped)."""
+        with self._cond:
+            self._cond.notify_all()
+
+    def _places(self) -> int:
+        return max(1, math.floor(self._limit))
+
+    def _learn(self, slot: Slot, latency: float) -> None:
+        self._fastest.append(latency)
+        self._recent = (
+            latency
+            if self._recent is None
+            else (1 - RECENT_WEIGHT) * self._recent + RECENT_WEIGHT * latency
+        )
+        if self._recent > LATENCY_RISE * min(self._fastest) + LATENCY_SLACK:
+            self._cut()
+        elif self._filled > slot.filled:  # every place was taken while it was out
+            step = 1.0 if self._limit < self._threshold else 1.0 / self._limit
+            self._limit = min(self._ceiling, self._limit + step)
+
+    def _cut(self) -> None:
+        self._limit = max(1.0, self._limit * CUT)
+        self._threshold = self._limit
+        self._cut_at = self._clock()
+        self._recent = None
