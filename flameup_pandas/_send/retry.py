@@ -46,8 +46,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 
-from ..exceptions import TransportError
-
 __all__ = [
     "RATE_LIMITED",
     "RetryPolicy",
@@ -188,15 +186,6 @@ class RetryPolicy:
         """True for 429 and the configured 5xx statuses; never for any other 4xx."""
         return status == RATE_LIMITED or status in self.retry_statuses
 
-    @staticmethod
-    def should_retry_error(error: BaseException) -> bool:
-        """True for failures that lost the answer: connection errors and timeouts."""
-        return isinstance(error, TransportError | ConnectionError | TimeoutError)
-
-    def start(self, now: float) -> RetryPolicy:
-        """A copy whose clock starts at ``now`` (the first attempt), if it has not started yet."""
-        return self if self.started is not None else replace(self, started=now)
-
     def increment(
         self,
         *,
@@ -224,10 +213,6 @@ class RetryPolicy:
     def elapsed(self, now: float) -> float:
         """Seconds since the first attempt (0 before it)."""
         return 0.0 if self.started is None else max(0.0, now - self.started)
-
-    def time_left(self, now: float) -> float:
-        """Seconds left of ``max_elapsed``; a caller may cap a wait with it."""
-        return max(0.0, self.max_elapsed - self.elapsed(now))
 
     def is_exhausted(self, now: float) -> bool:
         """True once either count is over its budget or ``max_elapsed`` has passed."""
