@@ -43,33 +43,104 @@ INT_MIN, INT_MAX = -(2**63), 2**64 - 1
 
 VALUE_RULES: tuple[tuple[str, str], ...] = (
     (
-        "missing: None, NaN, pd.NA, NaT, null (polars NaN too)",
-        "left out; null with send_nulls=True",
+        (
+            "text (`object` strings, `str`, `string[python]`, `string[pyarrow]`, Arrow `string` and"
+            " `large_string`, polars `String`)"
+        ),
+        "a JSON string, unchanged",
     ),
-    ("str, pandas string, Arrow (large_)string, string_view", "the string"),
-    ("bool, boolean, Arrow bool", "true / false"),
     (
-        "integers of every width: numpy, pandas nullable, Arrow, polars (Int128 too)",
-        "the exact integer, whatever nulls stand beside it; beyond 64 bits: invalid",
+        (
+            "categorical, dictionary and Enum columns (pandas `category`, Arrow dictionaries, "
+            "polars `Categorical` and `Enum`)"
+        ),
+        "their values, by the rule of the values' type; identities and known fields too",
     ),
-    ("float64", "the shortest text that reads back as the same float; inf: invalid"),
-    ("float32, float16", "the shortest text that reads back as the same float32"),
     (
-        "Decimal, Arrow decimal128/256, polars Decimal",
-        "a JSON number written from the decimal's own digits (12345678901234567.89, 0.10)",
+        (
+            "integers of any width, signed or not (numpy, pandas nullable `Int64` and friends, "
+            "Arrow, polars, including polars `Int128` where the value fits in 64 bits)"
+        ),
+        (
+            "a JSON integer with every digit, whatever nulls stand beside it in the column; a value"
+            " that does not fit makes the row `invalid`, with the reason"
+        ),
     ),
-    ("time-zone-aware timestamp", "ISO 8601 in UTC with Z; fractions only when present"),
-    ("naive timestamp", "NaiveTimestampError, or UTC with naive_timestamps='utc'"),
-    ("date", "YYYY-MM-DD"),
-    ("category, Arrow dictionary, polars Categorical and Enum", "the value it stands for"),
-    ("list, tuple, numpy array, Arrow list", "a JSON array (missing inside it: null)"),
-    ("dict, Arrow struct, Arrow map with string keys", "a JSON object; other map keys: invalid"),
     (
-        "Period, Interval, time of day, timedelta, bytes, other objects",
-        "invalid, naming the column and the type",
+        "`float64`",
+        "the shortest JSON number that reads back as the same float (`1.5`, `1e+16`)",
+    ),
+    (
+        "`float32`",
+        (
+            "the shortest text that reads back as the same float32 (`0.1`, not "
+            "`0.10000000149011612`)"
+        ),
+    ),
+    (
+        "decimals (`decimal.Decimal`, Arrow `decimal128`/`decimal256`, polars `Decimal`)",
+        (
+            "a JSON number written from the decimal's own digits, never through a float "
+            "(`12345678901234567.89`)"
+        ),
+    ),
+    (
+        "booleans",
+        "`true` or `false`",
+    ),
+    (
+        "timestamps with a time zone",
+        (
+            "ISO 8601 text in UTC, with as many fractional digits as needed "
+            "(`2024-06-01T10:30:05.123Z`)"
+        ),
+    ),
+    (
+        "timestamps without a time zone",
+        (
+            "refused ({exc}`~flameup_pandas.exceptions.NaiveTimestampError`) unless "
+            '`naive_timestamps="utc"` declares them UTC'
+        ),
+    ),
+    (
+        "dates",
+        "ISO 8601 date text (`2024-01-02`)",
+    ),
+    (
+        "lists and arrays",
+        "JSON arrays, each element by these rules",
+    ),
+    (
+        "dicts, structs, and maps with string keys",
+        (
+            "JSON objects, each value by these rules; a map with other keys makes the row "
+            "`invalid`, with the reason"
+        ),
+    ),
+    (
+        "missing: `NaN`, `None`, `pd.NA`, `NaT`, Arrow and polars nulls (polars `NaN` too)",
+        (
+            "left out of the person, so what Flameup holds is kept; with `send_nulls=True`, JSON "
+            "`null`, which clears it"
+        ),
+    ),
+    (
+        "`inf` and `-inf`",
+        "the row is `invalid`: JSON has no infinity",
+    ),
+    (
+        (
+            "types with no JSON meaning: `Period`, `Interval`, time of day, timedelta, bytes, "
+            "arbitrary objects"
+        ),
+        (
+            "the row is `invalid`, with a reason naming the column and the type, the same from "
+            "every path; never ordinals or reprs"
+        ),
     ),
 )
-"""What each input type is sent as: (input, sent as), the table of the documentation."""
+"""What each input type is sent as: (input, sent as), in Markdown; the documentation's value
+rules page renders this table (docs/_ext/value_rules.py), so the two cannot drift."""
 
 _FRACTION_UNITS = (("ms", 10**6), ("us", 10**3), ("ns", 1))
 _NS_PER_UNIT = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
