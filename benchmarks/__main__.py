@@ -538,7 +538,7 @@ def report(
     quick: bool,
 ) -> dict[str, Any]:
     """The report as JSON data: when, where, with what, every table line, and the raw figures."""
-    header = ("figure", "baseline", "ours", "base", "ratio", "target")
+    header = ("figure", "baseline", "ours", "base", "ratio", "target", "latency")
     return {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "commit": commit(),

@@ -33,6 +33,7 @@ COLUMNS = (
     ("base", "baseline value", 10),
     ("ratio", "ratio", 8),
     ("target", "target", 12),
+    ("latency", "latency added", 8),
 )
 
 
@@ -72,7 +73,7 @@ def table(figures: list[dict[str, Any]]) -> nodes.table:
     for figure in figures:
         row = nodes.row()
         for key, _, _ in COLUMNS:
-            text = str(figure.get(key, "n/a"))
+            text = str(figure.get(key, "-" if key == "latency" else "n/a"))
             if key == "figure":
                 text = f"{figure.get('benchmark', '?')}: {text}"
             row += nodes.entry("", nodes.paragraph(text=text))
