@@ -84,7 +84,7 @@ def test_no_threshold_never_stops() -> None:
 
 
 def test_first_contact_budget_counts_attempts_and_time() -> None:
-    policy = RetryPolicy(first_contact_attempts=3, first_contact_elapsed=30.0).start(0.0)
+    policy = RetryPolicy(first_contact_attempts=3, first_contact_elapsed=30.0)
     for n in range(2):
         policy = policy.increment(error=ConnectionError(), now=float(n))
     assert not policy.first_contact_spent(now=1.0, wait=1.0)
