@@ -132,7 +132,7 @@ def test_the_state_records_field_hashes_through_the_journal(to_server, tmp_path)
     state, _ = synced(tmp_path, to_server, n=5)
     with SyncState.open(state) as sync:
         fields = sync.frame()["fields"]
-    assert all(len(f) == 5 for f in fields)  # userId, email, first_name, plan, score
+    assert all(len(f) == 4 for f in fields)  # email, first_name, plan, score (not userId)
     assert pq.read_schema(state).equals(STATE_SCHEMA)
 
 

@@ -263,11 +263,20 @@ class FieldHashes:
     present: np.ndarray
 
     def lists(self) -> pa.Array:
-        """Each row's hashes of the fields it sends, as an Arrow ``list<uint32>``."""
-        flat = self.hashes.T[self.present.T]
-        counts = self.present.sum(axis=0)
+        """Each row's hashes of the fields it sends, as an Arrow ``list<uint32>`` (what the
+        state keeps). ``userId`` is left out: it is part of the identity, so it never
+        changes for a person the state knows."""
+        present = self.compared()
+        flat = self.hashes.T[present.T]
+        counts = present.sum(axis=0)
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
         return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, pa.uint32()))
+
+    def compared(self) -> np.ndarray:
+        """``present``, less the identity's ``userId``: the fields kept and compared."""
+        identity = np.asarray([name == "userId" for name in self.names], dtype=bool)
+        kept: np.ndarray = self.present & ~identity[:, np.newaxis]
+        return kept
 
 
 def _field_hashes(columns: list[_Column], send_nulls: bool, positions: np.ndarray) -> FieldHashes:

@@ -142,7 +142,7 @@ def _differing(fields: FieldHashes, old: pa.Array, known: np.ndarray) -> np.ndar
     rows = np.broadcast_to(np.arange(m, dtype=np.uint64), fields.hashes.shape)
     now = (rows << np.uint64(32)) | fields.hashes.astype(np.uint64)
     kept = np.isin(now, before)
-    differs: np.ndarray = fields.present & ~kept & known[np.newaxis, :]
+    differs: np.ndarray = fields.compared() & ~kept & known[np.newaxis, :]
     return differs
 
 
