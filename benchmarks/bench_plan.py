@@ -93,9 +93,7 @@ def main(quick: bool = False) -> dict[str, Any]:
             lambda: upsert_file(source, state=old_form, dry_run=True, progress=False)
         )
         plan_seconds, planned = _timed(lambda: plan_file(source, state=new_form, progress=False))
-        old_seconds, planned_old = _timed(
-            lambda: plan_file(source, state=old_form, progress=False)
-        )
+        old_seconds, planned_old = _timed(lambda: plan_file(source, state=old_form, progress=False))
         sizes = new_form.stat().st_size, old_form.stat().st_size
     updates = planned["flameup_action"] == "update"
     return {

@@ -214,3 +214,37 @@ def test_the_guard_refuses_a_stream_it_cannot_read_twice(to_server, tmp_path):
 def test_bad_limits_fail_before_any_row_is_read(limit, problem):
     with pytest.raises(problem):
         customers(1).flameup.upsert(max_changes=limit)
+
+
+def test_the_airflow_task_fails_before_sending_with_the_plan_in_its_log(
+    flameup_server, to_server, tmp_path, caplog
+):
+    import logging
+
+    from flameup_pandas.airflow import upsert_file_task
+
+    state, df = synced(tmp_path, to_server, n=10)
+    path = tmp_path / "people.parquet"
+    df.assign(plan="gold").to_parquet(path)
+    flameup_server.reset_requests()
+    target = {k: v for k, v in to_server.items() if k in ("api_key", "base_url")}
+    with caplog.at_level(logging.ERROR, logger="flameup_pandas.airflow"):
+        with pytest.raises(ChangeGuardError):
+            upsert_file_task(path, state=state, max_changes="10%", **target)
+    assert flameup_server.request_count() == 0
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "would update 10 of 10 people" in logged and "plan" in logged
+
+
+def test_polars_plan_and_its_summary(to_server, tmp_path):
+    pl = pytest.importorskip("polars")
+    state, df = synced(tmp_path, to_server, n=4)
+    frame = pl.from_pandas(df).with_columns(
+        pl.when(pl.col("user_id") == "u1").then(pl.lit("gold")).otherwise("plan").alias("plan")
+    )
+    planned = frame.flameup.plan(state=state)
+    assert planned.columns == [*frame.columns, "flameup_action", "flameup_changes", "flameup_error"]
+    assert planned["flameup_action"].to_list() == ["unchanged", "update", "unchanged", "unchanged"]
+    assert planned["flameup_changes"].to_list()[1] == ["plan"]
+    summary = planned.flameup.summary()
+    assert summary.actions["update"] == 1 and summary.fields[0].field == "plan"
