@@ -55,7 +55,8 @@ def register() -> None:
 
 class PolarsFlameup:
     """Flameup on any polars DataFrame: ``validate()``, ``to_people()``, ``plan()``,
-    ``upsert()``, ``summary()``; the keywords are those of :func:`flameup_pandas.upsert` and friends.
+    ``upsert()``, ``summary()``; the keywords are those of :func:`flameup_pandas.upsert`
+    and friends.
 
     >>> import polars as pl, flameup_pandas
     >>> df = pl.DataFrame({"userId": ["u1", "u2"], "email": ["a@example.com", "nope"]})

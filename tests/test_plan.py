@@ -228,9 +228,11 @@ def test_the_airflow_task_fails_before_sending_with_the_plan_in_its_log(
     df.assign(plan="gold").to_parquet(path)
     flameup_server.reset_requests()
     target = {k: v for k, v in to_server.items() if k in ("api_key", "base_url")}
-    with caplog.at_level(logging.ERROR, logger="flameup_pandas.airflow"):
-        with pytest.raises(ChangeGuardError):
-            upsert_file_task(path, state=state, max_changes="10%", **target)
+    with (
+        caplog.at_level(logging.ERROR, logger="flameup_pandas.airflow"),
+        pytest.raises(ChangeGuardError),
+    ):
+        upsert_file_task(path, state=state, max_changes="10%", **target)
     assert flameup_server.request_count() == 0
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "would update 10 of 10 people" in logged and "plan" in logged
