@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ._people.columns import conform, people_table, to_frame, unified_schema
-from ._run.changes import Decisions, check_guard
+from ._run.changes import Decisions, check_guard, record_gone
 from ._run.engine import upsert_frame, upsert_rows
 from ._run.interrupt import interruptible, shielded, signal_of
 from ._run.options import (
@@ -39,7 +39,7 @@ from ._run.plan import Rules
 from ._run.progress import Meter, Progress, open_progress
 from ._run.result import Summary
 from ._run.sources import CHUNK_ROWS, Rows, open_rows
-from ._run.state import break_state_lock
+from ._run.state import SyncState, break_state_lock
 from ._send.reader import PeopleReader
 from .exceptions import ConfigurationError, ReadInterrupted
 
@@ -193,7 +193,10 @@ def plan(
     row is invalid or skipped). ``plan.flameup.summary()`` counts the actions and the fields
     that change most. The keywords are :func:`upsert`'s; ``state=`` is what makes a plan
     tell creates, updates and unchanged people apart (without one, every person to send
-    plans as an update with changes unknown). The state is read, never written.
+    plans as an update with changes unknown). The state is read, never written. With
+    ``complete_source=True`` (the source holds everyone), the summary also counts the people
+    of the state that the source no longer holds as ``gone``, with examples; nothing is
+    deleted (Flameup documents no delete call).
 
     >>> import pandas as pd, flameup_pandas
     >>> df = pd.DataFrame({"userId": ["u1", "u1", "u2"], "email": ["a@x.io", "a@x.io", "no"]})
@@ -247,17 +250,29 @@ def plan_arrow(
 
 def plan_frame(df: pd.DataFrame, rules: Rules, delivery: Delivery, run: Run) -> pd.DataFrame:
     """The plan of a frame: the engine's dry run of one chunk, with a decisions sink."""
-    decisions = Decisions()
     rows = Rows((frame for frame in [df]), total=len(df), labelled=True)
-    upsert_rows(rows, rules=rules, delivery=delivery, run=_planning(run), planner=decisions)
-    return decisions.frame(df)
+    return plan_rows(rows, rules, delivery, run, df)
 
 
-def plan_rows(rows: Rows, rules: Rules, delivery: Delivery, run: Run) -> pd.DataFrame:
+def plan_rows(
+    rows: Rows, rules: Rules, delivery: Delivery, run: Run, source: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """The plan of opened rows: the engine's dry run, with a decisions sink."""
-    decisions = Decisions()
+    if run.complete_source and run.state is None:
+        raise ConfigurationError(
+            "complete_source=True lists the people of the state the source no longer "
+            "holds: pass state="
+        )
+    decisions = Decisions(complete_source=run.complete_source)
     upsert_rows(rows, rules=rules, delivery=delivery, run=_planning(run), planner=decisions)
-    return decisions.frame()
+    planned = decisions.frame(source)
+    if run.complete_source and run.state is not None:
+        if decisions.sync is None:  # an empty source: everyone in the state is gone
+            with SyncState.open(run.state, filesystem=run.filesystem) as sync:
+                record_gone(planned, decisions.gone(sync))
+        else:
+            record_gone(planned, decisions.gone())
+    return planned
 
 
 def _planning(run: Run) -> Run:

@@ -250,3 +250,28 @@ def test_polars_plan_and_its_summary(to_server, tmp_path):
     assert planned["flameup_changes"].to_list()[1] == ["plan"]
     summary = planned.flameup.summary()
     assert summary.actions["update"] == 1 and summary.fields[0].field == "plan"
+
+
+def test_complete_source_lists_the_people_the_state_has_and_the_source_lost(to_server, tmp_path):
+    state, df = synced(tmp_path, to_server, n=10)
+    kept = df.drop(index=[2, 5, 6]).copy()
+    kept.loc[0, "email"] = "broken"  # invalid, but still here: not gone
+    summary = kept.flameup.plan(state=state, complete_source=True).flameup.summary()
+    assert summary.gone == 3
+    assert summary.gone_examples == ("u2", "u5", "u6")
+    assert "gone 3" in str(summary) and "nothing is deleted" in str(summary)
+    assert df.flameup.plan(state=state).flameup.summary().gone is None  # not asked
+
+
+def test_complete_source_of_an_empty_file_says_everyone_is_gone(to_server, tmp_path):
+    state, df = synced(tmp_path, to_server, n=4)
+    path = tmp_path / "empty.parquet"
+    df.iloc[:0].to_parquet(path)
+    planned = flameup_pandas.plan_file(path, state=state, complete_source=True)
+    assert len(planned) == 0
+    assert planned.flameup.summary().gone == 4
+
+
+def test_complete_source_needs_a_state():
+    with pytest.raises(flameup_pandas.ConfigurationError, match="state="):
+        customers(2).flameup.plan(complete_source=True)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import html
 import re
+import weakref
 from collections import Counter
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ import pandas as pd
 import pyarrow as pa
 
 from .._people.encode import FieldHashes
+from .._people.identity import HashRuns, identity_hashes, identity_key_array
 from ..exceptions import ChangeGuardError
 from .plan import UNCHANGED, Plan
 from .state import SyncState
@@ -45,10 +47,12 @@ __all__ = [
     "PLAN_COLUMNS",
     "Decisions",
     "FieldChange",
+    "Gone",
     "Limit",
     "PlanSummary",
     "check_guard",
     "parse_limit",
+    "record_gone",
     "summarize_plan",
 ]
 
@@ -70,11 +74,13 @@ class Decisions:
     input rows.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, complete_source: bool = False) -> None:
         self.frames: list[pd.DataFrame] = []
         self.actions: list[np.ndarray] = []
         self.changes: list[np.ndarray] = []
         self.errors: list[np.ndarray] = []
+        self.seen: HashRuns | None = HashRuns() if complete_source else None
+        self.sync: SyncState | None = None
 
     def __call__(
         self,
@@ -84,6 +90,11 @@ class Decisions:
         fields: FieldHashes | None,
     ) -> None:
         actions, changes = decide(plan, sync, fields)
+        self.sync = sync
+        if self.seen is not None:  # every identity given, invalid rows' too: they are here
+            given = identity_key_array(plan.payloads.shown_user_ids, plan.payloads.shown_emails)
+            hashes = identity_hashes(given)
+            self.seen.add(np.unique(hashes[hashes != 0]))
         self.frames.append(frame)
         self.actions.append(actions)
         self.changes.append(changes)
@@ -104,6 +115,36 @@ class Decisions:
         result["flameup_changes"] = column(self.changes)
         result["flameup_error"] = column(self.errors)
         return result
+
+    def gone(self, sync: SyncState | None = None) -> Gone:
+        """The people of the state (``sync``, else the one the chunks were planned against)
+        whose identity no row of the source gave."""
+        sync = sync or self.sync
+        if sync is None or self.seen is None:
+            return Gone(0)
+        table = sync.frame()
+        hashes = table["identity_hash"].to_numpy()
+        absent = ~self.seen.contains(hashes) if len(hashes) else np.zeros(0, bool)
+        examples = table["identity"].to_numpy()[absent][:EXAMPLES].tolist()
+        return Gone(int(absent.sum()), tuple(str(e).partition(":")[2] for e in examples))
+
+
+@dataclass(frozen=True)
+class Gone:
+    """People in the state but not in a complete source: how many, and a few identities."""
+
+    count: int
+    examples: tuple[str, ...] = ()
+
+
+_GONE: dict[int, Gone] = {}
+
+
+def record_gone(plan: object, gone: Gone) -> None:
+    """Keep ``gone`` for a plan frame while it lives (never in ``df.attrs``)."""
+    key = id(plan)
+    _GONE[key] = gone
+    weakref.finalize(plan, _GONE.pop, key, None)
 
 
 def decide(
@@ -174,6 +215,10 @@ class PlanSummary:
     fields: tuple[FieldChange, ...] = ()
     unknown: int = 0
     creates_set: dict[str, int] = field(default_factory=dict)
+    gone: int | None = None
+    """With ``complete_source=True``: people in the state that the source no longer holds
+    (None when the plan was not told the source is complete). Nothing is deleted."""
+    gone_examples: tuple[str, ...] = ()
 
     @property
     def would_send(self) -> int:
@@ -193,10 +238,20 @@ class PlanSummary:
                 for f in self.fields
             ],
             "unknown": self.unknown,
+            "gone": self.gone,
+            "gone_examples": list(self.gone_examples),
         }
 
     def __str__(self) -> str:
         lines = ["  ".join(f"{a} {self.actions.get(a, 0):,}" for a in ACTIONS)]
+        if self.gone is not None:
+            shown = ", ".join(self.gone_examples)
+            more = ", …" if self.gone > len(self.gone_examples) else ""
+            lines.append(
+                f"gone {self.gone:,}: in the state, not in this source"
+                + (f" ({shown}{more})" if shown else "")
+                + "; nothing is deleted"
+            )
         if self.fields:
             lines.append("fields that change most:")
             width = max(len(f.field) for f in self.fields)
@@ -212,6 +267,8 @@ class PlanSummary:
         cells = "".join(
             f"<tr><td>{a}</td><td>{self.actions.get(a, 0):,}</td></tr>" for a in ACTIONS
         )
+        if self.gone is not None:
+            cells += f"<tr><td>gone</td><td>{self.gone:,}</td></tr>"
         html_out = f"<table><tr><th>action</th><th>people</th></tr>{cells}</table>"
         if self.fields:
             rows = "".join(
@@ -250,7 +307,15 @@ def summarize_plan(plan: pd.DataFrame) -> PlanSummary:
     creates: Counter[str] = Counter()
     for changed in plan.loc[actions == "create", "flameup_changes"].dropna():
         creates.update(changed)
-    return PlanSummary(counts, top, unknown, dict(creates.most_common()))
+    gone = _GONE.get(id(plan))
+    return PlanSummary(
+        counts,
+        top,
+        unknown,
+        dict(creates.most_common()),
+        None if gone is None else gone.count,
+        () if gone is None else gone.examples,
+    )
 
 
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")

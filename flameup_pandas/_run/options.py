@@ -80,6 +80,7 @@ class RunOptions(TypedDict, total=False):
     filesystem: Any
     max_changes: int | float | str | None
     max_creates: int | float | str | None
+    complete_source: bool
 
 
 class Options(RuleOptions, DeliveryOptions, RunOptions, total=False):
@@ -115,9 +116,12 @@ class Run:
     max_creates: int | float | str | None = None
     """The same guard for people the state does not know (creates do not count against
     ``max_changes``)."""
+    complete_source: bool = False
+    """The source holds everyone: a plan lists the people of the state that are not in it as
+    ``gone`` (a count and examples, in its summary). Nothing is ever deleted."""
 
     def __post_init__(self) -> None:
-        for name in ("full_refresh", "dry_run"):
+        for name in ("full_refresh", "dry_run", "complete_source"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         for name in ("max_changes", "max_creates"):
