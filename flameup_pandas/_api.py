@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ._people.columns import conform, people_table, to_frame, unified_schema
+from ._run.against import compare_with_flameup
 from ._run.changes import Decisions, check_guard, record_gone
 from ._run.engine import upsert_frame, upsert_rows
 from ._run.interrupt import interruptible, shielded, signal_of
@@ -182,6 +183,8 @@ def plan(
     df: pd.DataFrame,
     *,
     on_duplicate: Literal["last", "error"] = "last",
+    against: Literal["state", "flameup"] = "state",
+    sample: int | None = None,
     **options: Unpack[Options],
 ) -> pd.DataFrame:
     """What :func:`upsert` would do to each row of ``df``, sending nothing.
@@ -198,13 +201,21 @@ def plan(
     of the state that the source no longer holds as ``gone``, with examples; nothing is
     deleted (Flameup documents no delete call).
 
+    ``against="flameup"`` also reads each person a run would send from Flameup (one ``GET
+    /people/{id}`` each, under the key's budget; the cost is logged first, e.g. "reading
+    2,345 people from Flameup: 2,345 requests, about 20 minutes at 120 a minute") and
+    compares field by field: ``flameup_changes`` then names the fields whose value Flameup
+    holds differently, and ``flameup_before``/``flameup_after`` map each to the value held
+    and the value that would be sent. ``sample=N`` reads only the first N of them.
+
     >>> import pandas as pd, flameup_pandas
     >>> df = pd.DataFrame({"userId": ["u1", "u1", "u2"], "email": ["a@x.io", "a@x.io", "no"]})
     >>> df.flameup.plan()["flameup_action"].tolist()
     ['skipped', 'update', 'invalid']
     """
     rules, delivery, run = split_options("plan", options, on_duplicate=on_duplicate)
-    return plan_frame(df, rules, delivery, run)
+    rows = Rows((frame for frame in [df]), total=len(df), labelled=True)
+    return plan_rows(rows, rules, delivery, run, df, Against(against, sample))
 
 
 def plan_file(
@@ -212,12 +223,15 @@ def plan_file(
     *,
     chunk_rows: int = CHUNK_ROWS,
     column_types: Mapping[str, Any] | None = None,
+    against: Literal["state", "flameup"] = "state",
+    sample: int | None = None,
     **options: Unpack[Options],
 ) -> pd.DataFrame:
     """What :func:`upsert_file` would do to each row of a file, sending nothing.
 
     The file's rows as one frame (numbered from 0, as in a results file) with
-    :func:`plan`'s three columns. The file is read in chunks, but the plan holds every row:
+    :func:`plan`'s three columns (``against`` and ``sample`` are :func:`plan`'s). The file is
+    read in chunks, but the plan holds every row:
     for a file larger than memory, select the columns you need first (``mapping=``) or use
     the command line's ``flameup-pandas plan FILE --out plan.parquet``.
     """
@@ -229,15 +243,21 @@ def plan_file(
         column_types=column_types,
         filesystem=run.filesystem,
     )
-    return plan_rows(rows, rules, delivery, run)
+    return plan_rows(rows, rules, delivery, run, against=Against(against, sample))
 
 
 def plan_arrow(
-    source: Any, *, chunk_rows: int = CHUNK_ROWS, **options: Unpack[Options]
+    source: Any,
+    *,
+    chunk_rows: int = CHUNK_ROWS,
+    against: Literal["state", "flameup"] = "state",
+    sample: int | None = None,
+    **options: Unpack[Options],
 ) -> pd.DataFrame:
     """What :func:`upsert_arrow` would do to each row of an Arrow source, sending nothing.
 
-    The source's rows as one frame (numbered from 0) with :func:`plan`'s three columns.
+    The source's rows as one frame (numbered from 0) with :func:`plan`'s three columns;
+    ``against`` and ``sample`` are :func:`plan`'s.
     """
     if isinstance(source, str | Path):
         raise ConfigurationError(
@@ -245,7 +265,7 @@ def plan_arrow(
         )
     rules, delivery, run = split_options("plan_arrow", options)
     rows = open_rows(source, chunk_rows=chunk_rows, mapping=rules.mapping)
-    return plan_rows(rows, rules, delivery, run)
+    return plan_rows(rows, rules, delivery, run, against=Against(against, sample))
 
 
 def plan_frame(df: pd.DataFrame, rules: Rules, delivery: Delivery, run: Run) -> pd.DataFrame:
@@ -254,8 +274,36 @@ def plan_frame(df: pd.DataFrame, rules: Rules, delivery: Delivery, run: Run) -> 
     return plan_rows(rows, rules, delivery, run, df)
 
 
+@dataclasses.dataclass(frozen=True)
+class Against:
+    """What a plan compares with: the state alone, or Flameup too (``sample`` people)."""
+
+    what: Literal["state", "flameup"] = "state"
+    sample: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.what not in ("state", "flameup"):
+            raise ValueError(f"against must be 'state' or 'flameup', got {self.what!r}")
+        if self.sample is not None and (
+            isinstance(self.sample, bool) or not isinstance(self.sample, int) or self.sample < 1
+        ):
+            raise ValueError(f"sample must be a number of people, at least 1: {self.sample!r}")
+
+    @property
+    def people(self) -> int:
+        """People to read from Flameup (every one a run would send, without a sample)."""
+        if self.what != "flameup":
+            return 0
+        return self.sample if self.sample is not None else 2**62
+
+
 def plan_rows(
-    rows: Rows, rules: Rules, delivery: Delivery, run: Run, source: pd.DataFrame | None = None
+    rows: Rows,
+    rules: Rules,
+    delivery: Delivery,
+    run: Run,
+    source: pd.DataFrame | None = None,
+    against: Against = Against(),
 ) -> pd.DataFrame:
     """The plan of opened rows: the engine's dry run, with a decisions sink."""
     if run.complete_source and run.state is None:
@@ -263,9 +311,11 @@ def plan_rows(
             "complete_source=True lists the people of the state the source no longer "
             "holds: pass state="
         )
-    decisions = Decisions(complete_source=run.complete_source)
+    decisions = Decisions(complete_source=run.complete_source, keep_people=against.people)
     upsert_rows(rows, rules=rules, delivery=delivery, run=_planning(run), planner=decisions)
     planned = decisions.frame(source)
+    if against.what == "flameup":
+        planned = compare_with_flameup(planned, decisions.sent, delivery)
     if run.complete_source and run.state is not None:
         if decisions.sync is None:  # an empty source: everyone in the state is gone
             with SyncState.open(run.state, filesystem=run.filesystem) as sync:

@@ -275,3 +275,39 @@ def test_complete_source_of_an_empty_file_says_everyone_is_gone(to_server, tmp_p
 def test_complete_source_needs_a_state():
     with pytest.raises(flameup_pandas.ConfigurationError, match="state="):
         customers(2).flameup.plan(complete_source=True)
+
+
+def test_against_flameup_reads_the_people_to_send_and_says_the_cost_first(
+    flameup_server, to_server, tmp_path, caplog
+):
+    import logging
+
+    state, df = synced(tmp_path, to_server, n=6)
+    df = df.copy()
+    df.loc[1, "plan"] = "enterprise"
+    df.loc[2, "score"] = 42.0
+    frame = pd.concat([df, customers(1, start=50)], ignore_index=True)
+    flameup_server.reset_requests()
+    with caplog.at_level(logging.WARNING, logger="flameup_pandas"):
+        planned = frame.flameup.plan(state=state, against="flameup", **to_server)
+    assert "reading 3 people from Flameup: 3 requests" in caplog.text
+    assert flameup_server.request_count() == 3  # one GET a person a run would send
+    assert planned.loc[1, "flameup_changes"] == ["plan"]
+    assert planned.loc[1, "flameup_before"] == {"plan": "free"}
+    assert planned.loc[1, "flameup_after"] == {"plan": "enterprise"}
+    assert planned.loc[2, "flameup_before"] == {"score": 0.2}
+    assert planned.loc[6, "flameup_action"] == "create"
+    assert planned.loc[6, "flameup_before"]["plan"] is None
+    assert planned.loc[0, "flameup_before"] is None  # unchanged: not read
+
+
+def test_against_flameup_with_a_sample_reads_only_that_many(flameup_server, to_server, tmp_path):
+    state, df = synced(tmp_path, to_server, n=10)
+    changed = df.assign(plan="gold")
+    flameup_server.reset_requests()
+    planned = changed.flameup.plan(state=state, against="flameup", sample=4, **to_server)
+    assert flameup_server.request_count() == 4
+    assert planned["flameup_before"].notna().sum() == 4
+    assert (planned["flameup_action"] == "update").all()
+    with pytest.raises(ValueError, match="sample"):
+        changed.flameup.plan(state=state, against="flameup", sample=0, **to_server)

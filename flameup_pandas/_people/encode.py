@@ -39,6 +39,7 @@ from .wire import (
     concat_pieces,
     drop_byte,
     json_list,
+    quoted,
     with_nulls,
 )
 
@@ -289,8 +290,11 @@ def _field_hashes(columns: list[_Column], send_nulls: bool, positions: np.ndarra
     names, hashes, present = [], [], []
     for column in columns:
         texts = column.texts
-        json = texts.sorted_texts if texts.sorted_texts is not None else texts.json()
-        values = json.take(take).to_numpy(zero_copy_only=False)
+        if texts.sorted_texts is not None:
+            json = texts.sorted_texts.take(take)
+        else:  # only the rows asked for are quoted
+            json = quoted(texts.texts.take(take)) if texts.quote else texts.texts.take(take)
+        values = json.to_numpy(zero_copy_only=False)
         values = np.where(pd.isna(values), b"null", values)
         label = f"traits.{column.key}" if column.is_trait else column.key
         shown = label if column.key in TOP_LEVEL else column.key

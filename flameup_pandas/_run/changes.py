@@ -74,7 +74,9 @@ class Decisions:
     input rows.
     """
 
-    def __init__(self, complete_source: bool = False) -> None:
+    def __init__(self, complete_source: bool = False, keep_people: int = 0) -> None:
+        self.keep_people = keep_people  # people a run would send, kept as sent (up to this)
+        self.sent: list[tuple[Hashable, dict[str, Any]]] = []
         self.frames: list[pd.DataFrame] = []
         self.actions: list[np.ndarray] = []
         self.changes: list[np.ndarray] = []
@@ -91,6 +93,12 @@ class Decisions:
     ) -> None:
         actions, changes = decide(plan, sync, fields)
         self.sync = sync
+        wanted = self.keep_people - len(self.sent)
+        if wanted > 0:
+            taken = plan.pending()[:wanted]
+            people = plan.payloads.take(taken).people
+            labels = [plan.labels[p] for p in taken.tolist()]
+            self.sent += [(lb, p) for lb, p in zip(labels, people, strict=True) if p is not None]
         if self.seen is not None:  # every identity given, invalid rows' too: they are here
             given = identity_key_array(plan.payloads.shown_user_ids, plan.payloads.shown_emails)
             hashes = identity_hashes(given)
