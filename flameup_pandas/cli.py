@@ -130,6 +130,16 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--state", help="the sync state to plan against (a path or URI)")
     plan.add_argument("--out", help="write the whole plan to this parquet file")
     plan.add_argument(
+        "--against",
+        choices=("state", "flameup"),
+        default="state",
+        help="flameup: also read each person a run would send from Flameup (one request "
+        "each; the cost is printed first) and compare field by field",
+    )
+    plan.add_argument(
+        "--sample", type=positive(int), default=None, metavar="N", help="read only N people"
+    )
+    plan.add_argument(
         "--detailed-exitcode",
         action="store_true",
         help="exit 0 when nothing would be sent, 2 when something would, 1 on error",
@@ -350,12 +360,13 @@ def run_plan(args: argparse.Namespace) -> int:
         progress=progress_of(args),
     )
     types = parse_column_types(args.column_types) or None
+    against = {"against": args.against, "sample": None if args.sample is None else int(args.sample)}
     try:
         with table_source(args) as source:
             if isinstance(source, str):
-                planned = plan_file(source, column_types=types, **options)
+                planned = plan_file(source, column_types=types, **against, **options)
             else:
-                planned = plan_arrow(source, **options)
+                planned = plan_arrow(source, **against, **options)
     except FlameupError as exc:
         if not args.detailed_exitcode:
             raise

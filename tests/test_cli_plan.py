@@ -73,3 +73,15 @@ def test_max_changes_must_be_a_count_or_a_percentage(env, tmp_path):
     with pytest.raises(SystemExit) as usage:
         main(["upsert", str(tmp_path / "c.parquet"), "--max-changes", "lots"])
     assert usage.value.code == 2
+
+
+def test_plan_against_flameup_with_a_sample(env, synced, caplog):
+    path, state = synced
+    changed = customers(20)
+    changed.loc[:9, "plan"] = "gold"
+    changed.to_parquet(path)
+    env.reset_requests()
+    argv = ["plan", str(path), "--state", str(state), "--against", "flameup", "--sample", "3"]
+    assert main([*argv, "--no-progress"]) == 0
+    assert env.request_count() == 3
+    assert "reading 3 people from Flameup" in caplog.text
