@@ -9,10 +9,14 @@ the rows is changed and the file is planned against that state three ways, each 
 - a plan (``plan_file(state=...)``) against a state with field hashes;
 - a plan against the same state written in the old form (no field hashes).
 
-Prints the state's size in both forms and the three times::
+Prints the state's size in both forms and the three times. With ``--guard``, it also times
+a nightly resync (1% changed) into a local Flameup server (rate limit off, so the sending is
+as fast as it can be and the guard's share is the largest it can be) with and without
+``max_changes``, from copies of the same state::
 
     python -m benchmarks.bench_plan            # 1,000,000 rows
     python -m benchmarks.bench_plan --quick    # 100,000 rows
+    python -m benchmarks.bench_plan --quick --guard
 
 ``main(quick)`` returns the figures as a dict.
 """
@@ -20,6 +24,7 @@ Prints the state's size in both forms and the three times::
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 import time
 import uuid
@@ -37,6 +42,7 @@ from flameup_pandas import plan_file, upsert_file
 from flameup_pandas._run.plan import Rules
 from flameup_pandas._run.sources import open_rows
 from flameup_pandas._run.state import STATE_SCHEMA
+from flameup_pandas.testing import FlameupServer
 
 
 def synced_state(path: Path) -> pa.Table:
@@ -122,6 +128,35 @@ def main(quick: bool = False) -> dict[str, Any]:
     }
 
 
+def guard_overhead(quick: bool = False) -> dict[str, Any]:
+    """A resync's wall time with and without ``max_changes``, from copies of one state."""
+    n_rows = 100_000 if quick else 1_000_000
+    table = customer_table(n_rows)
+    changed, _ = change_plans(table, CHANGED_FRACTION)
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        FlameupServer(rate_limit=1_000_000, db=Path(tmp) / "flameup.db") as server,
+    ):
+        folder = Path(tmp)
+        target = {"api_key": server.api_key, "base_url": server.base_url, "progress": False}
+        pq.write_table(table, folder / "v1.parquet", row_group_size=ROW_GROUP)
+        pq.write_table(changed, folder / "v2.parquet", row_group_size=ROW_GROUP)
+        upsert_file(folder / "v1.parquet", state=folder / "state.parquet", **target)
+        times: dict[str, float] = {}
+        for name, extra in (("plain", {}), ("guarded", {"max_changes": 0.05})) * 2:
+            state = folder / f"{name}.state.parquet"
+            shutil.copy(folder / "state.parquet", state)
+            started = time.perf_counter()
+            upsert_file(folder / "v2.parquet", state=state, **target, **extra)  # type: ignore[arg-type]
+            elapsed = time.perf_counter() - started
+            times[name] = min(times.get(name, float("inf")), elapsed)
+    return {
+        "resync_seconds": round(times["plain"], 2),
+        "guarded_resync_seconds": round(times["guarded"], 2),
+        "guard_over_resync": round(times["guarded"] / times["plain"], 2),
+    }
+
+
 def _report(f: dict[str, Any]) -> str:
     return "\n".join(
         [
@@ -144,4 +179,13 @@ def _report(f: dict[str, Any]) -> str:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="100,000 rows instead of 1,000,000")
-    print(_report(main(quick=parser.parse_args().quick)))
+    parser.add_argument("--guard", action="store_true", help="time max_changes on a resync")
+    args = parser.parse_args()
+    if args.guard:
+        g = guard_overhead(quick=args.quick)
+        print(
+            f"resync, 1% changed, local server: {g['resync_seconds']} s; with max_changes: "
+            f"{g['guarded_resync_seconds']} s ({g['guard_over_resync']}x)"
+        )
+    else:
+        print(_report(main(quick=args.quick)))
