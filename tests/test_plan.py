@@ -169,7 +169,6 @@ def test_the_guard_refuses_before_any_request(flameup_server, to_server, tmp_pat
     assert "update 5 of 40 people" in message  # rows 0, 2, 4, 6, 8 were pro
     assert "plan" in message and "5 people" in message
     assert caught.value.plan["flameup_action"].value_counts()["update"] == 5
-    assert isinstance(caught.value, ValueError) is False
 
 
 def test_the_guard_lets_a_run_within_its_limit_through(flameup_server, to_server, tmp_path):
