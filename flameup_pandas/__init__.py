@@ -3,6 +3,7 @@
 ``import flameup_pandas`` registers the ``df.flameup`` accessor::
 
     report = df.flameup.validate()      # every problem, one row each
+    plan = df.flameup.plan(state=...)   # what upsert would do, row by row and field by field
     result = df.flameup.upsert()        # df + flameup_id, flameup_status, flameup_error
     result.flameup.summary()            # counts per status, requests, retries, time
 """
@@ -16,6 +17,9 @@ from . import (
     _polars,
 )
 from ._api import (
+    plan,
+    plan_arrow,
+    plan_file,
     read_people,
     to_people,
     unlock_state,
@@ -25,6 +29,7 @@ from ._api import (
     validate,
 )
 from ._people.schema import PeopleSchema
+from ._run.changes import FieldChange, PlanSummary
 from ._run.progress import Progress
 from ._run.result import STATUSES, RunReport, Summary
 from ._send.client import FlameupClient, Timeout
@@ -36,6 +41,7 @@ with contextlib.suppress(ImportError):  # polars is optional: the namespace when
 from .exceptions import (
     APIError,
     AuthenticationError,
+    ChangeGuardError,
     ConfigurationError,
     DuplicateIdentityError,
     FieldNameWarning,
@@ -56,14 +62,17 @@ __all__ = [
     "STATUSES",
     "APIError",
     "AuthenticationError",
+    "ChangeGuardError",
     "ConfigurationError",
     "DuplicateIdentityError",
+    "FieldChange",
     "FieldNameWarning",
     "FlameupClient",
     "FlameupError",
     "MappingError",
     "NaiveTimestampError",
     "PeopleSchema",
+    "PlanSummary",
     "Progress",
     "RateLimitError",
     "ReadInterrupted",
@@ -78,6 +87,9 @@ __all__ = [
     "TransportError",
     "UpsertInterrupted",
     "__version__",
+    "plan",
+    "plan_arrow",
+    "plan_file",
     "read_people",
     "to_people",
     "unlock_state",

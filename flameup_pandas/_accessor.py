@@ -7,6 +7,7 @@ from typing import Any
 import pandas as pd
 
 from . import _api
+from ._run.changes import PlanSummary, summarize_plan
 from ._run.result import Summary, summarize
 
 __all__ = ["FlameupAccessor"]
@@ -14,7 +15,8 @@ __all__ = ["FlameupAccessor"]
 
 @pd.api.extensions.register_dataframe_accessor("flameup")
 class FlameupAccessor:
-    """Flameup on any DataFrame: ``validate()``, ``to_people()``, ``upsert()``, ``summary()``.
+    """Flameup on any DataFrame: ``validate()``, ``to_people()``, ``plan()``, ``upsert()``,
+    ``summary()``.
 
     >>> import pandas as pd, flameup_pandas
     >>> df = pd.DataFrame({"userId": ["u1", "u2"], "email": ["a@example.com", "not-an-email"]})
@@ -36,10 +38,17 @@ class FlameupAccessor:
         """The people dicts exactly as they will be sent (see :func:`flameup_pandas.to_people`)."""
         return _api.to_people(self._df, **options)
 
+    def plan(self, **options: Any) -> pd.DataFrame:
+        """What upsert() would do to each row, sending nothing (see :func:`flameup_pandas.plan`)."""
+        return _api.plan(self._df, **options)
+
     def upsert(self, **options: Any) -> pd.DataFrame:
         """Send the rows; the result frame (see :func:`flameup_pandas.upsert`)."""
         return _api.upsert(self._df, **options)
 
-    def summary(self) -> Summary:
-        """Counts per status and the run's figures, for a frame that upsert() returned."""
+    def summary(self) -> Summary | PlanSummary:
+        """Counts per status and the run's figures, for a frame that upsert() returned; for a
+        frame that plan() returned, people per action and the fields that change most."""
+        if "flameup_action" in self._df.columns:
+            return summarize_plan(self._df)
         return summarize(self._df)

@@ -21,6 +21,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ._people.columns import conform, people_table, to_frame, unified_schema
+from ._run.against import compare_with_flameup
+from ._run.changes import Decisions, check_guard, record_gone
 from ._run.engine import upsert_frame, upsert_rows
 from ._run.interrupt import interruptible, shielded, signal_of
 from ._run.options import (
@@ -29,14 +31,16 @@ from ._run.options import (
     DeliveryOptions,
     Options,
     RuleOptions,
+    Run,
     check_keywords,
     rules_of,
     split_options,
 )
+from ._run.plan import Rules
 from ._run.progress import Meter, Progress, open_progress
 from ._run.result import Summary
-from ._run.sources import CHUNK_ROWS, open_rows
-from ._run.state import break_state_lock
+from ._run.sources import CHUNK_ROWS, Rows, open_rows
+from ._run.state import SyncState, break_state_lock
 from ._send.reader import PeopleReader
 from .exceptions import ConfigurationError, ReadInterrupted
 
@@ -45,6 +49,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "export_people",
+    "plan",
+    "plan_arrow",
+    "plan_file",
     "read_people",
     "to_people",
     "unlock_state",
@@ -95,6 +102,8 @@ def upsert(
     The frame goes through the same engine as a file: it is one chunk of its stream.
     """
     rules, delivery, run = split_options("upsert", options, on_duplicate=on_duplicate)
+    if run.guarded:
+        _guard(plan_frame(df, rules, delivery, run), run)
     return upsert_frame(df, rules=rules, delivery=delivery, run=run)
 
 
@@ -122,14 +131,19 @@ def upsert_file(
     ``column_types={"zip": "int64"}`` names the type of a column instead.
     """
     rules, delivery, run = split_options("upsert_file", options)
-    rows = open_rows(
-        path,
-        chunk_rows=chunk_rows,
-        mapping=rules.mapping,
-        column_types=column_types,
-        filesystem=run.filesystem,
-    )
-    return upsert_rows(rows, rules=rules, delivery=delivery, run=run)
+
+    def rows() -> Rows:
+        return open_rows(
+            path,
+            chunk_rows=chunk_rows,
+            mapping=rules.mapping,
+            column_types=column_types,
+            filesystem=run.filesystem,
+        )
+
+    if run.guarded:
+        _guard(plan_rows(rows(), rules, delivery, run), run)
+    return upsert_rows(rows(), rules=rules, delivery=delivery, run=run)
 
 
 def upsert_arrow(
@@ -152,8 +166,187 @@ def upsert_arrow(
             f"upsert_arrow takes Arrow data, not a path ({str(source)!r}): use upsert_file"
         )
     rules, delivery, run = split_options("upsert_arrow", options)
+    if run.guarded:
+        if not _readable_twice(source):
+            raise ConfigurationError(
+                "max_changes/max_creates plan the run before sending, which reads the source "
+                f"twice; a {type(source).__name__} is read once: pass a pyarrow Table or "
+                "dataset, a polars frame, or write the rows to a file and use upsert_file"
+            )
+        planned = open_rows(source, chunk_rows=chunk_rows, mapping=rules.mapping)
+        _guard(plan_rows(planned, rules, delivery, run), run)
     rows = open_rows(source, chunk_rows=chunk_rows, mapping=rules.mapping)
     return upsert_rows(rows, rules=rules, delivery=delivery, run=run)
+
+
+def plan(
+    df: pd.DataFrame,
+    *,
+    on_duplicate: Literal["last", "error"] = "last",
+    against: Literal["state", "flameup"] = "state",
+    sample: int | None = None,
+    **options: Unpack[Options],
+) -> pd.DataFrame:
+    """What :func:`upsert` would do to each row of ``df``, sending nothing.
+
+    Returns ``df`` (same index, order and columns) with ``flameup_action`` (``create``,
+    ``update``, ``unchanged``, ``invalid``, ``skipped``), ``flameup_changes`` (for an update,
+    the names of the fields that differ from what the state says was last sent; for a
+    create, the fields that would be set; None where unknown) and ``flameup_error`` (why a
+    row is invalid or skipped). ``plan.flameup.summary()`` counts the actions and the fields
+    that change most. The keywords are :func:`upsert`'s; ``state=`` is what makes a plan
+    tell creates, updates and unchanged people apart (without one, every person to send
+    plans as an update with changes unknown). The state is read, never written. With
+    ``complete_source=True`` (the source holds everyone), the summary also counts the people
+    of the state that the source no longer holds as ``gone``, with examples; nothing is
+    deleted (Flameup documents no delete call).
+
+    ``against="flameup"`` also reads each person a run would send from Flameup (one ``GET
+    /people/{id}`` each, under the key's budget; the cost is logged first, e.g. "reading
+    2,345 people from Flameup: 2,345 requests, about 20 minutes at 120 a minute") and
+    compares field by field: ``flameup_changes`` then names the fields whose value Flameup
+    holds differently, and ``flameup_before``/``flameup_after`` map each to the value held
+    and the value that would be sent. ``sample=N`` reads only the first N of them.
+
+    >>> import pandas as pd, flameup_pandas
+    >>> df = pd.DataFrame({"userId": ["u1", "u1", "u2"], "email": ["a@x.io", "a@x.io", "no"]})
+    >>> df.flameup.plan()["flameup_action"].tolist()
+    ['skipped', 'update', 'invalid']
+    """
+    rules, delivery, run = split_options("plan", options, on_duplicate=on_duplicate)
+    rows = Rows((frame for frame in [df]), total=len(df), labelled=True)
+    return plan_rows(rows, rules, delivery, run, df, Against(against, sample))
+
+
+def plan_file(
+    path: str | Path | ds.Dataset,
+    *,
+    chunk_rows: int = CHUNK_ROWS,
+    column_types: Mapping[str, Any] | None = None,
+    against: Literal["state", "flameup"] = "state",
+    sample: int | None = None,
+    **options: Unpack[Options],
+) -> pd.DataFrame:
+    """What :func:`upsert_file` would do to each row of a file, sending nothing.
+
+    The file's rows as one frame (numbered from 0, as in a results file) with
+    :func:`plan`'s three columns (``against`` and ``sample`` are :func:`plan`'s). The file is
+    read in chunks, but the plan holds every row:
+    for a file larger than memory, select the columns you need first (``mapping=``) or use
+    the command line's ``flameup-pandas plan FILE --out plan.parquet``.
+    """
+    rules, delivery, run = split_options("plan_file", options)
+    rows = open_rows(
+        path,
+        chunk_rows=chunk_rows,
+        mapping=rules.mapping,
+        column_types=column_types,
+        filesystem=run.filesystem,
+    )
+    return plan_rows(rows, rules, delivery, run, against=Against(against, sample))
+
+
+def plan_arrow(
+    source: Any,
+    *,
+    chunk_rows: int = CHUNK_ROWS,
+    against: Literal["state", "flameup"] = "state",
+    sample: int | None = None,
+    **options: Unpack[Options],
+) -> pd.DataFrame:
+    """What :func:`upsert_arrow` would do to each row of an Arrow source, sending nothing.
+
+    The source's rows as one frame (numbered from 0) with :func:`plan`'s three columns;
+    ``against`` and ``sample`` are :func:`plan`'s.
+    """
+    if isinstance(source, str | Path):
+        raise ConfigurationError(
+            f"plan_arrow takes Arrow data, not a path ({str(source)!r}): use plan_file"
+        )
+    rules, delivery, run = split_options("plan_arrow", options)
+    rows = open_rows(source, chunk_rows=chunk_rows, mapping=rules.mapping)
+    return plan_rows(rows, rules, delivery, run, against=Against(against, sample))
+
+
+def plan_frame(df: pd.DataFrame, rules: Rules, delivery: Delivery, run: Run) -> pd.DataFrame:
+    """The plan of a frame: the engine's dry run of one chunk, with a decisions sink."""
+    rows = Rows((frame for frame in [df]), total=len(df), labelled=True)
+    return plan_rows(rows, rules, delivery, run, df)
+
+
+@dataclasses.dataclass(frozen=True)
+class Against:
+    """What a plan compares with: the state alone, or Flameup too (``sample`` people)."""
+
+    what: Literal["state", "flameup"] = "state"
+    sample: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.what not in ("state", "flameup"):
+            raise ValueError(f"against must be 'state' or 'flameup', got {self.what!r}")
+        if self.sample is not None and (
+            isinstance(self.sample, bool) or not isinstance(self.sample, int) or self.sample < 1
+        ):
+            raise ValueError(f"sample must be a number of people, at least 1: {self.sample!r}")
+
+    @property
+    def people(self) -> int:
+        """People to read from Flameup (every one a run would send, without a sample)."""
+        if self.what != "flameup":
+            return 0
+        return self.sample if self.sample is not None else 2**62
+
+
+def plan_rows(
+    rows: Rows,
+    rules: Rules,
+    delivery: Delivery,
+    run: Run,
+    source: pd.DataFrame | None = None,
+    against: Against = Against(),
+) -> pd.DataFrame:
+    """The plan of opened rows: the engine's dry run, with a decisions sink."""
+    if run.complete_source and run.state is None:
+        raise ConfigurationError(
+            "complete_source=True lists the people of the state the source no longer "
+            "holds: pass state="
+        )
+    decisions = Decisions(complete_source=run.complete_source, keep_people=against.people)
+    upsert_rows(rows, rules=rules, delivery=delivery, run=_planning(run), planner=decisions)
+    planned = decisions.frame(source)
+    if against.what == "flameup":
+        planned = compare_with_flameup(planned, decisions.sent, delivery)
+    if run.complete_source and run.state is not None:
+        if decisions.sync is None:  # an empty source: everyone in the state is gone
+            with SyncState.open(run.state, filesystem=run.filesystem) as sync:
+                record_gone(planned, decisions.gone(sync))
+        else:
+            record_gone(planned, decisions.gone())
+    return planned
+
+
+def _planning(run: Run) -> Run:
+    """A plan's run: a dry run with no results file and no guard."""
+    if run.results is not None and not run.guarded:
+        raise ConfigurationError(
+            "a plan returns its rows as a frame; results= is for upsert_file and "
+            "upsert_arrow (write the plan with .to_parquet(...))"
+        )
+    return dataclasses.replace(run, dry_run=True, results=None, max_changes=None, max_creates=None)
+
+
+def _guard(planned: pd.DataFrame, run: Run) -> None:
+    check_guard(planned, run.max_changes, run.max_creates)
+
+
+def _readable_twice(source: Any) -> bool:
+    """Sources a guard can plan and then send: tables, datasets and polars frames."""
+    import pyarrow.dataset as ds
+
+    if isinstance(source, pa.Table | ds.Dataset | pd.DataFrame):
+        return True
+    module = type(source).__module__ or ""
+    return module.startswith("polars") and type(source).__name__ in ("DataFrame", "LazyFrame")
 
 
 def unlock_state(state: str | Path, *, filesystem: Any = None) -> str:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from . import _api
+from ._run.changes import PLAN_COLUMNS, PlanSummary, summarize_plan
 from ._run.result import (
     RESULT_COLUMNS,
     Summary,
@@ -53,8 +54,9 @@ def register() -> None:
 
 
 class PolarsFlameup:
-    """Flameup on any polars DataFrame: ``validate()``, ``to_people()``, ``upsert()``,
-    ``summary()``; the keywords are those of :func:`flameup_pandas.upsert` and friends.
+    """Flameup on any polars DataFrame: ``validate()``, ``to_people()``, ``plan()``,
+    ``upsert()``, ``summary()``; the keywords are those of :func:`flameup_pandas.upsert`
+    and friends.
 
     >>> import polars as pl, flameup_pandas
     >>> df = pl.DataFrame({"userId": ["u1", "u2"], "email": ["a@example.com", "nope"]})
@@ -89,6 +91,21 @@ class PolarsFlameup:
         """The people dicts exactly as they will be sent (see :func:`flameup_pandas.to_people`)."""
         return _api.to_people(self._pandas(), **options)
 
+    def plan(self, **options: Any) -> pl.DataFrame:
+        """What upsert() would do to each row, sending nothing: the frame with
+        ``flameup_action``, ``flameup_changes`` (a list of field names, null where unknown)
+        and ``flameup_error`` (see :func:`flameup_pandas.plan`)."""
+        import polars as pl
+
+        planned = _api.plan(self._pandas(), **options)
+        return self._df.with_columns(
+            pl.Series("flameup_action", planned["flameup_action"].tolist(), dtype=pl.String),
+            pl.Series(
+                "flameup_changes", planned["flameup_changes"].tolist(), dtype=pl.List(pl.String)
+            ),
+            pl.Series("flameup_error", planned["flameup_error"].tolist(), dtype=pl.String),
+        )
+
     def upsert(self, **options: Any) -> pl.DataFrame:
         """Send the rows; the frame with flameup_id, flameup_status, flameup_error added.
 
@@ -112,8 +129,15 @@ class PolarsFlameup:
             record_run(out, run)  # keyed by id, held weakly
         return out
 
-    def summary(self) -> Summary:
-        """Counts per status and the run's figures, for a frame that upsert() returned."""
+    def summary(self) -> Summary | PlanSummary:
+        """Counts per status and the run's figures, for a frame that upsert() returned; for a
+        frame that plan() returned, people per action and the fields that change most."""
+        if "flameup_action" in self._df.columns:
+            return summarize_plan(
+                pd.DataFrame(
+                    {name: self._df[name].to_list() for name in PLAN_COLUMNS}, dtype=object
+                )
+            )
         if "flameup_status" not in self._df.columns:
             raise ValueError(
                 "this frame has no flameup_status column: summary() is for the "

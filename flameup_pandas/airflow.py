@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._api import upsert_file
 from ._run.progress import Progress
-from .exceptions import FlameupError, UpsertInterrupted
+from .exceptions import ChangeGuardError, FlameupError, UpsertInterrupted
 
 if TYPE_CHECKING:
     import pyarrow.dataset as ds
@@ -105,6 +105,10 @@ def upsert_file_task(
     over). Authentication and configuration errors, and a Flameup never reached
     (``TransportError``), are raised as they are.
 
+    With ``max_changes=`` (or ``max_creates=``) the run is planned first, and the task fails
+    with :class:`~flameup_pandas.ChangeGuardError` before any request when more people would
+    change than allowed; the counts and the fields that change most are in its log.
+
     On SIGTERM (Airflow's timeouts and "mark failed") the run stops at once, closes the
     results file and the state with every row answered so far, logs how far it got and raises
     :class:`~flameup_pandas.UpsertInterrupted`.
@@ -137,6 +141,10 @@ def upsert_file_task(
     options.setdefault("progress", Progress(style="log"))
     try:
         summary = upsert_file(path, results=results, state=state, **options)
+    except ChangeGuardError as refused:
+        # max_changes/max_creates: nothing was sent; the plan's summary goes to the task log
+        logger.error("flameup upsert of %s: %s", _name(path), refused)
+        raise
     except UpsertInterrupted as stop:
         # SIGTERM (a timeout, "mark failed"): the results file and state are closed; say so.
         done = _one_line(_plain(stop.result.to_dict())) if stop.result is not None else ""

@@ -1,12 +1,14 @@
-"""The ``flameup-pandas`` command: upsert or validate a parquet/CSV file or a DuckDB query,
-export the workspace's people to parquet, or serve locally.
+"""The ``flameup-pandas`` command: upsert, plan or validate a parquet/CSV file or a DuckDB
+query, export the workspace's people to parquet, or serve locally.
 
 Exit codes: 0 every row created, updated or skipped; 1 rows were invalid, rejected or failed
-(more than ``--max-failed``), or the run stopped early because Flameup went down; 2 usage,
+(more than ``--max-failed``), the run stopped early because Flameup went down, or the change
+guard (``--max-changes``, ``--max-creates``) stopped it before sending; 2 usage,
 configuration or authentication errors, or Flameup never reached, printed as one line without
 a traceback; 130 after Ctrl-C and 143 after SIGTERM, once the summary of the rows answered so
-far is printed. The API key is read from ``FLAMEUP_API_KEY`` only, never from a flag
-(flags end up in shell history and process lists).
+far is printed. ``plan --detailed-exitcode`` exits as Terraform's does: 0 when nothing would
+be sent, 2 when something would, 1 on error. The API key is read from ``FLAMEUP_API_KEY``
+only, never from a flag (flags end up in shell history and process lists).
 """
 
 from __future__ import annotations
@@ -22,12 +24,19 @@ from typing import Any
 
 import orjson
 
-from ._api import export_people, unlock_state, upsert_arrow, upsert_file
+from ._api import export_people, plan_arrow, plan_file, unlock_state, upsert_arrow, upsert_file
+from ._run.changes import parse_limit, summarize_plan
 from ._run.plan import Rules
 from ._run.progress import Progress
 from ._run.sources import CHUNK_ROWS, open_rows, read_chunks
 from ._version import __version__
-from .exceptions import ConfigurationError, FlameupError, ReadInterrupted, UpsertInterrupted
+from .exceptions import (
+    ChangeGuardError,
+    ConfigurationError,
+    FlameupError,
+    ReadInterrupted,
+    UpsertInterrupted,
+)
 
 __all__ = ["main"]
 
@@ -101,9 +110,42 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="rows that may be invalid/rejected/failed with exit code 0 (default 0)",
     )
+    for flag, what in (("--max-changes", "updated"), ("--max-creates", "created")):
+        upsert.add_argument(
+            flag,
+            type=limit,
+            default=None,
+            metavar="N|P%",
+            help=f"plan first, and send nothing if more people would be {what} than N (or "
+            "than P%% of the source's people); needs a file source",
+        )
     add_local_argument(upsert)
     add_progress_arguments(upsert)
     upsert.set_defaults(run=run_upsert)
+
+    plan = commands.add_parser(
+        "plan", help="what an upsert would do, row by row and field by field; sends nothing"
+    )
+    add_table_arguments(plan)
+    plan.add_argument("--state", help="the sync state to plan against (a path or URI)")
+    plan.add_argument("--out", help="write the whole plan to this parquet file")
+    plan.add_argument(
+        "--against",
+        choices=("state", "flameup"),
+        default="state",
+        help="flameup: also read each person a run would send from Flameup (one request "
+        "each; the cost is printed first) and compare field by field",
+    )
+    plan.add_argument(
+        "--sample", type=positive(int), default=None, metavar="N", help="read only N people"
+    )
+    plan.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit 0 when nothing would be sent, 2 when something would, 1 on error",
+    )
+    add_progress_arguments(plan)
+    plan.set_defaults(run=run_plan)
 
     validate = commands.add_parser("validate", help="report every bad row; send nothing")
     add_table_arguments(validate)
@@ -149,6 +191,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(run=run_serve)
     return parser
+
+
+def limit(text: str) -> int | float | str:
+    """An argparse type: ``500`` people, or ``5%`` of the source's people."""
+    try:
+        return parse_limit(int(text) if text.strip().isdigit() else text.strip())
+    except (TypeError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def positive(kind: Callable[[str], float]) -> Callable[[str], float]:
@@ -270,6 +320,8 @@ def run_upsert(args: argparse.Namespace) -> int:
         rate_limit=args.rate_limit,
         concurrency=args.concurrency,
         progress=progress_of(args),
+        max_changes=args.max_changes,
+        max_creates=args.max_creates,
     )
     try:
         with local_server(args.local) as target, table_source(args) as source:
@@ -280,6 +332,9 @@ def run_upsert(args: argparse.Namespace) -> int:
                 summary = upsert_arrow(source, **options, **target)
     except UpsertInterrupted as stop:
         return report_interrupted(stop, args.results)
+    except ChangeGuardError as refused:
+        print(f"flameup-pandas: {refused}", file=sys.stderr)
+        return 1
     print(summary)
     if args.dry_run:
         would = summary.extra.get("would_send", 0)
@@ -294,6 +349,37 @@ def run_upsert(args: argparse.Namespace) -> int:
         print(f"flameup-pandas: stopped early: {summary.stopped}", file=sys.stderr)
         return 1
     return 1 if summary.problems > args.max_failed else 0
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    """Print the plan's summary (and write the plan); the exit code says if anything would go."""
+    options: dict[str, Any] = dict(
+        mapping=parse_mapping(args.mapping) or None,
+        exclude=args.exclude or None,
+        state=args.state,
+        progress=progress_of(args),
+    )
+    types = parse_column_types(args.column_types) or None
+    against = {"against": args.against, "sample": None if args.sample is None else int(args.sample)}
+    try:
+        with table_source(args) as source:
+            if isinstance(source, str):
+                planned = plan_file(source, column_types=types, **against, **options)
+            else:
+                planned = plan_arrow(source, **against, **options)
+    except FlameupError as exc:
+        if not args.detailed_exitcode:
+            raise
+        print(f"flameup-pandas: error: {exc}", file=sys.stderr)
+        return 1
+    summary = summarize_plan(planned)
+    print(summary)
+    if args.out:
+        planned.to_parquet(args.out)
+        print(f"\nthe whole plan: {args.out}")
+    if args.detailed_exitcode:
+        return 2 if summary.would_send else 0
+    return 0
 
 
 def report_interrupted(stop: UpsertInterrupted, results: str | None) -> int:

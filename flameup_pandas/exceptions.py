@@ -9,6 +9,8 @@ frame. Exceptions are for what stops a whole run::
     ├── DuplicateIdentityError (ValueError)  duplicates found and on_duplicate="error"
     ├── NaiveTimestampError (ValueError)     a timestamp column without a time zone
     ├── StateError                           a sync state file that cannot be read or written
+    ├── ChangeGuardError                     max_changes/max_creates: the run would change too
+    │                                        many people; nothing was sent (.plan holds the plan)
     ├── SourceError                          a query or stream failed while its rows were read
     ├── TransportError                       no answer (connection, timeout); Flameup unreachable
     └── APIError                             Flameup answered with an error status
@@ -41,6 +43,7 @@ import typing
 __all__ = [
     "APIError",
     "AuthenticationError",
+    "ChangeGuardError",
     "ConfigurationError",
     "DuplicateIdentityError",
     "FieldNameWarning",
@@ -86,6 +89,21 @@ class NaiveTimestampError(FlameupError, ValueError):
 
 class StateError(FlameupError):
     """The incremental sync state cannot be read or written."""
+
+
+class ChangeGuardError(FlameupError):
+    """A run would update (or create) more people than ``max_changes`` (``max_creates``)
+    allows: it was stopped before any request.
+
+    The message gives the counts and the fields that change most; ``plan`` is the whole
+    plan (the input rows with ``flameup_action``, ``flameup_changes``, ``flameup_error``)
+    and ``summary`` its :class:`~flameup_pandas.PlanSummary`.
+    """
+
+    def __init__(self, message: str, *, plan: typing.Any = None, summary: typing.Any = None):
+        super().__init__(message)
+        self.plan = plan
+        self.summary = summary
 
 
 class SourceError(FlameupError):

@@ -63,6 +63,7 @@ def test_state_is_one_small_parquet_file_after_a_run(to_server, tmp_path):
         "content_hash",
         "flameup_id",
         "synced_at",
+        "fields",
     ]
     assert len(frame) == 50 and frame["identity"].is_unique
 

@@ -39,10 +39,11 @@ from .wire import (
     concat_pieces,
     drop_byte,
     json_list,
+    quoted,
     with_nulls,
 )
 
-__all__ = ["TOP_LEVEL", "Payloads", "encode_people"]
+__all__ = ["TOP_LEVEL", "FieldHashes", "Payloads", "encode_people"]
 
 
 # -- assembly -------------------------------------------------------------------------------
@@ -244,6 +245,70 @@ def _given(
     return pa.array(shown, pa.large_string())
 
 
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+@dataclass(frozen=True)
+class FieldHashes:
+    """What each person sends, field by field, as 32-bit hashes (for the sync state).
+
+    ``names[j]`` is a field as shown in a plan (a top-level field, or a trait by its name;
+    ``traits.<name>`` where a trait is named like a top-level field); ``hashes[j, i]`` the
+    hash of that field's name and JSON value in row ``i``; ``present[j, i]`` whether row
+    ``i`` sends the field at all (a missing value is not sent, unless as null with
+    ``send_nulls``).
+    """
+
+    names: list[str]
+    hashes: np.ndarray
+    present: np.ndarray
+
+    def lists(self) -> pa.Array:
+        """Each row's hashes of the fields it sends, as an Arrow ``list<uint32>`` (what the
+        state keeps). ``userId`` is left out: it is part of the identity, so it never
+        changes for a person the state knows."""
+        present = self.compared()
+        flat = self.hashes.T[present.T]
+        counts = present.sum(axis=0)
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+        return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, pa.uint32()))
+
+    def compared(self) -> np.ndarray:
+        """``present``, less the identity's ``userId``: the fields kept and compared."""
+        identity = np.asarray([name == "userId" for name in self.names], dtype=bool)
+        kept: np.ndarray = self.present & ~identity[:, np.newaxis]
+        return kept
+
+
+def _field_hashes(columns: list[_Column], send_nulls: bool, positions: np.ndarray) -> FieldHashes:
+    """Each field's hash at ``positions``: of its name and its JSON text (sorted keys).
+
+    ``pandas.util.hash_array`` (SipHash with a fixed key) is stable across processes and
+    machines, and hashes a whole column in C.
+    """
+    take = pa.array(np.asarray(positions, dtype=np.int64))
+    names, hashes, present = [], [], []
+    for column in columns:
+        texts = column.texts
+        if texts.sorted_texts is not None:
+            json = texts.sorted_texts.take(take)
+        else:  # only the rows asked for are quoted
+            json = quoted(texts.texts.take(take)) if texts.quote else texts.texts.take(take)
+        values = json.to_numpy(zero_copy_only=False)
+        values = np.where(pd.isna(values), b"null", values)
+        label = f"traits.{column.key}" if column.is_trait else column.key
+        shown = label if column.key in TOP_LEVEL else column.key
+        salt = pd.util.hash_array(np.array([label], dtype=object), categorize=False)[0]
+        mixed = (pd.util.hash_array(values.astype(object), categorize=False) ^ salt) * _MIX
+        names.append(shown)
+        hashes.append((mixed >> np.uint64(32)).astype(np.uint32))
+        present.append(_present(column, send_nulls)[positions])
+    if not columns:
+        empty = np.zeros((0, len(positions)))
+        return FieldHashes([], empty.astype(np.uint32), empty.astype(bool))
+    return FieldHashes(names, np.vstack(hashes), np.vstack(present))
+
+
 def _identity_missing(columns: list[_Column], n_rows: int) -> np.ndarray:
     has = np.zeros(n_rows, dtype=bool)
     for column in columns:
@@ -296,6 +361,7 @@ def encode_people(
         people_by=functools.partial(_people_dicts, columns, n_rows, dropped, send_nulls),
         given_user_ids=_given(canonical, columns, "userId", n_rows, kept),
         given_emails=_given(canonical, columns, "email", n_rows, kept),
+        fields_by=functools.partial(_field_hashes, columns, send_nulls),
     )
 
 
@@ -341,6 +407,9 @@ class Payloads:
     )
     given_user_ids: pa.Array | None = None
     given_emails: pa.Array | None = None
+    fields_by: Callable[[np.ndarray], FieldHashes] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     def __len__(self) -> int:
         return len(self.present)
@@ -430,6 +499,13 @@ class Payloads:
         every = positions is None or len(positions) == len(self)  # positions are sorted
         hashed = self.hashed if every else self.hashed.take(pa.array(positions))
         return blake2b_hashes(hashed)
+
+    def field_hashes(self, positions: np.ndarray) -> FieldHashes | None:
+        """Each field's hash at ``positions`` (see :class:`FieldHashes`); None for payloads
+        taken apart from their columns (:meth:`take`, :meth:`concat`)."""
+        if self.fields_by is None:
+            return None
+        return self.fields_by(np.asarray(positions, dtype=np.int64))
 
     def outgoing(self, positions: Sequence[int] | np.ndarray) -> list[Outgoing]:
         """The people at ``positions`` as they go out (each must have a person)."""

@@ -26,8 +26,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from .._people.encode import Payloads
+from .._people.encode import FieldHashes, Payloads
 from .._people.identity import HashRuns
 from .._people.outgoing import Outgoing
 from .._send.delivery import PersonOutcome, count_failed
@@ -60,6 +61,13 @@ class _Chunk:
     plan: Plan
     hashes: np.ndarray | None
     origin: list[tuple[Plan, int]] | None = None
+    fields: pa.Array | None = None  # each row's field hashes (list<uint32>), for the state
+
+
+Planner = Callable[[pd.DataFrame, Plan, SyncState | None, FieldHashes | None], None]
+"""A sink of decisions: called with each chunk's frame and plan (rows still pending are the
+ones a run would send) before anything is sent, the state, and the field hashes of the
+pending rows (None without a state)."""
 
 
 def upsert_frame(df: pd.DataFrame, *, rules: Rules, delivery: Delivery, run: Run) -> pd.DataFrame:
@@ -114,19 +122,24 @@ def upsert_rows(
     run: Run,
     written: Callable[[Plan], None] | None = None,
     sample: int = SAMPLE,
+    planner: Planner | None = None,
 ) -> Summary:
     """Stream opened ``rows`` through the engine: the one run behind every entry point.
 
     Each chunk is planned (validated, encoded, diffed against the state), its people join one
     stream of full batches of 100, and every row's outcome goes to the sinks: the results file,
     the state, and ``written`` (called with each chunk's plan once all its rows are settled,
-    in input order). A dry run's summary shows ``sample`` people as they would be sent. On
+    in input order). A dry run's summary shows ``sample`` people as they would be sent; a
+    ``planner`` (dry runs only) records each chunk's decisions instead of sending. On
     Ctrl-C or SIGTERM the results file and the state are closed with every row answered so
     far, and :class:`UpsertInterrupted` is raised with the summary of those rows.
     """
     sender = None if run.dry_run else delivery.open()
+    if planner is not None and sender is not None:
+        sender.close()
+        raise ValueError("a planner records what a dry run would send: pass dry_run=True")
     try:
-        return _drive(rows, rules, sender, run, written, sample)
+        return _drive(rows, rules, sender, run, written, sample, planner)
     finally:
         if sender is not None:
             sender.close()
@@ -139,6 +152,7 @@ def _drive(
     run: Run,
     written: Callable[[Plan], None] | None,
     sample_size: int,
+    planner: Planner | None = None,
 ) -> Summary:
     with interruptible():
         started = time.monotonic()
@@ -157,7 +171,16 @@ def _drive(
         shared = SharedEmails()
         try:
             would_send, sample = _plan_and_send(
-                rows, rules, sender, sync, writer, bar, run.full_refresh, shared, sample_size
+                rows,
+                rules,
+                sender,
+                sync,
+                writer,
+                bar,
+                run.full_refresh,
+                shared,
+                sample_size,
+                planner,
             )
         except KeyboardInterrupt as exc:
             stopped, would_send, sample = exc, 0, []
@@ -192,11 +215,14 @@ def _plan_and_send(
     full_refresh: bool,
     shared: SharedEmails,
     sample_size: int = SAMPLE,
+    planner: Planner | None = None,
 ) -> tuple[int, list[Any]]:
     """Plan every chunk and send (or, with no sender, sample) its people; (would_send, sample)."""
     would_send = 0
     sample: list[Any] = []
-    chunks = (_plan_chunk(frame, rules, sync, full_refresh, shared) for frame in rows.frames())
+    chunks = (
+        _plan_chunk(frame, rules, sync, full_refresh, shared, planner) for frame in rows.frames()
+    )
     if sender is None:
         for chunk in chunks:
             pending = chunk.plan.pending()
@@ -227,13 +253,29 @@ def _plan_chunk(
     sync: SyncState | None,
     full_refresh: bool,
     shared: SharedEmails,
+    planner: Planner | None = None,
 ) -> _Chunk:
     plan = rules.plan(frame, labels=frame.index)
     shared.add(plan.payloads.user_ids, plan.payloads.emails, plan.pending(), plan.labels)
-    hashes = None
+    hashes = fields = lists = None
     if sync is not None:
         hashes = plan.payloads.content_hashes() if full_refresh else plan.skip_unchanged(sync)
-    return _Chunk(plan, hashes)
+        pending = plan.pending()
+        fields = plan.payloads.field_hashes(pending)
+        if fields is not None:
+            lists = _scattered(fields.lists(), pending, len(plan.status))
+    if planner is not None:
+        planner(frame, plan, sync, fields)
+    return _Chunk(plan, hashes, fields=lists)
+
+
+def _scattered(lists: pa.Array, positions: np.ndarray, n: int) -> pa.Array:
+    """``lists`` (one per position) placed at ``positions`` of ``n`` rows, null elsewhere."""
+    where = np.zeros(n, dtype=np.int64)
+    where[positions] = np.arange(len(positions))
+    absent = np.ones(n, dtype=bool)
+    absent[positions] = False
+    return lists.take(pa.array(where, mask=absent))
 
 
 Member = tuple[_Chunk, int]
@@ -329,7 +371,8 @@ def _subset(chunk: _Chunk, positions: np.ndarray) -> _Chunk:
         chunk.plan.payloads.take(positions), [chunk.plan.labels[p] for p in positions]
     )
     hashes = None if chunk.hashes is None else chunk.hashes[positions]
-    return _Chunk(plan, hashes, [(chunk.plan, p) for p in positions.tolist()])
+    fields = None if chunk.fields is None else chunk.fields.take(pa.array(positions))
+    return _Chunk(plan, hashes, [(chunk.plan, p) for p in positions.tolist()], fields)
 
 
 def _repeats_chunk(later: list[_Chunk]) -> _Chunk:
@@ -340,7 +383,11 @@ def _repeats_chunk(later: list[_Chunk]) -> _Chunk:
     hashes = None
     if all(c.hashes is not None for c in later):
         hashes = np.concatenate([c.hashes for c in later if c.hashes is not None])
-    return _Chunk(plan, hashes, [origin for c in later for origin in c.origin or []])
+    fields = None
+    if all(c.fields is not None for c in later):
+        fields = pa.concat_arrays([c.fields for c in later if c.fields is not None])
+    origins = [origin for c in later for origin in c.origin or []]
+    return _Chunk(plan, hashes, origins, fields)
 
 
 def _by_chunk(
@@ -363,7 +410,11 @@ def _settle(
 ) -> None:
     chunk.plan.apply(positions, outcomes)
     if sync is not None and chunk.hashes is not None:
-        sync.record_outcomes(chunk.plan.keys_at(positions), chunk.hashes[positions], outcomes)
+        fields = None
+        if chunk.fields is not None:
+            fields = chunk.fields.take(pa.array(positions, pa.int64())).to_pylist()
+        keys = chunk.plan.keys_at(positions)
+        sync.record_outcomes(keys, chunk.hashes[positions], outcomes, fields)
     _record(chunk, np.asarray(positions, dtype=np.int64), writer)
 
 

@@ -27,6 +27,7 @@ from .._send.concurrency import MAX_IN_FLIGHT
 from .._send.delivery import Deliverer
 from .._send.pacing import shared_limiter
 from .._send.retry import RetryPolicy
+from .changes import parse_limit
 from .plan import Rules, Sender
 from .progress import Progress
 
@@ -77,6 +78,9 @@ class RunOptions(TypedDict, total=False):
     progress: bool | Progress
     results: str | Path | None
     filesystem: Any
+    max_changes: int | float | str | None
+    max_creates: int | float | str | None
+    complete_source: bool
 
 
 class Options(RuleOptions, DeliveryOptions, RunOptions, total=False):
@@ -105,11 +109,29 @@ class Run:
     """A parquet file (or URI) of per-row results, written in input order as rows settle."""
     filesystem: Any = None
     """An fsspec or pyarrow filesystem that ``state``, ``results`` and a source path are on."""
+    max_changes: int | float | str | None = None
+    """The change guard: plan first, and stop before any request when more people would be
+    updated than this: a number (``500``), a fraction of the source's people (``0.05``) or
+    ``"5%"``. See :class:`~flameup_pandas.ChangeGuardError`."""
+    max_creates: int | float | str | None = None
+    """The same guard for people the state does not know (creates do not count against
+    ``max_changes``)."""
+    complete_source: bool = False
+    """The source holds everyone: a plan lists the people of the state that are not in it as
+    ``gone`` (a count and examples, in its summary). Nothing is ever deleted."""
 
     def __post_init__(self) -> None:
-        for name in ("full_refresh", "dry_run"):
+        for name in ("full_refresh", "dry_run", "complete_source"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        for name in ("max_changes", "max_creates"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, parse_limit(getattr(self, name), name))
+
+    @property
+    def guarded(self) -> bool:
+        """Whether the run plans first (a change guard is set)."""
+        return self.max_changes is not None or self.max_creates is not None
 
 
 @dataclass(frozen=True)

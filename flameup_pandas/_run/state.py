@@ -7,6 +7,10 @@ The state at ``PATH`` is a parquet file with one row per identity::
     content_hash   int64    blake2b of exactly the person dict that was sent
     flameup_id     string   the id Flameup answered with
     synced_at      timestamp[us, UTC]
+    fields         list<uint32>  a hash of each field that was sent (its name and value),
+                                 so a plan knows which fields change; null in states
+                                 written before it was kept (their people plan as
+                                 ``update`` with the changes unknown until resent)
 
 On a local disk, a run appends each acknowledged batch to a journal beside it
 (``PATH.journal``, one JSON line per person, flushed after every batch) and, when it ends, folds
@@ -79,6 +83,7 @@ STATE_SCHEMA = pa.schema(
         ("content_hash", pa.int64()),
         ("flameup_id", pa.string()),
         ("synced_at", pa.timestamp("us", tz="UTC")),
+        ("fields", pa.list_(pa.uint32())),
     ]
 )
 
@@ -96,6 +101,7 @@ class SyncState:
         # what each lookup reads, in the order of the sorted hashes, made once per run
         self._sorted_contents = table["content_hash"].to_numpy()[self._order]
         self._sorted_ids = table["flameup_id"].combine_chunks().take(pa.array(self._order))
+        self._sorted_fields: pa.Array | None = None  # made when a plan first asks
 
     @classmethod
     def open(
@@ -154,14 +160,33 @@ class SyncState:
             ids[hit] = self._sorted_ids.take(pa.array(at)).to_pylist()
         return unchanged, ids
 
+    def known_fields(self, wanted: np.ndarray) -> tuple[np.ndarray, pa.Array]:
+        """For each identity hash: is the person in the state, and the hashes of the fields
+        last sent (a ``list<uint32>`` array, null where unknown: a state written before
+        fields were kept, or a person not in it)."""
+        if self._sorted_fields is None:
+            self._sorted_fields = self._table["fields"].combine_chunks().take(pa.array(self._order))
+        found, hit = find_sorted(self._sorted_hashes, wanted)
+        hit &= wanted != 0
+        at = pa.array(np.where(hit, found, 0), mask=~hit)
+        if len(self._sorted_hashes) == 0:
+            return hit, pa.nulls(len(wanted), pa.list_(pa.uint32()))
+        return hit, self._sorted_fields.take(at)
+
     def record_outcomes(
-        self, keys: Sequence[str | None], hashes: np.ndarray, outcomes: Sequence[PersonOutcome]
+        self,
+        keys: Sequence[str | None],
+        hashes: np.ndarray,
+        outcomes: Sequence[PersonOutcome],
+        fields: Sequence[list[int] | None] | None = None,
     ) -> None:
-        """Append the people Flameup acknowledged (created/updated) to the journal, durably."""
+        """Append the people Flameup acknowledged (created/updated) to the journal, durably,
+        with the hashes of the fields each was sent with (when known)."""
         now = datetime.now(UTC).isoformat()
+        each = fields if fields is not None else [None] * len(keys)
         lines = [
-            orjson.dumps({"i": key, "h": int(h), "id": o.flameup_id, "t": now})
-            for key, h, o in zip(keys, hashes, outcomes, strict=True)
+            orjson.dumps({"i": key, "h": int(h), "id": o.flameup_id, "t": now, "f": f})
+            for key, h, o, f in zip(keys, hashes, outcomes, each, strict=True)
             if o.status in DELIVERED and key is not None
         ]
         if lines:
@@ -381,6 +406,8 @@ def state_table(source: Any, shown: str) -> pa.Table:
     """A state parquet file (a path or a buffer) in today's schema."""
     try:
         table = pq.read_table(source)
+        if "fields" not in table.column_names:  # written before fields were kept
+            table = table.append_column("fields", pa.nulls(table.num_rows, pa.list_(pa.uint32())))
         return table.select(STATE_SCHEMA.names).cast(STATE_SCHEMA)
     except (OSError, pa.ArrowException, KeyError, ValueError) as exc:
         raise StateError(f"cannot read the sync state {shown}: {exc}") from exc
@@ -392,6 +419,7 @@ JOURNAL_SCHEMA = pa.schema(
         ("h", pa.int64()),
         ("id", pa.string()),
         ("t", pa.string()),
+        ("f", pa.list_(pa.uint32())),
     ]
 )
 
@@ -431,6 +459,7 @@ def journal_table(source: Any, shown: str) -> pa.Table:
             "content_hash": lines["h"],
             "flameup_id": lines["id"],
             "synced_at": pc.cast(lines["t"], STATE_SCHEMA.field("synced_at").type),
+            "fields": lines["f"],
         },
         schema=STATE_SCHEMA,
     )

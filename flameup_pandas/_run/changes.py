@@ -1,0 +1,410 @@
+"""Plans: what a run would do to each row, and to which fields, without sending anything.
+
+A plan is the engine in a dry run with one more sink: :class:`Decisions` records, for each
+chunk, what the run would do with every row before anything is sent. The action of a row:
+
+==========  ==============================================================================
+create      the state does not know this person: every field it sends would be set
+update      the person is in the state and something it sends differs from what was last
+            sent (``flameup_changes`` names the fields that differ)
+unchanged   exactly what was last sent: a run skips it
+invalid     fails validation or holds a value JSON cannot carry (``flameup_error`` says why)
+skipped     a duplicate identity (another row of it is sent instead)
+==========  ==============================================================================
+
+Which fields change is known from the state alone: it keeps a 32-bit hash of each field a
+person was sent with (its name and JSON value), so no request is needed. Where the state
+cannot tell (a state written before it kept fields, or no state at all), an update's
+``flameup_changes`` is None: changes unknown.
+
+The change guard (``max_changes=``, ``max_creates=``) plans first and refuses, with
+:class:`~flameup_pandas.ChangeGuardError`, before any request, when a run would update (or
+create) more people than allowed.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import weakref
+from collections import Counter
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from .._people.encode import FieldHashes
+from .._people.identity import HashRuns, identity_hashes, identity_key_array
+from ..exceptions import ChangeGuardError
+from .plan import UNCHANGED, Plan
+from .state import SyncState
+
+__all__ = [
+    "ACTIONS",
+    "PLAN_COLUMNS",
+    "Decisions",
+    "FieldChange",
+    "Gone",
+    "Limit",
+    "PlanSummary",
+    "check_guard",
+    "parse_limit",
+    "record_gone",
+    "summarize_plan",
+]
+
+ACTIONS = ("create", "update", "unchanged", "invalid", "skipped")
+PLAN_COLUMNS = ("flameup_action", "flameup_changes", "flameup_error")
+TOP_FIELDS = 10  # changed fields a summary shows
+EXAMPLES = 3
+
+Limit = int | float | str
+"""A number of people (``500``), a fraction of the source's people (``0.05``) or a
+percentage (``"5%"``)."""
+
+
+class Decisions:
+    """The planner sink: each chunk's action, changed fields and error, in input order.
+
+    Called by the engine with each chunk's frame and plan before anything would be sent
+    (see :data:`flameup_pandas._run.engine.Planner`); :meth:`frame` joins them with the
+    input rows.
+    """
+
+    def __init__(self, complete_source: bool = False, keep_people: int = 0) -> None:
+        self.keep_people = keep_people  # people a run would send, kept as sent (up to this)
+        self.sent: list[tuple[Hashable, dict[str, Any]]] = []
+        self.frames: list[pd.DataFrame] = []
+        self.actions: list[np.ndarray] = []
+        self.changes: list[np.ndarray] = []
+        self.errors: list[np.ndarray] = []
+        self.seen: HashRuns | None = HashRuns() if complete_source else None
+        self.sync: SyncState | None = None
+
+    def __call__(
+        self,
+        frame: pd.DataFrame,
+        plan: Plan,
+        sync: SyncState | None,
+        fields: FieldHashes | None,
+    ) -> None:
+        actions, changes = decide(plan, sync, fields)
+        self.sync = sync
+        wanted = self.keep_people - len(self.sent)
+        if wanted > 0:
+            taken = plan.pending()[:wanted]
+            people = plan.payloads.take(taken).people
+            labels = [plan.labels[p] for p in taken.tolist()]
+            self.sent += [(lb, p) for lb, p in zip(labels, people, strict=True) if p is not None]
+        if self.seen is not None:  # every identity given, invalid rows' too: they are here
+            given = identity_key_array(plan.payloads.shown_user_ids, plan.payloads.shown_emails)
+            hashes = identity_hashes(given)
+            self.seen.add(np.unique(hashes[hashes != 0]))
+        self.frames.append(frame)
+        self.actions.append(actions)
+        self.changes.append(changes)
+        self.errors.append(plan.error.copy())
+
+    def frame(self, source: pd.DataFrame | None = None) -> pd.DataFrame:
+        """The input rows (``source``, else the chunks read) with the plan's three columns."""
+        if source is None:
+            frames = self.frames or [pd.DataFrame()]
+            source = pd.concat(frames) if len(frames) > 1 else frames[0]
+        result = source.copy(deep=False)
+
+        def column(parts: list[np.ndarray]) -> pd.Series:
+            joined = np.concatenate(parts) if parts else np.full(len(source), None, dtype=object)
+            return pd.Series(joined, index=source.index, dtype=object)
+
+        result["flameup_action"] = column(self.actions)
+        result["flameup_changes"] = column(self.changes)
+        result["flameup_error"] = column(self.errors)
+        return result
+
+    def gone(self, sync: SyncState | None = None) -> Gone:
+        """The people of the state (``sync``, else the one the chunks were planned against)
+        whose identity no row of the source gave."""
+        sync = sync or self.sync
+        if sync is None or self.seen is None:
+            return Gone(0)
+        table = sync.frame()
+        hashes = table["identity_hash"].to_numpy()
+        absent = ~self.seen.contains(hashes) if len(hashes) else np.zeros(0, bool)
+        examples = table["identity"].to_numpy()[absent][:EXAMPLES].tolist()
+        return Gone(int(absent.sum()), tuple(str(e).partition(":")[2] for e in examples))
+
+
+@dataclass(frozen=True)
+class Gone:
+    """People in the state but not in a complete source: how many, and a few identities."""
+
+    count: int
+    examples: tuple[str, ...] = ()
+
+
+_GONE: dict[int, Gone] = {}
+
+
+def record_gone(plan: object, gone: Gone) -> None:
+    """Keep ``gone`` for a plan frame while it lives (never in ``df.attrs``)."""
+    key = id(plan)
+    _GONE[key] = gone
+    weakref.finalize(plan, _GONE.pop, key, None)
+
+
+def decide(
+    plan: Plan, sync: SyncState | None, fields: FieldHashes | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's action and its changed fields (a list, or None where unknown or moot)."""
+    n = len(plan.status)
+    actions = np.full(n, "update", dtype=object)
+    changes = np.full(n, None, dtype=object)
+    actions[plan.status == "invalid"] = "invalid"
+    skipped = plan.status == "skipped"
+    actions[skipped] = "skipped"
+    actions[skipped & (plan.error == UNCHANGED)] = "unchanged"
+    pending = plan.pending()
+    if sync is None or fields is None or len(pending) == 0:
+        return actions, changes  # no state: an update whose changes are unknown
+    found, old = sync.known_fields(plan.identity_hashes[pending])
+    actions[pending[~found]] = "create"
+    known = found & np.asarray(old.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    differs = _differing(fields, old, known)
+    names = np.asarray(fields.names, dtype=object)
+    for i in np.flatnonzero(~found | known).tolist():
+        mask = differs[:, i] if found[i] else fields.present[:, i]
+        changes[pending[i]] = names[mask].tolist()
+    return actions, changes
+
+
+def _differing(fields: FieldHashes, old: pa.Array, known: np.ndarray) -> np.ndarray:
+    """(fields x rows): sent now, and not with this value last time (rows ``known``)."""
+    m = fields.hashes.shape[1]
+    if m == 0 or not known.any():
+        return np.zeros(fields.hashes.shape, dtype=bool)
+    parents = np.asarray(old.value_parent_indices().to_numpy(), dtype=np.uint64)
+    values = np.asarray(old.flatten().to_numpy(), dtype=np.uint64)
+    before = (parents << np.uint64(32)) | values
+    rows = np.broadcast_to(np.arange(m, dtype=np.uint64), fields.hashes.shape)
+    now = (rows << np.uint64(32)) | fields.hashes.astype(np.uint64)
+    kept = np.isin(now, before)
+    differs: np.ndarray = fields.compared() & ~kept & known[np.newaxis, :]
+    return differs
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    """A field that some updates change: how many people, and a few of them (row labels)."""
+
+    field: str
+    count: int
+    examples: tuple[Hashable, ...] = ()
+
+    def line(self, width: int = 0) -> str:
+        shown = ", ".join(map(str, self.examples))
+        more = ", …" if self.count > len(self.examples) else ""
+        noun = "person" if self.count == 1 else "people"
+        return f"{self.field:<{width}}  {self.count:>9,} {noun}  (rows {shown}{more})"
+
+
+@dataclass(frozen=True)
+class PlanSummary:
+    """What a plan says a run would do: people per action, and the fields updates change.
+
+    ``unknown`` counts updates whose changed fields the state cannot tell (written before
+    it kept fields, or no state at all). Shown as text by ``str()`` and as a table in a
+    notebook.
+    """
+
+    actions: dict[str, int]
+    fields: tuple[FieldChange, ...] = ()
+    unknown: int = 0
+    creates_set: dict[str, int] = field(default_factory=dict)
+    gone: int | None = None
+    """With ``complete_source=True``: people in the state that the source no longer holds
+    (None when the plan was not told the source is complete). Nothing is deleted."""
+    gone_examples: tuple[str, ...] = ()
+
+    @property
+    def would_send(self) -> int:
+        """People a run would send: creates and updates."""
+        return self.actions.get("create", 0) + self.actions.get("update", 0)
+
+    @property
+    def people(self) -> int:
+        """People in the source: those a run would send, and those unchanged."""
+        return self.would_send + self.actions.get("unchanged", 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "actions": dict(self.actions),
+            "fields": [
+                {"field": f.field, "count": f.count, "examples": [_plain(x) for x in f.examples]}
+                for f in self.fields
+            ],
+            "unknown": self.unknown,
+            "gone": self.gone,
+            "gone_examples": list(self.gone_examples),
+        }
+
+    def __str__(self) -> str:
+        lines = ["  ".join(f"{a} {self.actions.get(a, 0):,}" for a in ACTIONS)]
+        if self.gone is not None:
+            shown = ", ".join(self.gone_examples)
+            more = ", …" if self.gone > len(self.gone_examples) else ""
+            lines.append(
+                f"gone {self.gone:,}: in the state, not in this source"
+                + (f" ({shown}{more})" if shown else "")
+                + "; nothing is deleted"
+            )
+        if self.fields:
+            lines.append("fields that change most:")
+            width = max(len(f.field) for f in self.fields)
+            lines += ["  " + f.line(width) for f in self.fields]
+        if self.unknown:
+            lines.append(
+                f"{self.unknown:,} updates with changes unknown (the state has no fields for "
+                "them: written before it kept them, or no state)"
+            )
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        cells = "".join(
+            f"<tr><td>{a}</td><td>{self.actions.get(a, 0):,}</td></tr>" for a in ACTIONS
+        )
+        if self.gone is not None:
+            cells += f"<tr><td>gone</td><td>{self.gone:,}</td></tr>"
+        html_out = f"<table><tr><th>action</th><th>people</th></tr>{cells}</table>"
+        if self.fields:
+            rows = "".join(
+                f"<tr><td>{html.escape(f.field)}</td><td>{f.count:,}</td>"
+                f"<td>{html.escape(', '.join(map(str, f.examples)))}</td></tr>"
+                for f in self.fields
+            )
+            html_out += (
+                f"<table><tr><th>field</th><th>updates</th><th>examples</th></tr>{rows}</table>"
+            )
+        return html_out
+
+
+def _plain(label: Hashable) -> Any:
+    return label.item() if isinstance(label, np.generic) else label
+
+
+def summarize_plan(plan: pd.DataFrame) -> PlanSummary:
+    """The summary of a plan frame (one with ``flameup_action`` and ``flameup_changes``)."""
+    actions = plan["flameup_action"]
+    counts = {a: int((actions == a).sum()) for a in ACTIONS}
+    updates = plan.loc[actions == "update", "flameup_changes"]
+    unknown = int(updates.isna().sum())
+    tally: Counter[str] = Counter()
+    examples: dict[str, list[Hashable]] = {}
+    for label, changed in updates.dropna().items():
+        for name in changed:
+            tally[name] += 1
+            shown = examples.setdefault(name, [])
+            if len(shown) < EXAMPLES:
+                shown.append(label)
+    top = tuple(
+        FieldChange(name, count, tuple(examples[name]))
+        for name, count in tally.most_common(TOP_FIELDS)
+    )
+    creates: Counter[str] = Counter()
+    for changed in plan.loc[actions == "create", "flameup_changes"].dropna():
+        creates.update(changed)
+    gone = _GONE.get(id(plan))
+    return PlanSummary(
+        counts,
+        top,
+        unknown,
+        dict(creates.most_common()),
+        None if gone is None else gone.count,
+        () if gone is None else gone.examples,
+    )
+
+
+_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+
+
+def parse_limit(limit: Limit, name: str = "max_changes") -> Limit:
+    """A checked limit: a count (int, at least 0), a fraction (float in [0, 1]) or ``"5%"``.
+
+    >>> parse_limit("5%")
+    0.05
+    >>> parse_limit(500)
+    500
+    """
+    if isinstance(limit, bool):
+        raise TypeError(f"{name} must be a number of people, a fraction or 'N%', got {limit!r}")
+    if isinstance(limit, str):
+        match = _PERCENT.match(limit)
+        if match is None or float(match[1]) > 100:
+            raise ValueError(f"{name} must be a percentage like '5%', got {limit!r}")
+        return float(match[1]) / 100
+    if isinstance(limit, int):
+        if limit < 0:
+            raise ValueError(f"{name} must be at least 0, got {limit}")
+        return limit
+    if isinstance(limit, float):
+        if not 0.0 <= limit <= 1.0:
+            raise ValueError(
+                f"{name} as a float is a fraction of the source's people, from 0 to 1; "
+                f"got {limit} (pass an int for a number of people)"
+            )
+        return limit
+    raise TypeError(f"{name} must be a number of people, a fraction or 'N%', got {limit!r}")
+
+
+def _allowed(limit: Limit, people: int) -> int:
+    if isinstance(limit, int):
+        return limit
+    return int(float(limit) * people)
+
+
+def _shown(limit: Limit) -> str:
+    return f"{limit:,}" if isinstance(limit, int) else f"{float(limit):.4g} of them"
+
+
+def check_guard(
+    plan: pd.DataFrame, max_changes: Limit | None, max_creates: Limit | None
+) -> PlanSummary:
+    """The plan's summary; raises :class:`ChangeGuardError` (the plan attached) when it
+    would update more people than ``max_changes`` or create more than ``max_creates``."""
+    summary = summarize_plan(plan)
+    people = summary.people
+    over = []
+    updates, creates = summary.actions["update"], summary.actions["create"]
+    if max_changes is not None and updates > _allowed(max_changes, people):
+        over.append(
+            f"it would update {updates:,} of {people:,} people "
+            f"(max_changes={_shown(max_changes)}: at most {_allowed(max_changes, people):,})"
+        )
+    if max_creates is not None and creates > _allowed(max_creates, people):
+        over.append(
+            f"it would create {creates:,} of {people:,} people "
+            f"(max_creates={_shown(max_creates)}: at most {_allowed(max_creates, people):,})"
+        )
+    if over:
+        raise ChangeGuardError(_refusal(over, summary), plan=plan, summary=summary)
+    return summary
+
+
+def _refusal(over: list[str], summary: PlanSummary) -> str:
+    lines = [f"the change guard stopped this run before sending anything: {'; '.join(over)}."]
+    if summary.fields:
+        width = max(len(f.field) for f in summary.fields)
+        lines.append("fields that change most:")
+        lines += ["  " + f.line(width) for f in summary.fields[:5]]
+    if summary.unknown:
+        lines.append(
+            f"{summary.unknown:,} of the updates have changes unknown (the state has no "
+            "fields for them yet)"
+        )
+    lines.append(
+        "Look at the whole plan (the error's .plan, or df.flameup.plan(...)); if the "
+        "changes are meant, raise the limit or run without it."
+    )
+    return "\n".join(lines)
