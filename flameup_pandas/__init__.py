@@ -24,6 +24,7 @@ from ._api import (
     upsert_file,
     validate,
 )
+from ._events_api import track, validate_events
 from ._people.schema import PeopleSchema
 from ._run.progress import Progress
 from ._run.result import STATUSES, RunReport, Summary
@@ -80,9 +81,11 @@ __all__ = [
     "__version__",
     "read_people",
     "to_people",
+    "track",
     "unlock_state",
     "upsert",
     "upsert_arrow",
     "upsert_file",
     "validate",
+    "validate_events",
 ]

@@ -6,7 +6,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import _api
+from . import _api, _events_api
 from ._run.result import Summary, summarize
 
 __all__ = ["FlameupAccessor"]
@@ -39,6 +39,14 @@ class FlameupAccessor:
     def upsert(self, **options: Any) -> pd.DataFrame:
         """Send the rows; the result frame (see :func:`flameup_pandas.upsert`)."""
         return _api.upsert(self._df, **options)
+
+    def track(self, **options: Any) -> pd.DataFrame:
+        """Send the rows as events; the result frame (see :func:`flameup_pandas.track`)."""
+        return _events_api.track(self._df, **options)
+
+    def validate_events(self, **options: Any) -> pd.DataFrame:
+        """Every problem of the rows as events (see :func:`flameup_pandas.validate_events`)."""
+        return _events_api.validate_events(self._df, **options)
 
     def summary(self) -> Summary:
         """Counts per status and the run's figures, for a frame that upsert() returned."""

@@ -1,0 +1,118 @@
+"""The events' plain functions: ``track`` sends rows as events, ``validate_events`` judges them.
+
+See the docs' events guide (docs/events.md) for exactly what is promised about sending an
+event once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Hashable, Sequence
+from pathlib import Path
+from typing import Literal, Unpack
+
+import pandas as pd
+
+from ._people.events import EventRules, plan_events
+from ._run.options import DELIVERY_KEYWORDS, Delivery, DeliveryOptions, check_keywords
+from ._run.track import TrackRun, track_frame
+
+__all__ = ["track", "validate_events"]
+
+
+def track(
+    df: pd.DataFrame,
+    *,
+    event: str | None = None,
+    event_column: Hashable | None = None,
+    timestamp: Hashable = "timestamp",
+    user_id: Hashable = "userId",
+    email: Hashable = "email",
+    parameters: Sequence[Hashable] | None = None,
+    exclude: Sequence[Hashable] = (),
+    event_id_column: Hashable | None = None,
+    naive_timestamps: Literal["error", "utc"] = "error",
+    state: str | Path | None = None,
+    workspace_id: str | None = None,
+    max_duration: float | None = None,
+    **options: Unpack[DeliveryOptions],
+) -> pd.DataFrame:
+    """Send every row of ``df`` to Flameup as one event; return ``df`` with three columns.
+
+    ``flameup_event_id``, ``flameup_status`` (``sent``, ``invalid``, ``rejected``,
+    ``failed``, ``skipped``, ``uncertain``) and ``flameup_error``. The event's name is
+    ``event=`` (every row) or ``event_column=``; who is the ``user_id`` column (sent as
+    ``external_id``), else ``email``; when is the ``timestamp`` column (time-zone aware, or
+    ``naive_timestamps="utc"``); every other column (or those in ``parameters``, less
+    ``exclude``) is sent under ``parameters`` by the same value rules as traits.
+
+    Never twice: a row that repeats an earlier row's event is ``skipped``; with ``state=`` (a
+    local file) an event Flameup confirmed in an earlier run is ``skipped`` too, and one whose
+    answer was lost is looked up in the events listing (of ``workspace_id``, else the
+    workspace a listed person names) before it is sent again. ``uncertain``: the listing could
+    not tell; a later run with the same state settles it. ``max_duration`` (seconds): start no
+    event after that; the rest are ``skipped`` and a rerun with the state continues. Delivery
+    keywords (``client``, ``api_key``, ``base_url``, ``rate_limit``, ``retry``...) are
+    :func:`upsert`'s; events go one at a time under the key's shared rate budget.
+
+    >>> import pandas as pd, flameup_pandas
+    >>> df = pd.DataFrame({"userId": ["u1"], "timestamp": [pd.Timestamp("2026-01-02", tz="UTC")],
+    ...                    "plan": ["pro"]})
+    >>> flameup_pandas.validate_events(df, event="trial_started").empty
+    True
+    """
+    check_keywords("track", options, DELIVERY_KEYWORDS - {"concurrency"})
+    rules = EventRules(
+        event=event,
+        event_column=event_column,
+        timestamp=timestamp,
+        user_id=user_id,
+        email=email,
+        parameters=parameters,
+        exclude=tuple(exclude),
+        event_id_column=event_id_column,
+        naive_timestamps=naive_timestamps,
+    )
+    run = TrackRun(state=state, workspace_id=workspace_id, max_duration=max_duration)
+    return track_frame(df, rules=rules, delivery=Delivery(**options), run=run)
+
+
+def validate_events(
+    df: pd.DataFrame,
+    *,
+    event: str | None = None,
+    event_column: Hashable | None = None,
+    timestamp: Hashable = "timestamp",
+    user_id: Hashable = "userId",
+    email: Hashable = "email",
+    parameters: Sequence[Hashable] | None = None,
+    exclude: Sequence[Hashable] = (),
+    event_id_column: Hashable | None = None,
+    naive_timestamps: Literal["error", "utc"] = "error",
+) -> pd.DataFrame:
+    """Every problem :func:`track` would find, one row each: index label, column, check, value.
+
+    Empty when every row can be sent. The keywords are :func:`track`'s.
+
+    >>> import pandas as pd, flameup_pandas
+    >>> df = pd.DataFrame({"userId": [None], "timestamp": [pd.Timestamp("2026-01-02", tz="UTC")]})
+    >>> flameup_pandas.validate_events(df, event="signed_up")[["index", "check"]]
+       index              check
+    0      0  identity_required
+    """
+    rules = EventRules(
+        event=event,
+        event_column=event_column,
+        timestamp=timestamp,
+        user_id=user_id,
+        email=email,
+        parameters=parameters,
+        exclude=tuple(exclude),
+        event_id_column=event_id_column,
+        naive_timestamps=naive_timestamps,
+    )
+    report = plan_events(df, rules, dt.datetime.now(dt.UTC)).report
+    labels = df.index.to_numpy()[report["row"].to_numpy()]
+    out = report.drop(columns="row")
+    out.insert(0, "index", pd.Series(labels, dtype=object))
+    return out
