@@ -24,7 +24,7 @@ from ._api import (
     upsert_file,
     validate,
 )
-from ._events_api import track, validate_events
+from ._events_api import track, track_file, validate_events
 from ._people.schema import PeopleSchema
 from ._run.progress import Progress
 from ._run.result import STATUSES, RunReport, Summary
@@ -82,6 +82,7 @@ __all__ = [
     "read_people",
     "to_people",
     "track",
+    "track_file",
     "unlock_state",
     "upsert",
     "upsert_arrow",

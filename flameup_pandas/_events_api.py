@@ -7,17 +7,18 @@ event once.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
-from typing import Literal, Unpack
+from typing import Any, Literal, Unpack
 
 import pandas as pd
 
 from ._people.events import EventRules, plan_events
 from ._run.options import DELIVERY_KEYWORDS, Delivery, DeliveryOptions, check_keywords
+from ._run.sources import open_rows, read_chunks
 from ._run.track import TrackRun, track_frame
 
-__all__ = ["track", "validate_events"]
+__all__ = ["track", "track_file", "validate_events"]
 
 
 def track(
@@ -116,3 +117,34 @@ def validate_events(
     out = report.drop(columns="row")
     out.insert(0, "index", pd.Series(labels, dtype=object))
     return out
+
+
+def track_file(
+    source: Any,
+    *,
+    column_types: Mapping[str, Any] | None = None,
+    results: str | Path | None = None,
+    **options: Any,
+) -> pd.DataFrame:
+    """Send the rows of a parquet or CSV file, or any Arrow source, as events.
+
+    ``source`` is what :func:`upsert_file` and :func:`upsert_arrow` take (a path, a
+    ``pyarrow.Table``, a record batch reader...), read with the same types (a CSV's
+    ``column_types=``, cells that stay text); the rows are read whole, then sent as
+    :func:`track` sends a frame (every other keyword is ``track``'s). Returns the result frame
+    (index: row numbers from 0); ``results=`` also writes it to a parquet file.
+
+    Example::
+
+        result = flameup_pandas.track_file(
+            "purchases.parquet", event="purchase_completed", state="events.state"
+        )
+    """
+    rows = open_rows(source, column_types=column_types)
+    frames = list(read_chunks(rows.batches))
+    frame = pd.concat(frames) if frames else pd.DataFrame()
+    result = track(frame, **options)
+    if results is not None:
+        text = {name: "string" for name in ("flameup_event_id", "flameup_status", "flameup_error")}
+        result.astype(text).to_parquet(results)
+    return result

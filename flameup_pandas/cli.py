@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from ._api import export_people, unlock_state, upsert_arrow, upsert_file
+from ._cli_track import add_track_command
 from ._run.plan import Rules
 from ._run.progress import Progress
 from ._run.sources import CHUNK_ROWS, open_rows, read_chunks
@@ -109,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_table_arguments(validate)
     validate.add_argument("--limit", type=int, default=50, help="problems to print (default 50)")
     validate.set_defaults(run=run_validate)
+
+    add_track_command(commands, add_local_argument, local_server, parse_column_types)
 
     export = commands.add_parser(
         "export", help="write every person Flameup holds to a parquet file, page by page"

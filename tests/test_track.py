@@ -311,3 +311,12 @@ def test_the_api_key_never_appears_in_results(flameup_server: FlameupServer) -> 
     result = events_frame(1).flameup.track(event="e", **to(flameup_server))
     assert flameup_server.api_key not in result.to_string()
     assert np.all(result["flameup_status"] == "uncertain")
+
+
+def test_a_missing_column_is_a_mapping_error(flameup_server: FlameupServer) -> None:
+    from flameup_pandas import MappingError
+
+    with pytest.raises(MappingError, match="when"):
+        events_frame().flameup.track(event="e", timestamp="when", **to(flameup_server))
+    with pytest.raises(MappingError, match="neither"):
+        events_frame().drop(columns="userId").flameup.validate_events(event="e")

@@ -37,6 +37,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from ..exceptions import MappingError
 from .emails import plausible_email
 from .schema import REPORT_COLUMNS
 from .values import Unsendable, convert, naive_error
@@ -124,7 +125,7 @@ class EventRules:
         if self.parameters is not None:
             missing = [c for c in self.parameters if c not in df.columns]
             if missing:
-                raise KeyError(f"parameters= names columns the frame lacks: {missing}")
+                raise MappingError(f"parameters= names columns the frame lacks: {missing}")
             return list(self.parameters)
         used = {self.user_id, self.email, self.event_column, self.timestamp, self.event_id_column}
         skipped = used | set(self.exclude) | set(RESULT_COLUMNS)
@@ -158,9 +159,11 @@ def plan_events(df: pd.DataFrame, rules: EventRules, now: dt.datetime) -> EventP
     n = len(df)
     for column in (rules.timestamp, rules.event_column, rules.event_id_column):
         if column is not None and column not in df.columns:
-            raise KeyError(f"the frame has no column {column!r}")
+            raise MappingError(f"the frame has no column {column!r}")
     if rules.user_id not in df.columns and rules.email not in df.columns:
-        raise KeyError(f"the frame has neither a {rules.user_id!r} nor an {rules.email!r} column")
+        raise MappingError(
+            f"the frame has neither a {rules.user_id!r} nor an {rules.email!r} column"
+        )
     users = _column(df, rules.user_id)
     emails = _column(df, rules.email)
     names = _column(df, rules.event_column) if rules.event_column is not None else None
