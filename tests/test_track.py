@@ -320,3 +320,24 @@ def test_a_missing_column_is_a_mapping_error(flameup_server: FlameupServer) -> N
         events_frame().flameup.track(event="e", timestamp="when", **to(flameup_server))
     with pytest.raises(MappingError, match="neither"):
         events_frame().drop(columns="userId").flameup.validate_events(event="e")
+
+
+def test_track_and_upsert_in_one_process_share_the_keys_budget(
+    flameup_server_factory: Any,
+) -> None:
+    """Run together on one key, they pace under one limiter: the server answers no 429."""
+    import threading
+
+    server = flameup_server_factory(rate_limit=15, rate_window=1.0)
+    kw = {"api_key": server.api_key, "base_url": server.base_url, "retry": QUICK}
+    people = pd.DataFrame({"userId": [f"p{i}" for i in range(1500)]})
+    upserted: list[pd.DataFrame] = []
+    worker = threading.Thread(
+        target=lambda: upserted.append(people.flameup.upsert(progress=False, **kw))
+    )
+    worker.start()
+    tracked = events_frame(20).flameup.track(event="e", workspace_id=server.workspace_id, **kw)
+    worker.join()
+    assert tracked["flameup_status"].tolist() == ["sent"] * 20
+    assert set(upserted[0]["flameup_status"]) == {"created"}
+    assert server.request_count(status=429) == 0

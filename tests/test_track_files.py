@@ -95,3 +95,16 @@ def test_the_command_needs_one_way_to_name_the_event(
         main(["track", str(tmp_path / "x.csv")])
     assert stop.value.code == 2
     assert "--event" in capsys.readouterr().err
+
+
+def test_a_polars_frame_is_tracked_like_a_pandas_one(env: FlameupServer) -> None:
+    pl = pytest.importorskip("polars")
+    frame = pl.from_pandas(rows()).with_columns(
+        pl.col("timestamp").str.to_datetime(time_zone="UTC"), pl.lit(float("nan")).alias("nan")
+    )
+    result = frame.flameup.track(event="visit", rate_limit=None)
+    assert isinstance(result, pl.DataFrame)
+    assert result["flameup_status"].to_list() == ["sent", "sent", "invalid"]
+    assert result.columns[: len(frame.columns)] == frame.columns
+    # NaN is missing: left out, as for people
+    assert env.events()["parameters"][0] == {"zip": "02134", "amount": 1}
