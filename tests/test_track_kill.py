@@ -52,7 +52,7 @@ def test_sigkill_mid_run_then_rerun_sends_each_event_once(tmp_path: Path) -> Non
 
         server.reset_requests()
         second = run_cli(server, *args)
-        out, err = second.communicate(timeout=120)
+        _, err = second.communicate(timeout=120)
         assert second.returncode == 0, err
         stored = server.events()
         assert len(stored) == EVENTS and stored["user_id"].is_unique
