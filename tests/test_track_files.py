@@ -108,3 +108,19 @@ def test_a_polars_frame_is_tracked_like_a_pandas_one(env: FlameupServer) -> None
     assert result.columns[: len(frame.columns)] == frame.columns
     # NaN is missing: left out, as for people
     assert env.events()["parameters"][0] == {"zip": "02134", "amount": 1}
+
+
+def test_the_airflow_callable_returns_counts_and_fails_past_the_allowance(
+    env: FlameupServer, tmp_path: Path
+) -> None:
+    from flameup_pandas.airflow import TooManyFailedRowsError, track_file_task
+
+    path = tmp_path / "events.csv"
+    rows().to_csv(path, index=False)
+    state = tmp_path / "events.state"
+    counts = track_file_task(path, event="visit", state=state, max_failed=1, rate_limit=None)
+    assert counts == {"rows": 3, "sent": 2, "invalid": 1}
+    with pytest.raises(TooManyFailedRowsError, match="1 of 3 events") as failed:
+        track_file_task(path, event="visit", state=state, rate_limit=None)
+    assert failed.value.summary == {"rows": 3, "skipped": 2, "invalid": 1}
+    assert len(env.events()) == 2
