@@ -341,3 +341,9 @@ def test_track_and_upsert_in_one_process_share_the_keys_budget(
     assert tracked["flameup_status"].tolist() == ["sent"] * 20
     assert set(upserted[0]["flameup_status"]) == {"created"}
     assert server.request_count(status=429) == 0
+
+
+def test_the_report_names_the_users_own_columns() -> None:
+    df = pd.DataFrame({"who": ["u1"], "what": [""], "when": [pd.Timestamp("2026-01-01", tz="UTC")]})
+    report = df.flameup.validate_events(user_id="who", event_column="what", timestamp="when")
+    assert report[["column", "check"]].values.tolist() == [["what", "event_name"]]

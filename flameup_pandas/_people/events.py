@@ -180,7 +180,10 @@ def plan_events(df: pd.DataFrame, rules: EventRules, now: dt.datetime) -> EventP
     )
     report = pd.concat(
         [
-            _run_schema(_schema(now + rules.future_tolerance), canonical, stamp_problems),
+            _named(
+                _run_schema(_schema(now + rules.future_tolerance), canonical, stamp_problems),
+                rules,
+            ),
             _report_rows(stamp_problems, str(rules.timestamp), df[rules.timestamp]),
         ],
         ignore_index=True,
@@ -387,6 +390,19 @@ def _from_cases(cases: pd.DataFrame, stamp_problems: dict[int, str]) -> pd.DataF
         values.append(None if whole_row or check.endswith("_required") else failure)
     rows_seen = pd.DataFrame({"row": rows, "column": columns, "check": checks, "value": values})
     return rows_seen.drop_duplicates(["row", "column", "check"]).astype({"row": np.int64})
+
+
+def _named(report: pd.DataFrame, rules: EventRules) -> pd.DataFrame:
+    """The report with the canonical columns named as the user's frame names them."""
+    names = {
+        "userId": str(rules.user_id),
+        "email": str(rules.email),
+        "event": str(rules.event_column) if rules.event_column is not None else "event",
+        "timestamp": str(rules.timestamp),
+        "event_id": str(rules.event_id_column),
+    }
+    report["column"] = [names.get(c, c) if isinstance(c, str) else c for c in report["column"]]
+    return report
 
 
 def _report_rows(problems: dict[int, str], column: str, series: pd.Series) -> pd.DataFrame:
