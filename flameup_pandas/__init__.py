@@ -24,7 +24,7 @@ from ._api import (
     upsert_file,
     validate,
 )
-from ._events_api import track, track_file, validate_events
+from ._events_api import read_events, track, track_file, validate_events
 from ._people.schema import PeopleSchema
 from ._run.progress import Progress
 from ._run.result import STATUSES, RunReport, Summary
@@ -79,6 +79,7 @@ __all__ = [
     "TransportError",
     "UpsertInterrupted",
     "__version__",
+    "read_events",
     "read_people",
     "to_people",
     "track",

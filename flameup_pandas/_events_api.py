@@ -17,8 +17,11 @@ from ._people.events import EventRules, plan_events
 from ._run.options import DELIVERY_KEYWORDS, Delivery, DeliveryOptions, check_keywords
 from ._run.sources import open_rows, read_chunks
 from ._run.track import TrackRun, track_frame
+from ._send.track import EventSender
 
-__all__ = ["track", "track_file", "validate_events"]
+EVENT_FIELDS = ("id", "workspace_id", "person_id", "event", "timestamp", "created_at")
+
+__all__ = ["read_events", "track", "track_file", "validate_events"]
 
 
 def track(
@@ -148,3 +151,62 @@ def track_file(
         text = {name: "string" for name in ("flameup_event_id", "flameup_status", "flameup_error")}
         result.astype(text).to_parquet(results)
     return result
+
+
+def read_events(
+    *,
+    workspace_id: str | None = None,
+    user_id: str | None = None,
+    event: str | None = None,
+    since: dt.datetime | str | None = None,
+    until: dt.datetime | str | None = None,
+    **options: Unpack[DeliveryOptions],
+) -> pd.DataFrame:
+    """The events Flameup holds, paged from the events listing into a frame, oldest first.
+
+    One row per event: ``id``, ``workspace_id``, ``person_id``, ``event``, ``timestamp`` and
+    ``created_at`` (UTC datetimes), then each parameter as a column of its own name
+    (``parameters.<name>`` where a parameter is named like one of those fields), missing where
+    an event lacks it. ``user_id`` (the external id or email), ``event``, ``since`` and
+    ``until`` (datetimes or ISO 8601) filter on the server. ``workspace_id``: the workspace
+    whose events are read; None: the one a listed person names. Pages share the key's budget
+    with any other run in the process.
+
+    Example::
+
+        purchases = flameup_pandas.read_events(event="purchase_completed", since="2026-01-01")
+    """
+    check_keywords("read_events", options, DELIVERY_KEYWORDS - {"concurrency"})
+    filters = {
+        name: value.isoformat() if isinstance(value, dt.datetime) else value
+        for name, value in (
+            ("user_id", user_id),
+            ("event", event),
+            ("since", since),
+            ("until", until),
+        )
+        if value is not None
+    }
+    sender = Delivery(**options).open()
+    try:
+        listed = list(EventSender(sender.deliverer, workspace_id).listed(filters))
+    finally:
+        sender.close()
+    return _events_frame(listed)
+
+
+def _events_frame(listed: list[dict[str, Any]]) -> pd.DataFrame:
+    fields = pd.DataFrame(
+        [{f: e.get(f) for f in EVENT_FIELDS} for e in listed], columns=list(EVENT_FIELDS)
+    )
+    for name in ("timestamp", "created_at"):
+        fields[name] = pd.to_datetime(fields[name], utc=True, format="ISO8601")
+    shown = [e.get("parameters", e.get("properties")) or {} for e in listed]
+    names = list(dict.fromkeys(n for p in shown for n in p))
+    columns = {
+        (f"parameters.{n}" if n in EVENT_FIELDS else n): pd.Series(
+            [p.get(n) for p in shown], dtype=object
+        )
+        for n in names
+    }
+    return pd.concat([fields, pd.DataFrame(columns, index=fields.index)], axis=1)

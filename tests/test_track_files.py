@@ -124,3 +124,43 @@ def test_the_airflow_callable_returns_counts_and_fails_past_the_allowance(
         track_file_task(path, event="visit", state=state, rate_limit=None)
     assert failed.value.summary == {"rows": 3, "skipped": 2, "invalid": 1}
     assert len(env.events()) == 2
+
+
+def test_read_events_pages_the_listing_into_a_frame(env: FlameupServer) -> None:
+    from flameup_pandas import read_events
+
+    frame = pd.DataFrame(
+        {
+            "userId": [f"u{i % 3}" for i in range(130)],
+            "timestamp": [
+                pd.Timestamp("2026-01-01", tz="UTC") + pd.Timedelta(minutes=i) for i in range(130)
+            ],
+            "n": range(130),
+            "id": ["x"] * 130,
+        }
+    )
+    frame.flameup.track(event="view", rate_limit=None, workspace_id=env.workspace_id)
+    every = read_events(workspace_id=env.workspace_id, rate_limit=None)
+    assert len(every) == 130 and every["id"].is_unique  # two pages of 100
+    assert every["n"].tolist() == list(range(130))
+    assert every["parameters.id"].eq("x").all()
+    assert (
+        str(every["timestamp"].dtype) == "datetime64[us, UTC]"
+        or every["timestamp"].dt.tz is not None
+    )
+    some = read_events(
+        workspace_id=env.workspace_id,
+        user_id="u1",
+        since=pd.Timestamp("2026-01-01T00:10:00", tz="UTC").to_pydatetime(),
+        until="2026-01-01T00:20:00Z",
+        rate_limit=None,
+    )
+    assert some["n"].tolist() == [10, 13, 16, 19]
+    assert read_events(workspace_id=env.workspace_id, event="none", rate_limit=None).empty
+
+
+def test_read_events_without_a_workspace_says_why(env: FlameupServer) -> None:
+    from flameup_pandas import FlameupError, read_events
+
+    with pytest.raises(FlameupError, match="workspace_id="):
+        read_events(rate_limit=None)  # no person to read the workspace from

@@ -21,14 +21,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from .._people.events import Event
-from ..exceptions import TransportError
+from ..exceptions import FlameupError, TransportError
 from .client import Answer, FlameupClient, is_page_answer
 from .delivery import Deliverer, GaveUp, auth_error, stop_error
 
@@ -183,6 +183,25 @@ class EventSender:
             offset += len(body["events"])
             if not body["events"] or offset >= body["total"]:
                 return None
+
+    def listed(self, filters: dict[str, str]) -> Iterator[dict[str, Any]]:
+        """Every event the listing holds that matches ``filters`` (``user_id``, ``event``,
+        ``since``, ``until``), oldest first, page by page; raises APIError when it cannot."""
+        try:
+            path = f"/workspaces/{self._workspace()}/events"
+        except _CannotTell as exc:
+            raise FlameupError(f"cannot list events: {exc}") from None
+        offset = 0
+        while True:
+            try:
+                body = self._get(path, {**filters, "limit": PAGE, "offset": offset}, is_events_page)
+            except _CannotTell as exc:
+                raise FlameupError(f"GET {path}: {exc}") from None
+            events = [e for e in body["events"] if isinstance(e, dict)]
+            yield from events
+            offset += len(body["events"])
+            if not body["events"] or offset >= body["total"]:
+                return
 
     def _workspace(self) -> str:
         if self.workspace_id is None:
