@@ -57,7 +57,9 @@ def track(
     not tell; a later run with the same state settles it. ``max_duration`` (seconds): start no
     event after that; the rest are ``skipped`` and a rerun with the state continues. Delivery
     keywords (``client``, ``api_key``, ``base_url``, ``rate_limit``, ``retry``...) are
-    :func:`upsert`'s; events go one at a time under the key's shared rate budget.
+    :func:`upsert`'s; events go one at a time under the key's shared rate budget. Ctrl-C or
+    SIGTERM raises :class:`~flameup_pandas.UpsertInterrupted` whose ``result`` is the frame so
+    far (rows not answered are ``failed``).
 
     >>> import pandas as pd, flameup_pandas
     >>> df = pd.DataFrame({"userId": ["u1"], "timestamp": [pd.Timestamp("2026-01-02", tz="UTC")],

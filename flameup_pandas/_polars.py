@@ -107,10 +107,16 @@ class PolarsFlameup:
         flameup_error added (see :func:`flameup_pandas.track`)."""
         import polars as pl
 
-        result = _events_api.track(self._pandas(), **options)
-        return self._df.with_columns(
-            pl.Series(name, result[name].tolist(), dtype=pl.String) for name in EVENT_COLUMNS
-        )
+        def polars_result(result: pd.DataFrame) -> pl.DataFrame:
+            return self._df.with_columns(
+                pl.Series(name, result[name].tolist(), dtype=pl.String) for name in EVENT_COLUMNS
+            )
+
+        try:
+            return polars_result(_events_api.track(self._pandas(), **options))
+        except UpsertInterrupted as stop:
+            result = polars_result(stop.result)
+            raise UpsertInterrupted(str(stop), result=result, signal=stop.signal) from None
 
     def _result(self, result: pd.DataFrame) -> pl.DataFrame:
         import polars as pl

@@ -347,3 +347,41 @@ def test_the_report_names_the_users_own_columns() -> None:
     df = pd.DataFrame({"who": ["u1"], "what": [""], "when": [pd.Timestamp("2026-01-01", tz="UTC")]})
     report = df.flameup.validate_events(user_id="who", event_column="what", timestamp="when")
     assert report[["column", "check"]].values.tolist() == [["what", "event_name"]]
+
+
+def test_ctrl_c_returns_the_rows_answered_and_a_rerun_sends_each_event_once(
+    flameup_server_factory: Any, tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import threading
+    import time
+
+    from flameup_pandas import UpsertInterrupted
+
+    server = flameup_server_factory(rate_limit=10, rate_window=1.0)
+    state = tmp_path / "events.state"
+    df = events_frame(40)
+    options = to(server, state=state)
+
+    def interrupt_after_three() -> None:
+        deadline = time.monotonic() + 60
+        while len(server.events()) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    killer = threading.Thread(target=interrupt_after_three)
+    killer.start()
+    with pytest.raises(UpsertInterrupted) as stop:
+        df.flameup.track(event="e", **options)
+    killer.join()
+    partial = stop.value.result
+    assert stop.value.signal == signal.SIGINT
+    statuses = partial["flameup_status"]
+    # the third may be stored with its answer still on the way: failed, "may have been stored"
+    assert set(statuses) <= {"sent", "failed"} and (statuses == "sent").sum() >= 2
+    assert partial["flameup_error"][statuses == "failed"].str.startswith("interrupted").all()
+    rest = df.flameup.track(event="e", **options)
+    assert set(rest["flameup_status"]) <= {"sent", "skipped"}
+    stored = server.events()
+    assert len(stored) == 40 and stored["user_id"].is_unique

@@ -25,8 +25,11 @@ from pathlib import Path
 import pandas as pd
 
 from .._people.events import Event, EventPlan, EventRules, plan_events
+from .._send.delivery import IN_FLIGHT, NOT_SENT
 from .._send.track import EventOutcome, EventSender
+from ..exceptions import UpsertInterrupted
 from .event_state import OPEN_STATUSES, EventState
+from .interrupt import Stopped, interruptible, shielded
 from .options import Delivery
 
 __all__ = ["TrackRun", "track_frame"]
@@ -52,6 +55,8 @@ class _Rows:
     """The three result columns, filled as the run goes."""
 
     n: int
+    in_flight: int | None = None
+    """The position of the event being sent (or looked up), if any."""
     ids: list[str | None] = field(init=False)
     statuses: list[str | None] = field(init=False)
     errors: list[str | None] = field(init=False)
@@ -80,10 +85,23 @@ def track_frame(
         if state is not None:
             to_send = _not_confirmed(plan, to_send, state, rows)
         if to_send:
-            _send_all(plan, to_send, rows, state, delivery, run)
+            with interruptible():
+                _send_all(plan, to_send, rows, state, delivery, run)
+    except Stopped as stop:
+        _settle_interrupted(rows)
+        raise UpsertInterrupted(
+            f"interrupted ({stop}): the rows not answered are failed; with state= a rerun "
+            "sends only what Flameup does not hold",
+            result=_result(df, rows),
+            signal=stop.signum,
+        ) from None
     finally:
         if state is not None:
             state.close()
+    return _result(df, rows)
+
+
+def _result(df: pd.DataFrame, rows: _Rows) -> pd.DataFrame:
     out = df.copy()
     out["flameup_event_id"] = pd.Series(rows.ids, index=df.index, dtype=object)
     out["flameup_status"] = pd.Series(rows.statuses, index=df.index, dtype=object)
@@ -144,8 +162,13 @@ def _send_all(
                 return
             event = plan.events[i]
             assert event is not None
+            rows.in_flight = i
             outcome = _deliver(event, events, state)
-            rows.set(i, outcome.status, outcome.event_id, outcome.error)
+            with shielded():  # the state and the row are settled together
+                if state is not None:
+                    _remember(state, event, outcome)
+                rows.set(i, outcome.status, outcome.event_id, outcome.error)
+                rows.in_flight = None
     finally:
         sender.close()
 
@@ -155,14 +178,11 @@ def _deliver(event: Event, events: EventSender, state: EventState | None) -> Eve
     if state is not None and state.status(event.key) in OPEN_STATUSES:
         known = events.resolve(event, "an earlier run may have sent it")
         if known is not None:
-            _remember(state, event, known)
             return known
     if state is not None:
-        state.record(event.key, "pending")
-    outcome = events.send(event)
-    if state is not None:
-        _remember(state, event, outcome)
-    return outcome
+        with shielded():
+            state.record(event.key, "pending")
+    return events.send(event)
 
 
 def _remember(state: EventState, event: Event, outcome: EventOutcome) -> None:
@@ -172,6 +192,13 @@ def _remember(state: EventState, event: Event, outcome: EventOutcome) -> None:
         state.record(event.key, "uncertain")
     else:
         state.record(event.key, "clear")
+
+
+def _settle_interrupted(rows: _Rows) -> None:
+    """After Ctrl-C or SIGTERM: the event in flight may be stored, the others were not sent."""
+    for i in range(rows.n):
+        if rows.statuses[i] is None:
+            rows.set(i, "failed", error=IN_FLIGHT if i == rows.in_flight else NOT_SENT)
 
 
 def _out_of_time(positions: list[int], rows: _Rows, limit: float) -> None:
