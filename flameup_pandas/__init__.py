@@ -28,6 +28,7 @@ from ._api import (
     upsert_file,
     validate,
 )
+from ._events_api import read_events, track, track_file, validate_events
 from ._people.schema import PeopleSchema
 from ._run.changes import FieldChange, PlanSummary
 from ._run.progress import Progress
@@ -90,11 +91,15 @@ __all__ = [
     "plan",
     "plan_arrow",
     "plan_file",
+    "read_events",
     "read_people",
     "to_people",
+    "track",
+    "track_file",
     "unlock_state",
     "upsert",
     "upsert_arrow",
     "upsert_file",
     "validate",
+    "validate_events",
 ]

@@ -6,7 +6,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import _api
+from . import _api, _events_api
 from ._run.changes import PlanSummary, summarize_plan
 from ._run.result import Summary, summarize
 
@@ -45,6 +45,14 @@ class FlameupAccessor:
     def upsert(self, **options: Any) -> pd.DataFrame:
         """Send the rows; the result frame (see :func:`flameup_pandas.upsert`)."""
         return _api.upsert(self._df, **options)
+
+    def track(self, **options: Any) -> pd.DataFrame:
+        """Send the rows as events; the result frame (see :func:`flameup_pandas.track`)."""
+        return _events_api.track(self._df, **options)
+
+    def validate_events(self, **options: Any) -> pd.DataFrame:
+        """Every problem of the rows as events (see :func:`flameup_pandas.validate_events`)."""
+        return _events_api.validate_events(self._df, **options)
 
     def summary(self) -> Summary | PlanSummary:
         """Counts per status and the run's figures, for a frame that upsert() returned; for a

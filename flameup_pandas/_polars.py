@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from . import _api
+from . import _api, _events_api
+from ._people.events import RESULT_COLUMNS as EVENT_COLUMNS
 from ._run.changes import PLAN_COLUMNS, PlanSummary, summarize_plan
 from ._run.result import (
     RESULT_COLUMNS,
@@ -116,6 +117,22 @@ class PolarsFlameup:
             return self._result(_api.upsert(self._pandas(), **options))
         except UpsertInterrupted as stop:
             result = self._result(stop.result)
+            raise UpsertInterrupted(str(stop), result=result, signal=stop.signal) from None
+
+    def track(self, **options: Any) -> pl.DataFrame:
+        """Send the rows as events; the frame with flameup_event_id, flameup_status and
+        flameup_error added (see :func:`flameup_pandas.track`)."""
+        import polars as pl
+
+        def polars_result(result: pd.DataFrame) -> pl.DataFrame:
+            return self._df.with_columns(
+                pl.Series(name, result[name].tolist(), dtype=pl.String) for name in EVENT_COLUMNS
+            )
+
+        try:
+            return polars_result(_events_api.track(self._pandas(), **options))
+        except UpsertInterrupted as stop:
+            result = polars_result(stop.result)
             raise UpsertInterrupted(str(stop), result=result, signal=stop.signal) from None
 
     def _result(self, result: pd.DataFrame) -> pl.DataFrame:

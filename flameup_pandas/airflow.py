@@ -35,13 +35,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._api import upsert_file
+from ._events_api import track_file
 from ._run.progress import Progress
 from .exceptions import ChangeGuardError, FlameupError, UpsertInterrupted
 
 if TYPE_CHECKING:
     import pyarrow.dataset as ds
 
-__all__ = ["RunStoppedError", "TooManyFailedRowsError", "upsert_file_task"]
+__all__ = ["RunStoppedError", "TooManyFailedRowsError", "track_file_task", "upsert_file_task"]
 
 logger = logging.getLogger("flameup_pandas.airflow")
 
@@ -165,6 +166,50 @@ def upsert_file_task(
     if summary.problems > allowed:
         raise TooManyFailedRowsError(_too_many(out, summary.problems, allowed, results), out)
     return out
+
+
+def track_file_task(
+    path: Any,
+    *,
+    state: str | Path | None = None,
+    results: str | Path | None = None,
+    max_failed: int = 0,
+    **options: Any,
+) -> dict[str, Any]:
+    """Send a file's rows as events for an Airflow task; return the counts per status.
+
+    Runs :func:`flameup_pandas.track_file` (the other keywords go to it: ``event=`` or
+    ``event_column=``, ``timestamp=``, ``workspace_id=``, ``max_duration=``...) and returns
+    ``{"rows": n, "sent": ..., "skipped": ..., ...}`` (plain ints, fit for XCom) plus
+    ``results`` when a results file was written. Fails with
+    :class:`TooManyFailedRowsError` when more than ``max_failed`` rows are ``invalid``,
+    ``rejected``, ``failed`` or ``uncertain``. A retried task with the same ``state=`` (a
+    local file the worker keeps) sends no event Flameup confirmed, and looks up the ones a
+    killed attempt may have sent before sending them (see the events guide).
+
+    Example (needs FLAMEUP_API_KEY and a reachable server, so it is not a doctest)::
+
+        counts = track_file_task("purchases.parquet", event="purchase_completed",
+                                 state="/data/flameup/events.state", max_failed=5)
+    """
+    result = track_file(path, state=state, results=results, **options)
+    statuses = result["flameup_status"].tolist()
+    out: dict[str, Any] = {"rows": len(statuses)}
+    out.update({status: statuses.count(status) for status in dict.fromkeys(statuses)})
+    if results is not None:
+        out["results"] = str(results)
+    logger.info("flameup track of %s: %s", _name(path), _one_line(out))
+    unsettled = sum(n for s, n in out.items() if s in _EVENT_PROBLEMS)
+    if unsettled > max_failed:
+        raise TooManyFailedRowsError(
+            f"{unsettled:,} of {len(statuses):,} events need attention, more than the "
+            f"{max_failed:,} allowed",
+            out,
+        )
+    return out
+
+
+_EVENT_PROBLEMS = frozenset({"invalid", "rejected", "failed", "uncertain"})
 
 
 def _allowance(rows: int, max_failed: int, max_failed_share: float | None) -> int:

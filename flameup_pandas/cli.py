@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 
 from ._api import export_people, plan_arrow, plan_file, unlock_state, upsert_arrow, upsert_file
+from ._cli_track import add_track_command
 from ._run.changes import parse_limit, summarize_plan
 from ._run.plan import Rules
 from ._run.progress import Progress
@@ -151,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_table_arguments(validate)
     validate.add_argument("--limit", type=int, default=50, help="problems to print (default 50)")
     validate.set_defaults(run=run_validate)
+
+    add_track_command(commands, add_local_argument, local_server, parse_column_types)
 
     export = commands.add_parser(
         "export", help="write every person Flameup holds to a parquet file, page by page"

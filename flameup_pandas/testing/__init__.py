@@ -18,7 +18,10 @@ log with bodies and answers, rate-limit windows and a faults form, rendered on t
 
 Routes under ``/api/v1``: ``POST /people/batch``, ``POST /people`` (201 when created, 200
 when updated), ``GET /people/{id}`` (external id or email), ``PUT /people/{id}`` (traits
-merged), ``GET /people?limit&offset&status&search``.
+merged), ``GET /people?limit&offset&status&search``; events: ``POST /track``, the older
+``POST /workspaces/{id}/events`` and ``GET /workspaces/{id}/events?limit&offset&user_id&event&
+since&until`` (see ``_event_endpoints``), shown by :meth:`FlameupServer.events` and on the web
+view's Events page.
 
 Batch rules: 1 to 100 people, each an object with a ``userId`` (string, at most 255
 characters) and/or an ``email`` (at most 254, ``local@domain.tld``, at most 64 before the

@@ -30,6 +30,7 @@ from werkzeug.wrappers import Request
 
 from ._answers import Answer, envelope_error, maintenance_page, rate_limited, simple_error
 from ._endpoints import Endpoints, Exchange, Handler
+from ._event_endpoints import EventEndpoints
 from ._faults import FaultDecision, FaultInjector, Outcome
 from ._ratelimit import RateLimiter
 from ._records import Bodies, RecordedRequest, RequestLog
@@ -65,6 +66,7 @@ class FlameupApp:
         self.injector = injector
         self.log = log
         self.endpoints = Endpoints(store, per_person_errors)
+        self.events = EventEndpoints(store)
         self.web_view = web_view
         self._keys: dict[str, ApiKey] = {k.key: k for k in store.api_keys()}
         self._idle = threading.Condition()
@@ -227,7 +229,28 @@ class FlameupApp:
             if method == "PUT":
                 return e.update, "people:write", identifier
             return _not_allowed(method, path)
-        return simple_error(404, "Not Found", f"No route for {API_PREFIX}{path}")
+        return self._event_route(ex) or simple_error(
+            404, "Not Found", f"No route for {API_PREFIX}{path}"
+        )
+
+    def _event_route(self, ex: Exchange) -> tuple[Handler, str, str | None] | Answer | None:
+        """The events routes: ``/track`` and ``/workspaces/{id}/events``; None for others."""
+        e, path, method = self.events, ex.path, ex.method
+        if path == "/track":
+            return (
+                (e.track, "events:write", None) if method == "POST" else _not_allowed(method, path)
+            )
+        match = _WORKSPACE_EVENTS.fullmatch(path)
+        if match is None:
+            return None
+        if method in ("GET", "HEAD"):
+            return e.list_events, "events:read", match[1]
+        if method == "POST":
+            return e.track_legacy, "events:write", match[1]
+        return _not_allowed(method, path)
+
+
+_WORKSPACE_EVENTS = re.compile(r"/workspaces/([^/]+)/events")
 
 
 class _Trace:
@@ -243,7 +266,7 @@ class _Trace:
     ) -> RecordedRequest:
         return RecordedRequest(
             method=ex.method,
-            path=API_PREFIX + ex.path if ex.path.startswith("/people") else ex.path,
+            path=API_PREFIX + ex.path if ex.path.startswith(_API_PATHS) else ex.path,
             status=None if answer is None else answer.status,
             people_count=ex.people_count() if ex.method in ("POST", "PUT") else 0,
             key_index=self.key_index,
@@ -253,6 +276,10 @@ class _Trace:
             request_id=ex.request_id,
             stored=self.stored,
         )
+
+
+_API_PATHS = ("/people", "/track", "/workspaces/")
+"""Paths already stripped of API_PREFIX by the time a request is recorded."""
 
 
 def _is_api(path: str) -> bool:

@@ -21,7 +21,7 @@ from ._rules import WHOLE_PERSON, check_batch_body, check_person, check_traits, 
 from ._shapes import check_shape, shaped
 from ._store import Store
 
-__all__ = ["STATUSES", "Endpoints", "Exchange", "Handler"]
+__all__ = ["STATUSES", "Endpoints", "Exchange", "Handler", "paging"]
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
@@ -139,10 +139,10 @@ class Endpoints:
         return Answer(200, self._shown(person)) if person else _not_found(ex)
 
     def list_people(self, ex: Exchange, _: str | None) -> Answer:
-        paging = _paging(ex.args)
-        if isinstance(paging, Answer):
-            return paging
-        limit, offset = paging
+        pages = paging(ex.args)
+        if isinstance(pages, Answer):
+            return pages
+        limit, offset = pages
         status, search = ex.args.get("status"), ex.args.get("search")
         if status and status not in STATUSES:
             return validation_error(
@@ -153,7 +153,7 @@ class Endpoints:
         return Answer(200, {"people": shown, "total": total, "limit": limit, "offset": offset})
 
 
-def _paging(args: dict[str, str]) -> tuple[int, int] | Answer:
+def paging(args: dict[str, str]) -> tuple[int, int] | Answer:
     values: dict[str, int] = {}
     for name, default in (("limit", DEFAULT_LIMIT), ("offset", 0)):
         try:

@@ -121,6 +121,7 @@ def when(unix: float) -> Html:
 
 SECTIONS = (
     ("/", "People"),
+    ("/events", "Events"),
     ("/requests", "Requests"),
     ("/rate-limit", "Rate limit"),
     ("/faults", "Faults"),

@@ -22,6 +22,7 @@ from ._rules import KNOWN_TRAITS
 
 __all__ = [
     "Paging",
+    "events_page",
     "faults_page",
     "message_page",
     "people_page",
@@ -129,10 +130,53 @@ def person_page(
         el("dl", fields, id="fields"),
         el("h2", "Attributes"),
         traits,
+        el("p", el("a", "Events of this person", href=_events_href(person))),
         el("h2", "Requests that touched this person"),
         el("p", f"Searched among the latest {KEPT_BODIES} requests, whose bodies are kept."),
         _requests_table("Requests, newest first", touched, keys) if touched else el("p", "None."),
     ]
+
+
+def _events_href(person: Mapping[str, Any]) -> str:
+    user = person.get("external_id") or person.get("email") or ""
+    return "/events?" + urlencode({"user": str(user)})
+
+
+def events_page(events: Sequence[Mapping[str, Any]], user: str, paging: Paging) -> Part:
+    """The events table, newest stored last; ``user`` narrows it to one person's."""
+    form = el(
+        "form",
+        el("label", "Events of the user (external id or email)", for_="user"),
+        " ",
+        el("input", type="search", id="user", name="user", value=user),
+        " ",
+        el("button", "Show", type="submit"),
+        role="search",
+        method="get",
+        action="/events",
+    )
+    if not events:
+        found = f"No events of {user!r}." if user else "No events stored yet."
+        return [form, el("p", found)]
+    headers = ["event", "user", "person", "timestamp", "parameters", "id", "created_at"]
+    rows = [
+        [
+            e["event"],
+            e["user_id"],
+            el("a", "person", href=f"/people/{quote(str(e['person_id']), safe='')}")
+            if e["person_id"]
+            else "(none)",
+            e["timestamp"],
+            shown(e["parameters"]),
+            e["id"],
+            e["created_at"],
+        ]
+        for e in events
+    ]
+    of = f" of {user!r}" if user else ""
+    caption = f"{paging.total} events{of}, oldest stored first"
+    scroll = el("div", table(caption, headers, rows, id="events"), class_="scroll")
+    return [form, scroll, _pager("/events", paging)]
 
 
 def status_text(status: int | None) -> str:

@@ -17,7 +17,7 @@ from ._faults import FaultInjector, Faults
 from ._ratelimit import DOCUMENTED_LIMIT, RateLimiter, RatePolicy
 from ._records import RecordedRequest, RequestLog
 from ._shapes import check_shape
-from ._store import ALL_PERMISSIONS, Store
+from ._store import ALL_PERMISSIONS, EVENT_FIELDS, EventFilters, Store
 from ._ui import Controls, WebView
 
 if TYPE_CHECKING:
@@ -263,7 +263,8 @@ class FlameupServer:
     def add_key(self, permissions: Sequence[str] = ALL_PERMISSIONS) -> str:
         """A new valid key of the same workspace, with its own rate-limit window.
 
-        ``permissions`` out of ``people:read``, ``people:write``, ``people:list``; a key
+        ``permissions`` out of ``people:read``, ``people:write``, ``people:list``,
+        ``events:write`` and ``events:read``; a key
         without the one an endpoint needs gets 403.
         """
         unknown = set(permissions) - set(ALL_PERMISSIONS)
@@ -283,6 +284,15 @@ class FlameupServer:
         return pd.DataFrame(
             [{c: row[c] for c in PEOPLE_COLUMNS} for row in rows], columns=list(PEOPLE_COLUMNS)
         )
+
+    def events(self) -> pd.DataFrame:
+        """Every stored event, oldest first, one row each (``parameters`` holds dicts): ``id``,
+        ``workspace_id``, ``person_id``, ``user_id`` (the external id or email it was sent
+        with), ``event``, ``parameters``, ``timestamp``, ``created_at``."""
+        import pandas as pd
+
+        events, _ = self._store.events_page(-1, 0, EventFilters())
+        return pd.DataFrame(events, columns=list(EVENT_FIELDS))
 
     def person(self, identifier: str) -> dict[str, Any] | None:
         """The person object with this external id (else email), or None."""

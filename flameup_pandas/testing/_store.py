@@ -32,9 +32,15 @@ import orjson
 
 from ._rules import KNOWN_TRAITS, PersonInput
 
-__all__ = ["ALL_PERMISSIONS", "ApiKey", "Store", "UpsertResult"]
+__all__ = ["ALL_PERMISSIONS", "EVENT_FIELDS", "ApiKey", "EventFilters", "Store", "UpsertResult"]
 
-ALL_PERMISSIONS = ("people:read", "people:write", "people:list")
+ALL_PERMISSIONS = (
+    "people:read",
+    "people:write",
+    "people:list",
+    "events:write",
+    "events:read",
+)
 
 PERSON_FIELDS = (
     "id",
@@ -83,7 +89,29 @@ CREATE TABLE IF NOT EXISTS people (
     first_seen_at TEXT NOT NULL, last_seen_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS people_email ON people (email_key, seq);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT UNIQUE NOT NULL,
+    user_key TEXT NOT NULL, person_id TEXT,
+    event TEXT NOT NULL, parameters TEXT NOT NULL,
+    timestamp TEXT NOT NULL, created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_user ON events (user_key, seq);
 """
+
+EVENT_FIELDS = (
+    "id",
+    "workspace_id",
+    "person_id",
+    "user_id",
+    "event",
+    "parameters",
+    "timestamp",
+    "created_at",
+)
+_EVENT_SELECT = (
+    "SELECT id, person_id, user_key, event, parameters, timestamp, created_at FROM events"
+)
 
 
 @dataclass(frozen=True)
@@ -93,6 +121,33 @@ class ApiKey:
     index: int
     key: str
     permissions: frozenset[str]
+
+
+@dataclass(frozen=True)
+class EventFilters:
+    """The listing's filters: the user (external id or email), the name, a time range.
+
+    ``since`` and ``until`` are normalised UTC timestamps (as stored), both inclusive.
+    """
+
+    user_id: str | None = None
+    event: str | None = None
+    since: str | None = None
+    until: str | None = None
+
+    def where(self) -> tuple[str, tuple[str, ...]]:
+        clauses: list[str] = []
+        params: list[str] = []
+        for value, clause in (
+            (self.user_id, "user_key = ?"),
+            (self.event, "event = ?"),
+            (self.since, "timestamp >= ?"),
+            (self.until, "timestamp <= ?"),
+        ):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
 
 
 @dataclass(frozen=True)
@@ -274,6 +329,59 @@ class Store:
         with self._lock:
             rows = self._db.execute(f"{_SELECT} ORDER BY seq").fetchall()
         return [self._person(row) for row in rows]
+
+    # events
+
+    def add_event(
+        self, user: str, event: str, parameters: dict[str, Any], timestamp: str | None
+    ) -> dict[str, Any]:
+        """Store one event of the person with external id (else email) ``user``; the event.
+
+        The person is looked up, not created: ``person_id`` is None when there is none.
+        """
+        with self._transaction() as db:
+            row = self._find(db, user)
+            now = self._clock.now()
+            values = (
+                f"evt_{uuid.uuid4().hex[:24]}",
+                None if row is None else row[1],
+                user,
+                event,
+                orjson.dumps(parameters).decode(),
+                timestamp or now,
+                now,
+            )
+            db.execute(
+                "INSERT INTO events (id, person_id, user_key, event, parameters, timestamp,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                values,
+            )
+        return self._event(values)
+
+    def events_page(
+        self, limit: int, offset: int, filters: EventFilters
+    ) -> tuple[list[dict[str, Any]], int]:
+        """One page of events (oldest stored first) and the total that match the filters."""
+        where, params = filters.where()
+        with self._lock:
+            total = self._db.execute(f"SELECT COUNT(*) FROM events{where}", params).fetchone()
+            rows = self._db.execute(
+                f"{_EVENT_SELECT}{where} ORDER BY seq LIMIT ? OFFSET ?", (*params, limit, offset)
+            ).fetchall()
+        return [self._event(row) for row in rows], int(total[0])
+
+    def _event(self, row: tuple[Any, ...]) -> dict[str, Any]:
+        event_id, person_id, user, name, parameters, timestamp, created_at = row
+        return {
+            "id": event_id,
+            "workspace_id": self.workspace_id,
+            "person_id": person_id,
+            "user_id": user,
+            "event": name,
+            "parameters": orjson.loads(parameters),
+            "timestamp": timestamp,
+            "created_at": created_at,
+        }
 
     def _find(self, db: sqlite3.Connection, identifier: str) -> tuple[Any, ...] | None:
         row = db.execute(f"{_SELECT} WHERE external_id = ?", (identifier,)).fetchone()

@@ -33,7 +33,7 @@ from ._faults_form import form_fields, form_values, parse_form
 from ._html import CSS, Part, page
 from ._ratelimit import RateLimiter
 from ._records import RequestLog
-from ._store import ApiKey, Store
+from ._store import ApiKey, EventFilters, Store
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -57,6 +57,7 @@ _ROUTES = Map(
         Rule("/", endpoint="people", methods=["GET"]),
         Rule("/people", endpoint="people", methods=["GET"]),
         Rule("/people/<person_id>", endpoint="person", methods=["GET"]),
+        Rule("/events", endpoint="events", methods=["GET"]),
         Rule("/requests", endpoint="requests", methods=["GET"]),
         Rule("/requests/<request_id>", endpoint="request", methods=["GET"]),
         Rule("/rate-limit", endpoint="rate", methods=["GET"]),
@@ -173,6 +174,15 @@ class WebView:
         title = f"Person {person['external_id'] or person['email'] or person['id']}"
         content = _pages.person_page(person, seen, self._labels())
         return self._html(title, content, section="/")
+
+    def _events(self, request: Request) -> Response:
+        user = request.args.get("user", "").strip()
+        number = _page_number(request)
+        paging = _pages.Paging(number, PAGE_SIZE, 0, {"user": user} if user else {})
+        filters = EventFilters(user_id=user or None)
+        events, total = self.store.events_page(PAGE_SIZE, paging.offset, filters)
+        paging = _pages.Paging(number, PAGE_SIZE, total, paging.query)
+        return self._html("Events", _pages.events_page(events, user, paging), section="/events")
 
     def _requests(self, request: Request) -> Response:
         records = list(reversed(self.log.snapshot()))

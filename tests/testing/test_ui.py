@@ -31,7 +31,7 @@ HOSTILE = [
     "&lt;already escaped&gt; & ampersand",
     "' onmouseover='alert(1)",
 ]
-PAGES = ["/", "/requests", "/rate-limit", "/faults"]
+PAGES = ["/", "/events", "/requests", "/rate-limit", "/faults"]
 
 
 def own_origin(server: FlameupServer) -> str:

@@ -272,3 +272,33 @@ def test_keyboard_reaches_the_content_first(browser, filled) -> None:
     assert browser.switch_to.active_element.get_attribute("id") == "main"
     browser.switch_to.active_element.send_keys(Keys.TAB)
     assert browser.switch_to.active_element.get_attribute("id") == "search"
+
+
+def test_events_page_lists_tracked_events_and_each_persons_own(browser) -> None:
+    with FlameupServer(rate_limit=1000) as server:
+        target = {"api_key": server.api_key, "base_url": server.base_url, "rate_limit": None}
+        pd.DataFrame({"userId": ["e1"]}).flameup.upsert(progress=False, **target)
+        events = pd.DataFrame(
+            {
+                "userId": ["e1", "e2", "e1"],
+                "name": ["signed_up", HOSTILE_NAME, "purchase"],
+                "timestamp": pd.to_datetime(["2026-01-01", "2026-01-02", "2026-01-03"], utc=True),
+                "amount": [None, 2.5, 10.0],
+            }
+        )
+        result = events.flameup.track(event_column="name", **target)
+        assert result["flameup_status"].tolist() == ["sent"] * 3
+        open_page(browser, f"{server.ui_url}events", "Events")
+        assert [r[:2] for r in rows(browser, "events")] == [
+            ["signed_up", "e1"],
+            [HOSTILE_NAME, "e2"],
+            ["purchase", "e1"],
+        ]
+        shoot(browser, "events")
+        person = server.person("e1")
+        assert person is not None
+        open_page(browser, f"{server.ui_url}people/{person['id']}", "Person e1")
+        browser.find_element(By.LINK_TEXT, "Events of this person").click()
+        WebDriverWait(browser, 10).until(lambda d: "/events?user=e1" in d.current_url)
+        assert_clean(browser)
+        assert [r[0] for r in rows(browser, "events")] == ["signed_up", "purchase"]

@@ -1,0 +1,476 @@
+"""Rows to events: the event rules (pandera), the event's body and its key.
+
+An event is one row: who (the ``userId`` column, sent as ``external_id``, else the ``email``
+column), what (``event=`` for every row, or ``event_column=``), when (the ``timestamp=``
+column) and its ``parameters`` (every other column, or those named), encoded by the same value
+rules as people's traits (:mod:`flameup_pandas._people.values`): a missing value is left out.
+
+:func:`plan_events` checks every row before anything is sent and lists every rule a row
+breaks, as a report frame like people's (``row``, ``column``, ``check``, ``value``):
+
+- ``identity_required``: neither a userId nor an email;
+- ``string_type`` / ``max_length(255)`` on userId, ``email_plausible`` on email;
+- ``event_required``, ``event_name`` (a string of 1 to 255 characters, not only blanks, no
+  control characters);
+- ``timestamp_required``, ``timestamp_format`` (a string that is not ISO 8601),
+  ``timestamp_time_zone`` (a string without an offset; a naive datetime *column* raises
+  :class:`~flameup_pandas.exceptions.NaiveTimestampError` as for people, unless
+  ``naive_timestamps="utc"``), ``not_in_future`` (later than now plus ``FUTURE_TOLERANCE``);
+- ``json_value``: a parameter with no JSON meaning (inf, bytes, a time span...);
+- ``event_id_required``: the ``event_id_column`` is empty.
+
+The **event key** says which event a row is: the named id column's value when there is one,
+else a hash of the identity, the name, the timestamp (to the microsecond, in UTC) and the
+parameters as sent. Two rows with the same key are the same event.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import warnings
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import orjson
+import pandas as pd
+
+from ..exceptions import MappingError
+from .emails import plausible_email
+from .schema import REPORT_COLUMNS
+from .values import Unsendable, convert, naive_error
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", "PySpark does not yet fully support", FutureWarning)
+    import pandera.pandas as pa
+    from pandera.errors import SchemaErrors
+
+__all__ = [
+    "FUTURE_TOLERANCE",
+    "MAX_EVENT_NAME",
+    "RESULT_COLUMNS",
+    "Event",
+    "EventPlan",
+    "EventRules",
+    "event_reasons",
+    "plan_events",
+]
+
+MAX_EVENT_NAME = 255
+MAX_USER_ID = 255
+FUTURE_TOLERANCE = dt.timedelta(minutes=5)
+"""How far ahead of this machine's clock a timestamp may be (clocks drift)."""
+RESULT_COLUMNS = ("flameup_event_id", "flameup_status", "flameup_error")
+
+_MESSAGES = {
+    "identity_required": "neither a userId nor an email",
+    "string_type": "not a string",
+    f"max_length({MAX_USER_ID})": f"longer than {MAX_USER_ID} characters",
+    "email_plausible": "not a plausible email address",
+    "event_required": "no event name",
+    "event_name": f"not an event name (1 to {MAX_EVENT_NAME} characters, no control characters)",
+    "timestamp_required": "no timestamp",
+    "timestamp_format": "not an ISO 8601 date-time",
+    "timestamp_time_zone": "no time zone (pass naive_timestamps='utc' to read it as UTC)",
+    "not_in_future": "in the future",
+    "event_id_required": "no event id",
+}
+
+
+@dataclass(frozen=True)
+class EventRules:
+    """Which columns make an event, and the rules its values meet.
+
+    >>> EventRules(event="signed_up").name_of(0, None)
+    'signed_up'
+    """
+
+    event: str | None = None
+    """The event name of every row (or ``event_column``, one of the two)."""
+    event_column: Hashable | None = None
+    """The column holding each row's event name."""
+    timestamp: Hashable = "timestamp"
+    """The column of when each event occurred (tz-aware datetimes or ISO 8601 strings)."""
+    user_id: Hashable = "userId"
+    """The column of external ids (sent as ``external_id``)."""
+    email: Hashable = "email"
+    """The column of emails (the identity of a row without a userId)."""
+    parameters: Sequence[Hashable] | None = None
+    """The columns sent as ``parameters``; None: every column not used otherwise."""
+    exclude: Sequence[Hashable] = ()
+    """Columns never sent."""
+    event_id_column: Hashable | None = None
+    """A column whose value identifies the event (then the key is that value, not a hash)."""
+    naive_timestamps: Literal["error", "utc"] = "error"
+    """``"utc"``: datetimes without a time zone are read as UTC (as for people)."""
+    future_tolerance: dt.timedelta = field(default=FUTURE_TOLERANCE)
+
+    def __post_init__(self) -> None:
+        if (self.event is None) == (self.event_column is None):
+            raise ValueError("pass exactly one of event= (one name) and event_column=")
+        if self.event is not None and not _good_name(self.event):
+            raise ValueError(
+                f"event= must be 1 to {MAX_EVENT_NAME} characters, not only blanks, "
+                f"without control characters; got {self.event!r}"
+            )
+        if self.naive_timestamps not in ("error", "utc"):
+            raise ValueError("naive_timestamps must be 'error' or 'utc'")
+
+    def name_of(self, position: int, column: list[Any] | None) -> Any:
+        return self.event if column is None else column[position]
+
+    def parameter_columns(self, df: pd.DataFrame) -> list[Hashable]:
+        if self.parameters is not None:
+            missing = [c for c in self.parameters if c not in df.columns]
+            if missing:
+                raise MappingError(f"parameters= names columns the frame lacks: {missing}")
+            return list(self.parameters)
+        used = {self.user_id, self.email, self.event_column, self.timestamp, self.event_id_column}
+        skipped = used | set(self.exclude) | set(RESULT_COLUMNS)
+        return [c for c in df.columns if c not in skipped]
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event as it will be sent: its key, body and what the listing is searched by."""
+
+    key: str
+    user: str
+    """The external id (or the email) it is sent with: the listing's ``user_id``."""
+    name: str
+    timestamp: dt.datetime
+    parameters: dict[str, Any]
+    body: bytes
+
+
+@dataclass
+class EventPlan:
+    """Every row judged: the events to send (None for an invalid row) and the report."""
+
+    events: list[Event | None]
+    report: pd.DataFrame
+    reasons: list[str | None]
+
+
+def plan_events(df: pd.DataFrame, rules: EventRules, now: dt.datetime) -> EventPlan:
+    """Validate and encode every row of ``df`` (``now``: the clock the future is judged by)."""
+    n = len(df)
+    for column in (rules.timestamp, rules.event_column, rules.event_id_column):
+        if column is not None and column not in df.columns:
+            raise MappingError(f"the frame has no column {column!r}")
+    if rules.user_id not in df.columns and rules.email not in df.columns:
+        raise MappingError(
+            f"the frame has neither a {rules.user_id!r} nor an {rules.email!r} column"
+        )
+    users = _column(df, rules.user_id)
+    emails = _column(df, rules.email)
+    names = _column(df, rules.event_column) if rules.event_column is not None else None
+    stamps, stamp_problems = _timestamps(df[rules.timestamp], rules)
+    ids = _column(df, rules.event_id_column) if rules.event_id_column is not None else None
+    canonical = pd.DataFrame(
+        {
+            "userId": pd.Series(users, dtype=object),
+            "email": pd.Series(emails, dtype=object),
+            "event": pd.Series(names if names is not None else [rules.event] * n, dtype=object),
+            "timestamp": pd.Series(stamps, dtype="datetime64[us, UTC]"),
+            "event_id": pd.Series(ids if ids is not None else [""] * n, dtype=object),
+        }
+    )
+    report = pd.concat(
+        [
+            _named(
+                _run_schema(_schema(now + rules.future_tolerance), canonical, stamp_problems),
+                rules,
+            ),
+            _report_rows(stamp_problems, str(rules.timestamp), df[rules.timestamp]),
+        ],
+        ignore_index=True,
+    )
+    parameters, value_problems = _parameters(df, rules)
+    report = pd.concat([report, value_problems], ignore_index=True)
+    report = report.sort_values("row", kind="stable").reset_index(drop=True)
+    reasons = event_reasons(report, n)
+    events: list[Event | None] = [None] * n
+    for i in range(n):
+        if reasons[i] is None:
+            events[i] = _event(users[i], emails[i], names, rules, stamps[i], parameters[i], ids, i)
+    return EventPlan(events, report, reasons)
+
+
+def _event(
+    user_id: Any,
+    email: Any,
+    names: list[Any] | None,
+    rules: EventRules,
+    stamp: Any,
+    parameters: dict[str, Any],
+    ids: list[Any] | None,
+    i: int,
+) -> Event:
+    by_id = _present_string(user_id)
+    user = str(user_id) if by_id else str(email)
+    name = str(rules.name_of(i, names))
+    when = pd.Timestamp(stamp).to_pydatetime()
+    text = when.astimezone(dt.UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    body: dict[str, Any] = {"external_id" if by_id else "email": user, "event": name}
+    body.update(parameters=parameters, timestamp=text)
+    if ids is not None:
+        key = "id:" + str(ids[i])
+    else:
+        who = ["u", user] if by_id else ["e", user.lower()]
+        content = orjson.dumps([*who, name, text, parameters], option=orjson.OPT_SORT_KEYS)
+        key = "h:" + hashlib.blake2b(content, digest_size=16).hexdigest()
+    return Event(key, user, name, when, parameters, orjson.dumps(body))
+
+
+def _column(df: pd.DataFrame, name: Hashable | None) -> list[Any]:
+    if name is None or name not in df.columns:
+        return [None] * len(df)
+    values = df[name].astype(object).tolist()
+    return [None if _missing(v) else v for v in values]
+
+
+def _missing(value: Any) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    return isinstance(value, float) and value != value
+
+
+def _present_string(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _good_name(value: Any) -> bool:
+    return (
+        isinstance(value, str)
+        and bool(value.strip())
+        and len(value) <= MAX_EVENT_NAME
+        and value.isprintable()
+    )
+
+
+# -- timestamps ------------------------------------------------------------------------------
+
+
+def _timestamps(series: pd.Series, rules: EventRules) -> tuple[list[Any], dict[int, str]]:
+    """Each row's time as a UTC pd.Timestamp (None when missing or bad) and the bad rows."""
+    label = str(rules.timestamp)
+    dtype = series.dtype
+    tz = getattr(dtype, "tz", None)
+    if isinstance(dtype, pd.ArrowDtype):
+        tz = getattr(dtype.pyarrow_dtype, "tz", None) if "timestamp" in str(dtype) else tz
+    is_datetime = pd.api.types.is_datetime64_any_dtype(dtype) or "timestamp[" in str(dtype)
+    if is_datetime and tz is None and rules.naive_timestamps != "utc":
+        raise naive_error(label)
+    out: list[Any] = []
+    problems: dict[int, str] = {}
+    for i, value in enumerate(series.astype(object).tolist()):
+        stamp, problem = _one_timestamp(value, rules.naive_timestamps)
+        out.append(stamp)
+        if problem is not None:
+            problems[i] = problem
+    return out, problems
+
+
+def _one_timestamp(value: Any, naive: str) -> tuple[Any, str | None]:
+    if _missing(value):
+        return None, None
+    if isinstance(value, str):
+        try:
+            parsed = dt.datetime.fromisoformat(value.strip())
+        except ValueError:
+            return None, "timestamp_format"
+        value = parsed
+    if isinstance(value, dt.datetime | np.datetime64):
+        stamp = pd.Timestamp(value)
+        if stamp.tzinfo is None:
+            if naive != "utc":
+                return None, "timestamp_time_zone"
+            stamp = stamp.tz_localize("UTC")
+        return stamp.tz_convert("UTC"), None
+    return None, "timestamp_format"
+
+
+# -- the schema ------------------------------------------------------------------------------
+
+
+def _schema(latest: dt.datetime) -> pa.DataFrameSchema:
+    """The event rules as a pandera schema over the canonical frame (built per run: ``latest``
+    is the run's clock plus the tolerance)."""
+    limit = pd.Timestamp(latest).tz_convert("UTC") if latest.tzinfo else pd.Timestamp(latest)
+
+    def strings(s: pd.Series) -> pd.Series:
+        return s.map(lambda v: v is None or isinstance(v, str))
+
+    return pa.DataFrameSchema(
+        {
+            "userId": pa.Column(
+                object,
+                nullable=True,
+                checks=[
+                    pa.Check(strings, name="string_type"),
+                    pa.Check(
+                        lambda s: s.map(lambda v: not isinstance(v, str) or len(v) <= MAX_USER_ID),
+                        name=f"max_length({MAX_USER_ID})",
+                    ),
+                ],
+            ),
+            "email": pa.Column(
+                object,
+                nullable=True,
+                checks=pa.Check(
+                    lambda s: s.map(lambda v: v is None or plausible_email(v)),
+                    name="email_plausible",
+                ),
+            ),
+            "event": pa.Column(
+                object,
+                nullable=True,
+                checks=[
+                    pa.Check(lambda s: s.notna(), name="event_required"),
+                    pa.Check(
+                        lambda s: s.map(lambda v: v is None or _good_name(v)), name="event_name"
+                    ),
+                ],
+            ),
+            "timestamp": pa.Column(
+                "datetime64[us, UTC]",
+                nullable=True,
+                checks=[
+                    pa.Check(lambda s: s.notna(), name="timestamp_required"),
+                    pa.Check(lambda s: s.isna() | (s <= limit), name="not_in_future"),
+                ],
+            ),
+            "event_id": pa.Column(
+                object,
+                nullable=True,
+                checks=pa.Check(lambda s: s.notna(), name="event_id_required"),
+            ),
+        },
+        checks=pa.Check(
+            lambda df: df["userId"].map(_present_string) | df["email"].map(_present_string),
+            name="identity_required",
+        ),
+    )
+
+
+def _run_schema(
+    schema: pa.DataFrameSchema, frame: pd.DataFrame, stamp_problems: dict[int, str]
+) -> pd.DataFrame:
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "PySpark does not yet fully support", FutureWarning)
+            schema.validate(frame, lazy=True)
+    except SchemaErrors as errors:
+        return _from_cases(errors.failure_cases, stamp_problems)
+    return _empty()
+
+
+def _from_cases(cases: pd.DataFrame, stamp_problems: dict[int, str]) -> pd.DataFrame:
+    rows, columns, checks, values = [], [], [], []
+    for index, column, check_name, failure, context in zip(
+        cases["index"].tolist(),
+        cases["column"].tolist(),
+        cases["check"].astype(str).tolist(),
+        cases["failure_case"].tolist(),
+        cases["schema_context"].astype(str).tolist(),
+        strict=True,
+    ):
+        if _missing(index):
+            continue
+        row, check = int(index), check_name
+        if check == "timestamp_required" and row in stamp_problems:
+            continue  # the timestamp is there, but bad: that problem is listed instead
+        whole_row = context == "DataFrameSchema"
+        rows.append(row)
+        columns.append(None if whole_row else column)
+        checks.append(check)
+        values.append(None if whole_row or check.endswith("_required") else failure)
+    rows_seen = pd.DataFrame({"row": rows, "column": columns, "check": checks, "value": values})
+    return rows_seen.drop_duplicates(["row", "column", "check"]).astype({"row": np.int64})
+
+
+def _named(report: pd.DataFrame, rules: EventRules) -> pd.DataFrame:
+    """The report with the canonical columns named as the user's frame names them."""
+    names = {
+        "userId": str(rules.user_id),
+        "email": str(rules.email),
+        "event": str(rules.event_column) if rules.event_column is not None else "event",
+        "timestamp": str(rules.timestamp),
+        "event_id": str(rules.event_id_column),
+    }
+    report["column"] = [names.get(c, c) if isinstance(c, str) else c for c in report["column"]]
+    return report
+
+
+def _report_rows(problems: dict[int, str], column: str, series: pd.Series) -> pd.DataFrame:
+    values = series.astype(object).tolist()
+    return pd.DataFrame(
+        {
+            "row": pd.Series(list(problems), dtype=np.int64),
+            "column": pd.Series([column] * len(problems), dtype=object),
+            "check": pd.Series(list(problems.values()), dtype=object),
+            "value": pd.Series([values[i] for i in problems], dtype=object),
+        }
+    )
+
+
+def _empty() -> pd.DataFrame:
+    return pd.DataFrame({name: pd.Series([], dtype=object) for name in REPORT_COLUMNS}).astype(
+        {"row": np.int64}
+    )
+
+
+# -- parameters ------------------------------------------------------------------------------
+
+
+def _parameters(df: pd.DataFrame, rules: EventRules) -> tuple[list[dict[str, Any]], pd.DataFrame]:
+    """Each row's parameters (missing values left out) and the values JSON cannot hold."""
+    out: list[dict[str, Any]] = [{} for _ in range(len(df))]
+    rows: list[int] = []
+    columns: list[str] = []
+    values: list[str] = []
+    for column in rules.parameter_columns(df):
+        label = str(column)
+        try:
+            converted = convert(df[column], rules.naive_timestamps, label)
+        except Unsendable as exc:
+            rows.extend(range(len(df)))
+            columns.extend([label] * len(df))
+            values.extend([str(exc)] * len(df))
+            continue
+        for row, why in converted.problems.items():
+            rows.append(row)
+            columns.append(label)
+            values.append(why)
+        for row, (value, missing) in enumerate(
+            zip(converted.values, converted.missing.tolist(), strict=True)
+        ):
+            if not missing and value is not None:
+                out[row][label] = value
+    checks = ["json_value"] * len(rows)
+    report = pd.DataFrame({"row": rows, "column": columns, "check": checks, "value": values})
+    return out, report.astype({"row": np.int64})
+
+
+def event_reasons(report: pd.DataFrame, n_rows: int) -> list[str | None]:
+    """Per row position: every rule it breaks, in one readable line; None when it breaks none.
+
+    >>> report = pd.DataFrame({"row": [1], "column": [None], "check": ["identity_required"],
+    ...                        "value": [None]})
+    >>> event_reasons(report, 2)
+    [None, 'neither a userId nor an email']
+    """
+    reasons: dict[int, list[str]] = {}
+    for row, column, check, value in report[list(REPORT_COLUMNS)].itertuples(index=False):
+        if check == "json_value":
+            text = str(value) if str(value).startswith(f"{column}:") else f"{column}: {value}"
+        elif column is None or _missing(column):
+            text = _MESSAGES.get(check, f"fails {check}")
+        else:
+            shown = "" if value is None or check.startswith("max_length") else f" (value {value!r})"
+            text = f"{column}: {_MESSAGES.get(check, f'fails {check}')}{shown}"
+        reasons.setdefault(int(row), []).append(text)
+    return [("; ".join(reasons[i]) if i in reasons else None) for i in range(n_rows)]

@@ -1,0 +1,107 @@
+"""The events' sync state: which events Flameup holds, so no event is sent twice.
+
+A local file of JSON lines, one per change, appended and fsynced before the run goes on::
+
+    {"key": "h:3f2a...", "status": "pending"}                 about to be sent
+    {"key": "h:3f2a...", "status": "sent", "event_id": "evt_..."}
+    {"key": "h:3f2a...", "status": "uncertain"}               the answer was lost, the
+                                                              listing could not tell
+    {"key": "h:3f2a...", "status": "clear"}                   not stored (rejected, failed)
+
+The last line of a key wins. ``pending`` is written *before* each request, so a run killed
+at any point (kill -9 included) leaves every event it may have sent marked: the next run
+looks ``pending`` and ``uncertain`` events up in the listing before it sends them. A torn
+last line (a kill mid-write) is ignored. A lock file (``fcntl``) beside the state stops two
+runs from sharing it. Unlike the people state this one lives on a local disk only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from ..exceptions import StateError
+
+__all__ = ["EventState"]
+
+OPEN_STATUSES = frozenset({"pending", "uncertain"})
+
+
+class EventState:
+    """The keys of the events a run has sent, may have sent, or is about to send."""
+
+    def __init__(self, path: Path, entries: dict[str, dict[str, Any]], lock: IO[bytes]) -> None:
+        self.path = path
+        self.entries = entries
+        self._lock = lock
+        self._file: IO[bytes] | None = path.open("ab")
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> EventState:
+        """Read the state at ``path`` (empty when there is none) and lock it for this run."""
+        where = Path(path)
+        lock = Path(f"{where}.lock").open("ab")  # noqa: SIM115 (held until close())
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            raise StateError(
+                f"the events state {where} is in use by another run (lock {where}.lock)"
+            ) from None
+        return cls(where, _read(where), lock)
+
+    def __enter__(self) -> EventState:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def status(self, key: str) -> str | None:
+        entry = self.entries.get(key)
+        return None if entry is None else str(entry["status"])
+
+    def event_id(self, key: str) -> str | None:
+        entry = self.entries.get(key)
+        return None if entry is None else entry.get("event_id")
+
+    def record(self, key: str, status: str, event_id: str | None = None) -> None:
+        """Append one change and fsync it before returning."""
+        entry: dict[str, Any] = {"key": key, "status": status}
+        if event_id is not None:
+            entry["event_id"] = event_id
+        assert self._file is not None, "the state is closed"
+        self._file.write(orjson.dumps(entry) + b"\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self.entries[key] = entry
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        with contextlib.suppress(OSError):
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+        self._lock.close()
+
+
+def _read(path: Path) -> dict[str, dict[str, Any]]:
+    if not path.exists():
+        return {}
+    data = path.read_bytes()
+    complete = data[: data.rfind(b"\n") + 1]
+    if len(complete) != len(data):
+        with path.open("r+b") as f:  # a torn last line: drop it so appends start clean
+            f.truncate(len(complete))
+    entries: dict[str, dict[str, Any]] = {}
+    for number, line in enumerate(complete.splitlines(), 1):
+        try:
+            entry = orjson.loads(line)
+            entries[str(entry["key"])] = entry
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            raise StateError(f"{path}: line {number} is not an events state entry") from exc
+    return entries

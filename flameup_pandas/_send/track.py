@@ -1,0 +1,259 @@
+"""Sending events: one ``POST /track`` per event, and never a blind resend.
+
+Flameup documents no idempotency key, so a resent event is a second event. An
+:class:`EventSender` therefore resends only what it knows was not stored:
+
+- **Retried freely** (nothing reached Flameup): a 429, and a connection that was never made
+  (refused, name not resolved, TLS failure, connect timeout). These go through the
+  deliverer's request loop: the shared rate budget, its holds and backoff.
+- **Answer lost** (the event may be stored): a read timeout, a connection closed before the
+  answer, a 5xx, a 2xx that is not Flameup's answer. The sender then looks the event up in the
+  listing (``GET /workspaces/{id}/events`` by user, name and a one-second window around the
+  timestamp, matching the timestamp to the millisecond and the parameters exactly): found, the
+  event is ``sent`` with the id listed; absent, it is sent again (at most ``max_resends``
+  times); when the listing cannot answer (no workspace id, no ``events:read``, an outage),
+  the event is ``uncertain`` and nothing more is sent for it.
+- **Rejected** (400, 409, 413, 422): not stored, not retried. 401/403 stop the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from .._people.events import Event
+from ..exceptions import FlameupError, TransportError
+from .client import Answer, FlameupClient, is_page_answer
+from .delivery import Deliverer, GaveUp, auth_error, stop_error
+
+__all__ = ["EventOutcome", "EventSender", "is_event_answer", "is_events_page"]
+
+logger = logging.getLogger("flameup_pandas")
+
+NOTHING_SENT = frozenset(
+    {
+        "connection refused",
+        "name not resolved",
+        "cannot connect",
+        "TLS handshake failed",
+        "no connection within the connect timeout",
+        "the proxy could not connect",
+    }
+)
+"""Transport failures before the request left this machine: resending them is safe."""
+REJECTED = frozenset({400, 409, 413, 422})
+PAGE = 100
+MATCH_WINDOW = dt.timedelta(seconds=1)
+SAME_TIME = dt.timedelta(milliseconds=1)
+
+
+@dataclass(frozen=True)
+class EventOutcome:
+    """What became of one event: ``sent``, ``rejected``, ``failed`` or ``uncertain``.
+
+    ``stored`` says whether Flameup holds it (``sent``), may hold it (``uncertain``) or does
+    not (``rejected``, ``failed``).
+    """
+
+    status: str
+    event_id: str | None = None
+    error: str | None = None
+
+
+class _AnswerLost(Exception):
+    """The request may have reached Flameup, but no answer came back."""
+
+
+class _CannotTell(Exception):
+    """The listing could not say whether an event is stored."""
+
+
+def is_event_answer(answer: Answer) -> bool:
+    """A 2xx answer to ``POST /track`` in the documented shape: an ``event_id``.
+
+    >>> is_event_answer(Answer(200, {}, {"success": True, "event_id": "evt_1"}))
+    True
+    >>> is_event_answer(Answer(200, {}, None))
+    False
+    """
+    body = answer.body
+    return isinstance(body, dict) and isinstance(body.get("event_id"), str)
+
+
+def is_events_page(answer: Answer) -> bool:
+    """A 2xx answer to the events listing: an events list and a total.
+
+    >>> is_events_page(Answer(200, {}, {"events": [], "total": 0}))
+    True
+    """
+    body = answer.body
+    return (
+        isinstance(body, dict)
+        and isinstance(body.get("events"), list)
+        and isinstance(body.get("total"), int)
+    )
+
+
+class EventSender:
+    """Sends events one per request through a deliverer's client and rate budget.
+
+    ``deliverer`` is the run's (its budget is the key's, shared with people runs); events are
+    posted through a twin of it whose policy retries no 5xx, since a 5xx may follow a store.
+    ``workspace_id`` names the listing's workspace; None: read from a person's
+    ``workspace_id`` the first time the listing is needed.
+    """
+
+    def __init__(
+        self, deliverer: Deliverer, workspace_id: str | None = None, max_resends: int = 3
+    ) -> None:
+        self.client: FlameupClient = deliverer.client
+        self.reader = deliverer
+        policy = dataclasses.replace(deliverer.retry, retry_statuses=frozenset())
+        self.poster = Deliverer(self.client, limiter=deliverer.limiter, retry=policy)
+        self.poster.stats = deliverer.stats
+        self.poster.breaker = deliverer.breaker
+        self.workspace_id = workspace_id
+        self.max_resends = max_resends
+
+    def send(self, event: Event) -> EventOutcome:
+        """Deliver one event; see the module docstring for when it is sent again."""
+        lost_times = 0
+        while True:
+            try:
+                answer = self.poster.request(self._poster_call(event.body), "event")
+            except GaveUp as exc:
+                return EventOutcome("failed", error=str(exc))
+            except _AnswerLost as exc:
+                why = str(exc)
+            else:
+                if answer.ok and is_event_answer(answer):
+                    return EventOutcome("sent", answer.body["event_id"])
+                if answer.status in (401, 403):
+                    raise auth_error(answer)
+                if answer.status in REJECTED:
+                    return EventOutcome("rejected", error=str(answer.error()))
+                if not (answer.ok or answer.status >= 500):
+                    raise stop_error(answer)
+                why = answer.describe() if answer.ok else f"HTTP {answer.status}"
+            outcome = self.resolve(event, f"answer lost ({why})")
+            if outcome is not None:
+                return outcome
+            lost_times += 1
+            if lost_times > self.max_resends:
+                return EventOutcome(
+                    "failed", error=f"answer lost {lost_times} times ({why}); not stored"
+                )
+            logger.info(
+                "event %s: answer lost (%s), not in the listing: sending again", event.name, why
+            )
+
+    def resolve(self, event: Event, why: str) -> EventOutcome | None:
+        """Whether Flameup holds ``event``: ``sent`` (found), ``uncertain`` (the listing could
+        not tell), or None: it is not stored, so sending it is safe."""
+        try:
+            found = self.find(event)
+        except _CannotTell as exc:
+            return EventOutcome("uncertain", error=f"{why}; the listing could not tell: {exc}")
+        return None if found is None else EventOutcome("sent", found)
+
+    def find(self, event: Event) -> str | None:
+        """The id of the stored event that is ``event``, or None; _CannotTell when unknown."""
+        workspace = self._workspace()
+        path = f"/workspaces/{workspace}/events"
+        params: dict[str, Any] = {
+            "user_id": event.user,
+            "event": event.name,
+            "since": _iso(event.timestamp - MATCH_WINDOW),
+            "until": _iso(event.timestamp + MATCH_WINDOW),
+            "limit": PAGE,
+        }
+        wanted = orjson.loads(orjson.dumps(event.parameters))
+        offset = 0
+        while True:
+            body = self._get(path, {**params, "offset": offset}, is_events_page)
+            for listed in body["events"]:
+                if isinstance(listed, dict) and _same(listed, event, wanted):
+                    return str(listed.get("id"))
+            offset += len(body["events"])
+            if not body["events"] or offset >= body["total"]:
+                return None
+
+    def listed(self, filters: dict[str, str]) -> Iterator[dict[str, Any]]:
+        """Every event the listing holds that matches ``filters`` (``user_id``, ``event``,
+        ``since``, ``until``), oldest first, page by page; raises APIError when it cannot."""
+        try:
+            path = f"/workspaces/{self._workspace()}/events"
+        except _CannotTell as exc:
+            raise FlameupError(f"cannot list events: {exc}") from None
+        offset = 0
+        while True:
+            try:
+                body = self._get(path, {**filters, "limit": PAGE, "offset": offset}, is_events_page)
+            except _CannotTell as exc:
+                raise FlameupError(f"GET {path}: {exc}") from None
+            events = [e for e in body["events"] if isinstance(e, dict)]
+            yield from events
+            offset += len(body["events"])
+            if not body["events"] or offset >= body["total"]:
+                return
+
+    def _workspace(self) -> str:
+        if self.workspace_id is None:
+            body = self._get("/people", {"limit": 1}, is_page_answer)
+            people = body["people"]
+            workspace = people[0].get("workspace_id") if people else None
+            if not isinstance(workspace, str) or not workspace:
+                raise _CannotTell("no workspace id (pass workspace_id=)")
+            self.workspace_id = workspace
+        return self.workspace_id
+
+    def _get(self, path: str, params: dict[str, Any], readable: Callable[[Answer], bool]) -> Any:
+        def call() -> Answer:
+            return self.client.request("GET", path, params=params)
+
+        try:
+            answer = self.reader.request(call, f"GET {path}", readable)
+        except (GaveUp, TransportError) as exc:
+            raise _CannotTell(str(exc)) from exc
+        if not answer.ok:
+            raise _CannotTell(str(answer.error()))
+        return answer.body
+
+    def _poster_call(self, body: bytes) -> Callable[[], Answer]:
+        def call() -> Answer:
+            try:
+                return self.client.request("POST", "/track", body=body)
+            except TransportError as exc:
+                if exc.reason in NOTHING_SENT:
+                    raise  # never left this machine: the request loop retries it
+                raise _AnswerLost(exc.reason) from exc
+
+        return call
+
+
+def _same(listed: dict[str, Any], event: Event, parameters: Any) -> bool:
+    if listed.get("event") != event.name:
+        return False
+    stamp = listed.get("timestamp")
+    try:
+        when = dt.datetime.fromisoformat(stamp) if isinstance(stamp, str) else None
+    except ValueError:
+        return False
+    if when is None:
+        return False
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    if abs(when - event.timestamp) >= SAME_TIME:
+        return False
+    shown = listed.get("parameters", listed.get("properties"))
+    return bool((shown or {}) == parameters)
+
+
+def _iso(when: dt.datetime) -> str:
+    return when.astimezone(dt.UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
