@@ -192,6 +192,10 @@ def arrow_frame(batch: Chunk) -> pd.DataFrame:
     Period and Interval, which then meet the rule for types with no JSON meaning).
     """
     table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+    if any(column.num_chunks > 1 for column in table.columns):
+        # a chunk gathered from a driver's small batches (DuckDB hands over 2,048 rows at a
+        # time): one copy here spares every later kernel a walk over hundreds of pieces
+        table = table.combine_chunks()
     table = _plain_views(table)
     frame: pd.DataFrame = table.to_pandas(types_mapper=_pandas_type)
     return frame
