@@ -241,7 +241,10 @@ def polars_frame(frame: Any) -> pd.DataFrame:
     """
     import polars as pl
 
-    odd = [n for n, kind in frame.schema.items() if kind in (pl.Int128, pl.UInt128, pl.Object)]
+    # (UInt128 and Int128 are newer than some polars this package supports)
+    names = ("Int128", "UInt128", "Object")
+    python_only = tuple(getattr(pl, name) for name in names if hasattr(pl, name))
+    odd = [n for n, kind in frame.schema.items() if kind in python_only]
     frame_out = arrow_frame(frame.drop(odd).to_arrow()) if odd else arrow_frame(frame.to_arrow())
     for name in odd:
         values = np.empty(frame.height, dtype=object)
