@@ -97,9 +97,6 @@ _SHOWN_VALUE = 60
 # A column whose first _SAMPLE values hold at most _FEW distinct ones (time zones, locales) is
 # judged once per distinct value instead of once per row.
 _SAMPLE, _FEW = 2_000, 100
-# validate_people reports identity_required itself (pandera cannot name a row whose values
-# are all missing), so the schema's own failures of that check are left out of its report.
-_IDENTITY_CHECK = "identity_required"
 
 
 @functools.cache
@@ -511,8 +508,7 @@ def _run_schema(schema: Any, frame: pd.DataFrame) -> pd.DataFrame:
         with _quiet_pyspark():
             schema.validate(frame, lazy=True)
     except SchemaErrors as errors:
-        report = _from_failure_cases(errors.failure_cases, len(frame))
-        return report[report["check"] != _IDENTITY_CHECK].reset_index(drop=True)
+        return _from_failure_cases(errors.failure_cases, len(frame))
     except SchemaError as error:
         return _whole_frame(len(frame), None, "schema_error", str(error))
     except Exception as error:  # a user's check that breaks on odd data must not stop a run
