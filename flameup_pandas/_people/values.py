@@ -170,9 +170,6 @@ def no_json_meaning(kind: str) -> Unsendable:
     return Unsendable(f"{kind} values have no JSON meaning; convert them first")
 
 
-TIMEDELTA = no_json_meaning("timedelta (time span)")
-
-
 # -- one value -------------------------------------------------------------------------------
 
 
@@ -206,7 +203,7 @@ def _other(value: Any, naive: str, label: str) -> Any:
     if isinstance(value, np.datetime64):
         return None if np.isnat(value) else _iso_timestamp(pd.Timestamp(value), naive, label)
     if isinstance(value, np.timedelta64 | dt.timedelta):
-        raise TIMEDELTA
+        raise no_json_meaning("timedelta (time span)")
     if isinstance(value, np.floating) and value.dtype.itemsize < 8:
         # the shortest text of the float32, as its float64 twin: 0.1, never 0.10000000149011612
         return scalar(float(str(value)), naive, label)
@@ -227,11 +224,11 @@ def _other(value: Any, naive: str, label: str) -> Any:
     if isinstance(value, np.ndarray):
         return scalar(value.tolist(), naive, label)
     if isinstance(value, list | tuple):
-        return [_nested(v, naive, label) for v in value]
+        return [scalar(v, naive, label) for v in value]
     if isinstance(value, Mapping):
         if not all(isinstance(k, str) for k in value):
             raise Unsendable("a map or dict with keys that are not strings is not a JSON object")
-        return {str(k): _nested(v, naive, label) for k, v in value.items()}
+        return {str(k): scalar(v, naive, label) for k, v in value.items()}
     raise no_json_meaning(type(value).__name__)
 
 
@@ -250,11 +247,6 @@ def _plain(value: Any) -> Any:
         if isinstance(value, kind):
             return kind(value)
     return value
-
-
-def _nested(value: Any, naive: str, label: str) -> Any:
-    """Inside a list or dict a missing value is a JSON null."""
-    return scalar(value, naive, label)
 
 
 def _iso_timestamp(value: dt.datetime, naive: str, label: str) -> str:
