@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -199,8 +200,11 @@ def test_spark_connect_sends_what_every_other_path_sends(flameup_server, tmp_pat
     table = every_type()
     expected = through("arrow", table, flameup_server, tmp_path)
     flameup_server.reset_requests()
+    # SPARK_TESTING: the local Connect server binds an ephemeral port (and the client asks the
+    # JVM which), not 15002, so suites running side by side (CI's version matrix) never meet.
     done = subprocess.run(
         [sys.executable, "-c", CONNECT_RUN, flameup_server.api_key, flameup_server.base_url],
+        env={**os.environ, "SPARK_TESTING": "1"},
         cwd=Path(__file__).parent.parent,
         capture_output=True,
         text=True,
