@@ -8,6 +8,7 @@ the column-wise paths are only faster ways to apply the same rules.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -92,16 +93,20 @@ def _decoded(series: pd.Series) -> pd.Series:
     return pd.Series(array.to_pandas(), index=series.index)
 
 
+_STRING_TYPES = (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view)
+_NUMBER_TYPES = (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean)
+
+
+def _arrow_type_is(dtype: pd.ArrowDtype, kinds: tuple[Callable[[Any], bool], ...]) -> bool:
+    """Whether an Arrow-backed column's type is one of ``kinds`` (``pa.types`` predicates)."""
+    return any(kind(dtype.pyarrow_dtype) for kind in kinds)
+
+
 def _string_array(series: pd.Series) -> pa.Array | None:
     """A string column as an Arrow array (missing as null), or None when it is not one."""
     dtype = series.dtype
     if isinstance(dtype, pd.ArrowDtype):
-        pa_type = dtype.pyarrow_dtype
-        if not (
-            pa.types.is_string(pa_type)
-            or pa.types.is_large_string(pa_type)
-            or pa.types.is_string_view(pa_type)
-        ):
+        if not _arrow_type_is(dtype, _STRING_TYPES):
             return None
     elif pd.api.types.is_object_dtype(dtype):
         if pd.api.types.infer_dtype(series, skipna=True) not in ("string", "empty"):
@@ -145,12 +150,7 @@ def _numpy_numbers(series: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
     """
     dtype = series.dtype
     if isinstance(dtype, pd.ArrowDtype):
-        pa_type = dtype.pyarrow_dtype
-        if not (
-            pa.types.is_integer(pa_type)
-            or pa.types.is_floating(pa_type)
-            or pa.types.is_boolean(pa_type)
-        ):
+        if not _arrow_type_is(dtype, _NUMBER_TYPES):
             return None
     elif not (
         dtype.kind in "biuf"
