@@ -8,11 +8,15 @@ A local file of JSON lines, one per change, appended and fsynced before the run 
                                                               listing could not tell
     {"key": "h:3f2a...", "status": "clear"}                   not stored (rejected, failed)
 
-The last line of a key wins. ``pending`` is written *before* each request, so a run killed
-at any point (kill -9 included) leaves every event it may have sent marked: the next run
-looks ``pending`` and ``uncertain`` events up in the listing before it sends them. A torn
-last line (a kill mid-write) is ignored. A lock file (``fcntl``) beside the state stops two
-runs from sharing it. Unlike the people state this one lives on a local disk only.
+The last line of a key wins. ``pending`` is written and made durable *before* each request,
+so a run killed at any point (kill -9 included) leaves every event it may have sent marked:
+the next run looks ``pending`` and ``uncertain`` events up in the listing before it sends
+them. An outcome is written at once but not synced on its own: lost in a crash, its key is
+still ``pending`` and the listing settles it (it costs a lookup, never a duplicate); the next
+``pending`` sync, or closing the state, makes it durable too. Several senders record at once
+(events go out from several threads): their ``pending`` lines share one ``fsync`` when they
+arrive together (a group commit). A torn last line (a kill mid-write) is ignored. A lock file
+(``fcntl``) beside the state stops two runs from sharing it.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import threading
 from pathlib import Path
 from typing import IO, Any
 
@@ -40,9 +45,13 @@ class EventState:
         self.entries = entries
         self._lock = lock
         self._file: IO[bytes] | None = path.open("ab")
+        self._writing = threading.Lock()
+        self._syncing = threading.Lock()
+        self._written = 0  # lines written so far
+        self._synced = 0  # lines known to be on disk
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> EventState:
+    def open(cls, path: str | os.PathLike[str], filesystem: Any = None) -> EventState:
         """Read the state at ``path`` (empty when there is none) and lock it for this run."""
         where = Path(path)
         lock = Path(f"{where}.lock").open("ab")  # noqa: SIM115 (held until close())
@@ -70,20 +79,40 @@ class EventState:
         return None if entry is None else entry.get("event_id")
 
     def record(self, key: str, status: str, event_id: str | None = None) -> None:
-        """Append one change and fsync it before returning."""
+        """Append one change; a ``pending`` one is on disk (fsynced) when this returns."""
         entry: dict[str, Any] = {"key": key, "status": status}
         if event_id is not None:
             entry["event_id"] = event_id
-        assert self._file is not None, "the state is closed"
-        self._file.write(orjson.dumps(entry) + b"\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self.entries[key] = entry
+        with self._writing:
+            if self._file is None:
+                raise StateError(f"the events state {self.path} is closed")
+            self._file.write(orjson.dumps(entry) + b"\n")
+            self._file.flush()
+            self._written += 1
+            mine = self._written
+            self.entries[key] = entry
+        if status == "pending":
+            self._sync(mine)
+
+    def _sync(self, line: int) -> None:
+        """Make every line up to ``line`` durable; one fsync covers all written before it."""
+        with self._syncing:
+            if self._synced >= line:
+                return  # another sender's fsync covered this line
+            with self._writing:
+                if self._file is None:
+                    raise StateError(f"the events state {self.path} is closed")
+                upto = self._written
+                fileno = self._file.fileno()
+            os.fsync(fileno)
+            self._synced = upto
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        with self._syncing, self._writing:
+            if self._file is not None:
+                os.fsync(self._file.fileno())
+                self._file.close()
+                self._file = None
         with contextlib.suppress(OSError):
             fcntl.flock(self._lock, fcntl.LOCK_UN)
         self._lock.close()
