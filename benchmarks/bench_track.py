@@ -214,7 +214,7 @@ def paced(n: int) -> dict[str, Any]:
 
 def main(quick: bool = False) -> dict[str, Any]:
     found: dict[str, Any] = {"quick": int(quick)}
-    found.update(throughput(300 if quick else 1_000, 1 if quick else 2))
+    found.update(throughput(300 if quick else 1_000, 2))
     found.update(soak(100 if quick else 400))
     found.update(paced(60 if quick else 200))
     return {k: round(v, 3) if isinstance(v, float) else v for k, v in found.items()}

@@ -393,8 +393,8 @@ def test_ctrl_c_returns_the_rows_answered_and_a_rerun_sends_each_event_once(
         gc.collect()
     assert signum == signal.SIGINT
     statuses = partial["flameup_status"]
-    # the third may be stored with its answer still on the way: failed, "may have been stored"
-    assert set(statuses) <= {"sent", "failed"} and (statuses == "sent").sum() >= 2
+    # events stored with their answers still on the way: failed, "may have been stored"
+    assert set(statuses) <= {"sent", "failed"} and (statuses == "sent").sum() >= 1
     assert partial["flameup_error"][statuses == "failed"].str.startswith("interrupted").all()
     rest = df.flameup.track(event="e", **options)
     assert set(rest["flameup_status"]) <= {"sent", "skipped"}

@@ -269,7 +269,7 @@ class Deliverer:
                 raise GaveUp(f"not sent: {self.breaker.reason}")
             raise GaveUp(f"{policy.describe()}; {self.breaker.reason}")
         if self._abort.is_set():
-            raise GaveUp(f"run stopped before this {what} was sent")
+            raise GaveUp(NOT_SENT)  # only an interrupt aborts a run without opening the breaker
 
     def _after_transport_error(
         self, exc: TransportError, policy: RetryPolicy, what: str
