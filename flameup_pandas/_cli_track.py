@@ -49,7 +49,9 @@ def add_track_command(
         action="store_true",
         help="read timestamps without a time zone as UTC (default: refuse them)",
     )
-    track.add_argument("--state", help="the events state file: never send an event twice")
+    track.add_argument(
+        "--state", help="the events state (a path or URI): never send an event twice"
+    )
     track.add_argument("--workspace-id", help="the workspace whose events listing is checked")
     track.add_argument("--max-duration", type=float, metavar="SECONDS", help="stop after this")
     track.add_argument("--results", help="write per-row results to this parquet file")

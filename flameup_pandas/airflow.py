@@ -184,8 +184,9 @@ def track_file_task(
     ``results`` when a results file was written. Fails with
     :class:`TooManyFailedRowsError` when more than ``max_failed`` rows are ``invalid``,
     ``rejected``, ``failed`` or ``uncertain``. A retried task with the same ``state=`` (a
-    local file the worker keeps) sends no event Flameup confirmed, and looks up the ones a
-    killed attempt may have sent before sending them (see the events guide).
+    local file the worker keeps, or a URI such as ``s3://...``) sends no event Flameup
+    confirmed, and looks up the ones a killed attempt may have sent before sending them (see
+    the events guide). ``dry_run=True`` sends nothing and returns what would happen.
 
     Example (needs FLAMEUP_API_KEY and a reachable server, so it is not a doctest)::
 
