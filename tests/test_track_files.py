@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -206,3 +207,54 @@ def test_read_events_without_a_workspace_says_why(env: FlameupServer) -> None:
 
     with pytest.raises(FlameupError, match="workspace_id="):
         read_events(rate_limit=None)  # no person to read the workspace from
+
+
+def test_ctrl_c_during_a_file_leaves_its_results_and_a_rerun_sends_each_event_once(
+    flameup_server_factory: Any, tmp_path: Path
+) -> None:
+    import gc
+    import os
+    import signal
+    import threading
+    import time
+    import warnings
+
+    from flameup_pandas import TrackSummary, UpsertInterrupted
+
+    from .test_track import events_frame, to
+
+    server = flameup_server_factory(rate_limit=10, rate_window=1.0)
+    path = tmp_path / "events.parquet"
+    events_frame(40).to_parquet(path)
+    out = tmp_path / "r.parquet"
+    options = to(server, state=tmp_path / "events.state", results=out, event="e")
+
+    def interrupt_after_three() -> None:
+        deadline = time.monotonic() + 60
+        while len(server.events()) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    killer = threading.Thread(target=interrupt_after_three)
+    killer.start()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        with pytest.raises(UpsertInterrupted) as stop:
+            track_file(path, chunk_rows=10, **options)
+        killer.join()
+        summary = stop.value.result
+        del stop
+        gc.collect()
+    assert isinstance(summary, TrackSummary)
+    written = pd.read_parquet(out)
+    assert written["row"].tolist() == list(range(len(written)))  # every row read, in order
+    assert summary.rows == len(written) and summary.counts["failed"] >= 1
+    assert (
+        written["flameup_error"][written["flameup_status"] == "failed"]
+        .str.startswith("interrupted")
+        .all()
+    )
+    rest = track_file(path, chunk_rows=10, **options)
+    assert rest.counts["sent"] + rest.counts["skipped"] == 40
+    stored = server.events()
+    assert len(stored) == 40 and stored["user_id"].is_unique
