@@ -62,6 +62,7 @@ def add_track_command(
     track.add_argument(
         "--concurrency", type=int, default=None, metavar="N", help="events in flight at once"
     )
+    track.add_argument("--no-progress", dest="progress", action="store_false")
     track.add_argument(
         "--max-failed", type=int, default=0, help="rows that may not settle, with exit code 0"
     )
@@ -85,6 +86,7 @@ def add_track_command(
                 dry_run=args.dry_run,
                 rate_limit=args.rate_limit,
                 concurrency=args.concurrency,
+                progress=args.progress,
                 **target,
             )
         print(summary)

@@ -39,6 +39,7 @@ def to(server: FlameupServer, **extra: Any) -> dict[str, Any]:
         "rate_limit": None,
         "retry": QUICK,
         "workspace_id": server.workspace_id,
+        "progress": False,
         **extra,
     }
 
@@ -449,3 +450,20 @@ def test_a_dry_run_keys_and_checks_the_state_and_sends_nothing(
     assert flameup_server.requests == []  # not one request, not even a lookup
     sent = bad.flameup.track(event="e", state=state, **to(flameup_server))
     assert sent["flameup_status"].tolist() == ["skipped", "sent", "sent", "invalid"]
+
+
+def test_progress_is_reported_as_rows_settle(
+    flameup_server: FlameupServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Progress in log style ends with the rows done and the requests made, as for people."""
+    import logging
+
+    from flameup_pandas import Progress
+
+    df = pd.concat([events_frame(150), events_frame(1)], ignore_index=True)
+    with caplog.at_level(logging.INFO, logger="flameup_pandas"):
+        result = df.flameup.track(event="e", **to(flameup_server, progress=Progress(style="log")))
+    assert result["flameup_status"].value_counts().to_dict() == {"sent": 150, "skipped": 1}
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(line.startswith("track: 151/151 rows (100%), 150 requests") for line in lines)
+    assert "up to 151 events, one request each: about 76 s at Flameup's 120 a minute" in lines

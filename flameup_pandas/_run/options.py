@@ -123,6 +123,7 @@ class TrackRunOptions(TypedDict, total=False):
     max_duration: float | None
     max_resends: int
     dry_run: bool
+    progress: bool | Progress
     filesystem: Any
 
 
@@ -154,6 +155,9 @@ class TrackRun:
     dry_run: bool = False
     """Validate, key and check the state; send nothing (the rows that would be sent are
     ``skipped``, "dry run: would be sent")."""
+    progress: bool | Progress = True
+    """A progress bar (tqdm), or a :class:`~flameup_pandas.Progress` to report to, as for
+    people."""
     filesystem: Any = None
     """An fsspec or pyarrow filesystem that ``state`` (and a file's path) are on."""
 

@@ -49,6 +49,8 @@ from ..exceptions import UpsertInterrupted
 from .event_state import OPEN_STATUSES, EventState
 from .interrupt import Stopped, deliver_all, interruptible, shielded
 from .options import Delivery, TrackRun
+from .plan import Sender
+from .progress import Meter, duration, open_progress
 from .storage import atomic_output, resolve
 
 __all__ = ["DRY_RUN", "EventResults", "TrackSummary", "track_chunks", "track_frame"]
@@ -66,6 +68,8 @@ class _Chunk:
 
     frame: pd.DataFrame
     events: list[Event | None]
+    meter: Meter | None = None
+    """Told of every row as it settles (the progress bar or log)."""
     left: int = 0
     """Rows not settled yet."""
     ids: list[str | None] = field(init=False)
@@ -82,6 +86,8 @@ class _Chunk:
     ) -> None:
         if self.statuses[i] is None:
             self.left -= 1
+            if self.meter is not None:
+                self.meter.update(1, failed=int(status == "failed"))
         self.statuses[i], self.ids[i], self.errors[i] = status, event_id, error
 
     def result(self) -> pd.DataFrame:
@@ -111,7 +117,14 @@ def track_frame(
     """
     results: list[pd.DataFrame] = []
     try:
-        track_chunks(iter([df]), rules=rules, delivery=delivery, run=run, written=results.append)
+        track_chunks(
+            iter([df]),
+            rules=rules,
+            delivery=delivery,
+            run=run,
+            written=results.append,
+            total=len(df),
+        )
     except UpsertInterrupted as stop:
         raise UpsertInterrupted(
             str(stop), result=_joined(df, results), signal=stop.signal
@@ -136,11 +149,12 @@ def track_chunks(
 ) -> None:
     """Track every chunk of ``frames``; ``written`` gets each chunk's result frame, in order.
 
-    ``total`` (rows, when known) goes into the estimate logged before sending. On Ctrl-C or
-    SIGTERM every chunk read so far is handed to ``written`` (rows not answered ``failed``)
-    and :class:`UpsertInterrupted` is raised.
+    ``total`` (rows, when known) goes into the estimate logged before sending and the
+    progress bar. On Ctrl-C or SIGTERM every chunk read so far is handed to ``written`` (rows
+    not answered ``failed``) and :class:`UpsertInterrupted` is raised.
     """
-    state = EventState.open(run.state, filesystem=run.filesystem) if run.state else None
+    sender = None if run.dry_run else delivery.open()
+    state = bar = None
     order: deque[_Chunk] = deque()
 
     def flush() -> None:
@@ -148,13 +162,21 @@ def track_chunks(
             written(order.popleft().result())
 
     try:
+        state = EventState.open(run.state, filesystem=run.filesystem) if run.state else None
+        bar = open_progress(
+            run.progress,
+            total,
+            desc="track",
+            requests=None if sender is None else sender.requests,
+            in_flight=None if sender is None else sender.in_flight,
+        )
         with interruptible():
-            planned = _planned(frames, rules, state, order, run.dry_run, flush)
-            if run.dry_run:
+            planned = _planned(frames, rules, state, order, run.dry_run, flush, bar)
+            if sender is None:
                 for _ in planned:
                     pass  # a dry run settles every row while planning
             else:
-                _send_all(planned, state, delivery, run, flush, total)
+                _send_all(planned, state, sender, run, flush, total)
             flush()
     except Stopped as stop:
         with shielded():
@@ -166,8 +188,13 @@ def track_chunks(
             signal=stop.signum,
         ) from None
     finally:
-        if state is not None:
-            state.close()
+        with shielded():
+            if bar is not None:
+                bar.close()
+            if state is not None:
+                state.close()
+            if sender is not None:
+                sender.close()
 
 
 def _planned(
@@ -177,12 +204,13 @@ def _planned(
     order: deque[_Chunk],
     dry_run: bool,
     flush: Callable[[], None],
+    meter: Meter,
 ) -> Iterator[Item]:
     """Each chunk judged, its rows that need no request settled; the rest, one by one."""
     first: dict[str, object] = {}  # event key -> label of the row that carries it
     for frame in frames:
         plan = plan_events(frame, rules, dt.datetime.now(dt.UTC))
-        chunk = _Chunk(frame, plan.events)
+        chunk = _Chunk(frame, plan.events, meter)
         order.append(chunk)
         labels = frame.index.tolist()
         for i, event in enumerate(plan.events):
@@ -205,38 +233,34 @@ def _planned(
 def _send_all(
     planned: Iterator[Item],
     state: EventState | None,
-    delivery: Delivery,
+    sender: Sender,
     run: TrackRun,
     flush: Callable[[], None],
     total: int | None,
 ) -> None:
     if total:
         logger.info(
-            "up to %d events, one request each: about %.0f minutes at Flameup's %d a minute",
+            "up to %d events, one request each: about %s at Flameup's %d a minute",
             total,
-            total / DOCUMENTED_RATE,
+            duration(60 * total / DOCUMENTED_RATE),
             DOCUMENTED_RATE,
         )
-    sender = delivery.open()
-    try:
-        events = EventSender(sender.deliverer, run.workspace_id, run.max_resends)
-        marked: set[str] = set()  # keys this run wrote pending for
-        work = _worker(events, state, marked)
-        items = _in_time(planned, run.max_duration, flush)
-        stream = sender.deliverer.stream_each(items, work, _failed)
+    events = EventSender(sender.deliverer, run.workspace_id, run.max_resends)
+    marked: set[str] = set()  # keys this run wrote pending for
+    work = _worker(events, state, marked)
+    items = _in_time(planned, run.max_duration, flush)
+    stream = sender.deliverer.stream_each(items, work, _failed)
 
-        def settle(item: Item, outcomes: list[EventOutcome]) -> None:
-            (chunk, i), [outcome] = item, outcomes
-            event = chunk.events[i]
-            if state is not None and event is not None and outcome.error not in _CUT_SHORT:
-                _remember(state, event, outcome, event.key in marked)
-                marked.discard(event.key)
-            chunk.set(i, outcome.status, outcome.event_id, outcome.error)
-            flush()
+    def settle(item: Item, outcomes: list[EventOutcome]) -> None:
+        (chunk, i), [outcome] = item, outcomes
+        event = chunk.events[i]
+        if state is not None and event is not None and outcome.error not in _CUT_SHORT:
+            _remember(state, event, outcome, event.key in marked)
+            marked.discard(event.key)
+        chunk.set(i, outcome.status, outcome.event_id, outcome.error)
+        flush()
 
-        deliver_all(stream, settle)
-    finally:
-        sender.close()
+    deliver_all(stream, settle)
 
 
 _CUT_SHORT = frozenset({IN_FLIGHT, NOT_SENT})
