@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import logging
 import time
 from collections import deque
@@ -38,11 +39,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .._people.events import Event, EventRules, plan_events
+from .._people.identity import find_sorted
 from .._send.delivery import IN_FLIGHT, NOT_SENT
 from .._send.track import EventOutcome, EventSender
 from ..exceptions import UpsertInterrupted
@@ -207,17 +210,22 @@ def _planned(
     meter: Meter,
 ) -> Iterator[Item]:
     """Each chunk judged, its rows that need no request settled; the rest, one by one."""
-    first: dict[str, object] = {}  # event key -> label of the row that carries it
+    earlier = _Seen()
     for frame in frames:
         plan = plan_events(frame, rules, dt.datetime.now(dt.UTC))
         chunk = _Chunk(frame, plan.events, meter)
         order.append(chunk)
         labels = frame.index.tolist()
+        keys = [event.key for event in plan.events if event is not None]
+        hashes = key_hashes(keys)
+        seen_at = dict(zip(keys, earlier.first_labels(hashes), strict=True))
+        first: dict[str, object] = {}  # this chunk's event keys -> label of the row sending it
         for i, event in enumerate(plan.events):
             if event is None:
                 chunk.set(i, "invalid", error=plan.reasons[i])
-            elif event.key in first:
-                chunk.set(i, "skipped", error=f"the same event as row {first[event.key]!r}")
+            elif event.key in first or seen_at[event.key] is not None:
+                row = first.get(event.key, seen_at[event.key])
+                chunk.set(i, "skipped", error=f"the same event as row {row!r}")
             elif state is not None and state.status(event.key) == "sent":
                 first[event.key] = labels[i]
                 chunk.set(i, "skipped", state.event_id(event.key), "already sent (in the state)")
@@ -227,7 +235,49 @@ def _planned(
                     chunk.set(i, "skipped", error=DRY_RUN)
                 else:
                     yield chunk, i
+        earlier.add(key_hashes(list(first)), list(first.values()))
         flush()
+
+
+def key_hashes(keys: list[str]) -> np.ndarray:
+    """Each event key as a 64-bit hash (what :class:`_Seen` keeps of it)."""
+    digests = b"".join(hashlib.blake2b(k.encode(), digest_size=8).digest() for k in keys)
+    return np.frombuffer(digests, dtype=np.uint64).copy()
+
+
+class _Seen:
+    """The events of earlier chunks: each key's 64-bit hash and the label of the row that
+    carried it, kept as a few sorted arrays merged like a binary counter (as
+    :class:`~flameup_pandas._people.identity.HashRuns`), about 16 bytes an event where a dict
+    of keys would take ten times that."""
+
+    def __init__(self) -> None:
+        self._runs: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def first_labels(self, hashes: np.ndarray) -> list[object]:
+        """For each hash, the label of the earlier row with it, or None."""
+        found: list[object] = [None] * len(hashes)
+        for run, labels in self._runs:
+            where, present = find_sorted(run, hashes)
+            for i in np.flatnonzero(present).tolist():
+                label = labels[where[i]]
+                found[i] = label.item() if isinstance(label, np.generic) else label
+        return found
+
+    def add(self, hashes: np.ndarray, labels: list[object]) -> None:
+        if len(hashes) == 0:
+            return
+        carried = np.array(labels, dtype=object)
+        if carried.dtype == object and all(isinstance(x, int) for x in labels):
+            carried = carried.astype(np.int64)  # a file's row numbers: 8 bytes each
+        order = np.argsort(hashes, kind="stable")
+        self._runs.append((hashes[order], carried[order]))
+        while len(self._runs) > 1 and len(self._runs[-2][0]) <= 2 * len(self._runs[-1][0]):
+            last_hashes, last_labels = self._runs.pop()
+            both = np.concatenate([self._runs[-1][0], last_hashes])
+            labels_both = np.concatenate([self._runs[-1][1], last_labels])
+            order = np.argsort(both, kind="stable")
+            self._runs[-1] = (both[order], labels_both[order])
 
 
 def _send_all(
