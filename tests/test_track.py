@@ -467,3 +467,27 @@ def test_progress_is_reported_as_rows_settle(
     lines = [r.getMessage() for r in caplog.records]
     assert any(line.startswith("track: 151/151 rows (100%), 150 requests") for line in lines)
     assert "up to 151 events, one request each: about 76 s at Flameup's 120 a minute" in lines
+
+
+def test_a_repeat_of_an_earlier_chunks_event_names_that_row(flameup_server: FlameupServer) -> None:
+    """Chunks labelled by their own index: a repeat found from the earlier chunk's key hashes
+    still names the row that sent the event."""
+    from flameup_pandas._people.events import EventRules
+    from flameup_pandas._run.options import Delivery, TrackRun
+    from flameup_pandas._run.track import track_chunks
+
+    df = events_frame(3).set_axis(["a", "b", "c"])
+    chunks = [df.iloc[:2], pd.concat([df.iloc[2:], df.iloc[:1]]).set_axis(["c", "a2"])]
+    written: list[pd.DataFrame] = []
+    options = to(flameup_server)
+    track_chunks(
+        iter(chunks),
+        rules=EventRules(event="e"),
+        delivery=Delivery(api_key=options["api_key"], base_url=options["base_url"]),
+        run=TrackRun(workspace_id=flameup_server.workspace_id, progress=False),
+        written=written.append,
+    )
+    result = pd.concat(written)
+    assert result["flameup_status"].tolist() == ["sent", "sent", "sent", "skipped"]
+    assert result.loc["a2", "flameup_error"] == "the same event as row 'a'"
+    assert posts(flameup_server) == 3
