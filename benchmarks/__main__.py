@@ -45,6 +45,7 @@ BENCHMARKS = (
     "validation",
     "spark",
     "storage",
+    "track",
 )
 NEEDS = {"spark": "pyspark", "arrow": "duckdb", "storage": "moto"}
 NA = "n/a"
@@ -388,6 +389,57 @@ def delivery_figures(figures: dict[str, Any]) -> list[Figure]:
     ]
 
 
+TRACK = [
+    Figure(
+        "track events/s, {throughput_events:,} events, limit raised",
+        "upsert people requests/s (batches of 100)",
+        "events_per_second",
+        "people_requests_per_second",
+        "events_ratio",
+        ">= 0.90",
+    ),
+    Figure(
+        "track events/s, same, with a state",
+        "upsert people requests/s (batches of 100)",
+        "state_events_per_second",
+        "people_requests_per_second",
+        "state_ratio",
+    ),
+    Figure(
+        "track events/s, same",
+        "bare POST /track/s (8 threads, no library)",
+        "events_per_second",
+        "bare_posts_per_second",
+        "bare_ratio",
+    ),
+    Figure(
+        "POST /track requests per event sent, no faults",
+        "one per event",
+        "requests_per_event",
+        1.0,
+        None,
+        "1.00",
+    ),
+    Figure(
+        "events stored, fault soak of {soak_events} ({soak_stored_then_lost} stored-then-lost, "
+        "{soak_reruns} reruns), duplicates: {soak_duplicates}",
+        "events in the frame",
+        "soak_stored",
+        "soak_events",
+        None,
+        "1.000, 0 duplicates",
+    ),
+    Figure(
+        "track s, {paced_events} events at a paced 20/s, 429s: {paced_http_429}",
+        "the limit's floor s",
+        "paced_seconds",
+        "paced_floor_seconds",
+        None,
+        "0 429s",
+    ),
+]
+
+
 LINES: dict[str, Callable[[dict[str, Any]], list[Figure]]] = {
     "server": lambda f: SERVER,
     "conversion": lambda f: CONVERSION,
@@ -401,6 +453,7 @@ LINES: dict[str, Callable[[dict[str, Any]], list[Figure]]] = {
     "validation": lambda f: VALIDATION,
     "spark": lambda f: SPARK,
     "storage": lambda f: STORAGE,
+    "track": lambda f: TRACK,
 }
 
 

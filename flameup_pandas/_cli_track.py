@@ -10,14 +10,11 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from pathlib import Path
 from typing import Any
 
 from ._events_api import track_file
 
 __all__ = ["add_track_command"]
-
-SETTLED = frozenset({"sent", "skipped"})
 
 
 def add_track_command(
@@ -52,11 +49,20 @@ def add_track_command(
         action="store_true",
         help="read timestamps without a time zone as UTC (default: refuse them)",
     )
-    track.add_argument("--state", help="the events state file: never send an event twice")
+    track.add_argument(
+        "--state", help="the events state (a path or URI): never send an event twice"
+    )
     track.add_argument("--workspace-id", help="the workspace whose events listing is checked")
     track.add_argument("--max-duration", type=float, metavar="SECONDS", help="stop after this")
     track.add_argument("--results", help="write per-row results to this parquet file")
+    track.add_argument(
+        "--dry-run", action="store_true", help="validate, key and check the state; send nothing"
+    )
     track.add_argument("--rate-limit", type=float, default=None, metavar="N")
+    track.add_argument(
+        "--concurrency", type=int, default=None, metavar="N", help="events in flight at once"
+    )
+    track.add_argument("--no-progress", dest="progress", action="store_false")
     track.add_argument(
         "--max-failed", type=int, default=0, help="rows that may not settle, with exit code 0"
     )
@@ -64,7 +70,7 @@ def add_track_command(
 
     def run(args: argparse.Namespace) -> int:
         with local_server(args.local) as target:
-            result = track_file(
+            summary = track_file(
                 args.path,
                 column_types=parse_pairs(args.column_types) or None,
                 results=args.results,
@@ -77,18 +83,15 @@ def add_track_command(
                 state=args.state,
                 workspace_id=args.workspace_id,
                 max_duration=args.max_duration,
+                dry_run=args.dry_run,
                 rate_limit=args.rate_limit,
+                concurrency=args.concurrency,
+                progress=args.progress,
                 **target,
             )
-        return _report(result["flameup_status"].tolist(), args.results, args.max_failed)
+        print(summary)
+        if summary.results:
+            print(f"per-row results: {summary.results}")
+        return 1 if summary.problems > args.max_failed else 0
 
     track.set_defaults(run=run)
-
-
-def _report(statuses: list[str], results: str | Path | None, max_failed: int) -> int:
-    counts = {s: statuses.count(s) for s in dict.fromkeys(statuses)}
-    print(", ".join(f"{n:,} {status}" for status, n in counts.items()) or "no rows")
-    if results:
-        print(f"per-row results: {results}")
-    unsettled = sum(n for status, n in counts.items() if status not in SETTLED)
-    return 1 if unsettled > max_failed else 0

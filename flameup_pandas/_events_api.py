@@ -7,57 +7,56 @@ event once.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Unpack
+from typing import Any, Unpack
 
 import pandas as pd
 
-from ._people.events import EventRules, plan_events
-from ._run.options import DELIVERY_KEYWORDS, Delivery, DeliveryOptions, check_keywords
-from ._run.sources import open_rows, read_chunks
-from ._run.track import TrackRun, track_frame
+from ._people.events import plan_events
+from ._run.options import (
+    DELIVERY_KEYWORDS,
+    Delivery,
+    DeliveryOptions,
+    EventRuleOptions,
+    TrackOptions,
+    check_keywords,
+    event_rules_of,
+    split_track_options,
+)
+from ._run.sources import CHUNK_ROWS, open_rows
+from ._run.track import EventResults, TrackSummary, track_chunks, track_frame
 from ._send.track import EventSender
+from .exceptions import UpsertInterrupted
 
 EVENT_FIELDS = ("id", "workspace_id", "person_id", "event", "timestamp", "created_at")
 
-__all__ = ["read_events", "track", "track_file", "validate_events"]
+__all__ = ["TrackSummary", "read_events", "track", "track_file", "validate_events"]
 
 
-def track(
-    df: pd.DataFrame,
-    *,
-    event: str | None = None,
-    event_column: Hashable | None = None,
-    timestamp: Hashable = "timestamp",
-    user_id: Hashable = "userId",
-    email: Hashable = "email",
-    parameters: Sequence[Hashable] | None = None,
-    exclude: Sequence[Hashable] = (),
-    event_id_column: Hashable | None = None,
-    naive_timestamps: Literal["error", "utc"] = "error",
-    state: str | Path | None = None,
-    workspace_id: str | None = None,
-    max_duration: float | None = None,
-    **options: Unpack[DeliveryOptions],
-) -> pd.DataFrame:
+def track(df: pd.DataFrame, **options: Unpack[TrackOptions]) -> pd.DataFrame:
     """Send every row of ``df`` to Flameup as one event; return ``df`` with three columns.
 
     ``flameup_event_id``, ``flameup_status`` (``sent``, ``invalid``, ``rejected``,
-    ``failed``, ``skipped``, ``uncertain``) and ``flameup_error``. The event's name is
-    ``event=`` (every row) or ``event_column=``; who is the ``user_id`` column (sent as
-    ``external_id``), else ``email``; when is the ``timestamp`` column (time-zone aware, or
-    ``naive_timestamps="utc"``); every other column (or those in ``parameters``, less
-    ``exclude``) is sent under ``parameters`` by the same value rules as traits.
+    ``failed``, ``skipped``, ``uncertain``) and ``flameup_error``, in the frame's order. The
+    event's name is ``event=`` (every row) or ``event_column=``; who is the ``user_id``
+    column (default ``"userId"``, sent as ``external_id``), else ``email``; when is the
+    ``timestamp`` column (time-zone aware, or ``naive_timestamps="utc"``); every other column
+    (or those in ``parameters``, less ``exclude``) is sent under ``parameters`` by the same
+    value rules as traits. ``event_id_column=`` names a column whose value is the event's key.
 
     Never twice: a row that repeats an earlier row's event is ``skipped``; with ``state=`` (a
-    local file) an event Flameup confirmed in an earlier run is ``skipped`` too, and one whose
-    answer was lost is looked up in the events listing (of ``workspace_id``, else the
-    workspace a listed person names) before it is sent again. ``uncertain``: the listing could
-    not tell; a later run with the same state settles it. ``max_duration`` (seconds): start no
-    event after that; the rest are ``skipped`` and a rerun with the state continues. Delivery
-    keywords (``client``, ``api_key``, ``base_url``, ``rate_limit``, ``retry``...) are
-    :func:`upsert`'s; events go one at a time under the key's shared rate budget. Ctrl-C or
+    local path or a URI such as ``s3://``) an event Flameup confirmed in an earlier run is
+    ``skipped`` too, and one whose answer was lost is looked up in the events listing (of
+    ``workspace_id``, else the workspace a listed person names) before it is sent again.
+    ``uncertain``: the listing could not tell; a later run with the same state settles it.
+    ``max_duration`` (seconds): start no event after that; the rest are ``skipped`` and a
+    rerun with the state continues. ``dry_run=True``: validate, key and check the state, send
+    nothing (the rows that would be sent are ``skipped``, "dry run: would be sent").
+
+    Delivery keywords (``client``, ``api_key``, ``base_url``, ``rate_limit``,
+    ``concurrency``, ``retry``...) are :func:`upsert`'s: one request per event, several in
+    flight, under the key's rate budget shared with every run in the process. Ctrl-C or
     SIGTERM raises :class:`~flameup_pandas.UpsertInterrupted` whose ``result`` is the frame so
     far (rows not answered are ``failed``).
 
@@ -67,38 +66,16 @@ def track(
     >>> flameup_pandas.validate_events(df, event="trial_started").empty
     True
     """
-    check_keywords("track", options, DELIVERY_KEYWORDS - {"concurrency"})
-    rules = EventRules(
-        event=event,
-        event_column=event_column,
-        timestamp=timestamp,
-        user_id=user_id,
-        email=email,
-        parameters=parameters,
-        exclude=tuple(exclude),
-        event_id_column=event_id_column,
-        naive_timestamps=naive_timestamps,
-    )
-    run = TrackRun(state=state, workspace_id=workspace_id, max_duration=max_duration)
-    return track_frame(df, rules=rules, delivery=Delivery(**options), run=run)
+    rules, delivery, run = split_track_options("track", options)
+    return track_frame(df, rules=rules, delivery=delivery, run=run)
 
 
-def validate_events(
-    df: pd.DataFrame,
-    *,
-    event: str | None = None,
-    event_column: Hashable | None = None,
-    timestamp: Hashable = "timestamp",
-    user_id: Hashable = "userId",
-    email: Hashable = "email",
-    parameters: Sequence[Hashable] | None = None,
-    exclude: Sequence[Hashable] = (),
-    event_id_column: Hashable | None = None,
-    naive_timestamps: Literal["error", "utc"] = "error",
-) -> pd.DataFrame:
+def validate_events(df: pd.DataFrame, **options: Unpack[EventRuleOptions]) -> pd.DataFrame:
     """Every problem :func:`track` would find, one row each: index label, column, check, value.
 
-    Empty when every row can be sent. The keywords are :func:`track`'s.
+    Empty when every row can be sent. The keywords are :func:`track`'s rules (``event``,
+    ``event_column``, ``timestamp``, ``user_id``, ``email``, ``parameters``, ``exclude``,
+    ``event_id_column``, ``naive_timestamps``).
 
     >>> import pandas as pd, flameup_pandas
     >>> df = pd.DataFrame({"userId": [None], "timestamp": [pd.Timestamp("2026-01-02", tz="UTC")]})
@@ -106,17 +83,7 @@ def validate_events(
        index              check
     0      0  identity_required
     """
-    rules = EventRules(
-        event=event,
-        event_column=event_column,
-        timestamp=timestamp,
-        user_id=user_id,
-        email=email,
-        parameters=parameters,
-        exclude=tuple(exclude),
-        event_id_column=event_id_column,
-        naive_timestamps=naive_timestamps,
-    )
+    rules = event_rules_of("validate_events", options)
     report = plan_events(df, rules, dt.datetime.now(dt.UTC)).report
     labels = df.index.to_numpy()[report["row"].to_numpy()]
     out = report.drop(columns="row")
@@ -127,32 +94,55 @@ def validate_events(
 def track_file(
     source: Any,
     *,
+    chunk_rows: int = CHUNK_ROWS,
     column_types: Mapping[str, Any] | None = None,
     results: str | Path | None = None,
-    **options: Any,
-) -> pd.DataFrame:
-    """Send the rows of a parquet or CSV file, or any Arrow source, as events.
+    **options: Unpack[TrackOptions],
+) -> TrackSummary:
+    """Send the rows of a parquet or CSV file, or any Arrow source, as events, in bounded
+    memory; return the rows per status (a :class:`~flameup_pandas.TrackSummary`).
 
-    ``source`` is what :func:`upsert_file` and :func:`upsert_arrow` take (a path, a
-    ``pyarrow.Table``, a record batch reader...), read with the same types (a CSV's
-    ``column_types=``, cells that stay text); the rows are read whole, then sent as
-    :func:`track` sends a frame (every other keyword is ``track``'s). Returns the result frame
-    (index: row numbers from 0); ``results=`` also writes it to a parquet file.
+    ``source`` is what :func:`upsert_file` and :func:`upsert_arrow` take (a path or URI, a
+    ``pyarrow.Table`` or dataset, a record batch reader, a DuckDB relation...), read with the
+    same types (a CSV's ``column_types=``, cells that stay text) in record batches of
+    ``chunk_rows``: each batch is judged and sent as :func:`track` sends a frame while the
+    next is read, events in flight across batches, and a repeat of an earlier batch's event is
+    ``skipped``. ``results=`` (a path or URI) receives the per-row results (``row``, counted
+    from 0, ``flameup_event_id``, ``flameup_status``, ``flameup_error``) in input order, and
+    appears whole when the run ends. Every other keyword is :func:`track`'s. Ctrl-C or
+    SIGTERM raises :class:`~flameup_pandas.UpsertInterrupted` whose ``result`` is the summary
+    of the rows read so far (the results file holds them).
 
     Example::
 
-        result = flameup_pandas.track_file(
-            "purchases.parquet", event="purchase_completed", state="events.state"
+        summary = flameup_pandas.track_file(
+            "purchases.parquet", event="purchase_completed", state="events.state",
+            results="purchases.results.parquet",
         )
     """
-    rows = open_rows(source, column_types=column_types)
-    frames = list(read_chunks(rows.batches))
-    frame = pd.concat(frames) if frames else pd.DataFrame()
-    result = track(frame, **options)
-    if results is not None:
-        text = {name: "string" for name in ("flameup_event_id", "flameup_status", "flameup_error")}
-        result.astype(text).to_parquet(results)
-    return result
+    rules, delivery, run = split_track_options("track_file", options)
+    rows = open_rows(
+        source, chunk_rows=chunk_rows, column_types=column_types, filesystem=run.filesystem
+    )
+    sink = EventResults(results, run.filesystem)
+    shown = None if results is None else str(results)
+    try:
+        track_chunks(
+            rows.frames(),
+            rules=rules,
+            delivery=delivery,
+            run=run,
+            written=sink.add,
+            total=rows.total,
+        )
+    except UpsertInterrupted as stop:
+        sink.close()
+        summary = TrackSummary(dict(sink.counts), shown)
+        raise UpsertInterrupted(str(stop), result=summary, signal=stop.signal) from None
+    finally:
+        rows.batches.close()
+    sink.close()
+    return TrackSummary(dict(sink.counts), shown)
 
 
 def read_events(

@@ -184,32 +184,25 @@ def track_file_task(
     ``results`` when a results file was written. Fails with
     :class:`TooManyFailedRowsError` when more than ``max_failed`` rows are ``invalid``,
     ``rejected``, ``failed`` or ``uncertain``. A retried task with the same ``state=`` (a
-    local file the worker keeps) sends no event Flameup confirmed, and looks up the ones a
-    killed attempt may have sent before sending them (see the events guide).
+    local file the worker keeps, or a URI such as ``s3://...``) sends no event Flameup
+    confirmed, and looks up the ones a killed attempt may have sent before sending them (see
+    the events guide). ``dry_run=True`` sends nothing and returns what would happen.
 
     Example (needs FLAMEUP_API_KEY and a reachable server, so it is not a doctest)::
 
         counts = track_file_task("purchases.parquet", event="purchase_completed",
                                  state="/data/flameup/events.state", max_failed=5)
     """
-    result = track_file(path, state=state, results=results, **options)
-    statuses = result["flameup_status"].tolist()
-    out: dict[str, Any] = {"rows": len(statuses)}
-    out.update({status: statuses.count(status) for status in dict.fromkeys(statuses)})
-    if results is not None:
-        out["results"] = str(results)
+    summary = track_file(path, state=state, results=results, **options)
+    out = summary.to_dict()
     logger.info("flameup track of %s: %s", _name(path), _one_line(out))
-    unsettled = sum(n for s, n in out.items() if s in _EVENT_PROBLEMS)
-    if unsettled > max_failed:
+    if summary.problems > max_failed:
         raise TooManyFailedRowsError(
-            f"{unsettled:,} of {len(statuses):,} events need attention, more than the "
+            f"{summary.problems:,} of {summary.rows:,} events need attention, more than the "
             f"{max_failed:,} allowed",
             out,
         )
     return out
-
-
-_EVENT_PROBLEMS = frozenset({"invalid", "rejected", "failed", "uncertain"})
 
 
 def _allowance(rows: int, max_failed: int, max_failed_share: float | None) -> int:

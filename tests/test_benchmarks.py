@@ -60,6 +60,17 @@ FIGURES = {
     },
     "read": {"people": 10_000, "read_seconds": 1.5, "floor_seconds": 0.6, "read_requests": 100},
     "validation": {"rows": 1_000_000, "v1_ms": 420.0, "v1_previous_ms": 400.0, "v1_ratio": 1.05},
+    "track": {
+        "throughput_events": 1000,
+        "events_per_second": 180.0,
+        "people_requests_per_second": 60.0,
+        "events_ratio": 3.0,
+        "soak_events": 400,
+        "soak_stored": 400,
+        "soak_stored_then_lost": 80,
+        "soak_reruns": 1,
+        "soak_duplicates": 0,
+    },
     "inflight": {
         "l1_latency_s": 0.25,
         "l1_auto_seconds": 2.7,
@@ -82,6 +93,8 @@ def test_table_shows_each_figure_beside_its_baseline_and_ratio() -> None:
     assert "upsert_arrow from DuckDB, 5,000,000 rows" in table and "0.167" in table
     assert "read_people s, 10,000 people, default budget, 100 requests" in table
     assert "validate_people ms, 1,000,000 rows (stricter emails)" in table and "1.050" in table
+    assert "track events/s, 1,000 events, limit raised" in table and "3.000" in table
+    assert "80 stored-then-lost, 1 reruns), duplicates: 0" in table
     [line] = [row for row in table.splitlines() if "100 requests at 120/min, defaults" in row]
     assert "up to 32 in flight" in line and "1.227" in line and line.endswith("0.25 s")
     assert table.splitlines()[0].endswith("latency")

@@ -204,3 +204,38 @@ def test_validate_and_to_people_take_the_rule_keywords_only() -> None:
     unknown = r"validate\(\) got an unexpected keyword argument 'concurrency'"
     with pytest.raises(TypeError, match=unknown):
         flameup_pandas.validate(frame, concurrency=2)  # type: ignore[call-arg]
+
+
+def test_track_keywords_are_the_fields_of_event_rules_delivery_and_track_run() -> None:
+    """The track entry points share one definition of their keywords, as upsert's do."""
+    import inspect
+
+    from flameup_pandas._people.events import EventRules
+    from flameup_pandas._run.options import (
+        EventRuleOptions,
+        TrackOptions,
+        TrackRun,
+        TrackRunOptions,
+        split_track_options,
+    )
+
+    assert set(EventRuleOptions.__annotations__) == _fields(EventRules)
+    assert set(TrackRunOptions.__annotations__) == _fields(TrackRun)
+    assert set(TrackOptions.__annotations__) == (
+        set(EventRuleOptions.__annotations__)
+        | set(DeliveryOptions.__annotations__)
+        | set(TrackRunOptions.__annotations__)
+    )
+    for function in (flameup_pandas.track, flameup_pandas.track_file):
+        named = set(inspect.signature(function).parameters)
+        assert named & set(TrackOptions.__annotations__) == set(), function.__qualname__
+    rules, delivery, run = split_track_options(
+        "track",
+        {"event": "e", "exclude": ["x"], "concurrency": 3, "dry_run": True, "state": "s"},
+    )
+    assert (rules.event, rules.exclude, delivery.concurrency) == ("e", ("x",), 3)
+    assert (run.dry_run, run.state) == (True, "s")
+    with pytest.raises(TypeError, match="did you mean 'dry_run'"):
+        split_track_options("track", {"event": "e", "dryrun": True})
+    with pytest.raises(ValueError, match="max_duration"):
+        TrackRun(max_duration=-1)

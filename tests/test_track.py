@@ -39,8 +39,15 @@ def to(server: FlameupServer, **extra: Any) -> dict[str, Any]:
         "rate_limit": None,
         "retry": QUICK,
         "workspace_id": server.workspace_id,
+        "progress": False,
         **extra,
     }
+
+
+def stored_events(server: FlameupServer) -> pd.DataFrame:
+    """The stored events by time: events go out several at once, so they are stored in the
+    order their requests arrive, not the frame's."""
+    return server.events().sort_values("timestamp", kind="stable", ignore_index=True)
 
 
 def posts(server: FlameupServer) -> int:
@@ -52,7 +59,7 @@ def test_each_row_is_sent_as_one_event(flameup_server: FlameupServer) -> None:
     result = df.flameup.track(event="purchase", **to(flameup_server))
     assert result["flameup_status"].tolist() == ["sent"] * 3
     assert result.drop(columns=["flameup_event_id", "flameup_status", "flameup_error"]).equals(df)
-    stored = flameup_server.events()
+    stored = stored_events(flameup_server)
     assert stored["id"].tolist() == result["flameup_event_id"].tolist()
     assert stored["user_id"].tolist() == ["u0", "u1", "u2"]
     assert stored["timestamp"][0] == "2026-01-02T03:04:05.123456Z"
@@ -80,7 +87,7 @@ def test_email_identity_event_column_and_named_parameters(flameup_server: Flameu
         event_column="what", timestamp="when", exclude=["secret"], **to(flameup_server)
     )
     assert result["flameup_status"].tolist() == ["sent", "sent"]
-    stored = flameup_server.events()
+    stored = stored_events(flameup_server)
     assert stored["event"].tolist() == ["signed_up", "churned"]
     assert stored["parameters"].tolist() == [{"n": 1}, {}]  # missing values are left out
     assert stored["timestamp"].tolist() == [
@@ -128,7 +135,7 @@ def test_a_naive_timestamp_column_is_refused_unless_declared_utc(
         df.flameup.track(event="e", **to(flameup_server))
     result = df.flameup.track(event="e", naive_timestamps="utc", **to(flameup_server))
     assert result["flameup_status"].tolist() == ["sent"] * 3
-    assert flameup_server.events()["timestamp"][0] == "2026-01-02T03:04:05.123456Z"
+    assert stored_events(flameup_server)["timestamp"][0] == "2026-01-02T03:04:05.123456Z"
 
 
 def test_bad_keywords_fail_before_anything_is_sent(flameup_server: FlameupServer) -> None:
@@ -154,7 +161,7 @@ def test_an_id_column_is_the_event_key(flameup_server: FlameupServer) -> None:
     df = events_frame(3).assign(order=["o1", "o1", "o2"])
     result = df.flameup.track(event="e", event_id_column="order", **to(flameup_server))
     assert result["flameup_status"].tolist() == ["sent", "skipped", "sent"]
-    assert "order" not in flameup_server.events()["parameters"][0]
+    assert "order" not in stored_events(flameup_server)["parameters"][0]
 
 
 def test_a_rerun_with_the_state_sends_nothing(
@@ -169,7 +176,7 @@ def test_a_rerun_with_the_state_sends_nothing(
     more = pd.concat([df, events_frame(4).iloc[3:]], ignore_index=True)
     third = more.flameup.track(event="e", state=state, **to(flameup_server))
     assert third["flameup_status"].tolist() == ["skipped"] * 3 + ["sent"]
-    assert posts(flameup_server) == 4 and len(flameup_server.events()) == 4
+    assert posts(flameup_server) == 4 and len(stored_events(flameup_server)) == 4
 
 
 def test_a_state_in_use_is_refused(flameup_server: FlameupServer, tmp_path: Path) -> None:
@@ -199,8 +206,8 @@ def test_an_event_left_pending_by_a_killed_run_is_looked_up_not_resent(
     result = df.flameup.track(event="e", state=state, **to(flameup_server))
     assert result["flameup_status"].tolist() == ["sent", "sent"]
     assert posts(flameup_server) == 1  # only the absent one
-    assert len(flameup_server.events()) == 2
-    assert result["flameup_event_id"][0] == flameup_server.events()["id"][0]
+    assert len(stored_events(flameup_server)) == 2
+    assert result["flameup_event_id"][0] == stored_events(flameup_server)["id"][0]
 
 
 def test_lost_answers_are_resolved_through_the_listing_never_twice(
@@ -221,7 +228,7 @@ def test_lost_answers_are_resolved_through_the_listing_never_twice(
         )
     )
     first = df.flameup.track(event="e", state=state, **to(flameup_server))
-    stored = flameup_server.events()
+    stored = stored_events(flameup_server)
     assert not stored["user_id"].duplicated().any()
     statuses = first["flameup_status"]
     assert set(statuses) <= {"sent", "uncertain", "failed"}
@@ -232,7 +239,7 @@ def test_lost_answers_are_resolved_through_the_listing_never_twice(
     flameup_server.set_faults(None)
     second = df.flameup.track(event="e", state=state, **to(flameup_server))
     assert set(second["flameup_status"]) <= {"sent", "skipped"}
-    final = flameup_server.events()
+    final = stored_events(flameup_server)
     assert len(final) == 40 and not final["user_id"].duplicated().any()
 
 
@@ -245,12 +252,12 @@ def test_uncertain_when_the_listing_cannot_tell_then_settled_by_a_rerun(
     first = df.flameup.track(event="e", state=state, **to(flameup_server))
     assert first["flameup_status"].tolist() == ["uncertain"]
     assert "listing could not tell" in first["flameup_error"][0]
-    assert posts(flameup_server) == 1 and len(flameup_server.events()) == 1
+    assert posts(flameup_server) == 1 and len(stored_events(flameup_server)) == 1
     flameup_server.set_faults(None)
     second = df.flameup.track(event="e", state=state, **to(flameup_server))
     assert second["flameup_status"].tolist() == ["sent"]
-    assert second["flameup_event_id"][0] == flameup_server.events()["id"][0]
-    assert posts(flameup_server) == 1 and len(flameup_server.events()) == 1
+    assert second["flameup_event_id"][0] == stored_events(flameup_server)["id"][0]
+    assert posts(flameup_server) == 1 and len(stored_events(flameup_server)) == 1
 
 
 def test_without_a_workspace_id_it_is_read_from_a_person(flameup_server: FlameupServer) -> None:
@@ -387,10 +394,100 @@ def test_ctrl_c_returns_the_rows_answered_and_a_rerun_sends_each_event_once(
         gc.collect()
     assert signum == signal.SIGINT
     statuses = partial["flameup_status"]
-    # the third may be stored with its answer still on the way: failed, "may have been stored"
-    assert set(statuses) <= {"sent", "failed"} and (statuses == "sent").sum() >= 2
+    # events stored with their answers still on the way: failed, "may have been stored"
+    assert set(statuses) <= {"sent", "failed"} and (statuses == "sent").sum() >= 1
     assert partial["flameup_error"][statuses == "failed"].str.startswith("interrupted").all()
     rest = df.flameup.track(event="e", **options)
     assert set(rest["flameup_status"]) <= {"sent", "skipped"}
     stored = server.events()
     assert len(stored) == 40 and stored["user_id"].is_unique
+
+
+def most_at_once(server: FlameupServer, path: str = "/track") -> int:
+    """The most requests to ``path`` the server was answering at the same moment."""
+    marks = []
+    for r in server.requests:
+        if r.path.endswith(path) and r.method == "POST":
+            marks += [(r.started_at, 1), (r.started_at + r.duration, -1)]
+    most = now = 0
+    for _, step in sorted(marks, key=lambda m: (m[0], m[1])):
+        now += step
+        most = max(most, now)
+    return most
+
+
+def test_events_go_several_at_once_and_results_keep_the_frames_order(
+    flameup_server: FlameupServer,
+) -> None:
+    """One request per event, several in flight (the engine's places), results in input
+    order whatever order the answers come in."""
+    flameup_server.set_faults(Faults(latency=0.05, latency_jitter=0.05, seed=3))
+    df = events_frame(24).set_axis([f"r{i}" for i in range(24)])
+    result = df.flameup.track(event="e", concurrency=4, **to(flameup_server))
+    assert result.index.tolist() == df.index.tolist()
+    assert result["flameup_status"].tolist() == ["sent"] * 24
+    stored = flameup_server.events().set_index("id")
+    assert stored.loc[result["flameup_event_id"], "user_id"].tolist() == df["userId"].tolist()
+    assert posts(flameup_server) == 24  # exactly one request per event
+    assert 2 <= most_at_once(flameup_server) <= 4
+
+
+def test_a_dry_run_keys_and_checks_the_state_and_sends_nothing(
+    flameup_server: FlameupServer, tmp_path: Path
+) -> None:
+    state = tmp_path / "events.state"
+    df = events_frame(3)
+    df.iloc[:1].flameup.track(event="e", state=state, **to(flameup_server))
+    flameup_server.reset_requests()
+    bad = pd.concat([df, df.iloc[:1].assign(userId=None)], ignore_index=True)
+    dry = bad.flameup.track(event="e", state=state, dry_run=True, **to(flameup_server))
+    assert dry["flameup_status"].tolist() == ["skipped", "skipped", "skipped", "invalid"]
+    assert dry["flameup_error"].tolist()[:3] == [
+        "already sent (in the state)",
+        "dry run: would be sent",
+        "dry run: would be sent",
+    ]
+    assert flameup_server.requests == []  # not one request, not even a lookup
+    sent = bad.flameup.track(event="e", state=state, **to(flameup_server))
+    assert sent["flameup_status"].tolist() == ["skipped", "sent", "sent", "invalid"]
+
+
+def test_progress_is_reported_as_rows_settle(
+    flameup_server: FlameupServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Progress in log style ends with the rows done and the requests made, as for people."""
+    import logging
+
+    from flameup_pandas import Progress
+
+    df = pd.concat([events_frame(150), events_frame(1)], ignore_index=True)
+    with caplog.at_level(logging.INFO, logger="flameup_pandas"):
+        result = df.flameup.track(event="e", **to(flameup_server, progress=Progress(style="log")))
+    assert result["flameup_status"].value_counts().to_dict() == {"sent": 150, "skipped": 1}
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(line.startswith("track: 151/151 rows (100%), 150 requests") for line in lines)
+    assert "up to 151 events, one request each: about 76 s at Flameup's 120 a minute" in lines
+
+
+def test_a_repeat_of_an_earlier_chunks_event_names_that_row(flameup_server: FlameupServer) -> None:
+    """Chunks labelled by their own index: a repeat found from the earlier chunk's key hashes
+    still names the row that sent the event."""
+    from flameup_pandas._people.events import EventRules
+    from flameup_pandas._run.options import Delivery, TrackRun
+    from flameup_pandas._run.track import track_chunks
+
+    df = events_frame(3).set_axis(["a", "b", "c"])
+    chunks = [df.iloc[:2], pd.concat([df.iloc[2:], df.iloc[:1]]).set_axis(["c", "a2"])]
+    written: list[pd.DataFrame] = []
+    options = to(flameup_server)
+    track_chunks(
+        iter(chunks),
+        rules=EventRules(event="e"),
+        delivery=Delivery(api_key=options["api_key"], base_url=options["base_url"]),
+        run=TrackRun(workspace_id=flameup_server.workspace_id, progress=False),
+        written=written.append,
+    )
+    result = pd.concat(written)
+    assert result["flameup_status"].tolist() == ["sent", "sent", "sent", "skipped"]
+    assert result.loc["a2", "flameup_error"] == "the same event as row 'a'"
+    assert posts(flameup_server) == 3

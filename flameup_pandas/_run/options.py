@@ -10,11 +10,17 @@ values with :func:`split_options`, so a default, a check or a new option lives i
 - a new rule is one field of :class:`Rules` and one line of :class:`RuleOptions`;
 - a new run option is one field of :class:`Run` and one line of :class:`RunOptions`.
 
+Events (``track`` and its faces) do the same with :func:`split_track_options`: their rules
+are :class:`~flameup_pandas._people.events.EventRules` (:class:`EventRuleOptions`), their
+delivery is :class:`Delivery`, and what a track run keeps is :class:`TrackRun`
+(:class:`TrackRunOptions`).
+
 ``tests/test_options.py`` pins that the typed keywords and the fields agree.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import math
 from collections.abc import Hashable, Mapping, Sequence
@@ -22,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
+from .._people.events import EventRules
 from .._send.client import FlameupClient, Timeout
 from .._send.concurrency import MAX_IN_FLIGHT
 from .._send.delivery import Deliverer
@@ -37,11 +44,16 @@ if TYPE_CHECKING:
 __all__ = [
     "Delivery",
     "DeliveryOptions",
+    "EventRuleOptions",
     "Options",
     "RuleOptions",
     "Run",
     "RunOptions",
+    "TrackOptions",
+    "TrackRun",
+    "TrackRunOptions",
     "split_options",
+    "split_track_options",
 ]
 
 
@@ -85,6 +97,81 @@ class RunOptions(TypedDict, total=False):
 
 class Options(RuleOptions, DeliveryOptions, RunOptions, total=False):
     """Every keyword shared by the entry points that send: rules, delivery and the run's."""
+
+
+class EventRuleOptions(TypedDict, total=False):
+    """The keywords of :class:`~flameup_pandas._people.events.EventRules` (defaults and
+    meaning there): which columns make an event."""
+
+    event: str | None
+    event_column: Hashable | None
+    timestamp: Hashable
+    user_id: Hashable
+    email: Hashable
+    parameters: Sequence[Hashable] | None
+    exclude: Sequence[Hashable]
+    event_id_column: Hashable | None
+    naive_timestamps: Literal["error", "utc"]
+    future_tolerance: dt.timedelta
+
+
+class TrackRunOptions(TypedDict, total=False):
+    """The keywords of :class:`TrackRun` (defaults and meaning: ``TrackRun``)."""
+
+    state: str | Path | None
+    workspace_id: str | None
+    max_duration: float | None
+    max_resends: int
+    dry_run: bool
+    progress: bool | Progress
+    filesystem: Any
+
+
+class TrackOptions(EventRuleOptions, DeliveryOptions, TrackRunOptions, total=False):
+    """Every keyword of the entry points that send events: rules, delivery and the run's."""
+
+
+@dataclass(frozen=True)
+class TrackRun:
+    """What a track run keeps and how far it goes.
+
+    >>> TrackRun(state="events.state").dry_run
+    False
+    """
+
+    state: str | Path | None = None
+    """The events state: the keys of the events Flameup confirmed (never sent again) and of
+    those a run may have sent (looked up before sending). A local path or a URI (``s3://``,
+    ``gs://``, ``az://``), or a path on ``filesystem``."""
+    workspace_id: str | None = None
+    """The workspace whose events listing is searched for a lost answer; None: the one a
+    listed person names."""
+    max_duration: float | None = None
+    """Seconds after which no event is started; the rest are ``skipped`` and a rerun with the
+    same state continues."""
+    max_resends: int = 3
+    """How often an event whose answer was lost, and which the listing shows absent, is sent
+    again before it is ``failed``."""
+    dry_run: bool = False
+    """Validate, key and check the state; send nothing (the rows that would be sent are
+    ``skipped``, "dry run: would be sent")."""
+    progress: bool | Progress = True
+    """A progress bar (tqdm), or a :class:`~flameup_pandas.Progress` to report to, as for
+    people."""
+    filesystem: Any = None
+    """An fsspec or pyarrow filesystem that ``state`` (and a file's path) are on."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.dry_run, bool):
+            raise TypeError(f"dry_run must be True or False, got {self.dry_run!r}")
+        limit = self.max_duration
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int | float)):
+            raise TypeError(f"max_duration must be a number of seconds, got {limit!r}")
+        if limit is not None and not limit >= 0:
+            raise ValueError(f"max_duration must be at least 0, got {limit!r}")
+        resends = self.max_resends
+        if isinstance(resends, bool) or not isinstance(resends, int) or resends < 0:
+            raise ValueError(f"max_resends must be an int of at least 0, got {resends!r}")
 
 
 @dataclass(frozen=True)
@@ -225,6 +312,31 @@ def split_options(
     delivery = Delivery(**{k: v for k, v in options.items() if k in DELIVERY_KEYWORDS})
     run = Run(**{k: v for k, v in options.items() if k in RUN_KEYWORDS})
     return rules, delivery, run
+
+
+EVENT_RULE_KEYWORDS = frozenset(EventRuleOptions.__annotations__)
+TRACK_RUN_KEYWORDS = frozenset(TrackRunOptions.__annotations__)
+
+
+def split_track_options(
+    where: str, options: Mapping[str, Any]
+) -> tuple[EventRules, Delivery, TrackRun]:
+    """The :class:`EventRules`, :class:`Delivery` and :class:`TrackRun` that ``options``
+    describe; an unknown keyword is a ``TypeError`` naming it (and the nearest known one)."""
+    check_keywords(where, options, EVENT_RULE_KEYWORDS | DELIVERY_KEYWORDS | TRACK_RUN_KEYWORDS)
+    rules = event_rules_of(where, {k: v for k, v in options.items() if k in EVENT_RULE_KEYWORDS})
+    delivery = Delivery(**{k: v for k, v in options.items() if k in DELIVERY_KEYWORDS})
+    run = TrackRun(**{k: v for k, v in options.items() if k in TRACK_RUN_KEYWORDS})
+    return rules, delivery, run
+
+
+def event_rules_of(where: str, options: Mapping[str, Any]) -> EventRules:
+    """The :class:`EventRules` of an entry point that sends nothing (``validate_events``)."""
+    check_keywords(where, options, EVENT_RULE_KEYWORDS)
+    values = dict(options)
+    if "exclude" in values:
+        values["exclude"] = tuple(values["exclude"])
+    return EventRules(**values)
 
 
 def rules_of(where: str, options: Mapping[str, Any]) -> Rules:

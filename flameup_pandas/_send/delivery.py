@@ -27,6 +27,7 @@ server's latency and strain unless ``concurrency=N`` fixes it).
 
 from __future__ import annotations
 
+import copy
 import logging
 import queue
 import random
@@ -63,6 +64,7 @@ logger = logging.getLogger("flameup_pandas")
 
 T = TypeVar("T")
 R = TypeVar("R")
+Out = TypeVar("Out")
 People = Sequence[Mapping[str, Any] | Outgoing]
 
 SPLIT_STATUSES = frozenset({400, 409, 413, 422})
@@ -176,21 +178,36 @@ class Deliverer:
         self,
         batches: Iterable[tuple[T, People]],
         on_done: Callable[[int], None] | None = None,
-    ) -> Stream[T]:
+    ) -> Stream[T, PersonOutcome]:
         """Deliver batches concurrently; iterate for ``(tag, outcomes)`` as each completes.
 
         ``stop()`` on the stream ends it at once (see :class:`Stream`).
         """
-        return Stream(self, batches, on_done)
+        return Stream(self, batches, self.send, _failed_person, on_done)
+
+    def stream_each(
+        self,
+        items: Iterable[tuple[T, Sequence[Any]]],
+        work: Callable[[Sequence[Any]], list[Out]],
+        failed: Callable[[str], Out],
+    ) -> Stream[T, Out]:
+        """Like :meth:`stream`, for work of another kind: ``work`` delivers one item (its
+        requests go through this deliverer, or a :meth:`twin`) and answers one outcome per
+        element; ``failed`` makes the outcome of an element that was not (or may not have
+        been) delivered. Events go this way, one per item."""
+        return Stream(self, items, work, failed)
+
+    def twin(self, retry: RetryPolicy) -> Deliverer:
+        """This deliverer under another retry policy, sharing everything else: the client, the
+        rate budget, the places in flight, the breaker, the counters and the abort."""
+        other = copy.copy(self)
+        other.retry = retry
+        return other
 
     def abort(self) -> None:
         """No request of this deliverer starts from now on; retries and pauses end."""
         self._abort.set()
         self.places.wake()
-
-    def not_sent(self, people: People) -> list[PersonOutcome]:
-        """Outcomes for a batch the run will not send: it stopped because Flameup is down."""
-        return [PersonOutcome("failed", error=f"not sent: {self.breaker.reason}")] * len(people)
 
     def _post(self, people: People) -> Answer:
         """POST one batch until it gets an answer worth reading, or the policy gives up."""
@@ -252,7 +269,7 @@ class Deliverer:
                 raise GaveUp(f"not sent: {self.breaker.reason}")
             raise GaveUp(f"{policy.describe()}; {self.breaker.reason}")
         if self._abort.is_set():
-            raise GaveUp(f"run stopped before this {what} was sent")
+            raise GaveUp(NOT_SENT)  # only an interrupt aborts a run without opening the breaker
 
     def _after_transport_error(
         self, exc: TransportError, policy: RetryPolicy, what: str
@@ -338,7 +355,11 @@ def count_failed(outcomes: Sequence[PersonOutcome]) -> int:
     return sum(o.status == "failed" for o in outcomes)
 
 
-class Stream(Generic[T]):
+def _failed_person(error: str) -> PersonOutcome:
+    return PersonOutcome("failed", error=error)
+
+
+class Stream(Generic[T, Out]):
     """Batches delivered by worker threads; iterating yields ``(tag, outcomes)`` as each batch
     is answered.
 
@@ -353,16 +374,20 @@ class Stream(Generic[T]):
     def __init__(
         self,
         deliverer: Deliverer,
-        batches: Iterable[tuple[T, People]],
+        batches: Iterable[tuple[T, Sequence[Any]]],
+        work: Callable[[Any], list[Out]],
+        failed: Callable[[str], Out],
         on_done: Callable[[int], None] | None = None,
     ) -> None:
         self._deliverer = deliverer
         self._batches = batches
+        self._work = work
+        self._failed = failed
         self._on_done = on_done
-        self._pending: dict[Future[list[PersonOutcome]], tuple[T, int, _Job]] = {}
+        self._pending: dict[Future[list[Out]], tuple[T, int, _Job]] = {}
         self._workers: _Workers | None = None
 
-    def __iter__(self) -> Iterator[tuple[T, list[PersonOutcome]]]:
+    def __iter__(self) -> Iterator[tuple[T, list[Out]]]:
         self._workers = workers = _Workers()
         places = self._deliverer.places
         try:
@@ -370,12 +395,13 @@ class Stream(Generic[T]):
                 if self._deliverer.breaker.opened.is_set():
                     if self._on_done is not None:
                         self._on_done(len(people))
-                    yield tag, self._deliverer.not_sent(people)
+                    reason = f"not sent: {self._deliverer.breaker.reason}"
+                    yield tag, [self._failed(reason) for _ in people]
                     continue
                 while len(self._pending) >= 2 * places.limit:
                     yield from self._collect()
                 workers.grow_to(places.limit)
-                future, job = workers.submit(self._deliverer.send, people)
+                future, job = workers.submit(self._work, people)
                 self._pending[future] = (tag, len(people), job)
                 while index == 0 and self._pending:
                     yield from self._collect()
@@ -386,7 +412,7 @@ class Stream(Generic[T]):
             raise
         workers.shutdown(wait=True)
 
-    def stop(self) -> list[tuple[T, list[PersonOutcome]]]:
+    def stop(self) -> list[tuple[T, list[Out]]]:
         """End the stream now; every batch handed out and not yet yielded, with its outcomes.
 
         An answered batch keeps its answer. Every person of the others is ``failed``: with
@@ -394,15 +420,15 @@ class Stream(Generic[T]):
         :data:`NOT_SENT` (a batch still waiting for the budget or a place in flight too).
         """
         self._halt()
-        left: list[tuple[T, list[PersonOutcome]]] = []
+        left: list[tuple[T, list[Out]]] = []
         for future, (tag, size, job) in self._pending.items():
             if future.cancel():
-                left.append((tag, [PersonOutcome("failed", error=NOT_SENT)] * size))
+                left.append((tag, [self._failed(NOT_SENT) for _ in range(size)]))
             elif future.done() and future.exception() is None:
                 left.append((tag, future.result()))
             else:
                 error = IN_FLIGHT if job.sent else NOT_SENT
-                left.append((tag, [PersonOutcome("failed", error=error)] * size))
+                left.append((tag, [self._failed(error) for _ in range(size)]))
         self._pending.clear()
         return left
 
@@ -413,7 +439,7 @@ class Stream(Generic[T]):
         if self._workers is not None:
             self._workers.shutdown(wait=False)
 
-    def _collect(self) -> Iterator[tuple[T, list[PersonOutcome]]]:
+    def _collect(self) -> Iterator[tuple[T, list[Out]]]:
         done, _ = wait(self._pending, return_when=FIRST_COMPLETED)
         for future in done:
             outcomes = future.result()

@@ -103,8 +103,10 @@ def is_events_page(answer: Answer) -> bool:
 class EventSender:
     """Sends events one per request through a deliverer's client and rate budget.
 
-    ``deliverer`` is the run's (its budget is the key's, shared with people runs); events are
-    posted through a twin of it whose policy retries no 5xx, since a 5xx may follow a store.
+    ``deliverer`` is the run's (its budget is the key's, shared with people runs; its places
+    in flight, breaker and counters are the run's); events are posted through a
+    :meth:`~flameup_pandas._send.delivery.Deliverer.twin` of it whose policy retries no 5xx,
+    since a 5xx may follow a store. Safe to call from several threads at once.
     ``workspace_id`` names the listing's workspace; None: read from a person's
     ``workspace_id`` the first time the listing is needed.
     """
@@ -114,10 +116,9 @@ class EventSender:
     ) -> None:
         self.client: FlameupClient = deliverer.client
         self.reader = deliverer
-        policy = dataclasses.replace(deliverer.retry, retry_statuses=frozenset())
-        self.poster = Deliverer(self.client, limiter=deliverer.limiter, retry=policy)
-        self.poster.stats = deliverer.stats
-        self.poster.breaker = deliverer.breaker
+        self.poster = deliverer.twin(
+            dataclasses.replace(deliverer.retry, retry_statuses=frozenset())
+        )
         self.workspace_id = workspace_id
         self.max_resends = max_resends
 

@@ -1,0 +1,83 @@
+"""The events state on object storage: a real S3 API (moto's server) on loopback, and
+fsspec's memory filesystem (the code path GCS and Azure take)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import fsspec
+import pandas as pd
+import pytest
+
+import flameup_pandas  # noqa: F401  (registers df.flameup)
+from flameup_pandas import StateError, track_file, unlock_state
+from flameup_pandas._people.events import EventRules, plan_events
+from flameup_pandas._run.event_state import EventState
+from flameup_pandas.testing import FlameupServer
+
+from .test_storage import S3, s3, s3_endpoint  # noqa: F401  (the fixtures)
+from .test_track import events_frame, posts, to
+
+
+def test_state_and_results_on_s3_then_a_rerun_sends_nothing(
+    s3: S3,  # noqa: F811
+    flameup_server: FlameupServer,
+) -> None:
+    source = s3.put_frame(events_frame(30), "in/events.parquet")
+    keywords: dict[str, Any] = {
+        "event": "e",
+        "state": s3.uri("sync/events.state"),
+        "results": s3.uri("sync/results.parquet"),
+        **to(flameup_server),
+    }
+    first = track_file(source, **keywords)
+    assert first.counts["sent"] == 30
+    assert s3.read_parquet("sync/results.parquet")["flameup_status"].eq("sent").all()
+    assert not [k for k in s3.keys("sync/") if ".journal" in k or ".lock" in k]
+    flameup_server.reset_requests()
+    again = track_file(source, **keywords)
+    assert again.counts["skipped"] == 30
+    assert flameup_server.requests == []
+    assert len(flameup_server.events()) == 30
+
+
+def test_a_run_that_never_closed_its_s3_state_is_locked_out_then_resumed_once(
+    s3: S3,  # noqa: F811
+    flameup_server: FlameupServer,
+) -> None:
+    """A run died after marking two events pending (one of them stored, its answer never
+    recorded): its lease keeps the state locked; once unlocked, the next run folds its
+    journal, finds the stored event in the listing and sends only the other."""
+    state = s3.uri("dead/events.state")
+    df = events_frame(2)
+    df.iloc[:1].flameup.track(event="e", **to(flameup_server))
+    plan = plan_events(df, EventRules(event="e"), dt.datetime.now(dt.UTC))
+    dead = EventState.open(state)
+    for event in plan.events:
+        assert event is not None
+        dead.record(event.key, "pending")  # on S3 before this returns
+    assert [k for k in s3.keys("dead/") if k.endswith(".jsonl")]
+    dead._lines._stop.set()  # type: ignore[attr-defined]  # the run dies: no close, no renewal
+    with pytest.raises(StateError, match="in use by another run"):
+        df.flameup.track(event="e", state=state, **to(flameup_server))
+    assert "broke the lock" in unlock_state(state)
+    flameup_server.reset_requests()
+    result = df.flameup.track(event="e", state=state, **to(flameup_server))
+    assert result["flameup_status"].tolist() == ["sent", "sent"]
+    assert posts(flameup_server) == 1
+    stored = flameup_server.events()
+    assert len(stored) == 2 and stored["user_id"].is_unique
+    assert not [k for k in s3.keys("dead/") if k.endswith(".jsonl")]
+
+
+def test_an_events_state_on_an_fsspec_filesystem(flameup_server: FlameupServer) -> None:
+    memory = fsspec.filesystem("memory", skip_instance_cache=True, global_store=False)
+    options = {"state": "/s/events.state", "filesystem": memory, **to(flameup_server)}
+    first = events_frame(3).flameup.track(event="e", **options)
+    assert first["flameup_status"].tolist() == ["sent"] * 3
+    lines = memory.cat("/s/events.state").splitlines()
+    assert len(lines) == 3 and all(b'"sent"' in line for line in lines)
+    again = events_frame(3).flameup.track(event="e", **options)
+    assert again["flameup_status"].tolist() == ["skipped"] * 3
+    assert len(pd.unique(flameup_server.events()["user_id"])) == 3
