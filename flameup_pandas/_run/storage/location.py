@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 
 from ...exceptions import ConfigurationError
@@ -38,6 +39,10 @@ SCHEMES: dict[str, tuple[str, str | None]] = {
     "memory": ("memory", None),
 }
 """URI scheme -> (fsspec protocol, the extra that installs it; None: fsspec alone)."""
+
+READ_BLOCK = 4 * 2**20
+"""Bytes an object is read ahead by when a reader asks for less (s3fs reads 50 MiB ahead,
+and keeps them while the file is open: most of a streaming run's memory on a large object)."""
 
 _URI = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]+):(?P<slashes>/*)")
 _ARROW_TYPES = {"s3": "s3", "gcs": "gcs", "abfs": "abfs", "local": "file"}
@@ -83,7 +88,7 @@ class Location:
         arrow = getattr(self.fs, "fs", None)  # fsspec's wrapper of a pyarrow filesystem
         if isinstance(arrow, pafs.FileSystem):
             return arrow, self.path
-        return pafs.PyFileSystem(pafs.FSSpecHandler(self.fs)), self.path
+        return pafs.PyFileSystem(_Handler(self.fs)), self.path
 
     def __str__(self) -> str:
         return self.uri or self.path
@@ -91,6 +96,18 @@ class Location:
     def __fspath__(self) -> str:
         # only a local location is a path of the operating system
         return str(self.local_path)
+
+
+class _Handler(pafs.FSSpecHandler):  # type: ignore[misc]
+    """fsspec's filesystem for pyarrow, reading objects :data:`READ_BLOCK` bytes ahead."""
+
+    def open_input_file(self, path: str) -> Any:
+        if not self.fs.isfile(path):
+            raise FileNotFoundError(path)
+        return pa.PythonFile(self.fs.open(path, mode="rb", block_size=READ_BLOCK), mode="r")
+
+    def open_input_stream(self, path: str) -> Any:
+        return self.open_input_file(path)
 
 
 def resolve(target: str | Path | Location, filesystem: Any = None) -> Location:
