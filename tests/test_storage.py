@@ -160,6 +160,30 @@ def test_file_state_and_results_on_s3_then_a_rerun_sends_nothing(s3, flameup_ser
     assert s3.wire.count("PUT", "state.parquet.lock/") == 1
 
 
+def test_a_run_with_nothing_to_send_reads_the_state_once_and_writes_only_its_lease(
+    s3, flameup_server
+):
+    """The store's requests of a run with nothing to send are a constant: the same for 450
+    rows as for 3,000; one read of the state; the only writes are the lease taken and
+    released (no state, no journal object)."""
+    asked = []
+    for n in (450, 3000):
+        source = s3.put_frame(customers(n), f"in/c{n}.parquet")
+        keywords = {"state": s3.uri(f"s{n}/state.parquet"), **target(flameup_server)}
+        upsert_file(source, **keywords)
+        s3.wire.reset()
+        assert upsert_file(source, **keywords).counts["skipped"] == n
+        store = [(m, p) for m, p in s3.wire.requests if "/in/" not in p]
+        reads = [p for m, p in store if m == "GET" and "list-type=" not in p]
+        assert reads == [f"/{s3.bucket}/s{n}/state.parquet"]
+        writes = [(m, p) for m, p in store if m in ("PUT", "POST", "DELETE")]
+        assert [m for m, _ in writes] == ["PUT", "POST"], writes
+        assert f"/s{n}/state.parquet.lock/" in writes[0][1]  # the lease, created
+        assert writes[1][1].endswith("?delete")  # and released
+        asked.append(sorted(m for m, _ in store))
+    assert asked[0] == asked[1]
+
+
 def test_requests_to_the_store_grow_with_journal_flushes_not_rows(s3, flameup_server):
     """A run of 30 batches, journal flushed every 10: 3 journal objects written, read back once,
     deleted in one request; the state written once."""
