@@ -10,16 +10,12 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 # The test extra installs moto and s3fs: a missing one is a failure here, never a skip.
 import fsspec
 import moto  # noqa: F401
 import numpy as np
-import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import s3fs
@@ -39,63 +35,9 @@ from flameup_pandas._send.delivery import PersonOutcome
 from flameup_pandas.testing import FlameupServer
 
 from .conftest import target
-from .s3 import Wire, moto_s3
 from .test_upsert import customers
 
 QUICK = StoreRetry(attempts=3, backoff=0.05, backoff_max=0.2, deadline=5)
-
-
-@dataclass
-class S3:
-    url: str
-    wire: Wire
-    bucket: str
-    env: dict[str, str]
-
-    def uri(self, key: str) -> str:
-        return f"s3://{self.bucket}/{key}"
-
-    @property
-    def fs(self) -> Any:
-        return fsspec.filesystem("s3")
-
-    def keys(self, prefix: str = "") -> list[str]:
-        self.fs.invalidate_cache()
-        found = self.fs.find(f"{self.bucket}/{prefix}")
-        return [k.removeprefix(f"{self.bucket}/") for k in found]
-
-    def read_parquet(self, key: str) -> pd.DataFrame:
-        self.fs.invalidate_cache()
-        with self.fs.open(f"{self.bucket}/{key}", "rb") as handle:
-            return pq.read_table(handle).to_pandas()
-
-    def put_frame(self, frame: pd.DataFrame, key: str) -> str:
-        with self.fs.open(f"{self.bucket}/{key}", "wb") as handle:
-            frame.to_parquet(handle)
-        return self.uri(key)
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint() -> Iterator[tuple[str, Wire]]:
-    yield from moto_s3()
-
-
-@pytest.fixture
-def s3(s3_endpoint: tuple[str, Wire], monkeypatch: pytest.MonkeyPatch) -> S3:
-    url, wire = s3_endpoint
-    env = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": url,
-    }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    bucket = f"flameup-{uuid.uuid4().hex[:12]}"
-    fsspec.filesystem("s3").mkdir(bucket)
-    wire.reset()
-    return S3(url, wire, bucket, env)
 
 
 # -- locations ---------------------------------------------------------------------------

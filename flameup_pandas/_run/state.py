@@ -142,6 +142,12 @@ class SyncState:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def table(self) -> pa.Table:
+        """The state as it stands (one row per identity; :data:`STATE_SCHEMA`): what was read
+        when it was opened, with any journal a killed run left folded in."""
+        return self._table
+
     def frame(self) -> pd.DataFrame:
         """The state as a DataFrame (one row per identity)."""
         frame: pd.DataFrame = self._table.to_pandas()
