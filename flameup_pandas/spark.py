@@ -168,7 +168,7 @@ def _upsert(sdf: DataFrame, options: Mapping[str, Any]) -> SparkUpsertResult:
     stopped: KeyboardInterrupt | None = None
     _check_columns(sdf, rules)
     with (
-        SyncState.open(state, filesystem=run.filesystem)
+        SyncState.open(state, filesystem=run.storage)
         if state is not None
         else contextlib.nullcontext() as sync
     ):

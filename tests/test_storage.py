@@ -32,6 +32,7 @@ from flameup_pandas._run.storage import (
     resolve,
 )
 from flameup_pandas._send.delivery import PersonOutcome
+from flameup_pandas.cli import main
 from flameup_pandas.testing import FlameupServer
 
 from .conftest import target
@@ -124,6 +125,51 @@ def test_a_run_with_nothing_to_send_reads_the_state_once_and_writes_only_its_lea
         assert writes[1][1].endswith("?delete")  # and released
         asked.append(sorted(m for m, _ in store))
     assert asked[0] == asked[1]
+
+
+def test_storage_options_on_the_command_line_open_every_uri_and_are_never_shown(
+    s3, flameup_server, monkeypatch, capsys
+):
+    """The environment points nowhere and holds no keys: --storage-option gives the endpoint
+    and the keys, and the source, state and results are on S3 (upsert, validate, unlock
+    alike); the secret is never printed, not even in an error."""
+    source = s3.put_frame(customers(40), "cli/c.parquet")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    s3fs.S3FileSystem.clear_instance_cache()  # no filesystem made from the fixture's variables
+    monkeypatch.setenv("FLAMEUP_API_KEY", flameup_server.api_key)
+    monkeypatch.setenv("FLAMEUP_BASE_URL", flameup_server.base_url)
+    secret = "s3cr3t-never-shown"
+    options = [f"endpoint_url={s3.url}", "key=cli-key", f"secret={secret}", "use_ssl=false"]
+    given = [arg for pair in options for arg in ("--storage-option", pair)]
+    state, results = s3.uri("cli/state.parquet"), s3.uri("cli/results.parquet")
+    run = ["upsert", source, "--state", state, "--results", results, "--no-progress", *given]
+    assert main(run) == 0
+    fs = s3fs.S3FileSystem(endpoint_url=s3.url, key="cli-key", secret=secret)
+    assert pq.read_table(fs.open(f"{s3.bucket}/cli/results.parquet")).num_rows == 40
+    assert pq.read_table(fs.open(f"{s3.bucket}/cli/state.parquet")).num_rows == 40
+    flameup_server.reset_requests()
+    assert main(run) == 0
+    assert flameup_server.request_count() == 0
+    assert main(["validate", source, *given]) == 0
+    assert main(["unlock", state, *given]) == 0
+    assert main(["upsert", s3.uri("cli/none.parquet"), "--no-progress", *given]) == 2
+    out, err = capsys.readouterr()
+    assert "was not locked" in out
+    assert f"no such file or directory: {s3.uri('cli/none.parquet')}" in err
+    assert secret not in out + err
+
+
+def test_storage_options_and_a_filesystem_are_one_or_the_other(s3):
+    with pytest.raises(ConfigurationError, match="not both"):
+        upsert_file(
+            s3.uri("x.parquet"),
+            filesystem=s3.fs,
+            storage_options={"anon": True},
+            dry_run=True,
+            progress=False,
+        )
 
 
 def test_requests_to_the_store_grow_with_journal_flushes_not_rows(s3, flameup_server):

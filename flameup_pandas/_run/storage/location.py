@@ -9,7 +9,10 @@ never turned into a local path: an unknown scheme is a :class:`ConfigurationErro
 the supported ones and the extra that installs each.
 
 With ``filesystem=`` (an fsspec filesystem, or a pyarrow one) every path and URI is taken
-on that filesystem instead: a URI's scheme must be one the filesystem speaks.
+on that filesystem instead: a URI's scheme must be one the filesystem speaks. With
+:class:`StorageOptions` (``storage_options=`` of the entry points, ``--storage-option`` on the
+command line) a URI's filesystem is built with those keywords where the environment is not
+enough (an endpoint, a profile, anonymous access); local paths stay local.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import re
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +30,7 @@ import pyarrow.fs as pafs
 
 from ...exceptions import ConfigurationError
 
-__all__ = ["SCHEMES", "Location", "resolve"]
+__all__ = ["SCHEMES", "Location", "StorageOptions", "resolve"]
 
 SCHEMES: dict[str, tuple[str, str | None]] = {
     "s3": ("s3", "s3"),
@@ -46,6 +50,19 @@ and keeps them while the file is open: most of a streaming run's memory on a lar
 
 _URI = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]+):(?P<slashes>/*)")
 _ARROW_TYPES = {"s3": "s3", "gcs": "gcs", "abfs": "abfs", "local": "file"}
+
+
+@dataclass(frozen=True)
+class StorageOptions:
+    """Keywords for the filesystem of a URI's scheme, as fsspec takes them (its "storage
+    options", pandas' ``storage_options=``): ``anon``, ``endpoint_url``, ``profile``,
+    ``key``... for s3fs; ``project``, ``token`` for gcsfs; ``account_name``... for adlfs.
+    Shown by their names only: their values may be credentials."""
+
+    options: Mapping[str, Any]
+
+    def __repr__(self) -> str:
+        return f"StorageOptions({', '.join(sorted(self.options))})"
 
 
 @dataclass(frozen=True)
@@ -122,6 +139,9 @@ def resolve(target: str | Path | Location, filesystem: Any = None) -> Location:
     """
     if isinstance(target, Location):
         return target
+    options: Mapping[str, Any] = {}
+    if isinstance(filesystem, StorageOptions):
+        options, filesystem = filesystem.options, None
     if filesystem is not None:
         return _on(filesystem, target)
     if isinstance(target, Path):
@@ -136,7 +156,7 @@ def resolve(target: str | Path | Location, filesystem: Any = None) -> Location:
     if scheme not in SCHEMES or match["slashes"] != "//":
         raise _unknown(text)
     protocol, extra = SCHEMES[scheme]
-    fs = _filesystem(protocol, extra, text)
+    fs = _filesystem(protocol, extra, text, options)
     return Location(fs._strip_protocol(text), fs, text)
 
 
@@ -171,11 +191,18 @@ def _on(filesystem: Any, target: str | Path) -> Location:
     return Location(fs._strip_protocol(text), fs, text if match is None else str(target))
 
 
-def _filesystem(protocol: str, extra: str | None, text: str) -> Any:
+def _filesystem(
+    protocol: str, extra: str | None, text: str, options: Mapping[str, Any] | None = None
+) -> Any:
     try:
         import fsspec
 
-        return fsspec.filesystem(protocol)
+        return fsspec.filesystem(protocol, **(options or {}))
+    except TypeError as exc:  # an option this filesystem does not take (named, never valued)
+        raise ConfigurationError(
+            f"cannot open {text!r} with the storage options given "
+            f"({', '.join(sorted(options or {}))}): {exc}"
+        ) from None
     except ImportError as exc:
         extra = extra or "cloud"
         raise ConfigurationError(
