@@ -119,8 +119,8 @@ class _Handler(pafs.FSSpecHandler):  # type: ignore[misc]
     """fsspec's filesystem for pyarrow, reading objects :data:`READ_BLOCK` bytes ahead."""
 
     def open_input_file(self, path: str) -> Any:
-        if not self.fs.isfile(path):
-            raise FileNotFoundError(path)
+        # (fsspec's handler asks isfile first: a request more per file, and open() raises
+        # FileNotFoundError itself)
         return pa.PythonFile(self.fs.open(path, mode="rb", block_size=READ_BLOCK), mode="r")
 
     def open_input_stream(self, path: str) -> Any:
