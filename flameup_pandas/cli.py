@@ -31,6 +31,7 @@ from ._run.options import Run
 from ._run.plan import Rules
 from ._run.progress import Progress
 from ._run.sources import CHUNK_ROWS, open_rows, read_chunks
+from ._run.storage import atomic_output, resolve
 from ._version import __version__
 from .exceptions import (
     ChangeGuardError,
@@ -131,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_table_arguments(plan)
     plan.add_argument("--state", help="the sync state to plan against (a path or URI)")
-    plan.add_argument("--out", help="write the whole plan to this parquet file")
+    plan.add_argument("--out", help="write the whole plan to this parquet file (a path or URI)")
     plan.add_argument(
         "--against",
         choices=("state", "flameup"),
@@ -417,8 +418,10 @@ def run_plan(args: argparse.Namespace) -> int:
         return 1
     summary = summarize_plan(planned)
     print(summary)
-    if args.out:
-        planned.to_parquet(args.out)
+    if args.out:  # a path or URI, opened as the state is (storage options included)
+        where = resolve(args.out, Run(storage_options=options["storage_options"]).storage)
+        with atomic_output(where) as sink:
+            planned.to_parquet(sink)
         print(f"\nthe whole plan: {args.out}")
     if args.detailed_exitcode:
         return 2 if summary.would_send else 0

@@ -153,6 +153,10 @@ def test_storage_options_on_the_command_line_open_every_uri_and_are_never_shown(
     assert main(run) == 0
     assert flameup_server.request_count() == 0
     assert main(["validate", source, *given]) == 0
+    assert (
+        main(["plan", source, "--state", state, "--out", s3.uri("cli/plan.parquet"), *given]) == 0
+    )
+    assert pq.read_table(fs.open(f"{s3.bucket}/cli/plan.parquet")).num_rows == 40
     assert main(["unlock", state, *given]) == 0
     assert main(["upsert", s3.uri("cli/none.parquet"), "--no-progress", *given]) == 2
     out, err = capsys.readouterr()
