@@ -253,6 +253,14 @@ STORAGE = [
         "s3_stream_ratio",
         "<= local ({local_stream_ratio})",
     ),
+    Figure(
+        "peak MiB streaming {memory_rows:,} rows from the local file (dry run)",
+        "pd.read_parquet peak MiB (local file)",
+        "local_stream_peak_mib",
+        "read_parquet_peak_mib",
+        "local_stream_ratio",
+        "0.28 (issue 25)",
+    ),
 ]
 MEMORY = [
     Figure(

@@ -124,7 +124,9 @@ def upsert_file(
     ``path``, ``state`` and ``results`` are local paths or URIs (``s3://``, ``gs://``,
     ``az://``/``abfs://``, ``file://``), read with each cloud's standard credentials;
     ``filesystem=`` (an fsspec or pyarrow filesystem) opens them all on that filesystem
-    instead. Install ``flameup-pandas[s3]`` (or ``[gcs]``, ``[azure]``, ``[cloud]``).
+    instead; ``storage_options=`` (a dict, as pandas takes it: ``{"endpoint_url": ...,
+    "profile": ...}``) are keywords for the filesystem of each URI, where the environment is
+    not enough. Install ``flameup-pandas[s3]`` (or ``[gcs]``, ``[azure]``, ``[cloud]``).
 
     A CSV cell means what it says: a column is read as numbers only when every cell is
     written exactly as its number is sent (``02134``, ``+1``, ``1.50`` stay text);
@@ -138,7 +140,7 @@ def upsert_file(
             chunk_rows=chunk_rows,
             mapping=rules.mapping,
             column_types=column_types,
-            filesystem=run.filesystem,
+            filesystem=run.storage,
         )
 
     if run.guarded:
@@ -241,7 +243,7 @@ def plan_file(
         chunk_rows=chunk_rows,
         mapping=rules.mapping,
         column_types=column_types,
-        filesystem=run.filesystem,
+        filesystem=run.storage,
     )
     return plan_rows(rows, rules, delivery, run, against=Against(against, sample))
 
@@ -318,7 +320,7 @@ def plan_rows(
         planned = compare_with_flameup(planned, decisions.sent, delivery)
     if run.complete_source and run.state is not None:
         if decisions.sync is None:  # an empty source: everyone in the state is gone
-            with SyncState.open(run.state, filesystem=run.filesystem) as sync:
+            with SyncState.open(run.state, filesystem=run.storage) as sync:
                 record_gone(planned, decisions.gone(sync))
         else:
             record_gone(planned, decisions.gone())
@@ -349,7 +351,12 @@ def _readable_twice(source: Any) -> bool:
     return module.startswith("polars") and type(source).__name__ in ("DataFrame", "LazyFrame")
 
 
-def unlock_state(state: str | Path, *, filesystem: Any = None) -> str:
+def unlock_state(
+    state: str | Path,
+    *,
+    filesystem: Any = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> str:
     """Break the lock of a sync state on object storage, left by a run that died.
 
     A dead run's lock expires on its own after its lease (two minutes); this frees it at
@@ -357,7 +364,8 @@ def unlock_state(state: str | Path, *, filesystem: Any = None) -> str:
     writes nothing more, so the state stays consistent either way. Returns what was done, as
     a sentence. A local state needs no unlocking: its lock dies with its process.
     """
-    return break_state_lock(state, filesystem=filesystem)
+    opened = Run(filesystem=filesystem, storage_options=storage_options).storage
+    return break_state_lock(state, filesystem=opened)
 
 
 def read_people(

@@ -120,7 +120,9 @@ def upsert_file_task(
     place that survives between runs: on workers that keep no disk (Kubernetes executors,
     managed Airflow), object storage (``s3://bucket/customers.state.parquet``, ``gs://``,
     ``az://``; ``pip install "flameup-pandas[s3]"``), with credentials from the worker's
-    environment, or ``filesystem=`` (an fsspec filesystem, e.g. ``ObjectStoragePath(...).fs``).
+    environment, ``storage_options=`` (``{"profile": "etl"}``, ``{"endpoint_url": ...}``: the
+    keywords of the URI's fsspec filesystem) or ``filesystem=`` (an fsspec filesystem, e.g.
+    ``ObjectStoragePath(...).fs``).
 
     The API key is read from ``FLAMEUP_API_KEY`` and the URL from ``FLAMEUP_BASE_URL`` (both
     environment variables of the worker), unless ``api_key=`` / ``base_url=`` are passed.

@@ -27,9 +27,11 @@ import orjson
 from ._api import export_people, plan_arrow, plan_file, unlock_state, upsert_arrow, upsert_file
 from ._cli_track import add_track_command
 from ._run.changes import parse_limit, summarize_plan
+from ._run.options import Run
 from ._run.plan import Rules
 from ._run.progress import Progress
 from ._run.sources import CHUNK_ROWS, open_rows, read_chunks
+from ._run.storage import atomic_output, resolve
 from ._version import __version__
 from .exceptions import (
     ChangeGuardError,
@@ -120,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"plan first, and send nothing if more people would be {what} than N (or "
             "than P%% of the source's people); needs a file source",
         )
+    add_storage_argument(upsert)
     add_local_argument(upsert)
     add_progress_arguments(upsert)
     upsert.set_defaults(run=run_upsert)
@@ -129,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_table_arguments(plan)
     plan.add_argument("--state", help="the sync state to plan against (a path or URI)")
-    plan.add_argument("--out", help="write the whole plan to this parquet file")
+    plan.add_argument("--out", help="write the whole plan to this parquet file (a path or URI)")
     plan.add_argument(
         "--against",
         choices=("state", "flameup"),
@@ -145,12 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit 0 when nothing would be sent, 2 when something would, 1 on error",
     )
+    add_storage_argument(plan)
     add_progress_arguments(plan)
     plan.set_defaults(run=run_plan)
 
     validate = commands.add_parser("validate", help="report every bad row; send nothing")
     add_table_arguments(validate)
     validate.add_argument("--limit", type=int, default=50, help="problems to print (default 50)")
+    add_storage_argument(validate)
     validate.set_defaults(run=run_validate)
 
     add_track_command(commands, add_local_argument, local_server, parse_column_types)
@@ -178,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
         "unlock", help="break the lock a dead run left on a sync state in object storage"
     )
     unlock.add_argument("state", help="the state's URI, e.g. s3://bucket/people.state.parquet")
+    add_storage_argument(unlock)
     unlock.set_defaults(run=run_unlock)
 
     # The local server's own parser is the parent: its options and help, parsed here (an
@@ -218,6 +224,39 @@ def positive(kind: Callable[[str], float]) -> Callable[[str], float]:
 
     parse.__name__ = kind.__name__
     return parse
+
+
+def add_storage_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--storage-option",
+        dest="storage_options",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a keyword for the filesystem of every URI given (fsspec's storage options, "
+        "as pandas' storage_options=), where the environment is not enough: "
+        "endpoint_url=https://minio.internal:9000, profile=etl, anon=true; repeat for more. "
+        "A value that reads as JSON (true, 3, {...}) is taken as that",
+    )
+
+
+def parse_storage_options(pairs: Sequence[str]) -> dict[str, Any] | None:
+    """``--storage-option KEY=VALUE`` pairs as a dict (None when none): a value that reads as
+    JSON is that value, any other is text. Values are never echoed (they may be secrets)."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(
+                "flameup-pandas: error: --storage-option wants KEY=VALUE, got one without "
+                f"'=' or without a key ({key.strip()[:40]!r})"
+            )
+        try:
+            value: Any = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            value = text
+        options[key.strip()] = value
+    return options or None
 
 
 def add_local_argument(parser: argparse.ArgumentParser) -> None:
@@ -325,6 +364,7 @@ def run_upsert(args: argparse.Namespace) -> int:
         progress=progress_of(args),
         max_changes=args.max_changes,
         max_creates=args.max_creates,
+        storage_options=parse_storage_options(args.storage_options),
     )
     try:
         with local_server(args.local) as target, table_source(args) as source:
@@ -361,6 +401,7 @@ def run_plan(args: argparse.Namespace) -> int:
         exclude=args.exclude or None,
         state=args.state,
         progress=progress_of(args),
+        storage_options=parse_storage_options(args.storage_options),
     )
     types = parse_column_types(args.column_types) or None
     against = {"against": args.against, "sample": None if args.sample is None else int(args.sample)}
@@ -377,8 +418,10 @@ def run_plan(args: argparse.Namespace) -> int:
         return 1
     summary = summarize_plan(planned)
     print(summary)
-    if args.out:
-        planned.to_parquet(args.out)
+    if args.out:  # a path or URI, opened as the state is (storage options included)
+        where = resolve(args.out, Run(storage_options=options["storage_options"]).storage)
+        with atomic_output(where) as sink:
+            planned.to_parquet(sink)
         print(f"\nthe whole plan: {args.out}")
     if args.detailed_exitcode:
         return 2 if summary.would_send else 0
@@ -465,8 +508,9 @@ def _first_line(exc: Exception) -> str:
 def run_validate(args: argparse.Namespace) -> int:
     rules = Rules(mapping=parse_mapping(args.mapping) or None, exclude=args.exclude or None)
     types = parse_column_types(args.column_types) or None
+    storage = Run(storage_options=parse_storage_options(args.storage_options)).storage
     with table_source(args) as source:
-        rows, problems = _report_problems(rules, source, args.limit, types)
+        rows, problems = _report_problems(rules, source, args.limit, types, storage)
     print(
         f"\n{rows:,} rows, {problems:,} problems"
         + (f" (showing the first {args.limit})" if problems > args.limit else "")
@@ -475,12 +519,18 @@ def run_validate(args: argparse.Namespace) -> int:
 
 
 def _report_problems(
-    rules: Rules, source: Any, limit: int, column_types: dict[str, str] | None
+    rules: Rules,
+    source: Any,
+    limit: int,
+    column_types: dict[str, str] | None,
+    storage: Any = None,
 ) -> tuple[int, int]:
     """Print the first ``limit`` problems; count rows and problems. The source is read as
     ``upsert`` reads it (the same CSV types)."""
     problems = rows = 0
-    rows_read = open_rows(source, mapping=rules.mapping, column_types=column_types)
+    rows_read = open_rows(
+        source, mapping=rules.mapping, column_types=column_types, filesystem=storage
+    )
     for frame in read_chunks(rows_read.batches):
         report = rules.plan(frame).report
         rows += len(frame)
@@ -509,7 +559,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_unlock(args: argparse.Namespace) -> int:
-    print(unlock_state(args.state))
+    print(unlock_state(args.state, storage_options=parse_storage_options(args.storage_options)))
     return 0
 
 

@@ -28,7 +28,11 @@ How a run goes, and why
    order) wins, as ``on_duplicate="last"`` does in pandas; the others are ``skipped`` naming it.
 3. **Diff in Spark.** With ``state=``, the state parquet file (the format of
    :mod:`flameup_pandas._run.state`, shared with the pandas and file paths) is read with
-   ``spark.read.parquet`` and left-joined on ``identity_hash`` and ``identity``; rows whose
+   ``spark.read.parquet`` when it is a local path; a state on object storage (``s3://``,
+   ``gs://``, ``az://``...) is read by the driver through the same storage layer as every
+   other path, and its join columns reach the executors with the plan
+   (``createDataFrame``), so the cluster needs no filesystem or credential for it. It is
+   left-joined on ``identity_hash`` and ``identity``; rows whose
    ``content_hash`` matches are ``skipped`` as unchanged, with their known ``flameup_id``. These
    decisions are ``localCheckpoint``-ed once: the planning runs exactly once, and the results
    never re-read a state file that this run then rewrites.
@@ -45,9 +49,13 @@ How a run goes, and why
    can be synced from Spark and back. A driver killed mid-run loses at most the batches in flight.
 
 The driver holds the sync state (one parquet file, as in the pandas path) and one small record
-per sent row; nothing else of the table. In local mode any path works; on a cluster ``state``
-must be a path the driver can lock and write and the executors can read at the same name (a
-shared mount such as ``/dbfs/...``).
+per sent row; nothing else of the table. ``state`` is a local path or a URI: on a cluster, a
+local path must be one the driver can lock and write and the executors can read at the same
+name (a shared mount such as ``/dbfs/...``); a URI (``state="s3://bucket/customers.state"``)
+is locked, read, journalled and written by the driver alone (credentials from the driver's
+environment, or ``filesystem=``), as on the pandas path. ``results`` is written by Spark's own
+writer, so it takes the paths Spark's filesystems know (``s3a://`` with hadoop-aws,
+``dbfs:/``...).
 """
 
 from __future__ import annotations
@@ -57,6 +65,7 @@ import functools
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Unpack
 
 import numpy as np
@@ -159,7 +168,7 @@ def _upsert(sdf: DataFrame, options: Mapping[str, Any]) -> SparkUpsertResult:
     stopped: KeyboardInterrupt | None = None
     _check_columns(sdf, rules)
     with (
-        SyncState.open(state, filesystem=run.filesystem)
+        SyncState.open(state, filesystem=run.storage)
         if state is not None
         else contextlib.nullcontext() as sync
     ):
@@ -333,15 +342,31 @@ def _shown_identities(plan: Plan) -> tuple[pa.Array, pa.Array]:
 # -- in Spark --------------------------------------------------------------------------------
 
 
+_KNOWN = {
+    "identity_hash": "_known_hash",
+    "identity": "_known_identity",
+    "content_hash": "_known_content",
+    "flameup_id": "_known_id",
+}
+
+
 def _read_state(spark: SparkSession, sync: SyncState) -> DataFrame | None:
-    if not sync.path.exists():
-        return None
-    return spark.read.parquet(str(sync.path)).select(
-        _functions().col("identity_hash").alias("_known_hash"),
-        _functions().col("identity").alias("_known_identity"),
-        _functions().col("content_hash").alias("_known_content"),
-        _functions().col("flameup_id").alias("_known_id"),
-    )
+    """The state's columns the diff joins on, as a Spark DataFrame.
+
+    A local state (a shared mount on a cluster) is read by Spark itself. A state on object
+    storage was read by the driver through the storage layer when it was opened (locked,
+    its journal folded): those columns go to the executors with the plan, so no Hadoop
+    filesystem or credential is needed on the cluster.
+    """
+    if isinstance(sync.path, Path):
+        if not sync.path.exists():
+            return None
+        known = spark.read.parquet(str(sync.path))
+    else:
+        if len(sync) == 0:
+            return None
+        known = spark.createDataFrame(sync.table.select(list(_KNOWN)).combine_chunks())
+    return known.select(*(_functions().col(name).alias(alias) for name, alias in _KNOWN.items()))
 
 
 def _decide(planned: DataFrame, known: DataFrame | None, dry_run: bool) -> DataFrame:

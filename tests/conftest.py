@@ -9,6 +9,8 @@ from hypothesis import settings
 
 from flameup_pandas.testing import PERSON_SHAPES, FlameupServer
 
+from .s3 import s3, s3_endpoint  # noqa: F401 - fixtures: one loopback S3 per session
+
 # CI runs three suites side by side on two cores: an example that builds frames can take
 # hundreds of milliseconds there, so hypothesis's per-example deadline would only flake.
 settings.register_profile("flameup", deadline=None)

@@ -1,5 +1,6 @@
-"""A real S3 API on loopback for the storage tests: moto's server, behind a small proxy that
-counts requests and can answer with faults (503 SlowDown) on demand.
+"""A real S3 API on loopback for the tests (the ``s3`` fixture, registered in conftest): moto's
+server, behind a small proxy that counts requests and can answer with faults (503 SlowDown) on
+demand.
 
 The proxy is the test's view of the wire: every request the client libraries make passes
 through it, so a test can count what a run asked of the store, or make the store fail.
@@ -9,10 +10,17 @@ from __future__ import annotations
 
 import http.client
 import threading
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import fsspec
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
 
 FAULT_BODY = (
     b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
@@ -111,3 +119,56 @@ def moto_s3() -> Iterator[tuple[str, Wire]]:
         proxy.shutdown()
         proxy.server_close()
         moto.stop()
+
+
+@dataclass
+class S3:
+    url: str
+    wire: Wire
+    bucket: str
+    env: dict[str, str]
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    @property
+    def fs(self) -> Any:
+        return fsspec.filesystem("s3")
+
+    def keys(self, prefix: str = "") -> list[str]:
+        self.fs.invalidate_cache()
+        found = self.fs.find(f"{self.bucket}/{prefix}")
+        return [k.removeprefix(f"{self.bucket}/") for k in found]
+
+    def read_parquet(self, key: str) -> pd.DataFrame:
+        self.fs.invalidate_cache()
+        with self.fs.open(f"{self.bucket}/{key}", "rb") as handle:
+            return pq.read_table(handle).to_pandas()
+
+    def put_frame(self, frame: pd.DataFrame, key: str) -> str:
+        with self.fs.open(f"{self.bucket}/{key}", "wb") as handle:
+            frame.to_parquet(handle)
+        return self.uri(key)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[tuple[str, Wire]]:
+    yield from moto_s3()
+
+
+@pytest.fixture
+def s3(s3_endpoint: tuple[str, Wire], monkeypatch: pytest.MonkeyPatch) -> S3:
+    url, wire = s3_endpoint
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": url,
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    bucket = f"flameup-{uuid.uuid4().hex[:12]}"
+    fsspec.filesystem("s3").mkdir(bucket)
+    wire.reset()
+    return S3(url, wire, bucket, env)

@@ -160,6 +160,32 @@ def test_state_round_trip_pandas_to_spark_to_pandas(spark, flameup_server, tmp_p
     assert flameup_server.person("u20")["attributes"]["plan"] == "changed in spark"
 
 
+def test_a_state_on_s3_is_read_and_written_by_the_driver(spark, flameup_server, s3):
+    """This Spark has no S3 filesystem of its own: the driver reads and writes the state object
+    through the storage layer and the executors get its columns with the plan; a rerun sends
+    only what changed, and the pandas path reads the same state."""
+    state = s3.uri("spark/state.parquet")
+    df = customers(300)
+    first = flameup_spark.upsert(to_spark(spark, df), state=state, **target(flameup_server))
+    assert first.summary.counts["created"] == 300
+    assert len(s3.read_parquet("spark/state.parquet")) == 300
+    assert not [k for k in s3.keys("spark/") if ".journal" in k or ".lock" in k]
+
+    df.loc[[5, 123], "plan"] = "changed in spark"
+    flameup_server.reset_requests()
+    s3.wire.reset()
+    again = flameup_spark.upsert(to_spark(spark, df), state=state, **target(flameup_server))
+    assert (again.summary.counts["updated"], again.summary.counts["skipped"]) == (2, 298)
+    assert flameup_server.request_count() == 1
+    reads = [p for m, p in s3.wire.requests if m == "GET" and p.endswith("/spark/state.parquet")]
+    assert len(reads) == 1  # once, by the driver
+
+    flameup_server.reset_requests()
+    result = df.flameup.upsert(state=state, **target(flameup_server))
+    assert (result["flameup_status"] == "skipped").all()
+    assert flameup_server.request_count() == 0
+
+
 def test_rerun_and_dry_run_send_nothing_unchanged(spark, flameup_server, tmp_path):
     state = tmp_path / "state.parquet"
     sdf = to_spark(spark, customers(200))

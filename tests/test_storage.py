@@ -10,16 +10,12 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 # The test extra installs moto and s3fs: a missing one is a failure here, never a skip.
 import fsspec
 import moto  # noqa: F401
 import numpy as np
-import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import s3fs
@@ -36,66 +32,13 @@ from flameup_pandas._run.storage import (
     resolve,
 )
 from flameup_pandas._send.delivery import PersonOutcome
+from flameup_pandas.cli import main
 from flameup_pandas.testing import FlameupServer
 
 from .conftest import target
-from .s3 import Wire, moto_s3
 from .test_upsert import customers
 
 QUICK = StoreRetry(attempts=3, backoff=0.05, backoff_max=0.2, deadline=5)
-
-
-@dataclass
-class S3:
-    url: str
-    wire: Wire
-    bucket: str
-    env: dict[str, str]
-
-    def uri(self, key: str) -> str:
-        return f"s3://{self.bucket}/{key}"
-
-    @property
-    def fs(self) -> Any:
-        return fsspec.filesystem("s3")
-
-    def keys(self, prefix: str = "") -> list[str]:
-        self.fs.invalidate_cache()
-        found = self.fs.find(f"{self.bucket}/{prefix}")
-        return [k.removeprefix(f"{self.bucket}/") for k in found]
-
-    def read_parquet(self, key: str) -> pd.DataFrame:
-        self.fs.invalidate_cache()
-        with self.fs.open(f"{self.bucket}/{key}", "rb") as handle:
-            return pq.read_table(handle).to_pandas()
-
-    def put_frame(self, frame: pd.DataFrame, key: str) -> str:
-        with self.fs.open(f"{self.bucket}/{key}", "wb") as handle:
-            frame.to_parquet(handle)
-        return self.uri(key)
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint() -> Iterator[tuple[str, Wire]]:
-    yield from moto_s3()
-
-
-@pytest.fixture
-def s3(s3_endpoint: tuple[str, Wire], monkeypatch: pytest.MonkeyPatch) -> S3:
-    url, wire = s3_endpoint
-    env = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": url,
-    }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    bucket = f"flameup-{uuid.uuid4().hex[:12]}"
-    fsspec.filesystem("s3").mkdir(bucket)
-    wire.reset()
-    return S3(url, wire, bucket, env)
 
 
 # -- locations ---------------------------------------------------------------------------
@@ -158,6 +101,79 @@ def test_file_state_and_results_on_s3_then_a_rerun_sends_nothing(s3, flameup_ser
     )
     assert s3.wire.count("PUT", ".journal") == 0
     assert s3.wire.count("PUT", "state.parquet.lock/") == 1
+
+
+def test_a_run_with_nothing_to_send_reads_the_state_once_and_writes_only_its_lease(
+    s3, flameup_server
+):
+    """The store's requests of a run with nothing to send are a constant: the same for 450
+    rows as for 3,000; one read of the state; the only writes are the lease taken and
+    released (no state, no journal object)."""
+    asked = []
+    for n in (450, 3000):
+        source = s3.put_frame(customers(n), f"in/c{n}.parquet")
+        keywords = {"state": s3.uri(f"s{n}/state.parquet"), **target(flameup_server)}
+        upsert_file(source, **keywords)
+        s3.wire.reset()
+        assert upsert_file(source, **keywords).counts["skipped"] == n
+        store = [(m, p) for m, p in s3.wire.requests if "/in/" not in p]
+        reads = [p for m, p in store if m == "GET" and "list-type=" not in p]
+        assert reads == [f"/{s3.bucket}/s{n}/state.parquet"]
+        writes = [(m, p) for m, p in store if m in ("PUT", "POST", "DELETE")]
+        assert [m for m, _ in writes] == ["PUT", "POST"], writes
+        assert f"/s{n}/state.parquet.lock/" in writes[0][1]  # the lease, created
+        assert writes[1][1].endswith("?delete")  # and released
+        asked.append(sorted(m for m, _ in store))
+    assert asked[0] == asked[1]
+
+
+def test_storage_options_on_the_command_line_open_every_uri_and_are_never_shown(
+    s3, flameup_server, monkeypatch, capsys
+):
+    """The environment points nowhere and holds no keys: --storage-option gives the endpoint
+    and the keys, and the source, state and results are on S3 (upsert, validate, unlock
+    alike); the secret is never printed, not even in an error."""
+    source = s3.put_frame(customers(40), "cli/c.parquet")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    s3fs.S3FileSystem.clear_instance_cache()  # no filesystem made from the fixture's variables
+    monkeypatch.setenv("FLAMEUP_API_KEY", flameup_server.api_key)
+    monkeypatch.setenv("FLAMEUP_BASE_URL", flameup_server.base_url)
+    secret = "s3cr3t-never-shown"
+    options = [f"endpoint_url={s3.url}", "key=cli-key", f"secret={secret}", "use_ssl=false"]
+    given = [arg for pair in options for arg in ("--storage-option", pair)]
+    state, results = s3.uri("cli/state.parquet"), s3.uri("cli/results.parquet")
+    run = ["upsert", source, "--state", state, "--results", results, "--no-progress", *given]
+    assert main(run) == 0
+    fs = s3fs.S3FileSystem(endpoint_url=s3.url, key="cli-key", secret=secret)
+    assert pq.read_table(fs.open(f"{s3.bucket}/cli/results.parquet")).num_rows == 40
+    assert pq.read_table(fs.open(f"{s3.bucket}/cli/state.parquet")).num_rows == 40
+    flameup_server.reset_requests()
+    assert main(run) == 0
+    assert flameup_server.request_count() == 0
+    assert main(["validate", source, *given]) == 0
+    assert (
+        main(["plan", source, "--state", state, "--out", s3.uri("cli/plan.parquet"), *given]) == 0
+    )
+    assert pq.read_table(fs.open(f"{s3.bucket}/cli/plan.parquet")).num_rows == 40
+    assert main(["unlock", state, *given]) == 0
+    assert main(["upsert", s3.uri("cli/none.parquet"), "--no-progress", *given]) == 2
+    out, err = capsys.readouterr()
+    assert "was not locked" in out
+    assert f"no such file or directory: {s3.uri('cli/none.parquet')}" in err
+    assert secret not in out + err
+
+
+def test_storage_options_and_a_filesystem_are_one_or_the_other(s3):
+    with pytest.raises(ConfigurationError, match="not both"):
+        upsert_file(
+            s3.uri("x.parquet"),
+            filesystem=s3.fs,
+            storage_options={"anon": True},
+            dry_run=True,
+            progress=False,
+        )
 
 
 def test_requests_to_the_store_grow_with_journal_flushes_not_rows(s3, flameup_server):

@@ -202,8 +202,11 @@ def shared_emails(user_ids: pa.Array, emails: pa.Array) -> list[tuple[str, np.nd
         return []
     prints = email_fingerprints(emails if len(rows) == len(emails) else emails.take(rows))
     # Most fingerprints fall in a bucket of their own: only those sharing one are compared.
-    buckets = (prints & np.uint64(_BUCKETS - 1)).astype(np.intp)
-    crowded = np.flatnonzero(np.bincount(buckets, minlength=_BUCKETS)[buckets] > 1)
+    # Four buckets a row, so a chunk's count table is small beside its rows (a fixed table of
+    # the largest size was 32 MiB a call, most of a streaming run's peak memory).
+    size = min(_BUCKETS, 1 << max(4, (4 * len(prints) - 1).bit_length()))
+    buckets = (prints & np.uint64(size - 1)).astype(np.intp)
+    crowded = np.flatnonzero(np.bincount(buckets, minlength=size)[buckets] > 1)
     again = pd.Series(prints[crowded]).duplicated(keep=False).to_numpy()
     if not again.any():
         return []
@@ -224,7 +227,7 @@ def shared_emails(user_ids: pa.Array, emails: pa.Array) -> list[tuple[str, np.nd
 
 _PRIME = np.uint64(0x100000001B3)
 _INVERSE = np.uint64(pow(0x100000001B3, -1, 2**64))  # _PRIME * _INVERSE == 1 (mod 2**64)
-_CHUNK = 65_536
+_BLOCK_BYTES = 1 << 19
 _BUCKETS = 1 << 22
 _LOWER = np.arange(256, dtype=np.uint8)
 _LOWER[65:91] += 32  # A-Z to a-z
@@ -245,10 +248,17 @@ def email_fingerprints(emails: pa.Array) -> np.ndarray:
 
 
 def _by_blocks(strings: pa.Array) -> np.ndarray:
+    """Fingerprints computed over about :data:`_BLOCK_BYTES` of text at a time (at least one
+    string a block): the powers of P kept, and each block's temporaries (eight bytes per
+    byte of text), stay a few MiB whatever the column holds."""
     prints = np.empty(len(strings), dtype=np.uint64)
-    for start in range(0, len(strings), _CHUNK):
-        block = strings.slice(start, _CHUNK)
-        prints[start : start + len(block)] = _polynomial_hashes(block)
+    offsets, _ = offsets_and_data(strings)
+    start = 0
+    while start < len(strings):
+        end = int(np.searchsorted(offsets, offsets[start] + _BLOCK_BYTES, side="right")) - 1
+        end = min(max(end, start + 1), len(strings))
+        prints[start:end] = _polynomial_hashes(strings.slice(start, end - start))
+        start = end
     return prints
 
 
@@ -280,7 +290,7 @@ _POWERS: list[tuple[np.ndarray, np.ndarray]] = []
 def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
     """P**k and P**-k for k below at least ``n`` (mod 2**64), grown as needed and kept."""
     if not _POWERS or len(_POWERS[0][0]) < n:
-        size = max(n, 2 * len(_POWERS[0][0]) if _POWERS else 1 << 21)
+        size = max(n, 2 * len(_POWERS[0][0]) if _POWERS else _BLOCK_BYTES)
         with np.errstate(over="ignore"):
             powers = np.cumprod(np.full(size, _PRIME, dtype=np.uint64), dtype=np.uint64)
             inverses = np.cumprod(np.full(size, _INVERSE, dtype=np.uint64), dtype=np.uint64)

@@ -158,8 +158,8 @@ def _drive(
         started = time.monotonic()
         sync = None
         if run.state is not None:
-            sync = SyncState.open(run.state, filesystem=run.filesystem)
-        writer = ResultsWriter(run.results, filesystem=run.filesystem, written=written)
+            sync = SyncState.open(run.state, filesystem=run.storage)
+        writer = ResultsWriter(run.results, filesystem=run.storage, written=written)
         total = rows.total
         bar = open_progress(
             run.progress,

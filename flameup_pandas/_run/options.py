@@ -34,9 +34,11 @@ from .._send.concurrency import MAX_IN_FLIGHT
 from .._send.delivery import Deliverer
 from .._send.pacing import shared_limiter
 from .._send.retry import RetryPolicy
+from ..exceptions import ConfigurationError
 from .changes import parse_limit
 from .plan import Rules, Sender
 from .progress import Progress
+from .storage import StorageOptions
 
 if TYPE_CHECKING:
     import pandera.pandas as pandera
@@ -90,6 +92,7 @@ class RunOptions(TypedDict, total=False):
     progress: bool | Progress
     results: str | Path | None
     filesystem: Any
+    storage_options: Mapping[str, Any] | None
     max_changes: int | float | str | None
     max_creates: int | float | str | None
     complete_source: bool
@@ -196,6 +199,10 @@ class Run:
     """A parquet file (or URI) of per-row results, written in input order as rows settle."""
     filesystem: Any = None
     """An fsspec or pyarrow filesystem that ``state``, ``results`` and a source path are on."""
+    storage_options: Mapping[str, Any] | None = field(default=None, repr=False)
+    """Keywords for the filesystem of each URI (fsspec's storage options, as pandas takes
+    them: ``{"endpoint_url": ..., "profile": ...}`` for ``s3://``) where the environment is
+    not enough; local paths are unaffected. Not with ``filesystem``."""
     max_changes: int | float | str | None = None
     """The change guard: plan first, and stop before any request when more people would be
     updated than this: a number (``500``), a fraction of the source's people (``0.05``) or
@@ -207,7 +214,20 @@ class Run:
     """The source holds everyone: a plan lists the people of the state that are not in it as
     ``gone`` (a count and examples, in its summary). Nothing is ever deleted."""
 
+    @property
+    def storage(self) -> Any:
+        """What paths are opened with: ``filesystem``, the storage options, or None (the
+        environment of each URI's scheme)."""
+        if self.storage_options:
+            return StorageOptions(dict(self.storage_options))
+        return self.filesystem
+
     def __post_init__(self) -> None:
+        if self.filesystem is not None and self.storage_options:
+            raise ConfigurationError(
+                "give filesystem= or storage_options=, not both (the options are for the "
+                "filesystems built from URIs)"
+            )
         for name in ("full_refresh", "dry_run", "complete_source"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")

@@ -173,8 +173,11 @@ def rechunked(batches: Iterable[Chunk], rows: int) -> Batches:
 def read_chunks(batches: Iterable[Chunk | pd.DataFrame]) -> Iterator[pd.DataFrame]:
     """The batches as pandas frames, index = row numbers counted from 0 across the source."""
     start = 0
+    pool = pa.default_memory_pool()
     for batch in batches:
         frame = batch if isinstance(batch, pd.DataFrame) else arrow_frame(batch)
+        # the pool hands back what earlier chunks freed (mimalloc keeps it otherwise)
+        pool.release_unused()
         if len(frame) == 0:
             continue
         frame.index = pd.RangeIndex(start, start + len(frame))
@@ -393,7 +396,8 @@ def dataset_batches(dataset: ds.Dataset, chunk_rows: int) -> Batches:
 
     A dataset scan pre-buffers and reads ahead whole row groups, which piles up decoded data
     when the consumer is slower than the disk (as ours is: it validates, converts and sends).
-    Plain parquet files are therefore read file by file without pre-buffering.
+    Plain parquet files are therefore read file by file without pre-buffering, decoded on
+    the consumer's thread.
     """
     plain = (
         isinstance(dataset, ds.FileSystemDataset)
@@ -405,7 +409,10 @@ def dataset_batches(dataset: ds.Dataset, chunk_rows: int) -> Batches:
         for path in dataset.files:
             with dataset.filesystem.open_input_file(path) as handle:
                 parquet = pq.ParquetFile(handle, pre_buffer=False)
-                yield from parquet.iter_batches(batch_size=chunk_rows, columns=dataset.schema.names)
+                # decoded on this thread: each thread of Arrow's pool would keep freed pages
+                yield from parquet.iter_batches(
+                    batch_size=chunk_rows, columns=dataset.schema.names, use_threads=False
+                )
         return
     options = (
         ds.ParquetFragmentScanOptions(pre_buffer=False)

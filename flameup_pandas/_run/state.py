@@ -142,6 +142,12 @@ class SyncState:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def table(self) -> pa.Table:
+        """The state as it stands (one row per identity; :data:`STATE_SCHEMA`): what was read
+        when it was opened, with any journal a killed run left folded in."""
+        return self._table
+
     def frame(self) -> pd.DataFrame:
         """The state as a DataFrame (one row per identity)."""
         frame: pd.DataFrame = self._table.to_pandas()
@@ -297,9 +303,9 @@ class _ObjectKeeper(_Keeper):
             base = self._read_base()
             leftovers = JournalObjects.existing(self.store, self.journal.folder)
             table = base
-            for path in leftovers:
-                table = merge(table, self._journal_table(self.store.read(path) or b"", path))
             if leftovers:
+                journals = [self._journal_table(self.store.read(p) or b"", p) for p in leftovers]
+                table = merge(table, pa.concat_tables(journals))
                 self._write(table)
                 self.store.delete(leftovers)
         except BaseException:
@@ -331,8 +337,9 @@ class _ObjectKeeper(_Keeper):
             written = self.journal.written
             if written:
                 self.lease.check()
-                for data in self._flushed():
-                    table = merge(table, data)
+                # one merge of every flush, in order (the last record of an identity wins, as
+                # it would flush by flush): each merge is a pass over the whole state
+                table = merge(table, pa.concat_tables(self._flushed()))
                 self._write(table)
                 self.store.delete(written)
         finally:

@@ -16,7 +16,7 @@ journal file, an ``fcntl`` lock, a rename); everything else goes through fsspec.
 
 from .journal import JournalObjects, run_name
 from .lease import LEASE_SECONDS, Lease, LockedError, break_lock
-from .location import SCHEMES, Location, resolve
+from .location import SCHEMES, Location, StorageOptions, resolve
 from .objects import Store, StoreRetry, StoreUnavailableError, atomic_output
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "Lease",
     "Location",
     "LockedError",
+    "StorageOptions",
     "Store",
     "StoreRetry",
     "StoreUnavailableError",

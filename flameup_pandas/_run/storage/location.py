@@ -9,7 +9,10 @@ never turned into a local path: an unknown scheme is a :class:`ConfigurationErro
 the supported ones and the extra that installs each.
 
 With ``filesystem=`` (an fsspec filesystem, or a pyarrow one) every path and URI is taken
-on that filesystem instead: a URI's scheme must be one the filesystem speaks.
+on that filesystem instead: a URI's scheme must be one the filesystem speaks. With
+:class:`StorageOptions` (``storage_options=`` of the entry points, ``--storage-option`` on the
+command line) a URI's filesystem is built with those keywords where the environment is not
+enough (an endpoint, a profile, anonymous access); local paths stay local.
 """
 
 from __future__ import annotations
@@ -17,15 +20,17 @@ from __future__ import annotations
 import re
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 
 from ...exceptions import ConfigurationError
 
-__all__ = ["SCHEMES", "Location", "resolve"]
+__all__ = ["SCHEMES", "Location", "StorageOptions", "resolve"]
 
 SCHEMES: dict[str, tuple[str, str | None]] = {
     "s3": ("s3", "s3"),
@@ -39,8 +44,25 @@ SCHEMES: dict[str, tuple[str, str | None]] = {
 }
 """URI scheme -> (fsspec protocol, the extra that installs it; None: fsspec alone)."""
 
+READ_BLOCK = 4 * 2**20
+"""Bytes an object is read ahead by when a reader asks for less (s3fs reads 50 MiB ahead,
+and keeps them while the file is open: most of a streaming run's memory on a large object)."""
+
 _URI = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]+):(?P<slashes>/*)")
 _ARROW_TYPES = {"s3": "s3", "gcs": "gcs", "abfs": "abfs", "local": "file"}
+
+
+@dataclass(frozen=True)
+class StorageOptions:
+    """Keywords for the filesystem of a URI's scheme, as fsspec takes them (its "storage
+    options", pandas' ``storage_options=``): ``anon``, ``endpoint_url``, ``profile``,
+    ``key``... for s3fs; ``project``, ``token`` for gcsfs; ``account_name``... for adlfs.
+    Shown by their names only: their values may be credentials."""
+
+    options: Mapping[str, Any]
+
+    def __repr__(self) -> str:
+        return f"StorageOptions({', '.join(sorted(self.options))})"
 
 
 @dataclass(frozen=True)
@@ -83,7 +105,7 @@ class Location:
         arrow = getattr(self.fs, "fs", None)  # fsspec's wrapper of a pyarrow filesystem
         if isinstance(arrow, pafs.FileSystem):
             return arrow, self.path
-        return pafs.PyFileSystem(pafs.FSSpecHandler(self.fs)), self.path
+        return pafs.PyFileSystem(_Handler(self.fs)), self.path
 
     def __str__(self) -> str:
         return self.uri or self.path
@@ -91,6 +113,18 @@ class Location:
     def __fspath__(self) -> str:
         # only a local location is a path of the operating system
         return str(self.local_path)
+
+
+class _Handler(pafs.FSSpecHandler):  # type: ignore[misc]
+    """fsspec's filesystem for pyarrow, reading objects :data:`READ_BLOCK` bytes ahead."""
+
+    def open_input_file(self, path: str) -> Any:
+        # (fsspec's handler asks isfile first: a request more per file, and open() raises
+        # FileNotFoundError itself)
+        return pa.PythonFile(self.fs.open(path, mode="rb", block_size=READ_BLOCK), mode="r")
+
+    def open_input_stream(self, path: str) -> Any:
+        return self.open_input_file(path)
 
 
 def resolve(target: str | Path | Location, filesystem: Any = None) -> Location:
@@ -105,6 +139,9 @@ def resolve(target: str | Path | Location, filesystem: Any = None) -> Location:
     """
     if isinstance(target, Location):
         return target
+    options: Mapping[str, Any] = {}
+    if isinstance(filesystem, StorageOptions):
+        options, filesystem = filesystem.options, None
     if filesystem is not None:
         return _on(filesystem, target)
     if isinstance(target, Path):
@@ -119,7 +156,7 @@ def resolve(target: str | Path | Location, filesystem: Any = None) -> Location:
     if scheme not in SCHEMES or match["slashes"] != "//":
         raise _unknown(text)
     protocol, extra = SCHEMES[scheme]
-    fs = _filesystem(protocol, extra, text)
+    fs = _filesystem(protocol, extra, text, options)
     return Location(fs._strip_protocol(text), fs, text)
 
 
@@ -154,11 +191,18 @@ def _on(filesystem: Any, target: str | Path) -> Location:
     return Location(fs._strip_protocol(text), fs, text if match is None else str(target))
 
 
-def _filesystem(protocol: str, extra: str | None, text: str) -> Any:
+def _filesystem(
+    protocol: str, extra: str | None, text: str, options: Mapping[str, Any] | None = None
+) -> Any:
     try:
         import fsspec
 
-        return fsspec.filesystem(protocol)
+        return fsspec.filesystem(protocol, **(options or {}))
+    except TypeError as exc:  # an option this filesystem does not take (named, never valued)
+        raise ConfigurationError(
+            f"cannot open {text!r} with the storage options given "
+            f"({', '.join(sorted(options or {}))}): {exc}"
+        ) from None
     except ImportError as exc:
         extra = extra or "cloud"
         raise ConfigurationError(
