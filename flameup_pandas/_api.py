@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from ._people.columns import conform, people_table, to_frame, unified_schema
 from ._run.against import compare_with_flameup
-from ._run.changes import Decisions, check_guard, record_gone
+from ._run.changes import Decisions, record_gone
 from ._run.engine import upsert_frame, upsert_rows
 from ._run.interrupt import interruptible, shielded, signal_of
 from ._run.options import (
@@ -102,8 +102,6 @@ def upsert(
     The frame goes through the same engine as a file: it is one chunk of its stream.
     """
     rules, delivery, run = split_options("upsert", options, on_duplicate=on_duplicate)
-    if run.guarded:
-        _guard(plan_frame(df, rules, delivery, run), run)
     return upsert_frame(df, rules=rules, delivery=delivery, run=run)
 
 
@@ -141,8 +139,6 @@ def upsert_file(
             filesystem=run.filesystem,
         )
 
-    if run.guarded:
-        _guard(plan_rows(rows(), rules, delivery, run), run)
     return upsert_rows(rows(), rules=rules, delivery=delivery, run=run)
 
 
@@ -166,15 +162,6 @@ def upsert_arrow(
             f"upsert_arrow takes Arrow data, not a path ({str(source)!r}): use upsert_file"
         )
     rules, delivery, run = split_options("upsert_arrow", options)
-    if run.guarded:
-        if not _readable_twice(source):
-            raise ConfigurationError(
-                "max_changes/max_creates plan the run before sending, which reads the source "
-                f"twice; a {type(source).__name__} is read once: pass a pyarrow Table or "
-                "dataset, a polars frame, or write the rows to a file and use upsert_file"
-            )
-        planned = open_rows(source, chunk_rows=chunk_rows, mapping=rules.mapping)
-        _guard(plan_rows(planned, rules, delivery, run), run)
     rows = open_rows(source, chunk_rows=chunk_rows, mapping=rules.mapping)
     return upsert_rows(rows, rules=rules, delivery=delivery, run=run)
 
@@ -268,12 +255,6 @@ def plan_arrow(
     return plan_rows(rows, rules, delivery, run, against=Against(against, sample))
 
 
-def plan_frame(df: pd.DataFrame, rules: Rules, delivery: Delivery, run: Run) -> pd.DataFrame:
-    """The plan of a frame: the engine's dry run of one chunk, with a decisions sink."""
-    rows = Rows((frame for frame in [df]), total=len(df), labelled=True)
-    return plan_rows(rows, rules, delivery, run, df)
-
-
 @dataclasses.dataclass(frozen=True)
 class Against:
     """What a plan compares with: the state alone, or Flameup too (``sample`` people)."""
@@ -327,26 +308,12 @@ def plan_rows(
 
 def _planning(run: Run) -> Run:
     """A plan's run: a dry run with no results file and no guard."""
-    if run.results is not None and not run.guarded:
+    if run.results is not None:
         raise ConfigurationError(
             "a plan returns its rows as a frame; results= is for upsert_file and "
             "upsert_arrow (write the plan with .to_parquet(...))"
         )
     return dataclasses.replace(run, dry_run=True, results=None, max_changes=None, max_creates=None)
-
-
-def _guard(planned: pd.DataFrame, run: Run) -> None:
-    check_guard(planned, run.max_changes, run.max_creates)
-
-
-def _readable_twice(source: Any) -> bool:
-    """Sources a guard can plan and then send: tables, datasets and polars frames."""
-    import pyarrow.dataset as ds
-
-    if isinstance(source, pa.Table | ds.Dataset | pd.DataFrame):
-        return True
-    module = type(source).__module__ or ""
-    return module.startswith("polars") and type(source).__name__ in ("DataFrame", "LazyFrame")
 
 
 def unlock_state(state: str | Path, *, filesystem: Any = None) -> str:

@@ -198,12 +198,36 @@ def test_the_guard_on_a_file(flameup_server, to_server, tmp_path):
     assert flameup_server.request_count() == 0
 
 
-def test_the_guard_refuses_a_stream_it_cannot_read_twice(to_server, tmp_path):
-    reader = pa.RecordBatchReader.from_batches(
-        pa.schema([("userId", pa.string())]), [pa.record_batch({"userId": ["a"]})]
+def test_the_guard_plans_a_stream_read_once_and_sends_what_it_planned(
+    flameup_server, to_server, tmp_path
+):
+    """One pass: the guard plans a stream that can be read only once, then sends the rows it
+    planned without reading the stream again."""
+    state, df = synced(tmp_path, to_server, n=10)
+    table = pa.Table.from_pandas(df.assign(plan="gold"), preserve_index=False)
+    flameup_server.reset_requests()
+    with pytest.raises(ChangeGuardError, match="update 10 of 10"):
+        flameup_pandas.upsert_arrow(_once(table), state=state, max_changes=5, **to_server)
+    assert flameup_server.request_count() == 0
+    changed = df.copy()
+    changed.loc[3, "plan"] = "gold"
+    summary = flameup_pandas.upsert_arrow(
+        _once(pa.Table.from_pandas(changed, preserve_index=False)),
+        state=state,
+        max_changes=1,
+        results=tmp_path / "results.parquet",
+        **to_server,
     )
-    with pytest.raises(flameup_pandas.ConfigurationError, match="read once"):
-        flameup_pandas.upsert_arrow(reader, max_changes=1, **to_server)
+    assert summary.counts["updated"] == 1 and summary.counts["skipped"] == 9
+    assert flameup_server.request_count() == 1
+    assert flameup_server.person("u3")["attributes"]["plan"] == "gold"
+    results = pd.read_parquet(tmp_path / "results.parquet")
+    assert results["row"].tolist() == list(range(10))
+    assert results.loc[3, "flameup_status"] == "updated"
+
+
+def _once(table: pa.Table) -> pa.RecordBatchReader:
+    return pa.RecordBatchReader.from_batches(table.schema, table.to_batches())
 
 
 @pytest.mark.parametrize(

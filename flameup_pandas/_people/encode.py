@@ -488,6 +488,32 @@ class Payloads:
             sorted_by=functools.partial(joined, "hashed", BINARY) if made else None,
         )
 
+    def for_sending(self, positions: np.ndarray) -> Payloads:
+        """These payloads as a run needs them once planned: every row's identity fields, and
+        the bytes of the people at ``positions`` (null elsewhere); the columns they were
+        built from are let go.
+
+        What the change guard keeps of each chunk between planning and sending, so a run it
+        lets through sends without reading or encoding its rows again.
+        """
+        positions = np.asarray(positions, dtype=np.int64)
+        n = len(self)
+        where = np.zeros(n, dtype=np.int64)
+        where[positions] = np.arange(len(positions))
+        absent = np.ones(n, dtype=bool)
+        absent[positions] = False
+        wire = pa.nulls(n, BINARY)
+        if len(positions):
+            wire = self.wire.take(pa.array(positions)).take(pa.array(where, mask=absent))
+        return Payloads(
+            self.present,
+            self.user_ids,
+            self.emails,
+            wire_by=lambda: wire,
+            given_user_ids=self.shown_user_ids,
+            given_emails=self.shown_emails,
+        )
+
     def keys(self) -> pa.Array:
         """Each person's identity key (``u:<userId>``, else ``e:<email lower-cased>``)."""
         return identity_key_array(self.user_ids, self.emails)

@@ -28,7 +28,7 @@ import html
 import re
 import weakref
 from collections import Counter
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,7 @@ from .state import SyncState
 __all__ = [
     "ACTIONS",
     "PLAN_COLUMNS",
+    "ChangeGuard",
     "Decisions",
     "FieldChange",
     "Gone",
@@ -114,15 +115,29 @@ class Decisions:
             frames = self.frames or [pd.DataFrame()]
             source = pd.concat(frames) if len(frames) > 1 else frames[0]
         result = source.copy(deep=False)
-
-        def column(parts: list[np.ndarray]) -> pd.Series:
-            joined = np.concatenate(parts) if parts else np.full(len(source), None, dtype=object)
-            return pd.Series(joined, index=source.index, dtype=object)
-
-        result["flameup_action"] = column(self.actions)
-        result["flameup_changes"] = column(self.changes)
-        result["flameup_error"] = column(self.errors)
+        for name, column in self.columns(source.index).items():
+            result[name] = column
         return result
+
+    def columns(self, index: pd.Index | None = None) -> pd.DataFrame:
+        """The plan's three columns alone, labelled by ``index`` (else the chunks' labels):
+        what a summary is made of, without joining the input rows."""
+        if index is None:
+            labels = [frame.index for frame in self.frames]
+            index = labels[0].append(labels[1:]) if labels else pd.RangeIndex(0)
+
+        def column(parts: list[np.ndarray]) -> np.ndarray:
+            return np.concatenate(parts) if parts else np.full(len(index), None, dtype=object)
+
+        return pd.DataFrame(
+            {
+                "flameup_action": column(self.actions),
+                "flameup_changes": column(self.changes),
+                "flameup_error": column(self.errors),
+            },
+            index=index,
+            dtype=object,
+        )
 
     def gone(self, sync: SyncState | None = None) -> Gone:
         """The people of the state (``sync``, else the one the chunks were planned against)
@@ -368,11 +383,46 @@ def _shown(limit: Limit) -> str:
     return f"{limit:,}" if isinstance(limit, int) else f"{float(limit):.4g} of them"
 
 
+class ChangeGuard:
+    """The change guard of one run: a planner sink (it records each chunk's decisions as
+    the engine plans it), then one check of them all against the limits.
+
+    The engine keeps the planned chunks and sends them once :meth:`check` lets the run
+    through (see :func:`flameup_pandas._run.engine.upsert_rows`): a guarded run reads and
+    encodes its rows once.
+    """
+
+    def __init__(self, max_changes: Limit | None, max_creates: Limit | None) -> None:
+        self.max_changes = max_changes
+        self.max_creates = max_creates
+        self.decisions = Decisions()
+
+    def __call__(
+        self,
+        frame: pd.DataFrame,
+        plan: Plan,
+        sync: SyncState | None,
+        fields: FieldHashes | None,
+    ) -> None:
+        self.decisions(frame, plan, sync, fields)
+
+    def check(self) -> PlanSummary:
+        """The plan's summary; raises :class:`ChangeGuardError` (the whole plan attached)
+        when the run would change more than allowed."""
+        return check_guard(
+            self.decisions.columns(), self.max_changes, self.max_creates, self.decisions.frame
+        )
+
+
 def check_guard(
-    plan: pd.DataFrame, max_changes: Limit | None, max_creates: Limit | None
+    plan: pd.DataFrame,
+    max_changes: Limit | None,
+    max_creates: Limit | None,
+    whole: Callable[[], pd.DataFrame] | None = None,
 ) -> PlanSummary:
-    """The plan's summary; raises :class:`ChangeGuardError` (the plan attached) when it
-    would update more people than ``max_changes`` or create more than ``max_creates``."""
+    """The plan's summary; raises :class:`ChangeGuardError` (the plan attached: ``whole()``
+    when given, the input rows with the plan's columns) when it would update more people
+    than ``max_changes`` or create more than ``max_creates``."""
     summary = summarize_plan(plan)
     people = summary.people
     over = []
@@ -388,7 +438,8 @@ def check_guard(
             f"(max_creates={_shown(max_creates)}: at most {_allowed(max_creates, people):,})"
         )
     if over:
-        raise ChangeGuardError(_refusal(over, summary), plan=plan, summary=summary)
+        shown = plan if whole is None else whole()
+        raise ChangeGuardError(_refusal(over, summary), plan=shown, summary=summary)
     return summary
 
 
