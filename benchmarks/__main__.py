@@ -45,6 +45,7 @@ BENCHMARKS = (
     "validation",
     "spark",
     "storage",
+    "plan",
 )
 NEEDS = {"spark": "pyspark", "arrow": "duckdb", "storage": "moto"}
 NA = "n/a"
@@ -370,6 +371,33 @@ SPARK = [
     ),
 ]
 
+PLAN = [
+    Figure(
+        "plan s, {rows:,} rows, {changed_rows:,} changed, against a state (no request)",
+        "dry run with a state s",
+        "plan_seconds",
+        "dry_run_seconds",
+        "plan_over_dry_run",
+        "<= 1.5",
+    ),
+    Figure(
+        "state MiB with field hashes, {rows:,} people",
+        "the state without them MiB",
+        "state_mib_with_fields",
+        "state_mib_without_fields",
+        "state_ratio",
+        "<= 2 (of 35.5 MiB)",
+    ),
+    Figure(
+        "nightly resync s with max_changes, {guard_rows:,} rows, 1% changed",
+        "the same resync without it s",
+        "guarded_resync_seconds",
+        "resync_seconds",
+        "guard_over_resync",
+        "<= 1.10",
+    ),
+]
+
 
 def delivery_figures(figures: dict[str, Any]) -> list[Figure]:
     """Delivery's fixed lines plus one throughput line per concurrency it measured."""
@@ -401,6 +429,7 @@ LINES: dict[str, Callable[[dict[str, Any]], list[Figure]]] = {
     "validation": lambda f: VALIDATION,
     "spark": lambda f: SPARK,
     "storage": lambda f: STORAGE,
+    "plan": lambda f: PLAN,
 }
 
 

@@ -292,7 +292,11 @@ def plan_rows(
             "complete_source=True lists the people of the state the source no longer "
             "holds: pass state="
         )
-    decisions = Decisions(complete_source=run.complete_source, keep_people=against.people)
+    decisions = Decisions(
+        complete_source=run.complete_source,
+        keep_people=against.people,
+        values=run.state_values and run.state is not None,
+    )
     upsert_rows(rows, rules=rules, delivery=delivery, run=_planning(run), planner=decisions)
     planned = decisions.frame(source)
     if against.what == "flameup":

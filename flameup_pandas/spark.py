@@ -67,13 +67,14 @@ import pyarrow.compute as pc
 from ._people.outgoing import Outgoing
 from ._people.values import naive_error
 from ._run.interrupt import deliver_all, interrupted, interruptible, shielded
-from ._run.options import Options, split_options
+from ._run.options import Options, Run, split_options
 from ._run.plan import BATCH_SIZE, UNCHANGED, Plan, Rules, Sender
 from ._run.progress import Progress, open_progress
 from ._run.result import STATUSES, RunReport, Summary
 from ._run.sources import CHUNK_ROWS, arrow_frame, rechunked
 from ._run.state import SyncState
 from ._send.delivery import IN_FLIGHT, NOT_SENT, PersonOutcome, count_failed
+from .exceptions import ConfigurationError
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -155,6 +156,7 @@ def upsert(sdf: DataFrame, **options: Unpack[Options]) -> SparkUpsertResult:
 def _upsert(sdf: DataFrame, options: Mapping[str, Any]) -> SparkUpsertResult:
     started = time.monotonic()
     rules, delivery, run = split_options("spark.upsert", {"progress": False, **options})
+    _refuse_unsupported(run)
     state, results, full_refresh, dry_run = run.state, run.results, run.full_refresh, run.dry_run
     stopped: KeyboardInterrupt | None = None
     _check_columns(sdf, rules)
@@ -198,6 +200,20 @@ def _upsert(sdf: DataFrame, options: Mapping[str, Any]) -> SparkUpsertResult:
         finished = summary.rows - summary.counts["failed"] + _answered_failed(outcomes)
         raise interrupted(stopped, done, finished=finished, rows=summary.rows) from None
     return done
+
+
+def _refuse_unsupported(run: Run) -> None:
+    """Run options a Spark run does not honour yet fail loudly rather than being ignored."""
+    unsupported = [
+        name
+        for name in ("max_changes", "max_creates", "state_values", "complete_source")
+        if getattr(run, name) not in (None, False)
+    ]
+    if unsupported:
+        raise ConfigurationError(
+            f"spark.upsert does not take {', '.join(unsupported)} (a Spark run is not "
+            "planned before it sends)"
+        )
 
 
 def _answered_failed(outcomes: pa.Table) -> int:

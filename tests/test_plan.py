@@ -334,3 +334,71 @@ def test_against_flameup_with_a_sample_reads_only_that_many(flameup_server, to_s
     assert (planned["flameup_action"] == "update").all()
     with pytest.raises(ValueError, match="sample"):
         changed.flameup.plan(state=state, against="flameup", sample=0, **to_server)
+
+
+def test_state_values_show_before_and_after_with_no_request(flameup_server, to_server, tmp_path):
+    state = tmp_path / "people.state.parquet"
+    df = customers(6)
+    df.flameup.upsert(state=state, state_values=True, **to_server)
+    changed = df.copy()
+    changed.loc[1, "plan"] = "gold"
+    changed.loc[3, ["plan", "score"]] = ["gold", 9.5]
+    frame = pd.concat([changed, customers(1, start=40)], ignore_index=True)
+    flameup_server.reset_requests()
+    planned = frame.flameup.plan(state=state, state_values=True)
+    assert flameup_server.request_count() == 0
+    assert planned.loc[1, "flameup_before"] == {"plan": "free"}
+    assert planned.loc[1, "flameup_after"] == {"plan": "gold"}
+    assert planned.loc[3, "flameup_before"] == {"plan": "free", "score": 0.3}
+    assert planned.loc[3, "flameup_after"] == {"plan": "gold", "score": 9.5}
+    assert planned.loc[0, "flameup_before"] is None  # unchanged
+    assert planned.loc[6, "flameup_before"]["plan"] is None  # a create: nothing before
+    assert planned.loc[6, "flameup_after"]["plan"] == "pro"
+    summary = planned.flameup.summary()
+    assert summary.fields[0].values[0] == ("'free'", "'gold'", 2)
+    assert "plan: 'free' -> 'gold'  2 people" in str(summary)
+    assert "flameup_before" not in frame.flameup.plan(state=state).columns  # not asked
+
+
+def test_a_run_without_state_values_leaves_no_stale_values(flameup_server, to_server, tmp_path):
+    """People sent by a run that keeps no values lose the values the state held for them:
+    a plan never shows a value that was not the last one sent."""
+    state = tmp_path / "people.state.parquet"
+    df = customers(4)
+    df.flameup.upsert(state=state, state_values=True, **to_server)
+    df.assign(plan=["gold", "pro", "pro", "free"]).flameup.upsert(state=state, **to_server)
+    kept = pd.read_parquet(state).set_index("identity")["sent"]
+    assert kept.isna()[["u:u0", "u:u1"]].all()  # resent without values
+    assert kept.notna()["u:u2"]  # unchanged: what was last sent is still what it holds
+    planned = df.assign(plan="silver").flameup.plan(state=state, state_values=True)
+    assert planned.loc[0, "flameup_changes"] == ["plan"]
+    assert planned.loc[0, "flameup_before"] is None  # changes known, values not kept
+    assert planned.loc[2, "flameup_before"] == {"plan": "pro"}
+
+
+def test_a_state_file_without_values_still_reads(flameup_server, to_server, tmp_path):
+    state, df = synced(tmp_path, to_server, n=4)
+    pq.write_table(pq.read_table(state).drop_columns(["sent"]), state)
+    planned = df.assign(plan="gold").flameup.plan(state=state, state_values=True)
+    assert planned.loc[1, "flameup_changes"] == ["plan"]
+    assert planned["flameup_before"].isna().all()
+    with SyncState.open(state) as sync:
+        assert sync.frame()["sent"].isna().all()
+
+
+def test_state_values_need_a_state():
+    with pytest.raises(flameup_pandas.ConfigurationError, match="state="):
+        customers(2).flameup.plan(state_values=True)
+
+
+def test_a_guarded_run_keeps_the_values_it_sends(flameup_server, to_server, tmp_path):
+    state = tmp_path / "people.state.parquet"
+    df = customers(10)
+    df.flameup.upsert(state=state, state_values=True, max_creates=10, **to_server)
+    changed = df.copy()
+    changed.loc[0, "plan"], changed.loc[9, "plan"] = "gold", "pro"  # were pro and free
+    result = changed.flameup.upsert(state=state, state_values=True, max_changes=2, **to_server)
+    assert result["flameup_status"].value_counts().to_dict() == {"skipped": 8, "updated": 2}
+    planned = changed.assign(plan="free").flameup.plan(state=state, state_values=True)
+    assert planned.loc[0, "flameup_before"] == {"plan": "gold"}
+    assert planned.loc[9, "flameup_before"] == {"plan": "pro"}

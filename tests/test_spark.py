@@ -291,3 +291,16 @@ def test_ctrl_c_on_a_spark_run_keeps_what_was_done(spark, tmp_path):
         assert again.summary.counts["skipped"] == created
         sent = sum(r.people_count for r in server.requests if r.path.endswith("/people/batch"))
         assert sent == 2_000 - created
+
+
+@pytest.mark.parametrize(
+    "option", [{"max_changes": 5}, {"max_creates": "5%"}, {"complete_source": True}]
+)
+def test_spark_refuses_the_plan_options_it_does_not_honour(spark, option):
+    """Never silently dropped: a Spark run is not planned first, so it says so."""
+    from flameup_pandas import ConfigurationError
+    from flameup_pandas.spark import upsert
+
+    sdf = spark.createDataFrame(pd.DataFrame({"userId": ["a"]}))
+    with pytest.raises(ConfigurationError, match=next(iter(option))):
+        upsert(sdf, dry_run=True, **option)

@@ -57,13 +57,17 @@ def compare_with_flameup(
     For each person read: ``flameup_changes`` becomes the fields whose value Flameup holds
     differently (every field sent, when Flameup does not hold the person: the action becomes
     ``create``), and ``flameup_before``/``flameup_after`` map each of them to the value
-    Flameup holds and the value that would be sent. Rows not read keep what the state said,
-    with no before/after.
+    Flameup holds and the value that would be sent. Rows not read keep what the state said
+    (before/after from the state's values, where it keeps them).
     """
     logger.warning("plan against Flameup: %s", reading_cost(len(sent)))
-    before = np.full(len(planned), None, dtype=object)
-    after = np.full(len(planned), None, dtype=object)
     result = planned.copy(deep=False)
+    before, after = (
+        result[name].to_numpy(dtype=object, copy=True)
+        if name in result
+        else np.full(len(planned), None, dtype=object)
+        for name in ("flameup_before", "flameup_after")
+    )
     actions = result["flameup_action"].to_numpy(dtype=object, copy=True)
     changes = result["flameup_changes"].to_numpy(dtype=object, copy=True)
     positions = planned.index.get_indexer(pd.Index([label for label, _ in sent]))

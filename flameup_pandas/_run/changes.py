@@ -15,7 +15,9 @@ skipped     a duplicate identity (another row of it is sent instead)
 Which fields change is known from the state alone: it keeps a 32-bit hash of each field a
 person was sent with (its name and JSON value), so no request is needed. Where the state
 cannot tell (a state written before it kept fields, or no state at all), an update's
-``flameup_changes`` is None: changes unknown.
+``flameup_changes`` is None: changes unknown. A state kept with ``state_values=True`` also
+holds each person as last sent, and a plan asked with ``state_values=True`` shows each
+changed field's value before and after (``flameup_before``, ``flameup_after``).
 
 The change guard (``max_changes=``, ``max_creates=``) plans first and refuses, with
 :class:`~flameup_pandas.ChangeGuardError`, before any request, when a run would update (or
@@ -33,11 +35,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 import pyarrow as pa
 
 from .._people.encode import FieldHashes
 from .._people.identity import HashRuns, identity_hashes, identity_key_array
+from .._people.person import TOP_LEVEL
 from ..exceptions import ChangeGuardError
 from .plan import UNCHANGED, Plan
 from .state import SyncState
@@ -59,6 +63,7 @@ __all__ = [
 
 ACTIONS = ("create", "update", "unchanged", "invalid", "skipped")
 PLAN_COLUMNS = ("flameup_action", "flameup_changes", "flameup_error")
+VALUE_COLUMNS = ("flameup_before", "flameup_after")
 TOP_FIELDS = 10  # changed fields a summary shows
 EXAMPLES = 3
 
@@ -75,8 +80,13 @@ class Decisions:
     input rows.
     """
 
-    def __init__(self, complete_source: bool = False, keep_people: int = 0) -> None:
+    def __init__(
+        self, complete_source: bool = False, keep_people: int = 0, values: bool = False
+    ) -> None:
         self.keep_people = keep_people  # people a run would send, kept as sent (up to this)
+        self.values: tuple[list[np.ndarray], list[np.ndarray]] | None = (
+            ([], []) if values else None
+        )  # each chunk's before and after values, from the state (state_values=True)
         self.sent: list[tuple[Hashable, dict[str, Any]]] = []
         self.frames: list[pd.DataFrame] = []
         self.actions: list[np.ndarray] = []
@@ -94,6 +104,10 @@ class Decisions:
     ) -> None:
         actions, changes = decide(plan, sync, fields)
         self.sync = sync
+        if self.values is not None:
+            before, after = before_after(plan, sync, actions, changes)
+            self.values[0].append(before)
+            self.values[1].append(after)
         wanted = self.keep_people - len(self.sent)
         if wanted > 0:
             taken = plan.pending()[:wanted]
@@ -117,6 +131,10 @@ class Decisions:
         result = source.copy(deep=False)
         for name, column in self.columns(source.index).items():
             result[name] = column
+        if self.values is not None:
+            for name, parts in zip(VALUE_COLUMNS, self.values, strict=True):
+                joined = np.concatenate(parts) if parts else np.full(len(source), None, object)
+                result[name] = pd.Series(joined, index=source.index, dtype=object)
         return result
 
     def columns(self, index: pd.Index | None = None) -> pd.DataFrame:
@@ -195,6 +213,54 @@ def decide(
     return actions, changes
 
 
+def before_after(
+    plan: Plan, sync: SyncState | None, actions: np.ndarray, changes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's changed fields with the value the state says was last sent (``before``)
+    and the value it would send (``after``), as dicts; None where not known.
+
+    An update has them where the state kept the person's values (``state_values=True``); a
+    create's ``before`` holds None for each field it would set.
+    """
+    n = len(actions)
+    before = np.full(n, None, dtype=object)
+    after = np.full(n, None, dtype=object)
+    wanted = np.flatnonzero(
+        np.isin(actions, ("update", "create")) & np.asarray(pd.notna(changes), dtype=bool)
+    )
+    if sync is None or len(wanted) == 0:
+        return before, after
+    olds = sync.last_sent(plan.identity_hashes[wanted]).to_pylist()
+    news = plan.payloads.hashed.take(pa.array(wanted)).to_pylist()
+    for position, old, new in zip(wanted.tolist(), olds, news, strict=True):
+        created = actions[position] == "create"
+        if old is None and not created:
+            continue  # the state kept no values for this person
+        was = {} if old is None else orjson.loads(old)
+        now = orjson.loads(new)
+        names = changes[position]
+        before[position] = {f: None if created else field_value(was, f) for f in names}
+        after[position] = {f: field_value(now, f) for f in names}
+    return before, after
+
+
+def field_value(person: dict[str, Any], name: str) -> Any:
+    """The value of a plan's field (a top-level field, a trait, or ``traits.<name>`` for a
+    trait named like a top-level field) in a person as sent; None where it is not sent.
+
+    >>> field_value({"email": "a@x.io", "traits": {"plan": "pro", "email": "b@x.io"}}, "plan")
+    'pro'
+    >>> field_value({"email": "a@x.io", "traits": {"email": "b@x.io"}}, "traits.email")
+    'b@x.io'
+    """
+    traits = person.get("traits") or {}
+    if name.startswith("traits.") and name.removeprefix("traits.") in TOP_LEVEL:
+        return traits.get(name.removeprefix("traits."))
+    if name in TOP_LEVEL:
+        return person.get(name)
+    return traits.get(name)
+
+
 def _differing(fields: FieldHashes, old: pa.Array, known: np.ndarray) -> np.ndarray:
     """(fields x rows): sent now, and not with this value last time (rows ``known``)."""
     m = fields.hashes.shape[1]
@@ -217,12 +283,22 @@ class FieldChange:
     field: str
     count: int
     examples: tuple[Hashable, ...] = ()
+    values: tuple[tuple[str, str, int], ...] = ()
+    """The commonest changes of value (``before``, ``after`` as shown, and how many people),
+    where the plan knows them (``state_values=True``, or ``against="flameup"``)."""
 
     def line(self, width: int = 0) -> str:
         shown = ", ".join(map(str, self.examples))
         more = ", …" if self.count > len(self.examples) else ""
         noun = "person" if self.count == 1 else "people"
         return f"{self.field:<{width}}  {self.count:>9,} {noun}  (rows {shown}{more})"
+
+    def value_lines(self) -> list[str]:
+        """One line a change of value: ``plan: 'pro' -> 'free'  9,812 people``."""
+        return [
+            f"{self.field}: {old} -> {new}  {count:,} {'person' if count == 1 else 'people'}"
+            for old, new, count in self.values
+        ]
 
 
 @dataclass(frozen=True)
@@ -257,7 +333,12 @@ class PlanSummary:
         return {
             "actions": dict(self.actions),
             "fields": [
-                {"field": f.field, "count": f.count, "examples": [_plain(x) for x in f.examples]}
+                {
+                    "field": f.field,
+                    "count": f.count,
+                    "examples": [_plain(x) for x in f.examples],
+                    "values": [list(v) for v in f.values],
+                }
                 for f in self.fields
             ],
             "unknown": self.unknown,
@@ -279,6 +360,10 @@ class PlanSummary:
             lines.append("fields that change most:")
             width = max(len(f.field) for f in self.fields)
             lines += ["  " + f.line(width) for f in self.fields]
+            values = [line for f in self.fields for line in f.value_lines()]
+            if values:
+                lines.append("values that change most:")
+                lines += ["  " + line for line in values]
         if self.unknown:
             lines.append(
                 f"{self.unknown:,} updates with changes unknown (the state has no fields for "
@@ -296,11 +381,14 @@ class PlanSummary:
         if self.fields:
             rows = "".join(
                 f"<tr><td>{html.escape(f.field)}</td><td>{f.count:,}</td>"
-                f"<td>{html.escape(', '.join(map(str, f.examples)))}</td></tr>"
+                f"<td>{html.escape(', '.join(map(str, f.examples)))}</td>"
+                f"<td>{html.escape('; '.join(f'{o} -> {n} ({c:,})' for o, n, c in f.values))}"
+                "</td></tr>"
                 for f in self.fields
             )
             html_out += (
-                f"<table><tr><th>field</th><th>updates</th><th>examples</th></tr>{rows}</table>"
+                "<table><tr><th>field</th><th>updates</th><th>examples</th>"
+                f"<th>before -> after</th></tr>{rows}</table>"
             )
         return html_out
 
@@ -323,8 +411,9 @@ def summarize_plan(plan: pd.DataFrame) -> PlanSummary:
             shown = examples.setdefault(name, [])
             if len(shown) < EXAMPLES:
                 shown.append(label)
+    values = _value_changes(plan, actions == "update")
     top = tuple(
-        FieldChange(name, count, tuple(examples[name]))
+        FieldChange(name, count, tuple(examples[name]), values.get(name, ()))
         for name, count in tally.most_common(TOP_FIELDS)
     )
     creates: Counter[str] = Counter()
@@ -339,6 +428,28 @@ def summarize_plan(plan: pd.DataFrame) -> PlanSummary:
         None if gone is None else gone.count,
         () if gone is None else gone.examples,
     )
+
+
+def _value_changes(
+    plan: pd.DataFrame, updates: pd.Series
+) -> dict[str, tuple[tuple[str, str, int], ...]]:
+    """Per field, its commonest changes of value among the updates whose before/after the
+    plan holds (values shown as Python literals)."""
+    if "flameup_before" not in plan.columns:
+        return {}
+    tally: Counter[tuple[str, str, str]] = Counter()
+    befores = plan.loc[updates, "flameup_before"]
+    afters = plan.loc[updates, "flameup_after"]
+    for before, after in zip(befores, afters, strict=True):
+        if isinstance(before, dict) and isinstance(after, dict):
+            for name, new in after.items():
+                tally[(name, repr(before.get(name)), repr(new))] += 1
+    out: dict[str, list[tuple[str, str, int]]] = {}
+    for (name, old, new), count in tally.most_common():
+        shown = out.setdefault(name, [])
+        if len(shown) < EXAMPLES:
+            shown.append((old, new, count))
+    return {name: tuple(shown) for name, shown in out.items()}
 
 
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")

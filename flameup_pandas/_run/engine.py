@@ -63,6 +63,7 @@ class _Chunk:
     hashes: np.ndarray | None
     origin: list[tuple[Plan, int]] | None = None
     fields: pa.Array | None = None  # each row's field hashes (list<uint32>), for the state
+    sent: pa.Array | None = None  # each row's JSON (keys sorted), kept with state_values=True
 
 
 Planner = Callable[[pd.DataFrame, Plan, SyncState | None, FieldHashes | None], None]
@@ -180,8 +181,7 @@ def _drive(
         writer: ResultsWriter | None = None
         try:
             chunks: Iterator[_Chunk] = (
-                _plan_chunk(frame, rules, sync, run.full_refresh, shared, planner)
-                for frame in rows.frames()
+                _plan_chunk(frame, rules, sync, run, shared, planner) for frame in rows.frames()
             )
             if guard is not None:
                 chunks = _planned_ahead(chunks, guard)
@@ -265,22 +265,25 @@ def _plan_chunk(
     frame: pd.DataFrame,
     rules: Rules,
     sync: SyncState | None,
-    full_refresh: bool,
+    run: Run,
     shared: SharedEmails,
     planner: Planner | None = None,
 ) -> _Chunk:
     plan = rules.plan(frame, labels=frame.index)
     shared.add(plan.payloads.user_ids, plan.payloads.emails, plan.pending(), plan.labels)
-    hashes = fields = lists = None
+    hashes = fields = lists = sent = None
     if sync is not None:
-        hashes = plan.payloads.content_hashes() if full_refresh else plan.skip_unchanged(sync)
+        hashes = plan.payloads.content_hashes() if run.full_refresh else plan.skip_unchanged(sync)
         pending = plan.pending()
         fields = plan.payloads.field_hashes(pending)
         if fields is not None:
             lists = _scattered(fields.lists(), pending, len(plan.status))
+        if run.state_values and not run.dry_run:
+            texts = plan.payloads.hashed.take(pa.array(pending)).cast(pa.large_string())
+            sent = _scattered(texts, pending, len(plan.status))
     if planner is not None:
         planner(frame, plan, sync, fields)
-    return _Chunk(plan, hashes, fields=lists)
+    return _Chunk(plan, hashes, fields=lists, sent=sent)
 
 
 def _scattered(lists: pa.Array, positions: np.ndarray, n: int) -> pa.Array:
@@ -385,8 +388,10 @@ def _subset(chunk: _Chunk, positions: np.ndarray) -> _Chunk:
         chunk.plan.payloads.take(positions), [chunk.plan.labels[p] for p in positions]
     )
     hashes = None if chunk.hashes is None else chunk.hashes[positions]
-    fields = None if chunk.fields is None else chunk.fields.take(pa.array(positions))
-    return _Chunk(plan, hashes, [(chunk.plan, p) for p in positions.tolist()], fields)
+    at = pa.array(positions)
+    fields = None if chunk.fields is None else chunk.fields.take(at)
+    sent = None if chunk.sent is None else chunk.sent.take(at)
+    return _Chunk(plan, hashes, [(chunk.plan, p) for p in positions.tolist()], fields, sent)
 
 
 def _repeats_chunk(later: list[_Chunk]) -> _Chunk:
@@ -400,8 +405,11 @@ def _repeats_chunk(later: list[_Chunk]) -> _Chunk:
     fields = None
     if all(c.fields is not None for c in later):
         fields = pa.concat_arrays([c.fields for c in later if c.fields is not None])
+    sent = None
+    if all(c.sent is not None for c in later):
+        sent = pa.concat_arrays([c.sent for c in later if c.sent is not None])
     origins = [origin for c in later for origin in c.origin or []]
-    return _Chunk(plan, hashes, origins, fields)
+    return _Chunk(plan, hashes, origins, fields, sent)
 
 
 def _by_chunk(
@@ -424,11 +432,11 @@ def _settle(
 ) -> None:
     chunk.plan.apply(positions, outcomes)
     if sync is not None and chunk.hashes is not None:
-        fields = None
-        if chunk.fields is not None:
-            fields = chunk.fields.take(pa.array(positions, pa.int64())).to_pylist()
+        at = pa.array(positions, pa.int64())
+        fields = None if chunk.fields is None else chunk.fields.take(at).to_pylist()
+        sent = None if chunk.sent is None else chunk.sent.take(at).to_pylist()
         keys = chunk.plan.keys_at(positions)
-        sync.record_outcomes(keys, chunk.hashes[positions], outcomes, fields)
+        sync.record_outcomes(keys, chunk.hashes[positions], outcomes, fields, sent)
     _record(chunk, np.asarray(positions, dtype=np.int64), writer)
 
 

@@ -27,6 +27,7 @@ from .._send.concurrency import MAX_IN_FLIGHT
 from .._send.delivery import Deliverer
 from .._send.pacing import shared_limiter
 from .._send.retry import RetryPolicy
+from ..exceptions import ConfigurationError
 from .changes import parse_limit
 from .plan import Rules, Sender
 from .progress import Progress
@@ -81,6 +82,7 @@ class RunOptions(TypedDict, total=False):
     max_changes: int | float | str | None
     max_creates: int | float | str | None
     complete_source: bool
+    state_values: bool
 
 
 class Options(RuleOptions, DeliveryOptions, RunOptions, total=False):
@@ -119,11 +121,21 @@ class Run:
     complete_source: bool = False
     """The source holds everyone: a plan lists the people of the state that are not in it as
     ``gone`` (a count and examples, in its summary). Nothing is ever deleted."""
+    state_values: bool = False
+    """Keep in the state, beside the hashes, the values each person was last sent (its
+    JSON), so a plan shows each changed field's value before and after
+    (``flameup_before``/``flameup_after``) with no request. Off by default: it makes the
+    state several times larger (see the plan guide for the measured size). A plan with it
+    shows what the state holds; a run with it records the values of the people it sends."""
 
     def __post_init__(self) -> None:
-        for name in ("full_refresh", "dry_run", "complete_source"):
+        for name in ("full_refresh", "dry_run", "complete_source", "state_values"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if self.state_values and self.state is None:
+            raise ConfigurationError(
+                "state_values=True keeps the values sent in the sync state: pass state="
+            )
         for name in ("max_changes", "max_creates"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, parse_limit(getattr(self, name), name))
