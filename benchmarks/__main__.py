@@ -389,6 +389,21 @@ PLAN = [
         "<= 2 (of 35.5 MiB)",
     ),
     Figure(
+        "state MiB with values kept (state_values=True)",
+        "the state without field hashes MiB",
+        "state_mib_with_values",
+        "state_mib_without_fields",
+        "state_values_ratio",
+        "say the size",
+    ),
+    Figure(
+        "plan s with before -> after from the state",
+        "dry run with a state s",
+        "plan_values_seconds",
+        "dry_run_seconds",
+        "plan_values_over_dry_run",
+    ),
+    Figure(
         "nightly resync s with max_changes, {guard_rows:,} rows, 1% changed",
         "the same resync without it s",
         "guarded_resync_seconds",

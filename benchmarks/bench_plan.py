@@ -47,9 +47,10 @@ from flameup_pandas.testing import FlameupServer
 GUARD_QUICK_ROWS = 100_000
 
 
-def synced_state(path: Path) -> pa.Table:
+def synced_state(path: Path, values: bool = False) -> pa.Table:
     """The state a full sync of the file at ``path`` leaves: every person, as sent (ids are
-    UUIDs, as Flameup's are)."""
+    UUIDs, as Flameup's are); with ``values``, as a sync with ``state_values=True`` leaves
+    it (each person's JSON kept too)."""
     parts = []
     rules = Rules()
     for frame in open_rows(path).frames():
@@ -58,6 +59,11 @@ def synced_state(path: Path) -> pa.Table:
         fields = plan.payloads.field_hashes(sent)
         assert fields is not None
         n = len(sent)
+        texts = (
+            plan.payloads.hashed.take(pa.array(sent)).cast(pa.large_string())
+            if values
+            else pa.nulls(n, pa.large_string())
+        )
         parts.append(
             pa.table(
                 {
@@ -67,6 +73,7 @@ def synced_state(path: Path) -> pa.Table:
                     "flameup_id": pa.array([str(uuid.uuid4()) for _ in range(n)], pa.string()),
                     "synced_at": pa.array([datetime.now(UTC)] * n, STATE_SCHEMA[4].type),
                     "fields": fields.lists(),
+                    "sent": texts,
                 },
                 schema=STATE_SCHEMA,
             )
@@ -99,7 +106,11 @@ def plan_figures(quick: bool = False) -> dict[str, Any]:
         state = synced_state(folder / "v1.parquet")
         new_form, old_form = folder / "new.state.parquet", folder / "old.state.parquet"
         pq.write_table(state, new_form, compression="zstd")
-        pq.write_table(state.drop_columns(["fields"]), old_form, compression="zstd")
+        pq.write_table(state.drop_columns(["fields", "sent"]), old_form, compression="zstd")
+        with_values = folder / "values.state.parquet"
+        pq.write_table(
+            synced_state(folder / "v1.parquet", values=True), with_values, compression="zstd"
+        )
         changed, n_changed = change_plans(table, CHANGED_FRACTION)
         pq.write_table(changed, folder / "v2.parquet", row_group_size=ROW_GROUP)
         source = folder / "v2.parquet"
@@ -108,7 +119,10 @@ def plan_figures(quick: bool = False) -> dict[str, Any]:
         )
         plan_seconds, planned = _timed(lambda: plan_file(source, state=new_form, progress=False))
         old_seconds, planned_old = _timed(lambda: plan_file(source, state=old_form, progress=False))
-        sizes = new_form.stat().st_size, old_form.stat().st_size
+        sizes = new_form.stat().st_size, old_form.stat().st_size, with_values.stat().st_size
+        values_seconds, planned_values = _timed(
+            lambda: plan_file(source, state=with_values, state_values=True, progress=False)
+        )
     updates = planned["flameup_action"] == "update"
     return {
         "rows": n_rows,
@@ -132,6 +146,15 @@ def plan_figures(quick: bool = False) -> dict[str, Any]:
         "state_ratio": round(sizes[0] / sizes[1], 2),
         "state_mib_with_fields": round(sizes[0] / 2**20, 1),
         "state_mib_without_fields": round(sizes[1] / 2**20, 1),
+        "state_mib_with_values": round(sizes[2] / 2**20, 1),
+        "state_values_ratio": round(sizes[2] / sizes[1], 2),
+        "plan_values_seconds": values_seconds,
+        "plan_values_over_dry_run": round(values_seconds / max(dry_seconds, 1e-9), 2),
+        "plan_values_known": bool(
+            planned_values.loc[planned_values["flameup_action"] == "update", "flameup_before"]
+            .notna()
+            .all()
+        ),
         "fields_per_person": round(
             float(np.mean([len(x) for x in state["fields"].to_pylist()[:10_000]])), 1
         ),
@@ -183,7 +206,11 @@ def _report(f: dict[str, Any]) -> str:
             f"state file: {f['state_bytes_with_fields'] / 2**20:.1f} MiB with field hashes "
             f"({f['fields_per_person']} fields a person), "
             f"{f['state_bytes_without_fields'] / 2**20:.1f} MiB without "
-            f"({f['state_ratio']}x)",
+            f"({f['state_ratio']}x); {f['state_mib_with_values']} MiB with values kept "
+            f"({f['state_values_ratio']}x)",
+            f"plan with before -> after (state_values=True): {f['plan_values_seconds']} s "
+            f"({f['plan_values_over_dry_run']}x the dry run), values known for every update: "
+            f"{f['plan_values_known']}",
         ]
     )
 

@@ -189,11 +189,16 @@ def plan(
     deleted (Flameup documents no delete call).
 
     ``against="flameup"`` also reads each person a run would send from Flameup (one ``GET
-    /people/{id}`` each, under the key's budget; the cost is logged first, e.g. "reading
-    2,345 people from Flameup: 2,345 requests, about 20 minutes at 120 a minute") and
-    compares field by field: ``flameup_changes`` then names the fields whose value Flameup
+    /people/{id}`` each, or the listing of everyone Flameup holds when that takes fewer
+    requests; under the key's budget; the cost is logged first, e.g. "reading 2,345 people
+    from Flameup: 2,345 requests, about 20 minutes at 120 a minute") and compares field by
+    field: ``flameup_changes`` then names the fields whose value Flameup
     holds differently, and ``flameup_before``/``flameup_after`` map each to the value held
     and the value that would be sent. ``sample=N`` reads only the first N of them.
+
+    ``state_values=True`` (with a state kept with it) adds ``flameup_before`` and
+    ``flameup_after`` from the state alone: each changed field's value last sent and the
+    value that would be sent, with no request.
 
     >>> import pandas as pd, flameup_pandas
     >>> df = pd.DataFrame({"userId": ["u1", "u1", "u2"], "email": ["a@x.io", "a@x.io", "no"]})

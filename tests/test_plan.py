@@ -313,8 +313,11 @@ def test_against_flameup_reads_the_people_to_send_and_says_the_cost_first(
     flameup_server.reset_requests()
     with caplog.at_level(logging.WARNING, logger="flameup_pandas"):
         planned = frame.flameup.plan(state=state, against="flameup", **to_server)
-    assert "reading 3 people from Flameup: 3 requests" in caplog.text
-    assert flameup_server.request_count() == 3  # one GET a person a run would send
+    assert "reading 3 people from Flameup: 3 requests" in caplog.text  # the price first
+    # Flameup holds 6 people: one page of its listing is cheaper than three GETs
+    assert "through its listing of 6 people: 1 request (100 people a page)" in caplog.text
+    assert flameup_server.request_count() == 1
+    assert flameup_server.request_count(method="GET", path_suffix="/people") == 1
     assert planned.loc[1, "flameup_changes"] == ["plan"]
     assert planned.loc[1, "flameup_before"] == {"plan": "free"}
     assert planned.loc[1, "flameup_after"] == {"plan": "enterprise"}
@@ -329,7 +332,7 @@ def test_against_flameup_with_a_sample_reads_only_that_many(flameup_server, to_s
     changed = df.assign(plan="gold")
     flameup_server.reset_requests()
     planned = changed.flameup.plan(state=state, against="flameup", sample=4, **to_server)
-    assert flameup_server.request_count() == 4
+    assert flameup_server.request_count() == 1  # the listing's one page holds all ten
     assert planned["flameup_before"].notna().sum() == 4
     assert (planned["flameup_action"] == "update").all()
     with pytest.raises(ValueError, match="sample"):
@@ -402,3 +405,37 @@ def test_a_guarded_run_keeps_the_values_it_sends(flameup_server, to_server, tmp_
     planned = changed.assign(plan="free").flameup.plan(state=state, state_values=True)
     assert planned.loc[0, "flameup_before"] == {"plan": "gold"}
     assert planned.loc[9, "flameup_before"] == {"plan": "pro"}
+
+
+def test_against_flameup_reads_one_by_one_when_the_listing_is_dearer(
+    flameup_server, to_server, tmp_path, caplog
+):
+    """Flameup holds 250 people (3 pages): reading 2 of them one by one, after the first page
+    priced the listing, takes 3 requests where the listing would take 3 and more."""
+    import logging
+
+    state, df = synced(tmp_path, to_server, n=250)
+    changed = df.copy()
+    changed.loc[[7, 200], "plan"] = "gold"
+    flameup_server.reset_requests()
+    with caplog.at_level(logging.WARNING, logger="flameup_pandas"):
+        planned = changed.flameup.plan(state=state, against="flameup", **to_server)
+    assert "2 requests, one a person (the listing of 250 people would take 2 more)" in caplog.text
+    assert flameup_server.request_count(method="GET") == 3
+    assert planned.loc[200, "flameup_before"] == {"plan": "pro"}
+    assert planned.loc[7, "flameup_after"] == {"plan": "gold"}
+
+
+def test_against_flameup_through_the_listing_finds_people_by_email(
+    flameup_server, to_server, tmp_path
+):
+    """People sent by email alone are matched to the listing by email, in any case."""
+    state = tmp_path / "people.state.parquet"
+    df = pd.DataFrame({"email": ["Ann@Example.com", "bob@example.com"], "plan": ["pro", "pro"]})
+    df.flameup.upsert(state=state, **to_server)
+    changed = df.assign(plan=["gold", "free"])
+    flameup_server.reset_requests()
+    planned = changed.flameup.plan(state=state, against="flameup", **to_server)
+    assert flameup_server.request_count() == 1
+    assert planned["flameup_before"].tolist() == [{"plan": "pro"}, {"plan": "pro"}]
+    assert planned["flameup_action"].tolist() == ["update", "update"]

@@ -399,9 +399,11 @@ def _plain(label: Hashable) -> Any:
 
 def summarize_plan(plan: pd.DataFrame) -> PlanSummary:
     """The summary of a plan frame (one with ``flameup_action`` and ``flameup_changes``)."""
-    actions = plan["flameup_action"]
-    counts = {a: int((actions == a).sum()) for a in ACTIONS}
-    updates = plan.loc[actions == "update", "flameup_changes"]
+    actions = plan["flameup_action"].to_numpy(dtype=object)
+    found = pd.Series(actions, dtype=object, copy=False).value_counts()  # one pass
+    counts = {a: int(found.get(a, 0)) for a in ACTIONS}
+    is_update, is_create = actions == "update", actions == "create"
+    updates = plan.loc[is_update, "flameup_changes"]
     unknown = int(updates.isna().sum())
     tally: Counter[str] = Counter()
     examples: dict[str, list[Hashable]] = {}
@@ -411,13 +413,13 @@ def summarize_plan(plan: pd.DataFrame) -> PlanSummary:
             shown = examples.setdefault(name, [])
             if len(shown) < EXAMPLES:
                 shown.append(label)
-    values = _value_changes(plan, actions == "update")
+    values = _value_changes(plan, is_update)
     top = tuple(
         FieldChange(name, count, tuple(examples[name]), values.get(name, ()))
         for name, count in tally.most_common(TOP_FIELDS)
     )
     creates: Counter[str] = Counter()
-    for changed in plan.loc[actions == "create", "flameup_changes"].dropna():
+    for changed in plan.loc[is_create, "flameup_changes"].dropna():
         creates.update(changed)
     gone = _GONE.get(id(plan))
     return PlanSummary(
@@ -431,7 +433,7 @@ def summarize_plan(plan: pd.DataFrame) -> PlanSummary:
 
 
 def _value_changes(
-    plan: pd.DataFrame, updates: pd.Series
+    plan: pd.DataFrame, updates: np.ndarray
 ) -> dict[str, tuple[tuple[str, str, int], ...]]:
     """Per field, its commonest changes of value among the updates whose before/after the
     plan holds (values shown as Python literals)."""
