@@ -304,3 +304,50 @@ def test_spark_refuses_the_plan_options_it_does_not_honour(spark, option):
     sdf = spark.createDataFrame(pd.DataFrame({"userId": ["a"]}))
     with pytest.raises(ConfigurationError, match=next(iter(option))):
         upsert(sdf, dry_run=True, **option)
+
+
+def test_spark_plan_brings_only_the_planned_changes_to_the_driver(spark, to_server, tmp_path):
+    """Every action, the changed fields from the state's hashes and before/after from its
+    values, decided in Spark: only the creates and updates reach the driver."""
+    state = str(tmp_path / "people.state.parquet")
+    df = customers(8)
+    df.flameup.upsert(state=state, state_values=True, **to_server)
+    changed = df.copy()
+    changed.loc[1, "plan"] = "gold"  # was free
+    changed.loc[2, ["plan", "score"]] = ["gold", 9.5]  # was pro, 0.2
+    changed.loc[3, "email"] = "not-an-email"
+    frame = pd.concat([changed, customers(1, start=40)], ignore_index=True)
+    result = flameup_spark.plan(to_spark(spark, frame), state=state, state_values=True)
+    assert result.summary.actions == {
+        "create": 1,
+        "update": 2,
+        "unchanged": 5,
+        "invalid": 1,
+        "skipped": 0,
+    }
+    changes = result.changes
+    assert len(changes) == 3  # the only rows that reached the driver
+    by_user = changes.set_index("userId")
+    assert by_user.loc["u1", "flameup_changes"] == ["plan"]
+    assert sorted(by_user.loc["u2", "flameup_changes"]) == ["plan", "score"]
+    assert by_user.loc["u2", "flameup_before"] == {"plan": "pro", "score": 0.2}
+    assert by_user.loc["u2", "flameup_after"] == {"plan": "gold", "score": 9.5}
+    assert by_user.loc["u40", "flameup_action"] == "create"
+    assert by_user.loc["u40", "flameup_before"]["plan"] is None
+    assert result.summary.fields[0].field == "plan" and result.summary.fields[0].count == 2
+    every = collect(result.plan).set_index("userId")
+    assert every.loc["u3", "flameup_action"] == "invalid"
+    assert every.loc["u0", "flameup_action"] == "unchanged"
+
+
+def test_spark_plan_of_an_old_state_says_changes_unknown(spark, to_server, tmp_path):
+    import pyarrow.parquet as pq
+
+    state = tmp_path / "people.state.parquet"
+    df = customers(4)
+    df.flameup.upsert(state=state, **to_server)
+    pq.write_table(pq.read_table(state).drop_columns(["fields", "sent"]), state)
+    result = flameup_spark.plan(to_spark(spark, df.assign(plan="gold")), state=str(state))
+    assert result.summary.actions["update"] == 4
+    assert result.summary.unknown == 4
+    assert result.changes["flameup_changes"].isna().all()

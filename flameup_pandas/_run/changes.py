@@ -59,6 +59,7 @@ __all__ = [
     "parse_limit",
     "record_gone",
     "summarize_plan",
+    "value_pair",
 ]
 
 ACTIONS = ("create", "update", "unchanged", "invalid", "skipped")
@@ -233,15 +234,27 @@ def before_after(
     olds = sync.last_sent(plan.identity_hashes[wanted]).to_pylist()
     news = plan.payloads.hashed.take(pa.array(wanted)).to_pylist()
     for position, old, new in zip(wanted.tolist(), olds, news, strict=True):
-        created = actions[position] == "create"
-        if old is None and not created:
-            continue  # the state kept no values for this person
-        was = {} if old is None else orjson.loads(old)
-        now = orjson.loads(new)
-        names = changes[position]
-        before[position] = {f: None if created else field_value(was, f) for f in names}
-        after[position] = {f: field_value(now, f) for f in names}
+        pair = value_pair(actions[position] == "create", changes[position], old, new)
+        before[position], after[position] = pair
     return before, after
+
+
+def value_pair(
+    created: bool, names: list[str], old: str | bytes | None, new: str | bytes
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(before, after) of the fields ``names``, from a person's JSON as last sent (``old``;
+    None where not kept) and as it would be sent (``new``); (None, None) for an update whose
+    values were not kept.
+
+    >>> value_pair(False, ["plan"], '{"traits":{"plan":"pro"}}', '{"traits":{"plan":"free"}}')
+    ({'plan': 'pro'}, {'plan': 'free'})
+    """
+    if old is None and not created:
+        return None, None
+    was = {} if old is None else orjson.loads(old)
+    now = orjson.loads(new)
+    before = {f: None if created else field_value(was, f) for f in names}
+    return before, {f: field_value(now, f) for f in names}
 
 
 def field_value(person: dict[str, Any], name: str) -> Any:
