@@ -439,3 +439,15 @@ def test_against_flameup_through_the_listing_finds_people_by_email(
     assert flameup_server.request_count() == 1
     assert planned["flameup_before"].tolist() == [{"plan": "pro"}, {"plan": "pro"}]
     assert planned["flameup_action"].tolist() == ["update", "update"]
+
+
+def test_polars_plan_keeps_before_and_after(to_server, tmp_path):
+    pl = pytest.importorskip("polars")
+    state = tmp_path / "people.state.parquet"
+    df = customers(4)
+    df.flameup.upsert(state=state, state_values=True, **to_server)
+    frame = pl.from_pandas(df.assign(plan=["pro", "gold", "pro", "free"]))
+    planned = frame.flameup.plan(state=state, state_values=True)
+    assert planned["flameup_before"].to_list()[1] == {"plan": "free"}
+    assert planned["flameup_after"].to_list()[1] == {"plan": "gold"}
+    assert planned.flameup.summary().fields[0].values == (("'free'", "'gold'", 1),)
