@@ -411,6 +411,14 @@ PLAN = [
         "guard_over_resync",
         "<= 1.10",
     ),
+    Figure(
+        "CPU s of that resync with max_changes",
+        "the same resync without it, CPU s",
+        "guarded_resync_cpu_seconds",
+        "resync_cpu_seconds",
+        "guard_cpu_over_resync",
+        "<= 1.10",
+    ),
 ]
 
 
