@@ -451,3 +451,16 @@ def test_polars_plan_keeps_before_and_after(to_server, tmp_path):
     assert planned["flameup_before"].to_list()[1] == {"plan": "free"}
     assert planned["flameup_after"].to_list()[1] == {"plan": "gold"}
     assert planned.flameup.summary().fields[0].values == (("'free'", "'gold'", 1),)
+
+
+def test_a_refused_run_writes_no_results_file_and_leaves_the_state(
+    flameup_server, to_server, tmp_path
+):
+    state, df = synced(tmp_path, to_server, n=10)
+    path, results = tmp_path / "people.parquet", tmp_path / "results.parquet"
+    df.assign(plan="gold").to_parquet(path)
+    before = state.read_bytes()
+    with pytest.raises(ChangeGuardError):
+        flameup_pandas.upsert_file(path, state=state, results=results, max_changes=0.5, **to_server)
+    assert not results.exists()
+    assert state.read_bytes() == before
