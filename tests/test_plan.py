@@ -420,7 +420,8 @@ def test_against_flameup_reads_one_by_one_when_the_listing_is_dearer(
     flameup_server.reset_requests()
     with caplog.at_level(logging.WARNING, logger="flameup_pandas"):
         planned = changed.flameup.plan(state=state, against="flameup", **to_server)
-    assert "2 requests, one a person (the listing of 250 people would take 2 more)" in caplog.text
+    assert "Flameup holds 250 people; 2 more requests, one a person" in caplog.text
+    assert "(the rest of the listing would take 2): 3 in all" in caplog.text
     assert flameup_server.request_count(method="GET") == 3
     assert planned.loc[200, "flameup_before"] == {"plan": "pro"}
     assert planned.loc[7, "flameup_after"] == {"plan": "gold"}

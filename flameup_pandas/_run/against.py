@@ -135,11 +135,12 @@ def _held_people(sender: Sender, people: list[dict[str, Any]]) -> list[dict[str,
     rest = max(0, math.ceil(first.total / PAGE_SIZE) - 1)
     if rest >= len(people):
         logger.warning(
-            "plan against Flameup: %s requests, one a person (the listing of %s people "
-            "would take %s more)",
-            f"{len(people):,}",
+            "plan against Flameup: the listing's first page says Flameup holds %s people; "
+            "%s more requests, one a person (the rest of the listing would take %s): %s in all",
             f"{first.total:,}",
+            f"{len(people):,}",
             f"{rest:,}",
+            f"{len(people) + 1:,}",
         )
         return [_read(sender.deliverer, sender.client, _identity(p)) for p in people]
     logger.warning("plan against Flameup: %s", listing_cost(len(people), first.total))
