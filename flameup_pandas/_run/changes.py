@@ -535,9 +535,11 @@ class ChangeGuard:
     def check(self) -> PlanSummary:
         """The plan's summary; raises :class:`ChangeGuardError` (the whole plan attached)
         when the run would change more than allowed."""
-        return check_guard(
+        summary = check_guard(
             self.decisions.columns(), self.max_changes, self.max_creates, self.decisions.frame
         )
+        self.decisions = Decisions()  # let through: the rows read are not needed to send
+        return summary
 
 
 def check_guard(
