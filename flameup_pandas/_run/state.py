@@ -107,8 +107,6 @@ class SyncState:
         # what each lookup reads, in the order of the sorted hashes, made once per run
         self._sorted_contents = table["content_hash"].to_numpy()[self._order]
         self._sorted_ids = table["flameup_id"].combine_chunks().take(pa.array(self._order))
-        self._fields: pa.Array | None = None  # made when a plan first asks
-        self._sent: pa.Array | None = None
 
     @classmethod
     def open(
@@ -171,31 +169,30 @@ class SyncState:
         """For each identity hash: is the person in the state, and the hashes of the fields
         last sent (a ``list<uint32>`` array, null where unknown: a state written before
         fields were kept, or a person not in it)."""
-        if self._fields is None:
-            self._fields = self._table["fields"].combine_chunks()
         found, hit = find_sorted(self._sorted_hashes, wanted)
         hit &= wanted != 0
         if len(self._sorted_hashes) == 0:
             return hit, pa.nulls(len(wanted), pa.list_(pa.uint32()))
-        return hit, self._fields.take(self._rows_at(found, hit))
+        return hit, self._taken("fields", found, hit)
 
-    def _rows_at(self, found: np.ndarray, hit: np.ndarray) -> pa.Array:
-        """The table rows of the people found (``found``: places among the sorted hashes),
-        null where ``hit`` is false: only those rows are taken, never the whole column."""
-        places = np.where(hit, found, 0)
-        return pa.array(self._order[places], mask=~hit)
+    def _taken(self, column: str, found: np.ndarray, hit: np.ndarray) -> pa.Array:
+        """``column`` at the rows of the people found (``found``: places among the sorted
+        hashes), null where ``hit`` is false. Only those rows are taken, from the column's
+        chunks as read: the whole column (the values kept are most of the state) is never
+        copied or reordered."""
+        rows = pa.array(self._order[np.where(hit, found, 0)], mask=~hit)
+        taken = self._table[column].take(rows)
+        return taken.combine_chunks() if isinstance(taken, pa.ChunkedArray) else taken
 
     def last_sent(self, wanted: np.ndarray) -> pa.Array:
         """For each identity hash, the person as last sent (JSON text, keys sorted): null
         where the state does not keep it (not asked for with ``state_values=True``, or a
         person not in it)."""
-        if self._sent is None:
-            self._sent = self._table["sent"].combine_chunks()
         found, hit = find_sorted(self._sorted_hashes, wanted)
         hit &= wanted != 0
         if len(self._sorted_hashes) == 0:
             return pa.nulls(len(wanted), pa.large_string())
-        return self._sent.take(self._rows_at(found, hit))
+        return self._taken("sent", found, hit)
 
     def record_outcomes(
         self,
