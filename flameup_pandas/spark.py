@@ -171,7 +171,7 @@ def _upsert(sdf: DataFrame, options: Mapping[str, Any]) -> SparkUpsertResult:
         known = None if sync is None or full_refresh else _read_state(sdf.sparkSession, sync)
         # content hashes serve the diff and the state's record of what was sent; the JSON, a send
         recorded = sync is not None and not dry_run
-        needs = _Needs(payloads=not dry_run, hashes=known is not None or recorded)
+        needs = _Needs(payloads=not dry_run, hashes=known is not None or recorded, fields=recorded)
         decided = _decide(_plan(sdf, rules, needs), known, dry_run).localCheckpoint(eager=True)
         to_send = decided.where(_functions().col(STATUS).isNull())
         if dry_run:
@@ -262,10 +262,15 @@ class _Needs:
 
     payloads: bool = True
     hashes: bool = True
+    fields: bool = False
+    """The hashes of each field sent, which the state keeps so a plan names the changed
+    fields (only when the run records a state)."""
 
 
 def _plan(sdf: DataFrame, rules: Rules, needs: _Needs) -> DataFrame:
     """One narrow row per input row, planned on the executors by the shared rules."""
+    if needs.fields:
+        return _plan_fields(sdf, rules, payloads=needs.payloads)
     plan = functools.partial(
         plan_batches, rules=rules, payloads=needs.payloads, hashes=needs.hashes
     )
@@ -460,6 +465,7 @@ class _Sent:
     rows: list[int]
     keys: list[str]
     hashes: np.ndarray
+    fields: list[list[int] | None] | None = None
 
 
 def _deliver(
@@ -472,7 +478,9 @@ def _deliver(
     """Stream the rows to send into the shared deliverer; record their outcomes and collect
     them into ``collected`` (which keeps them when an interrupt cuts the run short); the rows
     that reached the driver."""
-    columns = to_send.select(ROW, "identity", "content_hash", "payload", "userId", "email")
+    names = [ROW, "identity", "content_hash", "payload", "userId", "email"]
+    names += [name for name in ("field_names", "field_hashes") if name in to_send.columns]
+    columns = to_send.select(*names)
     total = columns.count()
     if total == 0:
         return 0
@@ -482,7 +490,7 @@ def _deliver(
 
     def settle(sent: _Sent, outcomes: list[PersonOutcome]) -> None:
         if sync is not None:
-            sync.record_outcomes(sent.keys, sent.hashes, outcomes)
+            sync.record_outcomes(sent.keys, sent.hashes, outcomes, sent.fields)
         collected.append(_outcome_table(sent.rows, outcomes))
         bar.update(len(outcomes), failed=count_failed(outcomes))
 
@@ -506,12 +514,23 @@ def _batches(rows: Iterator[Any]) -> Iterator[tuple[_Sent, list[Outgoing]]]:
 
 
 def _batch(rows: list[Any]) -> tuple[_Sent, list[Outgoing]]:
+    fields = None
+    if rows and "field_hashes" in rows[0].__fields__:
+        fields = [_kept_fields(r["field_names"], r["field_hashes"]) for r in rows]
     sent = _Sent(
         [r[ROW] for r in rows],
         [r["identity"] for r in rows],
         np.array([r["content_hash"] for r in rows], dtype=np.int64),
+        fields,
     )
     return sent, [Outgoing(r["payload"].encode(), r["userId"], r["email"]) for r in rows]
+
+
+def _kept_fields(names: list[str] | None, hashes: list[int] | None) -> list[int] | None:
+    """The field hashes the state keeps of a person: every field sent but userId."""
+    if names is None or hashes is None:
+        return None
+    return [h for n, h in zip(names, hashes, strict=True) if n != "userId"]
 
 
 def _outcome_table(rows: list[int], outcomes: list[PersonOutcome]) -> pa.Table:

@@ -351,3 +351,17 @@ def test_spark_plan_of_an_old_state_says_changes_unknown(spark, to_server, tmp_p
     assert result.summary.actions["update"] == 4
     assert result.summary.unknown == 4
     assert result.changes["flameup_changes"].isna().all()
+
+
+def test_a_spark_sync_keeps_field_hashes_so_a_plan_names_the_changes(spark, to_server, tmp_path):
+    """The state a Spark run writes is the one a pandas plan reads, fields and all."""
+    state = str(tmp_path / "people.state.parquet")
+    df = customers(6)
+    flameup_spark.upsert(to_spark(spark, df), state=state, **to_server)
+    changed = df.copy()
+    changed.loc[2, "plan"] = "gold"
+    planned = changed.flameup.plan(state=state)
+    assert planned["flameup_action"].tolist().count("unchanged") == 5
+    assert planned.loc[2, "flameup_changes"] == ["plan"]
+    result = flameup_spark.plan(to_spark(spark, changed), state=state)
+    assert result.changes["flameup_changes"].tolist() == [["plan"]]
