@@ -46,6 +46,7 @@ BENCHMARKS = (
     "spark",
     "storage",
     "track",
+    "plan",
 )
 NEEDS = {"spark": "pyspark", "arrow": "duckdb", "storage": "moto"}
 NA = "n/a"
@@ -379,6 +380,56 @@ SPARK = [
     ),
 ]
 
+PLAN = [
+    Figure(
+        "plan s, {rows:,} rows, {changed_rows:,} changed, against a state (no request)",
+        "dry run with a state s",
+        "plan_seconds",
+        "dry_run_seconds",
+        "plan_over_dry_run",
+        "<= 1.5",
+    ),
+    Figure(
+        "state MiB with field hashes, {rows:,} people",
+        "the state without them MiB",
+        "state_mib_with_fields",
+        "state_mib_without_fields",
+        "state_ratio",
+        "<= 2 (of 35.5 MiB)",
+    ),
+    Figure(
+        "state MiB with values kept (state_values=True)",
+        "the state without field hashes MiB",
+        "state_mib_with_values",
+        "state_mib_without_fields",
+        "state_values_ratio",
+        "say the size",
+    ),
+    Figure(
+        "plan s with before -> after from the state",
+        "dry run with a state s",
+        "plan_values_seconds",
+        "dry_run_seconds",
+        "plan_values_over_dry_run",
+    ),
+    Figure(
+        "nightly resync s with max_changes, {guard_rows:,} rows, 1% changed",
+        "the same resync without it s",
+        "guarded_resync_seconds",
+        "resync_seconds",
+        "guard_over_resync",
+        "<= 1.10",
+    ),
+    Figure(
+        "CPU s of that resync with max_changes",
+        "the same resync without it, CPU s",
+        "guarded_resync_cpu_seconds",
+        "resync_cpu_seconds",
+        "guard_cpu_over_resync",
+        "<= 1.10",
+    ),
+]
+
 
 def delivery_figures(figures: dict[str, Any]) -> list[Figure]:
     """Delivery's fixed lines plus one throughput line per concurrency it measured."""
@@ -462,6 +513,7 @@ LINES: dict[str, Callable[[dict[str, Any]], list[Figure]]] = {
     "spark": lambda f: SPARK,
     "storage": lambda f: STORAGE,
     "track": lambda f: TRACK,
+    "plan": lambda f: PLAN,
 }
 
 

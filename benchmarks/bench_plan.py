@@ -15,7 +15,7 @@ as fast as it can be and the guard's share is the largest it can be) with and wi
 ``max_changes``, from copies of the same state::
 
     python -m benchmarks.bench_plan            # 1,000,000 rows
-    python -m benchmarks.bench_plan --quick    # 100,000 rows
+    python -m benchmarks.bench_plan --quick    # 50,000 rows
     python -m benchmarks.bench_plan --quick --guard
 
 ``main(quick)`` returns the figures as a dict.
@@ -44,10 +44,13 @@ from flameup_pandas._run.sources import open_rows
 from flameup_pandas._run.state import STATE_SCHEMA
 from flameup_pandas.testing import FlameupServer
 
+QUICK_ROWS = 50_000  # --quick (CI checks the report works, never its timings): well under a minute
 
-def synced_state(path: Path) -> pa.Table:
+
+def synced_state(path: Path, values: bool = False) -> pa.Table:
     """The state a full sync of the file at ``path`` leaves: every person, as sent (ids are
-    UUIDs, as Flameup's are)."""
+    UUIDs, as Flameup's are); with ``values``, as a sync with ``state_values=True`` leaves
+    it (each person's JSON kept too)."""
     parts = []
     rules = Rules()
     for frame in open_rows(path).frames():
@@ -56,6 +59,11 @@ def synced_state(path: Path) -> pa.Table:
         fields = plan.payloads.field_hashes(sent)
         assert fields is not None
         n = len(sent)
+        texts = (
+            plan.payloads.hashed.take(pa.array(sent)).cast(pa.large_string())
+            if values
+            else pa.nulls(n, pa.large_string())
+        )
         parts.append(
             pa.table(
                 {
@@ -65,6 +73,7 @@ def synced_state(path: Path) -> pa.Table:
                     "flameup_id": pa.array([str(uuid.uuid4()) for _ in range(n)], pa.string()),
                     "synced_at": pa.array([datetime.now(UTC)] * n, STATE_SCHEMA[4].type),
                     "fields": fields.lists(),
+                    "sent": texts,
                 },
                 schema=STATE_SCHEMA,
             )
@@ -83,7 +92,13 @@ def _timed(run: Any, times: int = 2) -> tuple[float, Any]:
 
 
 def main(quick: bool = False) -> dict[str, Any]:
-    n_rows = 100_000 if quick else 1_000_000
+    """Every figure of the report: the plan and the state's size, and the guard's cost."""
+    return {**plan_figures(quick), **guard_overhead(quick)}
+
+
+def plan_figures(quick: bool = False) -> dict[str, Any]:
+    """A plan against a state, against today's dry run; the state's size in each form."""
+    n_rows = QUICK_ROWS if quick else 1_000_000
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         table = customer_table(n_rows)
@@ -91,7 +106,11 @@ def main(quick: bool = False) -> dict[str, Any]:
         state = synced_state(folder / "v1.parquet")
         new_form, old_form = folder / "new.state.parquet", folder / "old.state.parquet"
         pq.write_table(state, new_form, compression="zstd")
-        pq.write_table(state.drop_columns(["fields"]), old_form, compression="zstd")
+        pq.write_table(state.drop_columns(["fields", "sent"]), old_form, compression="zstd")
+        with_values = folder / "values.state.parquet"
+        pq.write_table(
+            synced_state(folder / "v1.parquet", values=True), with_values, compression="zstd"
+        )
         changed, n_changed = change_plans(table, CHANGED_FRACTION)
         pq.write_table(changed, folder / "v2.parquet", row_group_size=ROW_GROUP)
         source = folder / "v2.parquet"
@@ -100,7 +119,10 @@ def main(quick: bool = False) -> dict[str, Any]:
         )
         plan_seconds, planned = _timed(lambda: plan_file(source, state=new_form, progress=False))
         old_seconds, planned_old = _timed(lambda: plan_file(source, state=old_form, progress=False))
-        sizes = new_form.stat().st_size, old_form.stat().st_size
+        sizes = new_form.stat().st_size, old_form.stat().st_size, with_values.stat().st_size
+        values_seconds, planned_values = _timed(
+            lambda: plan_file(source, state=with_values, state_values=True, progress=False)
+        )
     updates = planned["flameup_action"] == "update"
     return {
         "rows": n_rows,
@@ -122,15 +144,29 @@ def main(quick: bool = False) -> dict[str, Any]:
         "state_bytes_with_fields": sizes[0],
         "state_bytes_without_fields": sizes[1],
         "state_ratio": round(sizes[0] / sizes[1], 2),
+        "state_mib_with_fields": round(sizes[0] / 2**20, 1),
+        "state_mib_without_fields": round(sizes[1] / 2**20, 1),
+        "state_mib_with_values": round(sizes[2] / 2**20, 1),
+        "state_values_ratio": round(sizes[2] / sizes[1], 2),
+        "plan_values_seconds": values_seconds,
+        "plan_values_over_dry_run": round(values_seconds / max(dry_seconds, 1e-9), 2),
+        "plan_values_known": bool(
+            planned_values.loc[planned_values["flameup_action"] == "update", "flameup_before"]
+            .notna()
+            .all()
+        ),
         "fields_per_person": round(
             float(np.mean([len(x) for x in state["fields"].to_pylist()[:10_000]])), 1
         ),
     }
 
 
-def guard_overhead(quick: bool = False) -> dict[str, Any]:
-    """A resync's wall time with and without ``max_changes``, from copies of one state."""
-    n_rows = 100_000 if quick else 1_000_000
+def guard_overhead(quick: bool = False, rounds: int = 3) -> dict[str, Any]:
+    """A resync's wall time and CPU time with and without ``max_changes``, from copies of one
+    state (the baseline is the same resync without the guard, in the same run; the runs
+    alternate and the best of ``rounds`` counts). CPU time is the process's (the local
+    server's thread included): what the guard costs, whatever else the machine is running."""
+    n_rows = QUICK_ROWS if quick else 1_000_000
     table = customer_table(n_rows)
     changed, _ = change_plans(table, CHANGED_FRACTION)
     with (
@@ -142,18 +178,23 @@ def guard_overhead(quick: bool = False) -> dict[str, Any]:
         pq.write_table(table, folder / "v1.parquet", row_group_size=ROW_GROUP)
         pq.write_table(changed, folder / "v2.parquet", row_group_size=ROW_GROUP)
         upsert_file(folder / "v1.parquet", state=folder / "state.parquet", **target)
-        times: dict[str, float] = {}
-        for name, extra in (("plain", {}), ("guarded", {"max_changes": 0.05})) * 2:
+        wall: dict[str, float] = {}
+        cpu: dict[str, float] = {}
+        for name, extra in (("plain", {}), ("guarded", {"max_changes": 0.05})) * rounds:
             state = folder / f"{name}.state.parquet"
             shutil.copy(folder / "state.parquet", state)
-            started = time.perf_counter()
+            started, used = time.perf_counter(), time.process_time()
             upsert_file(folder / "v2.parquet", state=state, **target, **extra)  # type: ignore[arg-type]
-            elapsed = time.perf_counter() - started
-            times[name] = min(times.get(name, float("inf")), elapsed)
+            wall[name] = min(wall.get(name, float("inf")), time.perf_counter() - started)
+            cpu[name] = min(cpu.get(name, float("inf")), time.process_time() - used)
     return {
-        "resync_seconds": round(times["plain"], 2),
-        "guarded_resync_seconds": round(times["guarded"], 2),
-        "guard_over_resync": round(times["guarded"] / times["plain"], 2),
+        "guard_rows": n_rows,
+        "resync_seconds": round(wall["plain"], 2),
+        "guarded_resync_seconds": round(wall["guarded"], 2),
+        "guard_over_resync": round(wall["guarded"] / wall["plain"], 3),
+        "resync_cpu_seconds": round(cpu["plain"], 2),
+        "guarded_resync_cpu_seconds": round(cpu["guarded"], 2),
+        "guard_cpu_over_resync": round(cpu["guarded"] / cpu["plain"], 3),
     }
 
 
@@ -171,21 +212,27 @@ def _report(f: dict[str, Any]) -> str:
             f"state file: {f['state_bytes_with_fields'] / 2**20:.1f} MiB with field hashes "
             f"({f['fields_per_person']} fields a person), "
             f"{f['state_bytes_without_fields'] / 2**20:.1f} MiB without "
-            f"({f['state_ratio']}x)",
+            f"({f['state_ratio']}x); {f['state_mib_with_values']} MiB with values kept "
+            f"({f['state_values_ratio']}x)",
+            f"plan with before -> after (state_values=True): {f['plan_values_seconds']} s "
+            f"({f['plan_values_over_dry_run']}x the dry run), values known for every update: "
+            f"{f['plan_values_known']}",
         ]
     )
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="100,000 rows instead of 1,000,000")
+    parser.add_argument("--quick", action="store_true", help="50,000 rows instead of 1,000,000")
     parser.add_argument("--guard", action="store_true", help="time max_changes on a resync")
     args = parser.parse_args()
     if args.guard:
         g = guard_overhead(quick=args.quick)
         print(
-            f"resync, 1% changed, local server: {g['resync_seconds']} s; with max_changes: "
-            f"{g['guarded_resync_seconds']} s ({g['guard_over_resync']}x)"
+            f"resync, 1% changed, {g['guard_rows']:,} rows, local server: "
+            f"{g['resync_seconds']} s; with max_changes: {g['guarded_resync_seconds']} s "
+            f"({g['guard_over_resync']}x); CPU {g['resync_cpu_seconds']} s and "
+            f"{g['guarded_resync_cpu_seconds']} s ({g['guard_cpu_over_resync']}x)"
         )
     else:
-        print(_report(main(quick=args.quick)))
+        print(_report(plan_figures(quick=args.quick)))

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from ._people.columns import conform, people_table, to_frame, unified_schema
 from ._run.against import compare_with_flameup
-from ._run.changes import Decisions, check_guard, record_gone
+from ._run.changes import Decisions, record_gone
 from ._run.engine import upsert_frame, upsert_rows
 from ._run.interrupt import interruptible, shielded, signal_of
 from ._run.options import (
@@ -102,8 +102,6 @@ def upsert(
     The frame goes through the same engine as a file: it is one chunk of its stream.
     """
     rules, delivery, run = split_options("upsert", options, on_duplicate=on_duplicate)
-    if run.guarded:
-        _guard(plan_frame(df, rules, delivery, run), run)
     return upsert_frame(df, rules=rules, delivery=delivery, run=run)
 
 
@@ -143,8 +141,6 @@ def upsert_file(
             filesystem=run.storage,
         )
 
-    if run.guarded:
-        _guard(plan_rows(rows(), rules, delivery, run), run)
     return upsert_rows(rows(), rules=rules, delivery=delivery, run=run)
 
 
@@ -168,15 +164,6 @@ def upsert_arrow(
             f"upsert_arrow takes Arrow data, not a path ({str(source)!r}): use upsert_file"
         )
     rules, delivery, run = split_options("upsert_arrow", options)
-    if run.guarded:
-        if not _readable_twice(source):
-            raise ConfigurationError(
-                "max_changes/max_creates plan the run before sending, which reads the source "
-                f"twice; a {type(source).__name__} is read once: pass a pyarrow Table or "
-                "dataset, a polars frame, or write the rows to a file and use upsert_file"
-            )
-        planned = open_rows(source, chunk_rows=chunk_rows, mapping=rules.mapping)
-        _guard(plan_rows(planned, rules, delivery, run), run)
     rows = open_rows(source, chunk_rows=chunk_rows, mapping=rules.mapping)
     return upsert_rows(rows, rules=rules, delivery=delivery, run=run)
 
@@ -204,11 +191,16 @@ def plan(
     deleted (Flameup documents no delete call).
 
     ``against="flameup"`` also reads each person a run would send from Flameup (one ``GET
-    /people/{id}`` each, under the key's budget; the cost is logged first, e.g. "reading
-    2,345 people from Flameup: 2,345 requests, about 20 minutes at 120 a minute") and
-    compares field by field: ``flameup_changes`` then names the fields whose value Flameup
+    /people/{id}`` each, or the listing of everyone Flameup holds when that takes fewer
+    requests; under the key's budget; the cost is logged first, e.g. "reading 2,345 people
+    from Flameup: 2,345 requests, about 20 minutes at 120 a minute") and compares field by
+    field: ``flameup_changes`` then names the fields whose value Flameup
     holds differently, and ``flameup_before``/``flameup_after`` map each to the value held
     and the value that would be sent. ``sample=N`` reads only the first N of them.
+
+    ``state_values=True`` (with a state kept with it) adds ``flameup_before`` and
+    ``flameup_after`` from the state alone: each changed field's value last sent and the
+    value that would be sent, with no request.
 
     >>> import pandas as pd, flameup_pandas
     >>> df = pd.DataFrame({"userId": ["u1", "u1", "u2"], "email": ["a@x.io", "a@x.io", "no"]})
@@ -270,12 +262,6 @@ def plan_arrow(
     return plan_rows(rows, rules, delivery, run, against=Against(against, sample))
 
 
-def plan_frame(df: pd.DataFrame, rules: Rules, delivery: Delivery, run: Run) -> pd.DataFrame:
-    """The plan of a frame: the engine's dry run of one chunk, with a decisions sink."""
-    rows = Rows((frame for frame in [df]), total=len(df), labelled=True)
-    return plan_rows(rows, rules, delivery, run, df)
-
-
 @dataclasses.dataclass(frozen=True)
 class Against:
     """What a plan compares with: the state alone, or Flameup too (``sample`` people)."""
@@ -313,7 +299,11 @@ def plan_rows(
             "complete_source=True lists the people of the state the source no longer "
             "holds: pass state="
         )
-    decisions = Decisions(complete_source=run.complete_source, keep_people=against.people)
+    decisions = Decisions(
+        complete_source=run.complete_source,
+        keep_people=against.people,
+        values=run.state_values and run.state is not None,
+    )
     upsert_rows(rows, rules=rules, delivery=delivery, run=_planning(run), planner=decisions)
     planned = decisions.frame(source)
     if against.what == "flameup":
@@ -329,26 +319,12 @@ def plan_rows(
 
 def _planning(run: Run) -> Run:
     """A plan's run: a dry run with no results file and no guard."""
-    if run.results is not None and not run.guarded:
+    if run.results is not None:
         raise ConfigurationError(
             "a plan returns its rows as a frame; results= is for upsert_file and "
             "upsert_arrow (write the plan with .to_parquet(...))"
         )
     return dataclasses.replace(run, dry_run=True, results=None, max_changes=None, max_creates=None)
-
-
-def _guard(planned: pd.DataFrame, run: Run) -> None:
-    check_guard(planned, run.max_changes, run.max_creates)
-
-
-def _readable_twice(source: Any) -> bool:
-    """Sources a guard can plan and then send: tables, datasets and polars frames."""
-    import pyarrow.dataset as ds
-
-    if isinstance(source, pa.Table | ds.Dataset | pd.DataFrame):
-        return True
-    module = type(source).__module__ or ""
-    return module.startswith("polars") and type(source).__name__ in ("DataFrame", "LazyFrame")
 
 
 def unlock_state(

@@ -22,7 +22,7 @@ import pandas as pd
 
 from . import _api, _events_api
 from ._people.events import RESULT_COLUMNS as EVENT_COLUMNS
-from ._run.changes import PLAN_COLUMNS, PlanSummary, summarize_plan
+from ._run.changes import PLAN_COLUMNS, VALUE_COLUMNS, PlanSummary, summarize_plan
 from ._run.result import (
     RESULT_COLUMNS,
     Summary,
@@ -95,16 +95,25 @@ class PolarsFlameup:
     def plan(self, **options: Any) -> pl.DataFrame:
         """What upsert() would do to each row, sending nothing: the frame with
         ``flameup_action``, ``flameup_changes`` (a list of field names, null where unknown)
-        and ``flameup_error`` (see :func:`flameup_pandas.plan`)."""
+        and ``flameup_error`` (see :func:`flameup_pandas.plan`); with ``state_values=True``
+        or ``against="flameup"``, ``flameup_before``/``flameup_after`` too (dicts, as
+        ``Object`` columns)."""
         import polars as pl
 
         planned = _api.plan(self._pandas(), **options)
+        # before/after (state_values=True, against="flameup") hold dicts of any values
+        values = [
+            pl.Series(name, planned[name].tolist(), dtype=pl.Object)
+            for name in VALUE_COLUMNS
+            if name in planned.columns
+        ]
         return self._df.with_columns(
             pl.Series("flameup_action", planned["flameup_action"].tolist(), dtype=pl.String),
             pl.Series(
                 "flameup_changes", planned["flameup_changes"].tolist(), dtype=pl.List(pl.String)
             ),
             pl.Series("flameup_error", planned["flameup_error"].tolist(), dtype=pl.String),
+            *values,
         )
 
     def upsert(self, **options: Any) -> pl.DataFrame:
@@ -150,10 +159,9 @@ class PolarsFlameup:
         """Counts per status and the run's figures, for a frame that upsert() returned; for a
         frame that plan() returned, people per action and the fields that change most."""
         if "flameup_action" in self._df.columns:
+            names = [n for n in (*PLAN_COLUMNS, *VALUE_COLUMNS) if n in self._df.columns]
             return summarize_plan(
-                pd.DataFrame(
-                    {name: self._df[name].to_list() for name in PLAN_COLUMNS}, dtype=object
-                )
+                pd.DataFrame({name: self._df[name].to_list() for name in names}, dtype=object)
             )
         if "flameup_status" not in self._df.columns:
             raise ValueError(

@@ -26,7 +26,7 @@ import orjson
 
 from ._api import export_people, plan_arrow, plan_file, unlock_state, upsert_arrow, upsert_file
 from ._cli_track import add_track_command
-from ._run.changes import parse_limit, summarize_plan
+from ._run.changes import VALUE_COLUMNS, parse_limit, summarize_plan
 from ._run.options import Run
 from ._run.plan import Rules
 from ._run.progress import Progress
@@ -120,9 +120,15 @@ def build_parser() -> argparse.ArgumentParser:
             default=None,
             metavar="N|P%",
             help=f"plan first, and send nothing if more people would be {what} than N (or "
-            "than P%% of the source's people); needs a file source",
+            "than P%% of the source's people)",
         )
     add_storage_argument(upsert)
+    upsert.add_argument(
+        "--state-values",
+        action="store_true",
+        help="keep in the state the values each person is sent with, so a plan shows "
+        "before -> after (the state grows several times)",
+    )
     add_local_argument(upsert)
     add_progress_arguments(upsert)
     upsert.set_defaults(run=run_upsert)
@@ -133,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_table_arguments(plan)
     plan.add_argument("--state", help="the sync state to plan against (a path or URI)")
     plan.add_argument("--out", help="write the whole plan to this parquet file (a path or URI)")
+    plan.add_argument(
+        "--state-values",
+        action="store_true",
+        help="show each changed field's value before -> after, from a state kept with "
+        "upsert --state-values",
+    )
     plan.add_argument(
         "--against",
         choices=("state", "flameup"),
@@ -365,6 +377,7 @@ def run_upsert(args: argparse.Namespace) -> int:
         max_changes=args.max_changes,
         max_creates=args.max_creates,
         storage_options=parse_storage_options(args.storage_options),
+        state_values=args.state_values,
     )
     try:
         with local_server(args.local) as target, table_source(args) as source:
@@ -402,6 +415,7 @@ def run_plan(args: argparse.Namespace) -> int:
         state=args.state,
         progress=progress_of(args),
         storage_options=parse_storage_options(args.storage_options),
+        state_values=args.state_values,
     )
     types = parse_column_types(args.column_types) or None
     against = {"against": args.against, "sample": None if args.sample is None else int(args.sample)}
@@ -419,6 +433,9 @@ def run_plan(args: argparse.Namespace) -> int:
     summary = summarize_plan(planned)
     print(summary)
     if args.out:  # a path or URI, opened as the state is (storage options included)
+        for name in VALUE_COLUMNS:  # dicts of any values: kept as JSON text
+            if name in planned.columns:
+                planned[name] = planned[name].map(_json_text)
         where = resolve(args.out, Run(storage_options=options["storage_options"]).storage)
         with atomic_output(where) as sink:
             planned.to_parquet(sink)
@@ -426,6 +443,10 @@ def run_plan(args: argparse.Namespace) -> int:
     if args.detailed_exitcode:
         return 2 if summary.would_send else 0
     return 0
+
+
+def _json_text(values: Any) -> str | None:
+    return None if values is None else orjson.dumps(values, default=str).decode()
 
 
 def report_interrupted(stop: UpsertInterrupted, results: str | None) -> int:

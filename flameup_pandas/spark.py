@@ -61,6 +61,7 @@ writer, so it takes the paths Spark's filesystems know (``s3a://`` with hadoop-a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -75,19 +76,21 @@ import pyarrow.compute as pc
 
 from ._people.outgoing import Outgoing
 from ._people.values import naive_error
+from ._run.changes import ACTIONS, PLAN_COLUMNS, PlanSummary, summarize_plan, value_pair
 from ._run.interrupt import deliver_all, interrupted, interruptible, shielded
-from ._run.options import Options, split_options
+from ._run.options import Options, Run, split_options
 from ._run.plan import BATCH_SIZE, UNCHANGED, Plan, Rules, Sender
 from ._run.progress import Progress, open_progress
 from ._run.result import STATUSES, RunReport, Summary
 from ._run.sources import CHUNK_ROWS, arrow_frame, rechunked
 from ._run.state import SyncState
 from ._send.delivery import IN_FLIGHT, NOT_SENT, PersonOutcome, count_failed
+from .exceptions import ConfigurationError
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
-__all__ = ["SparkUpsertResult", "upsert"]
+__all__ = ["SparkPlan", "SparkUpsertResult", "plan", "upsert"]
 
 ROW = "row"
 STATUS, ERROR, FLAMEUP_ID = "flameup_status", "flameup_error", "flameup_id"
@@ -164,6 +167,7 @@ def upsert(sdf: DataFrame, **options: Unpack[Options]) -> SparkUpsertResult:
 def _upsert(sdf: DataFrame, options: Mapping[str, Any]) -> SparkUpsertResult:
     started = time.monotonic()
     rules, delivery, run = split_options("spark.upsert", {"progress": False, **options})
+    _refuse_unsupported(run)
     state, results, full_refresh, dry_run = run.state, run.results, run.full_refresh, run.dry_run
     stopped: KeyboardInterrupt | None = None
     _check_columns(sdf, rules)
@@ -176,7 +180,7 @@ def _upsert(sdf: DataFrame, options: Mapping[str, Any]) -> SparkUpsertResult:
         known = None if sync is None or full_refresh else _read_state(sdf.sparkSession, sync)
         # content hashes serve the diff and the state's record of what was sent; the JSON, a send
         recorded = sync is not None and not dry_run
-        needs = _Needs(payloads=not dry_run, hashes=known is not None or recorded)
+        needs = _Needs(payloads=not dry_run, hashes=known is not None or recorded, fields=recorded)
         decided = _decide(_plan(sdf, rules, needs), known, dry_run).localCheckpoint(eager=True)
         to_send = decided.where(_functions().col(STATUS).isNull())
         if dry_run:
@@ -207,6 +211,20 @@ def _upsert(sdf: DataFrame, options: Mapping[str, Any]) -> SparkUpsertResult:
         finished = summary.rows - summary.counts["failed"] + _answered_failed(outcomes)
         raise interrupted(stopped, done, finished=finished, rows=summary.rows) from None
     return done
+
+
+def _refuse_unsupported(run: Run, where: str = "spark.upsert") -> None:
+    """Run options a Spark run does not honour yet fail loudly rather than being ignored."""
+    unsupported = [
+        name
+        for name in ("max_changes", "max_creates", "state_values", "complete_source")
+        if getattr(run, name) not in (None, False)
+    ]
+    if unsupported:
+        raise ConfigurationError(
+            f"{where} does not take {', '.join(unsupported)} (a Spark run is not planned "
+            "before it sends; a Spark plan lists no people gone)"
+        )
 
 
 def _answered_failed(outcomes: pa.Table) -> int:
@@ -253,10 +271,15 @@ class _Needs:
 
     payloads: bool = True
     hashes: bool = True
+    fields: bool = False
+    """The hashes of each field sent, which the state keeps so a plan names the changed
+    fields (only when the run records a state)."""
 
 
 def _plan(sdf: DataFrame, rules: Rules, needs: _Needs) -> DataFrame:
     """One narrow row per input row, planned on the executors by the shared rules."""
+    if needs.fields:
+        return _plan_fields(sdf, rules, payloads=needs.payloads)
     plan = functools.partial(
         plan_batches, rules=rules, payloads=needs.payloads, hashes=needs.hashes
     )
@@ -305,17 +328,24 @@ def planned_batch(
     content hashes are all 0 (no state to compare with or to record in): neither is built.
     """
     plan = rules.plan(frame, labels=rows.tolist())
+    return _planned_rows(plan, rows, payloads=payloads, hashes=hashes)
+
+
+def _planned_rows(
+    plan: Plan, rows: np.ndarray, *, payloads: bool = True, hashes: bool = True
+) -> pa.RecordBatch:
+    frame_rows = len(plan.status)
     pending = plan.pending()
-    content = np.zeros(len(frame), dtype=np.int64)
+    content = np.zeros(frame_rows, dtype=np.int64)
     if hashes:
         content[pending] = plan.payloads.content_hashes(pending)
     if payloads:
-        to_send = np.zeros(len(frame), dtype=bool)
+        to_send = np.zeros(frame_rows, dtype=bool)
         to_send[pending] = True
         wire = plan.payloads.wire
         people = pc.if_else(pa.array(to_send), wire, pa.scalar(None, wire.type))
     else:
-        people = pa.nulls(len(frame), pa.large_string())
+        people = pa.nulls(frame_rows, pa.large_string())
     user_ids, emails = _shown_identities(plan)
     columns: list[Any] = [
         pa.array(rows, pa.int64()),
@@ -460,6 +490,7 @@ class _Sent:
     rows: list[int]
     keys: list[str]
     hashes: np.ndarray
+    fields: list[list[int] | None] | None = None
 
 
 def _deliver(
@@ -472,7 +503,9 @@ def _deliver(
     """Stream the rows to send into the shared deliverer; record their outcomes and collect
     them into ``collected`` (which keeps them when an interrupt cuts the run short); the rows
     that reached the driver."""
-    columns = to_send.select(ROW, "identity", "content_hash", "payload", "userId", "email")
+    names = [ROW, "identity", "content_hash", "payload", "userId", "email"]
+    names += [name for name in ("field_names", "field_hashes") if name in to_send.columns]
+    columns = to_send.select(*names)
     total = columns.count()
     if total == 0:
         return 0
@@ -482,7 +515,7 @@ def _deliver(
 
     def settle(sent: _Sent, outcomes: list[PersonOutcome]) -> None:
         if sync is not None:
-            sync.record_outcomes(sent.keys, sent.hashes, outcomes)
+            sync.record_outcomes(sent.keys, sent.hashes, outcomes, sent.fields)
         collected.append(_outcome_table(sent.rows, outcomes))
         bar.update(len(outcomes), failed=count_failed(outcomes))
 
@@ -506,12 +539,23 @@ def _batches(rows: Iterator[Any]) -> Iterator[tuple[_Sent, list[Outgoing]]]:
 
 
 def _batch(rows: list[Any]) -> tuple[_Sent, list[Outgoing]]:
+    fields = None
+    if rows and "field_hashes" in rows[0].__fields__:
+        fields = [_kept_fields(r["field_names"], r["field_hashes"]) for r in rows]
     sent = _Sent(
         [r[ROW] for r in rows],
         [r["identity"] for r in rows],
         np.array([r["content_hash"] for r in rows], dtype=np.int64),
+        fields,
     )
     return sent, [Outgoing(r["payload"].encode(), r["userId"], r["email"]) for r in rows]
+
+
+def _kept_fields(names: list[str] | None, hashes: list[int] | None) -> list[int] | None:
+    """The field hashes the state keeps of a person: every field sent but userId."""
+    if names is None or hashes is None:
+        return None
+    return [h for n, h in zip(names, hashes, strict=True) if n != "userId"]
 
 
 def _outcome_table(rows: list[int], outcomes: list[PersonOutcome]) -> pa.Table:
@@ -524,3 +568,227 @@ def _outcome_table(rows: list[int], outcomes: list[PersonOutcome]) -> pa.Table:
         },
         schema=OUTCOMES_SCHEMA,
     )
+
+
+# -- plans -----------------------------------------------------------------------------------
+
+PLAN_FIELDS_DDL = PLANNED_DDL + ", field_names array<string>, field_hashes array<bigint>"
+"""What the executors hand back for a plan: the planned rows, and for each row still to send
+the fields it sends (names, and the hashes the state keeps of them, as ``bigint``)."""
+PLAN_COLUMNS_SPARK = (ROW, "userId", "email", "identity", *PLAN_COLUMNS)
+
+
+@dataclass(frozen=True)
+class SparkPlan:
+    """What a Spark run would do, sending nothing.
+
+    ``summary`` is the :class:`~flameup_pandas.PlanSummary` (people per action, counted in
+    Spark; the fields that change most). ``changes`` is a pandas frame, indexed by ``row``, of
+    the only rows that reached the driver: those a run would send (``create``/``update``),
+    with ``userId``, ``email``, ``flameup_action``, ``flameup_changes`` and, with
+    ``state_values=True``, ``flameup_before``/``flameup_after``. ``plan`` is every row's
+    decision as a Spark DataFrame (row, userId, email, identity and the three plan columns),
+    resting on a local checkpoint.
+    """
+
+    summary: PlanSummary
+    changes: pd.DataFrame
+    plan: DataFrame
+
+
+def plan(sdf: DataFrame, **options: Unpack[Options]) -> SparkPlan:
+    """What :func:`upsert` would do to each row of a Spark DataFrame, sending nothing.
+
+    Planned on the executors by the same rules (each field a row sends is hashed as the sync
+    state keeps it), diffed against ``state=`` in Spark, field by field, with Spark's own
+    array functions; only the rows a run would send reach the driver
+    (``len(result.changes)``). With ``state_values=True`` (and a state kept with it), those
+    rows carry each changed field's value before and after. The keywords are
+    :func:`upsert`'s; the state is read, never written.
+
+    ``complete_source``, ``max_changes`` and ``max_creates`` are refused: a Spark plan does
+    not list people gone, and a plan guards nothing.
+    """
+    rules, _, run = split_options("spark.plan", {"progress": False, **options})
+    _refuse_unsupported(dataclasses.replace(run, state_values=False), "spark.plan")
+    if run.results is not None:
+        raise ConfigurationError("spark.plan returns its rows: results= is for spark.upsert")
+    _check_columns(sdf, rules)
+    with (
+        SyncState.open(run.state, filesystem=run.storage)
+        if run.state is not None
+        else contextlib.nullcontext() as sync
+    ):
+        known = None if sync is None else _read_known(sdf.sparkSession, sync)
+        planned = _plan_fields(sdf, rules, payloads=run.state_values)
+        decided = _actions(planned, known, sync is not None).localCheckpoint(eager=True)
+    f = _functions()
+    counts = {
+        r["flameup_action"]: int(r["count"]) for r in decided.groupBy(ACTION).count().collect()
+    }
+    wanted = decided.where(f.col(ACTION).isin("create", "update"))
+    changes = _changes_frame(wanted, values=run.state_values and sync is not None)
+    summary = summarize_plan(changes)
+    summary = dataclasses.replace(summary, actions={a: counts.get(a, 0) for a in ACTIONS})
+    every: DataFrame = decided.select(*PLAN_COLUMNS_SPARK)
+    return SparkPlan(summary, changes, every)
+
+
+ACTION = "flameup_action"
+
+
+def _plan_fields(sdf: DataFrame, rules: Rules, *, payloads: bool) -> DataFrame:
+    batches = functools.partial(plan_field_batches, rules=rules, payloads=payloads)
+    with_row = sdf.select(_functions().monotonically_increasing_id().alias(ROW), *sdf.columns)
+    return with_row.mapInArrow(batches, PLAN_FIELDS_DDL)
+
+
+def plan_field_batches(
+    batches: Iterable[pa.RecordBatch], *, rules: Rules, payloads: bool = False
+) -> Iterator[pa.RecordBatch]:
+    """The ``mapInArrow`` function of a plan: :func:`plan_batches`' rows (with content
+    hashes; the JSON only with ``payloads``), and each row's fields as the state keeps them."""
+    schema = _SPARK_PLANNED.append(pa.field("field_names", pa.list_(pa.string()))).append(
+        pa.field("field_hashes", pa.list_(pa.int64()))
+    )
+    for batch in rechunked(batches, CHUNK_ROWS):
+        frame = arrow_frame(batch)
+        rows = frame.pop(ROW).to_numpy(dtype=np.int64)
+        plan = rules.plan(frame, labels=rows.tolist())
+        planned = _planned_rows(plan, rows, payloads=payloads, hashes=True)
+        names, hashes = _field_lists(plan)
+        arrays = [*planned.columns, names, hashes]
+        yield pa.RecordBatch.from_arrays(
+            [a.cast(kind) for a, kind in zip(arrays, schema.types, strict=True)], schema=schema
+        )
+
+
+def _field_lists(plan: Plan) -> tuple[pa.Array, pa.Array]:
+    """Per row still to send, the names and hashes of the fields it sends (userId too);
+    null for the other rows."""
+    n = len(plan.status)
+    pending = plan.pending()
+    fields = plan.payloads.field_hashes(pending)
+    if fields is None or len(pending) == 0:
+        return pa.nulls(n, pa.list_(pa.string())), pa.nulls(n, pa.list_(pa.int64()))
+    present = fields.present.T  # rows x fields
+    names = np.asarray(fields.names, dtype=object)[np.nonzero(present)[1]]
+    hashes = fields.hashes.T[present].astype(np.int64)
+    offsets = pa.array(np.concatenate([[0], np.cumsum(present.sum(axis=1))]).astype(np.int32))
+    where = np.zeros(n, dtype=np.int64)
+    where[pending] = np.arange(len(pending))
+    absent = np.ones(n, dtype=bool)
+    absent[pending] = False
+    at = pa.array(where, mask=absent)
+    name_lists = pa.ListArray.from_arrays(offsets, pa.array(names, pa.string())).take(at)
+    hash_lists = pa.ListArray.from_arrays(offsets, pa.array(hashes, pa.int64())).take(at)
+    return name_lists, hash_lists
+
+
+def _read_known(spark: SparkSession, sync: SyncState) -> DataFrame | None:
+    """The state as Spark reads it for a plan: hashes, the fields kept, the values kept."""
+    if not sync.path.exists():
+        return None
+    f = _functions()
+    state = spark.read.parquet(str(sync.path))
+
+    def kept(name: str, kind: str) -> Column:
+        column: Column = (f.col(name) if name in state.columns else f.lit(None)).cast(kind)
+        return column
+
+    return state.select(
+        f.col("identity_hash").alias("_known_hash"),
+        f.col("identity").alias("_known_identity"),
+        f.col("content_hash").alias("_known_content"),
+        kept("fields", "array<bigint>").alias("_known_fields"),
+        kept("sent", "string").alias("_known_sent"),
+    )
+
+
+def _actions(planned: DataFrame, known: DataFrame | None, with_state: bool) -> DataFrame:
+    """Each row's action, changed fields and error, decided in Spark (as
+    :func:`flameup_pandas._run.changes.decide` does for a frame)."""
+    from pyspark.sql import Window
+
+    f = _functions()
+    settled = planned.where(f.col(STATUS).isNotNull()).select(
+        *PLAN_COLUMNS_SPARK[:4],
+        f.when(f.col(STATUS) == "invalid", "invalid").otherwise("skipped").alias(ACTION),
+        f.lit(None).cast("array<string>").alias("flameup_changes"),
+        f.col(ERROR).alias("flameup_error"),
+        f.lit(None).cast("string").alias("payload"),
+        f.lit(None).cast("string").alias("_known_sent"),
+    )
+    pending = planned.where(f.col(STATUS).isNull())
+    pending = pending.withColumn(
+        "_winner", f.max(ROW).over(Window.partitionBy("identity_hash", "identity"))
+    )
+    duplicate = f.col(ROW) != f.col("_winner")
+    found: Column = f.lit(False)
+    unchanged: Column = f.lit(False)
+    old_fields: Column = f.lit(None).cast("array<bigint>")
+    old_sent: Column = f.lit(None).cast("string")
+    if known is not None:
+        on = (pending["identity_hash"] == known["_known_hash"]) & (
+            pending["identity"] == known["_known_identity"]
+        )
+        pending = pending.join(known, on=on, how="left")
+        found = f.col("_known_hash").isNotNull()
+        unchanged = f.coalesce(f.col("_known_content") == f.col("content_hash"), f.lit(False))
+        old_fields, old_sent = f.col("_known_fields"), f.col("_known_sent")
+    action = (
+        f.when(duplicate, "skipped")
+        .when(unchanged, "unchanged")
+        .when(found | f.lit(not with_state), "update")
+        .otherwise("create")
+    )
+    differing = f.filter(
+        f.arrays_zip("field_names", "field_hashes"),
+        lambda x: (x["field_names"] != "userId") & ~f.array_contains(old_fields, x["field_hashes"]),
+    )
+    changes = f.when(action == "create", f.col("field_names")).when(
+        (action == "update") & old_fields.isNotNull(),
+        f.transform(differing, lambda x: x["field_names"]),
+    )
+    error = f.when(
+        duplicate,
+        f.concat(
+            f.lit("duplicate identity: row "),
+            f.col("_winner").cast("string"),
+            f.lit(" with the same identity was sent instead"),
+        ),
+    )
+    decided = pending.select(
+        *PLAN_COLUMNS_SPARK[:4],
+        action.alias(ACTION),
+        changes.alias("flameup_changes"),
+        error.cast("string").alias("flameup_error"),
+        f.col("payload"),
+        old_sent.alias("_known_sent"),
+    )
+    return settled.unionByName(decided)
+
+
+def _changes_frame(wanted: DataFrame, *, values: bool) -> pd.DataFrame:
+    """The rows a run would send, on the driver, indexed by row (before/after with
+    ``values``)."""
+    columns = [ROW, "userId", "email", ACTION, "flameup_changes", "payload", "_known_sent"]
+    table = wanted.select(*columns).toArrow().sort_by(ROW)
+    changes = [None if c is None else list(c) for c in table["flameup_changes"].to_pylist()]
+    frame = pd.DataFrame(
+        {name: table[name].to_pylist() for name in columns[1:4]},
+        index=pd.Index(table[ROW].to_pylist(), name=ROW, dtype="int64"),
+        dtype=object,
+    )
+    frame["flameup_changes"] = pd.Series(changes, index=frame.index, dtype=object)
+    if values:
+        olds, news = table["_known_sent"].to_pylist(), table["payload"].to_pylist()
+        pairs = [
+            (None, None) if names is None else value_pair(action == "create", names, old, new)
+            for action, names, old, new in zip(
+                frame[ACTION].tolist(), changes, olds, news, strict=True
+            )
+        ]
+        for name, at in (("flameup_before", 0), ("flameup_after", 1)):
+            frame[name] = pd.Series([pair[at] for pair in pairs], index=frame.index, dtype=object)
+    return frame

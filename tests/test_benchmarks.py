@@ -103,6 +103,35 @@ def test_table_shows_each_figure_beside_its_baseline_and_ratio() -> None:
     assert sync[4] == "0.100"  # computed as ours / baseline when the module gives no ratio
 
 
+def test_the_plan_lines_show_the_three_targets_of_issue_26() -> None:
+    """A plan against a dry run, the state's size in each form, the guard against a resync."""
+    figures = {
+        "rows": 1_000_000,
+        "changed_rows": 10_000,
+        "plan_seconds": 3.0,
+        "dry_run_seconds": 2.4,
+        "plan_over_dry_run": 1.25,
+        "state_mib_with_fields": 53.7,
+        "state_mib_without_fields": 35.3,
+        "state_ratio": 1.52,
+        "state_mib_with_values": 90.0,
+        "state_values_ratio": 2.55,
+        "plan_values_seconds": 3.2,
+        "plan_values_over_dry_run": 1.33,
+        "guard_rows": 1_000_000,
+        "resync_seconds": 9.0,
+        "guarded_resync_seconds": 9.5,
+        "guard_over_resync": 1.06,
+    }
+    rows = {row[0]: row for row in rows_for("plan", figures)}
+    plan = rows["plan s, 1,000,000 rows, 10,000 changed, against a state (no request)"]
+    assert plan[4] == "1.250" and plan[5] == "<= 1.5"
+    assert rows["state MiB with field hashes, 1,000,000 people"][4] == "1.520"
+    guard = rows["nightly resync s with max_changes, 1,000,000 rows, 1% changed"]
+    assert guard[1] == "the same resync without it s" and guard[4] == "1.060"
+    assert guard[5] == "<= 1.10"
+
+
 def test_missing_keys_show_as_na_instead_of_failing() -> None:
     rows = rows_for("memory", {"rows": 5})
     assert all(NA in row for row in rows)

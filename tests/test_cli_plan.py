@@ -83,5 +83,27 @@ def test_plan_against_flameup_with_a_sample(env, synced, caplog):
     env.reset_requests()
     argv = ["plan", str(path), "--state", str(state), "--against", "flameup", "--sample", "3"]
     assert main([*argv, "--no-progress"]) == 0
-    assert env.request_count() == 3
+    assert env.request_count() == 1  # one page of the listing holds all 20: cheaper than 3 GETs
     assert "reading 3 people from Flameup" in caplog.text
+    assert "through its listing of 20 people: 1 request" in caplog.text
+
+
+def test_state_values_from_upsert_to_plan(env, tmp_path, capsys):
+    """upsert --state-values keeps the values sent; plan --state-values prints before -> after
+    and writes them (as JSON text) with --out."""
+    path, state = tmp_path / "c.parquet", tmp_path / "c.state.parquet"
+    customers(6).to_parquet(path)
+    argv = ["--state", str(state), "--no-progress", "--state-values"]
+    assert main(["upsert", str(path), *argv]) == 0
+    changed = customers(6)
+    changed.loc[:1, "plan"] = "gold"  # rows 0 (pro) and 1 (free)
+    changed.to_parquet(path)
+    out = tmp_path / "plan.parquet"
+    capsys.readouterr()
+    assert main(["plan", str(path), *argv, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "plan: 'pro' -> 'gold'  1 person" in printed
+    assert "plan: 'free' -> 'gold'  1 person" in printed
+    written = pd.read_parquet(out)
+    assert written.loc[1, "flameup_before"] == '{"plan":"free"}'
+    assert written.loc[1, "flameup_after"] == '{"plan":"gold"}'

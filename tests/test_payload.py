@@ -459,3 +459,26 @@ def test_typed_columns_round_trip_exactly(rows: list[tuple[str, Any]]) -> None:
         assert person["traits"]["name"] == name
         assert person["traits"].get("n") == number
         assert _round_trip(person) == person
+
+
+def test_the_bytes_of_some_people_match_those_of_all():
+    """What a guarded run keeps of a chunk (the bytes of the people to send, assembled for
+    them alone) is byte for byte what the whole chunk's bytes hold for them."""
+    from flameup_pandas._run.plan import Rules
+
+    frame = pd.DataFrame(
+        {
+            "userId": [f"u{i}" for i in range(9)],
+            "email": [None if i % 4 == 0 else f"p{i}@x.io" for i in range(9)],
+            "plan": ["pro", None, "free", "pro", None, "free", "pro", 'é"q', None],
+            "score": [1.5, float("nan"), 2.0, 3.25, 4.0, float("nan"), 1.0, 0.1, 7.0],
+            "tags": [["a"], None, {"b": 1, "a": 2}, None, [], {}, None, ["x"], None],
+        }
+    )
+    for send_nulls in (False, True):
+        plan = Rules(send_nulls=send_nulls).plan(frame)
+        some = np.array([0, 2, 5, 8])
+        kept = plan.payloads.for_sending(some)
+        whole = plan.payloads.wire
+        assert kept.wire.take(pa.array(some)).to_pylist() == whole.take(pa.array(some)).to_pylist()
+        assert kept.wire.null_count == len(frame) - len(some)

@@ -198,12 +198,36 @@ def test_the_guard_on_a_file(flameup_server, to_server, tmp_path):
     assert flameup_server.request_count() == 0
 
 
-def test_the_guard_refuses_a_stream_it_cannot_read_twice(to_server, tmp_path):
-    reader = pa.RecordBatchReader.from_batches(
-        pa.schema([("userId", pa.string())]), [pa.record_batch({"userId": ["a"]})]
+def test_the_guard_plans_a_stream_read_once_and_sends_what_it_planned(
+    flameup_server, to_server, tmp_path
+):
+    """One pass: the guard plans a stream that can be read only once, then sends the rows it
+    planned without reading the stream again."""
+    state, df = synced(tmp_path, to_server, n=10)
+    table = pa.Table.from_pandas(df.assign(plan="gold"), preserve_index=False)
+    flameup_server.reset_requests()
+    with pytest.raises(ChangeGuardError, match="update 10 of 10"):
+        flameup_pandas.upsert_arrow(_once(table), state=state, max_changes=5, **to_server)
+    assert flameup_server.request_count() == 0
+    changed = df.copy()
+    changed.loc[3, "plan"] = "gold"
+    summary = flameup_pandas.upsert_arrow(
+        _once(pa.Table.from_pandas(changed, preserve_index=False)),
+        state=state,
+        max_changes=1,
+        results=tmp_path / "results.parquet",
+        **to_server,
     )
-    with pytest.raises(flameup_pandas.ConfigurationError, match="read once"):
-        flameup_pandas.upsert_arrow(reader, max_changes=1, **to_server)
+    assert summary.counts["updated"] == 1 and summary.counts["skipped"] == 9
+    assert flameup_server.request_count() == 1
+    assert flameup_server.person("u3")["attributes"]["plan"] == "gold"
+    results = pd.read_parquet(tmp_path / "results.parquet")
+    assert results["row"].tolist() == list(range(10))
+    assert results.loc[3, "flameup_status"] == "updated"
+
+
+def _once(table: pa.Table) -> pa.RecordBatchReader:
+    return pa.RecordBatchReader.from_batches(table.schema, table.to_batches())
 
 
 @pytest.mark.parametrize(
@@ -289,8 +313,11 @@ def test_against_flameup_reads_the_people_to_send_and_says_the_cost_first(
     flameup_server.reset_requests()
     with caplog.at_level(logging.WARNING, logger="flameup_pandas"):
         planned = frame.flameup.plan(state=state, against="flameup", **to_server)
-    assert "reading 3 people from Flameup: 3 requests" in caplog.text
-    assert flameup_server.request_count() == 3  # one GET a person a run would send
+    assert "reading 3 people from Flameup: 3 requests" in caplog.text  # the price first
+    # Flameup holds 6 people: one page of its listing is cheaper than three GETs
+    assert "through its listing of 6 people: 1 request (100 people a page)" in caplog.text
+    assert flameup_server.request_count() == 1
+    assert flameup_server.request_count(method="GET", path_suffix="/people") == 1
     assert planned.loc[1, "flameup_changes"] == ["plan"]
     assert planned.loc[1, "flameup_before"] == {"plan": "free"}
     assert planned.loc[1, "flameup_after"] == {"plan": "enterprise"}
@@ -305,8 +332,136 @@ def test_against_flameup_with_a_sample_reads_only_that_many(flameup_server, to_s
     changed = df.assign(plan="gold")
     flameup_server.reset_requests()
     planned = changed.flameup.plan(state=state, against="flameup", sample=4, **to_server)
-    assert flameup_server.request_count() == 4
+    assert flameup_server.request_count() == 1  # the listing's one page holds all ten
     assert planned["flameup_before"].notna().sum() == 4
     assert (planned["flameup_action"] == "update").all()
     with pytest.raises(ValueError, match="sample"):
         changed.flameup.plan(state=state, against="flameup", sample=0, **to_server)
+
+
+def test_state_values_show_before_and_after_with_no_request(flameup_server, to_server, tmp_path):
+    state = tmp_path / "people.state.parquet"
+    df = customers(6)
+    df.flameup.upsert(state=state, state_values=True, **to_server)
+    changed = df.copy()
+    changed.loc[1, "plan"] = "gold"
+    changed.loc[3, ["plan", "score"]] = ["gold", 9.5]
+    frame = pd.concat([changed, customers(1, start=40)], ignore_index=True)
+    flameup_server.reset_requests()
+    planned = frame.flameup.plan(state=state, state_values=True)
+    assert flameup_server.request_count() == 0
+    assert planned.loc[1, "flameup_before"] == {"plan": "free"}
+    assert planned.loc[1, "flameup_after"] == {"plan": "gold"}
+    assert planned.loc[3, "flameup_before"] == {"plan": "free", "score": 0.3}
+    assert planned.loc[3, "flameup_after"] == {"plan": "gold", "score": 9.5}
+    assert planned.loc[0, "flameup_before"] is None  # unchanged
+    assert planned.loc[6, "flameup_before"]["plan"] is None  # a create: nothing before
+    assert planned.loc[6, "flameup_after"]["plan"] == "pro"
+    summary = planned.flameup.summary()
+    assert summary.fields[0].values[0] == ("'free'", "'gold'", 2)
+    assert "plan: 'free' -> 'gold'  2 people" in str(summary)
+    assert "flameup_before" not in frame.flameup.plan(state=state).columns  # not asked
+
+
+def test_a_run_without_state_values_leaves_no_stale_values(flameup_server, to_server, tmp_path):
+    """People sent by a run that keeps no values lose the values the state held for them:
+    a plan never shows a value that was not the last one sent."""
+    state = tmp_path / "people.state.parquet"
+    df = customers(4)
+    df.flameup.upsert(state=state, state_values=True, **to_server)
+    df.assign(plan=["gold", "pro", "pro", "free"]).flameup.upsert(state=state, **to_server)
+    kept = pd.read_parquet(state).set_index("identity")["sent"]
+    assert kept.isna()[["u:u0", "u:u1"]].all()  # resent without values
+    assert kept.notna()["u:u2"]  # unchanged: what was last sent is still what it holds
+    planned = df.assign(plan="silver").flameup.plan(state=state, state_values=True)
+    assert planned.loc[0, "flameup_changes"] == ["plan"]
+    assert planned.loc[0, "flameup_before"] is None  # changes known, values not kept
+    assert planned.loc[2, "flameup_before"] == {"plan": "pro"}
+
+
+def test_a_state_file_without_values_still_reads(flameup_server, to_server, tmp_path):
+    state, df = synced(tmp_path, to_server, n=4)
+    pq.write_table(pq.read_table(state).drop_columns(["sent"]), state)
+    planned = df.assign(plan="gold").flameup.plan(state=state, state_values=True)
+    assert planned.loc[1, "flameup_changes"] == ["plan"]
+    assert planned["flameup_before"].isna().all()
+    with SyncState.open(state) as sync:
+        assert sync.frame()["sent"].isna().all()
+
+
+def test_state_values_need_a_state():
+    with pytest.raises(flameup_pandas.ConfigurationError, match="state="):
+        customers(2).flameup.plan(state_values=True)
+
+
+def test_a_guarded_run_keeps_the_values_it_sends(flameup_server, to_server, tmp_path):
+    state = tmp_path / "people.state.parquet"
+    df = customers(10)
+    df.flameup.upsert(state=state, state_values=True, max_creates=10, **to_server)
+    changed = df.copy()
+    changed.loc[0, "plan"], changed.loc[9, "plan"] = "gold", "pro"  # were pro and free
+    result = changed.flameup.upsert(state=state, state_values=True, max_changes=2, **to_server)
+    assert result["flameup_status"].value_counts().to_dict() == {"skipped": 8, "updated": 2}
+    planned = changed.assign(plan="free").flameup.plan(state=state, state_values=True)
+    assert planned.loc[0, "flameup_before"] == {"plan": "gold"}
+    assert planned.loc[9, "flameup_before"] == {"plan": "pro"}
+
+
+def test_against_flameup_reads_one_by_one_when_the_listing_is_dearer(
+    flameup_server, to_server, tmp_path, caplog
+):
+    """Flameup holds 250 people (3 pages): reading 2 of them one by one, after the first page
+    priced the listing, takes 3 requests where the listing would take 3 and more."""
+    import logging
+
+    state, df = synced(tmp_path, to_server, n=250)
+    changed = df.copy()
+    changed.loc[[7, 200], "plan"] = "gold"
+    flameup_server.reset_requests()
+    with caplog.at_level(logging.WARNING, logger="flameup_pandas"):
+        planned = changed.flameup.plan(state=state, against="flameup", **to_server)
+    assert "Flameup holds 250 people; 2 more requests, one a person" in caplog.text
+    assert "(the rest of the listing would take 2): 3 in all" in caplog.text
+    assert flameup_server.request_count(method="GET") == 3
+    assert planned.loc[200, "flameup_before"] == {"plan": "pro"}
+    assert planned.loc[7, "flameup_after"] == {"plan": "gold"}
+
+
+def test_against_flameup_through_the_listing_finds_people_by_email(
+    flameup_server, to_server, tmp_path
+):
+    """People sent by email alone are matched to the listing by email, in any case."""
+    state = tmp_path / "people.state.parquet"
+    df = pd.DataFrame({"email": ["Ann@Example.com", "bob@example.com"], "plan": ["pro", "pro"]})
+    df.flameup.upsert(state=state, **to_server)
+    changed = df.assign(plan=["gold", "free"])
+    flameup_server.reset_requests()
+    planned = changed.flameup.plan(state=state, against="flameup", **to_server)
+    assert flameup_server.request_count() == 1
+    assert planned["flameup_before"].tolist() == [{"plan": "pro"}, {"plan": "pro"}]
+    assert planned["flameup_action"].tolist() == ["update", "update"]
+
+
+def test_polars_plan_keeps_before_and_after(to_server, tmp_path):
+    pl = pytest.importorskip("polars")
+    state = tmp_path / "people.state.parquet"
+    df = customers(4)
+    df.flameup.upsert(state=state, state_values=True, **to_server)
+    frame = pl.from_pandas(df.assign(plan=["pro", "gold", "pro", "free"]))
+    planned = frame.flameup.plan(state=state, state_values=True)
+    assert planned["flameup_before"].to_list()[1] == {"plan": "free"}
+    assert planned["flameup_after"].to_list()[1] == {"plan": "gold"}
+    assert planned.flameup.summary().fields[0].values == (("'free'", "'gold'", 1),)
+
+
+def test_a_refused_run_writes_no_results_file_and_leaves_the_state(
+    flameup_server, to_server, tmp_path
+):
+    state, df = synced(tmp_path, to_server, n=10)
+    path, results = tmp_path / "people.parquet", tmp_path / "results.parquet"
+    df.assign(plan="gold").to_parquet(path)
+    before = state.read_bytes()
+    with pytest.raises(ChangeGuardError):
+        flameup_pandas.upsert_file(path, state=state, results=results, max_changes=0.5, **to_server)
+    assert not results.exists()
+    assert state.read_bytes() == before

@@ -317,3 +317,77 @@ def test_ctrl_c_on_a_spark_run_keeps_what_was_done(spark, tmp_path):
         assert again.summary.counts["skipped"] == created
         sent = sum(r.people_count for r in server.requests if r.path.endswith("/people/batch"))
         assert sent == 2_000 - created
+
+
+@pytest.mark.parametrize(
+    "option", [{"max_changes": 5}, {"max_creates": "5%"}, {"complete_source": True}]
+)
+def test_spark_refuses_the_plan_options_it_does_not_honour(spark, option):
+    """Never silently dropped: a Spark run is not planned first, so it says so."""
+    from flameup_pandas import ConfigurationError
+    from flameup_pandas.spark import upsert
+
+    sdf = spark.createDataFrame(pd.DataFrame({"userId": ["a"]}))
+    with pytest.raises(ConfigurationError, match=next(iter(option))):
+        upsert(sdf, dry_run=True, **option)
+
+
+def test_spark_plan_brings_only_the_planned_changes_to_the_driver(spark, to_server, tmp_path):
+    """Every action, the changed fields from the state's hashes and before/after from its
+    values, decided in Spark: only the creates and updates reach the driver."""
+    state = str(tmp_path / "people.state.parquet")
+    df = customers(8)
+    df.flameup.upsert(state=state, state_values=True, **to_server)
+    changed = df.copy()
+    changed.loc[1, "plan"] = "gold"  # was free
+    changed.loc[2, ["plan", "score"]] = ["gold", 9.5]  # was pro, 0.2
+    changed.loc[3, "email"] = "not-an-email"
+    frame = pd.concat([changed, customers(1, start=40)], ignore_index=True)
+    result = flameup_spark.plan(to_spark(spark, frame), state=state, state_values=True)
+    assert result.summary.actions == {
+        "create": 1,
+        "update": 2,
+        "unchanged": 5,
+        "invalid": 1,
+        "skipped": 0,
+    }
+    changes = result.changes
+    assert len(changes) == 3  # the only rows that reached the driver
+    by_user = changes.set_index("userId")
+    assert by_user.loc["u1", "flameup_changes"] == ["plan"]
+    assert sorted(by_user.loc["u2", "flameup_changes"]) == ["plan", "score"]
+    assert by_user.loc["u2", "flameup_before"] == {"plan": "pro", "score": 0.2}
+    assert by_user.loc["u2", "flameup_after"] == {"plan": "gold", "score": 9.5}
+    assert by_user.loc["u40", "flameup_action"] == "create"
+    assert by_user.loc["u40", "flameup_before"]["plan"] is None
+    assert result.summary.fields[0].field == "plan" and result.summary.fields[0].count == 2
+    every = collect(result.plan).set_index("userId")
+    assert every.loc["u3", "flameup_action"] == "invalid"
+    assert every.loc["u0", "flameup_action"] == "unchanged"
+
+
+def test_spark_plan_of_an_old_state_says_changes_unknown(spark, to_server, tmp_path):
+    import pyarrow.parquet as pq
+
+    state = tmp_path / "people.state.parquet"
+    df = customers(4)
+    df.flameup.upsert(state=state, **to_server)
+    pq.write_table(pq.read_table(state).drop_columns(["fields", "sent"]), state)
+    result = flameup_spark.plan(to_spark(spark, df.assign(plan="gold")), state=str(state))
+    assert result.summary.actions["update"] == 4
+    assert result.summary.unknown == 4
+    assert result.changes["flameup_changes"].isna().all()
+
+
+def test_a_spark_sync_keeps_field_hashes_so_a_plan_names_the_changes(spark, to_server, tmp_path):
+    """The state a Spark run writes is the one a pandas plan reads, fields and all."""
+    state = str(tmp_path / "people.state.parquet")
+    df = customers(6)
+    flameup_spark.upsert(to_spark(spark, df), state=state, **to_server)
+    changed = df.copy()
+    changed.loc[2, "plan"] = "gold"
+    planned = changed.flameup.plan(state=state)
+    assert planned["flameup_action"].tolist().count("unchanged") == 5
+    assert planned.loc[2, "flameup_changes"] == ["plan"]
+    result = flameup_spark.plan(to_spark(spark, changed), state=state)
+    assert result.changes["flameup_changes"].tolist() == [["plan"]]

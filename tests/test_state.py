@@ -64,7 +64,9 @@ def test_state_is_one_small_parquet_file_after_a_run(to_server, tmp_path):
         "flameup_id",
         "synced_at",
         "fields",
+        "sent",  # null: kept only with state_values=True
     ]
+    assert frame["sent"].isna().all()
     assert len(frame) == 50 and frame["identity"].is_unique
 
 

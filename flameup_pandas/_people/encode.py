@@ -132,6 +132,28 @@ def _people_texts(
     return with_nulls(_object(top, n_rows, send_nulls, in_sorted), dropped)
 
 
+def _people_texts_at(
+    columns: list[_Column], dropped: np.ndarray, send_nulls: bool, positions: np.ndarray
+) -> pa.Array:
+    """:func:`_people_texts` (as sent) of the rows at ``positions`` alone: each column is
+    taken at those rows first, so a chunk where few people are sent assembles only them."""
+    at = pa.array(positions)
+    taken = [
+        _Column(
+            c.key,
+            c.is_trait,
+            Texts(
+                c.texts.texts.take(at),
+                c.texts.missing[positions],
+                {},
+                quote=c.texts.quote,
+            ),
+        )
+        for c in columns
+    ]
+    return _people_texts(taken, len(positions), dropped[positions], send_nulls, False)
+
+
 def _record_maker(top: Sequence[str], traits: Sequence[str]) -> Callable[..., dict[str, Any]]:
     """A function building one person from its column values, in canonical order.
 
@@ -362,6 +384,7 @@ def encode_people(
         given_user_ids=_given(canonical, columns, "userId", n_rows, kept),
         given_emails=_given(canonical, columns, "email", n_rows, kept),
         fields_by=functools.partial(_field_hashes, columns, send_nulls),
+        wire_at=functools.partial(_people_texts_at, columns, dropped, send_nulls),
     )
 
 
@@ -408,6 +431,9 @@ class Payloads:
     given_user_ids: pa.Array | None = None
     given_emails: pa.Array | None = None
     fields_by: Callable[[np.ndarray], FieldHashes] | None = field(
+        default=None, repr=False, compare=False
+    )
+    wire_at: Callable[[np.ndarray], pa.Array] | None = field(
         default=None, repr=False, compare=False
     )
 
@@ -486,6 +512,37 @@ class Payloads:
             joined("emails", pa.large_string()),
             wire_by=lambda: wire,
             sorted_by=functools.partial(joined, "hashed", BINARY) if made else None,
+        )
+
+    def for_sending(self, positions: np.ndarray) -> Payloads:
+        """These payloads as a run needs them once planned: every row's identity fields, and
+        the bytes of the people at ``positions`` (null elsewhere); the columns they were
+        built from are let go.
+
+        What the change guard keeps of each chunk between planning and sending, so a run it
+        lets through sends without reading or encoding its rows again.
+        """
+        positions = np.asarray(positions, dtype=np.int64)
+        n = len(self)
+        where = np.zeros(n, dtype=np.int64)
+        where[positions] = np.arange(len(positions))
+        absent = np.ones(n, dtype=bool)
+        absent[positions] = False
+        wire = pa.nulls(n, BINARY)
+        if len(positions):
+            # only the people to send are assembled, unless every row's bytes are made already
+            if self._made("wire") or self.wire_at is None:
+                taken = self.wire.take(pa.array(positions))
+            else:
+                taken = self.wire_at(positions)
+            wire = taken.take(pa.array(where, mask=absent))
+        return Payloads(
+            self.present,
+            self.user_ids,
+            self.emails,
+            wire_by=lambda: wire,
+            given_user_ids=self.shown_user_ids,
+            given_emails=self.shown_emails,
         )
 
     def keys(self) -> pa.Array:

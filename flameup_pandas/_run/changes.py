@@ -15,7 +15,9 @@ skipped     a duplicate identity (another row of it is sent instead)
 Which fields change is known from the state alone: it keeps a 32-bit hash of each field a
 person was sent with (its name and JSON value), so no request is needed. Where the state
 cannot tell (a state written before it kept fields, or no state at all), an update's
-``flameup_changes`` is None: changes unknown.
+``flameup_changes`` is None: changes unknown. A state kept with ``state_values=True`` also
+holds each person as last sent, and a plan asked with ``state_values=True`` shows each
+changed field's value before and after (``flameup_before``, ``flameup_after``).
 
 The change guard (``max_changes=``, ``max_creates=``) plans first and refuses, with
 :class:`~flameup_pandas.ChangeGuardError`, before any request, when a run would update (or
@@ -28,16 +30,18 @@ import html
 import re
 import weakref
 from collections import Counter
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 import pyarrow as pa
 
 from .._people.encode import FieldHashes
 from .._people.identity import HashRuns, identity_hashes, identity_key_array
+from .._people.person import TOP_LEVEL
 from ..exceptions import ChangeGuardError
 from .plan import UNCHANGED, Plan
 from .state import SyncState
@@ -45,6 +49,7 @@ from .state import SyncState
 __all__ = [
     "ACTIONS",
     "PLAN_COLUMNS",
+    "ChangeGuard",
     "Decisions",
     "FieldChange",
     "Gone",
@@ -54,10 +59,12 @@ __all__ = [
     "parse_limit",
     "record_gone",
     "summarize_plan",
+    "value_pair",
 ]
 
 ACTIONS = ("create", "update", "unchanged", "invalid", "skipped")
 PLAN_COLUMNS = ("flameup_action", "flameup_changes", "flameup_error")
+VALUE_COLUMNS = ("flameup_before", "flameup_after")
 TOP_FIELDS = 10  # changed fields a summary shows
 EXAMPLES = 3
 
@@ -74,8 +81,13 @@ class Decisions:
     input rows.
     """
 
-    def __init__(self, complete_source: bool = False, keep_people: int = 0) -> None:
+    def __init__(
+        self, complete_source: bool = False, keep_people: int = 0, values: bool = False
+    ) -> None:
         self.keep_people = keep_people  # people a run would send, kept as sent (up to this)
+        self.values: tuple[list[np.ndarray], list[np.ndarray]] | None = (
+            ([], []) if values else None
+        )  # each chunk's before and after values, from the state (state_values=True)
         self.sent: list[tuple[Hashable, dict[str, Any]]] = []
         self.frames: list[pd.DataFrame] = []
         self.actions: list[np.ndarray] = []
@@ -93,6 +105,10 @@ class Decisions:
     ) -> None:
         actions, changes = decide(plan, sync, fields)
         self.sync = sync
+        if self.values is not None:
+            before, after = before_after(plan, sync, actions, changes)
+            self.values[0].append(before)
+            self.values[1].append(after)
         wanted = self.keep_people - len(self.sent)
         if wanted > 0:
             taken = plan.pending()[:wanted]
@@ -114,15 +130,33 @@ class Decisions:
             frames = self.frames or [pd.DataFrame()]
             source = pd.concat(frames) if len(frames) > 1 else frames[0]
         result = source.copy(deep=False)
-
-        def column(parts: list[np.ndarray]) -> pd.Series:
-            joined = np.concatenate(parts) if parts else np.full(len(source), None, dtype=object)
-            return pd.Series(joined, index=source.index, dtype=object)
-
-        result["flameup_action"] = column(self.actions)
-        result["flameup_changes"] = column(self.changes)
-        result["flameup_error"] = column(self.errors)
+        for name, column in self.columns(source.index).items():
+            result[name] = column
+        if self.values is not None:
+            for name, parts in zip(VALUE_COLUMNS, self.values, strict=True):
+                joined = np.concatenate(parts) if parts else np.full(len(source), None, object)
+                result[name] = pd.Series(joined, index=source.index, dtype=object)
         return result
+
+    def columns(self, index: pd.Index | None = None) -> pd.DataFrame:
+        """The plan's three columns alone, labelled by ``index`` (else the chunks' labels):
+        what a summary is made of, without joining the input rows."""
+        if index is None:
+            labels = [frame.index for frame in self.frames]
+            index = labels[0].append(labels[1:]) if labels else pd.RangeIndex(0)
+
+        def column(parts: list[np.ndarray]) -> np.ndarray:
+            return np.concatenate(parts) if parts else np.full(len(index), None, dtype=object)
+
+        return pd.DataFrame(
+            {
+                "flameup_action": column(self.actions),
+                "flameup_changes": column(self.changes),
+                "flameup_error": column(self.errors),
+            },
+            index=index,
+            dtype=object,
+        )
 
     def gone(self, sync: SyncState | None = None) -> Gone:
         """The people of the state (``sync``, else the one the chunks were planned against)
@@ -180,6 +214,66 @@ def decide(
     return actions, changes
 
 
+def before_after(
+    plan: Plan, sync: SyncState | None, actions: np.ndarray, changes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's changed fields with the value the state says was last sent (``before``)
+    and the value it would send (``after``), as dicts; None where not known.
+
+    An update has them where the state kept the person's values (``state_values=True``); a
+    create's ``before`` holds None for each field it would set.
+    """
+    n = len(actions)
+    before = np.full(n, None, dtype=object)
+    after = np.full(n, None, dtype=object)
+    wanted = np.flatnonzero(
+        np.isin(actions, ("update", "create")) & np.asarray(pd.notna(changes), dtype=bool)
+    )
+    if sync is None or len(wanted) == 0:
+        return before, after
+    olds = sync.last_sent(plan.identity_hashes[wanted]).to_pylist()
+    news = plan.payloads.hashed.take(pa.array(wanted)).to_pylist()
+    for position, old, new in zip(wanted.tolist(), olds, news, strict=True):
+        pair = value_pair(actions[position] == "create", changes[position], old, new)
+        before[position], after[position] = pair
+    return before, after
+
+
+def value_pair(
+    created: bool, names: list[str], old: str | bytes | None, new: str | bytes
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(before, after) of the fields ``names``, from a person's JSON as last sent (``old``;
+    None where not kept) and as it would be sent (``new``); (None, None) for an update whose
+    values were not kept.
+
+    >>> value_pair(False, ["plan"], '{"traits":{"plan":"pro"}}', '{"traits":{"plan":"free"}}')
+    ({'plan': 'pro'}, {'plan': 'free'})
+    """
+    if old is None and not created:
+        return None, None
+    was = {} if old is None else orjson.loads(old)
+    now = orjson.loads(new)
+    before = {f: None if created else field_value(was, f) for f in names}
+    return before, {f: field_value(now, f) for f in names}
+
+
+def field_value(person: dict[str, Any], name: str) -> Any:
+    """The value of a plan's field (a top-level field, a trait, or ``traits.<name>`` for a
+    trait named like a top-level field) in a person as sent; None where it is not sent.
+
+    >>> field_value({"email": "a@x.io", "traits": {"plan": "pro", "email": "b@x.io"}}, "plan")
+    'pro'
+    >>> field_value({"email": "a@x.io", "traits": {"email": "b@x.io"}}, "traits.email")
+    'b@x.io'
+    """
+    traits = person.get("traits") or {}
+    if name.startswith("traits.") and name.removeprefix("traits.") in TOP_LEVEL:
+        return traits.get(name.removeprefix("traits."))
+    if name in TOP_LEVEL:
+        return person.get(name)
+    return traits.get(name)
+
+
 def _differing(fields: FieldHashes, old: pa.Array, known: np.ndarray) -> np.ndarray:
     """(fields x rows): sent now, and not with this value last time (rows ``known``)."""
     m = fields.hashes.shape[1]
@@ -202,12 +296,22 @@ class FieldChange:
     field: str
     count: int
     examples: tuple[Hashable, ...] = ()
+    values: tuple[tuple[str, str, int], ...] = ()
+    """The commonest changes of value (``before``, ``after`` as shown, and how many people),
+    where the plan knows them (``state_values=True``, or ``against="flameup"``)."""
 
     def line(self, width: int = 0) -> str:
         shown = ", ".join(map(str, self.examples))
         more = ", …" if self.count > len(self.examples) else ""
         noun = "person" if self.count == 1 else "people"
         return f"{self.field:<{width}}  {self.count:>9,} {noun}  (rows {shown}{more})"
+
+    def value_lines(self) -> list[str]:
+        """One line a change of value: ``plan: 'pro' -> 'free'  9,812 people``."""
+        return [
+            f"{self.field}: {old} -> {new}  {count:,} {'person' if count == 1 else 'people'}"
+            for old, new, count in self.values
+        ]
 
 
 @dataclass(frozen=True)
@@ -242,7 +346,12 @@ class PlanSummary:
         return {
             "actions": dict(self.actions),
             "fields": [
-                {"field": f.field, "count": f.count, "examples": [_plain(x) for x in f.examples]}
+                {
+                    "field": f.field,
+                    "count": f.count,
+                    "examples": [_plain(x) for x in f.examples],
+                    "values": [list(v) for v in f.values],
+                }
                 for f in self.fields
             ],
             "unknown": self.unknown,
@@ -264,6 +373,10 @@ class PlanSummary:
             lines.append("fields that change most:")
             width = max(len(f.field) for f in self.fields)
             lines += ["  " + f.line(width) for f in self.fields]
+            values = [line for f in self.fields for line in f.value_lines()]
+            if values:
+                lines.append("values that change most:")
+                lines += ["  " + line for line in values]
         if self.unknown:
             lines.append(
                 f"{self.unknown:,} updates with changes unknown (the state has no fields for "
@@ -281,11 +394,14 @@ class PlanSummary:
         if self.fields:
             rows = "".join(
                 f"<tr><td>{html.escape(f.field)}</td><td>{f.count:,}</td>"
-                f"<td>{html.escape(', '.join(map(str, f.examples)))}</td></tr>"
+                f"<td>{html.escape(', '.join(map(str, f.examples)))}</td>"
+                f"<td>{html.escape('; '.join(f'{o} -> {n} ({c:,})' for o, n, c in f.values))}"
+                "</td></tr>"
                 for f in self.fields
             )
             html_out += (
-                f"<table><tr><th>field</th><th>updates</th><th>examples</th></tr>{rows}</table>"
+                "<table><tr><th>field</th><th>updates</th><th>examples</th>"
+                f"<th>before -> after</th></tr>{rows}</table>"
             )
         return html_out
 
@@ -296,9 +412,11 @@ def _plain(label: Hashable) -> Any:
 
 def summarize_plan(plan: pd.DataFrame) -> PlanSummary:
     """The summary of a plan frame (one with ``flameup_action`` and ``flameup_changes``)."""
-    actions = plan["flameup_action"]
-    counts = {a: int((actions == a).sum()) for a in ACTIONS}
-    updates = plan.loc[actions == "update", "flameup_changes"]
+    actions = plan["flameup_action"].to_numpy(dtype=object)
+    found = pd.Series(actions, dtype=object, copy=False).value_counts()  # one pass
+    counts = {a: int(found.get(a, 0)) for a in ACTIONS}
+    is_update, is_create = actions == "update", actions == "create"
+    updates = plan.loc[is_update, "flameup_changes"]
     unknown = int(updates.isna().sum())
     tally: Counter[str] = Counter()
     examples: dict[str, list[Hashable]] = {}
@@ -308,12 +426,13 @@ def summarize_plan(plan: pd.DataFrame) -> PlanSummary:
             shown = examples.setdefault(name, [])
             if len(shown) < EXAMPLES:
                 shown.append(label)
+    values = _value_changes(plan, is_update)
     top = tuple(
-        FieldChange(name, count, tuple(examples[name]))
+        FieldChange(name, count, tuple(examples[name]), values.get(name, ()))
         for name, count in tally.most_common(TOP_FIELDS)
     )
     creates: Counter[str] = Counter()
-    for changed in plan.loc[actions == "create", "flameup_changes"].dropna():
+    for changed in plan.loc[is_create, "flameup_changes"].dropna():
         creates.update(changed)
     gone = _GONE.get(id(plan))
     return PlanSummary(
@@ -324,6 +443,28 @@ def summarize_plan(plan: pd.DataFrame) -> PlanSummary:
         None if gone is None else gone.count,
         () if gone is None else gone.examples,
     )
+
+
+def _value_changes(
+    plan: pd.DataFrame, updates: np.ndarray
+) -> dict[str, tuple[tuple[str, str, int], ...]]:
+    """Per field, its commonest changes of value among the updates whose before/after the
+    plan holds (values shown as Python literals)."""
+    if "flameup_before" not in plan.columns:
+        return {}
+    tally: Counter[tuple[str, str, str]] = Counter()
+    befores = plan.loc[updates, "flameup_before"]
+    afters = plan.loc[updates, "flameup_after"]
+    for before, after in zip(befores, afters, strict=True):
+        if isinstance(before, dict) and isinstance(after, dict):
+            for name, new in after.items():
+                tally[(name, repr(before.get(name)), repr(new))] += 1
+    out: dict[str, list[tuple[str, str, int]]] = {}
+    for (name, old, new), count in tally.most_common():
+        shown = out.setdefault(name, [])
+        if len(shown) < EXAMPLES:
+            shown.append((old, new, count))
+    return {name: tuple(shown) for name, shown in out.items()}
 
 
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
@@ -368,11 +509,48 @@ def _shown(limit: Limit) -> str:
     return f"{limit:,}" if isinstance(limit, int) else f"{float(limit):.4g} of them"
 
 
+class ChangeGuard:
+    """The change guard of one run: a planner sink (it records each chunk's decisions as
+    the engine plans it), then one check of them all against the limits.
+
+    The engine keeps the planned chunks and sends them once :meth:`check` lets the run
+    through (see :func:`flameup_pandas._run.engine.upsert_rows`): a guarded run reads and
+    encodes its rows once.
+    """
+
+    def __init__(self, max_changes: Limit | None, max_creates: Limit | None) -> None:
+        self.max_changes = max_changes
+        self.max_creates = max_creates
+        self.decisions = Decisions()
+
+    def __call__(
+        self,
+        frame: pd.DataFrame,
+        plan: Plan,
+        sync: SyncState | None,
+        fields: FieldHashes | None,
+    ) -> None:
+        self.decisions(frame, plan, sync, fields)
+
+    def check(self) -> PlanSummary:
+        """The plan's summary; raises :class:`ChangeGuardError` (the whole plan attached)
+        when the run would change more than allowed."""
+        summary = check_guard(
+            self.decisions.columns(), self.max_changes, self.max_creates, self.decisions.frame
+        )
+        self.decisions = Decisions()  # let through: the rows read are not needed to send
+        return summary
+
+
 def check_guard(
-    plan: pd.DataFrame, max_changes: Limit | None, max_creates: Limit | None
+    plan: pd.DataFrame,
+    max_changes: Limit | None,
+    max_creates: Limit | None,
+    whole: Callable[[], pd.DataFrame] | None = None,
 ) -> PlanSummary:
-    """The plan's summary; raises :class:`ChangeGuardError` (the plan attached) when it
-    would update more people than ``max_changes`` or create more than ``max_creates``."""
+    """The plan's summary; raises :class:`ChangeGuardError` (the plan attached: ``whole()``
+    when given, the input rows with the plan's columns) when it would update more people
+    than ``max_changes`` or create more than ``max_creates``."""
     summary = summarize_plan(plan)
     people = summary.people
     over = []
@@ -388,7 +566,8 @@ def check_guard(
             f"(max_creates={_shown(max_creates)}: at most {_allowed(max_creates, people):,})"
         )
     if over:
-        raise ChangeGuardError(_refusal(over, summary), plan=plan, summary=summary)
+        shown = plan if whole is None else whole()
+        raise ChangeGuardError(_refusal(over, summary), plan=shown, summary=summary)
     return summary
 
 

@@ -33,6 +33,7 @@ from .._people.identity import HashRuns
 from .._people.outgoing import Outgoing
 from .._send.delivery import PersonOutcome, count_failed
 from ..exceptions import ConfigurationError, UpsertInterrupted
+from .changes import ChangeGuard
 from .interrupt import deliver_all, interrupted, interruptible, shielded
 from .options import Delivery, Run
 from .plan import BATCH_SIZE, UNCHANGED, Plan, Rules, Sender
@@ -62,6 +63,7 @@ class _Chunk:
     hashes: np.ndarray | None
     origin: list[tuple[Plan, int]] | None = None
     fields: pa.Array | None = None  # each row's field hashes (list<uint32>), for the state
+    sent: pa.Array | None = None  # each row's JSON (keys sorted), kept with state_values=True
 
 
 Planner = Callable[[pd.DataFrame, Plan, SyncState | None, FieldHashes | None], None]
@@ -130,16 +132,23 @@ def upsert_rows(
     stream of full batches of 100, and every row's outcome goes to the sinks: the results file,
     the state, and ``written`` (called with each chunk's plan once all its rows are settled,
     in input order). A dry run's summary shows ``sample`` people as they would be sent; a
-    ``planner`` (dry runs only) records each chunk's decisions instead of sending. On
+    ``planner`` (dry runs only) records each chunk's decisions instead of sending.
+
+    With a change guard (``max_changes``/``max_creates`` of ``run``) every chunk is planned
+    first and kept as it will be sent (its decisions, and the bytes of the people to send:
+    see :meth:`Payloads.for_sending <flameup_pandas._people.encode.Payloads.for_sending>`);
+    the guard then refuses (:class:`~flameup_pandas.ChangeGuardError`, before any request
+    and before a results file is written) or the kept chunks are sent: the source is read,
+    validated and encoded once. On
     Ctrl-C or SIGTERM the results file and the state are closed with every row answered so
     far, and :class:`UpsertInterrupted` is raised with the summary of those rows.
     """
-    sender = None if run.dry_run else delivery.open()
-    if planner is not None and sender is not None:
-        sender.close()
+    guard = ChangeGuard(run.max_changes, run.max_creates) if run.guarded else None
+    if planner is not None and (guard is not None or not run.dry_run):
         raise ValueError("a planner records what a dry run would send: pass dry_run=True")
+    sender = None if run.dry_run else delivery.open()
     try:
-        return _drive(rows, rules, sender, run, written, sample, planner)
+        return _drive(rows, rules, sender, run, written, sample, planner or guard, guard)
     finally:
         if sender is not None:
             sender.close()
@@ -153,13 +162,13 @@ def _drive(
     written: Callable[[Plan], None] | None,
     sample_size: int,
     planner: Planner | None = None,
+    guard: ChangeGuard | None = None,
 ) -> Summary:
     with interruptible():
         started = time.monotonic()
         sync = None
         if run.state is not None:
             sync = SyncState.open(run.state, filesystem=run.storage)
-        writer = ResultsWriter(run.results, filesystem=run.storage, written=written)
         total = rows.total
         bar = open_progress(
             run.progress,
@@ -169,28 +178,27 @@ def _drive(
         )
         stopped: KeyboardInterrupt | None = None
         shared = SharedEmails()
+        writer: ResultsWriter | None = None
         try:
-            would_send, sample = _plan_and_send(
-                rows,
-                rules,
-                sender,
-                sync,
-                writer,
-                bar,
-                run.full_refresh,
-                shared,
-                sample_size,
-                planner,
+            chunks: Iterator[_Chunk] = (
+                _plan_chunk(frame, rules, sync, run, shared, planner) for frame in rows.frames()
             )
+            if guard is not None:
+                chunks = _planned_ahead(chunks, guard)
+            writer = ResultsWriter(run.results, filesystem=run.storage, written=written)
+            would_send, sample = _plan_and_send(chunks, sender, sync, writer, bar, sample_size)
         except KeyboardInterrupt as exc:
             stopped, would_send, sample = exc, 0, []
         finally:
             with shielded():
                 rows.batches.close()
                 bar.close()
-                writer.close()
+                if writer is not None:
+                    writer.close()
                 if sync is not None:
                     sync.close()
+    if writer is None:  # stopped while planning ahead: nothing was sent or written
+        writer = ResultsWriter(None)
     elapsed = time.monotonic() - started
     if sender is None:
         report = RunReport(elapsed=elapsed, dry_run=True, warnings=shared.top())
@@ -205,24 +213,30 @@ def _drive(
     return summary
 
 
+def _planned_ahead(chunks: Iterator[_Chunk], guard: ChangeGuard) -> Iterator[_Chunk]:
+    """Every chunk planned and kept as it will be sent, once the guard let the run through
+    (it raises before anything is sent otherwise)."""
+    kept = []
+    for chunk in chunks:
+        plan = chunk.plan
+        plan.payloads = plan.payloads.for_sending(plan.pending())
+        kept.append(chunk)
+    guard.check()
+    return iter(kept)
+
+
 def _plan_and_send(
-    rows: Rows,
-    rules: Rules,
+    chunks: Iterator[_Chunk],
     sender: Sender | None,
     sync: SyncState | None,
     writer: ResultsWriter,
     bar: Meter,
-    full_refresh: bool,
-    shared: SharedEmails,
     sample_size: int = SAMPLE,
-    planner: Planner | None = None,
 ) -> tuple[int, list[Any]]:
-    """Plan every chunk and send (or, with no sender, sample) its people; (would_send, sample)."""
+    """Send (or, with no sender, sample) the people of every planned chunk; (would_send,
+    sample)."""
     would_send = 0
     sample: list[Any] = []
-    chunks = (
-        _plan_chunk(frame, rules, sync, full_refresh, shared, planner) for frame in rows.frames()
-    )
     if sender is None:
         for chunk in chunks:
             pending = chunk.plan.pending()
@@ -251,22 +265,25 @@ def _plan_chunk(
     frame: pd.DataFrame,
     rules: Rules,
     sync: SyncState | None,
-    full_refresh: bool,
+    run: Run,
     shared: SharedEmails,
     planner: Planner | None = None,
 ) -> _Chunk:
     plan = rules.plan(frame, labels=frame.index)
     shared.add(plan.payloads.user_ids, plan.payloads.emails, plan.pending(), plan.labels)
-    hashes = fields = lists = None
+    hashes = fields = lists = sent = None
     if sync is not None:
-        hashes = plan.payloads.content_hashes() if full_refresh else plan.skip_unchanged(sync)
+        hashes = plan.payloads.content_hashes() if run.full_refresh else plan.skip_unchanged(sync)
         pending = plan.pending()
         fields = plan.payloads.field_hashes(pending)
         if fields is not None:
             lists = _scattered(fields.lists(), pending, len(plan.status))
+        if run.state_values and not run.dry_run:
+            texts = plan.payloads.hashed.take(pa.array(pending)).cast(pa.large_string())
+            sent = _scattered(texts, pending, len(plan.status))
     if planner is not None:
         planner(frame, plan, sync, fields)
-    return _Chunk(plan, hashes, fields=lists)
+    return _Chunk(plan, hashes, fields=lists, sent=sent)
 
 
 def _scattered(lists: pa.Array, positions: np.ndarray, n: int) -> pa.Array:
@@ -371,8 +388,10 @@ def _subset(chunk: _Chunk, positions: np.ndarray) -> _Chunk:
         chunk.plan.payloads.take(positions), [chunk.plan.labels[p] for p in positions]
     )
     hashes = None if chunk.hashes is None else chunk.hashes[positions]
-    fields = None if chunk.fields is None else chunk.fields.take(pa.array(positions))
-    return _Chunk(plan, hashes, [(chunk.plan, p) for p in positions.tolist()], fields)
+    at = pa.array(positions)
+    fields = None if chunk.fields is None else chunk.fields.take(at)
+    sent = None if chunk.sent is None else chunk.sent.take(at)
+    return _Chunk(plan, hashes, [(chunk.plan, p) for p in positions.tolist()], fields, sent)
 
 
 def _repeats_chunk(later: list[_Chunk]) -> _Chunk:
@@ -386,8 +405,11 @@ def _repeats_chunk(later: list[_Chunk]) -> _Chunk:
     fields = None
     if all(c.fields is not None for c in later):
         fields = pa.concat_arrays([c.fields for c in later if c.fields is not None])
+    sent = None
+    if all(c.sent is not None for c in later):
+        sent = pa.concat_arrays([c.sent for c in later if c.sent is not None])
     origins = [origin for c in later for origin in c.origin or []]
-    return _Chunk(plan, hashes, origins, fields)
+    return _Chunk(plan, hashes, origins, fields, sent)
 
 
 def _by_chunk(
@@ -410,11 +432,11 @@ def _settle(
 ) -> None:
     chunk.plan.apply(positions, outcomes)
     if sync is not None and chunk.hashes is not None:
-        fields = None
-        if chunk.fields is not None:
-            fields = chunk.fields.take(pa.array(positions, pa.int64())).to_pylist()
+        at = pa.array(positions, pa.int64())
+        fields = None if chunk.fields is None else chunk.fields.take(at).to_pylist()
+        sent = None if chunk.sent is None else chunk.sent.take(at).to_pylist()
         keys = chunk.plan.keys_at(positions)
-        sync.record_outcomes(keys, chunk.hashes[positions], outcomes, fields)
+        sync.record_outcomes(keys, chunk.hashes[positions], outcomes, fields, sent)
     _record(chunk, np.asarray(positions, dtype=np.int64), writer)
 
 

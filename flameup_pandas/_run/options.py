@@ -96,6 +96,7 @@ class RunOptions(TypedDict, total=False):
     max_changes: int | float | str | None
     max_creates: int | float | str | None
     complete_source: bool
+    state_values: bool
 
 
 class Options(RuleOptions, DeliveryOptions, RunOptions, total=False):
@@ -213,6 +214,12 @@ class Run:
     complete_source: bool = False
     """The source holds everyone: a plan lists the people of the state that are not in it as
     ``gone`` (a count and examples, in its summary). Nothing is ever deleted."""
+    state_values: bool = False
+    """Keep in the state, beside the hashes, the values each person was last sent (its
+    JSON), so a plan shows each changed field's value before and after
+    (``flameup_before``/``flameup_after``) with no request. Off by default: it makes the
+    state several times larger (see the plan guide for the measured size). A plan with it
+    shows what the state holds; a run with it records the values of the people it sends."""
 
     @property
     def storage(self) -> Any:
@@ -228,9 +235,13 @@ class Run:
                 "give filesystem= or storage_options=, not both (the options are for the "
                 "filesystems built from URIs)"
             )
-        for name in ("full_refresh", "dry_run", "complete_source"):
+        for name in ("full_refresh", "dry_run", "complete_source", "state_values"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if self.state_values and self.state is None:
+            raise ConfigurationError(
+                "state_values=True keeps the values sent in the sync state: pass state="
+            )
         for name in ("max_changes", "max_creates"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, parse_limit(getattr(self, name), name))

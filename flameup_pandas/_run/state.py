@@ -11,6 +11,10 @@ The state at ``PATH`` is a parquet file with one row per identity::
                                  so a plan knows which fields change; null in states
                                  written before it was kept (their people plan as
                                  ``update`` with the changes unknown until resent)
+    sent           large_string  the person as last sent (JSON, keys sorted), kept only
+                                 by runs with ``state_values=True`` so a plan can show
+                                 each changed field's value before and after; null
+                                 otherwise (and in states written before it existed)
 
 On a local disk, a run appends each acknowledged batch to a journal beside it
 (``PATH.journal``, one JSON line per person, flushed after every batch) and, when it ends, folds
@@ -84,8 +88,10 @@ STATE_SCHEMA = pa.schema(
         ("flameup_id", pa.string()),
         ("synced_at", pa.timestamp("us", tz="UTC")),
         ("fields", pa.list_(pa.uint32())),
+        ("sent", pa.large_string()),
     ]
 )
+OPTIONAL = ("fields", "sent")  # columns a state written by an earlier version may lack
 
 
 class SyncState:
@@ -101,7 +107,6 @@ class SyncState:
         # what each lookup reads, in the order of the sorted hashes, made once per run
         self._sorted_contents = table["content_hash"].to_numpy()[self._order]
         self._sorted_ids = table["flameup_id"].combine_chunks().take(pa.array(self._order))
-        self._sorted_fields: pa.Array | None = None  # made when a plan first asks
 
     @classmethod
     def open(
@@ -170,14 +175,30 @@ class SyncState:
         """For each identity hash: is the person in the state, and the hashes of the fields
         last sent (a ``list<uint32>`` array, null where unknown: a state written before
         fields were kept, or a person not in it)."""
-        if self._sorted_fields is None:
-            self._sorted_fields = self._table["fields"].combine_chunks().take(pa.array(self._order))
         found, hit = find_sorted(self._sorted_hashes, wanted)
         hit &= wanted != 0
-        at = pa.array(np.where(hit, found, 0), mask=~hit)
         if len(self._sorted_hashes) == 0:
             return hit, pa.nulls(len(wanted), pa.list_(pa.uint32()))
-        return hit, self._sorted_fields.take(at)
+        return hit, self._taken("fields", found, hit)
+
+    def _taken(self, column: str, found: np.ndarray, hit: np.ndarray) -> pa.Array:
+        """``column`` at the rows of the people found (``found``: places among the sorted
+        hashes), null where ``hit`` is false. Only those rows are taken, from the column's
+        chunks as read: the whole column (the values kept are most of the state) is never
+        copied or reordered."""
+        rows = pa.array(self._order[np.where(hit, found, 0)], mask=~hit)
+        taken = self._table[column].take(rows)
+        return taken.combine_chunks() if isinstance(taken, pa.ChunkedArray) else taken
+
+    def last_sent(self, wanted: np.ndarray) -> pa.Array:
+        """For each identity hash, the person as last sent (JSON text, keys sorted): null
+        where the state does not keep it (not asked for with ``state_values=True``, or a
+        person not in it)."""
+        found, hit = find_sorted(self._sorted_hashes, wanted)
+        hit &= wanted != 0
+        if len(self._sorted_hashes) == 0:
+            return pa.nulls(len(wanted), pa.large_string())
+        return self._taken("sent", found, hit)
 
     def record_outcomes(
         self,
@@ -185,14 +206,20 @@ class SyncState:
         hashes: np.ndarray,
         outcomes: Sequence[PersonOutcome],
         fields: Sequence[list[int] | None] | None = None,
+        sent: Sequence[str | None] | None = None,
     ) -> None:
         """Append the people Flameup acknowledged (created/updated) to the journal, durably,
-        with the hashes of the fields each was sent with (when known)."""
+        with the hashes of the fields each was sent with (when known) and, with
+        ``state_values=True``, the person as sent (``sent``: JSON text, keys sorted)."""
         now = datetime.now(UTC).isoformat()
         each = fields if fields is not None else [None] * len(keys)
+        texts = sent if sent is not None else [None] * len(keys)
         lines = [
-            orjson.dumps({"i": key, "h": int(h), "id": o.flameup_id, "t": now, "f": f})
-            for key, h, o, f in zip(keys, hashes, outcomes, each, strict=True)
+            orjson.dumps(
+                {"i": key, "h": int(h), "id": o.flameup_id, "t": now, "f": f}
+                | ({} if v is None else {"v": v})
+            )
+            for key, h, o, f, v in zip(keys, hashes, outcomes, each, texts, strict=True)
             if o.status in DELIVERED and key is not None
         ]
         if lines:
@@ -413,8 +440,10 @@ def state_table(source: Any, shown: str) -> pa.Table:
     """A state parquet file (a path or a buffer) in today's schema."""
     try:
         table = pq.read_table(source)
-        if "fields" not in table.column_names:  # written before fields were kept
-            table = table.append_column("fields", pa.nulls(table.num_rows, pa.list_(pa.uint32())))
+        for name in OPTIONAL:  # written before these were kept
+            if name not in table.column_names:
+                kind = STATE_SCHEMA.field(name).type
+                table = table.append_column(name, pa.nulls(table.num_rows, kind))
         return table.select(STATE_SCHEMA.names).cast(STATE_SCHEMA)
     except (OSError, pa.ArrowException, KeyError, ValueError) as exc:
         raise StateError(f"cannot read the sync state {shown}: {exc}") from exc
@@ -427,6 +456,7 @@ JOURNAL_SCHEMA = pa.schema(
         ("id", pa.string()),
         ("t", pa.string()),
         ("f", pa.list_(pa.uint32())),
+        ("v", pa.large_string()),
     ]
 )
 
@@ -467,6 +497,7 @@ def journal_table(source: Any, shown: str) -> pa.Table:
             "flameup_id": lines["id"],
             "synced_at": pc.cast(lines["t"], STATE_SCHEMA.field("synced_at").type),
             "fields": lines["f"],
+            "sent": lines["v"],
         },
         schema=STATE_SCHEMA,
     )
