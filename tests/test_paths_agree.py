@@ -211,5 +211,6 @@ def test_spark_connect_sends_what_every_other_path_sends(flameup_server, tmp_pat
         timeout=300,
         check=False,
     )
-    assert "COUNTS 3" in done.stdout, done.stderr[-2000:]
+    causes = [line for line in done.stderr.splitlines() if "Exception" in line or "Error" in line]
+    assert "COUNTS 3" in done.stdout, "\n".join(causes[:12]) + "\n...\n" + done.stderr[-1500:]
     assert bodies_of(flameup_server) == expected

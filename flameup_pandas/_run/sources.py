@@ -211,7 +211,8 @@ def _pandas_type(kind: pa.DataType) -> Any:
 
 
 def _plain_views(table: pa.Table) -> pa.Table:
-    """View types (polars exports strings as string_view) as their plain twins."""
+    """View types (polars exports strings as string_view) as their plain twins, and
+    dictionaries' unsigned indices as signed ones."""
     views = {
         "string_view": pa.large_string(),
         "binary_view": pa.large_binary(),
@@ -220,8 +221,13 @@ def _plain_views(table: pa.Table) -> pa.Table:
     changed = False
     for column in table.columns:
         kind = column.type
-        if pa.types.is_dictionary(kind) and str(kind.value_type) in views:
-            kind = pa.dictionary(kind.index_type, views[str(kind.value_type)], kind.ordered)
+        if pa.types.is_dictionary(kind):
+            # unsigned indices (polars' categoricals) do not reach pandas in older pyarrow
+            index = kind.index_type
+            if pa.types.is_unsigned_integer(index):
+                index = pa.int64() if index.bit_width >= 32 else pa.int32()
+            value = views.get(str(kind.value_type), kind.value_type)
+            kind = pa.dictionary(index, value, kind.ordered)
         elif str(kind) in views:
             kind = views[str(kind)]
         elif pa.types.is_list_view(kind) or pa.types.is_large_list_view(kind):
