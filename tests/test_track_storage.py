@@ -16,12 +16,12 @@ from flameup_pandas._people.events import EventRules, plan_events
 from flameup_pandas._run.event_state import EventState
 from flameup_pandas.testing import FlameupServer
 
-from .test_storage import S3, s3, s3_endpoint  # noqa: F401  (the fixtures)
+from .s3 import S3  # the s3 fixture is registered in conftest
 from .test_track import events_frame, posts, to
 
 
 def test_state_and_results_on_s3_then_a_rerun_sends_nothing(
-    s3: S3,  # noqa: F811
+    s3: S3,
     flameup_server: FlameupServer,
 ) -> None:
     source = s3.put_frame(events_frame(30), "in/events.parquet")
@@ -43,7 +43,7 @@ def test_state_and_results_on_s3_then_a_rerun_sends_nothing(
 
 
 def test_a_run_that_never_closed_its_s3_state_is_locked_out_then_resumed_once(
-    s3: S3,  # noqa: F811
+    s3: S3,
     flameup_server: FlameupServer,
 ) -> None:
     """A run died after marking two events pending (one of them stored, its answer never
