@@ -170,3 +170,14 @@ def test_stream_reader_is_closed_when_the_run_stops_early():
     rows.batches.close()
     with pytest.raises((OSError, pa.ArrowInvalid, ValueError)):
         reader.read_next_batch()
+
+
+def test_a_slice_of_an_arrow_backed_frame_sends_each_row_as_itself(flameup_server, to_server):
+    """Strings that start inside their buffer (a slice) are read from where they start: pyarrow
+    20's if_else and casts of a sliced large_string gave NUL bytes, every identity one."""
+    frame = customers(20).astype("string[pyarrow]").iloc[14:]
+    result = frame.flameup.upsert(**to_server)
+    assert result["flameup_status"].eq("created").all()
+    assert len(flameup_server.people()) == 6
+    for user_id, email in zip(frame["user_id"], frame["email"], strict=True):
+        assert flameup_server.person(user_id)["email"] == email

@@ -118,7 +118,11 @@ def _string_array(series: pd.Series) -> pa.Array | None:
     except (pa.ArrowException, UnicodeError, TypeError, ValueError):
         return None  # lone surrogates and the like: the general path reports them
     if isinstance(strings, pa.ChunkedArray):
-        return strings.combine_chunks()
+        strings = strings.combine_chunks()
+    if strings.offset:
+        # a slice (a chunk of a larger batch, df.iloc[5:]) starts at offset 0 here: pyarrow 20's
+        # if_else and casts of a sliced large_string give garbage
+        return pa.concat_arrays([strings])
     return strings
 
 
