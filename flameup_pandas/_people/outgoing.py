@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from typing import Any, NamedTuple
 
 import orjson
+
+from .values import decimal_json
 
 __all__ = ["Outgoing", "as_outgoing", "encode_batch"]
 
@@ -18,13 +21,21 @@ class Outgoing(NamedTuple):
     email: str | None
 
 
+def _json_of(value: Any) -> Any:
+    """What orjson does not write itself: a Decimal (as ``to_people`` shows one) as the
+    number of its own digits."""
+    if isinstance(value, Decimal):
+        return decimal_json(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 def as_outgoing(person: Mapping[str, Any] | Outgoing) -> Outgoing:
     """A person dict as it goes out (an :class:`Outgoing` is returned as it is)."""
     if isinstance(person, Outgoing):
         return person
     user_id, email = person.get("userId"), person.get("email")
     return Outgoing(
-        orjson.dumps(person),
+        orjson.dumps(person, default=_json_of),
         None if user_id is None else str(user_id),
         None if not email else str(email),
     )

@@ -33,6 +33,7 @@ __all__ = [
     "Converted",
     "Unsendable",
     "convert",
+    "decimal_json",
     "iso_utc",
     "naive_error",
     "scalar",
@@ -216,7 +217,7 @@ def _other(value: Any, naive: str, label: str) -> Any:
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, Decimal):
-        return _decimal(value)
+        return decimal_json(value)
     if isinstance(value, _RepeatedKeys):
         raise Unsendable("a map that names a key twice is not a JSON object")
     if isinstance(value, bytes | bytearray | memoryview):
@@ -232,7 +233,7 @@ def _other(value: Any, naive: str, label: str) -> Any:
     raise no_json_meaning(type(value).__name__)
 
 
-def _decimal(value: Decimal) -> Any:
+def decimal_json(value: Decimal) -> Any:
     """A decimal as the JSON number of its own digits (never through a float)."""
     if value.is_nan():
         return None
