@@ -284,10 +284,11 @@ def test_unlock_breaks_a_stale_lock_at_once(s3):
 
 def test_the_lease_is_renewed_while_a_run_lives(s3):
     state = s3.uri("renew/state.parquet")
-    with SyncState.open(state, lease=0.6, flush_seconds=0.2):
-        time.sleep(1.5)  # beyond the lease: only renewals keep it
+    # a lease of 3 s (renewed about every second) leaves room for a loaded machine's stalls
+    with SyncState.open(state, lease=3.0, flush_seconds=0.2):
+        time.sleep(4.5)  # beyond the lease: only renewals keep it
         with pytest.raises(LockedError, match="in use"):
-            SyncState.open(state, lease=0.6)
+            SyncState.open(state, lease=3.0)
 
 
 # -- killed runs and store faults --------------------------------------------------------
