@@ -16,7 +16,6 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import urllib.parse
 from collections.abc import Hashable
 from decimal import Decimal
 from typing import Any
@@ -25,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .._people.person import KNOWN_TRAITS, read_person
-from .._send.client import Answer, error_class, is_error_answer, is_person_answer
+from .._send.client import Answer, error_class, is_error_answer, is_person_answer, path_segment
 from .._send.delivery import GaveUp
 from .._send.reader import PAGE_SIZE, PeopleReader
 from ..exceptions import TransportError
@@ -167,7 +166,7 @@ def _match(
 
 
 def _read(deliverer: Any, client: Any, id_or_email: str) -> dict[str, Any] | None:
-    path = "/people/" + urllib.parse.quote(id_or_email, safe="")
+    path = "/people/" + path_segment(id_or_email)
 
     def readable(answer: Answer) -> bool:
         return is_person_answer(answer) or (answer.status == 404 and is_error_answer(answer))

@@ -51,11 +51,13 @@ __all__ = [
     "Answer",
     "FlameupClient",
     "Timeout",
+    "exact_request",
     "is_batch_answer",
     "is_error_answer",
     "is_page_answer",
     "is_person_answer",
     "not_flameups",
+    "path_segment",
 ]
 
 logger = logging.getLogger("flameup_pandas")
@@ -342,14 +344,14 @@ class FlameupClient:
             headers["Content-Type"] = "application/json"
         started = time.monotonic()
         try:
-            response = self._session.request(
+            response = exact_request(
+                self._session,
                 method,
                 self.base_url + path,
+                timeout=self.timeout.as_requests(),
                 data=body,
                 params=params,
                 headers=headers,
-                timeout=self.timeout.as_requests(),
-                allow_redirects=False,
             )
             text = response.text
         except requests.RequestException as exc:
@@ -395,7 +397,7 @@ class FlameupClient:
         Flameup answered in: ``external_id``, the known traits as their own fields, the custom
         ones under ``attributes``.
         """
-        path = "/people/" + urllib.parse.quote(id_or_email, safe="")
+        path = "/people/" + path_segment(id_or_email)
         answer = self.request("GET", path)
         if answer.status == 404 and is_error_answer(answer):
             return None
@@ -404,6 +406,41 @@ class FlameupClient:
         if answer.ok or not is_error_answer(answer):
             raise not_flameups(f"GET {path}", answer)
         raise answer.error()
+
+
+def path_segment(value: str) -> str:
+    """``value`` (a userId, an email, a workspace id) as one path segment naming exactly it.
+
+    Everything but ASCII letters, digits, ``-``, ``_`` and ``~`` is percent-encoded, dots
+    included: a segment ``.`` or ``..`` is read by every HTTP stack as "this folder" or "the
+    one above", so the person ``..`` would be asked for at another route. Flameup decodes the
+    segment back to the id.
+
+    >>> path_segment("..") + " " + path_segment("ann@example.com") + " " + path_segment("a/b?c")
+    '%2E%2E ann%40example%2Ecom a%2Fb%3Fc'
+    """
+    return urllib.parse.quote(value, safe="").replace(".", "%2E")
+
+
+_PATH_CHARACTERS = "/%!$&'()*+,;=:@~"
+"""What a URL path may hold as it is, beside letters, digits and ``-._`` (RFC 3986)."""
+
+
+def exact_request(
+    session: requests.Session, method: str, url: str, *, timeout: Any, **fields: Any
+) -> requests.Response:
+    """``session.request(method, url, **fields)`` with the path of ``url`` sent as written.
+
+    requests decodes the escape of every unreserved character (``%2E`` becomes ``.``) and
+    urllib3 drops the ``.`` and ``..`` segments that result, so the escapes of
+    :func:`path_segment` would not reach the server: the request is prepared as requests
+    prepares it, then its path is put back. Redirects are never followed.
+    """
+    prepared = session.prepare_request(requests.Request(method, url, **fields))
+    path = urllib.parse.quote(urllib.parse.urlsplit(url).path, safe=_PATH_CHARACTERS)
+    prepared.url = urllib.parse.urlsplit(prepared.url)._replace(path=path).geturl()
+    settings = session.merge_environment_settings(prepared.url, {}, None, None, None)
+    return session.send(prepared, timeout=timeout, allow_redirects=False, **settings)
 
 
 def redirect_error(

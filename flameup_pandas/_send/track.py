@@ -29,7 +29,7 @@ import orjson
 
 from .._people.events import Event
 from ..exceptions import FlameupError, TransportError
-from .client import Answer, FlameupClient, is_page_answer
+from .client import Answer, FlameupClient, is_page_answer, path_segment
 from .delivery import Deliverer, GaveUp, auth_error, stop_error
 
 __all__ = ["EventOutcome", "EventSender", "is_event_answer", "is_events_page"]
@@ -166,7 +166,7 @@ class EventSender:
     def find(self, event: Event) -> str | None:
         """The id of the stored event that is ``event``, or None; _CannotTell when unknown."""
         workspace = self._workspace()
-        path = f"/workspaces/{workspace}/events"
+        path = f"/workspaces/{path_segment(workspace)}/events"
         params: dict[str, Any] = {
             "user_id": event.user,
             "event": event.name,
@@ -189,7 +189,7 @@ class EventSender:
         """Every event the listing holds that matches ``filters`` (``user_id``, ``event``,
         ``since``, ``until``), oldest first, page by page; raises APIError when it cannot."""
         try:
-            path = f"/workspaces/{self._workspace()}/events"
+            path = f"/workspaces/{path_segment(self._workspace())}/events"
         except _CannotTell as exc:
             raise FlameupError(f"cannot list events: {exc}") from None
         offset = 0

@@ -22,6 +22,7 @@ import re
 import socket
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -104,6 +105,7 @@ class FlameupApp:
             args=dict(request.args),
             request_id=f"req_{uuid.uuid4().hex[:24]}",
             authorization=request.headers.get("Authorization", ""),
+            segments=_segments(environ),
         )
         trace = _Trace()
         answer = self._answer(ex, trace)
@@ -214,21 +216,21 @@ class FlameupApp:
 
     def _route(self, ex: Exchange) -> tuple[Handler, str, str | None] | Answer:
         e, path, method = self.endpoints, ex.path, ex.method
-        if path == "/people/batch" and method == "POST":
-            return e.batch, "people:write", None
-        if path == "/people":
-            if method in ("GET", "HEAD"):
-                return e.list_people, "people:list", None
-            if method == "POST":
-                return e.create, "people:write", None
-            return _not_allowed(method, path)
-        if path.startswith("/people/") and len(path) > len("/people/"):
-            identifier = path[len("/people/") :]
-            if method in ("GET", "HEAD"):
-                return e.get, "people:read", identifier
-            if method == "PUT":
-                return e.update, "people:write", identifier
-            return _not_allowed(method, path)
+        match ex.segments:
+            case ("people", "batch") if method == "POST":
+                return e.batch, "people:write", None
+            case ("people",):
+                if method in ("GET", "HEAD"):
+                    return e.list_people, "people:list", None
+                if method == "POST":
+                    return e.create, "people:write", None
+                return _not_allowed(method, path)
+            case ("people", str(identifier)) if identifier:
+                if method in ("GET", "HEAD"):
+                    return e.get, "people:read", identifier
+                if method == "PUT":
+                    return e.update, "people:write", identifier
+                return _not_allowed(method, path)
         return self._event_route(ex) or simple_error(
             404, "Not Found", f"No route for {API_PREFIX}{path}"
         )
@@ -236,21 +238,28 @@ class FlameupApp:
     def _event_route(self, ex: Exchange) -> tuple[Handler, str, str | None] | Answer | None:
         """The events routes: ``/track`` and ``/workspaces/{id}/events``; None for others."""
         e, path, method = self.events, ex.path, ex.method
-        if path == "/track":
-            return (
-                (e.track, "events:write", None) if method == "POST" else _not_allowed(method, path)
-            )
-        match = _WORKSPACE_EVENTS.fullmatch(path)
-        if match is None:
-            return None
-        if method in ("GET", "HEAD"):
-            return e.list_events, "events:read", match[1]
-        if method == "POST":
-            return e.track_legacy, "events:write", match[1]
-        return _not_allowed(method, path)
+        match ex.segments:
+            case ("track",):
+                if method == "POST":
+                    return e.track, "events:write", None
+                return _not_allowed(method, path)
+            case ("workspaces", str(workspace), "events") if workspace:
+                if method in ("GET", "HEAD"):
+                    return e.list_events, "events:read", workspace
+                if method == "POST":
+                    return e.track_legacy, "events:write", workspace
+                return _not_allowed(method, path)
+        return None
 
 
-_WORKSPACE_EVENTS = re.compile(r"/workspaces/([^/]+)/events")
+def _segments(environ: WSGIEnvironment) -> tuple[str, ...]:
+    """The segments below ``/api/v1`` of the path as sent (werkzeug's own path is decoded
+    whole, so ``a%2Fb`` would be two segments there), each decoded."""
+    raw = environ.get("RAW_URI") or urllib.parse.quote(environ["PATH_INFO"], encoding="latin-1")
+    path = urllib.parse.urlsplit(raw.encode("latin-1").decode("utf-8", "replace")).path
+    if not path.startswith(API_PREFIX + "/"):
+        return ()
+    return tuple(urllib.parse.unquote(s) for s in path[len(API_PREFIX) + 1 :].split("/"))
 
 
 class _Trace:

@@ -34,11 +34,14 @@ class Exchange:
 
     method: str
     path: str
-    """The path below ``/api/v1``."""
+    """The path below ``/api/v1``, decoded (for the request log)."""
     body: bytes
     args: dict[str, str]
     request_id: str
     authorization: str = ""
+    segments: tuple[str, ...] = ()
+    """The segments of the path as it was sent, each decoded: routes are matched on them, so
+    ``/people/a%2Fb`` names the person ``a/b`` and ``/people/%2E%2E`` the person ``..``."""
     _parsed: Any = field(default=None, init=False)
     _parse_error: str | None = field(default=None, init=False)
     _done: bool = field(default=False, init=False)

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import requests
 
+from flameup_pandas._send.client import exact_request
 from flameup_pandas.testing import FlameupServer
 
 # The fixtures come from the pytest11 entry point once the package is installed; importing
@@ -30,8 +31,10 @@ class Api:
             self.session.headers["Authorization"] = f"Bearer {token}"
 
     def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        kwargs.setdefault("timeout", 5)
-        return self.session.request(method, f"{self.server.base_url}{path}", **kwargs)
+        """The answer to ``method path``, the path sent byte for byte as written (as the
+        client sends it: ``/people/%2E`` stays that, where requests would ask for ``/people/.``)."""
+        url = f"{self.server.base_url}{path}"
+        return exact_request(self.session, method, url, timeout=kwargs.pop("timeout", 5), **kwargs)
 
     def batch(self, *people: Any, **kwargs: Any) -> requests.Response:
         return self.call("POST", "/people/batch", json={"people": list(people)}, **kwargs)
