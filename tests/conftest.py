@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 
 from flameup_pandas.testing import PERSON_SHAPES, FlameupServer
 
 from .s3 import s3, s3_endpoint  # noqa: F401 - fixtures: one loopback S3 per session
 
-# CI runs three suites side by side on two cores: an example that builds frames can take
-# hundreds of milliseconds there, so hypothesis's per-example deadline would only flake.
-settings.register_profile("flameup", deadline=None)
-settings.load_profile("flameup")
+# Hypothesis profiles (docs/contributing.md). "ci", the default and always when CI is set:
+# the same examples on every run (derandomize, no example database), so a change that
+# touches nothing near a property test cannot fail it by luck, and no timing check (three
+# suites share two cores in CI: an example that builds frames can take hundreds of ms there).
+# "explore" (HYPOTHESIS_PROFILE=explore, locally): new random examples on every run, ten
+# times as many, failures replayed from .hypothesis/; pin each one found with @example.
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("explore", deadline=None, max_examples=1000)
+settings.load_profile("ci" if os.environ.get("CI") else os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 both_shapes = pytest.mark.parametrize("flameup_person_shape", PERSON_SHAPES)
 """Run a test against a ``flameup_server`` answering in each documented person shape.
