@@ -145,7 +145,7 @@ def test_the_events_listing_names_workspace_and_user_exactly(
     options = {"api_key": KEY, "base_url": wire.base_url, "rate_limit": None}
     for value in WIRE_IDS:
         flameup_pandas.read_events(workspace_id=workspace, user_id=value, **options)
-    sender = Delivery(**options).open()  # type: ignore[arg-type]
+    sender = Delivery(**options).open()
     try:
         finder = EventSender(sender.deliverer, workspace)
         for value in WIRE_IDS:
@@ -163,7 +163,7 @@ def test_read_people_search_is_sent_as_written(wire: WireListener) -> None:
     wire.answer = lambda _: (200, {"people": [], "total": 0, "limit": 100, "offset": 0})
     options = {"api_key": KEY, "base_url": wire.base_url, "rate_limit": None}
     for value in WIRE_IDS:
-        flameup_pandas.read_people(search=value, progress=False, **options)  # type: ignore[arg-type]
+        flameup_pandas.read_people(search=value, progress=False, **options)
     assert [query(t)["search"] for t in wire.targets] == [[v] for v in WIRE_IDS]
 
 

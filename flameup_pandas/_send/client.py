@@ -438,7 +438,7 @@ def exact_request(
     """
     prepared = session.prepare_request(requests.Request(method, url, **fields))
     path = urllib.parse.quote(urllib.parse.urlsplit(url).path, safe=_PATH_CHARACTERS)
-    prepared.url = urllib.parse.urlsplit(prepared.url)._replace(path=path).geturl()
+    prepared.url = urllib.parse.urlsplit(str(prepared.url))._replace(path=path).geturl()
     settings = session.merge_environment_settings(prepared.url, {}, None, None, None)
     return session.send(prepared, timeout=timeout, allow_redirects=False, **settings)
 
