@@ -18,9 +18,10 @@ import pandas as pd
 import pytest
 
 import flameup_pandas
-from flameup_pandas import FlameupClient
+from flameup_pandas import ConfigurationError, FlameupClient
 from flameup_pandas._people.events import Event
 from flameup_pandas._run.options import Delivery
+from flameup_pandas._run.storage import resolve
 from flameup_pandas._send.client import path_segment
 from flameup_pandas._send.track import EventSender
 from flameup_pandas.testing import FlameupServer
@@ -150,13 +151,14 @@ def test_the_events_listing_names_workspace_and_user_exactly(
         finder = EventSender(sender.deliverer, workspace)
         for value in WIRE_IDS:
             now = dt.datetime.now(dt.UTC)
-            assert finder.find(Event("k", value, "e", now, {}, b"{}")) is None
+            assert finder.find(Event("k", value, value, now, {}, b"{}")) is None
     finally:
         sender.close()
     assert len(wire.targets) == 2 * len(WIRE_IDS)
     for target in wire.targets:
         assert named(target, "/api/v1/workspaces/", "/events") == workspace
     assert [query(t)["user_id"] for t in wire.targets] == [[v] for v in WIRE_IDS * 2]
+    assert [query(t)["event"] for t in wire.targets[len(WIRE_IDS) :]] == [[v] for v in WIRE_IDS]
 
 
 def test_read_people_search_is_sent_as_written(wire: WireListener) -> None:
@@ -199,3 +201,31 @@ def test_every_stored_id_reads_back(
             person = client.get_person(value)
             assert person is not None
             assert (person["external_id"], person["attributes"]) == (value, {"tag": value})
+
+
+# Other values put into a URL or a path: the base URL, and file:// URIs (state, results,
+# sources). Object keys of the journal and the lease are the run's own (a time, a uuid, a
+# number), and the state's siblings (.lock, .journal) are its path plus a suffix.
+
+
+@pytest.mark.parametrize("tail", ["?x=1", "?", "#top"])
+def test_a_base_url_with_a_query_or_fragment_is_refused(tail: str) -> None:
+    """Paths are put after the base URL: after a ``?`` or ``#`` they would not be a path."""
+    with pytest.raises(ConfigurationError, match="must end with its path") as caught:
+        FlameupClient(KEY, "http://127.0.0.1:1/api/v1" + tail)
+    assert "x=1" not in str(caught.value)  # a query may hold a token
+
+
+@pytest.mark.parametrize(
+    "uri", ["file:///tmp/a#b.parquet", "file:///tmp/a?b.parquet", "file://host/tmp/a.parquet"]
+)
+def test_a_file_uri_that_would_name_another_file_is_refused(uri: str) -> None:
+    """``#b.parquet`` and ``?b.parquet`` were dropped and the host ignored: ``/tmp/a``."""
+    with pytest.raises(ConfigurationError, match="names a local file by its path alone"):
+        resolve(uri)
+
+
+def test_a_file_uri_names_the_file_its_escapes_spell(tmp_path: Path) -> None:
+    escaped = resolve(f"file://{tmp_path}/a%23b%3Fc%20d.parquet")
+    assert escaped.local_path == tmp_path / "a#b?c d.parquet"
+    assert resolve(f"file://localhost{tmp_path}/s.parquet").local_path == tmp_path / "s.parquet"

@@ -251,6 +251,10 @@ def check_base_url(base_url: str, *, allow_http: bool) -> str:
     parsed = urllib.parse.urlsplit(base_url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise ConfigurationError(f"base_url must be an http(s) URL with a host, got {base_url!r}")
+    if "?" in base_url or "#" in base_url:  # the paths put after it would land in that part
+        raise ConfigurationError(
+            f"base_url must end with its path, not a '?' or '#' part: {display_url(base_url)}"
+        )
     if parsed.scheme == "http" and not allow_http and not is_loopback(parsed.hostname):
         raise ConfigurationError(
             f"refusing plain http:// to {parsed.hostname}: the API key would travel unencrypted. "

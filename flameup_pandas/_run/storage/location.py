@@ -152,7 +152,13 @@ def resolve(target: str | Path | Location, filesystem: Any = None) -> Location:
         return Location(text)
     scheme = match["scheme"].lower()
     if scheme == "file":
-        return Location(urllib.request.url2pathname(urllib.parse.urlparse(text).path))
+        parts = urllib.parse.urlsplit(text)
+        if "?" in text or "#" in text or parts.netloc not in ("", "localhost"):
+            raise ConfigurationError(
+                f"cannot open {text!r}: a file:// URI names a local file by its path alone "
+                "(no host; a '?' or '#' in a name is written %3F or %23), or pass a plain path"
+            )
+        return Location(urllib.request.url2pathname(parts.path))
     if scheme not in SCHEMES or match["slashes"] != "//":
         raise _unknown(text)
     protocol, extra = SCHEMES[scheme]
