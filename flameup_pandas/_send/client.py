@@ -426,10 +426,6 @@ def path_segment(value: str) -> str:
     return urllib.parse.quote(value, safe="").replace(".", "%2E")
 
 
-_PATH_CHARACTERS = "/%!$&'()*+,;=:@~"
-"""What a URL path may hold as it is, beside letters, digits and ``-._`` (RFC 3986)."""
-
-
 def exact_request(
     session: requests.Session, method: str, url: str, *, timeout: Any, **fields: Any
 ) -> requests.Response:
@@ -441,7 +437,8 @@ def exact_request(
     prepares it, then its path is put back. Redirects are never followed.
     """
     prepared = session.prepare_request(requests.Request(method, url, **fields))
-    path = urllib.parse.quote(urllib.parse.urlsplit(url).path, safe=_PATH_CHARACTERS)
+    # the path quoted as requests quotes it (RFC 3986's path characters and escapes kept)
+    path = urllib.parse.quote(urllib.parse.urlsplit(url).path, safe="/%!$&'()*+,;=:@~")
     prepared.url = urllib.parse.urlsplit(str(prepared.url))._replace(path=path).geturl()
     settings = session.merge_environment_settings(prepared.url, {}, None, None, None)
     return session.send(prepared, timeout=timeout, allow_redirects=False, **settings)
