@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import re
@@ -16,6 +17,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import orjson
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import flameup_pandas
 from flameup_pandas import ConfigurationError, FlameupClient
@@ -84,8 +87,11 @@ class WireListener:
         )
 
     def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._socket.shutdown(socket.SHUT_RDWR)  # wakes the accept() waiting in the thread
         self._socket.close()
         self._thread.join(5)
+        assert not self._thread.is_alive()
 
 
 def flameup_like(target: str) -> tuple[int, Any]:
@@ -124,6 +130,19 @@ def test_get_person_sends_each_id_as_one_encoded_segment(wire: WireListener) -> 
         for value in WIRE_IDS:
             assert client.get_person(value) is None
     assert [named(t, "/api/v1/people/") for t in wire.targets] == WIRE_IDS
+
+
+@settings(max_examples=50)
+@given(value=st.text(min_size=1, max_size=255))
+def test_any_id_is_one_segment_on_the_wire(value: str) -> None:
+    listener = WireListener(flameup_like)
+    try:
+        with FlameupClient(KEY, listener.base_url) as client:
+            assert client.get_person(value) is None
+    finally:
+        listener.close()
+    [target] = listener.targets
+    assert named(target, "/api/v1/people/") == value
 
 
 def test_a_plan_against_flameup_reads_each_id_at_its_own_url(wire: WireListener) -> None:
