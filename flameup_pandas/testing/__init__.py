@@ -21,7 +21,8 @@ when updated), ``GET /people/{id}`` (external id or email), ``PUT /people/{id}``
 merged), ``GET /people?limit&offset&status&search``; events: ``POST /track``, the older
 ``POST /workspaces/{id}/events`` and ``GET /workspaces/{id}/events?limit&offset&user_id&event&
 since&until`` (see ``_event_endpoints``), shown by :meth:`FlameupServer.events` and on the web
-view's Events page.
+view's Events page. An ``{id}`` is one segment of the path as sent, percent-decoded:
+``/people/a%2Fb`` is the person ``a/b``, ``/people/%2E%2E`` the person ``..``.
 
 Batch rules: 1 to 100 people, each an object with a ``userId`` (string, at most 255
 characters) and/or an ``email`` (at most 254, ``local@domain.tld``, at most 64 before the
