@@ -31,7 +31,7 @@ from ._run.options import Run
 from ._run.plan import Rules
 from ._run.progress import Progress
 from ._run.sources import CHUNK_ROWS, open_rows, read_chunks
-from ._run.storage import atomic_output, resolve
+from ._storage import atomic_output, resolve
 from ._version import __version__
 from .exceptions import (
     ChangeGuardError,

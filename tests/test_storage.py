@@ -23,7 +23,7 @@ import s3fs
 from flameup_pandas import ConfigurationError, StateError, unlock_state, upsert, upsert_file
 from flameup_pandas._people.identity import identity_hashes
 from flameup_pandas._run.state import SyncState
-from flameup_pandas._run.storage import (
+from flameup_pandas._storage import (
     JournalObjects,
     Lease,
     LockedError,

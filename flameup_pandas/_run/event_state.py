@@ -18,7 +18,7 @@ once (events go out from several threads): ``pending`` lines that arrive togethe
 sync (a group commit).
 
 Where the lines are kept is decided by the state's location
-(:mod:`flameup_pandas._run.storage`), as for the people state:
+(:mod:`flameup_pandas._storage`), as for the people state:
 
 - **a local path**: one append-only file, a sync is an ``fsync``; a torn last line (a kill
   mid-write) is dropped; a lock file (``fcntl``) beside it stops two runs from sharing it;
@@ -43,7 +43,7 @@ from typing import IO, Any
 import orjson
 
 from ..exceptions import ConfigurationError, StateError
-from .storage import LEASE_SECONDS, JournalObjects, Lease, Location, Store, resolve, run_name
+from .._storage import LEASE_SECONDS, JournalObjects, Lease, Location, Store, resolve, run_name
 
 __all__ = ["EventState"]
 

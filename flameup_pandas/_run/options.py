@@ -38,7 +38,7 @@ from ..exceptions import ConfigurationError
 from .changes import parse_limit
 from .plan import Rules, Sender
 from .progress import Progress
-from .storage import StorageOptions
+from .._storage import StorageOptions
 
 if TYPE_CHECKING:
     import pandera.pandas as pandera

@@ -2,7 +2,7 @@
 
 Results are appended in row groups as answers arrive, so a run of any size never holds its
 results whole; statuses and the reasons rows need attention are counted on the way. The file
-(a local path or a URI, see :mod:`flameup_pandas._run.storage`) appears whole when the run
+(a local path or a URI, see :mod:`flameup_pandas._storage`) appears whole when the run
 closes it: a killed run leaves the previous results file as it was.
 """
 
@@ -22,7 +22,7 @@ from .._send.delivery import NOT_SENT
 from .interrupt import unfinished
 from .plan import Plan
 from .result import PROBLEMS, STATUSES, ReasonTally
-from .storage import atomic_output, resolve
+from .._storage import atomic_output, resolve
 
 __all__ = ["RESULTS_SCHEMA", "ResultsWriter"]
 

@@ -26,13 +26,13 @@ batch, so it survives a killed process; after a power loss the last batches may 
 which is safe (upserts are idempotent). A lock file (``fcntl``) stops two runs from sharing one
 state.
 
-On object storage (``s3://``, ``gs://``, ``az://``... see :mod:`flameup_pandas._run.storage`)
+On object storage (``s3://``, ``gs://``, ``az://``... see :mod:`flameup_pandas._storage`)
 the same state is one parquet object, written whole, and the journal is a folder of objects
 (``PATH.journal/``), one per flush: every ``flush_batches`` acknowledged batches or
 ``flush_seconds`` seconds, whichever comes first, so a killed run loses at most that much
 (resent next time). The next run, or this one when it ends, folds them into the state object.
 The lock is a lease taken with the store's conditional create (``PATH.lock/``, see
-:mod:`flameup_pandas._run.storage.lease`), renewed by a keeper thread that also flushes the
+:mod:`flameup_pandas._storage.lease`), renewed by a keeper thread that also flushes the
 journal on time; a dead run's lease expires after ``lease`` seconds.
 
 People are recorded only after Flameup acknowledged the batch that carried them, and only
@@ -64,7 +64,7 @@ from .._people.identity import find_sorted, identity_hashes
 from .._send.delivery import PersonOutcome
 from ..exceptions import ConfigurationError, StateError
 from .result import DELIVERED
-from .storage import (
+from .._storage import (
     LEASE_SECONDS,
     JournalObjects,
     Lease,

@@ -54,7 +54,7 @@ from .interrupt import Stopped, deliver_all, interruptible, shielded
 from .options import Delivery, TrackRun
 from .plan import Sender
 from .progress import Meter, duration, open_progress
-from .storage import atomic_output, resolve
+from .._storage import atomic_output, resolve
 
 __all__ = ["DRY_RUN", "EventResults", "TrackSummary", "track_chunks", "track_frame"]
 
