@@ -12,7 +12,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
-from ._events_api import track_file
+from ._events.api import track_file
 
 __all__ = ["add_track_command"]
 

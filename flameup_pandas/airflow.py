@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._api import upsert_file
-from ._events_api import track_file
+from ._events.api import track_file
 from ._run.progress import Progress
 from .exceptions import ChangeGuardError, FlameupError, UpsertInterrupted
 

@@ -14,7 +14,7 @@ import pytest
 
 import flameup_pandas  # noqa: F401  (registers df.flameup)
 from flameup_pandas import NaiveTimestampError, RetryPolicy, StateError
-from flameup_pandas._run.event_state import EventState
+from flameup_pandas._events.state import EventState
 from flameup_pandas.testing import Faults, FlameupServer
 
 QUICK = RetryPolicy(total=3, backoff_factor=0.001, backoff_max=0.01, max_elapsed=30)
@@ -264,7 +264,7 @@ def test_without_a_workspace_id_it_is_read_from_a_person(flameup_server: Flameup
     """The listing's workspace comes from a listed person; with no person it cannot tell."""
     from flameup_pandas._people.events import EventRules, plan_events
     from flameup_pandas._run.options import Delivery
-    from flameup_pandas._send.track import EventSender
+    from flameup_pandas._events.send import EventSender
 
     df = events_frame(1)
     [event] = plan_events(df, EventRules(event="e"), dt.datetime.now(dt.UTC)).events

@@ -34,11 +34,11 @@ from .._send.concurrency import MAX_IN_FLIGHT
 from .._send.delivery import Deliverer
 from .._send.pacing import shared_limiter
 from .._send.retry import RetryPolicy
+from .._storage import StorageOptions
 from ..exceptions import ConfigurationError
 from .changes import parse_limit
 from .plan import Rules, Sender
 from .progress import Progress
-from .._storage import StorageOptions
 
 if TYPE_CHECKING:
     import pandera.pandas as pandera

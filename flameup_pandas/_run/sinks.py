@@ -19,10 +19,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .._send.delivery import NOT_SENT
+from .._storage import atomic_output, resolve
 from .interrupt import unfinished
 from .plan import Plan
 from .result import PROBLEMS, STATUSES, ReasonTally
-from .._storage import atomic_output, resolve
 
 __all__ = ["RESULTS_SCHEMA", "ResultsWriter"]
 

@@ -35,8 +35,8 @@ import pyarrow.parquet as pq
 from .._people.mapping import KNOWN_TRAITS, USER_ID_ALIASES
 from .._people.person import TOP_LEVEL
 from .._people.wire import number_texts
-from ..exceptions import ConfigurationError, SourceError
 from .._storage import Location, resolve
+from ..exceptions import ConfigurationError, SourceError
 
 __all__ = ["CHUNK_ROWS", "Rows", "open_dataset", "open_rows", "read_chunks"]
 

@@ -62,8 +62,6 @@ import pyarrow.parquet as pq
 
 from .._people.identity import find_sorted, identity_hashes
 from .._send.delivery import PersonOutcome
-from ..exceptions import ConfigurationError, StateError
-from .result import DELIVERED
 from .._storage import (
     LEASE_SECONDS,
     JournalObjects,
@@ -75,6 +73,8 @@ from .._storage import (
     resolve,
     run_name,
 )
+from ..exceptions import ConfigurationError, StateError
+from .result import DELIVERED
 
 __all__ = ["SyncState", "break_state_lock"]
 

@@ -44,17 +44,17 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .._events.send import EventOutcome, EventSender
+from .._events.state import OPEN_STATUSES, EventState
 from .._people.events import Event, EventRules, plan_events
 from .._people.identity import find_sorted
 from .._send.delivery import IN_FLIGHT, NOT_SENT
-from .._send.track import EventOutcome, EventSender
+from .._storage import atomic_output, resolve
 from ..exceptions import UpsertInterrupted
-from .event_state import OPEN_STATUSES, EventState
 from .interrupt import Stopped, deliver_all, interruptible, shielded
 from .options import Delivery, TrackRun
 from .plan import Sender
 from .progress import Meter, duration, open_progress
-from .._storage import atomic_output, resolve
 
 __all__ = ["DRY_RUN", "EventResults", "TrackSummary", "track_chunks", "track_frame"]
 

@@ -13,8 +13,8 @@ from typing import Any, Unpack
 
 import pandas as pd
 
-from ._people.events import plan_events
-from ._run.options import (
+from .._people.events import plan_events
+from .._run.options import (
     DELIVERY_KEYWORDS,
     Delivery,
     DeliveryOptions,
@@ -24,10 +24,10 @@ from ._run.options import (
     event_rules_of,
     split_track_options,
 )
-from ._run.sources import CHUNK_ROWS, open_rows
-from ._run.track import EventResults, TrackSummary, track_chunks, track_frame
-from ._send.track import EventSender
-from .exceptions import UpsertInterrupted
+from .._run.sources import CHUNK_ROWS, open_rows
+from .._run.track import EventResults, TrackSummary, track_chunks, track_frame
+from ..exceptions import UpsertInterrupted
+from .send import EventSender
 
 EVENT_FIELDS = ("id", "workspace_id", "person_id", "event", "timestamp", "created_at")
 

@@ -42,8 +42,8 @@ from typing import IO, Any
 
 import orjson
 
-from ..exceptions import ConfigurationError, StateError
 from .._storage import LEASE_SECONDS, JournalObjects, Lease, Location, Store, resolve, run_name
+from ..exceptions import ConfigurationError, StateError
 
 __all__ = ["EventState"]
 
