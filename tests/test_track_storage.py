@@ -58,7 +58,7 @@ def test_a_run_that_never_closed_its_s3_state_is_locked_out_then_resumed_once(
         assert event is not None
         dead.record(event.key, "pending")  # on S3 before this returns
     assert [k for k in s3.keys("dead/") if k.endswith(".jsonl")]
-    dead._lines._stop.set()  # type: ignore[attr-defined]  # the run dies: no close, no renewal
+    dead._keeper._stop.set()  # type: ignore[attr-defined]  # the run dies: no close, no renewal
     with pytest.raises(StateError, match="in use by another run"):
         df.flameup.track(event="e", state=state, **to(flameup_server))
     assert "broke the lock" in unlock_state(state)

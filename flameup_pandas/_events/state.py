@@ -31,45 +31,20 @@ Where the lines are kept is decided by the state's location
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import logging
 import os
 import threading
-import time
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
 
-from .._storage import LEASE_SECONDS, JournalObjects, Lease, Location, Store, resolve, run_name
-from ..exceptions import ConfigurationError, StateError
+from .._storage.keeper import LocalKeeper, ObjectKeeper, locate
+from ..exceptions import StateError
 
 __all__ = ["EventState"]
 
-logger = logging.getLogger("flameup_pandas")
-
 OPEN_STATUSES = frozenset({"pending", "uncertain"})
 Entries = dict[str, dict[str, Any]]
-
-
-class _Lines:
-    """Where a state's lines are kept: read at open, appended, synced, folded at close."""
-
-    shown: str
-
-    def read(self) -> Entries:
-        raise NotImplementedError
-
-    def append(self, line: bytes) -> None:
-        raise NotImplementedError
-
-    def sync(self) -> None:
-        """Make every line appended so far durable."""
-        raise NotImplementedError
-
-    def close(self, entries: Entries) -> None:
-        raise NotImplementedError
+WHAT = "events state"
 
 
 class EventState:
@@ -78,10 +53,10 @@ class EventState:
     Safe to record from several threads at once.
     """
 
-    def __init__(self, lines: _Lines) -> None:
-        self._lines = lines
-        self.path = lines.shown
-        self.entries = lines.read()
+    def __init__(self, keeper: LocalKeeper | ObjectKeeper, entries: Entries) -> None:
+        self._keeper = keeper
+        self.path = str(keeper.path if isinstance(keeper, LocalKeeper) else keeper.where)
+        self.entries = entries
         self._writing = threading.Lock()
         self._syncing = threading.Lock()
         self._open = True
@@ -94,15 +69,30 @@ class EventState:
 
         ``path`` is a local path or a URI, on ``filesystem`` when one is given.
         """
-        where = resolve(os.fspath(path), filesystem)
+        where = locate(path, filesystem, WHAT)
         if where.local:
-            return cls(_LocalLines.open(where.local_path))
-        if type(where.fs).__name__ == "ArrowFSWrapper":
-            raise ConfigurationError(
-                "an events state needs a filesystem that can create an object only if absent "
-                "(its lock): pass a URI or an fsspec filesystem, not a pyarrow one"
-            )
-        return cls(_ObjectLines.open(where))
+            local = LocalKeeper(where.local_path, where.local_path, WHAT)
+            try:
+                return cls(local, _read_local(local))
+            except BaseException:
+                local.release()
+                raise
+        lost = "events it may have sent are looked up by the next run"
+        # every pending line is flushed by its sender; outcome lines ride along, or wait
+        keeper = ObjectKeeper(where, WHAT, lost, flush_batches=1_000_000)
+        try:
+            entries = parse_lines(keeper.store.read(where.path) or b"", str(where))
+            leftovers = keeper.leftovers()
+            for name, data in leftovers:
+                entries.update(parse_lines(data, f"{where}: {name}"))
+            if leftovers:  # a killed run's journal: folded in before anything is sent
+                _write(keeper, entries)
+                keeper.store.delete([name for name, _ in leftovers])
+        except BaseException:
+            keeper.release()
+            raise
+        keeper.start()
+        return cls(keeper, entries)
 
     def __enter__(self) -> EventState:
         return self
@@ -125,7 +115,7 @@ class EventState:
             entry["event_id"] = event_id
         with self._writing:
             self._check_open()
-            self._lines.append(orjson.dumps(entry) + b"\n")
+            self._keeper.append(orjson.dumps(entry) + b"\n")
             self._written += 1
             mine = self._written
             self.entries[key] = entry
@@ -140,7 +130,7 @@ class EventState:
             with self._writing:
                 self._check_open()
                 upto = self._written
-            self._lines.sync()
+            self._keeper.sync()
             self._synced = upto
 
     def _check_open(self) -> None:
@@ -149,158 +139,31 @@ class EventState:
 
     def close(self) -> None:
         with self._syncing, self._writing:
-            if self._open:
-                self._open = False
-                self._lines.close(self.entries)
-
-
-class _LocalLines(_Lines):
-    """A local file of lines, appended and fsynced; an ``fcntl`` lock file beside it."""
-
-    def __init__(self, path: Path, lock: IO[bytes]) -> None:
-        self.path = path
-        self.shown = str(path)
-        self._lock = lock
-        self._file: IO[bytes] | None = None
-
-    @classmethod
-    def open(cls, path: Path) -> _LocalLines:
-        lock = Path(f"{path}.lock").open("ab")  # noqa: SIM115 (held until close())
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            lock.close()
-            raise StateError(
-                f"the events state {path} is in use by another run (lock {path}.lock)"
-            ) from None
-        return cls(path, lock)
-
-    def read(self) -> Entries:
-        path = self.path
-        if not path.exists():
-            return {}
-        data = path.read_bytes()
-        complete = data[: data.rfind(b"\n") + 1]
-        if len(complete) != len(data):
-            with path.open("r+b") as f:  # a torn last line: drop it so appends start clean
-                f.truncate(len(complete))
-        return parse_lines(complete, self.shown)
-
-    def append(self, line: bytes) -> None:
-        if self._file is None:
-            self._file = self.path.open("ab")
-        self._file.write(line)
-        self._file.flush()
-
-    def sync(self) -> None:
-        if self._file is not None:
-            os.fsync(self._file.fileno())
-
-    def close(self, entries: Entries) -> None:
-        try:
-            if self._file is not None:
-                os.fsync(self._file.fileno())
-                self._file.close()
-                self._file = None
-        finally:
-            with contextlib.suppress(OSError):
-                fcntl.flock(self._lock, fcntl.LOCK_UN)
-            self._lock.close()
-
-
-class _ObjectLines(_Lines):
-    """A state on object storage: one object of lines, journal objects, a lease for a lock.
-
-    A keeper thread renews the lease every third of its length and writes outcome lines
-    that waited ``flush_seconds``. When the store fails past its retries, the next record
-    raises :class:`StateError` and the run stops: the events it marked pending are looked up
-    by the next run, never resent blindly.
-    """
-
-    def __init__(self, where: Location, lease: Lease, flush_seconds: float) -> None:
-        self.where = where
-        self.shown = str(where)
-        self.store = lease.store
-        self.lease = lease
-        # every pending line is flushed by its sender; outcome lines ride along, or wait
-        self.journal = JournalObjects(
-            self.store, where.path + ".journal", run_name(), 1_000_000, flush_seconds
-        )
-        self.failure: BaseException | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    @classmethod
-    def open(
-        cls, where: Location, lease_seconds: float = LEASE_SECONDS, flush_seconds: float = 5.0
-    ) -> _ObjectLines:
-        store = Store(where.fs)
-        lease = Lease.take(store, where.path + ".lock", str(where), lease_seconds)
-        return cls(where, lease, flush_seconds)
-
-    def read(self) -> Entries:
-        try:
-            data = self.store.read(self.where.path) or b""
-            entries = parse_lines(data, self.shown)
-            leftovers = JournalObjects.existing(self.store, self.journal.folder)
-            for path in leftovers:
-                entries.update(parse_lines(self.store.read(path) or b"", f"{self.shown}: {path}"))
-            if leftovers:  # a killed run's journal: folded in before anything is sent
-                self._write(entries)
-                self.store.delete(leftovers)
-        except BaseException:
-            self.lease.release()
-            raise
-        self._thread = threading.Thread(target=self._keep, name="flameup-events", daemon=True)
-        self._thread.start()
-        return entries
-
-    def append(self, line: bytes) -> None:
-        if self.failure is not None:
-            raise StateError(
-                f"the events state {self.shown} cannot be kept: {self.failure}; the run "
-                "stopped, and events it may have sent are looked up by the next run"
-            ) from self.failure
-        self.journal.add(line)
-
-    def sync(self) -> None:
-        self.journal.flush()
-
-    def close(self, entries: Entries) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        try:
-            self.journal.flush()
-            if self.journal.written:
-                self.lease.check()
-                self._write(entries)
-                self.store.delete(self.journal.written)
-        finally:
-            with contextlib.suppress(Exception):
-                self.lease.release()
-
-    def _write(self, entries: Entries) -> None:
-        self.store.write(
-            self.where.path, b"".join(orjson.dumps(e) + b"\n" for e in entries.values())
-        )
-
-    def _keep(self) -> None:
-        """Renew the lease and flush waiting outcome lines, until close (or a failure)."""
-        seconds = self.lease.seconds
-        tick = min(self.journal.every_seconds, seconds / 3) / 2
-        renewed = time.monotonic()
-        while not self._stop.wait(tick):
-            try:
-                if self.journal.due():
-                    self.journal.flush()
-                if time.monotonic() - renewed >= seconds / 3:
-                    self.lease.renew()
-                    renewed = time.monotonic()
-            except Exception as exc:
-                logger.error("events state %s: %s", self.shown, exc)
-                self.failure = exc
+            if not self._open:
                 return
+            self._open = False
+            keeper = self._keeper
+            if isinstance(keeper, LocalKeeper):
+                keeper.release()
+            else:
+                keeper.close(lambda _: _write(keeper, self.entries))
+
+
+def _read_local(keeper: LocalKeeper) -> Entries:
+    path = keeper.path
+    if not path.exists():
+        return {}
+    data = path.read_bytes()
+    complete = data[: data.rfind(b"\n") + 1]
+    if len(complete) != len(data):
+        with path.open("r+b") as f:  # a torn last line: drop it so appends start clean
+            f.truncate(len(complete))
+    return parse_lines(complete, str(path))
+
+
+def _write(keeper: ObjectKeeper, entries: Entries) -> None:
+    lines = b"".join(orjson.dumps(e) + b"\n" for e in entries.values())
+    keeper.store.write(keeper.where.path, lines)
 
 
 def parse_lines(data: bytes, shown: str) -> Entries:
