@@ -473,21 +473,22 @@ def test_a_repeat_of_an_earlier_chunks_event_names_that_row(flameup_server: Flam
     """Chunks labelled by their own index: a repeat found from the earlier chunk's key hashes
     still names the row that sent the event."""
     from flameup_pandas._people.events import EventRules
-    from flameup_pandas._run.options import Delivery, TrackRun
-    from flameup_pandas._run.track import track_chunks
+    from flameup_pandas._events.kind import Events
+    from flameup_pandas._run.engine import Rows, assemble, run_rows
+    from flameup_pandas._run.options import Delivery, EventSending, Run
 
     df = events_frame(3).set_axis(["a", "b", "c"])
     chunks = [df.iloc[:2], pd.concat([df.iloc[2:], df.iloc[:1]]).set_axis(["c", "a2"])]
-    written: list[pd.DataFrame] = []
+    written: list[Any] = []
     options = to(flameup_server)
-    track_chunks(
-        iter(chunks),
-        rules=EventRules(event="e"),
+    run_rows(
+        Rows((c for c in chunks), labelled=True),
+        Events(EventRules(event="e"), EventSending(workspace_id=flameup_server.workspace_id)),
         delivery=Delivery(api_key=options["api_key"], base_url=options["base_url"]),
-        run=TrackRun(workspace_id=flameup_server.workspace_id, progress=False),
+        run=Run(progress=False),
         written=written.append,
     )
-    result = pd.concat(written)
+    result = assemble(pd.concat(chunks), written, "flameup_event_id")
     assert result["flameup_status"].tolist() == ["sent", "sent", "sent", "skipped"]
     assert result.loc["a2", "flameup_error"] == "the same event as row 'a'"
     assert posts(flameup_server) == 3

@@ -21,21 +21,20 @@ import pyarrow.parquet as pq
 from .._send.delivery import NOT_SENT
 from .._storage import atomic_output, resolve
 from .interrupt import unfinished
-from .plan import Plan
-from .result import PROBLEMS, STATUSES, ReasonTally
+from .kind import Kind
+from .plan import Decisions as Plan
+from .result import PROBLEMS, ReasonTally
 
-__all__ = ["RESULTS_SCHEMA", "ResultsWriter"]
+__all__ = ["ResultsWriter", "results_schema"]
 
-RESULTS_SCHEMA = pa.schema(
-    [
-        ("row", pa.int64()),
-        ("userId", pa.string()),
-        ("email", pa.string()),
-        ("flameup_id", pa.string()),
-        ("flameup_status", pa.string()),
-        ("flameup_error", pa.string()),
-    ]
-)
+
+def results_schema(kind: Kind) -> pa.Schema:
+    """A kind's results file: ``row`` (the label), what identifies the row, the id Flameup
+    answered with, the status and the error."""
+    decided = [(kind.id_column, pa.string()), ("flameup_status", pa.string())]
+    return pa.schema(
+        [("row", pa.int64()), *kind.results_schema, *decided, ("flameup_error", pa.string())]
+    )
 
 
 class ResultsWriter:
@@ -54,12 +53,15 @@ class ResultsWriter:
     def __init__(
         self,
         path: str | Path | None,
+        kind: Kind,
         buffer_rows: int = 100_000,
         *,
         filesystem: Any = None,
         written: Callable[[Plan], None] | None = None,
     ) -> None:
-        self.counts = dict.fromkeys(STATUSES, 0)
+        self.kind = kind
+        self.schema = results_schema(kind)
+        self.counts = dict.fromkeys(kind.statuses, 0)
         self.reasons = ReasonTally()
         self.unfinished = 0  # rows failed because the run was interrupted
         self._writer: pq.ParquetWriter | None = None
@@ -72,7 +74,7 @@ class ResultsWriter:
         self._output = contextlib.ExitStack()
         if path is not None:
             sink = self._output.enter_context(atomic_output(resolve(path, filesystem)))
-            self._writer = pq.ParquetWriter(sink, RESULTS_SCHEMA, compression="zstd")
+            self._writer = pq.ParquetWriter(sink, self.schema, compression="zstd")
 
     def track(self, plan: Plan) -> None:
         """A chunk read from the source: its rows are written in this order."""
@@ -114,13 +116,12 @@ class ResultsWriter:
             pa.table(
                 {
                     "row": pa.array(labels[positions], pa.int64()),
-                    "userId": plan.payloads.shown_user_ids.take(take).cast(pa.string()),
-                    "email": plan.payloads.shown_emails.take(take).cast(pa.string()),
-                    "flameup_id": pa.array(plan.flameup_id[positions].tolist(), pa.string()),
+                    **self.kind.shown(plan, take),
+                    self.kind.id_column: pa.array(plan.flameup_id[positions].tolist(), pa.string()),
                     "flameup_status": pa.array(plan.status[positions].tolist(), pa.string()),
                     "flameup_error": pa.array(plan.error[positions].tolist(), pa.string()),
                 },
-                schema=RESULTS_SCHEMA,
+                schema=self.schema,
             )
         )
         self._buffered += len(positions)
