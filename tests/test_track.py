@@ -492,3 +492,40 @@ def test_a_repeat_of_an_earlier_chunks_event_names_that_row(flameup_server: Flam
     assert result["flameup_status"].tolist() == ["sent", "sent", "sent", "skipped"]
     assert result.loc["a2", "flameup_error"] == "the same event as row 'a'"
     assert posts(flameup_server) == 3
+
+
+@pytest.mark.parametrize("column", ["user_id", "external_id"])
+def test_a_frame_that_upserts_can_be_tracked_with_no_extra_keyword(
+    flameup_server: FlameupServer, column: str
+) -> None:
+    """The identity column under any name upsert takes (userId, user_id, external_id) is who
+    the event is for; before, a ``user_id`` column raised MappingError unless named."""
+    df = events_frame(2).rename(columns={"userId": column})
+    df.flameup.upsert(**{k: v for k, v in to(flameup_server).items() if k != "workspace_id"})
+    result = df.flameup.track(event="e", **to(flameup_server))
+    assert result["flameup_status"].tolist() == ["sent", "sent"]
+    assert sorted(stored_events(flameup_server)["user_id"]) == ["u0", "u1"]
+    assert column not in stored_events(flameup_server)["parameters"][0]
+
+
+def test_track_takes_upserts_mapping_of_the_identity(flameup_server: FlameupServer) -> None:
+    """``mapping=`` names the identity columns for track as for upsert; other fields are
+    refused with a clear error."""
+    from flameup_pandas import MappingError
+
+    df = events_frame(1).rename(columns={"userId": "customer"})
+    result = df.flameup.track(event="e", mapping={"userId": "customer"}, **to(flameup_server))
+    assert result["flameup_status"].tolist() == ["sent"]
+    with pytest.raises(MappingError, match="userId, email"):
+        df.flameup.track(event="e", mapping={"plan": "customer"}, **to(flameup_server))
+
+
+def test_max_duration_stops_upsert_too(flameup_server: FlameupServer) -> None:
+    """``max_duration`` means the same for upsert as for track: no request starts after it;
+    the rows left are skipped, and a rerun with the state sends them."""
+    df = pd.DataFrame({"userId": [f"u{i}" for i in range(250)]})
+    options = {k: v for k, v in to(flameup_server).items() if k != "workspace_id"}
+    result = df.flameup.upsert(max_duration=0, **options)
+    assert result["flameup_status"].eq("skipped").all()
+    assert result["flameup_error"].iloc[0].startswith("not sent: max_duration (0 s) reached")
+    assert flameup_server.request_count("/people/batch") == 0

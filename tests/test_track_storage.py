@@ -81,3 +81,30 @@ def test_an_events_state_on_an_fsspec_filesystem(flameup_server: FlameupServer) 
     again = events_frame(3).flameup.track(event="e", **options)
     assert again["flameup_status"].tolist() == ["skipped"] * 3
     assert len(pd.unique(flameup_server.events()["user_id"])) == 3
+
+
+def test_track_file_takes_storage_options_as_upsert_file_does(
+    s3: S3, flameup_server: FlameupServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The environment points nowhere: ``storage_options=`` gives the endpoint and the keys,
+    and the source, the events state and the results are on S3 (it was refused before)."""
+    import s3fs
+
+    source = s3.put_frame(events_frame(5), "opts/events.parquet")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    s3fs.S3FileSystem.clear_instance_cache()
+    given = {"endpoint_url": s3.url, "key": "opts-key", "secret": "opts-secret", "use_ssl": False}
+    summary = track_file(
+        source,
+        event="e",
+        state=s3.uri("opts/events.state"),
+        results=s3.uri("opts/results.parquet"),
+        storage_options=given,
+        **to(flameup_server),
+    )
+    assert summary.counts["sent"] == 5
+    fs = s3fs.S3FileSystem(endpoint_url=s3.url, key="opts-key", secret="opts-secret")
+    assert fs.exists(f"{s3.bucket}/opts/events.state")
+    assert fs.exists(f"{s3.bucket}/opts/results.parquet")
