@@ -10,8 +10,8 @@ import flameup_pandas  # noqa: F401
 from flameup_pandas import StateError
 from flameup_pandas._people.identity import identity_hashes
 from flameup_pandas._run.state import SyncState, journal_path
-from flameup_pandas._storage.keeper import LocalKeeper
 from flameup_pandas._send.delivery import PersonOutcome
+from flameup_pandas._storage.keeper import LocalKeeper
 
 from .test_upsert import customers
 
