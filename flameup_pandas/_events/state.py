@@ -17,16 +17,10 @@ next ``pending`` sync, or closing the state, makes it durable too. Several sende
 once (events go out from several threads): ``pending`` lines that arrive together share one
 sync (a group commit).
 
-Where the lines are kept is decided by the state's location
-(:mod:`flameup_pandas._storage`), as for the people state:
-
-- **a local path**: one append-only file, a sync is an ``fsync``; a torn last line (a kill
-  mid-write) is dropped; a lock file (``fcntl``) beside it stops two runs from sharing it;
-- **a URI** (``s3://``, ``gs://``, ``az://``, or a path on ``filesystem=``): one object of the
-  state's lines (the latest per key) and, while a run lives, journal objects under
-  ``<state>.journal/``, a sync being the write of one (:class:`JournalObjects`); the lock is a
-  lease under ``<state>.lock/`` (:class:`Lease`, renewed while the run lives, broken by hand
-  with ``unlock_state``). The next run folds a killed run's journal objects in first.
+Where the lines are kept (a local file appended and fsynced, a torn last line dropped; or on
+object storage, one object of the latest line per key plus journal objects while a run lives)
+and the lock (``fcntl``, or a lease broken by hand with ``unlock_state``) are the state
+keeper's (:mod:`flameup_pandas._storage.keeper`), shared with the people's sync state.
 """
 
 from __future__ import annotations

@@ -278,7 +278,7 @@ def _send(
 
     def deliver(batches: Iterator[tuple[list[Member], list[Any]]]) -> None:
         timely = _in_time(batches, deadline, writer, bar)
-        deliver_all(sender.deliverer.stream_each(timely, work, failed), settle)
+        deliver_all(sender.deliverer.stream(timely, work, failed), settle)
 
     later: list[Chunk] = []
     deliver(_batches(chunks, kind, writer, bar, Repeats(kind, later)))

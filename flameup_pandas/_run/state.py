@@ -16,24 +16,14 @@ The state at ``PATH`` is a parquet file with one row per identity::
                                  each changed field's value before and after; null
                                  otherwise (and in states written before it existed)
 
-On a local disk, a run appends each acknowledged batch to a journal beside it
-(``PATH.journal``, one JSON line per person, flushed after every batch) and, when it ends, folds
-the journal into a new parquet file written beside the old one and moved over it with an atomic
-rename. A run killed at any point therefore leaves a readable parquet file plus a journal whose
-complete lines are replayed by the next run (a torn last line is ignored): only batches in
-flight at the kill are resent. The journal is flushed to the operating system, not fsynced per
-batch, so it survives a killed process; after a power loss the last batches may be resent,
-which is safe (upserts are idempotent). A lock file (``fcntl``) stops two runs from sharing one
-state.
-
-On object storage (``s3://``, ``gs://``, ``az://``... see :mod:`flameup_pandas._storage`)
-the same state is one parquet object, written whole, and the journal is a folder of objects
-(``PATH.journal/``), one per flush: every ``flush_batches`` acknowledged batches or
-``flush_seconds`` seconds, whichever comes first, so a killed run loses at most that much
-(resent next time). The next run, or this one when it ends, folds them into the state object.
-The lock is a lease taken with the store's conditional create (``PATH.lock/``, see
-:mod:`flameup_pandas._storage.lease`), renewed by a keeper thread that also flushes the
-journal on time; a dead run's lease expires after ``lease`` seconds.
+A run appends each acknowledged batch to a journal (one JSON line per person) and, when it
+ends, folds the journal into the parquet file, written whole (on a local disk beside the old
+one and moved over it with an atomic rename). A run killed at any point leaves a readable state
+plus a journal the next run folds in first: only batches in flight at the kill are resent (safe:
+upserts are idempotent). How the journal and the lock are kept, on a local disk
+(``PATH.journal``, flushed after every batch; an ``fcntl`` lock) or on object storage
+(``PATH.journal/`` objects every ``flush_batches`` batches or ``flush_seconds``; a lease), is
+the state keeper's (:mod:`flameup_pandas._storage.keeper`), shared with the events state.
 
 People are recorded only after Flameup acknowledged the batch that carried them, and only
 when it created or updated them: a rejected or failed person is tried again next time.
