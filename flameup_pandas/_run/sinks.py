@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -103,9 +104,10 @@ class ResultsWriter:
             self.counts[str(status)] += count
         failed = positions[statuses == "failed"]  # only failed rows were cut short
         self.unfinished += unfinished(plan.error[failed])
-        problems = positions[np.isin(statuses, PROBLEMS)]
-        labels = np.asarray(plan.labels)
-        self.reasons.add(plan.status[problems], plan.error[problems], labels[problems].tolist())
+        problems = positions[np.isin(statuses, PROBLEMS)].tolist()
+        at = plan.labels  # only the problems' labels: this runs once per answer
+        labels = at[problems].tolist() if isinstance(at, pd.Index) else [at[p] for p in problems]
+        self.reasons.add(plan.status[problems], plan.error[problems], labels)
 
     def _write(self, plan: Plan, positions: np.ndarray) -> None:
         if self._writer is None:
