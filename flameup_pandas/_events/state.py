@@ -31,7 +31,7 @@ from typing import Any
 
 import orjson
 
-from .._storage.keeper import LocalKeeper, ObjectKeeper, locate
+from .._storage.keeper import LocalKeeper, ObjectKeeper, drop_torn_tail, locate
 from ..exceptions import StateError
 
 __all__ = ["EventState"]
@@ -144,15 +144,10 @@ class EventState:
 
 
 def _read_local(keeper: LocalKeeper) -> Entries:
-    path = keeper.path
-    if not path.exists():
+    if not keeper.path.exists():
         return {}
-    data = path.read_bytes()
-    complete = data[: data.rfind(b"\n") + 1]
-    if len(complete) != len(data):
-        with path.open("r+b") as f:  # a torn last line: drop it so appends start clean
-            f.truncate(len(complete))
-    return parse_lines(complete, str(path))
+    drop_torn_tail(keeper.path)  # so appends start clean
+    return parse_lines(keeper.path.read_bytes(), str(keeper.path))
 
 
 def _write(keeper: ObjectKeeper, entries: Entries) -> None:

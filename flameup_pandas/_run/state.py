@@ -50,7 +50,7 @@ import pyarrow.parquet as pq
 from .._people.identity import find_sorted, identity_hashes
 from .._send.delivery import PersonOutcome
 from .._storage import LEASE_SECONDS, Location, Store, StoreRetry, break_lock, resolve
-from .._storage.keeper import LocalKeeper, ObjectKeeper, locate
+from .._storage.keeper import LocalKeeper, ObjectKeeper, drop_torn_tail, locate
 from ..exceptions import StateError
 from .result import DELIVERED
 
@@ -361,22 +361,6 @@ def journal_table(source: Any, shown: str) -> pa.Table:
         },
         schema=STATE_SCHEMA,
     )
-
-
-def drop_torn_tail(path: Path) -> None:
-    """Cut a journal back to its last complete line (a write cut short by a kill)."""
-    size = path.stat().st_size
-    with open(path, "rb+") as handle:
-        tail_start = max(size - 65536, 0)
-        handle.seek(tail_start)
-        tail = handle.read()
-        if not tail or tail.endswith(b"\n"):
-            return
-        cut = tail.rfind(b"\n")
-        if cut < 0 and tail_start > 0:
-            raise StateError(f"the sync state journal {path} ends in an overlong torn line")
-        logger.warning("ignoring a torn line at the end of %s (a run was killed mid-write)", path)
-        handle.truncate(tail_start + cut + 1 if cut >= 0 else 0)
 
 
 def merge(base: pa.Table, newer: pa.Table) -> pa.Table:

@@ -29,7 +29,7 @@ from .lease import LEASE_SECONDS, Lease
 from .location import Location, resolve
 from .objects import Store, StoreRetry
 
-__all__ = ["LocalKeeper", "ObjectKeeper", "locate"]
+__all__ = ["LocalKeeper", "ObjectKeeper", "drop_torn_tail", "locate"]
 
 logger = logging.getLogger("flameup_pandas")
 
@@ -186,3 +186,19 @@ class ObjectKeeper:
                 logger.error("%s %s: %s", self.what, self.where, exc)
                 self.failure = exc
                 return
+
+
+def drop_torn_tail(path: Path) -> None:
+    """Cut a journal back to its last complete line (a write cut short by a kill)."""
+    size = path.stat().st_size
+    with open(path, "rb+") as handle:
+        tail_start = max(size - 65536, 0)
+        handle.seek(tail_start)
+        tail = handle.read()
+        if not tail or tail.endswith(b"\n"):
+            return
+        cut = tail.rfind(b"\n")
+        if cut < 0 and tail_start > 0:
+            raise StateError(f"the journal {path} ends in an overlong torn line")
+        logger.warning("ignoring a torn line at the end of %s (a run was killed mid-write)", path)
+        handle.truncate(tail_start + cut + 1 if cut >= 0 else 0)
