@@ -210,7 +210,9 @@ def _file_task(
         )
     allowed = _allowance(summary.rows, max_failed, max_failed_share)
     if summary.problems > allowed:
-        raise TooManyFailedRowsError(_too_many(out, summary.problems, allowed, results), out)
+        rows = "events" if what == "track" else "rows"
+        message = _too_many(out, summary.problems, allowed, results, rows)
+        raise TooManyFailedRowsError(message, out)
     return out
 
 
@@ -258,7 +260,7 @@ def _name(path: object) -> str:
 
 
 def _too_many(
-    summary: dict[str, Any], problems: int, allowed: int, results: str | Path | None
+    summary: dict[str, Any], problems: int, allowed: int, results: str | Path | None, rows: str
 ) -> str:
     counts = ", ".join(f"{status} {summary[status]:,}" for status in PROBLEMS if status in summary)
     where = (
@@ -267,6 +269,6 @@ def _too_many(
         else "pass results= to keep the per-row reasons"
     )
     return (
-        f"{problems:,} of {summary.get('rows', 0):,} rows need attention ({counts}), "
+        f"{problems:,} of {summary.get('rows', 0):,} {rows} need attention ({counts}), "
         f"more than the {allowed:,} allowed; {where}"
     )

@@ -83,6 +83,7 @@ class Events:
     the summary."""
 
     name = "track"
+    rows = "events"
     batch_size = 1
     statuses: tuple[str, ...] = EVENT_STATUSES
     id_column = "flameup_event_id"

@@ -217,7 +217,7 @@ def _estimate(kind: Kind, total: int | None) -> None:
         logger.info(
             "up to %d %s, one request each: about %s at Flameup's %d a minute",
             total,
-            "events" if kind.name == "track" else "rows",
+            kind.rows,
             duration(60 * total / DOCUMENTED_RATE),
             DOCUMENTED_RATE,
         )

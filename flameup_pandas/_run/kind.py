@@ -51,6 +51,8 @@ class Kind(Protocol):
 
     name: str
     """What the run is called in progress lines and errors: ``upsert``, ``track``."""
+    rows: str
+    """What its rows are called in messages: ``people``, ``events``."""
     batch_size: int
     """Rows one request carries: 100 people, or one event."""
     statuses: tuple[str, ...]

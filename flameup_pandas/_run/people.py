@@ -71,6 +71,7 @@ class People:
     chunk before anything is sent."""
 
     name = "upsert"
+    rows = "people"
     batch_size = BATCH_SIZE
     statuses: tuple[str, ...] = STATUSES
     id_column = "flameup_id"
