@@ -28,7 +28,7 @@ from ._api import (
     upsert_file,
     validate,
 )
-from ._events_api import TrackSummary, read_events, track, track_file, validate_events
+from ._events.api import TrackSummary, read_events, track, track_file, validate_events
 from ._people.schema import PeopleSchema
 from ._run.changes import FieldChange, PlanSummary
 from ._run.progress import Progress

@@ -6,7 +6,8 @@ from typing import Any
 
 import pandas as pd
 
-from . import _api, _events_api
+from . import _api
+from ._events import api as _events_api
 from ._run.changes import PlanSummary, summarize_plan
 from ._run.result import Summary, summarize
 

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from . import _api, _events_api
+from . import _api
+from ._events import api as _events_api
 from ._people.events import RESULT_COLUMNS as EVENT_COLUMNS
 from ._run.changes import PLAN_COLUMNS, VALUE_COLUMNS, PlanSummary, summarize_plan
 from ._run.result import (

@@ -30,13 +30,15 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from numbers import Integral, Real
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._api import upsert_file
-from ._events_api import track_file
+from ._events.api import track_file
 from ._run.progress import Progress
+from ._run.result import PROBLEMS, Summary
 from .exceptions import ChangeGuardError, FlameupError, UpsertInterrupted
 
 if TYPE_CHECKING:
@@ -45,8 +47,6 @@ if TYPE_CHECKING:
 __all__ = ["RunStoppedError", "TooManyFailedRowsError", "track_file_task", "upsert_file_task"]
 
 logger = logging.getLogger("flameup_pandas.airflow")
-
-_PROBLEMS = ("invalid", "rejected", "failed")
 
 
 class TooManyFailedRowsError(FlameupError):
@@ -141,33 +141,8 @@ def upsert_file_task(
         summary = upsert_file_task("customers.parquet", max_failed=3)
         summary["created"], summary["invalid"]  # (1996, 3) for the shipped sample
     """
-    options.setdefault("progress", Progress(style="log"))
-    try:
-        summary = upsert_file(path, results=results, state=state, **options)
-    except ChangeGuardError as refused:
-        # max_changes/max_creates: nothing was sent; the plan's summary goes to the task log
-        logger.error("flameup upsert of %s: %s", _name(path), refused)
-        raise
-    except UpsertInterrupted as stop:
-        # SIGTERM (a timeout, "mark failed"): the results file and state are closed; say so.
-        done = _one_line(_plain(stop.result.to_dict())) if stop.result is not None else ""
-        logger.warning("flameup upsert of %s: %s; %s", _name(path), stop, done)
-        raise
-    out = _plain(summary.to_dict())
-    if results is not None:
-        out["results"] = str(results)
-    logger.info("flameup upsert of %s: %s", _name(path), _one_line(out))
-    if summary.stopped is not None:
-        delivered = out.get("created", 0) + out.get("updated", 0)
-        raise RunStoppedError(
-            f"{summary.stopped}; {delivered:,} rows delivered, {out.get('failed', 0):,} failed; "
-            "the state and results are written, so a retry sends only the rest",
-            out,
-        )
-    allowed = _allowance(summary.rows, max_failed, max_failed_share)
-    if summary.problems > allowed:
-        raise TooManyFailedRowsError(_too_many(out, summary.problems, allowed, results), out)
-    return out
+    options = dict(options, results=results, state=state)
+    return _file_task("upsert", upsert_file, path, max_failed, max_failed_share, options)
 
 
 def track_file_task(
@@ -176,34 +151,68 @@ def track_file_task(
     state: str | Path | None = None,
     results: str | Path | None = None,
     max_failed: int = 0,
+    max_failed_share: float | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Send a file's rows as events for an Airflow task; return the counts per status.
 
     Runs :func:`flameup_pandas.track_file` (the other keywords go to it: ``event=`` or
-    ``event_column=``, ``timestamp=``, ``workspace_id=``, ``max_duration=``...) and returns
-    ``{"rows": n, "sent": ..., "skipped": ..., ...}`` (plain ints, fit for XCom) plus
-    ``results`` when a results file was written. Fails with
-    :class:`TooManyFailedRowsError` when more than ``max_failed`` rows are ``invalid``,
-    ``rejected``, ``failed`` or ``uncertain``. A retried task with the same ``state=`` (a
-    local file the worker keeps, or a URI such as ``s3://...``) sends no event Flameup
-    confirmed, and looks up the ones a killed attempt may have sent before sending them (see
-    the events guide). ``dry_run=True`` sends nothing and returns what would happen.
+    ``event_column=``, ``timestamp=``, ``workspace_id=``, ``max_duration=``...) as
+    :func:`upsert_file_task` runs ``upsert_file``, with the same keywords, logs and errors,
+    and returns ``{"rows": n, "sent": ..., "skipped": ..., ...}`` (plain ints, fit for XCom)
+    plus ``results`` when a results file was written. ``uncertain`` rows count as rows that
+    need attention. A retried task with the same ``state=`` (a local file the worker keeps,
+    or a URI such as ``s3://...``) sends no event Flameup confirmed, and looks up the ones a
+    killed attempt may have sent before sending them (see the events guide). ``dry_run=True``
+    sends nothing and returns what would happen.
 
     Example (needs FLAMEUP_API_KEY and a reachable server, so it is not a doctest)::
 
         counts = track_file_task("purchases.parquet", event="purchase_completed",
                                  state="/data/flameup/events.state", max_failed=5)
     """
-    summary = track_file(path, state=state, results=results, **options)
-    out = summary.to_dict()
-    logger.info("flameup track of %s: %s", _name(path), _one_line(out))
-    if summary.problems > max_failed:
-        raise TooManyFailedRowsError(
-            f"{summary.problems:,} of {summary.rows:,} events need attention, more than the "
-            f"{max_failed:,} allowed",
+    options = dict(options, results=results, state=state)
+    return _file_task("track", track_file, path, max_failed, max_failed_share, options)
+
+
+def _file_task(
+    what: str,
+    run: Callable[..., Summary],
+    path: Any,
+    max_failed: int,
+    max_failed_share: float | None,
+    options: dict[str, Any],
+) -> dict[str, Any]:
+    """One file run for a task, whatever its kind: logs, plain results, failures."""
+    options.setdefault("progress", Progress(style="log"))
+    try:
+        summary = run(path, **options)
+    except ChangeGuardError as refused:
+        # max_changes/max_creates: nothing was sent; the plan's summary goes to the task log
+        logger.error("flameup %s of %s: %s", what, _name(path), refused)
+        raise
+    except UpsertInterrupted as stop:
+        # SIGTERM (a timeout, "mark failed"): the results file and state are closed; say so.
+        done = _one_line(_plain(stop.result.to_dict())) if stop.result is not None else ""
+        logger.warning("flameup %s of %s: %s; %s", what, _name(path), stop, done)
+        raise
+    out = _plain(summary.to_dict())
+    results = options["results"]
+    if results is not None:
+        out["results"] = str(results)
+    logger.info("flameup %s of %s: %s", what, _name(path), _one_line(out))
+    if summary.stopped is not None:
+        delivered = out.get("created", 0) + out.get("updated", 0) + out.get("sent", 0)
+        raise RunStoppedError(
+            f"{summary.stopped}; {delivered:,} rows delivered, {out.get('failed', 0):,} failed; "
+            "the state and results are written, so a retry sends only the rest",
             out,
         )
+    allowed = _allowance(summary.rows, max_failed, max_failed_share)
+    if summary.problems > allowed:
+        rows = "events" if what == "track" else "rows"
+        message = _too_many(out, summary.problems, allowed, results, rows)
+        raise TooManyFailedRowsError(message, out)
     return out
 
 
@@ -251,15 +260,15 @@ def _name(path: object) -> str:
 
 
 def _too_many(
-    summary: dict[str, Any], problems: int, allowed: int, results: str | Path | None
+    summary: dict[str, Any], problems: int, allowed: int, results: str | Path | None, rows: str
 ) -> str:
-    counts = ", ".join(f"{status} {summary.get(status, 0):,}" for status in _PROBLEMS)
+    counts = ", ".join(f"{status} {summary[status]:,}" for status in PROBLEMS if status in summary)
     where = (
         f"per-row reasons in {results}"
         if results is not None
         else "pass results= to keep the per-row reasons"
     )
     return (
-        f"{problems:,} of {summary.get('rows', 0):,} rows need attention ({counts}), "
+        f"{problems:,} of {summary.get('rows', 0):,} {rows} need attention ({counts}), "
         f"more than the {allowed:,} allowed; {where}"
     )

@@ -31,7 +31,7 @@ from ._run.options import Run
 from ._run.plan import Rules
 from ._run.progress import Progress
 from ._run.sources import CHUNK_ROWS, open_rows, read_chunks
-from ._run.storage import atomic_output, resolve
+from ._storage import atomic_output, resolve
 from ._version import __version__
 from .exceptions import (
     ChangeGuardError,
@@ -79,39 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     upsert = commands.add_parser("upsert", help="send a file's (or a query's) rows to Flameup")
     add_table_arguments(upsert)
-    upsert.add_argument(
-        "--state",
-        help="sync state file, a path or URI (s3://bucket/people.state.parquet): send only "
-        "new or changed people",
-    )
+    add_run_arguments(upsert, "people", "validate and diff, send nothing")
     upsert.add_argument(
         "--full-refresh", action="store_true", help="ignore the state; send everything"
-    )
-    upsert.add_argument(
-        "--results", help="write per-row results to this parquet file (a path or URI)"
-    )
-    upsert.add_argument("--dry-run", action="store_true", help="validate and diff, send nothing")
-    upsert.add_argument(
-        "--rate-limit",
-        type=positive(float),
-        default=None,
-        metavar="N",
-        help="at most N requests of ours in any minute, to leave room on the key for other "
-        "jobs (default: none; the budget Flameup announces is always obeyed)",
-    )
-    upsert.add_argument(
-        "--concurrency",
-        type=positive(int),
-        default=None,
-        metavar="N",
-        help="requests in flight at once (default: as many as the budget and the server's "
-        "latency allow, fewer when it shows strain, at most 32)",
-    )
-    upsert.add_argument(
-        "--max-failed",
-        type=int,
-        default=0,
-        help="rows that may be invalid/rejected/failed with exit code 0 (default 0)",
     )
     for flag, what in (("--max-changes", "updated"), ("--max-creates", "created")):
         upsert.add_argument(
@@ -122,15 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"plan first, and send nothing if more people would be {what} than N (or "
             "than P%% of the source's people)",
         )
-    add_storage_argument(upsert)
     upsert.add_argument(
         "--state-values",
         action="store_true",
         help="keep in the state the values each person is sent with, so a plan shows "
         "before -> after (the state grows several times)",
     )
-    add_local_argument(upsert)
-    add_progress_arguments(upsert)
     upsert.set_defaults(run=run_upsert)
 
     plan = commands.add_parser(
@@ -170,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_storage_argument(validate)
     validate.set_defaults(run=run_validate)
 
-    add_track_command(commands, add_local_argument, local_server, parse_column_types)
+    add_track_command(commands, add_run_arguments, run_options, local_server, parse_column_types)
 
     export = commands.add_parser(
         "export", help="write every person Flameup holds to a parquet file, page by page"
@@ -212,6 +179,64 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(run=run_serve)
     return parser
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, rows: str, dry_run: str) -> None:
+    """The flags of the keywords every sending command shares, meaning the same
+    (:class:`~flameup_pandas._run.options.SharedRunOptions` and delivery's); ``rows``
+    names what is sent, ``dry_run`` what a dry run does. :func:`run_options` reads them."""
+    parser.add_argument(
+        "--state",
+        help=f"the state, a path or URI (s3://bucket/{rows}.state): send only the {rows} "
+        "Flameup does not hold yet",
+    )
+    parser.add_argument("--results", help="write per-row results to this parquet file or URI")
+    parser.add_argument("--dry-run", action="store_true", help=dry_run)
+    parser.add_argument(
+        "--max-duration",
+        type=positive(float),
+        metavar="SECONDS",
+        help="start no request after this; the rest are skipped (rerun with --state)",
+    )
+    parser.add_argument(
+        "--rate-limit",
+        type=positive(float),
+        default=None,
+        metavar="N",
+        help="at most N requests of ours in any minute, to leave room on the key for other "
+        "jobs (default: none; the budget Flameup announces is always obeyed)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=positive(int),
+        default=None,
+        metavar="N",
+        help="requests in flight at once (default: as many as the budget and the server's "
+        "latency allow, fewer when it shows strain, at most 32)",
+    )
+    parser.add_argument(
+        "--max-failed",
+        type=int,
+        default=0,
+        help="rows that may need attention (invalid, rejected...) with exit code 0 (default 0)",
+    )
+    add_storage_argument(parser)
+    add_local_argument(parser)
+    add_progress_arguments(parser)
+
+
+def run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The shared keywords the flags of :func:`add_run_arguments` give."""
+    return dict(
+        state=args.state,
+        results=args.results,
+        dry_run=args.dry_run,
+        max_duration=args.max_duration,
+        rate_limit=args.rate_limit,
+        concurrency=args.concurrency,
+        progress=progress_of(args),
+        storage_options=parse_storage_options(args.storage_options),
+    )
 
 
 def limit(text: str) -> int | float | str:
@@ -364,19 +389,13 @@ def parse_column_types(pairs: list[str]) -> dict[str, str]:
 
 def run_upsert(args: argparse.Namespace) -> int:
     options: dict[str, Any] = dict(
+        run_options(args),
         mapping=parse_mapping(args.mapping) or None,
         column_types=parse_column_types(args.column_types) or None,
         exclude=args.exclude or None,
-        results=args.results,
-        state=args.state,
         full_refresh=args.full_refresh,
-        dry_run=args.dry_run,
-        rate_limit=args.rate_limit,
-        concurrency=args.concurrency,
-        progress=progress_of(args),
         max_changes=args.max_changes,
         max_creates=args.max_creates,
-        storage_options=parse_storage_options(args.storage_options),
         state_values=args.state_values,
     )
     try:

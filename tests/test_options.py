@@ -206,36 +206,48 @@ def test_validate_and_to_people_take_the_rule_keywords_only() -> None:
         flameup_pandas.validate(frame, concurrency=2)  # type: ignore[call-arg]
 
 
-def test_track_keywords_are_the_fields_of_event_rules_delivery_and_track_run() -> None:
-    """The track entry points share one definition of their keywords, as upsert's do."""
+def test_track_keywords_are_the_fields_of_event_rules_delivery_and_the_shared_run() -> None:
+    """The track entry points share one definition of their keywords, as upsert's do, and
+    the run keywords that mean the same for both kinds are one definition too."""
     import inspect
 
     from flameup_pandas._people.events import EventRules
     from flameup_pandas._run.options import (
         EventRuleOptions,
+        EventSending,
+        EventSendingOptions,
+        SharedRunOptions,
         TrackOptions,
-        TrackRun,
-        TrackRunOptions,
         split_track_options,
     )
 
-    assert set(EventRuleOptions.__annotations__) == _fields(EventRules)
-    assert set(TrackRunOptions.__annotations__) == _fields(TrackRun)
+    assert set(EventRuleOptions.__annotations__) == _fields(EventRules) | {"mapping"}
+    assert set(EventSendingOptions.__annotations__) == _fields(EventSending)
+    assert set(SharedRunOptions.__annotations__) <= set(RunOptions.__annotations__)
     assert set(TrackOptions.__annotations__) == (
         set(EventRuleOptions.__annotations__)
         | set(DeliveryOptions.__annotations__)
-        | set(TrackRunOptions.__annotations__)
+        | set(SharedRunOptions.__annotations__)
+        | set(EventSendingOptions.__annotations__)
     )
+    shared = {"state", "dry_run", "progress", "results", "storage_options", "max_duration"}
+    assert shared <= set(SharedRunOptions.__annotations__)
     for function in (flameup_pandas.track, flameup_pandas.track_file):
         named = set(inspect.signature(function).parameters)
         assert named & set(TrackOptions.__annotations__) == set(), function.__qualname__
-    rules, delivery, run = split_track_options(
+    rules, delivery, run, sending = split_track_options(
         "track",
         {"event": "e", "exclude": ["x"], "concurrency": 3, "dry_run": True, "state": "s"},
     )
     assert (rules.event, rules.exclude, delivery.concurrency) == ("e", ("x",), 3)
-    assert (run.dry_run, run.state) == (True, "s")
+    assert (run.dry_run, run.state, sending.max_resends) == (True, "s", 3)
     with pytest.raises(TypeError, match="did you mean 'dry_run'"):
         split_track_options("track", {"event": "e", "dryrun": True})
+    with pytest.raises(TypeError, match="full_refresh"):
+        split_track_options("track", {"event": "e", "full_refresh": True})
     with pytest.raises(ValueError, match="max_duration"):
-        TrackRun(max_duration=-1)
+        Run(max_duration=-1)
+    with pytest.raises(ValueError, match="max_resends"):
+        EventSending(max_resends=-1)
+    rules, *_ = split_track_options("track", {"event": "e", "mapping": {"userId": "uid"}})
+    assert rules.user_id == "uid"

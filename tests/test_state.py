@@ -9,8 +9,9 @@ import pytest
 import flameup_pandas  # noqa: F401
 from flameup_pandas import StateError
 from flameup_pandas._people.identity import identity_hashes
-from flameup_pandas._run.state import SyncState, _LocalKeeper, journal_path
+from flameup_pandas._run.state import SyncState, journal_path
 from flameup_pandas._send.delivery import PersonOutcome
+from flameup_pandas._storage.keeper import LocalKeeper
 
 from .test_upsert import customers
 
@@ -80,9 +81,9 @@ def test_journal_with_a_torn_last_line_is_replayed(tmp_path):
         )
         # simulate a kill: the journal stays, never folded
         keeper = sync._keeper
-        assert isinstance(keeper, _LocalKeeper) and keeper._journal is not None
-        keeper._journal.close()
-        keeper._journal = None
+        assert isinstance(keeper, LocalKeeper) and keeper._file is not None
+        keeper._file.close()
+        keeper._file = None
     journal_path(state).write_bytes(journal_path(state).read_bytes() + b'{"i": "u:c", "h"')
     with SyncState.open(state) as sync:
         keys = identity_hashes(["u:a", "u:b", "u:c", None])

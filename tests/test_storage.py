@@ -23,7 +23,8 @@ import s3fs
 from flameup_pandas import ConfigurationError, StateError, unlock_state, upsert, upsert_file
 from flameup_pandas._people.identity import identity_hashes
 from flameup_pandas._run.state import SyncState
-from flameup_pandas._run.storage import (
+from flameup_pandas._send.delivery import PersonOutcome
+from flameup_pandas._storage import (
     JournalObjects,
     Lease,
     LockedError,
@@ -31,7 +32,6 @@ from flameup_pandas._run.storage import (
     StoreRetry,
     resolve,
 )
-from flameup_pandas._send.delivery import PersonOutcome
 from flameup_pandas.cli import main
 from flameup_pandas.testing import FlameupServer
 

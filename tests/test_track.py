@@ -14,7 +14,7 @@ import pytest
 
 import flameup_pandas  # noqa: F401  (registers df.flameup)
 from flameup_pandas import NaiveTimestampError, RetryPolicy, StateError
-from flameup_pandas._run.event_state import EventState
+from flameup_pandas._events.state import EventState
 from flameup_pandas.testing import Faults, FlameupServer
 
 QUICK = RetryPolicy(total=3, backoff_factor=0.001, backoff_max=0.01, max_elapsed=30)
@@ -262,9 +262,9 @@ def test_uncertain_when_the_listing_cannot_tell_then_settled_by_a_rerun(
 
 def test_without_a_workspace_id_it_is_read_from_a_person(flameup_server: FlameupServer) -> None:
     """The listing's workspace comes from a listed person; with no person it cannot tell."""
+    from flameup_pandas._events.send import EventSender
     from flameup_pandas._people.events import EventRules, plan_events
     from flameup_pandas._run.options import Delivery
-    from flameup_pandas._send.track import EventSender
 
     df = events_frame(1)
     [event] = plan_events(df, EventRules(event="e"), dt.datetime.now(dt.UTC)).events
@@ -472,22 +472,60 @@ def test_progress_is_reported_as_rows_settle(
 def test_a_repeat_of_an_earlier_chunks_event_names_that_row(flameup_server: FlameupServer) -> None:
     """Chunks labelled by their own index: a repeat found from the earlier chunk's key hashes
     still names the row that sent the event."""
+    from flameup_pandas._events.kind import Events
     from flameup_pandas._people.events import EventRules
-    from flameup_pandas._run.options import Delivery, TrackRun
-    from flameup_pandas._run.track import track_chunks
+    from flameup_pandas._run.engine import Rows, assemble, run_rows
+    from flameup_pandas._run.options import Delivery, EventSending, Run
 
     df = events_frame(3).set_axis(["a", "b", "c"])
     chunks = [df.iloc[:2], pd.concat([df.iloc[2:], df.iloc[:1]]).set_axis(["c", "a2"])]
-    written: list[pd.DataFrame] = []
+    written: list[Any] = []
     options = to(flameup_server)
-    track_chunks(
-        iter(chunks),
-        rules=EventRules(event="e"),
+    run_rows(
+        Rows((c for c in chunks), labelled=True),
+        Events(EventRules(event="e"), EventSending(workspace_id=flameup_server.workspace_id)),
         delivery=Delivery(api_key=options["api_key"], base_url=options["base_url"]),
-        run=TrackRun(workspace_id=flameup_server.workspace_id, progress=False),
+        run=Run(progress=False),
         written=written.append,
     )
-    result = pd.concat(written)
+    result = assemble(pd.concat(chunks), written, "flameup_event_id")
     assert result["flameup_status"].tolist() == ["sent", "sent", "sent", "skipped"]
     assert result.loc["a2", "flameup_error"] == "the same event as row 'a'"
     assert posts(flameup_server) == 3
+
+
+@pytest.mark.parametrize("column", ["user_id", "external_id"])
+def test_a_frame_that_upserts_can_be_tracked_with_no_extra_keyword(
+    flameup_server: FlameupServer, column: str
+) -> None:
+    """The identity column under any name upsert takes (userId, user_id, external_id) is who
+    the event is for; before, a ``user_id`` column raised MappingError unless named."""
+    df = events_frame(2).rename(columns={"userId": column})
+    df.flameup.upsert(**{k: v for k, v in to(flameup_server).items() if k != "workspace_id"})
+    result = df.flameup.track(event="e", **to(flameup_server))
+    assert result["flameup_status"].tolist() == ["sent", "sent"]
+    assert sorted(stored_events(flameup_server)["user_id"]) == ["u0", "u1"]
+    assert column not in stored_events(flameup_server)["parameters"][0]
+
+
+def test_track_takes_upserts_mapping_of_the_identity(flameup_server: FlameupServer) -> None:
+    """``mapping=`` names the identity columns for track as for upsert; other fields are
+    refused with a clear error."""
+    from flameup_pandas import MappingError
+
+    df = events_frame(1).rename(columns={"userId": "customer"})
+    result = df.flameup.track(event="e", mapping={"userId": "customer"}, **to(flameup_server))
+    assert result["flameup_status"].tolist() == ["sent"]
+    with pytest.raises(MappingError, match="userId, email"):
+        df.flameup.track(event="e", mapping={"plan": "customer"}, **to(flameup_server))
+
+
+def test_max_duration_stops_upsert_too(flameup_server: FlameupServer) -> None:
+    """``max_duration`` means the same for upsert as for track: no request starts after it;
+    the rows left are skipped, and a rerun with the state sends them."""
+    df = pd.DataFrame({"userId": [f"u{i}" for i in range(250)]})
+    options = {k: v for k, v in to(flameup_server).items() if k != "workspace_id"}
+    result = df.flameup.upsert(max_duration=0, **options)
+    assert result["flameup_status"].eq("skipped").all()
+    assert result["flameup_error"].iloc[0].startswith("not sent: max_duration (0 s) reached")
+    assert flameup_server.request_count("/people/batch") == 0

@@ -12,8 +12,8 @@ import pytest
 
 import flameup_pandas  # noqa: F401  (registers df.flameup)
 from flameup_pandas import StateError, track_file, unlock_state
+from flameup_pandas._events.state import EventState
 from flameup_pandas._people.events import EventRules, plan_events
-from flameup_pandas._run.event_state import EventState
 from flameup_pandas.testing import FlameupServer
 
 from .s3 import S3  # the s3 fixture is registered in conftest
@@ -58,7 +58,7 @@ def test_a_run_that_never_closed_its_s3_state_is_locked_out_then_resumed_once(
         assert event is not None
         dead.record(event.key, "pending")  # on S3 before this returns
     assert [k for k in s3.keys("dead/") if k.endswith(".jsonl")]
-    dead._lines._stop.set()  # type: ignore[attr-defined]  # the run dies: no close, no renewal
+    dead._keeper._stop.set()  # type: ignore[attr-defined]  # the run dies: no close, no renewal
     with pytest.raises(StateError, match="in use by another run"):
         df.flameup.track(event="e", state=state, **to(flameup_server))
     assert "broke the lock" in unlock_state(state)
@@ -81,3 +81,30 @@ def test_an_events_state_on_an_fsspec_filesystem(flameup_server: FlameupServer) 
     again = events_frame(3).flameup.track(event="e", **options)
     assert again["flameup_status"].tolist() == ["skipped"] * 3
     assert len(pd.unique(flameup_server.events()["user_id"])) == 3
+
+
+def test_track_file_takes_storage_options_as_upsert_file_does(
+    s3: S3, flameup_server: FlameupServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The environment points nowhere: ``storage_options=`` gives the endpoint and the keys,
+    and the source, the events state and the results are on S3 (it was refused before)."""
+    import s3fs
+
+    source = s3.put_frame(events_frame(5), "opts/events.parquet")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    s3fs.S3FileSystem.clear_instance_cache()
+    given = {"endpoint_url": s3.url, "key": "opts-key", "secret": "opts-secret", "use_ssl": False}
+    summary = track_file(
+        source,
+        event="e",
+        state=s3.uri("opts/events.state"),
+        results=s3.uri("opts/results.parquet"),
+        storage_options=given,
+        **to(flameup_server),
+    )
+    assert summary.counts["sent"] == 5
+    fs = s3fs.S3FileSystem(endpoint_url=s3.url, key="opts-key", secret="opts-secret")
+    assert fs.exists(f"{s3.bucket}/opts/events.state")
+    assert fs.exists(f"{s3.bucket}/opts/results.parquet")

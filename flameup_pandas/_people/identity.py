@@ -86,23 +86,49 @@ def find_sorted(sorted_values: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarr
 class HashRuns:
     """A set of 64-bit hashes kept as a few sorted arrays, merged like a binary counter.
 
-    8 bytes a member, never a set of Python objects: what the file path uses to find
-    identities sent earlier in a run, and the people reader to drop people already read.
+    8 bytes a member, never a set of Python objects: what a run uses to find identities (or
+    event keys) met earlier, and the people reader to drop people already read. Each member
+    may carry a label (the row that brought it: 8 more bytes for a file's row numbers).
     """
 
     def __init__(self) -> None:
-        self._runs: list[np.ndarray] = []
+        self._runs: list[tuple[np.ndarray, np.ndarray | None]] = []
 
     def contains(self, hashes: np.ndarray) -> np.ndarray:
         found = np.zeros(len(hashes), dtype=bool)
-        for run in self._runs:
+        for run, _ in self._runs:
             found |= find_sorted(run, hashes)[1]
         return found
 
-    def add(self, hashes: np.ndarray) -> None:
+    def labels_of(self, hashes: np.ndarray) -> list[object]:
+        """For each hash, the label it was added with (None: not a member, or no label)."""
+        found: list[object] = [None] * len(hashes)
+        for run, labels in self._runs:
+            where, present = find_sorted(run, hashes)
+            for i in np.flatnonzero(present).tolist():
+                label = None if labels is None else labels[where[i]]
+                found[i] = label.item() if isinstance(label, np.generic) else label
+        return found
+
+    def add(self, hashes: np.ndarray, labels: list[object] | None = None) -> None:
         if len(hashes) == 0:
             return
-        self._runs.append(np.sort(hashes))
-        while len(self._runs) > 1 and len(self._runs[-2]) <= 2 * len(self._runs[-1]):
-            last = self._runs.pop()
-            self._runs[-1] = np.sort(np.concatenate([self._runs[-1], last]))
+        order = np.argsort(hashes, kind="stable")
+        self._runs.append((hashes[order], None if labels is None else _packed(labels)[order]))
+        while len(self._runs) > 1 and len(self._runs[-2][0]) <= 2 * len(self._runs[-1][0]):
+            (last, last_labels), (into, into_labels) = self._runs.pop(), self._runs[-1]
+            both = np.concatenate([into, last])
+            order = np.argsort(both, kind="stable")
+            carried = None
+            if into_labels is not None and last_labels is not None:
+                carried = np.concatenate([into_labels, last_labels])[order]
+            self._runs[-1] = (both[order], carried)
+
+
+def _packed(labels: list[object]) -> np.ndarray:
+    """Labels as an array: a file's row numbers as 8-byte ints, anything else as objects."""
+    if all(isinstance(x, int) for x in labels):
+        return np.array(labels, dtype=np.int64)
+    carried = np.empty(len(labels), dtype=object)
+    carried[:] = labels
+    return carried

@@ -30,12 +30,11 @@ from .._send.reader import PAGE_SIZE, PeopleReader
 from ..exceptions import TransportError
 from .options import Delivery
 from .plan import Sender
+from .progress import DOCUMENTED_RATE
 
 __all__ = ["DOCUMENTED_RATE", "compare_with_flameup", "listing_cost", "reading_cost"]
 
 logger = logging.getLogger("flameup_pandas")
-
-DOCUMENTED_RATE = 120  # requests a minute a key may make (Flameup's rate-limit page)
 
 
 def _duration(requests: int, rate: float) -> str:

@@ -141,7 +141,7 @@ def signal_of(exc: BaseException) -> int:
 
 
 def interrupted(
-    exc: BaseException, result: Any, *, finished: int, rows: int | None
+    exc: BaseException, result: Any, *, finished: int, rows: int | None, what: str = "upsert"
 ) -> UpsertInterrupted:
     """The :class:`UpsertInterrupted` an entry point raises, holding its partial ``result``."""
     signum = signal_of(exc)
@@ -152,7 +152,7 @@ def interrupted(
     )
     of = f" of {rows:,}" if rows is not None else ""
     return UpsertInterrupted(
-        f"upsert {how}: {finished:,}{of} rows finished; .result holds them, and the rows not "
+        f"{what} {how}: {finished:,}{of} rows finished; .result holds them, and the rows not "
         "answered are failed (rerun with the same state to send only those)",
         result=result,
         signal=signum,

@@ -12,8 +12,9 @@ values with :func:`split_options`, so a default, a check or a new option lives i
 
 Events (``track`` and its faces) do the same with :func:`split_track_options`: their rules
 are :class:`~flameup_pandas._people.events.EventRules` (:class:`EventRuleOptions`), their
-delivery is :class:`Delivery`, and what a track run keeps is :class:`TrackRun`
-(:class:`TrackRunOptions`).
+delivery is :class:`Delivery`, their run is :class:`Run` (the keywords that mean the same for
+both kinds, :class:`SharedRunOptions`) and how lost answers are settled is
+:class:`EventSending`.
 
 ``tests/test_options.py`` pins that the typed keywords and the fields agree.
 """
@@ -29,16 +30,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from .._people.events import EventRules
+from .._people.mapping import USER_ID_ALIASES
 from .._send.client import FlameupClient, Timeout
 from .._send.concurrency import MAX_IN_FLIGHT
 from .._send.delivery import Deliverer
 from .._send.pacing import shared_limiter
 from .._send.retry import RetryPolicy
-from ..exceptions import ConfigurationError
+from .._storage import StorageOptions
+from ..exceptions import ConfigurationError, MappingError
 from .changes import parse_limit
 from .plan import Rules, Sender
 from .progress import Progress
-from .storage import StorageOptions
 
 if TYPE_CHECKING:
     import pandera.pandas as pandera
@@ -47,13 +49,14 @@ __all__ = [
     "Delivery",
     "DeliveryOptions",
     "EventRuleOptions",
+    "EventSending",
+    "EventSendingOptions",
     "Options",
     "RuleOptions",
     "Run",
     "RunOptions",
+    "SharedRunOptions",
     "TrackOptions",
-    "TrackRun",
-    "TrackRunOptions",
     "split_options",
     "split_track_options",
 ]
@@ -83,16 +86,23 @@ class DeliveryOptions(TypedDict, total=False):
     retry: RetryPolicy | None
 
 
-class RunOptions(TypedDict, total=False):
-    """The keywords of :class:`Run` (defaults and meaning: ``Run``)."""
+class SharedRunOptions(TypedDict, total=False):
+    """The keywords of :class:`Run` that ``upsert`` and ``track`` both take, meaning the same
+    (defaults and meaning: ``Run``)."""
 
     state: str | Path | None
-    full_refresh: bool
     dry_run: bool
     progress: bool | Progress
     results: str | Path | None
     filesystem: Any
     storage_options: Mapping[str, Any] | None
+    max_duration: float | None
+
+
+class RunOptions(SharedRunOptions, total=False):
+    """The keywords of :class:`Run` (defaults and meaning: ``Run``)."""
+
+    full_refresh: bool
     max_changes: int | float | str | None
     max_creates: int | float | str | None
     complete_source: bool
@@ -105,13 +115,15 @@ class Options(RuleOptions, DeliveryOptions, RunOptions, total=False):
 
 class EventRuleOptions(TypedDict, total=False):
     """The keywords of :class:`~flameup_pandas._people.events.EventRules` (defaults and
-    meaning there): which columns make an event."""
+    meaning there): which columns make an event; ``mapping`` as ``upsert`` takes it (only
+    ``userId`` and ``email``)."""
 
     event: str | None
     event_column: Hashable | None
     timestamp: Hashable
     user_id: Hashable
     email: Hashable
+    mapping: Mapping[str, Hashable] | None
     parameters: Sequence[Hashable] | None
     exclude: Sequence[Hashable]
     event_id_column: Hashable | None
@@ -119,60 +131,36 @@ class EventRuleOptions(TypedDict, total=False):
     future_tolerance: dt.timedelta
 
 
-class TrackRunOptions(TypedDict, total=False):
-    """The keywords of :class:`TrackRun` (defaults and meaning: ``TrackRun``)."""
+class EventSendingOptions(TypedDict, total=False):
+    """The keywords of :class:`EventSending` (defaults and meaning: ``EventSending``)."""
 
-    state: str | Path | None
     workspace_id: str | None
-    max_duration: float | None
     max_resends: int
-    dry_run: bool
-    progress: bool | Progress
-    filesystem: Any
 
 
-class TrackOptions(EventRuleOptions, DeliveryOptions, TrackRunOptions, total=False):
-    """Every keyword of the entry points that send events: rules, delivery and the run's."""
+class TrackOptions(
+    EventRuleOptions, DeliveryOptions, SharedRunOptions, EventSendingOptions, total=False
+):
+    """Every keyword of the entry points that send events: rules, delivery and the run's
+    (those :class:`Run` options that mean the same for events: :class:`SharedRunOptions`)."""
 
 
 @dataclass(frozen=True)
-class TrackRun:
-    """What a track run keeps and how far it goes.
+class EventSending:
+    """How events whose answer was lost are settled.
 
-    >>> TrackRun(state="events.state").dry_run
-    False
+    >>> EventSending().max_resends
+    3
     """
 
-    state: str | Path | None = None
-    """The events state: the keys of the events Flameup confirmed (never sent again) and of
-    those a run may have sent (looked up before sending). A local path or a URI (``s3://``,
-    ``gs://``, ``az://``), or a path on ``filesystem``."""
     workspace_id: str | None = None
     """The workspace whose events listing is searched for a lost answer; None: the one a
     listed person names."""
-    max_duration: float | None = None
-    """Seconds after which no event is started; the rest are ``skipped`` and a rerun with the
-    same state continues."""
     max_resends: int = 3
     """How often an event whose answer was lost, and which the listing shows absent, is sent
     again before it is ``failed``."""
-    dry_run: bool = False
-    """Validate, key and check the state; send nothing (the rows that would be sent are
-    ``skipped``, "dry run: would be sent")."""
-    progress: bool | Progress = True
-    """A progress bar (tqdm), or a :class:`~flameup_pandas.Progress` to report to, as for
-    people."""
-    filesystem: Any = None
-    """An fsspec or pyarrow filesystem that ``state`` (and a file's path) are on."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.dry_run, bool):
-            raise TypeError(f"dry_run must be True or False, got {self.dry_run!r}")
-        limit = self.max_duration
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int | float)):
-            raise TypeError(f"max_duration must be a number of seconds, got {limit!r}")
-        if limit is not None and not limit >= 0:
-            raise ValueError(f"max_duration must be at least 0, got {limit!r}")
         resends = self.max_resends
         if isinstance(resends, bool) or not isinstance(resends, int) or resends < 0:
             raise ValueError(f"max_resends must be an int of at least 0, got {resends!r}")
@@ -198,6 +186,9 @@ class Run:
     """A progress bar (tqdm), or a :class:`~flameup_pandas.Progress` to report to."""
     results: str | Path | None = None
     """A parquet file (or URI) of per-row results, written in input order as rows settle."""
+    max_duration: float | None = None
+    """Seconds after which no request is started; the rows left are ``skipped`` and a rerun
+    with the same state continues."""
     filesystem: Any = None
     """An fsspec or pyarrow filesystem that ``state``, ``results`` and a source path are on."""
     storage_options: Mapping[str, Any] | None = field(default=None, repr=False)
@@ -242,6 +233,11 @@ class Run:
             raise ConfigurationError(
                 "state_values=True keeps the values sent in the sync state: pass state="
             )
+        limit = self.max_duration
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int | float)):
+            raise TypeError(f"max_duration must be a number of seconds, got {limit!r}")
+        if limit is not None and not limit >= 0:
+            raise ValueError(f"max_duration must be at least 0, got {limit!r}")
         for name in ("max_changes", "max_creates"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, parse_limit(getattr(self, name), name))
@@ -346,25 +342,32 @@ def split_options(
 
 
 EVENT_RULE_KEYWORDS = frozenset(EventRuleOptions.__annotations__)
-TRACK_RUN_KEYWORDS = frozenset(TrackRunOptions.__annotations__)
+SHARED_RUN_KEYWORDS = frozenset(SharedRunOptions.__annotations__)
+SENDING_KEYWORDS = frozenset(EventSendingOptions.__annotations__)
+TRACK_KEYWORDS = EVENT_RULE_KEYWORDS | DELIVERY_KEYWORDS | SHARED_RUN_KEYWORDS | SENDING_KEYWORDS
 
 
 def split_track_options(
     where: str, options: Mapping[str, Any]
-) -> tuple[EventRules, Delivery, TrackRun]:
-    """The :class:`EventRules`, :class:`Delivery` and :class:`TrackRun` that ``options``
-    describe; an unknown keyword is a ``TypeError`` naming it (and the nearest known one)."""
-    check_keywords(where, options, EVENT_RULE_KEYWORDS | DELIVERY_KEYWORDS | TRACK_RUN_KEYWORDS)
+) -> tuple[EventRules, Delivery, Run, EventSending]:
+    """The :class:`EventRules`, :class:`Delivery`, :class:`Run` and :class:`EventSending`
+    that ``options`` describe; an unknown keyword is a ``TypeError`` naming it (and the
+    nearest known one)."""
+    check_keywords(where, options, TRACK_KEYWORDS)
     rules = event_rules_of(where, {k: v for k, v in options.items() if k in EVENT_RULE_KEYWORDS})
     delivery = Delivery(**{k: v for k, v in options.items() if k in DELIVERY_KEYWORDS})
-    run = TrackRun(**{k: v for k, v in options.items() if k in TRACK_RUN_KEYWORDS})
-    return rules, delivery, run
+    run = Run(**{k: v for k, v in options.items() if k in SHARED_RUN_KEYWORDS})
+    sending = EventSending(**{k: v for k, v in options.items() if k in SENDING_KEYWORDS})
+    return rules, delivery, run, sending
 
 
 def event_rules_of(where: str, options: Mapping[str, Any]) -> EventRules:
     """The :class:`EventRules` of an entry point that sends nothing (``validate_events``)."""
     check_keywords(where, options, EVENT_RULE_KEYWORDS)
     values = dict(options)
+    mapping = values.pop("mapping", None)
+    if mapping:
+        values = mapped_identity(values, mapping)
     if "exclude" in values:
         values["exclude"] = tuple(values["exclude"])
     return EventRules(**values)
@@ -374,6 +377,18 @@ def rules_of(where: str, options: Mapping[str, Any]) -> Rules:
     """The :class:`Rules` of an entry point that sends nothing (``validate``, ``to_people``)."""
     check_keywords(where, options, RULE_KEYWORDS)
     return Rules(**options)
+
+
+def mapped_identity(rules: dict[str, Any], mapping: Mapping[str, Hashable]) -> dict[str, Any]:
+    """Event rule keywords with ``mapping=`` (as ``upsert`` takes it: field -> column) turned
+    into ``user_id=``/``email=``."""
+    fields = {alias: "user_id" for alias in USER_ID_ALIASES} | {"email": "email"}
+    unknown = sorted(str(name) for name in mapping if name not in fields)
+    if unknown:
+        raise MappingError(
+            f"track's mapping= names who an event is for (userId, email); got {unknown}"
+        )
+    return rules | {fields[name]: column for name, column in mapping.items()}
 
 
 def check_keywords(where: str, options: Mapping[str, Any], known: frozenset[str]) -> None:

@@ -38,13 +38,14 @@ if TYPE_CHECKING:
 
     from .state import SyncState
 
-__all__ = ["BATCH_SIZE", "UNCHANGED", "Plan", "Rules", "Sender"]
+__all__ = ["BATCH_SIZE", "DRY_RUN", "UNCHANGED", "Decisions", "Plan", "Rules", "Sender"]
 
 logger = logging.getLogger("flameup_pandas")
 
 BATCH_SIZE = 100
 Labels = Sequence[Any] | pd.Index
 UNCHANGED = "unchanged since last sync"
+DRY_RUN = "dry run: would be sent"
 
 
 @dataclass(frozen=True)
@@ -152,8 +153,37 @@ def _source_or_same(fieldmap: FieldMap, canonical: str) -> Hashable:
         return canonical
 
 
+class Decisions:
+    """One chunk's decisions by position, whatever its kind: a status, an error and the id
+    Flameup answered with per row (None until decided), and each row's label."""
+
+    labels: Labels
+    status: np.ndarray
+    error: np.ndarray
+    flameup_id: np.ndarray
+
+    def mark(
+        self,
+        position: int | np.ndarray,
+        status: str,
+        error: str | None = None,
+        flameup_id: str | None = None,
+    ) -> None:
+        self.status[position] = status
+        self.error[position] = error
+        if flameup_id is not None:
+            self.flameup_id[position] = flameup_id
+
+    def pending(self) -> np.ndarray:
+        """Positions still to send, in input order."""
+        return np.flatnonzero(pd.isna(self.status))
+
+    def mark_dry_run(self) -> None:
+        self.mark(self.pending(), "skipped", DRY_RUN)
+
+
 @dataclass
-class Plan:
+class Plan(Decisions):
     """Per-row decisions for one frame (or one chunk of a file), by position.
 
     The people are columns (:class:`Payloads`: each row's JSON bytes and identity fields);
@@ -205,22 +235,6 @@ class Plan:
         ).to_pylist()
         return keys
 
-    def mark(
-        self,
-        position: int | np.ndarray,
-        status: str,
-        error: str | None = None,
-        flameup_id: str | None = None,
-    ) -> None:
-        self.status[position] = status
-        self.error[position] = error
-        if flameup_id is not None:
-            self.flameup_id[position] = flameup_id
-
-    def pending(self) -> np.ndarray:
-        """Positions still to send, in input order."""
-        return np.flatnonzero(pd.isna(self.status))
-
     def skip_duplicates(self, on_duplicate: str) -> None:
         """Send each identity once: the last row wins; the others are skipped, naming it."""
         pending = self.pending()
@@ -259,10 +273,6 @@ class Plan:
     def apply(self, positions: Sequence[int], outcomes: Sequence[PersonOutcome]) -> None:
         for position, outcome in zip(positions, outcomes, strict=True):
             self.mark(position, outcome.status, outcome.error, outcome.flameup_id)
-
-    def mark_dry_run(self) -> None:
-        pending = self.pending()
-        self.mark(pending, "skipped", "dry run: would be sent")
 
 
 @dataclass

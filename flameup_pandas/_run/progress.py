@@ -27,10 +27,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-__all__ = ["LogMeter", "Meter", "Progress", "open_progress"]
+__all__ = ["DOCUMENTED_RATE", "LogMeter", "Meter", "Progress", "duration", "open_progress"]
 
 logger = logging.getLogger("flameup_pandas.progress")
 
+DOCUMENTED_RATE = 120  # requests a minute a key may make (Flameup's rate-limit page)
 ONE_REQUEST = 100  # a run this small is over before a bar would be read
 
 

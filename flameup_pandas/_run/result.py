@@ -42,6 +42,7 @@ __all__ = [
     "RunReport",
     "SharedEmails",
     "Summary",
+    "TrackSummary",
     "record_run",
     "run_of",
     "summarize",
@@ -50,7 +51,7 @@ __all__ = [
 STATUSES = ("created", "updated", "invalid", "rejected", "failed", "skipped")
 DELIVERED = frozenset({"created", "updated"})
 RESULT_COLUMNS = ("flameup_id", "flameup_status", "flameup_error")
-PROBLEMS = ("invalid", "rejected", "failed")
+PROBLEMS = ("invalid", "rejected", "failed", "uncertain")  # uncertain: events only
 TOP_REASONS = 10  # reasons a summary keeps and shows
 EXAMPLES = 3  # example rows per reason
 _KEPT_REASONS = 1_000  # distinct reasons a tally follows; the rest count as "other reasons"
@@ -191,8 +192,8 @@ class Summary:
 
     @property
     def problems(self) -> int:
-        """Rows that need attention: invalid, rejected or failed."""
-        return sum(self.counts[s] for s in ("invalid", "rejected", "failed"))
+        """Rows that need attention: invalid, rejected, failed (or, for events, uncertain)."""
+        return sum(self.counts.get(s, 0) for s in PROBLEMS)
 
     def to_dict(self) -> dict[str, Any]:
         """Counts and run figures as plain values, plus ``reasons``: a list of
@@ -263,6 +264,30 @@ class Summary:
         )
         head = "<tr><th>status</th><th>rows</th><th>reason</th><th>for example</th></tr>"
         return f"{table}<p>Why rows need attention:</p><table>{head}{rows}</table>"
+
+
+@dataclass(frozen=True)
+class TrackSummary(Summary):
+    """A track run's summary: rows per status (``sent``, ``uncertain``...), the run's figures
+    and reasons as for people, and where the per-row results are. ``to_dict()`` holds the
+    rows, the statuses that occurred and ``results``.
+
+    >>> TrackSummary({"sent": 2, "invalid": 1}).problems
+    1
+    """
+
+    results: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"rows": self.rows}
+        out.update({status: n for status, n in self.counts.items() if n})
+        if self.results is not None:
+            out["results"] = self.results
+        return out
+
+    def __str__(self) -> str:
+        shown = ", ".join(f"{n:,} {s}" for s, n in self.counts.items() if n)
+        return shown or "no rows"
 
 
 class SharedEmails:

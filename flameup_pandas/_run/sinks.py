@@ -2,7 +2,7 @@
 
 Results are appended in row groups as answers arrive, so a run of any size never holds its
 results whole; statuses and the reasons rows need attention are counted on the way. The file
-(a local path or a URI, see :mod:`flameup_pandas._run.storage`) appears whole when the run
+(a local path or a URI, see :mod:`flameup_pandas._storage`) appears whole when the run
 closes it: a killed run leaves the previous results file as it was.
 """
 
@@ -15,27 +15,27 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .._send.delivery import NOT_SENT
+from .._storage import atomic_output, resolve
 from .interrupt import unfinished
-from .plan import Plan
-from .result import PROBLEMS, STATUSES, ReasonTally
-from .storage import atomic_output, resolve
+from .kind import Kind
+from .plan import Decisions as Plan
+from .result import PROBLEMS, ReasonTally
 
-__all__ = ["RESULTS_SCHEMA", "ResultsWriter"]
+__all__ = ["ResultsWriter", "results_schema"]
 
-RESULTS_SCHEMA = pa.schema(
-    [
-        ("row", pa.int64()),
-        ("userId", pa.string()),
-        ("email", pa.string()),
-        ("flameup_id", pa.string()),
-        ("flameup_status", pa.string()),
-        ("flameup_error", pa.string()),
-    ]
-)
+
+def results_schema(kind: Kind) -> pa.Schema:
+    """A kind's results file: ``row`` (the label), what identifies the row, the id Flameup
+    answered with, the status and the error."""
+    decided = [(kind.id_column, pa.string()), ("flameup_status", pa.string())]
+    return pa.schema(
+        [("row", pa.int64()), *kind.results_schema, *decided, ("flameup_error", pa.string())]
+    )
 
 
 class ResultsWriter:
@@ -54,12 +54,15 @@ class ResultsWriter:
     def __init__(
         self,
         path: str | Path | None,
+        kind: Kind,
         buffer_rows: int = 100_000,
         *,
         filesystem: Any = None,
         written: Callable[[Plan], None] | None = None,
     ) -> None:
-        self.counts = dict.fromkeys(STATUSES, 0)
+        self.kind = kind
+        self.schema = results_schema(kind)
+        self.counts = dict.fromkeys(kind.statuses, 0)
         self.reasons = ReasonTally()
         self.unfinished = 0  # rows failed because the run was interrupted
         self._writer: pq.ParquetWriter | None = None
@@ -72,7 +75,7 @@ class ResultsWriter:
         self._output = contextlib.ExitStack()
         if path is not None:
             sink = self._output.enter_context(atomic_output(resolve(path, filesystem)))
-            self._writer = pq.ParquetWriter(sink, RESULTS_SCHEMA, compression="zstd")
+            self._writer = pq.ParquetWriter(sink, self.schema, compression="zstd")
 
     def track(self, plan: Plan) -> None:
         """A chunk read from the source: its rows are written in this order."""
@@ -101,9 +104,10 @@ class ResultsWriter:
             self.counts[str(status)] += count
         failed = positions[statuses == "failed"]  # only failed rows were cut short
         self.unfinished += unfinished(plan.error[failed])
-        problems = positions[np.isin(statuses, PROBLEMS)]
-        labels = np.asarray(plan.labels)
-        self.reasons.add(plan.status[problems], plan.error[problems], labels[problems].tolist())
+        problems = positions[np.isin(statuses, PROBLEMS)].tolist()
+        at = plan.labels  # only the problems' labels: this runs once per answer
+        labels = at[problems].tolist() if isinstance(at, pd.Index) else [at[p] for p in problems]
+        self.reasons.add(plan.status[problems], plan.error[problems], labels)
 
     def _write(self, plan: Plan, positions: np.ndarray) -> None:
         if self._writer is None:
@@ -114,13 +118,12 @@ class ResultsWriter:
             pa.table(
                 {
                     "row": pa.array(labels[positions], pa.int64()),
-                    "userId": plan.payloads.shown_user_ids.take(take).cast(pa.string()),
-                    "email": plan.payloads.shown_emails.take(take).cast(pa.string()),
-                    "flameup_id": pa.array(plan.flameup_id[positions].tolist(), pa.string()),
+                    **self.kind.shown(plan, take),
+                    self.kind.id_column: pa.array(plan.flameup_id[positions].tolist(), pa.string()),
                     "flameup_status": pa.array(plan.status[positions].tolist(), pa.string()),
                     "flameup_error": pa.array(plan.error[positions].tolist(), pa.string()),
                 },
-                schema=RESULTS_SCHEMA,
+                schema=self.schema,
             )
         )
         self._buffered += len(positions)

@@ -35,8 +35,8 @@ import pyarrow.parquet as pq
 from .._people.mapping import KNOWN_TRAITS, USER_ID_ALIASES
 from .._people.person import TOP_LEVEL
 from .._people.wire import number_texts
+from .._storage import Location, resolve
 from ..exceptions import ConfigurationError, SourceError
-from .storage import Location, resolve
 
 __all__ = ["CHUNK_ROWS", "Rows", "open_dataset", "open_rows", "read_chunks"]
 
@@ -276,7 +276,7 @@ def open_dataset(
 ) -> ds.Dataset:
     """A pyarrow dataset over a parquet file or directory, a CSV file, or a given dataset.
 
-    A path or URI is opened where :func:`~flameup_pandas._run.storage.resolve` says it
+    A path or URI is opened where :func:`~flameup_pandas._storage.resolve` says it
     lives (on ``filesystem`` when one is given).
 
     A CSV cell means what it says (see :func:`csv_column_types`); ``column_types`` names the

@@ -16,24 +16,14 @@ The state at ``PATH`` is a parquet file with one row per identity::
                                  each changed field's value before and after; null
                                  otherwise (and in states written before it existed)
 
-On a local disk, a run appends each acknowledged batch to a journal beside it
-(``PATH.journal``, one JSON line per person, flushed after every batch) and, when it ends, folds
-the journal into a new parquet file written beside the old one and moved over it with an atomic
-rename. A run killed at any point therefore leaves a readable parquet file plus a journal whose
-complete lines are replayed by the next run (a torn last line is ignored): only batches in
-flight at the kill are resent. The journal is flushed to the operating system, not fsynced per
-batch, so it survives a killed process; after a power loss the last batches may be resent,
-which is safe (upserts are idempotent). A lock file (``fcntl``) stops two runs from sharing one
-state.
-
-On object storage (``s3://``, ``gs://``, ``az://``... see :mod:`flameup_pandas._run.storage`)
-the same state is one parquet object, written whole, and the journal is a folder of objects
-(``PATH.journal/``), one per flush: every ``flush_batches`` acknowledged batches or
-``flush_seconds`` seconds, whichever comes first, so a killed run loses at most that much
-(resent next time). The next run, or this one when it ends, folds them into the state object.
-The lock is a lease taken with the store's conditional create (``PATH.lock/``, see
-:mod:`flameup_pandas._run.storage.lease`), renewed by a keeper thread that also flushes the
-journal on time; a dead run's lease expires after ``lease`` seconds.
+A run appends each acknowledged batch to a journal (one JSON line per person) and, when it
+ends, folds the journal into the parquet file, written whole (on a local disk beside the old
+one and moved over it with an atomic rename). A run killed at any point leaves a readable state
+plus a journal the next run folds in first: only batches in flight at the kill are resent (safe:
+upserts are idempotent). How the journal and the lock are kept, on a local disk
+(``PATH.journal``, flushed after every batch; an ``fcntl`` lock) or on object storage
+(``PATH.journal/`` objects every ``flush_batches`` batches or ``flush_seconds``; a lease), is
+the state keeper's (:mod:`flameup_pandas._storage.keeper`), shared with the events state.
 
 People are recorded only after Flameup acknowledged the batch that carried them, and only
 when it created or updated them: a rejected or failed person is tried again next time.
@@ -42,15 +32,12 @@ when it created or updated them: a rejected or failed person is tried again next
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
-import threading
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import orjson
@@ -62,19 +49,10 @@ import pyarrow.parquet as pq
 
 from .._people.identity import find_sorted, identity_hashes
 from .._send.delivery import PersonOutcome
-from ..exceptions import ConfigurationError, StateError
+from .._storage import LEASE_SECONDS, Location, Store, StoreRetry, break_lock, resolve
+from .._storage.keeper import LocalKeeper, ObjectKeeper, drop_torn_tail, locate
+from ..exceptions import StateError
 from .result import DELIVERED
-from .storage import (
-    LEASE_SECONDS,
-    JournalObjects,
-    Lease,
-    Location,
-    Store,
-    StoreRetry,
-    break_lock,
-    resolve,
-    run_name,
-)
 
 __all__ = ["SyncState", "break_state_lock"]
 
@@ -97,7 +75,9 @@ OPTIONAL = ("fields", "sent")  # columns a state written by an earlier version m
 class SyncState:
     """The sync state of one target (a file path or URI): look up, record, and fold on close."""
 
-    def __init__(self, path: Path | Location, table: pa.Table, keeper: _Keeper) -> None:
+    def __init__(
+        self, path: Path | Location, table: pa.Table, keeper: LocalKeeper | ObjectKeeper
+    ) -> None:
         self.path = path
         self._keeper = keeper
         self._table = table
@@ -125,18 +105,43 @@ class SyncState:
         when one is given. The other keywords matter on object storage only: the lease of the
         lock in seconds, how often the journal is flushed, and how store faults are retried.
         """
-        where = resolve(path, filesystem)
+        where = locate(path, filesystem, "sync state")
         if where.local:
             local = where.local_path
-            keeper: _Keeper = _LocalKeeper(local)
-            return cls(local, keeper.open(), keeper)
-        if type(where.fs).__name__ == "ArrowFSWrapper":  # pyarrow filesystems cannot
-            raise ConfigurationError(  # create an object only if absent: no safe lock
-                "a sync state needs a filesystem that can create an object only if absent "
-                "(its lock): pass a URI or an fsspec filesystem, not a pyarrow one"
+            keeper: LocalKeeper | ObjectKeeper = LocalKeeper(
+                local, journal_path(local), "sync state"
             )
-        objects = _ObjectKeeper(where, lease, flush_batches, flush_seconds, retry)
-        return cls(where, objects.open(), objects)
+            try:
+                table = merge(read_base(local), read_journal(journal_path(local)))
+                if journal_path(local).exists():
+                    write_atomically(table, local)
+                    journal_path(local).unlink()
+            except BaseException:
+                keeper.release()
+                raise
+            return cls(local, table, keeper)
+        lost = "people acknowledged since the last journal flush are sent again next run"
+        keeper = ObjectKeeper(
+            where,
+            "sync state",
+            lost,
+            lease=lease,
+            flush_batches=flush_batches,
+            flush_seconds=flush_seconds,
+            retry=retry,
+        )
+        try:
+            table = _read_object(keeper)
+            leftovers = keeper.leftovers()
+            if leftovers:
+                table = merge(table, _journals(leftovers, where))
+                _write_object(keeper, table)
+                keeper.store.delete([p for p, _ in leftovers])
+        except BaseException:
+            keeper.release()
+            raise
+        keeper.start()
+        return cls(where, table, keeper)
 
     def __len__(self) -> int:
         return int(self._table.num_rows)
@@ -223,193 +228,48 @@ class SyncState:
             if o.status in DELIVERED and key is not None
         ]
         if lines:
-            self._keeper.record(b"\n".join(lines) + b"\n")
+            self._keeper.append(b"\n".join(lines) + b"\n")
 
     def close(self) -> None:
         """Fold the journal into the state (written whole) and release the lock."""
-        self._table = self._keeper.close(self._table)
+        keeper = self._keeper
+        if isinstance(keeper, ObjectKeeper):
+            # one merge of every flush, in order (the last record of an identity wins, as it
+            # would flush by flush): each merge is a pass over the whole state
+            def fold(flushed: list[tuple[str, bytes]]) -> None:
+                self._table = merge(self._table, _journals(flushed, keeper.where))
+                _write_object(keeper, self._table)
 
-
-class _Keeper:
-    """How a state is kept: read at open, journal recorded, folded and unlocked at close."""
-
-    def open(self) -> pa.Table:
-        raise NotImplementedError
-
-    def record(self, lines: bytes) -> None:
-        raise NotImplementedError
-
-    def close(self, table: pa.Table) -> pa.Table:
-        raise NotImplementedError
-
-
-class _LocalKeeper(_Keeper):
-    """A local state: parquet file, append-only journal file beside it, ``fcntl`` lock."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._journal: IO[bytes] | None = None
-        self._lock: IO[bytes] | None = None
-
-    def open(self) -> pa.Table:
-        path = self.path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        lock = open(path.with_name(path.name + ".lock"), "ab")  # noqa: SIM115 - held until close
+            keeper.close(fold)
+            return
         try:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.close()
-            raise StateError(f"the sync state {path} is in use by another run") from None
-        try:
-            table = merge(read_base(path), read_journal(journal_path(path)))
-        except BaseException:
-            lock.close()
-            raise
-        if journal_path(path).exists():
-            write_atomically(table, path)
-            journal_path(path).unlink()
-        self._lock = lock
-        return table
-
-    def record(self, lines: bytes) -> None:
-        if self._journal is None:
-            self._journal = open(journal_path(self.path), "ab")  # noqa: SIM115 - closed in close()
-        self._journal.write(lines)
-        self._journal.flush()
-
-    def close(self, table: pa.Table) -> pa.Table:
-        try:
-            if self._journal is not None:
-                self._journal.close()
-                self._journal = None
-                table = merge(table, read_journal(journal_path(self.path)))
-                write_atomically(table, self.path)
-                journal_path(self.path).unlink()
+            if keeper.close_journal():
+                self._table = merge(self._table, read_journal(keeper.journal))
+                write_atomically(self._table, keeper.path)
+                keeper.journal.unlink()
         finally:
-            if self._lock is not None:
-                with contextlib.suppress(OSError):
-                    fcntl.flock(self._lock.fileno(), fcntl.LOCK_UN)
-                self._lock.close()
-                self._lock = None
-        return table
+            keeper.release()
 
 
-class _ObjectKeeper(_Keeper):
-    """A state on object storage: one parquet object, journal objects, a lease for a lock.
+def _journals(objects: list[tuple[str, bytes]], where: Location) -> pa.Table:
+    """Journal objects (path and bytes) as rows of the state, in order."""
+    folder = f"{where}.journal"
+    return pa.concat_tables(
+        [journal_table(data, f"{folder}/{path.rsplit('/', 1)[-1]}") for path, data in objects]
+    )
 
-    A keeper thread flushes the journal once its oldest line is ``flush_seconds`` old and
-    renews the lease every third of it. When the store fails past its retries there, the
-    next record raises :class:`StateError`: the run stops, and what Flameup acknowledged
-    since the last flush is sent again by the next run (nothing acknowledged is lost).
-    """
 
-    def __init__(
-        self,
-        where: Location,
-        lease: float,
-        flush_batches: int,
-        flush_seconds: float,
-        retry: StoreRetry | None,
-    ) -> None:
-        self.where = where
-        self.store = Store(where.fs, retry)
-        self.lease_seconds = lease
-        self.journal = JournalObjects(
-            self.store, where.path + ".journal", run_name(), flush_batches, flush_seconds
-        )
-        self.lease: Lease | None = None
-        self.failure: BaseException | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+def _read_object(keeper: ObjectKeeper) -> pa.Table:
+    data = keeper.store.read(keeper.where.path)
+    if data is None:
+        return STATE_SCHEMA.empty_table()
+    return state_table(pa.BufferReader(data), str(keeper.where))
 
-    def open(self) -> pa.Table:
-        self.lease = Lease.take(
-            self.store, self.where.path + ".lock", str(self.where), self.lease_seconds
-        )
-        try:
-            base = self._read_base()
-            leftovers = JournalObjects.existing(self.store, self.journal.folder)
-            table = base
-            if leftovers:
-                journals = [self._journal_table(self.store.read(p) or b"", p) for p in leftovers]
-                table = merge(table, pa.concat_tables(journals))
-                self._write(table)
-                self.store.delete(leftovers)
-        except BaseException:
-            self.lease.release()
-            raise
-        self._thread = threading.Thread(target=self._keep, name="flameup-state", daemon=True)
-        self._thread.start()
-        return table
 
-    def record(self, lines: bytes) -> None:
-        if self.failure is None:
-            try:
-                self.journal.add(lines)
-                return
-            except StateError as exc:
-                self.failure = exc
-        raise StateError(
-            f"the sync state {self.where} cannot be kept: {self.failure}; the run stopped, "
-            "and people acknowledged since the last journal flush are sent again next run"
-        ) from self.failure
-
-    def close(self, table: pa.Table) -> pa.Table:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        assert self.lease is not None
-        try:
-            self.journal.flush()
-            written = self.journal.written
-            if written:
-                self.lease.check()
-                # one merge of every flush, in order (the last record of an identity wins, as
-                # it would flush by flush): each merge is a pass over the whole state
-                table = merge(table, pa.concat_tables(self._flushed()))
-                self._write(table)
-                self.store.delete(written)
-        finally:
-            with contextlib.suppress(Exception):
-                self.lease.release()
-        return table
-
-    def _keep(self) -> None:
-        """Flush the journal on time and renew the lease, until close (or a failure)."""
-        tick = min(self.journal.every_seconds, self.lease_seconds / 3) / 2
-        renewed = time.monotonic()
-        while not self._stop.wait(tick):
-            try:
-                if self.journal.due():
-                    self.journal.flush()
-                if time.monotonic() - renewed >= self.lease_seconds / 3:
-                    assert self.lease is not None
-                    self.lease.renew()
-                    renewed = time.monotonic()
-            except Exception as exc:
-                logger.error("sync state %s: %s", self.where, exc)
-                self.failure = exc
-                return
-
-    def _flushed(self) -> list[pa.Table]:
-        return [
-            self._journal_table(data, path)
-            for data, path in zip(self.journal.flushed, self.journal.written, strict=True)
-        ]
-
-    def _journal_table(self, data: bytes, path: str) -> pa.Table:
-        return journal_table(data, f"{self.where}.journal/{path.rsplit('/', 1)[-1]}")
-
-    def _read_base(self) -> pa.Table:
-        data = self.store.read(self.where.path)
-        if data is None:
-            return STATE_SCHEMA.empty_table()
-        return state_table(pa.BufferReader(data), str(self.where))
-
-    def _write(self, table: pa.Table) -> None:
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink, compression="zstd")
-        self.store.write(self.where.path, sink.getvalue().to_pybytes())
+def _write_object(keeper: ObjectKeeper, table: pa.Table) -> None:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    keeper.store.write(keeper.where.path, sink.getvalue().to_pybytes())
 
 
 def break_state_lock(path: str | Path, *, filesystem: Any = None) -> str:
@@ -501,22 +361,6 @@ def journal_table(source: Any, shown: str) -> pa.Table:
         },
         schema=STATE_SCHEMA,
     )
-
-
-def drop_torn_tail(path: Path) -> None:
-    """Cut a journal back to its last complete line (a write cut short by a kill)."""
-    size = path.stat().st_size
-    with open(path, "rb+") as handle:
-        tail_start = max(size - 65536, 0)
-        handle.seek(tail_start)
-        tail = handle.read()
-        if not tail or tail.endswith(b"\n"):
-            return
-        cut = tail.rfind(b"\n")
-        if cut < 0 and tail_start > 0:
-            raise StateError(f"the sync state journal {path} ends in an overlong torn line")
-        logger.warning("ignoring a torn line at the end of %s (a run was killed mid-write)", path)
-        handle.truncate(tail_start + cut + 1 if cut >= 0 else 0)
 
 
 def merge(base: pa.Table, newer: pa.Table) -> pa.Table:

@@ -29,15 +29,13 @@ from __future__ import annotations
 
 import copy
 import logging
-import queue
 import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from .._people.outgoing import Outgoing, as_outgoing, encode_batch
 from .._people.person import IDENTITY_KEYS, identity_of, is_new
@@ -47,18 +45,18 @@ from .client import Answer, FlameupClient, is_batch_answer
 from .concurrency import InFlight, Slot
 from .pacing import RateLimiter
 from .retry import RetryPolicy
+from .stream import IN_FLIGHT, NOT_SENT, Stream, mark_sent
 
 __all__ = [
+    "IN_FLIGHT",
+    "NOT_SENT",
     "Deliverer",
     "DeliveryStats",
     "GaveUp",
     "PersonOutcome",
-    "Stream",
     "is_batch_answer",
 ]
 
-NOT_SENT = "interrupted before sending"
-IN_FLIGHT = "interrupted; may have been stored: rerun with the state to confirm"
 
 logger = logging.getLogger("flameup_pandas")
 
@@ -176,26 +174,19 @@ class Deliverer:
 
     def stream(
         self,
-        batches: Iterable[tuple[T, People]],
-        on_done: Callable[[int], None] | None = None,
-    ) -> Stream[T, PersonOutcome]:
+        batches: Iterable[tuple[T, Sequence[Any]]],
+        work: Callable[[Sequence[Any]], list[Any]] | None = None,
+        failed: Callable[[str], Any] | None = None,
+    ) -> Stream[T, Any]:
         """Deliver batches concurrently; iterate for ``(tag, outcomes)`` as each completes.
 
-        ``stop()`` on the stream ends it at once (see :class:`Stream`).
+        ``work`` delivers one batch of another kind (its requests go through this deliverer,
+        or a :meth:`twin`) and answers one outcome per element, and ``failed`` makes the
+        outcome of an element that was not (or may not have been) delivered: events go one
+        per batch this way. By default a batch is people (:meth:`send`). ``stop()`` on the
+        stream ends it at once (see :class:`~flameup_pandas._send.stream.Stream`).
         """
-        return Stream(self, batches, self.send, _failed_person, on_done)
-
-    def stream_each(
-        self,
-        items: Iterable[tuple[T, Sequence[Any]]],
-        work: Callable[[Sequence[Any]], list[Out]],
-        failed: Callable[[str], Out],
-    ) -> Stream[T, Out]:
-        """Like :meth:`stream`, for work of another kind: ``work`` delivers one item (its
-        requests go through this deliverer, or a :meth:`twin`) and answers one outcome per
-        element; ``failed`` makes the outcome of an element that was not (or may not have
-        been) delivered. Events go this way, one per item."""
-        return Stream(self, items, work, failed)
+        return Stream(self, batches, work or self.send, failed or _failed_person)
 
     def twin(self, retry: RetryPolicy) -> Deliverer:
         """This deliverer under another retry policy, sharing everything else: the client, the
@@ -311,7 +302,7 @@ class Deliverer:
             self._check_sending(policy, what)  # it may have stopped while waiting for a slot
             self.stats.add(requests=1)
             self.stats.saw_in_flight(self.places.in_flight)
-            _mark_sent()
+            mark_sent()
             answer = call()
         except TransportError:
             self.limiter.release()
@@ -357,162 +348,6 @@ def count_failed(outcomes: Sequence[PersonOutcome]) -> int:
 
 def _failed_person(error: str) -> PersonOutcome:
     return PersonOutcome("failed", error=error)
-
-
-class Stream(Generic[T, Out]):
-    """Batches delivered by worker threads; iterating yields ``(tag, outcomes)`` as each batch
-    is answered.
-
-    There are as many workers as requests may be in flight (the workers grow with an adaptive
-    limit), and up to two batches per place are handed out at once, so a worker that finishes
-    starts its next request without waiting for the consumer; the first batch goes alone, so a
-    bad key or URL costs one request. The workers are daemon threads: :meth:`stop` returns at
-    once, never waiting for a request in flight or its retries, and an interpreter that exits
-    does not wait for them either.
-    """
-
-    def __init__(
-        self,
-        deliverer: Deliverer,
-        batches: Iterable[tuple[T, Sequence[Any]]],
-        work: Callable[[Any], list[Out]],
-        failed: Callable[[str], Out],
-        on_done: Callable[[int], None] | None = None,
-    ) -> None:
-        self._deliverer = deliverer
-        self._batches = batches
-        self._work = work
-        self._failed = failed
-        self._on_done = on_done
-        self._pending: dict[Future[list[Out]], tuple[T, int, _Job]] = {}
-        self._workers: _Workers | None = None
-
-    def __iter__(self) -> Iterator[tuple[T, list[Out]]]:
-        self._workers = workers = _Workers()
-        places = self._deliverer.places
-        try:
-            for index, (tag, people) in enumerate(self._batches):
-                if self._deliverer.breaker.opened.is_set():
-                    if self._on_done is not None:
-                        self._on_done(len(people))
-                    reason = f"not sent: {self._deliverer.breaker.reason}"
-                    yield tag, [self._failed(reason) for _ in people]
-                    continue
-                while len(self._pending) >= 2 * places.limit:
-                    yield from self._collect()
-                workers.grow_to(places.limit)
-                future, job = workers.submit(self._work, people)
-                self._pending[future] = (tag, len(people), job)
-                while index == 0 and self._pending:
-                    yield from self._collect()
-            while self._pending:
-                yield from self._collect()
-        except BaseException:
-            self._halt()
-            raise
-        workers.shutdown(wait=True)
-
-    def stop(self) -> list[tuple[T, list[Out]]]:
-        """End the stream now; every batch handed out and not yet yielded, with its outcomes.
-
-        An answered batch keeps its answer. Every person of the others is ``failed``: with
-        :data:`IN_FLIGHT` when a request of its batch was sent (it may have been stored), else
-        :data:`NOT_SENT` (a batch still waiting for the budget or a place in flight too).
-        """
-        self._halt()
-        left: list[tuple[T, list[Out]]] = []
-        for future, (tag, size, job) in self._pending.items():
-            if future.cancel():
-                left.append((tag, [self._failed(NOT_SENT) for _ in range(size)]))
-            elif future.done() and future.exception() is None:
-                left.append((tag, future.result()))
-            else:
-                error = IN_FLIGHT if job.sent else NOT_SENT
-                left.append((tag, [self._failed(error) for _ in range(size)]))
-        self._pending.clear()
-        return left
-
-    def _halt(self) -> None:
-        self._deliverer.abort()
-        for future in self._pending:
-            future.cancel()
-        if self._workers is not None:
-            self._workers.shutdown(wait=False)
-
-    def _collect(self) -> Iterator[tuple[T, list[Out]]]:
-        done, _ = wait(self._pending, return_when=FIRST_COMPLETED)
-        for future in done:
-            outcomes = future.result()
-            tag, _, _ = self._pending.pop(future)
-            if self._on_done is not None:
-                self._on_done(len(outcomes))
-            yield tag, outcomes
-
-
-@dataclass
-class _Job:
-    """One submitted call; ``sent`` once a request of it went on the wire (set by the
-    deliverer in the worker's thread, read by :meth:`Stream.stop`)."""
-
-    sent: bool = False
-
-
-_CURRENT = threading.local()
-"""The job a worker thread is running (its ``job``), so a request can mark it sent."""
-
-
-def _mark_sent() -> None:
-    job = getattr(_CURRENT, "job", None)
-    if job is not None:
-        job.sent = True
-
-
-class _Workers:
-    """Daemon threads running submitted calls, as many as :meth:`grow_to` asked for; a stopped
-    run never waits for them."""
-
-    def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[
-            tuple[Future[Any], _Job, Callable[..., Any], tuple[Any, ...]] | None
-        ] = queue.SimpleQueue()
-        self._threads: list[threading.Thread] = []
-
-    def grow_to(self, n: int) -> None:
-        """At least ``n`` threads (never fewer than there were)."""
-        while len(self._threads) < n:
-            thread = threading.Thread(
-                target=self._work, name=f"flameup-send-{len(self._threads)}", daemon=True
-            )
-            self._threads.append(thread)
-            thread.start()
-
-    def submit(self, call: Callable[..., R], *args: Any) -> tuple[Future[R], _Job]:
-        future: Future[R] = Future()
-        job = _Job()
-        self._queue.put((future, job, call, args))
-        return future, job
-
-    def shutdown(self, *, wait: bool) -> None:
-        for _ in self._threads:
-            self._queue.put(None)
-        if wait:
-            for thread in self._threads:
-                thread.join()
-
-    def _work(self) -> None:
-        while (item := self._queue.get()) is not None:
-            future, job, call, args = item
-            if not future.set_running_or_notify_cancel():
-                continue
-            _CURRENT.job = job
-            try:
-                result = call(*args)
-            except BaseException as exc:  # handed to the consumer, as an executor does
-                future.set_exception(exc)
-            else:
-                future.set_result(result)
-            finally:
-                _CURRENT.job = None
 
 
 def named_indices(error: APIError, size: int) -> set[int]:

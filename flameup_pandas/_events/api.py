@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, Unpack
 
 import pandas as pd
 
-from ._people.events import plan_events
-from ._run.options import (
+from .._people.events import plan_events
+from .._run.engine import run_frame, run_rows
+from .._run.options import (
     DELIVERY_KEYWORDS,
     Delivery,
     DeliveryOptions,
@@ -24,10 +24,10 @@ from ._run.options import (
     event_rules_of,
     split_track_options,
 )
-from ._run.sources import CHUNK_ROWS, open_rows
-from ._run.track import EventResults, TrackSummary, track_chunks, track_frame
-from ._send.track import EventSender
-from .exceptions import UpsertInterrupted
+from .._run.result import TrackSummary
+from .._run.sources import CHUNK_ROWS, open_rows
+from .kind import Events
+from .send import EventSender
 
 EVENT_FIELDS = ("id", "workspace_id", "person_id", "event", "timestamp", "created_at")
 
@@ -66,8 +66,8 @@ def track(df: pd.DataFrame, **options: Unpack[TrackOptions]) -> pd.DataFrame:
     >>> flameup_pandas.validate_events(df, event="trial_started").empty
     True
     """
-    rules, delivery, run = split_track_options("track", options)
-    return track_frame(df, rules=rules, delivery=delivery, run=run)
+    rules, delivery, run, sending = split_track_options("track", options)
+    return run_frame(df, Events(rules, sending), delivery=delivery, run=run)
 
 
 def validate_events(df: pd.DataFrame, **options: Unpack[EventRuleOptions]) -> pd.DataFrame:
@@ -96,7 +96,6 @@ def track_file(
     *,
     chunk_rows: int = CHUNK_ROWS,
     column_types: Mapping[str, Any] | None = None,
-    results: str | Path | None = None,
     **options: Unpack[TrackOptions],
 ) -> TrackSummary:
     """Send the rows of a parquet or CSV file, or any Arrow source, as events, in bounded
@@ -120,29 +119,13 @@ def track_file(
             results="purchases.results.parquet",
         )
     """
-    rules, delivery, run = split_track_options("track_file", options)
+    rules, delivery, run, sending = split_track_options("track_file", options)
     rows = open_rows(
-        source, chunk_rows=chunk_rows, column_types=column_types, filesystem=run.filesystem
+        source, chunk_rows=chunk_rows, column_types=column_types, filesystem=run.storage
     )
-    sink = EventResults(results, run.filesystem)
-    shown = None if results is None else str(results)
-    try:
-        track_chunks(
-            rows.frames(),
-            rules=rules,
-            delivery=delivery,
-            run=run,
-            written=sink.add,
-            total=rows.total,
-        )
-    except UpsertInterrupted as stop:
-        sink.close()
-        summary = TrackSummary(dict(sink.counts), shown)
-        raise UpsertInterrupted(str(stop), result=summary, signal=stop.signal) from None
-    finally:
-        rows.batches.close()
-    sink.close()
-    return TrackSummary(dict(sink.counts), shown)
+    summary = run_rows(rows, Events(rules, sending, run.results), delivery=delivery, run=run)
+    assert isinstance(summary, TrackSummary)
+    return summary
 
 
 def read_events(

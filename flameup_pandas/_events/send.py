@@ -28,9 +28,9 @@ from typing import Any
 import orjson
 
 from .._people.events import Event
+from .._send.client import Answer, FlameupClient, is_page_answer, path_segment
+from .._send.delivery import Deliverer, GaveUp, auth_error, stop_error
 from ..exceptions import FlameupError, TransportError
-from .client import Answer, FlameupClient, is_page_answer, path_segment
-from .delivery import Deliverer, GaveUp, auth_error, stop_error
 
 __all__ = ["EventOutcome", "EventSender", "is_event_answer", "is_events_page"]
 
@@ -165,25 +165,17 @@ class EventSender:
 
     def find(self, event: Event) -> str | None:
         """The id of the stored event that is ``event``, or None; _CannotTell when unknown."""
-        workspace = self._workspace()
-        path = f"/workspaces/{path_segment(workspace)}/events"
-        params: dict[str, Any] = {
+        window = {
             "user_id": event.user,
             "event": event.name,
             "since": _iso(event.timestamp - MATCH_WINDOW),
             "until": _iso(event.timestamp + MATCH_WINDOW),
-            "limit": PAGE,
         }
         wanted = orjson.loads(orjson.dumps(event.parameters))
-        offset = 0
-        while True:
-            body = self._get(path, {**params, "offset": offset}, is_events_page)
-            for listed in body["events"]:
-                if isinstance(listed, dict) and _same(listed, event, wanted):
-                    return str(listed.get("id"))
-            offset += len(body["events"])
-            if not body["events"] or offset >= body["total"]:
-                return None
+        for listed in self._pages(f"/workspaces/{path_segment(self._workspace())}/events", window):
+            if _same(listed, event, wanted):
+                return str(listed.get("id"))
+        return None
 
     def listed(self, filters: dict[str, str]) -> Iterator[dict[str, Any]]:
         """Every event the listing holds that matches ``filters`` (``user_id``, ``event``,
@@ -192,14 +184,16 @@ class EventSender:
             path = f"/workspaces/{path_segment(self._workspace())}/events"
         except _CannotTell as exc:
             raise FlameupError(f"cannot list events: {exc}") from None
+        try:
+            yield from self._pages(path, filters)
+        except _CannotTell as exc:
+            raise FlameupError(f"GET {path}: {exc}") from None
+
+    def _pages(self, path: str, filters: dict[str, Any]) -> Iterator[dict[str, Any]]:
         offset = 0
         while True:
-            try:
-                body = self._get(path, {**filters, "limit": PAGE, "offset": offset}, is_events_page)
-            except _CannotTell as exc:
-                raise FlameupError(f"GET {path}: {exc}") from None
-            events = [e for e in body["events"] if isinstance(e, dict)]
-            yield from events
+            body = self._get(path, {**filters, "limit": PAGE, "offset": offset}, is_events_page)
+            yield from (e for e in body["events"] if isinstance(e, dict))
             offset += len(body["events"])
             if not body["events"] or offset >= body["total"]:
                 return

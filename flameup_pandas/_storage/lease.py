@@ -37,7 +37,7 @@ from typing import Any
 
 import orjson
 
-from ...exceptions import StateError
+from ..exceptions import StateError
 from .objects import Store
 
 __all__ = ["LEASE_SECONDS", "Lease", "LockedError", "break_lock"]

@@ -28,7 +28,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from ...exceptions import ConfigurationError
+from ..exceptions import ConfigurationError
 
 __all__ = ["SCHEMES", "Location", "StorageOptions", "resolve"]
 

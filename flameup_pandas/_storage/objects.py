@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ...exceptions import StateError
+from ..exceptions import StateError
 from .location import Location
 
 __all__ = ["Store", "StoreRetry", "StoreUnavailableError", "atomic_output"]

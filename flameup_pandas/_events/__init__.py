@@ -1,0 +1,1 @@
+"""Events: a kind of record the engine runs (rules, kind, state, send)."""

@@ -1,0 +1,202 @@
+"""Events as a kind of record the engine runs (:mod:`flameup_pandas._run.kind`), never twice.
+
+For every chunk of rows (a frame is one chunk; a file is read in record batches):
+
+1. Every row is judged by the event rules (:func:`~flameup_pandas._people.events.plan_events`);
+   a row that breaks one is ``invalid`` and nothing is sent for it.
+2. A row with the same event key as an earlier row (of this chunk, or of an earlier one: the
+   engine's repeats) is ``skipped``, naming that row.
+3. With a state (:class:`~flameup_pandas._events.state.EventState`), an event Flameup
+   confirmed in an earlier run is ``skipped`` (its id is given back); one an earlier run may
+   have sent (``pending`` after a kill, ``uncertain``) is looked up in the listing first and
+   sent only when absent.
+4. ``dry_run``: the rest are ``skipped`` ("dry run: would be sent"); nothing is sent, and the
+   state is read, never written.
+5. Otherwise each event is one request, sent by :class:`~flameup_pandas._events.send.EventSender`:
+   ``sent``, ``rejected``, ``failed`` or ``uncertain``. The state records ``pending`` (on
+   disk) before each request and the outcome after.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+import pyarrow as pa
+
+from .._people.events import Event, EventRules, plan_events
+from .._people.mapping import USER_ID_ALIASES
+from .._run.kind import Chunk, Work
+from .._run.options import EventSending, Run
+from .._run.plan import Decisions, Sender
+from .._run.result import Reason, RunReport, Summary, TrackSummary
+from .._send.delivery import IN_FLIGHT, NOT_SENT
+from .send import EventOutcome, EventSender
+from .state import OPEN_STATUSES, EventState
+
+__all__ = ["EVENT_STATUSES", "Events", "key_hashes"]
+
+EVENT_STATUSES = ("sent", "uncertain", "invalid", "rejected", "failed", "skipped")
+IN_STATE = "already sent (in the state)"
+_CUT_SHORT = frozenset({IN_FLIGHT, NOT_SENT})
+"""Outcomes of an interrupt: the state keeps such an event ``pending`` (a rerun looks it up)."""
+
+
+@dataclass
+class EventDecisions(Decisions):
+    """One chunk's events (None for an invalid row) and a decision per row."""
+
+    labels: list[Any]
+    events: list[Event | None]
+    status: np.ndarray
+    error: np.ndarray
+    flameup_id: np.ndarray
+    identity_hashes: np.ndarray
+    """Each row's event key as a 64-bit hash (0 where none): how repeats are found."""
+
+    @classmethod
+    def start(cls, labels: list[Any], events: list[Event | None]) -> EventDecisions:
+        n = len(events)
+        keys = [event.key for event in events if event is not None]
+        hashes = np.zeros(n, dtype=np.uint64)
+        hashes[[i for i, e in enumerate(events) if e is not None]] = key_hashes(keys)
+        status, error, ids = (np.full(n, None, dtype=object) for _ in range(3))
+        return cls(labels, events, status, error, ids, hashes)
+
+
+def key_hashes(keys: list[str]) -> np.ndarray:
+    """Each event key as a 64-bit hash (what the engine's repeats keep of it)."""
+    digests = b"".join(hashlib.blake2b(k.encode(), digest_size=8).digest() for k in keys)
+    return np.frombuffer(digests, dtype=np.uint64).copy()
+
+
+class Events:
+    """Events, for one run: ``rules`` make them, ``sending`` says where lost answers are
+    looked up and how often an event is sent again, ``results`` is the results file shown in
+    the summary."""
+
+    name = "track"
+    rows = "events"
+    batch_size = 1
+    statuses: tuple[str, ...] = EVENT_STATUSES
+    id_column = "flameup_event_id"
+    results_schema = pa.schema([])
+    later = False
+    again = IN_STATE
+
+    def __init__(self, rules: EventRules, sending: EventSending, results: Any = None) -> None:
+        self.rules = rules
+        self.sending = sending
+        self.results = None if results is None else str(results)
+        self.marked: set[str] = set()  # keys this run wrote pending for
+
+    def open_state(self, run: Run) -> EventState | None:
+        return None if run.state is None else EventState.open(run.state, filesystem=run.storage)
+
+    def plan(self, frame: pd.DataFrame, state: EventState | None) -> Chunk:
+        judged = plan_events(frame, identity_of(self.rules, frame), dt.datetime.now(dt.UTC))
+        plan = EventDecisions.start(frame.index.tolist(), judged.events)
+        first: dict[str, Any] = {}  # this chunk's event keys -> label of the row sending it
+        for i, event in enumerate(judged.events):
+            if event is None:
+                plan.mark(i, "invalid", judged.reasons[i])
+            elif event.key in first:
+                plan.mark(i, "skipped", f"the same event as row {first[event.key]!r}")
+            else:
+                first[event.key] = plan.labels[i]
+                if state is not None and state.status(event.key) == "sent":
+                    plan.mark(i, "skipped", IN_STATE, state.event_id(event.key))
+        return Chunk(plan)
+
+    def ahead(self, chunks: Iterator[Chunk]) -> Iterator[Chunk]:
+        return chunks
+
+    def items(self, chunk: Chunk, positions: np.ndarray) -> list[Any]:
+        return [chunk.plan.events[p] for p in positions.tolist()]
+
+    def sample(self, chunk: Chunk, positions: np.ndarray) -> list[Any]:
+        return [orjson.loads(chunk.plan.events[p].body) for p in positions.tolist()]
+
+    def worker(self, sender: Sender, state: EventState | None) -> tuple[Work, Callable[[str], Any]]:
+        """What a sending thread does with one event: look it up first when an earlier run
+        may have sent it, mark it ``pending`` (on disk), then send it."""
+        events = EventSender(sender.deliverer, self.sending.workspace_id, self.sending.max_resends)
+
+        def work(item: Sequence[Event]) -> list[EventOutcome]:
+            [event] = item
+            if state is not None and state.status(event.key) in OPEN_STATUSES:
+                known = events.resolve(event, "an earlier run may have sent it")
+                if known is not None:
+                    return [known]
+            if state is not None:
+                state.record(event.key, "pending")
+                self.marked.add(event.key)
+            return [events.send(event)]
+
+        return work, _failed
+
+    def settle(
+        self, chunk: Chunk, positions: list[int], outcomes: list[Any], state: EventState | None
+    ) -> None:
+        for position, outcome in zip(positions, outcomes, strict=True):
+            event = chunk.plan.events[position]
+            if state is not None and event is not None and outcome.error not in _CUT_SHORT:
+                _remember(state, event, outcome, event.key in self.marked)
+                self.marked.discard(event.key)
+            chunk.plan.mark(position, outcome.status, outcome.error, outcome.event_id)
+
+    def shown(self, plan: Any, take: pa.Array) -> dict[str, pa.Array]:
+        return {}
+
+    def subset(self, chunk: Chunk, positions: np.ndarray) -> Chunk:
+        raise NotImplementedError("a repeated event is skipped, never sent later")
+
+    def joined(self, chunks: list[Chunk]) -> Chunk:
+        raise NotImplementedError("a repeated event is skipped, never sent later")
+
+    def summary(
+        self,
+        counts: dict[str, int],
+        report: RunReport,
+        reasons: tuple[Reason, ...],
+        dry: dict[str, Any] | None,
+        sample: list[Any],
+    ) -> Summary:
+        return TrackSummary(counts, report, {}, tuple(sample), reasons, results=self.results)
+
+    def warnings(self) -> tuple[Reason, ...]:
+        return ()
+
+
+def identity_of(rules: EventRules, frame: pd.DataFrame) -> EventRules:
+    """The rules with the identity column a frame has: ``userId`` unless it lacks one and
+    has another of people's names for it (``user_id``, ``external_id``), as ``upsert`` takes."""
+    if rules.user_id != "userId" or "userId" in frame.columns:
+        return rules
+    for alias in USER_ID_ALIASES:
+        if alias in frame.columns:
+            return dataclasses.replace(rules, user_id=alias)
+    return rules
+
+
+def _failed(error: str) -> EventOutcome:
+    return EventOutcome("failed", error=error)
+
+
+def _remember(state: EventState, event: Event, outcome: EventOutcome, marked: bool) -> None:
+    """The outcome into the state. ``marked``: this run wrote ``pending`` and sent it, so a
+    rejected or failed event is known not stored; an event this run never sent (the breaker
+    opened first) keeps what an earlier run left."""
+    if outcome.status == "sent":
+        state.record(event.key, "sent", outcome.event_id)
+    elif outcome.status == "uncertain":
+        state.record(event.key, "uncertain")
+    elif marked:
+        state.record(event.key, "clear")

@@ -1,0 +1,169 @@
+"""The events' sync state: which events Flameup holds, so no event is sent twice.
+
+JSON lines, one per change::
+
+    {"key": "h:3f2a...", "status": "pending"}                 about to be sent
+    {"key": "h:3f2a...", "status": "sent", "event_id": "evt_..."}
+    {"key": "h:3f2a...", "status": "uncertain"}               the answer was lost, the
+                                                              listing could not tell
+    {"key": "h:3f2a...", "status": "clear"}                   not stored (rejected, failed)
+
+The last line of a key wins. ``pending`` is written and made durable *before* each request,
+so a run killed at any point (kill -9 included) leaves every event it may have sent marked:
+the next run looks ``pending`` and ``uncertain`` events up in the listing before it sends
+them. An outcome is written at once but not made durable on its own: lost in a crash, its key
+is still ``pending`` and the listing settles it (it costs a lookup, never a duplicate); the
+next ``pending`` sync, or closing the state, makes it durable too. Several senders record at
+once (events go out from several threads): ``pending`` lines that arrive together share one
+sync (a group commit).
+
+Where the lines are kept (a local file appended and fsynced, a torn last line dropped; or on
+object storage, one object of the latest line per key plus journal objects while a run lives)
+and the lock (``fcntl``, or a lease broken by hand with ``unlock_state``) are the state
+keeper's (:mod:`flameup_pandas._storage.keeper`), shared with the people's sync state.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import orjson
+
+from .._storage.keeper import LocalKeeper, ObjectKeeper, drop_torn_tail, locate
+from ..exceptions import StateError
+
+__all__ = ["EventState"]
+
+OPEN_STATUSES = frozenset({"pending", "uncertain"})
+Entries = dict[str, dict[str, Any]]
+WHAT = "events state"
+
+
+class EventState:
+    """The keys of the events a run has sent, may have sent, or is about to send.
+
+    Safe to record from several threads at once.
+    """
+
+    def __init__(self, keeper: LocalKeeper | ObjectKeeper, entries: Entries) -> None:
+        self._keeper = keeper
+        self.path = str(keeper.path if isinstance(keeper, LocalKeeper) else keeper.where)
+        self.entries = entries
+        self._writing = threading.Lock()
+        self._syncing = threading.Lock()
+        self._open = True
+        self._written = 0  # lines appended so far
+        self._synced = 0  # lines known to be durable
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], filesystem: Any = None) -> EventState:
+        """Read the state at ``path`` (empty when there is none) and lock it for this run.
+
+        ``path`` is a local path or a URI, on ``filesystem`` when one is given.
+        """
+        where = locate(path, filesystem, WHAT)
+        if where.local:
+            local = LocalKeeper(where.local_path, where.local_path, WHAT)
+            try:
+                return cls(local, _read_local(local))
+            except BaseException:
+                local.release()
+                raise
+        lost = "events it may have sent are looked up by the next run"
+        # every pending line is flushed by its sender; outcome lines ride along, or wait
+        keeper = ObjectKeeper(where, WHAT, lost, flush_batches=1_000_000)
+        try:
+            entries = parse_lines(keeper.store.read(where.path) or b"", str(where))
+            leftovers = keeper.leftovers()
+            for name, data in leftovers:
+                entries.update(parse_lines(data, f"{where}: {name}"))
+            if leftovers:  # a killed run's journal: folded in before anything is sent
+                _write(keeper, entries)
+                keeper.store.delete([name for name, _ in leftovers])
+        except BaseException:
+            keeper.release()
+            raise
+        keeper.start()
+        return cls(keeper, entries)
+
+    def __enter__(self) -> EventState:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def status(self, key: str) -> str | None:
+        entry = self.entries.get(key)
+        return None if entry is None else str(entry["status"])
+
+    def event_id(self, key: str) -> str | None:
+        entry = self.entries.get(key)
+        return None if entry is None else entry.get("event_id")
+
+    def record(self, key: str, status: str, event_id: str | None = None) -> None:
+        """Append one change; a ``pending`` one is durable when this returns."""
+        entry: dict[str, Any] = {"key": key, "status": status}
+        if event_id is not None:
+            entry["event_id"] = event_id
+        with self._writing:
+            self._check_open()
+            self._keeper.append(orjson.dumps(entry) + b"\n")
+            self._written += 1
+            mine = self._written
+            self.entries[key] = entry
+        if status == "pending":
+            self._sync(mine)
+
+    def _sync(self, line: int) -> None:
+        """Make every line up to ``line`` durable; one sync covers all appended before it."""
+        with self._syncing:
+            if self._synced >= line:
+                return  # another sender's sync covered this line
+            with self._writing:
+                self._check_open()
+                upto = self._written
+            self._keeper.sync()
+            self._synced = upto
+
+    def _check_open(self) -> None:
+        if not self._open:
+            raise StateError(f"the events state {self.path} is closed")
+
+    def close(self) -> None:
+        with self._syncing, self._writing:
+            if not self._open:
+                return
+            self._open = False
+            keeper = self._keeper
+            if isinstance(keeper, LocalKeeper):
+                keeper.release()
+            else:
+                keeper.close(lambda _: _write(keeper, self.entries))
+
+
+def _read_local(keeper: LocalKeeper) -> Entries:
+    if not keeper.path.exists():
+        return {}
+    drop_torn_tail(keeper.path)  # so appends start clean
+    return parse_lines(keeper.path.read_bytes(), str(keeper.path))
+
+
+def _write(keeper: ObjectKeeper, entries: Entries) -> None:
+    lines = b"".join(orjson.dumps(e) + b"\n" for e in entries.values())
+    keeper.store.write(keeper.where.path, lines)
+
+
+def parse_lines(data: bytes, shown: str) -> Entries:
+    """The entries of a state's lines (the last of each key); StateError naming a bad line."""
+    entries: Entries = {}
+    for number, line in enumerate(data.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            entry = orjson.loads(line)
+            entries[str(entry["key"])] = entry
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            raise StateError(f"{shown}: line {number} is not an events state entry") from exc
+    return entries

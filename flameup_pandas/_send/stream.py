@@ -1,0 +1,180 @@
+"""Requests in flight: worker threads deliver batches and answers come back as they arrive.
+
+A :class:`Stream` hands batches to daemon worker threads (as many as requests may be in
+flight) and yields each batch's outcomes as it is answered; :meth:`Stream.stop` ends it at
+once, settling every batch handed out (answered, or ``failed`` with :data:`IN_FLIGHT` or
+:data:`NOT_SENT`). What a batch is and how it is sent is the caller's (a
+:class:`~flameup_pandas._send.delivery.Deliverer`'s ``send``, or an event sender).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from .delivery import Deliverer
+
+__all__ = ["IN_FLIGHT", "NOT_SENT", "Stream", "mark_sent"]
+
+NOT_SENT = "interrupted before sending"
+IN_FLIGHT = "interrupted; may have been stored: rerun with the state to confirm"
+
+T = TypeVar("T")
+R = TypeVar("R")
+Out = TypeVar("Out")
+
+
+class Stream(Generic[T, Out]):
+    """Batches delivered by worker threads; iterating yields ``(tag, outcomes)`` as each batch
+    is answered.
+
+    There are as many workers as requests may be in flight (the workers grow with an adaptive
+    limit), and up to two batches per place are handed out at once, so a worker that finishes
+    starts its next request without waiting for the consumer; the first batch goes alone, so a
+    bad key or URL costs one request. The workers are daemon threads: :meth:`stop` returns at
+    once, never waiting for a request in flight or its retries, and an interpreter that exits
+    does not wait for them either.
+    """
+
+    def __init__(
+        self,
+        deliverer: Deliverer,
+        batches: Iterable[tuple[T, Sequence[Any]]],
+        work: Callable[[Any], list[Out]],
+        failed: Callable[[str], Out],
+    ) -> None:
+        self._deliverer = deliverer
+        self._batches = batches
+        self._work = work
+        self._failed = failed
+        self._pending: dict[Future[list[Out]], tuple[T, int, _Job]] = {}
+        self._workers: _Workers | None = None
+
+    def __iter__(self) -> Iterator[tuple[T, list[Out]]]:
+        self._workers = workers = _Workers()
+        places = self._deliverer.places
+        try:
+            for index, (tag, people) in enumerate(self._batches):
+                if self._deliverer.breaker.opened.is_set():
+                    reason = f"not sent: {self._deliverer.breaker.reason}"
+                    yield tag, [self._failed(reason) for _ in people]
+                    continue
+                while len(self._pending) >= 2 * places.limit:
+                    yield from self._collect()
+                workers.grow_to(places.limit)
+                future, job = workers.submit(self._work, people)
+                self._pending[future] = (tag, len(people), job)
+                while index == 0 and self._pending:
+                    yield from self._collect()
+            while self._pending:
+                yield from self._collect()
+        except BaseException:
+            self._halt()
+            raise
+        workers.shutdown(wait=True)
+
+    def stop(self) -> list[tuple[T, list[Out]]]:
+        """End the stream now; every batch handed out and not yet yielded, with its outcomes.
+
+        An answered batch keeps its answer. Every person of the others is ``failed``: with
+        :data:`IN_FLIGHT` when a request of its batch was sent (it may have been stored), else
+        :data:`NOT_SENT` (a batch still waiting for the budget or a place in flight too).
+        """
+        self._halt()
+        left: list[tuple[T, list[Out]]] = []
+        for future, (tag, size, job) in self._pending.items():
+            if future.cancel():
+                left.append((tag, [self._failed(NOT_SENT) for _ in range(size)]))
+            elif future.done() and future.exception() is None:
+                left.append((tag, future.result()))
+            else:
+                error = IN_FLIGHT if job.sent else NOT_SENT
+                left.append((tag, [self._failed(error) for _ in range(size)]))
+        self._pending.clear()
+        return left
+
+    def _halt(self) -> None:
+        self._deliverer.abort()
+        for future in self._pending:
+            future.cancel()
+        if self._workers is not None:
+            self._workers.shutdown(wait=False)
+
+    def _collect(self) -> Iterator[tuple[T, list[Out]]]:
+        done, _ = wait(self._pending, return_when=FIRST_COMPLETED)
+        for future in done:
+            outcomes = future.result()
+            tag, _, _ = self._pending.pop(future)
+            yield tag, outcomes
+
+
+@dataclass
+class _Job:
+    """One submitted call; ``sent`` once a request of it went on the wire (set by the
+    deliverer in the worker's thread, read by :meth:`Stream.stop`)."""
+
+    sent: bool = False
+
+
+_CURRENT = threading.local()
+"""The job a worker thread is running (its ``job``), so a request can mark it sent."""
+
+
+def mark_sent() -> None:
+    """The request the current worker thread runs went on the wire."""
+    job = getattr(_CURRENT, "job", None)
+    if job is not None:
+        job.sent = True
+
+
+class _Workers:
+    """Daemon threads running submitted calls, as many as :meth:`grow_to` asked for; a stopped
+    run never waits for them."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[
+            tuple[Future[Any], _Job, Callable[..., Any], tuple[Any, ...]] | None
+        ] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+
+    def grow_to(self, n: int) -> None:
+        """At least ``n`` threads (never fewer than there were)."""
+        while len(self._threads) < n:
+            thread = threading.Thread(
+                target=self._work, name=f"flameup-send-{len(self._threads)}", daemon=True
+            )
+            self._threads.append(thread)
+            thread.start()
+
+    def submit(self, call: Callable[..., R], *args: Any) -> tuple[Future[R], _Job]:
+        future: Future[R] = Future()
+        job = _Job()
+        self._queue.put((future, job, call, args))
+        return future, job
+
+    def shutdown(self, *, wait: bool) -> None:
+        for _ in self._threads:
+            self._queue.put(None)
+        if wait:
+            for thread in self._threads:
+                thread.join()
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            future, job, call, args = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            _CURRENT.job = job
+            try:
+                result = call(*args)
+            except BaseException as exc:  # handed to the consumer, as an executor does
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+            finally:
+                _CURRENT.job = None
