@@ -134,6 +134,7 @@ def track_file(
             run=run,
             written=sink.add,
             total=rows.total,
+            source=rows.source,
         )
     except UpsertInterrupted as stop:
         sink.close()

@@ -31,6 +31,7 @@ import pyarrow as pa
 from .._people.encode import FieldHashes, Payloads
 from .._people.identity import HashRuns
 from .._people.outgoing import Outgoing
+from .._send import observe
 from .._send.delivery import PersonOutcome, count_failed
 from ..exceptions import ConfigurationError, UpsertInterrupted
 from .changes import ChangeGuard
@@ -146,12 +147,18 @@ def upsert_rows(
     guard = ChangeGuard(run.max_changes, run.max_creates) if run.guarded else None
     if planner is not None and (guard is not None or not run.dry_run):
         raise ValueError("a planner records what a dry run would send: pass dry_run=True")
-    sender = None if run.dry_run else delivery.open()
-    try:
-        return _drive(rows, rules, sender, run, written, sample, planner or guard, guard)
-    finally:
-        if sender is not None:
-            sender.close()
+    operation = "plan" if planner is not None else "dry_run" if run.dry_run else "upsert"
+
+    def drive() -> Summary:
+        sender = None if run.dry_run else delivery.open()
+        try:
+            return _drive(rows, rules, sender, run, written, sample, planner or guard, guard)
+        finally:
+            if sender is not None:
+                sender.close()
+
+    # observers (lineage, tracing): the run's one hook, flameup_pandas._send.observe
+    return observe.run("people", operation, rows.source, delivery, drive)
 
 
 def _drive(

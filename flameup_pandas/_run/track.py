@@ -33,7 +33,7 @@ import datetime as dt
 import hashlib
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +46,7 @@ import pyarrow.parquet as pq
 
 from .._people.events import Event, EventRules, plan_events
 from .._people.identity import find_sorted
+from .._send import observe
 from .._send.delivery import IN_FLIGHT, NOT_SENT
 from .._send.track import EventOutcome, EventSender
 from ..exceptions import UpsertInterrupted
@@ -149,13 +150,37 @@ def track_chunks(
     run: TrackRun,
     written: Callable[[pd.DataFrame], None],
     total: int | None = None,
+    source: Any = None,
 ) -> None:
     """Track every chunk of ``frames``; ``written`` gets each chunk's result frame, in order.
 
     ``total`` (rows, when known) goes into the estimate logged before sending and the
     progress bar. On Ctrl-C or SIGTERM every chunk read so far is handed to ``written`` (rows
-    not answered ``failed``) and :class:`UpsertInterrupted` is raised.
+    not answered ``failed``) and :class:`UpsertInterrupted` is raised. ``source`` (what the
+    frames were read from) is for the run's observers.
     """
+    counts: Counter[str] = Counter()
+
+    def tally(frame: pd.DataFrame) -> None:
+        counts.update(frame["flameup_status"].astype(str).tolist())
+        written(frame)
+
+    def track() -> Counter[str]:
+        _track_chunks(frames, rules, delivery, run, tally, total)
+        return counts
+
+    # observers (lineage, tracing): the run's one hook, flameup_pandas._send.observe
+    observe.run("events", "dry_run" if run.dry_run else "track", source, delivery, track)
+
+
+def _track_chunks(
+    frames: Iterator[pd.DataFrame],
+    rules: EventRules,
+    delivery: Delivery,
+    run: TrackRun,
+    written: Callable[[pd.DataFrame], None],
+    total: int | None,
+) -> None:
     sender = None if run.dry_run else delivery.open()
     state = bar = None
     order: deque[_Chunk] = deque()

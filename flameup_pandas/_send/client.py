@@ -86,6 +86,7 @@ class Answer:
     body: Any
     elapsed: float = 0.0
     text: str = field(default="", repr=False)
+    request: str = field(default="", repr=False)  # "POST /people/batch": for tracing
 
     @property
     def ok(self) -> bool:
@@ -362,6 +363,7 @@ class FlameupClient:
             body=_parse_json(text),
             elapsed=time.monotonic() - started,
             text=text,
+            request=f"{method} {path}",
         )
 
     def _transport_error(

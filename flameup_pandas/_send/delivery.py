@@ -27,6 +27,7 @@ server's latency and strain unless ``concurrency=N`` fixes it).
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import logging
 import queue
@@ -42,6 +43,7 @@ from typing import Any, Generic, TypeVar
 from .._people.outgoing import Outgoing, as_outgoing, encode_batch
 from .._people.person import IDENTITY_KEYS, identity_of, is_new
 from ..exceptions import APIError, AuthenticationError, TransportError
+from . import observe
 from .breaker import Breaker, unreachable_error
 from .client import Answer, FlameupClient, is_batch_answer
 from .concurrency import InFlight, Slot
@@ -304,7 +306,7 @@ class Deliverer:
         in flight is free; its answer's headers (or, without an answer, its start) go back to
         the limiter, which counts the requests in flight, and its latency or strain to the
         places in flight."""
-        self.limiter.acquire()
+        waited = self.limiter.acquire()
         slot: Slot | None = None
         try:
             slot = self.places.enter(self._abort)
@@ -312,7 +314,9 @@ class Deliverer:
             self.stats.add(requests=1)
             self.stats.saw_in_flight(self.places.in_flight)
             _mark_sent()
-            answer = call()
+            # observers (tracing): the one hook per request, flameup_pandas._send.observe
+            retries = policy.errors + policy.rate_limits
+            answer = observe.request(call, waited=waited, retries=retries)
         except TransportError:
             self.limiter.release()
             self.places.leave(slot, strain=True)  # no answer: a timeout, a dropped connection
@@ -489,7 +493,8 @@ class _Workers:
     def submit(self, call: Callable[..., R], *args: Any) -> tuple[Future[R], _Job]:
         future: Future[R] = Future()
         job = _Job()
-        self._queue.put((future, job, call, args))
+        # in the submitter's context: the run's observers see its requests (observe.request)
+        self._queue.put((future, job, contextvars.copy_context().run, (call, *args)))
         return future, job
 
     def shutdown(self, *, wait: bool) -> None:
