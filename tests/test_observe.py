@@ -196,7 +196,7 @@ def test_429s_are_counted_and_the_failed_run_span_says_why(
 ) -> None:
     spans, reader = otel
     storms = Faults(storm_rate=0.5, storm_length=1, storm_retry_after=0.1, seed=3)
-    server = flameup_server_factory(faults=storms)
+    server = flameup_server_factory(faults=storms, rate_window=1.0)
     fp.upsert(_people(400), concurrency=1, **target(server))
     points = _points(reader)
     limited = sum(p.value for p in points["flameup.rate_limited"])

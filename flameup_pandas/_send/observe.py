@@ -3,8 +3,9 @@
 The engine wraps each run in :func:`run` and the send layer each request in :func:`request`;
 nothing else calls them. Each observer is loaded only when it is configured:
 
-- OpenLineage (``flameup-pandas[openlineage]``), when ``OPENLINEAGE_URL``, an
-  ``OPENLINEAGE__TRANSPORT...`` variable or an ``openlineage.yml`` says where to send: a
+- OpenLineage (``flameup-pandas[openlineage]``), when ``OPENLINEAGE_URL``,
+  ``OPENLINEAGE__TRANSPORT__TYPE`` or an ``openlineage.yml`` (``OPENLINEAGE_CONFIG``, the
+  working directory, ``~/.openlineage``) says where to send: a
   ``START`` event, then ``COMPLETE`` or ``FAIL`` with the same runId, the input dataset (a file
   or object URI, a DuckDB query, a Spark source's files), the output (Flameup's ``people`` or
   ``events`` at the API's host), ``outputStatistics`` (rows written) and a ``flameup`` run facet
@@ -146,6 +147,7 @@ def _dataset(source: Any) -> tuple[str, str] | None:
     return None
 
 
+@functools.cache
 def _installed(module: str) -> bool:
     try:
         return importlib.util.find_spec(module) is not None
@@ -160,11 +162,9 @@ class _Lineage:
     def configured() -> type[_Lineage] | None:
         if os.environ.get("OPENLINEAGE_DISABLED", "").strip().lower() == "true":
             return None
-        named = any(k in os.environ for k in ("OPENLINEAGE_URL", "OPENLINEAGE_CONFIG")) or any(
-            k.startswith("OPENLINEAGE__TRANSPORT") for k in os.environ
-        )
-        homes = (Path.cwd(), Path.home() / ".openlineage")
-        if not (named or any((home / "openlineage.yml").is_file() for home in homes)):
+        named = ("OPENLINEAGE_URL", "OPENLINEAGE_CONFIG", "OPENLINEAGE__TRANSPORT__TYPE")
+        files = ("openlineage.yml", os.path.expanduser("~/.openlineage/openlineage.yml"))
+        if not (any(map(os.environ.__contains__, named)) or any(map(os.path.isfile, files))):
             return None
         return _Lineage if _installed("openlineage.client") else None
 
