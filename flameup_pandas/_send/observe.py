@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pyarrow.dataset as ds
+
 from .._version import __version__
 from ..exceptions import TransportError
 from .client import BASE_URL_ENV, DEFAULT_BASE_URL, Answer
@@ -137,13 +139,21 @@ def _dataset(source: Any) -> tuple[str, str] | None:
         if "://" not in text or parts.scheme == "file":
             return "file", str(Path(parts.path if "://" in text else text).resolve())
         return f"{parts.scheme}://{parts.netloc}", parts.path.lstrip("/")
-    if hasattr(source, "sql_query"):
+    kind = type(source)
+    if callable(
+        getattr(kind, "sql_query", None)
+    ):  # (types: a Spark frame's columns are attributes)
         return "duckdb", source.sql_query()
-    files = getattr(source, "files", None)
-    if files is None and hasattr(source, "inputFiles"):
+    files: list[str] = []
+    if callable(getattr(kind, "inputFiles", None)):  # Spark
         files = source.inputFiles()
+    elif isinstance(source, ds.FileSystemDataset):
+        scheme = source.filesystem.type_name
+        files = [f if scheme == "local" else f"{scheme}://{f}" for f in source.files]
+    if files[1:]:  # their folder (URIs: commonpath would fold the "//")
+        return _dataset(os.path.commonprefix(files).rpartition("/")[0])  # noqa: RUF071
     if files:
-        return _dataset(os.path.commonpath(files) if len(files) > 1 else files[0])
+        return _dataset(files[0])
     return None
 
 
