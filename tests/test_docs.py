@@ -108,10 +108,7 @@ def _lookup(name: str) -> object:
     except KeyError:
         parent, _, klass = module.rpartition(".")
         owner = getattr(sys.modules.get(parent), klass, None)
-    try:
-        return getattr(owner, attribute, None)
-    except ImportError:  # the Airflow provider's names, without Airflow installed
-        return None
+    return getattr(owner, attribute, None)
 
 
 @pytest.mark.parametrize("module", PUBLIC_MODULES, ids=lambda m: m.__name__)

@@ -68,11 +68,14 @@ _PROBLEMS = ("invalid", "rejected", "failed")
 
 
 def __getattr__(name: str) -> Any:
-    if name in _NEEDS_AIRFLOW:
+    if name not in _NEEDS_AIRFLOW:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    try:
         from . import _provider
-
-        return getattr(_provider, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    except ModuleNotFoundError as missing:
+        needs = f"{name} needs Airflow: pip install 'flameup-pandas[airflow]' ({missing})"
+        raise AttributeError(needs) from missing
+    return getattr(_provider, name)
 
 
 def get_provider_info() -> dict[str, Any]:
