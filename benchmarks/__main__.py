@@ -122,8 +122,8 @@ CONVERSION = [
         "that dry run us",
         "observers_hook_us_per_run",
         "observers_dry_run_us",
-        "observers_hook_share",
-        "<= 0.03",
+        "observers_hook_percent",
+        "<= 3 (%)",
     ),
     Figure(
         "df.flameup.upsert(dry_run=True) rows/s (one engine)",

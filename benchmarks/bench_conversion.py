@@ -195,7 +195,7 @@ def _observers(path: Path, pairs: int) -> dict[str, Any]:
         "observers_hook_us_per_run": round(per_run * 1e6, 1),
         "observers_hook_us_per_request": round((time.perf_counter() - start) / calls * 1e6, 2),
         "observers_dry_run_us": round(theirs * 1e6),
-        "observers_hook_share": float(f"{per_run / theirs:.2g}"),
+        "observers_hook_percent": float(f"{100 * per_run / theirs:.2g}"),
     }
 
 
