@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 import flameup_pandas as fp
 from flameup_pandas._send import observe
@@ -200,3 +203,18 @@ def test_nothing_observes_when_nothing_is_configured(
     assert observe._Lineage.configured() is None
     assert observe._Tracing.configured() is None
     assert observe.run("people", "upsert", None, None, lambda: 7) == 7
+
+
+@given(st.text(min_size=1), st.sampled_from(["/people/", "/workspaces/"]))
+@example("batch-1", "/people/")
+def test_a_route_never_carries_an_id_or_email(ident: str, prefix: str) -> None:
+    quoted = urllib.parse.quote(ident, safe="")
+    route = observe._ROUTE_ID.sub(r"\1/{id}", prefix + quoted + "/events")
+    assert route == prefix + "{id}/events" or quoted == "batch"
+
+
+@given(st.lists(st.sampled_from(["a", "b", "c d", "é"]), min_size=1, max_size=4))
+def test_a_file_source_is_named_by_its_absolute_path(parts: list[str]) -> None:
+    path = "/".join(parts) + ".parquet"
+    assert observe._dataset(path) == ("file", str(Path(path).resolve()))
+    assert observe._dataset(f"s3://bucket/{path}") == ("s3://bucket", path)

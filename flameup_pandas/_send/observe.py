@@ -45,7 +45,7 @@ logger = logging.getLogger("flameup_pandas")
 
 R = TypeVar("R")
 PRODUCER = f"https://github.com/flameup/flameup-pandas/tree/{__version__}"
-_ROUTE_ID = re.compile(r"(/people|/workspaces)/(?!batch\b)[^/?]+")
+_ROUTE_ID = re.compile(r"(/people|/workspaces)/(?!batch(?:[/?]|$))[^/?]+")
 _TRACING: ContextVar[_Tracing | None] = ContextVar("flameup_tracing", default=None)
 
 
