@@ -159,10 +159,7 @@ def _dataset(source: Any) -> tuple[str, str] | None:
 
 @functools.cache
 def _installed(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ValueError:
-        return False
+    return importlib.util.find_spec(module) is not None
 
 
 class _Lineage:
