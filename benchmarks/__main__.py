@@ -110,6 +110,22 @@ CONVERSION = [
         "-",
     ),
     Figure(
+        "that dry run s, lineage and tracing unconfigured (OTel API imported)",
+        "same dry run, observer hook bypassed",
+        "observers_seconds",
+        "observers_baseline_seconds",
+        "observers_overhead",
+        "<= 1.03",
+    ),
+    Figure(
+        "observer hook us per run, unconfigured ({observers_hook_us_per_request} us a request)",
+        "that dry run us",
+        "observers_hook_us_per_run",
+        "observers_dry_run_us",
+        "observers_hook_percent",
+        "<= 3 (%)",
+    ),
+    Figure(
         "df.flameup.upsert(dry_run=True) rows/s (one engine)",
         'to_dict("records")+json.dumps',
         "frame_rows_per_second",

@@ -19,6 +19,9 @@ with JSON bodies of 100 people; the baseline everywhere is what users write toda
   batches, gathered into pieces of 50,000, and its frames turned into Arrow as Spark does;
   JSON and content hashes built, as in a sync with a state), against the same baseline on the
   same rows;
+- ``observers``: the same dry run with the OpenTelemetry API imported and neither it nor
+  OpenLineage configured (as shipped: the observers check and step aside), against the same
+  dry run with the observer hook bypassed; runs alternate, the median of each side is kept;
 - ``polars``: for the record, polars' ``struct.json_encode`` of the same rows (not the bytes we
   send: it writes missing values as null and its own timestamp format), beside our encoder.
 
@@ -149,12 +152,51 @@ def main(quick: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as folder:
         state = Path(folder) / "state.parquet"
         _pair(figures, "file_state", _timed(_dry_run, path, state), base, n_rows)
+    figures.update(_observers(path, 3 if quick else 5))
     if importlib.util.find_spec("pyspark") is not None:
         _pair(figures, "planned", _timed(_planned, df), _timed(_baseline, df), n_rows)
     if importlib.util.find_spec("polars") is not None:
         figures["polars_json_encode_seconds"] = round(_timed(_polars, df), 3)
         figures["encode_only_seconds"] = round(_timed(encode_people, df), 3)
     return figures
+
+
+def _observers(path: Path, pairs: int) -> dict[str, Any]:
+    """The dry run with the observers unconfigured against the same with their hook bypassed,
+    alternating; medians of each side and their ratio."""
+    from flameup_pandas._send import observe
+
+    if importlib.util.find_spec("opentelemetry") is not None:
+        import opentelemetry.trace  # noqa: F401 - installed and imported, nothing configured
+    shipped = observe.run
+    ours, base = [], []
+    try:
+        for _ in range(pairs):
+            ours.append(_timed(_dry_run, path, None))
+            observe.run = lambda kind, operation, source, delivery, call: call()  # type: ignore[assignment]
+            base.append(_timed(_dry_run, path, None))
+            observe.run = shipped
+    finally:
+        observe.run = shipped
+    mine, theirs = float(np.median(ours)), float(np.median(base))
+    # the hooks' own cost, free of the machine's noise: many runs and requests that do nothing
+    calls = 20_000
+    start = time.perf_counter()
+    for _ in range(calls):
+        observe.run("people", "dry_run", path, None, lambda: None)
+    per_run = (time.perf_counter() - start) / calls
+    start = time.perf_counter()
+    for _ in range(calls):
+        observe.request(lambda: None, waited=0.0, retries=0)  # type: ignore[arg-type,return-value]
+    return {
+        "observers_seconds": round(mine, 3),
+        "observers_baseline_seconds": round(theirs, 3),
+        "observers_overhead": round(mine / theirs, 3),
+        "observers_hook_us_per_run": round(per_run * 1e6, 1),
+        "observers_hook_us_per_request": round((time.perf_counter() - start) / calls * 1e6, 2),
+        "observers_dry_run_us": round(theirs * 1e6),
+        "observers_hook_percent": float(f"{100 * per_run / theirs:.2g}"),
+    }
 
 
 def _frame_dry_run(df: pd.DataFrame) -> None:

@@ -64,7 +64,7 @@ import contextlib
 import dataclasses
 import functools
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Unpack
@@ -78,12 +78,13 @@ from ._people.outgoing import Outgoing
 from ._people.values import naive_error
 from ._run.changes import ACTIONS, PLAN_COLUMNS, PlanSummary, summarize_plan, value_pair
 from ._run.interrupt import deliver_all, interrupted, interruptible, shielded
-from ._run.options import Options, Run, split_options
+from ._run.options import Delivery, Options, Run, split_options
 from ._run.plan import BATCH_SIZE, UNCHANGED, Plan, Rules, Sender
 from ._run.progress import Progress, open_progress
 from ._run.result import STATUSES, RunReport, Summary
 from ._run.sources import CHUNK_ROWS, arrow_frame, rechunked
 from ._run.state import SyncState
+from ._send import observe
 from ._send.delivery import IN_FLIGHT, NOT_SENT, PersonOutcome, count_failed
 from .exceptions import ConfigurationError
 
@@ -160,13 +161,16 @@ def upsert(sdf: DataFrame, **options: Unpack[Options]) -> SparkUpsertResult:
     outcomes, the rest ``failed`` ("interrupted before sending", or "may have been stored"
     for a batch in flight); with ``results=`` they are written there first.
     """
-    with interruptible():
-        return _upsert(sdf, options)
-
-
-def _upsert(sdf: DataFrame, options: Mapping[str, Any]) -> SparkUpsertResult:
-    started = time.monotonic()
     rules, delivery, run = split_options("spark.upsert", {"progress": False, **options})
+    with interruptible():
+        # observers (lineage, tracing): the run's one hook, flameup_pandas._send.observe
+        operation = "dry_run" if run.dry_run else "upsert"
+        upsert = lambda: _upsert(sdf, rules, delivery, run)  # noqa: E731
+        return observe.run("people", operation, sdf, delivery, upsert)
+
+
+def _upsert(sdf: DataFrame, rules: Rules, delivery: Delivery, run: Run) -> SparkUpsertResult:
+    started = time.monotonic()
     _refuse_unsupported(run)
     state, results, full_refresh, dry_run = run.state, run.results, run.full_refresh, run.dry_run
     stopped: KeyboardInterrupt | None = None

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -50,3 +55,35 @@ def target(server: FlameupServer, **extra: Any) -> dict[str, Any]:
 @pytest.fixture
 def to_server(flameup_server: FlameupServer) -> dict[str, Any]:
     return target(flameup_server)
+
+
+@pytest.fixture
+def lineage(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[list[dict[str, Any]]]:
+    """A loopback OpenLineage receiver on port 0; OPENLINEAGE_URL points at it. Yields the
+    events received, in order."""
+    received: list[dict[str, Any]] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            if self.path == "/api/v1/lineage":
+                received.append(json.loads(body))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.chdir(tmp_path)  # no openlineage.yml of the repository's
+    monkeypatch.setenv("OPENLINEAGE_URL", f"http://127.0.0.1:{server.server_port}")
+    before = set(os.environ)
+    try:
+        yield received
+    finally:
+        for name in set(os.environ) - before:  # the client copies OPENLINEAGE_URL into others
+            del os.environ[name]
+        server.shutdown()
+        server.server_close()

@@ -391,3 +391,17 @@ def test_a_spark_sync_keeps_field_hashes_so_a_plan_names_the_changes(spark, to_s
     assert planned.loc[2, "flameup_changes"] == ["plan"]
     result = flameup_spark.plan(to_spark(spark, changed), state=state)
     assert result.changes["flameup_changes"].tolist() == [["plan"]]
+
+
+def test_a_spark_run_reports_its_input_files_and_rows_written(
+    spark, flameup_server, lineage, tmp_path
+):
+    """OpenLineage: the frame's files are the input, Flameup's people the output."""
+    path = tmp_path / "people.parquet"
+    customers(20).to_parquet(path)
+    flameup_spark.upsert(spark.read.parquet(str(path)), **target(flameup_server))
+    start, complete = lineage
+    assert start["run"]["runId"] == complete["run"]["runId"]
+    assert complete["inputs"][0]["namespace"] == "file"
+    assert complete["inputs"][0]["name"] == str(path.resolve())
+    assert complete["outputs"][0]["outputFacets"]["outputStatistics"]["rowCount"] == 20

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from .._people.identity import HashRuns
+from .._send import observe
 from ..exceptions import ConfigurationError, UpsertInterrupted
 from .interrupt import deliver_all, interrupted, interruptible, shielded
 from .kind import Chunk, Kind
@@ -149,12 +150,20 @@ def run_rows(
     sent. On Ctrl-C or SIGTERM the results file and the state are closed with every row
     answered so far, and :class:`UpsertInterrupted` is raised with the summary of those rows.
     """
-    sender = None if run.dry_run else delivery.open()
-    try:
-        return _drive(rows, kind, sender, run, written, sample)
-    finally:
-        if sender is not None:
-            sender.close()
+
+    def drive() -> Summary:
+        sender = None if run.dry_run else delivery.open()
+        try:
+            return _drive(rows, kind, sender, run, written, sample)
+        finally:
+            if sender is not None:
+                sender.close()
+
+    records = "people" if kind.name == "upsert" else "events"
+    planning = getattr(kind, "planner", None) is not None and run.dry_run
+    operation = "plan" if planning else "dry_run" if run.dry_run else kind.name
+    # observers (lineage, tracing): the run's one hook, flameup_pandas._send.observe
+    return observe.run(records, operation, rows.source, delivery, drive)
 
 
 def _drive(

@@ -62,6 +62,7 @@ class Rows:
     batches: Batches
     total: int | None = None
     labelled: bool = False
+    source: Any = None  # what was opened (a path, a dataset, a relation): for lineage, tracing
 
     def frames(self) -> Iterator[pd.DataFrame]:
         """The rows as the engine's pandas frames, each row labelled."""
@@ -86,17 +87,20 @@ def open_rows(
     """
     if chunk_rows < 1:
         raise ConfigurationError(f"chunk_rows must be at least 1, got {chunk_rows}")
+    origin = source
     if isinstance(source, str | Path):
         source = open_dataset(source, mapped_text_columns(mapping), column_types, filesystem)
     if isinstance(source, ds.Dataset):
         parquet = isinstance(source.format, ds.ParquetFileFormat)
         total = source.count_rows() if parquet else None
-        return Rows(dataset_batches(source, chunk_rows), total)
+        return Rows(dataset_batches(source, chunk_rows), total, source=origin)
     if isinstance(source, pa.Table | pa.RecordBatch):
-        return Rows(rechunked(_table_batches(source), chunk_rows), source.num_rows)
+        return Rows(rechunked(_table_batches(source), chunk_rows), source.num_rows, source=origin)
     if _is_polars_frame(source):
-        return Rows(_polars_chunks(source, chunk_rows), source.height)
-    return Rows(rechunked(_stream_batches(open_stream(source, chunk_rows)), chunk_rows))
+        return Rows(_polars_chunks(source, chunk_rows), source.height, source=origin)
+    return Rows(
+        rechunked(_stream_batches(open_stream(source, chunk_rows)), chunk_rows), source=origin
+    )
 
 
 def open_stream(source: Any, chunk_rows: int = CHUNK_ROWS) -> pa.RecordBatchReader:

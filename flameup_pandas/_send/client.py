@@ -88,6 +88,7 @@ class Answer:
     body: Any
     elapsed: float = 0.0
     text: str = field(default="", repr=False)
+    request: str = field(default="", repr=False)  # "POST /people/batch": for tracing
 
     @property
     def ok(self) -> bool:
@@ -368,6 +369,7 @@ class FlameupClient:
             body=_parse_json(text),
             elapsed=time.monotonic() - started,
             text=text,
+            request=f"{method} {path}",
         )
 
     def _transport_error(

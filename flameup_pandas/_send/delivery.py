@@ -40,6 +40,7 @@ from typing import Any, TypeVar
 from .._people.outgoing import Outgoing, as_outgoing, encode_batch
 from .._people.person import IDENTITY_KEYS, identity_of, is_new
 from ..exceptions import APIError, AuthenticationError, TransportError
+from . import observe
 from .breaker import Breaker, unreachable_error
 from .client import Answer, FlameupClient, is_batch_answer
 from .concurrency import InFlight, Slot
@@ -295,7 +296,7 @@ class Deliverer:
         in flight is free; its answer's headers (or, without an answer, its start) go back to
         the limiter, which counts the requests in flight, and its latency or strain to the
         places in flight."""
-        self.limiter.acquire()
+        waited = self.limiter.acquire()
         slot: Slot | None = None
         try:
             slot = self.places.enter(self._abort)
@@ -303,7 +304,9 @@ class Deliverer:
             self.stats.add(requests=1)
             self.stats.saw_in_flight(self.places.in_flight)
             mark_sent()
-            answer = call()
+            # observers (tracing): the one hook per request, flameup_pandas._send.observe
+            retries = policy.errors + policy.rate_limits
+            answer = observe.request(call, waited=waited, retries=retries)
         except TransportError:
             self.limiter.release()
             self.places.leave(slot, strain=True)  # no answer: a timeout, a dropped connection

@@ -9,6 +9,7 @@ once, settling every batch handed out (answered, or ``failed`` with :data:`IN_FL
 
 from __future__ import annotations
 
+import contextvars
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -154,7 +155,8 @@ class _Workers:
     def submit(self, call: Callable[..., R], *args: Any) -> tuple[Future[R], _Job]:
         future: Future[R] = Future()
         job = _Job()
-        self._queue.put((future, job, call, args))
+        # in the submitter's context: the run's observers see its requests (observe.request)
+        self._queue.put((future, job, contextvars.copy_context().run, (call, *args)))
         return future, job
 
     def shutdown(self, *, wait: bool) -> None:

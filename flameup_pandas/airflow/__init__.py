@@ -1,4 +1,11 @@
-"""Run ``upsert_file`` as an Airflow task: a plain function, no Airflow import needed.
+"""Airflow: a ``flameup`` connection, its hook and operators, and plain task functions.
+
+With ``pip install "flameup-pandas[airflow]"`` Airflow finds this package as a provider (the
+``apache_airflow_provider`` entry point, :func:`get_provider_info`): a connection type
+``flameup`` (the API key as its password, the base URL as its host),
+:class:`FlameupHook`, :class:`FlameupUpsertOperator` and :class:`FlameupTrackOperator`
+(these three import Airflow when first used). The task functions below need no Airflow
+unless given ``flameup_conn_id=``.
 
 :func:`upsert_file_task` fits a TaskFlow ``@task`` or a ``PythonOperator``. It returns the run's
 summary as a dict of plain values (for XCom), logs it, and fails the task with
@@ -35,18 +42,69 @@ from numbers import Integral, Real
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._api import upsert_file
-from ._events.api import track_file
-from ._run.progress import Progress
-from ._run.result import PROBLEMS, Summary
-from .exceptions import ChangeGuardError, FlameupError, UpsertInterrupted
+from .._api import upsert_file
+from .._events.api import track_file
+from .._run.progress import Progress
+from .._run.result import PROBLEMS, Summary
+from .._version import __version__
+from ..exceptions import ChangeGuardError, FlameupError, UpsertInterrupted
 
 if TYPE_CHECKING:
     import pyarrow.dataset as ds
 
-__all__ = ["RunStoppedError", "TooManyFailedRowsError", "track_file_task", "upsert_file_task"]
+__all__ = [
+    "FlameupHook",
+    "FlameupTrackOperator",
+    "FlameupUpsertOperator",
+    "RunStoppedError",
+    "TooManyFailedRowsError",
+    "get_provider_info",
+    "track_file_task",
+    "upsert_file_task",
+]
+_NEEDS_AIRFLOW = frozenset({"FlameupHook", "FlameupTrackOperator", "FlameupUpsertOperator"})
 
 logger = logging.getLogger("flameup_pandas.airflow")
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _NEEDS_AIRFLOW:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    try:
+        from . import _provider
+    except ModuleNotFoundError as missing:
+        needs = f"{name} needs Airflow: pip install 'flameup-pandas[airflow]' ({missing})"
+        raise AttributeError(needs) from missing
+    return getattr(_provider, name)
+
+
+def get_provider_info() -> dict[str, Any]:
+    """What Airflow's providers manager reads through the ``apache_airflow_provider`` entry
+    point: the ``flameup`` connection type and its hook.
+
+    >>> get_provider_info()["connection-types"][0]["connection-type"]
+    'flameup'
+    """
+    return {
+        "package-name": "flameup-pandas",
+        "name": "Flameup",
+        "description": "Upsert people and track events into Flameup from files and frames.",
+        "versions": [__version__],
+        "connection-types": [
+            {
+                "connection-type": "flameup",
+                "hook-class-name": "flameup_pandas.airflow.FlameupHook",
+                "hook-name": "Flameup",
+            }
+        ],
+    }
+
+
+def _connected(flameup_conn_id: str | None, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with the connection's key and URL under them (the options win)."""
+    if flameup_conn_id is None:
+        return options
+    return {**__getattr__("FlameupHook")(flameup_conn_id).options(), **options}
 
 
 class TooManyFailedRowsError(FlameupError):
@@ -88,6 +146,7 @@ def upsert_file_task(
     state: str | Path | None = None,
     max_failed: int = 0,
     max_failed_share: float | None = None,
+    flameup_conn_id: str | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Upsert a parquet or CSV file for an Airflow task; return the summary as plain data.
@@ -124,24 +183,18 @@ def upsert_file_task(
     keywords of the URI's fsspec filesystem) or ``filesystem=`` (an fsspec filesystem, e.g.
     ``ObjectStoragePath(...).fs``).
 
-    The API key is read from ``FLAMEUP_API_KEY`` and the URL from ``FLAMEUP_BASE_URL`` (both
-    environment variables of the worker), unless ``api_key=`` / ``base_url=`` are passed.
-    To keep the key in Airflow instead, read it inside the task body, never as a templated
-    argument (rendered arguments are shown in the UI):
-
-    - a Variable: ``AIRFLOW_VAR_FLAMEUP_API_KEY=...`` in the environment or a secrets
-      backend, then ``api_key=Variable.get("flameup_api_key")`` (``from airflow.sdk import
-      Variable``); a name containing ``api_key`` is masked in task logs.
-    - a Connection ``flameup`` with the key as its password (and the URL as its host):
-      ``conn = BaseHook.get_connection("flameup")``, then ``api_key=conn.password``
-      (``from airflow.sdk import BaseHook``).
+    The API key and URL come from the Airflow connection ``flameup_conn_id`` (type
+    ``flameup``: the key as its password, the base URL as its host) when that is given, else
+    from ``FLAMEUP_API_KEY`` and ``FLAMEUP_BASE_URL`` in the worker's environment, unless
+    ``api_key=`` / ``base_url=`` are passed. Never pass the key as a templated argument
+    (rendered arguments are shown in the UI).
 
     Example (needs FLAMEUP_API_KEY and a reachable server, so it is not a doctest)::
 
         summary = upsert_file_task("customers.parquet", max_failed=3)
         summary["created"], summary["invalid"]  # (1996, 3) for the shipped sample
     """
-    options = dict(options, results=results, state=state)
+    options = dict(_connected(flameup_conn_id, options), results=results, state=state)
     return _file_task("upsert", upsert_file, path, max_failed, max_failed_share, options)
 
 
@@ -152,6 +205,7 @@ def track_file_task(
     results: str | Path | None = None,
     max_failed: int = 0,
     max_failed_share: float | None = None,
+    flameup_conn_id: str | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Send a file's rows as events for an Airflow task; return the counts per status.
@@ -165,13 +219,15 @@ def track_file_task(
     or a URI such as ``s3://...``) sends no event Flameup confirmed, and looks up the ones a
     killed attempt may have sent before sending them (see the events guide). ``dry_run=True``
     sends nothing and returns what would happen.
+    ``flameup_conn_id=`` takes the key and URL from an Airflow connection, as for
+    :func:`upsert_file_task`.
 
     Example (needs FLAMEUP_API_KEY and a reachable server, so it is not a doctest)::
 
         counts = track_file_task("purchases.parquet", event="purchase_completed",
                                  state="/data/flameup/events.state", max_failed=5)
     """
-    options = dict(options, results=results, state=state)
+    options = dict(_connected(flameup_conn_id, options), results=results, state=state)
     return _file_task("track", track_file, path, max_failed, max_failed_share, options)
 
 

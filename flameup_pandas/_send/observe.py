@@ -1,0 +1,345 @@
+"""Observers of a run: OpenLineage events, OpenTelemetry spans and metrics.
+
+The engine wraps each run in :func:`run` and the send layer each request in :func:`request`;
+nothing else calls them. Each observer is loaded only when it is configured:
+
+- OpenLineage (``flameup-pandas[openlineage]``), when ``OPENLINEAGE_URL``,
+  ``OPENLINEAGE__TRANSPORT__TYPE`` or an ``openlineage.yml`` (``OPENLINEAGE_CONFIG``, the
+  working directory, ``~/.openlineage``) says where to send: a
+  ``START`` event, then ``COMPLETE`` or ``FAIL`` with the same runId, the input dataset (a file
+  or object URI, a DuckDB query, a Spark source's files), the output (Flameup's ``people`` or
+  ``events`` at the API's host), ``outputStatistics`` (rows written) and a ``flameup`` run facet
+  (rows per status). Sending it never fails a run: an error is logged once per run.
+- OpenTelemetry (``flameup-pandas[otel]``, the API alone), when the application has set a
+  tracer or meter provider: a span per run with a child span per request, and the counters
+  ``flameup.rows``, ``flameup.requests``, ``flameup.rate_limited`` and the histograms
+  ``flameup.request.duration`` and ``flameup.budget.wait`` (seconds).
+
+Unconfigured, a run costs a few environment lookups and a request one context-variable read.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import logging
+import os
+import re
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pyarrow.dataset as ds
+
+from .._version import __version__
+from ..exceptions import TransportError
+from .client import BASE_URL_ENV, DEFAULT_BASE_URL, Answer
+
+__all__ = ["Watched", "request", "run"]
+
+logger = logging.getLogger("flameup_pandas")
+
+R = TypeVar("R")
+PRODUCER = f"https://github.com/flameup/flameup-pandas/tree/{__version__}"
+_ROUTE_ID = re.compile(r"(/people|/workspaces)/(?!batch(?:[/?]|$))[^/?]+")
+_TRACING: ContextVar[_Tracing | None] = ContextVar("flameup_tracing", default=None)
+
+
+@dataclass
+class Watched:
+    """One run as its observers see it: what it sends, from where, to where."""
+
+    kind: str  # "people" or "events"
+    operation: str  # "upsert", "plan", "dry_run", "track"
+    source: Any  # the path, dataset, relation or Spark frame read (None for a frame)
+    base_url: str
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def written(self) -> int:
+        return sum(self.counts.get(status, 0) for status in ("created", "updated", "sent"))
+
+    @functools.cached_property
+    def input(self) -> tuple[str, str] | None:
+        """The source as an OpenLineage dataset (namespace, name), where it is known."""
+        try:
+            return _dataset(self.source)
+        except Exception as exc:  # (a Spark frame's files, say): the run goes on without
+            logger.debug("no input dataset for the run's observers: %s", exc)
+            return None
+
+    @property
+    def output(self) -> tuple[str, str]:
+        host = urllib.parse.urlsplit(self.base_url).netloc.rpartition("@")[2]
+        return f"flameup://{host}", self.kind
+
+
+def run(kind: str, operation: str, source: Any, delivery: Any, call: Callable[[], R]) -> R:
+    """``call()`` (a whole run), seen by the configured observers; the engine's one hook.
+
+    ``delivery`` (a :class:`~flameup_pandas._run.options.Delivery`) says where the run sends.
+    The result (or an interrupt's) gives the counts per status: a summary's ``counts``.
+    """
+    observers: list[Any] = [o() for o in (_Lineage.configured(), _Tracing.configured()) if o]
+    if not observers:
+        return call()
+    client = getattr(delivery, "client", None)
+    url = client.base_url if client is not None else getattr(delivery, "base_url", None)
+    url = url or os.environ.get(BASE_URL_ENV, DEFAULT_BASE_URL)
+    watched = Watched(kind, operation, source, url)
+    for observer in observers:
+        observer.start(watched)
+    try:
+        result = call()
+    except BaseException as exc:
+        watched.counts = _counts(getattr(exc, "result", None))
+        for observer in reversed(observers):
+            observer.end(watched, exc)
+        raise
+    watched.counts = _counts(result)
+    for observer in reversed(observers):
+        observer.end(watched, None)
+    return result
+
+
+def request(call: Callable[[], Answer], *, waited: float, retries: int) -> Answer:
+    """``call()`` (one request to Flameup), seen by the run's tracing; the send layer's one
+    hook. ``waited``: seconds it waited for the rate budget; ``retries``: earlier attempts."""
+    tracing = _TRACING.get()
+    if tracing is None:
+        return call()
+    started = time.time_ns() - int(waited * 1e9)
+    try:
+        answer = call()
+    except TransportError as exc:
+        tracing.requested(started, waited, retries, None, exc)
+        raise
+    tracing.requested(started, waited, retries, answer, None)
+    return answer
+
+
+def _counts(result: Any) -> dict[str, int]:
+    summary = getattr(result, "summary", result)  # a Spark result holds its summary
+    counts = getattr(summary, "counts", summary)
+    if not isinstance(counts, Mapping):
+        return {}
+    return {str(status): int(n) for status, n in counts.items()}
+
+
+def _dataset(source: Any) -> tuple[str, str] | None:
+    """(namespace, name) as OpenLineage names datasets: ``file`` and an absolute path,
+    ``s3://bucket`` and a key; a DuckDB relation's query; a dataset's or Spark frame's files."""
+    if isinstance(source, str | Path):
+        text = str(source)
+        parts = urllib.parse.urlsplit(text)
+        if "://" not in text or parts.scheme == "file":
+            return "file", str(Path(parts.path if "://" in text else text).resolve())
+        return f"{parts.scheme}://{parts.netloc}", parts.path.lstrip("/")
+    kind = type(source)
+    if callable(
+        getattr(kind, "sql_query", None)
+    ):  # (types: a Spark frame's columns are attributes)
+        return "duckdb", source.sql_query()
+    files: list[str] = []
+    if callable(getattr(kind, "inputFiles", None)):  # Spark
+        files = source.inputFiles()
+    elif isinstance(source, ds.FileSystemDataset):
+        scheme = source.filesystem.type_name
+        files = [f if scheme == "local" else f"{scheme}://{f}" for f in source.files]
+    if files[1:]:  # their folder (URIs: commonpath would fold the "//")
+        return _dataset(os.path.commonprefix(files).rpartition("/")[0])  # noqa: RUF071
+    if files:
+        return _dataset(files[0])
+    return None
+
+
+@functools.cache
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+class _Lineage:
+    """OpenLineage RunEvents for one run: START, then COMPLETE or FAIL."""
+
+    @staticmethod
+    def configured() -> type[_Lineage] | None:
+        if os.environ.get("OPENLINEAGE_DISABLED", "").strip().lower() == "true":
+            return None
+        named = ("OPENLINEAGE_URL", "OPENLINEAGE_CONFIG", "OPENLINEAGE__TRANSPORT__TYPE")
+        files = ("openlineage.yml", os.path.expanduser("~/.openlineage/openlineage.yml"))
+        if not (any(map(os.environ.__contains__, named)) or any(map(os.path.isfile, files))):
+            return None
+        return _Lineage if _installed("openlineage.client") else None
+
+    def __init__(self) -> None:
+        from openlineage.client import OpenLineageClient
+        from openlineage.client.uuid import generate_new_uuid
+
+        self.run_id = str(generate_new_uuid())
+        self.failed = False
+        try:
+            self.client: Any = OpenLineageClient()
+        except Exception as exc:  # a bad config must not stop the run
+            self._failed(exc)
+
+    def start(self, watched: Watched) -> None:
+        self._emit(watched, "START", None)
+
+    def end(self, watched: Watched, error: BaseException | None) -> None:
+        self._emit(watched, "COMPLETE" if error is None else "FAIL", error)
+
+    def _emit(self, watched: Watched, state: str, error: BaseException | None) -> None:
+        if self.failed:
+            return
+        try:
+            self.client.emit(self._event(watched, state, error))
+        except Exception as exc:  # lineage never fails a run
+            self._failed(exc)
+
+    def _failed(self, exc: Exception) -> None:
+        self.failed = True
+        logger.warning("OpenLineage: no events for this run (%s: %s)", type(exc).__name__, exc)
+
+    def _event(self, watched: Watched, state: str, error: BaseException | None) -> Any:
+        from openlineage.client import event_v2 as ol
+        from openlineage.client import facet_v2 as facets
+
+        end = state != "START"
+        job_facets: dict[str, Any] = {
+            "jobType": facets.job_type_job.JobTypeJobFacet("BATCH", "FLAMEUP_PANDAS", "JOB")
+        }
+        inputs = []
+        if watched.input is not None:
+            inputs = [ol.InputDataset(*watched.input)]
+            if watched.input[0] == "duckdb":
+                job_facets["sql"] = facets.sql_job.SQLJobFacet(watched.input[1], "duckdb")
+        output = ol.OutputDataset(*watched.output)
+        run_facets: dict[str, Any] = {}
+        if end:
+            stats = facets.output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet
+            output.outputFacets = {"outputStatistics": stats(rowCount=watched.written)}
+            run_facets["flameup"] = facets.RunFacet().with_additional_properties(
+                counts=watched.counts
+            )
+        if error is not None:
+            message = facets.error_message_run.ErrorMessageRunFacet
+            run_facets["errorMessage"] = message(f"{type(error).__name__}: {error}", "python")
+        name = watched.input[1] if watched.input else "frame"
+        return ol.RunEvent(
+            eventType=getattr(ol.RunState, state),
+            eventTime=time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
+            run=ol.Run(self.run_id, facets=run_facets),
+            job=ol.Job(
+                os.environ.get("OPENLINEAGE_NAMESPACE", "flameup-pandas"),
+                f"{watched.operation}.{watched.kind}:{name}"[:1000],
+                facets=job_facets,
+            ),
+            producer=PRODUCER,
+            inputs=inputs,
+            outputs=[output],
+        )
+
+
+class _Tracing:
+    """An OpenTelemetry span for one run, a child span per request, and the metrics."""
+
+    @staticmethod
+    def configured() -> type[_Tracing] | None:
+        if not _installed("opentelemetry.trace"):
+            return None
+        from opentelemetry import metrics, trace
+
+        kinds = type(trace.get_tracer_provider()).__name__, type(metrics.get_meter_provider())
+        no_ops = {"ProxyTracerProvider", "NoOpTracerProvider"}
+        meters = {"_ProxyMeterProvider", "NoOpMeterProvider"}
+        return None if kinds[0] in no_ops and kinds[1].__name__ in meters else _Tracing
+
+    def __init__(self) -> None:
+        from opentelemetry import context, metrics, trace
+
+        self.trace, self.context = trace, context
+        self.tracer = trace.get_tracer("flameup_pandas", __version__)
+        self.meters = _instruments(metrics.get_meter_provider())
+
+    def start(self, watched: Watched) -> None:
+        self.kind = {"flameup.kind": watched.kind}
+        self.span = self.tracer.start_span(
+            f"flameup {watched.operation}",
+            attributes={
+                "flameup.kind": watched.kind,
+                "flameup.operation": watched.operation,
+                "flameup.source": watched.input[1] if watched.input else "frame",
+                "server.address": watched.output[0].removeprefix("flameup://"),
+            },
+        )
+        self.token = self.context.attach(self.trace.set_span_in_context(self.span))
+        self.held = _TRACING.set(self)
+
+    def requested(
+        self,
+        started: int,
+        waited: float,
+        retries: int,
+        answer: Answer | None,
+        error: TransportError | None,
+    ) -> None:
+        method, _, path = (answer.request if answer else "").partition(" ")
+        route = _ROUTE_ID.sub(r"\1/{id}", path.partition("?")[0])
+        attributes: dict[str, Any] = {"flameup.retries": retries, "flameup.budget_wait": waited}
+        if method:
+            attributes |= {"http.request.method": method, "url.template": route}
+        if answer is not None:
+            attributes["http.response.status_code"] = answer.status
+            for name in ("Limit", "Remaining", "Reset"):
+                value = answer.headers.get(f"X-RateLimit-{name}")
+                if value is not None:
+                    attributes[f"flameup.ratelimit.{name.lower()}"] = value
+        else:
+            attributes["error.type"] = getattr(error, "reason", None) or "TransportError"
+        span = self.tracer.start_span(
+            f"{method} {route}" if method else "flameup request",
+            kind=self.trace.SpanKind.CLIENT,
+            start_time=started,
+            attributes=attributes,
+        )
+        if error is not None or (answer is not None and answer.status >= 400):
+            span.set_status(self.trace.StatusCode.ERROR)
+        span.end()
+        shared = {**self.kind, "http.response.status_code": answer.status if answer else 0}
+        requests, limited, duration, wait, _ = self.meters
+        requests.add(1, shared)
+        if answer is not None and answer.status == 429:
+            limited.add(1, self.kind)
+        if answer is not None:
+            duration.record(answer.elapsed, shared)
+        wait.record(waited, self.kind)
+
+    def end(self, watched: Watched, error: BaseException | None) -> None:
+        _TRACING.reset(self.held)
+        self.context.detach(self.token)
+        rows = self.meters[4]
+        for status, n in watched.counts.items():
+            self.span.set_attribute(f"flameup.rows.{status}", n)
+            if n:
+                rows.add(n, {**self.kind, "flameup.status": status})
+        if error is not None:
+            self.span.record_exception(error)
+            self.span.set_status(self.trace.StatusCode.ERROR, f"{type(error).__name__}: {error}")
+        self.span.end()
+
+
+@functools.lru_cache(maxsize=4)
+def _instruments(provider: Any) -> tuple[Any, ...]:
+    """The run's instruments, made once per meter provider."""
+    meter = provider.get_meter("flameup_pandas", __version__)
+    return (
+        meter.create_counter("flameup.requests", "{request}", "Requests sent to Flameup"),
+        meter.create_counter("flameup.rate_limited", "{request}", "Answers of 429"),
+        meter.create_histogram("flameup.request.duration", "s", "Time to each answer"),
+        meter.create_histogram("flameup.budget.wait", "s", "Time waiting for the rate budget"),
+        meter.create_counter("flameup.rows", "{row}", "Rows per status at the end of a run"),
+    )
