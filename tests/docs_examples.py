@@ -64,6 +64,8 @@ def check_install(part: str) -> None:
     targets = [w for w in words[words.index("install") + 1 :] if not w.startswith("-")]
     assert targets, f"nothing to install in {part!r}"
     for target in targets:
+        if re.fullmatch(r"dist/flameup_pandas-\*\.whl", target):
+            continue  # the wheel python -m build writes
         name, _, wanted = target.partition("[")
         assert name in ("flameup-pandas", "."), f"installs another package: {part!r}"
         unknown = set(filter(None, wanted.rstrip("]").split(","))) - extras()
@@ -96,7 +98,7 @@ def serve(cli: list[str]) -> None:
     with subprocess.Popen(cli, stdout=subprocess.PIPE, text=True) as server:
         assert server.stdout is not None
         try:
-            lines = [server.stdout.readline() for _ in range(3)]
+            lines = [server.stdout.readline().removeprefix("export ") for _ in range(3)]
             assert any(line.startswith("FLAMEUP_BASE_URL=http://127.0.0.1:") for line in lines)
         finally:
             server.terminate()
@@ -112,8 +114,18 @@ def run_console(body: str) -> None:
             assert command in readme, f"not the README's command: {command!r}"
             continue
         for part in (p.strip() for p in command.split("&&")):
-            if part.startswith("flameup-pandas "):
+            background = re.fullmatch(r'eval "\$\((flameup-pandas serve[^&]*)&\)"', part)
+            if background:  # the server's export lines evaluated: started, then stopped
+                run_cli(background.group(1).strip())
+            elif part.startswith("flameup-pandas "):
                 run_cli(part)
+            elif part.startswith(("git clone ", "cd ")):
+                print(f"not run (needs the repository's host): {part}")
+            elif part.startswith("python -c "):
+                done = subprocess.run(
+                    [sys.executable, *shlex.split(part)[1:]], timeout=300, check=False
+                )
+                assert done.returncode == 0, f"{part!r} exited {done.returncode}"
             elif re.match(r"(\S*/)?pip install ", part):
                 check_install(part)
             elif part.startswith("python3 -m venv "):
