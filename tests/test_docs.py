@@ -418,3 +418,14 @@ def test_the_site_opens_in_a_browser(browser: WebDriver, served: str) -> None:
     found = browser.find_elements(By.CSS_SELECTOR, "#search-results ul.search li a")
     assert any("upsert_arrow" in a.text for a in found), [a.text for a in found]
     assert console_errors(browser) == []
+
+
+def test_the_sample_file_is_the_packages_sample_customers() -> None:
+    """examples/customers.parquet (the README's) is sample_customers() (the quickstart's, which
+    a wheel has too): the docs and the README show the same table."""
+    import pandas as pd
+
+    from flameup_pandas.testing import sample_customers
+
+    shipped = pd.read_parquet(ROOT / "examples" / "customers.parquet")
+    pd.testing.assert_frame_equal(sample_customers(), shipped)

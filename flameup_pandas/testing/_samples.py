@@ -52,7 +52,7 @@ def sample_customers(n: int = 2000, seed: int = 42) -> pd.DataFrame:
     if n > 1500:
         df.loc[17, "email"] = "ada.lovelace@@example"
         df.loc[256, ["user_id", "email"]] = [None, None]
-        df.loc[1024, "user_id"] = df.loc[1023, "user_id"]
+        df.at[1024, "user_id"] = "cust-001024"  # the user_id of row 1023
         df.loc[1500, "timezone"] = "Mars/Olympus_Mons"
     return df
 
