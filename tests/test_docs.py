@@ -393,8 +393,9 @@ def console_errors(driver: WebDriver) -> list[object]:
 
 
 def test_the_site_opens_in_a_browser(browser: WebDriver, served: str) -> None:
-    """Home page, a guide with its screenshot, an API page, and a search that finds a function,
-    with nothing in the console."""
+    """Home page, a guide with its screenshot, a function's page, an accessor method's page
+    linking its keyword table, and a search that finds a function, with nothing in the
+    console."""
     browser.get(served)
     assert browser.find_element(By.TAG_NAME, "h1").text.startswith("flameup-pandas")
     assert "flameup-pandas" in browser.title
@@ -406,9 +407,15 @@ def test_the_site_opens_in_a_browser(browser: WebDriver, served: str) -> None:
     assert browser.execute_script("return arguments[0].naturalWidth", image) > 0
     assert console_errors(browser) == []
 
-    browser.get(served + "reference/api.html")
+    browser.get(served + "reference/api/flameup_pandas/upsert_file.html")
     entry = browser.find_element(By.ID, "flameup_pandas.upsert_file")
     assert "upsert_file" in entry.text
+    assert console_errors(browser) == []
+
+    browser.get(served + "reference/api/pandas.DataFrame.flameup/upsert.html")
+    entry = browser.find_element(By.ID, "pandas.DataFrame.flameup.upsert")
+    assert "upsert" in entry.text
+    browser.find_element(By.CSS_SELECTOR, "a[href$='#flameup_pandas._run.options.Options']")
     assert console_errors(browser) == []
 
     browser.get(served + "search.html?q=upsert_arrow")
