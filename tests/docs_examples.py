@@ -12,7 +12,9 @@ fenced blocks run in document order:
   not fail with a usage error (exit code 2); ``flameup-pandas serve ...`` must start and print
   its URL, then is stopped. ``pip install`` parts must name this package and extras it has;
   ``.venv/bin/TOOL`` parts a tool one of the extras installs; the README's two commands must
-  be the README's.
+  be the README's. ``eval "$(flameup-pandas serve --env &)"`` starts and stops the server,
+  ``python -c`` runs, ``git clone`` and ``cd`` are shown but not run (they need the repository's
+  host).
 - anything else (``text``: output and usage synopses) is not run.
 
 It exits 0 when every example ran; otherwise it prints which block of the page failed and why.
