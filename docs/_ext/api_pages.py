@@ -269,10 +269,10 @@ def attribute_docs(cls: type) -> dict[str, str]:
 
 
 def typed_dicts(module: Any) -> list[tuple[str, type]]:
-    """The module's TypedDicts, in ``__all__`` order (else definition order)."""
-    names = getattr(module, "__all__", None) or list(vars(module))
-    found = [(n, getattr(module, n)) for n in names if typing.is_typeddict(getattr(module, n))]
-    return [(n, cls) for n, cls in found if cls.__module__ == module.__name__]
+    """The module's TypedDicts, the largest first (the sets users meet: ``Options``...)."""
+    found = [(n, v) for n, v in vars(module).items() if typing.is_typeddict(v)]
+    found = [(n, cls) for n, cls in found if cls.__module__ == module.__name__]
+    return sorted(found, key=lambda item: (-len(item[1].__annotations__), item[0]))
 
 
 def dataclasses_of(module: Any) -> list[type]:
