@@ -63,6 +63,10 @@ nb_execution_timeout = 180
 nb_execution_raise_on_error = True
 nb_execution_show_tb = True
 nb_merge_streams = True
+# Progress bars are left out: as widgets they need ipywidgets' JavaScript from a CDN (the site
+# loads nothing from the network); as text, without ipywidgets, tqdm warns on stderr first.
+nb_output_stderr = "remove"
+nb_ipywidgets_js: dict[str, dict[str, str]] = {}
 
 # The notebooks' kernel is this interpreter (never a kernelspec of the user's that names another
 # Python), and quiet: ipykernel warns on stderr that loopback TCP is unencrypted, which is
