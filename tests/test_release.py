@@ -143,6 +143,13 @@ def test_the_wheel_runs_the_main_job_outside_the_tree(dist: Path, tmp_path: Path
     version = run([command, "--version"], tmp_path)
     assert version.strip() == f"flameup-pandas {flameup_pandas.__version__}"
 
+    # the quickstart's first example, as a newcomer with only the wheel runs it
+    page = (ROOT / "docs" / "getting-started.md").read_text()
+    first = re.search(r"^```python\n(.*?)^```", page, flags=re.S | re.M)
+    assert first is not None
+    shown = run([python, "-c", first.group(1)], tmp_path)
+    assert "created            1,996" in shown and "invalid                3" in shown
+
     work = tmp_path / "job"
     work.mkdir()
     pd.DataFrame(
