@@ -8,7 +8,12 @@ Why Sphinx, MyST and furo: docs/contributing.md.
 
 from __future__ import annotations
 
+import atexit
+import json
+import os
+import shutil
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -27,23 +32,66 @@ copyright = f"2026, {author}"
 release = version = flameup_pandas.__version__
 
 extensions = [
-    "myst_parser",
+    "myst_nb",  # Markdown pages (MyST) and the quickstart notebook, executed at build time
     "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",  # the summary tables of the reference's index pages
     "sphinxarg.ext",
+    "api_pages",  # a page per public object and accessor method, and the keyword tables
     "benchmark_report",  # the performance page's figures, read from benchmarks/results.json
+    "benchmark_plots",  # and its plots, drawn with matplotlib from the same file
     "public_names",  # references by any name an object has: linked to its public entry
     "module_map",  # the architecture page's module map, read from the package's tree
     "value_rules",  # the value rules page's table, read from _people.values.VALUE_RULES
 ]
 
-source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
+source_suffix = {".md": "myst-nb", ".ipynb": "myst-nb", ".rst": "restructuredtext"}
 root_doc = "index"
-exclude_patterns = ["_build", "_ext", "Thumbs.db", ".DS_Store"]
+exclude_patterns = ["_build", "_ext", "reference/examples", "Thumbs.db", ".DS_Store"]
 suppress_warnings: list[str] = []
 
 # MyST: Markdown pages with directives; headings up to ### get anchors links can point at.
-myst_enable_extensions = ["colon_fence", "deflist", "fieldlist"]
+myst_enable_extensions = ["colon_fence", "deflist", "fieldlist", "substitution"]
+myst_substitutions = {"release": release}
 myst_heading_anchors = 3
+
+# myst-nb: the notebooks are stored without outputs and executed by every build, in a
+# temporary folder (what they write stays out of the tree), each against the local server it
+# starts itself; a cell that fails fails the build.
+nb_execution_mode = "auto"
+nb_execution_in_temp = True
+nb_execution_timeout = 180
+nb_execution_raise_on_error = True
+nb_execution_show_tb = True
+nb_merge_streams = True
+# Progress bars are left out: as widgets they need ipywidgets' JavaScript from a CDN (the site
+# loads nothing from the network); as text, without ipywidgets, tqdm warns on stderr first.
+nb_output_stderr = "remove"
+nb_ipywidgets_js: dict[str, dict[str, str]] = {}
+
+# The notebooks' kernel is this interpreter (never a kernelspec of the user's that names another
+# Python), and quiet: ipykernel warns on stderr that loopback TCP is unencrypted, which is
+# nothing the site can act on.
+_KERNELS = Path(tempfile.mkdtemp(prefix="flameup-docs-kernels-"))
+atexit.register(shutil.rmtree, _KERNELS, ignore_errors=True)
+(_KERNELS / "kernels" / "python3").mkdir(parents=True)
+(_KERNELS / "kernels" / "python3" / "kernel.json").write_text(
+    json.dumps(
+        {
+            "argv": [
+                *(sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"),
+                "--IPKernelApp.log_level=ERROR",
+            ],
+            "display_name": "Python 3",
+            "language": "python",
+        }
+    )
+)
+os.environ["JUPYTER_PATH"] = os.pathsep.join(
+    filter(None, [str(_KERNELS), os.environ.get("JUPYTER_PATH")])
+)
+
+# autosummary: summary tables only; api_pages writes the pages they link to.
+autosummary_generate = False
 
 # autodoc: members in source order, with their types in the descriptions.
 autodoc_member_order = "bysource"
@@ -110,6 +158,8 @@ html_favicon = "_static/favicon.svg"
 html_show_sourcelink = False
 html_copy_source = False
 html_last_updated_fmt = None
-pygments_style = "sphinx"
+pygments_style = "friendly"
+pygments_dark_style = "monokai"
+html_css_files = ["flameup.css"]  # wide tables and outputs scroll inside the page
 # Text as written: option names (--quick), quotes in code-like figure names, "->" arrows.
 smartquotes = False

@@ -12,7 +12,9 @@ fenced blocks run in document order:
   not fail with a usage error (exit code 2); ``flameup-pandas serve ...`` must start and print
   its URL, then is stopped. ``pip install`` parts must name this package and extras it has;
   ``.venv/bin/TOOL`` parts a tool one of the extras installs; the README's two commands must
-  be the README's.
+  be the README's. ``eval "$(flameup-pandas serve --env &)"`` starts and stops the server,
+  ``python -c`` runs, ``git clone`` and ``cd`` are shown but not run (they need the repository's
+  host).
 - anything else (``text``: output and usage synopses) is not run.
 
 It exits 0 when every example ran; otherwise it prints which block of the page failed and why.
@@ -64,6 +66,8 @@ def check_install(part: str) -> None:
     targets = [w for w in words[words.index("install") + 1 :] if not w.startswith("-")]
     assert targets, f"nothing to install in {part!r}"
     for target in targets:
+        if re.fullmatch(r"dist/flameup_pandas-\*\.whl", target):
+            continue  # the wheel python -m build writes
         name, _, wanted = target.partition("[")
         assert name in ("flameup-pandas", "."), f"installs another package: {part!r}"
         unknown = set(filter(None, wanted.rstrip("]").split(","))) - extras()
@@ -96,7 +100,7 @@ def serve(cli: list[str]) -> None:
     with subprocess.Popen(cli, stdout=subprocess.PIPE, text=True) as server:
         assert server.stdout is not None
         try:
-            lines = [server.stdout.readline() for _ in range(3)]
+            lines = [server.stdout.readline().removeprefix("export ") for _ in range(3)]
             assert any(line.startswith("FLAMEUP_BASE_URL=http://127.0.0.1:") for line in lines)
         finally:
             server.terminate()
@@ -112,8 +116,18 @@ def run_console(body: str) -> None:
             assert command in readme, f"not the README's command: {command!r}"
             continue
         for part in (p.strip() for p in command.split("&&")):
-            if part.startswith("flameup-pandas "):
+            background = re.fullmatch(r'eval "\$\((flameup-pandas serve[^&]*)&\)"', part)
+            if background:  # the server's export lines evaluated: started, then stopped
+                run_cli(background.group(1).strip())
+            elif part.startswith("flameup-pandas "):
                 run_cli(part)
+            elif part.startswith(("git clone ", "cd ")):
+                print(f"not run (needs the repository's host): {part}")
+            elif part.startswith("python -c "):
+                done = subprocess.run(
+                    [sys.executable, *shlex.split(part)[1:]], timeout=300, check=False
+                )
+                assert done.returncode == 0, f"{part!r} exited {done.returncode}"
             elif re.match(r"(\S*/)?pip install ", part):
                 check_install(part)
             elif part.startswith("python3 -m venv "):

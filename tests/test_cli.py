@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import requests
 
 from flameup_pandas.cli import main
 
@@ -156,3 +157,29 @@ def test_serve_takes_the_local_servers_options(tmp_path):
     assert lines[0].startswith("FLAMEUP_BASE_URL=http://127.0.0.1:")
     assert "rate limit 7/60s (fixed)" in lines[3] and "overview person shape" in lines[3]
     assert db.exists()
+
+
+def test_serve_env_prints_export_lines_then_lets_a_shell_go_on():
+    """`eval "$(flameup-pandas serve --env &)"`: export lines, then stdout closes (so the
+    shell's command substitution returns) while the server keeps answering."""
+    command = [sys.executable, "-m", "flameup_pandas.cli", "serve", "--env"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as server:
+        assert server.stdout is not None
+        try:
+            printed = server.stdout.read()  # returns at EOF: the server closed its stdout
+            values = dict(
+                line.removeprefix("export ").split("=", 1)
+                for line in printed.splitlines()
+                if line.startswith("export ")
+            )
+            answer = requests.get(
+                f"{values['FLAMEUP_BASE_URL']}/people",
+                headers={"Authorization": f"Bearer {values['FLAMEUP_API_KEY']}"},
+                timeout=10,
+            )
+            assert server.poll() is None and answer.status_code == 200
+        finally:
+            server.terminate()
+        assert server.wait(timeout=60) == 0
+    assert set(values) == {"FLAMEUP_BASE_URL", "FLAMEUP_API_KEY", "FLAMEUP_UI_URL"}
+    assert f"kill {server.pid}" in printed.splitlines()[-1]

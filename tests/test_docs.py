@@ -1,23 +1,31 @@
 """The docs site: it builds with no warning, its examples run, its links hold, it opens.
 
 The site is built once per test session (``python -m sphinx -W -b html docs OUT``, nitpicky: every
-cross-reference must resolve) and the tests share it. Each page's examples run in a process of
+cross-reference must resolve) and the tests share it. It is built in a venv holding only the
+package's dependencies and the ``docs`` extra, so the extra is known to build the site alone:
+the venv is made once per set of requirements and kept in ``FLAMEUP_DOCS_VENV_CACHE`` (default
+``~/.cache/flameup-pandas``), the checkout on its path. Each page's examples run in a process of
 their own against a local server (``tests/docs_examples.py`` says how each kind of block is
-run). The browser check serves the built site on loopback to the headless Chromium the web
-view's tests drive.
+run), the reference's examples in this one. The browser check serves the built site on loopback
+to the headless Chromium the web view's tests drive.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import http.server
 import inspect
+import os
+import runpy
 import shutil
 import subprocess
 import sys
 import threading
 import time
+import tomllib
+import typing
 import zlib
 from collections.abc import Iterator
 from html.parser import HTMLParser
@@ -33,10 +41,13 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
 import flameup_pandas
+import flameup_pandas._run.options
 import flameup_pandas.airflow
 import flameup_pandas.exceptions
 import flameup_pandas.spark
 import flameup_pandas.testing
+from flameup_pandas._accessor import FlameupAccessor
+from flameup_pandas._polars import PolarsFlameup
 from tests.docs_examples import blocks
 from tests.testing.test_ui_browser import CHROMIUM_FLAGS, _installed
 
@@ -63,16 +74,47 @@ class Site:
         return sorted(p for p in self.out.rglob("*.html") if "_static" not in p.parts)
 
 
+def docs_python() -> Path:
+    """The Python of a venv holding the package's dependencies and the docs extra, nothing else.
+
+    Made once per set of requirements (and Python version), in a temporary folder renamed into
+    place when complete, so parallel sessions never see a half-made venv.
+    """
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = sorted(project["dependencies"] + project["optional-dependencies"]["docs"])
+    key = hashlib.sha256("\n".join([sys.version, *wanted]).encode()).hexdigest()[:12]
+    cache = Path(os.environ.get("FLAMEUP_DOCS_VENV_CACHE", Path.home() / ".cache/flameup-pandas"))
+    venv = cache / f"docs-venv-{key}"
+    if not (venv / "bin" / "python").exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        making = cache / f"docs-venv-{key}.{os.getpid()}"
+        shutil.rmtree(making, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", making], check=True, timeout=300)
+        install = [making / "bin" / "python", "-m", "pip", "install", "-q", *wanted]
+        done = subprocess.run(install, capture_output=True, text=True, timeout=1800, check=False)
+        assert done.returncode == 0, f"pip install of the docs extra failed:\n{done.stderr}"
+        try:
+            making.rename(venv)
+        except OSError:  # another session finished first: its venv is the same
+            shutil.rmtree(making, ignore_errors=True)
+    return venv / "bin" / "python"
+
+
 @pytest.fixture(scope="session")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
     out = tmp_path_factory.mktemp("docs") / "html"
+    python = docs_python()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "FLAMEUP_"))}
+    env["PYTHONPATH"] = str(ROOT)  # the checkout, as an editable install would put it
     started = time.perf_counter()
     build = subprocess.run(
-        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", DOCS, out],
+        [python, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", DOCS, out],
         capture_output=True,
         text=True,
         timeout=600,
         check=False,
+        env=env,
+        cwd=out.parent,
     )
     output = build.stdout + build.stderr
     assert build.returncode == 0, output
@@ -86,19 +128,24 @@ def test_the_site_builds_with_warnings_as_errors(site: Site) -> None:
         assert (site.out / page.replace(".md", ".html")).exists(), page
 
 
-def documented(site: Site) -> dict[str, object]:
-    """Every Python object the reference has an entry for, by its documented name."""
+def inventory(site: Site) -> dict[str, str]:
+    """Every Python entry of the reference: its documented name and its page (with anchor)."""
     # objects.inv: four header lines, then zlib-compressed "name domain:role priority uri text"
     raw = (site.out / "objects.inv").read_bytes()
     header_end = 0
     for _ in range(4):
         header_end = raw.index(b"\n", header_end) + 1
-    found: dict[str, object] = {}
+    found: dict[str, str] = {}
     for line in zlib.decompress(raw[header_end:]).decode().splitlines():
-        name, role = line.split(" ", 2)[:2]
+        name, role, _, uri = line.split(" ", 4)[:4]
         if role.startswith("py:") and role != "py:module":
-            found[name] = _lookup(name)
+            found[name] = uri.replace("$", name) if uri.endswith("$") else uri
     return found
+
+
+def documented(site: Site) -> dict[str, object]:
+    """Every Python object the reference has an entry for, by its documented name."""
+    return {name: _lookup(name) for name in inventory(site)}
 
 
 def _lookup(name: str) -> object:
@@ -129,6 +176,97 @@ def test_every_public_name_has_a_reference_entry(site: Site, module: ModuleType)
         )
     ]
     assert missing == [], f"no reference entry for {module.__name__}: {missing}"
+
+
+ACCESSORS = {"pandas.DataFrame.flameup": FlameupAccessor, "polars.DataFrame.flameup": PolarsFlameup}
+OPTIONS = flameup_pandas._run.options
+
+
+def public_methods(cls: type) -> list[str]:
+    return [n for n, v in vars(cls).items() if not n.startswith("_") and inspect.isfunction(v)]
+
+
+def test_every_accessor_method_has_a_page_of_its_own(site: Site) -> None:
+    """``df.flameup.upsert`` is documented as ``pandas.DataFrame.flameup.upsert`` (never as an
+    alias of a private class), on its own page, with an example."""
+    entries = inventory(site)
+    for prefix, cls in ACCESSORS.items():
+        for method in public_methods(cls):
+            name = f"{prefix}.{method}"
+            assert name in entries, f"no reference entry for {name}"
+            page = (site.out / entries[name].split("#")[0]).read_text()
+            assert "Example" in page, f"{name} has no example"
+
+
+def typed_keywords(function: typing.Callable[..., object]) -> tuple[list[str], str | None]:
+    """The keyword-only parameters of ``function`` and the TypedDict its ``**options`` are."""
+    names, options = [], None
+    for param in inspect.signature(function).parameters.values():
+        if param.kind is inspect.Parameter.KEYWORD_ONLY:
+            names.append(param.name)
+        elif param.kind is inspect.Parameter.VAR_KEYWORD:
+            text = str(param.annotation)
+            options = text.removeprefix("Unpack[").removesuffix("]") if "Unpack[" in text else None
+    return names, options
+
+
+def test_every_keyword_has_an_entry_and_every_function_links_its_table(site: Site) -> None:
+    """Each key of each TypedDict of the options module is an entry of its own (in its table:
+    keyword, type, default, meaning); each public function, and each accessor method, names
+    its keywords on its page and links the table of its ``**options``."""
+    entries = inventory(site)
+    for name, cls in vars(OPTIONS).items():
+        if typing.is_typeddict(cls) and cls.__module__ == OPTIONS.__name__:
+            for key in cls.__annotations__:
+                assert f"{OPTIONS.__name__}.{name}.{key}" in entries, f"{name}.{key}"
+    assert f"{OPTIONS.__name__}.Options.max_changes" in entries
+    assert f"{OPTIONS.__name__}.Options.max_creates" in entries
+    functions = {
+        f"{module.__name__}.{n}": getattr(module, n)
+        for module in PUBLIC_MODULES
+        for n in module.__all__
+        if inspect.isfunction(getattr(module, n))
+    }
+    for prefix, cls in ACCESSORS.items():
+        for method in public_methods(cls):
+            delegate = getattr(flameup_pandas, method, None)
+            if inspect.isfunction(delegate):
+                functions[f"{prefix}.{method}"] = delegate
+    missing = []
+    for name, function in functions.items():
+        page = (site.out / entries[name].split("#")[0]).read_text()
+        keywords, options = typed_keywords(function)
+        missing += [f"{name}: {k}" for k in keywords if f">{k}<" not in page]
+        if options and f"#{OPTIONS.__name__}.{options}" not in page:
+            missing.append(f"{name}: no link to the {options} table")
+    assert missing == []
+
+
+@pytest.mark.parametrize(
+    "example",
+    sorted(p.relative_to(DOCS).as_posix() for p in (DOCS / "reference" / "examples").rglob("*.py")),
+)
+def test_the_reference_examples_run(
+    example: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flameup_server: object
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FLAMEUP_API_KEY", flameup_server.api_key)  # type: ignore[attr-defined]
+    monkeypatch.setenv("FLAMEUP_BASE_URL", flameup_server.base_url)  # type: ignore[attr-defined]
+    runpy.run_path(str(DOCS / example), run_name="__main__")
+
+
+def test_the_performance_page_draws_every_plot(site: Site) -> None:
+    page = (site.out / "performance.html").read_text()
+    main = page[page.index('id="furo-main-content"') :]
+    assert main.count("<svg") >= 4  # resync, throughput, memory, pacing
+    assert "(commit " in main
+
+
+def test_the_quickstart_notebook_is_on_the_site_with_its_outputs(site: Site) -> None:
+    page = (site.out / "examples" / "quickstart.html").read_text()
+    assert page.count("cell_output") >= 10
+    assert "2,997" in page  # the first sync's summary, as executed by the build
+    assert "Traceback" not in page
 
 
 def test_the_cli_reference_lists_every_command_and_option(site: Site) -> None:
@@ -258,8 +396,9 @@ def console_errors(driver: WebDriver) -> list[object]:
 
 
 def test_the_site_opens_in_a_browser(browser: WebDriver, served: str) -> None:
-    """Home page, a guide with its screenshot, an API page, and a search that finds a function,
-    with nothing in the console."""
+    """Home page, a guide with its screenshot, a function's page, an accessor method's page
+    linking its keyword table, and a search that finds a function, with nothing in the
+    console."""
     browser.get(served)
     assert browser.find_element(By.TAG_NAME, "h1").text.startswith("flameup-pandas")
     assert "flameup-pandas" in browser.title
@@ -271,9 +410,15 @@ def test_the_site_opens_in_a_browser(browser: WebDriver, served: str) -> None:
     assert browser.execute_script("return arguments[0].naturalWidth", image) > 0
     assert console_errors(browser) == []
 
-    browser.get(served + "reference/api.html")
+    browser.get(served + "reference/api/flameup_pandas/upsert_file.html")
     entry = browser.find_element(By.ID, "flameup_pandas.upsert_file")
     assert "upsert_file" in entry.text
+    assert console_errors(browser) == []
+
+    browser.get(served + "reference/api/pandas.DataFrame.flameup/upsert.html")
+    entry = browser.find_element(By.ID, "pandas.DataFrame.flameup.upsert")
+    assert "upsert" in entry.text
+    browser.find_element(By.CSS_SELECTOR, "a[href$='#flameup_pandas._run.options.Options']")
     assert console_errors(browser) == []
 
     browser.get(served + "search.html?q=upsert_arrow")
@@ -283,3 +428,14 @@ def test_the_site_opens_in_a_browser(browser: WebDriver, served: str) -> None:
     found = browser.find_elements(By.CSS_SELECTOR, "#search-results ul.search li a")
     assert any("upsert_arrow" in a.text for a in found), [a.text for a in found]
     assert console_errors(browser) == []
+
+
+def test_the_sample_file_is_the_packages_sample_customers() -> None:
+    """examples/customers.parquet (the README's) is sample_customers() (the quickstart's, which
+    a wheel has too): the docs and the README show the same table."""
+    import pandas as pd
+
+    from flameup_pandas.testing import sample_customers
+
+    shipped = pd.read_parquet(ROOT / "examples" / "customers.parquet")
+    pd.testing.assert_frame_equal(sample_customers(), shipped)

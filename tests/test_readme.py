@@ -6,18 +6,23 @@ would only be compiled: ``.ci/airflow`` runs examples/airflow_dag.py under Airfl
 ``test_*`` function they define is then called with a fresh server, as pytest would.
 ``console`` blocks hold the README's two commands: the test command is what CI itself runs, so
 here the main job runs (its install step is the one CI has just done) and must exit 0. The
-README stays a front door (at most 150 lines) whose links lead to pages that exist; the long
-form lives in docs/ (tests/test_docs.py).
+README stays a front door (at most 150 lines) whose links are absolute (a package index shows
+it away from the repository) and lead to pages that exist: the docs site's to a page of docs/,
+the repository's to a file of it, both read from the project URLs of pyproject.toml. Its
+performance figures are those of benchmarks/results.json. The long form lives in docs/
+(tests/test_docs.py).
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 import re
 import shlex
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -69,11 +74,42 @@ def test_python_blocks_run_in_order(scratch):
 def test_the_readme_is_a_front_door_whose_links_hold():
     text = (ROOT / "README.md").read_text()
     assert len(text.splitlines()) <= 150
+    urls = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]
+    docs, source = urls["Documentation"], urls["Source"].rstrip("/") + "/blob/main/"
     links = re.findall(r"\]\(([^)\s]+)\)", text)
-    local = [link for link in links if not urlsplit(link).scheme]
-    assert len(local) >= 10
-    for link in local:
-        assert (ROOT / urlsplit(link).path).is_file(), link
+    assert [link for link in links if not urlsplit(link).scheme] == [], "relative links"
+    checked = 0
+    for link in links:
+        path = urlsplit(link).path
+        if link.startswith(docs):
+            page = path.removeprefix(urlsplit(docs).path).removesuffix(".html")
+            assert any((ROOT / "docs" / f"{page}{s}").is_file() for s in (".md", ".ipynb")), link
+        elif link.startswith(source):
+            assert (ROOT / path.split("/blob/main/", 1)[1]).is_file(), link
+        else:
+            continue
+        checked += 1
+    assert checked >= 10
+
+
+README_FIGURES = (
+    "(commit {commit}, {day}, {machine[nproc]} shared cores): the nightly resync of "
+    "{pacing[p2_rows]:,} rows with {pacing[p2_changed]:,} changed took {pacing[p2_seconds]:.2f} s "
+    "({pacing[p2_even_seconds]:.2f} s under even pacing); an `upsert_file` dry run turns "
+    "{conversion[file_rows_per_second]:,.0f} rows a second into people "
+    "({conversion[file_speedup]:.1f}x `read_parquet` + `to_dict` + `json.dumps`); streaming "
+    "{memory[rows]:,} rows peaked at {memory[stream_ratio]:.2f} of `pd.read_parquet`'s memory"
+)
+"""The README's performance sentence, filled from benchmarks/results.json."""
+
+
+def test_the_readme_quotes_the_benchmark_results_file():
+    """The figures the README gives are those of the results file the docs draw from: after a
+    new benchmark run, this test prints the sentence to paste."""
+    data = json.loads((ROOT / "benchmarks" / "results.json").read_text())
+    expected = README_FIGURES.format(day=data["date"][:10], **data, **data["results"])
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert expected in readme, f"the README should say: {expected}"
 
 
 def test_main_command_runs(tmp_path):

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import re
 import subprocess
 import sys
 import sysconfig
 import tarfile
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -42,11 +44,35 @@ def test_one_version_for_the_package_the_metadata_and_the_command() -> None:
 def test_the_changelog_keeps_a_changelog_and_the_license_is_mit() -> None:
     changelog = (ROOT / "CHANGELOG.md").read_text()
     assert changelog.startswith("# Changelog\n")
-    assert "## [Unreleased]" in changelog and "keepachangelog.com" in changelog
+    assert "keepachangelog.com" in changelog
+    sections = re.split(r"^## ", changelog, flags=re.M)[1:]
+    assert sections[0].startswith("[Unreleased]\n")  # on top, where the next changes go
+    releases = [re.match(r"\[([\d.]+)\] - (\d{4}-\d{2}-\d{2})\n", s) for s in sections[1:]]
+    assert releases and all(releases), "every section after [Unreleased] is a dated release"
+    assert releases[0] is not None and releases[0].group(1) == flameup_pandas.__version__
+    for section in sections:
+        headings = re.findall(r"^### (.+)$", section, flags=re.M)
+        assert len(headings) == len(set(headings)), f"repeated headings in ## {section[:20]}"
+        assert set(headings) <= {"Added", "Changed", "Deprecated", "Removed", "Fixed", "Security"}
+    for name in ["Unreleased"] + [m.group(1) for m in releases if m]:
+        assert re.search(rf"^\[{re.escape(name)}\]: https://", changelog, flags=re.M), name
     assert (ROOT / "LICENSE").read_text().startswith("MIT License\n")
     metadata = importlib.metadata.metadata("flameup-pandas")
     assert metadata["License-Expression"] == "MIT"
-    assert metadata.get_all("Project-URL")
+
+
+def test_the_project_metadata_names_its_authors_and_urls() -> None:
+    """What a package index shows: authors, and where the docs, the changelog and the source
+    are. The version is written once (flameup_pandas/_version.py), the metadata reads it."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["authors"] and "version" in project["dynamic"] and "version" not in project
+    assert {"Documentation", "Changelog", "Source", "Issues"} <= set(project["urls"])
+    versions = [
+        path
+        for path in (ROOT / "flameup_pandas").rglob("*.py")
+        if re.search(r"__version__\s*=", path.read_text())
+    ]
+    assert [p.name for p in versions] == ["_version.py"]
 
 
 def run(command: list[str | Path], cwd: Path, timeout: float = 600) -> str:
@@ -85,6 +111,9 @@ def test_sdist_and_wheel_pass_twine_check_and_hold_what_they_should(dist: Path) 
         "tests/conftest.py",
         "examples/customers.parquet",
         "notebooks/quickstart.ipynb",
+        "docs/examples/quickstart.ipynb",
+        "docs/_ext/api_pages.py",
+        "docs/reference/examples/pandas/upsert.py",
         "benchmarks/results.json",
     ):
         assert needed in held, needed
@@ -113,6 +142,13 @@ def test_the_wheel_runs_the_main_job_outside_the_tree(dist: Path, tmp_path: Path
     assert not Path(where.strip()).is_relative_to(ROOT)
     version = run([command, "--version"], tmp_path)
     assert version.strip() == f"flameup-pandas {flameup_pandas.__version__}"
+
+    # the quickstart's first example, as a newcomer with only the wheel runs it
+    page = (ROOT / "docs" / "getting-started.md").read_text()
+    first = re.search(r"^```python\n(.*?)^```", page, flags=re.S | re.M)
+    assert first is not None
+    shown = run([python, "-c", first.group(1)], tmp_path)
+    assert "created            1,996" in shown and "invalid                3" in shown
 
     work = tmp_path / "job"
     work.mkdir()

@@ -11,6 +11,12 @@ file is a dependency of the page: writing a new one rebuilds it.
     ```{benchmark-report} benchmarks/results.json
     :only: conversion pacing
     ```
+
+    ```{benchmark-report}
+    :machine:
+    ```
+
+(``:machine:``: only the sentence on when, where and with what the figures were measured.)
 """
 
 from __future__ import annotations
@@ -86,12 +92,14 @@ class BenchmarkReport(SphinxDirective):
     """Render a benchmark results file: a sentence on the machine, then the figures' table."""
 
     optional_arguments = 1
-    option_spec = {"only": directives.unchanged}  # noqa: RUF012  (docutils' own shape)
+    option_spec = {"only": directives.unchanged, "machine": directives.flag}  # noqa: RUF012
 
     def run(self) -> list[nodes.Node]:
         path = ROOT / (self.arguments[0] if self.arguments else DEFAULT)
         self.env.note_dependency(str(path))
         data = load(path)
+        if "machine" in self.options:  # the sentence alone, for the top of a page
+            return [nodes.paragraph(text=describe(data))]
         only = set(self.options.get("only", "").split())
         figures = [f for f in data["figures"] if not only or f.get("benchmark") in only]
         if not figures:

@@ -106,6 +106,7 @@ class EventRules:
     naive_timestamps: Literal["error", "utc"] = "error"
     """``"utc"``: datetimes without a time zone are read as UTC (as for people)."""
     future_tolerance: dt.timedelta = field(default=FUTURE_TOLERANCE)
+    """How far ahead of this machine's clock a timestamp may be (clocks drift)."""
 
     def __post_init__(self) -> None:
         if (self.event is None) == (self.event_column is None):

@@ -53,12 +53,22 @@ class Rules:
     """How rows become people: the mapping, the schema and the value options."""
 
     mapping: Mapping[str, Hashable] | None = None
+    """Which column feeds which field: ``{"userId": "customer_no", "traits.tier": "plan"}``;
+    None: the columns named ``userId`` (or ``user_id``, ``external_id``), ``email``, ``phone``."""
     traits: Sequence[Hashable] | None = None
+    """The columns sent as custom traits; None: every column not mapped or excluded."""
     exclude: Sequence[Hashable] | None = None
+    """Columns never sent."""
     schema: type[pandera.DataFrameModel] | pandera.DataFrameSchema | None = None
+    """A pandera schema of your own, checked beside the package's rules."""
     send_nulls: bool = False
+    """Send missing values as ``null`` (which clears the trait in Flameup); by default a
+    missing value is left out of the person."""
     naive_timestamps: Literal["error", "utc"] = "error"
+    """``"utc"``: datetimes without a time zone are read as UTC; ``"error"``: refused."""
     on_duplicate: Literal["last", "error"] = "last"
+    """A repeated identity: ``"last"`` sends the last row and marks the others ``skipped``;
+    ``"error"`` raises :class:`~flameup_pandas.DuplicateIdentityError`."""
 
     def __post_init__(self) -> None:
         if self.on_duplicate not in ("last", "error"):

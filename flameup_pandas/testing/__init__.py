@@ -11,7 +11,8 @@ Use it to test pipelines offline (what moto is to AWS users)::
 
 With pytest, the ``flameup_server`` fixture hands each test a fresh server (a rate limit no test
 reaches, announced in the headers).
-From a shell: ``flameup-pandas serve`` (or ``python -m flameup_pandas.testing``).
+From a shell: ``flameup-pandas serve`` (or ``python -m flameup_pandas.testing``); ``serve
+--env`` prints ``export`` lines for ``eval``. :func:`sample_customers` is the quickstart's table.
 
 Every path outside ``/api`` is the web view (`flameup_pandas.testing._ui`): people, the request
 log with bodies and answers, rate-limit windows and a faults form, rendered on the server.
@@ -64,6 +65,7 @@ from __future__ import annotations
 from ._faults import Faults
 from ._ratelimit import DOCUMENTED_LIMIT
 from ._records import RecordedRequest
+from ._samples import sample_customers, write_sample_customers
 from ._server import PEOPLE_COLUMNS, FlameupServer
 from ._shapes import PERSON_SHAPES
 from ._store import ALL_PERMISSIONS
@@ -76,4 +78,6 @@ __all__ = [
     "Faults",
     "FlameupServer",
     "RecordedRequest",
+    "sample_customers",
+    "write_sample_customers",
 ]

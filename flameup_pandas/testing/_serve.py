@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -55,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
         help="store the valid people of a batch and report the others, instead of a 422",
     )
     parser.add_argument(
+        "--env",
+        action="store_true",
+        help='print the URL and key as export lines, for eval "$(flameup-pandas serve --env)" '
+        "in a shell whose jobs run the server in the background",
+    )
+    parser.add_argument(
         "--person-shape",
         choices=PERSON_SHAPES,
         default="seed",
@@ -100,16 +107,22 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def _announce(server: FlameupServer, args: argparse.Namespace) -> None:
+    """The URL, the key and the web view's URL; with ``--env`` as ``export`` lines, after
+    which stdout is closed, so ``eval "$(flameup-pandas serve --env &)"`` returns while the
+    server runs on in the background."""
     limit = (
         "off"
         if args.rate_limit is None
         else f"{args.rate_limit}/{args.rate_window:g}s ({args.rate_policy})"
     )
-    print(f"FLAMEUP_BASE_URL={server.base_url}")
-    print(f"FLAMEUP_API_KEY={server.api_key}")
-    print(f"FLAMEUP_UI_URL={server.ui_url}")
+    export, stop = ("export ", f"kill {os.getpid()}") if args.env else ("", "Ctrl+C")
+    print(f"{export}FLAMEUP_BASE_URL={server.base_url}")
+    print(f"{export}FLAMEUP_API_KEY={server.api_key}")
+    print(f"{export}FLAMEUP_UI_URL={server.ui_url}")
     print(
-        f"flameup-pandas serve: rate limit {limit}, db {args.db or 'in memory'}, "
-        f"{args.person_shape} person shape; stop with Ctrl+C",
+        f"{'# ' if args.env else ''}flameup-pandas serve: rate limit {limit}, db "
+        f"{args.db or 'in memory'}, {args.person_shape} person shape; stop with {stop}",
         flush=True,
     )
+    if args.env:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
