@@ -159,7 +159,12 @@ def _dataset(source: Any) -> tuple[str, str] | None:
 
 @functools.cache
 def _installed(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
+    """Whether ``module`` can be imported; False when its package is missing (find_spec of a
+    submodule raises, rather than answering None, when the parent is not installed)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
 
 
 class _Lineage:
