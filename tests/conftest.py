@@ -16,29 +16,6 @@ from .s3 import s3, s3_endpoint  # noqa: F401 - fixtures: one loopback S3 per se
 settings.register_profile("flameup", deadline=None)
 settings.load_profile("flameup")
 
-# The README's test command runs the suite on pytest-xdist workers (--dist loadgroup). A
-# module- or session-scoped fixture is built once per worker that runs a test using it: the
-# tests sharing one that costs seconds or minutes go to one worker together, so it is built
-# once (the docs site, a JVM, the release build, a kernel, a browser). Cheap ones (a local
-# server, moto) are built on each worker, and their tests spread.
-SHARED_FIXTURES = {
-    "site": "docs-site",  # tests/test_docs.py: the Sphinx build, the browser on it
-    "spark": "spark",  # tests/test_spark.py, test_paths_agree.py: a local[2] JVM
-    "dist": "release",  # tests/test_release.py: python -m build
-    "executed": "notebook",  # tests/test_notebook.py: a kernel runs the notebook
-    "browser": "browser",  # tests/testing/test_ui_browser.py: headless Chromium
-}
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups into the test ids
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        fixtures = getattr(item, "fixturenames", ())
-        group = next((g for name, g in SHARED_FIXTURES.items() if name in fixtures), None)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
-
-
 both_shapes = pytest.mark.parametrize("flameup_person_shape", PERSON_SHAPES)
 """Run a test against a ``flameup_server`` answering in each documented person shape.
 
