@@ -208,7 +208,7 @@ def test_spark_connect_sends_what_every_other_path_sends(flameup_server, tmp_pat
         cwd=Path(__file__).parent.parent,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,  # a JVM beside the suite's other workers (CI: three suites on two cores)
         check=False,
     )
     causes = [line for line in done.stderr.splitlines() if "Exception" in line or "Error" in line]

@@ -263,10 +263,13 @@ def test_of_runs_racing_for_the_lock_exactly_one_wins(s3):
 def test_a_dead_runs_lease_expires_and_the_next_run_takes_over(s3):
     state = s3.uri("dead/state.parquet")
     store = Store(s3.fs)
-    dead = Lease.take(store, f"{s3.bucket}/dead/state.parquet.lock", state, seconds=0.5)
+    # 3 s: on a loaded machine (CI runs three suites on two cores) the take and the open below
+    # took 2 s, past a shorter lease; the sleep ends when the lease does, whatever they took
+    expires = time.monotonic() + 3.0
+    dead = Lease.take(store, f"{s3.bucket}/dead/state.parquet.lock", state, seconds=3.0)
     with pytest.raises(LockedError, match="lease until"):
         SyncState.open(state)
-    time.sleep(0.6)
+    time.sleep(max(0.0, expires - time.monotonic()) + 0.2)
     with SyncState.open(state), pytest.raises(LockedError, match="taken over"):
         dead.check()  # the dead run, were it to wake, writes nothing more
 
@@ -369,7 +372,7 @@ def test_sigkill_mid_run_with_everything_on_s3_then_unlock_and_rerun_completes(s
     args = ("upsert", source, "--state", state, "--no-progress", "--concurrency", "2")
     with FlameupServer(rate_limit=15, rate_window=1.0) as server:
         first = _cli(server, s3.env, *args)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # the wait ends at the first journal object
         while time.monotonic() < deadline and first.poll() is None:
             if any(k.endswith(".jsonl") for k in s3.keys("kill/state.parquet.journal")):
                 break
