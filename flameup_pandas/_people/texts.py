@@ -87,14 +87,15 @@ class Texts:
             values,
         )
 
-    def python(self) -> list[Any]:
+    def python(self, exact: bool = True) -> list[Any]:
         """The values as Python objects (None where missing), decoded in one call.
 
         Values converted one by one are taken as they were converted, numbers written from a
-        decimal's digits as ``Decimal`` (a float would lose the digits sent).
+        decimal's digits as ``Decimal`` when ``exact`` (a float would lose the digits sent),
+        else as the JSON fragments they are sent as.
         """
         if self.values is not None:
-            return [_decimals(v) for v in self.values]
+            return [_decimals(v) for v in self.values] if exact else self.values
         if self.quote and self.strings is not None:
             strings: list[Any] = self.strings.to_pylist()
             return strings
@@ -162,18 +163,10 @@ def strings_texts(strings: pa.Array) -> Texts:
     return Texts(strings.cast(BINARY), missing, {}, strings=strings, quote=True)
 
 
-def string_texts(series: pd.Series, naive: str, label: str, top: bool) -> Texts:
-    """The text rule's column encoder (values Arrow cannot hold go value by value)."""
+def string_texts(series: pd.Series, naive: str, label: str, top: bool) -> Texts | None:
+    """The text rule's column encoder (None for values Arrow cannot hold: value by value)."""
     strings = string_array(series)
-    if strings is None:
-        values = series.to_numpy(dtype=object)
-        problems: dict[int, str] = {}
-        out: list[Any] = [None] * len(values)
-        for position, value in enumerate(values.tolist()):
-            if isinstance(value, str):
-                out[position] = value
-        return general_texts(out, problems, label, top)
-    return strings_texts(strings)
+    return None if strings is None else strings_texts(strings)
 
 
 def strings_of(texts: Texts, n_rows: int, dropped: np.ndarray) -> pa.Array:

@@ -109,17 +109,13 @@ def _integer(value: Any, naive: Naive, label: str) -> Any:
 
 
 def _float(value: Any, naive: Naive, label: str) -> Any:
-    value = float(value)
+    # a float32's shortest text, as its float64 twin: 0.1, never 0.10000000149011612
+    value = float(str(value)) if type(value) in (np.float32, np.float16) else float(value)
     if math.isnan(value):
         return None
     if not math.isfinite(value):
         raise Unsendable(f"{value} is not valid JSON")
     return value
-
-
-def _float32(value: Any, naive: Naive, label: str) -> Any:
-    # the shortest text of the float32, as its float64 twin: 0.1, never 0.10000000149011612
-    return _float(float(str(value)), naive, label)
 
 
 def _boolean(value: Any, naive: Naive, label: str) -> Any:
@@ -189,26 +185,38 @@ class RepeatedKeys:
 
 # -- the rules -------------------------------------------------------------------------------
 
-ColumnEncoder = Callable[[pd.Series, Naive, str, bool], Texts]
+ColumnEncoder = Callable[[pd.Series, Naive, str, bool], "Texts | None"]
 
 
 @dataclass(frozen=True)
 class Rule:
     """One input type: how it is recognised, encoded and shown in the documentation.
 
-    ``dtypes`` recognises a column's dtype, ``types`` a value's Python types; ``column``
-    encodes a whole column (None: value by value, through ``value``); ``refusal`` (with
-    ``value`` None) is why its values cannot be sent. ``input`` and ``sent_as`` are the
-    documentation's table row, in Markdown.
+    A column's dtype is the rule's when it is one of ``pandas`` (dtype classes), of
+    ``numpy`` (kind letters, for numpy and pandas' masked dtypes) or, Arrow-backed, its Arrow
+    type passes one of ``arrow`` (``pa.types`` predicates); a value is the rule's when its
+    type is one of ``types``. ``column`` encodes a whole column (None, or when it returns
+    None: value by value through ``value``); a rule without ``value`` refuses its values,
+    for ``refusal``. ``input`` and ``sent_as`` are the documentation's row, in Markdown.
     """
 
     input: str
     sent_as: str
-    dtypes: Callable[[Any], bool] = lambda dtype: False
     types: tuple[type, ...] = ()
+    pandas: tuple[type, ...] = ()
+    numpy: str = ""
+    arrow: tuple[Callable[[Any], bool], ...] = ()
     column: ColumnEncoder | None = None
     value: ValueEncoder | None = None
     refusal: str | None = None
+
+    def takes(self, dtype: Any) -> bool:
+        if isinstance(dtype, pd.ArrowDtype):
+            return any(kind(dtype.pyarrow_dtype) for kind in self.arrow)
+        if isinstance(dtype, self.pandas):
+            return True
+        numpy_type = getattr(dtype, "numpy_dtype", dtype)
+        return isinstance(numpy_type, np.dtype) and numpy_type.kind in self.numpy
 
     def encode(self, value: Any, naive: Naive, label: str) -> Any:
         if self.value is None:
@@ -220,120 +228,82 @@ def no_meaning(kind: str) -> str:
     return f"{kind} values have no JSON meaning; convert them first"
 
 
-def _arrow(*kinds: Callable[[Any], bool]) -> Callable[[Any], bool]:
-    """Matches an Arrow-backed dtype whose Arrow type is one of ``kinds``."""
-    return lambda d: isinstance(d, pd.ArrowDtype) and any(k(d.pyarrow_dtype) for k in kinds)
-
-
-def _numpy_kind(kinds: str, width: Callable[[int], bool] = lambda w: True) -> Callable[[Any], bool]:
-    """Matches a numpy or pandas masked dtype of one of ``kinds`` (numpy kind letters)."""
-
-    def matches(dtype: Any) -> bool:
-        if isinstance(dtype, pd.ArrowDtype | pd.CategoricalDtype):
-            return False
-        numpy_type = getattr(dtype, "numpy_dtype", dtype)
-        return (
-            isinstance(numpy_type, np.dtype)
-            and numpy_type.kind in kinds
-            and width(numpy_type.itemsize)
-        )
-
-    return matches
-
-
-def _is_numpy(dtype: Any) -> bool:
-    return isinstance(dtype, np.dtype)
-
-
-def _either(*matchers: Callable[[Any], bool]) -> Callable[[Any], bool]:
-    return lambda d: any(m(d) for m in matchers)
+def _extension(name: str) -> Callable[[Any], bool]:
+    """An Arrow extension type by name (pandas' Period and Interval written to Arrow)."""
+    return lambda kind: getattr(kind, "extension_name", None) == name
 
 
 _T = pa.types
-
-
-def _pandas_extension(name: str) -> Callable[[Any], bool]:
-    """An Arrow column of pandas' own extension type (a Period or Interval written to Arrow)."""
-    return _arrow(lambda t: isinstance(t, pa.ExtensionType) and t.extension_name == name)
-
-
-_SPAN_TYPES = (_T.is_duration, _T.is_interval)
+_REFUSED = "the row is `invalid`, with a reason naming the column"
 
 RULES: tuple[Rule, ...] = (
     Rule(
         "text (`object` strings, `str`, `string[python]`, `string[pyarrow]`, Arrow `string` and"
-        " `large_string`, polars `String`); an empty CSV cell is missing",
+        " `large_string`, polars `String`)",
         "a JSON string, unchanged",
-        _either(
-            _arrow(_T.is_string, _T.is_large_string, _T.is_string_view),
-            lambda d: isinstance(d, pd.StringDtype),
-        ),
         (str,),
-        col.string_texts,
-        _text,
+        (pd.StringDtype,),
+        arrow=(_T.is_string, _T.is_large_string, _T.is_string_view),
+        column=col.string_texts,
+        value=_text,
     ),
     Rule(
         "categorical, dictionary and Enum columns (pandas `category`, Arrow dictionaries, "
         "polars `Categorical` and `Enum`), Arrow-backed or not",
         "their values, by the rule of the values' type; identities and known fields too",
-        _either(lambda d: isinstance(d, pd.CategoricalDtype), _arrow(_T.is_dictionary)),
+        pandas=(pd.CategoricalDtype,),
+        arrow=(_T.is_dictionary,),
     ),
     Rule(
         "integers of any width, signed or not (numpy, pandas nullable `Int64` and friends, "
         "Arrow, polars, including polars `Int128` where the value fits in 64 bits)",
         "a JSON integer with every digit, whatever nulls stand beside it in the column; a value"
         " that does not fit makes the row `invalid`, with the reason",
-        _either(_numpy_kind("iu"), _arrow(_T.is_integer)),
         (int, np.integer),
-        col.number_texts,
-        _integer,
+        numpy="iu",
+        arrow=(_T.is_integer,),
+        column=col.number_texts,
+        value=_integer,
     ),
     Rule(
-        "`float64`",
-        "the shortest JSON number that reads back as the same float (`1.5`, `1e+16`); `inf` "
-        "and `-inf` make the row `invalid`: JSON has no infinity",
-        _either(_numpy_kind("f", lambda w: w == 8), _arrow(_T.is_float64)),
-        (float, np.float64),
-        col.number_texts,
-        _float,
-    ),
-    Rule(
-        "`float32` (and `float16`)",
-        "the shortest text that reads back as the same float32 (`0.1`, not `0.10000000149011612`)",
-        _either(_numpy_kind("f", lambda w: w < 8), _arrow(_T.is_float32, _T.is_float16)),
-        (np.float32, np.float16),
-        col.number_texts,
-        _float32,
+        "floats: `float64`, and `float32` (or `float16`)",
+        "the shortest JSON number that reads back as the same float (`1.5`, `1e+16`); for a "
+        "`float32`, the shortest that reads back as the same float32 (`0.1`, not "
+        "`0.10000000149011612`); `inf` and `-inf` make the row `invalid`: JSON has no infinity",
+        (float, np.floating),
+        numpy="f",
+        arrow=(_T.is_floating,),
+        column=col.number_texts,
+        value=_float,
     ),
     Rule(
         "decimals (`decimal.Decimal`, Arrow `decimal128`/`decimal256`, polars `Decimal`)",
         "a JSON number written from the decimal's own digits, never through a float, without"
         " trailing zeros (`12345678901234567.89`; `0.10` and a `decimal128(38, 10)` "
-        "`0.1000000000` are both `0.1`), so a value's bytes and hash do not depend on its scale",
-        _arrow(_T.is_decimal),
+        "`0.1000000000` are both `0.1`): a value's bytes and hash do not depend on its scale",
         (Decimal,),
-        None,
-        _decimal,
+        arrow=(_T.is_decimal,),
+        value=_decimal,
     ),
     Rule(
         "booleans",
         "`true` or `false`",
-        _either(_numpy_kind("b"), _arrow(_T.is_boolean)),
         (bool, np.bool_),
-        col.number_texts,
-        _boolean,
+        numpy="b",
+        arrow=(_T.is_boolean,),
+        column=col.number_texts,
+        value=_boolean,
     ),
     Rule(
         "timestamps with a time zone",
         "ISO 8601 text in UTC, with as many fractional digits as needed "
         "(`2024-06-01T10:30:05.123Z`)",
-        _either(
-            lambda d: isinstance(d, pd.DatetimeTZDtype) or (_is_numpy(d) and d.kind == "M"),
-            _arrow(_T.is_timestamp),
-        ),
         (dt.datetime, np.datetime64),
-        col.timestamp_column,
-        _timestamp,
+        (pd.DatetimeTZDtype,),
+        numpy="M",
+        arrow=(_T.is_timestamp,),
+        column=col.timestamp_column,
+        value=_timestamp,
     ),
     Rule(
         "timestamps without a time zone",
@@ -341,98 +311,83 @@ RULES: tuple[Rule, ...] = (
         '`naive_timestamps="utc"` (`--naive-timestamps utc`) declares them UTC',
     ),
     Rule(
-        "dates",
-        "ISO 8601 date text (`2024-01-02`)",
-        _arrow(_T.is_date),
-        (dt.date,),
-        None,
-        _date,
+        "dates", "ISO 8601 date text (`2024-01-02`)", (dt.date,), arrow=(_T.is_date,), value=_date
     ),
     Rule(
         "lists and arrays",
         "JSON arrays, each element by these rules",
-        _arrow(_T.is_list, _T.is_large_list, _T.is_fixed_size_list),
         (list, tuple, np.ndarray),
-        None,
-        _list,
+        arrow=(_T.is_list, _T.is_large_list, _T.is_fixed_size_list),
+        value=_list,
     ),
     Rule(
         "dicts, structs, and maps with string keys",
-        "JSON objects, each value by these rules; a map with other keys makes the row "
-        "`invalid`, with the reason",
-        _arrow(_T.is_struct, _T.is_map),
+        "JSON objects, each value by these rules; a map with other keys, or naming a key "
+        "twice, makes the row `invalid`, with the reason",
         (Mapping,),
-        None,
-        _mapping,
+        arrow=(_T.is_struct, _T.is_map),
+        value=_mapping,
     ),
     Rule(
         "missing: `NaN`, `None`, `pd.NA`, `NaT`, Arrow and polars nulls (polars `NaN` too), "
         "an empty CSV cell",
         "left out of the person, so what Flameup holds is kept; with `send_nulls=True`, JSON "
         "`null`, which clears it",
-        types=(type(None), type(pd.NA), type(pd.NaT)),
+        (type(None), type(pd.NA), type(pd.NaT)),
         value=_missing,
     ),
     Rule(
-        "time spans: `timedelta`, Arrow `duration` and intervals (DuckDB `INTERVAL`, "
-        "`month_day_nano_interval`), polars `Duration`",
-        "the row is `invalid`, with a reason naming the column",
-        _either(_numpy_kind("m"), _arrow(*_SPAN_TYPES)),
+        "time spans: `timedelta`, Arrow `duration` and intervals (a DuckDB `INTERVAL`), "
+        "polars `Duration`",
+        _REFUSED,
         (dt.timedelta, np.timedelta64, pd.DateOffset, pa.MonthDayNano),
+        numpy="m",
+        arrow=(_T.is_duration, _T.is_interval),
         refusal=no_meaning("timedelta (time span)"),
     ),
     Rule(
-        "pandas `Period` (also written to Arrow or parquet, in any process)",
-        "the row is `invalid`, never its ordinal",
-        _either(lambda d: isinstance(d, pd.PeriodDtype), _pandas_extension("pandas.period")),
+        "pandas `Period` (in a frame, or written to Arrow or parquet)",
+        _REFUSED + ", never its ordinal",
         (pd.Period,),
+        (pd.PeriodDtype,),
+        arrow=(_extension("pandas.period"),),
         refusal=no_meaning("Period"),
     ),
     Rule(
-        "pandas `Interval` (also written to Arrow or parquet, in any process)",
-        'the row is `invalid`, never `{"left": ..., "right": ...}`',
-        _either(lambda d: isinstance(d, pd.IntervalDtype), _pandas_extension("pandas.interval")),
+        "pandas `Interval` (in a frame, or written to Arrow or parquet)",
+        _REFUSED + ', never `{"left": ..., "right": ...}`',
         (pd.Interval,),
+        (pd.IntervalDtype,),
+        arrow=(_extension("pandas.interval"),),
         refusal=no_meaning("Interval"),
     ),
-    Rule(
-        "time of day",
-        "the row is `invalid`, with the reason",
-        _arrow(_T.is_time),
-        (dt.time,),
-        refusal=no_meaning("time"),
-    ),
+    Rule("time of day", _REFUSED, (dt.time,), arrow=(_T.is_time,), refusal=no_meaning("time")),
     Rule(
         "bytes (Arrow `binary`)",
-        "the row is `invalid`, with the reason",
-        _arrow(_T.is_binary, _T.is_large_binary, _T.is_fixed_size_binary, _T.is_binary_view),
+        _REFUSED,
         (bytes, bytearray, memoryview),
+        arrow=(_T.is_binary, _T.is_large_binary, _T.is_fixed_size_binary, _T.is_binary_view),
         refusal="bytes have no JSON meaning; decode them to str first",
     ),
     Rule(
         "a map naming a key twice",
-        "the row is `invalid`, with the reason",
-        types=(RepeatedKeys,),
+        _REFUSED,
+        (RepeatedKeys,),
         refusal="a map that names a key twice is not a JSON object",
     ),
     Rule(
-        "anything else (`object` columns of other types, Arrow extension types)",
-        "the row is `invalid`, with a reason naming the column and the type, the same from "
-        "every path; never ordinals or reprs",
+        "anything else (`object` columns of other types, other Arrow extension types)",
+        _REFUSED + " and the type, the same from every path; never ordinals or reprs",
     ),
 )
 """Every input type's rule, in the order the documentation shows them."""
 
-_OTHER = RULES[-1]
-_CATEGORICAL, _DECIMAL = RULES[1], RULES[5]
+_OTHER, _TEXT, _CATEGORICAL = RULES[-1], RULES[0], RULES[1]
 
 
 def rule_for(dtype: Any) -> Rule:
     """The rule of a column's dtype (``object`` columns: the last rule, value by value)."""
-    for rule in RULES:
-        if rule.dtypes(dtype):
-            return rule
-    return _OTHER
+    return next((rule for rule in RULES if rule.takes(dtype)), _OTHER)
 
 
 @functools.cache
@@ -509,10 +464,10 @@ def _value_texts(series: pd.Series, naive: Naive, label: str, top: bool) -> Text
 
 
 def column_values(series: pd.Series, naive: Naive, label: str) -> tuple[list[Any], dict[int, str]]:
-    """A column's values as JSON-ready Python values (None where missing or unsendable, as
-    ``to_people`` shows them) and its row problems: for events' parameters."""
+    """A column's values as JSON-ready Python values (None where missing or unsendable) and
+    its row problems: for events' parameters."""
     texts = column_texts(series, naive, label, top=False)
-    return texts.python(), texts.problems
+    return texts.python(exact=False), texts.problems
 
 
 def plain_strings(series: pd.Series) -> tuple[pd.Series, np.ndarray]:
@@ -520,7 +475,7 @@ def plain_strings(series: pd.Series) -> tuple[pd.Series, np.ndarray]:
     one "is a string" of a column, for the schema's checks. Categoricals (Arrow-backed too)
     are judged by their values."""
     series = category_values(series)
-    if rule_for(series.dtype) is RULES[0]:
+    if rule_for(series.dtype) is _TEXT:
         return series, series.notna().to_numpy(dtype=bool)
     if _is_object(series.dtype):
         values = np.array(series.to_numpy(), dtype=object)  # a writable copy
