@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import orjson
@@ -203,7 +203,7 @@ def number_texts(series: pd.Series, naive: str, label: str, top: bool) -> Texts:
         width = (
             arrow.bit_width // 8
             if arrow is not None
-            else np.dtype(getattr(dtype, "numpy_dtype", dtype)).itemsize
+            else np.dtype(cast(Any, getattr(dtype, "numpy_dtype", dtype))).itemsize
         )
         target = np.float32 if width < 8 else np.float64
     if isinstance(dtype, np.dtype):

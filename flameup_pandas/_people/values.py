@@ -24,7 +24,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import orjson
@@ -34,6 +34,7 @@ import pyarrow as pa
 from ..exceptions import NaiveTimestampError
 from . import texts as col
 from .texts import Texts
+from .wire import timestamp_texts
 
 __all__ = [
     "RULES",
@@ -128,14 +129,14 @@ def _missing(value: Any, naive: Naive, label: str) -> Any:
 
 def _timestamp(value: Any, naive: Naive, label: str) -> Any:
     stamp = pd.Timestamp(value)
-    if stamp is pd.NaT:
+    if is_missing(stamp):
         return None
     if stamp.tzinfo is None:
         if naive != "utc":
             raise naive_error(label)
     else:
         stamp = stamp.tz_convert("UTC").tz_localize(None)
-    text = col.timestamp_texts(np.array([stamp.to_datetime64()]))[0].as_py()
+    text = timestamp_texts(np.array([stamp.to_datetime64()]))[0].as_py()
     return text[1:-1].decode()
 
 
@@ -391,7 +392,7 @@ def rule_for(dtype: Any) -> Rule:
 
 
 @functools.cache
-def rule_of(kind: type) -> Rule:
+def rule_of(kind: Any) -> Rule:
     """The rule of a value's Python type (subclasses by their closest registered type)."""
     for rule in RULES:
         if kind in rule.types:
@@ -410,7 +411,7 @@ def scalar(value: Any, naive: Naive, label: str) -> Any:
     >>> scalar(np.float32(0.1), "error", "x")
     0.1
     """
-    return rule_of(type(value)).encode(value, naive, label)
+    return rule_of(cast(Any, type(value))).encode(value, naive, label)
 
 
 # -- columns ---------------------------------------------------------------------------------
@@ -423,24 +424,21 @@ def column_texts(series: pd.Series, naive: Naive, label: str, top: bool) -> Text
     """
     dtype = series.dtype
     if isinstance(dtype, pd.SparseDtype):
-        return column_texts(series.sparse.to_dense(), naive, label, top)
+        return column_texts(cast(Any, series).sparse.to_dense(), naive, label, top)
     rule = rule_for(dtype)
     if rule is _CATEGORICAL:
         return _categorical_texts(series, naive, label, top)
-    extension = isinstance(dtype, pd.ArrowDtype) and isinstance(
-        dtype.pyarrow_dtype, pa.ExtensionType
-    )
-    if extension and rule is _OTHER:  # another extension type: its pandas twin, else its storage
+    arrow = dtype.pyarrow_dtype if isinstance(dtype, pd.ArrowDtype) else None
+    if rule is _OTHER and isinstance(arrow, pa.ExtensionType):  # its pandas twin, or storage
         return column_texts(col.decoded(series), naive, label, top)
+    texts = None
     if rule is _OTHER and _is_object(dtype):
-        strings = col.string_array(series)
-        if strings is not None:
-            return col.strings_texts(strings)
-    elif rule.column is not None and (not top or rule is RULES[0]):
-        return rule.column(series, naive, label, top)
+        texts = col.string_texts(series, naive, label, top)
+    elif rule.column is not None and (not top or rule is _TEXT):
+        texts = rule.column(series, naive, label, top)
     elif rule.value is None and rule is not _OTHER:
         return col.refused_texts(series, f"{label}: {rule.refusal}")
-    return _value_texts(series, naive, label, top)
+    return _value_texts(series, naive, label, top) if texts is None else texts
 
 
 def _categorical_texts(series: pd.Series, naive: Naive, label: str, top: bool) -> Texts:

@@ -214,7 +214,7 @@ def _pandas_extensions(table: pa.Table) -> pa.Table:
     """Columns of pandas' ``Period`` and ``Interval`` types read where pandas' Arrow types were
     not registered (a plain integer or ``{left, right}`` column whose field metadata names
     the type) as those types, so they mean the same in every process."""
-    from pandas.core.arrays.arrow import extension_types as pandas_types
+    from pandas.core.arrays.arrow import extension_types as pandas_types  # type: ignore[attr-defined]
 
     kinds = {
         b"pandas.period": pandas_types.ArrowPeriodType,
