@@ -201,3 +201,26 @@ def test_decimal_text_keeps_every_digit_and_drops_only_trailing_zeros():
         )
     digits = "12345678901234567890123456789012345678.9"
     assert orjson.dumps(decimal_text(Decimal(digits + "000"))) == digits.encode()
+
+
+def test_arrow_backed_dtypes_send_what_their_numpy_twins_send(tmp_path):
+    frame = pd.DataFrame(
+        {
+            "userId": pd.Categorical(["u1", "u2", "u3"]),
+            "email": ["a@example.com", None, "c@example.com"],
+            "timezone": pd.Categorical(["Europe/Berlin", None, "UTC"]),
+            "visits": pd.array([1, None, 3], dtype="Int64"),
+            "score": [0.5, float("nan"), 2.0],
+            "vip": pd.array([True, None, False], dtype="boolean"),
+            "seen": pd.to_datetime(
+                ["2024-01-02 03:04:05.5", None, "2024-01-02"], format="ISO8601", utc=True
+            ),
+            "plan": pd.Categorical(["pro", "free", None]),
+        }
+    )
+    frame.to_parquet(tmp_path / "people.parquet")
+    numpy = pd.read_parquet(tmp_path / "people.parquet")
+    arrow = pd.read_parquet(tmp_path / "people.parquet", dtype_backend="pyarrow")
+    assert encode_people(arrow).wire.to_pylist() == encode_people(numpy).wire.to_pylist()
+    assert arrow.flameup.to_people() == numpy.flameup.to_people() == frame.flameup.to_people()
+    assert arrow.flameup.validate().empty and numpy.flameup.validate().empty
