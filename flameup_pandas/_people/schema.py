@@ -172,11 +172,6 @@ def _may_need_strip(strings: pyarrow.ChunkedArray) -> bool:
     return False
 
 
-def _strings(series: pd.Series) -> tuple[pd.Series, np.ndarray]:
-    """The series' strings (same positions, anything else missing) and a bool mask of them."""
-    return plain_strings(series)
-
-
 def _fullmatch(strings: pd.Series, is_str: np.ndarray, pattern: str) -> np.ndarray:
     """True where a string fully matches ``pattern``; False elsewhere."""
     if not is_str.any():
@@ -208,13 +203,13 @@ def _lengths(strings: pd.Series, is_str: np.ndarray) -> np.ndarray:
 
 
 def _pattern_check(series: pd.Series, pattern: str) -> pd.Series:
-    strings, is_str = _strings(series)
+    strings, is_str = plain_strings(series)
     return pd.Series(~is_str | _fullmatch(strings, is_str, pattern), index=series.index)
 
 
 def _email_check(series: pd.Series) -> pd.Series:
     """Plausible addresses (:mod:`.emails`): one Arrow pass over Arrow-backed strings."""
-    strings, is_str = _strings(series)
+    strings, is_str = plain_strings(series)
     arrow = arrow_strings(strings)
     if arrow is not None:
         ok = plausible_emails(arrow)
@@ -230,14 +225,14 @@ def _max_length_check(series: pd.Series, limit: int) -> pd.Series:
         longest = pc.max(pc.binary_length(arrow)).as_py()
         if longest is None or longest <= limit:
             return pd.Series(np.ones(len(series), dtype=bool), index=series.index)
-    strings, is_str = _strings(series)
+    strings, is_str = plain_strings(series)
     return pd.Series(_lengths(strings, is_str) <= limit, index=series.index)
 
 
 def _present(series: pd.Series) -> np.ndarray:
     """Not missing and, when a string, not blank."""
     present = series.notna().to_numpy(dtype=bool)
-    strings, is_str = _strings(series)
+    strings, is_str = plain_strings(series)
     arrow = arrow_strings(strings)
     if arrow is not None and not _may_need_strip(arrow):
         return present
@@ -300,7 +295,7 @@ class PeopleSchema(pa.DataFrameModel):
     @pa.check(*STRING_FIELDS, name="string_type", error="string_type", element_wise=False)
     @classmethod
     def _string_type(cls, series: pd.Series) -> pd.Series:
-        _, is_str = _strings(series)
+        _, is_str = plain_strings(series)
         return pd.Series(is_str | series.isna().to_numpy(dtype=bool), index=series.index)
 
     @pa.check("userId", name="max_length(255)", error="max_length(255)", element_wise=False)
@@ -326,7 +321,7 @@ class PeopleSchema(pa.DataFrameModel):
     @pa.check("timezone", name="iana_timezone", error="iana_timezone", element_wise=False)
     @classmethod
     def _iana_timezone(cls, series: pd.Series) -> pd.Series:
-        strings, is_str = _strings(series)
+        strings, is_str = plain_strings(series)
         arrow = arrow_strings(strings)
         if arrow is not None:
             known = _bools(pc.is_in(arrow, value_set=_iana_timezone_array()))
