@@ -224,3 +224,13 @@ def test_arrow_backed_dtypes_send_what_their_numpy_twins_send(tmp_path):
     assert encode_people(arrow).wire.to_pylist() == encode_people(numpy).wire.to_pylist()
     assert arrow.flameup.to_people() == numpy.flameup.to_people() == frame.flameup.to_people()
     assert arrow.flameup.validate().empty and numpy.flameup.validate().empty
+
+
+def test_a_plan_shows_a_decimal_as_sent_not_through_a_float(flameup_server, tmp_path):
+    state = tmp_path / "people.state.parquet"
+    before = pd.DataFrame({"userId": ["u1"], "balance": [Decimal("12345678901234567.89")]})
+    before.flameup.upsert(state=state, state_values=True, **target(flameup_server))
+    after = before.assign(balance=[Decimal("12345678901234567.99")])
+    planned = after.flameup.plan(state=state, state_values=True)
+    assert planned.loc[0, "flameup_before"] == {"balance": Decimal("12345678901234567.89")}
+    assert planned.loc[0, "flameup_after"] == {"balance": Decimal("12345678901234567.99")}

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ __all__ = [
     "is_string",
     "naive_error",
     "plain_strings",
+    "read_back",
     "rule_for",
     "rule_of",
     "scalar",
@@ -162,6 +164,21 @@ def decimal_text(value: Decimal) -> Any:
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return orjson.Fragment(text.encode())
+
+
+def read_back(text: str | bytes) -> Any:
+    """JSON as sent, read back as Python values: a number a float cannot hold exactly (a
+    decimal's digits) as a ``Decimal``, so a plan shows what was sent.
+
+    >>> read_back(b'{"a":0.5,"b":12345678901234567.89}')
+    {'a': 0.5, 'b': Decimal('12345678901234567.89')}
+    """
+    return json.loads(text, parse_float=_exact_number)
+
+
+def _exact_number(text: str) -> float | Decimal:
+    number = float(text)
+    return number if Decimal(repr(number)) == Decimal(text) else Decimal(text)
 
 
 def _decimal(value: Any, naive: Naive, label: str) -> Any:
