@@ -33,7 +33,7 @@ extensions = [
     "benchmark_report",  # the performance page's figures, read from benchmarks/results.json
     "public_names",  # references by any name an object has: linked to its public entry
     "module_map",  # the architecture page's module map, read from the package's tree
-    "value_rules",  # the value rules page's table, read from the value registry, _people.values.RULES
+    "value_rules",  # the value rules page's table: the value registry, _people.values.RULES
 ]
 
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
