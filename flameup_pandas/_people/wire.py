@@ -12,8 +12,9 @@ whether it was built from these arrays or by ``orjson.dumps`` of the people dict
 - strings: used as they are, the quotes added while a person is assembled; the few strings
   holding a quote, a backslash or a control character (found with one numpy pass over the
   bytes) are escaped by orjson one by one, so the escapes are orjson's too;
-- timestamps: ``YYYY-MM-DDTHH:MM:SS`` from two small tables (one text per day and one per
-  second of the day) gathered with ``take``;
+- timestamps (the one formatter, :func:`timestamp_texts`): ``YYYY-MM-DDTHH:MM:SS`` from two
+  small tables (one text per day and one per second of the day) gathered with ``take``, and
+  numpy's formatting for the values with a fraction of a second;
 - a person: one ``binary_join_element_wise`` over its fields' texts and the constant key
   parts between them (:func:`concat_pieces`), missing fields as empty pieces.
 
