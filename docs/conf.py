@@ -41,7 +41,7 @@ extensions = [
     "benchmark_plots",  # and its plots, drawn with matplotlib from the same file
     "public_names",  # references by any name an object has: linked to its public entry
     "module_map",  # the architecture page's module map, read from the package's tree
-    "value_rules",  # the value rules page's table, read from _people.values.VALUE_RULES
+    "value_rules",  # the value rules page's table: the value registry, _people.values.RULES
 ]
 
 source_suffix = {".md": "myst-nb", ".ipynb": "myst-nb", ".rst": "restructuredtext"}

@@ -347,6 +347,12 @@ def add_table_arguments(parser: argparse.ArgumentParser) -> None:
         help="read a CSV column as this type (string, int64, float64, bool, date32...); "
         "otherwise a column is numbers only when every cell is written as its number is",
     )
+    parser.add_argument(
+        "--naive-timestamps",
+        choices=("error", "utc"),
+        default="error",
+        help="timestamps without a time zone: refused (error, the default) or read as UTC",
+    )
 
 
 def add_progress_arguments(parser: argparse.ArgumentParser) -> None:
@@ -393,6 +399,7 @@ def run_upsert(args: argparse.Namespace) -> int:
         mapping=parse_mapping(args.mapping) or None,
         column_types=parse_column_types(args.column_types) or None,
         exclude=args.exclude or None,
+        naive_timestamps=args.naive_timestamps,
         full_refresh=args.full_refresh,
         max_changes=args.max_changes,
         max_creates=args.max_creates,
@@ -431,6 +438,7 @@ def run_plan(args: argparse.Namespace) -> int:
     options: dict[str, Any] = dict(
         mapping=parse_mapping(args.mapping) or None,
         exclude=args.exclude or None,
+        naive_timestamps=args.naive_timestamps,
         state=args.state,
         progress=progress_of(args),
         storage_options=parse_storage_options(args.storage_options),
@@ -546,7 +554,11 @@ def _first_line(exc: Exception) -> str:
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    rules = Rules(mapping=parse_mapping(args.mapping) or None, exclude=args.exclude or None)
+    rules = Rules(
+        mapping=parse_mapping(args.mapping) or None,
+        exclude=args.exclude or None,
+        naive_timestamps=args.naive_timestamps,
+    )
     types = parse_column_types(args.column_types) or None
     storage = Run(storage_options=parse_storage_options(args.storage_options)).storage
     with table_source(args) as source:

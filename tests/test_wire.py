@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 from flameup_pandas._people.encode import encode_people
 from flameup_pandas._people.mapping import trait_name
 from flameup_pandas._people.person import TOP_LEVEL
-from flameup_pandas._people.texts import _require_strings
-from flameup_pandas._people.values import convert
+from flameup_pandas._people.texts import python_values
+from flameup_pandas._people.values import Unsendable, scalar
 from flameup_pandas._people.wire import number_texts, string_texts
 from flameup_pandas._run.state import SyncState
 
@@ -47,15 +47,32 @@ def exact(value: Any) -> Any:
     return value
 
 
+class Converted:
+    """One column converted value by value, by the registry's per-value encoders alone."""
+
+    def __init__(self, series: pd.Series, label: str, top: bool) -> None:
+        self.values: list[Any] = []
+        self.problems: set[int] = set()
+        for row, value in enumerate(python_values(series).tolist()):
+            try:
+                converted = scalar(value, "utc", label)
+            except Unsendable:
+                converted = None
+                self.problems.add(row)
+            if top and converted is not None and type(converted) is not str:
+                self.problems.add(row)
+            self.values.append(converted)
+        self.missing = [v is None for v in self.values]
+
+
 def reference(frame: pd.DataFrame, send_nulls: bool = False) -> list[dict[str, Any] | None]:
-    """Each row's person built as a dict, one value at a time (None for a problem row)."""
+    """Each row's person built as a dict, one value at a time (None for a problem row):
+    the registry's per-value encoders, against which its column encoders are held."""
     columns = []
     for position, name in enumerate(frame.columns):
         top = name in TOP_LEVEL
         label = name if top else f"traits.{trait_name(name)}"
-        converted = convert(frame.iloc[:, position], "utc", label)
-        if top:
-            _require_strings(converted, label)
+        converted = Converted(frame.iloc[:, position], label, top)
         columns.append((name if top else trait_name(name), top, converted))
     people: list[dict[str, Any] | None] = []
     for row in range(len(frame)):

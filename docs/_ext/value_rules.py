@@ -1,7 +1,7 @@
 """The ``value-rules`` directive: what each input type is sent as, read from the code.
 
-The table is ``flameup_pandas._people.values.VALUE_RULES``, the module that decides what is
-sent for each value, so the page and the code cannot drift::
+The table is the value registry itself, ``flameup_pandas._people.values.RULES``: each row is
+one rule object, the same that encodes its values, so the page and the code cannot drift::
 
     ```{value-rules}
     ```
@@ -17,15 +17,15 @@ from sphinx.util.docutils import SphinxDirective
 
 
 class ValueRules(SphinxDirective):
-    """Renders VALUE_RULES as a Markdown table, parsed as the page's own text."""
+    """Renders the registry's rules as a Markdown table, parsed as the page's own text."""
 
     has_content = False
 
     def run(self) -> list[nodes.Node]:
-        from flameup_pandas._people.values import VALUE_RULES
+        from flameup_pandas._people.values import RULES
 
         table = ["| input | sent as |", "| --- | --- |"]
-        table += [f"| {source} | {sent} |" for source, sent in VALUE_RULES]
+        table += [f"| {rule.input} | {rule.sent_as} |" for rule in RULES]
         return self.parse_text_to_nodes("\n".join(table))
 
 

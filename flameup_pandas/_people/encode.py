@@ -1,7 +1,7 @@
 """Canonical rows -> each person's JSON bytes, content hash and identity fields, column by column.
 
-Each column is turned once into one JSON text per row (:mod:`flameup_pandas._people.texts`,
-by the value rules of :mod:`flameup_pandas._people.values`), and a person is the concatenation
+Each column is turned once into one JSON text per row by its rule in the value registry
+(:mod:`flameup_pandas._people.values`), and a person is the concatenation
 of its fields' texts, built for the whole column at once. No dict is built on the way to the
 wire: :class:`Payloads` holds the bytes each person is sent as, the same JSON with keys sorted
 (what content hashes are taken of, so a state written before this encoder was used still
@@ -19,7 +19,6 @@ import gc
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any, Literal
 
 import numpy as np
@@ -32,13 +31,13 @@ from .identity import identity_key_array
 from .mapping import trait_name
 from .outgoing import Outgoing
 from .person import TOP_LEVEL
-from .texts import Texts, column_texts, strings_of
+from .texts import Texts, strings_of
+from .values import column_texts
 from .wire import (
     BINARY,
     blake2b_hashes,
     concat_pieces,
     drop_byte,
-    json_list,
     quoted,
     with_nulls,
 )
@@ -175,31 +174,6 @@ def _record_maker(top: Sequence[str], traits: Sequence[str]) -> Callable[..., di
     return maker
 
 
-def _python_values(texts: Texts) -> list[Any]:
-    """A column's values as Python objects (None where missing), decoded in one call.
-
-    Values converted one by one are taken as they were converted, numbers written from a
-    decimal's digits as ``Decimal`` (a float would lose the digits sent).
-    """
-    if texts.values is not None:
-        return [_decimals(v) for v in texts.values]
-    if texts.quote and texts.strings is not None:
-        values: list[Any] = texts.strings.to_pylist()
-        return values
-    decoded: list[Any] = orjson.loads(json_list(texts.texts))
-    return decoded
-
-
-def _decimals(value: Any) -> Any:
-    if isinstance(value, orjson.Fragment):
-        return Decimal(orjson.dumps(value).decode())
-    if isinstance(value, list):
-        return [_decimals(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _decimals(v) for k, v in value.items()}
-    return value
-
-
 def _drop_missing(
     people: list[Any], columns: list[_Column], dropped: np.ndarray, send_nulls: bool
 ) -> None:
@@ -232,7 +206,7 @@ def _people_dicts(
     maker = _record_maker([c.key for c in top], [c.key for c in traits])
     with _gc_paused():
         if columns:
-            people: list[Any] = list(map(maker, *(_python_values(c.texts) for c in top + traits)))
+            people: list[Any] = list(map(maker, *(c.texts.python() for c in top + traits)))
         else:
             people = [{} for _ in range(n_rows)]
         _drop_missing(people, columns, dropped, send_nulls)

@@ -2,8 +2,9 @@
 
 An event is one row: who (the ``userId`` column, sent as ``external_id``, else the ``email``
 column), what (``event=`` for every row, or ``event_column=``), when (the ``timestamp=``
-column) and its ``parameters`` (every other column, or those named), encoded by the same value
-rules as people's traits (:mod:`flameup_pandas._people.values`): a missing value is left out.
+column) and its ``parameters`` (every other column, or those named), encoded by the value
+registry as people's traits are (:mod:`flameup_pandas._people.values`): a missing value is
+left out.
 
 :func:`plan_events` checks every row before anything is sent and lists every rule a row
 breaks, as a report frame like people's (``row``, ``column``, ``check``, ``value``):
@@ -40,7 +41,8 @@ import pandas as pd
 from ..exceptions import MappingError
 from .emails import plausible_email
 from .schema import REPORT_COLUMNS
-from .values import Unsendable, convert, naive_error
+from .texts import utc_instants
+from .values import RULES, column_values, is_missing, is_string, rule_for
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", "PySpark does not yet fully support", FutureWarning)
@@ -230,17 +232,11 @@ def _column(df: pd.DataFrame, name: Hashable | None) -> list[Any]:
     if name is None or name not in df.columns:
         return [None] * len(df)
     values = df[name].astype(object).tolist()
-    return [None if _missing(v) else v for v in values]
-
-
-def _missing(value: Any) -> bool:
-    if value is None or value is pd.NA or value is pd.NaT:
-        return True
-    return isinstance(value, float) and value != value
+    return [None if is_missing(v) else v for v in values]
 
 
 def _present_string(value: Any) -> bool:
-    return isinstance(value, str) and bool(value.strip())
+    return is_string(value) and bool(value.strip())
 
 
 def _good_name(value: Any) -> bool:
@@ -256,15 +252,16 @@ def _good_name(value: Any) -> bool:
 
 
 def _timestamps(series: pd.Series, rules: EventRules) -> tuple[list[Any], dict[int, str]]:
-    """Each row's time as a UTC pd.Timestamp (None when missing or bad) and the bad rows."""
-    label = str(rules.timestamp)
-    dtype = series.dtype
-    tz = getattr(dtype, "tz", None)
-    if isinstance(dtype, pd.ArrowDtype):
-        tz = getattr(dtype.pyarrow_dtype, "tz", None) if "timestamp" in str(dtype) else tz
-    is_datetime = pd.api.types.is_datetime64_any_dtype(dtype) or "timestamp[" in str(dtype)
-    if is_datetime and tz is None and rules.naive_timestamps != "utc":
-        raise naive_error(label)
+    """Each row's time as a UTC pd.Timestamp (None when missing or bad) and the bad rows.
+
+    A datetime column is read by the value registry's timestamp rule (a naive one raises
+    :class:`~flameup_pandas.exceptions.NaiveTimestampError` unless declared UTC); strings
+    are parsed as ISO 8601, row by row.
+    """
+    if rule_for(series.dtype) is _TIMESTAMPS:
+        utc, missing = utc_instants(series, rules.naive_timestamps, str(rules.timestamp))
+        stamps = pd.DatetimeIndex(utc).tz_localize("UTC")
+        return [None if m else s for s, m in zip(stamps, missing.tolist(), strict=True)], {}
     out: list[Any] = []
     problems: dict[int, str] = {}
     for i, value in enumerate(series.astype(object).tolist()):
@@ -275,8 +272,11 @@ def _timestamps(series: pd.Series, rules: EventRules) -> tuple[list[Any], dict[i
     return out, problems
 
 
+_TIMESTAMPS = next(rule for rule in RULES if dt.datetime in rule.types)
+
+
 def _one_timestamp(value: Any, naive: str) -> tuple[Any, str | None]:
-    if _missing(value):
+    if is_missing(value):
         return None, None
     if isinstance(value, str):
         try:
@@ -379,7 +379,7 @@ def _from_cases(cases: pd.DataFrame, stamp_problems: dict[int, str]) -> pd.DataF
         cases["schema_context"].astype(str).tolist(),
         strict=True,
     ):
-        if _missing(index):
+        if is_missing(index):
             continue
         row, check = int(index), check_name
         if check == "timestamp_required" and row in stamp_problems:
@@ -432,27 +432,19 @@ def _parameters(df: pd.DataFrame, rules: EventRules) -> tuple[list[dict[str, Any
     out: list[dict[str, Any]] = [{} for _ in range(len(df))]
     rows: list[int] = []
     columns: list[str] = []
-    values: list[str] = []
+    values_shown: list[str] = []
     for column in rules.parameter_columns(df):
         label = str(column)
-        try:
-            converted = convert(df[column], rules.naive_timestamps, label)
-        except Unsendable as exc:
-            rows.extend(range(len(df)))
-            columns.extend([label] * len(df))
-            values.extend([str(exc)] * len(df))
-            continue
-        for row, why in converted.problems.items():
+        values, problems = column_values(df[column], rules.naive_timestamps, label)
+        for row, why in problems.items():
             rows.append(row)
             columns.append(label)
-            values.append(why)
-        for row, (value, missing) in enumerate(
-            zip(converted.values, converted.missing.tolist(), strict=True)
-        ):
-            if not missing and value is not None:
+            values_shown.append(why)
+        for row, value in enumerate(values):
+            if value is not None:
                 out[row][label] = value
     checks = ["json_value"] * len(rows)
-    report = pd.DataFrame({"row": rows, "column": columns, "check": checks, "value": values})
+    report = pd.DataFrame({"row": rows, "column": columns, "check": checks, "value": values_shown})
     return out, report.astype({"row": np.int64})
 
 
@@ -468,7 +460,7 @@ def event_reasons(report: pd.DataFrame, n_rows: int) -> list[str | None]:
     for row, column, check, value in report[list(REPORT_COLUMNS)].itertuples(index=False):
         if check == "json_value":
             text = str(value) if str(value).startswith(f"{column}:") else f"{column}: {value}"
-        elif column is None or _missing(column):
+        elif column is None or is_missing(column):
             text = _MESSAGES.get(check, f"fails {check}")
         else:
             shown = "" if value is None or check.startswith("max_length") else f" (value {value!r})"

@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from .values import decimal_json
+from .values import decimal_text
 
 __all__ = ["Outgoing", "as_outgoing", "encode_batch"]
 
@@ -25,7 +25,7 @@ def _json_of(value: Any) -> Any:
     """What orjson does not write itself: a Decimal (as ``to_people`` shows one) as the
     number of its own digits."""
     if isinstance(value, Decimal):
-        return decimal_json(value)
+        return decimal_text(value)
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 

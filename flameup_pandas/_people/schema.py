@@ -27,7 +27,6 @@ import warnings
 import zoneinfo
 from collections.abc import Iterator
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -53,6 +52,7 @@ with _quiet_pyspark():
 
 from .emails import plausible_email, plausible_emails  # noqa: E402
 from .mapping import KNOWN_TRAITS  # noqa: E402
+from .values import RULES, category_values, is_missing, plain_strings, rule_for  # noqa: E402
 from .wire import offsets_and_data  # noqa: E402
 
 __all__ = [
@@ -114,7 +114,7 @@ def _iana_timezone_array() -> pyarrow.Array:
 
 
 def _is_native_string(dtype: Any) -> bool:
-    return bool(pd.api.types.is_string_dtype(dtype)) and not pd.api.types.is_object_dtype(dtype)
+    return rule_for(dtype) is RULES[0]
 
 
 def arrow_strings(series: pd.Series) -> pyarrow.ChunkedArray | None:
@@ -172,22 +172,6 @@ def _may_need_strip(strings: pyarrow.ChunkedArray) -> bool:
     return False
 
 
-def _strings(series: pd.Series) -> tuple[pd.Series, np.ndarray]:
-    """The series' strings (same positions, anything else missing) and a bool mask of them."""
-    if isinstance(series.dtype, pd.CategoricalDtype):
-        series = series.astype(object)
-    if _is_native_string(series.dtype):
-        return series, series.notna().to_numpy(dtype=bool)
-    if pd.api.types.is_object_dtype(series.dtype):
-        values = np.array(series.to_numpy(), dtype=object)  # a writable copy
-        is_str = np.fromiter((isinstance(v, str) for v in values), dtype=bool, count=len(values))
-        values[~is_str] = None
-        return pd.Series(values, index=series.index, dtype="object"), is_str
-    return pd.Series([None] * len(series), index=series.index, dtype="object"), np.zeros(
-        len(series), dtype=bool
-    )
-
-
 def _fullmatch(strings: pd.Series, is_str: np.ndarray, pattern: str) -> np.ndarray:
     """True where a string fully matches ``pattern``; False elsewhere."""
     if not is_str.any():
@@ -219,13 +203,13 @@ def _lengths(strings: pd.Series, is_str: np.ndarray) -> np.ndarray:
 
 
 def _pattern_check(series: pd.Series, pattern: str) -> pd.Series:
-    strings, is_str = _strings(series)
+    strings, is_str = plain_strings(series)
     return pd.Series(~is_str | _fullmatch(strings, is_str, pattern), index=series.index)
 
 
 def _email_check(series: pd.Series) -> pd.Series:
     """Plausible addresses (:mod:`.emails`): one Arrow pass over Arrow-backed strings."""
-    strings, is_str = _strings(series)
+    strings, is_str = plain_strings(series)
     arrow = arrow_strings(strings)
     if arrow is not None:
         ok = plausible_emails(arrow)
@@ -241,14 +225,14 @@ def _max_length_check(series: pd.Series, limit: int) -> pd.Series:
         longest = pc.max(pc.binary_length(arrow)).as_py()
         if longest is None or longest <= limit:
             return pd.Series(np.ones(len(series), dtype=bool), index=series.index)
-    strings, is_str = _strings(series)
+    strings, is_str = plain_strings(series)
     return pd.Series(_lengths(strings, is_str) <= limit, index=series.index)
 
 
 def _present(series: pd.Series) -> np.ndarray:
     """Not missing and, when a string, not blank."""
     present = series.notna().to_numpy(dtype=bool)
-    strings, is_str = _strings(series)
+    strings, is_str = plain_strings(series)
     arrow = arrow_strings(strings)
     if arrow is not None and not _may_need_strip(arrow):
         return present
@@ -311,7 +295,7 @@ class PeopleSchema(pa.DataFrameModel):
     @pa.check(*STRING_FIELDS, name="string_type", error="string_type", element_wise=False)
     @classmethod
     def _string_type(cls, series: pd.Series) -> pd.Series:
-        _, is_str = _strings(series)
+        _, is_str = plain_strings(series)
         return pd.Series(is_str | series.isna().to_numpy(dtype=bool), index=series.index)
 
     @pa.check("userId", name="max_length(255)", error="max_length(255)", element_wise=False)
@@ -337,7 +321,7 @@ class PeopleSchema(pa.DataFrameModel):
     @pa.check("timezone", name="iana_timezone", error="iana_timezone", element_wise=False)
     @classmethod
     def _iana_timezone(cls, series: pd.Series) -> pd.Series:
-        strings, is_str = _strings(series)
+        strings, is_str = plain_strings(series)
         arrow = arrow_strings(strings)
         if arrow is not None:
             known = _bools(pc.is_in(arrow, value_set=_iana_timezone_array()))
@@ -380,15 +364,14 @@ class ValidationResult:
 
 def _clean_strings(series: pd.Series) -> pd.Series:
     """Surrounding blanks stripped; a string left empty becomes missing."""
-    if isinstance(series.dtype, pd.CategoricalDtype):
-        series = series.astype(object)
+    series = category_values(series)
     if _is_native_string(series.dtype):
         arrow = arrow_strings(series)
         if arrow is not None and not _may_need_strip(arrow):
             return series  # nothing to strip, nothing empty: the column as it is
         stripped = series.str.strip()
         return stripped.mask(stripped == "")
-    if pd.api.types.is_object_dtype(series.dtype):
+    if series.dtype == object:
         values = series.to_numpy()
         cleaned = [(v.strip() or None) if isinstance(v, str) else v for v in values]
         return _as_native_strings(pd.Series(cleaned, index=series.index, dtype=object))
@@ -420,12 +403,12 @@ def _as_native_strings(series: pd.Series) -> pd.Series:
 
 def _quiet_nans(series: pd.Series) -> pd.Series:
     """Signalling-NaN Decimals as plain missing values: pandas' isna raises on them."""
-    if not pd.api.types.is_object_dtype(series.dtype):
+    if not (isinstance(series.dtype, np.dtype) and series.dtype == object):
         return series
     try:
         series.isna()
     except ArithmeticError:
-        values = [None if isinstance(v, Decimal) and v.is_nan() else v for v in series.to_numpy()]
+        values = [None if is_missing(v) else v for v in series.to_numpy()]
         return pd.Series(values, index=series.index, dtype=object)
     return series
 

@@ -1,15 +1,14 @@
-"""One column -> one JSON text per row, by the fastest path its type allows.
+"""The column encoders of the value registry: one column -> one JSON text per row.
 
-Strings, numbers, booleans and whole-second timestamps are written column-wise (see
-:mod:`flameup_pandas._people.wire`); every other column goes value by value through the
-rules of :mod:`flameup_pandas._people.values`. Both give the same text for the same value:
-the column-wise paths are only faster ways to apply the same rules.
+Strings, numbers, booleans and timestamps are written column-wise (see
+:mod:`flameup_pandas._people.wire`); :func:`general_texts` takes the values a rule's per-value
+encoder made (:mod:`flameup_pandas._people.values`, which says which encoder a column gets).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, cast
 
 import numpy as np
@@ -18,20 +17,20 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .values import Converted, convert, utc_instants
 from .wire import (
     BINARY,
     bool_texts,
+    json_list,
     needs_escape,
-    number_texts,
     quoted,
-    string_texts,
     text_array,
     timestamp_texts,
     with_nulls,
 )
+from .wire import number_texts as _numbers
+from .wire import string_texts as _escaped
 
-__all__ = ["Texts", "column_texts"]
+__all__ = ["Texts", "general_texts", "number_texts", "string_texts", "timestamp_column"]
 
 
 @dataclass
@@ -58,60 +57,91 @@ class Texts:
         """The JSON text per row, null where missing."""
         return quoted(self.texts) if self.quote else self.texts
 
+    def taken(self, codes: np.ndarray) -> Texts:
+        """These texts (of a categorical's categories) at each row's code; -1 is missing."""
+        missing = codes < 0
+        problems: dict[int, str] = {}
+        if self.problems:
+            bad = np.fromiter(self.problems, dtype=np.int64)
+            hit = np.isin(codes, bad)
+            for position in np.flatnonzero(hit).tolist():
+                problems[position] = self.problems[int(codes[position])]
+            missing = missing | hit
+        take = pa.array(np.where(missing, 0, codes), mask=missing)
 
-def column_texts(series: pd.Series, naive: str, label: str, top: bool) -> Texts:
-    """One column as JSON texts, by the fastest path its dtype allows.
+        def pick(texts: pa.Array | None) -> pa.Array | None:
+            return None if texts is None else texts.take(take)
 
-    A top-level field must hold strings, so only string columns take a fast path there.
-    """
-    dtype = series.dtype
-    if isinstance(dtype, pd.ArrowDtype) and pa.types.is_dictionary(dtype.pyarrow_dtype):
-        series = _decoded(series)
-        dtype = series.dtype
-    if isinstance(dtype, pd.CategoricalDtype):
-        return _categorical_texts(series, naive, label, top)
-    if isinstance(dtype, pd.SparseDtype):
-        return column_texts(cast(Any, series).sparse.to_dense(), naive, label, top)
-    strings = _string_array(series)
-    if strings is not None:
-        return _strings_texts(strings)
-    if not top:
-        numbers = _numpy_numbers(series)
-        if numbers is not None:
-            return _number_texts(*numbers, label)
-        stamps = _timestamp_texts(series, naive, label)
-        if stamps is not None:
-            return stamps
-    return _general_texts(series, naive, label, top)
+        values = None
+        if self.values is not None:
+            table = np.empty(len(self.values) + 1, dtype=object)
+            table[: len(self.values)] = self.values
+            values = table[np.where(missing, len(self.values), codes)].tolist()
+        return Texts(
+            self.texts.take(take),
+            missing,
+            problems,
+            pick(self.sorted_texts),
+            pick(self.strings),
+            self.quote,
+            values,
+        )
+
+    def python(self, exact: bool = True) -> list[Any]:
+        """The values as Python objects (None where missing), decoded in one call.
+
+        Values converted one by one are taken as they were converted, numbers written from a
+        decimal's digits as ``Decimal`` when ``exact`` (a float would lose the digits sent),
+        else as the JSON fragments they are sent as.
+        """
+        if self.values is not None:
+            return [_decimals(v) for v in self.values] if exact else self.values
+        if self.quote and self.strings is not None:
+            strings: list[Any] = self.strings.to_pylist()
+            return strings
+        decoded: list[Any] = orjson.loads(json_list(self.texts))
+        return decoded
 
 
-def _decoded(series: pd.Series) -> pd.Series:
-    """An Arrow dictionary column as a categorical (the values it stands for)."""
+def _decimals(value: Any) -> Any:
+    if isinstance(value, orjson.Fragment):
+        return Decimal(orjson.dumps(value).decode())
+    if isinstance(value, list):
+        return [_decimals(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _decimals(v) for k, v in value.items()}
+    return value
+
+
+def _missing_of(series: pd.Series) -> np.ndarray:
+    """Where a column's values are missing (Arrow nulls read from Arrow: pandas cannot ask
+    every Arrow type, an interval's, for its missing values)."""
+    if isinstance(series.dtype, pd.ArrowDtype):
+        array = pa.array(series.array)
+        return np.asarray(array.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    return series.isna().to_numpy(dtype=bool)
+
+
+def decoded(series: pd.Series) -> pd.Series:
+    """An Arrow dictionary or extension column as pandas' twin of its values (a categorical,
+    a ``Period`` column...), or its storage where pandas has none."""
     array = pa.array(series.array)
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
+    if isinstance(array.type, pa.ExtensionType) and array.type.to_pandas_dtype() is None:
+        array = array.storage
     return pd.Series(array.to_pandas(), index=series.index)
 
 
-_STRING_TYPES = (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view)
-_NUMBER_TYPES = (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean)
+# -- strings ---------------------------------------------------------------------------------
 
 
-def _arrow_type_is(dtype: pd.ArrowDtype, kinds: tuple[Callable[[Any], bool], ...]) -> bool:
-    """Whether an Arrow-backed column's type is one of ``kinds`` (``pa.types`` predicates)."""
-    return any(kind(dtype.pyarrow_dtype) for kind in kinds)
-
-
-def _string_array(series: pd.Series) -> pa.Array | None:
+def string_array(series: pd.Series) -> pa.Array | None:
     """A string column as an Arrow array (missing as null), or None when it is not one."""
-    dtype = series.dtype
-    if isinstance(dtype, pd.ArrowDtype):
-        if not _arrow_type_is(dtype, _STRING_TYPES):
-            return None
-    elif pd.api.types.is_object_dtype(dtype):
-        if pd.api.types.infer_dtype(series, skipna=True) not in ("string", "empty"):
-            return None
-    elif not (pd.api.types.is_string_dtype(dtype) and not isinstance(dtype, pd.CategoricalDtype)):
+    if series.dtype == np.dtype(object) and pd.api.types.infer_dtype(series, skipna=True) not in (
+        "string",
+        "empty",
+    ):
         return None
     try:
         strings = pa.array(series, from_pandas=True).cast(pa.large_string())
@@ -126,154 +156,17 @@ def _string_array(series: pd.Series) -> pa.Array | None:
     return strings
 
 
-def _strings_texts(strings: pa.Array) -> Texts:
+def strings_texts(strings: pa.Array) -> Texts:
     missing = np.asarray(strings.is_null().to_numpy(zero_copy_only=False), dtype=bool)
     if len(needs_escape(strings)):
-        return Texts(string_texts(strings), missing, {}, strings=strings)
+        return Texts(_escaped(strings), missing, {}, strings=strings)
     return Texts(strings.cast(BINARY), missing, {}, strings=strings, quote=True)
 
 
-def _number_texts(values: np.ndarray, missing: np.ndarray, label: str) -> Texts:
-    problems: dict[int, str] = {}
-    if values.dtype.kind == "f":
-        infinite = np.isinf(values)
-        for p in np.flatnonzero(infinite).tolist():
-            problems[p] = f"{label}: {values[p]} is not valid JSON"
-        missing = missing | infinite
-        values = np.where(missing, values.dtype.type(0), values)
-    texts = bool_texts(values) if values.dtype.kind == "b" else number_texts(values)
-    return Texts(with_nulls(texts, missing), missing, problems)
-
-
-def _numpy_numbers(series: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
-    """Numbers and booleans (numpy, masked or Arrow) as numpy values and a missing mask.
-
-    Integers stay integers of their own signedness whatever nulls stand beside them; floats
-    keep their width (a float32 is written as the shortest text of the float32); NaN is
-    missing as null is.
-    """
-    dtype = series.dtype
-    if isinstance(dtype, pd.ArrowDtype):
-        if not _arrow_type_is(dtype, _NUMBER_TYPES):
-            return None
-    elif not (
-        dtype.kind in "biuf"
-        and (isinstance(dtype, np.dtype) or pd.api.types.is_extension_array_dtype(dtype))
-    ):
-        return None
-    kind = dtype.kind
-    target: Any = {"b": np.bool_, "u": np.uint64, "i": np.int64, "f": np.float64}[kind]
-    if kind == "f" and _float_width(series) < 8:
-        target = np.float32
-    if isinstance(dtype, np.dtype):
-        values: np.ndarray = series.to_numpy().astype(target, copy=False)
-        missing = np.isnan(values) if kind == "f" else np.zeros(len(values), dtype=bool)
-        return values, missing
-    if kind == "f":
-        values = series.to_numpy(dtype=target, na_value=np.nan)
-        return values, np.isnan(values)
-    missing = series.isna().to_numpy(dtype=bool)
-    return series.to_numpy(dtype=target, na_value=target(0)), missing
-
-
-def _float_width(series: pd.Series) -> int:
-    dtype = series.dtype
-    if isinstance(dtype, pd.ArrowDtype):
-        return int(dtype.pyarrow_dtype.bit_width // 8)
-    numpy_type: Any = getattr(dtype, "numpy_dtype", dtype)
-    return int(np.dtype(numpy_type).itemsize)
-
-
-def _timestamp_texts(series: pd.Series, naive: str, label: str) -> Texts | None:
-    """Datetime columns (numpy, tz-aware or arrow-backed) as ISO 8601 UTC texts."""
-    stamps = utc_instants(series, naive, label)
-    if stamps is None:
-        return None
-    utc, missing = stamps
-    whole = utc.astype("datetime64[s]") == utc
-    if not whole[~missing].all():
-        return None  # sub-second values: numpy's formatting, row by row (see values.iso_utc)
-    texts = timestamp_texts(np.where(missing, np.datetime64(0, "s"), utc))
-    return Texts(with_nulls(texts, missing), missing, {})
-
-
-def _categorical_texts(series: pd.Series, naive: str, label: str, top: bool) -> Texts:
-    categories = column_texts(pd.Series(series.cat.categories), naive, label, top)
-    codes = series.cat.codes.to_numpy()
-    missing = codes < 0
-    problems: dict[int, str] = {}
-    if categories.problems:
-        bad = np.fromiter(categories.problems, dtype=np.int64)
-        hit = np.isin(codes, bad)
-        for position in np.flatnonzero(hit).tolist():
-            problems[position] = categories.problems[int(codes[position])]
-        missing = missing | hit
-    take = pa.array(np.where(missing, 0, codes), mask=missing)
-
-    def pick(texts: pa.Array | None) -> pa.Array | None:
-        return None if texts is None else texts.take(take)
-
-    return Texts(
-        texts=categories.texts.take(take),
-        missing=missing,
-        problems=problems,
-        sorted_texts=pick(categories.sorted_texts),
-        strings=pick(categories.strings),
-        quote=categories.quote,
-        values=None if categories.values is None else _taken(categories.values, codes, missing),
-    )
-
-
-def _taken(values: list[Any], codes: np.ndarray, missing: np.ndarray) -> list[Any]:
-    table = np.empty(len(values) + 1, dtype=object)
-    table[: len(values)] = values
-    return table[np.where(missing, len(values), codes)].tolist()  # type: ignore[no-any-return]
-
-
-def _require_strings(converted: Converted, label: str) -> None:
-    """Top-level fields are strings; anything else is a problem of its row."""
-    for position, value in enumerate(converted.values):
-        if value is not None and type(value) is not str:
-            shown = (
-                orjson.dumps(value).decode() if isinstance(value, orjson.Fragment) else repr(value)
-            )
-            converted.problems.setdefault(position, f"{label}: not a string ({shown})")
-
-
-def _general_texts(series: pd.Series, naive: str, label: str, top: bool) -> Texts:
-    """Any other column, value by value through the rules of :mod:`.values`."""
-    converted = convert(series, naive, label)
-    if top:
-        _require_strings(converted, label)
-    dumps, sort = orjson.dumps, orjson.OPT_SORT_KEYS
-    texts: list[bytes | None] = []
-    sorted_texts: list[bytes | None] = []
-    nested = False
-    for position, value in enumerate(converted.values):
-        if value is None or position in converted.problems:
-            texts.append(None)
-            sorted_texts.append(None)
-            continue
-        texts.append(dumps(value))
-        if isinstance(value, dict | list):
-            nested = True
-            sorted_texts.append(dumps(value, option=sort))
-        else:
-            sorted_texts.append(texts[-1])
-    strings = None
-    if top:
-        strings = pa.array(
-            [v if isinstance(v, str) else None for v in converted.values], pa.large_string()
-        )
-    missing = converted.missing
-    return Texts(
-        texts=text_array(texts),
-        missing=missing,
-        problems=converted.problems,
-        sorted_texts=text_array(sorted_texts) if nested else None,
-        strings=strings,
-        values=[None if missing[p] else v for p, v in enumerate(converted.values)],
-    )
+def string_texts(series: pd.Series, naive: str, label: str, top: bool) -> Texts | None:
+    """The text rule's column encoder (None for values Arrow cannot hold: value by value)."""
+    strings = string_array(series)
+    return None if strings is None else strings_texts(strings)
 
 
 def strings_of(texts: Texts, n_rows: int, dropped: np.ndarray) -> pa.Array:
@@ -281,3 +174,170 @@ def strings_of(texts: Texts, n_rows: int, dropped: np.ndarray) -> pa.Array:
     if texts.strings is None:
         return pa.nulls(n_rows, pa.large_string())
     return pc.if_else(pa.array(dropped), pa.scalar(None, pa.large_string()), texts.strings)
+
+
+# -- numbers and booleans --------------------------------------------------------------------
+
+
+def number_texts(series: pd.Series, naive: str, label: str, top: bool) -> Texts:
+    """Numbers and booleans (numpy, masked or Arrow) column-wise.
+
+    Integers stay integers of their own signedness whatever nulls stand beside them; floats
+    keep their width (a float32 is written as the shortest text of the float32); NaN is
+    missing as null is; infinities make their rows invalid.
+    """
+    dtype = series.dtype
+    arrow = dtype.pyarrow_dtype if isinstance(dtype, pd.ArrowDtype) else None
+    kind = dtype.kind if arrow is None else "b" if pa.types.is_boolean(arrow) else None
+    if kind is None:
+        assert arrow is not None
+        kind = (
+            "f"
+            if pa.types.is_floating(arrow)
+            else "u"
+            if pa.types.is_unsigned_integer(arrow)
+            else "i"
+        )
+    target: Any = {"b": np.bool_, "u": np.uint64, "i": np.int64, "f": np.float64}[kind]
+    if kind == "f":
+        width = (
+            arrow.bit_width // 8
+            if arrow is not None
+            else np.dtype(cast(Any, getattr(dtype, "numpy_dtype", dtype))).itemsize
+        )
+        target = np.float32 if width < 8 else np.float64
+    if isinstance(dtype, np.dtype):
+        values: np.ndarray = series.to_numpy().astype(target, copy=False)
+        missing = np.isnan(values) if kind == "f" else np.zeros(len(values), dtype=bool)
+    elif kind == "f":
+        values = series.to_numpy(dtype=target, na_value=np.nan)
+        missing = np.isnan(values)
+    else:
+        missing = series.isna().to_numpy(dtype=bool)
+        values = series.to_numpy(dtype=target, na_value=target(0))
+    problems: dict[int, str] = {}
+    if kind == "f":
+        infinite = np.isinf(values)
+        for p in np.flatnonzero(infinite).tolist():
+            problems[p] = f"{label}: {values[p]} is not valid JSON"
+        missing = missing | infinite
+        values = np.where(missing, values.dtype.type(0), values)
+    texts = bool_texts(values) if kind == "b" else _numbers(values)
+    return Texts(with_nulls(texts, missing), missing, problems)
+
+
+# -- timestamps ------------------------------------------------------------------------------
+
+
+def utc_instants(series: pd.Series, naive: str, label: str) -> tuple[np.ndarray, np.ndarray]:
+    """A timestamp column (numpy, time-zone-aware or Arrow) as naive UTC ``datetime64``
+    values and a missing mask.
+
+    Naive timestamps raise :class:`NaiveTimestampError` unless ``naive`` is ``"utc"``. Arrow
+    timestamps are read from their own buffer (an Arrow timestamp is a UTC instant whatever
+    its zone): pandas' conversion of an Arrow-backed column goes value by value.
+    """
+    from .values import naive_error
+
+    dtype = series.dtype
+    if isinstance(dtype, pd.ArrowDtype):
+        pa_type = dtype.pyarrow_dtype
+        array = pa.array(series.array)
+        missing = np.asarray(array.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+        aware = pa_type.tz is not None
+        utc = array.cast(pa.timestamp(pa_type.unit)).to_numpy(zero_copy_only=False)
+    else:
+        missing = series.isna().to_numpy(dtype=bool)
+        aware = series.dt.tz is not None
+        if aware:
+            series = series.dt.tz_convert("UTC").dt.tz_localize(None)
+        utc = series.to_numpy()
+    if not aware and naive != "utc" and not missing.all():
+        raise naive_error(label)
+    return utc, missing
+
+
+def timestamp_column(series: pd.Series, naive: str, label: str, top: bool) -> Texts:
+    """Datetime columns (numpy, tz-aware or Arrow-backed) as ISO 8601 UTC texts."""
+    utc, missing = utc_instants(series, naive, label)
+    texts = timestamp_texts(np.where(missing, np.datetime64(0, "s"), utc))
+    return Texts(with_nulls(texts, missing), missing, {})
+
+
+# -- value by value --------------------------------------------------------------------------
+
+
+def refused_texts(series: pd.Series, reason: str) -> Texts:
+    """A column of a type JSON cannot carry: every present value a problem of its row."""
+    missing = _missing_of(series)
+    problems = dict.fromkeys(np.flatnonzero(~missing).tolist(), reason)
+    return Texts(pa.nulls(len(series), BINARY), np.ones(len(series), dtype=bool), problems)
+
+
+def python_values(series: pd.Series) -> np.ndarray:
+    """A column's values as Python objects in an object array (maps as dicts)."""
+    from .values import RepeatedKeys
+
+    values = np.empty(len(series), dtype=object)
+    if isinstance(series.dtype, pd.ArrowDtype):
+        array = pa.array(series.array)
+        try:
+            values[:] = array.to_pylist(maps_as_pydicts="strict")
+        except (KeyError, ValueError):  # a map with a repeated key: found value by value
+            for position, value in enumerate(array):
+                try:
+                    values[position] = value.as_py(maps_as_pydicts="strict")
+                except (KeyError, ValueError):
+                    values[position] = RepeatedKeys()
+        return values
+    values[:] = series.to_numpy(dtype=object)
+    return values
+
+
+def _shown(value: Any) -> str:
+    return orjson.dumps(value).decode() if isinstance(value, orjson.Fragment) else repr(value)
+
+
+def general_texts(values: list[Any], problems: dict[int, str], label: str, top: bool) -> Texts:
+    """Values a rule's per-value encoder made (None where missing) as texts; a top-level
+    field's values must be strings, and each must encode (one orjson call finds out)."""
+    if top:
+        for position, value in enumerate(values):
+            if value is not None and type(value) is not str and position not in problems:
+                problems[position] = f"{label}: not a string ({_shown(value)})"
+    dumps, sort = orjson.dumps, orjson.OPT_SORT_KEYS
+    texts: list[bytes | None] = []
+    sorted_texts: list[bytes | None] = []
+    nested = False
+    for position, value in enumerate(values):
+        if value is None or position in problems:
+            texts.append(None)
+            sorted_texts.append(None)
+            continue
+        try:
+            texts.append(dumps(value))
+        except (TypeError, orjson.JSONEncodeError) as error:
+            problems[position] = f"{label}: not valid JSON ({error})"
+            texts.append(None)
+            sorted_texts.append(None)
+            continue
+        if isinstance(value, dict | list):
+            nested = True
+            sorted_texts.append(dumps(value, option=sort))
+        else:
+            sorted_texts.append(texts[-1])
+    # a value that is there but not sendable is not missing: its row's problem says why
+    missing = np.fromiter((v is None for v in values), dtype=bool, count=len(values))
+    for position in problems:
+        values[position] = None
+    strings = None
+    if top:
+        strings = pa.array([v if isinstance(v, str) else None for v in values], pa.large_string())
+    return Texts(
+        texts=text_array(texts),
+        missing=missing,
+        problems=problems,
+        sorted_texts=text_array(sorted_texts) if nested else None,
+        strings=strings,
+        values=values,
+    )

@@ -1,20 +1,28 @@
-"""The value rules: what each input value is sent to Flameup as, decided here and only here.
+"""The value registry: what each input value means and is sent to Flameup as, decided here.
 
-Every source reaches the encoder as a pandas frame whose columns keep their types (Arrow
-sources as ``pd.ArrowDtype`` columns, dictionaries as categoricals: see
-:func:`flameup_pandas._run.sources.arrow_frame`), so one set of rules serves every path. The
-column-wise encoders of :mod:`flameup_pandas._people.texts` give, for the types they take,
-exactly the text these per-value rules give (tests/test_value_rules.py holds them to it).
+Each input type has one :class:`Rule`, found by a column's dtype (:func:`rule_for`) or a
+value's Python type (:func:`rule_of`). A rule holds its column encoder (a whole column to one
+JSON text per row, :mod:`flameup_pandas._people.texts`), its per-value encoder (one value to
+a JSON-ready Python value, for object columns and the elements of lists and maps), and, for a
+type JSON cannot carry, its refusal: every present value of it makes its row ``invalid``,
+with the column named. The text sent is the text hashed (keys sorted for objects), so a
+value means one thing to the wire, the sync state and the plan.
 
-:data:`VALUE_RULES` is the table the documentation shows.
+Every source reaches the registry as a pandas frame whose columns keep their types (Arrow
+sources as ``pd.ArrowDtype`` columns: see :func:`flameup_pandas._run.sources.arrow_frame`);
+people, events, the schema, CSV inference and the plan ask it. :func:`is_missing` and
+:func:`is_string` are the one meaning of "missing" and "a string";
+:func:`~flameup_pandas._people.wire.timestamp_texts` is the one timestamp formatter. The
+documentation's value table is rendered from :data:`RULES` (docs/_ext/value_rules.py).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, cast
@@ -25,426 +33,484 @@ import pandas as pd
 import pyarrow as pa
 
 from ..exceptions import NaiveTimestampError
+from . import texts as col
+from .texts import Texts
+from .wire import timestamp_texts
 
 __all__ = [
-    "INT_MAX",
-    "INT_MIN",
-    "VALUE_RULES",
-    "Converted",
+    "RULES",
+    "Rule",
+    "Texts",
     "Unsendable",
-    "convert",
-    "decimal_json",
-    "iso_utc",
+    "category_values",
+    "column_texts",
+    "column_values",
+    "decimal_text",
+    "is_missing",
+    "is_string",
     "naive_error",
+    "plain_strings",
+    "read_back",
+    "rule_for",
+    "rule_of",
     "scalar",
 ]
 
 INT_MIN, INT_MAX = -(2**63), 2**64 - 1
 """Integers are sent when they fit in 64 bits (signed or unsigned): JSON readers lose more."""
 
-VALUE_RULES: tuple[tuple[str, str], ...] = (
-    (
-        (
-            "text (`object` strings, `str`, `string[python]`, `string[pyarrow]`, Arrow `string` and"
-            " `large_string`, polars `String`)"
-        ),
-        "a JSON string, unchanged",
-    ),
-    (
-        (
-            "categorical, dictionary and Enum columns (pandas `category`, Arrow dictionaries, "
-            "polars `Categorical` and `Enum`)"
-        ),
-        "their values, by the rule of the values' type; identities and known fields too",
-    ),
-    (
-        (
-            "integers of any width, signed or not (numpy, pandas nullable `Int64` and friends, "
-            "Arrow, polars, including polars `Int128` where the value fits in 64 bits)"
-        ),
-        (
-            "a JSON integer with every digit, whatever nulls stand beside it in the column; a value"
-            " that does not fit makes the row `invalid`, with the reason"
-        ),
-    ),
-    (
-        "`float64`",
-        "the shortest JSON number that reads back as the same float (`1.5`, `1e+16`)",
-    ),
-    (
-        "`float32`",
-        (
-            "the shortest text that reads back as the same float32 (`0.1`, not "
-            "`0.10000000149011612`)"
-        ),
-    ),
-    (
-        "decimals (`decimal.Decimal`, Arrow `decimal128`/`decimal256`, polars `Decimal`)",
-        (
-            "a JSON number written from the decimal's own digits, never through a float "
-            "(`12345678901234567.89`)"
-        ),
-    ),
-    (
-        "booleans",
-        "`true` or `false`",
-    ),
-    (
-        "timestamps with a time zone",
-        (
-            "ISO 8601 text in UTC, with as many fractional digits as needed "
-            "(`2024-06-01T10:30:05.123Z`)"
-        ),
-    ),
-    (
-        "timestamps without a time zone",
-        (
-            "refused ({exc}`~flameup_pandas.exceptions.NaiveTimestampError`) unless "
-            '`naive_timestamps="utc"` declares them UTC'
-        ),
-    ),
-    (
-        "dates",
-        "ISO 8601 date text (`2024-01-02`)",
-    ),
-    (
-        "lists and arrays",
-        "JSON arrays, each element by these rules",
-    ),
-    (
-        "dicts, structs, and maps with string keys",
-        (
-            "JSON objects, each value by these rules; a map with other keys makes the row "
-            "`invalid`, with the reason"
-        ),
-    ),
-    (
-        "missing: `NaN`, `None`, `pd.NA`, `NaT`, Arrow and polars nulls (polars `NaN` too)",
-        (
-            "left out of the person, so what Flameup holds is kept; with `send_nulls=True`, JSON "
-            "`null`, which clears it"
-        ),
-    ),
-    (
-        "`inf` and `-inf`",
-        "the row is `invalid`: JSON has no infinity",
-    ),
-    (
-        (
-            "types with no JSON meaning: `Period`, `Interval`, time of day, timedelta, bytes, "
-            "arbitrary objects"
-        ),
-        (
-            "the row is `invalid`, with a reason naming the column and the type, the same from "
-            "every path; never ordinals or reprs"
-        ),
-    ),
-)
-"""What each input type is sent as: (input, sent as), in Markdown; the documentation's value
-rules page renders this table (docs/_ext/value_rules.py), so the two cannot drift."""
-
-_FRACTION_UNITS = (("ms", 10**6), ("us", 10**3), ("ns", 1))
-_NS_PER_UNIT = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
-
 
 class Unsendable(Exception):
     """A value JSON cannot hold; the message says why."""
 
 
-@dataclass
-class Converted:
-    """One column as JSON-ready Python values (None where missing) and its row problems."""
-
-    values: list[Any]
-    missing: np.ndarray
-    problems: dict[int, str]
-
-
 def naive_error(label: str) -> NaiveTimestampError:
     return NaiveTimestampError(
         f"column {label!r} holds timestamps without a time zone; localize it "
-        "(series.dt.tz_localize(...)) or pass naive_timestamps='utc' to treat them as UTC"
+        "(series.dt.tz_localize(...)), pass naive_timestamps='utc' (on the command line: "
+        "--naive-timestamps utc) to treat them as UTC"
     )
 
 
-def no_json_meaning(kind: str) -> Unsendable:
-    return Unsendable(f"{kind} values have no JSON meaning; convert them first")
+def is_missing(value: Any) -> bool:
+    """The one meaning of "missing": None, ``pd.NA``, ``NaT``, NaN (float, numpy, Decimal).
 
-
-# -- one value -------------------------------------------------------------------------------
-
-
-def scalar(value: Any, naive: str, label: str) -> Any:
-    """``value`` as a JSON-ready Python value (None when missing), or :class:`Unsendable`.
-
-    >>> orjson.dumps(scalar(Decimal("0.10"), "error", "x"))
-    b'0.10'
-    >>> scalar(np.float32(0.1), "error", "x")
-    0.1
+    >>> [is_missing(v) for v in (None, float("nan"), Decimal("NaN"), pd.NaT, 0, "")]
+    [True, True, True, True, False, False]
     """
-    kind = type(value)
-    if kind is str or kind is bool:
-        return value
-    if kind is int:
-        if not INT_MIN <= value <= INT_MAX:
-            raise Unsendable(f"{value} does not fit in 64 bits")
-        return value
-    if kind is float:
-        if math.isnan(value):
-            return None
-        if not math.isfinite(value):
-            raise Unsendable(f"{value} is not valid JSON")
-        return value
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    return _other(value, naive, label)
-
-
-def _other(value: Any, naive: str, label: str) -> Any:
-    if isinstance(value, np.datetime64):
-        return None if np.isnat(value) else _iso_timestamp(pd.Timestamp(value), naive, label)
-    if isinstance(value, np.timedelta64 | dt.timedelta):
-        raise no_json_meaning("timedelta (time span)")
-    if isinstance(value, np.floating) and value.dtype.itemsize < 8:
-        # the shortest text of the float32, as its float64 twin: 0.1, never 0.10000000149011612
-        return scalar(float(str(value)), naive, label)
-    if isinstance(value, np.generic):
-        return scalar(value.item(), naive, label)
-    if isinstance(value, str | bool | int | float):
-        return scalar(_plain(value), naive, label)
-    if isinstance(value, dt.datetime):
-        return _iso_timestamp(value, naive, label)
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return decimal_json(value)
-    if isinstance(value, _RepeatedKeys):
-        raise Unsendable("a map that names a key twice is not a JSON object")
-    if isinstance(value, bytes | bytearray | memoryview):
-        raise Unsendable("bytes have no JSON meaning; decode them to str first")
-    if isinstance(value, np.ndarray):
-        return scalar(value.tolist(), naive, label)
-    if isinstance(value, list | tuple):
-        return [scalar(v, naive, label) for v in value]
-    if isinstance(value, Mapping):
-        if not all(isinstance(k, str) for k in value):
-            raise Unsendable("a map or dict with keys that are not strings is not a JSON object")
-        return {str(k): scalar(v, naive, label) for k, v in value.items()}
-    raise no_json_meaning(type(value).__name__)
-
-
-def decimal_json(value: Decimal) -> Any:
-    """A decimal as the JSON number of its own digits (never through a float)."""
-    if value.is_nan():
-        return None
-    if not value.is_finite():
-        raise Unsendable(f"{value} is not valid JSON")
-    return orjson.Fragment(str(value).encode())
-
-
-def _plain(value: Any) -> Any:
-    """A subclass of str/bool/int/float as the plain type (orjson is strict about these)."""
-    for kind in (bool, int, float, str):
-        if isinstance(value, kind):
-            return kind(value)
-    return value
-
-
-def _iso_timestamp(value: dt.datetime, naive: str, label: str) -> str:
-    stamp = pd.Timestamp(value)
-    if stamp.tzinfo is None:
-        if naive != "utc":
-            raise naive_error(label)
-        stamp = stamp.tz_localize("UTC")
-    utc = stamp.tz_convert("UTC").tz_localize(None).to_datetime64()
-    return str(iso_utc(np.array([utc]))[0])
-
-
-# -- one column of values no column-wise encoder takes ---------------------------------------
-
-
-def convert(series: pd.Series, naive: str, label: str) -> Converted:
-    """One column as JSON-ready Python values by the rules above (see :func:`scalar`)."""
-    dtype = series.dtype
-    if isinstance(dtype, pd.CategoricalDtype):
-        return _categorical(series, naive, label)
-    if isinstance(dtype, pd.SparseDtype):
-        return convert(cast(Any, series).sparse.to_dense(), naive, label)
-    stamps = utc_instants(series, naive, label)
-    if stamps is not None:
-        utc, missing = stamps
-        return Converted(_with_nones(iso_utc(utc), missing), missing, {})
-    return objects(python_values(series), naive, label)
-
-
-def python_values(series: pd.Series) -> np.ndarray:
-    """A column's values as Python objects in an object array (maps as dicts)."""
-    values = np.empty(len(series), dtype=object)
-    if isinstance(series.dtype, pd.ArrowDtype):
-        array = pa.array(series.array)
-        try:
-            values[:] = array.to_pylist(maps_as_pydicts="strict")
-        except (KeyError, ValueError):  # a map with a repeated key: found value by value
-            values[:] = [_strict_map(v) for v in array]
-        return values
-    values[:] = series.to_numpy(dtype=object)
-    return values
-
-
-def _strict_map(value: pa.Scalar) -> Any:
-    try:
-        return value.as_py(maps_as_pydicts="strict")
-    except (KeyError, ValueError):
-        return _RepeatedKeys()
-
-
-class _RepeatedKeys:
-    """Stands for a map that names one key twice (it has no JSON object)."""
-
-
-def objects(values: np.ndarray, naive: str, label: str) -> Converted:
-    """Any Python objects, one by one (only for columns no faster path fits)."""
-    missing = _missing_objects(values)
-    kind = pd.api.types.infer_dtype(values, skipna=True)
-    if kind in ("string", "boolean", "empty"):
-        return _verified(_with_nones(values, missing), missing, label)
-    out: list[Any] = [None] * len(values)
-    problems: dict[int, str] = {}
-    for position, (value, absent) in enumerate(zip(values.tolist(), missing.tolist(), strict=True)):
-        if absent:
-            continue
-        try:
-            out[position] = scalar(value, naive, label)
-        except Unsendable as why:
-            problems[position] = f"{label}: {why}"
-    return _verified(out, missing, label, problems)
-
-
-def _missing_objects(values: np.ndarray) -> np.ndarray:
-    try:
-        return np.asarray(pd.isna(values), dtype=bool)
-    except ArithmeticError:  # a signalling-NaN Decimal, on which pandas' isna raises
-        return np.array([_scalar_missing(v) for v in values], dtype=bool)
-
-
-def _scalar_missing(value: Any) -> bool:
     if value is None or value is pd.NA or value is pd.NaT:
         return True
-    if isinstance(value, float | np.floating | Decimal):
-        return bool(value.is_nan()) if isinstance(value, Decimal) else bool(np.isnan(value))
+    if isinstance(value, float | np.floating):
+        return bool(value != value)
+    if isinstance(value, Decimal):
+        return value.is_nan()
     if isinstance(value, np.datetime64 | np.timedelta64):
         return bool(np.isnat(value))
     return False
 
 
-def _verified(
-    values: list[Any], missing: np.ndarray, label: str, problems: dict[int, str] | None = None
-) -> Converted:
-    """Check with one orjson call that the column encodes; find the culprits when not."""
-    problems = problems or {}
-    try:
-        orjson.dumps(values)
-    except (TypeError, orjson.JSONEncodeError):
-        for position, value in enumerate(values):
-            if position in problems or value is None:
-                continue
-            try:
-                orjson.dumps(value)
-            except (TypeError, orjson.JSONEncodeError) as error:
-                problems[position] = f"{label}: not valid JSON ({error})"
-    if problems:
-        positions = np.fromiter(problems, dtype=np.int64, count=len(problems))
-        missing = missing.copy()
-        missing[positions] = True
-        for position in problems:
-            values[position] = None
-    return Converted(values, missing, problems)
+def is_string(value: Any) -> bool:
+    """The one meaning of "a string": a ``str`` (a subclass too), never bytes or a category."""
+    return isinstance(value, str)
 
 
-def _categorical(series: pd.Series, naive: str, label: str) -> Converted:
-    categories = convert(pd.Series(series.cat.categories), naive, label)
-    codes = series.cat.codes.to_numpy()
-    missing = codes < 0
-    table = np.array([*categories.values, None], dtype=object)
-    values = table[np.where(missing, len(categories.values), codes)].tolist()
-    problems: dict[int, str] = {}
-    if categories.problems:
-        bad = np.fromiter(categories.problems, dtype=np.int64)
-        for position in np.flatnonzero(np.isin(codes, bad)):
-            problems[int(position)] = categories.problems[int(codes[position])]
-        missing = missing | np.isin(codes, bad)
-    return Converted(values, missing, problems)
+# -- per-value encoders ----------------------------------------------------------------------
+
+Naive = str
+ValueEncoder = Callable[[Any, Naive, str], Any]
 
 
-def utc_instants(series: pd.Series, naive: str, label: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """A timestamp column (numpy, time-zone-aware or Arrow) as naive UTC ``datetime64``
-    values and a missing mask; None when the column holds no timestamps.
+def _text(value: Any, naive: Naive, label: str) -> Any:
+    return value if type(value) is str else str(value)
 
-    Naive timestamps raise :class:`NaiveTimestampError` unless ``naive`` is ``"utc"``. Arrow
-    timestamps are read from their own buffer (an Arrow timestamp is a UTC instant whatever
-    its zone): pandas' conversion of an Arrow-backed column goes value by value.
-    """
-    dtype = series.dtype
-    if isinstance(dtype, pd.ArrowDtype):
-        pa_type = dtype.pyarrow_dtype
-        if not pa.types.is_timestamp(pa_type):
-            return None
-        array = pa.array(series.array)
-        missing = np.asarray(array.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-        aware = pa_type.tz is not None
-        utc = array.cast(pa.timestamp(pa_type.unit)).to_numpy(zero_copy_only=False)
-    elif isinstance(dtype, pd.DatetimeTZDtype) or dtype.kind == "M":
-        missing = series.isna().to_numpy(dtype=bool)
-        aware = series.dt.tz is not None
-        if aware:
-            series = series.dt.tz_convert("UTC").dt.tz_localize(None)
-        utc = series.to_numpy()
-    else:
+
+def _integer(value: Any, naive: Naive, label: str) -> Any:
+    value = int(value)
+    if not INT_MIN <= value <= INT_MAX:
+        raise Unsendable(f"{value} does not fit in 64 bits")
+    return value
+
+
+def _float(value: Any, naive: Naive, label: str) -> Any:
+    # a float32's shortest text, as its float64 twin: 0.1, never 0.10000000149011612
+    value = float(str(value)) if type(value) in (np.float32, np.float16) else float(value)
+    if math.isnan(value):
         return None
-    if not aware and naive != "utc" and not missing.all():
-        raise naive_error(label)
-    return utc, missing
+    if not math.isfinite(value):
+        raise Unsendable(f"{value} is not valid JSON")
+    return value
 
 
-def _with_nones(values: np.ndarray, missing: np.ndarray) -> list[Any]:
-    if not missing.any():
-        return values.tolist()  # type: ignore[no-any-return]
-    out = values.astype(object)
-    out[missing] = None
-    return out.tolist()  # type: ignore[no-any-return]
+def _boolean(value: Any, naive: Naive, label: str) -> Any:
+    return bool(value)
 
 
-def iso_utc(values: np.ndarray) -> np.ndarray:
-    """datetime64 values (UTC, any unit) as ISO 8601 strings ending in Z; NaT gives junk.
+def _missing(value: Any, naive: Naive, label: str) -> Any:
+    return None
 
-    numpy's own formatting costs about a microsecond a value, so whole seconds are built from
-    two small tables instead: one string per distinct day and one per second of the day.
+
+def _timestamp(value: Any, naive: Naive, label: str) -> Any:
+    stamp = pd.Timestamp(value)
+    if is_missing(stamp):
+        return None
+    if stamp.tzinfo is None:
+        if naive != "utc":
+            raise naive_error(label)
+    else:
+        stamp = stamp.tz_convert("UTC").tz_localize(None)
+    text = timestamp_texts(np.array([stamp.to_datetime64()]))[0].as_py()
+    return text[1:-1].decode()
+
+
+def _date(value: Any, naive: Naive, label: str) -> Any:
+    return value.isoformat()
+
+
+def decimal_text(value: Decimal) -> Any:
+    """A decimal as the JSON number of its own digits, never through a float, in one
+    canonical text whatever its scale (``0.1``, ``0.10`` and ``0.1000000000`` are ``0.1``),
+    so the same value is the same bytes and hash from every path.
+
+    >>> [orjson.dumps(decimal_text(Decimal(d))) for d in ("0.1000000000", "1E+2", "-0.0")]
+    [b'0.1', b'100', b'0']
     """
-    unit = np.datetime_data(values.dtype)[0]
-    if unit not in _NS_PER_UNIT:
-        values = values.astype("datetime64[ns]")
-        unit = "ns"
-    per_second = 10**9 // _NS_PER_UNIT[unit]
-    ticks = np.where(np.isnat(values), 0, values.view(np.int64))
-    fraction = ticks % per_second
-    seconds = (ticks - fraction) // per_second
-    second_of_day = seconds % 86_400
-    codes, days = pd.factorize((seconds - second_of_day) // 86_400)
-    day_strings = np.char.add(np.datetime_as_string(np.asarray(days, dtype="datetime64[D]")), "T")
-    out = np.char.add(day_strings[codes], _time_table()[second_of_day])
-    fraction_ns = fraction * _NS_PER_UNIT[unit]
-    remaining = fraction != 0
-    if remaining.any():
-        out = out.astype(object)  # the longer strings would not fit the fixed width
-    for name, ns in _FRACTION_UNITS:
-        fits = remaining & (fraction_ns % ns == 0)
-        if fits.any():
-            out[fits] = np.datetime_as_string(values[fits], unit=cast(Any, name), timezone="UTC")
-            remaining &= ~fits
-    return out
+    if value.is_nan():
+        return None
+    if not value.is_finite():
+        raise Unsendable(f"{value} is not valid JSON")
+    if value.is_zero():
+        return orjson.Fragment(b"0")
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return orjson.Fragment(text.encode())
+
+
+def read_back(text: str | bytes) -> Any:
+    """JSON as sent, read back as Python values: a number a float cannot hold exactly (a
+    decimal's digits) as a ``Decimal``, so a plan shows what was sent.
+
+    >>> read_back(b'{"a":0.5,"b":12345678901234567.89}')
+    {'a': 0.5, 'b': Decimal('12345678901234567.89')}
+    """
+    return json.loads(text, parse_float=_exact_number)
+
+
+def _exact_number(text: str) -> float | Decimal:
+    number = float(text)
+    return number if Decimal(repr(number)) == Decimal(text) else Decimal(text)
+
+
+def _decimal(value: Any, naive: Naive, label: str) -> Any:
+    return decimal_text(value)
+
+
+def _list(value: Any, naive: Naive, label: str) -> Any:
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    return [scalar(v, naive, label) for v in value]
+
+
+def _mapping(value: Any, naive: Naive, label: str) -> Any:
+    if not all(isinstance(k, str) for k in value):
+        raise Unsendable("a map or dict with keys that are not strings is not a JSON object")
+    return {str(k): scalar(v, naive, label) for k, v in value.items()}
+
+
+class RepeatedKeys:
+    """Stands for a map that names one key twice (it has no JSON object)."""
+
+
+# -- the rules -------------------------------------------------------------------------------
+
+ColumnEncoder = Callable[[pd.Series, Naive, str, bool], "Texts | None"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One input type: how it is recognised, encoded and shown in the documentation.
+
+    A column's dtype is the rule's when it is one of ``pandas`` (dtype classes), of
+    ``numpy`` (kind letters, for numpy and pandas' masked dtypes) or, Arrow-backed, its Arrow
+    type passes one of ``arrow`` (``pa.types`` predicates); a value is the rule's when its
+    type is one of ``types``. ``column`` encodes a whole column (None, or when it returns
+    None: value by value through ``value``); a rule without ``value`` refuses its values,
+    for ``refusal``. ``input`` and ``sent_as`` are the documentation's row, in Markdown.
+    """
+
+    input: str
+    sent_as: str
+    types: tuple[type, ...] = ()
+    pandas: tuple[type, ...] = ()
+    numpy: str = ""
+    arrow: tuple[Callable[[Any], bool], ...] = ()
+    column: ColumnEncoder | None = None
+    value: ValueEncoder | None = None
+    refusal: str | None = None
+
+    def takes(self, dtype: Any) -> bool:
+        if isinstance(dtype, pd.ArrowDtype):
+            return any(kind(dtype.pyarrow_dtype) for kind in self.arrow)
+        if isinstance(dtype, self.pandas):
+            return True
+        numpy_type = getattr(dtype, "numpy_dtype", dtype)
+        return isinstance(numpy_type, np.dtype) and numpy_type.kind in self.numpy
+
+    def encode(self, value: Any, naive: Naive, label: str) -> Any:
+        if self.value is None:
+            raise Unsendable(self.refusal or no_meaning(type(value).__name__))
+        return self.value(value, naive, label)
+
+
+def no_meaning(kind: str) -> str:
+    return f"{kind} values have no JSON meaning; convert them first"
+
+
+def _extension(name: str) -> Callable[[Any], bool]:
+    """An Arrow extension type by name (pandas' Period and Interval written to Arrow)."""
+    return lambda kind: getattr(kind, "extension_name", None) == name
+
+
+_T = pa.types
+_REFUSED = "the row is `invalid`, with a reason naming the column"
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        "text (`object` strings, `str`, `string[python]`, `string[pyarrow]`, Arrow `string` and"
+        " `large_string`, polars `String`)",
+        "a JSON string, unchanged",
+        (str,),
+        (pd.StringDtype,),
+        arrow=(_T.is_string, _T.is_large_string, _T.is_string_view),
+        column=col.string_texts,
+        value=_text,
+    ),
+    Rule(
+        "categorical, dictionary and Enum columns (pandas `category`, Arrow dictionaries, "
+        "polars `Categorical` and `Enum`), Arrow-backed or not",
+        "their values, by the rule of the values' type; identities and known fields too",
+        pandas=(pd.CategoricalDtype,),
+        arrow=(_T.is_dictionary,),
+    ),
+    Rule(
+        "integers of any width, signed or not (numpy, pandas nullable `Int64` and friends, "
+        "Arrow, polars, including polars `Int128` where the value fits in 64 bits)",
+        "a JSON integer with every digit, whatever nulls stand beside it in the column; a value"
+        " that does not fit makes the row `invalid`, with the reason",
+        (int, np.integer),
+        numpy="iu",
+        arrow=(_T.is_integer,),
+        column=col.number_texts,
+        value=_integer,
+    ),
+    Rule(
+        "floats: `float64`, and `float32` (or `float16`)",
+        "the shortest JSON number that reads back as the same float (`1.5`, `1e+16`); for a "
+        "`float32`, the shortest that reads back as the same float32 (`0.1`, not "
+        "`0.10000000149011612`); `inf` and `-inf` make the row `invalid`: JSON has no infinity",
+        (float, np.floating),
+        numpy="f",
+        arrow=(_T.is_floating,),
+        column=col.number_texts,
+        value=_float,
+    ),
+    Rule(
+        "decimals (`decimal.Decimal`, Arrow `decimal128`/`decimal256`, polars `Decimal`)",
+        "a JSON number written from the decimal's own digits, never through a float, without"
+        " trailing zeros (`12345678901234567.89`; `0.10` and a `decimal128(38, 10)` "
+        "`0.1000000000` are both `0.1`): a value's bytes and hash do not depend on its scale",
+        (Decimal,),
+        arrow=(_T.is_decimal,),
+        value=_decimal,
+    ),
+    Rule(
+        "booleans",
+        "`true` or `false`",
+        (bool, np.bool_),
+        numpy="b",
+        arrow=(_T.is_boolean,),
+        column=col.number_texts,
+        value=_boolean,
+    ),
+    Rule(
+        "timestamps with a time zone",
+        "ISO 8601 text in UTC, with as many fractional digits as needed "
+        "(`2024-06-01T10:30:05.123Z`)",
+        (dt.datetime, np.datetime64),
+        (pd.DatetimeTZDtype,),
+        numpy="M",
+        arrow=(_T.is_timestamp,),
+        column=col.timestamp_column,
+        value=_timestamp,
+    ),
+    Rule(
+        "timestamps without a time zone",
+        "refused ({exc}`~flameup_pandas.exceptions.NaiveTimestampError`) unless "
+        '`naive_timestamps="utc"` (`--naive-timestamps utc`) declares them UTC',
+    ),
+    Rule(
+        "dates", "ISO 8601 date text (`2024-01-02`)", (dt.date,), arrow=(_T.is_date,), value=_date
+    ),
+    Rule(
+        "lists and arrays",
+        "JSON arrays, each element by these rules",
+        (list, tuple, np.ndarray),
+        arrow=(_T.is_list, _T.is_large_list, _T.is_fixed_size_list),
+        value=_list,
+    ),
+    Rule(
+        "dicts, structs, and maps with string keys",
+        "JSON objects, each value by these rules; a map with other keys, or naming a key "
+        "twice, makes the row `invalid`, with the reason",
+        (Mapping,),
+        arrow=(_T.is_struct, _T.is_map),
+        value=_mapping,
+    ),
+    Rule(
+        "missing: `NaN`, `None`, `pd.NA`, `NaT`, Arrow and polars nulls (polars `NaN` too), "
+        "an empty CSV cell",
+        "left out of the person, so what Flameup holds is kept; with `send_nulls=True`, JSON "
+        "`null`, which clears it",
+        (type(None), type(pd.NA), type(pd.NaT)),
+        value=_missing,
+    ),
+    Rule(
+        "time spans: `timedelta`, Arrow `duration` and intervals (a DuckDB `INTERVAL`), "
+        "polars `Duration`",
+        _REFUSED,
+        (dt.timedelta, np.timedelta64, pd.DateOffset, pa.MonthDayNano),
+        numpy="m",
+        arrow=(_T.is_duration, _T.is_interval),
+        refusal=no_meaning("timedelta (time span)"),
+    ),
+    Rule(
+        "pandas `Period` (in a frame, or written to Arrow or parquet)",
+        _REFUSED + ", never its ordinal",
+        (pd.Period,),
+        (pd.PeriodDtype,),
+        arrow=(_extension("pandas.period"),),
+        refusal=no_meaning("Period"),
+    ),
+    Rule(
+        "pandas `Interval` (in a frame, or written to Arrow or parquet)",
+        _REFUSED + ', never `{"left": ..., "right": ...}`',
+        (pd.Interval,),
+        (pd.IntervalDtype,),
+        arrow=(_extension("pandas.interval"),),
+        refusal=no_meaning("Interval"),
+    ),
+    Rule("time of day", _REFUSED, (dt.time,), arrow=(_T.is_time,), refusal=no_meaning("time")),
+    Rule(
+        "bytes (Arrow `binary`)",
+        _REFUSED,
+        (bytes, bytearray, memoryview),
+        arrow=(_T.is_binary, _T.is_large_binary, _T.is_fixed_size_binary, _T.is_binary_view),
+        refusal="bytes have no JSON meaning; decode them to str first",
+    ),
+    Rule(
+        "a map naming a key twice",
+        _REFUSED,
+        (RepeatedKeys,),
+        refusal="a map that names a key twice is not a JSON object",
+    ),
+    Rule(
+        "anything else (`object` columns of other types, other Arrow extension types)",
+        _REFUSED + " and the type, the same from every path; never ordinals or reprs",
+    ),
+)
+"""Every input type's rule, in the order the documentation shows them."""
+
+_OTHER, _TEXT, _CATEGORICAL = RULES[-1], RULES[0], RULES[1]
+
+
+def rule_for(dtype: Any) -> Rule:
+    """The rule of a column's dtype (``object`` columns: the last rule, value by value)."""
+    return next((rule for rule in RULES if rule.takes(dtype)), _OTHER)
 
 
 @functools.cache
-def _time_table() -> np.ndarray:
-    """ "HH:MM:SSZ" for every second of a day."""
-    return np.array([f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}Z" for s in range(86_400)])
+def rule_of(kind: Any) -> Rule:
+    """The rule of a value's Python type (subclasses by their closest registered type)."""
+    for rule in RULES:
+        if kind in rule.types:
+            return rule
+    for rule in RULES:
+        if issubclass(kind, rule.types):
+            return rule
+    return _OTHER
+
+
+def scalar(value: Any, naive: Naive, label: str) -> Any:
+    """``value`` as a JSON-ready Python value (None when missing), or :class:`Unsendable`.
+
+    >>> orjson.dumps(scalar(Decimal("0.10"), "error", "x"))
+    b'0.1'
+    >>> scalar(np.float32(0.1), "error", "x")
+    0.1
+    """
+    return rule_of(cast(Any, type(value))).encode(value, naive, label)
+
+
+# -- columns ---------------------------------------------------------------------------------
+
+
+def column_texts(series: pd.Series, naive: Naive, label: str, top: bool) -> Texts:
+    """One column as JSON texts, by its rule's column encoder (value by value without one).
+
+    A top-level field must hold strings: only string columns take their encoder there.
+    """
+    dtype = series.dtype
+    if isinstance(dtype, pd.SparseDtype):
+        return column_texts(cast(Any, series).sparse.to_dense(), naive, label, top)
+    rule = rule_for(dtype)
+    if rule is _CATEGORICAL:
+        return _categorical_texts(series, naive, label, top)
+    arrow = dtype.pyarrow_dtype if isinstance(dtype, pd.ArrowDtype) else None
+    if rule is _OTHER and isinstance(arrow, pa.ExtensionType):  # its pandas twin, or storage
+        return column_texts(col.decoded(series), naive, label, top)
+    texts = None
+    if rule is _OTHER and _is_object(dtype):
+        texts = col.string_texts(series, naive, label, top)
+    elif rule.column is not None and (not top or rule is _TEXT):
+        texts = rule.column(series, naive, label, top)
+    elif rule.value is None and rule is not _OTHER:
+        return col.refused_texts(series, f"{label}: {rule.refusal}")
+    return _value_texts(series, naive, label, top) if texts is None else texts
+
+
+def _categorical_texts(series: pd.Series, naive: Naive, label: str, top: bool) -> Texts:
+    if isinstance(series.dtype, pd.ArrowDtype):
+        series = col.decoded(series)
+    categories = column_texts(pd.Series(series.cat.categories), naive, label, top)
+    return categories.taken(series.cat.codes.to_numpy())
+
+
+def _value_texts(series: pd.Series, naive: Naive, label: str, top: bool) -> Texts:
+    """Any other column, value by value through the rules (:func:`scalar`)."""
+    values = col.python_values(series)
+    out: list[Any] = [None] * len(values)
+    problems: dict[int, str] = {}
+    for position, value in enumerate(values.tolist()):
+        try:
+            out[position] = scalar(value, naive, label)
+        except Unsendable as why:
+            problems[position] = f"{label}: {why}"
+    return col.general_texts(out, problems, label, top)
+
+
+def column_values(series: pd.Series, naive: Naive, label: str) -> tuple[list[Any], dict[int, str]]:
+    """A column's values as JSON-ready Python values (None where missing or unsendable) and
+    its row problems: for events' parameters."""
+    texts = column_texts(series, naive, label, top=False)
+    return texts.python(exact=False), texts.problems
+
+
+def plain_strings(series: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """A column's strings (same positions, any other value missing) and where they are: the
+    one "is a string" of a column, for the schema's checks. Categoricals (Arrow-backed too)
+    are judged by their values."""
+    series = category_values(series)
+    if rule_for(series.dtype) is _TEXT:
+        return series, series.notna().to_numpy(dtype=bool)
+    if _is_object(series.dtype):
+        values = np.array(series.to_numpy(), dtype=object)  # a writable copy
+        is_str = np.fromiter(map(is_string, values), dtype=bool, count=len(values))
+        values[~is_str] = None
+        return pd.Series(values, index=series.index, dtype="object"), is_str
+    nothing = pd.Series([None] * len(series), index=series.index, dtype="object")
+    return nothing, np.zeros(len(series), dtype=bool)
+
+
+def category_values(series: pd.Series) -> pd.Series:
+    """A categorical column (Arrow-backed too) as its values; any other column as it is."""
+    dtype = series.dtype
+    if isinstance(dtype, pd.ArrowDtype) and pa.types.is_dictionary(dtype.pyarrow_dtype):
+        array = pa.chunked_array(pa.array(series.array)).cast(dtype.pyarrow_dtype.value_type)
+        return pd.Series(pd.arrays.ArrowExtensionArray(array), index=series.index)
+    if isinstance(dtype, pd.CategoricalDtype):
+        return series.astype(object)
+    return series
+
+
+def _is_object(dtype: Any) -> bool:
+    return isinstance(dtype, np.dtype) and dtype == np.dtype(object)

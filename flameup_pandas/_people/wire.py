@@ -12,8 +12,9 @@ whether it was built from these arrays or by ``orjson.dumps`` of the people dict
 - strings: used as they are, the quotes added while a person is assembled; the few strings
   holding a quote, a backslash or a control character (found with one numpy pass over the
   bytes) are escaped by orjson one by one, so the escapes are orjson's too;
-- timestamps: ``YYYY-MM-DDTHH:MM:SS`` from two small tables (one text per day and one per
-  second of the day) gathered with ``take``;
+- timestamps (the one formatter, :func:`timestamp_texts`): ``YYYY-MM-DDTHH:MM:SS`` from two
+  small tables (one text per day and one per second of the day) gathered with ``take``, and
+  numpy's formatting for the values with a fraction of a second;
 - a person: one ``binary_join_element_wise`` over its fields' texts and the constant key
   parts between them (:func:`concat_pieces`), missing fields as empty pieces.
 
@@ -39,7 +40,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Sequence
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import orjson
@@ -140,20 +141,25 @@ def string_texts(strings: pa.Array) -> pa.Array:
     escape = needs_escape(strings)
     if len(escape) == 0:
         return texts
-    escaped = text_array([orjson.dumps(v) for v in strings.take(escape).to_pylist()])
-    index = np.arange(len(strings), dtype=np.int64)
-    index[escape] = len(strings) + np.arange(len(escape))
-    return pa.concat_arrays([texts, escaped]).take(pa.array(index))
+    return _replaced(texts, escape, [orjson.dumps(v) for v in strings.take(escape).to_pylist()])
 
 
 def timestamp_texts(utc: np.ndarray) -> pa.Array:
-    """Whole-second UTC datetime64 values as JSON strings ``"YYYY-MM-DDTHH:MM:SSZ"``.
+    """UTC datetime64 values (any unit, no NaT) as JSON strings: the one timestamp formatter.
 
-    Sub-second values are the caller's (they are rare and keep numpy's formatting).
+    ``"YYYY-MM-DDTHH:MM:SSZ"``, with as many fractional digits as the value needs (3, 6 or 9).
+    Whole seconds come from two small tables (one text per day, one per second of the day)
+    gathered with ``take``; the few values with a fraction are numpy's formatting.
+
+    >>> timestamp_texts(np.array(["2024-01-02T03:04:05", "2024-01-02T03:04:05.5"],
+    ...                          dtype="datetime64[ms]")).to_pylist()
+    [b'"2024-01-02T03:04:05Z"', b'"2024-01-02T03:04:05.500Z"']
     """
-    seconds = utc.astype("datetime64[s]").view(np.int64)
-    second_of_day = seconds % 86_400
-    days = (seconds - second_of_day) // 86_400
+    unit = np.datetime_data(utc.dtype)[0]
+    seconds = utc.astype("datetime64[s]")
+    second_ticks = seconds.view(np.int64)
+    second_of_day = second_ticks % 86_400
+    days = (second_ticks - second_of_day) // 86_400
     if len(days) and days.max() - days.min() < 4 * len(days) + 1000:
         first = days.min()  # a table of every day in the range: no sort needed
         uniques, codes = np.arange(first, days.max() + 1), days - first
@@ -163,11 +169,30 @@ def timestamp_texts(utc: np.ndarray) -> pa.Array:
         [b'"' + d.encode() + b"T" for d in np.datetime_as_string(uniques.astype("datetime64[D]"))],
         BINARY,
     )
-    return pc.binary_join_element_wise(
+    texts = pc.binary_join_element_wise(
         day_texts.take(pa.array(codes.reshape(-1))),
         _time_table().take(pa.array(second_of_day)),
         _scalar(b""),
     )
+    fraction = np.flatnonzero(seconds != utc) if unit != "s" else np.zeros(0, np.int64)
+    if len(fraction) == 0:
+        return texts
+    return _replaced(texts, fraction, _fraction_texts(utc[fraction]))
+
+
+def _fraction_texts(values: np.ndarray) -> list[bytes]:
+    """JSON texts of values with a fraction, in the fewest of ms, us or ns digits."""
+    ns = (values - values.astype("datetime64[s]")).astype("timedelta64[ns]").view(np.int64)
+    out: list[bytes] = [b""] * len(values)
+    remaining = np.ones(len(values), dtype=bool)
+    for name, step in (("ms", 10**6), ("us", 10**3), ("ns", 1)):
+        fits = remaining & (ns % step == 0)
+        if fits.any():
+            shown = np.datetime_as_string(values[fits], unit=cast(Any, name), timezone="UTC")
+            for position, text in zip(np.flatnonzero(fits).tolist(), shown.tolist(), strict=True):
+                out[position] = b'"' + text.encode() + b'"'
+            remaining &= ~fits
+    return out
 
 
 @functools.cache
@@ -177,6 +202,13 @@ def _time_table() -> pa.Array:
         [f'{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}Z"'.encode() for s in range(86_400)],
         BINARY,
     )
+
+
+def _replaced(texts: pa.Array, positions: np.ndarray, others: Sequence[bytes]) -> pa.Array:
+    """``texts`` with the values at ``positions`` replaced by ``others``."""
+    index = np.arange(len(texts), dtype=np.int64)
+    index[positions] = len(texts) + np.arange(len(positions))
+    return pa.concat_arrays([texts, text_array(list(others))]).take(pa.array(index))
 
 
 def concat_pieces(pieces: Sequence[bytes | pa.Array], n_rows: int) -> pa.Array:

@@ -35,13 +35,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import orjson
 import pandas as pd
 import pyarrow as pa
 
 from .._people.encode import FieldHashes
 from .._people.identity import HashRuns, identity_hashes, identity_key_array
 from .._people.person import TOP_LEVEL
+from .._people.values import read_back
 from ..exceptions import ChangeGuardError
 from .plan import UNCHANGED, Plan
 from .state import SyncState
@@ -251,8 +251,8 @@ def value_pair(
     """
     if old is None and not created:
         return None, None
-    was = {} if old is None else orjson.loads(old)
-    now = orjson.loads(new)
+    was = {} if old is None else read_back(old)
+    now = read_back(new)
     before = {f: None if created else field_value(was, f) for f in names}
     return before, {f: field_value(now, f) for f in names}
 

@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 
 from .._people.mapping import KNOWN_TRAITS, USER_ID_ALIASES
 from .._people.person import TOP_LEVEL
-from .._people.wire import number_texts
+from .._people.values import column_texts
 from .._storage import Location, resolve
 from ..exceptions import ConfigurationError, SourceError
 
@@ -203,7 +203,7 @@ def arrow_frame(batch: Chunk) -> pd.DataFrame:
         # a chunk gathered from a driver's small batches (DuckDB hands over 2,048 rows at a
         # time): one copy here spares every later kernel a walk over hundreds of pieces
         table = table.combine_chunks()
-    table = _plain_views(table)
+    table = _pandas_extensions(_plain_views(table))
     frame: pd.DataFrame = table.to_pandas(types_mapper=_pandas_type)
     return frame
 
@@ -212,6 +212,30 @@ def _pandas_type(kind: pa.DataType) -> Any:
     if pa.types.is_dictionary(kind) or isinstance(kind, pa.ExtensionType):
         return None  # pyarrow's own: a categorical, or the extension's pandas type
     return pd.ArrowDtype(kind)
+
+
+def _pandas_extensions(table: pa.Table) -> pa.Table:
+    """Columns of pandas' ``Period`` and ``Interval`` types read where pandas' Arrow types were
+    not registered (a plain integer or ``{left, right}`` column whose field metadata names
+    the type) as those types, so they mean the same in every process."""
+    from pandas.core.arrays.arrow import extension_types as pandas_types  # type: ignore[attr-defined]
+
+    kinds = {
+        b"pandas.period": pandas_types.ArrowPeriodType,
+        b"pandas.interval": pandas_types.ArrowIntervalType,
+    }
+    for position, field in enumerate(table.schema):
+        meta = field.metadata or {}
+        kind = kinds.get(meta.get(b"ARROW:extension:name", b""))
+        if kind is None or isinstance(field.type, pa.ExtensionType):
+            continue
+        extension = kind.__arrow_ext_deserialize__(
+            field.type, meta.get(b"ARROW:extension:metadata", b"")
+        )
+        chunks = [pa.ExtensionArray.from_storage(extension, c) for c in table[position].chunks]
+        column = pa.chunked_array(chunks, extension)
+        table = table.set_column(position, field.name, column)
+    return table
 
 
 def _plain_views(table: pa.Table) -> pa.Table:
@@ -294,7 +318,9 @@ def open_dataset(
     fs, path = where.arrow()
     if is_csv(Path(where.name)):
         types = csv_column_types(where, text_columns, column_types)
-        fmt = ds.CsvFileFormat(convert_options=pacsv.ConvertOptions(column_types=types))
+        # an empty cell is missing, as pandas reads it, never the text ""
+        options = pacsv.ConvertOptions(column_types=types, strings_can_be_null=True)
+        fmt = ds.CsvFileFormat(convert_options=options)
         return ds.dataset(path, filesystem=fs, format=fmt)
     if column_types:
         raise ConfigurationError("column_types= is for CSV files; a parquet file has its types")
@@ -390,14 +416,17 @@ def _fitting(cells: pa.Array, kinds: set[pa.DataType]) -> set[pa.DataType]:
 
 
 def _reads_back(cells: pa.Array, kind: pa.DataType) -> bool:
-    """Whether every cell is written exactly as its value of ``kind`` is written when sent."""
-    if pa.types.is_boolean(kind):
-        return bool(pc.all(pc.is_in(cells, pa.array(["true", "false"]))).as_py())
+    """Whether every cell is written exactly as its value of ``kind`` is sent (the value
+    registry's text of it)."""
     try:
-        values = pc.cast(cells, kind).to_numpy(zero_copy_only=False)
+        values = pc.cast(cells, kind)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return False
-    written = number_texts(values)
+    series = pd.Series(pd.arrays.ArrowExtensionArray(values))
+    texts = column_texts(series, "error", "", top=False)
+    written = texts.json()
+    if texts.problems or written.null_count:
+        return False
     return bool(pc.all(pc.equal(written, cells.cast(written.type))).as_py())
 
 
