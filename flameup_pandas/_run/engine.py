@@ -43,7 +43,7 @@ from .sinks import ResultsWriter
 from .sources import Rows
 from .state import SyncState
 
-__all__ = ["assemble", "upsert_frame", "upsert_rows"]
+__all__ = ["Chunk", "Decided", "assemble", "upsert_frame", "upsert_rows"]
 
 logger = logging.getLogger("flameup_pandas")
 
@@ -51,7 +51,7 @@ SAMPLE = 5  # people a dry run shows
 
 
 @dataclass
-class _Chunk:
+class Chunk:
     """One record batch's plan while its people are in flight.
 
     A chunk of repeats set aside (see :class:`Repeats`) has an ``origin``: for each of its
@@ -64,6 +64,19 @@ class _Chunk:
     origin: list[tuple[Plan, int]] | None = None
     fields: pa.Array | None = None  # each row's field hashes (list<uint32>), for the state
     sent: pa.Array | None = None  # each row's JSON (keys sorted), kept with state_values=True
+
+
+@dataclass
+class Decided:
+    """Chunks decided before the engine (by Spark's executors): every row of each is to send.
+
+    The engine sends them, records them in ``sync`` (the state they were diffed against,
+    opened and closed by the caller) and reports them, as it does the chunks it plans.
+    """
+
+    chunks: Iterator[Chunk]
+    total: int | None = None
+    sync: SyncState | None = None
 
 
 Planner = Callable[[pd.DataFrame, Plan, SyncState | None, FieldHashes | None], None]
@@ -117,7 +130,7 @@ def assemble(df: pd.DataFrame, plans: list[Plan]) -> pd.DataFrame:
 
 
 def upsert_rows(
-    rows: Rows,
+    rows: Rows | Decided,
     *,
     rules: Rules,
     delivery: Delivery,
@@ -155,7 +168,7 @@ def upsert_rows(
 
 
 def _drive(
-    rows: Rows,
+    rows: Rows | Decided,
     rules: Rules,
     sender: Sender | None,
     run: Run,
@@ -166,8 +179,9 @@ def _drive(
 ) -> Summary:
     with interruptible():
         started = time.monotonic()
-        sync = None
-        if run.state is not None:
+        decided = isinstance(rows, Decided)
+        sync = rows.sync if isinstance(rows, Decided) else None
+        if run.state is not None and not decided:
             sync = SyncState.open(run.state, filesystem=run.storage)
         total = rows.total
         bar = open_progress(
@@ -180,8 +194,12 @@ def _drive(
         shared = SharedEmails()
         writer: ResultsWriter | None = None
         try:
-            chunks: Iterator[_Chunk] = (
-                _plan_chunk(frame, rules, sync, run, shared, planner) for frame in rows.frames()
+            chunks: Iterator[Chunk] = (
+                rows.chunks
+                if isinstance(rows, Decided)
+                else (
+                    _plan_chunk(frame, rules, sync, run, shared, planner) for frame in rows.frames()
+                )
             )
             if guard is not None:
                 chunks = _planned_ahead(chunks, guard)
@@ -191,11 +209,12 @@ def _drive(
             stopped, would_send, sample = exc, 0, []
         finally:
             with shielded():
-                rows.batches.close()
+                if not isinstance(rows, Decided):
+                    rows.batches.close()
                 bar.close()
                 if writer is not None:
                     writer.close()
-                if sync is not None:
+                if sync is not None and not decided:
                     sync.close()
     if writer is None:  # stopped while planning ahead: nothing was sent or written
         writer = ResultsWriter(None)
@@ -213,7 +232,7 @@ def _drive(
     return summary
 
 
-def _planned_ahead(chunks: Iterator[_Chunk], guard: ChangeGuard) -> Iterator[_Chunk]:
+def _planned_ahead(chunks: Iterator[Chunk], guard: ChangeGuard) -> Iterator[Chunk]:
     """Every chunk planned and kept as it will be sent, once the guard let the run through
     (it raises before anything is sent otherwise)."""
     kept = []
@@ -226,7 +245,7 @@ def _planned_ahead(chunks: Iterator[_Chunk], guard: ChangeGuard) -> Iterator[_Ch
 
 
 def _plan_and_send(
-    chunks: Iterator[_Chunk],
+    chunks: Iterator[Chunk],
     sender: Sender | None,
     sync: SyncState | None,
     writer: ResultsWriter,
@@ -250,7 +269,7 @@ def _plan_and_send(
                 writer.add(chunk.plan, np.arange(len(chunk.plan.status)))
             bar.update(len(chunk.plan.status))
         return would_send, sample
-    later: list[_Chunk] = []
+    later: list[Chunk] = []
     batches = _batches(chunks, writer, bar, Repeats(later))
     _deliver(sender, batches, sync, writer, bar)
     if later:
@@ -268,7 +287,7 @@ def _plan_chunk(
     run: Run,
     shared: SharedEmails,
     planner: Planner | None = None,
-) -> _Chunk:
+) -> Chunk:
     plan = rules.plan(frame, labels=frame.index)
     shared.add(plan.payloads.user_ids, plan.payloads.emails, plan.pending(), plan.labels)
     hashes = fields = lists = sent = None
@@ -283,7 +302,7 @@ def _plan_chunk(
             sent = _scattered(texts, pending, len(plan.status))
     if planner is not None:
         planner(frame, plan, sync, fields)
-    return _Chunk(plan, hashes, fields=lists, sent=sent)
+    return Chunk(plan, hashes, fields=lists, sent=sent)
 
 
 def _scattered(lists: pa.Array, positions: np.ndarray, n: int) -> pa.Array:
@@ -295,11 +314,11 @@ def _scattered(lists: pa.Array, positions: np.ndarray, n: int) -> pa.Array:
     return lists.take(pa.array(where, mask=absent))
 
 
-Member = tuple[_Chunk, int]
+Member = tuple[Chunk, int]
 
 
 def _batches(
-    chunks: Iterator[_Chunk], writer: ResultsWriter, bar: Meter, repeats: Repeats | None
+    chunks: Iterator[Chunk], writer: ResultsWriter, bar: Meter, repeats: Repeats | None
 ) -> Iterator[tuple[list[Member], list[Outgoing]]]:
     """Full batches across chunk boundaries; rows settled without sending are written at once.
 
@@ -359,11 +378,11 @@ class Repeats:
     never as a set of strings.
     """
 
-    def __init__(self, later: list[_Chunk]) -> None:
+    def __init__(self, later: list[Chunk]) -> None:
         self._sent = HashRuns()
         self._later = later
 
-    def set_aside(self, chunk: _Chunk, pending: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def set_aside(self, chunk: Chunk, pending: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Split a chunk's rows into those to send now and repeats set aside for later.
 
         A repeat is a row whose identity was sent earlier in this run: pending, or skipped as
@@ -382,7 +401,7 @@ class Repeats:
         return pending[now], aside
 
 
-def _subset(chunk: _Chunk, positions: np.ndarray) -> _Chunk:
+def _subset(chunk: Chunk, positions: np.ndarray) -> Chunk:
     """The rows at ``positions`` of a chunk, as a chunk of their own (labels kept)."""
     plan = Plan.start(
         chunk.plan.payloads.take(positions), [chunk.plan.labels[p] for p in positions]
@@ -391,10 +410,10 @@ def _subset(chunk: _Chunk, positions: np.ndarray) -> _Chunk:
     at = pa.array(positions)
     fields = None if chunk.fields is None else chunk.fields.take(at)
     sent = None if chunk.sent is None else chunk.sent.take(at)
-    return _Chunk(plan, hashes, [(chunk.plan, p) for p in positions.tolist()], fields, sent)
+    return Chunk(plan, hashes, [(chunk.plan, p) for p in positions.tolist()], fields, sent)
 
 
-def _repeats_chunk(later: list[_Chunk]) -> _Chunk:
+def _repeats_chunk(later: list[Chunk]) -> Chunk:
     """All set-aside repeats as one chunk; among them, too, the last row of an identity wins."""
     labels = [label for c in later for label in c.plan.labels]
     plan = Plan.start(Payloads.concat([c.plan.payloads for c in later]), labels)
@@ -409,13 +428,13 @@ def _repeats_chunk(later: list[_Chunk]) -> _Chunk:
     if all(c.sent is not None for c in later):
         sent = pa.concat_arrays([c.sent for c in later if c.sent is not None])
     origins = [origin for c in later for origin in c.origin or []]
-    return _Chunk(plan, hashes, origins, fields, sent)
+    return Chunk(plan, hashes, origins, fields, sent)
 
 
 def _by_chunk(
     members: list[Member], outcomes: list[PersonOutcome]
-) -> Iterator[tuple[_Chunk, list[int], list[PersonOutcome]]]:
-    groups: dict[int, tuple[_Chunk, list[int], list[PersonOutcome]]] = {}
+) -> Iterator[tuple[Chunk, list[int], list[PersonOutcome]]]:
+    groups: dict[int, tuple[Chunk, list[int], list[PersonOutcome]]] = {}
     for (chunk, position), outcome in zip(members, outcomes, strict=True):
         group = groups.setdefault(id(chunk), (chunk, [], []))
         group[1].append(position)
@@ -424,7 +443,7 @@ def _by_chunk(
 
 
 def _settle(
-    chunk: _Chunk,
+    chunk: Chunk,
     positions: list[int],
     outcomes: list[PersonOutcome],
     sync: SyncState | None,
@@ -440,7 +459,7 @@ def _settle(
     _record(chunk, np.asarray(positions, dtype=np.int64), writer)
 
 
-def _record(chunk: _Chunk, positions: np.ndarray, writer: ResultsWriter) -> None:
+def _record(chunk: Chunk, positions: np.ndarray, writer: ResultsWriter) -> None:
     """Settled rows to the results: a chunk of repeats settles them where they were read."""
     if chunk.origin is None:
         writer.add(chunk.plan, positions)
