@@ -179,10 +179,14 @@ def _drive(
 ) -> Summary:
     with interruptible():
         started = time.monotonic()
-        decided = isinstance(rows, Decided)
-        sync = rows.sync if isinstance(rows, Decided) else None
-        if run.state is not None and not decided:
-            sync = SyncState.open(run.state, filesystem=run.storage)
+        shared = SharedEmails()
+        if isinstance(rows, Decided):
+            sync, chunks = rows.sync, rows.chunks
+        else:
+            sync = None if run.state is None else SyncState.open(run.state, filesystem=run.storage)
+            chunks = (
+                _plan_chunk(frame, rules, sync, run, shared, planner) for frame in rows.frames()
+            )
         total = rows.total
         bar = open_progress(
             run.progress,
@@ -191,16 +195,8 @@ def _drive(
             in_flight=None if sender is None else sender.in_flight,
         )
         stopped: KeyboardInterrupt | None = None
-        shared = SharedEmails()
         writer: ResultsWriter | None = None
         try:
-            chunks: Iterator[Chunk] = (
-                rows.chunks
-                if isinstance(rows, Decided)
-                else (
-                    _plan_chunk(frame, rules, sync, run, shared, planner) for frame in rows.frames()
-                )
-            )
             if guard is not None:
                 chunks = _planned_ahead(chunks, guard)
             writer = ResultsWriter(run.results, filesystem=run.storage, written=written)
@@ -209,13 +205,13 @@ def _drive(
             stopped, would_send, sample = exc, 0, []
         finally:
             with shielded():
-                if not isinstance(rows, Decided):
-                    rows.batches.close()
                 bar.close()
                 if writer is not None:
                     writer.close()
-                if sync is not None and not decided:
-                    sync.close()
+                if isinstance(rows, Rows):  # a Decided source's state is its caller's
+                    rows.batches.close()
+                    if sync is not None:
+                        sync.close()
     if writer is None:  # stopped while planning ahead: nothing was sent or written
         writer = ResultsWriter(None)
     elapsed = time.monotonic() - started
