@@ -1,19 +1,10 @@
-"""In Spark: each row's decision, against the sync state, across every batch and partition.
+"""In Spark: each row's decision against the sync state, across batches and partitions.
 
-- **Duplicates across batches and partitions**: among rows still to send, the one with the
-  highest ``row`` (``monotonically_increasing_id``: partition order, then row order) wins, as
-  ``on_duplicate="last"`` does in pandas; the others are ``skipped`` naming it.
-- **The diff**: the state (the parquet file of :mod:`flameup_pandas._run.state`, shared with
-  every other path) is left-joined on ``identity_hash`` and ``identity``. A person it knows
-  with the same content hash is ``unchanged`` (with its known ``flameup_id``), one it knows
-  is an ``update``, one it does not a ``create``; the changed fields come from the hashes the
-  state keeps of each field, with Spark's own array functions (as
-  :func:`flameup_pandas._run.changes.decide` does for a chunk).
-
-A local state (a shared mount on a cluster) is read by Spark itself; one on object storage
-was read by the driver through the storage layer when it was opened, and its columns reach
-the executors with the plan (``createDataFrame``): the cluster needs no filesystem or
-credential for it.
+Among rows still to send, the highest ``row`` of an identity wins (as ``on_duplicate="last"``);
+the state is left-joined on ``identity_hash`` and ``identity``: a person it knows with the same
+content hash is ``unchanged``, one it knows an ``update``, any other a ``create``, and the
+changed fields come from the hashes it keeps of each field. A local state (a shared mount on
+a cluster) is read by Spark; one on object storage reaches the executors from the driver.
 """
 
 from __future__ import annotations
@@ -25,7 +16,7 @@ import pyarrow as pa
 
 from .._run.plan import UNCHANGED
 from .._run.state import SyncState
-from .executors import ERROR, ROW, STATUS
+from ._executors import ERROR, ROW, STATUS
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -60,14 +51,13 @@ def known_state(spark: SparkSession, sync: SyncState) -> DataFrame | None:
         if not sync.path.exists():
             return None
         state = spark.read.parquet(str(sync.path))
-    else:
-        if len(sync) == 0:
-            return None
-        table = sync.table.select([n for n in _KNOWN if n in sync.table.column_names])
-        if "fields" in table.column_names:  # Spark has no unsigned integers
-            at = table.column_names.index("fields")
-            table = table.set_column(at, "fields", table["fields"].cast(pa.list_(pa.int64())))
-        state = spark.createDataFrame(table.combine_chunks())
+    elif len(sync) == 0:
+        return None
+    else:  # read by the driver: no filesystem or credential needed on the cluster
+        table = sync.table.select(list(_KNOWN)).combine_chunks()
+        at = table.column_names.index("fields")  # Spark has no unsigned integers
+        table = table.set_column(at, "fields", table["fields"].cast(pa.list_(pa.int64())))
+        state = spark.createDataFrame(table)
 
     def column(name: str) -> Column:
         if name in state.columns:

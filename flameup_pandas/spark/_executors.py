@@ -1,12 +1,9 @@
 """On the executors: each Arrow batch of the table planned by the shared rules.
 
 ``mapInArrow`` hands each batch to :meth:`Rules.plan <flameup_pandas._run.plan.Rules.plan>`,
-which validates and encodes every person column by column and gives its identity key: the
-very code the pandas and file paths run. Each input row comes out as one narrow row: its
-identity, the 64-bit identity and content hashes, a status if it is already settled
-(``invalid``, or ``skipped`` as a duplicate inside its batch) with the reason, and, only for
-rows still to send, what the driver needs of them (:class:`Needs`). The batches cross to
-pandas as every other source's do, so a value means on Spark what it means everywhere.
+the code every other path runs; each input row comes out as one narrow row: its identity and
+hashes, a status if already settled (``invalid``, or a duplicate in its batch) with the
+reason, and what the driver needs of the rows to send (:class:`Needs`).
 """
 
 from __future__ import annotations
@@ -70,21 +67,18 @@ PLANNED_DDL = _ddl(PLANNED_SCHEMA)
 
 @dataclass(frozen=True)
 class Needs:
-    """Which costly columns of the planned rows a run reads; the others are left empty, as
-    the file path skips them."""
+    """Which costly columns of the planned rows a run reads (the others are left empty, as
+    the file path skips them): the JSON of the people to send (``payloads``, not in a dry
+    run); content hashes (``hashes``, with a state); the names and hashes of the fields each
+    sends (``fields``: the state's record, a plan's changes); the JSON with sorted keys
+    (``sent``, for ``state_values``); the hash of every row's identity as given, invalid
+    rows' too (``given``, for ``complete_source``)."""
 
     payloads: bool = True
-    """The JSON of the people to send (not in a dry run)."""
     hashes: bool = True
-    """Their content hashes (only with a state, to diff or to record)."""
     fields: bool = False
-    """The names and hashes of the fields each sends (``field_names``, ``field_hashes``):
-    for the state's record and a plan's changed fields."""
     sent: bool = False
-    """Each person's JSON with sorted keys (``sent``): what ``state_values=True`` keeps."""
     given: bool = False
-    """The hash of every row's identity as given, invalid rows' too (``given_hash``): what
-    a plan with ``complete_source=True`` tells the people gone by."""
 
     @property
     def schema(self) -> pa.Schema:

@@ -1,12 +1,9 @@
 """``spark.upsert`` on the driver: the cluster's decisions through the one engine.
 
 The rows to send leave the cluster through ``toLocalIterator()`` over partitions of at most
-``FETCH_ROWS`` rows (fetched one at a time: bounded driver memory, and no task result large
-enough to be lost), in chunks whose every row is to send: the engine
-(:func:`flameup_pandas._run.engine.upsert_rows`) sends them in batches of 100, records them in
-the state, reports progress and handles interrupts as for every other source. One sender per
-run means one rate budget: the key's limit holds however large the cluster is. Executors never
-send, so a retried or speculative Spark task cannot send twice or count twice.
+:data:`FETCH_ROWS` (fetched one at a time: bounded driver memory), in chunks the engine sends,
+records and reports as it does a file's. Executors never send, so a retried or speculative
+Spark task cannot send twice; one sender means one rate budget, however large the cluster.
 """
 
 from __future__ import annotations
@@ -33,9 +30,9 @@ from .._run.result import STATUSES, RunReport, Summary
 from .._run.state import SyncState
 from .._send.delivery import NOT_SENT
 from ..exceptions import UpsertInterrupted
-from .decide import ACTION, FLAMEUP_ID, SENDING, decide, functions, known_state, statuses
-from .executors import ERROR, ROW, STATUS, Needs, check_columns, planned
-from .plans import plan_of
+from ._decide import ACTION, FLAMEUP_ID, SENDING, decide, functions, known_state, statuses
+from ._executors import ERROR, ROW, STATUS, Needs, check_columns, planned
+from ._plans import plan_of
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame

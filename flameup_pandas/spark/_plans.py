@@ -22,8 +22,8 @@ from .._run.changes import (
 from .._run.options import Options, split_options
 from .._run.state import SyncState
 from ..exceptions import ConfigurationError
-from .decide import ACTION, SENDING, decide, functions, known_state
-from .executors import ROW, Needs, check_columns, planned
+from ._decide import ACTION, SENDING, decide, functions, known_state
+from ._executors import ROW, Needs, check_columns, planned
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
