@@ -1,6 +1,6 @@
 """The executor's planning, column-wise, against a straightforward per-row reference.
 
-:func:`flameup_pandas.spark._executors.planned_batch` builds its rows from Arrow arrays; the reference
+:func:`flameup_pandas.spark.planned_batch` builds its rows from Arrow arrays; the reference
 below is the per-row code it replaced (Python lists zipped a row at a time). Both must give the
 same values for every column, on frames with missing values, non-string ids, invalid rows and
 duplicates; and what :func:`~flameup_pandas.spark.plan_batches` hands to ``mapInPandas`` must
