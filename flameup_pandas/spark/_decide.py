@@ -34,6 +34,7 @@ _KNOWN = {
     "fields": "_known_fields",
     "sent": "_known_sent",
 }
+_TO_SEND = ("payload", "sent")
 _KINDS = {"fields": "array<bigint>", "sent": "string"}
 
 
@@ -114,7 +115,13 @@ def decide(
         ),
     ).when(unchanged, f.lit(UNCHANGED))
     decided = pending.select(
-        *[c for c in planned.columns if c != ERROR],
+        *[c for c in planned.columns if c not in (ERROR, *_TO_SEND)],
+        # only the people to send keep their JSON in the checkpoint
+        *[
+            f.when(action.isin(*SENDING), f.col(c)).alias(c)
+            for c in _TO_SEND
+            if c in planned.columns
+        ],
         action.alias(ACTION),
         error.cast("string").alias(ERROR),
         f.when(unchanged & ~duplicate, f.col("_known_id")).cast("string").alias(FLAMEUP_ID),
