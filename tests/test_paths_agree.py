@@ -208,10 +208,14 @@ def test_spark_connect_sends_what_every_other_path_sends(flameup_server, tmp_pat
     flameup_server.reset_requests()
     # SPARK_TESTING: the local Connect server binds an ephemeral port (and the client asks the
     # JVM which), not 15002, so suites running side by side (CI's version matrix) never meet.
+    # Its Python workers run in a directory of their own: PYTHONPATH makes them import the
+    # checkout under test, not whichever copy is installed.
+    root = Path(__file__).parent.parent
+    path = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
     done = subprocess.run(
         [sys.executable, "-c", CONNECT_RUN, flameup_server.api_key, flameup_server.base_url],
-        env={**os.environ, "SPARK_TESTING": "1"},
-        cwd=Path(__file__).parent.parent,
+        env={**os.environ, "SPARK_TESTING": "1", "PYTHONPATH": path},
+        cwd=root,
         capture_output=True,
         text=True,
         timeout=600,  # a JVM beside the suite's other workers (CI: three suites on two cores)

@@ -319,17 +319,78 @@ def test_ctrl_c_on_a_spark_run_keeps_what_was_done(spark, tmp_path):
         assert sent == 2_000 - created
 
 
-@pytest.mark.parametrize(
-    "option", [{"max_changes": 5}, {"max_creates": "5%"}, {"complete_source": True}]
-)
-def test_spark_refuses_the_plan_options_it_does_not_honour(spark, option):
-    """Never silently dropped: a Spark run is not planned first, so it says so."""
-    from flameup_pandas import ConfigurationError
-    from flameup_pandas.spark import upsert
+def test_the_change_guard_refuses_a_spark_run_before_any_request(spark, flameup_server, tmp_path):
+    """max_changes and max_creates count the decisions in Spark, before anything is sent;
+    a run the guard lets through sends exactly what it counted."""
+    from flameup_pandas import ChangeGuardError
 
-    sdf = spark.createDataFrame(pd.DataFrame({"userId": ["a"]}))
-    with pytest.raises(ConfigurationError, match=next(iter(option))):
-        upsert(sdf, dry_run=True, **option)
+    state = tmp_path / "state.parquet"
+    flameup_spark.upsert(to_spark(spark, customers(100)), state=state, **target(flameup_server))
+    changed = pd.concat([customers(100), customers(20, start=100)], ignore_index=True)
+    changed.loc[:29, "plan"] = "gold"
+    sdf = to_spark(spark, changed)
+    flameup_server.reset_requests()
+    for limits, over in (({"max_changes": 10}, "update 30 of 120"), ({"max_creates": 5}, "20")):
+        with pytest.raises(ChangeGuardError, match=over) as caught:
+            flameup_spark.upsert(sdf, state=state, **limits, **target(flameup_server))
+        assert caught.value.summary.actions["update"] == 30
+        assert caught.value.summary.actions["create"] == 20
+        assert caught.value.summary.fields[0].field == "plan"
+        every = collect(caught.value.plan)
+        assert (every["flameup_action"] == "unchanged").sum() == 70
+    assert flameup_server.requests == []
+    run = flameup_spark.upsert(
+        sdf, state=state, max_changes="30%", max_creates=20, **target(flameup_server)
+    )
+    assert (run.summary.counts["updated"], run.summary.counts["created"]) == (30, 20)
+    assert run.summary.counts["skipped"] == 70
+    assert run.summary.to_dict()["rows_to_driver"] == 50
+    assert flameup_server.request_count() == 1
+
+
+def test_state_values_kept_by_spark_are_read_by_pandas_and_back(spark, to_server, tmp_path):
+    """state_values=True on Spark keeps each person as sent: a pandas plan shows before and
+    after from it; a pandas run with it writes what a Spark plan reads the same way."""
+    state = str(tmp_path / "people.state.parquet")
+    df = customers(6)
+    first = flameup_spark.upsert(to_spark(spark, df), state=state, state_values=True, **to_server)
+    assert first.summary.counts["created"] == 6
+    changed = df.copy()
+    changed.loc[2, "plan"] = "gold"  # was pro
+    planned = changed.flameup.plan(state=state, state_values=True)
+    assert planned.loc[2, "flameup_before"] == {"plan": "pro"}
+    assert planned.loc[2, "flameup_after"] == {"plan": "gold"}
+    changed.flameup.upsert(state=state, state_values=True, **to_server)
+    again = changed.copy()
+    again.loc[4, "score"] = 9.5  # was 0.4
+    result = flameup_spark.plan(to_spark(spark, again), state=state, state_values=True)
+    by_user = result.changes.set_index("userId")
+    assert list(by_user.index) == ["u4"]
+    assert by_user.loc["u4", "flameup_before"] == {"score": 0.4}
+    assert by_user.loc["u4", "flameup_after"] == {"score": 9.5}
+    run = flameup_spark.upsert(to_spark(spark, again), state=state, state_values=True, **to_server)
+    assert run.summary.counts["updated"] == 1
+    assert again.flameup.plan(state=state)["flameup_action"].eq("unchanged").all()
+
+
+def test_a_complete_source_plan_on_spark_counts_the_people_gone(spark, to_server, tmp_path):
+    """complete_source=True: the state's people no row gave (an invalid row still gives
+    its identity) are gone, found in Spark, as the pandas plan finds them."""
+    state = str(tmp_path / "people.state.parquet")
+    df = customers(30)
+    flameup_spark.upsert(to_spark(spark, df), state=state, **to_server)
+    smaller = df.iloc[5:].copy()
+    smaller.loc[7, "email"] = "broken"
+    result = flameup_spark.plan(to_spark(spark, smaller), state=state, complete_source=True)
+    expected = smaller.flameup.plan(state=state, complete_source=True).flameup.summary()
+    assert result.summary.gone == expected.gone == 5
+    assert sorted(result.summary.gone_examples) == sorted(set(result.summary.gone_examples))
+    assert set(result.summary.gone_examples) <= {f"u{i}" for i in range(5)}
+    assert result.summary.actions["invalid"] == 1
+    run = flameup_spark.upsert(
+        to_spark(spark, smaller), state=state, complete_source=True, **to_server
+    )
+    assert run.summary.counts["skipped"] == 24
 
 
 def test_spark_plan_brings_only_the_planned_changes_to_the_driver(spark, to_server, tmp_path):

@@ -20,6 +20,7 @@ from flameup_pandas import spark as flameup_spark
 from flameup_pandas._people.identity import identity_hashes
 from flameup_pandas._people.mapping import canonical_frame
 from flameup_pandas._run.plan import Rules
+from flameup_pandas.spark._executors import Needs
 
 from .reference import planned_rows
 
@@ -166,12 +167,12 @@ def test_without_payloads_or_hashes_the_rest_is_the_same():
     rows = np.arange(len(frame), dtype=np.int64)
     expected = reference(Rules(), frame.copy(), rows)
     bare = flameup_spark.planned_batch(
-        Rules(), frame.copy(), rows, payloads=False, hashes=False
+        Rules(), frame.copy(), rows, needs=Needs(payloads=False, hashes=False)
     ).to_pydict()
     assert bare["payload"] == [None] * len(frame)
     assert bare["content_hash"] == [0] * len(frame)
     for name in NAMES:
         if name not in ("payload", "content_hash"):
             assert bare[name] == expected[name], name
-    hashed = flameup_spark.planned_batch(Rules(), frame.copy(), rows, payloads=False)
+    hashed = flameup_spark.planned_batch(Rules(), frame.copy(), rows, needs=Needs(payloads=False))
     assert hashed.column("content_hash").to_pylist() == expected["content_hash"]

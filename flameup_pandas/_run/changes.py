@@ -58,6 +58,7 @@ __all__ = [
     "check_guard",
     "parse_limit",
     "record_gone",
+    "refuse_over",
     "summarize_plan",
     "value_pair",
 ]
@@ -551,7 +552,17 @@ def check_guard(
     """The plan's summary; raises :class:`ChangeGuardError` (the plan attached: ``whole()``
     when given, the input rows with the plan's columns) when it would update more people
     than ``max_changes`` or create more than ``max_creates``."""
-    summary = summarize_plan(plan)
+    return refuse_over(summarize_plan(plan), max_changes, max_creates, whole or (lambda: plan))
+
+
+def refuse_over(
+    summary: PlanSummary,
+    max_changes: Limit | None,
+    max_creates: Limit | None,
+    whole: Callable[[], Any],
+) -> PlanSummary:
+    """``summary``, or :class:`ChangeGuardError` (``whole()`` attached as its plan) when it
+    updates more people than ``max_changes`` or creates more than ``max_creates``."""
     people = summary.people
     over = []
     updates, creates = summary.actions["update"], summary.actions["create"]
@@ -566,8 +577,7 @@ def check_guard(
             f"(max_creates={_shown(max_creates)}: at most {_allowed(max_creates, people):,})"
         )
     if over:
-        shown = plan if whole is None else whole()
-        raise ChangeGuardError(_refusal(over, summary), plan=shown, summary=summary)
+        raise ChangeGuardError(_refusal(over, summary), plan=whole(), summary=summary)
     return summary
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -46,6 +47,7 @@ from .sinks import ResultsWriter
 from .sources import Rows
 
 __all__ = [
+    "Decided",
     "Planner",
     "Rows",
     "assemble",
@@ -60,13 +62,27 @@ logger = logging.getLogger("flameup_pandas")
 SAMPLE = 5  # rows a dry run shows
 
 
+@dataclass
+class Decided:
+    """Chunks decided before the engine (by Spark's executors): every row of each is to send.
+
+    The engine sends them and records them in ``sync`` (the state they were diffed against),
+    which the caller opens and closes, as it observes the run (its counts include the rows
+    settled before the engine).
+    """
+
+    chunks: Iterator[Chunk]
+    total: int | None = None
+    sync: Any = None  # the kind's state
+
+
 def upsert_frame(df: pd.DataFrame, *, rules: Rules, delivery: Delivery, run: Run) -> pd.DataFrame:
     """Upsert every row of ``df``; return it with flameup_id, flameup_status, flameup_error."""
     return run_frame(df, People(rules, run), delivery=delivery, run=run)
 
 
 def upsert_rows(
-    rows: Rows,
+    rows: Rows | Decided,
     *,
     rules: Rules,
     delivery: Delivery,
@@ -132,7 +148,7 @@ def assemble(
 
 
 def run_rows(
-    rows: Rows,
+    rows: Rows | Decided,
     kind: Kind,
     *,
     delivery: Delivery,
@@ -159,6 +175,8 @@ def run_rows(
             if sender is not None:
                 sender.close()
 
+    if isinstance(rows, Decided):  # its caller observes the whole run
+        return drive()
     records = "people" if kind.name == "upsert" else "events"
     planning = getattr(kind, "planner", None) is not None and run.dry_run
     operation = "plan" if planning else "dry_run" if run.dry_run else kind.name
@@ -167,7 +185,7 @@ def run_rows(
 
 
 def _drive(
-    rows: Rows,
+    rows: Rows | Decided,
     kind: Kind,
     sender: Sender | None,
     run: Run,
@@ -176,7 +194,7 @@ def _drive(
 ) -> Summary:
     with interruptible():
         started = time.monotonic()
-        state = kind.open_state(run)
+        state = rows.sync if isinstance(rows, Decided) else kind.open_state(run)
         bar = open_progress(
             run.progress,
             rows.total,
@@ -187,7 +205,11 @@ def _drive(
         stopped: KeyboardInterrupt | None = None
         writer: ResultsWriter | None = None
         try:
-            chunks = kind.ahead(kind.plan(frame, state) for frame in rows.frames())
+            chunks = (
+                rows.chunks
+                if isinstance(rows, Decided)
+                else kind.ahead(kind.plan(frame, state) for frame in rows.frames())
+            )
             writer = ResultsWriter(run.results, kind, filesystem=run.storage, written=written)
             if sender is None:
                 would_send, sample = _dry_run(chunks, kind, writer, bar, sample_size)
@@ -200,12 +222,13 @@ def _drive(
             stopped, would_send, sample = exc, 0, []
         finally:
             with shielded():
-                rows.batches.close()
                 bar.close()
                 if writer is not None:
                     writer.close()
-                if state is not None:
-                    state.close()
+                if isinstance(rows, Rows):  # a Decided source's state is its caller's
+                    rows.batches.close()
+                    if state is not None:
+                        state.close()
     if writer is None:  # stopped while planning ahead: nothing was sent or written
         writer = ResultsWriter(None, kind)
     elapsed = time.monotonic() - started
