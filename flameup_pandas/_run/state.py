@@ -92,6 +92,13 @@ STATE_SCHEMA = pa.schema(
     ]
 )
 OPTIONAL = ("fields", "sent")  # columns a state written by an earlier version may lack
+WRITE_OPTIONS: dict[str, Any] = {
+    # Identities, hashes and ids are all distinct: a dictionary of them is built only to be
+    # dropped, and the bounds of random values help no reader. Only the times repeat.
+    "compression": "zstd",
+    "use_dictionary": ["synced_at"],
+    "write_statistics": ["synced_at"],
+}
 
 
 class SyncState:
@@ -102,11 +109,17 @@ class SyncState:
         self._keeper = keeper
         self._table = table
         hashes = table["identity_hash"].to_numpy()
-        self._order = np.argsort(hashes, kind="stable")
+        # A state holds each identity once (every write merges), so the faster unstable sort
+        # orders it; a file with repeats (not written here) keeps the first of each, as found.
+        self._order = np.argsort(hashes)
         self._sorted_hashes = hashes[self._order]
-        # what each lookup reads, in the order of the sorted hashes, made once per run
+        if np.any(self._sorted_hashes[1:] == self._sorted_hashes[:-1]):
+            self._order = np.argsort(hashes, kind="stable")
+            self._sorted_hashes = hashes[self._order]
+        # what each lookup reads, made once per run: the content hashes in the order of the
+        # sorted hashes, the ids in one piece (taken at the rows found, never all reordered)
         self._sorted_contents = table["content_hash"].to_numpy()[self._order]
-        self._sorted_ids = table["flameup_id"].combine_chunks().take(pa.array(self._order))
+        self._ids = table["flameup_id"].combine_chunks()
 
     @classmethod
     def open(
@@ -168,7 +181,7 @@ class SyncState:
         at = found[hit]
         unchanged[hit] = self._sorted_contents[at] == np.asarray(hashes)[hit]
         if len(at):
-            ids[hit] = self._sorted_ids.take(pa.array(at)).to_pylist()
+            ids[hit] = self._ids.take(pa.array(self._order[at])).to_numpy(zero_copy_only=False)
         return unchanged, ids
 
     def known_fields(self, wanted: np.ndarray) -> tuple[np.ndarray, pa.Array]:
@@ -408,7 +421,7 @@ class _ObjectKeeper(_Keeper):
 
     def _write(self, table: pa.Table) -> None:
         sink = pa.BufferOutputStream()
-        pq.write_table(table, sink, compression="zstd")
+        pq.write_table(table, sink, **WRITE_OPTIONS)
         self.store.write(self.where.path, sink.getvalue().to_pybytes())
 
 
@@ -523,18 +536,24 @@ def merge(base: pa.Table, newer: pa.Table) -> pa.Table:
     """``base`` updated with ``newer``: for each identity the latest record wins."""
     if newer.num_rows == 0:
         return base
-    both = pa.concat_tables([base, newer])
-    hashes = both["identity_hash"].to_numpy()
-    # keep the last occurrence of each identity hash
-    reversed_first = np.unique(hashes[::-1], return_index=True)[1]
-    keep = np.sort(len(hashes) - 1 - reversed_first)
-    return both.take(pa.array(keep))
+    # ``base`` holds each identity once (it is a merge); ``newer`` is the few rows a run
+    # recorded, so only they are sorted. The result is the old rows in their order, less those
+    # recorded again, then the last record of each identity in ``newer``: the base is filtered
+    # (one sequential pass), never sorted or taken row by row.
+    hashes = newer["identity_hash"].to_numpy()
+    uniques, reversed_first = np.unique(hashes[::-1], return_index=True)
+    if len(uniques) < len(hashes):
+        newer = newer.take(pa.array(np.sort(len(hashes) - 1 - reversed_first)))
+    again = find_sorted(uniques, base["identity_hash"].to_numpy())[1]
+    if again.any():
+        base = base.filter(pa.array(~again))
+    return pa.concat_tables([base, newer])
 
 
 def write_atomically(table: pa.Table, path: Path) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        pq.write_table(table, temporary, compression="zstd")
+        pq.write_table(table, temporary, **WRITE_OPTIONS)
         with open(temporary, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(temporary, path)
