@@ -283,9 +283,6 @@ def _plan_chunk(
             sent = _scattered(texts, pending, len(plan.status))
     if planner is not None:
         planner(frame, plan, sync, fields)
-    elif hashes is not None and not run.dry_run and len(pending) < len(plan.status) // 2:
-        # most people are unchanged: the bytes of the few to send are made, not every row's
-        plan.payloads = plan.payloads.for_sending(pending)
     return _Chunk(plan, hashes, fields=lists, sent=sent)
 
 

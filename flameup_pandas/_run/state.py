@@ -109,15 +109,13 @@ class SyncState:
         self._keeper = keeper
         self._table = table
         hashes = table["identity_hash"].to_numpy()
-        # A state holds each identity once (every write merges), so the faster unstable sort
-        # orders it; a file with repeats (not written here) keeps the first of each, as found.
+        # each identity is there once (every write merges): no need of a stable sort, unless
+        # a file written elsewhere repeats one (the first row of it is then found)
         self._order = np.argsort(hashes)
-        self._sorted_hashes = hashes[self._order]
-        if np.any(self._sorted_hashes[1:] == self._sorted_hashes[:-1]):
+        if np.any(np.diff(hashes[self._order]) == 0):
             self._order = np.argsort(hashes, kind="stable")
-            self._sorted_hashes = hashes[self._order]
-        # what each lookup reads, made once per run: the content hashes in the order of the
-        # sorted hashes, the ids in one piece (taken at the rows found, never all reordered)
+        self._sorted_hashes = hashes[self._order]
+        # what each lookup reads, made once per run (ids are taken at the rows found)
         self._sorted_contents = table["content_hash"].to_numpy()[self._order]
         self._ids = table["flameup_id"].combine_chunks()
 
@@ -536,10 +534,8 @@ def merge(base: pa.Table, newer: pa.Table) -> pa.Table:
     """``base`` updated with ``newer``: for each identity the latest record wins."""
     if newer.num_rows == 0:
         return base
-    # ``base`` holds each identity once (it is a merge); ``newer`` is the few rows a run
-    # recorded, so only they are sorted. The result is the old rows in their order, less those
-    # recorded again, then the last record of each identity in ``newer``: the base is filtered
-    # (one sequential pass), never sorted or taken row by row.
+    # base (a merge: each identity once) less the identities recorded again, then the last
+    # record of each in newer: only newer (a run's few records) is sorted, base is filtered
     hashes = newer["identity_hash"].to_numpy()
     uniques, reversed_first = np.unique(hashes[::-1], return_index=True)
     if len(uniques) < len(hashes):
