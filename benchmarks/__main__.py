@@ -244,6 +244,14 @@ SYNC = [
         "requests_ratio",
         "about 0.01",
     ),
+    Figure(
+        "nightly resync s, {changed_rows:,} of {rows:,} changed, 120/min",
+        "a dry run of the same file s",
+        "second_seconds",
+        "dry_run_seconds",
+        "resync_over_dry_run",
+        "<= 2.5",
+    ),
 ]
 STORAGE = [
     Figure(

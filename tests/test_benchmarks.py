@@ -41,7 +41,15 @@ FIGURES = {
         "p3_target_s": 125.0,
         "p3_seconds": 121.0,
     },
-    "sync": {"rows": 1000, "changed_rows": 10, "first_requests": 10, "second_requests": 1},
+    "sync": {
+        "rows": 1000,
+        "changed_rows": 10,
+        "first_requests": 10,
+        "second_requests": 1,
+        "second_seconds": 2.4,
+        "dry_run_seconds": 1.2,
+        "resync_over_dry_run": 2.0,
+    },
     "memory": {
         "rows": 10_000_000,
         "stream_peak_mib": 300.0,
@@ -101,6 +109,9 @@ def test_table_shows_each_figure_beside_its_baseline_and_ratio() -> None:
     sync = rows_for("sync", FIGURES["sync"])[0]
     assert sync[0] == "sync requests, 10 of 1,000 rows changed"
     assert sync[4] == "0.100"  # computed as ours / baseline when the module gives no ratio
+    resync = rows_for("sync", FIGURES["sync"])[1]
+    assert resync[0] == "nightly resync s, 10 of 1,000 changed, 120/min"
+    assert resync[1] == "a dry run of the same file s" and resync[4] == "2.000"
 
 
 def test_the_plan_lines_show_the_three_targets_of_issue_26() -> None:

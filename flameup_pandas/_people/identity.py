@@ -71,16 +71,32 @@ def identity_hashes(keys: Sequence[str | None] | pa.Array) -> np.ndarray:
 
 
 def find_sorted(sorted_values: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Where each wanted value stands in a sorted array, and whether it is there at all."""
-    if len(sorted_values) == 0:
-        return np.zeros(len(wanted), dtype=np.int64), np.zeros(len(wanted), dtype=bool)
+    """Whether each wanted value is in a sorted array, and where (meaningful where it is)."""
+    found = np.zeros(len(wanted), dtype=np.int64)
+    present = np.zeros(len(wanted), dtype=bool)
+    if len(sorted_values) == 0 or len(wanted) == 0:
+        return found, present
+    searched = None
+    if len(wanted) > 4 * len(sorted_values):
+        # Few values, many wanted (a run's records against the whole state): a table of the
+        # values' low bits rules out most wanted ones in one pass, and only the rest are
+        # searched for (a binary search per value over the whole lot is several times slower).
+        size = 1 << max(10, (8 * len(sorted_values)).bit_length())
+        seen = np.zeros(size, dtype=bool)
+        seen[sorted_values & (size - 1)] = True
+        searched = np.flatnonzero(seen[wanted & (size - 1)])
+        wanted = wanted[searched]
     # Searched in sorted order, each search starts where the last ended: several times
     # faster over a large array than searching in the callers' order (fewer cache misses).
-    order = np.argsort(wanted, kind="stable")
-    found = np.empty(len(wanted), dtype=np.int64)
-    found[order] = np.searchsorted(sorted_values, wanted[order])
-    np.minimum(found, len(sorted_values) - 1, out=found)
-    return found, sorted_values[found] == wanted
+    order = np.argsort(wanted)
+    at = np.empty(len(wanted), dtype=np.int64)
+    at[order] = np.searchsorted(sorted_values, wanted[order])
+    np.minimum(at, len(sorted_values) - 1, out=at)
+    hit = sorted_values[at] == wanted
+    if searched is None:
+        return at, hit
+    found[searched], present[searched] = at, hit
+    return found, present
 
 
 class HashRuns:

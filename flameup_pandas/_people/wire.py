@@ -272,15 +272,19 @@ def with_nulls(texts: pa.Array, missing: np.ndarray) -> pa.Array:
     return pc.if_else(pa.array(missing), pa.scalar(None, BINARY), texts)
 
 
-_BLAKE2B_8 = functools.partial(hashlib.blake2b, digest_size=8)
-_DIGEST = type(hashlib.blake2b()).digest
+_BLAKE2B_8 = hashlib.blake2b(digest_size=8)
 
 
 def blake2b_hashes(texts: pa.Array) -> np.ndarray:
     """blake2b (8 bytes, read little-endian) of each text as int64; 0 where null."""
     present = texts.drop_null() if texts.null_count else texts
-    # Two C-level maps, no Python frame per text: the hashing call is most of what it costs.
-    digests = b"".join(map(_DIGEST, map(_BLAKE2B_8, present.to_pylist())))
+    # Copying a fresh hasher is cheaper than making one (its parameters are set up once):
+    # the hashing calls are most of what a sync with a state adds to a dry run.
+    fresh, digests = _BLAKE2B_8.copy, bytearray()
+    for text in present.to_pylist():
+        hasher = fresh()
+        hasher.update(text)
+        digests += hasher.digest()
     found = np.frombuffer(digests, dtype="<i8").astype(np.int64)
     if not texts.null_count:
         return found

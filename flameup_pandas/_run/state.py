@@ -70,6 +70,13 @@ STATE_SCHEMA = pa.schema(
     ]
 )
 OPTIONAL = ("fields", "sent")  # columns a state written by an earlier version may lack
+WRITE_OPTIONS: dict[str, Any] = {
+    # Identities, hashes and ids are all distinct: a dictionary of them is built only to be
+    # dropped, and the bounds of random values help no reader. Only the times repeat.
+    "compression": "zstd",
+    "use_dictionary": ["synced_at"],
+    "write_statistics": ["synced_at"],
+}
 
 
 class SyncState:
@@ -82,11 +89,15 @@ class SyncState:
         self._keeper = keeper
         self._table = table
         hashes = table["identity_hash"].to_numpy()
-        self._order = np.argsort(hashes, kind="stable")
+        # each identity is there once (every write merges): no need of a stable sort, unless
+        # a file written elsewhere repeats one (the first row of it is then found)
+        self._order = np.argsort(hashes)
+        if np.any(np.diff(hashes[self._order]) == 0):
+            self._order = np.argsort(hashes, kind="stable")
         self._sorted_hashes = hashes[self._order]
-        # what each lookup reads, in the order of the sorted hashes, made once per run
+        # what each lookup reads, made once per run (ids are taken at the rows found)
         self._sorted_contents = table["content_hash"].to_numpy()[self._order]
-        self._sorted_ids = table["flameup_id"].combine_chunks().take(pa.array(self._order))
+        self._ids = table["flameup_id"].combine_chunks()
 
     @classmethod
     def open(
@@ -173,7 +184,7 @@ class SyncState:
         at = found[hit]
         unchanged[hit] = self._sorted_contents[at] == np.asarray(hashes)[hit]
         if len(at):
-            ids[hit] = self._sorted_ids.take(pa.array(at)).to_pylist()
+            ids[hit] = self._ids.take(pa.array(self._order[at])).to_numpy(zero_copy_only=False)
         return unchanged, ids
 
     def known_fields(self, wanted: np.ndarray) -> tuple[np.ndarray, pa.Array]:
@@ -268,7 +279,7 @@ def _read_object(keeper: ObjectKeeper) -> pa.Table:
 
 def _write_object(keeper: ObjectKeeper, table: pa.Table) -> None:
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
+    pq.write_table(table, sink, **WRITE_OPTIONS)
     keeper.store.write(keeper.where.path, sink.getvalue().to_pybytes())
 
 
@@ -367,18 +378,22 @@ def merge(base: pa.Table, newer: pa.Table) -> pa.Table:
     """``base`` updated with ``newer``: for each identity the latest record wins."""
     if newer.num_rows == 0:
         return base
-    both = pa.concat_tables([base, newer])
-    hashes = both["identity_hash"].to_numpy()
-    # keep the last occurrence of each identity hash
-    reversed_first = np.unique(hashes[::-1], return_index=True)[1]
-    keep = np.sort(len(hashes) - 1 - reversed_first)
-    return both.take(pa.array(keep))
+    # base (a merge: each identity once) less the identities recorded again, then the last
+    # record of each in newer: only newer (a run's few records) is sorted, base is filtered
+    hashes = newer["identity_hash"].to_numpy()
+    uniques, reversed_first = np.unique(hashes[::-1], return_index=True)
+    if len(uniques) < len(hashes):
+        newer = newer.take(pa.array(np.sort(len(hashes) - 1 - reversed_first)))
+    again = find_sorted(uniques, base["identity_hash"].to_numpy())[1]
+    if again.any():
+        base = base.filter(pa.array(~again))
+    return pa.concat_tables([base, newer])
 
 
 def write_atomically(table: pa.Table, path: Path) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        pq.write_table(table, temporary, compression="zstd")
+        pq.write_table(table, temporary, **WRITE_OPTIONS)
         with open(temporary, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(temporary, path)
