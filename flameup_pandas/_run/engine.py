@@ -1,25 +1,16 @@
 """The engine: the one run behind every entry point, for every kind of record, in bounded memory.
 
-People and events are two kinds (:mod:`flameup_pandas._run.kind`): the kind judges, keys and
-diffs each chunk and says what a request carries; the engine does the rest, once.
+A kind (:mod:`flameup_pandas._run.kind`) judges, keys and diffs each chunk and says what a
+request carries; the engine does the rest, once. Sources become chunks
+(:mod:`flameup_pandas._run.sources`), whose rows join one stream of full requests (requests
+cross chunk boundaries), and every row's outcome goes to the sinks
+(:mod:`flameup_pandas._run.sinks`) in input order: neither the table nor its results are held
+whole.
 
-Every source becomes chunks of rows as pandas frames (:mod:`flameup_pandas._run.sources`: a
-frame given to ``upsert()`` is one chunk, labelled by its own index; a file, a dataset or any
-Arrow stream is read in record batches and numbered from 0). Each chunk is judged by its kind
-(people: validated, encoded and diffed against the sync state, :mod:`flameup_pandas._run.plan`);
-its rows join one stream of full requests (100 people, or one event; requests cross chunk
-boundaries, so only the run's last is short), and every row's outcome goes to the sinks
-(:mod:`flameup_pandas._run.sinks`): the results file and the result frame, in input order, and
-the state. Neither the table nor its results are ever held whole.
-
-A repeated person ends as it does in a frame: the last row wins. Within a chunk the earlier
-rows are skipped; a row whose identity was already sent from an earlier chunk is set aside and
-sent after every request in flight has been answered, so requests sent concurrently can never
-land in the wrong order (the earlier row then reports what happened to it, and the later one
-``updated``). A repeated event is sent once: the later rows are skipped, naming the first.
-
-``max_duration``: once that many seconds have passed no new request starts; the rows left are
-``skipped`` and a rerun with the same state continues.
+A repeated person ends as in a frame, the last row winning: a row whose identity was sent from
+an earlier chunk waits until every request in flight is answered, so concurrent requests never
+land out of order. A repeated event is sent once. After ``max_duration`` seconds no request
+starts and the rows left are ``skipped``.
 """
 
 from __future__ import annotations

@@ -1,21 +1,12 @@
 """Ctrl-C and SIGTERM: the one place that turns an interrupt into a partial result.
 
-Every entry point that sends (frames, polars, files and Arrow streams, the CLI, the Airflow
-callable) runs its delivery inside :func:`interruptible` and settles answers through
-:func:`deliver_all`. On Ctrl-C (SIGINT) or SIGTERM (Airflow's timeouts and "mark failed"):
-
-1. the delivery engine stops at once: no new request starts and no request in flight is waited
-   for (its workers are daemon threads, so neither a retry nor a 60 s timeout holds the run);
-2. every batch already answered is settled as answered (result columns, results file, state);
-   a batch in flight is ``failed`` with :data:`IN_FLIGHT` (it may have been stored), one not
-   sent yet with :data:`NOT_SENT`;
-3. the entry point raises :class:`~flameup_pandas.exceptions.UpsertInterrupted`, whose
-   ``result`` holds all of it (built by :func:`interrupted`).
-
-A signal that arrives while an answer is being settled (result columns, the state's journal,
-the results file) waits until that is done, so the state and the results file are never left
-half-written. Handlers are installed only in the main thread (Python delivers signals only
-there) and the previous ones are restored when the run ends.
+Entry points send inside :func:`interruptible` and settle answers through :func:`deliver_all`.
+On an interrupt no new request starts and none in flight is waited for; answered batches are
+settled as answered, one in flight is ``failed`` with :data:`IN_FLIGHT`, one not sent with
+:data:`NOT_SENT`; the entry point raises :class:`~flameup_pandas.exceptions.UpsertInterrupted`
+(:func:`interrupted`). A signal waits while an answer is being settled (:func:`shielded`), so
+the state and results file are never half-written. Handlers are installed in the main thread
+only, and restored after (``docs/behaviour/interrupts.md``).
 """
 
 from __future__ import annotations

@@ -1,17 +1,11 @@
 """FlameupClient: the one module that speaks HTTP.
 
-Everything above this module deals in bytes to send and :class:`Answer` values; everything
-below it is :mod:`requests`. Transport failures are converted here into
-:class:`~flameup_pandas.exceptions.TransportError`, and error bodies (Flameup documents three
-shapes) are read here into :class:`~flameup_pandas.exceptions.APIError` subclasses.
-
-Redirects are never followed: a 3xx answer stops the run with a
-:class:`~flameup_pandas.exceptions.ConfigurationError` naming where it pointed, so customer data
-never goes to a host other than the configured one (nor from https to http).
-
-The API key is held in a private attribute and never appears in a repr, a log line, an
-exception message or a progress bar: where a key must be told apart from another, its
-fingerprint (a truncated SHA-256) is used instead.
+Above it, bytes to send and :class:`Answer` values; below it, :mod:`requests`. Transport
+failures become :class:`~flameup_pandas.exceptions.TransportError` and error bodies (three
+documented shapes) :class:`~flameup_pandas.exceptions.APIError` subclasses here. Redirects are
+never followed (a 3xx is a :class:`~flameup_pandas.exceptions.ConfigurationError` naming where
+it pointed). The API key never appears in a repr, log, exception or progress bar; its
+fingerprint (a truncated SHA-256) tells keys apart.
 """
 
 from __future__ import annotations

@@ -1,28 +1,13 @@
 """Sending batches: pacing, retries, split retries, concurrency.
 
-A :class:`Deliverer` takes batches of people (dicts, or :class:`Outgoing` bytes built from
-columns) and answers, for every person, one
-:class:`PersonOutcome` (created, updated, rejected or failed). It never loses a person:
-
-- Connection errors, timeouts, 5xx and 429 are retried under the :class:`RetryPolicy`.
-  Resending ``POST /people/batch`` is safe because Flameup upserts by identity (userId, else
-  email): replaying a batch converges on the same stored people, and when an answer is lost
-  the resend is the only way to learn the ids.
-- A 400/409/422 answer is never retried unchanged. When the server names the bad people
-  (``details.fields`` keys like ``people[3].email``, or a per-person ``errors`` list in a 2xx
-  answer) they are rejected and the rest resent at once; otherwise the batch is split in halves
-  and each half resent, recursively, until the bad people stand alone. A 413 splits likewise.
-- A 2xx whose body is not JSON, or has no ``people`` list (a proxy's maintenance page), is a
-  server that is not answering as Flameup: nothing was stored, so it is retried like a 503.
-- 401/403 stop the whole run with :class:`AuthenticationError`: a bad key must not become ten
-  thousand failed rows.
-- A host never reached in this run stops it with :class:`TransportError` after a short
-  budget, and an outage mid-run opens the :class:`~flameup_pandas._send.breaker.Breaker`: every
-  row not delivered yet is ``failed``, and nothing more is sent.
-
-Every request starts when the key's rate budget allows (:mod:`~flameup_pandas._send.pacing`)
-and a place in flight is free (:mod:`~flameup_pandas._send.concurrency`: adapted to the
-server's latency and strain unless ``concurrency=N`` fixes it).
+A :class:`Deliverer` answers one :class:`PersonOutcome` (created, updated, rejected or failed)
+for every person of every batch, never losing one: connection errors, timeouts, 5xx, 429 and a
+2xx that is not Flameup's answer are retried under the :class:`RetryPolicy`; a 400/409/422
+rejects the people the server names and resends the rest, or splits the batch in halves until
+the bad people stand alone (a 413 splits too); 401/403 stop the run; an outage opens the
+:class:`~flameup_pandas._send.breaker.Breaker`. Each request starts when the rate budget
+(:mod:`~flameup_pandas._send.pacing`) and a place in flight
+(:mod:`~flameup_pandas._send.concurrency`) allow. ``docs/behaviour/errors.md`` tells it all.
 """
 
 from __future__ import annotations
