@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .._send.delivery import IN_FLIGHT, NOT_SENT
-from ..exceptions import UpsertInterrupted
+from ..exceptions import ReadInterrupted, UpsertInterrupted
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -37,6 +37,7 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 T = TypeVar("T")
 Out = TypeVar("Out")
+Stop = TypeVar("Stop", UpsertInterrupted, ReadInterrupted)
 
 
 class Stopped(KeyboardInterrupt):
@@ -135,19 +136,23 @@ def interrupted(
     exc: BaseException, result: Any, *, finished: int, rows: int | None, what: str = "upsert"
 ) -> UpsertInterrupted:
     """The :class:`UpsertInterrupted` an entry point raises, holding its partial ``result``."""
+    of = f" of {rows:,}" if rows is not None else ""
+    message = (
+        f"{finished:,}{of} rows finished; .result holds them, and the rows not answered are "
+        "failed (rerun with the same state to send only those)"
+    )
+    return stopped(exc, UpsertInterrupted, what, message, result)
+
+
+def stopped(exc: BaseException, cls: type[Stop], what: str, message: str, result: object) -> Stop:
+    """A ``cls`` interrupt carrying ``result``: how ``what`` was stopped, then ``message``."""
     signum = signal_of(exc)
     how = (
         "interrupted (Ctrl-C)"
         if signum == signal.SIGINT
         else f"stopped by {signal.Signals(signum).name}"
     )
-    of = f" of {rows:,}" if rows is not None else ""
-    return UpsertInterrupted(
-        f"{what} {how}: {finished:,}{of} rows finished; .result holds them, and the rows not "
-        "answered are failed (rerun with the same state to send only those)",
-        result=result,
-        signal=signum,
-    )
+    return cls(f"{what} {how}: {message}", result=result, signal=signum)
 
 
 def unfinished(errors: Iterable[object]) -> int:
