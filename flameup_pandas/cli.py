@@ -137,7 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_storage_argument(validate)
     validate.set_defaults(run=run_validate)
 
-    add_track_command(commands, add_run_arguments, run_options, local_server, parse_column_types)
+    add_track_command(
+        commands,
+        add_run_arguments,
+        add_column_arguments,
+        run_options,
+        local_server,
+        parse_column_types,
+    )
 
     export = commands.add_parser(
         "export", help="write every person Flameup holds to a parquet file, page by page"
@@ -147,13 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--status", choices=("active", "unsubscribed", "bounced"), help="only people with it"
     )
-    export.add_argument(
-        "--rate-limit",
-        type=positive(float),
-        default=None,
-        metavar="N",
-        help="at most N requests of ours in any minute (default: none; Flameup's budget holds)",
-    )
+    add_rate_limit_argument(export)
     add_local_argument(export)
     add_progress_arguments(export)
     export.set_defaults(run=run_export)
@@ -198,14 +199,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, rows: str, dry_run: str) 
         metavar="SECONDS",
         help="start no request after this; the rest are skipped (rerun with --state)",
     )
-    parser.add_argument(
-        "--rate-limit",
-        type=positive(float),
-        default=None,
-        metavar="N",
-        help="at most N requests of ours in any minute, to leave room on the key for other "
-        "jobs (default: none; the budget Flameup announces is always obeyed)",
-    )
+    add_rate_limit_argument(parser)
     parser.add_argument(
         "--concurrency",
         type=positive(int),
@@ -223,6 +217,17 @@ def add_run_arguments(parser: argparse.ArgumentParser, rows: str, dry_run: str) 
     add_storage_argument(parser)
     add_local_argument(parser)
     add_progress_arguments(parser)
+
+
+def add_rate_limit_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--rate-limit",
+        type=positive(float),
+        default=None,
+        metavar="N",
+        help="at most N requests of ours in any minute, to leave room on the key for other "
+        "jobs (default: none; the budget Flameup announces is always obeyed)",
+    )
 
 
 def run_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -331,12 +336,13 @@ def add_table_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FIELD=COLUMN",
         help="feed an API field from a column: userId=customer_no, traits.plan=tier",
     )
+    add_column_arguments(parser)
+
+
+def add_column_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--exclude`` and ``--column-type``, for every command that reads a table."""
     parser.add_argument(
-        "--exclude",
-        action="append",
-        default=[],
-        metavar="COLUMN",
-        help="do not send this column as a trait",
+        "--exclude", action="append", default=[], metavar="COLUMN", help="do not send this column"
     )
     parser.add_argument(
         "--column-type",
