@@ -80,10 +80,6 @@ class Location:
     def name(self) -> str:
         return self.path.rstrip("/").rsplit("/", 1)[-1]
 
-    def sibling(self, suffix: str) -> Location:
-        """The location whose path is this one's plus ``suffix`` (``state.parquet.lock``)."""
-        return Location(self.path + suffix, self.fs, self.uri + suffix if self.uri else "")
-
     def exists(self) -> bool:
         if self.fs is None:
             return Path(self.path).exists()
