@@ -93,14 +93,10 @@ def is_events_page(answer: Answer) -> bool:
 
 
 class EventSender:
-    """Sends events one per request through a deliverer's client and rate budget.
-
-    ``deliverer`` is the run's (its budget is the key's, shared with people runs; its places
-    in flight, breaker and counters are the run's); events are posted through a
-    :meth:`~flameup_pandas._send.delivery.Deliverer.twin` of it whose policy retries no 5xx,
-    since a 5xx may follow a store. Safe to call from several threads at once.
-    ``workspace_id`` names the listing's workspace; None: read from a person's
-    ``workspace_id`` the first time the listing is needed.
+    """Sends events one per request through the run's deliverer (the key's budget, the run's places
+    and breaker), posting through a :meth:`~flameup_pandas._send.delivery.Deliverer.twin` that
+    retries no 5xx (a 5xx may follow a store). Thread-safe. ``workspace_id`` names the listing's
+    workspace; None: read from a listed person the first time it is needed.
     """
 
     def __init__(

@@ -72,13 +72,9 @@ def compare_with_flameup(
     sent: list[tuple[Hashable, dict[str, Any]]],
     delivery: Delivery,
 ) -> pd.DataFrame:
-    """``planned`` with the people of ``sent`` (label, person as sent) read from Flameup.
-
-    For each person read: ``flameup_changes`` becomes the fields whose value Flameup holds
-    differently (every field sent, when Flameup does not hold the person: the action becomes
-    ``create``), and ``flameup_before``/``flameup_after`` map each of them to the value
-    Flameup holds and the value that would be sent. Rows not read keep what the state said
-    (before/after from the state's values, where it keeps them).
+    """``planned`` with the people of ``sent`` (label, person as sent) read from Flameup: for each
+    one read, ``flameup_changes`` and ``flameup_before``/``flameup_after`` say what Flameup holds
+    differently (a person it does not hold becomes ``create``); other rows keep the state's word.
     """
     logger.warning(
         "plan against Flameup: %s%s",

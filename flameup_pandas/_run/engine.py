@@ -66,13 +66,9 @@ def upsert_rows(
     sample: int = SAMPLE,
     planner: Planner | None = None,
 ) -> Summary:
-    """Stream opened ``rows`` of people through the engine (see :func:`run_rows`); a
-    ``planner`` (dry runs only) records each chunk's decisions instead of sending.
-
-    With a change guard (``max_changes``/``max_creates`` of ``run``) every chunk is planned
-    first and kept as it will be sent; the guard then refuses
-    (:class:`~flameup_pandas.ChangeGuardError`, before any request and before a results file
-    is written) or the kept chunks are sent: the source is read, validated and encoded once.
+    """Stream opened ``rows`` of people through :func:`run_rows`; a ``planner`` (dry runs only)
+    records each chunk's decisions instead of sending. With ``max_changes``/``max_creates`` every
+    chunk is planned and kept first, so the guard refuses before any request or results file.
     """
     people = People(rules, run, planner)
     return run_rows(rows, people, delivery=delivery, run=run, written=written, sample=sample)
@@ -131,15 +127,9 @@ def run_rows(
     written: Callable[[Any], None] | None = None,
     sample: int = SAMPLE,
 ) -> Summary:
-    """Stream opened ``rows`` through the engine as ``kind``: the one run behind every entry
-    point.
-
-    Each chunk is planned by the kind (judged, keyed, diffed against its state), its rows join
-    one stream of full requests, and every row's outcome goes to the sinks: the results file,
-    the state, and ``written`` (called with each chunk's decisions once all its rows are
-    settled, in input order). A dry run's summary shows ``sample`` rows as they would be
-    sent. On Ctrl-C or SIGTERM the results file and the state are closed with every row
-    answered so far, and :class:`UpsertInterrupted` is raised with the summary of those rows.
+    """Stream opened ``rows`` through the engine as ``kind`` (see the module): the one run behind
+    every entry point. ``written`` gets each chunk's decisions once all its rows are settled, in
+    input order; a dry run's summary shows ``sample`` rows as they would be sent.
     """
 
     def drive() -> Summary:
@@ -358,12 +348,9 @@ def _groups(members: list[Member]) -> Iterator[tuple[Chunk, list[int], list[int]
 
 
 class Repeats:
-    """Finds rows met earlier in this run (a person's identity, an event's key).
-
-    With ``later`` (people) a repeat is set aside, to be sent once every earlier request is
-    answered; without (events) it is skipped, naming the row met first. What was met is kept
-    as 64-bit hashes (:class:`HashRuns`, 8 bytes a row, 16 with the labels events name),
-    never as a set of strings.
+    """Finds rows met earlier in this run (a person's identity, an event's key), kept as 64-bit
+    hashes (:class:`HashRuns`). With ``later`` (people) a repeat is set aside until every earlier
+    request is answered; without (events) it is skipped, naming the row met first.
     """
 
     def __init__(self, kind: Kind, later: list[Chunk] | None) -> None:

@@ -29,12 +29,9 @@ __all__ = ["Chunk", "Kind"]
 
 @dataclass
 class Chunk:
-    """One chunk of rows while they are in flight: its decisions, and what the kind keeps of
-    each row for its state (``kept``).
-
-    A chunk of repeats set aside has an ``origin``: for each of its rows, the decisions and
-    position it was read at, where its outcome is also recorded (so the results file lists it
-    in input order).
+    """One chunk of rows in flight: its decisions, and what the kind keeps of each row for its state
+    (``kept``). A chunk of repeats set aside has an ``origin`` per row: the decisions and position
+    it was read at, where its outcome is also recorded.
     """
 
     plan: Any  # the kind's Decisions

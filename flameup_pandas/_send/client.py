@@ -388,14 +388,9 @@ class FlameupClient:
         return self.request("POST", "/people/batch", body=body)
 
     def get_person(self, id_or_email: str) -> dict[str, Any] | None:
-        """GET /people/{id}: the person by external id or email, or None when there is none.
-
-        None only for Flameup's own 404 (a documented error body): a 404 page from a proxy or
-        a wrong host, or a 2xx that is not a person, raises :class:`APIError` saying what came
-        back. One request, no retries (the delivery engine's request loop retries). The person
-        comes back in one canonical form whichever documented shape
-        Flameup answered in: ``external_id``, the known traits as their own fields, the custom
-        ones under ``attributes``.
+        """GET /people/{id}: the person (in canonical form, :func:`read_person`) by external id or
+        email, or None for Flameup's own 404. Any other answer that is not a person raises
+        :class:`APIError` saying what came back. One request, no retries.
         """
         path = "/people/" + path_segment(id_or_email)
         answer = self.request("GET", path)

@@ -166,11 +166,8 @@ class Deliverer:
     ) -> Stream[T, Any]:
         """Deliver batches concurrently; iterate for ``(tag, outcomes)`` as each completes.
 
-        ``work`` delivers one batch of another kind (its requests go through this deliverer,
-        or a :meth:`twin`) and answers one outcome per element, and ``failed`` makes the
-        outcome of an element that was not (or may not have been) delivered: events go one
-        per batch this way. By default a batch is people (:meth:`send`). ``stop()`` on the
-        stream ends it at once (see :class:`~flameup_pandas._send.stream.Stream`).
+        By default a batch is people (:meth:`send`); ``work`` delivers one batch of another kind
+        (events) and ``failed`` makes the outcome of an element not (or maybe not) delivered.
         """
         return Stream(self, batches, work or self.send, failed or _failed_person)
 
@@ -199,13 +196,9 @@ class Deliverer:
         what: str,
         readable: Callable[[Answer], bool] | None = None,
     ) -> Answer:
-        """Make one request through the shared budget, retried under the policy.
-
-        ``call`` sends it (and is called again for every retry); the answer comes back once
-        it is worth reading (any status the policy does not retry). Raises :class:`GaveUp`
-        when the policy is exhausted. Batches and the people reader both come through here,
-        so they pace, hold on a 429 and back off alike. A 2xx that ``readable`` refuses (not
-        the documented shape) is retried like a 503.
+        """Make one request through the shared budget, retried under the policy: ``call`` sends
+        it (again for every retry); the answer comes back once the policy does not retry it (a
+        2xx that ``readable`` refuses is retried like a 503). Raises :class:`GaveUp` when spent.
         """
         policy = self.retry
         while True:

@@ -408,11 +408,9 @@ _FINGERPRINT = re.compile(r"[0-9a-f]{16,64}")
 
 
 def shared_limiter(key: str, rate_per_minute: float | None) -> RateLimiter:
-    """The process-wide :class:`RateLimiter` for ``key``, for one more run.
-
-    ``key`` is a fingerprint of the API key and base URL (SHA-256 hex), never the key itself:
-    limiters live for the whole process. The cap is set to ``rate_per_minute`` (the latest run
-    decides), and the run starts with no 429s behind it unless another run is sending.
+    """The process-wide :class:`RateLimiter` for ``key`` (a SHA-256 fingerprint of key and base URL,
+    never the key), for one more run: its cap set to ``rate_per_minute``, its 429s forgotten
+    unless another run is sending.
     """
     if not _FINGERPRINT.fullmatch(key):
         raise ValueError("shared_limiter needs a SHA-256 hex fingerprint, not a raw API key")
