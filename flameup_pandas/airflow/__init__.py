@@ -4,27 +4,10 @@ With ``pip install "flameup-pandas[airflow]"`` Airflow finds this package as a p
 ``apache_airflow_provider`` entry point, :func:`get_provider_info`): a connection type
 ``flameup`` (the API key as its password, the base URL as its host),
 :class:`FlameupHook`, :class:`FlameupUpsertOperator` and :class:`FlameupTrackOperator`
-(these three import Airflow when first used). The task functions below need no Airflow
-unless given ``flameup_conn_id=``.
-
-:func:`upsert_file_task` fits a TaskFlow ``@task`` or a ``PythonOperator``. It returns the run's
-summary as a dict of plain values (for XCom), logs it, and fails the task with
-:class:`TooManyFailedRowsError` when more rows were invalid, rejected or failed than allowed::
-
-    from airflow.sdk import dag, task
-
-    @dag(schedule="@daily", catchup=False)
-    def customers_sync():
-        @task(retries=3)
-        def push() -> dict:
-            from flameup_pandas.airflow import upsert_file_task
-            return upsert_file_task("s3://data/customers.parquet",
-                                    state="s3://flameup/customers.state.parquet",
-                                    results="s3://flameup/customers.results.parquet",
-                                    max_failed=10)
-        push()
-
-    customers_sync()
+(these three import Airflow when first used). The task functions need no Airflow unless given
+``flameup_conn_id=``: :func:`upsert_file_task` fits a TaskFlow ``@task`` or a
+``PythonOperator``, returns the run's summary as plain values (for XCom), logs it, and fails
+the task when too many rows need attention (the Airflow guide has a whole DAG).
 
 The exception tree gains two leaves here::
 
