@@ -1,14 +1,10 @@
-"""The ``flameup-pandas`` command: upsert, plan or validate a parquet/CSV file or a DuckDB
+"""The ``flameup-pandas`` command: upsert, plan, validate or track a parquet/CSV file or a DuckDB
 query, export the workspace's people to parquet, or serve locally.
 
-Exit codes: 0 every row created, updated or skipped; 1 rows were invalid, rejected or failed
-(more than ``--max-failed``), the run stopped early because Flameup went down, or the change
-guard (``--max-changes``, ``--max-creates``) stopped it before sending; 2 usage,
-configuration or authentication errors, or Flameup never reached, printed as one line without
-a traceback; 130 after Ctrl-C and 143 after SIGTERM, once the summary of the rows answered so
-far is printed. ``plan --detailed-exitcode`` exits as Terraform's does: 0 when nothing would
-be sent, 2 when something would, 1 on error. The API key is read from ``FLAMEUP_API_KEY``
-only, never from a flag (flags end up in shell history and process lists).
+Exit codes (``docs/guides/files-and-cli.md``): 0 all went, 1 rows need attention, the run
+stopped early or the change guard refused, 2 usage or configuration errors (one line, no
+traceback), 130/143 after Ctrl-C/SIGTERM; ``plan --detailed-exitcode`` as Terraform's. The API
+key is read from ``FLAMEUP_API_KEY`` only, never from a flag (shell history, process lists).
 """
 
 from __future__ import annotations
