@@ -1,17 +1,9 @@
 """``df.flameup`` on polars DataFrames: the pandas engine, reached through Arrow at the edge.
 
-After :func:`register` (``import flameup_pandas`` calls it when polars is installed)::
-
-    report = df.flameup.validate()     # polars DataFrame: row, column, check, value
-    people = df.flameup.to_people()    # the people dicts exactly as they will be sent
-    result = df.flameup.upsert(...)    # df + flameup_id, flameup_status, flameup_error
-    result.flameup.summary()           # counts per status, requests, retries, time
-
-The frame crosses to pandas once, through the same Arrow crossing as every other source
-(:func:`flameup_pandas._run.sources.polars_frame`): zero-copy where Arrow allows, integers with
-nulls stay integers, NaN stays apart from null, categoricals and enums send their values.
-Everything else is :mod:`flameup_pandas._api`; the result columns are added to the original
-polars frame, which is otherwise returned untouched.
+:func:`register` (called by ``import flameup_pandas`` when polars is installed) adds the
+namespace. The frame crosses to pandas once, through the crossing every source takes
+(:func:`flameup_pandas._run.sources.polars_frame`); the result columns are added to the
+original polars frame, otherwise untouched (``docs/guides/spark-and-polars.md``).
 """
 
 from __future__ import annotations
@@ -88,11 +80,10 @@ class PolarsFlameup:
         return _api.to_people(self._pandas(), **options)
 
     def plan(self, **options: Any) -> pl.DataFrame:
-        """What upsert() would do to each row, sending nothing: the frame with
-        ``flameup_action``, ``flameup_changes`` (a list of field names, null where unknown)
-        and ``flameup_error`` (see :func:`flameup_pandas.plan`); with ``state_values=True``
-        or ``against="flameup"``, ``flameup_before``/``flameup_after`` too (dicts, as
-        ``Object`` columns)."""
+        """What upsert() would do to each row (see :func:`flameup_pandas.plan`): the frame with
+        ``flameup_action``, ``flameup_changes`` (list of names), ``flameup_error``, and any
+        ``flameup_before``/``flameup_after`` as ``Object`` columns of dicts.
+        """
         import polars as pl
 
         planned = _api.plan(self._pandas(), **options)
