@@ -147,8 +147,7 @@ def upsert_arrow(
         rel = duckdb.sql("SELECT id AS userId, mail AS email FROM 'crm.parquet'")
         summary = upsert_arrow(rel, results="results.parquet", state="crm.state.parquet")
     """
-    rules, delivery, run = split_options("upsert_arrow", options)
-    rows = _arrow_rows("upsert", source, chunk_rows, rules)
+    rows, rules, delivery, run = _arrow_rows("upsert", source, chunk_rows, options)
     return upsert_rows(rows, rules=rules, delivery=delivery, run=run)
 
 
@@ -225,8 +224,7 @@ def plan_arrow(
     The source's rows as one frame (numbered from 0) with :func:`plan`'s three columns;
     ``against`` and ``sample`` are :func:`plan`'s.
     """
-    rules, delivery, run = split_options("plan_arrow", options)
-    rows = _arrow_rows("plan", source, chunk_rows, rules)
+    rows, rules, delivery, run = _arrow_rows("plan", source, chunk_rows, options)
     return plan_rows(rows, rules, delivery, run, against=Against(against, sample))
 
 
@@ -242,12 +240,16 @@ def _file_rows(
     )
 
 
-def _arrow_rows(what: str, source: Any, chunk_rows: int, rules: Rules) -> Rows:
+def _arrow_rows(
+    what: str, source: Any, chunk_rows: int, options: Options
+) -> tuple[Rows, Rules, Delivery, Run]:
+    """The opened rows of an Arrow source, and the options of ``{what}_arrow``."""
     if isinstance(source, str | Path):
         raise ConfigurationError(
             f"{what}_arrow takes Arrow data, not a path ({str(source)!r}): use {what}_file"
         )
-    return open_rows(source, chunk_rows=chunk_rows, mapping=rules.mapping)
+    rules, delivery, run = split_options(f"{what}_arrow", options)
+    return open_rows(source, chunk_rows=chunk_rows, mapping=rules.mapping), rules, delivery, run
 
 
 @dataclasses.dataclass(frozen=True)
