@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import signal
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -24,7 +23,7 @@ from ._people.columns import conform, people_table, to_frame, unified_schema
 from ._run.against import compare_with_flameup
 from ._run.changes import Decisions, record_gone
 from ._run.engine import upsert_frame, upsert_rows
-from ._run.interrupt import interruptible, shielded, signal_of
+from ._run.interrupt import interruptible, shielded, stopped
 from ._run.options import (
     DELIVERY_KEYWORDS,
     Delivery,
@@ -120,28 +119,17 @@ def upsert_file(
     Returns the run's :class:`Summary`. The other keywords are :func:`upsert`'s.
 
     ``path``, ``state`` and ``results`` are local paths or URIs (``s3://``, ``gs://``,
-    ``az://``/``abfs://``, ``file://``), read with each cloud's standard credentials;
-    ``filesystem=`` (an fsspec or pyarrow filesystem) opens them all on that filesystem
-    instead; ``storage_options=`` (a dict, as pandas takes it: ``{"endpoint_url": ...,
-    "profile": ...}``) are keywords for the filesystem of each URI, where the environment is
-    not enough. Install ``flameup-pandas[s3]`` (or ``[gcs]``, ``[azure]``, ``[cloud]``).
+    ``az://``/``abfs://``, ``file://``; ``pip install flameup-pandas[s3]`` and the like), opened
+    with the cloud's standard credentials, ``storage_options=`` (a dict, as pandas takes it) or
+    ``filesystem=`` (an fsspec or pyarrow filesystem).
 
     A CSV cell means what it says: a column is read as numbers only when every cell is
     written exactly as its number is sent (``02134``, ``+1``, ``1.50`` stay text);
     ``column_types={"zip": "int64"}`` names the type of a column instead.
     """
     rules, delivery, run = split_options("upsert_file", options)
-
-    def rows() -> Rows:
-        return open_rows(
-            path,
-            chunk_rows=chunk_rows,
-            mapping=rules.mapping,
-            column_types=column_types,
-            filesystem=run.storage,
-        )
-
-    return upsert_rows(rows(), rules=rules, delivery=delivery, run=run)
+    rows = _file_rows(path, chunk_rows, column_types, rules, run)
+    return upsert_rows(rows, rules=rules, delivery=delivery, run=run)
 
 
 def upsert_arrow(
@@ -159,12 +147,7 @@ def upsert_arrow(
         rel = duckdb.sql("SELECT id AS userId, mail AS email FROM 'crm.parquet'")
         summary = upsert_arrow(rel, results="results.parquet", state="crm.state.parquet")
     """
-    if isinstance(source, str | Path):
-        raise ConfigurationError(
-            f"upsert_arrow takes Arrow data, not a path ({str(source)!r}): use upsert_file"
-        )
-    rules, delivery, run = split_options("upsert_arrow", options)
-    rows = open_rows(source, chunk_rows=chunk_rows, mapping=rules.mapping)
+    rows, rules, delivery, run = _arrow_rows("upsert", source, chunk_rows, options)
     return upsert_rows(rows, rules=rules, delivery=delivery, run=run)
 
 
@@ -190,17 +173,11 @@ def plan(
     of the state that the source no longer holds as ``gone``, with examples; nothing is
     deleted (Flameup documents no delete call).
 
-    ``against="flameup"`` also reads each person a run would send from Flameup (one ``GET
-    /people/{id}`` each, or the listing of everyone Flameup holds when that takes fewer
-    requests; under the key's budget; the cost is logged first, e.g. "reading 2,345 people
-    from Flameup: 2,345 requests, about 20 minutes at 120 a minute") and compares field by
-    field: ``flameup_changes`` then names the fields whose value Flameup
-    holds differently, and ``flameup_before``/``flameup_after`` map each to the value held
-    and the value that would be sent. ``sample=N`` reads only the first N of them.
-
-    ``state_values=True`` (with a state kept with it) adds ``flameup_before`` and
-    ``flameup_after`` from the state alone: each changed field's value last sent and the
-    value that would be sent, with no request.
+    ``against="flameup"`` also reads each person a run would send from Flameup (the cost is
+    logged first) and compares field by field; ``sample=N`` reads only the first N.
+    ``flameup_before``/``flameup_after`` then map each changed field to the value held and the
+    value that would be sent; ``state_values=True`` gives them from the state alone (see
+    ``docs/guides/plan.md``).
 
     >>> import pandas as pd, flameup_pandas
     >>> df = pd.DataFrame({"userId": ["u1", "u1", "u2"], "email": ["a@x.io", "a@x.io", "no"]})
@@ -230,13 +207,7 @@ def plan_file(
     the command line's ``flameup-pandas plan FILE --out plan.parquet``.
     """
     rules, delivery, run = split_options("plan_file", options)
-    rows = open_rows(
-        path,
-        chunk_rows=chunk_rows,
-        mapping=rules.mapping,
-        column_types=column_types,
-        filesystem=run.storage,
-    )
+    rows = _file_rows(path, chunk_rows, column_types, rules, run)
     return plan_rows(rows, rules, delivery, run, against=Against(against, sample))
 
 
@@ -253,13 +224,32 @@ def plan_arrow(
     The source's rows as one frame (numbered from 0) with :func:`plan`'s three columns;
     ``against`` and ``sample`` are :func:`plan`'s.
     """
+    rows, rules, delivery, run = _arrow_rows("plan", source, chunk_rows, options)
+    return plan_rows(rows, rules, delivery, run, against=Against(against, sample))
+
+
+def _file_rows(
+    path: Any, chunk_rows: int, column_types: Mapping[str, Any] | None, rules: Rules, run: Run
+) -> Rows:
+    return open_rows(
+        path,
+        chunk_rows=chunk_rows,
+        mapping=rules.mapping,
+        column_types=column_types,
+        filesystem=run.storage,
+    )
+
+
+def _arrow_rows(
+    what: str, source: Any, chunk_rows: int, options: Options
+) -> tuple[Rows, Rules, Delivery, Run]:
+    """The opened rows of an Arrow source, and the options of ``{what}_arrow``."""
     if isinstance(source, str | Path):
         raise ConfigurationError(
-            f"plan_arrow takes Arrow data, not a path ({str(source)!r}): use plan_file"
+            f"{what}_arrow takes Arrow data, not a path ({str(source)!r}): use {what}_file"
         )
-    rules, delivery, run = split_options("plan_arrow", options)
-    rows = open_rows(source, chunk_rows=chunk_rows, mapping=rules.mapping)
-    return plan_rows(rows, rules, delivery, run, against=Against(against, sample))
+    rules, delivery, run = split_options(f"{what}_arrow", options)
+    return open_rows(source, chunk_rows=chunk_rows, mapping=rules.mapping), rules, delivery, run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -375,7 +365,7 @@ def read_people(
     except KeyboardInterrupt as exc:
         so_far = _people_frame(pages)
         message = f"{read.describe(len(so_far))}; .result holds them"
-        raise _read_interrupted("read_people", exc, message, so_far) from None
+        raise stopped(exc, ReadInterrupted, "read_people", message, so_far) from None
     return _people_frame(pages)
 
 
@@ -413,7 +403,7 @@ def export_people(
             f"{read.describe()}; nothing was written to {target} (no partial file; a file "
             "there before is left as it was): rerun to export"
         )
-        raise _read_interrupted("export_people", exc, message, None) from None
+        raise stopped(exc, ReadInterrupted, "export_people", message, None) from None
 
 
 def _export(
@@ -451,18 +441,6 @@ class _Read:
     def describe(self, people: int | None = None) -> str:
         of = f" of {self.total:,}" if self.total is not None else ""
         return f"{self.people if people is None else people:,}{of} people read"
-
-
-def _read_interrupted(
-    where: str, exc: BaseException, message: str, result: object
-) -> ReadInterrupted:
-    signum = signal_of(exc)
-    how = (
-        "interrupted (Ctrl-C)"
-        if signum == signal.SIGINT
-        else f"stopped by {signal.Signals(signum).name}"
-    )
-    return ReadInterrupted(f"{where} {how}: {message}", result=result, signal=signum)
 
 
 def _reading(where: str, options: DeliveryOptions) -> Delivery:

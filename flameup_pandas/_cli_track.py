@@ -20,6 +20,7 @@ __all__ = ["add_track_command"]
 def add_track_command(
     commands: Any,
     add_run_arguments: Callable[[argparse.ArgumentParser, str, str], None],
+    add_column_arguments: Callable[[argparse.ArgumentParser], None],
     run_options: Callable[[argparse.Namespace], dict[str, Any]],
     local_server: Callable[[bool], AbstractContextManager[dict[str, Any]]],
     parse_pairs: Callable[[list[str]], dict[str, str]],
@@ -35,17 +36,7 @@ def add_track_command(
         "--timestamp", default="timestamp", metavar="COLUMN", help="when (default: timestamp)"
     )
     track.add_argument("--event-id-column", metavar="COLUMN", help="the events' own ids")
-    track.add_argument(
-        "--exclude", action="append", default=[], metavar="COLUMN", help="a column not to send"
-    )
-    track.add_argument(
-        "--column-type",
-        dest="column_types",
-        action="append",
-        default=[],
-        metavar="COLUMN=TYPE",
-        help="read a CSV column as TYPE (as for upsert)",
-    )
+    add_column_arguments(track)
     track.add_argument(
         "--naive-utc",
         action="store_true",

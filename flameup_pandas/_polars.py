@@ -1,21 +1,15 @@
 """``df.flameup`` on polars DataFrames: the pandas engine, reached through Arrow at the edge.
 
-After :func:`register` (``import flameup_pandas`` calls it when polars is installed)::
-
-    report = df.flameup.validate()     # polars DataFrame: row, column, check, value
-    people = df.flameup.to_people()    # the people dicts exactly as they will be sent
-    result = df.flameup.upsert(...)    # df + flameup_id, flameup_status, flameup_error
-    result.flameup.summary()           # counts per status, requests, retries, time
-
-The frame crosses to pandas once, through the same Arrow crossing as every other source
-(:func:`flameup_pandas._run.sources.polars_frame`): zero-copy where Arrow allows, integers with
-nulls stay integers, NaN stays apart from null, categoricals and enums send their values.
-Everything else is :mod:`flameup_pandas._api`; the result columns are added to the original
-polars frame, which is otherwise returned untouched.
+:func:`register` (called by ``import flameup_pandas`` when polars is installed) adds the
+namespace. The frame crosses to pandas once, through the crossing every source takes
+(:func:`flameup_pandas._run.sources.polars_frame`); the result columns are added to the
+original polars frame, otherwise untouched (``docs/guides/spark-and-polars.md``).
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -24,15 +18,7 @@ from . import _api
 from ._events import api as _events_api
 from ._people.events import RESULT_COLUMNS as EVENT_COLUMNS
 from ._run.changes import PLAN_COLUMNS, VALUE_COLUMNS, PlanSummary, summarize_plan
-from ._run.result import (
-    RESULT_COLUMNS,
-    Summary,
-    count_statuses,
-    reasons_of,
-    record_run,
-    run_of,
-    summarize,
-)
+from ._run.result import RESULT_COLUMNS, Summary, record_run, run_of, summarize
 from ._run.sources import polars_frame
 from .exceptions import UpsertInterrupted
 
@@ -94,11 +80,10 @@ class PolarsFlameup:
         return _api.to_people(self._pandas(), **options)
 
     def plan(self, **options: Any) -> pl.DataFrame:
-        """What upsert() would do to each row, sending nothing: the frame with
-        ``flameup_action``, ``flameup_changes`` (a list of field names, null where unknown)
-        and ``flameup_error`` (see :func:`flameup_pandas.plan`); with ``state_values=True``
-        or ``against="flameup"``, ``flameup_before``/``flameup_after`` too (dicts, as
-        ``Object`` columns)."""
+        """What upsert() would do to each row (see :func:`flameup_pandas.plan`): the frame with
+        ``flameup_action``, ``flameup_changes`` (list of names), ``flameup_error``, and any
+        ``flameup_before``/``flameup_after`` as ``Object`` columns of dicts.
+        """
         import polars as pl
 
         planned = _api.plan(self._pandas(), **options)
@@ -123,35 +108,29 @@ class PolarsFlameup:
         On Ctrl-C or SIGTERM raises :class:`~flameup_pandas.UpsertInterrupted` whose
         ``result`` is this polars frame with every row answered so far.
         """
-        try:
-            return self._result(_api.upsert(self._pandas(), **options))
-        except UpsertInterrupted as stop:
-            result = self._result(stop.result)
-            raise UpsertInterrupted(str(stop), result=result, signal=stop.signal) from None
+        return self._sent(_api.upsert, RESULT_COLUMNS, options)
 
     def track(self, **options: Any) -> pl.DataFrame:
         """Send the rows as events; the frame with flameup_event_id, flameup_status and
         flameup_error added (see :func:`flameup_pandas.track`)."""
-        import polars as pl
+        return self._sent(_events_api.track, EVENT_COLUMNS, options)
 
-        def polars_result(result: pd.DataFrame) -> pl.DataFrame:
-            return self._df.with_columns(
-                pl.Series(name, result[name].tolist(), dtype=pl.String) for name in EVENT_COLUMNS
-            )
-
+    def _sent(
+        self, send: Callable[..., pd.DataFrame], names: Sequence[str], options: dict[str, Any]
+    ) -> pl.DataFrame:
         try:
-            return polars_result(_events_api.track(self._pandas(), **options))
+            return self._result(send(self._pandas(), **options), names)
         except UpsertInterrupted as stop:
-            result = polars_result(stop.result)
+            result = self._result(stop.result, names)
             raise UpsertInterrupted(str(stop), result=result, signal=stop.signal) from None
 
-    def _result(self, result: pd.DataFrame) -> pl.DataFrame:
+    def _result(self, result: pd.DataFrame, names: Sequence[str]) -> pl.DataFrame:
         import polars as pl
 
         out = self._df.with_columns(
-            pl.Series(name, result[name].tolist(), dtype=pl.String) for name in RESULT_COLUMNS
+            pl.Series(name, result[name].tolist(), dtype=pl.String) for name in names
         )
-        run = summarize(result).run
+        run = run_of(result)
         if run is not None:
             record_run(out, run)  # keyed by id, held weakly
         return out
@@ -159,24 +138,13 @@ class PolarsFlameup:
     def summary(self) -> Summary | PlanSummary:
         """Counts per status and the run's figures, for a frame that upsert() returned; for a
         frame that plan() returned, people per action and the fields that change most."""
-        if "flameup_action" in self._df.columns:
-            names = [n for n in (*PLAN_COLUMNS, *VALUE_COLUMNS) if n in self._df.columns]
-            return summarize_plan(
-                pd.DataFrame({name: self._df[name].to_list() for name in names}, dtype=object)
-            )
-        if "flameup_status" not in self._df.columns:
-            raise ValueError(
-                "this frame has no flameup_status column: summary() is for the "
-                "frame that df.flameup.upsert() returns"
-            )
-        statuses = pd.Series(self._df["flameup_status"].to_list(), dtype=object)
-        errors = (
-            self._df["flameup_error"].to_list()
-            if "flameup_error" in self._df.columns
-            else [None] * self._df.height
-        )
-        reasons = reasons_of(statuses.tolist(), errors, range(self._df.height))
-        return Summary(count_statuses(statuses), run_of(self._df), reasons=reasons)
+        planned = "flameup_action" in self._df.columns
+        shown = (*PLAN_COLUMNS, *VALUE_COLUMNS) if planned else ("flameup_status", "flameup_error")
+        names = [name for name in shown if name in self._df.columns]
+        frame = pd.DataFrame({name: self._df[name].to_list() for name in names}, dtype=object)
+        if planned:
+            return summarize_plan(frame)
+        return dataclasses.replace(summarize(frame), run=run_of(self._df))
 
 
 def _text(value: Any) -> str | None:

@@ -1,14 +1,10 @@
-"""The ``flameup-pandas`` command: upsert, plan or validate a parquet/CSV file or a DuckDB
+"""The ``flameup-pandas`` command: upsert, plan, validate or track a parquet/CSV file or a DuckDB
 query, export the workspace's people to parquet, or serve locally.
 
-Exit codes: 0 every row created, updated or skipped; 1 rows were invalid, rejected or failed
-(more than ``--max-failed``), the run stopped early because Flameup went down, or the change
-guard (``--max-changes``, ``--max-creates``) stopped it before sending; 2 usage,
-configuration or authentication errors, or Flameup never reached, printed as one line without
-a traceback; 130 after Ctrl-C and 143 after SIGTERM, once the summary of the rows answered so
-far is printed. ``plan --detailed-exitcode`` exits as Terraform's does: 0 when nothing would
-be sent, 2 when something would, 1 on error. The API key is read from ``FLAMEUP_API_KEY``
-only, never from a flag (flags end up in shell history and process lists).
+Exit codes (``docs/guides/files-and-cli.md``): 0 all went, 1 rows need attention, the run
+stopped early or the change guard refused, 2 usage or configuration errors (one line, no
+traceback), 130/143 after Ctrl-C/SIGTERM; ``plan --detailed-exitcode`` as Terraform's. The API
+key is read from ``FLAMEUP_API_KEY`` only, never from a flag (shell history, process lists).
 """
 
 from __future__ import annotations
@@ -137,7 +133,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_storage_argument(validate)
     validate.set_defaults(run=run_validate)
 
-    add_track_command(commands, add_run_arguments, run_options, local_server, parse_column_types)
+    add_track_command(
+        commands,
+        add_run_arguments,
+        add_column_arguments,
+        run_options,
+        local_server,
+        parse_column_types,
+    )
 
     export = commands.add_parser(
         "export", help="write every person Flameup holds to a parquet file, page by page"
@@ -147,13 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--status", choices=("active", "unsubscribed", "bounced"), help="only people with it"
     )
-    export.add_argument(
-        "--rate-limit",
-        type=positive(float),
-        default=None,
-        metavar="N",
-        help="at most N requests of ours in any minute (default: none; Flameup's budget holds)",
-    )
+    add_rate_limit_argument(export)
     add_local_argument(export)
     add_progress_arguments(export)
     export.set_defaults(run=run_export)
@@ -198,14 +195,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, rows: str, dry_run: str) 
         metavar="SECONDS",
         help="start no request after this; the rest are skipped (rerun with --state)",
     )
-    parser.add_argument(
-        "--rate-limit",
-        type=positive(float),
-        default=None,
-        metavar="N",
-        help="at most N requests of ours in any minute, to leave room on the key for other "
-        "jobs (default: none; the budget Flameup announces is always obeyed)",
-    )
+    add_rate_limit_argument(parser)
     parser.add_argument(
         "--concurrency",
         type=positive(int),
@@ -223,6 +213,17 @@ def add_run_arguments(parser: argparse.ArgumentParser, rows: str, dry_run: str) 
     add_storage_argument(parser)
     add_local_argument(parser)
     add_progress_arguments(parser)
+
+
+def add_rate_limit_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--rate-limit",
+        type=positive(float),
+        default=None,
+        metavar="N",
+        help="at most N requests of ours in any minute, to leave room on the key for other "
+        "jobs (default: none; the budget Flameup announces is always obeyed)",
+    )
 
 
 def run_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -331,12 +332,13 @@ def add_table_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FIELD=COLUMN",
         help="feed an API field from a column: userId=customer_no, traits.plan=tier",
     )
+    add_column_arguments(parser)
+
+
+def add_column_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--exclude`` and ``--column-type``, for every command that reads a table."""
     parser.add_argument(
-        "--exclude",
-        action="append",
-        default=[],
-        metavar="COLUMN",
-        help="do not send this column as a trait",
+        "--exclude", action="append", default=[], metavar="COLUMN", help="do not send this column"
     )
     parser.add_argument(
         "--column-type",

@@ -1,8 +1,4 @@
-"""The events' plain functions: ``track`` sends rows as events, ``validate_events`` judges them.
-
-See the docs' events guide (docs/events.md) for exactly what is promised about sending an
-event once.
-"""
+"""The events' plain functions: ``track`` sends rows as events, ``validate_events`` judges them."""
 
 from __future__ import annotations
 
@@ -45,20 +41,13 @@ def track(df: pd.DataFrame, **options: Unpack[TrackOptions]) -> pd.DataFrame:
     (or those in ``parameters``, less ``exclude``) is sent under ``parameters`` by the same
     value rules as traits. ``event_id_column=`` names a column whose value is the event's key.
 
-    Never twice: a row that repeats an earlier row's event is ``skipped``; with ``state=`` (a
-    local path or a URI such as ``s3://``) an event Flameup confirmed in an earlier run is
-    ``skipped`` too, and one whose answer was lost is looked up in the events listing (of
-    ``workspace_id``, else the workspace a listed person names) before it is sent again.
-    ``uncertain``: the listing could not tell; a later run with the same state settles it.
-    ``max_duration`` (seconds): start no event after that; the rest are ``skipped`` and a
-    rerun with the state continues. ``dry_run=True``: validate, key and check the state, send
-    nothing (the rows that would be sent are ``skipped``, "dry run: would be sent").
-
-    Delivery keywords (``client``, ``api_key``, ``base_url``, ``rate_limit``,
-    ``concurrency``, ``retry``...) are :func:`upsert`'s: one request per event, several in
-    flight, under the key's rate budget shared with every run in the process. Ctrl-C or
-    SIGTERM raises :class:`~flameup_pandas.UpsertInterrupted` whose ``result`` is the frame so
-    far (rows not answered are ``failed``).
+    Never twice: a repeated event is ``skipped``; with ``state=`` (a path or URI) so is one
+    Flameup confirmed in an earlier run, and one whose answer was lost is looked up in the
+    events listing before it is sent again (``uncertain`` when the listing cannot tell).
+    ``max_duration`` and ``dry_run`` are :func:`upsert`'s, as are the delivery keywords (one
+    request per event). Ctrl-C or SIGTERM raises :class:`~flameup_pandas.UpsertInterrupted`
+    whose ``result`` is the frame so far. The events guide (``docs/guides/events.md``) tells
+    exactly what is promised.
 
     >>> import pandas as pd, flameup_pandas
     >>> df = pd.DataFrame({"userId": ["u1"], "timestamp": [pd.Timestamp("2026-01-02", tz="UTC")],
@@ -101,16 +90,11 @@ def track_file(
     """Send the rows of a parquet or CSV file, or any Arrow source, as events, in bounded
     memory; return the rows per status (a :class:`~flameup_pandas.TrackSummary`).
 
-    ``source`` is what :func:`upsert_file` and :func:`upsert_arrow` take (a path or URI, a
-    ``pyarrow.Table`` or dataset, a record batch reader, a DuckDB relation...), read with the
-    same types (a CSV's ``column_types=``, cells that stay text) in record batches of
-    ``chunk_rows``: each batch is judged and sent as :func:`track` sends a frame while the
-    next is read, events in flight across batches, and a repeat of an earlier batch's event is
-    ``skipped``. ``results=`` (a path or URI) receives the per-row results (``row``, counted
-    from 0, ``flameup_event_id``, ``flameup_status``, ``flameup_error``) in input order, and
-    appears whole when the run ends. Every other keyword is :func:`track`'s. Ctrl-C or
-    SIGTERM raises :class:`~flameup_pandas.UpsertInterrupted` whose ``result`` is the summary
-    of the rows read so far (the results file holds them).
+    ``source`` is what :func:`upsert_file` and :func:`upsert_arrow` take, read the same way in
+    batches of ``chunk_rows``, each judged and sent as :func:`track` sends a frame; a repeat of
+    an earlier batch's event is ``skipped``. ``results=`` receives the per-row results
+    (``row`` from 0, ``flameup_event_id``, ``flameup_status``, ``flameup_error``) in input
+    order. Other keywords, and Ctrl-C (``result``: the summary so far), are :func:`track`'s.
 
     Example::
 

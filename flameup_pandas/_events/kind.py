@@ -1,20 +1,10 @@
 """Events as a kind of record the engine runs (:mod:`flameup_pandas._run.kind`), never twice.
 
-For every chunk of rows (a frame is one chunk; a file is read in record batches):
-
-1. Every row is judged by the event rules (:func:`~flameup_pandas._people.events.plan_events`);
-   a row that breaks one is ``invalid`` and nothing is sent for it.
-2. A row with the same event key as an earlier row (of this chunk, or of an earlier one: the
-   engine's repeats) is ``skipped``, naming that row.
-3. With a state (:class:`~flameup_pandas._events.state.EventState`), an event Flameup
-   confirmed in an earlier run is ``skipped`` (its id is given back); one an earlier run may
-   have sent (``pending`` after a kill, ``uncertain``) is looked up in the listing first and
-   sent only when absent.
-4. ``dry_run``: the rest are ``skipped`` ("dry run: would be sent"); nothing is sent, and the
-   state is read, never written.
-5. Otherwise each event is one request, sent by :class:`~flameup_pandas._events.send.EventSender`:
-   ``sent``, ``rejected``, ``failed`` or ``uncertain``. The state records ``pending`` (on
-   disk) before each request and the outcome after.
+Per chunk: rows that break the event rules are ``invalid``; a row repeating an earlier row's
+event key is ``skipped``, naming it; with a state, an event Flameup confirmed is ``skipped``
+(its id given back) and one an earlier run may have sent is looked up before it is sent;
+``dry_run`` skips the rest; otherwise each event is one request
+(:class:`~flameup_pandas._events.send.EventSender`), ``pending`` recorded before it.
 """
 
 from __future__ import annotations

@@ -1,19 +1,11 @@
 """Sending events: one ``POST /track`` per event, and never a blind resend.
 
-Flameup documents no idempotency key, so a resent event is a second event. An
-:class:`EventSender` therefore resends only what it knows was not stored:
-
-- **Retried freely** (nothing reached Flameup): a 429, and a connection that was never made
-  (refused, name not resolved, TLS failure, connect timeout). These go through the
-  deliverer's request loop: the shared rate budget, its holds and backoff.
-- **Answer lost** (the event may be stored): a read timeout, a connection closed before the
-  answer, a 5xx, a 2xx that is not Flameup's answer. The sender then looks the event up in the
-  listing (``GET /workspaces/{id}/events`` by user, name and a one-second window around the
-  timestamp, matching the timestamp to the millisecond and the parameters exactly): found, the
-  event is ``sent`` with the id listed; absent, it is sent again (at most ``max_resends``
-  times); when the listing cannot answer (no workspace id, no ``events:read``, an outage),
-  the event is ``uncertain`` and nothing more is sent for it.
-- **Rejected** (400, 409, 413, 422): not stored, not retried. 401/403 stop the run.
+Flameup documents no idempotency key, so :class:`EventSender` resends only what it knows was
+not stored: a 429 or a connection never made is retried freely (through the deliverer's request
+loop); a lost answer (read timeout, closed connection, 5xx, a 2xx that is not Flameup's) is
+looked up in the listing by user, name and timestamp, and sent again only when absent (at most
+``max_resends`` times), else ``uncertain`` when the listing cannot tell; 400/409/413/422 are
+rejected; 401/403 stop the run. ``docs/guides/events.md``.
 """
 
 from __future__ import annotations
@@ -101,14 +93,10 @@ def is_events_page(answer: Answer) -> bool:
 
 
 class EventSender:
-    """Sends events one per request through a deliverer's client and rate budget.
-
-    ``deliverer`` is the run's (its budget is the key's, shared with people runs; its places
-    in flight, breaker and counters are the run's); events are posted through a
-    :meth:`~flameup_pandas._send.delivery.Deliverer.twin` of it whose policy retries no 5xx,
-    since a 5xx may follow a store. Safe to call from several threads at once.
-    ``workspace_id`` names the listing's workspace; None: read from a person's
-    ``workspace_id`` the first time the listing is needed.
+    """Sends events one per request through the run's deliverer (the key's budget, the run's places
+    and breaker), posting through a :meth:`~flameup_pandas._send.delivery.Deliverer.twin` that
+    retries no 5xx (a 5xx may follow a store). Thread-safe. ``workspace_id`` names the listing's
+    workspace; None: read from a listed person the first time it is needed.
     """
 
     def __init__(

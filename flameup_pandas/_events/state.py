@@ -1,26 +1,16 @@
 """The events' sync state: which events Flameup holds, so no event is sent twice.
 
-JSON lines, one per change::
+JSON lines, one per change, the last line of a key winning::
 
     {"key": "h:3f2a...", "status": "pending"}                 about to be sent
     {"key": "h:3f2a...", "status": "sent", "event_id": "evt_..."}
-    {"key": "h:3f2a...", "status": "uncertain"}               the answer was lost, the
-                                                              listing could not tell
+    {"key": "h:3f2a...", "status": "uncertain"}               answer lost, listing could not tell
     {"key": "h:3f2a...", "status": "clear"}                   not stored (rejected, failed)
 
-The last line of a key wins. ``pending`` is written and made durable *before* each request,
-so a run killed at any point (kill -9 included) leaves every event it may have sent marked:
-the next run looks ``pending`` and ``uncertain`` events up in the listing before it sends
-them. An outcome is written at once but not made durable on its own: lost in a crash, its key
-is still ``pending`` and the listing settles it (it costs a lookup, never a duplicate); the
-next ``pending`` sync, or closing the state, makes it durable too. Several senders record at
-once (events go out from several threads): ``pending`` lines that arrive together share one
-sync (a group commit).
-
-Where the lines are kept (a local file appended and fsynced, a torn last line dropped; or on
-object storage, one object of the latest line per key plus journal objects while a run lives)
-and the lock (``fcntl``, or a lease broken by hand with ``unlock_state``) are the state
-keeper's (:mod:`flameup_pandas._storage.keeper`), shared with the people's sync state.
+``pending`` is made durable *before* each request (``pending`` lines arriving together share one
+sync), so after a kill the next run looks ``pending`` and ``uncertain`` events up before sending.
+An outcome is written at once and made durable by the next sync; lost in a crash, its key stays
+``pending`` (a lookup, never a duplicate). Storage and lock: :mod:`flameup_pandas._storage.keeper`.
 """
 
 from __future__ import annotations

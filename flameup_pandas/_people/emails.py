@@ -1,29 +1,12 @@
 """Which email addresses are plausible: the syntax rules of email-validator, checked by column.
 
-An address is ``local@domain``:
-
-- the local part is dot-atoms (RFC 5322 3.2.3, internationalised by RFC 6531): runs of letters,
-  digits and ``!#$%&'*+/=?^_`{|}~-``, or of any other letter, number, mark, punctuation or
-  symbol beyond ASCII, joined by single dots. No leading, trailing or doubled dot, no space,
-  no quotes, no ``:`` (so ``mailto:a@b.com`` is refused), nothing invisible (control, format
-  or unassigned characters, Unicode spaces), no combining mark first.
-- the domain is labels joined by dots (RFC 952/1123): letters, digits and ``-``, never first or
-  last in a label, at most 63 characters, no ``--`` in third and fourth place unless the label
-  is Punycode (``xn--``); the last label (the top-level domain) ends with a letter and has at
-  least two characters. An internationalised domain is normalised (UTS 46) and converted to
-  Punycode as email-validator does, and must then follow the same rules; a Punycode label must
-  decode.
-
-These are email-validator's syntax rules (``check_deliverability=False``) with three deliberate
-differences: a one-letter top-level domain (``a@b.c``) is refused, since no such domain exists;
-the special-use names (``.test``, ``.local``, ``.invalid``...) are accepted, since test data
-uses them; and an unassigned code point in the local part is accepted, since RE2 (the column
-check) has no class for those. ``tests/test_emails.py`` checks the agreement on generated addresses.
-
-Speed: the ASCII domain rules and the whole local part are one RE2 pattern, run by Arrow over a
-whole column. The rows it refuses that it cannot judge alone (an internationalised domain,
-Punycode) are few, and only those are judged in Python (:func:`plausible_email`), which also
-judges columns Arrow cannot hold.
+The rules, and the three deliberate differences from email-validator (``a@b.c`` refused,
+special-use names such as ``.test`` accepted, unassigned code points in the local part
+accepted, as RE2 has no class for them), are in ``docs/guides/notebooks.md``;
+``tests/test_emails.py`` checks the agreement on generated addresses. The ASCII domain rules
+and the whole local part are one RE2 pattern run by Arrow over a column; only the rows it
+refuses and cannot judge alone (an internationalised domain, Punycode) are judged in Python
+(:func:`plausible_email`), which also judges columns Arrow cannot hold.
 """
 
 from __future__ import annotations

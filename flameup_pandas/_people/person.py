@@ -1,21 +1,11 @@
 """Reading a person as Flameup answers it, in either documented shape, into one canonical form.
 
-Flameup's docs show a person two ways. The batch page and the list endpoint answer::
-
-    {"id", "workspace_id", "external_id", "email", "phone", "first_name", ..., "status",
-     "attributes": {custom traits}, "created_at", "updated_at", "first_seen_at", "last_seen_at"}
-
-The People API overview answers::
-
-    {"id", "workspace_id", "userId", "email", "traits": {known and custom traits},
-     "created_at", "updated_at"}
-
-Everything that reads a person (the batch answer, ``FlameupClient.get_person``, reading people
-back) goes through this module, so a third shape is taught here once. The canonical form has
-every field of :data:`PERSON_FIELDS` (None when the answer did not carry it), the known traits
-as their own fields and the custom traits apart under ``attributes``. A field found both at the
-top level and inside ``traits``/``attributes`` is read once: the top level wins unless it is
-null.
+The batch page and the list endpoint answer ``external_id``, the known traits as fields and
+custom ones under ``attributes``; the People API overview answers ``userId`` and one
+``traits`` object. Everything that reads a person goes through here, so a third shape is taught
+once. The canonical form has every field of :data:`PERSON_FIELDS` (None when absent), the known
+traits as fields and the custom ones under ``attributes``; a field found both at the top level
+and inside ``traits``/``attributes`` is read once, the top level winning unless it is null.
 
 >>> person = read_person({"userId": "u1", "traits": {"first_name": "Ada", "plan": "pro"}})
 >>> person["external_id"], person["first_name"], person["attributes"]

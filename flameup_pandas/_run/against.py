@@ -1,14 +1,9 @@
 """A plan against Flameup: read the people a run would send, and compare them field by field.
 
-Two ways to read them, whichever takes fewer requests: one ``GET /people/{id}`` a person, or
-the listing (``GET /people``, 100 people a page) of everyone Flameup holds. The first page of
-the listing says how many people that is; so with more than one person to read, that page
-is read first (it is the listing's first page, and its only one when Flameup holds at most
-100 people), and the rest is priced from its total. Every request goes through the key's
-shared budget and the retry policy (the same request loop as batches and the people reader),
-and the cost is said before reading: at Flameup's documented 120 requests a minute, 2,345
-people read one by one take about 20 minutes. ``sample=N`` reads only the first N people a
-run would send.
+People are read one ``GET /people/{id}`` each, or by the listing when that takes fewer requests
+(its first page tells the total, so it is read first when there is more than one to read), under
+the key's shared budget and retries; the cost is said before reading, and ``sample=N`` reads
+only the first N.
 """
 
 from __future__ import annotations
@@ -77,13 +72,9 @@ def compare_with_flameup(
     sent: list[tuple[Hashable, dict[str, Any]]],
     delivery: Delivery,
 ) -> pd.DataFrame:
-    """``planned`` with the people of ``sent`` (label, person as sent) read from Flameup.
-
-    For each person read: ``flameup_changes`` becomes the fields whose value Flameup holds
-    differently (every field sent, when Flameup does not hold the person: the action becomes
-    ``create``), and ``flameup_before``/``flameup_after`` map each of them to the value
-    Flameup holds and the value that would be sent. Rows not read keep what the state said
-    (before/after from the state's values, where it keeps them).
+    """``planned`` with the people of ``sent`` (label, person as sent) read from Flameup: for each
+    one read, ``flameup_changes`` and ``flameup_before``/``flameup_after`` say what Flameup holds
+    differently (a person it does not hold becomes ``create``); other rows keep the state's word.
     """
     logger.warning(
         "plan against Flameup: %s%s",

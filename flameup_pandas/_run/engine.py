@@ -1,25 +1,16 @@
 """The engine: the one run behind every entry point, for every kind of record, in bounded memory.
 
-People and events are two kinds (:mod:`flameup_pandas._run.kind`): the kind judges, keys and
-diffs each chunk and says what a request carries; the engine does the rest, once.
+A kind (:mod:`flameup_pandas._run.kind`) judges, keys and diffs each chunk and says what a
+request carries; the engine does the rest, once. Sources become chunks
+(:mod:`flameup_pandas._run.sources`), whose rows join one stream of full requests (requests
+cross chunk boundaries), and every row's outcome goes to the sinks
+(:mod:`flameup_pandas._run.sinks`) in input order: neither the table nor its results are held
+whole.
 
-Every source becomes chunks of rows as pandas frames (:mod:`flameup_pandas._run.sources`: a
-frame given to ``upsert()`` is one chunk, labelled by its own index; a file, a dataset or any
-Arrow stream is read in record batches and numbered from 0). Each chunk is judged by its kind
-(people: validated, encoded and diffed against the sync state, :mod:`flameup_pandas._run.plan`);
-its rows join one stream of full requests (100 people, or one event; requests cross chunk
-boundaries, so only the run's last is short), and every row's outcome goes to the sinks
-(:mod:`flameup_pandas._run.sinks`): the results file and the result frame, in input order, and
-the state. Neither the table nor its results are ever held whole.
-
-A repeated person ends as it does in a frame: the last row wins. Within a chunk the earlier
-rows are skipped; a row whose identity was already sent from an earlier chunk is set aside and
-sent after every request in flight has been answered, so requests sent concurrently can never
-land in the wrong order (the earlier row then reports what happened to it, and the later one
-``updated``). A repeated event is sent once: the later rows are skipped, naming the first.
-
-``max_duration``: once that many seconds have passed no new request starts; the rows left are
-``skipped`` and a rerun with the same state continues.
+A repeated person ends as in a frame, the last row winning: a row whose identity was sent from
+an earlier chunk waits until every request in flight is answered, so concurrent requests never
+land out of order. A repeated event is sent once. After ``max_duration`` seconds no request
+starts and the rows left are ``skipped``.
 """
 
 from __future__ import annotations
@@ -91,13 +82,9 @@ def upsert_rows(
     sample: int = SAMPLE,
     planner: Planner | None = None,
 ) -> Summary:
-    """Stream opened ``rows`` of people through the engine (see :func:`run_rows`); a
-    ``planner`` (dry runs only) records each chunk's decisions instead of sending.
-
-    With a change guard (``max_changes``/``max_creates`` of ``run``) every chunk is planned
-    first and kept as it will be sent; the guard then refuses
-    (:class:`~flameup_pandas.ChangeGuardError`, before any request and before a results file
-    is written) or the kept chunks are sent: the source is read, validated and encoded once.
+    """Stream opened ``rows`` of people through :func:`run_rows`; a ``planner`` (dry runs only)
+    records each chunk's decisions instead of sending. With ``max_changes``/``max_creates`` every
+    chunk is planned and kept first, so the guard refuses before any request or results file.
     """
     people = People(rules, run, planner)
     return run_rows(rows, people, delivery=delivery, run=run, written=written, sample=sample)
@@ -156,15 +143,9 @@ def run_rows(
     written: Callable[[Any], None] | None = None,
     sample: int = SAMPLE,
 ) -> Summary:
-    """Stream opened ``rows`` through the engine as ``kind``: the one run behind every entry
-    point.
-
-    Each chunk is planned by the kind (judged, keyed, diffed against its state), its rows join
-    one stream of full requests, and every row's outcome goes to the sinks: the results file,
-    the state, and ``written`` (called with each chunk's decisions once all its rows are
-    settled, in input order). A dry run's summary shows ``sample`` rows as they would be
-    sent. On Ctrl-C or SIGTERM the results file and the state are closed with every row
-    answered so far, and :class:`UpsertInterrupted` is raised with the summary of those rows.
+    """Stream opened ``rows`` through the engine as ``kind`` (see the module): the one run behind
+    every entry point. ``written`` gets each chunk's decisions once all its rows are settled, in
+    input order; a dry run's summary shows ``sample`` rows as they would be sent.
     """
 
     def drive() -> Summary:
@@ -390,12 +371,9 @@ def _groups(members: list[Member]) -> Iterator[tuple[Chunk, list[int], list[int]
 
 
 class Repeats:
-    """Finds rows met earlier in this run (a person's identity, an event's key).
-
-    With ``later`` (people) a repeat is set aside, to be sent once every earlier request is
-    answered; without (events) it is skipped, naming the row met first. What was met is kept
-    as 64-bit hashes (:class:`HashRuns`, 8 bytes a row, 16 with the labels events name),
-    never as a set of strings.
+    """Finds rows met earlier in this run (a person's identity, an event's key), kept as 64-bit
+    hashes (:class:`HashRuns`). With ``later`` (people) a repeat is set aside until every earlier
+    request is answered; without (events) it is skipped, naming the row met first.
     """
 
     def __init__(self, kind: Kind, later: list[Chunk] | None) -> None:

@@ -1,21 +1,12 @@
 """Ctrl-C and SIGTERM: the one place that turns an interrupt into a partial result.
 
-Every entry point that sends (frames, polars, files and Arrow streams, the CLI, the Airflow
-callable) runs its delivery inside :func:`interruptible` and settles answers through
-:func:`deliver_all`. On Ctrl-C (SIGINT) or SIGTERM (Airflow's timeouts and "mark failed"):
-
-1. the delivery engine stops at once: no new request starts and no request in flight is waited
-   for (its workers are daemon threads, so neither a retry nor a 60 s timeout holds the run);
-2. every batch already answered is settled as answered (result columns, results file, state);
-   a batch in flight is ``failed`` with :data:`IN_FLIGHT` (it may have been stored), one not
-   sent yet with :data:`NOT_SENT`;
-3. the entry point raises :class:`~flameup_pandas.exceptions.UpsertInterrupted`, whose
-   ``result`` holds all of it (built by :func:`interrupted`).
-
-A signal that arrives while an answer is being settled (result columns, the state's journal,
-the results file) waits until that is done, so the state and the results file are never left
-half-written. Handlers are installed only in the main thread (Python delivers signals only
-there) and the previous ones are restored when the run ends.
+Entry points send inside :func:`interruptible` and settle answers through :func:`deliver_all`.
+On an interrupt no new request starts and none in flight is waited for; answered batches are
+settled as answered, one in flight is ``failed`` with :data:`IN_FLIGHT`, one not sent with
+:data:`NOT_SENT`; the entry point raises :class:`~flameup_pandas.exceptions.UpsertInterrupted`
+(:func:`interrupted`). A signal waits while an answer is being settled (:func:`shielded`), so
+the state and results file are never half-written. Handlers are installed in the main thread
+only, and restored after (``docs/behaviour/interrupts.md``).
 """
 
 from __future__ import annotations
@@ -27,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .._send.delivery import IN_FLIGHT, NOT_SENT
-from ..exceptions import UpsertInterrupted
+from ..exceptions import ReadInterrupted, UpsertInterrupted
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -46,6 +37,7 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 T = TypeVar("T")
 Out = TypeVar("Out")
+Stop = TypeVar("Stop", UpsertInterrupted, ReadInterrupted)
 
 
 class Stopped(KeyboardInterrupt):
@@ -144,19 +136,23 @@ def interrupted(
     exc: BaseException, result: Any, *, finished: int, rows: int | None, what: str = "upsert"
 ) -> UpsertInterrupted:
     """The :class:`UpsertInterrupted` an entry point raises, holding its partial ``result``."""
+    of = f" of {rows:,}" if rows is not None else ""
+    message = (
+        f"{finished:,}{of} rows finished; .result holds them, and the rows not answered are "
+        "failed (rerun with the same state to send only those)"
+    )
+    return stopped(exc, UpsertInterrupted, what, message, result)
+
+
+def stopped(exc: BaseException, cls: type[Stop], what: str, message: str, result: object) -> Stop:
+    """A ``cls`` interrupt carrying ``result``: how ``what`` was stopped, then ``message``."""
     signum = signal_of(exc)
     how = (
         "interrupted (Ctrl-C)"
         if signum == signal.SIGINT
         else f"stopped by {signal.Signals(signum).name}"
     )
-    of = f" of {rows:,}" if rows is not None else ""
-    return UpsertInterrupted(
-        f"{what} {how}: {finished:,}{of} rows finished; .result holds them, and the rows not "
-        "answered are failed (rerun with the same state to send only those)",
-        result=result,
-        signal=signum,
-    )
+    return cls(f"{what} {how}: {message}", result=result, signal=signum)
 
 
 def unfinished(errors: Iterable[object]) -> int:

@@ -1,13 +1,8 @@
 """What the engine needs to know of a kind of record: people and events are two kinds.
 
-The engine (:mod:`flameup_pandas._run.engine`) reads the source, finds repeats across chunks,
-paces and delivers requests, handles interrupts and ``max_duration``, shows progress, writes
-the results file and the summary, and opens and closes the state. A :class:`Kind` says the
-rest: how a chunk is judged and keyed (:meth:`Kind.plan`, which also diffs it against the
-state the kind keeps), what one request carries (``batch_size`` rows, each
-:meth:`Kind.items`), how a request is sent (:meth:`Kind.worker`), what an answer changes
-(:meth:`Kind.settle`: the row's decision and the state) and what a result row and a summary
-hold. A kind is made for one run (it may keep what that run learns, such as warnings).
+The engine (:mod:`flameup_pandas._run.engine`) does everything the kinds share; a
+:class:`Kind`, made for one run, says how a chunk is judged, keyed and diffed, what a request
+carries and how it is sent and settled, and what a result row and a summary hold.
 """
 
 from __future__ import annotations
@@ -29,12 +24,9 @@ __all__ = ["Chunk", "Kind"]
 
 @dataclass
 class Chunk:
-    """One chunk of rows while they are in flight: its decisions, and what the kind keeps of
-    each row for its state (``kept``).
-
-    A chunk of repeats set aside has an ``origin``: for each of its rows, the decisions and
-    position it was read at, where its outcome is also recorded (so the results file lists it
-    in input order).
+    """One chunk of rows in flight: its decisions, and what the kind keeps of each row for its state
+    (``kept``). A chunk of repeats set aside has an ``origin`` per row: the decisions and position
+    it was read at, where its outcome is also recorded.
     """
 
     plan: Any  # the kind's Decisions

@@ -1,22 +1,10 @@
 """A run's options, defined once: how rows become people (:class:`Rules`), how they are sent
 (:class:`Delivery`) and what the run keeps and shows (:class:`Run`).
 
-Every entry point (``upsert``, ``upsert_file``, ``upsert_arrow``, ``spark.upsert``, the polars
-namespace, the Airflow callable, the CLI) takes the same keywords and turns them into these two
-values with :func:`split_options`, so a default, a check or a new option lives in one place:
-
-- a new delivery option is one field of :class:`Delivery` (its default and check) and one line
-  of :class:`DeliveryOptions` (its name and type, for IDEs and mypy);
-- a new rule is one field of :class:`Rules` and one line of :class:`RuleOptions`;
-- a new run option is one field of :class:`Run` and one line of :class:`RunOptions`.
-
-Events (``track`` and its faces) do the same with :func:`split_track_options`: their rules
-are :class:`~flameup_pandas._people.events.EventRules` (:class:`EventRuleOptions`), their
-delivery is :class:`Delivery`, their run is :class:`Run` (the keywords that mean the same for
-both kinds, :class:`SharedRunOptions`) and how lost answers are settled is
-:class:`EventSending`.
-
-``tests/test_options.py`` pins that the typed keywords and the fields agree.
+Every entry point turns its keywords into these with :func:`split_options` (events:
+:func:`split_track_options`, with :class:`EventRuleOptions` and :class:`EventSending`), so a
+new option is one field of its class plus one line of its typed keywords
+(``tests/test_options.py`` pins that they agree).
 """
 
 from __future__ import annotations

@@ -1,20 +1,10 @@
 """How a run shows its progress: the one place that picks a bar or log lines.
 
-Every entry point (frames, files and Arrow streams, Spark, the CLI, the Airflow callable) calls
-:func:`open_progress` and gets a :class:`Meter`:
-
-- progress off, or a run of one request: nothing;
-- in a notebook: tqdm's widget bar;
-- stderr a terminal: tqdm's text bar;
-- anywhere else (Airflow, cron, a redirected stderr): INFO records on the
-  ``flameup_pandas.progress`` logger, at most one every :attr:`Progress.every` seconds plus one
-  at the end, and never a carriage return (log viewers show tqdm's redraws as one garbled line)::
-
-    upsert: 120,000/1,000,000 rows (12%), 1,200 requests, up to 16 in flight, 0 failed,
-    2,300 rows/s, about 7 min left
-
-(one line). ``up to 16 in flight`` is the most requests the run has had in flight at once:
-the figure the adaptive limit reached, or ``concurrency=N``.
+:func:`open_progress` gives a :class:`Meter`: nothing (progress off, or one request), tqdm's
+widget in a notebook, its text bar on a terminal, else INFO records on the
+``flameup_pandas.progress`` logger at most every :attr:`Progress.every` seconds plus one at the
+end, never a carriage return, e.g. ``upsert: 120,000/1,000,000 rows (12%), 1,200 requests, up
+to 16 in flight, 0 failed, 2,300 rows/s, about 7 min left``.
 """
 
 from __future__ import annotations

@@ -1,22 +1,8 @@
-"""Per-row statuses and the run summary.
+"""Per-row statuses (created, updated, invalid, rejected, failed, skipped) and the run summary.
 
-Every input row ends with exactly one status:
-
-==========  ================================================================
-created     Flameup created the person with this request
-updated     the person existed (or a lost answer's resend found it stored)
-invalid     failed our validation; never sent (``flameup_error`` says why)
-rejected    Flameup refused this person (its message is in ``flameup_error``)
-failed      could not be delivered: retries spent, network down
-skipped     deliberately not sent: a duplicate identity, or unchanged since last sync
-==========  ================================================================
-
-A :class:`Summary` also says why rows need attention: the top reasons for invalid, rejected
-and failed rows, grouped, each with its count and up to three example rows
-(``invalid  3  email: not a plausible email (rows 17, 256, 1024)``), and warnings about rows
-that were sent but may not do what was meant
-(``warning  2  2 people share the email x@y.com (rows 4, 9)``: rows with different userIds
-and one email become different people with the same email).
+A :class:`Summary` also groups the reasons rows need attention, each with its count and up to
+three example rows, and warns of rows sent that may not do what was meant (two userIds sharing
+one email). ``docs/behaviour/statuses.md`` has the table.
 """
 
 from __future__ import annotations

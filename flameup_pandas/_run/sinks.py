@@ -39,16 +39,10 @@ def results_schema(kind: Kind) -> pa.Schema:
 
 
 class ResultsWriter:
-    """Writes per-row results to a parquet file in input order; counts statuses as it goes.
-
-    ``written`` is called with each chunk's plan once all its rows are settled, in input order
-    (how a frame's result columns are filled).
-
-    Rows settle out of order (requests run concurrently; a repeated identity is sent last),
-    so each chunk's results are written once all its rows are settled and every earlier
-    chunk is written: the file lists every row in the order it was read. Statuses and
-    reasons are counted as rows settle. On close, rows never settled (the run was
-    interrupted or stopped) are written ``failed``, "interrupted before sending".
+    """Writes per-row results to a parquet file in input order; counts statuses and reasons as rows
+    settle. Rows settle out of order, so a chunk is written (and ``written`` called with its plan)
+    once its rows are settled and every earlier chunk is written; on close, rows never settled are
+    written ``failed``, "interrupted before sending".
     """
 
     def __init__(

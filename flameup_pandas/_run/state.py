@@ -7,26 +7,14 @@ The state at ``PATH`` is a parquet file with one row per identity::
     content_hash   int64    blake2b of exactly the person dict that was sent
     flameup_id     string   the id Flameup answered with
     synced_at      timestamp[us, UTC]
-    fields         list<uint32>  a hash of each field that was sent (its name and value),
-                                 so a plan knows which fields change; null in states
-                                 written before it was kept (their people plan as
-                                 ``update`` with the changes unknown until resent)
-    sent           large_string  the person as last sent (JSON, keys sorted), kept only
-                                 by runs with ``state_values=True`` so a plan can show
-                                 each changed field's value before and after; null
-                                 otherwise (and in states written before it existed)
+    fields         list<uint32>  a hash of each field sent (name and value), so a plan knows
+                                 which fields change; null in older states
+    sent           large_string  the person as last sent (JSON, keys sorted), kept only with
+                                 ``state_values=True``; null otherwise
 
-A run appends each acknowledged batch to a journal (one JSON line per person) and, when it
-ends, folds the journal into the parquet file, written whole (on a local disk beside the old
-one and moved over it with an atomic rename). A run killed at any point leaves a readable state
-plus a journal the next run folds in first: only batches in flight at the kill are resent (safe:
-upserts are idempotent). How the journal and the lock are kept, on a local disk
-(``PATH.journal``, flushed after every batch; an ``fcntl`` lock) or on object storage
-(``PATH.journal/`` objects every ``flush_batches`` batches or ``flush_seconds``; a lease), is
-the state keeper's (:mod:`flameup_pandas._storage.keeper`), shared with the events state.
-
-People are recorded only after Flameup acknowledged the batch that carried them, and only
-when it created or updated them: a rejected or failed person is tried again next time.
+Acknowledged batches go to a journal, folded into the file when the run ends (written whole,
+moved over the old one); the journal and lock are the keeper's
+(:mod:`flameup_pandas._storage.keeper`). ``docs/behaviour/sync-state.md`` tells the rest.
 """
 
 from __future__ import annotations

@@ -1,19 +1,11 @@
 """The circuit breaker: when Flameup stays unreachable, the run stops sending.
 
-Retries are for a flaky network and a server that blips. An outage that outlasts one batch's
-retry policy is another thing: every later batch would spend its whole policy too, one after
-another, for hours. The :class:`Breaker` watches the run as a whole, for the delivery engine:
-
-- Until any request of the run has been answered (:attr:`Breaker.reached`), a host that
-  cannot be reached is a wrong URL or no network: the engine gives up after the policy's
-  short first-contact budget and raises ``TransportError`` (:func:`unreachable_error`).
-- Once Flameup has answered, ``RetryPolicy.outage_batches`` batches in a row that spent their
-  retries on connection errors or 5xx open the breaker: nothing more is sent, batches in flight
-  end with their current attempt, and every row not delivered is ``failed`` with
-  :attr:`Breaker.reason`. A healthy answer (anything but a retried 5xx) ends the streak.
-
-The threshold is part of the (value) retry policy; the breaker is the run's state, shared by
-the engine's threads under a lock.
+Before any answer (:attr:`Breaker.reached`), an unreachable host is a wrong URL or no network:
+the engine raises ``TransportError`` after the short first-contact budget
+(:func:`unreachable_error`). After one, ``RetryPolicy.outage_batches`` batches in a row that
+spent their retries on connection errors or 5xx open the breaker: nothing more is sent and
+every row not delivered is ``failed`` with :attr:`Breaker.reason`; a healthy answer ends the
+streak. Shared by the engine's threads under a lock (``docs/behaviour/outages.md``).
 """
 
 from __future__ import annotations

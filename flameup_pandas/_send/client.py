@@ -1,17 +1,11 @@
 """FlameupClient: the one module that speaks HTTP.
 
-Everything above this module deals in bytes to send and :class:`Answer` values; everything
-below it is :mod:`requests`. Transport failures are converted here into
-:class:`~flameup_pandas.exceptions.TransportError`, and error bodies (Flameup documents three
-shapes) are read here into :class:`~flameup_pandas.exceptions.APIError` subclasses.
-
-Redirects are never followed: a 3xx answer stops the run with a
-:class:`~flameup_pandas.exceptions.ConfigurationError` naming where it pointed, so customer data
-never goes to a host other than the configured one (nor from https to http).
-
-The API key is held in a private attribute and never appears in a repr, a log line, an
-exception message or a progress bar: where a key must be told apart from another, its
-fingerprint (a truncated SHA-256) is used instead.
+Above it, bytes to send and :class:`Answer` values; below it, :mod:`requests`. Transport
+failures become :class:`~flameup_pandas.exceptions.TransportError` and error bodies (three
+documented shapes) :class:`~flameup_pandas.exceptions.APIError` subclasses here. Redirects are
+never followed (a 3xx is a :class:`~flameup_pandas.exceptions.ConfigurationError` naming where
+it pointed). The API key never appears in a repr, log, exception or progress bar; its
+fingerprint (a truncated SHA-256) tells keys apart.
 """
 
 from __future__ import annotations
@@ -394,14 +388,9 @@ class FlameupClient:
         return self.request("POST", "/people/batch", body=body)
 
     def get_person(self, id_or_email: str) -> dict[str, Any] | None:
-        """GET /people/{id}: the person by external id or email, or None when there is none.
-
-        None only for Flameup's own 404 (a documented error body): a 404 page from a proxy or
-        a wrong host, or a 2xx that is not a person, raises :class:`APIError` saying what came
-        back. One request, no retries (the delivery engine's request loop retries). The person
-        comes back in one canonical form whichever documented shape
-        Flameup answered in: ``external_id``, the known traits as their own fields, the custom
-        ones under ``attributes``.
+        """GET /people/{id}: the person (in canonical form, :func:`read_person`) by external id or
+        email, or None for Flameup's own 404. Any other answer that is not a person raises
+        :class:`APIError` saying what came back. One request, no retries.
         """
         path = "/people/" + path_segment(id_or_email)
         answer = self.request("GET", path)

@@ -1,28 +1,12 @@
 """How many requests are in flight at once: as many as the server copes with, or a fixed number.
 
-The rate budget (:mod:`~flameup_pandas._send.pacing`) says how many requests may *start*; how
-many may be *in flight* together is another question, answered by latency. At 120 a minute and
-0.25 s a request, 100 requests that the window's budget allows at once take 7.7 s four at a time
-and 2.4 s sixteen at a time; a server that sheds load above six at once answers the seventh 503.
-No number suits both, and a user cannot know which server they have, so by default
-:class:`InFlight` learns it the way TCP and adaptive concurrency limiters (Netflix's
-concurrency-limits, Envoy's adaptive concurrency) do, by additive increase and multiplicative
-decrease (AIMD):
-
-- **Increase.** Each healthy answer to a request during whose flight every place was taken
-  earns one more place (a run held back by the rate budget or short of work never fills its
-  places, and does not grow a limit it does not use): the limit doubles every round trip at
-  first (slow start, from 4), and once it has been cut, it grows by about one place a round
-  trip (``1/limit`` an answer). It
-  never goes above :data:`MAX_IN_FLIGHT`; the budget still decides every start, so a higher
-  limit never sends beyond it.
-- **Decrease.** A sign of strain halves it (never below 1): a 502, 503 or 504, a request that
-  got no answer (a timeout, a dropped or refused connection), or latency rising sharply (the
-  recent average above twice the fastest recent answer, plus 50 ms). One cut per round trip:
-  answers to requests sent before the last cut do not cut again.
-- ``concurrency=N`` fixes the limit at N; nothing adapts.
-
-The figure a run reports is the most requests it had in flight at once (:attr:`InFlight.peak`).
+The rate budget says how many requests may *start*; latency decides how many should be in
+flight. :class:`InFlight` learns it by additive increase and multiplicative decrease (as TCP and
+adaptive concurrency limiters do): a healthy answer to a request sent while every place was
+taken earns a place (doubling each round trip from 4 until the first cut, then about one a
+round trip), up to :data:`MAX_IN_FLIGHT`; a 502/503/504, a request with no answer, or latency
+above twice the fastest recent answer plus 50 ms halves it (never below 1, one cut per round
+trip). ``concurrency=N`` fixes it. :attr:`InFlight.peak` is the figure a run reports.
 """
 
 from __future__ import annotations

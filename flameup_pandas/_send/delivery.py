@@ -1,28 +1,13 @@
 """Sending batches: pacing, retries, split retries, concurrency.
 
-A :class:`Deliverer` takes batches of people (dicts, or :class:`Outgoing` bytes built from
-columns) and answers, for every person, one
-:class:`PersonOutcome` (created, updated, rejected or failed). It never loses a person:
-
-- Connection errors, timeouts, 5xx and 429 are retried under the :class:`RetryPolicy`.
-  Resending ``POST /people/batch`` is safe because Flameup upserts by identity (userId, else
-  email): replaying a batch converges on the same stored people, and when an answer is lost
-  the resend is the only way to learn the ids.
-- A 400/409/422 answer is never retried unchanged. When the server names the bad people
-  (``details.fields`` keys like ``people[3].email``, or a per-person ``errors`` list in a 2xx
-  answer) they are rejected and the rest resent at once; otherwise the batch is split in halves
-  and each half resent, recursively, until the bad people stand alone. A 413 splits likewise.
-- A 2xx whose body is not JSON, or has no ``people`` list (a proxy's maintenance page), is a
-  server that is not answering as Flameup: nothing was stored, so it is retried like a 503.
-- 401/403 stop the whole run with :class:`AuthenticationError`: a bad key must not become ten
-  thousand failed rows.
-- A host never reached in this run stops it with :class:`TransportError` after a short
-  budget, and an outage mid-run opens the :class:`~flameup_pandas._send.breaker.Breaker`: every
-  row not delivered yet is ``failed``, and nothing more is sent.
-
-Every request starts when the key's rate budget allows (:mod:`~flameup_pandas._send.pacing`)
-and a place in flight is free (:mod:`~flameup_pandas._send.concurrency`: adapted to the
-server's latency and strain unless ``concurrency=N`` fixes it).
+A :class:`Deliverer` answers one :class:`PersonOutcome` (created, updated, rejected or failed)
+for every person of every batch, never losing one: connection errors, timeouts, 5xx, 429 and a
+2xx that is not Flameup's answer are retried under the :class:`RetryPolicy`; a 400/409/422
+rejects the people the server names and resends the rest, or splits the batch in halves until
+the bad people stand alone (a 413 splits too); 401/403 stop the run; an outage opens the
+:class:`~flameup_pandas._send.breaker.Breaker`. Each request starts when the rate budget
+(:mod:`~flameup_pandas._send.pacing`) and a place in flight
+(:mod:`~flameup_pandas._send.concurrency`) allow. ``docs/behaviour/errors.md`` tells it all.
 """
 
 from __future__ import annotations
@@ -181,11 +166,8 @@ class Deliverer:
     ) -> Stream[T, Any]:
         """Deliver batches concurrently; iterate for ``(tag, outcomes)`` as each completes.
 
-        ``work`` delivers one batch of another kind (its requests go through this deliverer,
-        or a :meth:`twin`) and answers one outcome per element, and ``failed`` makes the
-        outcome of an element that was not (or may not have been) delivered: events go one
-        per batch this way. By default a batch is people (:meth:`send`). ``stop()`` on the
-        stream ends it at once (see :class:`~flameup_pandas._send.stream.Stream`).
+        By default a batch is people (:meth:`send`); ``work`` delivers one batch of another kind
+        (events) and ``failed`` makes the outcome of an element not (or maybe not) delivered.
         """
         return Stream(self, batches, work or self.send, failed or _failed_person)
 
@@ -214,13 +196,9 @@ class Deliverer:
         what: str,
         readable: Callable[[Answer], bool] | None = None,
     ) -> Answer:
-        """Make one request through the shared budget, retried under the policy.
-
-        ``call`` sends it (and is called again for every retry); the answer comes back once
-        it is worth reading (any status the policy does not retry). Raises :class:`GaveUp`
-        when the policy is exhausted. Batches and the people reader both come through here,
-        so they pace, hold on a 429 and back off alike. A 2xx that ``readable`` refuses (not
-        the documented shape) is retried like a 503.
+        """Make one request through the shared budget, retried under the policy: ``call`` sends
+        it (again for every retry); the answer comes back once the policy does not retry it (a
+        2xx that ``readable`` refuses is retried like a 503). Raises :class:`GaveUp` when spent.
         """
         policy = self.retry
         while True:

@@ -1,21 +1,11 @@
 """Observers of a run: OpenLineage events, OpenTelemetry spans and metrics.
 
-The engine wraps each run in :func:`run` and the send layer each request in :func:`request`;
-nothing else calls them. Each observer is loaded only when it is configured:
-
-- OpenLineage (``flameup-pandas[openlineage]``), when ``OPENLINEAGE_URL``,
-  ``OPENLINEAGE__TRANSPORT__TYPE`` or an ``openlineage.yml`` (``OPENLINEAGE_CONFIG``, the
-  working directory, ``~/.openlineage``) says where to send: a
-  ``START`` event, then ``COMPLETE`` or ``FAIL`` with the same runId, the input dataset (a file
-  or object URI, a DuckDB query, a Spark source's files), the output (Flameup's ``people`` or
-  ``events`` at the API's host), ``outputStatistics`` (rows written) and a ``flameup`` run facet
-  (rows per status). Sending it never fails a run: an error is logged once per run.
-- OpenTelemetry (``flameup-pandas[otel]``, the API alone), when the application has set a
-  tracer or meter provider: a span per run with a child span per request, and the counters
-  ``flameup.rows``, ``flameup.requests``, ``flameup.rate_limited`` and the histograms
-  ``flameup.request.duration`` and ``flameup.budget.wait`` (seconds).
-
-Unconfigured, a run costs a few environment lookups and a request one context-variable read.
+The engine wraps each run in :func:`run` and the send layer each request in :func:`request`.
+Each observer loads only when configured: OpenLineage (``OPENLINEAGE_URL``,
+``OPENLINEAGE__TRANSPORT__TYPE`` or an ``openlineage.yml``) sends START, then COMPLETE or FAIL,
+and never fails a run; OpenTelemetry, when the application set a tracer or meter provider,
+gives a span per run, one per request, and the ``flameup.*`` metrics. Unconfigured, a run costs
+a few environment lookups. ``docs/guides/lineage.md`` and ``docs/guides/tracing.md``.
 """
 
 from __future__ import annotations

@@ -1,43 +1,14 @@
 """Client-side pacing under Flameup's per-key rate limit: spend the budget the server announces.
 
-Flameup gives each key a budget per window (120 requests a minute by default) and every answer
-says where it stands: ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and ``X-RateLimit-Reset``
-(the Unix second at which the window ends). :class:`RateLimiter` keeps a model of that window
-and lets a request start whenever the model says it fits:
-
-- **Budget.** The budget is the server's own word: the lowest ``Remaining`` seen for the window
-  ending at ``Reset`` (answers arrive out of order), minus our requests still in flight. While
-  it is positive, requests start at once (the deliverer keeps up to ``concurrency`` in flight);
-  when it is spent, nobody starts before ``Reset``. A 5,000-row frame at 120 a minute is 50
-  requests: they go in about a second instead of being spread over 25.
-- **A new window.** The window's length is learned from ``Reset``, never assumed. Once a
-  window has ended, one request goes first and its answer tells the new budget, so a server
-  whose windows slide, or a token bucket (``Remaining`` = tokens, ``Reset`` = full again), is
-  read the same way as a fixed window.
-- **No word yet.** Before the first answer, and with a server that sends no rate headers, the
-  documented 120 requests per 60 s is assumed (at most 120 of ours in any 60 s).
-- **Our cap.** ``rate_per_minute=N`` (``rate_limit=N`` for users) is a cap of our own: at most
-  N of our requests in any 60 s, for users who leave room on the key for other jobs. None
-  (the default) leaves only the server's budget.
-- **429s.** After a 429 the engine calls :meth:`RateLimiter.hold_until` and every sender
-  holds. When 429s recur in a run (another process on the key, a server whose ``Remaining``
-  is optimistic), the rest of the run is paced conservatively: starts spread evenly over the
-  window, at most ``Limit`` per learned window length and the budget spread over the time left.
-- **The server's clock.** ``Reset`` is a time on the server's clock, which may differ from
-  ours (containers and laptops drift). Every answer's ``Date`` header (whole seconds) bounds
-  the difference: the server wrote it between our request's start and its answer's arrival,
-  so the offset lies in ``[Date - arrival, Date + 1 - start)``. :class:`ServerClock` keeps the
-  last answers' bounds, leaves out the most extreme one on each side (so one odd answer, say
-  from a proxy with its own clock, counts for nothing) and reads ``Reset`` against our clock
-  plus the lowest offset they allow, so a window is never taken to end before it does. While
-  the bounds allow no difference at all, our clock is used as it is; without ``Date``, too.
-- **Garbled headers** (not a number, negative, ``Reset`` in the past) are ignored as if absent;
-  a ``Reset`` far ahead is believed for at most ``max_wait`` seconds at a time, so no header
-  ever makes a sender wait longer than that.
-
-Threads decide under one lock and sleep outside it; a thread that waits for answers (the budget
-is held by requests in flight) is woken by them. One limiter per key and base URL in a process
-(:func:`shared_limiter`): threads, frames and runs with the same key share one budget.
+:class:`RateLimiter` models the window that ``X-RateLimit-Limit/-Remaining/-Reset`` describe:
+requests start at once while the lowest ``Remaining`` seen, minus ours in flight, is positive,
+and wait for ``Reset`` when it is spent; after a window ends one request goes first and its
+answer tells the new budget. With no headers the documented 120 per 60 s is assumed;
+``rate_per_minute`` is an optional cap of our own; recurring 429s make the rest of the run
+even-paced; ``Reset`` is read against the server's clock as ``Date`` headers bound it
+(:class:`ServerClock`); garbled headers are ignored and no header makes a sender wait longer
+than ``max_wait``. One limiter per key and base URL in a process (:func:`shared_limiter`).
+The why and the measurements: ``docs/behaviour/pacing.md``.
 """
 
 from __future__ import annotations
@@ -437,11 +408,9 @@ _FINGERPRINT = re.compile(r"[0-9a-f]{16,64}")
 
 
 def shared_limiter(key: str, rate_per_minute: float | None) -> RateLimiter:
-    """The process-wide :class:`RateLimiter` for ``key``, for one more run.
-
-    ``key`` is a fingerprint of the API key and base URL (SHA-256 hex), never the key itself:
-    limiters live for the whole process. The cap is set to ``rate_per_minute`` (the latest run
-    decides), and the run starts with no 429s behind it unless another run is sending.
+    """The process-wide :class:`RateLimiter` for ``key`` (a SHA-256 fingerprint of key and base URL,
+    never the key), for one more run: its cap set to ``rate_per_minute``, its 429s forgotten
+    unless another run is sending.
     """
     if not _FINGERPRINT.fullmatch(key):
         raise ValueError("shared_limiter needs a SHA-256 hex fingerprint, not a raw API key")

@@ -1,17 +1,10 @@
-"""Reading people back: ``GET /people`` page by page, the other direction of the same wire.
+"""Reading people back: ``GET /people`` page by page (``limit=100``), the other direction.
 
-Every page goes through the :class:`~flameup_pandas._send.delivery.Deliverer`'s request loop, so
-reads share the key's budget with any upsert in the process, hold on a 429 and are retried
-like batches; a 2xx that is not a documented page (a proxy's HTML, JSON without ``people`` and
-``total``) is not Flameup's answer and is retried like a 503, as a batch's would be. Pages
-are ``limit=100`` (the most the API allows) at growing offsets.
-
-Offsets are positions in a list that can change while it is read. When a page's ``total``
-differs from the one before, people were added or removed meanwhile: if the list shrank by
-``n``, people after a removal moved ``n`` places towards the start, some of them past the
-offset already read, so paging steps back ``n`` places and reads again. Additions only push
-people towards the end, where paging still goes. People already read (by ``id``) are dropped,
-so each person comes once, and nobody present throughout is skipped.
+Pages go through the deliverer's request loop (shared budget, retries; a 2xx that is not a
+page is retried like a 503). Offsets can move while the list is read: when ``total`` shrinks by
+``n``, people after a removal moved ``n`` places back, so paging steps back ``n`` and reads
+again; additions only push people towards the end. People already read (by ``id``) are dropped,
+so each comes once and nobody present throughout is skipped.
 """
 
 from __future__ import annotations

@@ -1,39 +1,13 @@
 """The retry policy: which failures are worth another attempt, and how long to wait before it.
 
 :class:`RetryPolicy` is a value, modelled on urllib3's ``Retry``: :meth:`RetryPolicy.increment`
-returns a new policy that carries the counts and the start time, and never changes the one it
-was called on, so one default policy can be shared by every batch and every thread. Nothing here
-sends a request, reads a clock or sleeps: the caller passes ``now`` and an ``rng`` in, which is
-what lets the unit tests run without a network or a real clock.
-
-Why resending ``POST /people/batch`` is safe
---------------------------------------------
-A POST is not idempotent in general, and urllib3 does not retry one by default. This one is:
-every person in the batch is an *upsert* keyed by ``userId`` (then ``email``), so sending the
-same batch twice converges on the same stored state. The second request updates the people the
-first one created; it never creates a duplicate. That matters because some failures lose the
-answer rather than the request: a timeout, a dropped connection, or a 500 raised after the
-server had already stored the batch. In those cases we cannot know whether the people were
-stored, and the answer is also the only place their Flameup ids come from. Resending is the only
-way to learn both, and idempotence makes it harmless. Other 4xx answers are never retried: the
-same request would be refused the same way (a 400/422 batch is split by the delivery engine,
-not resent unchanged).
-
-Two budgets, kept apart
------------------------
-Errors (connection failures, timeouts, 500/502/503/504) are failures, and ``total`` of them are
-forgiven after the first attempt. A 429 is the server pacing us, not a failure, so it has its own
-larger budget ``rate_limited``. Both share one ``max_elapsed`` deadline per request.
-
-When Flameup cannot be reached
-------------------------------
-Two more fields are about the run, not one request (the :mod:`~flameup_pandas._send.breaker`
-applies them). Until any request of the run has been answered, a host that cannot be reached
-(refused, name not resolved, TLS failure, connect timeout) gets ``first_contact_attempts``
-attempts within ``first_contact_elapsed`` seconds, then the run raises: that is a wrong URL or
-no network, not a blip. Later, ``outage_batches`` batches in a row that spent their retries on
-connection errors or 5xx stop the run: an outage that outlasts a batch's policy would
-otherwise cost every remaining batch its whole policy, one after another.
+returns a new policy and never changes the one it was called on; nothing here sends, reads a
+clock or sleeps (the caller passes ``now`` and an ``rng``). Resending ``POST /people/batch`` is
+safe because every person is an upsert keyed by identity: a lost answer (timeout, dropped
+connection, a 500 after storing) is resent, and the resend is the only way to learn the ids.
+Other 4xx are never retried. Errors spend ``total``, 429s their own ``rate_limited``, both
+under one ``max_elapsed``; ``first_contact_*`` and ``outage_batches`` are about the run (the
+:mod:`~flameup_pandas._send.breaker` applies them; ``docs/behaviour/outages.md``).
 """
 
 from __future__ import annotations

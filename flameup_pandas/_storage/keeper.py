@@ -1,14 +1,10 @@
 """The state keeper: the lock, the journal and the folding of one state, for every state.
 
-The people's sync state and the events state differ in what a line says and how lines fold
-into the state; how they are kept is this module, once:
-
-- **a local path**: an ``fcntl`` lock file beside the state (``<state>.lock``) stops two runs
-  from sharing it, and the journal is a file appended line by line (:class:`LocalKeeper`);
-- **a URI** (or a path on an fsspec filesystem): the lock is a lease under ``<state>.lock/``
-  renewed by a keeper thread, and the journal is objects under ``<state>.journal/`` flushed
-  every few records or seconds (:class:`ObjectKeeper`). When the store fails past its
-  retries, the next record raises :class:`~flameup_pandas.StateError` and the run stops.
+A local path has an ``fcntl`` lock file (``<state>.lock``) and a journal file appended line by
+line (:class:`LocalKeeper`); a URI has a lease under ``<state>.lock/`` renewed by a thread and
+journal objects under ``<state>.journal/`` flushed every few records or seconds
+(:class:`ObjectKeeper`), and a store failing past its retries stops the run with
+:class:`~flameup_pandas.StateError` at the next record.
 """
 
 from __future__ import annotations

@@ -1,29 +1,14 @@
 """The lock of a sync state on object storage: numbered lease objects, taken by conditional
 create.
 
-Lease objects live under ``<state>.lock/``, one per taking of the lock, numbered in order
-(``000000000001.json``, ...), each holding who took it, when, and until when the lease runs
-(``expires``). Only the highest number counts:
-
-- **take**: list the folder; when the highest lease is live (not released, not expired),
-  raise :class:`LockedError` naming its holder and when it took the lock; otherwise create
-  the next number with the store's conditional create (S3 ``If-None-Match: *``, GCS
-  generation 0, Azure ``If-None-Match: *``, a local ``O_EXCL``). Of two runs that try at
-  once, exactly one creates it; the other is told who won.
-- **renew**: the holder rewrites its own lease with a later ``expires`` (no one else ever
-  writes that number), every ``lease / 3`` seconds while the run lives. A run that dies
-  stops renewing, so its lock outlives it by at most ``lease`` seconds.
-- **check**: before writing the state the holder lists the folder; a higher number, or its own
-  lease gone (a new holder deletes the leases before its own), means its lock was broken (it
-  had stopped renewing for longer than the lease, or someone broke it by hand), and it writes
-  nothing more.
-- **release**: the holder deletes its lease.
-- **break** (:func:`break_lock`, ``flameup-pandas unlock STATE``): creates the next number
-  as a released lease, so the next run takes the lock at once, and a holder that is in fact
-  still alive finds at its next check that it lost it.
-
-Expiry is judged by the clocks of the runs (UTC), so the lease should be long beside the
-clock skew between workers; the default is 120 s.
+Leases live under ``<state>.lock/`` (``000000000001.json``, ...), each holding who took the
+lock, when, and ``expires``; only the highest number counts. **take** creates the next number by
+conditional create (so of two runs exactly one wins) unless the highest is live
+(:class:`LockedError`); **renew** rewrites one's own lease every ``lease / 3`` s; **check**
+(before writing the state) finds a higher number or one's own lease gone and writes nothing
+more; **release** deletes it; **break** (:func:`break_lock`, ``flameup-pandas unlock``) creates
+the next number already released. Expiry is judged by the runs' UTC clocks, so the lease (120 s)
+should be long beside the clock skew between workers.
 """
 
 from __future__ import annotations

@@ -1,18 +1,10 @@
 """Where a file lives: a local path, or an object on a filesystem named by a URI.
 
-:func:`resolve` is the one place that reads a path or URI. A plain path (``str`` or
-:class:`~pathlib.Path`) and a ``file://`` URI are local; ``s3://``, ``gs://``, ``az://``,
-``abfs://`` (and ``memory://``, fsspec's in-process store) name an object on the filesystem
-of that scheme, built from the cloud's standard environment (AWS variables, profiles and
-``AWS_ENDPOINT_URL``; Google application default credentials; Azure's variables). A URI is
-never turned into a local path: an unknown scheme is a :class:`ConfigurationError` naming
-the supported ones and the extra that installs each.
-
-With ``filesystem=`` (an fsspec filesystem, or a pyarrow one) every path and URI is taken
-on that filesystem instead: a URI's scheme must be one the filesystem speaks. With
-:class:`StorageOptions` (``storage_options=`` of the entry points, ``--storage-option`` on the
-command line) a URI's filesystem is built with those keywords where the environment is not
-enough (an endpoint, a profile, anonymous access); local paths stay local.
+:func:`resolve` is the one place that reads a path or URI: a path or ``file://`` is local;
+``s3://``, ``gs://``, ``az://``, ``abfs://`` and ``memory://`` are objects on that scheme's
+filesystem, built from the cloud's standard environment, or from :class:`StorageOptions` where
+it is not enough; an unknown scheme is a :class:`ConfigurationError`, never a local path. With
+``filesystem=`` every path and URI is taken on that filesystem.
 """
 
 from __future__ import annotations
@@ -87,10 +79,6 @@ class Location:
     @property
     def name(self) -> str:
         return self.path.rstrip("/").rsplit("/", 1)[-1]
-
-    def sibling(self, suffix: str) -> Location:
-        """The location whose path is this one's plus ``suffix`` (``state.parquet.lock``)."""
-        return Location(self.path + suffix, self.fs, self.uri + suffix if self.uri else "")
 
     def exists(self) -> bool:
         if self.fs is None:

@@ -1,11 +1,8 @@
 """Whole objects on a filesystem, read and written the way the state and results need.
 
-Every call goes through :meth:`Store.call`, which retries what the store may answer
-differently a moment later (timeouts, dropped connections, 5xx, throttling) with backoff,
-under :class:`StoreRetry`, and gives up on what will not change (not found, already exists,
-permission denied). A write never shows a reader half an object: an object store makes an
-object visible whole when its upload completes, a local file is written beside its target
-and renamed over it, and a failed stream is discarded, never completed.
+:meth:`Store.call` retries what may answer differently a moment later (timeouts, dropped
+connections, 5xx, throttling) under :class:`StoreRetry`, never what will not change. A write
+never shows a reader half an object (:func:`atomic_output`).
 """
 
 from __future__ import annotations

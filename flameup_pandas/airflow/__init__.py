@@ -4,27 +4,10 @@ With ``pip install "flameup-pandas[airflow]"`` Airflow finds this package as a p
 ``apache_airflow_provider`` entry point, :func:`get_provider_info`): a connection type
 ``flameup`` (the API key as its password, the base URL as its host),
 :class:`FlameupHook`, :class:`FlameupUpsertOperator` and :class:`FlameupTrackOperator`
-(these three import Airflow when first used). The task functions below need no Airflow
-unless given ``flameup_conn_id=``.
-
-:func:`upsert_file_task` fits a TaskFlow ``@task`` or a ``PythonOperator``. It returns the run's
-summary as a dict of plain values (for XCom), logs it, and fails the task with
-:class:`TooManyFailedRowsError` when more rows were invalid, rejected or failed than allowed::
-
-    from airflow.sdk import dag, task
-
-    @dag(schedule="@daily", catchup=False)
-    def customers_sync():
-        @task(retries=3)
-        def push() -> dict:
-            from flameup_pandas.airflow import upsert_file_task
-            return upsert_file_task("s3://data/customers.parquet",
-                                    state="s3://flameup/customers.state.parquet",
-                                    results="s3://flameup/customers.results.parquet",
-                                    max_failed=10)
-        push()
-
-    customers_sync()
+(these three import Airflow when first used). The task functions need no Airflow unless given
+``flameup_conn_id=``: :func:`upsert_file_task` fits a TaskFlow ``@task`` or a
+``PythonOperator``, returns the run's summary as plain values (for XCom), logs it, and fails
+the task when too many rows need attention (the Airflow guide has a whole DAG).
 
 The exception tree gains two leaves here::
 
@@ -107,36 +90,32 @@ def _connected(flameup_conn_id: str | None, options: dict[str, Any]) -> dict[str
     return {**__getattr__("FlameupHook")(flameup_conn_id).options(), **options}
 
 
-class TooManyFailedRowsError(FlameupError):
+class _TaskError(FlameupError):
+    """A task's failure carrying ``summary`` (picklable: Airflow may pickle it)."""
+
+    def __init__(self, message: str, summary: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.summary))
+
+
+class TooManyFailedRowsError(_TaskError):
     """More rows were invalid, rejected or failed than the task allows.
 
     ``summary`` is the run's summary as :func:`upsert_file_task` would have returned it; the
     message gives the counts and where the per-row reasons are.
     """
 
-    def __init__(self, message: str, summary: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.summary = summary
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Keeps the exception picklable (Airflow and multiprocessing may pickle it).
-        return (type(self), (str(self), self.summary))
-
-
-class RunStoppedError(FlameupError):
+class RunStoppedError(_TaskError):
     """The run stopped sending because Flameup could not be reached.
 
     Raised after the state and the results were written, so the task's own retries (with their
     delay, the right tool for an outage) send only the rows not delivered yet. ``summary`` is
     as for :class:`TooManyFailedRowsError`.
     """
-
-    def __init__(self, message: str, summary: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.summary = summary
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (str(self), self.summary))
 
 
 def upsert_file_task(
@@ -165,23 +144,13 @@ def upsert_file_task(
     over). Authentication and configuration errors, and a Flameup never reached
     (``TransportError``), are raised as they are.
 
-    With ``max_changes=`` (or ``max_creates=``) the run is planned first, and the task fails
-    with :class:`~flameup_pandas.ChangeGuardError` before any request when more people would
-    change than allowed; the counts and the fields that change most are in its log.
-
-    On SIGTERM (Airflow's timeouts and "mark failed") the run stops at once, closes the
-    results file and the state with every row answered so far, logs how far it got and raises
-    :class:`~flameup_pandas.UpsertInterrupted`.
-
-    Retries are safe with ``state=``: the state records a person only once Flameup
-    acknowledged it, so a retried (or killed and rerun) task sends only the rows that were
-    not delivered yet or that changed; the rest come back ``skipped``. Point ``state`` at a
-    place that survives between runs: on workers that keep no disk (Kubernetes executors,
-    managed Airflow), object storage (``s3://bucket/customers.state.parquet``, ``gs://``,
-    ``az://``; ``pip install "flameup-pandas[s3]"``), with credentials from the worker's
-    environment, ``storage_options=`` (``{"profile": "etl"}``, ``{"endpoint_url": ...}``: the
-    keywords of the URI's fsspec filesystem) or ``filesystem=`` (an fsspec filesystem, e.g.
-    ``ObjectStoragePath(...).fs``).
+    With ``max_changes=``/``max_creates=`` the run is planned first and fails with
+    :class:`~flameup_pandas.ChangeGuardError` before any request when too many would change. On
+    SIGTERM the run stops, closes the results file and the state, logs how far it got and
+    raises :class:`~flameup_pandas.UpsertInterrupted`. Retries are safe with ``state=``: a
+    retried task sends only what was not acknowledged or changed. On workers that keep no disk,
+    point ``state`` at object storage (``s3://...``, with ``storage_options=`` or
+    ``filesystem=``, e.g. ``ObjectStoragePath(...).fs``; ``docs/guides/airflow.md``).
 
     The API key and URL come from the Airflow connection ``flameup_conn_id`` (type
     ``flameup``: the key as its password, the base URL as its host) when that is given, else
