@@ -16,7 +16,7 @@ import pandas as pd
 
 from . import _api
 from ._events import api as _events_api
-from ._people.events import RESULT_COLUMNS as EVENT_COLUMNS
+from ._events.rules import RESULT_COLUMNS as EVENT_COLUMNS
 from ._run.changes import PLAN_COLUMNS, VALUE_COLUMNS, PlanSummary, summarize_plan
 from ._run.result import RESULT_COLUMNS, Summary, record_run, run_of, summarize
 from ._run.sources import polars_frame

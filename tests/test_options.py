@@ -211,7 +211,7 @@ def test_track_keywords_are_the_fields_of_event_rules_delivery_and_the_shared_ru
     the run keywords that mean the same for both kinds are one definition too."""
     import inspect
 
-    from flameup_pandas._people.events import EventRules
+    from flameup_pandas._events.rules import EventRules
     from flameup_pandas._run.options import (
         EventRuleOptions,
         EventSending,

@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 
 import flameup_pandas
 from flameup_pandas import ConfigurationError, FlameupClient
+from flameup_pandas._events.rules import Event
 from flameup_pandas._events.send import EventSender
-from flameup_pandas._people.events import Event
 from flameup_pandas._run.options import Delivery
 from flameup_pandas._send.client import path_segment
 from flameup_pandas._storage import resolve

@@ -193,7 +193,7 @@ def test_an_event_left_pending_by_a_killed_run_is_looked_up_not_resent(
     state = tmp_path / "events.state"
     df = events_frame(2)
     df.iloc[:1].flameup.track(event="e", **to(flameup_server))  # stored, answer never recorded
-    from flameup_pandas._people.events import EventRules, plan_events
+    from flameup_pandas._events.rules import EventRules, plan_events
 
     plan = plan_events(df, EventRules(event="e"), dt.datetime.now(dt.UTC))
     with EventState.open(state) as kept:
@@ -262,8 +262,8 @@ def test_uncertain_when_the_listing_cannot_tell_then_settled_by_a_rerun(
 
 def test_without_a_workspace_id_it_is_read_from_a_person(flameup_server: FlameupServer) -> None:
     """The listing's workspace comes from a listed person; with no person it cannot tell."""
+    from flameup_pandas._events.rules import EventRules, plan_events
     from flameup_pandas._events.send import EventSender
-    from flameup_pandas._people.events import EventRules, plan_events
     from flameup_pandas._run.options import Delivery
 
     df = events_frame(1)
@@ -473,7 +473,7 @@ def test_a_repeat_of_an_earlier_chunks_event_names_that_row(flameup_server: Flam
     """Chunks labelled by their own index: a repeat found from the earlier chunk's key hashes
     still names the row that sent the event."""
     from flameup_pandas._events.kind import Events
-    from flameup_pandas._people.events import EventRules
+    from flameup_pandas._events.rules import EventRules
     from flameup_pandas._run.engine import Rows, assemble, run_rows
     from flameup_pandas._run.options import Delivery, EventSending, Run
 

@@ -12,8 +12,8 @@ import pytest
 
 import flameup_pandas  # noqa: F401  (registers df.flameup)
 from flameup_pandas import StateError, track_file, unlock_state
+from flameup_pandas._events.rules import EventRules, plan_events
 from flameup_pandas._events.state import EventState
-from flameup_pandas._people.events import EventRules, plan_events
 from flameup_pandas.testing import FlameupServer
 
 from .s3 import S3  # the s3 fixture is registered in conftest

@@ -8,7 +8,6 @@ from typing import Any, Unpack
 
 import pandas as pd
 
-from .._people.events import plan_events
 from .._run.engine import run_frame, run_rows
 from .._run.options import (
     DELIVERY_KEYWORDS,
@@ -23,6 +22,7 @@ from .._run.options import (
 from .._run.result import TrackSummary
 from .._run.sources import CHUNK_ROWS, open_rows
 from .kind import Events
+from .rules import plan_events
 from .send import EventSender
 
 EVENT_FIELDS = ("id", "workspace_id", "person_id", "event", "timestamp", "created_at")

@@ -21,13 +21,13 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 
-from .._people.events import Event, EventRules, plan_events
 from .._people.mapping import USER_ID_ALIASES
 from .._run.kind import Chunk, Work
 from .._run.options import EventSending, Run
 from .._run.plan import Decisions, Sender
 from .._run.result import Reason, RunReport, Summary, TrackSummary
 from .._send.delivery import IN_FLIGHT, NOT_SENT
+from .rules import Event, EventRules, plan_events
 from .send import EventOutcome, EventSender
 from .state import OPEN_STATUSES, EventState
 

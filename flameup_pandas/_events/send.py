@@ -19,10 +19,10 @@ from typing import Any
 
 import orjson
 
-from .._people.events import Event
 from .._send.client import Answer, FlameupClient, is_page_answer, path_segment
 from .._send.delivery import Deliverer, GaveUp, auth_error, stop_error
 from ..exceptions import FlameupError, TransportError
+from .rules import Event
 
 __all__ = ["EventOutcome", "EventSender", "is_event_answer", "is_events_page"]
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
-from .._people.events import EventRules
+from .._events.rules import EventRules
 from .._people.mapping import USER_ID_ALIASES
 from .._send.client import FlameupClient, Timeout
 from .._send.concurrency import MAX_IN_FLIGHT
@@ -102,7 +102,7 @@ class Options(RuleOptions, DeliveryOptions, RunOptions, total=False):
 
 
 class EventRuleOptions(TypedDict, total=False):
-    """The keywords of :class:`~flameup_pandas._people.events.EventRules` (defaults and
+    """The keywords of :class:`~flameup_pandas._events.rules.EventRules` (defaults and
     meaning there): which columns make an event; ``mapping`` as ``upsert`` takes it (only
     ``userId`` and ``email``)."""
 

@@ -38,11 +38,11 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from .._people.emails import plausible_email
+from .._people.schema import REPORT_COLUMNS
+from .._people.texts import utc_instants
+from .._people.values import RULES, column_values, is_missing, is_string, rule_for
 from ..exceptions import MappingError
-from .emails import plausible_email
-from .schema import REPORT_COLUMNS
-from .texts import utc_instants
-from .values import RULES, column_values, is_missing, is_string, rule_for
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", "PySpark does not yet fully support", FutureWarning)
