@@ -223,7 +223,9 @@ def test_ctrl_c_during_a_file_leaves_its_results_and_a_rerun_sends_each_event_on
 
     from .test_track import events_frame, to
 
-    server = flameup_server_factory(rate_limit=10, rate_window=1.0)
+    # 5 a second: the 40 events take about 8 s, so the interrupt (sent once 3 are stored) lands
+    # mid-run even on a loaded machine (at 10 a second, CI's run sometimes ended first)
+    server = flameup_server_factory(rate_limit=5, rate_window=1.0)
     path = tmp_path / "events.parquet"
     events_frame(40).to_parquet(path)
     out = tmp_path / "r.parquet"
