@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -52,6 +53,29 @@ def target(server: FlameupServer, **extra: Any) -> dict[str, Any]:
     }
 
 
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    """One local[2] Spark session a worker: starting Spark (a JVM, then the Python workers its
+    first tasks start) is the slow part. tests/schedule.py puts the Spark tests of other files
+    on the same workers as test_spark.py's, so a run starts two JVMs for them, not one a file."""
+    from pyspark.sql import SparkSession
+
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("flameup-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.sql.session.timeZone", "UTC")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
 @pytest.fixture
 def to_server(flameup_server: FlameupServer) -> dict[str, Any]:
     return target(flameup_server)
@@ -87,3 +111,11 @@ def lineage(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[list[di
             del os.environ[name]
         server.shutdown()
         server.server_close()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``-n``: each file on one worker, a few long tests alone, longest first (schedule.py)."""
+    from .schedule import make_scheduler
+
+    return make_scheduler(config, log)

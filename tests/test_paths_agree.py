@@ -34,7 +34,6 @@ from flameup_pandas._run.sources import arrow_frame, polars_frame
 from flameup_pandas.testing import FlameupServer
 
 from .conftest import target
-from .test_spark import spark  # noqa: F401  (the module's local[2] session)
 
 TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=8)
 INT64 = st.integers(-(2**63), 2**63 - 1)
@@ -169,7 +168,7 @@ def every_type() -> pa.Table:
     )
 
 
-def test_spark_sends_what_every_other_path_sends(spark, flameup_server, tmp_path):  # noqa: F811
+def test_spark_sends_what_every_other_path_sends(spark, flameup_server, tmp_path):
     from flameup_pandas import spark as flameup_spark
 
     table = every_type()
@@ -189,7 +188,12 @@ os.environ["PYSPARK_PYTHON"] = sys.executable
 from pyspark.sql import SparkSession
 from flameup_pandas import spark as flameup_spark
 from tests.test_paths_agree import every_type
-spark = SparkSession.builder.remote("local[2]").config("spark.ui.enabled", "false").getOrCreate()
+spark = (
+    SparkSession.builder.remote("local[2]")
+    .config("spark.ui.enabled", "false")
+    .config("spark.sql.shuffle.partitions", "4")
+    .getOrCreate()
+)
 try:
     sdf = spark.createDataFrame(every_type()).coalesce(1)
     run = flameup_spark.upsert(sdf, api_key=sys.argv[1], base_url=sys.argv[2], rate_limit=None)

@@ -66,7 +66,7 @@ _texts = st.lists(_pieces, max_size=4).map("".join)
 _cells = st.one_of(st.none(), _texts)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.dictionaries(
         st.sampled_from(FIELDS), st.lists(_cells, min_size=1, max_size=8), min_size=1
