@@ -127,8 +127,7 @@ def upsert_file(
     written exactly as its number is sent (``02134``, ``+1``, ``1.50`` stay text);
     ``column_types={"zip": "int64"}`` names the type of a column instead.
     """
-    rules, delivery, run = split_options("upsert_file", options)
-    rows = _file_rows(path, chunk_rows, column_types, rules, run)
+    rows, rules, delivery, run = _rows("upsert_file", path, chunk_rows, options, column_types)
     return upsert_rows(rows, rules=rules, delivery=delivery, run=run)
 
 
@@ -147,7 +146,7 @@ def upsert_arrow(
         rel = duckdb.sql("SELECT id AS userId, mail AS email FROM 'crm.parquet'")
         summary = upsert_arrow(rel, results="results.parquet", state="crm.state.parquet")
     """
-    rows, rules, delivery, run = _arrow_rows("upsert", source, chunk_rows, options)
+    rows, rules, delivery, run = _rows("upsert_arrow", source, chunk_rows, options)
     return upsert_rows(rows, rules=rules, delivery=delivery, run=run)
 
 
@@ -186,7 +185,7 @@ def plan(
     """
     rules, delivery, run = split_options("plan", options, on_duplicate=on_duplicate)
     rows = Rows((frame for frame in [df]), total=len(df), labelled=True)
-    return plan_rows(rows, rules, delivery, run, df, Against(against, sample))
+    return plan_rows(rows, rules, delivery, run, (against, sample), df)
 
 
 def plan_file(
@@ -206,9 +205,8 @@ def plan_file(
     for a file larger than memory, select the columns you need first (``mapping=``) or use
     the command line's ``flameup-pandas plan FILE --out plan.parquet``.
     """
-    rules, delivery, run = split_options("plan_file", options)
-    rows = _file_rows(path, chunk_rows, column_types, rules, run)
-    return plan_rows(rows, rules, delivery, run, against=Against(against, sample))
+    rows, rules, delivery, run = _rows("plan_file", path, chunk_rows, options, column_types)
+    return plan_rows(rows, rules, delivery, run, (against, sample))
 
 
 def plan_arrow(
@@ -224,55 +222,46 @@ def plan_arrow(
     The source's rows as one frame (numbered from 0) with :func:`plan`'s three columns;
     ``against`` and ``sample`` are :func:`plan`'s.
     """
-    rows, rules, delivery, run = _arrow_rows("plan", source, chunk_rows, options)
-    return plan_rows(rows, rules, delivery, run, against=Against(against, sample))
+    rows, rules, delivery, run = _rows("plan_arrow", source, chunk_rows, options)
+    return plan_rows(rows, rules, delivery, run, (against, sample))
 
 
-def _file_rows(
-    path: Any, chunk_rows: int, column_types: Mapping[str, Any] | None, rules: Rules, run: Run
-) -> Rows:
-    return open_rows(
-        path,
+def _rows(
+    where: str,
+    source: Any,
+    chunk_rows: int,
+    options: Options,
+    column_types: Mapping[str, Any] | None = None,
+) -> tuple[Rows, Rules, Delivery, Run]:
+    """The options of ``where`` and its source's rows (a path opened on the run's storage)."""
+    if where.endswith("_arrow") and isinstance(source, str | Path):
+        raise ConfigurationError(
+            f"{where} takes Arrow data, not a path ({str(source)!r}): "
+            f"use {where.replace('_arrow', '_file')}"
+        )
+    rules, delivery, run = split_options(where, options)
+    rows = open_rows(
+        source,
         chunk_rows=chunk_rows,
         mapping=rules.mapping,
         column_types=column_types,
         filesystem=run.storage,
     )
+    return rows, rules, delivery, run
 
 
-def _arrow_rows(
-    what: str, source: Any, chunk_rows: int, options: Options
-) -> tuple[Rows, Rules, Delivery, Run]:
-    """The opened rows of an Arrow source, and the options of ``{what}_arrow``."""
-    if isinstance(source, str | Path):
-        raise ConfigurationError(
-            f"{what}_arrow takes Arrow data, not a path ({str(source)!r}): use {what}_file"
-        )
-    rules, delivery, run = split_options(f"{what}_arrow", options)
-    return open_rows(source, chunk_rows=chunk_rows, mapping=rules.mapping), rules, delivery, run
-
-
-@dataclasses.dataclass(frozen=True)
-class Against:
-    """What a plan compares with: the state alone, or Flameup too (``sample`` people)."""
-
-    what: Literal["state", "flameup"] = "state"
-    sample: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.what not in ("state", "flameup"):
-            raise ValueError(f"against must be 'state' or 'flameup', got {self.what!r}")
-        if self.sample is not None and (
-            isinstance(self.sample, bool) or not isinstance(self.sample, int) or self.sample < 1
-        ):
-            raise ValueError(f"sample must be a number of people, at least 1: {self.sample!r}")
-
-    @property
-    def people(self) -> int:
-        """People to read from Flameup (every one a run would send, without a sample)."""
-        if self.what != "flameup":
-            return 0
-        return self.sample if self.sample is not None else 2**62
+def against_people(against: str, sample: int | None) -> int:
+    """People a plan reads from Flameup: none against the state alone, else ``sample`` (every
+    one a run would send without it)."""
+    if against not in ("state", "flameup"):
+        raise ValueError(f"against must be 'state' or 'flameup', got {against!r}")
+    if sample is not None and (
+        isinstance(sample, bool) or not isinstance(sample, int) or sample < 1
+    ):
+        raise ValueError(f"sample must be a number of people, at least 1: {sample!r}")
+    if against == "state":
+        return 0
+    return sample if sample is not None else 2**62
 
 
 def plan_rows(
@@ -280,23 +269,24 @@ def plan_rows(
     rules: Rules,
     delivery: Delivery,
     run: Run,
+    against: tuple[str, int | None],
     source: pd.DataFrame | None = None,
-    against: Against = Against(),
 ) -> pd.DataFrame:
-    """The plan of opened rows: the engine's dry run, with a decisions sink."""
-    if run.complete_source and run.state is None:
-        raise ConfigurationError(
-            "complete_source=True lists the people of the state the source no longer "
-            "holds: pass state="
-        )
+    """The plan of opened rows: the engine's dry run, with a decisions sink; ``against`` is
+    what and how many people it compares with."""
     decisions = Decisions(
         complete_source=run.complete_source,
-        keep_people=against.people,
+        keep_people=against_people(*against),
         values=run.state_values and run.state is not None,
     )
-    upsert_rows(rows, rules=rules, delivery=delivery, run=_planning(run), planner=decisions)
+    planning = planned_run(
+        run,
+        "a plan returns its rows as a frame; results= is for upsert_file "
+        "and upsert_arrow (write the plan with .to_parquet(...))",
+    )
+    upsert_rows(rows, rules=rules, delivery=delivery, run=planning, planner=decisions)
     planned = decisions.frame(source)
-    if against.what == "flameup":
+    if against[0] == "flameup":
         planned = compare_with_flameup(planned, decisions.sent, delivery)
     if run.complete_source and run.state is not None:
         if decisions.sync is None:  # an empty source: everyone in the state is gone
@@ -307,14 +297,16 @@ def plan_rows(
     return planned
 
 
-def _planning(run: Run) -> Run:
-    """A plan's run: a dry run with no results file and no guard."""
+def planned_run(run: Run, results: str) -> Run:
+    """A plan's run: a dry run with no guard; ``results`` says why it takes no results file."""
     if run.results is not None:
+        raise ConfigurationError(results)
+    if run.complete_source and run.state is None:
         raise ConfigurationError(
-            "a plan returns its rows as a frame; results= is for upsert_file and "
-            "upsert_arrow (write the plan with .to_parquet(...))"
+            "complete_source=True lists the people of the state the source no longer "
+            "holds: pass state="
         )
-    return dataclasses.replace(run, dry_run=True, results=None, max_changes=None, max_creates=None)
+    return dataclasses.replace(run, dry_run=True, max_changes=None, max_creates=None)
 
 
 def unlock_state(
@@ -355,18 +347,17 @@ def read_people(
     On Ctrl-C or SIGTERM raises :class:`~flameup_pandas.ReadInterrupted` at once, whose
     ``result`` is the frame of the people read so far.
     """
-    delivery = _reading("read_people", options)
-    pages: list[pa.Table] = []
-    read = _Read()
+    pages = _Pages("read_people", options, search, status, progress)
+    tables: list[pa.Table] = []
     try:
-        with interruptible(), _people_pages(delivery, search, status, progress, read) as tables:
-            for table in tables:
-                pages.append(table)
+        with interruptible(), pages.read() as read:
+            for table in read:
+                tables.append(table)
     except KeyboardInterrupt as exc:
-        so_far = _people_frame(pages)
-        message = f"{read.describe(len(so_far))}; .result holds them"
+        so_far = _people_frame(tables)
+        message = f"{pages.describe(len(so_far))}; .result holds them"
         raise stopped(exc, ReadInterrupted, "read_people", message, so_far) from None
-    return _people_frame(pages)
+    return _people_frame(tables)
 
 
 def _people_frame(pages: list[pa.Table]) -> pd.DataFrame:
@@ -391,62 +382,27 @@ def export_people(
     part way, or is stopped by Ctrl-C or SIGTERM (:class:`~flameup_pandas.ReadInterrupted`),
     leaves no partial file behind, and any earlier file there untouched.
     """
-    delivery = _reading("export_people", options)
+    pages = _Pages("export_people", options, search, status, progress)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    read = _Read()
     try:
-        with interruptible():
-            return _export(delivery, target, search, status, progress, read)
+        with (
+            interruptible(),
+            tempfile.TemporaryDirectory(dir=target.parent, prefix=".flameup-export-") as scratch,
+        ):
+            with pages.read() as tables:
+                parts = _write_parts(tables, Path(scratch))
+            whole = Path(scratch) / "people.parquet"
+            rows = _rewrite(parts, whole)
+            with shielded():  # the file appears whole or not at all
+                os.replace(whole, target)
+            return rows
     except KeyboardInterrupt as exc:
         message = (
-            f"{read.describe()}; nothing was written to {target} (no partial file; a file "
+            f"{pages.describe()}; nothing was written to {target} (no partial file; a file "
             "there before is left as it was): rerun to export"
         )
         raise stopped(exc, ReadInterrupted, "export_people", message, None) from None
-
-
-def _export(
-    delivery: Delivery,
-    target: Path,
-    search: str | None,
-    status: str | None,
-    progress: bool | Progress,
-    read: _Read,
-) -> int:
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".flameup-export-") as scratch:
-        with _people_pages(delivery, search, status, progress, read) as tables:
-            parts = _write_parts(tables, Path(scratch))
-        schemas = [people_table([]).schema, *(pq.read_schema(p) for p in parts)]
-        schema = unified_schema(schemas)
-        rows = 0
-        whole = Path(scratch) / "people.parquet"
-        with pq.ParquetWriter(whole, schema, compression="zstd") as writer:
-            for part in parts:
-                for batch in pq.ParquetFile(part).iter_batches(batch_size=10_000):
-                    writer.write_table(conform(pa.Table.from_batches([batch]), schema))
-                    rows += batch.num_rows
-        with shielded():  # the file appears whole or not at all
-            os.replace(whole, target)
-    return rows
-
-
-@dataclasses.dataclass
-class _Read:
-    """How far a read got: people read and the total the last page announced."""
-
-    people: int = 0
-    total: int | None = None
-
-    def describe(self, people: int | None = None) -> str:
-        of = f" of {self.total:,}" if self.total is not None else ""
-        return f"{self.people if people is None else people:,}{of} people read"
-
-
-def _reading(where: str, options: DeliveryOptions) -> Delivery:
-    """The delivery options of a read: pages go one after another, so no ``concurrency``."""
-    check_keywords(where, options, DELIVERY_KEYWORDS - {"concurrency"})
-    return dataclasses.replace(Delivery(**options), concurrency=1)
 
 
 def _write_parts(tables: Iterator[pa.Table], folder: Path) -> list[Path]:
@@ -467,37 +423,63 @@ def _write_parts(tables: Iterator[pa.Table], folder: Path) -> list[Path]:
     return parts
 
 
-@contextlib.contextmanager
-def _people_pages(
-    delivery: Delivery,
-    search: str | None,
-    status: str | None,
-    progress: bool | Progress,
-    read: _Read,
-) -> Iterator[Iterator[pa.Table]]:
-    """Pages of people as tables, through a sender (client, shared budget, retries); ``read``
-    follows how many people came and the total announced."""
-    sender = delivery.open()
-    reader = PeopleReader(sender.deliverer, search=search, status=status)
-    bars: list[Meter] = []
+def _rewrite(parts: list[Path], whole: Path) -> int:
+    """The parts into one file under their unified schema; its row count."""
+    schema = unified_schema([people_table([]).schema, *(pq.read_schema(p) for p in parts)])
+    rows = 0
+    with pq.ParquetWriter(whole, schema, compression="zstd") as writer:
+        for part in parts:
+            for batch in pq.ParquetFile(part).iter_batches(batch_size=10_000):
+                writer.write_table(conform(pa.Table.from_batches([batch]), schema))
+                rows += batch.num_rows
+    return rows
 
-    def total(n: int) -> None:
-        read.total = n
-        if not bars:
-            bars.append(open_progress(progress, n, desc="read", requests=sender.requests))
-        bars[0].set_total(n)
 
-    def tables() -> Iterator[pa.Table]:
-        for page in reader.pages(on_total=total):
-            bars[0].update(page.read)
-            if page.people:
-                table = people_table(page.people)
-                read.people += table.num_rows
-                yield table
+class _Pages:
+    """A read's pages of people as tables, one after another through a sender (client, shared
+    budget, retries); counts the people read and the total the listing announced."""
 
-    try:
-        yield tables()
-    finally:
-        for bar in bars:
-            bar.close()
-        sender.close()
+    def __init__(
+        self,
+        where: str,
+        options: DeliveryOptions,
+        search: str | None,
+        status: str | None,
+        progress: bool | Progress,
+    ) -> None:
+        check_keywords(where, options, DELIVERY_KEYWORDS - {"concurrency"})
+        self.delivery = dataclasses.replace(Delivery(**options), concurrency=1)
+        self.search, self.status, self.progress = search, status, progress
+        self.people: int = 0
+        self.total: int | None = None
+
+    def describe(self, people: int | None = None) -> str:
+        of = f" of {self.total:,}" if self.total is not None else ""
+        return f"{self.people if people is None else people:,}{of} people read"
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Iterator[pa.Table]]:
+        sender = self.delivery.open()
+        reader = PeopleReader(sender.deliverer, search=self.search, status=self.status)
+        bars: list[Meter] = []
+
+        def total(n: int) -> None:
+            self.total = n
+            if not bars:
+                bars.append(open_progress(self.progress, n, desc="read", requests=sender.requests))
+            bars[0].set_total(n)
+
+        def tables() -> Iterator[pa.Table]:
+            for page in reader.pages(on_total=total):
+                bars[0].update(page.read)
+                if page.people:
+                    table = people_table(page.people)
+                    self.people += table.num_rows
+                    yield table
+
+        try:
+            yield tables()
+        finally:
+            for bar in bars:
+                bar.close()
+            sender.close()

@@ -27,18 +27,14 @@ if TYPE_CHECKING:
 
 __all__ = ["PolarsFlameup", "register"]
 
-_registered = False
-
 
 def register() -> None:
     """Register the ``flameup`` namespace on ``polars.DataFrame`` (once; raises ImportError
     when polars is not installed)."""
-    global _registered
     import polars as pl
 
-    if not _registered:
+    if not hasattr(pl.DataFrame, "flameup"):
         pl.api.register_dataframe_namespace("flameup")(PolarsFlameup)
-        _registered = True
 
 
 class PolarsFlameup:
@@ -66,13 +62,10 @@ class PolarsFlameup:
         import polars as pl
 
         report = _api.validate(self._pandas(), **options)
+        texts = {name: [_text(v) for v in report[name]] for name in ("column", "check", "value")}
         return pl.DataFrame(
-            {
-                "row": pl.Series(report["index"].tolist(), dtype=pl.Int64),
-                "column": pl.Series([_text(c) for c in report["column"]], dtype=pl.String),
-                "check": pl.Series([_text(c) for c in report["check"]], dtype=pl.String),
-                "value": pl.Series([_text(v) for v in report["value"]], dtype=pl.String),
-            }
+            {"row": report["index"].tolist(), **texts},
+            schema={"row": pl.Int64, "column": pl.String, "check": pl.String, "value": pl.String},
         )
 
     def to_people(self, **options: Any) -> list[dict[str, Any]]:
@@ -87,19 +80,12 @@ class PolarsFlameup:
         import polars as pl
 
         planned = _api.plan(self._pandas(), **options)
-        # before/after (state_values=True, against="flameup") hold dicts of any values
-        values = [
-            pl.Series(name, planned[name].tolist(), dtype=pl.Object)
-            for name in VALUE_COLUMNS
-            if name in planned.columns
-        ]
+        kinds: dict[str, Any] = {"flameup_changes": pl.List(pl.String)}
+        kinds |= dict.fromkeys(VALUE_COLUMNS, pl.Object)
         return self._df.with_columns(
-            pl.Series("flameup_action", planned["flameup_action"].tolist(), dtype=pl.String),
-            pl.Series(
-                "flameup_changes", planned["flameup_changes"].tolist(), dtype=pl.List(pl.String)
-            ),
-            pl.Series("flameup_error", planned["flameup_error"].tolist(), dtype=pl.String),
-            *values,
+            pl.Series(name, planned[name].tolist(), dtype=kinds.get(name, pl.String))
+            for name in (*PLAN_COLUMNS, *VALUE_COLUMNS)
+            if name in planned.columns
         )
 
     def upsert(self, **options: Any) -> pl.DataFrame:

@@ -10,36 +10,47 @@ key is read from ``FLAMEUP_API_KEY`` only, never from a flag (shell history, pro
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import math
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from ._api import export_people, plan_arrow, plan_file, unlock_state, upsert_arrow, upsert_file
-from ._cli_track import add_track_command
-from ._run.changes import VALUE_COLUMNS, parse_limit, summarize_plan
-from ._run.options import Run
+from ._cli_flags import (
+    add_column_arguments,
+    add_local_argument,
+    add_progress_arguments,
+    add_rate_limit_argument,
+    add_run_arguments,
+    add_storage_argument,
+    add_table_arguments,
+    keywords,
+    limit,
+    local_server,
+    positive,
+    source_usage_problem,
+    table_source,
+)
+from ._events.api import track_file
+from ._run.changes import VALUE_COLUMNS, summarize_plan
+from ._run.options import DeliveryOptions, Options, RuleOptions, Run, TrackOptions
 from ._run.plan import Rules
-from ._run.progress import Progress
-from ._run.sources import CHUNK_ROWS, open_rows, read_chunks
+from ._run.result import Summary
+from ._run.sources import open_rows, read_chunks
 from ._storage import atomic_output, resolve
 from ._version import __version__
 from .exceptions import (
     ChangeGuardError,
-    ConfigurationError,
     FlameupError,
     ReadInterrupted,
     UpsertInterrupted,
 )
 
 __all__ = ["main"]
-
-LOCAL_DB = Path(".flameup") / "local.db"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,9 +65,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("flameup_pandas.progress").setLevel(logging.INFO)
     try:
         return int(args.run(args))
+    except ChangeGuardError as refused:
+        print(f"flameup-pandas: {refused}", file=sys.stderr)
+        return 1
     except FlameupError as exc:
         print(f"flameup-pandas: error: {exc}", file=sys.stderr)
         return 2
+    except (UpsertInterrupted, ReadInterrupted) as stop:  # 128 + the signal
+        if isinstance(stop, UpsertInterrupted):  # after the summary of the rows answered
+            print(stop.result)
+            if getattr(args, "results", None):
+                print(f"\nper-row results so far: {args.results}")
+        print(f"flameup-pandas: {stop}", file=sys.stderr)
+        return 128 + stop.signal
     except KeyboardInterrupt:
         print("flameup-pandas: interrupted", file=sys.stderr)
         return 130
@@ -83,7 +104,6 @@ def build_parser() -> argparse.ArgumentParser:
         upsert.add_argument(
             flag,
             type=limit,
-            default=None,
             metavar="N|P%",
             help=f"plan first, and send nothing if more people would be {what} than N (or "
             "than P%% of the source's people)",
@@ -115,9 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="flameup: also read each person a run would send from Flameup (one request "
         "each; the cost is printed first) and compare field by field",
     )
-    plan.add_argument(
-        "--sample", type=positive(int), default=None, metavar="N", help="read only N people"
-    )
+    plan.add_argument("--sample", type=positive(int), metavar="N", help="read only N people")
     plan.add_argument(
         "--detailed-exitcode",
         action="store_true",
@@ -133,14 +151,26 @@ def build_parser() -> argparse.ArgumentParser:
     add_storage_argument(validate)
     validate.set_defaults(run=run_validate)
 
-    add_track_command(
-        commands,
-        add_run_arguments,
-        add_column_arguments,
-        run_options,
-        local_server,
-        parse_column_types,
+    track = commands.add_parser("track", help="send a file's rows to Flameup as events")
+    track.add_argument("path", metavar="FILE", help="a parquet file or directory, or a CSV file")
+    name = track.add_mutually_exclusive_group(required=True)
+    name.add_argument("--event", help="the event name of every row")
+    name.add_argument("--event-column", metavar="COLUMN", help="the column of event names")
+    track.add_argument(
+        "--timestamp", default="timestamp", metavar="COLUMN", help="when (default: timestamp)"
     )
+    track.add_argument("--event-id-column", metavar="COLUMN", help="the events' own ids")
+    add_column_arguments(track)
+    track.add_argument(
+        "--naive-utc",
+        dest="naive_timestamps",
+        action="store_const",
+        const="utc",
+        help="read timestamps without a time zone as UTC (default: refuse them)",
+    )
+    track.add_argument("--workspace-id", help="the workspace whose events listing is checked")
+    add_run_arguments(track, "events", "validate, key and check the state; send nothing")
+    track.set_defaults(run=run_track)
 
     export = commands.add_parser(
         "export", help="write every person Flameup holds to a parquet file, page by page"
@@ -178,247 +208,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_run_arguments(parser: argparse.ArgumentParser, rows: str, dry_run: str) -> None:
-    """The flags of the keywords every sending command shares, meaning the same
-    (:class:`~flameup_pandas._run.options.SharedRunOptions` and delivery's); ``rows``
-    names what is sent, ``dry_run`` what a dry run does. :func:`run_options` reads them."""
-    parser.add_argument(
-        "--state",
-        help=f"the state, a path or URI (s3://bucket/{rows}.state): send only the {rows} "
-        "Flameup does not hold yet",
-    )
-    parser.add_argument("--results", help="write per-row results to this parquet file or URI")
-    parser.add_argument("--dry-run", action="store_true", help=dry_run)
-    parser.add_argument(
-        "--max-duration",
-        type=positive(float),
-        metavar="SECONDS",
-        help="start no request after this; the rest are skipped (rerun with --state)",
-    )
-    add_rate_limit_argument(parser)
-    parser.add_argument(
-        "--concurrency",
-        type=positive(int),
-        default=None,
-        metavar="N",
-        help="requests in flight at once (default: as many as the budget and the server's "
-        "latency allow, fewer when it shows strain, at most 32)",
-    )
-    parser.add_argument(
-        "--max-failed",
-        type=int,
-        default=0,
-        help="rows that may need attention (invalid, rejected...) with exit code 0 (default 0)",
-    )
-    add_storage_argument(parser)
-    add_local_argument(parser)
-    add_progress_arguments(parser)
-
-
-def add_rate_limit_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--rate-limit",
-        type=positive(float),
-        default=None,
-        metavar="N",
-        help="at most N requests of ours in any minute, to leave room on the key for other "
-        "jobs (default: none; the budget Flameup announces is always obeyed)",
-    )
-
-
-def run_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The shared keywords the flags of :func:`add_run_arguments` give."""
-    return dict(
-        state=args.state,
-        results=args.results,
-        dry_run=args.dry_run,
-        max_duration=args.max_duration,
-        rate_limit=args.rate_limit,
-        concurrency=args.concurrency,
-        progress=progress_of(args),
-        storage_options=parse_storage_options(args.storage_options),
-    )
-
-
-def limit(text: str) -> int | float | str:
-    """An argparse type: ``500`` people, or ``5%`` of the source's people."""
-    try:
-        return parse_limit(int(text) if text.strip().isdigit() else text.strip())
-    except (TypeError, ValueError) as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def positive(kind: Callable[[str], float]) -> Callable[[str], float]:
-    """An argparse type: a number of ``kind`` above zero, else a usage error naming it."""
-
-    def parse(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            value = math.nan
-        if not (math.isfinite(value) and value > 0):
-            raise argparse.ArgumentTypeError(f"must be a number above 0, not {text!r}")
-        return value
-
-    parse.__name__ = kind.__name__
-    return parse
-
-
-def add_storage_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--storage-option",
-        dest="storage_options",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a keyword for the filesystem of every URI given (fsspec's storage options, "
-        "as pandas' storage_options=), where the environment is not enough: "
-        "endpoint_url=https://minio.internal:9000, profile=etl, anon=true; repeat for more. "
-        "A value that reads as JSON (true, 3, {...}) is taken as that",
-    )
-
-
-def parse_storage_options(pairs: Sequence[str]) -> dict[str, Any] | None:
-    """``--storage-option KEY=VALUE`` pairs as a dict (None when none): a value that reads as
-    JSON is that value, any other is text. Values are never echoed (they may be secrets)."""
-    options: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, text = pair.partition("=")
-        if not sep or not key.strip():
-            raise SystemExit(
-                "flameup-pandas: error: --storage-option wants KEY=VALUE, got one without "
-                f"'=' or without a key ({key.strip()[:40]!r})"
-            )
-        try:
-            value: Any = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            value = text
-        options[key.strip()] = value
-    return options or None
-
-
-def add_local_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--local",
-        action="store_true",
-        help=f"talk to a local Flameup server kept in {LOCAL_DB} (no account needed)",
-    )
-
-
-def add_table_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "path",
-        nargs="?",
-        help="a parquet file or directory, or a CSV file: a path or a URI (s3://, gs://, "
-        "az://, file://)",
-    )
-    parser.add_argument(
-        "--sql",
-        metavar="QUERY",
-        help="instead of PATH: run this query in DuckDB and stream its result "
-        "(e.g. SELECT ... FROM read_parquet('customers/*.parquet') WHERE ...)",
-    )
-    parser.add_argument(
-        "--duckdb",
-        type=Path,
-        metavar="FILE",
-        help="the DuckDB database --sql runs in, opened read-only (default: in memory)",
-    )
-    parser.add_argument(
-        "--map",
-        dest="mapping",
-        action="append",
-        default=[],
-        metavar="FIELD=COLUMN",
-        help="feed an API field from a column: userId=customer_no, traits.plan=tier",
-    )
-    add_column_arguments(parser)
-
-
-def add_column_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--exclude`` and ``--column-type``, for every command that reads a table."""
-    parser.add_argument(
-        "--exclude", action="append", default=[], metavar="COLUMN", help="do not send this column"
-    )
-    parser.add_argument(
-        "--column-type",
-        dest="column_types",
-        action="append",
-        default=[],
-        metavar="COLUMN=TYPE",
-        help="read a CSV column as this type (string, int64, float64, bool, date32...); "
-        "otherwise a column is numbers only when every cell is written as its number is",
-    )
-    parser.add_argument(
-        "--naive-timestamps",
-        choices=("error", "utc"),
-        default="error",
-        help="timestamps without a time zone: refused (error, the default) or read as UTC",
-    )
-
-
-def add_progress_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--no-progress", dest="progress", action="store_false")
-    parser.add_argument(
-        "--progress-every",
-        type=positive(float),
-        default=10.0,
-        metavar="SECONDS",
-        help="when stderr is not a terminal, log progress at most this often (default 10)",
-    )
-
-
-def progress_of(args: argparse.Namespace) -> Progress | bool:
-    return Progress(every=args.progress_every) if args.progress else False
-
-
-def parse_mapping(pairs: Sequence[str]) -> dict[str, str]:
-    mapping = {}
-    for pair in pairs:
-        field, sep, column = pair.partition("=")
-        if not sep or not field or not column:
-            raise SystemExit(f"flameup-pandas: error: --map wants FIELD=COLUMN, got {pair!r}")
-        mapping[field.strip()] = column.strip()
-    return mapping
-
-
-def parse_column_types(pairs: list[str]) -> dict[str, str]:
-    """``--column-type COLUMN=TYPE`` pairs as a dict."""
-    types: dict[str, str] = {}
-    for pair in pairs:
-        column, sep, kind = pair.partition("=")
-        if not sep or not column.strip() or not kind.strip():
-            raise SystemExit(
-                f"flameup-pandas: error: --column-type wants COLUMN=TYPE, got {pair!r}"
-            )
-        types[column.strip()] = kind.strip()
-    return types
-
-
 def run_upsert(args: argparse.Namespace) -> int:
-    options: dict[str, Any] = dict(
-        run_options(args),
-        mapping=parse_mapping(args.mapping) or None,
-        column_types=parse_column_types(args.column_types) or None,
-        exclude=args.exclude or None,
-        naive_timestamps=args.naive_timestamps,
-        full_refresh=args.full_refresh,
-        max_changes=args.max_changes,
-        max_creates=args.max_creates,
-        state_values=args.state_values,
-    )
-    try:
-        with local_server(args.local) as target, table_source(args) as source:
-            if isinstance(source, str):
-                summary = upsert_file(source, **options, **target)
-            else:
-                options.pop("column_types")
-                summary = upsert_arrow(source, **options, **target)
-    except UpsertInterrupted as stop:
-        return report_interrupted(stop, args.results)
-    except ChangeGuardError as refused:
-        print(f"flameup-pandas: {refused}", file=sys.stderr)
-        return 1
+    options = keywords(args, Options, "column_types")
+    with local_server(args.local) as target, table_source(args) as source:
+        if isinstance(source, str):
+            summary = upsert_file(source, **options, **target)
+        else:
+            options.pop("column_types", None)
+            summary = upsert_arrow(source, **options, **target)
     print(summary)
     if args.dry_run:
         would = summary.extra.get("would_send", 0)
@@ -429,31 +226,35 @@ def run_upsert(args: argparse.Namespace) -> int:
             print(f"… and {would - len(summary.sample):,} more")
     if args.results:
         print(f"\nper-row results: {args.results}")
+    return exit_code(summary, args.max_failed)
+
+
+def run_track(args: argparse.Namespace) -> int:
+    with local_server(args.local) as target:
+        summary = track_file(args.path, **keywords(args, TrackOptions, "column_types"), **target)
+    print(summary)
+    if summary.results:
+        print(f"per-row results: {summary.results}")
+    return exit_code(summary, args.max_failed)
+
+
+def exit_code(summary: Summary, max_failed: int) -> int:
+    """1 when the run stopped early or more rows than ``max_failed`` need attention."""
     if summary.stopped is not None:
         print(f"flameup-pandas: stopped early: {summary.stopped}", file=sys.stderr)
         return 1
-    return 1 if summary.problems > args.max_failed else 0
+    return 1 if summary.problems > max_failed else 0
 
 
 def run_plan(args: argparse.Namespace) -> int:
     """Print the plan's summary (and write the plan); the exit code says if anything would go."""
-    options: dict[str, Any] = dict(
-        mapping=parse_mapping(args.mapping) or None,
-        exclude=args.exclude or None,
-        naive_timestamps=args.naive_timestamps,
-        state=args.state,
-        progress=progress_of(args),
-        storage_options=parse_storage_options(args.storage_options),
-        state_values=args.state_values,
-    )
-    types = parse_column_types(args.column_types) or None
-    against = {"against": args.against, "sample": None if args.sample is None else int(args.sample)}
+    options = keywords(args, Options, "against", "sample")
     try:
         with table_source(args) as source:
             if isinstance(source, str):
-                planned = plan_file(source, column_types=types, **against, **options)
+                planned = plan_file(source, **keywords(args, "column_types"), **options)
             else:
-                planned = plan_arrow(source, **against, **options)
+                planned = plan_arrow(source, **options)
     except FlameupError as exc:
         if not args.detailed_exitcode:
             raise
@@ -465,7 +266,7 @@ def run_plan(args: argparse.Namespace) -> int:
         for name in VALUE_COLUMNS:  # dicts of any values: kept as JSON text
             if name in planned.columns:
                 planned[name] = planned[name].map(_json_text)
-        where = resolve(args.out, Run(storage_options=options["storage_options"]).storage)
+        where = resolve(args.out, Run(**keywords(args, "storage_options")).storage)
         with atomic_output(where) as sink:
             planned.to_parquet(sink)
         print(f"\nthe whole plan: {args.out}")
@@ -478,93 +279,22 @@ def _json_text(values: Any) -> str | None:
     return None if values is None else orjson.dumps(values, default=str).decode()
 
 
-def report_interrupted(stop: UpsertInterrupted, results: str | None) -> int:
-    """After Ctrl-C or SIGTERM: the summary of the rows answered, then 128 + the signal."""
-    print(stop.result)
-    if results:
-        print(f"\nper-row results so far: {results}")
-    print(f"flameup-pandas: {stop}", file=sys.stderr)
-    return 128 + stop.signal
-
-
-@contextlib.contextmanager
-def local_server(enabled: bool) -> Iterator[dict[str, Any]]:
-    """Run a local Flameup server for the command's duration, its data kept in .flameup/."""
-    if not enabled:
-        yield {}
-        return
-    from .testing import FlameupServer
-
-    LOCAL_DB.parent.mkdir(exist_ok=True)
-    # Flameup's documented budget, as the real service would announce it
-    with FlameupServer(db=LOCAL_DB) as server:
-        print(f"local Flameup server at {server.base_url} (data in {LOCAL_DB})", file=sys.stderr)
-        yield {"api_key": server.api_key, "base_url": server.base_url}
-
-
-def source_usage_problem(args: argparse.Namespace) -> str | None:
-    if (args.path is None) == (args.sql is None):
-        return "give either a PATH or --sql QUERY (one of them)"
-    if args.duckdb is not None and args.sql is None:
-        return "--duckdb FILE goes with --sql QUERY"
-    return None
-
-
-@contextlib.contextmanager
-def table_source(args: argparse.Namespace) -> Iterator[Any]:
-    """The path given, or a record batch reader over the ``--sql`` query's result."""
-    if args.sql is None:
-        yield args.path
-        return
-    with duckdb_query(args.sql, args.duckdb) as reader:
-        yield reader
-
-
-@contextlib.contextmanager
-def duckdb_query(query: str, database: Path | None) -> Iterator[Any]:
-    """Run ``query`` in DuckDB; yield its result as a stream of record batches.
-
-    DuckDB produces the result as it is read, so a query over more rows than fit in memory
-    streams as a file does.
-    """
-    try:
-        import duckdb
-    except ImportError:
-        raise ConfigurationError(
-            "--sql needs DuckDB: pip install 'flameup-pandas[duckdb]'"
-        ) from None
-    if database is not None and not database.exists():
-        raise ConfigurationError(f"no such DuckDB database: {database}")
-    try:
-        con = duckdb.connect(str(database) if database else ":memory:", read_only=bool(database))
-    except duckdb.Error as exc:
-        raise ConfigurationError(f"cannot open {database}: {_first_line(exc)}") from None
-    try:
-        try:
-            relation = con.sql(query)
-        except duckdb.Error as exc:
-            raise ConfigurationError(f"the query failed: {_first_line(exc)}") from None
-        if relation is None:
-            raise ConfigurationError("the query returned no rows to send (is it a SELECT?)")
-        yield relation.to_arrow_reader(batch_size=CHUNK_ROWS)
-    finally:
-        con.close()
-
-
-def _first_line(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-
-
 def run_validate(args: argparse.Namespace) -> int:
-    rules = Rules(
-        mapping=parse_mapping(args.mapping) or None,
-        exclude=args.exclude or None,
-        naive_timestamps=args.naive_timestamps,
-    )
-    types = parse_column_types(args.column_types) or None
-    storage = Run(storage_options=parse_storage_options(args.storage_options)).storage
+    """Print the first ``--limit`` problems, read as ``upsert`` reads the source (the same CSV
+    types); count rows and problems."""
+    rules = Rules(**keywords(args, RuleOptions))
+    storage = Run(**keywords(args, "storage_options")).storage
+    problems = rows = 0
     with table_source(args) as source:
-        rows, problems = _report_problems(rules, source, args.limit, types, storage)
+        types = keywords(args, "column_types")
+        rows_read = open_rows(source, mapping=rules.mapping, filesystem=storage, **types)
+        for frame in read_chunks(rows_read.batches):
+            report = rules.plan(frame).report
+            rows += len(frame)
+            if problems < args.limit and len(report):
+                shown = report.head(args.limit - problems)
+                print(shown.to_string(index=False, header=problems == 0))
+            problems += len(report)
     print(
         f"\n{rows:,} rows, {problems:,} problems"
         + (f" (showing the first {args.limit})" if problems > args.limit else "")
@@ -572,48 +302,16 @@ def run_validate(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
-def _report_problems(
-    rules: Rules,
-    source: Any,
-    limit: int,
-    column_types: dict[str, str] | None,
-    storage: Any = None,
-) -> tuple[int, int]:
-    """Print the first ``limit`` problems; count rows and problems. The source is read as
-    ``upsert`` reads it (the same CSV types)."""
-    problems = rows = 0
-    rows_read = open_rows(
-        source, mapping=rules.mapping, column_types=column_types, filesystem=storage
-    )
-    for frame in read_chunks(rows_read.batches):
-        report = rules.plan(frame).report
-        rows += len(frame)
-        if problems < limit and len(report):
-            print(report.head(limit - problems).to_string(index=False, header=problems == 0))
-        problems += len(report)
-    return rows, problems
-
-
 def run_export(args: argparse.Namespace) -> int:
-    try:
-        with local_server(args.local) as target:
-            count = export_people(
-                args.out,
-                search=args.search,
-                status=args.status,
-                rate_limit=args.rate_limit,
-                progress=progress_of(args),
-                **target,
-            )
-    except ReadInterrupted as stop:
-        print(f"flameup-pandas: {stop}", file=sys.stderr)
-        return 128 + stop.signal
+    with local_server(args.local) as target:
+        options = keywords(args, DeliveryOptions, "search", "status", "progress")
+        count = export_people(args.out, **options, **target)
     print(f"{count:,} people written to {args.out}")
     return 0
 
 
 def run_unlock(args: argparse.Namespace) -> int:
-    print(unlock_state(args.state, storage_options=parse_storage_options(args.storage_options)))
+    print(unlock_state(args.state, **keywords(args, "storage_options")))
     return 0
 
 

@@ -38,6 +38,7 @@ Every message is safe to log: none ever holds the API key.
 
 from __future__ import annotations
 
+import functools
 import typing
 
 __all__ = [
@@ -178,7 +179,20 @@ class ServerError(APIError):
     """A 5xx answer, after the retry policy's patience was spent."""
 
 
-class UpsertInterrupted(KeyboardInterrupt):
+class _Interrupted(KeyboardInterrupt):
+    """A stop by Ctrl-C or SIGTERM carrying ``result`` and the ``signal``'s number."""
+
+    def __init__(self, message: str, *, result: typing.Any = None, signal: int = 2) -> None:
+        super().__init__(message)
+        self.result: typing.Any = result
+        self.signal = signal
+
+    def __reduce__(self) -> tuple[object, ...]:
+        rebuild = functools.partial(type(self), result=self.result, signal=self.signal)
+        return (rebuild, (str(self),))
+
+
+class UpsertInterrupted(_Interrupted):
     """The run was stopped by Ctrl-C (SIGINT) or SIGTERM; ``result`` holds what it did.
 
     For ``df.flameup.upsert()`` (pandas or polars) ``result`` is the result frame: rows answered
@@ -194,16 +208,8 @@ class UpsertInterrupted(KeyboardInterrupt):
             result = stop.result
     """
 
-    def __init__(self, message: str, *, result: typing.Any = None, signal: int = 2) -> None:
-        super().__init__(message)
-        self.result: typing.Any = result
-        self.signal = signal
 
-    def __reduce__(self) -> tuple[object, ...]:
-        return (_rebuild, (type(self), str(self), self.result, self.signal))
-
-
-class ReadInterrupted(KeyboardInterrupt):
+class ReadInterrupted(_Interrupted):
     """Reading people back was stopped by Ctrl-C (SIGINT) or SIGTERM, as
     :class:`UpsertInterrupted` is for upserts: a ``KeyboardInterrupt`` with ``result`` and
     ``signal``.
@@ -213,17 +219,3 @@ class ReadInterrupted(KeyboardInterrupt):
     interrupted export leaves no partial file behind (a file at that path before is left as it
     was) and ``result`` is None; the message says so.
     """
-
-    def __init__(self, message: str, *, result: typing.Any = None, signal: int = 2) -> None:
-        super().__init__(message)
-        self.result: typing.Any = result
-        self.signal = signal
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return (_rebuild, (type(self), str(self), self.result, self.signal))
-
-
-def _rebuild(
-    cls: type[UpsertInterrupted | ReadInterrupted], message: str, result: object, signal: int
-) -> UpsertInterrupted | ReadInterrupted:
-    return cls(message, result=result, signal=signal)

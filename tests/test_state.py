@@ -9,11 +9,15 @@ import pytest
 import flameup_pandas  # noqa: F401
 from flameup_pandas import StateError
 from flameup_pandas._people.identity import identity_hashes
-from flameup_pandas._run.state import SyncState, journal_path
+from flameup_pandas._run.state import SyncState
 from flameup_pandas._send.delivery import PersonOutcome
 from flameup_pandas._storage.keeper import LocalKeeper
 
 from .test_upsert import customers
+
+
+def journal_path(state):
+    return state.with_name(state.name + ".journal")
 
 
 def test_rerun_skips_unchanged_rows_and_sends_changed_ones(flameup_server, to_server, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,24 @@ def test_every_rule_a_row_breaks_is_listed_and_nothing_is_sent_for_it(
     assert posts(flameup_server) == 1
 
 
+def test_a_row_without_a_timestamp_name_or_id_is_invalid_not_a_crash() -> None:
+    """Missing required values were let through (then NaT failed the whole run)."""
+    df = pd.DataFrame(
+        {
+            "userId": ["u1", "u2", "u3"],
+            "name": [None, "ok", "ok"],
+            "timestamp": [T0, None, T0],
+            "order": ["o1", "o2", None],
+        }
+    )
+    report = df.flameup.validate_events(event_column="name", event_id_column="order")
+    assert report[["index", "check"]].values.tolist() == [
+        [0, "event_required"],
+        [1, "timestamp_required"],
+        [2, "event_id_required"],
+    ]
+
+
 def test_a_naive_timestamp_column_is_refused_unless_declared_utc(
     flameup_server: FlameupServer,
 ) -> None:
@@ -177,6 +196,41 @@ def test_a_rerun_with_the_state_sends_nothing(
     third = more.flameup.track(event="e", state=state, **to(flameup_server))
     assert third["flameup_status"].tolist() == ["skipped"] * 3 + ["sent"]
     assert posts(flameup_server) == 4 and len(stored_events(flameup_server)) == 4
+
+
+def test_a_state_written_before_registry_timestamps_resends_nothing(
+    flameup_server: FlameupServer, tmp_path: Path
+) -> None:
+    """Keys used to hash the timestamp as six-digit text: a state written then still knows
+    the events it holds, sent (skipped) or pending (looked up), and none is sent twice."""
+    t0 = pd.Timestamp("2026-01-02T03:04:05", tz="UTC")
+    df = pd.DataFrame(
+        {
+            "userId": ["u0", "u1", "u2"],
+            "timestamp": [t0 + pd.Timedelta(seconds=i) for i in range(3)],
+        }
+    ).assign(plan="pro")
+    sent = df.iloc[:2].flameup.track(event="e", **to(flameup_server))
+
+    def old_key(i: int) -> str:
+        text = f"2026-01-02T03:04:0{5 + i}.000000Z"
+        content = orjson.dumps(
+            ["u", f"u{i}", "e", text, {"plan": "pro"}], option=orjson.OPT_SORT_KEYS
+        )
+        return "h:" + hashlib.blake2b(content, digest_size=16).hexdigest()
+
+    lines = [
+        {"key": old_key(0), "status": "sent", "event_id": sent["flameup_event_id"][0]},
+        {"key": old_key(1), "status": "pending"},
+    ]
+    state = tmp_path / "events.state"
+    state.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in lines))
+    result = df.flameup.track(event="e", state=state, **to(flameup_server))
+    assert result["flameup_status"].tolist() == ["skipped", "sent", "sent"]
+    assert result["flameup_event_id"][:2].tolist() == sent["flameup_event_id"].tolist()
+    assert posts(flameup_server) == 3 and len(stored_events(flameup_server)) == 3
+    again = df.flameup.track(event="e", state=state, **to(flameup_server))
+    assert again["flameup_status"].tolist() == ["skipped"] * 3 and posts(flameup_server) == 3
 
 
 def test_a_state_in_use_is_refused(flameup_server: FlameupServer, tmp_path: Path) -> None:
@@ -437,6 +491,8 @@ def test_a_dry_run_keys_and_checks_the_state_and_sends_nothing(
 ) -> None:
     state = tmp_path / "events.state"
     df = events_frame(3)
+    df.flameup.track(event="e", state=tmp_path / "fresh.state", dry_run=True, **to(flameup_server))
+    assert not (tmp_path / "fresh.state").exists()  # a dry run writes no state, not even its header
     df.iloc[:1].flameup.track(event="e", state=state, **to(flameup_server))
     flameup_server.reset_requests()
     bad = pd.concat([df, df.iloc[:1].assign(userId=None)], ignore_index=True)

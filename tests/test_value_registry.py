@@ -51,6 +51,13 @@ def test_an_arrow_backed_categorical_identity_is_sent(flameup_server, tmp_path):
     assert backed.flameup.validate().empty
 
 
+def test_integer_ids_in_an_arrow_backed_categorical_are_sent_as_in_a_pandas_one():
+    ids = pd.Series([7, 8, None])
+    arrow = pd.Series(pd.arrays.ArrowExtensionArray(pa.array([7, 8, None]).dictionary_encode()))
+    frames = [pd.DataFrame({"userId": column}) for column in (ids.astype("category"), arrow)]
+    assert [f.flameup.to_people() for f in frames] == [[{"userId": "7"}, {"userId": "8"}]] * 2
+
+
 def test_a_duckdb_interval_makes_its_rows_invalid_and_the_run_goes_on(flameup_server, tmp_path):
     relation = duckdb.connect().sql(
         "SELECT * FROM (VALUES ('u1', INTERVAL 3 DAY), ('u2', NULL)) t(userId, span)"

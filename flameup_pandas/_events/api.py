@@ -8,6 +8,7 @@ from typing import Any, Unpack
 
 import pandas as pd
 
+from .._people.values import scalar
 from .._run.engine import run_frame, run_rows
 from .._run.options import (
     DELIVERY_KEYWORDS,
@@ -136,14 +137,10 @@ def read_events(
         purchases = flameup_pandas.read_events(event="purchase_completed", since="2026-01-01")
     """
     check_keywords("read_events", options, DELIVERY_KEYWORDS - {"concurrency"})
+    asked = {"user_id": user_id, "event": event, "since": since, "until": until}
     filters = {
-        name: value.isoformat() if isinstance(value, dt.datetime) else value
-        for name, value in (
-            ("user_id", user_id),
-            ("event", event),
-            ("since", since),
-            ("until", until),
-        )
+        name: scalar(value, "utc", name) if isinstance(value, dt.datetime) else value
+        for name, value in asked.items()
         if value is not None
     }
     sender = Delivery(**options).open()

@@ -35,6 +35,8 @@ __all__ = ["EVENT_STATUSES", "Events", "key_hashes"]
 
 EVENT_STATUSES = ("sent", "uncertain", "invalid", "rejected", "failed", "skipped")
 IN_STATE = "already sent (in the state)"
+KEYS = "keys"
+"""An events state's first line names how its keys were made (absent: before the registry)."""
 _CUT_SHORT = frozenset({IN_FLIGHT, NOT_SENT})
 """Outcomes of an interrupt: the state keeps such an event ``pending`` (a rerun looks it up)."""
 
@@ -86,9 +88,25 @@ class Events:
         self.sending = sending
         self.results = None if results is None else str(results)
         self.marked: set[str] = set()  # keys this run wrote pending for
+        self.legacy = False  # the state's keys hash timestamps as six-digit text
 
     def open_state(self, run: Run) -> EventState | None:
-        return None if run.state is None else EventState.open(run.state, filesystem=run.storage)
+        if run.state is None:
+            return None
+        state = EventState.open(run.state, filesystem=run.storage)
+        self.legacy = bool(state.entries) and KEYS not in state.entries
+        if not state.entries and not run.dry_run:  # a dry run leaves the state as it was
+            state.record(KEYS, "registry")
+        return state
+
+    def known(self, state: EventState, event: Event) -> str:
+        """The key ``state`` holds ``event`` under: its own, or in a state written before keys
+        hashed the registry's timestamp text, the key that version gave it (when held)."""
+        if event.key in state.entries or not self.legacy or not event.key.startswith("h:"):
+            return event.key
+        stamp = event.timestamp.astimezone(dt.UTC).replace(tzinfo=None)
+        old = event.hashed(stamp.isoformat(timespec="microseconds") + "Z")
+        return old if old in state.entries else event.key
 
     def plan(self, frame: pd.DataFrame, state: EventState | None) -> Chunk:
         judged = plan_events(frame, identity_of(self.rules, frame), dt.datetime.now(dt.UTC))
@@ -101,8 +119,9 @@ class Events:
                 plan.mark(i, "skipped", f"the same event as row {first[event.key]!r}")
             else:
                 first[event.key] = plan.labels[i]
-                if state is not None and state.status(event.key) == "sent":
-                    plan.mark(i, "skipped", IN_STATE, state.event_id(event.key))
+                key = event.key if state is None else self.known(state, event)
+                if state is not None and state.status(key) == "sent":
+                    plan.mark(i, "skipped", IN_STATE, state.event_id(key))
         return Chunk(plan)
 
     def ahead(self, chunks: Iterator[Chunk]) -> Iterator[Chunk]:
@@ -121,7 +140,7 @@ class Events:
 
         def work(item: Sequence[Event]) -> list[EventOutcome]:
             [event] = item
-            if state is not None and state.status(event.key) in OPEN_STATUSES:
+            if state is not None and state.status(self.known(state, event)) in OPEN_STATUSES:
                 known = events.resolve(event, "an earlier run may have sent it")
                 if known is not None:
                     return [known]
@@ -130,7 +149,7 @@ class Events:
                 self.marked.add(event.key)
             return [events.send(event)]
 
-        return work, _failed
+        return work, lambda error: EventOutcome("failed", error=error)
 
     def settle(
         self, chunk: Chunk, positions: list[int], outcomes: list[Any], state: EventState | None
@@ -174,10 +193,6 @@ def identity_of(rules: EventRules, frame: pd.DataFrame) -> EventRules:
         if alias in frame.columns:
             return dataclasses.replace(rules, user_id=alias)
     return rules
-
-
-def _failed(error: str) -> EventOutcome:
-    return EventOutcome("failed", error=error)
 
 
 def _remember(state: EventState, event: Event, outcome: EventOutcome, marked: bool) -> None:

@@ -1,4 +1,4 @@
-"""Rows to events: the event rules (pandera), the event's body and its key.
+"""Rows to events: the event rules, the event's body and its key.
 
 An event is one row: who (the ``userId`` column, sent as ``external_id``, else the ``email``
 column), what (``event=`` for every row, or ``event_column=``), when (the ``timestamp=``
@@ -7,29 +7,21 @@ registry as people's traits are (:mod:`flameup_pandas._people.values`): a missin
 left out.
 
 :func:`plan_events` checks every row before anything is sent and lists every rule a row
-breaks, as a report frame like people's (``row``, ``column``, ``check``, ``value``):
-
-- ``identity_required``: neither a userId nor an email;
-- ``string_type`` / ``max_length(255)`` on userId, ``email_plausible`` on email;
-- ``event_required``, ``event_name`` (a string of 1 to 255 characters, not only blanks, no
-  control characters);
-- ``timestamp_required``, ``timestamp_format`` (a string that is not ISO 8601),
-  ``timestamp_time_zone`` (a string without an offset; a naive datetime *column* raises
-  :class:`~flameup_pandas.exceptions.NaiveTimestampError` as for people, unless
-  ``naive_timestamps="utc"``), ``not_in_future`` (later than now plus ``FUTURE_TOLERANCE``);
-- ``json_value``: a parameter with no JSON meaning (inf, bytes, a time span...);
-- ``event_id_required``: the ``event_id_column`` is empty.
+breaks (:data:`_MESSAGES` names each), as a report frame like people's (``row``, ``column``,
+``check``, ``value``); a naive datetime *column*, as for people, raises
+:class:`~flameup_pandas.exceptions.NaiveTimestampError` unless ``naive_timestamps="utc"``.
 
 The **event key** says which event a row is: the named id column's value when there is one,
-else a hash of the identity, the name, the timestamp (to the microsecond, in UTC) and the
-parameters as sent. Two rows with the same key are the same event.
+else a hash of the identity, the name, the timestamp and the parameters, each as sent (the
+timestamp as the value registry writes every timestamp). Two rows with the same key are the
+same event.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
-import warnings
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -43,11 +35,6 @@ from .._people.schema import REPORT_COLUMNS
 from .._people.texts import utc_instants
 from .._people.values import RULES, column_values, is_missing, is_string, rule_for
 from ..exceptions import MappingError
-
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", "PySpark does not yet fully support", FutureWarning)
-    import pandera.pandas as pa
-    from pandera.errors import SchemaErrors
 
 __all__ = [
     "FUTURE_TOLERANCE",
@@ -146,6 +133,15 @@ class Event:
     timestamp: dt.datetime
     parameters: dict[str, Any]
     body: bytes
+    by_id: bool = True
+    """Sent with ``external_id`` (else ``email``)."""
+
+    def hashed(self, timestamp: str) -> str:
+        """The key of an event without an id: its content hashed, with ``timestamp`` as text."""
+        who = ["u", self.user] if self.by_id else ["e", self.user.lower()]
+        content = [*who, self.name, timestamp, self.parameters]
+        text = orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
+        return "h:" + hashlib.blake2b(text, digest_size=16).hexdigest()
 
 
 @dataclass
@@ -172,60 +168,43 @@ def plan_events(df: pd.DataFrame, rules: EventRules, now: dt.datetime) -> EventP
     names = _column(df, rules.event_column) if rules.event_column is not None else None
     stamps, stamp_problems = _timestamps(df[rules.timestamp], rules)
     ids = _column(df, rules.event_id_column) if rules.event_id_column is not None else None
-    canonical = pd.DataFrame(
-        {
-            "userId": pd.Series(users, dtype=object),
-            "email": pd.Series(emails, dtype=object),
-            "event": pd.Series(names if names is not None else [rules.event] * n, dtype=object),
-            "timestamp": pd.Series(stamps, dtype="datetime64[us, UTC]"),
-            "event_id": pd.Series(ids if ids is not None else [""] * n, dtype=object),
-        }
-    )
-    report = pd.concat(
-        [
-            _named(
-                _run_schema(_schema(now + rules.future_tolerance), canonical, stamp_problems),
-                rules,
-            ),
-            _report_rows(stamp_problems, str(rules.timestamp), df[rules.timestamp]),
-        ],
-        ignore_index=True,
-    )
+    when = pd.Series(stamps, dtype="datetime64[us, UTC]")
+    latest = pd.Timestamp(now + rules.future_tolerance).tz_convert("UTC")
+    bad_stamps = (stamp_problems, df[rules.timestamp].astype(object).tolist())
+    broken = _broken(rules, (users, emails, names, when, ids), latest, bad_stamps)
     parameters, value_problems = _parameters(df, rules)
-    report = pd.concat([report, value_problems], ignore_index=True)
+    report = pd.concat([broken, value_problems], ignore_index=True)
     report = report.sort_values("row", kind="stable").reset_index(drop=True)
     reasons = event_reasons(report, n)
+    texts = column_values(when, "utc", str(rules.timestamp))[0]
     events: list[Event | None] = [None] * n
     for i in range(n):
         if reasons[i] is None:
-            events[i] = _event(users[i], emails[i], names, rules, stamps[i], parameters[i], ids, i)
+            at = pd.Timestamp(stamps[i]).to_pydatetime()
+            user = (users[i], emails[i])
+            events[i] = _event(user, names, rules, (at, texts[i]), parameters[i], ids, i)
     return EventPlan(events, report, reasons)
 
 
 def _event(
-    user_id: Any,
-    email: Any,
+    identity: tuple[Any, Any],
     names: list[Any] | None,
     rules: EventRules,
-    stamp: Any,
+    stamp: tuple[dt.datetime, str],
     parameters: dict[str, Any],
     ids: list[Any] | None,
     i: int,
 ) -> Event:
-    by_id = _present_string(user_id)
-    user = str(user_id) if by_id else str(email)
+    """One valid row's event: ``identity`` (its userId and email), ``stamp`` (when, as text)."""
+    by_id = _present_string(identity[0])
+    user = str(identity[0] if by_id else identity[1])
+    when, text = stamp
     name = str(rules.name_of(i, names))
-    when = pd.Timestamp(stamp).to_pydatetime()
-    text = when.astimezone(dt.UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
     body: dict[str, Any] = {"external_id" if by_id else "email": user, "event": name}
     body.update(parameters=parameters, timestamp=text)
-    if ids is not None:
-        key = "id:" + str(ids[i])
-    else:
-        who = ["u", user] if by_id else ["e", user.lower()]
-        content = orjson.dumps([*who, name, text, parameters], option=orjson.OPT_SORT_KEYS)
-        key = "h:" + hashlib.blake2b(content, digest_size=16).hexdigest()
-    return Event(key, user, name, when, parameters, orjson.dumps(body))
+    event = Event("", user, name, when, parameters, orjson.dumps(body), by_id)
+    key = "id:" + str(ids[i]) if ids is not None else event.hashed(text)
+    return dataclasses.replace(event, key=key)
 
 
 def _column(df: pd.DataFrame, name: Hashable | None) -> list[Any]:
@@ -294,133 +273,62 @@ def _one_timestamp(value: Any, naive: str) -> tuple[Any, str | None]:
     return None, "timestamp_format"
 
 
-# -- the schema ------------------------------------------------------------------------------
+# -- the rules ------------------------------------------------------------------------------
 
 
-def _schema(latest: dt.datetime) -> pa.DataFrameSchema:
-    """The event rules as a pandera schema over the canonical frame (built per run: ``latest``
-    is the run's clock plus the tolerance)."""
-    limit = pd.Timestamp(latest).tz_convert("UTC") if latest.tzinfo else pd.Timestamp(latest)
-
-    def strings(s: pd.Series) -> pd.Series:
-        return s.map(lambda v: v is None or isinstance(v, str))
-
-    return pa.DataFrameSchema(
-        {
-            "userId": pa.Column(
-                object,
-                nullable=True,
-                checks=[
-                    pa.Check(strings, name="string_type"),
-                    pa.Check(
-                        lambda s: s.map(lambda v: not isinstance(v, str) or len(v) <= MAX_USER_ID),
-                        name=f"max_length({MAX_USER_ID})",
-                    ),
-                ],
-            ),
-            "email": pa.Column(
-                object,
-                nullable=True,
-                checks=pa.Check(
-                    lambda s: s.map(lambda v: v is None or plausible_email(v)),
-                    name="email_plausible",
-                ),
-            ),
-            "event": pa.Column(
-                object,
-                nullable=True,
-                checks=[
-                    pa.Check(lambda s: s.notna(), name="event_required"),
-                    pa.Check(
-                        lambda s: s.map(lambda v: v is None or _good_name(v)), name="event_name"
-                    ),
-                ],
-            ),
-            "timestamp": pa.Column(
-                "datetime64[us, UTC]",
-                nullable=True,
-                checks=[
-                    pa.Check(lambda s: s.notna(), name="timestamp_required"),
-                    pa.Check(lambda s: s.isna() | (s <= limit), name="not_in_future"),
-                ],
-            ),
-            "event_id": pa.Column(
-                object,
-                nullable=True,
-                checks=pa.Check(lambda s: s.notna(), name="event_id_required"),
-            ),
-        },
-        checks=pa.Check(
-            lambda df: df["userId"].map(_present_string) | df["email"].map(_present_string),
-            name="identity_required",
-        ),
-    )
-
-
-def _run_schema(
-    schema: pa.DataFrameSchema, frame: pd.DataFrame, stamp_problems: dict[int, str]
+def _broken(
+    rules: EventRules,
+    columns: tuple[list[Any], list[Any], list[Any] | None, pd.Series, list[Any] | None],
+    latest: pd.Timestamp,
+    bad_stamps: tuple[dict[int, str], list[Any]],
 ) -> pd.DataFrame:
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "PySpark does not yet fully support", FutureWarning)
-            schema.validate(frame, lazy=True)
-    except SchemaErrors as errors:
-        return _from_cases(errors.failure_cases, stamp_problems)
-    return _empty()
+    """Every rule each row breaks (``bad_stamps``: the rows whose timestamp could not be read,
+    and why, and the column as given), its column named as the user's frame names it and the
+    value shown where it helps."""
+    users, emails, names, when, ids = columns
+    event = str(rules.event_column) if names is not None else "event"
+    found: list[tuple[int, str | None, str, Any]] = []
+
+    def check(column: Any, name: str, values: list[Any], fails: Any, shown: bool = True) -> None:
+        label = None if column is None else str(column)
+        found.extend(
+            (i, label, name, v if shown else None) for i, v in enumerate(values) if fails(v)
+        )
+
+    stamps = when.tolist()
+    nobody = [
+        not (_present_string(u) or _present_string(e)) for u, e in zip(users, emails, strict=True)
+    ]
+    problems, given = bad_stamps
+    no_time = [t is pd.NaT and i not in problems for i, t in enumerate(stamps)]
+    check(None, "identity_required", nobody, bool, shown=False)
+    check(rules.user_id, "string_type", users, lambda v: v is not None and not is_string(v))
+    too_long = f"max_length({MAX_USER_ID})"
+    check(rules.user_id, too_long, users, lambda v: is_string(v) and len(v) > MAX_USER_ID)
+    check(
+        rules.email, "email_plausible", emails, lambda v: v is not None and not plausible_email(v)
+    )
+    if names is not None:
+        check(event, "event_required", names, lambda v: v is None, shown=False)
+        check(event, "event_name", names, lambda v: v is not None and not _good_name(v))
+    check(rules.timestamp, "timestamp_required", no_time, bool, shown=False)
+    check(rules.timestamp, "not_in_future", stamps, lambda t: t is not pd.NaT and t > latest)
+    if ids is not None:
+        check(rules.event_id_column, "event_id_required", ids, lambda v: v is None, shown=False)
+    found.extend((i, str(rules.timestamp), why, given[i]) for i, why in problems.items())
+    return _report(*map(list, zip(*found, strict=True))) if found else _report([], [], [], [])
 
 
-def _from_cases(cases: pd.DataFrame, stamp_problems: dict[int, str]) -> pd.DataFrame:
-    rows, columns, checks, values = [], [], [], []
-    for index, column, check_name, failure, context in zip(
-        cases["index"].tolist(),
-        cases["column"].tolist(),
-        cases["check"].astype(str).tolist(),
-        cases["failure_case"].tolist(),
-        cases["schema_context"].astype(str).tolist(),
-        strict=True,
-    ):
-        if is_missing(index):
-            continue
-        row, check = int(index), check_name
-        if check == "timestamp_required" and row in stamp_problems:
-            continue  # the timestamp is there, but bad: that problem is listed instead
-        whole_row = context == "DataFrameSchema"
-        rows.append(row)
-        columns.append(None if whole_row else column)
-        checks.append(check)
-        values.append(None if whole_row or check.endswith("_required") else failure)
-    rows_seen = pd.DataFrame({"row": rows, "column": columns, "check": checks, "value": values})
-    return rows_seen.drop_duplicates(["row", "column", "check"]).astype({"row": np.int64})
-
-
-def _named(report: pd.DataFrame, rules: EventRules) -> pd.DataFrame:
-    """The report with the canonical columns named as the user's frame names them."""
-    names = {
-        "userId": str(rules.user_id),
-        "email": str(rules.email),
-        "event": str(rules.event_column) if rules.event_column is not None else "event",
-        "timestamp": str(rules.timestamp),
-        "event_id": str(rules.event_id_column),
-    }
-    report["column"] = [names.get(c, c) if isinstance(c, str) else c for c in report["column"]]
-    return report
-
-
-def _report_rows(problems: dict[int, str], column: str, series: pd.Series) -> pd.DataFrame:
-    values = series.astype(object).tolist()
+def _report(
+    rows: list[int], columns: list[Any], checks: list[str], values: list[Any]
+) -> pd.DataFrame:
     return pd.DataFrame(
         {
-            "row": pd.Series(list(problems), dtype=np.int64),
-            "column": pd.Series([column] * len(problems), dtype=object),
-            "check": pd.Series(list(problems.values()), dtype=object),
-            "value": pd.Series([values[i] for i in problems], dtype=object),
+            "row": pd.Series(rows, dtype=np.int64),
+            "column": pd.Series(columns, dtype=object),
+            "check": pd.Series(checks, dtype=object),
+            "value": pd.Series(values, dtype=object),
         }
-    )
-
-
-def _empty() -> pd.DataFrame:
-    return pd.DataFrame({name: pd.Series([], dtype=object) for name in REPORT_COLUMNS}).astype(
-        {"row": np.int64}
     )
 
 
@@ -443,9 +351,7 @@ def _parameters(df: pd.DataFrame, rules: EventRules) -> tuple[list[dict[str, Any
         for row, value in enumerate(values):
             if value is not None:
                 out[row][label] = value
-    checks = ["json_value"] * len(rows)
-    report = pd.DataFrame({"row": rows, "column": columns, "check": checks, "value": values_shown})
-    return out, report.astype({"row": np.int64})
+    return out, _report(rows, columns, ["json_value"] * len(rows), values_shown)
 
 
 def event_reasons(report: pd.DataFrame, n_rows: int) -> list[str | None]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,27 +20,18 @@ from typing import Any
 
 import orjson
 
-from .._send.client import Answer, FlameupClient, is_page_answer, path_segment
+from .._people.values import scalar
+from .._send.client import CLOSED, Answer, FlameupClient, is_page_answer, path_segment
 from .._send.delivery import Deliverer, GaveUp, auth_error, stop_error
 from ..exceptions import FlameupError, TransportError
 from .rules import Event
 
-__all__ = ["EventOutcome", "EventSender", "is_event_answer", "is_events_page"]
+__all__ = ["EventOutcome", "EventSender", "is_event_answer"]
 
 logger = logging.getLogger("flameup_pandas")
 
-NOTHING_SENT = frozenset(
-    {
-        "connection refused",
-        "name not resolved",
-        "cannot connect",
-        "TLS handshake failed",
-        "no connection within the connect timeout",
-        "the proxy could not connect",
-    }
-)
-"""Transport failures before the request left this machine: resending them is safe."""
 REJECTED = frozenset({400, 409, 413, 422})
+EVENTS_PAGE = functools.partial(is_page_answer, items="events")
 PAGE = 100
 MATCH_WINDOW = dt.timedelta(seconds=1)
 SAME_TIME = dt.timedelta(milliseconds=1)
@@ -47,11 +39,8 @@ SAME_TIME = dt.timedelta(milliseconds=1)
 
 @dataclass(frozen=True)
 class EventOutcome:
-    """What became of one event: ``sent``, ``rejected``, ``failed`` or ``uncertain``.
-
-    ``stored`` says whether Flameup holds it (``sent``), may hold it (``uncertain``) or does
-    not (``rejected``, ``failed``).
-    """
+    """What became of one event: Flameup holds it (``sent``), may hold it (``uncertain``) or
+    does not (``rejected``, ``failed``)."""
 
     status: str
     event_id: str | None = None
@@ -76,20 +65,6 @@ def is_event_answer(answer: Answer) -> bool:
     """
     body = answer.body
     return isinstance(body, dict) and isinstance(body.get("event_id"), str)
-
-
-def is_events_page(answer: Answer) -> bool:
-    """A 2xx answer to the events listing: an events list and a total.
-
-    >>> is_events_page(Answer(200, {}, {"events": [], "total": 0}))
-    True
-    """
-    body = answer.body
-    return (
-        isinstance(body, dict)
-        and isinstance(body.get("events"), list)
-        and isinstance(body.get("total"), int)
-    )
 
 
 class EventSender:
@@ -124,7 +99,7 @@ class EventSender:
                 if answer.ok and is_event_answer(answer):
                     return EventOutcome("sent", answer.body["event_id"])
                 if answer.status in (401, 403):
-                    raise auth_error(answer)
+                    raise auth_error(answer, "events:write")
                 if answer.status in REJECTED:
                     return EventOutcome("rejected", error=str(answer.error()))
                 if not (answer.ok or answer.status >= 500):
@@ -156,11 +131,11 @@ class EventSender:
         window = {
             "user_id": event.user,
             "event": event.name,
-            "since": _iso(event.timestamp - MATCH_WINDOW),
-            "until": _iso(event.timestamp + MATCH_WINDOW),
+            "since": scalar(event.timestamp - MATCH_WINDOW, "utc", "since"),
+            "until": scalar(event.timestamp + MATCH_WINDOW, "utc", "until"),
         }
         wanted = orjson.loads(orjson.dumps(event.parameters))
-        for listed in self._pages(f"/workspaces/{path_segment(self._workspace())}/events", window):
+        for listed in self._pages(window):
             if _same(listed, event, wanted):
                 return str(listed.get("id"))
         return None
@@ -169,18 +144,14 @@ class EventSender:
         """Every event the listing holds that matches ``filters`` (``user_id``, ``event``,
         ``since``, ``until``), oldest first, page by page; raises APIError when it cannot."""
         try:
-            path = f"/workspaces/{path_segment(self._workspace())}/events"
+            yield from self._pages(filters)
         except _CannotTell as exc:
             raise FlameupError(f"cannot list events: {exc}") from None
-        try:
-            yield from self._pages(path, filters)
-        except _CannotTell as exc:
-            raise FlameupError(f"GET {path}: {exc}") from None
 
-    def _pages(self, path: str, filters: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        offset = 0
+    def _pages(self, filters: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        path, offset = f"/workspaces/{path_segment(self._workspace())}/events", 0
         while True:
-            body = self._get(path, {**filters, "limit": PAGE, "offset": offset}, is_events_page)
+            body = self._get(path, {**filters, "limit": PAGE, "offset": offset}, EVENTS_PAGE)
             yield from (e for e in body["events"] if isinstance(e, dict))
             offset += len(body["events"])
             if not body["events"] or offset >= body["total"]:
@@ -213,7 +184,7 @@ class EventSender:
             try:
                 return self.client.request("POST", "/track", body=body)
             except TransportError as exc:
-                if exc.reason in NOTHING_SENT:
+                if exc.unreachable and exc.reason != CLOSED:
                     raise  # never left this machine: the request loop retries it
                 raise _AnswerLost(exc.reason) from exc
 
@@ -221,22 +192,11 @@ class EventSender:
 
 
 def _same(listed: dict[str, Any], event: Event, parameters: Any) -> bool:
-    if listed.get("event") != event.name:
-        return False
-    stamp = listed.get("timestamp")
     try:
-        when = dt.datetime.fromisoformat(stamp) if isinstance(stamp, str) else None
-    except ValueError:
+        when = dt.datetime.fromisoformat(listed.get("timestamp"))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
         return False
-    if when is None:
-        return False
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    if abs(when - event.timestamp) >= SAME_TIME:
-        return False
-    shown = listed.get("parameters", listed.get("properties"))
-    return bool((shown or {}) == parameters)
-
-
-def _iso(when: dt.datetime) -> str:
-    return when.astimezone(dt.UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    when = when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+    shown = listed.get("parameters", listed.get("properties")) or {}
+    same_time = abs(when - event.timestamp) < SAME_TIME
+    return listed.get("event") == event.name and same_time and bool(shown == parameters)

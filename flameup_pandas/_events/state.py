@@ -1,6 +1,8 @@
 """The events' sync state: which events Flameup holds, so no event is sent twice.
 
-JSON lines, one per change, the last line of a key winning::
+JSON lines, one per change, the last line of a key winning, after a first line naming how the
+keys were made (``{"key": "keys", "status": "registry"}``; a state without it hashed six-digit
+timestamps, see :mod:`flameup_pandas._events.kind`)::
 
     {"key": "h:3f2a...", "status": "pending"}                 about to be sent
     {"key": "h:3f2a...", "status": "sent", "event_id": "evt_..."}
@@ -17,11 +19,12 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 from typing import Any
 
 import orjson
 
-from .._storage.keeper import LocalKeeper, ObjectKeeper, drop_torn_tail, locate
+from .._storage.keeper import Journals, LocalKeeper, ObjectKeeper, keep, load
 from ..exceptions import StateError
 
 __all__ = ["EventState"]
@@ -39,7 +42,7 @@ class EventState:
 
     def __init__(self, keeper: LocalKeeper | ObjectKeeper, entries: Entries) -> None:
         self._keeper = keeper
-        self.path = str(keeper.path if isinstance(keeper, LocalKeeper) else keeper.where)
+        self.path = str(keeper)
         self.entries = entries
         self._writing = threading.Lock()
         self._syncing = threading.Lock()
@@ -53,30 +56,20 @@ class EventState:
 
         ``path`` is a local path or a URI, on ``filesystem`` when one is given.
         """
-        where = locate(path, filesystem, WHAT)
-        if where.local:
-            local = LocalKeeper(where.local_path, where.local_path, WHAT)
-            try:
-                return cls(local, _read_local(local))
-            except BaseException:
-                local.release()
-                raise
         lost = "events it may have sent are looked up by the next run"
         # every pending line is flushed by its sender; outcome lines ride along, or wait
-        keeper = ObjectKeeper(where, WHAT, lost, flush_batches=1_000_000)
-        try:
-            entries = parse_lines(keeper.store.read(where.path) or b"", str(where))
-            leftovers = keeper.leftovers()
-            for name, data in leftovers:
-                entries.update(parse_lines(data, f"{where}: {name}"))
-            if leftovers:  # a killed run's journal: folded in before anything is sent
-                _write(keeper, entries)
-                keeper.store.delete([name for name, _ in leftovers])
-        except BaseException:
-            keeper.release()
-            raise
-        keeper.start()
-        return cls(keeper, entries)
+        keeper = keep(path, filesystem, WHAT, lost, separate_journal=False, flush_batches=10**6)
+        shown = str(keeper)
+
+        def read(data: bytes | Path | None) -> Entries:
+            return parse_lines(data, shown)
+
+        def fold(entries: Entries, journals: Journals) -> Entries:
+            for name, data in journals:
+                entries.update(parse_lines(data, name))
+            return entries
+
+        return cls(keeper, load(keeper, read, fold, _lines))
 
     def __enter__(self) -> EventState:
         return self
@@ -126,29 +119,18 @@ class EventState:
             if not self._open:
                 return
             self._open = False
-            keeper = self._keeper
-            if isinstance(keeper, LocalKeeper):
-                keeper.release()
-            else:
-                keeper.close(lambda _: _write(keeper, self.entries))
+            self._keeper.close(lambda _: _lines(self.entries))
 
 
-def _read_local(keeper: LocalKeeper) -> Entries:
-    if not keeper.path.exists():
-        return {}
-    drop_torn_tail(keeper.path)  # so appends start clean
-    return parse_lines(keeper.path.read_bytes(), str(keeper.path))
+def _lines(entries: Entries) -> bytes:
+    return b"".join(orjson.dumps(e) + b"\n" for e in entries.values())
 
 
-def _write(keeper: ObjectKeeper, entries: Entries) -> None:
-    lines = b"".join(orjson.dumps(e) + b"\n" for e in entries.values())
-    keeper.store.write(keeper.where.path, lines)
-
-
-def parse_lines(data: bytes, shown: str) -> Entries:
+def parse_lines(data: bytes | Path | None, shown: str) -> Entries:
     """The entries of a state's lines (the last of each key); StateError naming a bad line."""
     entries: Entries = {}
-    for number, line in enumerate(data.splitlines(), 1):
+    text = data.read_bytes() if isinstance(data, Path) else data or b""
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:

@@ -1,12 +1,10 @@
 """Canonical rows -> each person's JSON bytes, content hash and identity fields, column by column.
 
-Each column is turned once into one JSON text per row by its rule in the value registry
-(:mod:`flameup_pandas._people.values`), and a person is the concatenation
-of its fields' texts, built for the whole column at once. No dict is built on the way to the
-wire: :class:`Payloads` holds the bytes each person is sent as, the same JSON with keys sorted
-(what content hashes are taken of, so a state written before this encoder was used still
-matches), and the identity fields. The dicts are built only when asked for (``to_people``), a
-column at a time. A value JSON cannot hold makes its row invalid, with every reason listed.
+Each column becomes one JSON text per row by its rule in the value registry
+(:mod:`flameup_pandas._people.values`); a person is the concatenation of its fields' texts,
+built for the whole column at once, with no dict on the way to the wire. The dicts are built
+only when asked for (``to_people``). A value JSON cannot hold makes its row invalid, with
+every reason listed.
 
 Missing values are left out of the person; with ``send_nulls=True`` they are sent as null,
 except ``userId``, which is never null.
@@ -31,7 +29,7 @@ from .identity import identity_key_array
 from .mapping import trait_name
 from .outgoing import Outgoing
 from .person import TOP_LEVEL
-from .texts import Texts, strings_of
+from .texts import Texts
 from .values import column_texts
 from .wire import (
     BINARY,
@@ -154,11 +152,8 @@ def _people_texts_at(
 
 
 def _record_maker(top: Sequence[str], traits: Sequence[str]) -> Callable[..., dict[str, Any]]:
-    """A function building one person from its column values, in canonical order.
-
-    Generated so that CPython builds each dict from a literal, the fastest way it can; keys
-    are passed in as constants, never pasted into the source.
-    """
+    """A function building one person from its column values: generated so that CPython
+    builds each dict from a literal, its fastest way (keys are constants, never source)."""
     namespace: dict[str, Any] = {}
     params = [f"a{i}" for i in range(len(top) + len(traits))]
     top_items = [f"K{i}: a{i}" for i in range(len(top))]
@@ -196,11 +191,8 @@ def _drop_missing(
 def _people_dicts(
     columns: list[_Column], n_rows: int, dropped: np.ndarray, send_nulls: bool
 ) -> list[dict[str, Any] | None]:
-    """Each row's person as a dict (None where dropped), from its columns' values.
-
-    The same dicts as decoding each person's bytes, but a column at a time: one decode per
-    column and one dict literal per row, which is what :func:`to_people` costs.
-    """
+    """Each row's person as a dict (None where dropped): the same dicts as decoding each
+    person's bytes, but one decode per column and one dict literal per row."""
     top = [c for c in columns if not c.is_trait]
     traits = [c for c in columns if c.is_trait]
     maker = _record_maker([c.key for c in top], [c.key for c in traits])
@@ -217,10 +209,10 @@ def _people_dicts(
 
 def _top_strings(columns: list[_Column], key: str, n_rows: int, dropped: np.ndarray) -> pa.Array:
     """A top-level field's strings (null where missing, not a string, or the row dropped)."""
-    for column in columns:
-        if column.key == key and not column.is_trait:
-            return strings_of(column.texts, n_rows, dropped)
-    return pa.nulls(n_rows, pa.large_string())
+    strings = next((c.texts.strings for c in columns if c.key == key and not c.is_trait), None)
+    if strings is None:
+        return pa.nulls(n_rows, pa.large_string())
+    return pc.if_else(pa.array(dropped), pa.scalar(None, pa.large_string()), strings)
 
 
 def _given(
@@ -364,11 +356,8 @@ def encode_people(
 
 @contextmanager
 def _gc_paused() -> Iterator[None]:
-    """Pause the cycle collector while decoding a million acyclic dicts.
-
-    Every few hundred new dicts would otherwise trigger a collection that walks all of them,
-    which more than doubles the time; dicts of plain values hold no cycles to collect.
-    """
+    """Pause the cycle collector while making a million acyclic dicts: every few hundred
+    would otherwise start a collection walking all of them (more than twice the time)."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:

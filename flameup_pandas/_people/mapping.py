@@ -30,6 +30,7 @@ import pandas as pd
 
 from ..exceptions import FieldNameWarning, MappingError
 from .person import KNOWN_TRAITS, TOP_LEVEL
+from .values import category_values
 
 __all__ = [
     "IDENTITY_FIELDS",
@@ -347,10 +348,8 @@ def normalize_user_ids(series: pd.Series) -> pd.Series:
     >>> normalize_user_ids(pd.Series([7, None, 2.0, 2.5, "a"], dtype=object)).tolist()
     ['7', None, '2', 2.5, 'a']
     """
+    series = category_values(series)  # pandas' and Arrow's categoricals alike
     dtype = series.dtype
-    if isinstance(dtype, pd.CategoricalDtype):
-        series = series.astype(object)
-        dtype = series.dtype
     if pd.api.types.is_string_dtype(dtype) and not pd.api.types.is_object_dtype(dtype):
         return series
     if pd.api.types.is_bool_dtype(dtype):

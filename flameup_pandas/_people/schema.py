@@ -52,6 +52,7 @@ with _quiet_pyspark():
 
 from .emails import plausible_email, plausible_emails  # noqa: E402
 from .mapping import KNOWN_TRAITS  # noqa: E402
+from .texts import string_array  # noqa: E402
 from .values import RULES, category_values, is_missing, plain_strings, rule_for  # noqa: E402
 from .wire import offsets_and_data  # noqa: E402
 
@@ -91,7 +92,6 @@ _MESSAGES = {
     "locale_tag": "not a plausible locale tag (like en, en-US, pt_BR)",
     "http_url": "not an http(s) URL with a host",
 }
-_PANDAS_MAJOR = int(pd.__version__.split(".", 1)[0])
 _MAX_LENGTH = re.compile(r"max_length\((\d+)\)")
 _SHOWN_VALUE = 60
 # A column whose first _SAMPLE values hold at most _FEW distinct ones (time zones, locales) is
@@ -378,27 +378,15 @@ def _clean_strings(series: pd.Series) -> pd.Series:
     return series
 
 
-def _native_string_dtype() -> Any:
-    """pandas' own string dtype, which keeps missing values missing.
-
-    On pandas 3 that is ``str``. On pandas 2 ``astype("str")`` means numpy strings and turns
-    None and NaN into the strings "None" and "nan", so arrow-backed ``string`` is used there.
-    """
-    return "str" if _PANDAS_MAJOR >= 3 else pd.StringDtype("pyarrow")
-
-
 def _as_native_strings(series: pd.Series) -> pd.Series:
-    """An object column holding only strings (and missing values) as pandas' string dtype.
-
-    Same values, but the checks then run vectorised instead of string by string. Strings
-    that arrow cannot hold (lone surrogates) keep the column as it was.
+    """An object column holding only strings (and missing values) as Arrow-backed strings,
+    by the encoder's own test (:func:`~flameup_pandas._people.texts.string_array`): the same
+    values, but checked vectorised. Any other column (lone surrogates too) stays as it was.
     """
-    if pd.api.types.infer_dtype(series, skipna=True) not in ("string", "empty"):
+    strings = string_array(series)
+    if strings is None:
         return series
-    try:
-        return series.astype(_native_string_dtype())
-    except (UnicodeError, ValueError, TypeError):
-        return series
+    return pd.Series(pd.arrays.ArrowExtensionArray(strings), index=series.index)
 
 
 def _quiet_nans(series: pd.Series) -> pd.Series:
@@ -427,17 +415,6 @@ def clean_frame(canonical: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(data, index=frame.index, copy=False)
 
 
-def _empty_report() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "row": pd.Series([], dtype=np.int64),
-            "column": pd.Series([], dtype=object),
-            "check": pd.Series([], dtype=object),
-            "value": pd.Series([], dtype=object),
-        }
-    )
-
-
 def _report(rows: Any, columns: Any, checks: Any, values: Any) -> pd.DataFrame:
     return pd.DataFrame(
         {
@@ -458,7 +435,7 @@ def _from_failure_cases(cases: pd.DataFrame, n_rows: int) -> pd.DataFrame:
     """pandera's failure_cases as report rows (identity_required is ours: see PeopleSchema)."""
     cases = cases[cases["check"].astype(str) != "identity_required"]
     has_row = cases["index"].notna().to_numpy(dtype=bool)
-    parts = [_empty_report()]
+    parts = [_report([], [], [], [])]
     row_level = cases["schema_context"].astype(str).to_numpy() == "DataFrameSchema"
     cells = cases[has_row & ~row_level]
     parts.append(
@@ -496,7 +473,7 @@ def _run_schema(schema: Any, frame: pd.DataFrame) -> pd.DataFrame:
         return _whole_frame(len(frame), None, "schema_error", str(error))
     except Exception as error:  # a user's check that breaks on odd data must not stop a run
         return _whole_frame(len(frame), None, "schema_error", f"{type(error).__name__}: {error}")
-    return _empty_report()
+    return _report([], [], [], [])
 
 
 def _identity_report(frame: pd.DataFrame) -> pd.DataFrame:

@@ -1,8 +1,8 @@
 """The column encoders of the value registry: one column -> one JSON text per row.
 
 Strings, numbers, booleans and timestamps are written column-wise (see
-:mod:`flameup_pandas._people.wire`); :func:`general_texts` takes the values a rule's per-value
-encoder made (:mod:`flameup_pandas._people.values`, which says which encoder a column gets).
+:mod:`flameup_pandas._people.wire`); :mod:`flameup_pandas._people.values` says which encoder a
+column gets, and writes the others value by value.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .wire import (
     BINARY,
@@ -23,14 +22,13 @@ from .wire import (
     json_list,
     needs_escape,
     quoted,
-    text_array,
     timestamp_texts,
     with_nulls,
 )
 from .wire import number_texts as _numbers
 from .wire import string_texts as _escaped
 
-__all__ = ["Texts", "general_texts", "number_texts", "string_texts", "timestamp_column"]
+__all__ = ["Texts", "number_texts", "string_texts", "timestamp_column"]
 
 
 @dataclass
@@ -169,13 +167,6 @@ def string_texts(series: pd.Series, naive: str, label: str, top: bool) -> Texts 
     return None if strings is None else strings_texts(strings)
 
 
-def strings_of(texts: Texts, n_rows: int, dropped: np.ndarray) -> pa.Array:
-    """A top-level string column's values (null where the row is dropped), for identities."""
-    if texts.strings is None:
-        return pa.nulls(n_rows, pa.large_string())
-    return pc.if_else(pa.array(dropped), pa.scalar(None, pa.large_string()), texts.strings)
-
-
 # -- numbers and booleans --------------------------------------------------------------------
 
 
@@ -187,25 +178,11 @@ def number_texts(series: pd.Series, naive: str, label: str, top: bool) -> Texts:
     missing as null is; infinities make their rows invalid.
     """
     dtype = series.dtype
-    arrow = dtype.pyarrow_dtype if isinstance(dtype, pd.ArrowDtype) else None
-    kind = dtype.kind if arrow is None else "b" if pa.types.is_boolean(arrow) else None
-    if kind is None:
-        assert arrow is not None
-        kind = (
-            "f"
-            if pa.types.is_floating(arrow)
-            else "u"
-            if pa.types.is_unsigned_integer(arrow)
-            else "i"
-        )
+    numpy_type = np.dtype(getattr(dtype, "numpy_dtype", cast(Any, dtype)))  # masked, Arrow: theirs
+    kind = numpy_type.kind
     target: Any = {"b": np.bool_, "u": np.uint64, "i": np.int64, "f": np.float64}[kind]
-    if kind == "f":
-        width = (
-            arrow.bit_width // 8
-            if arrow is not None
-            else np.dtype(cast(Any, getattr(dtype, "numpy_dtype", dtype))).itemsize
-        )
-        target = np.float32 if width < 8 else np.float64
+    if kind == "f" and numpy_type.itemsize < 8:
+        target = np.float32
     if isinstance(dtype, np.dtype):
         values: np.ndarray = series.to_numpy().astype(target, copy=False)
         missing = np.isnan(values) if kind == "f" else np.zeros(len(values), dtype=bool)
@@ -292,52 +269,3 @@ def python_values(series: pd.Series) -> np.ndarray:
         return values
     values[:] = series.to_numpy(dtype=object)
     return values
-
-
-def _shown(value: Any) -> str:
-    return orjson.dumps(value).decode() if isinstance(value, orjson.Fragment) else repr(value)
-
-
-def general_texts(values: list[Any], problems: dict[int, str], label: str, top: bool) -> Texts:
-    """Values a rule's per-value encoder made (None where missing) as texts; a top-level
-    field's values must be strings, and each must encode (one orjson call finds out)."""
-    if top:
-        for position, value in enumerate(values):
-            if value is not None and type(value) is not str and position not in problems:
-                problems[position] = f"{label}: not a string ({_shown(value)})"
-    dumps, sort = orjson.dumps, orjson.OPT_SORT_KEYS
-    texts: list[bytes | None] = []
-    sorted_texts: list[bytes | None] = []
-    nested = False
-    for position, value in enumerate(values):
-        if value is None or position in problems:
-            texts.append(None)
-            sorted_texts.append(None)
-            continue
-        try:
-            texts.append(dumps(value))
-        except (TypeError, orjson.JSONEncodeError) as error:
-            problems[position] = f"{label}: not valid JSON ({error})"
-            texts.append(None)
-            sorted_texts.append(None)
-            continue
-        if isinstance(value, dict | list):
-            nested = True
-            sorted_texts.append(dumps(value, option=sort))
-        else:
-            sorted_texts.append(texts[-1])
-    # a value that is there but not sendable is not missing: its row's problem says why
-    missing = np.fromiter((v is None for v in values), dtype=bool, count=len(values))
-    for position in problems:
-        values[position] = None
-    strings = None
-    if top:
-        strings = pa.array([v if isinstance(v, str) else None for v in values], pa.large_string())
-    return Texts(
-        texts=text_array(texts),
-        missing=missing,
-        problems=problems,
-        sorted_texts=text_array(sorted_texts) if nested else None,
-        strings=strings,
-        values=values,
-    )

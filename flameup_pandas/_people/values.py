@@ -35,7 +35,7 @@ import pyarrow as pa
 from ..exceptions import NaiveTimestampError
 from . import texts as col
 from .texts import Texts
-from .wire import timestamp_texts
+from .wire import text_array, timestamp_texts
 
 __all__ = [
     "RULES",
@@ -466,16 +466,51 @@ def _categorical_texts(series: pd.Series, naive: Naive, label: str, top: bool) -
 
 
 def _value_texts(series: pd.Series, naive: Naive, label: str, top: bool) -> Texts:
-    """Any other column, value by value through the rules (:func:`scalar`)."""
-    values = col.python_values(series)
-    out: list[Any] = [None] * len(values)
+    """Any other column, value by value through the rules (:func:`scalar`), each value written
+    by orjson (which finds what does not encode); a top-level field's values must be strings.
+    A value that is there but not sendable is not missing: its row's problem says why."""
+    values: list[Any] = col.python_values(series).tolist()
+    missing = np.zeros(len(values), dtype=bool)
+    texts: list[bytes | None] = [None] * len(values)
+    sorted_texts = list(texts)  # differs from texts for objects alone: keys sorted
     problems: dict[int, str] = {}
-    for position, value in enumerate(values.tolist()):
+    for position, value in enumerate(values):
+        values[position] = None
         try:
-            out[position] = scalar(value, naive, label)
+            value = scalar(value, naive, label)
         except Unsendable as why:
             problems[position] = f"{label}: {why}"
-    return col.general_texts(out, problems, label, top)
+            missing[position] = True
+            continue
+        if value is None:
+            missing[position] = True
+            continue
+        if top and type(value) is not str:
+            problems[position] = f"{label}: not a string ({_shown(value)})"
+            continue
+        try:
+            texts[position] = sorted_texts[position] = orjson.dumps(value)
+        except (TypeError, orjson.JSONEncodeError) as error:
+            problems[position] = f"{label}: not valid JSON ({error})"
+            continue
+        if isinstance(value, dict | list):
+            sorted_texts[position] = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        values[position] = value
+    strings = None
+    if top:
+        strings = pa.array([v if isinstance(v, str) else None for v in values], pa.large_string())
+    return Texts(
+        texts=text_array(texts),
+        missing=missing,
+        problems=problems,
+        sorted_texts=text_array(sorted_texts) if sorted_texts != texts else None,
+        strings=strings,
+        values=values,
+    )
+
+
+def _shown(value: Any) -> str:
+    return orjson.dumps(value).decode() if isinstance(value, orjson.Fragment) else repr(value)
 
 
 def column_values(series: pd.Series, naive: Naive, label: str) -> tuple[list[Any], dict[int, str]]:

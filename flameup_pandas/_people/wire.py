@@ -1,38 +1,26 @@
 """JSON text built column by column in Arrow arrays: the bytes each person is sent as.
 
-Every function here takes whole columns and returns a ``large_binary`` Arrow array with one
-JSON text per row (null where the row has none), without a Python object per value. The
-bytes are exactly those orjson writes for the same values, so a request body is the same
-whether it was built from these arrays or by ``orjson.dumps`` of the people dicts:
+Every function here takes whole columns and returns a ``large_binary`` array with one JSON
+text per row (null where none), without a Python object per value, and exactly the bytes
+``orjson.dumps`` writes for the same values:
 
-- numbers: orjson itself over the whole numpy column (``OPT_SERIALIZE_NUMPY``: one call, one
-  C loop), its ``[a,b,...]`` output cut at the commas into one text per row (numbers hold no
-  commas). The shortest round-trip formatting is orjson's in both cases, so ``1e+16``, ``0.1``
-  and ``100.0`` come out exactly as before;
-- strings: used as they are, the quotes added while a person is assembled; the few strings
-  holding a quote, a backslash or a control character (found with one numpy pass over the
-  bytes) are escaped by orjson one by one, so the escapes are orjson's too;
-- timestamps (the one formatter, :func:`timestamp_texts`): ``YYYY-MM-DDTHH:MM:SS`` from two
-  small tables (one text per day and one per second of the day) gathered with ``take``, and
-  numpy's formatting for the values with a fraction of a second;
+- numbers: orjson over the whole numpy column (``OPT_SERIALIZE_NUMPY``), its ``[a,b,...]``
+  cut at the commas, so the shortest round-trip text is orjson's (``1e+16``, ``0.1``);
+- strings: used as they are, quoted while a person is assembled; the few holding a quote,
+  backslash or control character (one numpy pass over the bytes) are escaped by orjson;
+- timestamps (the one formatter, :func:`timestamp_texts`): a table of days and one of the
+  seconds of a day, gathered with ``take``; numpy formats the values with a fraction;
 - a person: one ``binary_join_element_wise`` over its fields' texts and the constant key
   parts between them (:func:`concat_pieces`), missing fields as empty pieces.
 
-Why this and not another encoder (measured on 1,000,000 rows x 9 columns in one run, see
-``benchmarks/bench_conversion.py`` and the README): polars' ``struct.json_encode`` took about
-as long as the whole of :func:`~flameup_pandas._people.encode.encode_people` (0.89 s against 0.86 s
-on a loaded machine), but it writes missing values as ``null`` instead of leaving them out and
-timestamps its own way, so today's bytes would need its output rewritten; DuckDB's ``to_json``
-likewise; and both are optional extras. pyarrow and orjson are already required: nothing new to
-install. numpy string operations were slower still (a pass per byte per operation). Arrow's
-cost is per row and argument of a join, so constants are merged and each object is one kernel
-call; Arrow's own ``null_handling="skip"`` is not used because it loses the rows whose values
-are all null (pyarrow 26), hence the leading commas and :func:`drop_byte`.
+Why not polars' ``struct.json_encode`` or DuckDB's ``to_json`` (about as fast, see
+``benchmarks/bench_conversion.py``): they write missing values as ``null`` and timestamps
+their own way, and are optional extras. Arrow's cost is per row and argument of a join, so
+constants are merged; its ``null_handling="skip"`` loses rows whose values are all null
+(pyarrow 26), hence the leading commas and :func:`drop_byte`.
 
-Content hashes stay blake2b of the sorted-key JSON, exactly as before, so every state file
-written earlier still matches; it is the one step that still runs per row (about a
-microsecond a person, and only when a sync state is used). A vectorised hash would be faster
-but would turn every stored hash stale: it needs a migration of its own.
+Content hashes stay blake2b of the sorted-key JSON so every state written earlier still
+matches; a vectorised hash would turn every stored hash stale.
 """
 
 from __future__ import annotations
@@ -204,11 +192,15 @@ def _time_table() -> pa.Array:
     )
 
 
-def _replaced(texts: pa.Array, positions: np.ndarray, others: Sequence[bytes]) -> pa.Array:
+def _replaced(
+    texts: pa.Array, positions: np.ndarray, others: Sequence[bytes] | pa.Array
+) -> pa.Array:
     """``texts`` with the values at ``positions`` replaced by ``others``."""
     index = np.arange(len(texts), dtype=np.int64)
     index[positions] = len(texts) + np.arange(len(positions))
-    return pa.concat_arrays([texts, text_array(list(others))]).take(pa.array(index))
+    if not isinstance(others, pa.Array):
+        others = text_array(others)
+    return pa.concat_arrays([texts, others]).take(pa.array(index))
 
 
 def concat_pieces(pieces: Sequence[bytes | pa.Array], n_rows: int) -> pa.Array:
@@ -240,9 +232,7 @@ def drop_byte(texts: pa.Array, rows: np.ndarray, at: int) -> pa.Array:
     if len(positions) == 0:
         return texts
     fixed = pc.binary_replace_slice(texts.take(pa.array(positions)), at, at + 1, b"")
-    index = np.arange(len(texts), dtype=np.int64)
-    index[positions] = len(texts) + np.arange(len(positions))
-    return pa.concat_arrays([texts, fixed.cast(BINARY)]).take(pa.array(index))
+    return _replaced(texts, positions, fixed.cast(BINARY))
 
 
 def json_list(texts: pa.Array) -> bytes:

@@ -25,26 +25,20 @@ from .._send.reader import PAGE_SIZE, PeopleReader
 from ..exceptions import TransportError
 from .options import Delivery
 from .plan import Sender
-from .progress import DOCUMENTED_RATE
+from .progress import DOCUMENTED_RATE, duration
 
 __all__ = ["DOCUMENTED_RATE", "compare_with_flameup", "listing_cost", "reading_cost"]
 
 logger = logging.getLogger("flameup_pandas")
 
 
-def _duration(requests: int, rate: float) -> str:
-    """How long ``requests`` take at ``rate`` a minute: whole minutes, or seconds under one."""
-    minutes = requests / rate
-    return f"{math.ceil(minutes):,} minutes" if minutes >= 1 else f"{math.ceil(minutes * 60)} s"
-
-
 def reading_cost(people: int, rate: float = DOCUMENTED_RATE) -> str:
     """What reading ``people`` costs, said before reading.
 
     >>> reading_cost(2345)
-    'reading 2,345 people from Flameup: 2,345 requests, about 20 minutes at 120 a minute'
+    'reading 2,345 people from Flameup: 2,345 requests, about 20 min at 120 a minute'
     """
-    about = _duration(people, rate)
+    about = duration(60 * people / rate)
     return (
         f"reading {people:,} people from Flameup: {people:,} requests, "
         f"about {about} at {rate:g} a minute"
@@ -58,7 +52,7 @@ def listing_cost(people: int, held: int, rate: float = DOCUMENTED_RATE) -> str:
     '30 requests (100 people a page) instead of 2,345, about 15 s at 120 a minute'
     """
     pages = max(1, math.ceil(held / PAGE_SIZE))
-    about = _duration(pages, rate)
+    about = duration(60 * pages / rate)
     return (
         f"reading {people:,} people from Flameup through its listing of {held:,} people: "
         f"{pages:,} request{'s' if pages > 1 else ''} ({PAGE_SIZE} people a page) instead "

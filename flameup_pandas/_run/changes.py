@@ -1,34 +1,19 @@
-"""Plans: what a run would do to each row, and to which fields, without sending anything.
+"""Plans: what a run would do to each row (create, update, unchanged, invalid, skipped), and
+to which fields, without sending anything (``docs/guides/plan.md`` tells each action).
 
 A plan is the engine in a dry run with one more sink: :class:`Decisions` records, for each
-chunk, what the run would do with every row before anything is sent. The action of a row:
-
-==========  ==============================================================================
-create      the state does not know this person: every field it sends would be set
-update      the person is in the state and something it sends differs from what was last
-            sent (``flameup_changes`` names the fields that differ)
-unchanged   exactly what was last sent: a run skips it
-invalid     fails validation or holds a value JSON cannot carry (``flameup_error`` says why)
-skipped     a duplicate identity (another row of it is sent instead)
-==========  ==============================================================================
-
-Which fields change is known from the state alone: it keeps a 32-bit hash of each field a
-person was sent with (its name and JSON value), so no request is needed. Where the state
-cannot tell (a state written before it kept fields, or no state at all), an update's
-``flameup_changes`` is None: changes unknown. A state kept with ``state_values=True`` also
-holds each person as last sent, and a plan asked with ``state_values=True`` shows each
-changed field's value before and after (``flameup_before``, ``flameup_after``).
-
-The change guard (``max_changes=``, ``max_creates=``) plans first and refuses, with
-:class:`~flameup_pandas.ChangeGuardError`, before any request, when a run would update (or
-create) more people than allowed.
+chunk, what the run would do with every row before anything is sent. Which fields change is
+known from the state alone: it keeps a 32-bit hash of each field a person was sent with (its
+name and JSON value), so no request is needed; where it cannot tell (a state written before it
+kept fields, or none), an update's ``flameup_changes`` is None. The change guard
+(``max_changes=``, ``max_creates=``) plans first and refuses, with
+:class:`~flameup_pandas.ChangeGuardError`, before any request.
 """
 
 from __future__ import annotations
 
 import html
 import re
-import weakref
 from collections import Counter
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
@@ -44,6 +29,7 @@ from .._people.person import TOP_LEVEL
 from .._people.values import read_back
 from ..exceptions import ChangeGuardError
 from .plan import UNCHANGED, Plan
+from .result import plain_label, tell, told
 from .state import SyncState
 
 __all__ = [
@@ -55,7 +41,6 @@ __all__ = [
     "Gone",
     "Limit",
     "PlanSummary",
-    "check_guard",
     "parse_limit",
     "record_gone",
     "refuse_over",
@@ -180,14 +165,9 @@ class Gone:
     examples: tuple[str, ...] = ()
 
 
-_GONE: dict[int, Gone] = {}
-
-
 def record_gone(plan: object, gone: Gone) -> None:
     """Keep ``gone`` for a plan frame while it lives (never in ``df.attrs``)."""
-    key = id(plan)
-    _GONE[key] = gone
-    weakref.finalize(plan, _GONE.pop, key, None)
+    tell(plan, "gone", gone)
 
 
 def decide(
@@ -350,7 +330,7 @@ class PlanSummary:
                 {
                     "field": f.field,
                     "count": f.count,
-                    "examples": [_plain(x) for x in f.examples],
+                    "examples": [plain_label(x) for x in f.examples],
                     "values": [list(v) for v in f.values],
                 }
                 for f in self.fields
@@ -370,10 +350,8 @@ class PlanSummary:
                 + (f" ({shown}{more})" if shown else "")
                 + "; nothing is deleted"
             )
+        lines += _field_lines(self.fields)
         if self.fields:
-            lines.append("fields that change most:")
-            width = max(len(f.field) for f in self.fields)
-            lines += ["  " + f.line(width) for f in self.fields]
             values = [line for f in self.fields for line in f.value_lines()]
             if values:
                 lines.append("values that change most:")
@@ -407,8 +385,9 @@ class PlanSummary:
         return html_out
 
 
-def _plain(label: Hashable) -> Any:
-    return label.item() if isinstance(label, np.generic) else label
+def _field_lines(fields: tuple[FieldChange, ...]) -> list[str]:
+    width = max((len(f.field) for f in fields), default=0)
+    return ["fields that change most:", *("  " + f.line(width) for f in fields)] if fields else []
 
 
 def summarize_plan(plan: pd.DataFrame) -> PlanSummary:
@@ -435,7 +414,7 @@ def summarize_plan(plan: pd.DataFrame) -> PlanSummary:
     creates: Counter[str] = Counter()
     for changed in plan.loc[is_create, "flameup_changes"].dropna():
         creates.update(changed)
-    gone = _GONE.get(id(plan))
+    gone = told(plan, "gone")
     return PlanSummary(
         counts,
         top,
@@ -510,49 +489,25 @@ def _shown(limit: Limit) -> str:
     return f"{limit:,}" if isinstance(limit, int) else f"{float(limit):.4g} of them"
 
 
-class ChangeGuard:
+class ChangeGuard(Decisions):
     """The change guard of one run: a planner sink (it records each chunk's decisions as
-    the engine plans it), then one check of them all against the limits.
-
-    The engine keeps the planned chunks and sends them once :meth:`check` lets the run
-    through (see :func:`flameup_pandas._run.engine.upsert_rows`): a guarded run reads and
-    encodes its rows once.
+    the engine plans it), then one check of them all against the limits. The engine keeps
+    the planned chunks and sends them once :meth:`check` lets the run through: a guarded
+    run reads and encodes its rows once.
     """
 
     def __init__(self, max_changes: Limit | None, max_creates: Limit | None) -> None:
+        super().__init__()
         self.max_changes = max_changes
         self.max_creates = max_creates
-        self.decisions = Decisions()
-
-    def __call__(
-        self,
-        frame: pd.DataFrame,
-        plan: Plan,
-        sync: SyncState | None,
-        fields: FieldHashes | None,
-    ) -> None:
-        self.decisions(frame, plan, sync, fields)
 
     def check(self) -> PlanSummary:
         """The plan's summary; raises :class:`ChangeGuardError` (the whole plan attached)
         when the run would change more than allowed."""
-        summary = check_guard(
-            self.decisions.columns(), self.max_changes, self.max_creates, self.decisions.frame
-        )
-        self.decisions = Decisions()  # let through: the rows read are not needed to send
+        summary = summarize_plan(self.columns())
+        refuse_over(summary, self.max_changes, self.max_creates, self.frame)
+        Decisions.__init__(self)  # let through: the rows read are not needed to send
         return summary
-
-
-def check_guard(
-    plan: pd.DataFrame,
-    max_changes: Limit | None,
-    max_creates: Limit | None,
-    whole: Callable[[], pd.DataFrame] | None = None,
-) -> PlanSummary:
-    """The plan's summary; raises :class:`ChangeGuardError` (the plan attached: ``whole()``
-    when given, the input rows with the plan's columns) when it would update more people
-    than ``max_changes`` or create more than ``max_creates``."""
-    return refuse_over(summarize_plan(plan), max_changes, max_creates, whole or (lambda: plan))
 
 
 def refuse_over(
@@ -583,10 +538,7 @@ def refuse_over(
 
 def _refusal(over: list[str], summary: PlanSummary) -> str:
     lines = [f"the change guard stopped this run before sending anything: {'; '.join(over)}."]
-    if summary.fields:
-        width = max(len(f.field) for f in summary.fields)
-        lines.append("fields that change most:")
-        lines += ["  " + f.line(width) for f in summary.fields[:5]]
+    lines += _field_lines(summary.fields[:5])
     if summary.unknown:
         lines.append(
             f"{summary.unknown:,} of the updates have changes unknown (the state has no "

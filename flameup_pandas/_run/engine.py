@@ -31,7 +31,7 @@ from .interrupt import deliver_all, interrupted, interruptible, shielded
 from .kind import Chunk, Kind
 from .options import Delivery, Run
 from .people import People, Planner
-from .plan import Decisions, Plan, Rules, Sender
+from .plan import DRY_RUN, Decisions, Plan, Rules, Sender
 from .progress import DOCUMENTED_RATE, Meter, duration, open_progress
 from .result import RunReport, Summary, record_run
 from .sinks import ResultsWriter
@@ -107,20 +107,20 @@ def run_frame(df: pd.DataFrame, kind: Kind, *, delivery: Delivery, run: Run) -> 
     try:
         summary = run_rows(rows, kind, delivery=delivery, run=run, written=plans.append, sample=0)
     except UpsertInterrupted as stop:
-        result = assemble(df, plans, kind.id_column)
-        if isinstance(stop.result, Summary) and stop.result.run is not None:
-            record_run(result, stop.result.run)
+        report = stop.result.run if isinstance(stop.result, Summary) else None
+        result = assemble(df, plans, kind.id_column, report)
         raise UpsertInterrupted(str(stop), result=result, signal=stop.signal) from None
-    result = assemble(df, plans, kind.id_column)
-    if summary.run is not None:
-        record_run(result, summary.run)
-    return result
+    return assemble(df, plans, kind.id_column, summary.run)
 
 
 def assemble(
-    df: pd.DataFrame, plans: list[Decisions], id_column: str = "flameup_id"
+    df: pd.DataFrame,
+    plans: list[Decisions],
+    id_column: str = "flameup_id",
+    report: RunReport | None = None,
 ) -> pd.DataFrame:
-    """The input frame, same index and order, with the three result columns set."""
+    """The input frame, same index and order, with the three result columns set (and the
+    run's ``report`` recorded for it)."""
 
     def column(name: str) -> pd.Series:
         values = [getattr(plan, name) for plan in plans]
@@ -131,6 +131,8 @@ def assemble(
     result[id_column] = column("flameup_id")
     result["flameup_status"] = column("status")
     result["flameup_error"] = column("error")
+    if report is not None:
+        record_run(result, report)
     return result
 
 
@@ -189,15 +191,21 @@ def _drive(
             chunks = (
                 rows.chunks
                 if isinstance(rows, Decided)
-                else kind.ahead(kind.plan(frame, state) for frame in rows.frames())
+                else kind.ahead(_planned(rows, kind, state))
             )
             writer = ResultsWriter(run.results, kind, filesystem=run.storage, written=written)
             if sender is None:
                 would_send, sample = _dry_run(chunks, kind, writer, bar, sample_size)
             else:
-                _estimate(kind, rows.total)
-                deadline = _Deadline(started, run.max_duration)
-                _send(chunks, kind, sender, state, writer, bar, deadline)
+                if rows.total and kind.batch_size == 1:
+                    logger.info(
+                        "up to %d %s, one request each: about %s at Flameup's %d a minute",
+                        rows.total,
+                        kind.rows,
+                        duration(60 * rows.total / DOCUMENTED_RATE),
+                        DOCUMENTED_RATE,
+                    )
+                _send(chunks, kind, sender, state, writer, bar, (started, run.max_duration))
                 would_send, sample = 0, []
         except KeyboardInterrupt as exc:
             stopped, would_send, sample = exc, 0, []
@@ -225,15 +233,14 @@ def _drive(
     return summary
 
 
-def _estimate(kind: Kind, total: int | None) -> None:
-    if total and kind.batch_size == 1:
-        logger.info(
-            "up to %d %s, one request each: about %s at Flameup's %d a minute",
-            total,
-            kind.rows,
-            duration(60 * total / DOCUMENTED_RATE),
-            DOCUMENTED_RATE,
-        )
+def _planned(rows: Rows, kind: Kind, state: Any) -> Iterator[Chunk]:
+    """Each frame planned, neither held past its turn: a chunk's memory is let go before the
+    next one is read (a streaming run's peak is about one chunk)."""
+    for frame in rows.frames():
+        chunk = kind.plan(frame, state)
+        del frame
+        yield chunk
+        del chunk
 
 
 def _dry_run(
@@ -250,25 +257,13 @@ def _dry_run(
         would_send += len(pending)
         if len(sample) < sample_size:  # (taking bytes makes the chunk's: only while needed)
             sample.extend(kind.sample(chunk, pending[: sample_size - len(sample)]))
-        chunk.plan.mark_dry_run()
+        chunk.plan.mark(chunk.plan.pending(), "skipped", DRY_RUN)
         with shielded():
             writer.track(chunk.plan)
             writer.add(chunk.plan, np.arange(len(chunk.plan.status)))
         bar.update(len(chunk.plan.status))
+        del chunk, pending  # settled: let it go before the next chunk is read
     return would_send, sample
-
-
-class _Deadline:
-    """``max_duration``: whether a request may still start."""
-
-    def __init__(self, started: float, seconds: float | None) -> None:
-        self.at = None if seconds is None else started + seconds
-        self.why = (
-            f"not sent: max_duration ({seconds or 0:g} s) reached; a rerun with the state sends it"
-        )
-
-    def passed(self) -> bool:
-        return self.at is not None and time.monotonic() >= self.at
 
 
 def _send(
@@ -278,20 +273,35 @@ def _send(
     state: Any,
     writer: ResultsWriter,
     bar: Meter,
-    deadline: _Deadline,
+    limit: tuple[float, float | None],
 ) -> None:
-    """Send the rows of every planned chunk; repeats set aside go last."""
+    """Send the rows of every planned chunk; repeats set aside go last. ``limit``: when the
+    run started, and its ``max_duration``, after which no request starts (the rows of the
+    rest are skipped)."""
     work, failed = kind.worker(sender, state)
+    started, seconds = limit
+    deadline = None if seconds is None else started + seconds
+    late = f"not sent: max_duration ({seconds or 0:g} s) reached; a rerun with the state sends it"
 
     def settle(members: list[Member], outcomes: list[Any]) -> None:
-        for chunk, positions, at in _groups(members):
+        for chunk, positions, at in _grouped(members):
             kind.settle(chunk, positions, [outcomes[i] for i in at], state)
             _record(chunk, np.asarray(positions, dtype=np.int64), writer)
         bar.update(len(members), failed=sum(o.status == "failed" for o in outcomes))
 
-    def deliver(batches: Iterator[tuple[list[Member], list[Any]]]) -> None:
-        timely = _in_time(batches, deadline, writer, bar)
-        deliver_all(sender.deliverer.stream(timely, work, failed), settle)
+    def in_time(batches: Iterator[Batch]) -> Iterator[Batch]:
+        for members, items in batches:
+            if deadline is None or time.monotonic() < deadline:
+                yield members, items
+                continue
+            for chunk, positions, _ in _grouped(members):
+                chunk.plan.mark(np.asarray(positions), "skipped", late)
+                with shielded():
+                    _record(chunk, np.asarray(positions, dtype=np.int64), writer)
+            bar.update(len(members))
+
+    def deliver(batches: Iterator[Batch]) -> None:
+        deliver_all(sender.deliverer.stream(in_time(batches), work, failed), settle)
 
     later: list[Chunk] = []
     deliver(_batches(chunks, kind, writer, bar, Repeats(kind, later)))
@@ -302,11 +312,12 @@ def _send(
 
 
 Member = tuple[Chunk, int]
+Batch = tuple[list[Member], list[Any]]
 
 
 def _batches(
     chunks: Iterator[Chunk], kind: Kind, writer: ResultsWriter, bar: Meter, repeats: Repeats | None
-) -> Iterator[tuple[list[Member], list[Any]]]:
+) -> Iterator[Batch]:
     """Full requests across chunk boundaries; rows settled without sending are written at once.
 
     A request may carry the end of one chunk and the start of the next: each row travels
@@ -342,29 +353,12 @@ def _batches(
         yield carry, items
 
 
-def _in_time(
-    batches: Iterator[tuple[list[Member], list[Any]]],
-    deadline: _Deadline,
-    writer: ResultsWriter,
-    bar: Meter,
-) -> Iterator[tuple[list[Member], list[Any]]]:
-    """The requests to send until ``max_duration``; the rows of the rest are skipped."""
-    for members, items in batches:
-        if not deadline.passed():
-            yield members, items
-            continue
-        for chunk, positions, _ in _groups(members):
-            chunk.plan.mark(np.asarray(positions), "skipped", deadline.why)
-            with shielded():
-                _record(chunk, np.asarray(positions, dtype=np.int64), writer)
-        bar.update(len(members))
-
-
-def _groups(members: list[Member]) -> Iterator[tuple[Chunk, list[int], list[int]]]:
-    """A request's rows by chunk: each chunk, its positions and their places in the request."""
-    groups: dict[int, tuple[Chunk, list[int], list[int]]] = {}
-    for at, (chunk, position) in enumerate(members):
-        group = groups.setdefault(id(chunk), (chunk, [], []))
+def _grouped(pairs: list[tuple[Any, int]]) -> Iterator[tuple[Any, list[int], list[int]]]:
+    """(owner, position) pairs by owner (a chunk, or a chunk's decisions): each owner, its
+    positions, and their places in ``pairs``."""
+    groups: dict[int, tuple[Any, list[int], list[int]]] = {}
+    for at, (owner, position) in enumerate(pairs):
+        group = groups.setdefault(id(owner), (owner, [], []))
         group[1].append(position)
         group[2].append(at)
     yield from groups.values()
@@ -415,13 +409,9 @@ def _record(chunk: Chunk, positions: np.ndarray, writer: ResultsWriter) -> None:
     if chunk.origin is None:
         writer.add(chunk.plan, positions)
         return
-    groups: dict[int, tuple[Decisions, list[int], list[int]]] = {}
-    for mine in positions.tolist():
-        plan, theirs = chunk.origin[mine]
-        group = groups.setdefault(id(plan), (plan, [], []))
-        group[1].append(theirs)
-        group[2].append(mine)
-    for plan, theirs, mine in groups.values():
+    origins = chunk.origin
+    for plan, theirs, at in _grouped([origins[mine] for mine in positions.tolist()]):
+        mine = positions[at]
         plan.status[theirs] = chunk.plan.status[mine]
         plan.error[theirs] = chunk.plan.error[mine]
         plan.flameup_id[theirs] = chunk.plan.flameup_id[mine]

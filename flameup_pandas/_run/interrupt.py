@@ -127,11 +127,6 @@ def deliver_all(stream: Stoppable[T, Out], settle: Callable[[T, list[Out]], None
         raise
 
 
-def signal_of(exc: BaseException) -> int:
-    """The signal behind an interrupt: SIGTERM when our handler saw one, else SIGINT."""
-    return getattr(exc, "signum", signal.SIGINT)
-
-
 def interrupted(
     exc: BaseException, result: Any, *, finished: int, rows: int | None, what: str = "upsert"
 ) -> UpsertInterrupted:
@@ -146,7 +141,7 @@ def interrupted(
 
 def stopped(exc: BaseException, cls: type[Stop], what: str, message: str, result: object) -> Stop:
     """A ``cls`` interrupt carrying ``result``: how ``what`` was stopped, then ``message``."""
-    signum = signal_of(exc)
+    signum = getattr(exc, "signum", signal.SIGINT)  # SIGTERM when our handler saw one
     how = (
         "interrupted (Ctrl-C)"
         if signum == signal.SIGINT

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 import pyarrow as pa
 
@@ -129,7 +130,11 @@ class People:
         return list(chunk.plan.payloads.outgoing(positions))
 
     def sample(self, chunk: Chunk, positions: np.ndarray) -> list[Any]:
-        return list(chunk.plan.payloads.take(positions).people)
+        payloads = chunk.plan.payloads
+        if payloads.wire_at is None or payloads._made("wire"):
+            return list(payloads.take(positions).people)
+        # only these rows' bytes: a dry run never makes the whole chunk's
+        return [orjson.loads(body) for body in payloads.wire_at(positions).to_pylist()]
 
     def worker(self, sender: Sender, state: Any) -> tuple[Work, Callable[[str], Any]]:
         return sender.deliverer.send, _failed

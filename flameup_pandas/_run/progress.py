@@ -17,11 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from .._send.pacing import ASSUMED_LIMIT
+
 __all__ = ["DOCUMENTED_RATE", "LogMeter", "Meter", "Progress", "duration", "open_progress"]
 
 logger = logging.getLogger("flameup_pandas.progress")
 
-DOCUMENTED_RATE = 120  # requests a minute a key may make (Flameup's rate-limit page)
+DOCUMENTED_RATE = ASSUMED_LIMIT  # requests a minute a key may make (Flameup's rate-limit page)
 ONE_REQUEST = 100  # a run this small is over before a bar would be read
 
 

@@ -60,7 +60,7 @@ class Reason:
             "status": self.status,
             "reason": self.reason,
             "count": self.count,
-            "examples": [_plain_label(label) for label in self.examples],
+            "examples": [plain_label(label) for label in self.examples],
         }
 
     def line(self, count_width: int = 0) -> str:
@@ -116,7 +116,7 @@ class ReasonTally:
         )
 
 
-def _plain_label(label: Hashable) -> Any:
+def plain_label(label: Hashable) -> Any:
     """A row label as JSON can carry it: numpy scalars become Python ones, the rest text."""
     item = getattr(label, "item", None)
     if callable(item):
@@ -314,25 +314,30 @@ class SharedEmails:
         return (*self._kept, Reason("warning", text, self._more_rows))
 
 
-def count_statuses(statuses: pd.Series) -> dict[str, int]:
-    counts = statuses.value_counts(dropna=False)
-    return {status: int(counts.get(status, 0)) for status in STATUSES}
+# What a run told of its result and plan frames still alive (its figures, a plan's people
+# gone), by id(frame): the frame itself stays untouched (nothing in df.attrs) and an entry
+# goes when its frame is collected.
+_TOLD: dict[tuple[str, int], Any] = {}
 
 
-# Run figures of result frames still alive, by id(frame): the frame itself stays untouched
-# (nothing in df.attrs) and an entry goes when its frame is collected.
-_RUNS: dict[int, RunReport] = {}
+def tell(frame: object, what: str, value: Any) -> None:
+    key = (what, id(frame))
+    _TOLD[key] = value
+    weakref.finalize(frame, _TOLD.pop, key, None)
+
+
+def told(frame: object, what: str) -> Any:
+    return _TOLD.get((what, id(frame)))
 
 
 def run_of(frame: object) -> RunReport | None:
     """The run figures recorded for a result frame (pandas or polars), if it is still alive."""
-    return _RUNS.get(id(frame))
+    report: RunReport | None = told(frame, "run")
+    return report
 
 
 def record_run(result: object, report: RunReport) -> None:
-    key = id(result)
-    _RUNS[key] = report
-    weakref.finalize(result, _RUNS.pop, key, None)
+    tell(result, "run", report)
 
 
 def summarize(result: pd.DataFrame) -> Summary:
@@ -344,14 +349,8 @@ def summarize(result: pd.DataFrame) -> Summary:
         )
     statuses = result["flameup_status"]
     errors = result.get("flameup_error", pd.Series(None, index=result.index, dtype=object))
-    reasons = reasons_of(statuses.tolist(), errors.tolist(), result.index)
-    return Summary(count_statuses(statuses), run_of(result), reasons=reasons)
-
-
-def reasons_of(
-    statuses: list[Any], errors: list[Any], labels: Iterable[Hashable]
-) -> tuple[Reason, ...]:
-    """The top reasons of a whole result: statuses, errors and row labels, position by position."""
     tally = ReasonTally()
-    tally.add(statuses, errors, labels)
-    return tally.top()
+    tally.add(statuses.tolist(), errors.tolist(), result.index)
+    found = statuses.value_counts(dropna=False)
+    counts = {status: int(found.get(status, 0)) for status in STATUSES}
+    return Summary(counts, run_of(result), reasons=tally.top())

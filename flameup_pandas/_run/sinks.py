@@ -26,16 +26,7 @@ from .kind import Kind
 from .plan import Decisions as Plan
 from .result import PROBLEMS, ReasonTally
 
-__all__ = ["ResultsWriter", "results_schema"]
-
-
-def results_schema(kind: Kind) -> pa.Schema:
-    """A kind's results file: ``row`` (the label), what identifies the row, the id Flameup
-    answered with, the status and the error."""
-    decided = [(kind.id_column, pa.string()), ("flameup_status", pa.string())]
-    return pa.schema(
-        [("row", pa.int64()), *kind.results_schema, *decided, ("flameup_error", pa.string())]
-    )
+__all__ = ["ResultsWriter"]
 
 
 class ResultsWriter:
@@ -49,13 +40,17 @@ class ResultsWriter:
         self,
         path: str | Path | None,
         kind: Kind,
-        buffer_rows: int = 100_000,
+        buffer_rows: int = 50_000,
         *,
         filesystem: Any = None,
         written: Callable[[Plan], None] | None = None,
     ) -> None:
         self.kind = kind
-        self.schema = results_schema(kind)
+        # the label, what identifies the row, the id Flameup answered with, status, error
+        decided = [(kind.id_column, pa.string()), ("flameup_status", pa.string())]
+        self.schema = pa.schema(
+            [("row", pa.int64()), *kind.results_schema, *decided, ("flameup_error", pa.string())]
+        )
         self.counts = dict.fromkeys(kind.statuses, 0)
         self.reasons = ReasonTally()
         self.unfinished = 0  # rows failed because the run was interrupted
@@ -81,16 +76,21 @@ class ResultsWriter:
         positions = np.asarray(positions, dtype=np.int64)
         self._count(plan, positions)
         self._left[id(plan)] -= len(positions)
-        while self._waiting and self._left[id(self._waiting[0])] == 0:
-            done = self._waiting.popleft()
-            del self._left[id(done)]
-            self._done(done)
+        self._drain()
 
-    def _done(self, plan: Plan) -> None:
-        """A chunk whose every row is settled, in input order: to the file and ``written``."""
-        self._write(plan, np.arange(len(plan.status)))
-        if self._written is not None:
-            self._written(plan)
+    def _drain(self, closing: bool = False) -> None:
+        """The chunks at the head whose every row is settled (``closing``: every chunk, its
+        rows never settled as not sent), in input order, to the file and ``written``."""
+        while self._waiting and (closing or self._left[id(self._waiting[0])] == 0):
+            plan = self._waiting.popleft()
+            del self._left[id(plan)]
+            unsettled = plan.pending() if closing else np.zeros(0, dtype=np.int64)
+            if len(unsettled):
+                plan.mark(unsettled, "failed", NOT_SENT)
+                self._count(plan, unsettled)
+            self._write(plan, np.arange(len(plan.status)))
+            if self._written is not None:
+                self._written(plan)
 
     def _count(self, plan: Plan, positions: np.ndarray) -> None:
         statuses = plan.status[positions]
@@ -133,14 +133,7 @@ class ResultsWriter:
         """Write every chunk still waiting (rows never settled as not sent), then complete
         the file (it appears whole, now)."""
         with self._output:
-            while self._waiting:
-                plan = self._waiting.popleft()
-                del self._left[id(plan)]
-                unsettled = plan.pending()
-                if len(unsettled):
-                    plan.mark(unsettled, "failed", NOT_SENT)
-                    self._count(plan, unsettled)
-                self._done(plan)
+            self._drain(closing=True)
             self.flush()
             if self._writer is not None:
                 self._writer.close()

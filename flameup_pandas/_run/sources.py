@@ -40,9 +40,10 @@ from ..exceptions import ConfigurationError, SourceError
 
 __all__ = ["CHUNK_ROWS", "Rows", "open_dataset", "open_rows", "read_chunks"]
 
-CHUNK_ROWS = 50_000
+CHUNK_ROWS = 40_000
 """Rows per record batch: large enough that validation's fixed cost per call (pandera's, a
-few milliseconds) is small beside the work, small enough to keep memory flat."""
+few tens of milliseconds a chunk) is small beside the work, small enough to keep memory flat
+(a streaming run holds about one chunk: 25,000 rows peaked 15% lower, a third slower)."""
 _TEXT_COLUMNS = (*USER_ID_ALIASES, *TOP_LEVEL, *KNOWN_TRAITS)
 
 Chunk: TypeAlias = Any
@@ -95,7 +96,8 @@ def open_rows(
         total = source.count_rows() if parquet else None
         return Rows(dataset_batches(source, chunk_rows), total, source=origin)
     if isinstance(source, pa.Table | pa.RecordBatch):
-        return Rows(rechunked(_table_batches(source), chunk_rows), source.num_rows, source=origin)
+        batches = [source] if isinstance(source, pa.RecordBatch) else source.to_batches()
+        return Rows(rechunked(batches, chunk_rows), source.num_rows, source=origin)
     if _is_polars_frame(source):
         return Rows(_polars_chunks(source, chunk_rows), source.height, source=origin)
     return Rows(
@@ -126,13 +128,6 @@ def _is_polars_frame(source: Any) -> bool:
 
 def _is_lazyframe(source: Any) -> bool:
     return type(source).__module__.startswith("polars") and hasattr(source, "collect_batches")
-
-
-def _table_batches(table: pa.Table | pa.RecordBatch) -> Iterator[pa.RecordBatch]:
-    if isinstance(table, pa.RecordBatch):
-        yield table
-    else:
-        yield from table.to_batches()
 
 
 def _stream_batches(reader: pa.RecordBatchReader) -> Batches:
@@ -180,6 +175,7 @@ def read_chunks(batches: Iterable[Chunk | pd.DataFrame]) -> Iterator[pd.DataFram
     pool = pa.default_memory_pool()
     for batch in batches:
         frame = batch if isinstance(batch, pd.DataFrame) else arrow_frame(batch)
+        del batch  # (the frame holds what it needs of the batch)
         # the pool hands back what earlier chunks freed (mimalloc keeps it otherwise)
         pool.release_unused()
         if len(frame) == 0:
@@ -187,6 +183,7 @@ def read_chunks(batches: Iterable[Chunk | pd.DataFrame]) -> Iterator[pd.DataFram
         frame.index = pd.RangeIndex(start, start + len(frame))
         start += len(frame)
         yield frame
+        del frame  # let the consumer's chunk go before the next one is read
 
 
 def arrow_frame(batch: Chunk) -> pd.DataFrame:
@@ -408,11 +405,7 @@ def _override(name: str, kind: Any) -> pa.DataType:
 def _fitting(cells: pa.Array, kinds: set[pa.DataType]) -> set[pa.DataType]:
     """Which of ``kinds`` read every non-empty cell back as the same text."""
     present = pc.filter(cells, pc.not_equal(cells, ""))
-    fits = set()
-    for kind in kinds:
-        if len(present) == 0 or _reads_back(present, kind):
-            fits.add(kind)
-    return fits
+    return {kind for kind in kinds if len(present) == 0 or _reads_back(present, kind)}
 
 
 def _reads_back(cells: pa.Array, kind: pa.DataType) -> bool:

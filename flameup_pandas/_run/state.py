@@ -19,9 +19,6 @@ moved over the old one); the journal and lock are the keeper's
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,13 +35,11 @@ import pyarrow.parquet as pq
 from .._people.identity import find_sorted, identity_hashes
 from .._send.delivery import PersonOutcome
 from .._storage import LEASE_SECONDS, Location, Store, StoreRetry, break_lock, resolve
-from .._storage.keeper import LocalKeeper, ObjectKeeper, drop_torn_tail, locate
+from .._storage.keeper import Journals, LocalKeeper, ObjectKeeper, keep, load
 from ..exceptions import StateError
 from .result import DELIVERED
 
 __all__ = ["SyncState", "break_state_lock"]
-
-logger = logging.getLogger("flameup_pandas")
 
 STATE_SCHEMA = pa.schema(
     [
@@ -104,24 +99,10 @@ class SyncState:
         when one is given. The other keywords matter on object storage only: the lease of the
         lock in seconds, how often the journal is flushed, and how store faults are retried.
         """
-        where = locate(path, filesystem, "sync state")
-        if where.local:
-            local = where.local_path
-            keeper: LocalKeeper | ObjectKeeper = LocalKeeper(
-                local, journal_path(local), "sync state"
-            )
-            try:
-                table = merge(read_base(local), read_journal(journal_path(local)))
-                if journal_path(local).exists():
-                    write_atomically(table, local)
-                    journal_path(local).unlink()
-            except BaseException:
-                keeper.release()
-                raise
-            return cls(local, table, keeper)
         lost = "people acknowledged since the last journal flush are sent again next run"
-        keeper = ObjectKeeper(
-            where,
+        keeper = keep(
+            path,
+            filesystem,
             "sync state",
             lost,
             lease=lease,
@@ -129,18 +110,13 @@ class SyncState:
             flush_seconds=flush_seconds,
             retry=retry,
         )
-        try:
-            table = _read_object(keeper)
-            leftovers = keeper.leftovers()
-            if leftovers:
-                table = merge(table, _journals(leftovers, where))
-                _write_object(keeper, table)
-                keeper.store.delete([p for p, _ in leftovers])
-        except BaseException:
-            keeper.release()
-            raise
-        keeper.start()
-        return cls(where, table, keeper)
+        shown = str(keeper)
+
+        def read(data: bytes | Path | None) -> pa.Table:
+            return STATE_SCHEMA.empty_table() if data is None else state_table(data, shown)
+
+        table = load(keeper, read, merge_journals, parquet_bytes)
+        return cls(keeper.path if isinstance(keeper, LocalKeeper) else keeper.where, table, keeper)
 
     def __len__(self) -> int:
         return int(self._table.num_rows)
@@ -167,8 +143,7 @@ class SyncState:
         exactly this payload (content hash) last sent? And its known flameup_id."""
         unchanged = np.zeros(len(wanted), dtype=bool)
         ids = np.full(len(wanted), None, dtype=object)
-        found, hit = find_sorted(self._sorted_hashes, wanted)
-        hit &= wanted != 0
+        found, hit = self._find(wanted)
         at = found[hit]
         unchanged[hit] = self._sorted_contents[at] == np.asarray(hashes)[hit]
         if len(at):
@@ -177,32 +152,31 @@ class SyncState:
 
     def known_fields(self, wanted: np.ndarray) -> tuple[np.ndarray, pa.Array]:
         """For each identity hash: is the person in the state, and the hashes of the fields
-        last sent (a ``list<uint32>`` array, null where unknown: a state written before
-        fields were kept, or a person not in it)."""
-        found, hit = find_sorted(self._sorted_hashes, wanted)
-        hit &= wanted != 0
-        if len(self._sorted_hashes) == 0:
-            return hit, pa.nulls(len(wanted), pa.list_(pa.uint32()))
-        return hit, self._taken("fields", found, hit)
-
-    def _taken(self, column: str, found: np.ndarray, hit: np.ndarray) -> pa.Array:
-        """``column`` at the rows of the people found (``found``: places among the sorted
-        hashes), null where ``hit`` is false. Only those rows are taken, from the column's
-        chunks as read: the whole column (the values kept are most of the state) is never
-        copied or reordered."""
-        rows = pa.array(self._order[np.where(hit, found, 0)], mask=~hit)
-        taken = self._table[column].take(rows)
-        return taken.combine_chunks() if isinstance(taken, pa.ChunkedArray) else taken
+        last sent (null where unknown: a state written before fields were kept, or a person
+        not in it)."""
+        return self._find(wanted)[1], self._taken("fields", wanted)
 
     def last_sent(self, wanted: np.ndarray) -> pa.Array:
         """For each identity hash, the person as last sent (JSON text, keys sorted): null
         where the state does not keep it (not asked for with ``state_values=True``, or a
         person not in it)."""
+        return self._taken("sent", wanted)
+
+    def _find(self, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Places among the sorted hashes, and whether each identity hash is there."""
         found, hit = find_sorted(self._sorted_hashes, wanted)
-        hit &= wanted != 0
+        return found, hit & (wanted != 0)
+
+    def _taken(self, column: str, wanted: np.ndarray) -> pa.Array:
+        """``column`` at the rows of the identity hashes found, null elsewhere. Only those rows
+        are taken, from the column's chunks as read: the whole column (the values kept are
+        most of the state) is never copied or reordered."""
         if len(self._sorted_hashes) == 0:
-            return pa.nulls(len(wanted), pa.large_string())
-        return self._taken("sent", found, hit)
+            return pa.nulls(len(wanted), STATE_SCHEMA.field(column).type)
+        found, hit = self._find(wanted)
+        rows = pa.array(self._order[np.where(hit, found, 0)], mask=~hit)
+        taken = self._table[column].take(rows)
+        return taken.combine_chunks() if isinstance(taken, pa.ChunkedArray) else taken
 
     def record_outcomes(
         self,
@@ -231,44 +205,24 @@ class SyncState:
 
     def close(self) -> None:
         """Fold the journal into the state (written whole) and release the lock."""
-        keeper = self._keeper
-        if isinstance(keeper, ObjectKeeper):
-            # one merge of every flush, in order (the last record of an identity wins, as it
-            # would flush by flush): each merge is a pass over the whole state
-            def fold(flushed: list[tuple[str, bytes]]) -> None:
-                self._table = merge(self._table, _journals(flushed, keeper.where))
-                _write_object(keeper, self._table)
 
-            keeper.close(fold)
-            return
-        try:
-            if keeper.close_journal():
-                self._table = merge(self._table, read_journal(keeper.journal))
-                write_atomically(self._table, keeper.path)
-                keeper.journal.unlink()
-        finally:
-            keeper.release()
+        def fold(journals: Journals) -> bytes:
+            self._table = merge_journals(self._table, journals)
+            return parquet_bytes(self._table)
+
+        self._keeper.close(fold)
 
 
-def _journals(objects: list[tuple[str, bytes]], where: Location) -> pa.Table:
-    """Journal objects (path and bytes) as rows of the state, in order."""
-    folder = f"{where}.journal"
-    return pa.concat_tables(
-        [journal_table(data, f"{folder}/{path.rsplit('/', 1)[-1]}") for path, data in objects]
-    )
+def merge_journals(table: pa.Table, journals: Journals) -> pa.Table:
+    """``table`` with the records of ``journals`` (in order) merged in, in one pass over it."""
+    return merge(table, pa.concat_tables([journal_table(data, shown) for shown, data in journals]))
 
 
-def _read_object(keeper: ObjectKeeper) -> pa.Table:
-    data = keeper.store.read(keeper.where.path)
-    if data is None:
-        return STATE_SCHEMA.empty_table()
-    return state_table(pa.BufferReader(data), str(keeper.where))
-
-
-def _write_object(keeper: ObjectKeeper, table: pa.Table) -> None:
+def parquet_bytes(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, **WRITE_OPTIONS)
-    keeper.store.write(keeper.where.path, sink.getvalue().to_pybytes())
+    data: bytes = sink.getvalue().to_pybytes()
+    return data
 
 
 def break_state_lock(path: str | Path, *, filesystem: Any = None) -> str:
@@ -285,20 +239,10 @@ def break_state_lock(path: str | Path, *, filesystem: Any = None) -> str:
     )
 
 
-def journal_path(path: Path) -> Path:
-    return path.with_name(path.name + ".journal")
-
-
-def read_base(path: Path) -> pa.Table:
-    if not path.exists():
-        return STATE_SCHEMA.empty_table()
-    return state_table(path, str(path))
-
-
 def state_table(source: Any, shown: str) -> pa.Table:
-    """A state parquet file (a path or a buffer) in today's schema."""
+    """A state parquet file (a path or its bytes) in today's schema."""
     try:
-        table = pq.read_table(source)
+        table = pq.read_table(pa.BufferReader(source) if isinstance(source, bytes) else source)
         for name in OPTIONAL:  # written before these were kept
             if name not in table.column_names:
                 kind = STATE_SCHEMA.field(name).type
@@ -320,25 +264,11 @@ JOURNAL_SCHEMA = pa.schema(
 )
 
 
-def read_journal(path: Path) -> pa.Table:
-    """The journal's complete lines as a table; a torn last line (from a kill) is cut off.
-
-    Read by Arrow's JSON reader, so a journal of millions of people never becomes millions of
-    Python dicts.
-    """
-    if not path.exists():
-        return STATE_SCHEMA.empty_table()
-    drop_torn_tail(path)
-    if path.stat().st_size == 0:
-        return STATE_SCHEMA.empty_table()
-    return journal_table(path, str(path))
-
-
 def journal_table(source: Any, shown: str) -> pa.Table:
     """Complete journal lines (a path or bytes) as rows of the state."""
+    if (source.stat().st_size if isinstance(source, Path) else len(source)) == 0:
+        return STATE_SCHEMA.empty_table()
     if isinstance(source, bytes):
-        if not source:
-            return STATE_SCHEMA.empty_table()
         source = pa.BufferReader(source)
     options = pajson.ParseOptions(
         explicit_schema=JOURNAL_SCHEMA, unexpected_field_behavior="ignore"
@@ -376,16 +306,3 @@ def merge(base: pa.Table, newer: pa.Table) -> pa.Table:
     if again.any():
         base = base.filter(pa.array(~again))
     return pa.concat_tables([base, newer])
-
-
-def write_atomically(table: pa.Table, path: Path) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        pq.write_table(table, temporary, **WRITE_OPTIONS)
-        with open(temporary, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
-        raise StateError(f"cannot write the sync state {path}: {exc}") from exc

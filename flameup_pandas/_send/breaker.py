@@ -40,16 +40,12 @@ class Breaker:
         self._streak = 0
         self._trouble_since: float | None = None
         self._last_cause = "unknown"
-        self._reason: str | None = None
+        self.reason: str | None = None
+        """Why the run stopped sending; None while it has not."""
         self.reached = False
         """Some request of this run has had an answer (any status)."""
         self.opened = threading.Event()
         """Set once the run stops sending."""
-
-    @property
-    def reason(self) -> str | None:
-        """Why the run stopped sending; None while it has not."""
-        return self._reason
 
     def answered(self, *, healthy: bool) -> None:
         """A request got an answer; ``healthy`` unless it was a 5xx that will be retried."""
@@ -74,7 +70,7 @@ class Breaker:
                 return False
             since = self._trouble_since if self._trouble_since is not None else self._clock()
             when = datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-            self._reason = (
+            self.reason = (
                 f"the run stopped because Flameup was unreachable since {when} "
                 f"({self._streak} batches in a row spent their retries; last: {self._last_cause})"
             )

@@ -19,14 +19,12 @@ import time
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 import orjson
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
-from requests.structures import CaseInsensitiveDict
 
 from .._people.person import read_person
 from .._version import __version__
@@ -39,6 +37,7 @@ from ..exceptions import (
     ServerError,
     TransportError,
 )
+from .retry import header
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -60,6 +59,8 @@ DEFAULT_BASE_URL = "https://api.flameup.ai/api/v1"
 API_KEY_ENV = "FLAMEUP_API_KEY"
 BASE_URL_ENV = "FLAMEUP_BASE_URL"
 KEY_PREFIXES = ("ws_live_", "ws_test_")
+CLOSED = "connection closed without an answer"
+"""The one unreachable host's reason that may follow a request sent (it may have been read)."""
 
 
 @dataclass(frozen=True)
@@ -68,9 +69,6 @@ class Timeout:
 
     connect: float = 5.0
     read: float = 60.0
-
-    def as_requests(self) -> tuple[float, float]:
-        return (self.connect, self.read)
 
 
 @dataclass(frozen=True)
@@ -88,13 +86,6 @@ class Answer:
     def ok(self) -> bool:
         return 200 <= self.status < 300
 
-    @property
-    def content_type(self) -> str:
-        for name, value in self.headers.items():
-            if name.lower() == "content-type" and value:
-                return value
-        return "no content type"
-
     def describe(self) -> str:
         """What came back, for an answer that is not the documented JSON: status, content type
         and the first 100 characters of the body.
@@ -102,7 +93,8 @@ class Answer:
         >>> Answer(200, {"Content-Type": "text/html"}, None, text="<h1>Maintenance</h1>").describe()
         "HTTP 200 (text/html): '<h1>Maintenance</h1>'"
         """
-        return f"HTTP {self.status} ({self.content_type}): {self.text.strip()[:100]!r}"
+        kind = header(self.headers, "Content-Type") or "no content type"
+        return f"HTTP {self.status} ({kind}): {self.text.strip()[:100]!r}"
 
     def error(self) -> APIError:
         """The exception that stands for this (error) answer, with the server's message."""
@@ -134,8 +126,9 @@ def is_batch_answer(answer: Answer) -> bool:
     return isinstance(answer.body, dict) and isinstance(answer.body.get("people"), list)
 
 
-def is_page_answer(answer: Answer) -> bool:
-    """A 2xx answer to ``GET /people`` in the documented shape: a people list and a total.
+def is_page_answer(answer: Answer, items: str = "people") -> bool:
+    """A 2xx answer to ``GET /people`` (or the events listing: ``items="events"``) in the
+    documented shape: a list of ``items`` and a total.
 
     >>> is_page_answer(Answer(200, {}, {"people": [], "total": 0}))
     True
@@ -145,7 +138,7 @@ def is_page_answer(answer: Answer) -> bool:
     body = answer.body
     return (
         isinstance(body, dict)
-        and isinstance(body.get("people"), list)
+        and isinstance(body.get(items), list)
         and isinstance(body.get("total"), int)
         and not isinstance(body.get("total"), bool)
     )
@@ -287,7 +280,7 @@ class FlameupClient:
             raise ConfigurationError(
                 f"no Flameup API key: pass api_key= or set the {API_KEY_ENV} environment variable"
             )
-        if key != key.strip() or any(ch.isspace() for ch in key):
+        if any(ch.isspace() for ch in key):
             raise ConfigurationError(
                 "the Flameup API key contains whitespace; check how it was set"
             )
@@ -302,25 +295,25 @@ class FlameupClient:
         self.fingerprint = fingerprint(key, self.base_url)
         self.timeout = _as_timeout(timeout)
         self._session = session or _new_session(pool_size)
+        # proxies and CA bundle from the environment, read once: requests reads them per request
+        self._settings = self._session.merge_environment_settings(
+            self.base_url, {}, None, None, None
+        )
 
     def __repr__(self) -> str:
         return f"FlameupClient(base_url={self.base_url!r}, key={self._key_hint()!r})"
 
+    def _bearer(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self.__key}"
+        return request
+
     def _key_hint(self) -> str:
-        for prefix in KEY_PREFIXES:
-            if self.__key.startswith(prefix):
-                return prefix + "…"
-        return "…"
+        return next((p for p in KEY_PREFIXES if self.__key.startswith(p)), "") + "…"
 
     def __enter__(self) -> FlameupClient:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def close(self) -> None:
@@ -338,19 +331,19 @@ class FlameupClient:
 
         Raises TransportError when no answer came (connection refused or dropped, timeout).
         """
-        headers = {"Authorization": f"Bearer {self.__key}"}
-        if body is not None:
-            headers["Content-Type"] = "application/json"
+        headers = {"Content-Type": "application/json"} if body is not None else None
         started = time.monotonic()
         try:
             response = exact_request(
                 self._session,
                 method,
                 self.base_url + path,
-                timeout=self.timeout.as_requests(),
+                timeout=(self.timeout.connect, self.timeout.read),
+                settings=self._settings,
                 data=body,
                 params=params,
                 headers=headers,
+                auth=self._bearer,  # an explicit auth: requests looks for no .netrc
             )
             text = response.text
         except requests.RequestException as exc:
@@ -359,7 +352,7 @@ class FlameupClient:
             raise redirect_error(method, path, response.status_code, response.url, response.headers)
         return Answer(
             status=response.status_code,
-            headers=CaseInsensitiveDict(response.headers),
+            headers=response.headers,  # requests made it case-insensitive
             body=_parse_json(text),
             elapsed=time.monotonic() - started,
             text=text,
@@ -418,20 +411,28 @@ def path_segment(value: str) -> str:
 
 
 def exact_request(
-    session: requests.Session, method: str, url: str, *, timeout: Any, **fields: Any
+    session: requests.Session,
+    method: str,
+    url: str,
+    *,
+    timeout: Any,
+    settings: Any = None,
+    **fields: Any,
 ) -> requests.Response:
     """``session.request(method, url, **fields)`` with the path of ``url`` sent as written.
 
     requests decodes the escape of every unreserved character (``%2E`` becomes ``.``) and
     urllib3 drops the ``.`` and ``..`` segments that result, so the escapes of
     :func:`path_segment` would not reach the server: the request is prepared as requests
-    prepares it, then its path is put back. Redirects are never followed.
+    prepares it, then its path is put back. Redirects are never followed. ``settings``: the
+    environment's (proxies, CA bundle) when the caller has read them, else read here.
     """
     prepared = session.prepare_request(requests.Request(method, url, **fields))
     # the path quoted as requests quotes it (RFC 3986's path characters and escapes kept)
     path = urllib.parse.quote(urllib.parse.urlsplit(url).path, safe="/%!$&'()*+,;=:@~")
     prepared.url = urllib.parse.urlsplit(str(prepared.url))._replace(path=path).geturl()
-    settings = session.merge_environment_settings(prepared.url, {}, None, None, None)
+    if settings is None:
+        settings = session.merge_environment_settings(prepared.url, {}, None, None, None)
     return session.send(prepared, timeout=timeout, allow_redirects=False, **settings)
 
 
@@ -442,11 +443,7 @@ def redirect_error(
     location = headers.get("Location")
     where = "nowhere (no Location header)"
     if location:
-        target = urllib.parse.urlsplit(urllib.parse.urljoin(url, location))
-        host = target.hostname or ""
-        if target.port is not None:
-            host = f"{host}:{target.port}"
-        where = f"{target.scheme}://{host}{target.path}"
+        where = display_url(urllib.parse.urljoin(url, location))
     return ConfigurationError(
         f"{method} {path} was answered with a redirect (HTTP {status}) to {where}; "
         "flameup-pandas never follows redirects, so no customer data went there. "
@@ -525,7 +522,7 @@ def why_unreachable(exc: requests.RequestException) -> str | None:
         return "connection refused"
     if any(isinstance(c, urllib3.exceptions.NewConnectionError) for c in causes):
         return "cannot connect"
-    return "connection closed without an answer"
+    return CLOSED
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:

@@ -3,8 +3,9 @@
 The rate budget says how many requests may *start*; latency decides how many should be in
 flight. :class:`InFlight` learns it by additive increase and multiplicative decrease (as TCP and
 adaptive concurrency limiters do): a healthy answer to a request sent while every place was
-taken earns a place (doubling each round trip from 4 until the first cut, then about one a
-round trip), up to :data:`MAX_IN_FLIGHT`; a 502/503/504, a request with no answer, or latency
+taken, within twice the run's fastest answer plus 10 ms, earns a place (doubling each round
+trip from 4 until the first cut, then about one a round trip), up to :data:`MAX_IN_FLIGHT`;
+a 502/503/504, a request with no answer, or latency
 above twice the fastest recent answer plus 50 ms halves it (never below 1, one cut per round
 trip). ``concurrency=N`` fixes it. :attr:`InFlight.peak` is the figure a run reports.
 """
@@ -21,20 +22,15 @@ from dataclasses import dataclass
 __all__ = ["MAX_IN_FLIGHT", "START", "InFlight", "Slot"]
 
 MAX_IN_FLIGHT = 32
-"""The most requests in flight at once that the adaptive limit reaches."""
 START = 4
-"""The adaptive limit a run starts from (slow start doubles it every round trip)."""
 CUT = 0.5
-"""What a sign of strain multiplies the limit by."""
 LATENCY_RISE = 2.0
 LATENCY_SLACK = 0.05
 """Latency rises sharply when the recent average is over ``LATENCY_RISE`` times the fastest
 recent answer plus ``LATENCY_SLACK`` seconds (loopback answers in milliseconds vary by more than
 twice without any strain)."""
-FASTEST_OF = 50
-"""Answers the fastest recent one is taken from."""
-RECENT_WEIGHT = 0.25
-"""Weight of each answer in the recent average of latency (an exponential moving average)."""
+FASTEST_OF = 50  # answers the fastest recent one is taken from
+RECENT_WEIGHT = 0.25  # of each answer in the recent average of latency (a moving average)
 
 
 @dataclass(frozen=True)
@@ -47,10 +43,8 @@ class Slot:
 
 
 class InFlight:
-    """The places for requests in flight, shared by a run's threads.
-
-    ``fixed`` makes the limit that number; None adapts it (see the module). ``clock`` is
-    injectable for tests.
+    """The places for requests in flight, shared by a run's threads: ``fixed`` of them, or
+    (None) as many as the module's rules adapt to.
 
     >>> places = InFlight()
     >>> slots = [places.enter() for _ in range(4)]  # 4 places at the start, all taken
@@ -79,12 +73,14 @@ class InFlight:
         self._threshold = self._ceiling  # slow start below it, one place a round trip above
         self._clock = clock
         self._cond = threading.Condition()
-        self._in_flight = 0
-        self._peak = 0
+        self.in_flight = 0
+        self.peak = 0
+        """The most requests that were in flight at once."""
         self._filled = 0  # times a request took the last free place
         self._cut_at = -math.inf
         self._fastest: deque[float] = deque(maxlen=FASTEST_OF)
         self._recent: float | None = None
+        self._base = math.inf  # the run's fastest answer
 
     @property
     def adaptive(self) -> bool:
@@ -96,30 +92,19 @@ class InFlight:
         with self._cond:
             return self._places()
 
-    @property
-    def in_flight(self) -> int:
-        with self._cond:
-            return self._in_flight
-
-    @property
-    def peak(self) -> int:
-        """The most requests that were in flight at once."""
-        with self._cond:
-            return self._peak
-
     def enter(self, stop: threading.Event | None = None) -> Slot | None:
         """Wait for a place and take it; None (no place taken) once ``stop`` is set."""
         with self._cond:
-            while self._in_flight >= self._places():
+            while self.in_flight >= self._places():
                 if stop is not None and stop.is_set():
                     return None
                 self._cond.wait(timeout=0.1)
             if stop is not None and stop.is_set():
                 return None
             slot = Slot(self._clock(), self._filled)
-            self._in_flight += 1
-            self._peak = max(self._peak, self._in_flight)
-            if self._in_flight >= self._places():
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+            if self.in_flight >= self._places():
                 self._filled += 1
             return slot
 
@@ -131,7 +116,7 @@ class InFlight:
         if slot is None:
             return
         with self._cond:
-            self._in_flight = max(0, self._in_flight - 1)
+            self.in_flight = max(0, self.in_flight - 1)
             if self.fixed is None and slot.taken >= self._cut_at:
                 if strain:
                     self._cut()
@@ -154,9 +139,12 @@ class InFlight:
             if self._recent is None
             else (1 - RECENT_WEIGHT) * self._recent + RECENT_WEIGHT * latency
         )
+        self._base = min(self._base, latency)
         if self._recent > LATENCY_RISE * min(self._fastest) + LATENCY_SLACK:
             self._cut()
-        elif self._filled > slot.filled:  # every place was taken while it was out
+        # a place is earned when every place was taken while it was out and no queue builds
+        # (an answer within twice the run's fastest, plus 10 ms: more would wait in the server)
+        elif self._filled > slot.filled and latency <= LATENCY_RISE * self._base + 0.01:
             step = 1.0 if self._limit < self._threshold else 1.0 / self._limit
             self._limit = min(self._ceiling, self._limit + step)
 

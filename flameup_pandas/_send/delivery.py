@@ -13,13 +13,14 @@ the bad people stand alone (a 413 splits too); 401/403 stop the run; an outage o
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import random
 import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
 from .._people.outgoing import Outgoing, as_outgoing, encode_batch
@@ -47,8 +48,6 @@ __all__ = [
 logger = logging.getLogger("flameup_pandas")
 
 T = TypeVar("T")
-R = TypeVar("R")
-Out = TypeVar("Out")
 People = Sequence[Mapping[str, Any] | Outgoing]
 
 SPLIT_STATUSES = frozenset({400, 409, 413, 422})
@@ -74,30 +73,24 @@ class DeliveryStats:
     retries: int = 0
     rate_limited: int = 0
     splits: int = 0
-    in_flight: int = 0
-    """The most requests that were in flight at once."""
     concurrency: int = 0
     """The fixed ``concurrency=N``; 0 when the number in flight adapted."""
+    places: InFlight = field(default_factory=InFlight, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @property
+    def in_flight(self) -> int:
+        """The most requests that were in flight at once."""
+        return self.places.peak
 
     def add(self, **counts: int) -> None:
         with self._lock:
             for name, value in counts.items():
                 setattr(self, name, getattr(self, name) + value)
 
-    def saw_in_flight(self, count: int) -> None:
-        with self._lock:
-            self.in_flight = max(self.in_flight, count)
-
     def as_dict(self) -> dict[str, int]:
-        return {
-            "requests": self.requests,
-            "retries": self.retries,
-            "rate_limited": self.rate_limited,
-            "splits": self.splits,
-            "in_flight": self.in_flight,
-            "concurrency": self.concurrency,
-        }
+        counts = {f.name: getattr(self, f.name) for f in fields(self) if f.compare}
+        return counts | {"in_flight": self.in_flight}
 
 
 class GaveUp(Exception):
@@ -136,7 +129,7 @@ class Deliverer:
         self.concurrency = concurrency
         """The fixed number of requests in flight; None: adapted."""
         self.places = InFlight(concurrency)
-        self.stats = DeliveryStats(concurrency=concurrency or 0)
+        self.stats = DeliveryStats(concurrency=concurrency or 0, places=self.places)
         self.breaker = Breaker(self.retry.outage_batches)
         self._rng = random.Random(seed)
         self._abort = threading.Event()
@@ -169,7 +162,7 @@ class Deliverer:
         By default a batch is people (:meth:`send`); ``work`` delivers one batch of another kind
         (events) and ``failed`` makes the outcome of an element not (or maybe not) delivered.
         """
-        return Stream(self, batches, work or self.send, failed or _failed_person)
+        return Stream(self, batches, work or self.send, failed or _failed)
 
     def twin(self, retry: RetryPolicy) -> Deliverer:
         """This deliverer under another retry policy, sharing everything else: the client, the
@@ -280,7 +273,6 @@ class Deliverer:
             slot = self.places.enter(self._abort)
             self._check_sending(policy, what)  # it may have stopped while waiting for a slot
             self.stats.add(requests=1)
-            self.stats.saw_in_flight(self.places.in_flight)
             mark_sent()
             # observers (tracing): the one hook per request, flameup_pandas._send.observe
             retries = policy.errors + policy.rate_limits
@@ -323,12 +315,7 @@ class Deliverer:
         return self.send(people[:middle]) + self.send(people[middle:])
 
 
-def count_failed(outcomes: Sequence[PersonOutcome]) -> int:
-    return sum(o.status == "failed" for o in outcomes)
-
-
-def _failed_person(error: str) -> PersonOutcome:
-    return PersonOutcome("failed", error=error)
+_failed = functools.partial(PersonOutcome, "failed", None)
 
 
 def named_indices(error: APIError, size: int) -> set[int]:
@@ -471,9 +458,10 @@ def _refused_people(errors: Any, people: People) -> dict[int, str]:
     return refused
 
 
-def auth_error(answer: Answer) -> AuthenticationError:
+def auth_error(answer: Answer, permission: str = "people:write") -> AuthenticationError:
+    """The error for a 401 (the key refused) or a 403 (it lacks ``permission``)."""
     error = answer.error()
-    what = "was refused" if answer.status == 401 else "lacks the people:write permission"
+    what = "was refused" if answer.status == 401 else f"lacks the {permission} permission"
     return AuthenticationError(
         f"Flameup says the API key {what} ({error.message}). "
         "Check FLAMEUP_API_KEY (a ws_live_/ws_test_ key of this workspace) and FLAMEUP_BASE_URL.",
@@ -482,11 +470,12 @@ def auth_error(answer: Answer) -> AuthenticationError:
     )
 
 
-def stop_error(answer: Answer) -> APIError:
+def stop_error(answer: Answer, what: str = "") -> APIError:
+    """The error for any other answer that stops the run, ``what`` asked first when given."""
     error = answer.error()
     hint = " Check FLAMEUP_BASE_URL." if answer.status in (404, 405) else ""
     return type(error)(
-        f"{error.message}.{hint}",
+        f"{what}{': ' if what else ''}{error.message}.{hint}",
         status=error.status,
         fields=error.fields,
         request_id=error.request_id,

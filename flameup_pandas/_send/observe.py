@@ -130,9 +130,8 @@ def _dataset(source: Any) -> tuple[str, str] | None:
             return "file", str(Path(parts.path if "://" in text else text).resolve())
         return f"{parts.scheme}://{parts.netloc}", parts.path.lstrip("/")
     kind = type(source)
-    if callable(
-        getattr(kind, "sql_query", None)
-    ):  # (types: a Spark frame's columns are attributes)
+    # asked of the type: a Spark frame's columns are attributes
+    if callable(getattr(kind, "sql_query", None)):
         return "duckdb", source.sql_query()
     files: list[str] = []
     if callable(getattr(kind, "inputFiles", None)):  # Spark

@@ -13,7 +13,6 @@ The why and the measurements: ``docs/behaviour/pacing.md``.
 
 from __future__ import annotations
 
-import email.utils
 import math
 import re
 import threading
@@ -22,7 +21,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from .retry import header, parse_reset
+from .retry import header, header_number, parse_reset, parse_retry_after
 
 __all__ = [
     "ASSUMED_LIMIT",
@@ -47,15 +46,8 @@ RECURRING_HOLDS = 2
 
 def _parse_count(value: str | None) -> int | None:
     """A non-negative whole number from a header, or None for anything else."""
-    if value is None:
-        return None
-    try:
-        count = float(value.strip())
-    except ValueError:
-        return None
-    if not math.isfinite(count) or count < 0:
-        return None
-    return int(count)
+    count = header_number(value)
+    return None if count is None else int(count)
 
 
 class ServerClock:
@@ -83,7 +75,7 @@ class ServerClock:
     def heard(self, date: str | None, *, sent: float, received: float) -> None:
         """An answer's ``Date`` (an HTTP date, or Unix seconds), for a request ``sent`` at our
         wall time and ``received`` at our wall time; an unreadable or missing one is ignored."""
-        when = _http_date(date)
+        when = None if date is None else parse_retry_after(date, now_wall=0.0)  # Unix seconds
         if when is not None:
             self._bounds.append((when - received, when + 1.0 - min(sent, received)))
 
@@ -102,23 +94,6 @@ class ServerClock:
             middles = sorted((a + b) / 2 for a, b in self._bounds)
             return middles[len(middles) // 2]
         return 0.0 if low <= 0.0 <= high else low
-
-
-def _http_date(text: str | None) -> float | None:
-    """Unix seconds from a ``Date`` header (an HTTP date; plain seconds accepted), or None."""
-    if text is None:
-        return None
-    text = text.strip()
-    try:
-        return (
-            float(text)
-            if text.isdigit()
-            else email.utils.mktime_tz(
-                email.utils.parsedate_tz(text)  # type: ignore[arg-type]
-            )
-        )
-    except (TypeError, ValueError, OverflowError):
-        return None
 
 
 @dataclass(frozen=True)
@@ -198,42 +173,28 @@ class RateLimiter:
         _check_rate(rate_per_minute)
         if not max_wait > 0:
             raise ValueError(f"max_wait must be positive, not {max_wait}")
-        self._configured = rate_per_minute
+        self.rate_per_minute = rate_per_minute
+        """Our own cap (requests in any 60 s), or None."""
         self._cap = None if rate_per_minute is None else _StartLog.per_minute(rate_per_minute)
         self._assumed = _StartLog(ASSUMED_LIMIT, ASSUMED_WINDOW)
         self._clock, self._wall, self._sleep = clock, wall, sleep
         self._max_wait = max_wait
         self._cond = threading.Condition()
-        self._in_flight = 0
-        self._window: Window | None = None  # None: the server has not told us (yet)
+        self.in_flight = 0
+        """Our requests started and not yet answered (or given back)."""
+        self.window: Window | None = None
+        """The server's window as last heard of, or None before any rate headers."""
         self._probing = False  # the first request after a window ended is out
         self._held_until = -math.inf  # after a 429 (monotonic)
         self._limit: int | None = None  # X-RateLimit-Limit, last seen
         self._window_length: float | None = None  # the longest Reset - now seen
         self._last_start = -math.inf
         self._holds = 0  # distinct 429 holds this run
-        self._conservative = False
+        self.conservative = False
+        """True once 429s recurred in this run: starts are spread evenly from then on."""
         self._server_clock = ServerClock()
 
-    # -- what callers read -------------------------------------------------------------------
-
-    @property
-    def rate_per_minute(self) -> float | None:
-        """Our own cap (requests in any 60 s), or None."""
-        with self._cond:
-            return self._configured
-
-    @property
-    def in_flight(self) -> int:
-        """Our requests started and not yet answered (or given back)."""
-        with self._cond:
-            return self._in_flight
-
-    @property
-    def window(self) -> Window | None:
-        """The server's window as last heard of, or None before any rate headers."""
-        with self._cond:
-            return self._window
+    # -- what callers read (the attributes above without a _) and do --------------------------
 
     def server_time(self) -> float:
         """Now on the server's clock (Unix seconds), as its answers' ``Date`` headers tell:
@@ -241,19 +202,11 @@ class RateLimiter:
         with self._cond:
             return self._wall() + self._server_clock.offset
 
-    @property
-    def conservative(self) -> bool:
-        """True once 429s recurred in this run: starts are spread evenly from then on."""
-        with self._cond:
-            return self._conservative
-
-    # -- what callers do ---------------------------------------------------------------------
-
     def set_rate(self, rate_per_minute: float | None) -> None:
         """Change our own cap (None: none); starts already made still count against it."""
         _check_rate(rate_per_minute)
         with self._cond:
-            self._configured = rate_per_minute
+            self.rate_per_minute = rate_per_minute
             old, self._cap = self._cap, None
             if rate_per_minute is not None:
                 self._cap = _StartLog.per_minute(rate_per_minute)
@@ -264,8 +217,8 @@ class RateLimiter:
     def new_run(self) -> None:
         """A run starts: unless another is sending right now, forget the last run's 429s."""
         with self._cond:
-            if self._in_flight == 0:
-                self._holds, self._conservative = 0, False
+            if self.in_flight == 0:
+                self._holds, self.conservative = 0, False
 
     def acquire(self) -> float:
         """Block until a request may start and count it in flight; return the seconds held."""
@@ -292,7 +245,7 @@ class RateLimiter:
         reset_text = header(headers, "X-RateLimit-Reset")
         date = header(headers, "Date")
         with self._cond:
-            self._in_flight = max(0, self._in_flight - 1)
+            self.in_flight = max(0, self.in_flight - 1)
             now, now_wall = self._clock(), self._wall()
             self._server_clock.heard(date, sent=now_wall - max(elapsed, 0.0), received=now_wall)
             server_now = now_wall + self._server_clock.offset
@@ -309,7 +262,7 @@ class RateLimiter:
     def release(self) -> None:
         """One of our requests ended without an answer (a timeout, a dropped connection)."""
         with self._cond:
-            self._in_flight = max(0, self._in_flight - 1)
+            self.in_flight = max(0, self.in_flight - 1)
             self._probing = False
             self._cond.notify_all()
 
@@ -324,7 +277,7 @@ class RateLimiter:
             held = now + min(max(0.0, wall_time - self._wall()), self._max_wait)
             if now >= self._held_until:
                 self._holds += 1
-                self._conservative = self._conservative or self._holds >= RECURRING_HOLDS
+                self.conservative = self.conservative or self._holds >= RECURRING_HOLDS
             self._held_until = max(self._held_until, held)
             self._cond.notify_all()
 
@@ -335,33 +288,33 @@ class RateLimiter:
         at = max(now, self._held_until)
         if self._cap is not None:
             at = max(at, self._cap.next_free())
-        if self._conservative:
+        if self.conservative:
             at = max(at, self._last_start + self._even_spacing(now))
-        window = self._window
+        window = self.window
         if window is None:
             return max(at, self._assumed.next_free()), False
         if now >= window.reset:
             # The window we knew has ended: one request goes first; its answer tells the rest.
-            if self._probing and self._in_flight > 0:
+            if self._probing and self.in_flight > 0:
                 return max(at, now + self._max_wait), True
             return at, False
-        if window.remaining - self._in_flight > 0:
+        if window.remaining - self.in_flight > 0:
             return at, False
-        return max(at, window.reset), self._in_flight > 0
+        return max(at, window.reset), self.in_flight > 0
 
     def _begin(self, now: float) -> None:
-        self._in_flight += 1
+        self.in_flight += 1
         self._last_start = now
         self._assumed.add(now)
         if self._cap is not None:
             self._cap.add(now)
-        if self._window is not None and now >= self._window.reset:
+        if self.window is not None and now >= self.window.reset:
             self._probing = True
 
     def _heard(self, now: float, reset_wall: float, server_now: float, remaining: int) -> None:
         ahead = reset_wall - server_now
         self._window_length = max(self._window_length or 0.0, min(ahead, self._max_wait))
-        window = self._window
+        window = self.window
         if window is not None and now < window.reset and reset_wall < window.reset_wall:
             # An answer about a window that has already ended. (Once ours has ended, any
             # answer is news: a Reset centuries ahead must not shadow every later one.)
@@ -371,21 +324,21 @@ class RateLimiter:
         else:
             self._probing = False
         reset = now + min(ahead, self._max_wait)
-        self._window = Window(reset_wall, reset, remaining)
+        self.window = Window(reset_wall, reset, remaining)
 
     def _heard_nothing(self, now: float) -> None:
         """An answer without usable rate headers: a window still running stays as it was;
         after one ended, assume the documented budget until the server says more."""
-        if self._window is None or now >= self._window.reset:
-            self._window, self._probing = None, False
+        if self.window is None or now >= self.window.reset:
+            self.window, self._probing = None, False
 
     def _even_spacing(self, now: float) -> float:
         """Conservative pace: ``Limit`` per learned window, and the budget over the time left."""
         limit = self._limit or ASSUMED_LIMIT
         spacing = (self._window_length or ASSUMED_WINDOW) / limit
-        window = self._window
+        window = self.window
         if window is not None and now < window.reset:
-            budget = window.remaining - self._in_flight
+            budget = window.remaining - self.in_flight
             if budget > 0:
                 spacing = max(spacing, (window.reset - now) / budget)
         return spacing

@@ -18,9 +18,9 @@ import numpy as np
 
 from .._people.identity import HashRuns, identity_hashes
 from .._people.person import read_person
-from ..exceptions import APIError, AuthenticationError, TransportError
-from .client import Answer, error_class, is_page_answer
-from .delivery import Deliverer, GaveUp
+from ..exceptions import TransportError
+from .client import error_class, is_page_answer
+from .delivery import Deliverer, GaveUp, auth_error, stop_error
 
 __all__ = ["PAGE_SIZE", "Page", "PeopleReader"]
 
@@ -89,9 +89,12 @@ class PeopleReader:
             )
         except GaveUp as exc:
             raise _gave_up(exc, offset) from None
+        if answer.status in (401, 403):
+            raise auth_error(answer, "people:list")
         if not answer.ok:
-            raise _read_error(answer)
-        return _page_body(answer)
+            raise stop_error(answer, "GET /people")
+        body: dict[str, Any] = answer.body  # the request loop let through only a page
+        return body
 
 
 def _unseen(people: list[Any], seen: HashRuns) -> list[dict[str, Any]]:
@@ -107,30 +110,6 @@ def _unseen(people: list[Any], seen: HashRuns) -> list[dict[str, Any]]:
         fresh.append(person)
     seen.add(np.array(sorted(ids - {0}), dtype=np.int64))
     return fresh
-
-
-def _page_body(answer: Answer) -> dict[str, Any]:
-    """The page's people and total (the request loop let through only a documented page)."""
-    body: dict[str, Any] = answer.body
-    return {"people": body["people"], "total": body["total"]}
-
-
-def _read_error(answer: Answer) -> APIError:
-    error = answer.error()
-    if answer.status in (401, 403):
-        what = "was refused" if answer.status == 401 else "may not list people (people:list)"
-        return AuthenticationError(
-            f"Flameup says the API key {what} ({error.message}). Check FLAMEUP_API_KEY.",
-            status=answer.status,
-            request_id=error.request_id,
-        )
-    hint = " Check FLAMEUP_BASE_URL." if answer.status in (404, 405) else ""
-    return type(error)(
-        f"GET /people: {error.message}.{hint}",
-        status=error.status,
-        fields=error.fields,
-        request_id=error.request_id,
-    )
 
 
 def _gave_up(exc: GaveUp, offset: int) -> Exception:

@@ -24,6 +24,7 @@ __all__ = [
     "RATE_LIMITED",
     "RetryPolicy",
     "header",
+    "header_number",
     "parse_reset",
     "parse_retry_after",
 ]
@@ -44,13 +45,18 @@ def header(headers: Mapping[str, str], name: str) -> str | None:
     '3'
     """
     value = headers.get(name)
-    if value is not None:
-        return value
-    wanted = name.lower()
-    for key, candidate in headers.items():
-        if key.lower() == wanted:
-            return candidate
-    return None
+    if value is None:
+        value = next((v for k, v in headers.items() if k.lower() == name.lower()), None)
+    return value
+
+
+def header_number(value: str | None) -> float | None:
+    """A finite, non-negative number from a header's text; None for anything else."""
+    try:
+        number = float(value.strip())  # type: ignore[union-attr]
+    except (AttributeError, ValueError):
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
 
 
 def parse_retry_after(value: str, now_wall: float) -> float | None:
@@ -84,11 +90,8 @@ def parse_reset(value: str, now_wall: float) -> float | None:
     >>> parse_reset("15", now_wall=1700000000.0)
     1700000015.0
     """
-    try:
-        reset = float(value.strip())
-    except ValueError:
-        return None
-    if not math.isfinite(reset) or reset < 0:
+    reset = header_number(value)
+    if reset is None:
         return None
     return reset if reset >= _EPOCH_THRESHOLD else now_wall + reset
 

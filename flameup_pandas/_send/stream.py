@@ -13,7 +13,7 @@ import contextvars
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -54,6 +54,7 @@ class Stream(Generic[T, Out]):
         self._work = work
         self._failed = failed
         self._pending: dict[Future[list[Out]], tuple[T, int, _Job]] = {}
+        self._done: queue.SimpleQueue[Future[list[Out]]] = queue.SimpleQueue()
         self._workers: _Workers | None = None
 
     def __iter__(self) -> Iterator[tuple[T, list[Out]]]:
@@ -70,6 +71,7 @@ class Stream(Generic[T, Out]):
                 workers.grow_to(places.limit)
                 future, job = workers.submit(self._work, people)
                 self._pending[future] = (tag, len(people), job)
+                future.add_done_callback(self._done.put)
                 while index == 0 and self._pending:
                     yield from self._collect()
             while self._pending:
@@ -107,11 +109,10 @@ class Stream(Generic[T, Out]):
             self._workers.shutdown(wait=False)
 
     def _collect(self) -> Iterator[tuple[T, list[Out]]]:
-        done, _ = wait(self._pending, return_when=FIRST_COMPLETED)
-        for future in done:
-            outcomes = future.result()
-            tag, _, _ = self._pending.pop(future)
-            yield tag, outcomes
+        future = self._done.get()  # the next answered, in O(1) however many are pending
+        outcomes = future.result()
+        tag, _, _ = self._pending.pop(future)
+        yield tag, outcomes
 
 
 @dataclass

@@ -8,13 +8,11 @@ One place decides where a file lives and how it is read and written::
                   conditional create, atomic streamed output
     lease.py      the lock of a state on object storage: numbered leases taken by
                   conditional create, renewed while the run lives, breakable by hand
-    journal.py    what a run recorded, flushed as objects every few batches or seconds
-
-Local paths keep their own mechanisms (:mod:`flameup_pandas._run.state`: an append-only
-journal file, an ``fcntl`` lock, a rename); everything else goes through fsspec.
+    keeper.py     a state's lock and journal (a local file appended, or objects flushed
+                  every few batches or seconds), and its folding, for every state
 """
 
-from .journal import JournalObjects, run_name
+from .keeper import JournalObjects, run_name
 from .lease import LEASE_SECONDS, Lease, LockedError, break_lock
 from .location import SCHEMES, Location, StorageOptions, resolve
 from .objects import Store, StoreRetry, StoreUnavailableError, atomic_output

@@ -2,9 +2,10 @@
 
 A local path has an ``fcntl`` lock file (``<state>.lock``) and a journal file appended line by
 line (:class:`LocalKeeper`); a URI has a lease under ``<state>.lock/`` renewed by a thread and
-journal objects under ``<state>.journal/`` flushed every few records or seconds
-(:class:`ObjectKeeper`), and a store failing past its retries stops the run with
-:class:`~flameup_pandas.StateError` at the next record.
+journal objects under ``<state>.journal/`` (:class:`JournalObjects`) flushed every few records
+or seconds (:class:`ObjectKeeper`), and a store failing past its retries stops the run with
+:class:`~flameup_pandas.StateError` at the next record. A state says how it reads, folds and
+writes itself; :func:`load` and the keepers' ``close`` do the rest, for both.
 """
 
 from __future__ import annotations
@@ -15,31 +16,81 @@ import logging
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from ..exceptions import ConfigurationError, StateError
-from .journal import JournalObjects, run_name
 from .lease import LEASE_SECONDS, Lease
 from .location import Location, resolve
-from .objects import Store, StoreRetry
+from .objects import Store, StoreRetry, atomic_output
 
-__all__ = ["LocalKeeper", "ObjectKeeper", "drop_torn_tail", "locate"]
+__all__ = ["JournalObjects", "LocalKeeper", "ObjectKeeper", "keep", "load", "run_name"]
 
 logger = logging.getLogger("flameup_pandas")
 
+T = TypeVar("T")
+Journals = list[tuple[str, "bytes | Path"]]
+"""Journals to fold, in the order written: each named as shown in errors, as bytes or a file."""
 
-def locate(path: str | os.PathLike[str] | Location, filesystem: Any, what: str) -> Location:
-    """Where a state lives; a pyarrow filesystem is refused (it cannot create an object only
-    if absent, so no lease could be taken safely)."""
+
+def run_name() -> str:
+    """A name that sorts by start time (microseconds, UTC) and is unique per run."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"
+
+
+def keep(
+    path: str | os.PathLike[str] | Location,
+    filesystem: Any,
+    what: str,
+    lost: str,
+    *,
+    separate_journal: bool = True,
+    **object_options: Any,
+) -> LocalKeeper | ObjectKeeper:
+    """Lock the state at ``path`` (a path or URI, on ``filesystem``); ``what`` names it in
+    messages, ``lost`` says what a store failure costs. A local state's journal is a file
+    beside it, or (``separate_journal=False``) the state file itself, appended to.
+
+    A pyarrow filesystem is refused: it cannot create an object only if absent, so no lease
+    could be taken safely.
+    """
     where = path if isinstance(path, Location) else resolve(os.fspath(path), filesystem)
-    if not where.local and type(where.fs).__name__ == "ArrowFSWrapper":
+    if where.local:
+        local = where.local_path
+        journal = local.with_name(local.name + ".journal") if separate_journal else local
+        return LocalKeeper(local, journal, what)
+    if type(where.fs).__name__ == "ArrowFSWrapper":
         raise ConfigurationError(
             f"a {what} needs a filesystem that can create an object only if absent "
             "(its lock): pass a URI or an fsspec filesystem, not a pyarrow one"
         )
-    return where
+    return ObjectKeeper(where, what, lost, **object_options)
+
+
+def load(
+    keeper: LocalKeeper | ObjectKeeper,
+    read: Callable[[bytes | Path | None], T],
+    fold: Callable[[T, Journals], T],
+    dump: Callable[[T], bytes],
+) -> T:
+    """The state as ``read`` makes it of what ``keeper`` holds (None: nothing yet), with the
+    journals a killed run left ``fold``-ed in and written back (``dump``) before anything is
+    recorded; then keeping starts. On any failure the lock is released."""
+    try:
+        value = read(keeper.base())
+        leftovers = keeper.leftovers()
+        if leftovers:
+            value = fold(value, leftovers)
+            keeper.write(dump(value))
+            keeper.forget()
+    except BaseException:
+        keeper.release()
+        raise
+    keeper.start()
+    return value
 
 
 class LocalKeeper:
@@ -48,6 +99,7 @@ class LocalKeeper:
     def __init__(self, path: Path, journal: Path, what: str) -> None:
         self.path = path
         self.journal = journal
+        self.what = what
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock: IO[bytes] | None = Path(f"{path}.lock").open("ab")  # noqa: SIM115
         try:
@@ -58,6 +110,37 @@ class LocalKeeper:
                 f"the {what} {path} is in use by another run (lock {path}.lock)"
             ) from None
         self._file: IO[bytes] | None = None
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def base(self) -> bytes | Path | None:
+        if not self.path.exists():
+            return None
+        if self.journal == self.path:  # appended to: cut a torn line, so appends start clean
+            drop_torn_tail(self.path)
+        return self.path
+
+    def leftovers(self) -> Journals:
+        if self.journal == self.path or not self.journal.exists():
+            return []
+        drop_torn_tail(self.journal)
+        return [(str(self.journal), self.journal)]
+
+    def write(self, data: bytes) -> None:
+        """Replace the state whole: written beside it, synced, renamed over it."""
+        try:
+            with atomic_output(Location(str(self.path))) as handle:
+                handle.write(data)
+        except OSError as exc:
+            raise StateError(f"cannot write the {self.what} {self.path}: {exc}") from exc
+
+    def forget(self) -> None:
+        """Delete the journal :meth:`leftovers` found (once folded)."""
+        self.journal.unlink()
+
+    def start(self) -> None:
+        return None
 
     def append(self, lines: bytes) -> None:
         if self._file is None:
@@ -70,33 +153,35 @@ class LocalKeeper:
         if self._file is not None:
             os.fsync(self._file.fileno())
 
-    def close_journal(self) -> bool:
-        """Close the journal file (synced); whether this run appended to it."""
-        if self._file is None:
-            return False
-        self.sync()
-        self._file.close()
-        self._file = None
-        return True
+    def close(self, fold: Callable[[Journals], bytes]) -> None:
+        """Fold this run's journal file, when it has one apart from the state, into the
+        state (``fold`` gives the state's new bytes), delete it and unlock."""
+        try:
+            if self._file is not None:
+                self.sync()
+                self._file.close()
+                self._file = None
+                if self.journal != self.path:
+                    self.write(fold([(str(self.journal), self.journal)]))
+                    self.journal.unlink()
+        finally:
+            self.release()
 
     def release(self) -> None:
-        """Close the journal and unlock (safe to call twice)."""
-        try:
-            self.close_journal()
-        finally:
-            if self._lock is not None:
-                with contextlib.suppress(OSError):
-                    fcntl.flock(self._lock, fcntl.LOCK_UN)
-                self._lock.close()
-                self._lock = None
+        """Unlock (safe to call twice)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._lock is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
+            self._lock = None
 
 
 class ObjectKeeper:
     """A state on object storage: its lease, its journal objects and the keeper thread that
-    renews the one and flushes the other on time.
-
-    ``lost`` says what a store failure costs (it ends the error a record raises then).
-    """
+    renews the one and flushes the other on time."""
 
     def __init__(
         self,
@@ -118,13 +203,28 @@ class ObjectKeeper:
         )
         self.lease = Lease.take(self.store, where.path + ".lock", str(where), lease)
         self.failure: BaseException | None = None
+        self._found: list[str] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def leftovers(self) -> list[tuple[str, bytes]]:
-        """Journal objects a killed run left (path and bytes), in the order written."""
-        found = JournalObjects.existing(self.store, self.journal.folder)
-        return [(path, self.store.read(path) or b"") for path in found]
+    def __str__(self) -> str:
+        return str(self.where)
+
+    def base(self) -> bytes | Path | None:
+        return self.store.read(self.where.path)
+
+    def leftovers(self) -> Journals:
+        self._found = JournalObjects.existing(self.store, self.journal.folder)
+        return self._shown([(path, self.store.read(path) or b"") for path in self._found])
+
+    def _shown(self, objects: list[tuple[str, bytes]]) -> Journals:
+        return [(f"{self.where}.journal/{path.rsplit('/', 1)[-1]}", data) for path, data in objects]
+
+    def write(self, data: bytes) -> None:
+        self.store.write(self.where.path, data)
+
+    def forget(self) -> None:
+        self.store.delete(self._found)
 
     def start(self) -> None:
         """Start keeping: the lease renewed, waiting lines flushed on time."""
@@ -146,9 +246,9 @@ class ObjectKeeper:
     def sync(self) -> None:
         self.journal.flush()
 
-    def close(self, fold: Callable[[list[tuple[str, bytes]]], None]) -> None:
-        """Stop keeping, flush, ``fold`` this run's journal objects (path and bytes) into the
-        state when there are any, delete them and release the lease."""
+    def close(self, fold: Callable[[Journals], bytes]) -> None:
+        """Stop keeping, flush, ``fold`` this run's journal objects into the state when there
+        are any (one fold of every flush, in order), delete them and release the lease."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
@@ -157,7 +257,7 @@ class ObjectKeeper:
             written = self.journal.written
             if written:
                 self.lease.check()
-                fold(list(zip(written, self.journal.flushed, strict=True)))
+                self.write(fold(self._shown(list(zip(written, self.journal.flushed, strict=True)))))
                 self.store.delete(written)
         finally:
             self.release()
@@ -182,6 +282,76 @@ class ObjectKeeper:
                 logger.error("%s %s: %s", self.what, self.where, exc)
                 self.failure = exc
                 return
+
+
+class JournalObjects:
+    """A journal kept as objects: an object store cannot append, so each flush writes one new
+    object ``<folder>/<run>-<number>.jsonl`` (``<run>`` starts with the time the run began:
+    a listing gives every run's flushes in the order written). Immutable; deleted once folded.
+
+    A flush is due when ``every_batches`` records were added since the last one, or the
+    oldest unflushed record is ``every_seconds`` old (:meth:`due`; the keeper thread asks).
+    Thread-safe: records are added by the run, flushed by it or the keeper.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        folder: str,
+        run: str,
+        every_batches: int = 20,
+        every_seconds: float = 5.0,
+    ) -> None:
+        self.store = store
+        self.folder = folder
+        self.run = run
+        self.every_batches = every_batches
+        self.every_seconds = every_seconds
+        self.written: list[str] = []
+        self.flushed: list[bytes] = []  # what was written, kept to fold without reading back
+        self._buffer: list[bytes] = []
+        self._oldest: float | None = None
+        self._lock = threading.Lock()
+        self._flushing = threading.Lock()
+
+    def add(self, data: bytes) -> None:
+        with self._lock:
+            self._buffer.append(data)
+            if self._oldest is None:
+                self._oldest = time.monotonic()
+            full = len(self._buffer) >= self.every_batches
+        if full:
+            self.flush()
+
+    def due(self) -> bool:
+        with self._lock:
+            return self._oldest is not None and (
+                time.monotonic() - self._oldest >= self.every_seconds
+            )
+
+    def flush(self) -> bytes:
+        """Write what is buffered as one object; the bytes written (empty when none)."""
+        with self._flushing:
+            with self._lock:
+                data, self._buffer, self._oldest = b"".join(self._buffer), [], None
+            if not data:
+                return b""
+            path = f"{self.folder}/{self.run}-{len(self.written):06d}.jsonl"
+            try:
+                self.store.write(path, data)
+            except BaseException:
+                with self._lock:  # keep the lines for the next flush
+                    self._buffer.insert(0, data)
+                    self._oldest = self._oldest or time.monotonic()
+                raise
+            self.written.append(path)
+            self.flushed.append(data)
+            return data
+
+    @staticmethod
+    def existing(store: Store, folder: str) -> list[str]:
+        """Journal objects left in ``folder`` (by runs killed before folding), in order."""
+        return [p for p in store.list(folder) if p.endswith(".jsonl")]
 
 
 def drop_torn_tail(path: Path) -> None:

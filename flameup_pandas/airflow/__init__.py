@@ -21,9 +21,10 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from numbers import Integral, Real
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from .._api import upsert_file
 from .._events.api import track_file
@@ -83,13 +84,6 @@ def get_provider_info() -> dict[str, Any]:
     }
 
 
-def _connected(flameup_conn_id: str | None, options: dict[str, Any]) -> dict[str, Any]:
-    """``options`` with the connection's key and URL under them (the options win)."""
-    if flameup_conn_id is None:
-        return options
-    return {**__getattr__("FlameupHook")(flameup_conn_id).options(), **options}
-
-
 class _TaskError(FlameupError):
     """A task's failure carrying ``summary`` (picklable: Airflow may pickle it)."""
 
@@ -121,8 +115,6 @@ class RunStoppedError(_TaskError):
 def upsert_file_task(
     path: str | Path | ds.Dataset,
     *,
-    results: str | Path | None = None,
-    state: str | Path | None = None,
     max_failed: int = 0,
     max_failed_share: float | None = None,
     flameup_conn_id: str | None = None,
@@ -163,15 +155,13 @@ def upsert_file_task(
         summary = upsert_file_task("customers.parquet", max_failed=3)
         summary["created"], summary["invalid"]  # (1996, 3) for the shipped sample
     """
-    options = dict(_connected(flameup_conn_id, options), results=results, state=state)
-    return _file_task("upsert", upsert_file, path, max_failed, max_failed_share, options)
+    allowed = (max_failed, max_failed_share)
+    return _file_task("upsert", upsert_file, path, allowed, flameup_conn_id, options)
 
 
 def track_file_task(
     path: Any,
     *,
-    state: str | Path | None = None,
-    results: str | Path | None = None,
     max_failed: int = 0,
     max_failed_share: float | None = None,
     flameup_conn_id: str | None = None,
@@ -196,20 +186,24 @@ def track_file_task(
         counts = track_file_task("purchases.parquet", event="purchase_completed",
                                  state="/data/flameup/events.state", max_failed=5)
     """
-    options = dict(_connected(flameup_conn_id, options), results=results, state=state)
-    return _file_task("track", track_file, path, max_failed, max_failed_share, options)
+    allowed = (max_failed, max_failed_share)
+    return _file_task("track", track_file, path, allowed, flameup_conn_id, options)
 
 
 def _file_task(
     what: str,
     run: Callable[..., Summary],
     path: Any,
-    max_failed: int,
-    max_failed_share: float | None,
+    allowed: tuple[int, float | None],
+    flameup_conn_id: str | None,
     options: dict[str, Any],
 ) -> dict[str, Any]:
-    """One file run for a task, whatever its kind: logs, plain results, failures."""
-    options.setdefault("progress", Progress(style="log"))
+    """One file run for a task, whatever its kind: the connection's key and URL under the
+    options, progress as log lines unless they say otherwise; logs, plain results, failures
+    past ``allowed`` (rows, share)."""
+    if flameup_conn_id is not None:
+        options = {**__getattr__("FlameupHook")(flameup_conn_id).options(), **options}
+    options = {"progress": Progress(style="log"), **options}
     try:
         summary = run(path, **options)
     except ChangeGuardError as refused:
@@ -222,7 +216,7 @@ def _file_task(
         logger.warning("flameup %s of %s: %s; %s", what, _name(path), stop, done)
         raise
     out = _plain(summary.to_dict())
-    results = options["results"]
+    results = options.get("results")
     if results is not None:
         out["results"] = str(results)
     logger.info("flameup %s of %s: %s", what, _name(path), _one_line(out))
@@ -233,10 +227,10 @@ def _file_task(
             "the state and results are written, so a retry sends only the rest",
             out,
         )
-    allowed = _allowance(summary.rows, max_failed, max_failed_share)
-    if summary.problems > allowed:
+    most = _allowance(summary.rows, *allowed)
+    if summary.problems > most:
         rows = "events" if what == "track" else "rows"
-        message = _too_many(out, summary.problems, allowed, results, rows)
+        message = _too_many(out, summary.problems, most, results, rows)
         raise TooManyFailedRowsError(message, out)
     return out
 
@@ -252,23 +246,10 @@ def _allowance(rows: int, max_failed: int, max_failed_share: float | None) -> in
 
 
 def _plain(values: dict[str, Any]) -> dict[str, Any]:
-    """The summary with numpy scalars and the like turned into int, float, bool or str; the
-    reasons stay a list of such dicts."""
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        if key == "reasons" and isinstance(value, list):
-            out[key] = [_plain(reason) for reason in value]
-        elif isinstance(value, list):
-            out[key] = [_plain({"v": v})["v"] for v in value]
-        elif isinstance(value, bool | str):
-            out[key] = value
-        elif isinstance(value, Integral):
-            out[key] = int(value)
-        elif isinstance(value, Real):
-            out[key] = float(value)
-        else:
-            out[key] = str(value)
-    return out
+    """The summary as JSON's plain values: numpy scalars as numbers, anything else as text."""
+    numpy = orjson.OPT_SERIALIZE_NUMPY
+    plain: dict[str, Any] = orjson.loads(orjson.dumps(values, default=str, option=numpy))
+    return plain
 
 
 def _one_line(summary: dict[str, Any]) -> str:

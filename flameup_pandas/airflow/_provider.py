@@ -123,18 +123,9 @@ class _FlameupOperator(BaseOperator):  # type: ignore[misc]
             raise
         return self.summary
 
-    def get_openlineage_facets_on_start(self) -> Any:
-        return self._lineage()
-
-    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        return self._lineage()
-
-    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
-        return self._lineage()
-
-    def _lineage(self) -> Any:
+    def get_openlineage_facets_on_complete(self, task_instance: Any = None) -> Any:
         """The input and output datasets as the library's own lineage names them, with the
-        rows written once the task has a summary."""
+        rows written once the task has a summary (the same on start and on failure)."""
         from airflow.providers.openlineage.extractors import OperatorLineage
         from openlineage.client.event_v2 import InputDataset, OutputDataset
         from openlineage.client.facet_v2 import output_statistics_output_dataset as stats
@@ -147,6 +138,10 @@ class _FlameupOperator(BaseOperator):  # type: ignore[misc]
             output.outputFacets = {"outputStatistics": facet}
         inputs = [InputDataset(*watched.input)] if watched.input else []
         return OperatorLineage(inputs=inputs, outputs=[output])
+
+    get_openlineage_facets_on_start = get_openlineage_facets_on_failure = (
+        get_openlineage_facets_on_complete
+    )
 
 
 class FlameupUpsertOperator(_FlameupOperator):

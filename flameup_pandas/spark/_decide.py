@@ -9,11 +9,14 @@ a cluster) is read by Spark; one on object storage reaches the executors from th
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from .._run.options import Run
 from .._run.plan import UNCHANGED
 from .._run.state import SyncState
 from ._executors import ERROR, ROW, STATUS
@@ -21,7 +24,7 @@ from ._executors import ERROR, ROW, STATUS
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
-__all__ = ["ACTION", "DRY_RUN", "FLAMEUP_ID", "SENDING", "decide", "known_state", "statuses"]
+__all__ = ["ACTION", "DRY_RUN", "FLAMEUP_ID", "SENDING", "decide", "state_of", "statuses"]
 
 ACTION, FLAMEUP_ID = "flameup_action", "flameup_id"
 SENDING = ("create", "update")
@@ -61,13 +64,21 @@ def known_state(spark: SparkSession, sync: SyncState) -> DataFrame | None:
         state = spark.createDataFrame(table)
 
     def column(name: str) -> Column:
-        if name in state.columns:
-            kept: Column = f.col(name).cast(_KINDS[name]) if name in _KINDS else f.col(name)
-            return kept
-        missing: Column = f.lit(None).cast(_KINDS[name])
-        return missing
+        value: Column = f.col(name) if name in state.columns else f.lit(None)
+        return value.cast(_KINDS[name]) if name in _KINDS else value
 
     return state.select(*(column(name).alias(alias) for name, alias in _KNOWN.items()))
+
+
+@contextlib.contextmanager
+def state_of(sdf: DataFrame, run: Run) -> Iterator[tuple[SyncState | None, DataFrame | None]]:
+    """The run's state, opened (locked, any leftover journal folded) before Spark reads it,
+    and the columns of it the decisions join on (:func:`known_state`)."""
+    if run.state is None:
+        yield None, None
+        return
+    with SyncState.open(run.state, filesystem=run.storage) as sync:
+        yield sync, known_state(sdf.sparkSession, sync)
 
 
 def decide(

@@ -8,7 +8,6 @@ Spark task cannot send twice; one sender means one rate budget, however large th
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import itertools
 import time
@@ -33,7 +32,7 @@ from .._run.state import SyncState
 from .._send import observe
 from .._send.delivery import NOT_SENT
 from ..exceptions import UpsertInterrupted
-from ._decide import ACTION, FLAMEUP_ID, SENDING, decide, functions, known_state, statuses
+from ._decide import ACTION, FLAMEUP_ID, SENDING, decide, functions, state_of, statuses
 from ._executors import ERROR, ROW, STATUS, Needs, check_columns, planned
 from ._plans import plan_of
 
@@ -103,13 +102,7 @@ def upsert(sdf: DataFrame, **options: Unpack[Options]) -> SparkUpsertResult:
 def _upsert(sdf: DataFrame, rules: Rules, delivery: Delivery, run: Run) -> SparkUpsertResult:
     started = time.monotonic()
     check_columns(sdf, rules)
-    with (
-        SyncState.open(run.state, filesystem=run.storage)
-        if run.state is not None
-        else contextlib.nullcontext() as sync
-    ):
-        # the state is opened (locked, any leftover journal folded) before Spark reads it
-        known = None if sync is None else known_state(sdf.sparkSession, sync)
+    with state_of(sdf, run) as (sync, known):
         recorded = sync is not None and not run.dry_run
         needs = Needs(
             payloads=not run.dry_run,

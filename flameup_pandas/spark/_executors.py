@@ -93,11 +93,8 @@ def check_columns(sdf: DataFrame, rules: Rules) -> None:
 
     used = set(map(str, rules.fieldmap(list(sdf.columns)).source_columns()))
     for column in sdf.schema.fields:
-        if (
-            column.name in used
-            and isinstance(column.dataType, TimestampNTZType)
-            and rules.naive_timestamps == "error"
-        ):
+        naive = isinstance(column.dataType, TimestampNTZType)
+        if naive and column.name in used and rules.naive_timestamps == "error":
             raise naive_error(column.name)
 
 

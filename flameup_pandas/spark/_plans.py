@@ -3,13 +3,13 @@ driver. The change guard of ``spark.upsert`` reads the same plan before anything
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Unpack
 
 import pandas as pd
 
+from .._api import planned_run
 from .._run.changes import (
     ACTIONS,
     PLAN_COLUMNS,
@@ -20,9 +20,7 @@ from .._run.changes import (
     value_pair,
 )
 from .._run.options import Options, split_options
-from .._run.state import SyncState
-from ..exceptions import ConfigurationError
-from ._decide import ACTION, SENDING, decide, functions, known_state
+from ._decide import ACTION, SENDING, decide, functions, state_of
 from ._executors import ROW, Needs, check_columns, planned
 
 if TYPE_CHECKING:
@@ -65,23 +63,11 @@ def plan(sdf: DataFrame, **options: Unpack[Options]) -> SparkPlan:
     written, and a plan guards nothing (``max_changes``/``max_creates`` are for a run).
     """
     rules, _, run = split_options("spark.plan", {"progress": False, **options})
-    if run.results is not None:
-        raise ConfigurationError("spark.plan returns its rows: results= is for spark.upsert")
-    if run.complete_source and run.state is None:
-        raise ConfigurationError(
-            "complete_source=True lists the people of the state the source no longer "
-            "holds: pass state="
-        )
+    run = planned_run(run, "spark.plan returns its rows: results= is for spark.upsert")
     check_columns(sdf, rules)
     needs = Needs(payloads=False, fields=True, sent=run.state_values, given=run.complete_source)
-    with (
-        SyncState.open(run.state, filesystem=run.storage)
-        if run.state is not None
-        else contextlib.nullcontext() as sync
-    ):
-        known = None if sync is None else known_state(sdf.sparkSession, sync)
-        with_state = sync is not None
-        decided = decide(planned(sdf, rules, needs), known, with_state=with_state)
+    with state_of(sdf, run) as (sync, known):
+        decided = decide(planned(sdf, rules, needs), known, with_state=sync is not None)
         decided = decided.localCheckpoint(eager=True)
     gone = _gone(decided, known) if run.complete_source else None
     return plan_of(decided, values=run.state_values and sync is not None, gone=gone)

@@ -1,0 +1,288 @@
+"""The flags the commands of :mod:`flameup_pandas.cli` share, and what they give.
+
+A flag that stands for a keyword of the function a command runs has that keyword as its
+``dest``, so :func:`keywords` reads the keywords from the flags by the one definition of them
+(the TypedDicts of :mod:`flameup_pandas._run.options`) instead of re-listing them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ._run.changes import parse_limit
+from ._run.progress import Progress
+from ._run.sources import CHUNK_ROWS
+from .exceptions import ConfigurationError
+
+__all__ = ["keywords", "local_server", "positive", "table_source"]
+
+LOCAL_DB = Path(".flameup") / "local.db"
+
+
+def keywords(args: argparse.Namespace, *known: Any) -> dict[str, Any]:
+    """The keywords the flags give, of those the TypedDicts (or names) ``known`` hold:
+    ``KEY=VALUE`` pairs as a dict, ``--no-progress``/``--progress-every`` as ``progress``. A
+    flag not given is left out, so the function's own default holds."""
+    names = {n for k in known for n in ([k] if isinstance(k, str) else k.__annotations__)}
+    options: dict[str, Any] = {}
+    for name, value in vars(args).items():
+        if name not in names or value is None or value == []:
+            continue
+        if name in ("mapping", "column_types", "storage_options"):
+            value = dict(value)
+        elif name == "progress":
+            value = Progress(every=args.progress_every) if value else False
+        options[name] = value
+    return options
+
+
+def positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    """An argparse type: a number of ``kind`` above zero, else a usage error naming it."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(f"must be a number above 0, not {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def limit(text: str) -> int | float | str:
+    """An argparse type: ``500`` people, or ``5%`` of the source's people."""
+    try:
+        return parse_limit(int(text) if text.strip().isdigit() else text.strip())
+    except (TypeError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def pair(metavar: str, *, secret: bool = False) -> Callable[[str], tuple[str, Any]]:
+    """An argparse type: ``KEY=VALUE`` as a pair, the key stripped. A secret's value (a storage
+    option's) may be empty, is taken as JSON where it reads as JSON (``true``, ``3``,
+    ``{...}``) and is never echoed; any other value is stripped text, not empty."""
+
+    def parse(text: str) -> tuple[str, Any]:
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip() or not (secret or value.strip()):
+            shown = f"one without '=' or without a key ({key.strip()[:40]!r})"
+            shown = shown if secret else repr(text)
+            raise argparse.ArgumentTypeError(f"wants {metavar}, got {shown}")
+        if not secret:
+            return key.strip(), value.strip()
+        try:
+            return key.strip(), orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return key.strip(), value
+
+    return parse
+
+
+def add_table_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "path",
+        nargs="?",
+        help="a parquet file or directory, or a CSV file: a path or a URI (s3://, gs://, "
+        "az://, file://)",
+    )
+    parser.add_argument(
+        "--sql",
+        metavar="QUERY",
+        help="instead of PATH: run this query in DuckDB and stream its result "
+        "(e.g. SELECT ... FROM read_parquet('customers/*.parquet') WHERE ...)",
+    )
+    parser.add_argument(
+        "--duckdb",
+        type=Path,
+        metavar="FILE",
+        help="the DuckDB database --sql runs in, opened read-only (default: in memory)",
+    )
+    parser.add_argument(
+        "--map",
+        dest="mapping",
+        action="append",
+        type=pair("FIELD=COLUMN"),
+        metavar="FIELD=COLUMN",
+        help="feed an API field from a column: userId=customer_no, traits.plan=tier",
+    )
+    add_column_arguments(parser)
+
+
+def add_column_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--exclude``, ``--column-type`` and ``--naive-timestamps``: how a table is read."""
+    parser.add_argument(
+        "--exclude", action="append", metavar="COLUMN", help="do not send this column"
+    )
+    parser.add_argument(
+        "--column-type",
+        dest="column_types",
+        action="append",
+        type=pair("COLUMN=TYPE"),
+        metavar="COLUMN=TYPE",
+        help="read a CSV column as this type (string, int64, float64, bool, date32...); "
+        "otherwise a column is numbers only when every cell is written as its number is",
+    )
+    parser.add_argument(
+        "--naive-timestamps",
+        choices=("error", "utc"),
+        default="error",
+        help="timestamps without a time zone: refused (error, the default) or read as UTC",
+    )
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, rows: str, dry_run: str) -> None:
+    """The flags of the keywords every sending command shares, meaning the same
+    (:class:`~flameup_pandas._run.options.SharedRunOptions` and delivery's); ``rows``
+    names what is sent, ``dry_run`` what a dry run does."""
+    parser.add_argument(
+        "--state",
+        help=f"the state, a path or URI (s3://bucket/{rows}.state): send only the {rows} "
+        "Flameup does not hold yet",
+    )
+    parser.add_argument("--results", help="write per-row results to this parquet file or URI")
+    parser.add_argument("--dry-run", action="store_true", help=dry_run)
+    parser.add_argument(
+        "--max-duration",
+        type=positive(float),
+        metavar="SECONDS",
+        help="start no request after this; the rest are skipped (rerun with --state)",
+    )
+    add_rate_limit_argument(parser)
+    parser.add_argument(
+        "--concurrency",
+        type=positive(int),
+        metavar="N",
+        help="requests in flight at once (default: as many as the budget and the server's "
+        "latency allow, fewer when it shows strain, at most 32)",
+    )
+    parser.add_argument(
+        "--max-failed",
+        type=int,
+        default=0,
+        help="rows that may need attention (invalid, rejected...) with exit code 0 (default 0)",
+    )
+    add_storage_argument(parser)
+    add_local_argument(parser)
+    add_progress_arguments(parser)
+
+
+def add_rate_limit_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--rate-limit",
+        type=positive(float),
+        metavar="N",
+        help="at most N requests of ours in any minute, to leave room on the key for other "
+        "jobs (default: none; the budget Flameup announces is always obeyed)",
+    )
+
+
+def add_storage_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--storage-option",
+        dest="storage_options",
+        action="append",
+        type=pair("KEY=VALUE", secret=True),
+        metavar="KEY=VALUE",
+        help="a keyword for the filesystem of every URI given (fsspec's storage options, "
+        "as pandas' storage_options=), where the environment is not enough: "
+        "endpoint_url=https://minio.internal:9000, profile=etl, anon=true; repeat for more. "
+        "A value that reads as JSON (true, 3, {...}) is taken as that",
+    )
+
+
+def add_local_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--local",
+        action="store_true",
+        help=f"talk to a local Flameup server kept in {LOCAL_DB} (no account needed)",
+    )
+
+
+def add_progress_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    parser.add_argument(
+        "--progress-every",
+        type=positive(float),
+        default=10.0,
+        metavar="SECONDS",
+        help="when stderr is not a terminal, log progress at most this often (default 10)",
+    )
+
+
+@contextlib.contextmanager
+def local_server(enabled: bool) -> Iterator[dict[str, Any]]:
+    """Run a local Flameup server for the command's duration, its data kept in .flameup/;
+    yield the keywords that reach it (none without ``--local``)."""
+    if not enabled:
+        yield {}
+        return
+    from .testing import FlameupServer
+
+    LOCAL_DB.parent.mkdir(exist_ok=True)
+    with FlameupServer(db=LOCAL_DB) as server:
+        print(f"local Flameup server at {server.base_url} (data in {LOCAL_DB})", file=sys.stderr)
+        yield {"api_key": server.api_key, "base_url": server.base_url}
+
+
+def source_usage_problem(args: argparse.Namespace) -> str | None:
+    if (args.path is None) == (args.sql is None):
+        return "give either a PATH or --sql QUERY (one of them)"
+    if args.duckdb is not None and args.sql is None:
+        return "--duckdb FILE goes with --sql QUERY"
+    return None
+
+
+@contextlib.contextmanager
+def table_source(args: argparse.Namespace) -> Iterator[Any]:
+    """The path given, or a record batch reader over the ``--sql`` query's result."""
+    if args.sql is None:
+        yield args.path
+        return
+    with duckdb_query(args.sql, args.duckdb) as reader:
+        yield reader
+
+
+@contextlib.contextmanager
+def duckdb_query(query: str, database: Path | None) -> Iterator[Any]:
+    """Run ``query`` in DuckDB; yield its result as a stream of record batches.
+
+    DuckDB produces the result as it is read, so a query over more rows than fit in memory
+    streams as a file does.
+    """
+    try:
+        import duckdb
+    except ImportError:
+        raise ConfigurationError(
+            "--sql needs DuckDB: pip install 'flameup-pandas[duckdb]'"
+        ) from None
+    if database is not None and not database.exists():
+        raise ConfigurationError(f"no such DuckDB database: {database}")
+    try:
+        con = duckdb.connect(str(database) if database else ":memory:", read_only=bool(database))
+    except duckdb.Error as exc:
+        raise ConfigurationError(f"cannot open {database}: {_first_line(exc)}") from None
+    try:
+        try:
+            relation = con.sql(query)
+        except duckdb.Error as exc:
+            raise ConfigurationError(f"the query failed: {_first_line(exc)}") from None
+        if relation is None:
+            raise ConfigurationError("the query returned no rows to send (is it a SELECT?)")
+        yield relation.to_arrow_reader(batch_size=CHUNK_ROWS)
+    finally:
+        con.close()
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
