@@ -139,7 +139,7 @@ CONVERSION = [
         "to_people_rows_per_second",
         "to_people_baseline_rows_per_second",
         "to_people_speedup",
-        ">= 4.2 (before)",
+        ">= 5.5",
     ),
     Figure(
         "Spark executor planning rows/s",
@@ -290,7 +290,7 @@ STORAGE = [
 MEMORY = [
     Figure(
         "peak MiB streaming {rows:,} rows (dry run)",
-        "pd.read_parquet peak MiB",
+        "pd.read_parquet peak MiB (each above its warm process)",
         "stream_peak_mib",
         "read_parquet_peak_mib",
         "stream_ratio",
@@ -298,7 +298,7 @@ MEMORY = [
     ),
     Figure(
         "peak MiB streaming {send_rows:,} rows, sent",
-        "pd.read_parquet peak MiB",
+        "pd.read_parquet peak MiB (each above its warm process)",
         "send_peak_mib",
         "send_read_parquet_peak_mib",
         "send_ratio",

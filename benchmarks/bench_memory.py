@@ -3,7 +3,11 @@
 Generates a 9-column customer table (user_id, email, first_name, last_name, timezone, locale,
 plan, lifetime_value, signed_up_at) as parquet in row groups of 100,000 rows, cached in the
 temp dir by size, then measures each job in a fresh subprocess (peaks never mix) by the
-child's own high-water mark (``VmHWM`` in ``/proc/self/status``):
+child's own high-water mark (``VmHWM`` in ``/proc/self/status``) above its memory once warm:
+each child first runs its job on a 1,000-row file (every import and first use done: pandas and
+pyarrow for the baseline, the package too for ours), then resets its mark, so the figures
+compare what each job holds for the data, not the interpreters and libraries loaded (the
+totals are kept too: ``*_total_mib``):
 
 - ``read_parquet``: ``pd.read_parquet(path)``, the baseline;
 - ``dry_run``: ``upsert_file(path, dry_run=True, results=...)`` on the same file: reading,
@@ -163,19 +167,25 @@ def _status_mib(field: str) -> float:
 
 
 def _child(mode: str, path: str, results: str) -> dict[str, Any]:
-    """Run one job in this (fresh) process; its own peak RSS and what it did."""
+    """Run one job in this (fresh) process, after the same job on a small file; its peak RSS
+    above the memory it had then (``peak_mib``), and what it did."""
     import pandas as pd
 
+    warm = Path(results).with_name("warm.parquet")
+    pq.write_table(customers(0, 1_000), warm)
     if mode == "read_parquet":
-        before = _status_mib("VmRSS")
-        started = time.perf_counter()
-        rows = len(pd.read_parquet(path))
-        figures: dict[str, Any] = {"rows": rows}
+        pd.read_parquet(warm)
     else:
         from flameup_pandas import upsert_file
 
-        before = _status_mib("VmRSS")
-        started = time.perf_counter()
+        upsert_file(warm, results=results, dry_run=True, progress=False)
+    Path("/proc/self/clear_refs").write_text("5")  # the high-water mark starts again here
+    before = _status_mib("VmRSS")
+    started = time.perf_counter()
+    if mode == "read_parquet":
+        rows = len(pd.read_parquet(path))
+        figures: dict[str, Any] = {"rows": rows}
+    else:
         summary = upsert_file(
             path, results=results, dry_run=mode == "dry_run", rate_limit=None, progress=False
         ).to_dict()
@@ -185,7 +195,8 @@ def _child(mode: str, path: str, results: str) -> dict[str, Any]:
         }
     figures["seconds"] = round(time.perf_counter() - started, 2)
     figures["rss_before_mib"] = round(before, 1)
-    figures["peak_mib"] = round(_status_mib("VmHWM"), 1)
+    figures["total_mib"] = round(_status_mib("VmHWM"), 1)
+    figures["peak_mib"] = round(figures["total_mib"] - before, 1)
     return figures
 
 
@@ -243,8 +254,11 @@ def main(quick: bool = False) -> dict[str, Any]:
         "file_mib": round(big.stat().st_size / 2**20, 1),
         "generate_seconds": round(generate_s, 1),
         "read_parquet_peak_mib": baseline["peak_mib"],
+        "read_parquet_total_mib": baseline["total_mib"],
         "read_parquet_seconds": baseline["seconds"],
         "stream_peak_mib": dry["peak_mib"],
+        "stream_total_mib": dry["total_mib"],
+        "stream_total_ratio": round(dry["total_mib"] / baseline["total_mib"], 3),
         "stream_seconds": dry["seconds"],
         "stream_rss_before_mib": dry["rss_before_mib"],
         "stream_ratio": round(dry["peak_mib"] / baseline["peak_mib"], 3),
@@ -264,7 +278,8 @@ def _report(figures: dict[str, Any]) -> str:
     rows, sent = figures["rows"], figures["send_rows"]
     return "\n".join(
         [
-            f"{'job':<44}{'peak RSS':>12}{'ratio':>8}{'seconds':>10}",
+            f"{'job (peak RSS above the process once warm)':<44}{'peak RSS':>12}{'ratio':>8}"
+            f"{'seconds':>10}",
             f"{f'pd.read_parquet, {rows:,} rows':<44}{figures['read_parquet_peak_mib']:>8,.0f} MiB"
             f"{1:>8.2f}{figures['read_parquet_seconds']:>10}",
             f"{f'upsert_file dry_run, {rows:,} rows':<44}{figures['stream_peak_mib']:>8,.0f} MiB"
@@ -274,8 +289,10 @@ def _report(figures: dict[str, Any]) -> str:
             f"{f'upsert_file sent, {sent:,} rows':<44}{figures['send_peak_mib']:>8,.0f} MiB"
             f"{figures['send_ratio']:>8.3f}{figures['send_seconds']:>10}",
             f"target: streaming peak under {figures['target_ratio']} of read_parquet's; "
-            f"file {figures['file_mib']} MiB; streaming process RSS after imports "
-            f"{figures['stream_rss_before_mib']} MiB; {figures['send_requests']} requests sent",
+            f"file {figures['file_mib']} MiB; streaming process RSS once warm "
+            f"{figures['stream_rss_before_mib']} MiB; whole processes' peaks "
+            f"{figures['stream_total_mib']:,.0f} / {figures['read_parquet_total_mib']:,.0f} MiB "
+            f"({figures['stream_total_ratio']}); {figures['send_requests']} requests sent",
         ]
     )
 

@@ -37,6 +37,7 @@ from typing import Any
 from docutils import nodes
 from docutils.parsers.rst import directives
 from docutils.statemachine import StringList
+from public_names import MISSING, lookup
 from sphinx.application import Sphinx
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
@@ -57,20 +58,6 @@ OUT = "reference/api"
 
 
 # the pages
-
-
-def lookup(dotted: str) -> Any:
-    """The object ``dotted`` names: the longest importable module, then attributes."""
-    parts = dotted.split(".")
-    for cut in range(len(parts), 0, -1):
-        try:
-            found: Any = importlib.import_module(".".join(parts[:cut]))
-        except ImportError:
-            continue
-        for attribute in parts[cut:]:
-            found = getattr(found, attribute)
-        return found
-    raise ImportError(dotted)
 
 
 def title(text: str) -> str:
@@ -222,9 +209,8 @@ def pages(srcdir: Path) -> dict[Path, str]:
             if text is not None:
                 found[Path(OUT, module_name, f"{name}.rst")] = text
     for library, prefix in ACCESSORS.items():
-        try:
-            cls = lookup(prefix)
-        except ImportError:
+        cls = lookup(prefix)
+        if cls is MISSING:
             logger.warning(f"{prefix} cannot be documented: {library} is not installed")
             continue
         for method in public_methods(cls):

@@ -22,11 +22,12 @@ from sphinx.environment import BuildEnvironment
 from sphinx.util.nodes import make_refnode
 
 PACKAGE = "flameup_pandas"
-_MISSING = object()
+MISSING = object()
 
 
 def lookup(dotted: str) -> Any:
-    """The object ``dotted`` names (a module, then attributes), or ``_MISSING``."""
+    """The object ``dotted`` names (the longest importable module, then attributes), or
+    ``MISSING``; the reference's pages (``api_pages``) find what they document by it too."""
     parts = dotted.split(".")
     for cut in range(len(parts), 0, -1):
         try:
@@ -34,11 +35,11 @@ def lookup(dotted: str) -> Any:
         except ImportError:
             continue
         for attribute in parts[cut:]:
-            found = getattr(found, attribute, _MISSING)
-            if found is _MISSING:
+            found = getattr(found, attribute, MISSING)
+            if found is MISSING:
                 break
         return found
-    return _MISSING
+    return MISSING
 
 
 def documented(env: BuildEnvironment) -> dict[int, str]:
@@ -49,7 +50,7 @@ def documented(env: BuildEnvironment) -> dict[int, str]:
         if entry.aliased or entry.objtype == "module":
             continue
         found = lookup(name)
-        if found is not _MISSING and not isinstance(found, int | str | tuple | frozenset):
+        if found is not MISSING and not isinstance(found, int | str | tuple | frozenset):
             names.setdefault(id(found), name)
     return names
 
@@ -65,8 +66,8 @@ def candidates(target: str, node: pending_xref) -> list[Any]:
     if "." not in target:
         for name, module in list(sys.modules.items()):
             if name == PACKAGE or name.startswith(PACKAGE + "."):
-                found.append(getattr(module, target, _MISSING))
-    return [f for f in found if f is not _MISSING]
+                found.append(getattr(module, target, MISSING))
+    return [f for f in found if f is not MISSING]
 
 
 def resolve(
