@@ -30,23 +30,13 @@ from ..exceptions import ConfigurationError, UpsertInterrupted
 from .interrupt import deliver_all, interrupted, interruptible, shielded
 from .kind import Chunk, Kind
 from .options import Delivery, Run
-from .people import People, Planner
-from .plan import DRY_RUN, Decisions, Plan, Rules, Sender
+from .plan import DRY_RUN, Decisions, Sender
 from .progress import DOCUMENTED_RATE, Meter, duration, open_progress
 from .result import RunReport, Summary, record_run
 from .sinks import ResultsWriter
 from .sources import Rows
 
-__all__ = [
-    "Decided",
-    "Planner",
-    "Rows",
-    "assemble",
-    "run_frame",
-    "run_rows",
-    "upsert_frame",
-    "upsert_rows",
-]
+__all__ = ["Decided", "Rows", "assemble", "run_frame", "run_rows"]
 
 logger = logging.getLogger("flameup_pandas")
 
@@ -65,29 +55,6 @@ class Decided:
     chunks: Iterator[Chunk]
     total: int | None = None
     sync: Any = None  # the kind's state
-
-
-def upsert_frame(df: pd.DataFrame, *, rules: Rules, delivery: Delivery, run: Run) -> pd.DataFrame:
-    """Upsert every row of ``df``; return it with flameup_id, flameup_status, flameup_error."""
-    return run_frame(df, People(rules, run), delivery=delivery, run=run)
-
-
-def upsert_rows(
-    rows: Rows | Decided,
-    *,
-    rules: Rules,
-    delivery: Delivery,
-    run: Run,
-    written: Callable[[Plan], None] | None = None,
-    sample: int = SAMPLE,
-    planner: Planner | None = None,
-) -> Summary:
-    """Stream opened ``rows`` of people through :func:`run_rows`; a ``planner`` (dry runs only)
-    records each chunk's decisions instead of sending. With ``max_changes``/``max_creates`` every
-    chunk is planned and kept first, so the guard refuses before any request or results file.
-    """
-    people = People(rules, run, planner)
-    return run_rows(rows, people, delivery=delivery, run=run, written=written, sample=sample)
 
 
 def run_frame(df: pd.DataFrame, kind: Kind, *, delivery: Delivery, run: Run) -> pd.DataFrame:
@@ -226,7 +193,9 @@ def _drive(
         dry: dict[str, Any] | None = {"would_send": would_send}
     else:
         report, dry = sender.report(elapsed, warnings=kind.warnings()), None
-    summary = kind.summary(writer.counts, report, writer.reasons.top(), dry, sample)
+    summary = kind.summary(
+        Summary(writer.counts, report, dry or {}, tuple(sample), writer.reasons.top())
+    )
     if stopped is not None:
         finished = summary.rows - writer.unfinished
         raise interrupted(stopped, summary, finished=finished, rows=rows.total, what=kind.name)

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from .options import Run
 from .plan import Decisions, Sender
-from .result import Reason, RunReport, Summary
+from .result import Reason, Summary
 
 __all__ = ["Chunk", "Kind"]
 
@@ -90,13 +90,8 @@ class Kind(Protocol):
 
     def joined(self, chunks: list[Chunk]) -> Chunk: ...
 
-    def summary(
-        self,
-        counts: dict[str, int],
-        report: RunReport,
-        reasons: tuple[Reason, ...],
-        dry: dict[str, Any] | None,
-        sample: list[Any],
-    ) -> Summary: ...
+    def summary(self, summary: Summary) -> Summary:
+        """The engine's summary as this kind shows it."""
+        ...
 
     def warnings(self) -> tuple[Reason, ...]: ...
