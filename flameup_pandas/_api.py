@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from ._people.columns import conform, people_table, to_frame, unified_schema
 from ._run.against import compare_with_flameup
-from ._run.changes import Decisions, record_gone
+from ._run.changes import PlanRecorder, record_gone
 from ._run.engine import run_frame, run_rows
 from ._run.interrupt import interruptible, shielded, stopped
 from ._run.options import (
@@ -275,7 +275,7 @@ def plan_rows(
 ) -> pd.DataFrame:
     """The plan of opened rows: the engine's dry run, with a decisions sink; ``against`` is
     what and how many people it compares with."""
-    decisions = Decisions(
+    decisions = PlanRecorder(
         complete_source=run.complete_source,
         keep_people=against_people(*against),
         values=run.state_values and run.state is not None,

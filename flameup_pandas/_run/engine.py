@@ -30,7 +30,7 @@ from ..exceptions import ConfigurationError, UpsertInterrupted
 from .interrupt import deliver_all, interrupted, interruptible, shielded
 from .kind import Chunk, Kind
 from .options import Delivery, Run
-from .plan import DRY_RUN, Decisions, Sender
+from .plan import DRY_RUN, Decisions, Sender, joined
 from .progress import DOCUMENTED_RATE, Meter, duration, open_progress
 from .result import RunReport, Summary, record_run
 from .sinks import ResultsWriter
@@ -90,9 +90,8 @@ def assemble(
     run's ``report`` recorded for it)."""
 
     def column(name: str) -> pd.Series:
-        values = [getattr(plan, name) for plan in plans]
-        joined = np.concatenate(values) if values else np.full(len(df), None, dtype=object)
-        return pd.Series(joined, index=df.index, dtype=object)
+        values = joined([getattr(plan, name) for plan in plans], len(df))
+        return pd.Series(values, index=df.index, dtype=object)
 
     result = df.copy(deep=False)
     result[id_column] = column("flameup_id")

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
     from .state import SyncState
 
-__all__ = ["BATCH_SIZE", "DRY_RUN", "UNCHANGED", "Decisions", "Plan", "Rules", "Sender"]
+__all__ = ["BATCH_SIZE", "DRY_RUN", "UNCHANGED", "Decisions", "Plan", "Rules", "Sender", "joined"]
 
 logger = logging.getLogger("flameup_pandas")
 
@@ -293,6 +293,11 @@ class Sender:
             warnings=warnings,
             **self.deliverer.stats.as_dict(),
         )
+
+
+def joined(parts: list[np.ndarray], n: int) -> np.ndarray:
+    """The chunks' parts of a column as one; ``n`` Nones when no chunk was read."""
+    return np.concatenate(parts) if parts else np.full(n, None, dtype=object)
 
 
 def _last_of_each(keys: pa.Array) -> tuple[np.ndarray, np.ndarray]:
