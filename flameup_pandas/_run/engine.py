@@ -189,11 +189,11 @@ def _drive(
     elapsed = time.monotonic() - started
     if sender is None:
         report = RunReport(elapsed=elapsed, dry_run=True, warnings=kind.warnings())
-        dry: dict[str, Any] | None = {"would_send": would_send}
     else:
-        report, dry = sender.report(elapsed, warnings=kind.warnings()), None
+        report = sender.report(elapsed, warnings=kind.warnings())
+    extra = {"would_send": would_send} if sender is None else {}
     summary = kind.summary(
-        Summary(writer.counts, report, dry or {}, tuple(sample), writer.reasons.top())
+        Summary(writer.counts, report, extra, tuple(sample), writer.reasons.top())
     )
     if stopped is not None:
         finished = summary.rows - writer.unfinished

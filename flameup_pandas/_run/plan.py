@@ -283,12 +283,10 @@ class Sender:
         """The most requests this run has had in flight at once (for progress lines)."""
         return self.deliverer.stats.in_flight
 
-    def report(
-        self, elapsed: float, *, dry_run: bool = False, warnings: tuple[Reason, ...] = ()
-    ) -> RunReport:
+    def report(self, elapsed: float, *, warnings: tuple[Reason, ...] = ()) -> RunReport:
         return RunReport(
             elapsed=elapsed,
-            dry_run=dry_run,
+            dry_run=False,
             stopped=self.deliverer.breaker.reason,
             warnings=warnings,
             **self.deliverer.stats.as_dict(),
