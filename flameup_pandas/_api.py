@@ -76,7 +76,7 @@ def validate(df: pd.DataFrame, **options: Unpack[RuleOptions]) -> pd.DataFrame:
 def to_people(df: pd.DataFrame, **options: Unpack[RuleOptions]) -> list[dict[str, Any]]:
     """The people dicts exactly as upsert would send them, for the rows it would send."""
     plan = rules_of("to_people", options).plan(df)
-    people = plan.people
+    people = plan.payloads.people
     return [person for p in plan.pending().tolist() if (person := people[p]) is not None]
 
 

@@ -183,12 +183,8 @@ def decide(
 def before_after(
     plan: Plan, sync: SyncState | None, actions: np.ndarray, changes: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's changed fields with the value the state says was last sent (``before``)
-    and the value it would send (``after``), as dicts; None where not known.
-
-    An update has them where the state kept the person's values (``state_values=True``); a
-    create's ``before`` holds None for each field it would set.
-    """
+    """Each row's changed fields as dicts: ``before`` as last sent (an update's, where the
+    state kept values; None for each field a create sets) and ``after``; None where unknown."""
     n = len(actions)
     before = np.full(n, None, dtype=object)
     after = np.full(n, None, dtype=object)
@@ -197,7 +193,7 @@ def before_after(
     )
     if sync is None or len(wanted) == 0:
         return before, after
-    olds = sync.last_sent(plan.identity_hashes[wanted]).to_pylist()
+    olds = sync.column_at("sent", plan.identity_hashes[wanted]).to_pylist()
     news = plan.payloads.hashed.take(pa.array(wanted)).to_pylist()
     for position, old, new in zip(wanted.tolist(), olds, news, strict=True):
         pair = value_pair(actions[position] == "create", changes[position], old, new)
@@ -459,11 +455,9 @@ def parse_limit(limit: Limit, name: str = "max_changes") -> Limit:
 
 
 class ChangeGuard(PlanRecorder):
-    """The change guard of one run: a planner sink (it records each chunk's decisions as
-    the engine plans it), then one check of them all against the limits. The engine keeps
-    the planned chunks and sends them once :meth:`check` lets the run through: a guarded
-    run reads and encodes its rows once.
-    """
+    """The change guard of one run: a planner sink, then one check of all its chunks against
+    the limits; the engine keeps the planned chunks and sends them once :meth:`check` lets the
+    run through, so a guarded run reads and encodes its rows once."""
 
     def __init__(self, max_changes: Limit | None, max_creates: Limit | None) -> None:
         super().__init__()

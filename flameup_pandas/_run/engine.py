@@ -45,12 +45,9 @@ SAMPLE = 5  # rows a dry run shows
 
 @dataclass
 class Decided:
-    """Chunks decided before the engine (by Spark's executors): every row of each is to send.
-
-    The engine sends them and records them in ``sync`` (the state they were diffed against),
-    which the caller opens and closes, as it observes the run (its counts include the rows
-    settled before the engine).
-    """
+    """Chunks decided before the engine (by Spark's executors), every row to send, recorded in
+    ``sync``; the caller opens and closes it and observes the run (its counts include the
+    rows settled before the engine)."""
 
     chunks: Iterator[Chunk]
     total: int | None = None
@@ -243,9 +240,8 @@ def _send(
     bar: Meter,
     limit: tuple[float, float | None],
 ) -> None:
-    """Send the rows of every planned chunk; repeats set aside go last. ``limit``: when the
-    run started, and its ``max_duration``, after which no request starts (the rows of the
-    rest are skipped)."""
+    """Send the rows of every planned chunk, repeats set aside last; ``limit``: the run's start
+    and ``max_duration``, after which no request starts (the rest are skipped)."""
     work, failed = kind.worker(sender, state)
     started, seconds = limit
     deadline = None if seconds is None else started + seconds
@@ -286,12 +282,9 @@ Batch = tuple[list[Member], list[Any]]
 def _batches(
     chunks: Iterator[Chunk], kind: Kind, writer: ResultsWriter, bar: Meter, repeats: Repeats | None
 ) -> Iterator[Batch]:
-    """Full requests across chunk boundaries; rows settled without sending are written at once.
-
-    A request may carry the end of one chunk and the start of the next: each row travels
-    with its (chunk, position) so its outcome goes back to its own decisions. Rows met earlier
-    in this run are handed to ``repeats``.
-    """
+    """Full requests across chunk boundaries, each row with its (chunk, position) so its
+    outcome goes back to its own decisions; rows settled unsent are written at once, repeats
+    handed to ``repeats``."""
     carry: list[Member] = []
     items: list[Any] = []
     for chunk in chunks:
@@ -333,10 +326,9 @@ def _grouped(pairs: list[tuple[Any, int]]) -> Iterator[tuple[Any, list[int], lis
 
 
 class Repeats:
-    """Finds rows met earlier in this run (a person's identity, an event's key), kept as 64-bit
-    hashes (:class:`HashRuns`). With ``later`` (people) a repeat is set aside until every earlier
-    request is answered; without (events) it is skipped, naming the row met first.
-    """
+    """Finds rows met earlier in this run (a person's identity, an event's key) by 64-bit hash.
+    People's repeats are set aside in ``later`` until every earlier request is answered;
+    events' are skipped, naming the row met first."""
 
     def __init__(self, kind: Kind, later: list[Chunk] | None) -> None:
         self._kind = kind
@@ -344,11 +336,8 @@ class Repeats:
         self._later = later
 
     def set_aside(self, chunk: Chunk, pending: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Split a chunk's rows into those to send now and repeats set aside for later.
-
-        A repeat is a row whose identity was met earlier in this run: pending, or skipped by
-        the state (Flameup now holds the earlier row).
-        """
+        """The chunk's rows to send now, and repeats set aside: rows whose identity was met
+        earlier in this run, pending or skipped by the state (Flameup holds the earlier row)."""
         plan = chunk.plan
         again = np.flatnonzero((plan.status == "skipped") & (plan.error == self._kind.again))
         candidates = np.concatenate([pending, again])

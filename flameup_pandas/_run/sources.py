@@ -53,12 +53,9 @@ Batches: TypeAlias = Generator[Chunk, None, None]
 
 @dataclass
 class Rows:
-    """An opened source: its record batches (at most ``chunk_rows`` rows each) and, when it is
-    known without reading the data, how many rows there are (for the progress bar).
-
-    ``labelled`` rows are pandas frames whose own index labels their rows (a frame given to
-    ``upsert()``, taken as one chunk); other rows are numbered from 0 across the source.
-    """
+    """An opened source: its record batches (at most ``chunk_rows`` rows each) and its row count
+    when known unread (for the progress bar). ``labelled`` rows are pandas frames labelled by
+    their index (a frame given to ``upsert()``); others are numbered from 0."""
 
     batches: Batches
     total: int | None = None

@@ -151,26 +151,18 @@ class SyncState:
         return unchanged, ids
 
     def known_fields(self, wanted: np.ndarray) -> tuple[np.ndarray, pa.Array]:
-        """For each identity hash: is the person in the state, and the hashes of the fields
-        last sent (null where unknown: a state written before fields were kept, or a person
-        not in it)."""
-        return self._find(wanted)[1], self._taken("fields", wanted)
-
-    def last_sent(self, wanted: np.ndarray) -> pa.Array:
-        """For each identity hash, the person as last sent (JSON text, keys sorted): null
-        where the state does not keep it (not asked for with ``state_values=True``, or a
-        person not in it)."""
-        return self._taken("sent", wanted)
+        """For each identity hash: is the person in the state, and its ``fields``."""
+        return self._find(wanted)[1], self.column_at("fields", wanted)
 
     def _find(self, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Places among the sorted hashes, and whether each identity hash is there."""
         found, hit = find_sorted(self._sorted_hashes, wanted)
         return found, hit & (wanted != 0)
 
-    def _taken(self, column: str, wanted: np.ndarray) -> pa.Array:
-        """``column`` at the rows of the identity hashes found, null elsewhere. Only those rows
-        are taken, from the column's chunks as read: the whole column (the values kept are
-        most of the state) is never copied or reordered."""
+    def column_at(self, column: str, wanted: np.ndarray) -> pa.Array:
+        """``column`` at the rows of the identity hashes found, null elsewhere (and where the
+        state did not keep it). Only those rows are taken, from the column's chunks as read:
+        the whole column (the values kept are most of the state) is never copied."""
         if len(self._sorted_hashes) == 0:
             return pa.nulls(len(wanted), STATE_SCHEMA.field(column).type)
         found, hit = self._find(wanted)
