@@ -24,10 +24,9 @@ __all__ = ["Chunk", "Kind"]
 
 @dataclass
 class Chunk:
-    """One chunk of rows in flight: its decisions, and what the kind keeps of each row for its state
-    (``kept``). A chunk of repeats set aside has an ``origin`` per row: the decisions and position
-    it was read at, where its outcome is also recorded.
-    """
+    """One chunk of rows in flight: its decisions, what the kind keeps of each row for its state
+    (``kept``), and for a chunk of repeats set aside, each row's ``origin``: the decisions and
+    position it was read at, where its outcome is also recorded."""
 
     plan: Any  # the kind's Decisions
     kept: Any = None

@@ -76,11 +76,8 @@ def open_progress(
     requests: Callable[[], int] | None = None,
     in_flight: Callable[[], int] | None = None,
 ) -> Meter:
-    """The meter for a run of ``total`` rows (None: not known in advance).
-
-    ``requests`` reads the run's request count, ``in_flight`` the most requests it has had in
-    flight at once, for the log lines and the bar.
-    """
+    """The meter for a run of ``total`` rows (None: unknown); ``requests`` and ``in_flight``
+    read the run's request count and the most requests it has had in flight at once."""
     if isinstance(progress, bool):
         if not progress:
             return Meter()
@@ -149,10 +146,8 @@ class _Bar(Meter):
 
 
 class LogMeter(Meter):
-    """Progress as log records: at most one every ``every`` seconds, and one at the end.
-
-    ``clock`` is injectable so tests need no real time.
-    """
+    """Progress as log records: at most one every ``every`` seconds, and one at the end
+    (``clock`` is injectable so tests need no real time)."""
 
     def __init__(
         self,

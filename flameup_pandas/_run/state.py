@@ -93,12 +93,9 @@ class SyncState:
         flush_seconds: float = 5.0,
         retry: StoreRetry | None = None,
     ) -> SyncState:
-        """Open (lock, and fold any journal a killed run left) the state at ``path``.
-
-        ``path`` is a local path or a URI (``s3://bucket/state.parquet``), on ``filesystem``
-        when one is given. The other keywords matter on object storage only: the lease of the
-        lock in seconds, how often the journal is flushed, and how store faults are retried.
-        """
+        """Open (lock, and fold any journal a killed run left) the state at ``path``, a local
+        path or a URI (on ``filesystem`` if given). The other keywords matter on object storage
+        only: the lock's lease in seconds, journal flushes, how store faults are retried."""
         lost = "people acknowledged since the last journal flush are sent again next run"
         keeper = keep(
             path,
