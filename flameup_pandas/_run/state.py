@@ -70,7 +70,7 @@ class SyncState:
     ) -> None:
         self.path = path
         self._keeper = keeper
-        self._table = table
+        self.table = table  # as read when opened, any journal a killed run left folded in
         hashes = table["identity_hash"].to_numpy()
         # each identity is there once (every write merges): no need of a stable sort, unless
         # a file written elsewhere repeats one (the first row of it is then found)
@@ -116,7 +116,7 @@ class SyncState:
         return cls(keeper.path if isinstance(keeper, LocalKeeper) else keeper.where, table, keeper)
 
     def __len__(self) -> int:
-        return int(self._table.num_rows)
+        return int(self.table.num_rows)
 
     def __enter__(self) -> SyncState:
         return self
@@ -124,15 +124,9 @@ class SyncState:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @property
-    def table(self) -> pa.Table:
-        """The state as it stands (one row per identity; :data:`STATE_SCHEMA`): what was read
-        when it was opened, with any journal a killed run left folded in."""
-        return self._table
-
     def frame(self) -> pd.DataFrame:
         """The state as a DataFrame (one row per identity)."""
-        frame: pd.DataFrame = self._table.to_pandas()
+        frame: pd.DataFrame = self.table.to_pandas()
         return frame
 
     def lookup(self, wanted: np.ndarray, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -164,7 +158,7 @@ class SyncState:
             return pa.nulls(len(wanted), STATE_SCHEMA.field(column).type)
         found, hit = self._find(wanted)
         rows = pa.array(self._order[np.where(hit, found, 0)], mask=~hit)
-        taken = self._table[column].take(rows)
+        taken = self.table[column].take(rows)
         return taken.combine_chunks() if isinstance(taken, pa.ChunkedArray) else taken
 
     def record_outcomes(
@@ -196,8 +190,8 @@ class SyncState:
         """Fold the journal into the state (written whole) and release the lock."""
 
         def fold(journals: Journals) -> bytes:
-            self._table = merge_journals(self._table, journals)
-            return parquet_bytes(self._table)
+            self.table = merge_journals(self.table, journals)
+            return parquet_bytes(self.table)
 
         self._keeper.close(fold)
 
