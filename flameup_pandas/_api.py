@@ -21,8 +21,8 @@ import pyarrow.parquet as pq
 
 from ._people.columns import conform, people_table, to_frame, unified_schema
 from ._run.against import compare_with_flameup
-from ._run.changes import Decisions, record_gone
-from ._run.engine import upsert_frame, upsert_rows
+from ._run.changes import PlanRecorder, record_gone
+from ._run.engine import run_frame, run_rows
 from ._run.interrupt import interruptible, shielded, stopped
 from ._run.options import (
     DELIVERY_KEYWORDS,
@@ -35,6 +35,7 @@ from ._run.options import (
     rules_of,
     split_options,
 )
+from ._run.people import People
 from ._run.plan import Rules
 from ._run.progress import Meter, Progress, open_progress
 from ._run.result import Summary
@@ -75,7 +76,7 @@ def validate(df: pd.DataFrame, **options: Unpack[RuleOptions]) -> pd.DataFrame:
 def to_people(df: pd.DataFrame, **options: Unpack[RuleOptions]) -> list[dict[str, Any]]:
     """The people dicts exactly as upsert would send them, for the rows it would send."""
     plan = rules_of("to_people", options).plan(df)
-    people = plan.people
+    people = plan.payloads.people
     return [person for p in plan.pending().tolist() if (person := people[p]) is not None]
 
 
@@ -101,7 +102,7 @@ def upsert(
     The frame goes through the same engine as a file: it is one chunk of its stream.
     """
     rules, delivery, run = split_options("upsert", options, on_duplicate=on_duplicate)
-    return upsert_frame(df, rules=rules, delivery=delivery, run=run)
+    return run_frame(df, People(rules, run), delivery=delivery, run=run)
 
 
 def upsert_file(
@@ -128,7 +129,7 @@ def upsert_file(
     ``column_types={"zip": "int64"}`` names the type of a column instead.
     """
     rows, rules, delivery, run = _rows("upsert_file", path, chunk_rows, options, column_types)
-    return upsert_rows(rows, rules=rules, delivery=delivery, run=run)
+    return run_rows(rows, People(rules, run), delivery=delivery, run=run)
 
 
 def upsert_arrow(
@@ -147,7 +148,7 @@ def upsert_arrow(
         summary = upsert_arrow(rel, results="results.parquet", state="crm.state.parquet")
     """
     rows, rules, delivery, run = _rows("upsert_arrow", source, chunk_rows, options)
-    return upsert_rows(rows, rules=rules, delivery=delivery, run=run)
+    return run_rows(rows, People(rules, run), delivery=delivery, run=run)
 
 
 def plan(
@@ -274,7 +275,7 @@ def plan_rows(
 ) -> pd.DataFrame:
     """The plan of opened rows: the engine's dry run, with a decisions sink; ``against`` is
     what and how many people it compares with."""
-    decisions = Decisions(
+    decisions = PlanRecorder(
         complete_source=run.complete_source,
         keep_people=against_people(*against),
         values=run.state_values and run.state is not None,
@@ -284,7 +285,7 @@ def plan_rows(
         "a plan returns its rows as a frame; results= is for upsert_file "
         "and upsert_arrow (write the plan with .to_parquet(...))",
     )
-    upsert_rows(rows, rules=rules, delivery=delivery, run=planning, planner=decisions)
+    run_rows(rows, People(rules, planning, decisions), delivery=delivery, run=planning)
     planned = decisions.frame(source)
     if against[0] == "flameup":
         planned = compare_with_flameup(planned, decisions.sent, delivery)

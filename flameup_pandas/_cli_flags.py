@@ -255,11 +255,8 @@ def table_source(args: argparse.Namespace) -> Iterator[Any]:
 
 @contextlib.contextmanager
 def duckdb_query(query: str, database: Path | None) -> Iterator[Any]:
-    """Run ``query`` in DuckDB; yield its result as a stream of record batches.
-
-    DuckDB produces the result as it is read, so a query over more rows than fit in memory
-    streams as a file does.
-    """
+    """Run ``query`` in DuckDB; yield its result as record batches, produced as they are read
+    (a result larger than memory streams as a file does)."""
     try:
         import duckdb
     except ImportError:

@@ -140,7 +140,7 @@ def test_keys_and_content_hashes_do_not_depend_on_the_dtype(data, other):
     ]
     for plan in plans:
         assert plan.keys == keys
-        assert content_hashes(plan.people).tolist() == content_hashes(expected).tolist()
+        assert content_hashes(plan.payloads.people).tolist() == content_hashes(expected).tolist()
 
 
 def test_the_reported_example_on_every_dtype():

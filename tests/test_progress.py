@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from flameup_pandas import Progress
-from flameup_pandas._run.progress import LogMeter, open_progress
+from flameup_pandas._run.progress import LogMeter, Meter, open_progress
 from flameup_pandas.testing import FlameupServer
 
 from .test_upsert import customers
@@ -74,8 +74,8 @@ def test_where_there_is_no_terminal_progress_is_log_lines_and_a_bar_only_when_as
     assert isinstance(open_progress(True, 1_000), LogMeter)
     assert isinstance(open_progress(Progress(style="log"), None), LogMeter)
     assert not isinstance(open_progress(Progress(style="bar"), 1_000), LogMeter)
-    assert type(open_progress(False, 1_000)).__name__ == "_Off"
-    assert type(open_progress(True, 100)).__name__ == "_Off"  # one request: nothing to watch
+    assert type(open_progress(False, 1_000)) is Meter
+    assert type(open_progress(True, 100)) is Meter  # one request: nothing to watch
     with pytest.raises(ValueError, match="style"):
         Progress(style="fancy")  # type: ignore[arg-type]
 

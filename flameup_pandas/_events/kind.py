@@ -25,7 +25,7 @@ from .._people.mapping import USER_ID_ALIASES
 from .._run.kind import Chunk, Work
 from .._run.options import EventSending, Run
 from .._run.plan import Decisions, Sender
-from .._run.result import Reason, RunReport, Summary, TrackSummary
+from .._run.result import Reason, Summary, TrackSummary
 from .._send.delivery import IN_FLIGHT, NOT_SENT
 from .rules import Event, EventRules, plan_events
 from .send import EventOutcome, EventSender
@@ -170,15 +170,10 @@ class Events:
     def joined(self, chunks: list[Chunk]) -> Chunk:
         raise NotImplementedError("a repeated event is skipped, never sent later")
 
-    def summary(
-        self,
-        counts: dict[str, int],
-        report: RunReport,
-        reasons: tuple[Reason, ...],
-        dry: dict[str, Any] | None,
-        sample: list[Any],
-    ) -> Summary:
-        return TrackSummary(counts, report, {}, tuple(sample), reasons, results=self.results)
+    def summary(self, summary: Summary) -> Summary:
+        return TrackSummary(
+            summary.counts, summary.run, {}, summary.sample, summary.reasons, results=self.results
+        )
 
     def warnings(self) -> tuple[Reason, ...]:
         return ()

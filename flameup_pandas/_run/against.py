@@ -175,10 +175,7 @@ def _held(held: dict[str, Any], name: str, is_trait: bool) -> Any:
     """The value Flameup holds for a field as it is sent (a trait or a top-level field)."""
     if not is_trait or name in KNOWN_TRAITS:
         return held.get(name)
-    return (held.get("attributes") or {}).get(name, _MISSING)
-
-
-_MISSING = object()
+    return (held.get("attributes") or {}).get(name)
 
 
 def _differences(
@@ -191,8 +188,6 @@ def _differences(
     news: dict[str, Any] = {}
     for name, value, is_trait in sent:
         old = None if held is None else _held(held, name, is_trait)
-        if old is _MISSING:
-            old = None
         if held is not None and _same(old, value):
             continue
         olds[name], news[name] = old, value

@@ -1,7 +1,7 @@
 """Plans: what a run would do to each row (create, update, unchanged, invalid, skipped), and
 to which fields, without sending anything (``docs/guides/plan.md`` tells each action).
 
-A plan is the engine in a dry run with one more sink: :class:`Decisions` records, for each
+A plan is the engine in a dry run with one more sink: :class:`PlanRecorder` records, for each
 chunk, what the run would do with every row before anything is sent. Which fields change is
 known from the state alone: it keeps a 32-bit hash of each field a person was sent with (its
 name and JSON value), so no request is needed; where it cannot tell (a state written before it
@@ -28,18 +28,18 @@ from .._people.identity import HashRuns, identity_hashes, identity_key_array
 from .._people.person import TOP_LEVEL
 from .._people.values import read_back
 from ..exceptions import ChangeGuardError
-from .plan import UNCHANGED, Plan
-from .result import plain_label, tell, told
+from .plan import UNCHANGED, Plan, joined
+from .result import plain_label, some, tell, told
 from .state import SyncState
 
 __all__ = [
     "ACTIONS",
     "PLAN_COLUMNS",
     "ChangeGuard",
-    "Decisions",
     "FieldChange",
     "Gone",
     "Limit",
+    "PlanRecorder",
     "PlanSummary",
     "parse_limit",
     "record_gone",
@@ -59,21 +59,16 @@ Limit = int | float | str
 percentage (``"5%"``)."""
 
 
-class Decisions:
-    """The planner sink: each chunk's action, changed fields and error, in input order.
-
-    Called by the engine with each chunk's frame and plan before anything would be sent
-    (see :data:`flameup_pandas._run.engine.Planner`); :meth:`frame` joins them with the
-    input rows.
-    """
+class PlanRecorder:
+    """The planner sink (:data:`flameup_pandas._run.people.Planner`): each chunk's action,
+    changed fields and error, in input order; :meth:`frame` joins them with the input rows."""
 
     def __init__(
         self, complete_source: bool = False, keep_people: int = 0, values: bool = False
     ) -> None:
         self.keep_people = keep_people  # people a run would send, kept as sent (up to this)
-        self.values: tuple[list[np.ndarray], list[np.ndarray]] | None = (
-            ([], []) if values else None
-        )  # each chunk's before and after values, from the state (state_values=True)
+        # each chunk's before and after values, from the state (state_values=True)
+        self.values: tuple[list[np.ndarray], list[np.ndarray]] | None = ([], []) if values else None
         self.sent: list[tuple[Hashable, dict[str, Any]]] = []
         self.frames: list[pd.DataFrame] = []
         self.actions: list[np.ndarray] = []
@@ -116,12 +111,12 @@ class Decisions:
             frames = self.frames or [pd.DataFrame()]
             source = pd.concat(frames) if len(frames) > 1 else frames[0]
         result = source.copy(deep=False)
-        for name, column in self.columns(source.index).items():
-            result[name] = column
+        columns = self.columns(source.index)
         if self.values is not None:
             for name, parts in zip(VALUE_COLUMNS, self.values, strict=True):
-                joined = np.concatenate(parts) if parts else np.full(len(source), None, object)
-                result[name] = pd.Series(joined, index=source.index, dtype=object)
+                columns[name] = joined(parts, len(source))
+        for key, column in columns.items():
+            result[key] = column
         return result
 
     def columns(self, index: pd.Index | None = None) -> pd.DataFrame:
@@ -130,19 +125,9 @@ class Decisions:
         if index is None:
             labels = [frame.index for frame in self.frames]
             index = labels[0].append(labels[1:]) if labels else pd.RangeIndex(0)
-
-        def column(parts: list[np.ndarray]) -> np.ndarray:
-            return np.concatenate(parts) if parts else np.full(len(index), None, dtype=object)
-
-        return pd.DataFrame(
-            {
-                "flameup_action": column(self.actions),
-                "flameup_changes": column(self.changes),
-                "flameup_error": column(self.errors),
-            },
-            index=index,
-            dtype=object,
-        )
+        parts = (self.actions, self.changes, self.errors)
+        columns = {name: joined(p, len(index)) for name, p in zip(PLAN_COLUMNS, parts, strict=True)}
+        return pd.DataFrame(columns, index=index, dtype=object)
 
     def gone(self, sync: SyncState | None = None) -> Gone:
         """The people of the state (``sync``, else the one the chunks were planned against)
@@ -198,12 +183,8 @@ def decide(
 def before_after(
     plan: Plan, sync: SyncState | None, actions: np.ndarray, changes: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's changed fields with the value the state says was last sent (``before``)
-    and the value it would send (``after``), as dicts; None where not known.
-
-    An update has them where the state kept the person's values (``state_values=True``); a
-    create's ``before`` holds None for each field it would set.
-    """
+    """Each row's changed fields as dicts: ``before`` as last sent (an update's, where the
+    state kept values; None for each field a create sets) and ``after``; None where unknown."""
     n = len(actions)
     before = np.full(n, None, dtype=object)
     after = np.full(n, None, dtype=object)
@@ -212,7 +193,7 @@ def before_after(
     )
     if sync is None or len(wanted) == 0:
         return before, after
-    olds = sync.last_sent(plan.identity_hashes[wanted]).to_pylist()
+    olds = sync.column_at("sent", plan.identity_hashes[wanted]).to_pylist()
     news = plan.payloads.hashed.take(pa.array(wanted)).to_pylist()
     for position, old, new in zip(wanted.tolist(), olds, news, strict=True):
         pair = value_pair(actions[position] == "create", changes[position], old, new)
@@ -282,17 +263,16 @@ class FieldChange:
     where the plan knows them (``state_values=True``, or ``against="flameup"``)."""
 
     def line(self, width: int = 0) -> str:
-        shown = ", ".join(map(str, self.examples))
-        more = ", …" if self.count > len(self.examples) else ""
-        noun = "person" if self.count == 1 else "people"
-        return f"{self.field:<{width}}  {self.count:>9,} {noun}  (rows {shown}{more})"
+        shown = some(self.examples, self.count)
+        return f"{self.field:<{width}}  {self.count:>9,} {_people(self.count)}  (rows {shown})"
 
     def value_lines(self) -> list[str]:
         """One line a change of value: ``plan: 'pro' -> 'free'  9,812 people``."""
-        return [
-            f"{self.field}: {old} -> {new}  {count:,} {'person' if count == 1 else 'people'}"
-            for old, new, count in self.values
-        ]
+        return [f"{self.field}: {o} -> {n}  {c:,} {_people(c)}" for o, n, c in self.values]
+
+
+def _people(count: int) -> str:
+    return "person" if count == 1 else "people"
 
 
 @dataclass(frozen=True)
@@ -343,12 +323,9 @@ class PlanSummary:
     def __str__(self) -> str:
         lines = ["  ".join(f"{a} {self.actions.get(a, 0):,}" for a in ACTIONS)]
         if self.gone is not None:
-            shown = ", ".join(self.gone_examples)
-            more = ", …" if self.gone > len(self.gone_examples) else ""
+            shown = f" ({some(self.gone_examples, self.gone)})" if self.gone_examples else ""
             lines.append(
-                f"gone {self.gone:,}: in the state, not in this source"
-                + (f" ({shown}{more})" if shown else "")
-                + "; nothing is deleted"
+                f"gone {self.gone:,}: in the state, not in this source{shown}; nothing is deleted"
             )
         lines += _field_lines(self.fields)
         if self.fields:
@@ -458,14 +435,12 @@ def parse_limit(limit: Limit, name: str = "max_changes") -> Limit:
     >>> parse_limit(500)
     500
     """
-    if isinstance(limit, bool):
-        raise TypeError(f"{name} must be a number of people, a fraction or 'N%', got {limit!r}")
     if isinstance(limit, str):
         match = _PERCENT.match(limit)
         if match is None or float(match[1]) > 100:
             raise ValueError(f"{name} must be a percentage like '5%', got {limit!r}")
         return float(match[1]) / 100
-    if isinstance(limit, int):
+    if isinstance(limit, int) and not isinstance(limit, bool):
         if limit < 0:
             raise ValueError(f"{name} must be at least 0, got {limit}")
         return limit
@@ -479,22 +454,10 @@ def parse_limit(limit: Limit, name: str = "max_changes") -> Limit:
     raise TypeError(f"{name} must be a number of people, a fraction or 'N%', got {limit!r}")
 
 
-def _allowed(limit: Limit, people: int) -> int:
-    if isinstance(limit, int):
-        return limit
-    return int(float(limit) * people)
-
-
-def _shown(limit: Limit) -> str:
-    return f"{limit:,}" if isinstance(limit, int) else f"{float(limit):.4g} of them"
-
-
-class ChangeGuard(Decisions):
-    """The change guard of one run: a planner sink (it records each chunk's decisions as
-    the engine plans it), then one check of them all against the limits. The engine keeps
-    the planned chunks and sends them once :meth:`check` lets the run through: a guarded
-    run reads and encodes its rows once.
-    """
+class ChangeGuard(PlanRecorder):
+    """The change guard of one run: a planner sink, then one check of all its chunks against
+    the limits; the engine keeps the planned chunks and sends them once :meth:`check` lets the
+    run through, so a guarded run reads and encodes its rows once."""
 
     def __init__(self, max_changes: Limit | None, max_creates: Limit | None) -> None:
         super().__init__()
@@ -506,7 +469,7 @@ class ChangeGuard(Decisions):
         when the run would change more than allowed."""
         summary = summarize_plan(self.columns())
         refuse_over(summary, self.max_changes, self.max_creates, self.frame)
-        Decisions.__init__(self)  # let through: the rows read are not needed to send
+        PlanRecorder.__init__(self)  # let through: the rows read are not needed to send
         return summary
 
 
@@ -520,17 +483,19 @@ def refuse_over(
     updates more people than ``max_changes`` or creates more than ``max_creates``."""
     people = summary.people
     over = []
-    updates, creates = summary.actions["update"], summary.actions["create"]
-    if max_changes is not None and updates > _allowed(max_changes, people):
-        over.append(
-            f"it would update {updates:,} of {people:,} people "
-            f"(max_changes={_shown(max_changes)}: at most {_allowed(max_changes, people):,})"
-        )
-    if max_creates is not None and creates > _allowed(max_creates, people):
-        over.append(
-            f"it would create {creates:,} of {people:,} people "
-            f"(max_creates={_shown(max_creates)}: at most {_allowed(max_creates, people):,})"
-        )
+    for action, name, limit in (
+        ("update", "max_changes", max_changes),
+        ("create", "max_creates", max_creates),
+    ):
+        if limit is None:
+            continue
+        allowed = limit if isinstance(limit, int) else int(float(limit) * people)
+        shown = f"{limit:,}" if isinstance(limit, int) else f"{float(limit):.4g} of them"
+        if summary.actions[action] > allowed:
+            over.append(
+                f"it would {action} {summary.actions[action]:,} of {people:,} people "
+                f"({name}={shown}: at most {allowed:,})"
+            )
     if over:
         raise ChangeGuardError(_refusal(over, summary), plan=whole(), summary=summary)
     return summary

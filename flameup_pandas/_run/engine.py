@@ -30,23 +30,13 @@ from ..exceptions import ConfigurationError, UpsertInterrupted
 from .interrupt import deliver_all, interrupted, interruptible, shielded
 from .kind import Chunk, Kind
 from .options import Delivery, Run
-from .people import People, Planner
-from .plan import DRY_RUN, Decisions, Plan, Rules, Sender
+from .plan import DRY_RUN, Decisions, Sender, joined
 from .progress import DOCUMENTED_RATE, Meter, duration, open_progress
 from .result import RunReport, Summary, record_run
 from .sinks import ResultsWriter
 from .sources import Rows
 
-__all__ = [
-    "Decided",
-    "Planner",
-    "Rows",
-    "assemble",
-    "run_frame",
-    "run_rows",
-    "upsert_frame",
-    "upsert_rows",
-]
+__all__ = ["Decided", "Rows", "assemble", "run_frame", "run_rows"]
 
 logger = logging.getLogger("flameup_pandas")
 
@@ -55,39 +45,13 @@ SAMPLE = 5  # rows a dry run shows
 
 @dataclass
 class Decided:
-    """Chunks decided before the engine (by Spark's executors): every row of each is to send.
-
-    The engine sends them and records them in ``sync`` (the state they were diffed against),
-    which the caller opens and closes, as it observes the run (its counts include the rows
-    settled before the engine).
-    """
+    """Chunks decided before the engine (by Spark's executors), every row to send, recorded in
+    ``sync``; the caller opens and closes it and observes the run (its counts include the
+    rows settled before the engine)."""
 
     chunks: Iterator[Chunk]
     total: int | None = None
     sync: Any = None  # the kind's state
-
-
-def upsert_frame(df: pd.DataFrame, *, rules: Rules, delivery: Delivery, run: Run) -> pd.DataFrame:
-    """Upsert every row of ``df``; return it with flameup_id, flameup_status, flameup_error."""
-    return run_frame(df, People(rules, run), delivery=delivery, run=run)
-
-
-def upsert_rows(
-    rows: Rows | Decided,
-    *,
-    rules: Rules,
-    delivery: Delivery,
-    run: Run,
-    written: Callable[[Plan], None] | None = None,
-    sample: int = SAMPLE,
-    planner: Planner | None = None,
-) -> Summary:
-    """Stream opened ``rows`` of people through :func:`run_rows`; a ``planner`` (dry runs only)
-    records each chunk's decisions instead of sending. With ``max_changes``/``max_creates`` every
-    chunk is planned and kept first, so the guard refuses before any request or results file.
-    """
-    people = People(rules, run, planner)
-    return run_rows(rows, people, delivery=delivery, run=run, written=written, sample=sample)
 
 
 def run_frame(df: pd.DataFrame, kind: Kind, *, delivery: Delivery, run: Run) -> pd.DataFrame:
@@ -123,9 +87,8 @@ def assemble(
     run's ``report`` recorded for it)."""
 
     def column(name: str) -> pd.Series:
-        values = [getattr(plan, name) for plan in plans]
-        joined = np.concatenate(values) if values else np.full(len(df), None, dtype=object)
-        return pd.Series(joined, index=df.index, dtype=object)
+        values = joined([getattr(plan, name) for plan in plans], len(df))
+        return pd.Series(values, index=df.index, dtype=object)
 
     result = df.copy(deep=False)
     result[id_column] = column("flameup_id")
@@ -223,10 +186,12 @@ def _drive(
     elapsed = time.monotonic() - started
     if sender is None:
         report = RunReport(elapsed=elapsed, dry_run=True, warnings=kind.warnings())
-        dry: dict[str, Any] | None = {"would_send": would_send}
     else:
-        report, dry = sender.report(elapsed, warnings=kind.warnings()), None
-    summary = kind.summary(writer.counts, report, writer.reasons.top(), dry, sample)
+        report = sender.report(elapsed, warnings=kind.warnings())
+    extra = {"would_send": would_send} if sender is None else {}
+    summary = kind.summary(
+        Summary(writer.counts, report, extra, tuple(sample), writer.reasons.top())
+    )
     if stopped is not None:
         finished = summary.rows - writer.unfinished
         raise interrupted(stopped, summary, finished=finished, rows=rows.total, what=kind.name)
@@ -275,9 +240,8 @@ def _send(
     bar: Meter,
     limit: tuple[float, float | None],
 ) -> None:
-    """Send the rows of every planned chunk; repeats set aside go last. ``limit``: when the
-    run started, and its ``max_duration``, after which no request starts (the rows of the
-    rest are skipped)."""
+    """Send the rows of every planned chunk, repeats set aside last; ``limit``: the run's start
+    and ``max_duration``, after which no request starts (the rest are skipped)."""
     work, failed = kind.worker(sender, state)
     started, seconds = limit
     deadline = None if seconds is None else started + seconds
@@ -318,12 +282,9 @@ Batch = tuple[list[Member], list[Any]]
 def _batches(
     chunks: Iterator[Chunk], kind: Kind, writer: ResultsWriter, bar: Meter, repeats: Repeats | None
 ) -> Iterator[Batch]:
-    """Full requests across chunk boundaries; rows settled without sending are written at once.
-
-    A request may carry the end of one chunk and the start of the next: each row travels
-    with its (chunk, position) so its outcome goes back to its own decisions. Rows met earlier
-    in this run are handed to ``repeats``.
-    """
+    """Full requests across chunk boundaries, each row with its (chunk, position) so its
+    outcome goes back to its own decisions; rows settled unsent are written at once, repeats
+    handed to ``repeats``."""
     carry: list[Member] = []
     items: list[Any] = []
     for chunk in chunks:
@@ -365,10 +326,9 @@ def _grouped(pairs: list[tuple[Any, int]]) -> Iterator[tuple[Any, list[int], lis
 
 
 class Repeats:
-    """Finds rows met earlier in this run (a person's identity, an event's key), kept as 64-bit
-    hashes (:class:`HashRuns`). With ``later`` (people) a repeat is set aside until every earlier
-    request is answered; without (events) it is skipped, naming the row met first.
-    """
+    """Finds rows met earlier in this run (a person's identity, an event's key) by 64-bit hash.
+    People's repeats are set aside in ``later`` until every earlier request is answered;
+    events' are skipped, naming the row met first."""
 
     def __init__(self, kind: Kind, later: list[Chunk] | None) -> None:
         self._kind = kind
@@ -376,11 +336,8 @@ class Repeats:
         self._later = later
 
     def set_aside(self, chunk: Chunk, pending: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Split a chunk's rows into those to send now and repeats set aside for later.
-
-        A repeat is a row whose identity was met earlier in this run: pending, or skipped by
-        the state (Flameup now holds the earlier row).
-        """
+        """The chunk's rows to send now, and repeats set aside: rows whose identity was met
+        earlier in this run, pending or skipped by the state (Flameup holds the earlier row)."""
         plan = chunk.plan
         again = np.flatnonzero((plan.status == "skipped") & (plan.error == self._kind.again))
         candidates = np.concatenate([pending, again])

@@ -17,17 +17,16 @@ import pyarrow as pa
 
 from .options import Run
 from .plan import Decisions, Sender
-from .result import Reason, RunReport, Summary
+from .result import Reason, Summary
 
 __all__ = ["Chunk", "Kind"]
 
 
 @dataclass
 class Chunk:
-    """One chunk of rows in flight: its decisions, and what the kind keeps of each row for its state
-    (``kept``). A chunk of repeats set aside has an ``origin`` per row: the decisions and position
-    it was read at, where its outcome is also recorded.
-    """
+    """One chunk of rows in flight: its decisions, what the kind keeps of each row for its state
+    (``kept``), and for a chunk of repeats set aside, each row's ``origin``: the decisions and
+    position it was read at, where its outcome is also recorded."""
 
     plan: Any  # the kind's Decisions
     kept: Any = None
@@ -90,13 +89,8 @@ class Kind(Protocol):
 
     def joined(self, chunks: list[Chunk]) -> Chunk: ...
 
-    def summary(
-        self,
-        counts: dict[str, int],
-        report: RunReport,
-        reasons: tuple[Reason, ...],
-        dry: dict[str, Any] | None,
-        sample: list[Any],
-    ) -> Summary: ...
+    def summary(self, summary: Summary) -> Summary:
+        """The engine's summary as this kind shows it."""
+        ...
 
     def warnings(self) -> tuple[Reason, ...]: ...

@@ -316,12 +316,9 @@ RUN_KEYWORDS = frozenset(RunOptions.__annotations__)
 def split_options(
     where: str, options: Mapping[str, Any], **rules_extra: Any
 ) -> tuple[Rules, Delivery, Run]:
-    """The :class:`Rules`, :class:`Delivery` and :class:`Run` that ``options`` describe.
-
-    ``where`` names the entry point for errors; ``rules_extra`` are rule keywords that only
-    some entry points take (``on_duplicate``). An unknown keyword is a ``TypeError`` naming
-    it (and the nearest known one), as Python's own would be.
-    """
+    """The :class:`Rules`, :class:`Delivery` and :class:`Run` that the options of ``where``
+    describe (``rules_extra``: rule keywords only some take, ``on_duplicate``); an unknown
+    keyword is a ``TypeError`` naming it and the nearest known one, as Python's would be."""
     check_keywords(where, options, RULE_KEYWORDS | DELIVERY_KEYWORDS | RUN_KEYWORDS)
     rules = Rules(**{k: v for k, v in options.items() if k in RULE_KEYWORDS}, **rules_extra)
     delivery = Delivery(**{k: v for k, v in options.items() if k in DELIVERY_KEYWORDS})

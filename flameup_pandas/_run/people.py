@@ -24,7 +24,7 @@ from .changes import ChangeGuard
 from .kind import Chunk, Work
 from .options import Run
 from .plan import BATCH_SIZE, UNCHANGED, Plan, Rules, Sender
-from .result import STATUSES, Reason, RunReport, SharedEmails, Summary
+from .result import STATUSES, Reason, SharedEmails, Summary
 from .state import SyncState
 
 __all__ = ["People", "Planner"]
@@ -173,15 +173,8 @@ class People:
         origins = [origin for c in chunks for origin in c.origin or []]
         return Chunk(plan, Kept.concat([c.kept for c in chunks]), origins)
 
-    def summary(
-        self,
-        counts: dict[str, int],
-        report: RunReport,
-        reasons: tuple[Reason, ...],
-        dry: dict[str, Any] | None,
-        sample: list[Any],
-    ) -> Summary:
-        return Summary(counts, report, dry or {}, tuple(sample), reasons)
+    def summary(self, summary: Summary) -> Summary:
+        return summary
 
     def warnings(self) -> tuple[Reason, ...]:
         return self.shared.top()

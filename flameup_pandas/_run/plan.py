@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
     from .state import SyncState
 
-__all__ = ["BATCH_SIZE", "DRY_RUN", "UNCHANGED", "Decisions", "Plan", "Rules", "Sender"]
+__all__ = ["BATCH_SIZE", "DRY_RUN", "UNCHANGED", "Decisions", "Plan", "Rules", "Sender", "joined"]
 
 logger = logging.getLogger("flameup_pandas")
 
@@ -166,12 +166,8 @@ class Decisions:
 
 @dataclass
 class Plan(Decisions):
-    """Per-row decisions for one frame (or one chunk of a file), by position.
-
-    The people are columns (:class:`Payloads`: each row's JSON bytes and identity fields);
-    ``key_array`` their identity keys, an Arrow string array (null where a row has no
-    person). The Python lists :attr:`people` and :attr:`keys` are built only when asked for.
-    """
+    """Per-row decisions for one frame (or one chunk of a file), by position; the people are
+    columns (:class:`Payloads`), ``key_array`` their identity keys (null where none)."""
 
     payloads: Payloads
     labels: Labels
@@ -192,11 +188,6 @@ class Plan(Decisions):
             flameup_id=np.full(n, None, dtype=object),
             key_array=payloads.keys(),
         )
-
-    @property
-    def people(self) -> list[dict[str, Any] | None]:
-        """The person dicts by position (None where none), decoded when first asked for."""
-        return self.payloads.people
 
     @property
     def keys(self) -> list[str | None]:
@@ -262,10 +253,8 @@ class Plan(Decisions):
 
 @dataclass
 class Sender:
-    """A client, its shared rate budget and a deliverer: what one run sends through.
-
-    Made by :meth:`Delivery.open <flameup_pandas._run.options.Delivery.open>`.
-    """
+    """A client, its shared rate budget and a deliverer: what one run sends through (made by
+    :meth:`Delivery.open <flameup_pandas._run.options.Delivery.open>`)."""
 
     client: FlameupClient
     deliverer: Deliverer
@@ -283,23 +272,24 @@ class Sender:
         """The most requests this run has had in flight at once (for progress lines)."""
         return self.deliverer.stats.in_flight
 
-    def report(
-        self, elapsed: float, *, dry_run: bool = False, warnings: tuple[Reason, ...] = ()
-    ) -> RunReport:
+    def report(self, elapsed: float, *, warnings: tuple[Reason, ...] = ()) -> RunReport:
         return RunReport(
             elapsed=elapsed,
-            dry_run=dry_run,
+            dry_run=False,
             stopped=self.deliverer.breaker.reason,
             warnings=warnings,
             **self.deliverer.stats.as_dict(),
         )
 
 
-def _last_of_each(keys: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """Each key's code (dense, from 0), and per code the position of its last occurrence.
+def joined(parts: list[np.ndarray], n: int) -> np.ndarray:
+    """The chunks' parts of a column as one; ``n`` Nones when no chunk was read."""
+    return np.concatenate(parts) if parts else np.full(n, None, dtype=object)
 
-    Every key must be set (rows still to send always have an identity).
-    """
+
+def _last_of_each(keys: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Each key's code (dense, from 0), and per code the position of its last occurrence
+    (every key is set: rows still to send always have an identity)."""
     codes = pc.dictionary_encode(keys).indices.to_numpy(zero_copy_only=False)
     codes = np.asarray(codes, dtype=np.int64)
     uniques, reversed_first = np.unique(codes[::-1], return_index=True)

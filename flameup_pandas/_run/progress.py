@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from .._send.pacing import ASSUMED_LIMIT
 
@@ -55,17 +55,9 @@ class Progress:
             raise ValueError(f"Progress.style must be 'auto', 'bar' or 'log', got {self.style!r}")
 
 
-class Meter(Protocol):
-    """What a run reports to as rows settle."""
+class Meter:
+    """What a run reports to as rows settle; this one shows nothing (progress off)."""
 
-    def update(self, rows: int, failed: int = 0) -> None: ...
-
-    def set_total(self, total: int | None) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class _Off:
     def update(self, rows: int, failed: int = 0) -> None:
         return None
 
@@ -84,19 +76,16 @@ def open_progress(
     requests: Callable[[], int] | None = None,
     in_flight: Callable[[], int] | None = None,
 ) -> Meter:
-    """The meter for a run of ``total`` rows (None: not known in advance).
-
-    ``requests`` reads the run's request count, ``in_flight`` the most requests it has had in
-    flight at once, for the log lines and the bar.
-    """
+    """The meter for a run of ``total`` rows (None: unknown); ``requests`` and ``in_flight``
+    read the run's request count and the most requests it has had in flight at once."""
     if isinstance(progress, bool):
         if not progress:
-            return _Off()
+            return Meter()
         progress = Progress()
     if not isinstance(progress, Progress):
         raise TypeError(f"progress must be True, False or a Progress, got {progress!r}")
     if total is not None and total <= ONE_REQUEST:
-        return _Off()
+        return Meter()
     style = progress.style
     if style == "auto":
         style = "bar" if in_notebook() or _stderr_is_terminal() else "log"
@@ -121,7 +110,7 @@ def _stderr_is_terminal() -> bool:
         return False
 
 
-class _Bar:
+class _Bar(Meter):
     """tqdm's bar: the widget in a notebook, text in a terminal."""
 
     def __init__(
@@ -156,11 +145,9 @@ class _Bar:
         self._bar.close()
 
 
-class LogMeter:
-    """Progress as log records: at most one every ``every`` seconds, and one at the end.
-
-    ``clock`` is injectable so tests need no real time.
-    """
+class LogMeter(Meter):
+    """Progress as log records: at most one every ``every`` seconds, and one at the end
+    (``clock`` is injectable so tests need no real time)."""
 
     def __init__(
         self,

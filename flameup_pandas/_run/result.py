@@ -65,10 +65,19 @@ class Reason:
 
     def line(self, count_width: int = 0) -> str:
         """``invalid  3  email: not a plausible email (rows 17, 256, 1024)``."""
-        shown = ", ".join(map(str, self.examples))
-        more = ", …" if self.count > len(self.examples) else ""
-        rows = f" ({'row' if self.count == 1 else 'rows'} {shown}{more})" if shown else ""
+        shown = some(self.examples, self.count)
+        rows = f" ({'row' if self.count == 1 else 'rows'} {shown})" if self.examples else ""
         return f"{self.status:<8} {self.count:>{count_width},}  {self.reason}{rows}"
+
+
+def some(examples: Iterable[object], count: int) -> str:
+    """A few examples of ``count`` things, and an ellipsis when there are more.
+
+    >>> some([17, 256], 5)
+    '17, 256, …'
+    """
+    shown = [str(e) for e in examples]
+    return ", ".join(shown) + (", …" if count > len(shown) else "")
 
 
 def reason_key(error: object) -> str:

@@ -30,11 +30,9 @@ __all__ = ["ResultsWriter"]
 
 
 class ResultsWriter:
-    """Writes per-row results to a parquet file in input order; counts statuses and reasons as rows
-    settle. Rows settle out of order, so a chunk is written (and ``written`` called with its plan)
-    once its rows are settled and every earlier chunk is written; on close, rows never settled are
-    written ``failed``, "interrupted before sending".
-    """
+    """Writes per-row results to a parquet file in input order, counting statuses and reasons.
+    Rows settle out of order: a chunk is written (and ``written`` called with its plan) once its
+    rows and every earlier chunk's are; on close, rows never settled are written ``failed``."""
 
     def __init__(
         self,

@@ -53,12 +53,9 @@ Batches: TypeAlias = Generator[Chunk, None, None]
 
 @dataclass
 class Rows:
-    """An opened source: its record batches (at most ``chunk_rows`` rows each) and, when it is
-    known without reading the data, how many rows there are (for the progress bar).
-
-    ``labelled`` rows are pandas frames whose own index labels their rows (a frame given to
-    ``upsert()``, taken as one chunk); other rows are numbered from 0 across the source.
-    """
+    """An opened source: its record batches (at most ``chunk_rows`` rows each) and its row count
+    when known unread (for the progress bar). ``labelled`` rows are pandas frames labelled by
+    their index (a frame given to ``upsert()``); others are numbered from 0."""
 
     batches: Batches
     total: int | None = None
@@ -131,11 +128,8 @@ def _is_lazyframe(source: Any) -> bool:
 
 
 def _stream_batches(reader: pa.RecordBatchReader) -> Batches:
-    """The reader's batches; the reader is closed when they end or the consumer stops.
-
-    A producer that fails part way (a query's cast error, a dropped connection) raises
-    :class:`SourceError` with its first line, so the command line prints one line.
-    """
+    """The reader's batches, closing it; a producer failing part way (a cast error, a dropped
+    connection) is a :class:`SourceError` of one line, which the command line prints."""
     rows = 0
     try:
         for batch in reader:
@@ -149,11 +143,8 @@ def _stream_batches(reader: pa.RecordBatchReader) -> Batches:
 
 
 def rechunked(batches: Iterable[Chunk], rows: int) -> Batches:
-    """The same rows in order, cut into pieces of ``rows`` rows (the last may be shorter).
-
-    Large batches are sliced without copying; small ones are gathered into one table, so a
-    driver that hands over a thousand rows at a time still gives the engine full chunks.
-    """
+    """The same rows in pieces of ``rows``: large batches sliced without copying, small ones
+    gathered, so a driver handing over a thousand rows at a time still makes full chunks."""
     held: list[pa.RecordBatch] = []
     count = 0
     for batch in batches:
@@ -288,7 +279,6 @@ def polars_frame(frame: Any) -> pd.DataFrame:
 
 
 def _polars_chunks(frame: Any, rows: int) -> Batches:
-    """A polars DataFrame in pieces of ``rows``, as engine frames (see :func:`polars_frame`)."""
     for start in range(0, frame.height, rows):
         yield polars_frame(frame.slice(start, rows))
 
@@ -299,14 +289,9 @@ def open_dataset(
     column_types: Mapping[str, Any] | None = None,
     filesystem: Any = None,
 ) -> ds.Dataset:
-    """A pyarrow dataset over a parquet file or directory, a CSV file, or a given dataset.
-
-    A path or URI is opened where :func:`~flameup_pandas._storage.resolve` says it
-    lives (on ``filesystem`` when one is given).
-
-    A CSV cell means what it says (see :func:`csv_column_types`); ``column_types`` names the
-    type of some CSV columns (``{"zip": "string"}``, any pyarrow type or its name).
-    """
+    """A pyarrow dataset over a parquet file or directory, a CSV file (its types:
+    :func:`csv_column_types`), or a given dataset; a path where
+    :func:`~flameup_pandas._storage.resolve` says it lives."""
     if isinstance(source, ds.Dataset):
         return source
     where = resolve(source, filesystem)
@@ -355,7 +340,8 @@ def csv_column_types(
     read once for this, in batches, before it is read for its rows.
     """
     where = resolve(path)
-    with _binary(where) as raw:  # a local file or an object; .gz decompressed
+    fs, file = where.arrow()
+    with fs.open_input_stream(file) as raw:  # a local file or an object; .gz decompressed
         handle = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
         header = next(csv.reader(handle), [])
     types = {name: _override(name, kind) for name, kind in (overrides or {}).items()}
@@ -370,7 +356,8 @@ def csv_column_types(
     candidates = {name: set(_CANDIDATES) for name in open_columns}
     if candidates:
         options = pacsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string()))
-        with _binary(where) as raw, pacsv.open_csv(raw, convert_options=options) as reader:
+        raw = fs.open_input_stream(file)
+        with raw, pacsv.open_csv(raw, convert_options=options) as reader:
             for batch in reader:
                 for name in list(candidates):
                     candidates[name] &= _fitting(batch.column(name), candidates[name])
@@ -382,12 +369,6 @@ def csv_column_types(
 
 
 _CANDIDATES = (pa.bool_(), pa.int64(), pa.float64())
-
-
-def _binary(where: Location) -> Any:
-    """A binary input stream over a local file or an object (compression from its name)."""
-    fs, path = where.arrow()
-    return fs.open_input_stream(path)
 
 
 def _override(name: str, kind: Any) -> pa.DataType:

@@ -70,7 +70,7 @@ class SyncState:
     ) -> None:
         self.path = path
         self._keeper = keeper
-        self._table = table
+        self.table = table  # as read when opened, any journal a killed run left folded in
         hashes = table["identity_hash"].to_numpy()
         # each identity is there once (every write merges): no need of a stable sort, unless
         # a file written elsewhere repeats one (the first row of it is then found)
@@ -93,12 +93,9 @@ class SyncState:
         flush_seconds: float = 5.0,
         retry: StoreRetry | None = None,
     ) -> SyncState:
-        """Open (lock, and fold any journal a killed run left) the state at ``path``.
-
-        ``path`` is a local path or a URI (``s3://bucket/state.parquet``), on ``filesystem``
-        when one is given. The other keywords matter on object storage only: the lease of the
-        lock in seconds, how often the journal is flushed, and how store faults are retried.
-        """
+        """Open (lock, and fold any journal a killed run left) the state at ``path``, a local
+        path or a URI (on ``filesystem`` if given). The other keywords matter on object storage
+        only: the lock's lease in seconds, journal flushes, how store faults are retried."""
         lost = "people acknowledged since the last journal flush are sent again next run"
         keeper = keep(
             path,
@@ -119,7 +116,7 @@ class SyncState:
         return cls(keeper.path if isinstance(keeper, LocalKeeper) else keeper.where, table, keeper)
 
     def __len__(self) -> int:
-        return int(self._table.num_rows)
+        return int(self.table.num_rows)
 
     def __enter__(self) -> SyncState:
         return self
@@ -127,15 +124,9 @@ class SyncState:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @property
-    def table(self) -> pa.Table:
-        """The state as it stands (one row per identity; :data:`STATE_SCHEMA`): what was read
-        when it was opened, with any journal a killed run left folded in."""
-        return self._table
-
     def frame(self) -> pd.DataFrame:
         """The state as a DataFrame (one row per identity)."""
-        frame: pd.DataFrame = self._table.to_pandas()
+        frame: pd.DataFrame = self.table.to_pandas()
         return frame
 
     def lookup(self, wanted: np.ndarray, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -151,31 +142,23 @@ class SyncState:
         return unchanged, ids
 
     def known_fields(self, wanted: np.ndarray) -> tuple[np.ndarray, pa.Array]:
-        """For each identity hash: is the person in the state, and the hashes of the fields
-        last sent (null where unknown: a state written before fields were kept, or a person
-        not in it)."""
-        return self._find(wanted)[1], self._taken("fields", wanted)
-
-    def last_sent(self, wanted: np.ndarray) -> pa.Array:
-        """For each identity hash, the person as last sent (JSON text, keys sorted): null
-        where the state does not keep it (not asked for with ``state_values=True``, or a
-        person not in it)."""
-        return self._taken("sent", wanted)
+        """For each identity hash: is the person in the state, and its ``fields``."""
+        return self._find(wanted)[1], self.column_at("fields", wanted)
 
     def _find(self, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Places among the sorted hashes, and whether each identity hash is there."""
         found, hit = find_sorted(self._sorted_hashes, wanted)
         return found, hit & (wanted != 0)
 
-    def _taken(self, column: str, wanted: np.ndarray) -> pa.Array:
-        """``column`` at the rows of the identity hashes found, null elsewhere. Only those rows
-        are taken, from the column's chunks as read: the whole column (the values kept are
-        most of the state) is never copied or reordered."""
+    def column_at(self, column: str, wanted: np.ndarray) -> pa.Array:
+        """``column`` at the rows of the identity hashes found, null elsewhere (and where the
+        state did not keep it). Only those rows are taken, from the column's chunks as read:
+        the whole column (the values kept are most of the state) is never copied."""
         if len(self._sorted_hashes) == 0:
             return pa.nulls(len(wanted), STATE_SCHEMA.field(column).type)
         found, hit = self._find(wanted)
         rows = pa.array(self._order[np.where(hit, found, 0)], mask=~hit)
-        taken = self._table[column].take(rows)
+        taken = self.table[column].take(rows)
         return taken.combine_chunks() if isinstance(taken, pa.ChunkedArray) else taken
 
     def record_outcomes(
@@ -207,8 +190,8 @@ class SyncState:
         """Fold the journal into the state (written whole) and release the lock."""
 
         def fold(journals: Journals) -> bytes:
-            self._table = merge_journals(self._table, journals)
-            return parquet_bytes(self._table)
+            self.table = merge_journals(self.table, journals)
+            return parquet_bytes(self.table)
 
         self._keeper.close(fold)
 

@@ -21,11 +21,11 @@ import pyarrow as pa
 from .._people.encode import Payloads
 from .._people.wire import BINARY
 from .._run.changes import refuse_over
-from .._run.engine import Decided, upsert_rows
+from .._run.engine import Decided, run_rows
 from .._run.interrupt import interrupted, interruptible, shielded, unfinished
 from .._run.kind import Chunk
 from .._run.options import Delivery, Options, Run, split_options
-from .._run.people import Kept
+from .._run.people import Kept, People
 from .._run.plan import Plan, Rules
 from .._run.result import STATUSES, RunReport, Summary
 from .._run.state import SyncState
@@ -142,9 +142,9 @@ def _send(
     chunks = _chunks(to_send, total, sync is not None)
     stopped: UpsertInterrupted | None = None
     try:
-        sent = upsert_rows(
+        sent = run_rows(
             Decided(chunks, total, sync),
-            rules=rules,
+            People(rules, only_send),
             delivery=delivery,
             run=only_send,
             written=lambda plan: outcomes.append(_outcome_table(plan)),
