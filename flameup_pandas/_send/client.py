@@ -1,11 +1,9 @@
 """FlameupClient: the one module that speaks HTTP.
 
 Above it, bytes to send and :class:`Answer` values; below it, :mod:`requests`. Transport
-failures become :class:`~flameup_pandas.exceptions.TransportError` and error bodies (three
-documented shapes) :class:`~flameup_pandas.exceptions.APIError` subclasses here. Redirects are
-never followed (a 3xx is a :class:`~flameup_pandas.exceptions.ConfigurationError` naming where
-it pointed). The API key never appears in a repr, log, exception or progress bar; its
-fingerprint (a truncated SHA-256) tells keys apart.
+failures become ``TransportError`` and error bodies (three documented shapes) ``APIError``
+subclasses here. Redirects are never followed. The API key never appears in a repr, log,
+exception or progress bar; its fingerprint (a SHA-256) tells keys apart.
 """
 
 from __future__ import annotations
@@ -109,20 +107,13 @@ class Answer:
         )
 
 
-# -- what Flameup's answers look like ---------------------------------------------------------
-#
-# A 2xx that is not in the documented shape (a proxy's maintenance page, a captive portal, a
-# misrouted URL answering HTML) is not Flameup's answer: nothing was read or stored, so the
-# request loop retries it like a 503. These predicates are the one place that says which shape
-# each call answers in; every call (the batch POST and every GET) is judged by one of them.
+# What Flameup's answers look like. A 2xx in another shape (a proxy's maintenance page, a
+# captive portal, a misrouted URL answering HTML) is not Flameup's answer: nothing was read or
+# stored, so the request loop retries it like a 503.
 
 
 def is_batch_answer(answer: Answer) -> bool:
-    """A 2xx answer to ``POST /people/batch`` in the documented shape: JSON with a people list.
-
-    >>> is_batch_answer(Answer(200, {}, {"people": []})), is_batch_answer(Answer(200, {}, None))
-    (True, False)
-    """
+    """A 2xx answer to ``POST /people/batch`` in the documented shape: JSON with a people list."""
     return isinstance(answer.body, dict) and isinstance(answer.body.get("people"), list)
 
 
@@ -139,8 +130,7 @@ def is_page_answer(answer: Answer, items: str = "people") -> bool:
     return (
         isinstance(body, dict)
         and isinstance(body.get(items), list)
-        and isinstance(body.get("total"), int)
-        and not isinstance(body.get("total"), bool)
+        and type(body.get("total")) is int
     )
 
 
@@ -301,14 +291,12 @@ class FlameupClient:
         )
 
     def __repr__(self) -> str:
-        return f"FlameupClient(base_url={self.base_url!r}, key={self._key_hint()!r})"
+        hint = next((p for p in KEY_PREFIXES if self.__key.startswith(p)), "") + "…"
+        return f"FlameupClient(base_url={self.base_url!r}, key={hint!r})"
 
     def _bearer(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         request.headers["Authorization"] = f"Bearer {self.__key}"
         return request
-
-    def _key_hint(self) -> str:
-        return next((p for p in KEY_PREFIXES if self.__key.startswith(p)), "") + "…"
 
     def __enter__(self) -> FlameupClient:
         return self
@@ -349,7 +337,7 @@ class FlameupClient:
         except requests.RequestException as exc:
             raise self._transport_error(method, path, exc) from None
         if response.is_redirect or 300 <= response.status_code < 400:
-            raise redirect_error(method, path, response.status_code, response.url, response.headers)
+            raise redirect_error(f"{method} {path}", response)
         return Answer(
             status=response.status_code,
             headers=response.headers,  # requests made it case-insensitive
@@ -363,12 +351,7 @@ class FlameupClient:
         self, method: str, path: str, exc: requests.RequestException
     ) -> TransportError:
         unreachable = why_unreachable(exc)
-        if unreachable is not None:
-            reason = unreachable
-        elif isinstance(exc, requests.Timeout):
-            reason = "no answer within the timeout"
-        else:
-            reason = _describe_transport_error(exc)
+        reason = unreachable or _describe_transport_error(exc)
         return TransportError(
             f"{method} {path}: {reason} ({exc.__class__.__name__})",
             reason=reason,
@@ -436,16 +419,14 @@ def exact_request(
     return session.send(prepared, timeout=timeout, allow_redirects=False, **settings)
 
 
-def redirect_error(
-    method: str, path: str, status: int, url: str, headers: Mapping[str, str]
-) -> ConfigurationError:
+def redirect_error(what: str, response: requests.Response) -> ConfigurationError:
     """The error for a 3xx answer: redirects are never followed, whatever they point at."""
-    location = headers.get("Location")
+    location = response.headers.get("Location")
     where = "nowhere (no Location header)"
     if location:
-        where = display_url(urllib.parse.urljoin(url, location))
+        where = display_url(urllib.parse.urljoin(response.url, location))
     return ConfigurationError(
-        f"{method} {path} was answered with a redirect (HTTP {status}) to {where}; "
+        f"{what} was answered with a redirect (HTTP {response.status_code}) to {where}; "
         "flameup-pandas never follows redirects, so no customer data went there. "
         f"Check {BASE_URL_ENV} (or base_url=): it should be the API's own URL."
     )
@@ -470,23 +451,18 @@ def _new_session(pool_size: int) -> requests.Session:
 
 
 def _parse_json(text: str) -> Any:
-    if not text:
-        return None
     try:
-        return orjson.loads(text)
+        return orjson.loads(text) if text else None
     except orjson.JSONDecodeError:
         return None
 
 
 def display_url(base_url: str) -> str:
-    """The base URL as scheme, host, port and path: no user, password, query or fragment.
-
-    The port is shown only when it is not the scheme's default, as a browser would show it.
+    """The base URL as scheme, host, port (unless the scheme's default, as a browser shows it)
+    and path: no user, password, query or fragment.
 
     >>> display_url("https://user:secret@api.flameup.ai:443/api/v1?x=1")
     'https://api.flameup.ai/api/v1'
-    >>> display_url("http://127.0.0.1:8080/api/v1")
-    'http://127.0.0.1:8080/api/v1'
     """
     parsed = urllib.parse.urlsplit(base_url)
     host = parsed.hostname or ""
@@ -540,8 +516,9 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
 
 
 def _describe_transport_error(exc: requests.RequestException) -> str:
+    if isinstance(exc, requests.Timeout):
+        return "no answer within the timeout"
     # The exception text of requests can embed the URL; it never holds headers, so no key.
-    reason = exc.__class__.__name__
     inner = exc.args[0] if exc.args else None
     detail = getattr(inner, "reason", None) or inner
-    return f"{reason} ({detail})" if detail else reason
+    return f"{type(exc).__name__} ({detail})" if detail else type(exc).__name__
