@@ -25,7 +25,7 @@ from .._people.person import IDENTITY_KEYS, identity_of, is_new
 from ..exceptions import APIError, AuthenticationError, TransportError
 from . import observe
 from .breaker import Breaker, unreachable_error
-from .client import Answer, FlameupClient, is_batch_answer
+from .client import Answer, FlameupClient, error_class, is_batch_answer
 from .concurrency import InFlight, Slot
 from .pacing import RateLimiter
 from .retry import RetryPolicy
@@ -99,6 +99,12 @@ class GaveUp(Exception):
     def __init__(self, message: str, answer: Answer | None = None) -> None:
         super().__init__(message)
         self.answer = answer
+
+    def error(self, what: str) -> Exception:
+        """The error that ends a read of ``what`` (``GET /people``, say) that gave up."""
+        if self.answer is None:
+            return TransportError(f"{what}: {self}")
+        return error_class(self.answer.status)(f"{what}: {self}", status=self.answer.status)
 
 
 class Deliverer:
