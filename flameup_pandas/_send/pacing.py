@@ -79,11 +79,10 @@ class ServerClock:
         it is never later than the server's: a window read against it never ends early."""
         if not self._bounds:
             return 0.0
-        lowers = sorted(low for low, _ in self._bounds)
-        uppers = sorted(high for _, high in self._bounds)
+        lowers, uppers = (sorted(bounds) for bounds in zip(*self._bounds, strict=True))
         # Beyond two answers, the most extreme bound on each side is left out (one odd answer).
-        low = lowers[-2] if len(lowers) > 2 else lowers[-1]
-        high = uppers[1] if len(uppers) > 2 else uppers[0]
+        odd = int(len(lowers) > 2)
+        low, high = lowers[-1 - odd], uppers[odd]
         if low > high:  # answers that disagree beyond one odd one: the middle of them all
             middles = sorted((a + b) / 2 for a, b in self._bounds)
             return middles[len(middles) // 2]

@@ -29,11 +29,7 @@ _EPOCH_THRESHOLD = 1_000_000_000.0
 
 
 def header(headers: Mapping[str, str], name: str) -> str | None:
-    """The value of header ``name``, looked up case-insensitively in any mapping.
-
-    >>> header({"retry-after": "3"}, "Retry-After")
-    '3'
-    """
+    """The value of header ``name``, looked up case-insensitively in any mapping."""
     value = headers.get(name)
     if value is None:
         value = next((v for k, v in headers.items() if k.lower() == name.lower()), None)
@@ -50,13 +46,7 @@ def header_number(value: str | None) -> float | None:
 
 
 def parse_retry_after(value: str, now_wall: float) -> float | None:
-    """Seconds to wait from a ``Retry-After`` value (delta seconds or HTTP-date), or None.
-
-    >>> parse_retry_after("7", now_wall=0.0)
-    7.0
-    >>> parse_retry_after("Thu, 01 Jan 1970 00:00:30 GMT", now_wall=10.0)
-    20.0
-    """
+    """Seconds to wait from a ``Retry-After`` value (delta seconds or HTTP-date), or None."""
     text = value.strip()
     if _DELTA_SECONDS.fullmatch(text):
         return float(text)
@@ -74,11 +64,6 @@ def parse_reset(value: str, now_wall: float) -> float | None:
 
     Flameup documents Unix seconds. Some servers send seconds-from-now instead; a value too
     small to be a recent Unix time is read that way rather than as a moment in 1970.
-
-    >>> parse_reset("1700000060", now_wall=1700000000.0)
-    1700000060.0
-    >>> parse_reset("15", now_wall=1700000000.0)
-    1700000015.0
     """
     reset = header_number(value)
     if reset is None:
