@@ -13,7 +13,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from .retry import header, header_number, parse_reset, parse_retry_after
@@ -106,18 +106,11 @@ _SPAN_SLACK = 1e-6
 due at 61.00000000000001) must never fit ``count + 1`` starts in one span."""
 
 
-class _StartLog:
-    """Our latest request starts, to keep at most ``count`` of them in any ``span`` seconds."""
-
-    def __init__(self, count: int, span: float, starts: Iterable[float] = ()) -> None:
-        self.span = span
-        self.starts: deque[float] = deque(starts, maxlen=count)
-
-    def next_free(self) -> float:
-        """The earliest monotonic time another start fits."""
-        if len(self.starts) < (self.starts.maxlen or 0):
-            return -math.inf
-        return self.starts[0] + self.span + _SPAN_SLACK
+def _next_free(starts: deque[float], span: float) -> float:
+    """The earliest time another start fits, with at most ``maxlen`` of ``starts`` (our latest
+    request starts) in any ``span`` seconds."""
+    full = len(starts) == starts.maxlen
+    return starts[0] + span + _SPAN_SLACK if full else -math.inf
 
 
 class RateLimiter:
@@ -158,9 +151,10 @@ class RateLimiter:
         self._cond = threading.Condition()
         self.rate_per_minute: float | None = None
         """Our own cap (requests in any 60 s), or None."""
-        self._cap: _StartLog | None = None
+        self._cap: deque[float] | None = None  # our starts, at most the cap's count
+        self._cap_span = CAP_WINDOW
         self.set_rate(rate_per_minute)
-        self._assumed = _StartLog(ASSUMED_LIMIT, ASSUMED_WINDOW)
+        self._assumed: deque[float] = deque(maxlen=ASSUMED_LIMIT)
         self._clock, self._wall, self._sleep = clock, wall, sleep
         self._max_wait = max_wait
         self.in_flight = 0
@@ -189,11 +183,10 @@ class RateLimiter:
             raise ValueError(f"rate_per_minute must be a positive number or None, not {rate}")
         with self._cond:
             self.rate_per_minute = rate
-            starts = self._cap.starts if self._cap is not None else ()
-            self._cap = None
+            starts, self._cap = self._cap or (), None
             if rate is not None:  # a fractional rate as whole starts over a longer span
                 count = max(1, math.floor(rate))  # (2.5 a minute: 2 starts in any 48 s)
-                self._cap = _StartLog(count, CAP_WINDOW * count / rate, starts)
+                self._cap, self._cap_span = deque(starts, maxlen=count), CAP_WINDOW * count / rate
             self._cond.notify_all()
 
     def new_run(self) -> None:
@@ -270,12 +263,12 @@ class RateLimiter:
         """When the next request may start, and whether an answer could make that sooner."""
         at = max(now, self._held_until)
         if self._cap is not None:
-            at = max(at, self._cap.next_free())
+            at = max(at, _next_free(self._cap, self._cap_span))
         if self.conservative:
             at = max(at, self._last_start + self._even_spacing(now))
         window = self.window
         if window is None:
-            return max(at, self._assumed.next_free()), False
+            return max(at, _next_free(self._assumed, ASSUMED_WINDOW)), False
         if now >= window.reset:
             # The window we knew has ended: one request goes first; its answer tells the rest.
             if self._probing and self.in_flight > 0:
@@ -288,9 +281,9 @@ class RateLimiter:
     def _begin(self, now: float) -> None:
         self.in_flight += 1
         self._last_start = now
-        self._assumed.starts.append(now)
+        self._assumed.append(now)
         if self._cap is not None:
-            self._cap.starts.append(now)
+            self._cap.append(now)
         if self.window is not None and now >= self.window.reset:
             self._probing = True
 
