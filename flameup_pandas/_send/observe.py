@@ -103,9 +103,9 @@ def request(call: Callable[[], Answer], *, waited: float, retries: int) -> Answe
     try:
         answer = call()
     except TransportError as exc:
-        tracing.requested(started, waited, retries, None, exc)
+        tracing.requested(started, waited, retries, exc)
         raise
-    tracing.requested(started, waited, retries, answer, None)
+    tracing.requested(started, waited, retries, answer)
     return answer
 
 
@@ -260,7 +260,7 @@ class _Tracing:
         self.span = self.tracer.start_span(
             f"flameup {watched.operation}",
             attributes={
-                "flameup.kind": watched.kind,
+                **self.kind,
                 "flameup.operation": watched.operation,
                 "flameup.source": watched.input[1] if watched.input else "frame",
                 "server.address": watched.output[0].removeprefix("flameup://"),
@@ -269,14 +269,8 @@ class _Tracing:
         self.token = self.context.attach(self.trace.set_span_in_context(self.span))
         self.held = _TRACING.set(self)
 
-    def requested(
-        self,
-        started: int,
-        waited: float,
-        retries: int,
-        answer: Answer | None,
-        error: TransportError | None,
-    ) -> None:
+    def requested(self, started: int, waited: float, retries: int, got: Answer | Exception) -> None:
+        answer = got if isinstance(got, Answer) else None
         method, _, path = (answer.request if answer else "").partition(" ")
         route = _ROUTE_ID.sub(r"\1/{id}", path.partition("?")[0])
         attributes: dict[str, Any] = {"flameup.retries": retries, "flameup.budget_wait": waited}
@@ -289,14 +283,14 @@ class _Tracing:
                 if value is not None:
                     attributes[f"flameup.ratelimit.{name.lower()}"] = value
         else:
-            attributes["error.type"] = getattr(error, "reason", None) or "TransportError"
+            attributes["error.type"] = getattr(got, "reason", None) or "TransportError"
         span = self.tracer.start_span(
             f"{method} {route}" if method else "flameup request",
             kind=self.trace.SpanKind.CLIENT,
             start_time=started,
             attributes=attributes,
         )
-        if error is not None or (answer is not None and answer.status >= 400):
+        if answer is None or answer.status >= 400:
             span.set_status(self.trace.StatusCode.ERROR)
         span.end()
         shared = {**self.kind, "http.response.status_code": answer.status if answer else 0}
