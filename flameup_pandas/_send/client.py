@@ -440,7 +440,6 @@ def _new_session(pool_size: int) -> requests.Session:
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     session.headers["User-Agent"] = f"flameup-pandas/{__version__}"
-    session.trust_env = True
     return session
 
 

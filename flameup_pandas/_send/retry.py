@@ -30,10 +30,9 @@ _EPOCH_THRESHOLD = 1_000_000_000.0
 
 def header(headers: Mapping[str, str], name: str) -> str | None:
     """The value of header ``name``, looked up case-insensitively in any mapping."""
-    value = headers.get(name)
-    if value is None:
-        value = next((v for k, v in headers.items() if k.lower() == name.lower()), None)
-    return value
+    if name in headers:
+        return headers[name]
+    return next((v for k, v in headers.items() if k.lower() == name.lower()), None)
 
 
 def header_number(value: str | None) -> float | None:

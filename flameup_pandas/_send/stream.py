@@ -63,15 +63,15 @@ class Stream(Generic[T, Out]):
                     yield tag, [self._failed(reason) for _ in people]
                     continue
                 while len(self._pending) >= 2 * places.limit:
-                    yield from self._collect()
+                    yield self._collect()
                 workers.grow_to(places.limit)
                 future, sent = workers.submit(self._work, people)
                 self._pending[future] = (tag, len(people), sent)
                 future.add_done_callback(self._done.put)
                 while index == 0 and self._pending:
-                    yield from self._collect()
+                    yield self._collect()
             while self._pending:
-                yield from self._collect()
+                yield self._collect()
         except BaseException:
             self._halt()
             raise
@@ -102,11 +102,10 @@ class Stream(Generic[T, Out]):
         if self._workers is not None:
             self._workers.shutdown(wait=False)
 
-    def _collect(self) -> Iterator[tuple[T, list[Out]]]:
+    def _collect(self) -> tuple[T, list[Out]]:
         future = self._done.get()  # the next answered, in O(1) however many are pending
-        outcomes = future.result()
-        tag, _, _ = self._pending.pop(future)
-        yield tag, outcomes
+        outcomes = future.result()  # (a batch that raised stays pending, for stop())
+        return self._pending.pop(future)[0], outcomes
 
 
 _CURRENT = threading.local()
