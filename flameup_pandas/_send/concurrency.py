@@ -42,18 +42,7 @@ class Slot:
 
 class InFlight:
     """The places for requests in flight, shared by a run's threads: ``fixed`` of them, or
-    (None) as many as the module's rules adapt to.
-
-    >>> places = InFlight()
-    >>> slots = [places.enter() for _ in range(4)]  # 4 places at the start, all taken
-    >>> for slot in slots:
-    ...     places.leave(slot, latency=0.2)
-    >>> places.limit, places.peak
-    (8, 4)
-    >>> places.leave(places.enter(), strain=True)  # a 503: halved
-    >>> places.limit
-    4
-    """
+    (None) as many as the module's rules adapt to."""
 
     def __init__(
         self, fixed: int | None = None, *, clock: Callable[[], float] = time.monotonic

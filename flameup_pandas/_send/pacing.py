@@ -121,20 +121,6 @@ class RateLimiter:
     (every answer, a 429's too) or :meth:`release` when it got no answer, so the requests in
     flight are always known. ``clock`` (monotonic), ``wall`` (Unix time) and ``sleep`` are
     injectable so tests need no real time.
-
-    >>> now = [0.0]
-    >>> limiter = RateLimiter(clock=lambda: now[0], wall=lambda: now[0] + 1e9,
-    ...                       sleep=lambda s: now.__setitem__(0, now[0] + s))
-    >>> limiter.acquire()
-    0.0
-    >>> limiter.observe({"X-RateLimit-Limit": "3", "X-RateLimit-Remaining": "2",
-    ...                  "X-RateLimit-Reset": str(int(1e9) + 10)})
-    >>> [limiter.acquire() for _ in range(2)], limiter.in_flight
-    ([0.0, 0.0], 2)
-    >>> limiter.observe({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(int(1e9) + 10)})
-    >>> limiter.release()
-    >>> limiter.acquire()  # the budget is spent: the next start waits for the window's end
-    10.0
     """
 
     def __init__(
