@@ -47,7 +47,6 @@ __all__ = [
     "is_error_answer",
     "is_page_answer",
     "is_person_answer",
-    "not_flameups",
     "path_segment",
 ]
 
@@ -141,14 +140,6 @@ def is_error_answer(answer: Answer) -> bool:
     Tells Flameup's own 404 ("no such person") from a proxy's or a wrong host's 404 page.
     """
     return isinstance(answer.body, dict) and "error" in answer.body
-
-
-def not_flameups(what: str, answer: Answer) -> APIError:
-    """The error for an answer that is not Flameup's: what was asked, and what came back."""
-    return error_class(answer.status)(
-        f"{what}: an answer that is not Flameup's: {answer.describe()}; check FLAMEUP_BASE_URL",
-        status=answer.status,
-    )
 
 
 def error_class(status: int) -> type[APIError]:
@@ -357,7 +348,11 @@ class FlameupClient:
         if answer.ok and is_person_answer(answer):
             return read_person(answer.body)
         if answer.ok or not is_error_answer(answer):
-            raise not_flameups(f"GET {path}", answer)
+            raise error_class(answer.status)(
+                f"GET {path}: an answer that is not Flameup's: {answer.describe()}; "
+                "check FLAMEUP_BASE_URL",
+                status=answer.status,
+            )
         raise answer.error()
 
 
