@@ -21,17 +21,7 @@ __all__ = ["Breaker", "unreachable_error"]
 
 
 class Breaker:
-    """Whether this run may still send, from what its requests met.
-
-    >>> breaker = Breaker(threshold=2, clock=lambda: 0.0)
-    >>> breaker.answered(healthy=True)
-    >>> breaker.failed_attempt("connection refused")
-    >>> breaker.gave_up(), breaker.gave_up()
-    (False, True)
-    >>> print(breaker.reason)
-    the run stopped because Flameup was unreachable since 1970-01-01 00:00:00 UTC
-    (2 batches in a row spent their retries; last: connection refused)
-    """
+    """Whether this run may still send, from what its requests met."""
 
     def __init__(self, threshold: int | None, clock: Callable[[], float] = time.time) -> None:
         self._threshold = threshold

@@ -1,11 +1,9 @@
 """FlameupClient: the one module that speaks HTTP.
 
 Above it, bytes to send and :class:`Answer` values; below it, :mod:`requests`. Transport
-failures become :class:`~flameup_pandas.exceptions.TransportError` and error bodies (three
-documented shapes) :class:`~flameup_pandas.exceptions.APIError` subclasses here. Redirects are
-never followed (a 3xx is a :class:`~flameup_pandas.exceptions.ConfigurationError` naming where
-it pointed). The API key never appears in a repr, log, exception or progress bar; its
-fingerprint (a truncated SHA-256) tells keys apart.
+failures become ``TransportError`` and error bodies (three documented shapes) ``APIError``
+subclasses here. Redirects are never followed. The API key never appears in a repr, log,
+exception or progress bar; its fingerprint (a SHA-256) tells keys apart.
 """
 
 from __future__ import annotations
@@ -49,7 +47,6 @@ __all__ = [
     "is_error_answer",
     "is_page_answer",
     "is_person_answer",
-    "not_flameups",
     "path_segment",
 ]
 
@@ -88,11 +85,7 @@ class Answer:
 
     def describe(self) -> str:
         """What came back, for an answer that is not the documented JSON: status, content type
-        and the first 100 characters of the body.
-
-        >>> Answer(200, {"Content-Type": "text/html"}, None, text="<h1>Maintenance</h1>").describe()
-        "HTTP 200 (text/html): '<h1>Maintenance</h1>'"
-        """
+        and the first 100 characters of the body."""
         kind = header(self.headers, "Content-Type") or "no content type"
         return f"HTTP {self.status} ({kind}): {self.text.strip()[:100]!r}"
 
@@ -109,20 +102,13 @@ class Answer:
         )
 
 
-# -- what Flameup's answers look like ---------------------------------------------------------
-#
-# A 2xx that is not in the documented shape (a proxy's maintenance page, a captive portal, a
-# misrouted URL answering HTML) is not Flameup's answer: nothing was read or stored, so the
-# request loop retries it like a 503. These predicates are the one place that says which shape
-# each call answers in; every call (the batch POST and every GET) is judged by one of them.
+# What Flameup's answers look like. A 2xx in another shape (a proxy's maintenance page, a
+# captive portal, a misrouted URL answering HTML) is not Flameup's answer: nothing was read or
+# stored, so the request loop retries it like a 503.
 
 
 def is_batch_answer(answer: Answer) -> bool:
-    """A 2xx answer to ``POST /people/batch`` in the documented shape: JSON with a people list.
-
-    >>> is_batch_answer(Answer(200, {}, {"people": []})), is_batch_answer(Answer(200, {}, None))
-    (True, False)
-    """
+    """A 2xx answer to ``POST /people/batch`` in the documented shape: JSON with a people list."""
     return isinstance(answer.body, dict) and isinstance(answer.body.get("people"), list)
 
 
@@ -139,19 +125,12 @@ def is_page_answer(answer: Answer, items: str = "people") -> bool:
     return (
         isinstance(body, dict)
         and isinstance(body.get(items), list)
-        and isinstance(body.get("total"), int)
-        and not isinstance(body.get("total"), bool)
+        and type(body.get("total")) is int
     )
 
 
 def is_person_answer(answer: Answer) -> bool:
-    """A 2xx answer to ``GET /people/{id}`` in either documented shape: a person with an id.
-
-    >>> is_person_answer(Answer(200, {}, {"id": "p1", "userId": "u1"}))
-    True
-    >>> is_person_answer(Answer(200, {}, {"ok": True}))
-    False
-    """
+    """A 2xx answer to ``GET /people/{id}`` in either documented shape: a person with an id."""
     return isinstance(answer.body, dict) and answer.body.get("id") is not None
 
 
@@ -159,21 +138,8 @@ def is_error_answer(answer: Answer) -> bool:
     """An error answer in one of the three documented shapes (each has an ``error`` key).
 
     Tells Flameup's own 404 ("no such person") from a proxy's or a wrong host's 404 page.
-
-    >>> is_error_answer(Answer(404, {}, {"success": False, "error": {"type": "NOT_FOUND"}}))
-    True
-    >>> is_error_answer(Answer(404, {"Content-Type": "text/html"}, None, text="<h1>404</h1>"))
-    False
     """
     return isinstance(answer.body, dict) and "error" in answer.body
-
-
-def not_flameups(what: str, answer: Answer) -> APIError:
-    """The error for an answer that is not Flameup's: what was asked, and what came back."""
-    return error_class(answer.status)(
-        f"{what}: an answer that is not Flameup's: {answer.describe()}; check FLAMEUP_BASE_URL",
-        status=answer.status,
-    )
 
 
 def error_class(status: int) -> type[APIError]:
@@ -215,8 +181,7 @@ def read_error_body(body: Any, text: str = "") -> tuple[str, dict[str, str], str
         if isinstance(raw_fields, dict):
             fields = {str(k): str(v) for k, v in raw_fields.items()}
     else:
-        parts = [str(p) for p in (error, body.get("message")) if p]
-        message = ": ".join(parts)
+        message = ": ".join(str(p) for p in (error, body.get("message")) if p)
     return (message, fields, str(request_id) if request_id else None)
 
 
@@ -226,10 +191,8 @@ def fingerprint(api_key: str, base_url: str) -> str:
 
 
 def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
 
@@ -301,14 +264,12 @@ class FlameupClient:
         )
 
     def __repr__(self) -> str:
-        return f"FlameupClient(base_url={self.base_url!r}, key={self._key_hint()!r})"
+        hint = next((p for p in KEY_PREFIXES if self.__key.startswith(p)), "") + "…"
+        return f"FlameupClient(base_url={self.base_url!r}, key={hint!r})"
 
     def _bearer(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         request.headers["Authorization"] = f"Bearer {self.__key}"
         return request
-
-    def _key_hint(self) -> str:
-        return next((p for p in KEY_PREFIXES if self.__key.startswith(p)), "") + "…"
 
     def __enter__(self) -> FlameupClient:
         return self
@@ -349,7 +310,7 @@ class FlameupClient:
         except requests.RequestException as exc:
             raise self._transport_error(method, path, exc) from None
         if response.is_redirect or 300 <= response.status_code < 400:
-            raise redirect_error(method, path, response.status_code, response.url, response.headers)
+            raise redirect_error(f"{method} {path}", response)
         return Answer(
             status=response.status_code,
             headers=response.headers,  # requests made it case-insensitive
@@ -363,12 +324,7 @@ class FlameupClient:
         self, method: str, path: str, exc: requests.RequestException
     ) -> TransportError:
         unreachable = why_unreachable(exc)
-        if unreachable is not None:
-            reason = unreachable
-        elif isinstance(exc, requests.Timeout):
-            reason = "no answer within the timeout"
-        else:
-            reason = _describe_transport_error(exc)
+        reason = unreachable or _describe_transport_error(exc)
         return TransportError(
             f"{method} {path}: {reason} ({exc.__class__.__name__})",
             reason=reason,
@@ -392,7 +348,11 @@ class FlameupClient:
         if answer.ok and is_person_answer(answer):
             return read_person(answer.body)
         if answer.ok or not is_error_answer(answer):
-            raise not_flameups(f"GET {path}", answer)
+            raise error_class(answer.status)(
+                f"GET {path}: an answer that is not Flameup's: {answer.describe()}; "
+                "check FLAMEUP_BASE_URL",
+                status=answer.status,
+            )
         raise answer.error()
 
 
@@ -403,9 +363,6 @@ def path_segment(value: str) -> str:
     included: a segment ``.`` or ``..`` is read by every HTTP stack as "this folder" or "the
     one above", so the person ``..`` would be asked for at another route. Flameup decodes the
     segment back to the id.
-
-    >>> path_segment("..") + " " + path_segment("ann@example.com") + " " + path_segment("a/b?c")
-    '%2E%2E ann%40example%2Ecom a%2Fb%3Fc'
     """
     return urllib.parse.quote(value, safe="").replace(".", "%2E")
 
@@ -436,16 +393,14 @@ def exact_request(
     return session.send(prepared, timeout=timeout, allow_redirects=False, **settings)
 
 
-def redirect_error(
-    method: str, path: str, status: int, url: str, headers: Mapping[str, str]
-) -> ConfigurationError:
+def redirect_error(what: str, response: requests.Response) -> ConfigurationError:
     """The error for a 3xx answer: redirects are never followed, whatever they point at."""
-    location = headers.get("Location")
+    location = response.headers.get("Location")
     where = "nowhere (no Location header)"
     if location:
-        where = display_url(urllib.parse.urljoin(url, location))
+        where = display_url(urllib.parse.urljoin(response.url, location))
     return ConfigurationError(
-        f"{method} {path} was answered with a redirect (HTTP {status}) to {where}; "
+        f"{what} was answered with a redirect (HTTP {response.status_code}) to {where}; "
         "flameup-pandas never follows redirects, so no customer data went there. "
         f"Check {BASE_URL_ENV} (or base_url=): it should be the API's own URL."
     )
@@ -465,28 +420,22 @@ def _new_session(pool_size: int) -> requests.Session:
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     session.headers["User-Agent"] = f"flameup-pandas/{__version__}"
-    session.trust_env = True
     return session
 
 
 def _parse_json(text: str) -> Any:
-    if not text:
-        return None
     try:
-        return orjson.loads(text)
+        return orjson.loads(text) if text else None
     except orjson.JSONDecodeError:
         return None
 
 
 def display_url(base_url: str) -> str:
-    """The base URL as scheme, host, port and path: no user, password, query or fragment.
-
-    The port is shown only when it is not the scheme's default, as a browser would show it.
+    """The base URL as scheme, host, port (unless the scheme's default, as a browser shows it)
+    and path: no user, password, query or fragment.
 
     >>> display_url("https://user:secret@api.flameup.ai:443/api/v1?x=1")
     'https://api.flameup.ai/api/v1'
-    >>> display_url("http://127.0.0.1:8080/api/v1")
-    'http://127.0.0.1:8080/api/v1'
     """
     parsed = urllib.parse.urlsplit(base_url)
     host = parsed.hostname or ""
@@ -540,8 +489,9 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
 
 
 def _describe_transport_error(exc: requests.RequestException) -> str:
+    if isinstance(exc, requests.Timeout):
+        return "no answer within the timeout"
     # The exception text of requests can embed the URL; it never holds headers, so no key.
-    reason = exc.__class__.__name__
     inner = exc.args[0] if exc.args else None
     detail = getattr(inner, "reason", None) or inner
-    return f"{reason} ({detail})" if detail else reason
+    return f"{type(exc).__name__} ({detail})" if detail else type(exc).__name__

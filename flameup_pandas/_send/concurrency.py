@@ -4,10 +4,9 @@ The rate budget says how many requests may *start*; latency decides how many sho
 flight. :class:`InFlight` learns it by additive increase and multiplicative decrease (as TCP and
 adaptive concurrency limiters do): a healthy answer to a request sent while every place was
 taken, within twice the run's fastest answer plus 10 ms, earns a place (doubling each round
-trip from 4 until the first cut, then about one a round trip), up to :data:`MAX_IN_FLIGHT`;
-a 502/503/504, a request with no answer, or latency
-above twice the fastest recent answer plus 50 ms halves it (never below 1, one cut per round
-trip). ``concurrency=N`` fixes it. :attr:`InFlight.peak` is the figure a run reports.
+trip from 4 until the first cut, then about one a round trip), up to :data:`MAX_IN_FLIGHT`; a
+502/503/504, a request with no answer, or latency above twice the fastest recent answer plus
+50 ms halves it (never below 1, one cut per round trip). ``concurrency=N`` fixes it.
 """
 
 from __future__ import annotations
@@ -39,37 +38,20 @@ class Slot:
 
     taken: float
     filled: int
-    """:attr:`InFlight.filled` before this request took its place."""
 
 
 class InFlight:
     """The places for requests in flight, shared by a run's threads: ``fixed`` of them, or
-    (None) as many as the module's rules adapt to.
-
-    >>> places = InFlight()
-    >>> slots = [places.enter() for _ in range(4)]  # 4 places at the start, all taken
-    >>> for slot in slots:
-    ...     places.leave(slot, latency=0.2)
-    >>> places.limit, places.peak
-    (8, 4)
-    >>> places.leave(places.enter(), strain=True)  # a 503: halved
-    >>> places.limit
-    4
-    """
+    (None) as many as the module's rules adapt to."""
 
     def __init__(
-        self,
-        fixed: int | None = None,
-        *,
-        start: int = START,
-        ceiling: int = MAX_IN_FLIGHT,
-        clock: Callable[[], float] = time.monotonic,
+        self, fixed: int | None = None, *, clock: Callable[[], float] = time.monotonic
     ) -> None:
         if fixed is not None and fixed < 1:
             raise ValueError(f"concurrency must be at least 1, got {fixed}")
         self.fixed = fixed
-        self._ceiling = float(fixed if fixed is not None else ceiling)
-        self._limit = float(fixed if fixed is not None else min(start, ceiling))
+        self._ceiling = float(fixed or MAX_IN_FLIGHT)
+        self._limit = float(fixed or START)
         self._threshold = self._ceiling  # slow start below it, one place a round trip above
         self._clock = clock
         self._cond = threading.Condition()
@@ -95,11 +77,10 @@ class InFlight:
     def enter(self, stop: threading.Event | None = None) -> Slot | None:
         """Wait for a place and take it; None (no place taken) once ``stop`` is set."""
         with self._cond:
-            while self.in_flight >= self._places():
-                if stop is not None and stop.is_set():
-                    return None
+            stopped = stop.is_set if stop is not None else lambda: False
+            while self.in_flight >= self._places() and not stopped():
                 self._cond.wait(timeout=0.1)
-            if stop is not None and stop.is_set():
+            if stopped():
                 return None
             slot = Slot(self._clock(), self._filled)
             self.in_flight += 1
@@ -134,11 +115,8 @@ class InFlight:
 
     def _learn(self, slot: Slot, latency: float) -> None:
         self._fastest.append(latency)
-        self._recent = (
-            latency
-            if self._recent is None
-            else (1 - RECENT_WEIGHT) * self._recent + RECENT_WEIGHT * latency
-        )
+        recent = latency if self._recent is None else self._recent
+        self._recent = (1 - RECENT_WEIGHT) * recent + RECENT_WEIGHT * latency
         self._base = min(self._base, latency)
         if self._recent > LATENCY_RISE * min(self._fastest) + LATENCY_SLACK:
             self._cut()

@@ -1,13 +1,10 @@
 """Sending batches: pacing, retries, split retries, concurrency.
 
-A :class:`Deliverer` answers one :class:`PersonOutcome` (created, updated, rejected or failed)
-for every person of every batch, never losing one: connection errors, timeouts, 5xx, 429 and a
-2xx that is not Flameup's answer are retried under the :class:`RetryPolicy`; a 400/409/422
-rejects the people the server names and resends the rest, or splits the batch in halves until
-the bad people stand alone (a 413 splits too); 401/403 stop the run; an outage opens the
-:class:`~flameup_pandas._send.breaker.Breaker`. Each request starts when the rate budget
-(:mod:`~flameup_pandas._send.pacing`) and a place in flight
-(:mod:`~flameup_pandas._send.concurrency`) allow. ``docs/behaviour/errors.md`` tells it all.
+A :class:`Deliverer` answers one :class:`PersonOutcome` for every person of every batch, never
+losing one: connection errors, timeouts, 5xx, 429 and a 2xx that is not Flameup's answer are
+retried under the :class:`RetryPolicy`; a 400/409/422 rejects the people the server names and
+resends the rest, or splits the batch in halves until the bad people stand alone (a 413 splits
+too); 401/403 stop the run; an outage opens the breaker. ``docs/behaviour/errors.md``.
 """
 
 from __future__ import annotations
@@ -28,7 +25,7 @@ from .._people.person import IDENTITY_KEYS, identity_of, is_new
 from ..exceptions import APIError, AuthenticationError, TransportError
 from . import observe
 from .breaker import Breaker, unreachable_error
-from .client import Answer, FlameupClient, is_batch_answer
+from .client import Answer, FlameupClient, error_class, is_batch_answer
 from .concurrency import InFlight, Slot
 from .pacing import RateLimiter
 from .retry import RetryPolicy
@@ -103,6 +100,12 @@ class GaveUp(Exception):
         super().__init__(message)
         self.answer = answer
 
+    def error(self, what: str) -> Exception:
+        """The error that ends a read of ``what`` (``GET /people``, say) that gave up."""
+        if self.answer is None:
+            return TransportError(f"{what}: {self}")
+        return error_class(self.answer.status)(f"{what}: {self}", status=self.answer.status)
+
 
 class Deliverer:
     """Delivers batches of people through one client, sharing one rate budget.
@@ -121,14 +124,10 @@ class Deliverer:
         concurrency: int | None = None,
         seed: int | None = None,
     ) -> None:
-        if concurrency is not None and concurrency < 1:
-            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         self.client = client
         self.limiter = limiter
         self.retry = retry or RetryPolicy()
-        self.concurrency = concurrency
-        """The fixed number of requests in flight; None: adapted."""
-        self.places = InFlight(concurrency)
+        self.places = InFlight(concurrency)  # (which refuses a concurrency below 1)
         self.stats = DeliveryStats(concurrency=concurrency or 0, places=self.places)
         self.breaker = Breaker(self.retry.outage_batches)
         self._rng = random.Random(seed)
@@ -139,8 +138,11 @@ class Deliverer:
         if not people:
             return []
         people = [as_outgoing(p) for p in people]
+        body = encode_batch(people)
         try:
-            answer = self._post(people)
+            answer = self.request(
+                lambda: self.client.post_batch(body), f"batch of {len(people)}", is_batch_answer
+            )
         except GaveUp as exc:
             return [PersonOutcome("failed", error=str(exc))] * len(people)
         if answer.ok:
@@ -175,13 +177,6 @@ class Deliverer:
         """No request of this deliverer starts from now on; retries and pauses end."""
         self._abort.set()
         self.places.wake()
-
-    def _post(self, people: People) -> Answer:
-        """POST one batch until it gets an answer worth reading, or the policy gives up."""
-        body = encode_batch(people)
-        return self.request(
-            lambda: self.client.post_batch(body), f"batch of {len(people)}", is_batch_answer
-        )
 
     def request(
         self,
@@ -228,9 +223,8 @@ class Deliverer:
     def _check_sending(self, policy: RetryPolicy, what: str) -> None:
         """Raise GaveUp when the run has stopped sending (the breaker opened, or it aborted)."""
         if self.breaker.opened.is_set():
-            if policy.started is None:
-                raise GaveUp(f"not sent: {self.breaker.reason}")
-            raise GaveUp(f"{policy.describe()}; {self.breaker.reason}")
+            spent = "not sent:" if policy.started is None else f"{policy.describe()};"
+            raise GaveUp(f"{spent} {self.breaker.reason}")
         if self._abort.is_set():
             raise GaveUp(NOT_SENT)  # only an interrupt aborts a run without opening the breaker
 
@@ -263,10 +257,8 @@ class Deliverer:
         return GaveUp(message, answer)
 
     def _exchange(self, call: Callable[[], Answer], policy: RetryPolicy, what: str) -> Answer:
-        """One request under the shared budget: it starts when the limiter says so and a place
-        in flight is free; its answer's headers (or, without an answer, its start) go back to
-        the limiter, which counts the requests in flight, and its latency or strain to the
-        places in flight."""
+        """One request, once the limiter and a place in flight allow; both hear how it went
+        (the limiter counts the requests in flight)."""
         waited = self.limiter.acquire()
         slot: Slot | None = None
         try:
@@ -274,16 +266,12 @@ class Deliverer:
             self._check_sending(policy, what)  # it may have stopped while waiting for a slot
             self.stats.add(requests=1)
             mark_sent()
-            # observers (tracing): the one hook per request, flameup_pandas._send.observe
             retries = policy.errors + policy.rate_limits
             answer = observe.request(call, waited=waited, retries=retries)
-        except TransportError:
+        except BaseException as exc:
             self.limiter.release()
-            self.places.leave(slot, strain=True)  # no answer: a timeout, a dropped connection
-            raise
-        except BaseException:
-            self.limiter.release()
-            self.places.leave(slot)
+            # no answer (a timeout, a dropped connection) is a strain
+            self.places.leave(slot, strain=isinstance(exc, TransportError))
             raise
         self.limiter.observe(answer.headers, answer.elapsed)
         strain = answer.status in STRAIN_STATUSES
@@ -303,19 +291,20 @@ class Deliverer:
         named = named_indices(error, len(people))
         if named:
             # The server told us who is bad: reject them and resend the rest in one request.
-            outcomes: list[PersonOutcome | None] = [None] * len(people)
-            for index in named:
-                outcomes[index] = PersonOutcome("rejected", error=rejection_message(error, index))
-            rest = [i for i in range(len(people)) if i not in named]
-            for index, outcome in zip(rest, self.send([people[i] for i in rest]), strict=True):
-                outcomes[index] = outcome
-            return [o for o in outcomes if o is not None]
+            resent = iter(self.send([p for i, p in enumerate(people) if i not in named]))
+            return [
+                PersonOutcome("rejected", error=rejection_message(error, i))
+                if i in named
+                else next(resent)
+                for i in range(len(people))
+            ]
         # No names: split in halves until the bad people stand alone (a 413 splits the same way).
         middle = len(people) // 2
         return self.send(people[:middle]) + self.send(people[middle:])
 
 
 _failed = functools.partial(PersonOutcome, "failed", None)
+_NOT_IN_ANSWER = _failed("Flameup's answer did not include this person; rerun to confirm")
 
 
 def named_indices(error: APIError, size: int) -> set[int]:
@@ -335,11 +324,10 @@ def rejection_message(error: APIError, index: int) -> str:
     for key, message in error.fields.items():
         match = _FIELD_INDEX.match(key)
         if match is None:
-            own.append(f"{key}: {message}")
+            own.append((key, message))
         elif int(match.group(1)) == index:
-            own.append(f"{match.group(2) or 'person'}: {message}")
-    detail = "; ".join(own)
-    return f"HTTP {error.status} {error.message}" + (f" ({detail})" if detail else "")
+            own.append((match.group(2) or "person", message))
+    return _with_detail(f"HTTP {error.status} {error.message}", own)
 
 
 def read_success(people: People, answer: Answer) -> list[PersonOutcome]:
@@ -361,11 +349,7 @@ def read_success(people: People, answer: Answer) -> list[PersonOutcome]:
         if index in refused:
             outcomes.append(PersonOutcome("rejected", error=refused[index]))
         elif stored is None:
-            outcomes.append(
-                PersonOutcome(
-                    "failed", error="Flameup's answer did not include this person; rerun to confirm"
-                )
-            )
+            outcomes.append(_NOT_IN_ANSWER)
         else:
             status = "created" if created[index] else "updated"
             outcomes.append(PersonOutcome(status, flameup_id=str(stored.get("id"))))
@@ -386,9 +370,7 @@ def _match_people(
             by_email.setdefault(email, stored)
     matched: list[dict[str, Any] | None] = []
     for person in map(as_outgoing, people):
-        found = None
-        if person.user_id is not None:
-            found = by_id.get(person.user_id)
+        found = None if person.user_id is None else by_id.get(person.user_id)
         if found is None and person.email:
             found = by_email.get(person.email.lower())
         matched.append(found)
@@ -421,41 +403,35 @@ def _created_flags(matched: list[dict[str, Any] | None], body: dict[str, Any]) -
     unambiguous (all created, or all updated).
     """
     flags = [s is not None and is_new(s) for s in matched]
-    created_count = body.get("created_count")
-    updated_count = body.get("updated_count")
-    found = sum(s is not None for s in matched)
-    if isinstance(created_count, int) and sum(flags) != created_count:
-        if created_count == found:
-            flags = [s is not None for s in matched]
-        elif isinstance(updated_count, int) and updated_count == found:
-            flags = [False] * len(matched)
-        else:
-            logger.warning(
-                "answer counts (%s created) disagree with its timestamps (%d)",
-                created_count,
-                sum(flags),
-            )
+    created, updated = body.get("created_count"), body.get("updated_count")
+    found = [s is not None for s in matched]
+    if isinstance(created, int) and sum(flags) != created:
+        if created == sum(found):
+            return found
+        if isinstance(updated, int) and updated == sum(found):
+            return [False] * len(matched)
+        logger.warning(
+            "answer counts (%s created) disagree with its timestamps (%d)", created, sum(flags)
+        )
     return flags
 
 
 def _refused_people(errors: Any, people: People) -> dict[int, str]:
     """Per-person errors from a server that reports them: ``[{"index": i, "message": ...}]``."""
     refused: dict[int, str] = {}
-    if not isinstance(errors, list):
-        return refused
-    for item in errors:
-        if not isinstance(item, dict) or not isinstance(item.get("index"), int):
-            continue
-        index = item["index"]
-        if not 0 <= index < len(people):
-            continue
-        fields = item.get("fields")
-        detail = (
-            "; ".join(f"{k}: {v}" for k, v in fields.items()) if isinstance(fields, dict) else ""
-        )
-        message = str(item.get("message") or "refused")
-        refused[index] = f"{message} ({detail})" if detail else message
+    for item in errors if isinstance(errors, list) else ():
+        index = item.get("index") if isinstance(item, dict) else None
+        if isinstance(index, int) and 0 <= index < len(people):
+            fields = item.get("fields")
+            pairs = fields.items() if isinstance(fields, dict) else ()
+            refused[index] = _with_detail(str(item.get("message") or "refused"), pairs)
     return refused
+
+
+def _with_detail(message: str, pairs: Iterable[tuple[Any, Any]]) -> str:
+    """``message (key: value; key: value)``, or ``message`` alone without pairs."""
+    detail = "; ".join(f"{k}: {v}" for k, v in pairs)
+    return f"{message} ({detail})" if detail else message
 
 
 def auth_error(answer: Answer, permission: str = "people:write") -> AuthenticationError:

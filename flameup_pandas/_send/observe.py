@@ -1,11 +1,8 @@
 """Observers of a run: OpenLineage events, OpenTelemetry spans and metrics.
 
 The engine wraps each run in :func:`run` and the send layer each request in :func:`request`.
-Each observer loads only when configured: OpenLineage (``OPENLINEAGE_URL``,
-``OPENLINEAGE__TRANSPORT__TYPE`` or an ``openlineage.yml``) sends START, then COMPLETE or FAIL,
-and never fails a run; OpenTelemetry, when the application set a tracer or meter provider,
-gives a span per run, one per request, and the ``flameup.*`` metrics. Unconfigured, a run costs
-a few environment lookups. ``docs/guides/lineage.md`` and ``docs/guides/tracing.md``.
+Each observer loads only when configured, so unconfigured a run costs a few environment
+lookups; lineage never fails a run. ``docs/guides/lineage.md`` and ``docs/guides/tracing.md``.
 """
 
 from __future__ import annotations
@@ -106,9 +103,9 @@ def request(call: Callable[[], Answer], *, waited: float, retries: int) -> Answe
     try:
         answer = call()
     except TransportError as exc:
-        tracing.requested(started, waited, retries, None, exc)
+        tracing.requested(started, waited, retries, exc)
         raise
-    tracing.requested(started, waited, retries, answer, None)
+    tracing.requested(started, waited, retries, answer)
     return answer
 
 
@@ -202,7 +199,6 @@ class _Lineage:
         from openlineage.client import event_v2 as ol
         from openlineage.client import facet_v2 as facets
 
-        end = state != "START"
         job_facets: dict[str, Any] = {
             "jobType": facets.job_type_job.JobTypeJobFacet("BATCH", "FLAMEUP_PANDAS", "JOB")
         }
@@ -213,7 +209,7 @@ class _Lineage:
                 job_facets["sql"] = facets.sql_job.SQLJobFacet(watched.input[1], "duckdb")
         output = ol.OutputDataset(*watched.output)
         run_facets: dict[str, Any] = {}
-        if end:
+        if state != "START":
             stats = facets.output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet
             output.outputFacets = {"outputStatistics": stats(rowCount=watched.written)}
             run_facets["flameup"] = facets.RunFacet().with_additional_properties(
@@ -264,7 +260,7 @@ class _Tracing:
         self.span = self.tracer.start_span(
             f"flameup {watched.operation}",
             attributes={
-                "flameup.kind": watched.kind,
+                **self.kind,
                 "flameup.operation": watched.operation,
                 "flameup.source": watched.input[1] if watched.input else "frame",
                 "server.address": watched.output[0].removeprefix("flameup://"),
@@ -273,14 +269,8 @@ class _Tracing:
         self.token = self.context.attach(self.trace.set_span_in_context(self.span))
         self.held = _TRACING.set(self)
 
-    def requested(
-        self,
-        started: int,
-        waited: float,
-        retries: int,
-        answer: Answer | None,
-        error: TransportError | None,
-    ) -> None:
+    def requested(self, started: int, waited: float, retries: int, got: Answer | Exception) -> None:
+        answer = got if isinstance(got, Answer) else None
         method, _, path = (answer.request if answer else "").partition(" ")
         route = _ROUTE_ID.sub(r"\1/{id}", path.partition("?")[0])
         attributes: dict[str, Any] = {"flameup.retries": retries, "flameup.budget_wait": waited}
@@ -293,24 +283,24 @@ class _Tracing:
                 if value is not None:
                     attributes[f"flameup.ratelimit.{name.lower()}"] = value
         else:
-            attributes["error.type"] = getattr(error, "reason", None) or "TransportError"
+            attributes["error.type"] = getattr(got, "reason", None) or "TransportError"
         span = self.tracer.start_span(
             f"{method} {route}" if method else "flameup request",
             kind=self.trace.SpanKind.CLIENT,
             start_time=started,
             attributes=attributes,
         )
-        if error is not None or (answer is not None and answer.status >= 400):
+        if answer is None or answer.status >= 400:
             span.set_status(self.trace.StatusCode.ERROR)
         span.end()
         shared = {**self.kind, "http.response.status_code": answer.status if answer else 0}
         requests, limited, duration, wait, _ = self.meters
         requests.add(1, shared)
-        if answer is not None and answer.status == 429:
-            limited.add(1, self.kind)
+        wait.record(waited, self.kind)
         if answer is not None:
             duration.record(answer.elapsed, shared)
-        wait.record(waited, self.kind)
+            if answer.status == 429:
+                limited.add(1, self.kind)
 
     def end(self, watched: Watched, error: BaseException | None) -> None:
         _TRACING.reset(self.held)

@@ -1,14 +1,9 @@
 """Client-side pacing under Flameup's per-key rate limit: spend the budget the server announces.
 
 :class:`RateLimiter` models the window that ``X-RateLimit-Limit/-Remaining/-Reset`` describe:
-requests start at once while the lowest ``Remaining`` seen, minus ours in flight, is positive,
-and wait for ``Reset`` when it is spent; after a window ends one request goes first and its
-answer tells the new budget. With no headers the documented 120 per 60 s is assumed;
-``rate_per_minute`` is an optional cap of our own; recurring 429s make the rest of the run
-even-paced; ``Reset`` is read against the server's clock as ``Date`` headers bound it
-(:class:`ServerClock`); garbled headers are ignored and no header makes a sender wait longer
-than ``max_wait``. One limiter per key and base URL in a process (:func:`shared_limiter`).
-The why and the measurements: ``docs/behaviour/pacing.md``.
+requests start while the lowest ``Remaining`` seen, minus ours in flight, is positive, and wait
+for ``Reset`` when it is spent; after a window ends one request goes first and its answer tells
+the new budget. The why, the fallbacks and the measurements: ``docs/behaviour/pacing.md``.
 """
 
 from __future__ import annotations
@@ -45,7 +40,6 @@ RECURRING_HOLDS = 2
 
 
 def _parse_count(value: str | None) -> int | None:
-    """A non-negative whole number from a header, or None for anything else."""
     count = header_number(value)
     return None if count is None else int(count)
 
@@ -85,11 +79,10 @@ class ServerClock:
         it is never later than the server's: a window read against it never ends early."""
         if not self._bounds:
             return 0.0
-        lowers = sorted(low for low, _ in self._bounds)
-        uppers = sorted(high for _, high in self._bounds)
+        lowers, uppers = (sorted(bounds) for bounds in zip(*self._bounds, strict=True))
         # Beyond two answers, the most extreme bound on each side is left out (one odd answer).
-        low = lowers[-2] if len(lowers) > 2 else lowers[-1]
-        high = uppers[1] if len(uppers) > 2 else uppers[0]
+        odd = int(len(lowers) > 2)
+        low, high = lowers[-1 - odd], uppers[odd]
         if low > high:  # answers that disagree beyond one odd one: the middle of them all
             middles = sorted((a + b) / 2 for a, b in self._bounds)
             return middles[len(middles) // 2]
@@ -113,28 +106,11 @@ _SPAN_SLACK = 1e-6
 due at 61.00000000000001) must never fit ``count + 1`` starts in one span."""
 
 
-class _StartLog:
-    """Our latest request starts, to keep at most ``count`` of them in any ``span`` seconds."""
-
-    def __init__(self, count: int, span: float) -> None:
-        self.count, self.span = count, span
-        self._starts: deque[float] = deque(maxlen=count)
-
-    @classmethod
-    def per_minute(cls, rate: float) -> _StartLog:
-        """At most ``rate`` starts in any 60 s; a fractional rate as whole starts over a
-        longer span (2.5 a minute: 2 in any 48 s)."""
-        count = max(1, math.floor(rate))
-        return cls(count, CAP_WINDOW * count / rate)
-
-    def next_free(self) -> float:
-        """The earliest monotonic time another start fits."""
-        if len(self._starts) < self.count:
-            return -math.inf
-        return self._starts[0] + self.span + _SPAN_SLACK
-
-    def add(self, now: float) -> None:
-        self._starts.append(now)
+def _next_free(starts: deque[float], span: float) -> float:
+    """The earliest time another start fits, with at most ``maxlen`` of ``starts`` (our latest
+    request starts) in any ``span`` seconds."""
+    full = len(starts) == starts.maxlen
+    return starts[0] + span + _SPAN_SLACK if full else -math.inf
 
 
 class RateLimiter:
@@ -145,20 +121,6 @@ class RateLimiter:
     (every answer, a 429's too) or :meth:`release` when it got no answer, so the requests in
     flight are always known. ``clock`` (monotonic), ``wall`` (Unix time) and ``sleep`` are
     injectable so tests need no real time.
-
-    >>> now = [0.0]
-    >>> limiter = RateLimiter(clock=lambda: now[0], wall=lambda: now[0] + 1e9,
-    ...                       sleep=lambda s: now.__setitem__(0, now[0] + s))
-    >>> limiter.acquire()
-    0.0
-    >>> limiter.observe({"X-RateLimit-Limit": "3", "X-RateLimit-Remaining": "2",
-    ...                  "X-RateLimit-Reset": str(int(1e9) + 10)})
-    >>> [limiter.acquire() for _ in range(2)], limiter.in_flight
-    ([0.0, 0.0], 2)
-    >>> limiter.observe({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(int(1e9) + 10)})
-    >>> limiter.release()
-    >>> limiter.acquire()  # the budget is spent: the next start waits for the window's end
-    10.0
     """
 
     def __init__(
@@ -170,16 +132,17 @@ class RateLimiter:
         sleep: Callable[[float], object] = time.sleep,
         max_wait: float = MAX_WAIT,
     ) -> None:
-        _check_rate(rate_per_minute)
         if not max_wait > 0:
             raise ValueError(f"max_wait must be positive, not {max_wait}")
-        self.rate_per_minute = rate_per_minute
+        self._cond = threading.Condition()
+        self.rate_per_minute: float | None = None
         """Our own cap (requests in any 60 s), or None."""
-        self._cap = None if rate_per_minute is None else _StartLog.per_minute(rate_per_minute)
-        self._assumed = _StartLog(ASSUMED_LIMIT, ASSUMED_WINDOW)
+        self._cap: deque[float] | None = None  # our starts, at most the cap's count
+        self._cap_span = CAP_WINDOW
+        self.set_rate(rate_per_minute)
+        self._assumed: deque[float] = deque(maxlen=ASSUMED_LIMIT)
         self._clock, self._wall, self._sleep = clock, wall, sleep
         self._max_wait = max_wait
-        self._cond = threading.Condition()
         self.in_flight = 0
         """Our requests started and not yet answered (or given back)."""
         self.window: Window | None = None
@@ -194,24 +157,22 @@ class RateLimiter:
         """True once 429s recurred in this run: starts are spread evenly from then on."""
         self._server_clock = ServerClock()
 
-    # -- what callers read (the attributes above without a _) and do --------------------------
-
     def server_time(self) -> float:
         """Now on the server's clock (Unix seconds), as its answers' ``Date`` headers tell:
         what a ``Reset`` or an HTTP-date ``Retry-After`` is read against."""
         with self._cond:
             return self._wall() + self._server_clock.offset
 
-    def set_rate(self, rate_per_minute: float | None) -> None:
+    def set_rate(self, rate: float | None) -> None:
         """Change our own cap (None: none); starts already made still count against it."""
-        _check_rate(rate_per_minute)
+        if rate is not None and not (isinstance(rate, int | float) and 0 < rate < math.inf):
+            raise ValueError(f"rate_per_minute must be a positive number or None, not {rate}")
         with self._cond:
-            self.rate_per_minute = rate_per_minute
-            old, self._cap = self._cap, None
-            if rate_per_minute is not None:
-                self._cap = _StartLog.per_minute(rate_per_minute)
-                for start in old._starts if old is not None else ():
-                    self._cap.add(start)
+            self.rate_per_minute = rate
+            starts, self._cap = self._cap or (), None
+            if rate is not None:  # a fractional rate as whole starts over a longer span
+                count = max(1, math.floor(rate))  # (2.5 a minute: 2 starts in any 48 s)
+                self._cap, self._cap_span = deque(starts, maxlen=count), CAP_WINDOW * count / rate
             self._cond.notify_all()
 
     def new_run(self) -> None:
@@ -254,7 +215,10 @@ class RateLimiter:
                 remaining = None if remaining is None else min(remaining, limit)
             reset = None if reset_text is None else parse_reset(reset_text, server_now)
             if remaining is None or reset is None or reset <= server_now:
-                self._heard_nothing(now)
+                # no usable rate headers: a window still running stays as it was; after one
+                # ended, the documented budget is assumed until the server says more
+                if self.window is None or now >= self.window.reset:
+                    self.window, self._probing = None, False
             else:
                 self._heard(now, reset, server_now, remaining)
             self._cond.notify_all()
@@ -281,18 +245,16 @@ class RateLimiter:
             self._held_until = max(self._held_until, held)
             self._cond.notify_all()
 
-    # -- the model ---------------------------------------------------------------------------
-
     def _next_start(self, now: float) -> tuple[float, bool]:
         """When the next request may start, and whether an answer could make that sooner."""
         at = max(now, self._held_until)
         if self._cap is not None:
-            at = max(at, self._cap.next_free())
+            at = max(at, _next_free(self._cap, self._cap_span))
         if self.conservative:
             at = max(at, self._last_start + self._even_spacing(now))
         window = self.window
         if window is None:
-            return max(at, self._assumed.next_free()), False
+            return max(at, _next_free(self._assumed, ASSUMED_WINDOW)), False
         if now >= window.reset:
             # The window we knew has ended: one request goes first; its answer tells the rest.
             if self._probing and self.in_flight > 0:
@@ -305,9 +267,9 @@ class RateLimiter:
     def _begin(self, now: float) -> None:
         self.in_flight += 1
         self._last_start = now
-        self._assumed.add(now)
+        self._assumed.append(now)
         if self._cap is not None:
-            self._cap.add(now)
+            self._cap.append(now)
         if self.window is not None and now >= self.window.reset:
             self._probing = True
 
@@ -326,12 +288,6 @@ class RateLimiter:
         reset = now + min(ahead, self._max_wait)
         self.window = Window(reset_wall, reset, remaining)
 
-    def _heard_nothing(self, now: float) -> None:
-        """An answer without usable rate headers: a window still running stays as it was;
-        after one ended, assume the documented budget until the server says more."""
-        if self.window is None or now >= self.window.reset:
-            self.window, self._probing = None, False
-
     def _even_spacing(self, now: float) -> float:
         """Conservative pace: ``Limit`` per learned window, and the budget over the time left."""
         limit = self._limit or ASSUMED_LIMIT
@@ -342,17 +298,6 @@ class RateLimiter:
             if budget > 0:
                 spacing = max(spacing, (window.reset - now) / budget)
         return spacing
-
-
-def _check_rate(rate_per_minute: float | None) -> None:
-    if rate_per_minute is not None and not (
-        isinstance(rate_per_minute, int | float)
-        and math.isfinite(rate_per_minute)
-        and rate_per_minute > 0
-    ):
-        raise ValueError(
-            f"rate_per_minute must be a positive number or None, not {rate_per_minute}"
-        )
 
 
 _SHARED: dict[str, RateLimiter] = {}

@@ -18,8 +18,7 @@ import numpy as np
 
 from .._people.identity import HashRuns, identity_hashes
 from .._people.person import read_person
-from ..exceptions import TransportError
-from .client import error_class, is_page_answer
+from .client import is_page_answer
 from .delivery import Deliverer, GaveUp, auth_error, stop_error
 
 __all__ = ["PAGE_SIZE", "Page", "PeopleReader"]
@@ -32,29 +31,22 @@ PAGE_SIZE = 100
 
 @dataclass(frozen=True)
 class Page:
-    """One answer of ``GET /people``: its people (canonical, new to this read) and its total."""
+    """One answer of ``GET /people``: its people (canonical, new to this read), how many it
+    held before those already read were dropped, and its total."""
 
-    offset: int
-    total: int
     people: list[dict[str, Any]]
     read: int
-    """How many people the answer held, before those already read were dropped."""
+    total: int
 
 
 class PeopleReader:
     """Pages through every person matching ``search`` and ``status``."""
 
     def __init__(
-        self,
-        deliverer: Deliverer,
-        *,
-        search: str | None = None,
-        status: str | None = None,
-        page_size: int = PAGE_SIZE,
+        self, deliverer: Deliverer, *, search: str | None = None, status: str | None = None
     ) -> None:
         self.deliverer = deliverer
         self.filters = {k: v for k, v in (("search", search), ("status", status)) if v}
-        self.page_size = page_size
 
     def pages(self, on_total: Callable[[int], None] | None = None) -> Iterator[Page]:
         """Every page in order, each person once; ``on_total`` hears every new total."""
@@ -73,13 +65,13 @@ class PeopleReader:
                 continue
             total = now
             fresh = _unseen(people, seen)
-            yield Page(offset, total, fresh, len(people))
+            yield Page(fresh, len(people), total)
             offset += len(people)
             if not people or offset >= total:
                 return
 
     def _get(self, offset: int) -> dict[str, Any]:
-        params = {"limit": self.page_size, "offset": offset, **self.filters}
+        params = {"limit": PAGE_SIZE, "offset": offset, **self.filters}
         client = self.deliverer.client
         try:
             answer = self.deliverer.request(
@@ -88,7 +80,7 @@ class PeopleReader:
                 is_page_answer,
             )
         except GaveUp as exc:
-            raise _gave_up(exc, offset) from None
+            raise exc.error(f"GET /people at offset {offset}") from None
         if answer.status in (401, 403):
             raise auth_error(answer, "people:list")
         if not answer.ok:
@@ -110,10 +102,3 @@ def _unseen(people: list[Any], seen: HashRuns) -> list[dict[str, Any]]:
         fresh.append(person)
     seen.add(np.array(sorted(ids - {0}), dtype=np.int64))
     return fresh
-
-
-def _gave_up(exc: GaveUp, offset: int) -> Exception:
-    message = f"GET /people at offset {offset}: {exc}"
-    if exc.answer is None:
-        return TransportError(message)
-    return error_class(exc.answer.status)(message, status=exc.answer.status)

@@ -16,21 +16,11 @@ import math
 import random
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 
-__all__ = [
-    "RATE_LIMITED",
-    "RetryPolicy",
-    "header",
-    "header_number",
-    "parse_reset",
-    "parse_retry_after",
-]
-
-RATE_LIMITED = 429
-"""Too Many Requests: retried under its own budget, after the wait the server asks for."""
+__all__ = ["RetryPolicy", "header", "header_number", "parse_reset", "parse_retry_after"]
 
 _DEFAULT_RNG = random.Random()
 _DELTA_SECONDS = re.compile(r"\d+(\.\d+)?")
@@ -39,15 +29,10 @@ _EPOCH_THRESHOLD = 1_000_000_000.0
 
 
 def header(headers: Mapping[str, str], name: str) -> str | None:
-    """The value of header ``name``, looked up case-insensitively in any mapping.
-
-    >>> header({"retry-after": "3"}, "Retry-After")
-    '3'
-    """
-    value = headers.get(name)
-    if value is None:
-        value = next((v for k, v in headers.items() if k.lower() == name.lower()), None)
-    return value
+    """The value of header ``name``, looked up case-insensitively in any mapping."""
+    if name in headers:
+        return headers[name]
+    return next((v for k, v in headers.items() if k.lower() == name.lower()), None)
 
 
 def header_number(value: str | None) -> float | None:
@@ -60,13 +45,7 @@ def header_number(value: str | None) -> float | None:
 
 
 def parse_retry_after(value: str, now_wall: float) -> float | None:
-    """Seconds to wait from a ``Retry-After`` value (delta seconds or HTTP-date), or None.
-
-    >>> parse_retry_after("7", now_wall=0.0)
-    7.0
-    >>> parse_retry_after("Thu, 01 Jan 1970 00:00:30 GMT", now_wall=10.0)
-    20.0
-    """
+    """Seconds to wait from a ``Retry-After`` value (delta seconds or HTTP-date), or None."""
     text = value.strip()
     if _DELTA_SECONDS.fullmatch(text):
         return float(text)
@@ -84,11 +63,6 @@ def parse_reset(value: str, now_wall: float) -> float | None:
 
     Flameup documents Unix seconds. Some servers send seconds-from-now instead; a value too
     small to be a recent Unix time is read that way rather than as a moment in 1970.
-
-    >>> parse_reset("1700000060", now_wall=1700000000.0)
-    1700000060.0
-    >>> parse_reset("15", now_wall=1700000000.0)
-    1700000015.0
     """
     reset = header_number(value)
     if reset is None:
@@ -145,14 +119,12 @@ class RetryPolicy:
     """What the latest failed attempt ended with, for messages: ``HTTP 503`` or an error type."""
 
     def __post_init__(self) -> None:
-        if self.total < 0 or self.rate_limited < 0:
-            raise ValueError("total and rate_limited must be >= 0")
-        if self.backoff_factor < 0 or self.backoff_max < 0 or self.max_elapsed < 0:
-            raise ValueError("backoff_factor, backoff_max and max_elapsed must be >= 0")
-        if self.rate_limit_wait_max < 0 or self.reset_margin < 0:
-            raise ValueError("rate_limit_wait_max and reset_margin must be >= 0")
-        if self.first_contact_attempts < 1 or self.first_contact_elapsed < 0:
-            raise ValueError("first_contact_attempts must be >= 1, first_contact_elapsed >= 0")
+        for number in fields(self):  # (the annotations are strings: __future__)
+            floor = 1 if number.name == "first_contact_attempts" else 0
+            if number.type in ("int", "float") and getattr(self, number.name) < floor:
+                raise ValueError(
+                    f"{number.name} must be >= {floor}, got {getattr(self, number.name)}"
+                )
         if self.outage_batches is not None and self.outage_batches < 1:
             raise ValueError("outage_batches must be >= 1 (or None: never stop early)")
         refused = sorted(s for s in self.retry_statuses if not 500 <= s <= 599)
@@ -161,7 +133,7 @@ class RetryPolicy:
 
     def should_retry_status(self, status: int) -> bool:
         """True for 429 and the configured 5xx statuses; never for any other 4xx."""
-        return status == RATE_LIMITED or status in self.retry_statuses
+        return status == 429 or status in self.retry_statuses
 
     def increment(
         self,
@@ -174,14 +146,11 @@ class RetryPolicy:
 
         A 429 counts against ``rate_limited``; anything else (a 5xx, an error) against ``total``.
         """
-        started = self.started if self.started is not None else now
-        if status is not None:
-            cause = f"HTTP {status}"
-        elif error is not None:
+        cause = f"HTTP {status}" if status is not None else None
+        if error is not None and status is None:
             cause = type(error).__name__  # the type only: messages may carry URLs, never keys
-        else:
-            cause = None
-        if status == RATE_LIMITED:
+        started = self.started if self.started is not None else now
+        if status == 429:
             return replace(
                 self, rate_limits=self.rate_limits + 1, started=started, last=now, last_cause=cause
             )
@@ -248,13 +217,11 @@ class RetryPolicy:
         attempts = self.errors + self.rate_limits
         elapsed = 0.0 if self.last is None else self.elapsed(self.last)
         plural = "" if attempts == 1 else "s"
-        text = (
+        last = "" if self.last_cause is None else f"; last: {self.last_cause}"
+        return (
             f"gave up after {attempts} attempt{plural} over {elapsed:.1f} s "
-            f"({self.errors} errors, {self.rate_limits} rate-limited"
+            f"({self.errors} errors, {self.rate_limits} rate-limited{last})"
         )
-        if self.last_cause is not None:
-            text += f"; last: {self.last_cause}"
-        return text + ")"
 
     def _backoff_cap(self, n: int) -> float:
         if n <= 0:
@@ -263,13 +230,11 @@ class RetryPolicy:
         return min(self.backoff_max, self.backoff_factor * 2.0 ** min(n - 1, 60))
 
     def _server_wait(self, headers: Mapping[str, str], now_wall: float) -> float | None:
-        retry_after = header(headers, "Retry-After")
-        if retry_after is not None:
-            text = retry_after.strip()
-            seconds = parse_retry_after(text, now_wall)
-            if seconds is not None:
-                absolute = not _DELTA_SECONDS.fullmatch(text)
-                return seconds + (self.reset_margin if absolute else 0.0)
+        retry_after = (header(headers, "Retry-After") or "").strip()
+        seconds = parse_retry_after(retry_after, now_wall) if retry_after else None
+        if seconds is not None:
+            absolute = not _DELTA_SECONDS.fullmatch(retry_after)
+            return seconds + (self.reset_margin if absolute else 0.0)
         reset_value = header(headers, "X-RateLimit-Reset")
         reset = None if reset_value is None else parse_reset(reset_value, now_wall)
         if reset is None or reset <= now_wall:

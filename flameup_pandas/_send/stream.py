@@ -1,9 +1,6 @@
 """Requests in flight: worker threads deliver batches and answers come back as they arrive.
 
-A :class:`Stream` hands batches to daemon worker threads (as many as requests may be in
-flight) and yields each batch's outcomes as it is answered; :meth:`Stream.stop` ends it at
-once, settling every batch handed out (answered, or ``failed`` with :data:`IN_FLIGHT` or
-:data:`NOT_SENT`). What a batch is and how it is sent is the caller's (a
+What a batch is and how it is sent is the caller's (a
 :class:`~flameup_pandas._send.delivery.Deliverer`'s ``send``, or an event sender).
 """
 
@@ -14,7 +11,6 @@ import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
@@ -53,7 +49,7 @@ class Stream(Generic[T, Out]):
         self._batches = batches
         self._work = work
         self._failed = failed
-        self._pending: dict[Future[list[Out]], tuple[T, int, _Job]] = {}
+        self._pending: dict[Future[list[Out]], tuple[T, int, threading.Event]] = {}
         self._done: queue.SimpleQueue[Future[list[Out]]] = queue.SimpleQueue()
         self._workers: _Workers | None = None
 
@@ -67,15 +63,15 @@ class Stream(Generic[T, Out]):
                     yield tag, [self._failed(reason) for _ in people]
                     continue
                 while len(self._pending) >= 2 * places.limit:
-                    yield from self._collect()
+                    yield self._collect()
                 workers.grow_to(places.limit)
-                future, job = workers.submit(self._work, people)
-                self._pending[future] = (tag, len(people), job)
+                future, sent = workers.submit(self._work, people)
+                self._pending[future] = (tag, len(people), sent)
                 future.add_done_callback(self._done.put)
                 while index == 0 and self._pending:
-                    yield from self._collect()
+                    yield self._collect()
             while self._pending:
-                yield from self._collect()
+                yield self._collect()
         except BaseException:
             self._halt()
             raise
@@ -90,13 +86,11 @@ class Stream(Generic[T, Out]):
         """
         self._halt()
         left: list[tuple[T, list[Out]]] = []
-        for future, (tag, size, job) in self._pending.items():
-            if future.cancel():
-                left.append((tag, [self._failed(NOT_SENT) for _ in range(size)]))
-            elif future.done() and future.exception() is None:
+        for future, (tag, size, sent) in self._pending.items():
+            if not future.cancel() and future.done() and future.exception() is None:
                 left.append((tag, future.result()))
-            else:
-                error = IN_FLIGHT if job.sent else NOT_SENT
+            else:  # (a cancelled batch was never sent)
+                error = IN_FLIGHT if sent.is_set() else NOT_SENT
                 left.append((tag, [self._failed(error) for _ in range(size)]))
         self._pending.clear()
         return left
@@ -108,30 +102,20 @@ class Stream(Generic[T, Out]):
         if self._workers is not None:
             self._workers.shutdown(wait=False)
 
-    def _collect(self) -> Iterator[tuple[T, list[Out]]]:
+    def _collect(self) -> tuple[T, list[Out]]:
         future = self._done.get()  # the next answered, in O(1) however many are pending
-        outcomes = future.result()
-        tag, _, _ = self._pending.pop(future)
-        yield tag, outcomes
-
-
-@dataclass
-class _Job:
-    """One submitted call; ``sent`` once a request of it went on the wire (set by the
-    deliverer in the worker's thread, read by :meth:`Stream.stop`)."""
-
-    sent: bool = False
+        outcomes = future.result()  # (a batch that raised stays pending, for stop())
+        return self._pending.pop(future)[0], outcomes
 
 
 _CURRENT = threading.local()
-"""The job a worker thread is running (its ``job``), so a request can mark it sent."""
+"""Set once a request of the call this worker thread runs went on the wire (its ``sent``)."""
 
 
 def mark_sent() -> None:
-    """The request the current worker thread runs went on the wire."""
-    job = getattr(_CURRENT, "job", None)
-    if job is not None:
-        job.sent = True
+    sent = getattr(_CURRENT, "sent", None)
+    if sent is not None:
+        sent.set()
 
 
 class _Workers:
@@ -140,7 +124,7 @@ class _Workers:
 
     def __init__(self) -> None:
         self._queue: queue.SimpleQueue[
-            tuple[Future[Any], _Job, Callable[..., Any], tuple[Any, ...]] | None
+            tuple[Future[Any], threading.Event, Callable[..., Any], tuple[Any, ...]] | None
         ] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
 
@@ -153,12 +137,13 @@ class _Workers:
             self._threads.append(thread)
             thread.start()
 
-    def submit(self, call: Callable[..., R], *args: Any) -> tuple[Future[R], _Job]:
+    def submit(self, call: Callable[..., R], *args: Any) -> tuple[Future[R], threading.Event]:
+        """Run ``call(*args)``: its future, and an event set once a request of it is sent."""
         future: Future[R] = Future()
-        job = _Job()
+        sent = threading.Event()
         # in the submitter's context: the run's observers see its requests (observe.request)
-        self._queue.put((future, job, contextvars.copy_context().run, (call, *args)))
-        return future, job
+        self._queue.put((future, sent, contextvars.copy_context().run, (call, *args)))
+        return future, sent
 
     def shutdown(self, *, wait: bool) -> None:
         for _ in self._threads:
@@ -169,10 +154,10 @@ class _Workers:
 
     def _work(self) -> None:
         while (item := self._queue.get()) is not None:
-            future, job, call, args = item
+            future, sent, call, args = item
             if not future.set_running_or_notify_cancel():
                 continue
-            _CURRENT.job = job
+            _CURRENT.sent = sent
             try:
                 result = call(*args)
             except BaseException as exc:  # handed to the consumer, as an executor does
@@ -180,4 +165,4 @@ class _Workers:
             else:
                 future.set_result(result)
             finally:
-                _CURRENT.job = None
+                _CURRENT.sent = None
