@@ -67,7 +67,7 @@ class EvenPacing(RateLimiter):
 
     def new_run(self) -> None:
         with self._cond:
-            self._conservative = True
+            self.conservative = True
 
 
 @contextmanager
