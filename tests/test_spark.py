@@ -39,6 +39,26 @@ def collect(results) -> pd.DataFrame:
     return results.toArrow().to_pandas()
 
 
+def test_rows_fetched_a_partition_at_a_time_are_each_sent_once(spark, flameup_server, monkeypatch):
+    """The driver fetches the rows to send in bounded partitions, as Arrow, and cuts them into
+    chunks: across both boundaries every row is sent once and keeps its own outcome."""
+    from flameup_pandas.spark import _driver
+
+    monkeypatch.setattr(_driver, "FETCH_ROWS", 300)  # 1,000 rows: 4 partitions
+    monkeypatch.setattr(_driver, "CHUNK_ROWS", 70)  # a partition's batch: several chunks
+    df = customers(1_000)
+    run = flameup_spark.upsert(to_spark(spark, df), **target(flameup_server))
+    assert run.summary.counts["created"] == 1_000
+    assert run.summary.to_dict()["rows_to_driver"] == 1_000
+    batches = [r for r in flameup_server.requests if r.path.endswith("/people/batch")]
+    assert sum(r.people_count for r in batches) == 1_000
+    out = collect(run.results).set_index("userId")
+    stored = flameup_server.people().set_index("external_id")
+    assert sorted(stored.index) == sorted(df["user_id"])
+    assert list(out.loc[stored.index, "flameup_id"]) == list(stored["id"])
+    assert flameup_server.person("u999")["attributes"]["plan"] == df.loc[999, "plan"]
+
+
 def test_every_row_gets_a_status_and_invalid_rows_are_never_sent(spark, flameup_server):
     df = customers(300)
     df["signed_up"] = pd.Timestamp("2024-05-01 12:30", tz="UTC")

@@ -1,7 +1,7 @@
 """``spark.upsert`` on the driver: the cluster's decisions through the one engine.
 
-The rows to send leave the cluster through ``toLocalIterator()`` over partitions of at most
-:data:`FETCH_ROWS` (fetched one at a time: bounded driver memory), in chunks the engine sends,
+The rows to send leave the cluster as Arrow batches, from partitions of at most
+:data:`FETCH_ROWS` fetched one at a time (bounded driver memory), in chunks the engine sends,
 records and reports as it does a file's. Executors never send, so a retried or speculative
 Spark task cannot send twice; one sender means one rate budget, however large the cluster.
 """
@@ -9,9 +9,8 @@ Spark task cannot send twice; one sender means one rate budget, however large th
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Unpack
 
@@ -115,7 +114,10 @@ def _upsert(sdf: DataFrame, rules: Rules, delivery: Delivery, run: Run) -> Spark
             known,
             with_state=sync is not None,
             full_refresh=run.full_refresh,
-        ).localCheckpoint(eager=True)
+        )
+        # on disk: kept in memory, payloads and all, the blocks read back for the send ran a
+        # local driver (whose heap the local executors share) out of memory (2M rows, 1 GiB)
+        decided = decided.localCheckpoint(eager=True, storageLevel=_on_disk())
         if run.guarded:
             guard = plan_of(decided, values=False)
             refuse_over(guard.summary, run.max_changes, run.max_creates, lambda: guard.plan)
@@ -126,6 +128,12 @@ def _upsert(sdf: DataFrame, rules: Rules, delivery: Delivery, run: Run) -> Spark
             summary = Summary(_settled(decided), report, {"would_send": would_send})
             return _finish(decided, summary, run)
         return _send(decided, sync, rules, delivery, run)
+
+
+def _on_disk() -> Any:
+    from pyspark import StorageLevel
+
+    return StorageLevel.DISK_ONLY
 
 
 def _send(
@@ -189,26 +197,55 @@ def _chunks(to_send: DataFrame, total: int, with_state: bool) -> Generator[Chunk
     names += [n for n in ("fields", "sent") if n in to_send.columns]
     if total == 0:
         return
-    # toLocalIterator fetches one partition at a time: bound them, whatever the shuffles made
-    rows = to_send.select(*names).repartition(-(-total // FETCH_ROWS)).toLocalIterator()
-    while batch := list(itertools.islice(rows, CHUNK_ROWS)):
-        columns = dict(zip(names, zip(*batch, strict=True), strict=True))
-        yield _chunk(columns, with_state)
+    # fetched a partition at a time: bound them, whatever the shuffles made
+    parts = to_send.select(*names).repartition(-(-total // FETCH_ROWS))
+    for blob in _fetched(parts.mapInArrow(_packed, "arrow binary")):
+        table = pa.ipc.open_stream(blob).read_all()
+        for start in range(0, table.num_rows, CHUNK_ROWS):
+            yield _chunk(table.slice(start, CHUNK_ROWS).combine_chunks(), with_state)
 
 
-def _chunk(columns: dict[str, tuple[Any, ...]], with_state: bool) -> Chunk:
-    n = len(columns[ROW])
-    wire = pa.array(columns["payload"], pa.large_string()).cast(BINARY)
+def _packed(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """On the executors: each batch of rows as one Arrow IPC stream (one binary value)."""
+    for batch in batches:
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, batch.schema) as writer:
+            writer.write_batch(batch)
+        yield pa.record_batch([pa.array([sink.getvalue().to_pybytes()], pa.binary())], ["arrow"])
+
+
+def _fetched(packed: DataFrame) -> Iterator[bytes]:
+    """The packed batches, one partition at a time. Classic Spark runs a job per partition:
+    its ``toLocalIterator()`` keeps what it served in the driver's heap (measured: about 500
+    bytes a row, so 5M rows ran a 3 GiB driver out of memory). Spark Connect streams them."""
+    if type(packed).__module__.startswith("pyspark.sql.connect"):
+        yield from (row[0] for row in packed.toLocalIterator())
+        return
+    rdd = packed.rdd
+    for partition in range(rdd.getNumPartitions()):
+        yield from packed.sparkSession.sparkContext.runJob(rdd, _blobs, [partition])
+
+
+def _blobs(rows: Iterable[Any]) -> list[bytes]:
+    return [bytes(row[0]) for row in rows]
+
+
+def _chunk(table: pa.Table, with_state: bool) -> Chunk:
+    def column(name: str, kind: pa.DataType) -> pa.Array:
+        return table[name].chunk(0).cast(kind)
+
+    wire = column("payload", pa.large_string()).cast(BINARY)
     payloads = Payloads(
-        np.ones(n, dtype=bool),
-        pa.array(columns["userId"], pa.large_string()),
-        pa.array(columns["email"], pa.large_string()),
+        np.ones(table.num_rows, dtype=bool),
+        column("userId", pa.large_string()),
+        column("email", pa.large_string()),
         wire_by=lambda: wire,
     )
-    hashes = np.asarray(columns["content_hash"], dtype=np.int64) if with_state else None
-    fields = pa.array(columns["fields"], pa.list_(pa.int64())) if "fields" in columns else None
-    sent = pa.array(columns["sent"], pa.large_string()) if "sent" in columns else None
-    return Chunk(Plan.start(payloads, list(columns[ROW])), Kept(hashes, fields, sent))
+    names = table.column_names
+    hashes = table["content_hash"].to_numpy().astype(np.int64) if with_state else None
+    fields = column("fields", pa.list_(pa.int64())) if "fields" in names else None
+    sent = column("sent", pa.large_string()) if "sent" in names else None
+    return Chunk(Plan.start(payloads, table[ROW].to_pylist()), Kept(hashes, fields, sent))
 
 
 def _outcome_table(plan: Plan) -> pa.Table:
