@@ -25,7 +25,7 @@ import functools
 import re
 import warnings
 import zoneinfo
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,7 +54,7 @@ from .emails import plausible_email, plausible_emails  # noqa: E402
 from .mapping import KNOWN_TRAITS  # noqa: E402
 from .texts import string_array  # noqa: E402
 from .values import RULES, category_values, is_missing, plain_strings, rule_for  # noqa: E402
-from .wire import offsets_and_data  # noqa: E402
+from .wire import bools, null_mask, offsets_and_data  # noqa: E402
 
 __all__ = [
     "REPORT_COLUMNS",
@@ -133,11 +133,6 @@ def arrow_strings(series: pd.Series) -> pyarrow.ChunkedArray | None:
     return arrow if isinstance(arrow, pyarrow.ChunkedArray) else pyarrow.chunked_array([arrow])
 
 
-def _bools(judged: Any) -> np.ndarray:
-    """An Arrow boolean result as numpy, null (a missing value) as False."""
-    return np.asarray(pc.fill_null(judged, False).to_numpy(zero_copy_only=False), dtype=bool)
-
-
 def _by_distinct(strings: pyarrow.ChunkedArray, judge: Any) -> pyarrow.ChunkedArray | pyarrow.Array:
     """``judge`` (an Arrow kernel over strings) of every value; for a column of few distinct
     values it judges each distinct value once, then looks the rows up."""
@@ -161,8 +156,7 @@ def _may_need_strip(strings: pyarrow.ChunkedArray) -> bool:
         starts, ends = offsets[:-1], offsets[1:]
         filled = ends > starts
         if chunk.null_count:
-            valid = np.asarray(chunk.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
-            if (valid & ~filled).any():  # an empty string
+            if (~null_mask(chunk) & ~filled).any():  # an empty string
                 return True
         elif not filled.all():
             return True
@@ -172,39 +166,22 @@ def _may_need_strip(strings: pyarrow.ChunkedArray) -> bool:
     return False
 
 
-def _fullmatch(strings: pd.Series, is_str: np.ndarray, pattern: str) -> np.ndarray:
-    """True where a string fully matches ``pattern``; False elsewhere."""
-    if not is_str.any():
-        return np.zeros(len(strings), dtype=bool)
-    arrow = arrow_strings(strings)
-    if arrow is not None:
-        anchored = f"^(?:{pattern})$"
-        judged = _by_distinct(arrow, lambda a: pc.match_substring_regex(a, anchored))
-        return np.asarray(_bools(judged) & is_str, dtype=bool)
-    if _is_native_string(strings.dtype):
-        matched = strings.str.fullmatch(pattern)
-        return np.asarray(matched.to_numpy(dtype=bool, na_value=False) & is_str, dtype=bool)
-    regex = re.compile(pattern)
-    return np.fromiter(
-        (isinstance(v, str) and regex.fullmatch(v) is not None for v in strings.to_numpy()),
-        dtype=bool,
-        count=len(strings),
-    )
-
-
-def _lengths(strings: pd.Series, is_str: np.ndarray) -> np.ndarray:
-    if _is_native_string(strings.dtype):
-        return strings.str.len().to_numpy(dtype=np.int64, na_value=0)
-    return np.fromiter(
-        (len(v) if isinstance(v, str) else 0 for v in strings.to_numpy()),
-        dtype=np.int64,
-        count=len(strings),
-    )
+def _string_check(series: pd.Series) -> pd.Series:
+    _, is_str = plain_strings(series)
+    return pd.Series(is_str | series.isna().to_numpy(dtype=bool), index=series.index)
 
 
 def _pattern_check(series: pd.Series, pattern: str) -> pd.Series:
+    """True where a value is not a string or fully matches ``pattern``."""
     strings, is_str = plain_strings(series)
-    return pd.Series(~is_str | _fullmatch(strings, is_str, pattern), index=series.index)
+    matched = np.zeros(len(series), dtype=bool)
+    arrow = arrow_strings(strings)
+    if arrow is not None and is_str.any():
+        anchored = f"^(?:{pattern})$"
+        matched = bools(_by_distinct(arrow, lambda a: pc.match_substring_regex(a, anchored)))
+    elif is_str.any():
+        matched = strings.str.fullmatch(pattern).to_numpy(dtype=bool, na_value=False)
+    return pd.Series(~is_str | matched, index=series.index)
 
 
 def _email_check(series: pd.Series) -> pd.Series:
@@ -219,14 +196,24 @@ def _email_check(series: pd.Series) -> pd.Series:
     return pd.Series(~is_str | ok, index=series.index)
 
 
+def _timezone_check(series: pd.Series) -> pd.Series:
+    strings, is_str = plain_strings(series)
+    arrow = arrow_strings(strings)
+    if arrow is not None:
+        known = bools(pc.is_in(arrow, value_set=_iana_timezone_array()))
+    else:
+        known = strings.isin(iana_timezones()).to_numpy(dtype=bool)
+    return pd.Series(~is_str | known, index=series.index)
+
+
 def _max_length_check(series: pd.Series, limit: int) -> pd.Series:
     arrow = arrow_strings(series)
     if arrow is not None:  # no character is shorter than a byte: bytes within limit suffice
         longest = pc.max(pc.binary_length(arrow)).as_py()
         if longest is None or longest <= limit:
-            return pd.Series(np.ones(len(series), dtype=bool), index=series.index)
-    strings, is_str = plain_strings(series)
-    return pd.Series(_lengths(strings, is_str) <= limit, index=series.index)
+            return pd.Series(True, index=series.index)
+    lengths = plain_strings(series)[0].str.len().to_numpy(dtype=np.int64, na_value=0)
+    return pd.Series(lengths <= limit, index=series.index)
 
 
 def _present(series: pd.Series) -> np.ndarray:
@@ -234,19 +221,9 @@ def _present(series: pd.Series) -> np.ndarray:
     present = series.notna().to_numpy(dtype=bool)
     strings, is_str = plain_strings(series)
     arrow = arrow_strings(strings)
-    if arrow is not None and not _may_need_strip(arrow):
+    if not is_str.any() or (arrow is not None and not _may_need_strip(arrow)):
         return present
-    if is_str.any():
-        if _is_native_string(strings.dtype):
-            blank = (strings.str.strip() == "").to_numpy(dtype=bool, na_value=False)
-        else:
-            blank = np.fromiter(
-                (isinstance(v, str) and not v.strip() for v in strings.to_numpy()),
-                dtype=bool,
-                count=len(strings),
-            )
-        present = present & ~blank
-    return present
+    return present & ~(strings.str.strip() == "").to_numpy(dtype=bool, na_value=False)
 
 
 def identity_present(frame: pd.DataFrame) -> np.ndarray:
@@ -259,6 +236,23 @@ def identity_present(frame: pd.DataFrame) -> np.ndarray:
 
 
 # -- the schema ----------------------------------------------------------------------------
+
+
+def _column_check(*columns: str, name: str, judge: Callable[[pd.Series], pd.Series]) -> Any:
+    """A vectorised PeopleSchema check of ``columns``, failing as ``name``."""
+
+    def check(cls: Any, series: pd.Series) -> pd.Series:
+        return judge(series)
+
+    return pa.check(*columns, name=name, error=name, element_wise=False)(classmethod(check))
+
+
+def _length_check(column: str, limit: int) -> Any:
+    return _column_check(
+        column,
+        name=f"max_length({limit})",
+        judge=functools.partial(_max_length_check, limit=limit),
+    )
 
 
 class PeopleSchema(pa.DataFrameModel):
@@ -292,52 +286,18 @@ class PeopleSchema(pa.DataFrameModel):
         strict = False
         coerce = False
 
-    @pa.check(*STRING_FIELDS, name="string_type", error="string_type", element_wise=False)
-    @classmethod
-    def _string_type(cls, series: pd.Series) -> pd.Series:
-        _, is_str = plain_strings(series)
-        return pd.Series(is_str | series.isna().to_numpy(dtype=bool), index=series.index)
-
-    @pa.check("userId", name="max_length(255)", error="max_length(255)", element_wise=False)
-    @classmethod
-    def _user_id_length(cls, series: pd.Series) -> pd.Series:
-        return _max_length_check(series, 255)
-
-    @pa.check("email", name="max_length(254)", error="max_length(254)", element_wise=False)
-    @classmethod
-    def _email_length(cls, series: pd.Series) -> pd.Series:
-        return _max_length_check(series, 254)
-
-    @pa.check("phone", name="max_length(50)", error="max_length(50)", element_wise=False)
-    @classmethod
-    def _phone_length(cls, series: pd.Series) -> pd.Series:
-        return _max_length_check(series, 50)
-
-    @pa.check("email", name="email_plausible", error="email_plausible", element_wise=False)
-    @classmethod
-    def _email_plausible(cls, series: pd.Series) -> pd.Series:
-        return _email_check(series)
-
-    @pa.check("timezone", name="iana_timezone", error="iana_timezone", element_wise=False)
-    @classmethod
-    def _iana_timezone(cls, series: pd.Series) -> pd.Series:
-        strings, is_str = plain_strings(series)
-        arrow = arrow_strings(strings)
-        if arrow is not None:
-            known = _bools(pc.is_in(arrow, value_set=_iana_timezone_array()))
-        else:
-            known = strings.isin(iana_timezones()).to_numpy(dtype=bool)
-        return pd.Series(~is_str | known, index=series.index)
-
-    @pa.check("locale", name="locale_tag", error="locale_tag", element_wise=False)
-    @classmethod
-    def _locale_tag(cls, series: pd.Series) -> pd.Series:
-        return _pattern_check(series, LOCALE_PATTERN)
-
-    @pa.check("avatar_url", name="http_url", error="http_url", element_wise=False)
-    @classmethod
-    def _http_url(cls, series: pd.Series) -> pd.Series:
-        return _pattern_check(series, URL_PATTERN)
+    _string_type = _column_check(*STRING_FIELDS, name="string_type", judge=_string_check)
+    _user_id_length = _length_check("userId", 255)
+    _email_length = _length_check("email", 254)
+    _phone_length = _length_check("phone", 50)
+    _email_plausible = _column_check("email", name="email_plausible", judge=_email_check)
+    _iana_timezone = _column_check("timezone", name="iana_timezone", judge=_timezone_check)
+    _locale_tag = _column_check(
+        "locale", name="locale_tag", judge=functools.partial(_pattern_check, pattern=LOCALE_PATTERN)
+    )
+    _http_url = _column_check(
+        "avatar_url", name="http_url", judge=functools.partial(_pattern_check, pattern=URL_PATTERN)
+    )
 
     @pa.dataframe_check(name="identity_required", error="identity_required")
     @classmethod

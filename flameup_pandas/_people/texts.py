@@ -21,6 +21,7 @@ from .wire import (
     bool_texts,
     json_list,
     needs_escape,
+    null_mask,
     quoted,
     timestamp_texts,
     with_nulls,
@@ -115,8 +116,7 @@ def _missing_of(series: pd.Series) -> np.ndarray:
     """Where a column's values are missing (Arrow nulls read from Arrow: pandas cannot ask
     every Arrow type, an interval's, for its missing values)."""
     if isinstance(series.dtype, pd.ArrowDtype):
-        array = pa.array(series.array)
-        return np.asarray(array.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+        return null_mask(pa.array(series.array))
     return series.isna().to_numpy(dtype=bool)
 
 
@@ -155,7 +155,7 @@ def string_array(series: pd.Series) -> pa.Array | None:
 
 
 def strings_texts(strings: pa.Array) -> Texts:
-    missing = np.asarray(strings.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    missing = null_mask(strings)
     if len(needs_escape(strings)):
         return Texts(_escaped(strings), missing, {}, strings=strings)
     return Texts(strings.cast(BINARY), missing, {}, strings=strings, quote=True)
@@ -220,7 +220,7 @@ def utc_instants(series: pd.Series, naive: str, label: str) -> tuple[np.ndarray,
     if isinstance(dtype, pd.ArrowDtype):
         pa_type = dtype.pyarrow_dtype
         array = pa.array(series.array)
-        missing = np.asarray(array.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+        missing = null_mask(array)
         aware = pa_type.tz is not None
         utc = array.cast(pa.timestamp(pa_type.unit)).to_numpy(zero_copy_only=False)
     else:

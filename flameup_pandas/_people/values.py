@@ -521,19 +521,20 @@ def column_values(series: pd.Series, naive: Naive, label: str) -> tuple[list[Any
 
 
 def plain_strings(series: pd.Series) -> tuple[pd.Series, np.ndarray]:
-    """A column's strings (same positions, any other value missing) and where they are: the
-    one "is a string" of a column, for the schema's checks. Categoricals (Arrow-backed too)
+    """A column's strings as a string column (same positions, any other value missing) and
+    where they are: the one "is a string" of a column, for the schema's checks, which then
+    judge every column with pandas' or Arrow's string methods. Categoricals (Arrow-backed too)
     are judged by their values."""
     series = category_values(series)
     if rule_for(series.dtype) is _TEXT:
         return series, series.notna().to_numpy(dtype=bool)
+    is_str = np.zeros(len(series), dtype=bool)
+    values = np.full(len(series), None, dtype=object)
     if _is_object(series.dtype):
         values = np.array(series.to_numpy(), dtype=object)  # a writable copy
         is_str = np.fromiter(map(is_string, values), dtype=bool, count=len(values))
         values[~is_str] = None
-        return pd.Series(values, index=series.index, dtype="object"), is_str
-    nothing = pd.Series([None] * len(series), index=series.index, dtype="object")
-    return nothing, np.zeros(len(series), dtype=bool)
+    return pd.Series(values, index=series.index, dtype=pd.StringDtype("python")), is_str
 
 
 def category_values(series: pd.Series) -> pd.Series:

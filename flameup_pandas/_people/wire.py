@@ -39,13 +39,16 @@ __all__ = [
     "BINARY",
     "blake2b_hashes",
     "bool_texts",
+    "bools",
     "concat_pieces",
     "drop_byte",
     "json_list",
     "needs_escape",
+    "null_mask",
     "number_texts",
     "offsets_and_data",
     "quoted",
+    "replaced",
     "string_texts",
     "text_array",
     "timestamp_texts",
@@ -64,6 +67,16 @@ def _scalar(data: bytes) -> pa.Scalar:
 def text_array(texts: Sequence[bytes | None]) -> pa.Array:
     """A list of JSON texts (None where missing) as an array."""
     return pa.array(texts, BINARY)
+
+
+def bools(judged: Any, missing: bool = False) -> np.ndarray:
+    """An Arrow boolean array as numpy, nulls (missing values) as ``missing``."""
+    return np.asarray(pc.fill_null(judged, missing).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def null_mask(array: Any) -> np.ndarray:
+    """Where an Arrow array is null."""
+    return np.asarray(array.is_null().to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def offsets_and_data(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -129,7 +142,7 @@ def string_texts(strings: pa.Array) -> pa.Array:
     escape = needs_escape(strings)
     if len(escape) == 0:
         return texts
-    return _replaced(texts, escape, [orjson.dumps(v) for v in strings.take(escape).to_pylist()])
+    return replaced(texts, escape, [orjson.dumps(v) for v in strings.take(escape).to_pylist()])
 
 
 def timestamp_texts(utc: np.ndarray) -> pa.Array:
@@ -165,7 +178,7 @@ def timestamp_texts(utc: np.ndarray) -> pa.Array:
     fraction = np.flatnonzero(seconds != utc) if unit != "s" else np.zeros(0, np.int64)
     if len(fraction) == 0:
         return texts
-    return _replaced(texts, fraction, _fraction_texts(utc[fraction]))
+    return replaced(texts, fraction, _fraction_texts(utc[fraction]))
 
 
 def _fraction_texts(values: np.ndarray) -> list[bytes]:
@@ -192,7 +205,7 @@ def _time_table() -> pa.Array:
     )
 
 
-def _replaced(
+def replaced(
     texts: pa.Array, positions: np.ndarray, others: Sequence[bytes] | pa.Array
 ) -> pa.Array:
     """``texts`` with the values at ``positions`` replaced by ``others``."""
@@ -232,7 +245,7 @@ def drop_byte(texts: pa.Array, rows: np.ndarray, at: int) -> pa.Array:
     if len(positions) == 0:
         return texts
     fixed = pc.binary_replace_slice(texts.take(pa.array(positions)), at, at + 1, b"")
-    return _replaced(texts, positions, fixed.cast(BINARY))
+    return replaced(texts, positions, fixed.cast(BINARY))
 
 
 def json_list(texts: pa.Array) -> bytes:
@@ -279,5 +292,5 @@ def blake2b_hashes(texts: pa.Array) -> np.ndarray:
     if not texts.null_count:
         return found
     hashes = np.zeros(len(texts), dtype=np.int64)
-    hashes[np.asarray(texts.is_valid().to_numpy(zero_copy_only=False), dtype=bool)] = found
+    hashes[~null_mask(texts)] = found
     return hashes
