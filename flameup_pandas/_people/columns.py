@@ -184,12 +184,10 @@ def _common_type(kinds: set[pa.DataType], inexact: bool) -> pa.DataType:
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """``table`` with ``schema``'s columns: missing ones null, others cast (to text at worst)."""
-    columns = []
-    for field in schema:
-        if field.name not in table.column_names:
-            columns.append(pa.nulls(table.num_rows, field.type))
-            continue
-        columns.append(table[field.name].cast(field.type))
+    columns = [
+        table[f.name].cast(f.type) if f.name in table.column_names else pa.nulls(len(table), f.type)
+        for f in schema
+    ]
     return pa.Table.from_arrays(columns, schema=schema)
 
 

@@ -55,13 +55,12 @@ class _Column:
 
 def _columns(canonical: pd.DataFrame, naive: str) -> list[_Column]:
     out = []
-    for position, name in enumerate(canonical.columns):
-        name = str(name)
-        series = canonical.iloc[:, position]
+    for position, name in enumerate(map(str, canonical.columns)):
         is_trait = name not in TOP_LEVEL
-        label = f"traits.{trait_name(name)}" if is_trait else name
-        texts = column_texts(series, naive, label, not is_trait)
-        out.append(_Column(trait_name(name) if is_trait else name, is_trait, texts))
+        key = trait_name(name) if is_trait else name
+        label = f"traits.{key}" if is_trait else key
+        texts = column_texts(canonical.iloc[:, position], naive, label, not is_trait)
+        out.append(_Column(key, is_trait, texts))
     return out
 
 
@@ -134,20 +133,10 @@ def _people_texts_at(
 ) -> pa.Array:
     """:func:`_people_texts` (as sent) of the rows at ``positions`` alone: each column is
     taken at those rows first, so a chunk where few people are sent assembles only them."""
-    at = pa.array(positions)
-    taken = [
-        _Column(
-            c.key,
-            c.is_trait,
-            Texts(
-                c.texts.texts.take(at),
-                c.texts.missing[positions],
-                {},
-                quote=c.texts.quote,
-            ),
-        )
-        for c in columns
-    ]
+    at, taken = pa.array(positions), []
+    for c in columns:
+        texts = Texts(c.texts.texts.take(at), c.texts.missing[positions], {}, quote=c.texts.quote)
+        taken.append(_Column(c.key, c.is_trait, texts))
     return _people_texts(taken, len(positions), dropped[positions], send_nulls, False)
 
 
@@ -530,11 +519,5 @@ class Payloads:
     def outgoing(self, positions: Sequence[int] | np.ndarray) -> list[Outgoing]:
         """The people at ``positions`` as they go out (each must have a person)."""
         take = pa.array(np.asarray(positions, dtype=np.int64))
-        return list(
-            map(
-                Outgoing,
-                self.wire.take(take).to_pylist(),
-                self.user_ids.take(take).to_pylist(),
-                self.emails.take(take).to_pylist(),
-            )
-        )
+        columns = (self.wire, self.user_ids, self.emails)
+        return list(map(Outgoing, *(column.take(take).to_pylist() for column in columns)))

@@ -103,11 +103,7 @@ def is_new(raw: Mapping[str, Any]) -> bool:
 
 
 def _user_id(raw: Mapping[str, Any]) -> Any:
-    for key in USER_ID_KEYS:
-        value = raw.get(key)
-        if value is not None:
-            return value
-    return None
+    return next((raw[key] for key in USER_ID_KEYS if raw.get(key) is not None), None)
 
 
 def _nested_traits(raw: Mapping[str, Any]) -> dict[str, Any]:

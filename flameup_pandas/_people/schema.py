@@ -53,7 +53,7 @@ with _quiet_pyspark():
 from .emails import plausible_email, plausible_emails  # noqa: E402
 from .mapping import KNOWN_TRAITS  # noqa: E402
 from .texts import string_array  # noqa: E402
-from .values import RULES, category_values, is_missing, plain_strings, rule_for  # noqa: E402
+from .values import category_values, is_missing, is_text, plain_strings  # noqa: E402
 from .wire import bools, null_mask, offsets_and_data  # noqa: E402
 
 __all__ = [
@@ -111,10 +111,6 @@ def _iana_timezone_array() -> pyarrow.Array:
 
 
 # -- vectorised helpers --------------------------------------------------------------------
-
-
-def _is_native_string(dtype: Any) -> bool:
-    return rule_for(dtype) is RULES[0]
 
 
 def arrow_strings(series: pd.Series) -> pyarrow.ChunkedArray | None:
@@ -325,28 +321,22 @@ class ValidationResult:
 def _clean_strings(series: pd.Series) -> pd.Series:
     """Surrounding blanks stripped; a string left empty becomes missing."""
     series = category_values(series)
-    if _is_native_string(series.dtype):
+    if is_text(series.dtype):
         arrow = arrow_strings(series)
         if arrow is not None and not _may_need_strip(arrow):
             return series  # nothing to strip, nothing empty: the column as it is
         stripped = series.str.strip()
         return stripped.mask(stripped == "")
     if series.dtype == object:
-        values = series.to_numpy()
-        cleaned = [(v.strip() or None) if isinstance(v, str) else v for v in values]
-        return _as_native_strings(pd.Series(cleaned, index=series.index, dtype=object))
+        values = [(v.strip() or None) if isinstance(v, str) else v for v in series.to_numpy()]
+        cleaned = pd.Series(values, index=series.index, dtype=object)
+        # only strings (and missing values) become Arrow-backed strings, by the encoder's own
+        # test, so later checks run vectorised; others (lone surrogates too) stay as they are
+        strings = string_array(cleaned)
+        if strings is not None:
+            return pd.Series(pd.arrays.ArrowExtensionArray(strings), index=series.index)
+        return cleaned
     return series
-
-
-def _as_native_strings(series: pd.Series) -> pd.Series:
-    """An object column holding only strings (and missing values) as Arrow-backed strings,
-    by the encoder's own test (:func:`~flameup_pandas._people.texts.string_array`): the same
-    values, but checked vectorised. Any other column (lone surrogates too) stays as it was.
-    """
-    strings = string_array(series)
-    if strings is None:
-        return series
-    return pd.Series(pd.arrays.ArrowExtensionArray(strings), index=series.index)
 
 
 def _quiet_nans(series: pd.Series) -> pd.Series:
@@ -375,46 +365,40 @@ def clean_frame(canonical: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(data, index=frame.index, copy=False)
 
 
-def _report(rows: Any, columns: Any, checks: Any, values: Any) -> pd.DataFrame:
+def _report(rows: Any, checks: Any, columns: Any = None, values: Any = None) -> pd.DataFrame:
+    """Report rows (``columns`` and ``values``: None in every row unless given)."""
+    nones = [None] * len(rows)
     return pd.DataFrame(
         {
             "row": np.asarray(rows, dtype=np.int64),
-            "column": pd.Series(columns, dtype=object),
+            "column": pd.Series(nones if columns is None else columns, dtype=object),
             "check": pd.Series(checks, dtype=object),
-            "value": pd.Series(values, dtype=object),
+            "value": pd.Series(nones if values is None else values, dtype=object),
         }
     )
 
 
 def _whole_frame(n_rows: int, column: Any, check: str, value: Any) -> pd.DataFrame:
     """A failure that concerns every row (a missing column, a dtype, a check that broke)."""
-    return _report(np.arange(n_rows), [column] * n_rows, [check] * n_rows, [value] * n_rows)
+    return _report(np.arange(n_rows), [check] * n_rows, [column] * n_rows, [value] * n_rows)
 
 
 def _from_failure_cases(cases: pd.DataFrame, n_rows: int) -> pd.DataFrame:
     """pandera's failure_cases as report rows (identity_required is ours: see PeopleSchema)."""
     cases = cases[cases["check"].astype(str) != "identity_required"]
     has_row = cases["index"].notna().to_numpy(dtype=bool)
-    parts = [_report([], [], [], [])]
     row_level = cases["schema_context"].astype(str).to_numpy() == "DataFrameSchema"
     cells = cases[has_row & ~row_level]
-    parts.append(
-        _report(
-            cells["index"].to_numpy(dtype=np.int64),
-            cells["column"].tolist(),
-            cells["check"].astype(str).tolist(),
-            cells["failure_case"].tolist(),
-        )
-    )
     rows = cases[has_row & row_level].drop_duplicates(["index", "check"])
-    parts.append(
+    parts = [
         _report(
-            rows["index"].to_numpy(dtype=np.int64),
-            [None] * len(rows),
-            rows["check"].astype(str).tolist(),
-            [None] * len(rows),
-        )
-    )
+            cells["index"],
+            cells["check"].astype(str).tolist(),
+            cells["column"].tolist(),
+            cells["failure_case"].tolist(),
+        ),
+        _report(rows["index"], rows["check"].astype(str).tolist()),
+    ]
     for case in cases[~has_row].itertuples(index=False):
         column: Any = case.column if isinstance(case.column, str) else None
         if str(case.check) == "column_in_dataframe":
@@ -433,13 +417,7 @@ def _run_schema(schema: Any, frame: pd.DataFrame) -> pd.DataFrame:
         return _whole_frame(len(frame), None, "schema_error", str(error))
     except Exception as error:  # a user's check that breaks on odd data must not stop a run
         return _whole_frame(len(frame), None, "schema_error", f"{type(error).__name__}: {error}")
-    return _report([], [], [], [])
-
-
-def _identity_report(frame: pd.DataFrame) -> pd.DataFrame:
-    missing = np.flatnonzero(~identity_present(frame))
-    n = len(missing)
-    return _report(missing, [None] * n, ["identity_required"] * n, [None] * n)
+    return _report([], [])
 
 
 def _schemas(schema: Any) -> list[Any]:
@@ -468,7 +446,8 @@ def validate_people(
     [None, "email: not a plausible email address (value 'x@')"]
     """
     frame = clean_frame(canonical)
-    parts = [_identity_report(frame)]
+    missing = np.flatnonzero(~identity_present(frame))
+    parts = [_report(missing, ["identity_required"] * len(missing))]
     parts += [_run_schema(s, frame) for s in _schemas(schema)]
     report = pd.concat(parts, ignore_index=True)
     report = report.drop_duplicates(["row", "column", "check"], ignore_index=True)
@@ -507,13 +486,8 @@ def row_reasons(report: pd.DataFrame, n_rows: int) -> list[str | None]:
     [None, "email: not a plausible email address (value 'x@'); userId: longer than 255 characters"]
     """
     reasons: dict[int, list[str]] = {}
-    for row, column, check, value in zip(
-        report["row"].tolist(),
-        report["column"].tolist(),
-        report["check"].tolist(),
-        report["value"].tolist(),
-        strict=True,
-    ):
+    listed = (report[name].tolist() for name in REPORT_COLUMNS)
+    for row, column, check, value in zip(*listed, strict=True):
         if not 0 <= row < n_rows:
             continue
         text = describe_check(str(check))

@@ -112,14 +112,6 @@ def _decimals(value: Any) -> Any:
     return value
 
 
-def _missing_of(series: pd.Series) -> np.ndarray:
-    """Where a column's values are missing (Arrow nulls read from Arrow: pandas cannot ask
-    every Arrow type, an interval's, for its missing values)."""
-    if isinstance(series.dtype, pd.ArrowDtype):
-        return null_mask(pa.array(series.array))
-    return series.isna().to_numpy(dtype=bool)
-
-
 def decoded(series: pd.Series) -> pd.Series:
     """An Arrow dictionary or extension column as pandas' twin of its values (a categorical,
     a ``Period`` column...), or its storage where pandas has none."""
@@ -154,17 +146,14 @@ def string_array(series: pd.Series) -> pa.Array | None:
     return strings
 
 
-def strings_texts(strings: pa.Array) -> Texts:
-    missing = null_mask(strings)
-    if len(needs_escape(strings)):
-        return Texts(_escaped(strings), missing, {}, strings=strings)
-    return Texts(strings.cast(BINARY), missing, {}, strings=strings, quote=True)
-
-
 def string_texts(series: pd.Series, naive: str, label: str, top: bool) -> Texts | None:
     """The text rule's column encoder (None for values Arrow cannot hold: value by value)."""
     strings = string_array(series)
-    return None if strings is None else strings_texts(strings)
+    if strings is None:
+        return None
+    if len(needs_escape(strings)):
+        return Texts(_escaped(strings), null_mask(strings), {}, strings=strings)
+    return Texts(strings.cast(BINARY), null_mask(strings), {}, strings=strings, quote=True)
 
 
 # -- numbers and booleans --------------------------------------------------------------------
@@ -245,8 +234,13 @@ def timestamp_column(series: pd.Series, naive: str, label: str, top: bool) -> Te
 
 
 def refused_texts(series: pd.Series, reason: str) -> Texts:
-    """A column of a type JSON cannot carry: every present value a problem of its row."""
-    missing = _missing_of(series)
+    """A column of a type JSON cannot carry: every present value a problem of its row.
+    Missing values are read from Arrow where it holds them: pandas cannot ask every Arrow
+    type (an interval's) for them."""
+    if isinstance(series.dtype, pd.ArrowDtype):
+        missing = null_mask(pa.array(series.array))
+    else:
+        missing = series.isna().to_numpy(dtype=bool)
     problems = dict.fromkeys(np.flatnonzero(~missing).tolist(), reason)
     return Texts(pa.nulls(len(series), BINARY), np.ones(len(series), dtype=bool), problems)
 

@@ -48,6 +48,7 @@ __all__ = [
     "decimal_text",
     "is_missing",
     "is_string",
+    "is_text",
     "naive_error",
     "plain_strings",
     "read_back",
@@ -100,10 +101,6 @@ Naive = str
 ValueEncoder = Callable[[Any, Naive, str], Any]
 
 
-def _text(value: Any, naive: Naive, label: str) -> Any:
-    return value if type(value) is str else str(value)
-
-
 def _integer(value: Any, naive: Naive, label: str) -> Any:
     value = int(value)
     if not INT_MIN <= value <= INT_MAX:
@@ -121,14 +118,6 @@ def _float(value: Any, naive: Naive, label: str) -> Any:
     return value
 
 
-def _boolean(value: Any, naive: Naive, label: str) -> Any:
-    return bool(value)
-
-
-def _missing(value: Any, naive: Naive, label: str) -> Any:
-    return None
-
-
 def _timestamp(value: Any, naive: Naive, label: str) -> Any:
     stamp = pd.Timestamp(value)
     if is_missing(stamp):
@@ -140,10 +129,6 @@ def _timestamp(value: Any, naive: Naive, label: str) -> Any:
         stamp = stamp.tz_convert("UTC").tz_localize(None)
     text = timestamp_texts(np.array([stamp.to_datetime64()]))[0].as_py()
     return text[1:-1].decode()
-
-
-def _date(value: Any, naive: Naive, label: str) -> Any:
-    return value.isoformat()
 
 
 def decimal_text(value: Decimal) -> Any:
@@ -179,10 +164,6 @@ def read_back(text: str | bytes) -> Any:
 def _exact_number(text: str) -> float | Decimal:
     number = float(text)
     return number if Decimal(repr(number)) == Decimal(text) else Decimal(text)
-
-
-def _decimal(value: Any, naive: Naive, label: str) -> Any:
-    return decimal_text(value)
 
 
 def _list(value: Any, naive: Naive, label: str) -> Any:
@@ -263,7 +244,7 @@ RULES: tuple[Rule, ...] = (
         (pd.StringDtype,),
         arrow=(_T.is_string, _T.is_large_string, _T.is_string_view),
         column=col.string_texts,
-        value=_text,
+        value=lambda value, naive, label: value if type(value) is str else str(value),
     ),
     Rule(
         "categorical, dictionary and Enum columns (pandas `category`, Arrow dictionaries, "
@@ -301,7 +282,7 @@ RULES: tuple[Rule, ...] = (
         "`0.1000000000` are both `0.1`): a value's bytes and hash do not depend on its scale",
         (Decimal,),
         arrow=(_T.is_decimal,),
-        value=_decimal,
+        value=lambda value, naive, label: decimal_text(value),
     ),
     Rule(
         "booleans",
@@ -310,7 +291,7 @@ RULES: tuple[Rule, ...] = (
         numpy="b",
         arrow=(_T.is_boolean,),
         column=col.number_texts,
-        value=_boolean,
+        value=lambda value, naive, label: bool(value),
     ),
     Rule(
         "timestamps with a time zone",
@@ -329,7 +310,11 @@ RULES: tuple[Rule, ...] = (
         '`naive_timestamps="utc"` (`--naive-timestamps utc`) declares them UTC',
     ),
     Rule(
-        "dates", "ISO 8601 date text (`2024-01-02`)", (dt.date,), arrow=(_T.is_date,), value=_date
+        "dates",
+        "ISO 8601 date text (`2024-01-02`)",
+        (dt.date,),
+        arrow=(_T.is_date,),
+        value=lambda value, naive, label: value.isoformat(),
     ),
     Rule(
         "lists and arrays",
@@ -352,7 +337,7 @@ RULES: tuple[Rule, ...] = (
         "left out of the person, so what Flameup holds is kept; with `send_nulls=True`, JSON "
         "`null`, which clears it",
         (type(None), type(pd.NA), type(pd.NaT)),
-        value=_missing,
+        value=lambda value, naive, label: None,
     ),
     Rule(
         "time spans: `timedelta`, Arrow `duration` and intervals (a DuckDB `INTERVAL`), "
@@ -403,6 +388,11 @@ RULES: tuple[Rule, ...] = (
 _OTHER, _TEXT, _CATEGORICAL = RULES[-1], RULES[0], RULES[1]
 
 
+def is_text(dtype: Any) -> bool:
+    """Whether a column's dtype is one of the text rule's (what string methods take)."""
+    return _TEXT.takes(dtype)
+
+
 def rule_for(dtype: Any) -> Rule:
     """The rule of a column's dtype (``object`` columns: the last rule, value by value)."""
     return next((rule for rule in RULES if rule.takes(dtype)), _OTHER)
@@ -444,7 +434,10 @@ def column_texts(series: pd.Series, naive: Naive, label: str, top: bool) -> Text
         return column_texts(cast(Any, series).sparse.to_dense(), naive, label, top)
     rule = rule_for(dtype)
     if rule is _CATEGORICAL:
-        return _categorical_texts(series, naive, label, top)
+        if isinstance(dtype, pd.ArrowDtype):
+            series = col.decoded(series)
+        categories = column_texts(pd.Series(series.cat.categories), naive, label, top)
+        return categories.taken(series.cat.codes.to_numpy())
     arrow = dtype.pyarrow_dtype if isinstance(dtype, pd.ArrowDtype) else None
     if rule is _OTHER and isinstance(arrow, pa.ExtensionType):  # its pandas twin, or storage
         return column_texts(col.decoded(series), naive, label, top)
@@ -456,13 +449,6 @@ def column_texts(series: pd.Series, naive: Naive, label: str, top: bool) -> Text
     elif rule.value is None and rule is not _OTHER:
         return col.refused_texts(series, f"{label}: {rule.refusal}")
     return _value_texts(series, naive, label, top) if texts is None else texts
-
-
-def _categorical_texts(series: pd.Series, naive: Naive, label: str, top: bool) -> Texts:
-    if isinstance(series.dtype, pd.ArrowDtype):
-        series = col.decoded(series)
-    categories = column_texts(pd.Series(series.cat.categories), naive, label, top)
-    return categories.taken(series.cat.codes.to_numpy())
 
 
 def _value_texts(series: pd.Series, naive: Naive, label: str, top: bool) -> Texts:
@@ -526,7 +512,7 @@ def plain_strings(series: pd.Series) -> tuple[pd.Series, np.ndarray]:
     judge every column with pandas' or Arrow's string methods. Categoricals (Arrow-backed too)
     are judged by their values."""
     series = category_values(series)
-    if rule_for(series.dtype) is _TEXT:
+    if is_text(series.dtype):
         return series, series.notna().to_numpy(dtype=bool)
     is_str = np.zeros(len(series), dtype=bool)
     values = np.full(len(series), None, dtype=object)

@@ -81,18 +81,10 @@ def null_mask(array: Any) -> np.ndarray:
 
 def offsets_and_data(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """The value offsets (int64, ``len + 1``) and data bytes of a binary or string array."""
-    width = (
-        np.int64
-        if pa.types.is_large_binary(array.type) or pa.types.is_large_string(array.type)
-        else np.int32
-    )
+    width = np.int64 if array.type in (BINARY, pa.large_string()) else np.int32
     buffers = array.buffers()
     offsets = np.frombuffer(buffers[1], dtype=width)[array.offset : array.offset + len(array) + 1]
-    data = (
-        np.frombuffer(buffers[2], dtype=np.uint8)
-        if buffers[2] is not None
-        else np.zeros(0, np.uint8)
-    )
+    data = np.frombuffer(buffers[2] or b"", dtype=np.uint8)
     return offsets.astype(np.int64), data
 
 
