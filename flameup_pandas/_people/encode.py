@@ -29,8 +29,7 @@ from .identity import identity_key_array
 from .mapping import trait_name
 from .outgoing import Outgoing
 from .person import TOP_LEVEL
-from .texts import Texts
-from .values import column_texts
+from .values import Texts, column_texts
 from .wire import (
     BINARY,
     blake2b_hashes,

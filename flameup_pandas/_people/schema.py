@@ -52,8 +52,13 @@ with _quiet_pyspark():
 
 from .emails import plausible_email, plausible_emails  # noqa: E402
 from .mapping import KNOWN_TRAITS  # noqa: E402
-from .texts import string_array  # noqa: E402
-from .values import category_values, is_missing, is_text, plain_strings  # noqa: E402
+from .values import (  # noqa: E402
+    category_values,
+    is_missing,
+    is_text,
+    plain_strings,
+    string_array,
+)
 from .wire import bools, null_mask, offsets_and_data  # noqa: E402
 
 __all__ = [
