@@ -116,7 +116,15 @@ def _domain_ok(domain: str) -> bool:
         domain = ascii_domain
     if len(domain) > _DOMAIN_MAX or _DOMAIN_RE.fullmatch(domain) is None:
         return False
-    return "xn--" not in domain.lower() or _decodes(domain)
+    if "xn--" not in domain.lower():
+        return True
+    import idna  # (see _to_ascii)
+
+    try:  # Punycode labels must be real IDNA (``xn--c`` is not)
+        idna.decode(domain)
+    except (idna.IDNAError, UnicodeError, ValueError):
+        return False
+    return True
 
 
 def _to_ascii(domain: str) -> str | None:
@@ -145,17 +153,6 @@ def _domain_char_ok(ch: str) -> bool:
     if 0x80 <= code <= 0x9F or unicodedata.category(ch)[0] in "CZ":
         return False
     return "002E" not in unicodedata.decomposition(ch).split(" ")  # "⒈" holds a dot
-
-
-def _decodes(domain: str) -> bool:
-    """Whether a domain with Punycode labels is real IDNA (``xn--c`` is not)."""
-    import idna
-
-    try:
-        idna.decode(domain)
-    except (idna.IDNAError, UnicodeError, ValueError):
-        return False
-    return True
 
 
 def shared_emails(user_ids: pa.Array, emails: pa.Array) -> list[tuple[str, np.ndarray]]:

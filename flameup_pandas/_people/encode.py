@@ -119,9 +119,7 @@ def _people_texts(
     traits = [c for c in columns if c.is_trait]
     if traits:
         inner = _object(traits, n_rows, send_nulls, in_sorted)
-        absent = np.zeros(n_rows, dtype=bool)
-        if not send_nulls:
-            absent = np.logical_and.reduce([c.texts.missing for c in traits])
+        absent = _no_traits(traits, n_rows, send_nulls)
         texts = Texts(with_nulls(inner, absent), absent, {})
         top = [*top, _Column("traits", False, texts)]
     return with_nulls(_object(top, n_rows, send_nulls, in_sorted), dropped)
@@ -168,12 +166,17 @@ def _drop_missing(
             person = people[position]
             del (person["traits"] if column.is_trait else person)[column.key]
     traits = [c for c in columns if c.is_trait]
-    if traits and not send_nulls:
-        present = np.zeros(len(people), dtype=np.int64)
-        for column in traits:
-            present += ~column.texts.missing
-        for position in np.flatnonzero((present == 0) & ~dropped).tolist():
-            del people[position]["traits"]
+    no_traits = _no_traits(traits, len(people), send_nulls) & ~dropped
+    for position in np.flatnonzero(no_traits).tolist():
+        del people[position]["traits"]
+
+
+def _no_traits(traits: list[_Column], n_rows: int, send_nulls: bool) -> np.ndarray:
+    """Rows whose traits object is left out: those missing every trait (none, with send_nulls)."""
+    if send_nulls or not traits:
+        return np.zeros(n_rows, dtype=bool)
+    absent: np.ndarray = np.logical_and.reduce([c.texts.missing for c in traits])
+    return absent
 
 
 def _people_dicts(

@@ -2,16 +2,9 @@
 
 Every function here takes whole columns and returns a ``large_binary`` array with one JSON
 text per row (null where none), without a Python object per value, and exactly the bytes
-``orjson.dumps`` writes for the same values:
-
-- numbers: orjson over the whole numpy column (``OPT_SERIALIZE_NUMPY``), its ``[a,b,...]``
-  cut at the commas, so the shortest round-trip text is orjson's (``1e+16``, ``0.1``);
-- strings: used as they are, quoted while a person is assembled; the few holding a quote,
-  backslash or control character (one numpy pass over the bytes) are escaped by orjson;
-- timestamps (the one formatter, :func:`timestamp_texts`): a table of days and one of the
-  seconds of a day, gathered with ``take``; numpy formats the values with a fraction;
-- a person: one ``binary_join_element_wise`` over its fields' texts and the constant key
-  parts between them (:func:`concat_pieces`), missing fields as empty pieces.
+``orjson.dumps`` writes for the same values (numbers are orjson's own texts, cut out of its
+dump of the whole numpy column; strings are quoted while a person is assembled, and only the
+few that need it escaped by orjson).
 
 Why not polars' ``struct.json_encode`` or DuckDB's ``to_json`` (about as fast, see
 ``benchmarks/bench_conversion.py``): they write missing values as ``null`` and timestamps
