@@ -96,10 +96,7 @@ def _exactness(column: pa.Array) -> dict[bytes, bytes] | None:
 
 
 def _trait_names(people: Iterable[Mapping[str, Any]]) -> list[str]:
-    names: dict[str, None] = {}
-    for person in people:
-        names.update(dict.fromkeys(person.get("attributes") or {}))
-    return list(names)
+    return list(dict.fromkeys(name for p in people for name in p.get("attributes") or {}))
 
 
 def _column_name(trait: str) -> str:

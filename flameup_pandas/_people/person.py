@@ -43,8 +43,7 @@ USER_ID_KEYS: tuple[str, ...] = ("external_id", "userId")
 IDENTITY_KEYS: tuple[str, ...] = (*USER_ID_KEYS, "email")
 """The keys a person of an answer is matched by (a diagnosis lists which ones it carried)."""
 _NESTED_KEYS = ("traits", "attributes")
-_CONTACT_FIELDS = ("email", "phone")
-_KNOWN_FIELDS = frozenset((*_CONTACT_FIELDS, *KNOWN_TRAITS))
+_KNOWN_FIELDS = frozenset(("email", *KNOWN_TRAITS))  # phone is a known trait
 PERSON_FIELDS: tuple[str, ...] = (
     "id",
     "workspace_id",
