@@ -35,6 +35,7 @@ from .wire import (
     blake2b_hashes,
     concat_pieces,
     drop_byte,
+    null_mask,
     quoted,
     with_nulls,
 )
@@ -206,16 +207,14 @@ def _top_strings(columns: list[_Column], key: str, n_rows: int, dropped: np.ndar
     return pc.if_else(pa.array(dropped), pa.scalar(None, pa.large_string()), strings)
 
 
-def _given(
-    canonical: pd.DataFrame, columns: list[_Column], key: str, n_rows: int, kept: np.ndarray
-) -> pa.Array:
+def _given(canonical: pd.DataFrame, columns: list[_Column], key: str) -> pa.Array:
     """A top-level field as given in every row, as text (a value that is not a string shown
     as ``str`` of it), for results."""
-    strings = _top_strings(columns, key, n_rows, kept)
+    strings = _top_strings(columns, key, len(canonical), np.zeros(len(canonical), dtype=bool))
     if key not in canonical.columns:
         return strings
     values = canonical[key]
-    others = np.flatnonzero(strings.is_null().to_numpy(zero_copy_only=False) & values.notna())
+    others = np.flatnonzero(null_mask(strings) & values.notna())
     if len(others) == 0:
         return strings
     shown = strings.to_pylist()
@@ -328,7 +327,6 @@ def encode_people(
         problems.setdefault(position, []).append("no userId or email")
     dropped = skipped.copy()
     dropped[list(problems)] = True
-    kept = np.zeros(n_rows, dtype=bool)
     return Payloads(
         present=~dropped,
         wire_by=functools.partial(_people_texts, columns, n_rows, dropped, send_nulls, False),
@@ -338,8 +336,8 @@ def encode_people(
         each_problem=dict(sorted(problems.items())),
         sorted_by=functools.partial(_people_texts, columns, n_rows, dropped, send_nulls, True),
         people_by=functools.partial(_people_dicts, columns, n_rows, dropped, send_nulls),
-        given_user_ids=_given(canonical, columns, "userId", n_rows, kept),
-        given_emails=_given(canonical, columns, "email", n_rows, kept),
+        given_user_ids=_given(canonical, columns, "userId"),
+        given_emails=_given(canonical, columns, "email"),
         fields_by=functools.partial(_field_hashes, columns, send_nulls),
         wire_at=functools.partial(_people_texts_at, columns, dropped, send_nulls),
     )

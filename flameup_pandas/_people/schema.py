@@ -175,12 +175,13 @@ def _string_check(series: pd.Series) -> pd.Series:
 def _pattern_check(series: pd.Series, pattern: str) -> pd.Series:
     """True where a value is not a string or fully matches ``pattern``."""
     strings, is_str = plain_strings(series)
-    matched = np.zeros(len(series), dtype=bool)
     arrow = arrow_strings(strings)
-    if arrow is not None and is_str.any():
+    if not is_str.any():
+        matched = is_str
+    elif arrow is not None:
         anchored = f"^(?:{pattern})$"
         matched = bools(_by_distinct(arrow, lambda a: pc.match_substring_regex(a, anchored)))
-    elif is_str.any():
+    else:
         matched = strings.str.fullmatch(pattern).to_numpy(dtype=bool, na_value=False)
     return pd.Series(~is_str | matched, index=series.index)
 
