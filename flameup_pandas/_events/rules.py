@@ -32,8 +32,7 @@ import pandas as pd
 
 from .._people.emails import plausible_email
 from .._people.schema import REPORT_COLUMNS
-from .._people.texts import utc_instants
-from .._people.values import RULES, column_values, is_missing, is_string, rule_for
+from .._people.values import RULES, column_values, is_missing, is_string, rule_for, utc_instants
 from ..exceptions import MappingError
 
 __all__ = [

@@ -96,10 +96,7 @@ def _exactness(column: pa.Array) -> dict[bytes, bytes] | None:
 
 
 def _trait_names(people: Iterable[Mapping[str, Any]]) -> list[str]:
-    names: dict[str, None] = {}
-    for person in people:
-        names.update(dict.fromkeys(person.get("attributes") or {}))
-    return list(names)
+    return list(dict.fromkeys(name for p in people for name in p.get("attributes") or {}))
 
 
 def _column_name(trait: str) -> str:
@@ -184,12 +181,10 @@ def _common_type(kinds: set[pa.DataType], inexact: bool) -> pa.DataType:
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """``table`` with ``schema``'s columns: missing ones null, others cast (to text at worst)."""
-    columns = []
-    for field in schema:
-        if field.name not in table.column_names:
-            columns.append(pa.nulls(table.num_rows, field.type))
-            continue
-        columns.append(table[field.name].cast(field.type))
+    columns = [
+        table[f.name].cast(f.type) if f.name in table.column_names else pa.nulls(len(table), f.type)
+        for f in schema
+    ]
     return pa.Table.from_arrays(columns, schema=schema)
 
 

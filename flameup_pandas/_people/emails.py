@@ -21,7 +21,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .wire import offsets_and_data
+from .identity import lowered_emails
+from .wire import bools, null_mask, offsets_and_data
 
 __all__ = ["EMAIL_PATTERN", "plausible_email", "plausible_emails", "shared_emails"]
 
@@ -61,7 +62,7 @@ _DOTS = frozenset("\u3002\uff0e\uff61")  # ideographic, fullwidth and halfwidth 
 def plausible_emails(strings: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """:func:`plausible_email` of every value of an Arrow string column (missing: False)."""
     judged = pc.match_substring_regex(strings, f"^(?:{EMAIL_PATTERN})$")
-    ok = np.asarray(pc.fill_null(judged, True).to_numpy(zero_copy_only=False), dtype=bool)
+    ok = bools(judged, missing=True)
     refused = np.flatnonzero(~ok)
     if len(refused) == 0:
         return ok
@@ -72,13 +73,10 @@ def plausible_emails(strings: pa.ChunkedArray | pa.Array) -> np.ndarray:
         pc.invert(pc.string_is_ascii(values)),
         pc.match_substring(values, "xn--", ignore_case=True),
     )
-    again = np.flatnonzero(
-        np.asarray(pc.fill_null(unsure, False).to_numpy(zero_copy_only=False), dtype=bool)
-    )
+    again = np.flatnonzero(bools(unsure))
     for index, value in zip(again.tolist(), values.take(pa.array(again)).to_pylist(), strict=True):
         ok[refused[index]] = plausible_email(value)
-    missing = np.asarray(strings.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-    return np.asarray(ok & ~missing, dtype=bool)
+    return np.asarray(ok & ~null_mask(strings), dtype=bool)
 
 
 def plausible_email(value: Any) -> bool:
@@ -118,7 +116,15 @@ def _domain_ok(domain: str) -> bool:
         domain = ascii_domain
     if len(domain) > _DOMAIN_MAX or _DOMAIN_RE.fullmatch(domain) is None:
         return False
-    return "xn--" not in domain.lower() or _decodes(domain)
+    if "xn--" not in domain.lower():
+        return True
+    import idna  # (see _to_ascii)
+
+    try:  # Punycode labels must be real IDNA (``xn--c`` is not)
+        idna.decode(domain)
+    except (idna.IDNAError, UnicodeError, ValueError):
+        return False
+    return True
 
 
 def _to_ascii(domain: str) -> str | None:
@@ -149,17 +155,6 @@ def _domain_char_ok(ch: str) -> bool:
     return "002E" not in unicodedata.decomposition(ch).split(" ")  # "⒈" holds a dot
 
 
-def _decodes(domain: str) -> bool:
-    """Whether a domain with Punycode labels is real IDNA (``xn--c`` is not)."""
-    import idna
-
-    try:
-        idna.decode(domain)
-    except (idna.IDNAError, UnicodeError, ValueError):
-        return False
-    return True
-
-
 def shared_emails(user_ids: pa.Array, emails: pa.Array) -> list[tuple[str, np.ndarray]]:
     """Emails that rows with different userIds share, case aside: each as its first row wrote
     it, with the positions of the rows (in order). Sent as they are, such rows become
@@ -180,7 +175,7 @@ def shared_emails(user_ids: pa.Array, emails: pa.Array) -> list[tuple[str, np.nd
         pc.fill_null(pc.greater(pc.binary_length(user_ids), 0), False),
         pc.fill_null(pc.greater(pc.binary_length(emails), 0), False),
     )
-    rows = np.flatnonzero(np.asarray(both.to_numpy(zero_copy_only=False), dtype=bool))
+    rows = np.flatnonzero(bools(both))
     if len(rows) < 2:
         return []
     prints = email_fingerprints(emails if len(rows) == len(emails) else emails.take(rows))
@@ -212,22 +207,12 @@ _PRIME = np.uint64(0x100000001B3)
 _INVERSE = np.uint64(pow(0x100000001B3, -1, 2**64))  # _PRIME * _INVERSE == 1 (mod 2**64)
 _BLOCK_BYTES = 1 << 19
 _BUCKETS = 1 << 22
-_LOWER = np.arange(256, dtype=np.uint8)
-_LOWER[65:91] += 32  # A-Z to a-z
 
 
 def email_fingerprints(emails: pa.Array) -> np.ndarray:
     """A 64-bit fingerprint of each (non-null) email, equal for emails equal case aside: a
-    polynomial hash of its bytes, ASCII letters lower-cased, computed a block at a time. An
-    email beyond ASCII is lower-cased as Python does, then hashed the same way."""
-    emails = pa.array(emails).cast(pa.large_string())
-    prints = _by_blocks(emails)
-    unusual = pc.invert(pc.fill_null(pc.string_is_ascii(emails), True))
-    if pc.any(unusual).as_py():
-        where = np.flatnonzero(unusual.to_numpy(zero_copy_only=False))
-        lowered = [value.lower() for value in emails.take(pa.array(where)).to_pylist()]
-        prints[where] = _by_blocks(pa.array(lowered, pa.large_string()))
-    return prints
+    polynomial hash of its bytes lower-cased as Python does, computed a block at a time."""
+    return _by_blocks(lowered_emails(pa.array(emails)))
 
 
 def _by_blocks(strings: pa.Array) -> np.ndarray:
@@ -246,7 +231,7 @@ def _by_blocks(strings: pa.Array) -> np.ndarray:
 
 
 def _polynomial_hashes(strings: pa.Array) -> np.ndarray:
-    """``sum(byte[k] * P**k) * P + length`` of each string, mod 2**64 (ASCII lower-cased).
+    """``sum(byte[k] * P**k) * P + length`` of each string, mod 2**64.
 
     One pass over the block's bytes weighted by powers of P from its first byte, summed per
     string, then shifted back to each string's own start by a power of P's inverse."""
@@ -256,11 +241,10 @@ def _polynomial_hashes(strings: pa.Array) -> np.ndarray:
     if last == first:
         return lengths
     raw = data[first:last]
-    lowered = _LOWER[raw]
     starts = offsets[:-1] - first
     powers, inverses = _powers(len(raw))
     with np.errstate(over="ignore"):
-        weighted = lowered * powers[: len(raw)]
+        weighted = raw * powers[: len(raw)]
         sums = np.add.reduceat(weighted, np.minimum(starts, len(raw) - 1))
         sums = np.where(lengths > 0, sums * inverses[starts], np.uint64(0))
         hashes: np.ndarray = sums * _PRIME + lengths

@@ -29,13 +29,13 @@ from .identity import identity_key_array
 from .mapping import trait_name
 from .outgoing import Outgoing
 from .person import TOP_LEVEL
-from .texts import Texts
-from .values import column_texts
+from .values import Texts, column_texts
 from .wire import (
     BINARY,
     blake2b_hashes,
     concat_pieces,
     drop_byte,
+    null_mask,
     quoted,
     with_nulls,
 )
@@ -55,13 +55,12 @@ class _Column:
 
 def _columns(canonical: pd.DataFrame, naive: str) -> list[_Column]:
     out = []
-    for position, name in enumerate(canonical.columns):
-        name = str(name)
-        series = canonical.iloc[:, position]
+    for position, name in enumerate(map(str, canonical.columns)):
         is_trait = name not in TOP_LEVEL
-        label = f"traits.{trait_name(name)}" if is_trait else name
-        texts = column_texts(series, naive, label, not is_trait)
-        out.append(_Column(trait_name(name) if is_trait else name, is_trait, texts))
+        key = trait_name(name) if is_trait else name
+        label = f"traits.{key}" if is_trait else key
+        texts = column_texts(canonical.iloc[:, position], naive, label, not is_trait)
+        out.append(_Column(key, is_trait, texts))
     return out
 
 
@@ -121,9 +120,7 @@ def _people_texts(
     traits = [c for c in columns if c.is_trait]
     if traits:
         inner = _object(traits, n_rows, send_nulls, in_sorted)
-        absent = np.zeros(n_rows, dtype=bool)
-        if not send_nulls:
-            absent = np.logical_and.reduce([c.texts.missing for c in traits])
+        absent = _no_traits(traits, n_rows, send_nulls)
         texts = Texts(with_nulls(inner, absent), absent, {})
         top = [*top, _Column("traits", False, texts)]
     return with_nulls(_object(top, n_rows, send_nulls, in_sorted), dropped)
@@ -134,20 +131,10 @@ def _people_texts_at(
 ) -> pa.Array:
     """:func:`_people_texts` (as sent) of the rows at ``positions`` alone: each column is
     taken at those rows first, so a chunk where few people are sent assembles only them."""
-    at = pa.array(positions)
-    taken = [
-        _Column(
-            c.key,
-            c.is_trait,
-            Texts(
-                c.texts.texts.take(at),
-                c.texts.missing[positions],
-                {},
-                quote=c.texts.quote,
-            ),
-        )
-        for c in columns
-    ]
+    at, taken = pa.array(positions), []
+    for c in columns:
+        texts = Texts(c.texts.texts.take(at), c.texts.missing[positions], {}, quote=c.texts.quote)
+        taken.append(_Column(c.key, c.is_trait, texts))
     return _people_texts(taken, len(positions), dropped[positions], send_nulls, False)
 
 
@@ -180,12 +167,17 @@ def _drop_missing(
             person = people[position]
             del (person["traits"] if column.is_trait else person)[column.key]
     traits = [c for c in columns if c.is_trait]
-    if traits and not send_nulls:
-        present = np.zeros(len(people), dtype=np.int64)
-        for column in traits:
-            present += ~column.texts.missing
-        for position in np.flatnonzero((present == 0) & ~dropped).tolist():
-            del people[position]["traits"]
+    no_traits = _no_traits(traits, len(people), send_nulls) & ~dropped
+    for position in np.flatnonzero(no_traits).tolist():
+        del people[position]["traits"]
+
+
+def _no_traits(traits: list[_Column], n_rows: int, send_nulls: bool) -> np.ndarray:
+    """Rows whose traits object is left out: those missing every trait (none, with send_nulls)."""
+    if send_nulls or not traits:
+        return np.zeros(n_rows, dtype=bool)
+    absent: np.ndarray = np.logical_and.reduce([c.texts.missing for c in traits])
+    return absent
 
 
 def _people_dicts(
@@ -215,16 +207,14 @@ def _top_strings(columns: list[_Column], key: str, n_rows: int, dropped: np.ndar
     return pc.if_else(pa.array(dropped), pa.scalar(None, pa.large_string()), strings)
 
 
-def _given(
-    canonical: pd.DataFrame, columns: list[_Column], key: str, n_rows: int, kept: np.ndarray
-) -> pa.Array:
+def _given(canonical: pd.DataFrame, columns: list[_Column], key: str) -> pa.Array:
     """A top-level field as given in every row, as text (a value that is not a string shown
     as ``str`` of it), for results."""
-    strings = _top_strings(columns, key, n_rows, kept)
+    strings = _top_strings(columns, key, len(canonical), np.zeros(len(canonical), dtype=bool))
     if key not in canonical.columns:
         return strings
     values = canonical[key]
-    others = np.flatnonzero(strings.is_null().to_numpy(zero_copy_only=False) & values.notna())
+    others = np.flatnonzero(null_mask(strings) & values.notna())
     if len(others) == 0:
         return strings
     shown = strings.to_pylist()
@@ -337,7 +327,6 @@ def encode_people(
         problems.setdefault(position, []).append("no userId or email")
     dropped = skipped.copy()
     dropped[list(problems)] = True
-    kept = np.zeros(n_rows, dtype=bool)
     return Payloads(
         present=~dropped,
         wire_by=functools.partial(_people_texts, columns, n_rows, dropped, send_nulls, False),
@@ -347,8 +336,8 @@ def encode_people(
         each_problem=dict(sorted(problems.items())),
         sorted_by=functools.partial(_people_texts, columns, n_rows, dropped, send_nulls, True),
         people_by=functools.partial(_people_dicts, columns, n_rows, dropped, send_nulls),
-        given_user_ids=_given(canonical, columns, "userId", n_rows, kept),
-        given_emails=_given(canonical, columns, "email", n_rows, kept),
+        given_user_ids=_given(canonical, columns, "userId"),
+        given_emails=_given(canonical, columns, "email"),
         fields_by=functools.partial(_field_hashes, columns, send_nulls),
         wire_at=functools.partial(_people_texts_at, columns, dropped, send_nulls),
     )
@@ -530,11 +519,5 @@ class Payloads:
     def outgoing(self, positions: Sequence[int] | np.ndarray) -> list[Outgoing]:
         """The people at ``positions`` as they go out (each must have a person)."""
         take = pa.array(np.asarray(positions, dtype=np.int64))
-        return list(
-            map(
-                Outgoing,
-                self.wire.take(take).to_pylist(),
-                self.user_ids.take(take).to_pylist(),
-                self.emails.take(take).to_pylist(),
-            )
-        )
+        columns = (self.wire, self.user_ids, self.emails)
+        return list(map(Outgoing, *(column.take(take).to_pylist() for column in columns)))

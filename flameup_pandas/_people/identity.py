@@ -14,20 +14,20 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .wire import bools, replaced
+
 __all__ = [
     "HashRuns",
     "find_sorted",
     "identity_hashes",
     "identity_key_array",
+    "lowered_emails",
 ]
 
 
 def identity_key_array(user_ids: pa.Array, emails: pa.Array) -> pa.Array:
     """Each row's identity key over columns of userIds and emails: ``u:<userId>``, else
     ``e:<email lower-cased>``; null where neither is set.
-
-    Emails are lower-cased as Python does (``str.lower``): ASCII ones in Arrow, the others one
-    by one, since Unicode lower-casing rules differ between libraries.
 
     >>> identity_key_array(pa.array(["u1", None, None]), pa.array(["A@x.io", "B@Y.io", None])
     ... ).to_pylist()
@@ -40,20 +40,23 @@ def identity_key_array(user_ids: pa.Array, emails: pa.Array) -> pa.Array:
     by_user = pc.binary_join_element_wise(pa.scalar("u:", text), user_ids, empty)
     if pc.all(has_user).as_py() is not False:
         return by_user  # everyone has a userId (or there is nobody): no email is looked at
-    lowered = pc.ascii_lower(emails)
-    unusual = pc.invert(pc.fill_null(pc.string_is_ascii(emails), True))
-    if pc.any(unusual).as_py():
-        positions = np.flatnonzero(unusual.to_numpy(zero_copy_only=False))
-        values = lowered.to_pylist()
-        for position, email in zip(
-            positions.tolist(), emails.take(pa.array(positions)).to_pylist(), strict=True
-        ):
-            values[position] = email.lower()
-        lowered = pa.array(values, pa.large_string())
+    lowered = lowered_emails(emails)
     has_email = pc.fill_null(pc.greater(pc.binary_length(emails), 0), False)
     by_email = pc.binary_join_element_wise(pa.scalar("e:", text), lowered, empty)
     by_email = pc.if_else(has_email, by_email, pa.scalar(None, text))
     return pc.if_else(has_user, by_user, by_email)
+
+
+def lowered_emails(emails: pa.Array) -> pa.Array:
+    """Emails lower-cased as Python does (``str.lower``): ASCII ones in Arrow, the others one
+    by one, since Unicode lower-casing rules differ between libraries."""
+    emails = emails.cast(pa.large_string())
+    lowered = pc.ascii_lower(emails)
+    unusual = np.flatnonzero(bools(pc.invert(pc.string_is_ascii(emails))))
+    if len(unusual) == 0:
+        return lowered
+    python = [email.lower() for email in emails.take(pa.array(unusual)).to_pylist()]
+    return replaced(lowered, unusual, pa.array(python, pa.large_string()))
 
 
 def identity_hashes(keys: Sequence[str | None] | pa.Array) -> np.ndarray:

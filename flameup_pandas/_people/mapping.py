@@ -33,7 +33,6 @@ from .person import KNOWN_TRAITS, TOP_LEVEL
 from .values import category_values
 
 __all__ = [
-    "IDENTITY_FIELDS",
     "KNOWN_TRAITS",
     "RESULT_COLUMNS",
     "USER_ID_ALIASES",
@@ -45,7 +44,6 @@ __all__ = [
     "trait_name",
 ]
 
-IDENTITY_FIELDS: tuple[str, ...] = TOP_LEVEL
 USER_ID_ALIASES: tuple[str, ...] = ("userId", "user_id", "external_id")
 RESULT_COLUMNS: tuple[str, ...] = ("flameup_id", "flameup_status", "flameup_error")
 
@@ -60,7 +58,7 @@ def canonical_trait_column(name: str) -> str:
     >>> canonical_trait_column("plan"), canonical_trait_column("phone")
     ('plan', 'traits.phone')
     """
-    if name in IDENTITY_FIELDS or name.startswith(_TRAIT_PREFIX):
+    if name in TOP_LEVEL or name.startswith(_TRAIT_PREFIX):
         return _TRAIT_PREFIX + name
     return name
 
@@ -84,16 +82,9 @@ class FieldMap:
     traits: Mapping[str, Hashable] = field(default_factory=dict)
 
     def _pairs(self) -> list[tuple[str, Hashable]]:
-        pairs: list[tuple[str, Hashable]] = []
-        for name, source in (
-            ("userId", self.user_id),
-            ("email", self.email),
-            ("phone", self.phone),
-        ):
-            if source is not None:
-                pairs.append((name, source))
-        pairs.extend((canonical_trait_column(t), src) for t, src in self.traits.items())
-        return pairs
+        top = zip(TOP_LEVEL, (self.user_id, self.email, self.phone), strict=True)
+        pairs = [(name, source) for name, source in top if source is not None]
+        return pairs + [(canonical_trait_column(t), src) for t, src in self.traits.items()]
 
     def source_columns(self) -> list[Hashable]:
         """The source columns used, each once, in canonical order."""
@@ -109,10 +100,7 @@ class FieldMap:
 
     def source_of(self, canonical: str) -> Hashable:
         """The source column that feeds the canonical column ``canonical``."""
-        for name, source in self._pairs():
-            if name == canonical:
-                return source
-        raise KeyError(canonical)
+        return dict(self._pairs())[canonical]
 
 
 def _describe(columns: Sequence[Hashable]) -> str:
@@ -154,7 +142,7 @@ def _parse_mapping(
     top: dict[str, Hashable | None] = {}
     traits: dict[str, Hashable] = {}
     for key, source in mapping.items():
-        if key in IDENTITY_FIELDS:
+        if key in TOP_LEVEL:
             if source is not None:
                 _require(columns, source, f"mapping[{key!r}]")
             top[key] = source
@@ -216,9 +204,9 @@ def resolve_mapping(
     """
     columns = list(columns)
     top, mapped_traits = _parse_mapping(columns, mapping or {})
-    for column in list(exclude or []):
-        _require(columns, column, "exclude")
     excluded = list(exclude or [])
+    for column in excluded:
+        _require(columns, column, "exclude")
     # a field mapped to None is not sent, and its same-named column is not a trait either
     excluded += [name for name, source in top.items() if source is None and name in columns]
     _default_top(columns, top, excluded)
@@ -249,7 +237,6 @@ def resolve_mapping(
     _check_duplicates(
         columns, [c for c in top.values() if c is not None] + list(all_traits.values())
     )
-    _check_canonical_unique(all_traits)
     _warn_near_misses(top, all_traits, mapped_traits)
     return FieldMap(top["userId"], top["email"], top["phone"], all_traits)
 
@@ -316,19 +303,8 @@ def _custom_columns(
     return out
 
 
-def _check_canonical_unique(traits: Mapping[str, Hashable]) -> None:
-    seen: dict[str, str] = {}
-    for name in traits:
-        canonical = canonical_trait_column(name)
-        if canonical in seen:
-            raise MappingError(f"traits {seen[canonical]!r} and {name!r} clash; rename one")
-        seen[canonical] = name
-
-
 def _user_id_string(value: Any) -> Any:
-    if isinstance(value, str) or value is None:
-        return value
-    if isinstance(value, bool | np.bool_):
+    if value is None or isinstance(value, str | bool | np.bool_):
         return value
     if isinstance(value, numbers.Integral):
         return str(int(value))
@@ -350,9 +326,8 @@ def normalize_user_ids(series: pd.Series) -> pd.Series:
     """
     series = category_values(series)  # pandas' and Arrow's categoricals alike
     dtype = series.dtype
-    if pd.api.types.is_string_dtype(dtype) and not pd.api.types.is_object_dtype(dtype):
-        return series
-    if pd.api.types.is_bool_dtype(dtype):
+    is_string = pd.api.types.is_string_dtype(dtype) and not pd.api.types.is_object_dtype(dtype)
+    if is_string or pd.api.types.is_bool_dtype(dtype):
         return series
     if pd.api.types.is_integer_dtype(dtype):
         if series.hasnans:

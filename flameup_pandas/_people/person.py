@@ -43,8 +43,7 @@ USER_ID_KEYS: tuple[str, ...] = ("external_id", "userId")
 IDENTITY_KEYS: tuple[str, ...] = (*USER_ID_KEYS, "email")
 """The keys a person of an answer is matched by (a diagnosis lists which ones it carried)."""
 _NESTED_KEYS = ("traits", "attributes")
-_CONTACT_FIELDS = ("email", "phone")
-_KNOWN_FIELDS = frozenset((*_CONTACT_FIELDS, *KNOWN_TRAITS))
+_KNOWN_FIELDS = frozenset(("email", *KNOWN_TRAITS))  # phone is a known trait
 PERSON_FIELDS: tuple[str, ...] = (
     "id",
     "workspace_id",
@@ -103,11 +102,7 @@ def is_new(raw: Mapping[str, Any]) -> bool:
 
 
 def _user_id(raw: Mapping[str, Any]) -> Any:
-    for key in USER_ID_KEYS:
-        value = raw.get(key)
-        if value is not None:
-            return value
-    return None
+    return next((raw[key] for key in USER_ID_KEYS if raw.get(key) is not None), None)
 
 
 def _nested_traits(raw: Mapping[str, Any]) -> dict[str, Any]:

@@ -25,7 +25,7 @@ import functools
 import re
 import warnings
 import zoneinfo
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,9 +52,14 @@ with _quiet_pyspark():
 
 from .emails import plausible_email, plausible_emails  # noqa: E402
 from .mapping import KNOWN_TRAITS  # noqa: E402
-from .texts import string_array  # noqa: E402
-from .values import RULES, category_values, is_missing, plain_strings, rule_for  # noqa: E402
-from .wire import offsets_and_data  # noqa: E402
+from .values import (  # noqa: E402
+    category_values,
+    is_missing,
+    is_text,
+    plain_strings,
+    string_array,
+)
+from .wire import bools, null_mask, offsets_and_data  # noqa: E402
 
 __all__ = [
     "REPORT_COLUMNS",
@@ -113,10 +118,6 @@ def _iana_timezone_array() -> pyarrow.Array:
 # -- vectorised helpers --------------------------------------------------------------------
 
 
-def _is_native_string(dtype: Any) -> bool:
-    return rule_for(dtype) is RULES[0]
-
-
 def arrow_strings(series: pd.Series) -> pyarrow.ChunkedArray | None:
     """The Arrow array behind an Arrow-backed string column (no copy), else None."""
     dtype = series.dtype
@@ -131,11 +132,6 @@ def arrow_strings(series: pd.Series) -> pyarrow.ChunkedArray | None:
         return None
     arrow = series.array.__arrow_array__()
     return arrow if isinstance(arrow, pyarrow.ChunkedArray) else pyarrow.chunked_array([arrow])
-
-
-def _bools(judged: Any) -> np.ndarray:
-    """An Arrow boolean result as numpy, null (a missing value) as False."""
-    return np.asarray(pc.fill_null(judged, False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def _by_distinct(strings: pyarrow.ChunkedArray, judge: Any) -> pyarrow.ChunkedArray | pyarrow.Array:
@@ -161,8 +157,7 @@ def _may_need_strip(strings: pyarrow.ChunkedArray) -> bool:
         starts, ends = offsets[:-1], offsets[1:]
         filled = ends > starts
         if chunk.null_count:
-            valid = np.asarray(chunk.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
-            if (valid & ~filled).any():  # an empty string
+            if (~null_mask(chunk) & ~filled).any():  # an empty string
                 return True
         elif not filled.all():
             return True
@@ -172,39 +167,23 @@ def _may_need_strip(strings: pyarrow.ChunkedArray) -> bool:
     return False
 
 
-def _fullmatch(strings: pd.Series, is_str: np.ndarray, pattern: str) -> np.ndarray:
-    """True where a string fully matches ``pattern``; False elsewhere."""
-    if not is_str.any():
-        return np.zeros(len(strings), dtype=bool)
-    arrow = arrow_strings(strings)
-    if arrow is not None:
-        anchored = f"^(?:{pattern})$"
-        judged = _by_distinct(arrow, lambda a: pc.match_substring_regex(a, anchored))
-        return np.asarray(_bools(judged) & is_str, dtype=bool)
-    if _is_native_string(strings.dtype):
-        matched = strings.str.fullmatch(pattern)
-        return np.asarray(matched.to_numpy(dtype=bool, na_value=False) & is_str, dtype=bool)
-    regex = re.compile(pattern)
-    return np.fromiter(
-        (isinstance(v, str) and regex.fullmatch(v) is not None for v in strings.to_numpy()),
-        dtype=bool,
-        count=len(strings),
-    )
-
-
-def _lengths(strings: pd.Series, is_str: np.ndarray) -> np.ndarray:
-    if _is_native_string(strings.dtype):
-        return strings.str.len().to_numpy(dtype=np.int64, na_value=0)
-    return np.fromiter(
-        (len(v) if isinstance(v, str) else 0 for v in strings.to_numpy()),
-        dtype=np.int64,
-        count=len(strings),
-    )
+def _string_check(series: pd.Series) -> pd.Series:
+    _, is_str = plain_strings(series)
+    return pd.Series(is_str | series.isna().to_numpy(dtype=bool), index=series.index)
 
 
 def _pattern_check(series: pd.Series, pattern: str) -> pd.Series:
+    """True where a value is not a string or fully matches ``pattern``."""
     strings, is_str = plain_strings(series)
-    return pd.Series(~is_str | _fullmatch(strings, is_str, pattern), index=series.index)
+    arrow = arrow_strings(strings)
+    if not is_str.any():
+        matched = is_str
+    elif arrow is not None:
+        anchored = f"^(?:{pattern})$"
+        matched = bools(_by_distinct(arrow, lambda a: pc.match_substring_regex(a, anchored)))
+    else:
+        matched = strings.str.fullmatch(pattern).to_numpy(dtype=bool, na_value=False)
+    return pd.Series(~is_str | matched, index=series.index)
 
 
 def _email_check(series: pd.Series) -> pd.Series:
@@ -219,14 +198,24 @@ def _email_check(series: pd.Series) -> pd.Series:
     return pd.Series(~is_str | ok, index=series.index)
 
 
+def _timezone_check(series: pd.Series) -> pd.Series:
+    strings, is_str = plain_strings(series)
+    arrow = arrow_strings(strings)
+    if arrow is not None:
+        known = bools(pc.is_in(arrow, value_set=_iana_timezone_array()))
+    else:
+        known = strings.isin(iana_timezones()).to_numpy(dtype=bool)
+    return pd.Series(~is_str | known, index=series.index)
+
+
 def _max_length_check(series: pd.Series, limit: int) -> pd.Series:
     arrow = arrow_strings(series)
     if arrow is not None:  # no character is shorter than a byte: bytes within limit suffice
         longest = pc.max(pc.binary_length(arrow)).as_py()
         if longest is None or longest <= limit:
-            return pd.Series(np.ones(len(series), dtype=bool), index=series.index)
-    strings, is_str = plain_strings(series)
-    return pd.Series(_lengths(strings, is_str) <= limit, index=series.index)
+            return pd.Series(True, index=series.index)
+    lengths = plain_strings(series)[0].str.len().to_numpy(dtype=np.int64, na_value=0)
+    return pd.Series(lengths <= limit, index=series.index)
 
 
 def _present(series: pd.Series) -> np.ndarray:
@@ -234,19 +223,9 @@ def _present(series: pd.Series) -> np.ndarray:
     present = series.notna().to_numpy(dtype=bool)
     strings, is_str = plain_strings(series)
     arrow = arrow_strings(strings)
-    if arrow is not None and not _may_need_strip(arrow):
+    if not is_str.any() or (arrow is not None and not _may_need_strip(arrow)):
         return present
-    if is_str.any():
-        if _is_native_string(strings.dtype):
-            blank = (strings.str.strip() == "").to_numpy(dtype=bool, na_value=False)
-        else:
-            blank = np.fromiter(
-                (isinstance(v, str) and not v.strip() for v in strings.to_numpy()),
-                dtype=bool,
-                count=len(strings),
-            )
-        present = present & ~blank
-    return present
+    return present & ~(strings.str.strip() == "").to_numpy(dtype=bool, na_value=False)
 
 
 def identity_present(frame: pd.DataFrame) -> np.ndarray:
@@ -259,6 +238,23 @@ def identity_present(frame: pd.DataFrame) -> np.ndarray:
 
 
 # -- the schema ----------------------------------------------------------------------------
+
+
+def _column_check(*columns: str, name: str, judge: Callable[[pd.Series], pd.Series]) -> Any:
+    """A vectorised PeopleSchema check of ``columns``, failing as ``name``."""
+
+    def check(cls: Any, series: pd.Series) -> pd.Series:
+        return judge(series)
+
+    return pa.check(*columns, name=name, error=name, element_wise=False)(classmethod(check))
+
+
+def _length_check(column: str, limit: int) -> Any:
+    return _column_check(
+        column,
+        name=f"max_length({limit})",
+        judge=functools.partial(_max_length_check, limit=limit),
+    )
 
 
 class PeopleSchema(pa.DataFrameModel):
@@ -292,52 +288,18 @@ class PeopleSchema(pa.DataFrameModel):
         strict = False
         coerce = False
 
-    @pa.check(*STRING_FIELDS, name="string_type", error="string_type", element_wise=False)
-    @classmethod
-    def _string_type(cls, series: pd.Series) -> pd.Series:
-        _, is_str = plain_strings(series)
-        return pd.Series(is_str | series.isna().to_numpy(dtype=bool), index=series.index)
-
-    @pa.check("userId", name="max_length(255)", error="max_length(255)", element_wise=False)
-    @classmethod
-    def _user_id_length(cls, series: pd.Series) -> pd.Series:
-        return _max_length_check(series, 255)
-
-    @pa.check("email", name="max_length(254)", error="max_length(254)", element_wise=False)
-    @classmethod
-    def _email_length(cls, series: pd.Series) -> pd.Series:
-        return _max_length_check(series, 254)
-
-    @pa.check("phone", name="max_length(50)", error="max_length(50)", element_wise=False)
-    @classmethod
-    def _phone_length(cls, series: pd.Series) -> pd.Series:
-        return _max_length_check(series, 50)
-
-    @pa.check("email", name="email_plausible", error="email_plausible", element_wise=False)
-    @classmethod
-    def _email_plausible(cls, series: pd.Series) -> pd.Series:
-        return _email_check(series)
-
-    @pa.check("timezone", name="iana_timezone", error="iana_timezone", element_wise=False)
-    @classmethod
-    def _iana_timezone(cls, series: pd.Series) -> pd.Series:
-        strings, is_str = plain_strings(series)
-        arrow = arrow_strings(strings)
-        if arrow is not None:
-            known = _bools(pc.is_in(arrow, value_set=_iana_timezone_array()))
-        else:
-            known = strings.isin(iana_timezones()).to_numpy(dtype=bool)
-        return pd.Series(~is_str | known, index=series.index)
-
-    @pa.check("locale", name="locale_tag", error="locale_tag", element_wise=False)
-    @classmethod
-    def _locale_tag(cls, series: pd.Series) -> pd.Series:
-        return _pattern_check(series, LOCALE_PATTERN)
-
-    @pa.check("avatar_url", name="http_url", error="http_url", element_wise=False)
-    @classmethod
-    def _http_url(cls, series: pd.Series) -> pd.Series:
-        return _pattern_check(series, URL_PATTERN)
+    _string_type = _column_check(*STRING_FIELDS, name="string_type", judge=_string_check)
+    _user_id_length = _length_check("userId", 255)
+    _email_length = _length_check("email", 254)
+    _phone_length = _length_check("phone", 50)
+    _email_plausible = _column_check("email", name="email_plausible", judge=_email_check)
+    _iana_timezone = _column_check("timezone", name="iana_timezone", judge=_timezone_check)
+    _locale_tag = _column_check(
+        "locale", name="locale_tag", judge=functools.partial(_pattern_check, pattern=LOCALE_PATTERN)
+    )
+    _http_url = _column_check(
+        "avatar_url", name="http_url", judge=functools.partial(_pattern_check, pattern=URL_PATTERN)
+    )
 
     @pa.dataframe_check(name="identity_required", error="identity_required")
     @classmethod
@@ -365,28 +327,22 @@ class ValidationResult:
 def _clean_strings(series: pd.Series) -> pd.Series:
     """Surrounding blanks stripped; a string left empty becomes missing."""
     series = category_values(series)
-    if _is_native_string(series.dtype):
+    if is_text(series.dtype):
         arrow = arrow_strings(series)
         if arrow is not None and not _may_need_strip(arrow):
             return series  # nothing to strip, nothing empty: the column as it is
         stripped = series.str.strip()
         return stripped.mask(stripped == "")
     if series.dtype == object:
-        values = series.to_numpy()
-        cleaned = [(v.strip() or None) if isinstance(v, str) else v for v in values]
-        return _as_native_strings(pd.Series(cleaned, index=series.index, dtype=object))
+        values = [(v.strip() or None) if isinstance(v, str) else v for v in series.to_numpy()]
+        cleaned = pd.Series(values, index=series.index, dtype=object)
+        # only strings (and missing values) become Arrow-backed strings, by the encoder's own
+        # test, so later checks run vectorised; others (lone surrogates too) stay as they are
+        strings = string_array(cleaned)
+        if strings is not None:
+            return pd.Series(pd.arrays.ArrowExtensionArray(strings), index=series.index)
+        return cleaned
     return series
-
-
-def _as_native_strings(series: pd.Series) -> pd.Series:
-    """An object column holding only strings (and missing values) as Arrow-backed strings,
-    by the encoder's own test (:func:`~flameup_pandas._people.texts.string_array`): the same
-    values, but checked vectorised. Any other column (lone surrogates too) stays as it was.
-    """
-    strings = string_array(series)
-    if strings is None:
-        return series
-    return pd.Series(pd.arrays.ArrowExtensionArray(strings), index=series.index)
 
 
 def _quiet_nans(series: pd.Series) -> pd.Series:
@@ -415,46 +371,40 @@ def clean_frame(canonical: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(data, index=frame.index, copy=False)
 
 
-def _report(rows: Any, columns: Any, checks: Any, values: Any) -> pd.DataFrame:
+def _report(rows: Any, checks: Any, columns: Any = None, values: Any = None) -> pd.DataFrame:
+    """Report rows (``columns`` and ``values``: None in every row unless given)."""
+    nones = [None] * len(rows)
     return pd.DataFrame(
         {
             "row": np.asarray(rows, dtype=np.int64),
-            "column": pd.Series(columns, dtype=object),
+            "column": pd.Series(nones if columns is None else columns, dtype=object),
             "check": pd.Series(checks, dtype=object),
-            "value": pd.Series(values, dtype=object),
+            "value": pd.Series(nones if values is None else values, dtype=object),
         }
     )
 
 
 def _whole_frame(n_rows: int, column: Any, check: str, value: Any) -> pd.DataFrame:
     """A failure that concerns every row (a missing column, a dtype, a check that broke)."""
-    return _report(np.arange(n_rows), [column] * n_rows, [check] * n_rows, [value] * n_rows)
+    return _report(np.arange(n_rows), [check] * n_rows, [column] * n_rows, [value] * n_rows)
 
 
 def _from_failure_cases(cases: pd.DataFrame, n_rows: int) -> pd.DataFrame:
     """pandera's failure_cases as report rows (identity_required is ours: see PeopleSchema)."""
     cases = cases[cases["check"].astype(str) != "identity_required"]
     has_row = cases["index"].notna().to_numpy(dtype=bool)
-    parts = [_report([], [], [], [])]
     row_level = cases["schema_context"].astype(str).to_numpy() == "DataFrameSchema"
     cells = cases[has_row & ~row_level]
-    parts.append(
-        _report(
-            cells["index"].to_numpy(dtype=np.int64),
-            cells["column"].tolist(),
-            cells["check"].astype(str).tolist(),
-            cells["failure_case"].tolist(),
-        )
-    )
     rows = cases[has_row & row_level].drop_duplicates(["index", "check"])
-    parts.append(
+    parts = [
         _report(
-            rows["index"].to_numpy(dtype=np.int64),
-            [None] * len(rows),
-            rows["check"].astype(str).tolist(),
-            [None] * len(rows),
-        )
-    )
+            cells["index"],
+            cells["check"].astype(str).tolist(),
+            cells["column"].tolist(),
+            cells["failure_case"].tolist(),
+        ),
+        _report(rows["index"], rows["check"].astype(str).tolist()),
+    ]
     for case in cases[~has_row].itertuples(index=False):
         column: Any = case.column if isinstance(case.column, str) else None
         if str(case.check) == "column_in_dataframe":
@@ -473,13 +423,7 @@ def _run_schema(schema: Any, frame: pd.DataFrame) -> pd.DataFrame:
         return _whole_frame(len(frame), None, "schema_error", str(error))
     except Exception as error:  # a user's check that breaks on odd data must not stop a run
         return _whole_frame(len(frame), None, "schema_error", f"{type(error).__name__}: {error}")
-    return _report([], [], [], [])
-
-
-def _identity_report(frame: pd.DataFrame) -> pd.DataFrame:
-    missing = np.flatnonzero(~identity_present(frame))
-    n = len(missing)
-    return _report(missing, [None] * n, ["identity_required"] * n, [None] * n)
+    return _report([], [])
 
 
 def _schemas(schema: Any) -> list[Any]:
@@ -508,7 +452,8 @@ def validate_people(
     [None, "email: not a plausible email address (value 'x@')"]
     """
     frame = clean_frame(canonical)
-    parts = [_identity_report(frame)]
+    missing = np.flatnonzero(~identity_present(frame))
+    parts = [_report(missing, ["identity_required"] * len(missing))]
     parts += [_run_schema(s, frame) for s in _schemas(schema)]
     report = pd.concat(parts, ignore_index=True)
     report = report.drop_duplicates(["row", "column", "check"], ignore_index=True)
@@ -547,13 +492,8 @@ def row_reasons(report: pd.DataFrame, n_rows: int) -> list[str | None]:
     [None, "email: not a plausible email address (value 'x@'); userId: longer than 255 characters"]
     """
     reasons: dict[int, list[str]] = {}
-    for row, column, check, value in zip(
-        report["row"].tolist(),
-        report["column"].tolist(),
-        report["check"].tolist(),
-        report["value"].tolist(),
-        strict=True,
-    ):
+    listed = (report[name].tolist() for name in REPORT_COLUMNS)
+    for row, column, check, value in zip(*listed, strict=True):
         if not 0 <= row < n_rows:
             continue
         text = describe_check(str(check))

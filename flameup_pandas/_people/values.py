@@ -2,11 +2,12 @@
 
 Each input type has one :class:`Rule`, found by a column's dtype (:func:`rule_for`) or a
 value's Python type (:func:`rule_of`). A rule holds its column encoder (a whole column to one
-JSON text per row, :mod:`flameup_pandas._people.texts`), its per-value encoder (one value to
-a JSON-ready Python value, for object columns and the elements of lists and maps), and, for a
-type JSON cannot carry, its refusal: every present value of it makes its row ``invalid``,
-with the column named. The text sent is the text hashed (keys sorted for objects), so a
-value means one thing to the wire, the sync state and the plan.
+JSON text per row: :class:`Texts`, written column-wise by :mod:`flameup_pandas._people.wire`),
+its per-value encoder (one value to a JSON-ready Python value, for object columns and the
+elements of lists and maps), and, for a type JSON cannot carry, its refusal: every present
+value of it makes its row ``invalid``, with the column named. The text sent is the text
+hashed (keys sorted for objects), so a value means one thing to the wire, the sync state and
+the plan.
 
 Every source reaches the registry as a pandas frame whose columns keep their types (Arrow
 sources as ``pd.ArrowDtype`` columns: see :func:`flameup_pandas._run.sources.arrow_frame`);
@@ -33,9 +34,19 @@ import pandas as pd
 import pyarrow as pa
 
 from ..exceptions import NaiveTimestampError
-from . import texts as col
-from .texts import Texts
-from .wire import text_array, timestamp_texts
+from .wire import (
+    BINARY,
+    bool_texts,
+    json_list,
+    needs_escape,
+    null_mask,
+    quoted,
+    text_array,
+    timestamp_texts,
+    with_nulls,
+)
+from .wire import number_texts as _numbers
+from .wire import string_texts as _escaped
 
 __all__ = [
     "RULES",
@@ -48,12 +59,16 @@ __all__ = [
     "decimal_text",
     "is_missing",
     "is_string",
+    "is_text",
     "naive_error",
     "plain_strings",
+    "python_values",
     "read_back",
     "rule_for",
     "rule_of",
     "scalar",
+    "string_array",
+    "utc_instants",
 ]
 
 INT_MIN, INT_MAX = -(2**63), 2**64 - 1
@@ -100,10 +115,6 @@ Naive = str
 ValueEncoder = Callable[[Any, Naive, str], Any]
 
 
-def _text(value: Any, naive: Naive, label: str) -> Any:
-    return value if type(value) is str else str(value)
-
-
 def _integer(value: Any, naive: Naive, label: str) -> Any:
     value = int(value)
     if not INT_MIN <= value <= INT_MAX:
@@ -121,14 +132,6 @@ def _float(value: Any, naive: Naive, label: str) -> Any:
     return value
 
 
-def _boolean(value: Any, naive: Naive, label: str) -> Any:
-    return bool(value)
-
-
-def _missing(value: Any, naive: Naive, label: str) -> Any:
-    return None
-
-
 def _timestamp(value: Any, naive: Naive, label: str) -> Any:
     stamp = pd.Timestamp(value)
     if is_missing(stamp):
@@ -140,10 +143,6 @@ def _timestamp(value: Any, naive: Naive, label: str) -> Any:
         stamp = stamp.tz_convert("UTC").tz_localize(None)
     text = timestamp_texts(np.array([stamp.to_datetime64()]))[0].as_py()
     return text[1:-1].decode()
-
-
-def _date(value: Any, naive: Naive, label: str) -> Any:
-    return value.isoformat()
 
 
 def decimal_text(value: Decimal) -> Any:
@@ -181,10 +180,6 @@ def _exact_number(text: str) -> float | Decimal:
     return number if Decimal(repr(number)) == Decimal(text) else Decimal(text)
 
 
-def _decimal(value: Any, naive: Naive, label: str) -> Any:
-    return decimal_text(value)
-
-
 def _list(value: Any, naive: Naive, label: str) -> Any:
     if isinstance(value, np.ndarray):
         value = value.tolist()
@@ -199,6 +194,238 @@ def _mapping(value: Any, naive: Naive, label: str) -> Any:
 
 class RepeatedKeys:
     """Stands for a map that names one key twice (it has no JSON object)."""
+
+
+# -- columns as texts --------------------------------------------------------------------------
+
+
+@dataclass
+class Texts:
+    """One column as JSON texts per row (null where missing or unsendable) and its problems.
+
+    When ``quote`` is set, ``texts`` holds plain strings that need no escaping and each JSON
+    text is the string in quotes (added while the person is assembled, not in a pass of its
+    own). ``sorted_texts`` differs from the JSON texts only for values holding objects, whose
+    keys a content hash takes in sorted order; ``strings`` keeps a string column's values
+    (userId and email are read from it for identities and results); ``values`` keeps the
+    Python values of a column converted value by value (what ``to_people`` shows).
+    """
+
+    texts: pa.Array
+    missing: np.ndarray
+    problems: dict[int, str]
+    sorted_texts: pa.Array | None = None
+    strings: pa.Array | None = None
+    quote: bool = False
+    values: list[Any] | None = None
+
+    def json(self) -> pa.Array:
+        """The JSON text per row, null where missing."""
+        return quoted(self.texts) if self.quote else self.texts
+
+    def taken(self, codes: np.ndarray) -> Texts:
+        """These texts (of a categorical's categories) at each row's code; -1 is missing."""
+        missing = codes < 0
+        problems: dict[int, str] = {}
+        if self.problems:
+            bad = np.fromiter(self.problems, dtype=np.int64)
+            hit = np.isin(codes, bad)
+            for position in np.flatnonzero(hit).tolist():
+                problems[position] = self.problems[int(codes[position])]
+            missing = missing | hit
+        take = pa.array(np.where(missing, 0, codes), mask=missing)
+
+        def pick(texts: pa.Array | None) -> pa.Array | None:
+            return None if texts is None else texts.take(take)
+
+        values = None
+        if self.values is not None:
+            table = np.empty(len(self.values) + 1, dtype=object)
+            table[: len(self.values)] = self.values
+            values = table[np.where(missing, len(self.values), codes)].tolist()
+        return Texts(
+            self.texts.take(take),
+            missing,
+            problems,
+            pick(self.sorted_texts),
+            pick(self.strings),
+            self.quote,
+            values,
+        )
+
+    def python(self, exact: bool = True) -> list[Any]:
+        """The values as Python objects (None where missing), decoded in one call.
+
+        Values converted one by one are taken as they were converted, numbers written from a
+        decimal's digits as ``Decimal`` when ``exact`` (a float would lose the digits sent),
+        else as the JSON fragments they are sent as.
+        """
+        if self.values is not None:
+            return [_decimals(v) for v in self.values] if exact else self.values
+        if self.quote and self.strings is not None:
+            strings: list[Any] = self.strings.to_pylist()
+            return strings
+        decoded: list[Any] = orjson.loads(json_list(self.texts))
+        return decoded
+
+
+def _decimals(value: Any) -> Any:
+    if isinstance(value, orjson.Fragment):
+        return Decimal(orjson.dumps(value).decode())
+    if isinstance(value, list):
+        return [_decimals(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _decimals(v) for k, v in value.items()}
+    return value
+
+
+def decoded(series: pd.Series) -> pd.Series:
+    """An Arrow dictionary or extension column as pandas' twin of its values (a categorical,
+    a ``Period`` column...), or its storage where pandas has none."""
+    array = pa.array(series.array)
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    if isinstance(array.type, pa.ExtensionType) and array.type.to_pandas_dtype() is None:
+        array = array.storage
+    return pd.Series(array.to_pandas(), index=series.index)
+
+
+# -- column encoders: strings ------------------------------------------------------------------
+
+
+def string_array(series: pd.Series) -> pa.Array | None:
+    """A string column as an Arrow array (missing as null), or None when it is not one."""
+    if series.dtype == np.dtype(object) and pd.api.types.infer_dtype(series, skipna=True) not in (
+        "string",
+        "empty",
+    ):
+        return None
+    try:
+        strings = pa.array(series, from_pandas=True).cast(pa.large_string())
+    except (pa.ArrowException, UnicodeError, TypeError, ValueError):
+        return None  # lone surrogates and the like: the general path reports them
+    if isinstance(strings, pa.ChunkedArray):
+        strings = strings.combine_chunks()
+    if strings.offset:
+        # a slice (a chunk of a larger batch, df.iloc[5:]) starts at offset 0 here: pyarrow 20's
+        # if_else and casts of a sliced large_string give garbage
+        return pa.concat_arrays([strings])
+    return strings
+
+
+def string_texts(series: pd.Series, naive: str, label: str, top: bool) -> Texts | None:
+    """The text rule's column encoder (None for values Arrow cannot hold: value by value)."""
+    strings = string_array(series)
+    if strings is None:
+        return None
+    if len(needs_escape(strings)):
+        return Texts(_escaped(strings), null_mask(strings), {}, strings=strings)
+    return Texts(strings.cast(BINARY), null_mask(strings), {}, strings=strings, quote=True)
+
+
+# -- numbers and booleans --------------------------------------------------------------------
+
+
+def number_texts(series: pd.Series, naive: str, label: str, top: bool) -> Texts:
+    """Numbers and booleans (numpy, masked or Arrow) column-wise.
+
+    Integers stay integers of their own signedness whatever nulls stand beside them; floats
+    keep their width (a float32 is written as the shortest text of the float32); NaN is
+    missing as null is; infinities make their rows invalid.
+    """
+    dtype = series.dtype
+    numpy_type = np.dtype(getattr(dtype, "numpy_dtype", cast(Any, dtype)))  # masked, Arrow: theirs
+    kind = numpy_type.kind
+    target: Any = {"b": np.bool_, "u": np.uint64, "i": np.int64, "f": np.float64}[kind]
+    if kind == "f" and numpy_type.itemsize < 8:
+        target = np.float32
+    if isinstance(dtype, np.dtype):
+        values: np.ndarray = series.to_numpy().astype(target, copy=False)
+        missing = np.isnan(values) if kind == "f" else np.zeros(len(values), dtype=bool)
+    elif kind == "f":
+        values = series.to_numpy(dtype=target, na_value=np.nan)
+        missing = np.isnan(values)
+    else:
+        missing = series.isna().to_numpy(dtype=bool)
+        values = series.to_numpy(dtype=target, na_value=target(0))
+    problems: dict[int, str] = {}
+    if kind == "f":
+        infinite = np.isinf(values)
+        for p in np.flatnonzero(infinite).tolist():
+            problems[p] = f"{label}: {values[p]} is not valid JSON"
+        missing = missing | infinite
+        values = np.where(missing, values.dtype.type(0), values)
+    texts = bool_texts(values) if kind == "b" else _numbers(values)
+    return Texts(with_nulls(texts, missing), missing, problems)
+
+
+# -- timestamps ------------------------------------------------------------------------------
+
+
+def utc_instants(series: pd.Series, naive: str, label: str) -> tuple[np.ndarray, np.ndarray]:
+    """A timestamp column (numpy, time-zone-aware or Arrow) as naive UTC ``datetime64``
+    values and a missing mask.
+
+    Naive timestamps raise :class:`NaiveTimestampError` unless ``naive`` is ``"utc"``. Arrow
+    timestamps are read from their own buffer (an Arrow timestamp is a UTC instant whatever
+    its zone): pandas' conversion of an Arrow-backed column goes value by value.
+    """
+    dtype = series.dtype
+    if isinstance(dtype, pd.ArrowDtype):
+        pa_type = dtype.pyarrow_dtype
+        array = pa.array(series.array)
+        missing = null_mask(array)
+        aware = pa_type.tz is not None
+        utc = array.cast(pa.timestamp(pa_type.unit)).to_numpy(zero_copy_only=False)
+    else:
+        missing = series.isna().to_numpy(dtype=bool)
+        aware = series.dt.tz is not None
+        if aware:
+            series = series.dt.tz_convert("UTC").dt.tz_localize(None)
+        utc = series.to_numpy()
+    if not aware and naive != "utc" and not missing.all():
+        raise naive_error(label)
+    return utc, missing
+
+
+def timestamp_column(series: pd.Series, naive: str, label: str, top: bool) -> Texts:
+    """Datetime columns (numpy, tz-aware or Arrow-backed) as ISO 8601 UTC texts."""
+    utc, missing = utc_instants(series, naive, label)
+    texts = timestamp_texts(np.where(missing, np.datetime64(0, "s"), utc))
+    return Texts(with_nulls(texts, missing), missing, {})
+
+
+# -- value by value --------------------------------------------------------------------------
+
+
+def refused_texts(series: pd.Series, reason: str) -> Texts:
+    """A column of a type JSON cannot carry: every present value a problem of its row.
+    Missing values are read from Arrow where it holds them: pandas cannot ask every Arrow
+    type (an interval's) for them."""
+    if isinstance(series.dtype, pd.ArrowDtype):
+        missing = null_mask(pa.array(series.array))
+    else:
+        missing = series.isna().to_numpy(dtype=bool)
+    problems = dict.fromkeys(np.flatnonzero(~missing).tolist(), reason)
+    return Texts(pa.nulls(len(series), BINARY), np.ones(len(series), dtype=bool), problems)
+
+
+def python_values(series: pd.Series) -> np.ndarray:
+    """A column's values as Python objects in an object array (maps as dicts)."""
+    values = np.empty(len(series), dtype=object)
+    if isinstance(series.dtype, pd.ArrowDtype):
+        array = pa.array(series.array)
+        try:
+            values[:] = array.to_pylist(maps_as_pydicts="strict")
+        except (KeyError, ValueError):  # a map with a repeated key: found value by value
+            for position, value in enumerate(array):
+                try:
+                    values[position] = value.as_py(maps_as_pydicts="strict")
+                except (KeyError, ValueError):
+                    values[position] = RepeatedKeys()
+        return values
+    values[:] = series.to_numpy(dtype=object)
+    return values
 
 
 # -- the rules -------------------------------------------------------------------------------
@@ -262,8 +489,8 @@ RULES: tuple[Rule, ...] = (
         (str,),
         (pd.StringDtype,),
         arrow=(_T.is_string, _T.is_large_string, _T.is_string_view),
-        column=col.string_texts,
-        value=_text,
+        column=string_texts,
+        value=lambda value, naive, label: value if type(value) is str else str(value),
     ),
     Rule(
         "categorical, dictionary and Enum columns (pandas `category`, Arrow dictionaries, "
@@ -280,7 +507,7 @@ RULES: tuple[Rule, ...] = (
         (int, np.integer),
         numpy="iu",
         arrow=(_T.is_integer,),
-        column=col.number_texts,
+        column=number_texts,
         value=_integer,
     ),
     Rule(
@@ -291,7 +518,7 @@ RULES: tuple[Rule, ...] = (
         (float, np.floating),
         numpy="f",
         arrow=(_T.is_floating,),
-        column=col.number_texts,
+        column=number_texts,
         value=_float,
     ),
     Rule(
@@ -301,7 +528,7 @@ RULES: tuple[Rule, ...] = (
         "`0.1000000000` are both `0.1`): a value's bytes and hash do not depend on its scale",
         (Decimal,),
         arrow=(_T.is_decimal,),
-        value=_decimal,
+        value=lambda value, naive, label: decimal_text(value),
     ),
     Rule(
         "booleans",
@@ -309,8 +536,8 @@ RULES: tuple[Rule, ...] = (
         (bool, np.bool_),
         numpy="b",
         arrow=(_T.is_boolean,),
-        column=col.number_texts,
-        value=_boolean,
+        column=number_texts,
+        value=lambda value, naive, label: bool(value),
     ),
     Rule(
         "timestamps with a time zone",
@@ -320,7 +547,7 @@ RULES: tuple[Rule, ...] = (
         (pd.DatetimeTZDtype,),
         numpy="M",
         arrow=(_T.is_timestamp,),
-        column=col.timestamp_column,
+        column=timestamp_column,
         value=_timestamp,
     ),
     Rule(
@@ -329,7 +556,11 @@ RULES: tuple[Rule, ...] = (
         '`naive_timestamps="utc"` (`--naive-timestamps utc`) declares them UTC',
     ),
     Rule(
-        "dates", "ISO 8601 date text (`2024-01-02`)", (dt.date,), arrow=(_T.is_date,), value=_date
+        "dates",
+        "ISO 8601 date text (`2024-01-02`)",
+        (dt.date,),
+        arrow=(_T.is_date,),
+        value=lambda value, naive, label: value.isoformat(),
     ),
     Rule(
         "lists and arrays",
@@ -352,7 +583,7 @@ RULES: tuple[Rule, ...] = (
         "left out of the person, so what Flameup holds is kept; with `send_nulls=True`, JSON "
         "`null`, which clears it",
         (type(None), type(pd.NA), type(pd.NaT)),
-        value=_missing,
+        value=lambda value, naive, label: None,
     ),
     Rule(
         "time spans: `timedelta`, Arrow `duration` and intervals (a DuckDB `INTERVAL`), "
@@ -403,6 +634,11 @@ RULES: tuple[Rule, ...] = (
 _OTHER, _TEXT, _CATEGORICAL = RULES[-1], RULES[0], RULES[1]
 
 
+def is_text(dtype: Any) -> bool:
+    """Whether a column's dtype is one of the text rule's (what string methods take)."""
+    return _TEXT.takes(dtype)
+
+
 def rule_for(dtype: Any) -> Rule:
     """The rule of a column's dtype (``object`` columns: the last rule, value by value)."""
     return next((rule for rule in RULES if rule.takes(dtype)), _OTHER)
@@ -431,7 +667,7 @@ def scalar(value: Any, naive: Naive, label: str) -> Any:
     return rule_of(cast(Any, type(value))).encode(value, naive, label)
 
 
-# -- columns ---------------------------------------------------------------------------------
+# -- a column by its rule ----------------------------------------------------------------------
 
 
 def column_texts(series: pd.Series, naive: Naive, label: str, top: bool) -> Texts:
@@ -444,32 +680,28 @@ def column_texts(series: pd.Series, naive: Naive, label: str, top: bool) -> Text
         return column_texts(cast(Any, series).sparse.to_dense(), naive, label, top)
     rule = rule_for(dtype)
     if rule is _CATEGORICAL:
-        return _categorical_texts(series, naive, label, top)
+        if isinstance(dtype, pd.ArrowDtype):
+            series = decoded(series)
+        categories = column_texts(pd.Series(series.cat.categories), naive, label, top)
+        return categories.taken(series.cat.codes.to_numpy())
     arrow = dtype.pyarrow_dtype if isinstance(dtype, pd.ArrowDtype) else None
     if rule is _OTHER and isinstance(arrow, pa.ExtensionType):  # its pandas twin, or storage
-        return column_texts(col.decoded(series), naive, label, top)
+        return column_texts(decoded(series), naive, label, top)
     texts = None
     if rule is _OTHER and _is_object(dtype):
-        texts = col.string_texts(series, naive, label, top)
+        texts = string_texts(series, naive, label, top)
     elif rule.column is not None and (not top or rule is _TEXT):
         texts = rule.column(series, naive, label, top)
     elif rule.value is None and rule is not _OTHER:
-        return col.refused_texts(series, f"{label}: {rule.refusal}")
+        return refused_texts(series, f"{label}: {rule.refusal}")
     return _value_texts(series, naive, label, top) if texts is None else texts
-
-
-def _categorical_texts(series: pd.Series, naive: Naive, label: str, top: bool) -> Texts:
-    if isinstance(series.dtype, pd.ArrowDtype):
-        series = col.decoded(series)
-    categories = column_texts(pd.Series(series.cat.categories), naive, label, top)
-    return categories.taken(series.cat.codes.to_numpy())
 
 
 def _value_texts(series: pd.Series, naive: Naive, label: str, top: bool) -> Texts:
     """Any other column, value by value through the rules (:func:`scalar`), each value written
     by orjson (which finds what does not encode); a top-level field's values must be strings.
     A value that is there but not sendable is not missing: its row's problem says why."""
-    values: list[Any] = col.python_values(series).tolist()
+    values: list[Any] = python_values(series).tolist()
     missing = np.zeros(len(values), dtype=bool)
     texts: list[bytes | None] = [None] * len(values)
     sorted_texts = list(texts)  # differs from texts for objects alone: keys sorted
@@ -521,19 +753,20 @@ def column_values(series: pd.Series, naive: Naive, label: str) -> tuple[list[Any
 
 
 def plain_strings(series: pd.Series) -> tuple[pd.Series, np.ndarray]:
-    """A column's strings (same positions, any other value missing) and where they are: the
-    one "is a string" of a column, for the schema's checks. Categoricals (Arrow-backed too)
+    """A column's strings as a string column (same positions, any other value missing) and
+    where they are: the one "is a string" of a column, for the schema's checks, which then
+    judge every column with pandas' or Arrow's string methods. Categoricals (Arrow-backed too)
     are judged by their values."""
     series = category_values(series)
-    if rule_for(series.dtype) is _TEXT:
+    if is_text(series.dtype):
         return series, series.notna().to_numpy(dtype=bool)
+    is_str = np.zeros(len(series), dtype=bool)
+    values = np.full(len(series), None, dtype=object)
     if _is_object(series.dtype):
         values = np.array(series.to_numpy(), dtype=object)  # a writable copy
         is_str = np.fromiter(map(is_string, values), dtype=bool, count=len(values))
         values[~is_str] = None
-        return pd.Series(values, index=series.index, dtype="object"), is_str
-    nothing = pd.Series([None] * len(series), index=series.index, dtype="object")
-    return nothing, np.zeros(len(series), dtype=bool)
+    return pd.Series(values, index=series.index, dtype=pd.StringDtype("python")), is_str
 
 
 def category_values(series: pd.Series) -> pd.Series:

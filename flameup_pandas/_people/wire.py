@@ -2,16 +2,9 @@
 
 Every function here takes whole columns and returns a ``large_binary`` array with one JSON
 text per row (null where none), without a Python object per value, and exactly the bytes
-``orjson.dumps`` writes for the same values:
-
-- numbers: orjson over the whole numpy column (``OPT_SERIALIZE_NUMPY``), its ``[a,b,...]``
-  cut at the commas, so the shortest round-trip text is orjson's (``1e+16``, ``0.1``);
-- strings: used as they are, quoted while a person is assembled; the few holding a quote,
-  backslash or control character (one numpy pass over the bytes) are escaped by orjson;
-- timestamps (the one formatter, :func:`timestamp_texts`): a table of days and one of the
-  seconds of a day, gathered with ``take``; numpy formats the values with a fraction;
-- a person: one ``binary_join_element_wise`` over its fields' texts and the constant key
-  parts between them (:func:`concat_pieces`), missing fields as empty pieces.
+``orjson.dumps`` writes for the same values (numbers are orjson's own texts, cut out of its
+dump of the whole numpy column; strings are quoted while a person is assembled, and only the
+few that need it escaped by orjson).
 
 Why not polars' ``struct.json_encode`` or DuckDB's ``to_json`` (about as fast, see
 ``benchmarks/bench_conversion.py``): they write missing values as ``null`` and timestamps
@@ -39,13 +32,16 @@ __all__ = [
     "BINARY",
     "blake2b_hashes",
     "bool_texts",
+    "bools",
     "concat_pieces",
     "drop_byte",
     "json_list",
     "needs_escape",
+    "null_mask",
     "number_texts",
     "offsets_and_data",
     "quoted",
+    "replaced",
     "string_texts",
     "text_array",
     "timestamp_texts",
@@ -66,20 +62,22 @@ def text_array(texts: Sequence[bytes | None]) -> pa.Array:
     return pa.array(texts, BINARY)
 
 
+def bools(judged: Any, missing: bool = False) -> np.ndarray:
+    """An Arrow boolean array as numpy, nulls (missing values) as ``missing``."""
+    return np.asarray(pc.fill_null(judged, missing).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def null_mask(array: Any) -> np.ndarray:
+    """Where an Arrow array is null."""
+    return np.asarray(array.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+
+
 def offsets_and_data(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """The value offsets (int64, ``len + 1``) and data bytes of a binary or string array."""
-    width = (
-        np.int64
-        if pa.types.is_large_binary(array.type) or pa.types.is_large_string(array.type)
-        else np.int32
-    )
+    width = np.int64 if array.type in (BINARY, pa.large_string()) else np.int32
     buffers = array.buffers()
     offsets = np.frombuffer(buffers[1], dtype=width)[array.offset : array.offset + len(array) + 1]
-    data = (
-        np.frombuffer(buffers[2], dtype=np.uint8)
-        if buffers[2] is not None
-        else np.zeros(0, np.uint8)
-    )
+    data = np.frombuffer(buffers[2] or b"", dtype=np.uint8)
     return offsets.astype(np.int64), data
 
 
@@ -129,7 +127,7 @@ def string_texts(strings: pa.Array) -> pa.Array:
     escape = needs_escape(strings)
     if len(escape) == 0:
         return texts
-    return _replaced(texts, escape, [orjson.dumps(v) for v in strings.take(escape).to_pylist()])
+    return replaced(texts, escape, [orjson.dumps(v) for v in strings.take(escape).to_pylist()])
 
 
 def timestamp_texts(utc: np.ndarray) -> pa.Array:
@@ -165,7 +163,7 @@ def timestamp_texts(utc: np.ndarray) -> pa.Array:
     fraction = np.flatnonzero(seconds != utc) if unit != "s" else np.zeros(0, np.int64)
     if len(fraction) == 0:
         return texts
-    return _replaced(texts, fraction, _fraction_texts(utc[fraction]))
+    return replaced(texts, fraction, _fraction_texts(utc[fraction]))
 
 
 def _fraction_texts(values: np.ndarray) -> list[bytes]:
@@ -192,7 +190,7 @@ def _time_table() -> pa.Array:
     )
 
 
-def _replaced(
+def replaced(
     texts: pa.Array, positions: np.ndarray, others: Sequence[bytes] | pa.Array
 ) -> pa.Array:
     """``texts`` with the values at ``positions`` replaced by ``others``."""
@@ -232,7 +230,7 @@ def drop_byte(texts: pa.Array, rows: np.ndarray, at: int) -> pa.Array:
     if len(positions) == 0:
         return texts
     fixed = pc.binary_replace_slice(texts.take(pa.array(positions)), at, at + 1, b"")
-    return _replaced(texts, positions, fixed.cast(BINARY))
+    return replaced(texts, positions, fixed.cast(BINARY))
 
 
 def json_list(texts: pa.Array) -> bytes:
@@ -279,5 +277,5 @@ def blake2b_hashes(texts: pa.Array) -> np.ndarray:
     if not texts.null_count:
         return found
     hashes = np.zeros(len(texts), dtype=np.int64)
-    hashes[np.asarray(texts.is_valid().to_numpy(zero_copy_only=False), dtype=bool)] = found
+    hashes[~null_mask(texts)] = found
     return hashes
