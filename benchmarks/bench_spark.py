@@ -22,6 +22,11 @@ server, from the executors' own planning (as if every valid row had been sent)::
     python -m benchmarks.bench_spark --dry-run --quick  # 200,000 rows
     python -m benchmarks.bench_spark --dry-run --keep DIR   # tables and state kept in DIR
 
+The driver's memory while the rows to send reach it (fetched, not sent; a 1 GiB driver),
+against its heap before, after a GC each time::
+
+    python -m benchmarks.bench_spark --driver-heap          # 5,000,000 rows
+
 With ``--keep``, a second run finds the tables and state in ``DIR`` and only times the dry
 runs, with the public API alone: run this file as a script with ``PYTHONPATH`` pointing at
 another checkout to time that version on the very same files.
@@ -89,7 +94,7 @@ def local_server(folder: Path) -> Iterator[dict[str, Any]]:
         child.wait(timeout=30)
 
 
-def spark_session(partitions: int) -> Any:
+def spark_session(partitions: int, memory: str = "3g") -> Any:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
@@ -100,7 +105,7 @@ def spark_session(partitions: int) -> Any:
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.shuffle.partitions", str(partitions))
-        .config("spark.driver.memory", "3g")
+        .config("spark.driver.memory", memory)
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")
@@ -280,6 +285,47 @@ def main(quick: bool = False) -> dict[str, Any]:
     return out
 
 
+def driver_heap(quick: bool = False, heap: str = "1g") -> dict[str, Any]:
+    """The driver's JVM heap (after a GC) while every row of the first table reaches it to be
+    sent, against the heap before: nothing is sent (no server), the rows are only fetched."""
+    from flameup_pandas._run.options import split_options
+    from flameup_pandas.spark import _decide, _driver, _executors
+
+    warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", FutureWarning)
+    rows = QUICK_ROWS if quick else FULL_ROWS
+    spark = spark_session(4 if quick else 16, memory=heap)
+    runtime = spark.sparkContext._jvm.java.lang.Runtime.getRuntime()
+
+    def used() -> int:
+        spark.sparkContext._jvm.java.lang.System.gc()
+        return int(runtime.totalMemory() - runtime.freeMemory()) >> 20
+
+    try:
+        sdf = customers(spark, rows, 4 if quick else 16, changed=False)
+        rules, _, _ = split_options("bench", {})
+        needs = _executors.Needs(payloads=True, hashes=True, fields=True)
+        decided = _decide.decide(_executors.planned(sdf, rules, needs), None, with_state=True)
+        decided = decided.localCheckpoint(eager=True, storageLevel=_driver._on_disk())
+        to_send = _decide.statuses(decided, dry_run=False).where("flameup_status is null")
+        total, before, peak, fetched = to_send.count(), used(), 0, 0
+        started = time.monotonic()
+        for number, chunk in enumerate(_driver._chunks(to_send, total, with_state=True)):
+            fetched += len(chunk.plan.labels)
+            if number % 50 == 0:
+                peak = max(peak, used())
+        seconds = time.monotonic() - started
+        return {
+            "rows": fetched,
+            "heap": heap,
+            "before_mib": before,
+            "peak_mib": peak,
+            "after_mib": used(),
+            "seconds": round(seconds, 1),
+        }
+    finally:
+        spark.stop()
+
+
 def report(figures: dict[str, Any]) -> str:
     lines = [
         f"{figures['rows']:,} rows; the second run after {figures['changed_rows']:,} changed",
@@ -326,8 +372,18 @@ if __name__ == "__main__":
     parser.add_argument("--dry-run", action="store_true", help="time the dry runs alone")
     parser.add_argument("--keep", type=Path, help="with --dry-run: make or reuse files here")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument(
+        "--driver-heap", action="store_true", help="the driver's heap while the rows reach it"
+    )
     args = parser.parse_args()
-    if args.dry_run:
+    if args.driver_heap:
+        figures = driver_heap(args.quick)
+        print(
+            ", ".join(
+                f"{k}: {v:,}" if isinstance(v, int) else f"{k}: {v}" for k, v in figures.items()
+            )
+        )
+    elif args.dry_run:
         figures = dry_run_main(args.quick, args.keep)
         print(dry_run_report(figures))
     else:
