@@ -183,6 +183,6 @@ def _remember(state: EventState, event: Event, outcome: EventOutcome, marked: bo
     """The outcome into the state. ``marked``: this run wrote ``pending`` and sent it, so a
     rejected or failed event is known not stored; an event this run never sent (the breaker
     opened first) keeps what an earlier run left."""
-    kept = outcome.status if outcome.status in ("sent", "uncertain") else "clear" if marked else None
-    if kept is not None:
-        state.record(event.key, kept, outcome.event_id)  # an id comes with "sent" only
+    known = outcome.status in ("sent", "uncertain")
+    if known or marked:
+        state.record(event.key, outcome.status if known else "clear", outcome.event_id)
