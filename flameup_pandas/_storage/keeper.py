@@ -1,11 +1,9 @@
 """The state keeper: the lock, the journal and the folding of one state, for every state.
 
-A local path has an ``fcntl`` lock file (``<state>.lock``) and a journal file appended line by
-line (:class:`LocalKeeper`); a URI has a lease under ``<state>.lock/`` renewed by a thread and
-journal objects under ``<state>.journal/`` (:class:`JournalObjects`) flushed every few records
-or seconds (:class:`ObjectKeeper`), and a store failing past its retries stops the run with
-:class:`~flameup_pandas.StateError` at the next record. A state says how it reads, folds and
-writes itself; :func:`load` and the keepers' ``close`` do the rest, for both.
+A local state has an ``fcntl`` lock file and a journal file (:class:`LocalKeeper`); one on
+object storage a lease renewed by a thread and journal objects flushed every few records or
+seconds (:class:`ObjectKeeper`); a store failing past its retries stops the run at the next
+record. A state says how it reads, folds and writes itself; the keepers do the rest.
 """
 
 from __future__ import annotations
@@ -27,7 +25,7 @@ from .lease import LEASE_SECONDS, Lease
 from .location import Location, resolve
 from .objects import Store, StoreRetry, atomic_output
 
-__all__ = ["JournalObjects", "LocalKeeper", "ObjectKeeper", "keep", "load", "run_name"]
+__all__ = ["JournalObjects", "LocalKeeper", "ObjectKeeper", "keep", "load"]
 
 logger = logging.getLogger("flameup_pandas")
 
@@ -52,11 +50,7 @@ def keep(
 ) -> LocalKeeper | ObjectKeeper:
     """Lock the state at ``path`` (a path or URI, on ``filesystem``); ``what`` names it in
     messages, ``lost`` says what a store failure costs. A local state's journal is a file
-    beside it, or (``separate_journal=False``) the state file itself, appended to.
-
-    A pyarrow filesystem is refused: it cannot create an object only if absent, so no lease
-    could be taken safely.
-    """
+    beside it, or (``separate_journal=False``) the state file itself, appended to."""
     where = path if isinstance(path, Location) else resolve(os.fspath(path), filesystem)
     if where.local:
         local = where.local_path
@@ -128,7 +122,6 @@ class LocalKeeper:
         return [(str(self.journal), self.journal)]
 
     def write(self, data: bytes) -> None:
-        """Replace the state whole: written beside it, synced, renamed over it."""
         try:
             with atomic_output(Location(str(self.path))) as handle:
                 handle.write(data)
@@ -136,7 +129,6 @@ class LocalKeeper:
             raise StateError(f"cannot write the {self.what} {self.path}: {exc}") from exc
 
     def forget(self) -> None:
-        """Delete the journal :meth:`leftovers` found (once folded)."""
         self.journal.unlink()
 
     def start(self) -> None:
@@ -149,7 +141,6 @@ class LocalKeeper:
         self._file.flush()
 
     def sync(self) -> None:
-        """Make every line appended so far durable (an fsync)."""
         if self._file is not None:
             os.fsync(self._file.fileno())
 
@@ -286,13 +277,9 @@ class ObjectKeeper:
 
 class JournalObjects:
     """A journal kept as objects: an object store cannot append, so each flush writes one new
-    object ``<folder>/<run>-<number>.jsonl`` (``<run>`` starts with the time the run began:
-    a listing gives every run's flushes in the order written). Immutable; deleted once folded.
-
-    A flush is due when ``every_batches`` records were added since the last one, or the
-    oldest unflushed record is ``every_seconds`` old (:meth:`due`; the keeper thread asks).
-    Thread-safe: records are added by the run, flushed by it or the keeper.
-    """
+    object ``<folder>/<run>-<number>.jsonl`` (``<run>`` starts with the run's start time: a
+    listing gives every run's flushes in order). Due after ``every_batches`` records or when the
+    oldest is ``every_seconds`` old. Thread-safe: the run adds, it or the keeper flushes."""
 
     def __init__(
         self,
@@ -325,9 +312,8 @@ class JournalObjects:
 
     def due(self) -> bool:
         with self._lock:
-            return self._oldest is not None and (
-                time.monotonic() - self._oldest >= self.every_seconds
-            )
+            oldest = self._oldest
+            return oldest is not None and time.monotonic() - oldest >= self.every_seconds
 
     def flush(self) -> bytes:
         """Write what is buffered as one object; the bytes written (empty when none)."""
