@@ -198,9 +198,7 @@ def _file_task(
     flameup_conn_id: str | None,
     options: dict[str, Any],
 ) -> dict[str, Any]:
-    """One file run for a task, whatever its kind: the connection's key and URL under the
-    options, progress as log lines unless they say otherwise; logs, plain results, failures
-    past ``allowed`` (rows, share)."""
+    """One file run for a task, whatever its kind (``allowed``: rows, share)."""
     if flameup_conn_id is not None:
         options = {**__getattr__("FlameupHook")(flameup_conn_id).options(), **options}
     options = {"progress": Progress(style="log"), **options}
@@ -230,8 +228,14 @@ def _file_task(
     most = _allowance(summary.rows, *allowed)
     if summary.problems > most:
         rows = "events" if what == "track" else "rows"
-        message = _too_many(out, summary.problems, most, results, rows)
-        raise TooManyFailedRowsError(message, out)
+        counts = ", ".join(f"{status} {out[status]:,}" for status in PROBLEMS if status in out)
+        where = "pass results= to keep the per-row reasons"
+        where = where if results is None else f"per-row reasons in {results}"
+        raise TooManyFailedRowsError(
+            f"{summary.problems:,} of {out.get('rows', 0):,} {rows} need attention ({counts}), "
+            f"more than the {most:,} allowed; {where}",
+            out,
+        )
     return out
 
 
@@ -263,18 +267,3 @@ def _one_line(summary: dict[str, Any]) -> str:
 
 def _name(path: object) -> str:
     return str(path) if isinstance(path, str | Path) else type(path).__name__
-
-
-def _too_many(
-    summary: dict[str, Any], problems: int, allowed: int, results: str | Path | None, rows: str
-) -> str:
-    counts = ", ".join(f"{status} {summary[status]:,}" for status in PROBLEMS if status in summary)
-    where = (
-        f"per-row reasons in {results}"
-        if results is not None
-        else "pass results= to keep the per-row reasons"
-    )
-    return (
-        f"{problems:,} of {summary.get('rows', 0):,} {rows} need attention ({counts}), "
-        f"more than the {allowed:,} allowed; {where}"
-    )
