@@ -151,33 +151,17 @@ def plan_events(df: pd.DataFrame, rules: EventRules, now: dt.datetime) -> EventP
     reasons = event_reasons(report, n)
     texts = column_values(when, "utc", str(rules.timestamp))[0]
     events: list[Event | None] = [None] * n
-    for i in range(n):
-        if reasons[i] is None:
-            at = pd.Timestamp(stamps[i]).to_pydatetime()
-            user = (users[i], emails[i])
-            events[i] = _event(user, names, rules, (at, texts[i]), parameters[i], ids, i)
+    for i in [row for row, reason in enumerate(reasons) if reason is None]:
+        by_id = _present_string(users[i])
+        user = str(users[i] if by_id else emails[i])
+        name = str(rules.event if names is None else names[i])
+        body: dict[str, Any] = {"external_id" if by_id else "email": user, "event": name}
+        body.update(parameters=parameters[i], timestamp=texts[i])
+        at = pd.Timestamp(stamps[i]).to_pydatetime()
+        event = Event("", user, name, at, parameters[i], orjson.dumps(body), by_id)
+        key = "id:" + str(ids[i]) if ids is not None else event.hashed(texts[i])
+        events[i] = dataclasses.replace(event, key=key)
     return EventPlan(events, report, reasons)
-
-
-def _event(
-    identity: tuple[Any, Any],
-    names: list[Any] | None,
-    rules: EventRules,
-    stamp: tuple[dt.datetime, str],
-    parameters: dict[str, Any],
-    ids: list[Any] | None,
-    i: int,
-) -> Event:
-    """One valid row's event: ``identity`` (its userId and email), ``stamp`` (when, as text)."""
-    by_id = _present_string(identity[0])
-    user = str(identity[0] if by_id else identity[1])
-    when, text = stamp
-    name = str(rules.event if names is None else names[i])
-    body: dict[str, Any] = {"external_id" if by_id else "email": user, "event": name}
-    body.update(parameters=parameters, timestamp=text)
-    event = Event("", user, name, when, parameters, orjson.dumps(body), by_id)
-    key = "id:" + str(ids[i]) if ids is not None else event.hashed(text)
-    return dataclasses.replace(event, key=key)
 
 
 def _column(df: pd.DataFrame, name: Hashable | None) -> list[Any]:
