@@ -59,9 +59,8 @@ class EventDecisions(Decisions):
 
 
 class Events:
-    """Events, for one run: ``rules`` make them, ``sending`` says where lost answers are
-    looked up and how often an event is sent again, ``results`` is the results file shown in
-    the summary."""
+    """Events, for one run: ``rules`` make them, ``sending`` settles lost answers, ``results``
+    is the results file the summary shows."""
 
     name = "track"
     rows = "events"

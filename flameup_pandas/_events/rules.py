@@ -100,14 +100,12 @@ class Event:
     """One event as it will be sent: its key, body and what the listing is searched by."""
 
     key: str
-    user: str
-    """The external id (or the email) it is sent with: the listing's ``user_id``."""
+    user: str  # the external id (or the email) it is sent with: the listing's ``user_id``
     name: str
     timestamp: dt.datetime
     parameters: dict[str, Any]
     body: bytes
-    by_id: bool = True
-    """Sent with ``external_id`` (else ``email``)."""
+    by_id: bool = True  # sent with ``external_id`` (else ``email``)
 
     def hashed(self, timestamp: str) -> str:
         """The key of an event without an id: its content hashed, with ``timestamp`` as text."""
@@ -167,8 +165,7 @@ def plan_events(df: pd.DataFrame, rules: EventRules, now: dt.datetime) -> EventP
 def _column(df: pd.DataFrame, name: Hashable | None) -> list[Any]:
     if name is None or name not in df.columns:
         return [None] * len(df)
-    values = df[name].astype(object).tolist()
-    return [None if is_missing(v) else v for v in values]
+    return [None if is_missing(v) else v for v in df[name].astype(object).tolist()]
 
 
 def _present_string(value: Any) -> bool:
