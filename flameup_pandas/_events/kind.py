@@ -170,12 +170,10 @@ class Events:
 def identity_of(rules: EventRules, frame: pd.DataFrame) -> EventRules:
     """The rules with the identity column a frame has: ``userId`` unless it lacks one and
     has another of people's names for it (``user_id``, ``external_id``), as ``upsert`` takes."""
-    if rules.user_id != "userId" or "userId" in frame.columns:
+    if rules.user_id != "userId":
         return rules
-    for alias in USER_ID_ALIASES:
-        if alias in frame.columns:
-            return dataclasses.replace(rules, user_id=alias)
-    return rules
+    found = next((alias for alias in USER_ID_ALIASES if alias in frame.columns), "userId")
+    return dataclasses.replace(rules, user_id=found)
 
 
 def _remember(state: EventState, event: Event, outcome: EventOutcome, marked: bool) -> None:
