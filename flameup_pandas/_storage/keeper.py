@@ -70,9 +70,8 @@ def load(
     fold: Callable[[T, Journals], T],
     dump: Callable[[T], bytes],
 ) -> T:
-    """The state as ``read`` makes it of what ``keeper`` holds (None: nothing yet), with the
-    journals a killed run left ``fold``-ed in and written back (``dump``) before anything is
-    recorded; then keeping starts. On any failure the lock is released."""
+    """The state ``read`` from ``keeper`` (None: nothing yet), the journals a killed run left
+    ``fold``-ed in and written back (``dump``) before anything is recorded; unlocked on failure."""
     try:
         value = read(keeper.base())
         leftovers = keeper.leftovers()
@@ -145,8 +144,7 @@ class LocalKeeper:
             os.fsync(self._file.fileno())
 
     def close(self, fold: Callable[[Journals], bytes]) -> None:
-        """Fold this run's journal file, when it has one apart from the state, into the
-        state (``fold`` gives the state's new bytes), delete it and unlock."""
+        """Fold this run's journal file (when apart from the state) into it, delete it, unlock."""
         try:
             if self._file is not None:
                 self.sync()
@@ -171,8 +169,7 @@ class LocalKeeper:
 
 
 class ObjectKeeper:
-    """A state on object storage: its lease, its journal objects and the keeper thread that
-    renews the one and flushes the other on time."""
+    """A state on object storage: its lease, its journal objects, and a thread keeping both."""
 
     def __init__(
         self,
@@ -218,7 +215,6 @@ class ObjectKeeper:
         self.store.delete(self._found)
 
     def start(self) -> None:
-        """Start keeping: the lease renewed, waiting lines flushed on time."""
         self._thread = threading.Thread(target=self._keep, name="flameup-state", daemon=True)
         self._thread.start()
 
@@ -238,8 +234,8 @@ class ObjectKeeper:
         self.journal.flush()
 
     def close(self, fold: Callable[[Journals], bytes]) -> None:
-        """Stop keeping, flush, ``fold`` this run's journal objects into the state when there
-        are any (one fold of every flush, in order), delete them and release the lease."""
+        """Stop keeping; ``fold`` this run's journal objects (every flush, in order) into the
+        state, delete them and release the lease."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()

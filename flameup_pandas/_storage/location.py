@@ -104,9 +104,7 @@ class Location:
 class _Handler(pafs.FSSpecHandler):  # type: ignore[misc]
     """fsspec's filesystem for pyarrow, reading objects :data:`READ_BLOCK` bytes ahead."""
 
-    def open_input_file(self, path: str) -> Any:
-        # (fsspec's handler asks isfile first: a request more per file, and open() raises
-        # FileNotFoundError itself)
+    def open_input_file(self, path: str) -> Any:  # fsspec's asks isfile first: a request more
         return pa.PythonFile(self.fs.open(path, mode="rb", block_size=READ_BLOCK), mode="r")
 
     def open_input_stream(self, path: str) -> Any:
