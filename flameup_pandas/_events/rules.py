@@ -32,6 +32,7 @@ MAX_EVENT_NAME = 255
 MAX_USER_ID = 255
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)
 RESULT_COLUMNS = ("flameup_event_id", "flameup_status", "flameup_error")
+Found = tuple[int, Any, str, Any]  # a broken rule: row, column, check, value
 
 _MESSAGES = {
     "identity_required": "neither a userId nor an email",
@@ -144,8 +145,7 @@ def plan_events(df: pd.DataFrame, rules: EventRules, now: dt.datetime) -> EventP
     bad_stamps = (stamp_problems, df[rules.timestamp].astype(object).tolist())
     broken = _broken(rules, (users, emails, names, when, ids), latest, bad_stamps)
     parameters, value_problems = _parameters(df, rules)
-    report = pd.concat([broken, value_problems], ignore_index=True)
-    report = report.sort_values("row", kind="stable").reset_index(drop=True)
+    report = _report(sorted(broken + value_problems, key=lambda found: found[0]))
     reasons = event_reasons(report, n)
     texts = column_values(when, "utc", str(rules.timestamp))[0]
     events: list[Event | None] = [None] * n
@@ -221,12 +221,12 @@ def _broken(
     columns: tuple[list[Any], list[Any], list[Any] | None, pd.Series, list[Any] | None],
     latest: pd.Timestamp,
     bad_stamps: tuple[dict[int, str], list[Any]],
-) -> pd.DataFrame:
+) -> list[Found]:
     """Every rule each row breaks (``bad_stamps``: why each unreadable timestamp is, and the
     column as given), named by the frame's column, the value shown where it helps."""
     users, emails, names, when, ids = columns
     event = str(rules.event_column) if names is not None else "event"
-    found: list[tuple[int, str | None, str, Any]] = []
+    found: list[Found] = []
 
     def check(column: Any, name: str, values: list[Any], fails: Any, shown: bool = True) -> None:
         label = None if column is None else str(column)
@@ -255,10 +255,10 @@ def _broken(
     if ids is not None:
         check(rules.event_id_column, "event_id_required", ids, lambda v: v is None, shown=False)
     found.extend((i, str(rules.timestamp), why, given[i]) for i, why in problems.items())
-    return _report(found)
+    return found
 
 
-def _report(found: list[tuple[int, Any, str, Any]]) -> pd.DataFrame:
+def _report(found: list[Found]) -> pd.DataFrame:
     rows, *rest = zip(*found, strict=True) if found else ((), (), (), ())
     report = dict(zip(REPORT_COLUMNS[1:], (pd.Series(c, dtype=object) for c in rest), strict=True))
     return pd.DataFrame({"row": pd.Series(rows, dtype=np.int64), **report})
@@ -267,10 +267,10 @@ def _report(found: list[tuple[int, Any, str, Any]]) -> pd.DataFrame:
 # -- parameters ------------------------------------------------------------------------------
 
 
-def _parameters(df: pd.DataFrame, rules: EventRules) -> tuple[list[dict[str, Any]], pd.DataFrame]:
+def _parameters(df: pd.DataFrame, rules: EventRules) -> tuple[list[dict[str, Any]], list[Found]]:
     """Each row's parameters (missing values left out) and the values JSON cannot hold."""
     out: list[dict[str, Any]] = [{} for _ in range(len(df))]
-    found: list[tuple[int, Any, str, Any]] = []
+    found: list[Found] = []
     for column in rules.parameter_columns(df):
         label = str(column)
         values, problems = column_values(df[column], rules.naive_timestamps, label)
@@ -278,7 +278,7 @@ def _parameters(df: pd.DataFrame, rules: EventRules) -> tuple[list[dict[str, Any
         for row, value in enumerate(values):
             if value is not None:
                 out[row][label] = value
-    return out, _report(found)
+    return out, found
 
 
 def event_reasons(report: pd.DataFrame, n_rows: int) -> list[str | None]:

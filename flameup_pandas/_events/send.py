@@ -154,9 +154,7 @@ class EventSender:
         return self.workspace_id
 
     def _get(self, path: str, params: dict[str, Any], readable: Callable[[Answer], bool]) -> Any:
-        def call() -> Answer:
-            return self.client.request("GET", path, params=params)
-
+        call = functools.partial(self.client.request, "GET", path, params=params)
         try:
             answer = self.reader.request(call, f"GET {path}", readable)
         except (GaveUp, TransportError) as exc:
