@@ -16,6 +16,7 @@ a duplicate).
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from pathlib import Path
@@ -55,14 +56,12 @@ class EventState:
         # every pending line is flushed by its sender; outcome lines ride along, or wait
         keeper = keep(path, filesystem, WHAT, lost, separate_journal=False, flush_batches=10**6)
 
-        def read(data: bytes | Path | None) -> Entries:
-            return parse_lines(data, str(keeper))
-
         def fold(entries: Entries, journals: Journals) -> Entries:
             for name, data in journals:
                 entries.update(parse_lines(data, name))
             return entries
 
+        read = functools.partial(parse_lines, shown=str(keeper))
         return cls(keeper, load(keeper, read, fold, _lines))
 
     def __enter__(self) -> EventState:
