@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import contextlib
 
-from . import (
-    _accessor,  # noqa: F401  (registers df.flameup)
-    _polars,
-)
+from . import _accessor, _polars, exceptions  # noqa: F401  (_accessor registers df.flameup)
 from ._api import (
     plan,
     plan_arrow,
@@ -39,55 +36,20 @@ from ._version import __version__
 
 with contextlib.suppress(ImportError):  # polars is optional: the namespace when it is there
     _polars.register()
-from .exceptions import (
-    APIError,
-    AuthenticationError,
-    ChangeGuardError,
-    ConfigurationError,
-    DuplicateIdentityError,
-    FieldNameWarning,
-    FlameupError,
-    MappingError,
-    NaiveTimestampError,
-    RateLimitError,
-    ReadInterrupted,
-    RequestRejectedError,
-    ServerError,
-    SourceError,
-    StateError,
-    TransportError,
-    UpsertInterrupted,
-)
+from .exceptions import *  # noqa: F403  (every name of exceptions.__all__)
 
 __all__ = [
     "STATUSES",
-    "APIError",
-    "AuthenticationError",
-    "ChangeGuardError",
-    "ConfigurationError",
-    "DuplicateIdentityError",
     "FieldChange",
-    "FieldNameWarning",
     "FlameupClient",
-    "FlameupError",
-    "MappingError",
-    "NaiveTimestampError",
     "PeopleSchema",
     "PlanSummary",
     "Progress",
-    "RateLimitError",
-    "ReadInterrupted",
-    "RequestRejectedError",
     "RetryPolicy",
     "RunReport",
-    "ServerError",
-    "SourceError",
-    "StateError",
     "Summary",
     "Timeout",
     "TrackSummary",
-    "TransportError",
-    "UpsertInterrupted",
     "__version__",
     "plan",
     "plan_arrow",
@@ -103,4 +65,5 @@ __all__ = [
     "upsert_file",
     "validate",
     "validate_events",
+    *exceptions.__all__,
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Mapping
 from typing import Any, Unpack
@@ -143,11 +144,8 @@ def read_events(
         for name, value in asked.items()
         if value is not None
     }
-    sender = Delivery(**options).open()
-    try:
+    with contextlib.closing(Delivery(**options).open()) as sender:
         listed = list(EventSender(sender.deliverer, workspace_id).listed(filters))
-    finally:
-        sender.close()
     return _events_frame(listed)
 
 

@@ -1,10 +1,7 @@
 """Events as a kind of record the engine runs (:mod:`flameup_pandas._run.kind`), never twice.
 
-Per chunk: rows that break the event rules are ``invalid``; a row repeating an earlier row's
-event key is ``skipped``, naming it; with a state, an event Flameup confirmed is ``skipped``
-(its id given back) and one an earlier run may have sent is looked up before it is sent;
-``dry_run`` skips the rest; otherwise each event is one request
-(:class:`~flameup_pandas._events.send.EventSender`), ``pending`` recorded before it.
+A repeated event key is ``skipped``, naming the row met first; with a state, an event Flameup
+confirmed is ``skipped`` and one an earlier run may have sent is looked up before it is sent.
 """
 
 from __future__ import annotations
@@ -31,14 +28,12 @@ from .rules import Event, EventRules, plan_events
 from .send import EventOutcome, EventSender
 from .state import OPEN_STATUSES, EventState
 
-__all__ = ["EVENT_STATUSES", "Events", "key_hashes"]
+__all__ = ["EVENT_STATUSES", "Events"]
 
 EVENT_STATUSES = ("sent", "uncertain", "invalid", "rejected", "failed", "skipped")
 IN_STATE = "already sent (in the state)"
-KEYS = "keys"
-"""An events state's first line names how its keys were made (absent: before the registry)."""
-_CUT_SHORT = frozenset({IN_FLIGHT, NOT_SENT})
-"""Outcomes of an interrupt: the state keeps such an event ``pending`` (a rerun looks it up)."""
+KEYS = "keys"  # a state's first line names how its keys were made (absent: before the registry)
+_CUT_SHORT = frozenset({IN_FLIGHT, NOT_SENT})  # interrupted: the state keeps them ``pending``
 
 
 @dataclass
@@ -50,29 +45,22 @@ class EventDecisions(Decisions):
     status: np.ndarray
     error: np.ndarray
     flameup_id: np.ndarray
-    identity_hashes: np.ndarray
-    """Each row's event key as a 64-bit hash (0 where none): how repeats are found."""
+    identity_hashes: np.ndarray  # each event key as 64 bits (0 where none): how repeats are found
 
     @classmethod
     def start(cls, labels: list[Any], events: list[Event | None]) -> EventDecisions:
         n = len(events)
-        keys = [event.key for event in events if event is not None]
+        valid = [(i, e.key.encode()) for i, e in enumerate(events) if e is not None]
         hashes = np.zeros(n, dtype=np.uint64)
-        hashes[[i for i, e in enumerate(events) if e is not None]] = key_hashes(keys)
+        digests = b"".join(hashlib.blake2b(k, digest_size=8).digest() for _, k in valid)
+        hashes[[i for i, _ in valid]] = np.frombuffer(digests, dtype=np.uint64)
         status, error, ids = (np.full(n, None, dtype=object) for _ in range(3))
         return cls(labels, events, status, error, ids, hashes)
 
 
-def key_hashes(keys: list[str]) -> np.ndarray:
-    """Each event key as a 64-bit hash (what the engine's repeats keep of it)."""
-    digests = b"".join(hashlib.blake2b(k.encode(), digest_size=8).digest() for k in keys)
-    return np.frombuffer(digests, dtype=np.uint64).copy()
-
-
 class Events:
-    """Events, for one run: ``rules`` make them, ``sending`` says where lost answers are
-    looked up and how often an event is sent again, ``results`` is the results file shown in
-    the summary."""
+    """Events, for one run: ``rules`` make them, ``sending`` settles lost answers, ``results``
+    is the results file the summary shows."""
 
     name = "track"
     rows = "events"
@@ -182,21 +170,16 @@ class Events:
 def identity_of(rules: EventRules, frame: pd.DataFrame) -> EventRules:
     """The rules with the identity column a frame has: ``userId`` unless it lacks one and
     has another of people's names for it (``user_id``, ``external_id``), as ``upsert`` takes."""
-    if rules.user_id != "userId" or "userId" in frame.columns:
+    if rules.user_id != "userId":
         return rules
-    for alias in USER_ID_ALIASES:
-        if alias in frame.columns:
-            return dataclasses.replace(rules, user_id=alias)
-    return rules
+    found = next((alias for alias in USER_ID_ALIASES if alias in frame.columns), "userId")
+    return dataclasses.replace(rules, user_id=found)
 
 
 def _remember(state: EventState, event: Event, outcome: EventOutcome, marked: bool) -> None:
     """The outcome into the state. ``marked``: this run wrote ``pending`` and sent it, so a
     rejected or failed event is known not stored; an event this run never sent (the breaker
     opened first) keeps what an earlier run left."""
-    if outcome.status == "sent":
-        state.record(event.key, "sent", outcome.event_id)
-    elif outcome.status == "uncertain":
-        state.record(event.key, "uncertain")
-    elif marked:
-        state.record(event.key, "clear")
+    known = outcome.status in ("sent", "uncertain")
+    if known or marked:
+        state.record(event.key, outcome.status if known else "clear", outcome.event_id)

@@ -1,20 +1,10 @@
 """Rows to events: the event rules, the event's body and its key.
 
-An event is one row: who (the ``userId`` column, sent as ``external_id``, else the ``email``
-column), what (``event=`` for every row, or ``event_column=``), when (the ``timestamp=``
-column) and its ``parameters`` (every other column, or those named), encoded by the value
-registry as people's traits are (:mod:`flameup_pandas._people.values`): a missing value is
-left out.
-
-:func:`plan_events` checks every row before anything is sent and lists every rule a row
-breaks (:data:`_MESSAGES` names each), as a report frame like people's (``row``, ``column``,
-``check``, ``value``); a naive datetime *column*, as for people, raises
-:class:`~flameup_pandas.exceptions.NaiveTimestampError` unless ``naive_timestamps="utc"``.
-
-The **event key** says which event a row is: the named id column's value when there is one,
-else a hash of the identity, the name, the timestamp and the parameters, each as sent (the
-timestamp as the value registry writes every timestamp). Two rows with the same key are the
-same event.
+Values are encoded by people's value registry (:mod:`flameup_pandas._people.values`), a missing
+one left out. :func:`plan_events` judges every row before anything is sent, listing every rule
+a row breaks in a report like people's. The **event key** says which event a row is: the id
+column's value when there is one, else a hash of what is sent (identity, name, timestamp as the
+registry writes it, parameters): two rows with the same key are the same event.
 """
 
 from __future__ import annotations
@@ -35,22 +25,13 @@ from .._people.schema import REPORT_COLUMNS
 from .._people.values import RULES, column_values, is_missing, is_string, rule_for, utc_instants
 from ..exceptions import MappingError
 
-__all__ = [
-    "FUTURE_TOLERANCE",
-    "MAX_EVENT_NAME",
-    "RESULT_COLUMNS",
-    "Event",
-    "EventPlan",
-    "EventRules",
-    "event_reasons",
-    "plan_events",
-]
+__all__ = ["Event", "EventPlan", "EventRules", "event_reasons", "plan_events"]
 
 MAX_EVENT_NAME = 255
 MAX_USER_ID = 255
 FUTURE_TOLERANCE = dt.timedelta(minutes=5)
-"""How far ahead of this machine's clock a timestamp may be (clocks drift)."""
 RESULT_COLUMNS = ("flameup_event_id", "flameup_status", "flameup_error")
+Found = tuple[int, Any, str, Any]  # a broken rule: row, column, check, value
 
 _MESSAGES = {
     "identity_required": "neither a userId nor an email",
@@ -69,11 +50,7 @@ _MESSAGES = {
 
 @dataclass(frozen=True)
 class EventRules:
-    """Which columns make an event, and the rules its values meet.
-
-    >>> EventRules(event="signed_up").name_of(0, None)
-    'signed_up'
-    """
+    """Which columns make an event, and the rules its values meet."""
 
     event: str | None = None
     """The event name of every row (or ``event_column``, one of the two)."""
@@ -107,9 +84,6 @@ class EventRules:
         if self.naive_timestamps not in ("error", "utc"):
             raise ValueError("naive_timestamps must be 'error' or 'utc'")
 
-    def name_of(self, position: int, column: list[Any] | None) -> Any:
-        return self.event if column is None else column[position]
-
     def parameter_columns(self, df: pd.DataFrame) -> list[Hashable]:
         if self.parameters is not None:
             missing = [c for c in self.parameters if c not in df.columns]
@@ -126,14 +100,12 @@ class Event:
     """One event as it will be sent: its key, body and what the listing is searched by."""
 
     key: str
-    user: str
-    """The external id (or the email) it is sent with: the listing's ``user_id``."""
+    user: str  # the external id (or the email) it is sent with: the listing's ``user_id``
     name: str
     timestamp: dt.datetime
     parameters: dict[str, Any]
     body: bytes
-    by_id: bool = True
-    """Sent with ``external_id`` (else ``email``)."""
+    by_id: bool = True  # sent with ``external_id`` (else ``email``)
 
     def hashed(self, timestamp: str) -> str:
         """The key of an event without an id: its content hashed, with ``timestamp`` as text."""
@@ -172,45 +144,27 @@ def plan_events(df: pd.DataFrame, rules: EventRules, now: dt.datetime) -> EventP
     bad_stamps = (stamp_problems, df[rules.timestamp].astype(object).tolist())
     broken = _broken(rules, (users, emails, names, when, ids), latest, bad_stamps)
     parameters, value_problems = _parameters(df, rules)
-    report = pd.concat([broken, value_problems], ignore_index=True)
-    report = report.sort_values("row", kind="stable").reset_index(drop=True)
+    report = _report(sorted(broken + value_problems, key=lambda found: found[0]))
     reasons = event_reasons(report, n)
     texts = column_values(when, "utc", str(rules.timestamp))[0]
     events: list[Event | None] = [None] * n
-    for i in range(n):
-        if reasons[i] is None:
-            at = pd.Timestamp(stamps[i]).to_pydatetime()
-            user = (users[i], emails[i])
-            events[i] = _event(user, names, rules, (at, texts[i]), parameters[i], ids, i)
+    for i in [row for row, reason in enumerate(reasons) if reason is None]:
+        by_id = _present_string(users[i])
+        user = str(users[i] if by_id else emails[i])
+        name = str(rules.event if names is None else names[i])
+        body: dict[str, Any] = {"external_id" if by_id else "email": user, "event": name}
+        body.update(parameters=parameters[i], timestamp=texts[i])
+        at = pd.Timestamp(stamps[i]).to_pydatetime()
+        event = Event("", user, name, at, parameters[i], orjson.dumps(body), by_id)
+        key = "id:" + str(ids[i]) if ids is not None else event.hashed(texts[i])
+        events[i] = dataclasses.replace(event, key=key)
     return EventPlan(events, report, reasons)
-
-
-def _event(
-    identity: tuple[Any, Any],
-    names: list[Any] | None,
-    rules: EventRules,
-    stamp: tuple[dt.datetime, str],
-    parameters: dict[str, Any],
-    ids: list[Any] | None,
-    i: int,
-) -> Event:
-    """One valid row's event: ``identity`` (its userId and email), ``stamp`` (when, as text)."""
-    by_id = _present_string(identity[0])
-    user = str(identity[0] if by_id else identity[1])
-    when, text = stamp
-    name = str(rules.name_of(i, names))
-    body: dict[str, Any] = {"external_id" if by_id else "email": user, "event": name}
-    body.update(parameters=parameters, timestamp=text)
-    event = Event("", user, name, when, parameters, orjson.dumps(body), by_id)
-    key = "id:" + str(ids[i]) if ids is not None else event.hashed(text)
-    return dataclasses.replace(event, key=key)
 
 
 def _column(df: pd.DataFrame, name: Hashable | None) -> list[Any]:
     if name is None or name not in df.columns:
         return [None] * len(df)
-    values = df[name].astype(object).tolist()
-    return [None if is_missing(v) else v for v in values]
+    return [None if is_missing(v) else v for v in df[name].astype(object).tolist()]
 
 
 def _present_string(value: Any) -> bool:
@@ -218,36 +172,22 @@ def _present_string(value: Any) -> bool:
 
 
 def _good_name(value: Any) -> bool:
-    return (
-        isinstance(value, str)
-        and bool(value.strip())
-        and len(value) <= MAX_EVENT_NAME
-        and value.isprintable()
-    )
+    return _present_string(value) and len(value) <= MAX_EVENT_NAME and value.isprintable()
 
 
 # -- timestamps ------------------------------------------------------------------------------
 
 
 def _timestamps(series: pd.Series, rules: EventRules) -> tuple[list[Any], dict[int, str]]:
-    """Each row's time as a UTC pd.Timestamp (None when missing or bad) and the bad rows.
-
-    A datetime column is read by the value registry's timestamp rule (a naive one raises
-    :class:`~flameup_pandas.exceptions.NaiveTimestampError` unless declared UTC); strings
-    are parsed as ISO 8601, row by row.
-    """
+    """Each row's time as a UTC pd.Timestamp (None when missing or bad) and the bad rows: a
+    datetime column read as people's are (naive raises unless declared UTC), strings as ISO 8601."""
     if rule_for(series.dtype) is _TIMESTAMPS:
         utc, missing = utc_instants(series, rules.naive_timestamps, str(rules.timestamp))
         stamps = pd.DatetimeIndex(utc).tz_localize("UTC")
         return [None if m else s for s, m in zip(stamps, missing.tolist(), strict=True)], {}
-    out: list[Any] = []
-    problems: dict[int, str] = {}
-    for i, value in enumerate(series.astype(object).tolist()):
-        stamp, problem = _one_timestamp(value, rules.naive_timestamps)
-        out.append(stamp)
-        if problem is not None:
-            problems[i] = problem
-    return out, problems
+    judged = [_one_timestamp(v, rules.naive_timestamps) for v in series.astype(object).tolist()]
+    problems = {i: why for i, (_, why) in enumerate(judged) if why is not None}
+    return [stamp for stamp, _ in judged], problems
 
 
 _TIMESTAMPS = next(rule for rule in RULES if dt.datetime in rule.types)
@@ -280,13 +220,12 @@ def _broken(
     columns: tuple[list[Any], list[Any], list[Any] | None, pd.Series, list[Any] | None],
     latest: pd.Timestamp,
     bad_stamps: tuple[dict[int, str], list[Any]],
-) -> pd.DataFrame:
-    """Every rule each row breaks (``bad_stamps``: the rows whose timestamp could not be read,
-    and why, and the column as given), its column named as the user's frame names it and the
-    value shown where it helps."""
+) -> list[Found]:
+    """Every rule each row breaks (``bad_stamps``: why each unreadable timestamp is, and the
+    column as given), named by the frame's column, the value shown where it helps."""
     users, emails, names, when, ids = columns
     event = str(rules.event_column) if names is not None else "event"
-    found: list[tuple[int, str | None, str, Any]] = []
+    found: list[Found] = []
 
     def check(column: Any, name: str, values: list[Any], fails: Any, shown: bool = True) -> None:
         label = None if column is None else str(column)
@@ -315,42 +254,30 @@ def _broken(
     if ids is not None:
         check(rules.event_id_column, "event_id_required", ids, lambda v: v is None, shown=False)
     found.extend((i, str(rules.timestamp), why, given[i]) for i, why in problems.items())
-    return _report(*map(list, zip(*found, strict=True))) if found else _report([], [], [], [])
+    return found
 
 
-def _report(
-    rows: list[int], columns: list[Any], checks: list[str], values: list[Any]
-) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "row": pd.Series(rows, dtype=np.int64),
-            "column": pd.Series(columns, dtype=object),
-            "check": pd.Series(checks, dtype=object),
-            "value": pd.Series(values, dtype=object),
-        }
-    )
+def _report(found: list[Found]) -> pd.DataFrame:
+    rows, *rest = zip(*found, strict=True) if found else ((), (), (), ())
+    report = dict(zip(REPORT_COLUMNS[1:], (pd.Series(c, dtype=object) for c in rest), strict=True))
+    return pd.DataFrame({"row": pd.Series(rows, dtype=np.int64), **report})
 
 
 # -- parameters ------------------------------------------------------------------------------
 
 
-def _parameters(df: pd.DataFrame, rules: EventRules) -> tuple[list[dict[str, Any]], pd.DataFrame]:
+def _parameters(df: pd.DataFrame, rules: EventRules) -> tuple[list[dict[str, Any]], list[Found]]:
     """Each row's parameters (missing values left out) and the values JSON cannot hold."""
     out: list[dict[str, Any]] = [{} for _ in range(len(df))]
-    rows: list[int] = []
-    columns: list[str] = []
-    values_shown: list[str] = []
+    found: list[Found] = []
     for column in rules.parameter_columns(df):
         label = str(column)
         values, problems = column_values(df[column], rules.naive_timestamps, label)
-        for row, why in problems.items():
-            rows.append(row)
-            columns.append(label)
-            values_shown.append(why)
+        found.extend((row, label, "json_value", why) for row, why in problems.items())
         for row, value in enumerate(values):
             if value is not None:
                 out[row][label] = value
-    return out, _report(rows, columns, ["json_value"] * len(rows), values_shown)
+    return out, found
 
 
 def event_reasons(report: pd.DataFrame, n_rows: int) -> list[str | None]:

@@ -26,7 +26,7 @@ from .._send.delivery import Deliverer, GaveUp, auth_error, stop_error
 from ..exceptions import FlameupError, TransportError
 from .rules import Event
 
-__all__ = ["EventOutcome", "EventSender", "is_event_answer"]
+__all__ = ["EventOutcome", "EventSender"]
 
 logger = logging.getLogger("flameup_pandas")
 
@@ -55,24 +55,10 @@ class _CannotTell(Exception):
     """The listing could not say whether an event is stored."""
 
 
-def is_event_answer(answer: Answer) -> bool:
-    """A 2xx answer to ``POST /track`` in the documented shape: an ``event_id``.
-
-    >>> is_event_answer(Answer(200, {}, {"success": True, "event_id": "evt_1"}))
-    True
-    >>> is_event_answer(Answer(200, {}, None))
-    False
-    """
-    body = answer.body
-    return isinstance(body, dict) and isinstance(body.get("event_id"), str)
-
-
 class EventSender:
-    """Sends events one per request through the run's deliverer (the key's budget, the run's places
-    and breaker), posting through a :meth:`~flameup_pandas._send.delivery.Deliverer.twin` that
-    retries no 5xx (a 5xx may follow a store). Thread-safe. ``workspace_id`` names the listing's
-    workspace; None: read from a listed person the first time it is needed.
-    """
+    """Sends events one per request through the run's deliverer, posting through a twin that
+    retries no 5xx (a 5xx may follow a store). Thread-safe. ``workspace_id``: the listing's
+    workspace; None: read from a listed person when first needed."""
 
     def __init__(
         self, deliverer: Deliverer, workspace_id: str | None = None, max_resends: int = 3
@@ -86,7 +72,6 @@ class EventSender:
         self.max_resends = max_resends
 
     def send(self, event: Event) -> EventOutcome:
-        """Deliver one event; see the module docstring for when it is sent again."""
         lost_times = 0
         while True:
             try:
@@ -96,8 +81,9 @@ class EventSender:
             except _AnswerLost as exc:
                 why = str(exc)
             else:
-                if answer.ok and is_event_answer(answer):
-                    return EventOutcome("sent", answer.body["event_id"])
+                body = answer.body  # the documented shape: an event_id
+                if answer.ok and isinstance(body, dict) and isinstance(body.get("event_id"), str):
+                    return EventOutcome("sent", body["event_id"])
                 if answer.status in (401, 403):
                     raise auth_error(answer, "events:write")
                 if answer.status in REJECTED:
@@ -141,8 +127,8 @@ class EventSender:
         return None
 
     def listed(self, filters: dict[str, str]) -> Iterator[dict[str, Any]]:
-        """Every event the listing holds that matches ``filters`` (``user_id``, ``event``,
-        ``since``, ``until``), oldest first, page by page; raises APIError when it cannot."""
+        """Every event the listing holds matching ``filters``, oldest first, page by page; a
+        FlameupError when it cannot."""
         try:
             yield from self._pages(filters)
         except _CannotTell as exc:
@@ -168,9 +154,7 @@ class EventSender:
         return self.workspace_id
 
     def _get(self, path: str, params: dict[str, Any], readable: Callable[[Answer], bool]) -> Any:
-        def call() -> Answer:
-            return self.client.request("GET", path, params=params)
-
+        call = functools.partial(self.client.request, "GET", path, params=params)
         try:
             answer = self.reader.request(call, f"GET {path}", readable)
         except (GaveUp, TransportError) as exc:

@@ -1,22 +1,22 @@
 """The events' sync state: which events Flameup holds, so no event is sent twice.
 
-JSON lines, one per change, the last line of a key winning, after a first line naming how the
-keys were made (``{"key": "keys", "status": "registry"}``; a state without it hashed six-digit
-timestamps, see :mod:`flameup_pandas._events.kind`)::
+JSON lines, one per change, the last line of a key winning, after ``{"key": "keys", "status":
+"registry"}`` (how keys are made; see :mod:`flameup_pandas._events.kind`)::
 
     {"key": "h:3f2a...", "status": "pending"}                 about to be sent
     {"key": "h:3f2a...", "status": "sent", "event_id": "evt_..."}
     {"key": "h:3f2a...", "status": "uncertain"}               answer lost, listing could not tell
     {"key": "h:3f2a...", "status": "clear"}                   not stored (rejected, failed)
 
-``pending`` is made durable *before* each request (``pending`` lines arriving together share one
-sync), so after a kill the next run looks ``pending`` and ``uncertain`` events up before sending.
-An outcome is written at once and made durable by the next sync; lost in a crash, its key stays
-``pending`` (a lookup, never a duplicate). Storage and lock: :mod:`flameup_pandas._storage.keeper`.
+``pending`` is made durable *before* each request (lines arriving together share one sync), so
+after a kill the next run looks ``pending`` and ``uncertain`` events up before sending. An
+outcome is durable at the next sync; lost in a crash, its key stays ``pending`` (a lookup, never
+a duplicate).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from pathlib import Path
@@ -35,10 +35,8 @@ WHAT = "events state"
 
 
 class EventState:
-    """The keys of the events a run has sent, may have sent, or is about to send.
-
-    Safe to record from several threads at once.
-    """
+    """The keys of the events a run has sent, may have sent, or is about to send; safe to
+    record from several threads at once."""
 
     def __init__(self, keeper: LocalKeeper | ObjectKeeper, entries: Entries) -> None:
         self._keeper = keeper
@@ -52,23 +50,18 @@ class EventState:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], filesystem: Any = None) -> EventState:
-        """Read the state at ``path`` (empty when there is none) and lock it for this run.
-
-        ``path`` is a local path or a URI, on ``filesystem`` when one is given.
-        """
+        """Read the state at ``path`` (a path or URI, on ``filesystem``; empty when there is
+        none) and lock it for this run."""
         lost = "events it may have sent are looked up by the next run"
         # every pending line is flushed by its sender; outcome lines ride along, or wait
         keeper = keep(path, filesystem, WHAT, lost, separate_journal=False, flush_batches=10**6)
-        shown = str(keeper)
-
-        def read(data: bytes | Path | None) -> Entries:
-            return parse_lines(data, shown)
 
         def fold(entries: Entries, journals: Journals) -> Entries:
             for name, data in journals:
                 entries.update(parse_lines(data, name))
             return entries
 
+        read = functools.partial(parse_lines, shown=str(keeper))
         return cls(keeper, load(keeper, read, fold, _lines))
 
     def __enter__(self) -> EventState:
@@ -78,12 +71,10 @@ class EventState:
         self.close()
 
     def status(self, key: str) -> str | None:
-        entry = self.entries.get(key)
-        return None if entry is None else str(entry["status"])
+        return self.entries.get(key, {}).get("status")
 
     def event_id(self, key: str) -> str | None:
-        entry = self.entries.get(key)
-        return None if entry is None else entry.get("event_id")
+        return self.entries.get(key, {}).get("event_id")
 
     def record(self, key: str, status: str, event_id: str | None = None) -> None:
         """Append one change; a ``pending`` one is durable when this returns."""

@@ -1,11 +1,9 @@
 """The state keeper: the lock, the journal and the folding of one state, for every state.
 
-A local path has an ``fcntl`` lock file (``<state>.lock``) and a journal file appended line by
-line (:class:`LocalKeeper`); a URI has a lease under ``<state>.lock/`` renewed by a thread and
-journal objects under ``<state>.journal/`` (:class:`JournalObjects`) flushed every few records
-or seconds (:class:`ObjectKeeper`), and a store failing past its retries stops the run with
-:class:`~flameup_pandas.StateError` at the next record. A state says how it reads, folds and
-writes itself; :func:`load` and the keepers' ``close`` do the rest, for both.
+A local state has an ``fcntl`` lock file and a journal file (:class:`LocalKeeper`); one on
+object storage a lease renewed by a thread and journal objects flushed every few records or
+seconds (:class:`ObjectKeeper`); a store failing past its retries stops the run at the next
+record. A state says how it reads, folds and writes itself; the keepers do the rest.
 """
 
 from __future__ import annotations
@@ -27,7 +25,7 @@ from .lease import LEASE_SECONDS, Lease
 from .location import Location, resolve
 from .objects import Store, StoreRetry, atomic_output
 
-__all__ = ["JournalObjects", "LocalKeeper", "ObjectKeeper", "keep", "load", "run_name"]
+__all__ = ["JournalObjects", "LocalKeeper", "ObjectKeeper", "keep", "load"]
 
 logger = logging.getLogger("flameup_pandas")
 
@@ -52,11 +50,7 @@ def keep(
 ) -> LocalKeeper | ObjectKeeper:
     """Lock the state at ``path`` (a path or URI, on ``filesystem``); ``what`` names it in
     messages, ``lost`` says what a store failure costs. A local state's journal is a file
-    beside it, or (``separate_journal=False``) the state file itself, appended to.
-
-    A pyarrow filesystem is refused: it cannot create an object only if absent, so no lease
-    could be taken safely.
-    """
+    beside it, or (``separate_journal=False``) the state file itself, appended to."""
     where = path if isinstance(path, Location) else resolve(os.fspath(path), filesystem)
     if where.local:
         local = where.local_path
@@ -76,9 +70,8 @@ def load(
     fold: Callable[[T, Journals], T],
     dump: Callable[[T], bytes],
 ) -> T:
-    """The state as ``read`` makes it of what ``keeper`` holds (None: nothing yet), with the
-    journals a killed run left ``fold``-ed in and written back (``dump``) before anything is
-    recorded; then keeping starts. On any failure the lock is released."""
+    """The state ``read`` from ``keeper`` (None: nothing yet), the journals a killed run left
+    ``fold``-ed in and written back (``dump``) before anything is recorded; unlocked on failure."""
     try:
         value = read(keeper.base())
         leftovers = keeper.leftovers()
@@ -128,7 +121,6 @@ class LocalKeeper:
         return [(str(self.journal), self.journal)]
 
     def write(self, data: bytes) -> None:
-        """Replace the state whole: written beside it, synced, renamed over it."""
         try:
             with atomic_output(Location(str(self.path))) as handle:
                 handle.write(data)
@@ -136,7 +128,6 @@ class LocalKeeper:
             raise StateError(f"cannot write the {self.what} {self.path}: {exc}") from exc
 
     def forget(self) -> None:
-        """Delete the journal :meth:`leftovers` found (once folded)."""
         self.journal.unlink()
 
     def start(self) -> None:
@@ -149,13 +140,11 @@ class LocalKeeper:
         self._file.flush()
 
     def sync(self) -> None:
-        """Make every line appended so far durable (an fsync)."""
         if self._file is not None:
             os.fsync(self._file.fileno())
 
     def close(self, fold: Callable[[Journals], bytes]) -> None:
-        """Fold this run's journal file, when it has one apart from the state, into the
-        state (``fold`` gives the state's new bytes), delete it and unlock."""
+        """Fold this run's journal file (when apart from the state) into it, delete it, unlock."""
         try:
             if self._file is not None:
                 self.sync()
@@ -180,8 +169,7 @@ class LocalKeeper:
 
 
 class ObjectKeeper:
-    """A state on object storage: its lease, its journal objects and the keeper thread that
-    renews the one and flushes the other on time."""
+    """A state on object storage: its lease, its journal objects, and a thread keeping both."""
 
     def __init__(
         self,
@@ -227,7 +215,6 @@ class ObjectKeeper:
         self.store.delete(self._found)
 
     def start(self) -> None:
-        """Start keeping: the lease renewed, waiting lines flushed on time."""
         self._thread = threading.Thread(target=self._keep, name="flameup-state", daemon=True)
         self._thread.start()
 
@@ -247,8 +234,8 @@ class ObjectKeeper:
         self.journal.flush()
 
     def close(self, fold: Callable[[Journals], bytes]) -> None:
-        """Stop keeping, flush, ``fold`` this run's journal objects into the state when there
-        are any (one fold of every flush, in order), delete them and release the lease."""
+        """Stop keeping; ``fold`` this run's journal objects (every flush, in order) into the
+        state, delete them and release the lease."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
@@ -286,13 +273,9 @@ class ObjectKeeper:
 
 class JournalObjects:
     """A journal kept as objects: an object store cannot append, so each flush writes one new
-    object ``<folder>/<run>-<number>.jsonl`` (``<run>`` starts with the time the run began:
-    a listing gives every run's flushes in the order written). Immutable; deleted once folded.
-
-    A flush is due when ``every_batches`` records were added since the last one, or the
-    oldest unflushed record is ``every_seconds`` old (:meth:`due`; the keeper thread asks).
-    Thread-safe: records are added by the run, flushed by it or the keeper.
-    """
+    object ``<folder>/<run>-<number>.jsonl`` (``<run>`` starts with the run's start time: a
+    listing gives every run's flushes in order). Due after ``every_batches`` records or when the
+    oldest is ``every_seconds`` old. Thread-safe: the run adds, it or the keeper flushes."""
 
     def __init__(
         self,
@@ -325,9 +308,8 @@ class JournalObjects:
 
     def due(self) -> bool:
         with self._lock:
-            return self._oldest is not None and (
-                time.monotonic() - self._oldest >= self.every_seconds
-            )
+            oldest = self._oldest
+            return oldest is not None and time.monotonic() - oldest >= self.every_seconds
 
     def flush(self) -> bytes:
         """Write what is buffered as one object; the bytes written (empty when none)."""

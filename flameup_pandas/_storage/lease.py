@@ -1,14 +1,11 @@
 """The lock of a sync state on object storage: numbered lease objects, taken by conditional
 create.
 
-Leases live under ``<state>.lock/`` (``000000000001.json``, ...), each holding who took the
-lock, when, and ``expires``; only the highest number counts. **take** creates the next number by
-conditional create (so of two runs exactly one wins) unless the highest is live
-(:class:`LockedError`); **renew** rewrites one's own lease every ``lease / 3`` s; **check**
-(before writing the state) finds a higher number or one's own lease gone and writes nothing
-more; **release** deletes it; **break** (:func:`break_lock`, ``flameup-pandas unlock``) creates
-the next number already released. Expiry is judged by the runs' UTC clocks, so the lease (120 s)
-should be long beside the clock skew between workers.
+Leases live under ``<state>.lock/`` (``000000000001.json``, ...); only the highest number
+counts. Taking one creates the next number by conditional create, so of two runs exactly one
+wins; breaking one (``flameup-pandas unlock``) creates the next number already released.
+Expiry is judged by the runs' UTC clocks, so the lease (120 s) should be long beside the clock
+skew between workers.
 """
 
 from __future__ import annotations
@@ -96,8 +93,7 @@ class Lease:
             raise LockedError(
                 f"the lock of the sync state {self.shown} was taken over by "
                 f"{taker.get('holder', '?')} at {taker.get('acquired', '?')} (this run's lease "
-                "ran until "
-                f"{self.record['expires']}); this run writes nothing more to the state"
+                f"ran until {self.record['expires']}); this run writes nothing more to the state"
             )
 
     def release(self) -> None:

@@ -1,10 +1,8 @@
 """Where a file lives: a local path, or an object on a filesystem named by a URI.
 
-:func:`resolve` is the one place that reads a path or URI: a path or ``file://`` is local;
-``s3://``, ``gs://``, ``az://``, ``abfs://`` and ``memory://`` are objects on that scheme's
-filesystem, built from the cloud's standard environment, or from :class:`StorageOptions` where
-it is not enough; an unknown scheme is a :class:`ConfigurationError`, never a local path. With
-``filesystem=`` every path and URI is taken on that filesystem.
+:func:`resolve` is the one place that reads a path or URI. A cloud scheme's filesystem is
+built from the cloud's standard environment, or :class:`StorageOptions`; an unknown scheme is
+an error, never a local path.
 """
 
 from __future__ import annotations
@@ -106,9 +104,7 @@ class Location:
 class _Handler(pafs.FSSpecHandler):  # type: ignore[misc]
     """fsspec's filesystem for pyarrow, reading objects :data:`READ_BLOCK` bytes ahead."""
 
-    def open_input_file(self, path: str) -> Any:
-        # (fsspec's handler asks isfile first: a request more per file, and open() raises
-        # FileNotFoundError itself)
+    def open_input_file(self, path: str) -> Any:  # fsspec's asks isfile first: a request more
         return pa.PythonFile(self.fs.open(path, mode="rb", block_size=READ_BLOCK), mode="r")
 
     def open_input_stream(self, path: str) -> Any:
@@ -154,6 +150,15 @@ def resolve(target: str | Path | Location, filesystem: Any = None) -> Location:
     return Location(fs._strip_protocol(text), fs, text)
 
 
+def _unknown(text: str) -> ConfigurationError:
+    schemes = ", ".join(f"{s}://" for s in ("s3", "gs", "az", "abfs", "file", "memory"))
+    return ConfigurationError(
+        f"cannot open {text!r}: not a local path or a supported URI ({schemes}); "
+        "install 'flameup-pandas[s3]', '[gcs]', '[azure]' or '[cloud]' for the object "
+        "stores"
+    )
+
+
 def _on(filesystem: Any, target: str | Path) -> Location:
     """``target`` on an explicit filesystem (fsspec, or pyarrow wrapped for fsspec)."""
     fs = filesystem
@@ -185,17 +190,15 @@ def _on(filesystem: Any, target: str | Path) -> Location:
     return Location(fs._strip_protocol(text), fs, text if match is None else str(target))
 
 
-def _filesystem(
-    protocol: str, extra: str | None, text: str, options: Mapping[str, Any] | None = None
-) -> Any:
+def _filesystem(protocol: str, extra: str | None, text: str, options: Mapping[str, Any]) -> Any:
     try:
         import fsspec
 
-        return fsspec.filesystem(protocol, **(options or {}))
+        return fsspec.filesystem(protocol, **options)
     except TypeError as exc:  # an option this filesystem does not take (named, never valued)
         raise ConfigurationError(
             f"cannot open {text!r} with the storage options given "
-            f"({', '.join(sorted(options or {}))}): {exc}"
+            f"({', '.join(sorted(options))}): {exc}"
         ) from None
     except ImportError as exc:
         extra = extra or "cloud"
@@ -203,12 +206,3 @@ def _filesystem(
             f"cannot open {text!r}: {protocol} needs an extra package "
             f"({exc.name or exc}); pip install 'flameup-pandas[{extra}]'"
         ) from exc
-
-
-def _unknown(text: str) -> ConfigurationError:
-    schemes = ", ".join(f"{s}://" for s in ("s3", "gs", "az", "abfs", "file", "memory"))
-    return ConfigurationError(
-        f"cannot open {text!r}: not a local path or a supported URI ({schemes}); "
-        "install 'flameup-pandas[s3]', '[gcs]', '[azure]' or '[cloud]' for the object "
-        "stores"
-    )

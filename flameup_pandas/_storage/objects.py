@@ -1,8 +1,5 @@
-"""Whole objects on a filesystem, read and written the way the state and results need.
-
-:meth:`Store.call` retries what may answer differently a moment later (timeouts, dropped
-connections, 5xx, throttling) under :class:`StoreRetry`, never what will not change. A write
-never shows a reader half an object (:func:`atomic_output`).
+"""Whole objects on a filesystem, read and written the way the state and results need:
+retried when the store may answer differently a moment later, never shown half written.
 """
 
 from __future__ import annotations
@@ -35,6 +32,7 @@ _FINAL = (
     ValueError,
     TypeError,
 )
+_CLIENTS = ("botocore", "aiobotocore", "aiohttp", "google", "azure", "requests")
 
 
 class StoreUnavailableError(StateError):
@@ -60,14 +58,7 @@ def transient(exc: BaseException) -> bool:
     """Whether the store may answer differently later: everything but a definite answer."""
     if isinstance(exc, _FINAL):
         return False
-    return isinstance(exc, OSError) or type(exc).__module__.split(".")[0] in (
-        "botocore",
-        "aiobotocore",
-        "aiohttp",
-        "google",
-        "azure",
-        "requests",
-    )
+    return isinstance(exc, OSError) or type(exc).__module__.split(".")[0] in _CLIENTS
 
 
 class Store:
@@ -152,9 +143,7 @@ def atomic_output(where: Location, retry: StoreRetry | None = None) -> Iterator[
         yield handle
     except BaseException:
         with contextlib.suppress(Exception):
-            discard = getattr(handle, "discard", None)
-            if discard is not None:
-                discard()
+            getattr(handle, "discard", lambda: None)()
         raise
     store.call(f"complete {where.path}", handle.close)
 

@@ -122,19 +122,17 @@ def upsert_file_task(
 ) -> dict[str, Any]:
     """Upsert a parquet or CSV file for an Airflow task; return the summary as plain data.
 
-    Runs :func:`flameup_pandas.upsert_file` (progress as INFO log lines of the
-    ``flameup_pandas.progress`` logger, at most one every 10 s and one at the end, unless
-    ``progress=`` says otherwise; the other keywords go to it unchanged), logs the summary,
-    and returns ``summary.to_dict()`` (ints, floats, strings and booleans, and ``reasons``: a
-    list of ``{status, reason, count, examples}`` dicts of such values; fit for XCom) plus
-    ``results`` when a results file was written.
+    Runs :func:`flameup_pandas.upsert_file` (the other keywords go to it unchanged; progress
+    as INFO lines of the ``flameup_pandas.progress`` logger, at most one every 10 s and one at
+    the end, unless ``progress=`` says otherwise), logs the summary, and returns
+    ``summary.to_dict()`` (plain values fit for XCom; ``reasons`` a list of ``{status, reason,
+    count, examples}`` dicts) plus ``results`` when a results file was written.
 
     The task fails with :class:`TooManyFailedRowsError` when the invalid, rejected and failed
-    rows together exceed the allowance: ``max_failed`` rows, or ``max_failed_share`` of all
-    rows when that is given and larger, and with :class:`RunStoppedError` when Flameup went
-    down mid-run (after the state and results are written, so that the task's retries take
-    over). Authentication and configuration errors, and a Flameup never reached
-    (``TransportError``), are raised as they are.
+    rows exceed ``max_failed``, or ``max_failed_share`` of all rows when given and larger; with
+    :class:`RunStoppedError` when Flameup went down mid-run (the state and results written,
+    for the task's retries). Authentication and configuration errors, and a Flameup never
+    reached (``TransportError``), are raised as they are.
 
     With ``max_changes=``/``max_creates=`` the run is planned first and fails with
     :class:`~flameup_pandas.ChangeGuardError` before any request when too many would change. On
@@ -171,15 +169,13 @@ def track_file_task(
 
     Runs :func:`flameup_pandas.track_file` (the other keywords go to it: ``event=`` or
     ``event_column=``, ``timestamp=``, ``workspace_id=``, ``max_duration=``...) as
-    :func:`upsert_file_task` runs ``upsert_file``, with the same keywords, logs and errors,
-    and returns ``{"rows": n, "sent": ..., "skipped": ..., ...}`` (plain ints, fit for XCom)
-    plus ``results`` when a results file was written. ``uncertain`` rows count as rows that
-    need attention. A retried task with the same ``state=`` (a local file the worker keeps,
-    or a URI such as ``s3://...``) sends no event Flameup confirmed, and looks up the ones a
-    killed attempt may have sent before sending them (see the events guide). ``dry_run=True``
-    sends nothing and returns what would happen.
-    ``flameup_conn_id=`` takes the key and URL from an Airflow connection, as for
-    :func:`upsert_file_task`.
+    :func:`upsert_file_task` runs ``upsert_file``, with the same keywords (``flameup_conn_id=``
+    too), logs and errors, and returns ``{"rows": n, "sent": ..., "skipped": ..., ...}``
+    (plain ints, fit for XCom) plus ``results`` when a results file was written. ``uncertain``
+    rows count as rows that need attention. A retried task with the same ``state=`` (a local
+    file the worker keeps, or a URI such as ``s3://...``) sends no event Flameup confirmed, and
+    looks up the ones a killed attempt may have sent before sending them (see the events
+    guide). ``dry_run=True`` sends nothing and returns what would happen.
 
     Example (needs FLAMEUP_API_KEY and a reachable server, so it is not a doctest)::
 
@@ -198,9 +194,7 @@ def _file_task(
     flameup_conn_id: str | None,
     options: dict[str, Any],
 ) -> dict[str, Any]:
-    """One file run for a task, whatever its kind: the connection's key and URL under the
-    options, progress as log lines unless they say otherwise; logs, plain results, failures
-    past ``allowed`` (rows, share)."""
+    """One file run for a task, whatever its kind (``allowed``: rows, share)."""
     if flameup_conn_id is not None:
         options = {**__getattr__("FlameupHook")(flameup_conn_id).options(), **options}
     options = {"progress": Progress(style="log"), **options}
@@ -230,8 +224,14 @@ def _file_task(
     most = _allowance(summary.rows, *allowed)
     if summary.problems > most:
         rows = "events" if what == "track" else "rows"
-        message = _too_many(out, summary.problems, most, results, rows)
-        raise TooManyFailedRowsError(message, out)
+        counts = ", ".join(f"{status} {out[status]:,}" for status in PROBLEMS if status in out)
+        where = "pass results= to keep the per-row reasons"
+        where = where if results is None else f"per-row reasons in {results}"
+        raise TooManyFailedRowsError(
+            f"{summary.problems:,} of {out.get('rows', 0):,} {rows} need attention ({counts}), "
+            f"more than the {most:,} allowed; {where}",
+            out,
+        )
     return out
 
 
@@ -246,7 +246,7 @@ def _allowance(rows: int, max_failed: int, max_failed_share: float | None) -> in
 
 
 def _plain(values: dict[str, Any]) -> dict[str, Any]:
-    """The summary as JSON's plain values: numpy scalars as numbers, anything else as text."""
+    """JSON's plain values: numpy scalars as numbers, anything else as text."""
     numpy = orjson.OPT_SERIALIZE_NUMPY
     plain: dict[str, Any] = orjson.loads(orjson.dumps(values, default=str, option=numpy))
     return plain
@@ -263,18 +263,3 @@ def _one_line(summary: dict[str, Any]) -> str:
 
 def _name(path: object) -> str:
     return str(path) if isinstance(path, str | Path) else type(path).__name__
-
-
-def _too_many(
-    summary: dict[str, Any], problems: int, allowed: int, results: str | Path | None, rows: str
-) -> str:
-    counts = ", ".join(f"{status} {summary[status]:,}" for status in PROBLEMS if status in summary)
-    where = (
-        f"per-row reasons in {results}"
-        if results is not None
-        else "pass results= to keep the per-row reasons"
-    )
-    return (
-        f"{problems:,} of {summary.get('rows', 0):,} {rows} need attention ({counts}), "
-        f"more than the {allowed:,} allowed; {where}"
-    )
