@@ -13,7 +13,7 @@ import orjson
 import pandas as pd
 import pytest
 
-import flameup_pandas  # noqa: F401  (registers df.flameup)
+import flameup_pandas  # also registers df.flameup
 from flameup_pandas import NaiveTimestampError, RetryPolicy, StateError
 from flameup_pandas._events.state import EventState
 from flameup_pandas.testing import Faults, FlameupServer
@@ -562,6 +562,17 @@ def test_a_frame_that_upserts_can_be_tracked_with_no_extra_keyword(
     assert result["flameup_status"].tolist() == ["sent", "sent"]
     assert sorted(stored_events(flameup_server)["user_id"]) == ["u0", "u1"]
     assert column not in stored_events(flameup_server)["parameters"][0]
+
+
+@pytest.mark.parametrize("column", ["user_id", "external_id"])
+def test_validate_events_judges_a_frame_as_track_does(column: str) -> None:
+    """validate_events takes the identity under upsert's names as track does (it raised
+    MappingError for a frame track sends), and reports a missing one under that name."""
+    df = events_frame(3).rename(columns={"userId": column})
+    df.loc[1, column] = None
+    report = df.flameup.validate_events(event="e")
+    assert report[["index", "check"]].values.tolist() == [[1, "identity_required"]]
+    assert flameup_pandas.validate_events(df.drop(index=1), event="e").empty
 
 
 def test_track_takes_upserts_mapping_of_the_identity(flameup_server: FlameupServer) -> None:

@@ -6,7 +6,6 @@ confirmed is ``skipped`` and one an earlier run may have sent is looked up befor
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
@@ -18,7 +17,6 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 
-from .._people.mapping import USER_ID_ALIASES
 from .._run.kind import Chunk, Work
 from .._run.options import EventSending, Run
 from .._run.plan import Decisions, Sender
@@ -97,7 +95,7 @@ class Events:
         return old if old in state.entries else event.key
 
     def plan(self, frame: pd.DataFrame, state: EventState | None) -> Chunk:
-        judged = plan_events(frame, identity_of(self.rules, frame), dt.datetime.now(dt.UTC))
+        judged = plan_events(frame, self.rules, dt.datetime.now(dt.UTC))
         plan = EventDecisions.start(frame.index.tolist(), judged.events)
         first: dict[str, Any] = {}  # this chunk's event keys -> label of the row sending it
         for i, event in enumerate(judged.events):
@@ -165,15 +163,6 @@ class Events:
 
     def warnings(self) -> tuple[Reason, ...]:
         return ()
-
-
-def identity_of(rules: EventRules, frame: pd.DataFrame) -> EventRules:
-    """The rules with the identity column a frame has: ``userId`` unless it lacks one and
-    has another of people's names for it (``user_id``, ``external_id``), as ``upsert`` takes."""
-    if rules.user_id != "userId":
-        return rules
-    found = next((alias for alias in USER_ID_ALIASES if alias in frame.columns), "userId")
-    return dataclasses.replace(rules, user_id=found)
 
 
 def _remember(state: EventState, event: Event, outcome: EventOutcome, marked: bool) -> None:

@@ -21,6 +21,7 @@ import orjson
 import pandas as pd
 
 from .._people.emails import plausible_email
+from .._people.mapping import USER_ID_ALIASES
 from .._people.schema import REPORT_COLUMNS
 from .._people.values import RULES, column_values, is_missing, is_string, rule_for, utc_instants
 from ..exceptions import MappingError
@@ -125,7 +126,12 @@ class EventPlan:
 
 
 def plan_events(df: pd.DataFrame, rules: EventRules, now: dt.datetime) -> EventPlan:
-    """Validate and encode every row of ``df`` (``now``: the clock the future is judged by)."""
+    """Validate and encode every row of ``df`` (``now``: the clock the future is judged by).
+    The identity column is ``userId`` unless the frame lacks one and has another of people's
+    names for it (``user_id``, ``external_id``), as ``upsert`` takes."""
+    if rules.user_id == "userId" and "userId" not in df.columns:
+        found = next((alias for alias in USER_ID_ALIASES if alias in df.columns), "userId")
+        rules = dataclasses.replace(rules, user_id=found)
     n = len(df)
     for column in (rules.timestamp, rules.event_column, rules.event_id_column):
         if column is not None and column not in df.columns:
