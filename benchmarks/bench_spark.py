@@ -305,7 +305,7 @@ def driver_heap(quick: bool = False, heap: str = "1g") -> dict[str, Any]:
         rules, _, _ = split_options("bench", {})
         needs = _executors.Needs(payloads=True, hashes=True, fields=True)
         decided = _decide.decide(_executors.planned(sdf, rules, needs), None, with_state=True)
-        decided = decided.localCheckpoint(eager=True, storageLevel=_driver._on_disk())
+        decided = _decide.checkpoint(decided)
         to_send = _decide.statuses(decided, dry_run=False).where("flameup_status is null")
         total, before, peak, fetched = to_send.count(), used(), 0, 0
         started = time.monotonic()

@@ -24,7 +24,16 @@ from ._executors import ERROR, ROW, STATUS
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
-__all__ = ["ACTION", "DRY_RUN", "FLAMEUP_ID", "SENDING", "decide", "state_of", "statuses"]
+__all__ = [
+    "ACTION",
+    "DRY_RUN",
+    "FLAMEUP_ID",
+    "SENDING",
+    "checkpoint",
+    "decide",
+    "state_of",
+    "statuses",
+]
 
 ACTION, FLAMEUP_ID = "flameup_action", "flameup_id"
 SENDING = ("create", "update")
@@ -157,6 +166,15 @@ def _field_columns(planned: DataFrame, action: Column, old: Column) -> list[Colu
         changes.alias("flameup_changes"),
         f.transform(kept, lambda x: x["field_hashes"]).alias("fields"),
     ]
+
+
+def checkpoint(decided: DataFrame) -> DataFrame:
+    """The decisions computed once and kept on the executors' disks. Kept in memory, a local
+    driver (whose heap the local executors share) ran out of it reading them back (2M rows,
+    1 GiB)."""
+    from pyspark import StorageLevel
+
+    return decided.localCheckpoint(eager=True, storageLevel=StorageLevel.DISK_ONLY)
 
 
 def statuses(decided: DataFrame, *, dry_run: bool) -> DataFrame:

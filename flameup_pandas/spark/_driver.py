@@ -31,7 +31,16 @@ from .._run.state import SyncState
 from .._send import observe
 from .._send.delivery import NOT_SENT
 from ..exceptions import UpsertInterrupted
-from ._decide import ACTION, FLAMEUP_ID, SENDING, decide, functions, state_of, statuses
+from ._decide import (
+    ACTION,
+    FLAMEUP_ID,
+    SENDING,
+    checkpoint,
+    decide,
+    functions,
+    state_of,
+    statuses,
+)
 from ._executors import ERROR, ROW, STATUS, Needs, check_columns, planned
 from ._plans import plan_of
 
@@ -115,9 +124,7 @@ def _upsert(sdf: DataFrame, rules: Rules, delivery: Delivery, run: Run) -> Spark
             with_state=sync is not None,
             full_refresh=run.full_refresh,
         )
-        # on disk: kept in memory, payloads and all, the blocks read back for the send ran a
-        # local driver (whose heap the local executors share) out of memory (2M rows, 1 GiB)
-        decided = decided.localCheckpoint(eager=True, storageLevel=_on_disk())
+        decided = checkpoint(decided)
         if run.guarded:
             guard = plan_of(decided, values=False)
             refuse_over(guard.summary, run.max_changes, run.max_creates, lambda: guard.plan)
@@ -128,12 +135,6 @@ def _upsert(sdf: DataFrame, rules: Rules, delivery: Delivery, run: Run) -> Spark
             summary = Summary(_settled(decided), report, {"would_send": would_send})
             return _finish(decided, summary, run)
         return _send(decided, sync, rules, delivery, run)
-
-
-def _on_disk() -> Any:
-    from pyspark import StorageLevel
-
-    return StorageLevel.DISK_ONLY
 
 
 def _send(

@@ -20,7 +20,7 @@ from .._run.changes import (
     value_pair,
 )
 from .._run.options import Options, split_options
-from ._decide import ACTION, SENDING, decide, functions, state_of
+from ._decide import ACTION, SENDING, checkpoint, decide, functions, state_of
 from ._executors import ROW, Needs, check_columns, planned
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ def plan(sdf: DataFrame, **options: Unpack[Options]) -> SparkPlan:
     needs = Needs(payloads=False, fields=True, sent=run.state_values, given=run.complete_source)
     with state_of(sdf, run) as (sync, known):
         decided = decide(planned(sdf, rules, needs), known, with_state=sync is not None)
-        decided = decided.localCheckpoint(eager=True)
+        decided = checkpoint(decided)
     gone = _gone(decided, known) if run.complete_source else None
     return plan_of(decided, values=run.state_values and sync is not None, gone=gone)
 
