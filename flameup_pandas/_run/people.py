@@ -111,6 +111,9 @@ class People:
                 kept.sent = _scattered(texts, pending, len(plan.status))
         if self.planner is not None:
             self.planner(frame, plan, state, fields)
+        if state is not None and not self.run.dry_run and len(plan.pending()) < len(plan.status):
+            # a rerun sends few of a chunk's people: only their bytes are assembled
+            plan.payloads = plan.payloads.for_sending(plan.pending())
         return Chunk(plan, kept)
 
     def ahead(self, chunks: Iterator[Chunk]) -> Iterator[Chunk]:
