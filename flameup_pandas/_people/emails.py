@@ -17,12 +17,11 @@ import unicodedata
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .identity import lowered_emails
-from .wire import bools, null_mask, offsets_and_data
+from .wire import bools, null_mask
 
 __all__ = ["EMAIL_PATTERN", "plausible_email", "plausible_emails", "shared_emails"]
 
@@ -160,9 +159,8 @@ def shared_emails(user_ids: pa.Array, emails: pa.Array) -> list[tuple[str, np.nd
     it, with the positions of the rows (in order). Sent as they are, such rows become
     different people with one email; the run says so, and still sends them.
 
-    Every row's email is fingerprinted by column (:func:`email_fingerprints`); only rows whose
-    fingerprint repeats are compared as text, so a column of distinct emails costs a few
-    passes over its bytes.
+    Emails are lower-cased and counted by column; only rows whose email repeats are grouped
+    in Python, so a column of distinct emails costs a few passes over its bytes.
 
     >>> [(email, rows.tolist()) for email, rows in shared_emails(
     ...     pa.array(["u1", "u2", "u3", "u1", None]),
@@ -178,17 +176,12 @@ def shared_emails(user_ids: pa.Array, emails: pa.Array) -> list[tuple[str, np.nd
     rows = np.flatnonzero(bools(both))
     if len(rows) < 2:
         return []
-    prints = email_fingerprints(emails if len(rows) == len(emails) else emails.take(rows))
-    # Most fingerprints fall in a bucket of their own: only those sharing one are compared.
-    # Four buckets a row, so a chunk's count table is small beside its rows (a fixed table of
-    # the largest size was 32 MiB a call, most of a streaming run's peak memory).
-    size = min(_BUCKETS, 1 << max(4, (4 * len(prints) - 1).bit_length()))
-    buckets = (prints & np.uint64(size - 1)).astype(np.intp)
-    crowded = np.flatnonzero(np.bincount(buckets, minlength=size)[buckets] > 1)
-    again = pd.Series(prints[crowded]).duplicated(keep=False).to_numpy()
+    lowered = lowered_emails(emails if len(rows) == len(emails) else emails.take(rows))
+    codes = pc.dictionary_encode(lowered).indices.to_numpy()
+    again = np.bincount(codes)[codes] > 1
     if not again.any():
         return []
-    rows = rows[crowded[again]]
+    rows = rows[again]
     written = emails.take(pa.array(rows)).to_pylist()
     ids = user_ids.take(pa.array(rows)).to_pylist()
     groups: dict[str, tuple[str, list[int], set[str]]] = {}
@@ -201,67 +194,3 @@ def shared_emails(user_ids: pa.Array, emails: pa.Array) -> list[tuple[str, np.nd
         for first, members, people in groups.values()
         if len(people) > 1
     ]
-
-
-_PRIME = np.uint64(0x100000001B3)
-_INVERSE = np.uint64(pow(0x100000001B3, -1, 2**64))  # _PRIME * _INVERSE == 1 (mod 2**64)
-_BLOCK_BYTES = 1 << 19
-_BUCKETS = 1 << 22
-
-
-def email_fingerprints(emails: pa.Array) -> np.ndarray:
-    """A 64-bit fingerprint of each (non-null) email, equal for emails equal case aside: a
-    polynomial hash of its bytes lower-cased as Python does, computed a block at a time."""
-    return _by_blocks(lowered_emails(pa.array(emails)))
-
-
-def _by_blocks(strings: pa.Array) -> np.ndarray:
-    """Fingerprints computed over about :data:`_BLOCK_BYTES` of text at a time (at least one
-    string a block): the powers of P kept, and each block's temporaries (eight bytes per
-    byte of text), stay a few MiB whatever the column holds."""
-    prints = np.empty(len(strings), dtype=np.uint64)
-    offsets, _ = offsets_and_data(strings)
-    start = 0
-    while start < len(strings):
-        end = int(np.searchsorted(offsets, offsets[start] + _BLOCK_BYTES, side="right")) - 1
-        end = min(max(end, start + 1), len(strings))
-        prints[start:end] = _polynomial_hashes(strings.slice(start, end - start))
-        start = end
-    return prints
-
-
-def _polynomial_hashes(strings: pa.Array) -> np.ndarray:
-    """``sum(byte[k] * P**k) * P + length`` of each string, mod 2**64.
-
-    One pass over the block's bytes weighted by powers of P from its first byte, summed per
-    string, then shifted back to each string's own start by a power of P's inverse."""
-    offsets, data = offsets_and_data(strings)
-    first, last = int(offsets[0]), int(offsets[-1])
-    lengths: np.ndarray = (offsets[1:] - offsets[:-1]).astype(np.uint64)
-    if last == first:
-        return lengths
-    raw = data[first:last]
-    starts = offsets[:-1] - first
-    powers, inverses = _powers(len(raw))
-    with np.errstate(over="ignore"):
-        weighted = raw * powers[: len(raw)]
-        sums = np.add.reduceat(weighted, np.minimum(starts, len(raw) - 1))
-        sums = np.where(lengths > 0, sums * inverses[starts], np.uint64(0))
-        hashes: np.ndarray = sums * _PRIME + lengths
-    return hashes
-
-
-_POWERS: list[tuple[np.ndarray, np.ndarray]] = []
-
-
-def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """P**k and P**-k for k below at least ``n`` (mod 2**64), grown as needed and kept."""
-    if not _POWERS or len(_POWERS[0][0]) < n:
-        size = max(n, 2 * len(_POWERS[0][0]) if _POWERS else _BLOCK_BYTES)
-        with np.errstate(over="ignore"):
-            powers = np.cumprod(np.full(size, _PRIME, dtype=np.uint64), dtype=np.uint64)
-            inverses = np.cumprod(np.full(size, _INVERSE, dtype=np.uint64), dtype=np.uint64)
-        powers = np.concatenate([[np.uint64(1)], powers[:-1]])
-        inverses = np.concatenate([[np.uint64(1)], inverses[:-1]])
-        _POWERS[:] = [(powers, inverses)]
-    return _POWERS[0]
