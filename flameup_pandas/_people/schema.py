@@ -50,15 +50,10 @@ with _quiet_pyspark():
     from pandera.errors import SchemaError, SchemaErrors
     from pandera.typing import Series
 
+from .column_encoders import string_array  # noqa: E402
 from .emails import plausible_email, plausible_emails  # noqa: E402
 from .mapping import KNOWN_TRAITS  # noqa: E402
-from .values import (  # noqa: E402
-    category_values,
-    is_missing,
-    is_text,
-    plain_strings,
-    string_array,
-)
+from .values import category_values, is_missing, is_text, plain_strings  # noqa: E402
 from .wire import bools, null_mask, offsets_and_data  # noqa: E402
 
 __all__ = [
