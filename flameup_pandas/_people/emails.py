@@ -211,14 +211,12 @@ _BUCKETS = 1 << 22
 
 def email_fingerprints(emails: pa.Array) -> np.ndarray:
     """A 64-bit fingerprint of each (non-null) email, equal for emails equal case aside: a
-    polynomial hash of its bytes lower-cased as Python does, computed a block at a time."""
-    return _by_blocks(lowered_emails(pa.array(emails)))
+    polynomial hash of its bytes lower-cased as Python does.
 
-
-def _by_blocks(strings: pa.Array) -> np.ndarray:
-    """Fingerprints computed over about :data:`_BLOCK_BYTES` of text at a time (at least one
-    string a block): the powers of P kept, and each block's temporaries (eight bytes per
-    byte of text), stay a few MiB whatever the column holds."""
+    Computed over about :data:`_BLOCK_BYTES` of text at a time (at least one string a block):
+    the powers of P kept, and each block's temporaries (eight bytes per byte of text), stay a
+    few MiB whatever the column holds."""
+    strings = lowered_emails(pa.array(emails))
     prints = np.empty(len(strings), dtype=np.uint64)
     offsets, _ = offsets_and_data(strings)
     start = 0

@@ -64,9 +64,6 @@ __all__ = [
     "scalar",
 ]
 
-INT_MIN, INT_MAX = -(2**63), 2**64 - 1
-"""Integers are sent when they fit in 64 bits (signed or unsigned): JSON readers lose more."""
-
 
 class Unsendable(Exception):
     """A value JSON cannot hold; the message says why."""
@@ -102,7 +99,7 @@ ValueEncoder = Callable[[Any, Naive, str], Any]
 
 def _integer(value: Any, naive: Naive, label: str) -> Any:
     value = int(value)
-    if not INT_MIN <= value <= INT_MAX:
+    if not -(2**63) <= value < 2**64:  # signed or not; JSON readers lose more
         raise Unsendable(f"{value} does not fit in 64 bits")
     return value
 
@@ -211,11 +208,6 @@ class Rule:
             return True
         numpy_type = getattr(dtype, "numpy_dtype", dtype)
         return isinstance(numpy_type, np.dtype) and numpy_type.kind in self.numpy
-
-    def encode(self, value: Any, naive: Naive, label: str) -> Any:
-        if self.value is None:
-            raise Unsendable(self.refusal or no_meaning(type(value).__name__))
-        return self.value(value, naive, label)
 
 
 def no_meaning(kind: str) -> str:
@@ -413,7 +405,10 @@ def scalar(value: Any, naive: Naive, label: str) -> Any:
     >>> scalar(np.float32(0.1), "error", "x")
     0.1
     """
-    return rule_of(cast(Any, type(value))).encode(value, naive, label)
+    rule = rule_of(cast(Any, type(value)))
+    if rule.value is None:
+        raise Unsendable(rule.refusal or no_meaning(type(value).__name__))
+    return rule.value(value, naive, label)
 
 
 # -- a column by its rule ----------------------------------------------------------------------
@@ -436,13 +431,13 @@ def column_texts(series: pd.Series, naive: Naive, label: str, top: bool) -> Text
     arrow = dtype.pyarrow_dtype if isinstance(dtype, pd.ArrowDtype) else None
     if rule is _OTHER and isinstance(arrow, pa.ExtensionType):  # its pandas twin, or storage
         return column_texts(decoded(series), naive, label, top)
-    texts = None
-    if rule is _OTHER and _is_object(dtype):
-        texts = string_texts(series, naive, label)
-    elif rule.column is not None and (not top or rule is _TEXT):
-        texts = rule.column(series, naive, label)
-    elif rule.value is None and rule is not _OTHER:
+    if rule.value is None and rule is not _OTHER:
         return refused_texts(series, f"{label}: {rule.refusal}")
+    if rule is _OTHER and _is_object(dtype):
+        rule = _TEXT  # an object column of strings only is written as a string column
+    texts = None
+    if rule.column is not None and (not top or rule is _TEXT):
+        texts = rule.column(series, naive, label)
     return _value_texts(series, naive, label, top) if texts is None else texts
 
 
