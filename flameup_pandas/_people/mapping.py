@@ -99,7 +99,6 @@ class FieldMap:
         return [name for name, _ in self._pairs()]
 
     def source_of(self, canonical: str) -> Hashable:
-        """The source column that feeds the canonical column ``canonical``."""
         return dict(self._pairs())[canonical]
 
 
@@ -295,16 +294,13 @@ def _custom_columns(
 def _user_id_string(value: Any) -> Any:
     if value is None or isinstance(value, str | bool | np.bool_):
         return value
-    if isinstance(value, numbers.Integral):
-        return str(int(value))
-    if (
+    exact_float = (
         isinstance(value, float | np.floating)
         and np.isfinite(value)
         and float(value).is_integer()
         and abs(float(value)) < _EXACT_FLOAT_LIMIT
-    ):
-        return str(int(value))
-    return value
+    )
+    return str(int(value)) if isinstance(value, numbers.Integral) or exact_float else value
 
 
 def normalize_user_ids(series: pd.Series) -> pd.Series:
