@@ -131,9 +131,8 @@ def _by_distinct(strings: pyarrow.ChunkedArray, judge: Any) -> pyarrow.ChunkedAr
     if len(strings) > _SAMPLE and pc.count_distinct(sample).as_py() <= _FEW:
         distinct = pc.unique(strings)
         if len(distinct) <= _SAMPLE:  # a column few at first can still be many in all
-            return pc.is_in(
-                strings, value_set=distinct.filter(pc.fill_null(judge(distinct), False))
-            )
+            passed = distinct.filter(pc.fill_null(judge(distinct), False))
+            return pc.is_in(strings, value_set=passed)
     return judge(strings)
 
 
@@ -350,12 +349,10 @@ def _quiet_nans(series: pd.Series) -> pd.Series:
 def clean_frame(canonical: pd.DataFrame) -> pd.DataFrame:
     """The canonical frame with its string fields cleaned, over a positional RangeIndex."""
     frame = canonical.reset_index(drop=True)
-    data = {
-        name: _clean_strings(_quiet_nans(frame[name]))
-        if name in STRING_FIELDS
-        else _quiet_nans(frame[name])
-        for name in frame.columns
-    }
+    data = {}
+    for name in frame.columns:
+        series = _quiet_nans(frame[name])
+        data[name] = _clean_strings(series) if name in STRING_FIELDS else series
     if not data:
         return frame
     return pd.DataFrame(data, index=frame.index, copy=False)
