@@ -22,10 +22,11 @@ import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from flameup_pandas._people.column_encoders import python_values
 from flameup_pandas._people.encode import encode_people
 from flameup_pandas._people.mapping import trait_name
 from flameup_pandas._people.person import TOP_LEVEL
-from flameup_pandas._people.values import Unsendable, python_values, scalar
+from flameup_pandas._people.values import Unsendable, scalar
 from flameup_pandas._people.wire import number_texts, string_texts
 from flameup_pandas._run.state import SyncState
 

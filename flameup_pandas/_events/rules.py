@@ -20,10 +20,11 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from .._people.column_encoders import utc_instants
 from .._people.emails import plausible_email
 from .._people.mapping import USER_ID_ALIASES
 from .._people.schema import REPORT_COLUMNS
-from .._people.values import RULES, column_values, is_missing, is_string, rule_for, utc_instants
+from .._people.values import RULES, column_values, is_missing, is_string, rule_for
 from ..exceptions import MappingError
 
 __all__ = ["Event", "EventPlan", "EventRules", "event_reasons", "plan_events"]

@@ -52,7 +52,6 @@ PERSON_COLUMNS = tuple(
 )
 """The canonical person's own fields, as text columns (the workspace is the key's own)."""
 _FIXED = frozenset((*PERSON_COLUMNS, *TIMESTAMP_COLUMNS, "workspace_id", "attributes", "traits"))
-TIMESTAMP = pa.timestamp("us", tz="UTC")
 
 
 def people_table(people: Sequence[Mapping[str, Any]]) -> pa.Table:
@@ -74,11 +73,11 @@ def people_table(people: Sequence[Mapping[str, Any]]) -> pa.Table:
     for name in TIMESTAMP_COLUMNS:
         columns[name] = _timestamps(name, [p.get(name) for p in people])
     fields = [pa.field(name, column.type) for name, column in columns.items()]
-    for trait in _trait_names(people):
-        values = [(p.get("attributes") or {}).get(trait) for p in people]
-        column = trait_array(values)
-        columns[_column_name(trait)] = column
-        fields.append(pa.field(_column_name(trait), column.type, metadata=_exactness(column)))
+    for trait in dict.fromkeys(name for p in people for name in p.get("attributes") or {}):
+        column = trait_array([(p.get("attributes") or {}).get(trait) for p in people])
+        name = f"attributes.{trait}" if trait in _FIXED else trait
+        columns[name] = column
+        fields.append(pa.field(name, column.type, metadata=_exactness(column)))
     return pa.Table.from_arrays(list(columns.values()), schema=pa.schema(fields))
 
 
@@ -93,14 +92,6 @@ def _exactness(column: pa.Array) -> dict[bytes, bytes] | None:
     extremes = pc.min_max(column)
     largest = max(abs(extremes["min"].as_py()), abs(extremes["max"].as_py()))
     return INEXACT if largest > 2**53 else None
-
-
-def _trait_names(people: Iterable[Mapping[str, Any]]) -> list[str]:
-    return list(dict.fromkeys(name for p in people for name in p.get("attributes") or {}))
-
-
-def _column_name(trait: str) -> str:
-    return f"attributes.{trait}" if trait in _FIXED else trait
 
 
 def _text(value: Any) -> str | None:
@@ -119,7 +110,7 @@ def _timestamps(name: str, values: list[Any]) -> pa.Array:
     unreadable = int((parsed.isna() & pd.Series([v is not None for v in values])).sum())
     if unreadable:
         logger.warning("%d %s values were not ISO 8601: read as missing", unreadable, name)
-    return pa.array(parsed.dt.as_unit("us"), TIMESTAMP)
+    return pa.array(parsed.dt.as_unit("us"), pa.timestamp("us", tz="UTC"))
 
 
 def trait_array(values: Sequence[Any]) -> pa.Array:

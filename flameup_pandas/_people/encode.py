@@ -25,11 +25,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .column_encoders import Texts
 from .identity import identity_key_array
 from .mapping import trait_name
 from .outgoing import Outgoing
 from .person import TOP_LEVEL
-from .values import Texts, column_texts
+from .values import column_texts
 from .wire import (
     BINARY,
     blake2b_hashes,

@@ -99,7 +99,6 @@ class FieldMap:
         return [name for name, _ in self._pairs()]
 
     def source_of(self, canonical: str) -> Hashable:
-        """The source column that feeds the canonical column ``canonical``."""
         return dict(self._pairs())[canonical]
 
 
@@ -160,27 +159,6 @@ def _parse_mapping(
     return top, traits
 
 
-def _default_top(
-    columns: Sequence[Hashable], top: dict[str, Hashable | None], excluded: list[Hashable]
-) -> None:
-    available = [c for c in columns if c not in excluded]
-    if "userId" not in top:
-        top["userId"] = next((a for a in USER_ID_ALIASES if a in available), None)
-    for name in ("email", "phone"):
-        if name not in top:
-            top[name] = name if name in available else None
-
-
-def _check_duplicates(columns: Sequence[Hashable], used: Sequence[Hashable]) -> None:
-    counts = Counter(columns)
-    for column in used:
-        if counts[column] > 1:
-            raise MappingError(
-                f"the frame has {counts[column]} columns labelled {column!r}; rename them or "
-                f"drop them with exclude=[{column!r}]"
-            )
-
-
 def resolve_mapping(
     columns: Sequence[Hashable],
     mapping: Mapping[str, Hashable] | None = None,
@@ -209,7 +187,12 @@ def resolve_mapping(
         _require(columns, column, "exclude")
     # a field mapped to None is not sent, and its same-named column is not a trait either
     excluded += [name for name, source in top.items() if source is None and name in columns]
-    _default_top(columns, top, excluded)
+    available = [c for c in columns if c not in excluded]
+    if "userId" not in top:
+        top["userId"] = next((a for a in USER_ID_ALIASES if a in available), None)
+    for name in ("email", "phone"):
+        if name not in top:
+            top[name] = name if name in available else None
     if top["userId"] is None and top["email"] is None:
         raise MappingError(
             "no userId or email column: name one with mapping={'userId': ...} "
@@ -221,7 +204,8 @@ def resolve_mapping(
             all_traits[name] = name
     all_traits.update(mapped_traits)
     used = [c for c in top.values() if c is not None] + list(all_traits.values())
-    for column in _custom_columns(columns, used, traits, excluded):
+    custom = _custom_columns(columns, used, traits, excluded)
+    for column in custom:
         name = _label_name(column)
         if name in _FORBIDDEN_TRAITS:
             raise MappingError(
@@ -234,9 +218,13 @@ def resolve_mapping(
                 f"drop one with exclude=[...]"
             )
         all_traits[name] = column
-    _check_duplicates(
-        columns, [c for c in top.values() if c is not None] + list(all_traits.values())
-    )
+    counts = Counter(columns)
+    for column in used + custom:
+        if counts[column] > 1:
+            raise MappingError(
+                f"the frame has {counts[column]} columns labelled {column!r}; rename them or "
+                f"drop them with exclude=[{column!r}]"
+            )
     _warn_near_misses(top, all_traits, mapped_traits)
     return FieldMap(top["userId"], top["email"], top["phone"], all_traits)
 
@@ -306,16 +294,13 @@ def _custom_columns(
 def _user_id_string(value: Any) -> Any:
     if value is None or isinstance(value, str | bool | np.bool_):
         return value
-    if isinstance(value, numbers.Integral):
-        return str(int(value))
-    if (
+    exact_float = (
         isinstance(value, float | np.floating)
         and np.isfinite(value)
         and float(value).is_integer()
         and abs(float(value)) < _EXACT_FLOAT_LIMIT
-    ):
-        return str(int(value))
-    return value
+    )
+    return str(int(value)) if isinstance(value, numbers.Integral) or exact_float else value
 
 
 def normalize_user_ids(series: pd.Series) -> pd.Series:

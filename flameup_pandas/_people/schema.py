@@ -50,15 +50,10 @@ with _quiet_pyspark():
     from pandera.errors import SchemaError, SchemaErrors
     from pandera.typing import Series
 
+from .column_encoders import string_array  # noqa: E402
 from .emails import plausible_email, plausible_emails  # noqa: E402
-from .mapping import KNOWN_TRAITS  # noqa: E402
-from .values import (  # noqa: E402
-    category_values,
-    is_missing,
-    is_text,
-    plain_strings,
-    string_array,
-)
+from .person import KNOWN_TRAITS, TOP_LEVEL  # noqa: E402
+from .values import category_values, is_missing, is_text, plain_strings  # noqa: E402
 from .wire import bools, null_mask, offsets_and_data  # noqa: E402
 
 __all__ = [
@@ -71,12 +66,7 @@ __all__ = [
 ]
 
 REPORT_COLUMNS = ("row", "column", "check", "value")
-STRING_FIELDS: tuple[str, ...] = (
-    "userId",
-    "email",
-    "phone",
-    *(t for t in KNOWN_TRAITS if t != "phone"),
-)
+STRING_FIELDS: tuple[str, ...] = (*TOP_LEVEL, *(t for t in KNOWN_TRAITS if t != "phone"))
 
 # Written for both Python's re (object columns) and RE2 (arrow-backed strings): no \s or \d,
 # whose meaning differs between the two.
@@ -141,9 +131,8 @@ def _by_distinct(strings: pyarrow.ChunkedArray, judge: Any) -> pyarrow.ChunkedAr
     if len(strings) > _SAMPLE and pc.count_distinct(sample).as_py() <= _FEW:
         distinct = pc.unique(strings)
         if len(distinct) <= _SAMPLE:  # a column few at first can still be many in all
-            return pc.is_in(
-                strings, value_set=distinct.filter(pc.fill_null(judge(distinct), False))
-            )
+            passed = distinct.filter(pc.fill_null(judge(distinct), False))
+            return pc.is_in(strings, value_set=passed)
     return judge(strings)
 
 
@@ -172,40 +161,39 @@ def _string_check(series: pd.Series) -> pd.Series:
     return pd.Series(is_str | series.isna().to_numpy(dtype=bool), index=series.index)
 
 
-def _pattern_check(series: pd.Series, pattern: str) -> pd.Series:
-    """True where a value is not a string or fully matches ``pattern``."""
-    strings, is_str = plain_strings(series)
-    arrow = arrow_strings(strings)
-    if not is_str.any():
-        matched = is_str
-    elif arrow is not None:
-        anchored = f"^(?:{pattern})$"
-        matched = bools(_by_distinct(arrow, lambda a: pc.match_substring_regex(a, anchored)))
-    else:
-        matched = strings.str.fullmatch(pattern).to_numpy(dtype=bool, na_value=False)
-    return pd.Series(~is_str | matched, index=series.index)
+def _strings_check(
+    by_arrow: Callable[[pyarrow.ChunkedArray], np.ndarray],
+    by_pandas: Callable[[pd.Series], np.ndarray],
+) -> Callable[[pd.Series], pd.Series]:
+    """A check that passes what is not a string and judges the strings: Arrow-backed ones
+    by ``by_arrow`` (kernels), the others by ``by_pandas`` (pandas' string methods)."""
+
+    def check(series: pd.Series) -> pd.Series:
+        strings, is_str = plain_strings(series)
+        arrow = arrow_strings(strings)
+        ok = by_arrow(arrow) if arrow is not None else by_pandas(strings)
+        return pd.Series(~is_str | ok, index=series.index)
+
+    return check
 
 
-def _email_check(series: pd.Series) -> pd.Series:
-    """Plausible addresses (:mod:`.emails`): one Arrow pass over Arrow-backed strings."""
-    strings, is_str = plain_strings(series)
-    arrow = arrow_strings(strings)
-    if arrow is not None:
-        ok = plausible_emails(arrow)
-    else:
-        values = strings.to_numpy()
-        ok = np.fromiter(map(plausible_email, values), dtype=bool, count=len(values))
-    return pd.Series(~is_str | ok, index=series.index)
+def _pattern_check(pattern: str) -> Callable[[pd.Series], pd.Series]:
+    """Strings must fully match ``pattern``."""
+    anchored = f"^(?:{pattern})$"
+    return _strings_check(
+        lambda arrow: bools(_by_distinct(arrow, lambda a: pc.match_substring_regex(a, anchored))),
+        lambda strings: strings.str.fullmatch(pattern).to_numpy(dtype=bool, na_value=False),
+    )
 
 
-def _timezone_check(series: pd.Series) -> pd.Series:
-    strings, is_str = plain_strings(series)
-    arrow = arrow_strings(strings)
-    if arrow is not None:
-        known = bools(pc.is_in(arrow, value_set=_iana_timezone_array()))
-    else:
-        known = strings.isin(iana_timezones()).to_numpy(dtype=bool)
-    return pd.Series(~is_str | known, index=series.index)
+_email_check = _strings_check(  # plausible addresses (:mod:`.emails`): one Arrow pass
+    plausible_emails,
+    lambda strings: np.fromiter(map(plausible_email, strings), dtype=bool, count=len(strings)),
+)
+_timezone_check = _strings_check(
+    lambda arrow: bools(pc.is_in(arrow, value_set=_iana_timezone_array())),
+    lambda strings: strings.isin(iana_timezones()).to_numpy(dtype=bool),
+)
 
 
 def _max_length_check(series: pd.Series, limit: int) -> pd.Series:
@@ -299,12 +287,8 @@ class PeopleSchema(pa.DataFrameModel):
     _phone_length = _length_check("phone", 50)
     _email_plausible = _column_check("email", name="email_plausible", judge=_email_check)
     _iana_timezone = _column_check("timezone", name="iana_timezone", judge=_timezone_check)
-    _locale_tag = _column_check(
-        "locale", name="locale_tag", judge=functools.partial(_pattern_check, pattern=LOCALE_PATTERN)
-    )
-    _http_url = _column_check(
-        "avatar_url", name="http_url", judge=functools.partial(_pattern_check, pattern=URL_PATTERN)
-    )
+    _locale_tag = _column_check("locale", name="locale_tag", judge=_pattern_check(LOCALE_PATTERN))
+    _http_url = _column_check("avatar_url", name="http_url", judge=_pattern_check(URL_PATTERN))
 
     @pa.dataframe_check(name="identity_required", error="identity_required")
     @classmethod
@@ -365,12 +349,10 @@ def _quiet_nans(series: pd.Series) -> pd.Series:
 def clean_frame(canonical: pd.DataFrame) -> pd.DataFrame:
     """The canonical frame with its string fields cleaned, over a positional RangeIndex."""
     frame = canonical.reset_index(drop=True)
-    data = {
-        name: _clean_strings(_quiet_nans(frame[name]))
-        if name in STRING_FIELDS
-        else _quiet_nans(frame[name])
-        for name in frame.columns
-    }
+    data = {}
+    for name in frame.columns:
+        series = _quiet_nans(frame[name])
+        data[name] = _clean_strings(series) if name in STRING_FIELDS else series
     if not data:
         return frame
     return pd.DataFrame(data, index=frame.index, copy=False)

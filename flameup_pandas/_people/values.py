@@ -2,12 +2,12 @@
 
 Each input type has one :class:`Rule`, found by a column's dtype (:func:`rule_for`) or a
 value's Python type (:func:`rule_of`). A rule holds its column encoder (a whole column to one
-JSON text per row: :class:`Texts`, written column-wise by :mod:`flameup_pandas._people.wire`),
-its per-value encoder (one value to a JSON-ready Python value, for object columns and the
-elements of lists and maps), and, for a type JSON cannot carry, its refusal: every present
-value of it makes its row ``invalid``, with the column named. The text sent is the text
-hashed (keys sorted for objects), so a value means one thing to the wire, the sync state and
-the plan.
+JSON text per row, from :mod:`flameup_pandas._people.column_encoders`), its per-value encoder
+(one value to a JSON-ready Python value, for object columns and the elements of lists and
+maps), and, for a type JSON cannot carry, its refusal: every present value of it makes its row
+``invalid``, with the column named. :func:`column_texts` encodes a column by its rule. The
+text sent is the text hashed (keys sorted for objects), so a value means one thing to the
+wire, the sync state and the plan.
 
 Every source reaches the registry as a pandas frame whose columns keep their types (Arrow
 sources as ``pd.ArrowDtype`` columns: see :func:`flameup_pandas._run.sources.arrow_frame`);
@@ -33,25 +33,22 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 
-from ..exceptions import NaiveTimestampError
-from .wire import (
-    BINARY,
-    bool_texts,
-    json_list,
-    needs_escape,
-    null_mask,
-    quoted,
-    text_array,
-    timestamp_texts,
-    with_nulls,
+from .column_encoders import (
+    RepeatedKeys,
+    Texts,
+    decoded,
+    naive_error,
+    number_texts,
+    python_values,
+    refused_texts,
+    string_texts,
+    timestamp_column,
 )
-from .wire import number_texts as _numbers
-from .wire import string_texts as _escaped
+from .wire import text_array, timestamp_texts
 
 __all__ = [
     "RULES",
     "Rule",
-    "Texts",
     "Unsendable",
     "category_values",
     "column_texts",
@@ -60,31 +57,16 @@ __all__ = [
     "is_missing",
     "is_string",
     "is_text",
-    "naive_error",
     "plain_strings",
-    "python_values",
     "read_back",
     "rule_for",
     "rule_of",
     "scalar",
-    "string_array",
-    "utc_instants",
 ]
-
-INT_MIN, INT_MAX = -(2**63), 2**64 - 1
-"""Integers are sent when they fit in 64 bits (signed or unsigned): JSON readers lose more."""
 
 
 class Unsendable(Exception):
     """A value JSON cannot hold; the message says why."""
-
-
-def naive_error(label: str) -> NaiveTimestampError:
-    return NaiveTimestampError(
-        f"column {label!r} holds timestamps without a time zone; localize it "
-        "(series.dt.tz_localize(...)), pass naive_timestamps='utc' (on the command line: "
-        "--naive-timestamps utc) to treat them as UTC"
-    )
 
 
 def is_missing(value: Any) -> bool:
@@ -117,7 +99,7 @@ ValueEncoder = Callable[[Any, Naive, str], Any]
 
 def _integer(value: Any, naive: Naive, label: str) -> Any:
     value = int(value)
-    if not INT_MIN <= value <= INT_MAX:
+    if not -(2**63) <= value < 2**64:  # signed or not; JSON readers lose more
         raise Unsendable(f"{value} does not fit in 64 bits")
     return value
 
@@ -192,245 +174,9 @@ def _mapping(value: Any, naive: Naive, label: str) -> Any:
     return {str(k): scalar(v, naive, label) for k, v in value.items()}
 
 
-class RepeatedKeys:
-    """Stands for a map that names one key twice (it has no JSON object)."""
-
-
-# -- columns as texts --------------------------------------------------------------------------
-
-
-@dataclass
-class Texts:
-    """One column as JSON texts per row (null where missing or unsendable) and its problems.
-
-    When ``quote`` is set, ``texts`` holds plain strings that need no escaping and each JSON
-    text is the string in quotes (added while the person is assembled, not in a pass of its
-    own). ``sorted_texts`` differs from the JSON texts only for values holding objects, whose
-    keys a content hash takes in sorted order; ``strings`` keeps a string column's values
-    (userId and email are read from it for identities and results); ``values`` keeps the
-    Python values of a column converted value by value (what ``to_people`` shows).
-    """
-
-    texts: pa.Array
-    missing: np.ndarray
-    problems: dict[int, str]
-    sorted_texts: pa.Array | None = None
-    strings: pa.Array | None = None
-    quote: bool = False
-    values: list[Any] | None = None
-
-    def json(self) -> pa.Array:
-        """The JSON text per row, null where missing."""
-        return quoted(self.texts) if self.quote else self.texts
-
-    def taken(self, codes: np.ndarray) -> Texts:
-        """These texts (of a categorical's categories) at each row's code; -1 is missing."""
-        missing = codes < 0
-        problems: dict[int, str] = {}
-        if self.problems:
-            bad = np.fromiter(self.problems, dtype=np.int64)
-            hit = np.isin(codes, bad)
-            for position in np.flatnonzero(hit).tolist():
-                problems[position] = self.problems[int(codes[position])]
-            missing = missing | hit
-        take = pa.array(np.where(missing, 0, codes), mask=missing)
-
-        def pick(texts: pa.Array | None) -> pa.Array | None:
-            return None if texts is None else texts.take(take)
-
-        values = None
-        if self.values is not None:
-            table = np.empty(len(self.values) + 1, dtype=object)
-            table[: len(self.values)] = self.values
-            values = table[np.where(missing, len(self.values), codes)].tolist()
-        return Texts(
-            self.texts.take(take),
-            missing,
-            problems,
-            pick(self.sorted_texts),
-            pick(self.strings),
-            self.quote,
-            values,
-        )
-
-    def python(self, exact: bool = True) -> list[Any]:
-        """The values as Python objects (None where missing), decoded in one call.
-
-        Values converted one by one are taken as they were converted, numbers written from a
-        decimal's digits as ``Decimal`` when ``exact`` (a float would lose the digits sent),
-        else as the JSON fragments they are sent as.
-        """
-        if self.values is not None:
-            return [_decimals(v) for v in self.values] if exact else self.values
-        if self.quote and self.strings is not None:
-            strings: list[Any] = self.strings.to_pylist()
-            return strings
-        decoded: list[Any] = orjson.loads(json_list(self.texts))
-        return decoded
-
-
-def _decimals(value: Any) -> Any:
-    if isinstance(value, orjson.Fragment):
-        return Decimal(orjson.dumps(value).decode())
-    if isinstance(value, list):
-        return [_decimals(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _decimals(v) for k, v in value.items()}
-    return value
-
-
-def decoded(series: pd.Series) -> pd.Series:
-    """An Arrow dictionary or extension column as pandas' twin of its values (a categorical,
-    a ``Period`` column...), or its storage where pandas has none."""
-    array = pa.array(series.array)
-    if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks()
-    if isinstance(array.type, pa.ExtensionType) and array.type.to_pandas_dtype() is None:
-        array = array.storage
-    return pd.Series(array.to_pandas(), index=series.index)
-
-
-# -- column encoders: strings ------------------------------------------------------------------
-
-
-def string_array(series: pd.Series) -> pa.Array | None:
-    """A string column as an Arrow array (missing as null), or None when it is not one."""
-    if series.dtype == np.dtype(object) and pd.api.types.infer_dtype(series, skipna=True) not in (
-        "string",
-        "empty",
-    ):
-        return None
-    try:
-        strings = pa.array(series, from_pandas=True).cast(pa.large_string())
-    except (pa.ArrowException, UnicodeError, TypeError, ValueError):
-        return None  # lone surrogates and the like: the general path reports them
-    if isinstance(strings, pa.ChunkedArray):
-        strings = strings.combine_chunks()
-    if strings.offset:
-        # a slice (a chunk of a larger batch, df.iloc[5:]) starts at offset 0 here: pyarrow 20's
-        # if_else and casts of a sliced large_string give garbage
-        return pa.concat_arrays([strings])
-    return strings
-
-
-def string_texts(series: pd.Series, naive: str, label: str, top: bool) -> Texts | None:
-    """The text rule's column encoder (None for values Arrow cannot hold: value by value)."""
-    strings = string_array(series)
-    if strings is None:
-        return None
-    if len(needs_escape(strings)):
-        return Texts(_escaped(strings), null_mask(strings), {}, strings=strings)
-    return Texts(strings.cast(BINARY), null_mask(strings), {}, strings=strings, quote=True)
-
-
-# -- numbers and booleans --------------------------------------------------------------------
-
-
-def number_texts(series: pd.Series, naive: str, label: str, top: bool) -> Texts:
-    """Numbers and booleans (numpy, masked or Arrow) column-wise.
-
-    Integers stay integers of their own signedness whatever nulls stand beside them; floats
-    keep their width (a float32 is written as the shortest text of the float32); NaN is
-    missing as null is; infinities make their rows invalid.
-    """
-    dtype = series.dtype
-    numpy_type = np.dtype(getattr(dtype, "numpy_dtype", cast(Any, dtype)))  # masked, Arrow: theirs
-    kind = numpy_type.kind
-    target: Any = {"b": np.bool_, "u": np.uint64, "i": np.int64, "f": np.float64}[kind]
-    if kind == "f" and numpy_type.itemsize < 8:
-        target = np.float32
-    if isinstance(dtype, np.dtype):
-        values: np.ndarray = series.to_numpy().astype(target, copy=False)
-        missing = np.isnan(values) if kind == "f" else np.zeros(len(values), dtype=bool)
-    elif kind == "f":
-        values = series.to_numpy(dtype=target, na_value=np.nan)
-        missing = np.isnan(values)
-    else:
-        missing = series.isna().to_numpy(dtype=bool)
-        values = series.to_numpy(dtype=target, na_value=target(0))
-    problems: dict[int, str] = {}
-    if kind == "f":
-        infinite = np.isinf(values)
-        for p in np.flatnonzero(infinite).tolist():
-            problems[p] = f"{label}: {values[p]} is not valid JSON"
-        missing = missing | infinite
-        values = np.where(missing, values.dtype.type(0), values)
-    texts = bool_texts(values) if kind == "b" else _numbers(values)
-    return Texts(with_nulls(texts, missing), missing, problems)
-
-
-# -- timestamps ------------------------------------------------------------------------------
-
-
-def utc_instants(series: pd.Series, naive: str, label: str) -> tuple[np.ndarray, np.ndarray]:
-    """A timestamp column (numpy, time-zone-aware or Arrow) as naive UTC ``datetime64``
-    values and a missing mask.
-
-    Naive timestamps raise :class:`NaiveTimestampError` unless ``naive`` is ``"utc"``. Arrow
-    timestamps are read from their own buffer (an Arrow timestamp is a UTC instant whatever
-    its zone): pandas' conversion of an Arrow-backed column goes value by value.
-    """
-    dtype = series.dtype
-    if isinstance(dtype, pd.ArrowDtype):
-        pa_type = dtype.pyarrow_dtype
-        array = pa.array(series.array)
-        missing = null_mask(array)
-        aware = pa_type.tz is not None
-        utc = array.cast(pa.timestamp(pa_type.unit)).to_numpy(zero_copy_only=False)
-    else:
-        missing = series.isna().to_numpy(dtype=bool)
-        aware = series.dt.tz is not None
-        if aware:
-            series = series.dt.tz_convert("UTC").dt.tz_localize(None)
-        utc = series.to_numpy()
-    if not aware and naive != "utc" and not missing.all():
-        raise naive_error(label)
-    return utc, missing
-
-
-def timestamp_column(series: pd.Series, naive: str, label: str, top: bool) -> Texts:
-    """Datetime columns (numpy, tz-aware or Arrow-backed) as ISO 8601 UTC texts."""
-    utc, missing = utc_instants(series, naive, label)
-    texts = timestamp_texts(np.where(missing, np.datetime64(0, "s"), utc))
-    return Texts(with_nulls(texts, missing), missing, {})
-
-
-# -- value by value --------------------------------------------------------------------------
-
-
-def refused_texts(series: pd.Series, reason: str) -> Texts:
-    """A column of a type JSON cannot carry: every present value a problem of its row.
-    Missing values are read from Arrow where it holds them: pandas cannot ask every Arrow
-    type (an interval's) for them."""
-    if isinstance(series.dtype, pd.ArrowDtype):
-        missing = null_mask(pa.array(series.array))
-    else:
-        missing = series.isna().to_numpy(dtype=bool)
-    problems = dict.fromkeys(np.flatnonzero(~missing).tolist(), reason)
-    return Texts(pa.nulls(len(series), BINARY), np.ones(len(series), dtype=bool), problems)
-
-
-def python_values(series: pd.Series) -> np.ndarray:
-    """A column's values as Python objects in an object array (maps as dicts)."""
-    values = np.empty(len(series), dtype=object)
-    if isinstance(series.dtype, pd.ArrowDtype):
-        array = pa.array(series.array)
-        try:
-            values[:] = array.to_pylist(maps_as_pydicts="strict")
-        except (KeyError, ValueError):  # a map with a repeated key: found value by value
-            for position, value in enumerate(array):
-                try:
-                    values[position] = value.as_py(maps_as_pydicts="strict")
-                except (KeyError, ValueError):
-                    values[position] = RepeatedKeys()
-        return values
-    values[:] = series.to_numpy(dtype=object)
-    return values
-
-
 # -- the rules -------------------------------------------------------------------------------
 
-ColumnEncoder = Callable[[pd.Series, Naive, str, bool], "Texts | None"]
+ColumnEncoder = Callable[[pd.Series, Naive, str], Texts | None]
 
 
 @dataclass(frozen=True)
@@ -462,11 +208,6 @@ class Rule:
             return True
         numpy_type = getattr(dtype, "numpy_dtype", dtype)
         return isinstance(numpy_type, np.dtype) and numpy_type.kind in self.numpy
-
-    def encode(self, value: Any, naive: Naive, label: str) -> Any:
-        if self.value is None:
-            raise Unsendable(self.refusal or no_meaning(type(value).__name__))
-        return self.value(value, naive, label)
 
 
 def no_meaning(kind: str) -> str:
@@ -664,7 +405,10 @@ def scalar(value: Any, naive: Naive, label: str) -> Any:
     >>> scalar(np.float32(0.1), "error", "x")
     0.1
     """
-    return rule_of(cast(Any, type(value))).encode(value, naive, label)
+    rule = rule_of(cast(Any, type(value)))
+    if rule.value is None:
+        raise Unsendable(rule.refusal or no_meaning(type(value).__name__))
+    return rule.value(value, naive, label)
 
 
 # -- a column by its rule ----------------------------------------------------------------------
@@ -687,13 +431,13 @@ def column_texts(series: pd.Series, naive: Naive, label: str, top: bool) -> Text
     arrow = dtype.pyarrow_dtype if isinstance(dtype, pd.ArrowDtype) else None
     if rule is _OTHER and isinstance(arrow, pa.ExtensionType):  # its pandas twin, or storage
         return column_texts(decoded(series), naive, label, top)
-    texts = None
-    if rule is _OTHER and _is_object(dtype):
-        texts = string_texts(series, naive, label, top)
-    elif rule.column is not None and (not top or rule is _TEXT):
-        texts = rule.column(series, naive, label, top)
-    elif rule.value is None and rule is not _OTHER:
+    if rule.value is None and rule is not _OTHER:
         return refused_texts(series, f"{label}: {rule.refusal}")
+    if rule is _OTHER and _is_object(dtype):
+        rule = _TEXT  # an object column of strings only is written as a string column
+    texts = None
+    if rule.column is not None and (not top or rule is _TEXT):
+        texts = rule.column(series, naive, label)
     return _value_texts(series, naive, label, top) if texts is None else texts
 
 

@@ -58,7 +58,6 @@ def _scalar(data: bytes) -> pa.Scalar:
 
 
 def text_array(texts: Sequence[bytes | None]) -> pa.Array:
-    """A list of JSON texts (None where missing) as an array."""
     return pa.array(texts, BINARY)
 
 
@@ -68,7 +67,6 @@ def bools(judged: Any, missing: bool = False) -> np.ndarray:
 
 
 def null_mask(array: Any) -> np.ndarray:
-    """Where an Arrow array is null."""
     return np.asarray(array.is_null().to_numpy(zero_copy_only=False), dtype=bool)
 
 
@@ -101,7 +99,6 @@ def number_texts(values: np.ndarray) -> pa.Array:
 
 
 def bool_texts(values: np.ndarray) -> pa.Array:
-    """``true``/``false`` per value of a bool array."""
     return pc.if_else(pa.array(values, pa.bool_()), _scalar(b"true"), _scalar(b"false"))
 
 
@@ -254,7 +251,6 @@ def quoted(strings: pa.Array) -> pa.Array:
 
 
 def with_nulls(texts: pa.Array, missing: np.ndarray) -> pa.Array:
-    """``texts`` with null where ``missing``."""
     if not missing.any():
         return texts
     return pc.if_else(pa.array(missing), pa.scalar(None, BINARY), texts)

@@ -18,8 +18,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .._people.column_encoders import naive_error
 from .._people.identity import identity_hashes, identity_key_array
-from .._people.values import naive_error
 from .._run.plan import Plan, Rules
 from .._run.sources import CHUNK_ROWS, arrow_frame, rechunked
 
