@@ -131,6 +131,17 @@ def test_decimal_objects_in_pandas_and_nested_keep_their_digits(flameup_server):
     ]
 
 
+@pytest.mark.parametrize("unit", ["ns", "us", "s"])
+def test_timestamps_in_a_numpy_array_cell_are_sent_as_a_list_of_them_is(unit, flameup_server):
+    stamps = np.array(["2024-01-01T00:00:00", "2024-01-02T03:04:05.5"], f"datetime64[{unit}]")
+    as_list = [pd.Timestamp(s, tz="UTC") for s in stamps]
+    df = pd.DataFrame({"userId": ["a", "b"], "seen": [stamps, as_list]})
+    df.flameup.upsert(naive_timestamps="utc", **target(flameup_server))  # numpy's are naive
+    sent = {p["userId"]: p["traits"]["seen"] for p in people_sent(flameup_server)}
+    fraction = "" if unit == "s" else ".500"
+    assert sent["a"] == sent["b"] == ["2024-01-01T00:00:00Z", f"2024-01-02T03:04:05{fraction}Z"]
+
+
 def test_float32_sends_the_shortest_text_of_the_float32(flameup_server, tmp_path):
     values = pa.array([0.1, None, 3.4028234663852886e38, 1e-7], pa.float32())
     table = pa.table({"userId": ["a", "b", "c", "d"], "ratio": values})

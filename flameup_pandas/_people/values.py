@@ -164,7 +164,8 @@ def _exact_number(text: str) -> float | Decimal:
 
 def _list(value: Any, naive: Naive, label: str) -> Any:
     if isinstance(value, np.ndarray):
-        value = value.tolist()
+        # tolist() turns datetime64[ns] values into integers: those stay numpy scalars
+        value = list(value) if value.dtype.kind in "mM" else value.tolist()
     return [scalar(v, naive, label) for v in value]
 
 
