@@ -5,20 +5,25 @@ losing one: connection errors, timeouts, 5xx, 429 and a 2xx that is not Flameup'
 retried under the :class:`RetryPolicy`; a 400/409/422 rejects the people the server names and
 resends the rest, or splits the batch in halves until the bad people stand alone (a 413 splits
 too); 401/403 stop the run; an outage opens the breaker. ``docs/behaviour/errors.md``.
+A :class:`Stream` keeps requests in flight on worker threads and hands answers back as they
+arrive; what a batch is and how it is sent is its caller's (``Deliverer.send``, or events').
 """
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import functools
 import logging
+import queue
 import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field, fields
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from .._people.outgoing import Outgoing, as_outgoing, encode_batch
 from .._people.person import IDENTITY_KEYS, identity_of, is_new
@@ -29,7 +34,6 @@ from .client import Answer, FlameupClient, error_class, is_batch_answer
 from .concurrency import InFlight, Slot
 from .pacing import RateLimiter
 from .retry import RetryPolicy
-from .stream import IN_FLIGHT, NOT_SENT, Stream, mark_sent
 
 __all__ = [
     "IN_FLIGHT",
@@ -38,6 +42,7 @@ __all__ = [
     "DeliveryStats",
     "GaveUp",
     "PersonOutcome",
+    "Stream",
     "is_batch_answer",
 ]
 
@@ -45,12 +50,15 @@ __all__ = [
 logger = logging.getLogger("flameup_pandas")
 
 T = TypeVar("T")
+Out = TypeVar("Out")
 People = Sequence[Mapping[str, Any] | Outgoing]
 
 SPLIT_STATUSES = frozenset({400, 409, 413, 422})
 STRAIN_STATUSES = frozenset({502, 503, 504})
 """Answers that say the server (or its gateway) is overloaded: fewer requests in flight."""
 _FIELD_INDEX = re.compile(r"^people\[(\d+)\]\.?(.*)$")
+NOT_SENT = "interrupted before sending"
+IN_FLIGHT = "interrupted; may have been stored: rerun with the state to confirm"
 
 
 @dataclass(frozen=True)
@@ -265,7 +273,8 @@ class Deliverer:
             slot = self.places.enter(self._abort)
             self._check_sending(policy, what)  # it may have stopped while waiting for a slot
             self.stats.add(requests=1)
-            mark_sent()
+            if (sent := getattr(_SENT, "event", None)) is not None:
+                sent.set()
             retries = policy.errors + policy.rate_limits
             answer = observe.request(call, waited=waited, retries=retries)
         except BaseException as exc:
@@ -301,6 +310,125 @@ class Deliverer:
         # No names: split in halves until the bad people stand alone (a 413 splits the same way).
         middle = len(people) // 2
         return self.send(people[:middle]) + self.send(people[middle:])
+
+
+_SENT = threading.local()
+"""The ``sent`` event of the batch this worker thread delivers: set once a request of it went
+on the wire."""
+
+
+class Stream(Generic[T, Out]):
+    """Batches delivered by worker threads; iterating yields ``(tag, outcomes)`` as each batch
+    is answered.
+
+    There are as many workers as requests may be in flight (the workers grow with an adaptive
+    limit), and up to two batches per place are handed out at once, so a worker that finishes
+    starts its next request without waiting for the consumer; the first batch goes alone, so a
+    bad key or URL costs one request. The workers are daemon threads: :meth:`stop` returns at
+    once, never waiting for a request in flight or its retries, and an interpreter that exits
+    does not wait for them either.
+    """
+
+    def __init__(
+        self,
+        deliverer: Deliverer,
+        batches: Iterable[tuple[T, Sequence[Any]]],
+        work: Callable[[Any], list[Out]],
+        failed: Callable[[str], Out],
+    ) -> None:
+        self._deliverer = deliverer
+        self._batches = batches
+        self._work = work
+        self._failed = failed
+        self._pending: dict[Future[list[Out]], tuple[T, int, threading.Event]] = {}
+        self._done: queue.SimpleQueue[Future[list[Out]]] = queue.SimpleQueue()
+        self._calls: queue.SimpleQueue[
+            tuple[Future[list[Out]], threading.Event, contextvars.Context, Sequence[Any]] | None
+        ] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+
+    def __iter__(self) -> Iterator[tuple[T, list[Out]]]:
+        places = self._deliverer.places
+        try:
+            for index, (tag, people) in enumerate(self._batches):
+                if self._deliverer.breaker.opened.is_set():
+                    reason = f"not sent: {self._deliverer.breaker.reason}"
+                    yield tag, [self._failed(reason) for _ in people]
+                    continue
+                while len(self._pending) >= 2 * places.limit:
+                    yield self._collect()
+                while len(self._threads) < places.limit:  # (never fewer than there were)
+                    thread = threading.Thread(
+                        target=self._serve, name=f"flameup-send-{len(self._threads)}", daemon=True
+                    )
+                    self._threads.append(thread)
+                    thread.start()
+                future: Future[list[Out]] = Future()
+                sent = threading.Event()
+                self._pending[future] = (tag, len(people), sent)
+                future.add_done_callback(self._done.put)
+                # in this context: the run's observers see its requests (observe.request)
+                self._calls.put((future, sent, contextvars.copy_context(), people))
+                while index == 0 and self._pending:
+                    yield self._collect()
+            while self._pending:
+                yield self._collect()
+        except BaseException:
+            self._halt()
+            raise
+        self._shutdown(wait=True)
+
+    def stop(self) -> list[tuple[T, list[Out]]]:
+        """End the stream now; every batch handed out and not yet yielded, with its outcomes.
+
+        An answered batch keeps its answer. Every person of the others is ``failed``: with
+        :data:`IN_FLIGHT` when a request of its batch was sent (it may have been stored), else
+        :data:`NOT_SENT` (a batch still waiting for the budget or a place in flight too).
+        """
+        self._halt()
+        left: list[tuple[T, list[Out]]] = []
+        for future, (tag, size, sent) in self._pending.items():
+            if not future.cancel() and future.done() and future.exception() is None:
+                left.append((tag, future.result()))
+            else:  # (a cancelled batch was never sent)
+                error = IN_FLIGHT if sent.is_set() else NOT_SENT
+                left.append((tag, [self._failed(error) for _ in range(size)]))
+        self._pending.clear()
+        return left
+
+    def _halt(self) -> None:
+        self._deliverer.abort()
+        for future in self._pending:
+            future.cancel()
+        self._shutdown(wait=False)
+
+    def _shutdown(self, *, wait: bool) -> None:
+        for _ in self._threads:
+            self._calls.put(None)
+        if wait:
+            for thread in self._threads:
+                thread.join()
+
+    def _collect(self) -> tuple[T, list[Out]]:
+        future = self._done.get()  # the next answered, in O(1) however many are pending
+        outcomes = future.result()  # (a batch that raised stays pending, for stop())
+        return self._pending.pop(future)[0], outcomes
+
+    def _serve(self) -> None:
+        """A worker thread: delivers batches until told to stop (None)."""
+        while (call := self._calls.get()) is not None:
+            future, sent, context, people = call
+            if not future.set_running_or_notify_cancel():
+                continue
+            _SENT.event = sent
+            try:
+                result = context.run(self._work, people)
+            except BaseException as exc:  # handed to the consumer, as an executor does
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+            finally:
+                _SENT.event = None
 
 
 _failed = functools.partial(PersonOutcome, "failed", None)
