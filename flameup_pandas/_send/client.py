@@ -308,7 +308,14 @@ class FlameupClient:
             )
             text = response.text
         except requests.RequestException as exc:
-            raise self._transport_error(method, path, exc) from None
+            unreachable = why_unreachable(exc)
+            reason = unreachable or _describe_transport_error(exc)
+            raise TransportError(
+                f"{method} {path}: {reason} ({exc.__class__.__name__})",
+                reason=reason,
+                url=display_url(self.base_url),
+                unreachable=unreachable is not None,
+            ) from None
         if response.is_redirect or 300 <= response.status_code < 400:
             raise redirect_error(f"{method} {path}", response)
         return Answer(
@@ -318,18 +325,6 @@ class FlameupClient:
             elapsed=time.monotonic() - started,
             text=text,
             request=f"{method} {path}",
-        )
-
-    def _transport_error(
-        self, method: str, path: str, exc: requests.RequestException
-    ) -> TransportError:
-        unreachable = why_unreachable(exc)
-        reason = unreachable or _describe_transport_error(exc)
-        return TransportError(
-            f"{method} {path}: {reason} ({exc.__class__.__name__})",
-            reason=reason,
-            url=display_url(self.base_url),
-            unreachable=unreachable is not None,
         )
 
     def post_batch(self, body: bytes) -> Answer:
@@ -442,12 +437,9 @@ def display_url(base_url: str) -> str:
     if ":" in host:
         host = f"[{host}]"
     port = parsed.port
-    if port is not None and port != _DEFAULT_PORTS.get(parsed.scheme):
+    if port is not None and port != {"http": 80, "https": 443}.get(parsed.scheme):
         host = f"{host}:{port}"
     return f"{parsed.scheme}://{host}{parsed.path}"
-
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def why_unreachable(exc: requests.RequestException) -> str | None:

@@ -198,11 +198,23 @@ class Deliverer:
         """
         policy = self.retry
         while True:
-            self._check_sending(policy, what)
+            self._check_sending(policy)
             try:
-                answer = self._exchange(call, policy, what)
+                answer = self._exchange(call, policy)
             except TransportError as exc:
-                policy = self._after_transport_error(exc, policy, what)
+                now = time.monotonic()
+                policy = policy.increment(error=exc, now=now)
+                self.breaker.failed_attempt(exc.reason)
+                wait = policy.backoff(self._rng)
+                exhausted = policy.is_exhausted(now)
+                # a host never reached in this run is a wrong URL or no network: raise soon
+                first_contact = exc.unreachable and not self.breaker.reached
+                if first_contact and (exhausted or policy.first_contact_spent(now, wait)):
+                    raise unreachable_error(exc) from exc
+                if exhausted:
+                    raise self._give_up(f"{exc}; {policy.describe()}", None, outage=True)
+                logger.info("%s: %s; retrying", what, exc)
+                self._pause(wait)
                 continue
             unreadable = answer.ok and readable is not None and not readable(answer)
             # a 5xx, or a 2xx that is not Flameup's (a proxy's page): Flameup is not answering
@@ -228,34 +240,12 @@ class Deliverer:
                 logger.info("%s: %s; retrying", what, said or f"HTTP {answer.status}")
                 self._pause(policy.backoff(self._rng))
 
-    def _check_sending(self, policy: RetryPolicy, what: str) -> None:
-        """Raise GaveUp when the run has stopped sending (the breaker opened, or it aborted)."""
+    def _check_sending(self, policy: RetryPolicy) -> None:
         if self.breaker.opened.is_set():
             spent = "not sent:" if policy.started is None else f"{policy.describe()};"
             raise GaveUp(f"{spent} {self.breaker.reason}")
         if self._abort.is_set():
             raise GaveUp(NOT_SENT)  # only an interrupt aborts a run without opening the breaker
-
-    def _after_transport_error(
-        self, exc: TransportError, policy: RetryPolicy, what: str
-    ) -> RetryPolicy:
-        """The policy after a request got no answer, once the pause before the next is over.
-
-        Raises TransportError when the host was never reached in this run and the short
-        first-contact budget is spent, GaveUp when the request's own policy is.
-        """
-        now = time.monotonic()
-        policy = policy.increment(error=exc, now=now)
-        self.breaker.failed_attempt(exc.reason)
-        wait = policy.backoff(self._rng)
-        first_contact = exc.unreachable and not self.breaker.reached
-        if first_contact and (policy.is_exhausted(now) or policy.first_contact_spent(now, wait)):
-            raise unreachable_error(exc) from exc
-        if policy.is_exhausted(now):
-            raise self._give_up(f"{exc}; {policy.describe()}", None, outage=True)
-        logger.info("%s: %s; retrying", what, exc)
-        self._pause(wait)
-        return policy
 
     def _give_up(self, message: str, answer: Answer | None, *, outage: bool) -> GaveUp:
         """The GaveUp for a request; one spent on an outage counts towards the breaker."""
@@ -264,14 +254,14 @@ class Deliverer:
             self.abort()  # wakes the senders waiting to retry: they stop now
         return GaveUp(message, answer)
 
-    def _exchange(self, call: Callable[[], Answer], policy: RetryPolicy, what: str) -> Answer:
+    def _exchange(self, call: Callable[[], Answer], policy: RetryPolicy) -> Answer:
         """One request, once the limiter and a place in flight allow; both hear how it went
         (the limiter counts the requests in flight)."""
         waited = self.limiter.acquire()
         slot: Slot | None = None
         try:
             slot = self.places.enter(self._abort)
-            self._check_sending(policy, what)  # it may have stopped while waiting for a slot
+            self._check_sending(policy)  # it may have stopped while waiting for a slot
             self.stats.add(requests=1)
             if (sent := getattr(_SENT, "event", None)) is not None:
                 sent.set()
