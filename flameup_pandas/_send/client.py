@@ -256,8 +256,18 @@ class FlameupClient:
             )
         self.__key = key
         self.fingerprint = fingerprint(key, self.base_url)
-        self.timeout = _as_timeout(timeout)
-        self._session = session or _new_session(pool_size)
+        if isinstance(timeout, tuple):
+            timeout = Timeout(*timeout)
+        elif not isinstance(timeout, Timeout):
+            timeout = Timeout(connect=min(float(timeout), Timeout.connect), read=float(timeout))
+        self.timeout = timeout
+        if session is None:
+            session = requests.Session()
+            adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(pool_size, 1), max_retries=0)
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
+            session.headers["User-Agent"] = f"flameup-pandas/{__version__}"
+        self._session = session
         # proxies and CA bundle from the environment, read once: requests reads them per request
         self._settings = self._session.merge_environment_settings(
             self.base_url, {}, None, None, None
@@ -307,6 +317,9 @@ class FlameupClient:
                 auth=self._bearer,  # an explicit auth: requests looks for no .netrc
             )
             text = response.text
+            body = orjson.loads(text) if text else None
+        except orjson.JSONDecodeError:
+            body = None
         except requests.RequestException as exc:
             unreachable = why_unreachable(exc)
             reason = unreachable or _describe_transport_error(exc)
@@ -321,7 +334,7 @@ class FlameupClient:
         return Answer(
             status=response.status_code,
             headers=response.headers,  # requests made it case-insensitive
-            body=_parse_json(text),
+            body=body,
             elapsed=time.monotonic() - started,
             text=text,
             request=f"{method} {path}",
@@ -399,30 +412,6 @@ def redirect_error(what: str, response: requests.Response) -> ConfigurationError
         "flameup-pandas never follows redirects, so no customer data went there. "
         f"Check {BASE_URL_ENV} (or base_url=): it should be the API's own URL."
     )
-
-
-def _as_timeout(value: Timeout | float | tuple[float, float]) -> Timeout:
-    if isinstance(value, Timeout):
-        return value
-    if isinstance(value, tuple):
-        return Timeout(*value)
-    return Timeout(connect=min(float(value), Timeout.connect), read=float(value))
-
-
-def _new_session(pool_size: int) -> requests.Session:
-    session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(pool_size, 1), max_retries=0)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    session.headers["User-Agent"] = f"flameup-pandas/{__version__}"
-    return session
-
-
-def _parse_json(text: str) -> Any:
-    try:
-        return orjson.loads(text) if text else None
-    except orjson.JSONDecodeError:
-        return None
 
 
 def display_url(base_url: str) -> str:

@@ -212,7 +212,7 @@ class Deliverer:
                 if first_contact and (exhausted or policy.first_contact_spent(now, wait)):
                     raise unreachable_error(exc) from exc
                 if exhausted:
-                    raise self._give_up(f"{exc}; {policy.describe()}", None, outage=True)
+                    raise self._give_up(f"{exc}; {policy.describe()}", None, outage=True) from exc
                 logger.info("%s: %s; retrying", what, exc)
                 self._pause(wait)
                 continue
