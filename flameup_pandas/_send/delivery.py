@@ -5,8 +5,6 @@ losing one: connection errors, timeouts, 5xx, 429 and a 2xx that is not Flameup'
 retried under the :class:`RetryPolicy`; a 400/409/422 rejects the people the server names and
 resends the rest, or splits the batch in halves until the bad people stand alone (a 413 splits
 too); 401/403 stop the run; an outage opens the breaker. ``docs/behaviour/errors.md``.
-A :class:`Stream` keeps requests in flight on worker threads and hands answers back as they
-arrive; what a batch is and how it is sent is its caller's (``Deliverer.send``, or events').
 """
 
 from __future__ import annotations
@@ -116,12 +114,9 @@ class GaveUp(Exception):
 
 
 class Deliverer:
-    """Delivers batches of people through one client, sharing one rate budget.
-
-    ``stream()`` keeps requests in flight (``concurrency`` of them, or by default as many as
-    the server copes with: :class:`~flameup_pandas._send.concurrency.InFlight`) and yields each
-    batch's outcomes as its answer arrives; ``send()`` delivers one batch and waits.
-    """
+    """Delivers batches of people through one client, sharing one rate budget: ``send()`` one
+    and waits, ``stream()`` keeps ``concurrency`` requests in flight (by default as many as the
+    server copes with: :class:`~flameup_pandas._send.concurrency.InFlight`)."""
 
     def __init__(
         self,
@@ -405,7 +400,6 @@ class Stream(Generic[T, Out]):
         return self._pending.pop(future)[0], outcomes
 
     def _serve(self) -> None:
-        """A worker thread: delivers batches until told to stop (None)."""
         while (call := self._calls.get()) is not None:
             future, sent, context, people = call
             if not future.set_running_or_notify_cancel():
@@ -459,8 +453,19 @@ def read_success(people: People, answer: Answer) -> list[PersonOutcome]:
     stored_people = [s for s in body.get("people") or [] if isinstance(s, dict)]
     matched = _match_people(people, stored_people)
     missing = sum(s is None for i, s in enumerate(matched) if i not in refused)
-    if missing:
-        _log_unmatched(missing, matched, stored_people)
+    if missing:  # say which keys the unclaimed people carried, so a new shape is seen at once
+        claimed = {id(s) for s in matched if s is not None}
+        strays = [s for s in stored_people if id(s) not in claimed]
+        shapes = sorted({", ".join(sorted(map(str, s))) for s in strays})
+        logger.warning(
+            "%d of %d people sent are not in Flameup's answer (matched by %s); "
+            "%d people of the answer match nobody sent, carrying the keys: %s",
+            missing,
+            len(matched),
+            " or ".join(IDENTITY_KEYS),
+            len(strays),
+            "; ".join(f"[{keys}]" for keys in shapes) or "none",
+        )
     created = _created_flags(matched, body)
     outcomes = []
     for index, stored in enumerate(matched):
@@ -493,24 +498,6 @@ def _match_people(
             found = by_email.get(person.email.lower())
         matched.append(found)
     return matched
-
-
-def _log_unmatched(
-    missing: int, matched: list[dict[str, Any] | None], stored_people: list[dict[str, Any]]
-) -> None:
-    """Say which keys the answer's unclaimed people carried, so a new shape is seen at once."""
-    claimed = {id(s) for s in matched if s is not None}
-    strays = [s for s in stored_people if id(s) not in claimed]
-    shapes = sorted({", ".join(sorted(map(str, s))) for s in strays})
-    logger.warning(
-        "%d of %d people sent are not in Flameup's answer (matched by %s); "
-        "%d people of the answer match nobody sent, carrying the keys: %s",
-        missing,
-        len(matched),
-        " or ".join(IDENTITY_KEYS),
-        len(strays),
-        "; ".join(f"[{keys}]" for keys in shapes) or "none",
-    )
 
 
 def _created_flags(matched: list[dict[str, Any] | None], body: dict[str, Any]) -> list[bool]:
@@ -547,7 +534,6 @@ def _refused_people(errors: Any, people: People) -> dict[int, str]:
 
 
 def _with_detail(message: str, pairs: Iterable[tuple[Any, Any]]) -> str:
-    """``message (key: value; key: value)``, or ``message`` alone without pairs."""
     detail = "; ".join(f"{k}: {v}" for k, v in pairs)
     return f"{message} ({detail})" if detail else message
 
