@@ -143,7 +143,6 @@ def is_error_answer(answer: Answer) -> bool:
 
 
 def error_class(status: int) -> type[APIError]:
-    """The APIError subclass for an HTTP status."""
     if status in (401, 403):
         return AuthenticationError
     if status == 429:
@@ -330,7 +329,15 @@ class FlameupClient:
                 unreachable=unreachable is not None,
             ) from None
         if response.is_redirect or 300 <= response.status_code < 400:
-            raise redirect_error(f"{method} {path}", response)
+            location = response.headers.get("Location")
+            where = "nowhere (no Location header)"
+            if location:
+                where = display_url(urllib.parse.urljoin(response.url, location))
+            raise ConfigurationError(
+                f"{method} {path} was answered with a redirect (HTTP {response.status_code}) to "
+                f"{where}; flameup-pandas never follows redirects, so no customer data went "
+                f"there. Check {BASE_URL_ENV} (or base_url=): it should be the API's own URL."
+            )
         return Answer(
             status=response.status_code,
             headers=response.headers,  # requests made it case-insensitive
@@ -399,19 +406,6 @@ def exact_request(
     if settings is None:
         settings = session.merge_environment_settings(prepared.url, {}, None, None, None)
     return session.send(prepared, timeout=timeout, allow_redirects=False, **settings)
-
-
-def redirect_error(what: str, response: requests.Response) -> ConfigurationError:
-    """The error for a 3xx answer: redirects are never followed, whatever they point at."""
-    location = response.headers.get("Location")
-    where = "nowhere (no Location header)"
-    if location:
-        where = display_url(urllib.parse.urljoin(response.url, location))
-    return ConfigurationError(
-        f"{what} was answered with a redirect (HTTP {response.status_code}) to {where}; "
-        "flameup-pandas never follows redirects, so no customer data went there. "
-        f"Check {BASE_URL_ENV} (or base_url=): it should be the API's own URL."
-    )
 
 
 def display_url(base_url: str) -> str:

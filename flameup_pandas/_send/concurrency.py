@@ -25,9 +25,7 @@ START = 4
 CUT = 0.5
 LATENCY_RISE = 2.0
 LATENCY_SLACK = 0.05
-"""Latency rises sharply when the recent average is over ``LATENCY_RISE`` times the fastest
-recent answer plus ``LATENCY_SLACK`` seconds (loopback answers in milliseconds vary by more than
-twice without any strain)."""
+"""Loopback answers in milliseconds vary by more than twice without any strain."""
 FASTEST_OF = 50  # answers the fastest recent one is taken from
 RECENT_WEIGHT = 0.25  # of each answer in the recent average of latency (a moving average)
 
@@ -70,7 +68,6 @@ class InFlight:
 
     @property
     def limit(self) -> int:
-        """Requests that may be in flight at once now."""
         with self._cond:
             return self._places()
 

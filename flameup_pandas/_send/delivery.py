@@ -162,11 +162,9 @@ class Deliverer:
         work: Callable[[Sequence[Any]], list[Any]] | None = None,
         failed: Callable[[str], Any] | None = None,
     ) -> Stream[T, Any]:
-        """Deliver batches concurrently; iterate for ``(tag, outcomes)`` as each completes.
-
-        By default a batch is people (:meth:`send`); ``work`` delivers one batch of another kind
-        (events) and ``failed`` makes the outcome of an element not (or maybe not) delivered.
-        """
+        """A :class:`Stream` of ``batches``: by default a batch is people (:meth:`send`); ``work``
+        delivers one batch of another kind (events) and ``failed`` makes the outcome of an
+        element not (or maybe not) delivered."""
         return Stream(self, batches, work or self.send, failed or _failed)
 
     def twin(self, retry: RetryPolicy) -> Deliverer:

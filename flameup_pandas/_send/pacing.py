@@ -36,7 +36,6 @@ MAX_WAIT = 120.0
 """No header makes a sender wait longer than this at a time (as ``RetryPolicy``'s cap on a
 429's wait): after it, one request goes and its answer is read afresh."""
 RECURRING_HOLDS = 2
-"""The 429 hold that makes the rest of a run conservative: the second one (a recurrence)."""
 
 
 def _parse_count(value: str | None) -> int | None:
