@@ -29,8 +29,7 @@ from ..exceptions import APIError, AuthenticationError, TransportError
 from . import observe
 from .breaker import Breaker, unreachable_error
 from .client import Answer, FlameupClient, error_class, is_batch_answer
-from .concurrency import InFlight, Slot
-from .pacing import RateLimiter
+from .pacing import InFlight, RateLimiter, Slot
 from .retry import RetryPolicy
 
 __all__ = [
@@ -116,7 +115,7 @@ class GaveUp(Exception):
 class Deliverer:
     """Delivers batches of people through one client, sharing one rate budget: ``send()`` one
     and waits, ``stream()`` keeps ``concurrency`` requests in flight (by default as many as the
-    server copes with: :class:`~flameup_pandas._send.concurrency.InFlight`)."""
+    server copes with: :class:`~flameup_pandas._send.pacing.InFlight`)."""
 
     def __init__(
         self,
