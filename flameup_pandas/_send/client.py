@@ -135,10 +135,8 @@ def is_person_answer(answer: Answer) -> bool:
 
 
 def is_error_answer(answer: Answer) -> bool:
-    """An error answer in one of the three documented shapes (each has an ``error`` key).
-
-    Tells Flameup's own 404 ("no such person") from a proxy's or a wrong host's 404 page.
-    """
+    """An error answer in one of the three documented shapes (each has an ``error`` key). Tells
+    Flameup's own 404 ("no such person") from a proxy's or a wrong host's 404 page."""
     return isinstance(answer.body, dict) and "error" in answer.body
 
 
@@ -373,12 +371,9 @@ class FlameupClient:
 
 def path_segment(value: str) -> str:
     """``value`` (a userId, an email, a workspace id) as one path segment naming exactly it.
-
-    Everything but ASCII letters, digits, ``-``, ``_`` and ``~`` is percent-encoded, dots
-    included: a segment ``.`` or ``..`` is read by every HTTP stack as "this folder" or "the
-    one above", so the person ``..`` would be asked for at another route. Flameup decodes the
-    segment back to the id.
-    """
+    Everything but ASCII letters, digits, ``-``, ``_`` and ``~`` is percent-encoded, dots included:
+    a segment ``.`` or ``..`` is read by every HTTP stack as "this folder" or "the one above", so
+    the person ``..`` would be asked for at another route. Flameup decodes it back to the id."""
     return urllib.parse.quote(value, safe="").replace(".", "%2E")
 
 
@@ -391,14 +386,12 @@ def exact_request(
     settings: Any = None,
     **fields: Any,
 ) -> requests.Response:
-    """``session.request(method, url, **fields)`` with the path of ``url`` sent as written.
-
-    requests decodes the escape of every unreserved character (``%2E`` becomes ``.``) and
-    urllib3 drops the ``.`` and ``..`` segments that result, so the escapes of
-    :func:`path_segment` would not reach the server: the request is prepared as requests
-    prepares it, then its path is put back. Redirects are never followed. ``settings``: the
-    environment's (proxies, CA bundle) when the caller has read them, else read here.
-    """
+    """``session.request(method, url, **fields)`` with the path of ``url`` sent as written. requests
+    decodes the escape of every unreserved character (``%2E`` becomes ``.``) and urllib3 drops the
+    ``.`` and ``..`` segments that result, so the escapes of :func:`path_segment` would not reach
+    the server: the request is prepared as requests prepares it, then its path is put back.
+    Redirects are never followed. ``settings``: the environment's (proxies, CA bundle) when the
+    caller has read them, else read here."""
     prepared = session.prepare_request(requests.Request(method, url, **fields))
     # the path quoted as requests quotes it (RFC 3986's path characters and escapes kept)
     path = urllib.parse.quote(urllib.parse.urlsplit(url).path, safe="/%!$&'()*+,;=:@~")
@@ -426,11 +419,9 @@ def display_url(base_url: str) -> str:
 
 
 def why_unreachable(exc: requests.RequestException) -> str | None:
-    """Why no connection to the server was made (or it closed before answering), or None.
-
-    None for failures after the server accepted the request (a read timeout): those are a
-    slow server, not a missing one.
-    """
+    """Why no connection to the server was made (or it closed before answering), or None. None for
+    failures after the server accepted the request (a read timeout): those are a slow server, not a
+    missing one."""
     if isinstance(exc, requests.exceptions.SSLError):
         return "TLS handshake failed"
     if isinstance(exc, requests.exceptions.ConnectTimeout):

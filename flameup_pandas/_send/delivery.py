@@ -96,10 +96,8 @@ class DeliveryStats:
 
 
 class GaveUp(Exception):
-    """A request got no answer worth reading within the retry policy.
-
-    ``answer`` is the last (error) answer, None when the last try got no answer at all.
-    """
+    """A request got no answer worth reading within the retry policy. ``answer`` is the last (error)
+    answer, None when the last try got no answer at all."""
 
     def __init__(self, message: str, answer: Answer | None = None) -> None:
         super().__init__(message)
@@ -300,16 +298,13 @@ on the wire."""
 
 
 class Stream(Generic[T, Out]):
-    """Batches delivered by worker threads; iterating yields ``(tag, outcomes)`` as each batch
-    is answered.
-
-    There are as many workers as requests may be in flight (the workers grow with an adaptive
-    limit), and up to two batches per place are handed out at once, so a worker that finishes
-    starts its next request without waiting for the consumer; the first batch goes alone, so a
-    bad key or URL costs one request. The workers are daemon threads: :meth:`stop` returns at
-    once, never waiting for a request in flight or its retries, and an interpreter that exits
-    does not wait for them either.
-    """
+    """Batches delivered by worker threads; iterating yields ``(tag, outcomes)`` as each batch is
+    answered. There are as many workers as requests may be in flight (the workers grow with an
+    adaptive limit), and up to two batches per place are handed out at once, so a worker that
+    finishes starts its next request without waiting for the consumer; the first batch goes alone,
+    so a bad key or URL costs one request. The workers are daemon threads: :meth:`stop` returns at
+    once, never waiting for a request in flight or its retries, and an interpreter that exits does
+    not wait for them either."""
 
     def __init__(
         self,
@@ -361,12 +356,10 @@ class Stream(Generic[T, Out]):
         self._shutdown(wait=True)
 
     def stop(self) -> list[tuple[T, list[Out]]]:
-        """End the stream now; every batch handed out and not yet yielded, with its outcomes.
-
-        An answered batch keeps its answer. Every person of the others is ``failed``: with
+        """End the stream now; every batch handed out and not yet yielded, with its outcomes. An
+        answered batch keeps its answer. Every person of the others is ``failed``: with
         :data:`IN_FLIGHT` when a request of its batch was sent (it may have been stored), else
-        :data:`NOT_SENT` (a batch still waiting for the budget or a place in flight too).
-        """
+        :data:`NOT_SENT` (a batch still waiting for the budget or a place in flight too)."""
         self._halt()
         left: list[tuple[T, list[Out]]] = []
         for future, (tag, size, sent) in self._pending.items():
@@ -440,11 +433,9 @@ def rejection_message(error: APIError, index: int) -> str:
 
 
 def read_success(people: People, answer: Answer) -> list[PersonOutcome]:
-    """Turn a 2xx answer into one outcome per person, matched by identity, never by position.
-
-    A person of the answer is matched by its userId (``external_id`` or ``userId``, whichever
-    shape the answer has), then by email.
-    """
+    """Turn a 2xx answer into one outcome per person, matched by identity, never by position. A
+    person of the answer is matched by its userId (``external_id`` or ``userId``, whichever shape
+    the answer has), then by email."""
     body = answer.body if isinstance(answer.body, dict) else {}
     refused = _refused_people(body.get("errors"), people)
     stored_people = [s for s in body.get("people") or [] if isinstance(s, dict)]
@@ -498,12 +489,10 @@ def _match_people(
 
 
 def _created_flags(matched: list[dict[str, Any] | None], body: dict[str, Any]) -> list[bool]:
-    """created vs updated per person, made to agree with the answer's counts.
-
-    A person this request created has ``created_at == updated_at``. When the counts say
-    otherwise (a server whose clocks differ by a microsecond), the counts win where they are
-    unambiguous (all created, or all updated).
-    """
+    """created vs updated per person, made to agree with the answer's counts. A person this request
+    created has ``created_at == updated_at``. When the counts say otherwise (a server whose clocks
+    differ by a microsecond), the counts win where they are unambiguous (all created, or all
+    updated)."""
     flags = [s is not None and is_new(s) for s in matched]
     created, updated = body.get("created_count"), body.get("updated_count")
     found = [s is not None for s in matched]

@@ -127,14 +127,11 @@ def _next_free(starts: deque[float], span: float) -> float:
 
 
 class RateLimiter:
-    """Thread-safe pacer for one API key: spends the budget the server announces, under an
-    optional cap of our own (``rate_per_minute``, None: no cap).
-
-    Call :meth:`acquire` before each request, then :meth:`observe` with its answer's headers
-    (every answer, a 429's too) or :meth:`release` when it got no answer, so the requests in
-    flight are always known. ``clock`` (monotonic), ``wall`` (Unix time) and ``sleep`` are
-    injectable so tests need no real time.
-    """
+    """Thread-safe pacer for one API key: spends the budget the server announces, under an optional
+    cap of our own (``rate_per_minute``, None: no cap). Call :meth:`acquire` before each request,
+    then :meth:`observe` with its answer's headers (every answer, a 429's too) or :meth:`release`
+    when it got no answer, so the requests in flight are always known. ``clock`` (monotonic),
+    ``wall`` (Unix time) and ``sleep`` are injectable so tests need no real time."""
 
     def __init__(
         self,
@@ -244,11 +241,9 @@ class RateLimiter:
             self._cond.notify_all()
 
     def hold_until(self, wall_time: float) -> None:
-        """No request starts before ``wall_time`` (Unix seconds): called after a 429.
-
-        A 429 that comes after an earlier hold has ended is a recurrence: at the second one
-        the rest of the run is paced conservatively.
-        """
+        """No request starts before ``wall_time`` (Unix seconds): called after a 429. A 429 that
+        comes after an earlier hold has ended is a recurrence: at the second one the rest of the run
+        is paced conservatively."""
         with self._cond:
             now = self._clock()
             held = now + min(max(0.0, wall_time - self._wall()), self._max_wait)

@@ -57,11 +57,9 @@ def parse_retry_after(value: str, now_wall: float) -> float | None:
 
 
 def parse_reset(value: str, now_wall: float) -> float | None:
-    """The wall-clock time an ``X-RateLimit-Reset`` value names; None if unreadable.
-
-    Flameup documents Unix seconds. Some servers send seconds-from-now instead; a value too
-    small to be a recent Unix time is read that way rather than as a moment in 1970.
-    """
+    """The wall-clock time an ``X-RateLimit-Reset`` value names; None if unreadable. Flameup
+    documents Unix seconds. Some servers send seconds-from-now instead; a value too small to be a
+    recent Unix time is read that way rather than as a moment in 1970."""
     reset = header_number(value)
     if reset is None:
         return None
