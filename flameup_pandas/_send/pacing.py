@@ -146,7 +146,6 @@ class RateLimiter:
             raise ValueError(f"max_wait must be positive, not {max_wait}")
         self._cond = threading.Condition()
         self.rate_per_minute: float | None = None
-        """Our own cap (requests in any 60 s), or None."""
         self._cap: deque[float] | None = None  # our starts, at most the cap's count
         self._cap_span = CAP_WINDOW
         self.set_rate(rate_per_minute)
@@ -364,8 +363,7 @@ class InFlight:
         self._clock = clock
         self._cond = threading.Condition()
         self.in_flight = 0
-        self.peak = 0
-        """The most requests that were in flight at once."""
+        self.peak = 0  # the most requests in flight at once
         self._filled = 0  # times a request took the last free place
         self._cut_at = -math.inf
         self._fastest: deque[float] = deque(maxlen=FASTEST_OF)
