@@ -10,7 +10,7 @@ import pandas as pd
 
 import flameup_pandas  # noqa: F401  (registers df.flameup)
 from flameup_pandas import RetryPolicy
-from flameup_pandas._send.concurrency import MAX_IN_FLIGHT, START, InFlight, Slot
+from flameup_pandas._send.pacing import MAX_IN_FLIGHT, START, InFlight, Slot
 from flameup_pandas.testing import Faults, FlameupServer
 
 

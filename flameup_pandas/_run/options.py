@@ -20,9 +20,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict
 from .._events.rules import EventRules
 from .._people.mapping import USER_ID_ALIASES
 from .._send.client import FlameupClient, Timeout
-from .._send.concurrency import MAX_IN_FLIGHT
 from .._send.delivery import Deliverer
-from .._send.pacing import shared_limiter
+from .._send.pacing import MAX_IN_FLIGHT, shared_limiter
 from .._send.retry import RetryPolicy
 from .._storage import StorageOptions
 from ..exceptions import ConfigurationError, MappingError
@@ -268,7 +267,7 @@ class Delivery:
     concurrency: int | None = None
     """Requests in flight at once. None (the default): as many as the rate budget and the
     server's latency call for, fewer when it shows strain, at most 32 (see
-    :mod:`flameup_pandas._send.concurrency`); a number fixes it."""
+    :mod:`flameup_pandas._send.pacing`); a number fixes it."""
     retry: RetryPolicy | None = None
     """Which failures are retried and how long to wait; :class:`RetryPolicy` () when None."""
 

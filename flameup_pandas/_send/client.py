@@ -135,15 +135,12 @@ def is_person_answer(answer: Answer) -> bool:
 
 
 def is_error_answer(answer: Answer) -> bool:
-    """An error answer in one of the three documented shapes (each has an ``error`` key).
-
-    Tells Flameup's own 404 ("no such person") from a proxy's or a wrong host's 404 page.
-    """
+    """An error answer in one of the three documented shapes (each has an ``error`` key). Tells
+    Flameup's own 404 ("no such person") from a proxy's or a wrong host's 404 page."""
     return isinstance(answer.body, dict) and "error" in answer.body
 
 
 def error_class(status: int) -> type[APIError]:
-    """The APIError subclass for an HTTP status."""
     if status in (401, 403):
         return AuthenticationError
     if status == 429:
@@ -256,8 +253,18 @@ class FlameupClient:
             )
         self.__key = key
         self.fingerprint = fingerprint(key, self.base_url)
-        self.timeout = _as_timeout(timeout)
-        self._session = session or _new_session(pool_size)
+        if isinstance(timeout, tuple):
+            timeout = Timeout(*timeout)
+        elif not isinstance(timeout, Timeout):
+            timeout = Timeout(connect=min(float(timeout), Timeout.connect), read=float(timeout))
+        self.timeout = timeout
+        if session is None:
+            session = requests.Session()
+            adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(pool_size, 1), max_retries=0)
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
+            session.headers["User-Agent"] = f"flameup-pandas/{__version__}"
+        self._session = session
         # proxies and CA bundle from the environment, read once: requests reads them per request
         self._settings = self._session.merge_environment_settings(
             self.base_url, {}, None, None, None
@@ -307,29 +314,35 @@ class FlameupClient:
                 auth=self._bearer,  # an explicit auth: requests looks for no .netrc
             )
             text = response.text
+            body = orjson.loads(text) if text else None
+        except orjson.JSONDecodeError:
+            body = None
         except requests.RequestException as exc:
-            raise self._transport_error(method, path, exc) from None
+            unreachable = why_unreachable(exc)
+            reason = unreachable or _describe_transport_error(exc)
+            raise TransportError(
+                f"{method} {path}: {reason} ({exc.__class__.__name__})",
+                reason=reason,
+                url=display_url(self.base_url),
+                unreachable=unreachable is not None,
+            ) from None
         if response.is_redirect or 300 <= response.status_code < 400:
-            raise redirect_error(f"{method} {path}", response)
+            location = response.headers.get("Location")
+            where = "nowhere (no Location header)"
+            if location:
+                where = display_url(urllib.parse.urljoin(response.url, location))
+            raise ConfigurationError(
+                f"{method} {path} was answered with a redirect (HTTP {response.status_code}) to "
+                f"{where}; flameup-pandas never follows redirects, so no customer data went "
+                f"there. Check {BASE_URL_ENV} (or base_url=): it should be the API's own URL."
+            )
         return Answer(
             status=response.status_code,
             headers=response.headers,  # requests made it case-insensitive
-            body=_parse_json(text),
+            body=body,
             elapsed=time.monotonic() - started,
             text=text,
             request=f"{method} {path}",
-        )
-
-    def _transport_error(
-        self, method: str, path: str, exc: requests.RequestException
-    ) -> TransportError:
-        unreachable = why_unreachable(exc)
-        reason = unreachable or _describe_transport_error(exc)
-        return TransportError(
-            f"{method} {path}: {reason} ({exc.__class__.__name__})",
-            reason=reason,
-            url=display_url(self.base_url),
-            unreachable=unreachable is not None,
         )
 
     def post_batch(self, body: bytes) -> Answer:
@@ -358,12 +371,9 @@ class FlameupClient:
 
 def path_segment(value: str) -> str:
     """``value`` (a userId, an email, a workspace id) as one path segment naming exactly it.
-
-    Everything but ASCII letters, digits, ``-``, ``_`` and ``~`` is percent-encoded, dots
-    included: a segment ``.`` or ``..`` is read by every HTTP stack as "this folder" or "the
-    one above", so the person ``..`` would be asked for at another route. Flameup decodes the
-    segment back to the id.
-    """
+    Everything but ASCII letters, digits, ``-``, ``_`` and ``~`` is percent-encoded, dots included:
+    a segment ``.`` or ``..`` is read by every HTTP stack as "this folder" or "the one above", so
+    the person ``..`` would be asked for at another route. Flameup decodes it back to the id."""
     return urllib.parse.quote(value, safe="").replace(".", "%2E")
 
 
@@ -376,14 +386,12 @@ def exact_request(
     settings: Any = None,
     **fields: Any,
 ) -> requests.Response:
-    """``session.request(method, url, **fields)`` with the path of ``url`` sent as written.
-
-    requests decodes the escape of every unreserved character (``%2E`` becomes ``.``) and
-    urllib3 drops the ``.`` and ``..`` segments that result, so the escapes of
-    :func:`path_segment` would not reach the server: the request is prepared as requests
-    prepares it, then its path is put back. Redirects are never followed. ``settings``: the
-    environment's (proxies, CA bundle) when the caller has read them, else read here.
-    """
+    """``session.request(method, url, **fields)`` with the path of ``url`` sent as written. requests
+    decodes the escape of every unreserved character (``%2E`` becomes ``.``) and urllib3 drops the
+    ``.`` and ``..`` segments that result, so the escapes of :func:`path_segment` would not reach
+    the server: the request is prepared as requests prepares it, then its path is put back.
+    Redirects are never followed. ``settings``: the environment's (proxies, CA bundle) when the
+    caller has read them, else read here."""
     prepared = session.prepare_request(requests.Request(method, url, **fields))
     # the path quoted as requests quotes it (RFC 3986's path characters and escapes kept)
     path = urllib.parse.quote(urllib.parse.urlsplit(url).path, safe="/%!$&'()*+,;=:@~")
@@ -391,43 +399,6 @@ def exact_request(
     if settings is None:
         settings = session.merge_environment_settings(prepared.url, {}, None, None, None)
     return session.send(prepared, timeout=timeout, allow_redirects=False, **settings)
-
-
-def redirect_error(what: str, response: requests.Response) -> ConfigurationError:
-    """The error for a 3xx answer: redirects are never followed, whatever they point at."""
-    location = response.headers.get("Location")
-    where = "nowhere (no Location header)"
-    if location:
-        where = display_url(urllib.parse.urljoin(response.url, location))
-    return ConfigurationError(
-        f"{what} was answered with a redirect (HTTP {response.status_code}) to {where}; "
-        "flameup-pandas never follows redirects, so no customer data went there. "
-        f"Check {BASE_URL_ENV} (or base_url=): it should be the API's own URL."
-    )
-
-
-def _as_timeout(value: Timeout | float | tuple[float, float]) -> Timeout:
-    if isinstance(value, Timeout):
-        return value
-    if isinstance(value, tuple):
-        return Timeout(*value)
-    return Timeout(connect=min(float(value), Timeout.connect), read=float(value))
-
-
-def _new_session(pool_size: int) -> requests.Session:
-    session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(pool_size, 1), max_retries=0)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    session.headers["User-Agent"] = f"flameup-pandas/{__version__}"
-    return session
-
-
-def _parse_json(text: str) -> Any:
-    try:
-        return orjson.loads(text) if text else None
-    except orjson.JSONDecodeError:
-        return None
 
 
 def display_url(base_url: str) -> str:
@@ -442,20 +413,15 @@ def display_url(base_url: str) -> str:
     if ":" in host:
         host = f"[{host}]"
     port = parsed.port
-    if port is not None and port != _DEFAULT_PORTS.get(parsed.scheme):
+    if port is not None and port != {"http": 80, "https": 443}.get(parsed.scheme):
         host = f"{host}:{port}"
     return f"{parsed.scheme}://{host}{parsed.path}"
 
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
 def why_unreachable(exc: requests.RequestException) -> str | None:
-    """Why no connection to the server was made (or it closed before answering), or None.
-
-    None for failures after the server accepted the request (a read timeout): those are a
-    slow server, not a missing one.
-    """
+    """Why no connection to the server was made (or it closed before answering), or None. None for
+    failures after the server accepted the request (a read timeout): those are a slow server, not a
+    missing one."""
     if isinstance(exc, requests.exceptions.SSLError):
         return "TLS handshake failed"
     if isinstance(exc, requests.exceptions.ConnectTimeout):

@@ -9,16 +9,19 @@ too); 401/403 stop the run; an outage opens the breaker. ``docs/behaviour/errors
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import functools
 import logging
+import queue
 import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field, fields
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from .._people.outgoing import Outgoing, as_outgoing, encode_batch
 from .._people.person import IDENTITY_KEYS, identity_of, is_new
@@ -26,10 +29,8 @@ from ..exceptions import APIError, AuthenticationError, TransportError
 from . import observe
 from .breaker import Breaker, unreachable_error
 from .client import Answer, FlameupClient, error_class, is_batch_answer
-from .concurrency import InFlight, Slot
-from .pacing import RateLimiter
+from .pacing import InFlight, RateLimiter, Slot
 from .retry import RetryPolicy
-from .stream import IN_FLIGHT, NOT_SENT, Stream, mark_sent
 
 __all__ = [
     "IN_FLIGHT",
@@ -38,6 +39,7 @@ __all__ = [
     "DeliveryStats",
     "GaveUp",
     "PersonOutcome",
+    "Stream",
     "is_batch_answer",
 ]
 
@@ -45,12 +47,15 @@ __all__ = [
 logger = logging.getLogger("flameup_pandas")
 
 T = TypeVar("T")
+Out = TypeVar("Out")
 People = Sequence[Mapping[str, Any] | Outgoing]
 
 SPLIT_STATUSES = frozenset({400, 409, 413, 422})
 STRAIN_STATUSES = frozenset({502, 503, 504})
 """Answers that say the server (or its gateway) is overloaded: fewer requests in flight."""
 _FIELD_INDEX = re.compile(r"^people\[(\d+)\]\.?(.*)$")
+NOT_SENT = "interrupted before sending"
+IN_FLIGHT = "interrupted; may have been stored: rerun with the state to confirm"
 
 
 @dataclass(frozen=True)
@@ -91,10 +96,8 @@ class DeliveryStats:
 
 
 class GaveUp(Exception):
-    """A request got no answer worth reading within the retry policy.
-
-    ``answer`` is the last (error) answer, None when the last try got no answer at all.
-    """
+    """A request got no answer worth reading within the retry policy. ``answer`` is the last (error)
+    answer, None when the last try got no answer at all."""
 
     def __init__(self, message: str, answer: Answer | None = None) -> None:
         super().__init__(message)
@@ -108,12 +111,9 @@ class GaveUp(Exception):
 
 
 class Deliverer:
-    """Delivers batches of people through one client, sharing one rate budget.
-
-    ``stream()`` keeps requests in flight (``concurrency`` of them, or by default as many as
-    the server copes with: :class:`~flameup_pandas._send.concurrency.InFlight`) and yields each
-    batch's outcomes as its answer arrives; ``send()`` delivers one batch and waits.
-    """
+    """Delivers batches of people through one client, sharing one rate budget: ``send()`` one
+    and waits, ``stream()`` keeps ``concurrency`` requests in flight (by default as many as the
+    server copes with: :class:`~flameup_pandas._send.pacing.InFlight`)."""
 
     def __init__(
         self,
@@ -159,11 +159,9 @@ class Deliverer:
         work: Callable[[Sequence[Any]], list[Any]] | None = None,
         failed: Callable[[str], Any] | None = None,
     ) -> Stream[T, Any]:
-        """Deliver batches concurrently; iterate for ``(tag, outcomes)`` as each completes.
-
-        By default a batch is people (:meth:`send`); ``work`` delivers one batch of another kind
-        (events) and ``failed`` makes the outcome of an element not (or maybe not) delivered.
-        """
+        """A :class:`Stream` of ``batches``: by default a batch is people (:meth:`send`); ``work``
+        delivers one batch of another kind (events) and ``failed`` makes the outcome of an
+        element not (or maybe not) delivered."""
         return Stream(self, batches, work or self.send, failed or _failed)
 
     def twin(self, retry: RetryPolicy) -> Deliverer:
@@ -190,11 +188,23 @@ class Deliverer:
         """
         policy = self.retry
         while True:
-            self._check_sending(policy, what)
+            self._check_sending(policy)
             try:
-                answer = self._exchange(call, policy, what)
+                answer = self._exchange(call, policy)
             except TransportError as exc:
-                policy = self._after_transport_error(exc, policy, what)
+                now = time.monotonic()
+                policy = policy.increment(error=exc, now=now)
+                self.breaker.failed_attempt(exc.reason)
+                wait = policy.backoff(self._rng)
+                exhausted = policy.is_exhausted(now)
+                # a host never reached in this run is a wrong URL or no network: raise soon
+                first_contact = exc.unreachable and not self.breaker.reached
+                if first_contact and (exhausted or policy.first_contact_spent(now, wait)):
+                    raise unreachable_error(exc) from exc
+                if exhausted:
+                    raise self._give_up(f"{exc}; {policy.describe()}", None, outage=True) from exc
+                logger.info("%s: %s; retrying", what, exc)
+                self._pause(wait)
                 continue
             unreadable = answer.ok and readable is not None and not readable(answer)
             # a 5xx, or a 2xx that is not Flameup's (a proxy's page): Flameup is not answering
@@ -220,34 +230,12 @@ class Deliverer:
                 logger.info("%s: %s; retrying", what, said or f"HTTP {answer.status}")
                 self._pause(policy.backoff(self._rng))
 
-    def _check_sending(self, policy: RetryPolicy, what: str) -> None:
-        """Raise GaveUp when the run has stopped sending (the breaker opened, or it aborted)."""
+    def _check_sending(self, policy: RetryPolicy) -> None:
         if self.breaker.opened.is_set():
             spent = "not sent:" if policy.started is None else f"{policy.describe()};"
             raise GaveUp(f"{spent} {self.breaker.reason}")
         if self._abort.is_set():
             raise GaveUp(NOT_SENT)  # only an interrupt aborts a run without opening the breaker
-
-    def _after_transport_error(
-        self, exc: TransportError, policy: RetryPolicy, what: str
-    ) -> RetryPolicy:
-        """The policy after a request got no answer, once the pause before the next is over.
-
-        Raises TransportError when the host was never reached in this run and the short
-        first-contact budget is spent, GaveUp when the request's own policy is.
-        """
-        now = time.monotonic()
-        policy = policy.increment(error=exc, now=now)
-        self.breaker.failed_attempt(exc.reason)
-        wait = policy.backoff(self._rng)
-        first_contact = exc.unreachable and not self.breaker.reached
-        if first_contact and (policy.is_exhausted(now) or policy.first_contact_spent(now, wait)):
-            raise unreachable_error(exc) from exc
-        if policy.is_exhausted(now):
-            raise self._give_up(f"{exc}; {policy.describe()}", None, outage=True)
-        logger.info("%s: %s; retrying", what, exc)
-        self._pause(wait)
-        return policy
 
     def _give_up(self, message: str, answer: Answer | None, *, outage: bool) -> GaveUp:
         """The GaveUp for a request; one spent on an outage counts towards the breaker."""
@@ -256,16 +244,17 @@ class Deliverer:
             self.abort()  # wakes the senders waiting to retry: they stop now
         return GaveUp(message, answer)
 
-    def _exchange(self, call: Callable[[], Answer], policy: RetryPolicy, what: str) -> Answer:
+    def _exchange(self, call: Callable[[], Answer], policy: RetryPolicy) -> Answer:
         """One request, once the limiter and a place in flight allow; both hear how it went
         (the limiter counts the requests in flight)."""
         waited = self.limiter.acquire()
         slot: Slot | None = None
         try:
             slot = self.places.enter(self._abort)
-            self._check_sending(policy, what)  # it may have stopped while waiting for a slot
+            self._check_sending(policy)  # it may have stopped while waiting for a slot
             self.stats.add(requests=1)
-            mark_sent()
+            if (sent := getattr(_SENT, "event", None)) is not None:
+                sent.set()
             retries = policy.errors + policy.rate_limits
             answer = observe.request(call, waited=waited, retries=retries)
         except BaseException as exc:
@@ -303,6 +292,119 @@ class Deliverer:
         return self.send(people[:middle]) + self.send(people[middle:])
 
 
+_SENT = threading.local()
+"""The ``sent`` event of the batch this worker thread delivers: set once a request of it went
+on the wire."""
+
+
+class Stream(Generic[T, Out]):
+    """Batches delivered by worker threads; iterating yields ``(tag, outcomes)`` as each batch is
+    answered. There are as many workers as requests may be in flight (the workers grow with an
+    adaptive limit), and up to two batches per place are handed out at once, so a worker that
+    finishes starts its next request without waiting for the consumer; the first batch goes alone,
+    so a bad key or URL costs one request. The workers are daemon threads: :meth:`stop` returns at
+    once, never waiting for a request in flight or its retries, and an interpreter that exits does
+    not wait for them either."""
+
+    def __init__(
+        self,
+        deliverer: Deliverer,
+        batches: Iterable[tuple[T, Sequence[Any]]],
+        work: Callable[[Any], list[Out]],
+        failed: Callable[[str], Out],
+    ) -> None:
+        self._deliverer = deliverer
+        self._batches = batches
+        self._work = work
+        self._failed = failed
+        self._pending: dict[Future[list[Out]], tuple[T, int, threading.Event]] = {}
+        self._done: queue.SimpleQueue[Future[list[Out]]] = queue.SimpleQueue()
+        self._calls: queue.SimpleQueue[
+            tuple[Future[list[Out]], threading.Event, contextvars.Context, Sequence[Any]] | None
+        ] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+
+    def __iter__(self) -> Iterator[tuple[T, list[Out]]]:
+        places = self._deliverer.places
+        try:
+            for index, (tag, people) in enumerate(self._batches):
+                if self._deliverer.breaker.opened.is_set():
+                    reason = f"not sent: {self._deliverer.breaker.reason}"
+                    yield tag, [self._failed(reason) for _ in people]
+                    continue
+                while len(self._pending) >= 2 * places.limit:
+                    yield self._collect()
+                while len(self._threads) < places.limit:  # (never fewer than there were)
+                    thread = threading.Thread(
+                        target=self._serve, name=f"flameup-send-{len(self._threads)}", daemon=True
+                    )
+                    self._threads.append(thread)
+                    thread.start()
+                future: Future[list[Out]] = Future()
+                sent = threading.Event()
+                self._pending[future] = (tag, len(people), sent)
+                future.add_done_callback(self._done.put)
+                # in this context: the run's observers see its requests (observe.request)
+                self._calls.put((future, sent, contextvars.copy_context(), people))
+                while index == 0 and self._pending:
+                    yield self._collect()
+            while self._pending:
+                yield self._collect()
+        except BaseException:
+            self._halt()
+            raise
+        self._shutdown(wait=True)
+
+    def stop(self) -> list[tuple[T, list[Out]]]:
+        """End the stream now; every batch handed out and not yet yielded, with its outcomes. An
+        answered batch keeps its answer. Every person of the others is ``failed``: with
+        :data:`IN_FLIGHT` when a request of its batch was sent (it may have been stored), else
+        :data:`NOT_SENT` (a batch still waiting for the budget or a place in flight too)."""
+        self._halt()
+        left: list[tuple[T, list[Out]]] = []
+        for future, (tag, size, sent) in self._pending.items():
+            if not future.cancel() and future.done() and future.exception() is None:
+                left.append((tag, future.result()))
+            else:  # (a cancelled batch was never sent)
+                error = IN_FLIGHT if sent.is_set() else NOT_SENT
+                left.append((tag, [self._failed(error) for _ in range(size)]))
+        self._pending.clear()
+        return left
+
+    def _halt(self) -> None:
+        self._deliverer.abort()
+        for future in self._pending:
+            future.cancel()
+        self._shutdown(wait=False)
+
+    def _shutdown(self, *, wait: bool) -> None:
+        for _ in self._threads:
+            self._calls.put(None)
+        if wait:
+            for thread in self._threads:
+                thread.join()
+
+    def _collect(self) -> tuple[T, list[Out]]:
+        future = self._done.get()  # the next answered, in O(1) however many are pending
+        outcomes = future.result()  # (a batch that raised stays pending, for stop())
+        return self._pending.pop(future)[0], outcomes
+
+    def _serve(self) -> None:
+        while (call := self._calls.get()) is not None:
+            future, sent, context, people = call
+            if not future.set_running_or_notify_cancel():
+                continue
+            _SENT.event = sent
+            try:
+                result = context.run(self._work, people)
+            except BaseException as exc:  # handed to the consumer, as an executor does
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+            finally:
+                _SENT.event = None
+
+
 _failed = functools.partial(PersonOutcome, "failed", None)
 _NOT_IN_ANSWER = _failed("Flameup's answer did not include this person; rerun to confirm")
 
@@ -331,18 +433,27 @@ def rejection_message(error: APIError, index: int) -> str:
 
 
 def read_success(people: People, answer: Answer) -> list[PersonOutcome]:
-    """Turn a 2xx answer into one outcome per person, matched by identity, never by position.
-
-    A person of the answer is matched by its userId (``external_id`` or ``userId``, whichever
-    shape the answer has), then by email.
-    """
+    """Turn a 2xx answer into one outcome per person, matched by identity, never by position. A
+    person of the answer is matched by its userId (``external_id`` or ``userId``, whichever shape
+    the answer has), then by email."""
     body = answer.body if isinstance(answer.body, dict) else {}
     refused = _refused_people(body.get("errors"), people)
     stored_people = [s for s in body.get("people") or [] if isinstance(s, dict)]
     matched = _match_people(people, stored_people)
     missing = sum(s is None for i, s in enumerate(matched) if i not in refused)
-    if missing:
-        _log_unmatched(missing, matched, stored_people)
+    if missing:  # say which keys the unclaimed people carried, so a new shape is seen at once
+        claimed = {id(s) for s in matched if s is not None}
+        strays = [s for s in stored_people if id(s) not in claimed]
+        shapes = sorted({", ".join(sorted(map(str, s))) for s in strays})
+        logger.warning(
+            "%d of %d people sent are not in Flameup's answer (matched by %s); "
+            "%d people of the answer match nobody sent, carrying the keys: %s",
+            missing,
+            len(matched),
+            " or ".join(IDENTITY_KEYS),
+            len(strays),
+            "; ".join(f"[{keys}]" for keys in shapes) or "none",
+        )
     created = _created_flags(matched, body)
     outcomes = []
     for index, stored in enumerate(matched):
@@ -377,31 +488,11 @@ def _match_people(
     return matched
 
 
-def _log_unmatched(
-    missing: int, matched: list[dict[str, Any] | None], stored_people: list[dict[str, Any]]
-) -> None:
-    """Say which keys the answer's unclaimed people carried, so a new shape is seen at once."""
-    claimed = {id(s) for s in matched if s is not None}
-    strays = [s for s in stored_people if id(s) not in claimed]
-    shapes = sorted({", ".join(sorted(map(str, s))) for s in strays})
-    logger.warning(
-        "%d of %d people sent are not in Flameup's answer (matched by %s); "
-        "%d people of the answer match nobody sent, carrying the keys: %s",
-        missing,
-        len(matched),
-        " or ".join(IDENTITY_KEYS),
-        len(strays),
-        "; ".join(f"[{keys}]" for keys in shapes) or "none",
-    )
-
-
 def _created_flags(matched: list[dict[str, Any] | None], body: dict[str, Any]) -> list[bool]:
-    """created vs updated per person, made to agree with the answer's counts.
-
-    A person this request created has ``created_at == updated_at``. When the counts say
-    otherwise (a server whose clocks differ by a microsecond), the counts win where they are
-    unambiguous (all created, or all updated).
-    """
+    """created vs updated per person, made to agree with the answer's counts. A person this request
+    created has ``created_at == updated_at``. When the counts say otherwise (a server whose clocks
+    differ by a microsecond), the counts win where they are unambiguous (all created, or all
+    updated)."""
     flags = [s is not None and is_new(s) for s in matched]
     created, updated = body.get("created_count"), body.get("updated_count")
     found = [s is not None for s in matched]
@@ -429,7 +520,6 @@ def _refused_people(errors: Any, people: People) -> dict[int, str]:
 
 
 def _with_detail(message: str, pairs: Iterable[tuple[Any, Any]]) -> str:
-    """``message (key: value; key: value)``, or ``message`` alone without pairs."""
     detail = "; ".join(f"{k}: {v}" for k, v in pairs)
     return f"{message} ({detail})" if detail else message
 

@@ -1,9 +1,19 @@
-"""Client-side pacing under Flameup's per-key rate limit: spend the budget the server announces.
+"""Client-side pacing: when a request may start, and how many may be in flight at once.
 
-:class:`RateLimiter` models the window that ``X-RateLimit-Limit/-Remaining/-Reset`` describe:
-requests start while the lowest ``Remaining`` seen, minus ours in flight, is positive, and wait
-for ``Reset`` when it is spent; after a window ends one request goes first and its answer tells
-the new budget. The why, the fallbacks and the measurements: ``docs/behaviour/pacing.md``.
+:class:`RateLimiter` spends the budget the server announces under Flameup's per-key rate limit.
+It models the window that ``X-RateLimit-Limit/-Remaining/-Reset`` describe: requests start while
+the lowest ``Remaining`` seen, minus ours in flight, is positive, and wait for ``Reset`` when it
+is spent; after a window ends one request goes first and its answer tells the new budget. The
+why, the fallbacks and the measurements: ``docs/behaviour/pacing.md``.
+
+The rate budget says how many requests may *start*; latency decides how many should be in
+flight: as many as the server copes with, or a fixed number. :class:`InFlight` learns it by
+additive increase and multiplicative decrease (as TCP and adaptive concurrency limiters do): a
+healthy answer to a request sent while every place was taken, within twice the run's fastest
+answer plus 10 ms, earns a place (doubling each round trip from 4 until the first cut, then
+about one a round trip), up to :data:`MAX_IN_FLIGHT`; a 502/503/504, a request with no answer,
+or latency above twice the fastest recent answer plus 50 ms halves it (never below 1, one cut
+per round trip). ``concurrency=N`` fixes it.
 """
 
 from __future__ import annotations
@@ -21,9 +31,13 @@ from .retry import header, header_number, parse_reset, parse_retry_after
 __all__ = [
     "ASSUMED_LIMIT",
     "ASSUMED_WINDOW",
+    "MAX_IN_FLIGHT",
     "MAX_WAIT",
+    "START",
+    "InFlight",
     "RateLimiter",
     "ServerClock",
+    "Slot",
     "shared_limiter",
 ]
 
@@ -36,7 +50,6 @@ MAX_WAIT = 120.0
 """No header makes a sender wait longer than this at a time (as ``RetryPolicy``'s cap on a
 429's wait): after it, one request goes and its answer is read afresh."""
 RECURRING_HOLDS = 2
-"""The 429 hold that makes the rest of a run conservative: the second one (a recurrence)."""
 
 
 def _parse_count(value: str | None) -> int | None:
@@ -114,14 +127,11 @@ def _next_free(starts: deque[float], span: float) -> float:
 
 
 class RateLimiter:
-    """Thread-safe pacer for one API key: spends the budget the server announces, under an
-    optional cap of our own (``rate_per_minute``, None: no cap).
-
-    Call :meth:`acquire` before each request, then :meth:`observe` with its answer's headers
-    (every answer, a 429's too) or :meth:`release` when it got no answer, so the requests in
-    flight are always known. ``clock`` (monotonic), ``wall`` (Unix time) and ``sleep`` are
-    injectable so tests need no real time.
-    """
+    """Thread-safe pacer for one API key: spends the budget the server announces, under an optional
+    cap of our own (``rate_per_minute``, None: no cap). Call :meth:`acquire` before each request,
+    then :meth:`observe` with its answer's headers (every answer, a 429's too) or :meth:`release`
+    when it got no answer, so the requests in flight are always known. ``clock`` (monotonic),
+    ``wall`` (Unix time) and ``sleep`` are injectable so tests need no real time."""
 
     def __init__(
         self,
@@ -136,7 +146,6 @@ class RateLimiter:
             raise ValueError(f"max_wait must be positive, not {max_wait}")
         self._cond = threading.Condition()
         self.rate_per_minute: float | None = None
-        """Our own cap (requests in any 60 s), or None."""
         self._cap: deque[float] | None = None  # our starts, at most the cap's count
         self._cap_span = CAP_WINDOW
         self.set_rate(rate_per_minute)
@@ -231,11 +240,9 @@ class RateLimiter:
             self._cond.notify_all()
 
     def hold_until(self, wall_time: float) -> None:
-        """No request starts before ``wall_time`` (Unix seconds): called after a 429.
-
-        A 429 that comes after an earlier hold has ended is a recurrence: at the second one
-        the rest of the run is paced conservatively.
-        """
+        """No request starts before ``wall_time`` (Unix seconds): called after a 429. A 429 that
+        comes after an earlier hold has ended is a recurrence: at the second one the rest of the run
+        is paced conservatively."""
         with self._cond:
             now = self._clock()
             held = now + min(max(0.0, wall_time - self._wall()), self._max_wait)
@@ -320,3 +327,112 @@ def shared_limiter(key: str, rate_per_minute: float | None) -> RateLimiter:
             limiter.set_rate(rate_per_minute)
         limiter.new_run()
         return limiter
+
+
+MAX_IN_FLIGHT = 32
+START = 4
+CUT = 0.5
+LATENCY_RISE = 2.0
+LATENCY_SLACK = 0.05
+"""Loopback answers in milliseconds vary by more than twice without any strain."""
+FASTEST_OF = 50  # answers the fastest recent one is taken from
+RECENT_WEIGHT = 0.25  # of each answer in the recent average of latency (a moving average)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A place taken by one request: when, and how often the places had been filled before."""
+
+    taken: float
+    filled: int
+
+
+class InFlight:
+    """The places for requests in flight, shared by a run's threads: ``fixed`` of them, or
+    (None) as many as the module's rules adapt to."""
+
+    def __init__(
+        self, fixed: int | None = None, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if fixed is not None and fixed < 1:
+            raise ValueError(f"concurrency must be at least 1, got {fixed}")
+        self.fixed = fixed
+        self._ceiling = float(fixed or MAX_IN_FLIGHT)
+        self._limit = float(fixed or START)
+        self._threshold = self._ceiling  # slow start below it, one place a round trip above
+        self._clock = clock
+        self._cond = threading.Condition()
+        self.in_flight = 0
+        self.peak = 0  # the most requests in flight at once
+        self._filled = 0  # times a request took the last free place
+        self._cut_at = -math.inf
+        self._fastest: deque[float] = deque(maxlen=FASTEST_OF)
+        self._recent: float | None = None
+        self._base = math.inf  # the run's fastest answer
+
+    @property
+    def adaptive(self) -> bool:
+        return self.fixed is None
+
+    @property
+    def limit(self) -> int:
+        with self._cond:
+            return self._places()
+
+    def enter(self, stop: threading.Event | None = None) -> Slot | None:
+        """Wait for a place and take it; None (no place taken) once ``stop`` is set."""
+        with self._cond:
+            stopped = stop.is_set if stop is not None else lambda: False
+            while self.in_flight >= self._places() and not stopped():
+                self._cond.wait(timeout=0.1)
+            if stopped():
+                return None
+            slot = Slot(self._clock(), self._filled)
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+            if self.in_flight >= self._places():
+                self._filled += 1
+            return slot
+
+    def leave(
+        self, slot: Slot | None, *, latency: float | None = None, strain: bool = False
+    ) -> None:
+        """A request ended: ``latency`` seconds for a healthy answer (None: no timing to
+        learn from), ``strain`` for a sign the server is overloaded."""
+        if slot is None:
+            return
+        with self._cond:
+            self.in_flight = max(0, self.in_flight - 1)
+            if self.fixed is None and slot.taken >= self._cut_at:
+                if strain:
+                    self._cut()
+                elif latency is not None:
+                    self._learn(slot, latency)
+            self._cond.notify_all()
+
+    def wake(self) -> None:
+        """Wake every thread waiting for a place (to see that the run stopped)."""
+        with self._cond:
+            self._cond.notify_all()
+
+    def _places(self) -> int:
+        return max(1, math.floor(self._limit))
+
+    def _learn(self, slot: Slot, latency: float) -> None:
+        self._fastest.append(latency)
+        recent = latency if self._recent is None else self._recent
+        self._recent = (1 - RECENT_WEIGHT) * recent + RECENT_WEIGHT * latency
+        self._base = min(self._base, latency)
+        if self._recent > LATENCY_RISE * min(self._fastest) + LATENCY_SLACK:
+            self._cut()
+        # a place is earned when every place was taken while it was out and no queue builds
+        # (an answer within twice the run's fastest, plus 10 ms: more would wait in the server)
+        elif self._filled > slot.filled and latency <= LATENCY_RISE * self._base + 0.01:
+            step = 1.0 if self._limit < self._threshold else 1.0 / self._limit
+            self._limit = min(self._ceiling, self._limit + step)
+
+    def _cut(self) -> None:
+        self._limit = max(1.0, self._limit * CUT)
+        self._threshold = self._limit
+        self._cut_at = self._clock()
+        self._recent = None

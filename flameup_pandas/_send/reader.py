@@ -64,8 +64,7 @@ class PeopleReader:
                 offset, total = max(0, offset - (total - now)), now
                 continue
             total = now
-            fresh = _unseen(people, seen)
-            yield Page(fresh, len(people), total)
+            yield Page(_unseen(people, seen), len(people), total)
             offset += len(people)
             if not people or offset >= total:
                 return

@@ -1,12 +1,10 @@
 """The retry policy: which failures are worth another attempt, and how long to wait before it.
 
-:class:`RetryPolicy` is a value, modelled on urllib3's ``Retry``: :meth:`RetryPolicy.increment`
-returns a new policy and never changes the one it was called on; nothing here sends, reads a
+:class:`RetryPolicy` is a value, modelled on urllib3's ``Retry``: nothing here sends, reads a
 clock or sleeps (the caller passes ``now`` and an ``rng``). Resending ``POST /people/batch`` is
 safe because every person is an upsert keyed by identity: a lost answer (timeout, dropped
 connection, a 500 after storing) is resent, and the resend is the only way to learn the ids.
-Other 4xx are never retried. Errors spend ``total``, 429s their own ``rate_limited``, both
-under one ``max_elapsed``; ``first_contact_*`` and ``outage_batches`` are about the run (the
+``first_contact_*`` and ``outage_batches`` are about the run (the
 :mod:`~flameup_pandas._send.breaker` applies them; ``docs/behaviour/outages.md``).
 """
 
@@ -59,11 +57,9 @@ def parse_retry_after(value: str, now_wall: float) -> float | None:
 
 
 def parse_reset(value: str, now_wall: float) -> float | None:
-    """The wall-clock time an ``X-RateLimit-Reset`` value names; None if unreadable.
-
-    Flameup documents Unix seconds. Some servers send seconds-from-now instead; a value too
-    small to be a recent Unix time is read that way rather than as a moment in 1970.
-    """
+    """The wall-clock time an ``X-RateLimit-Reset`` value names; None if unreadable. Flameup
+    documents Unix seconds. Some servers send seconds-from-now instead; a value too small to be a
+    recent Unix time is read that way rather than as a moment in 1970."""
     reset = header_number(value)
     if reset is None:
         return None
@@ -121,10 +117,9 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         for number in fields(self):  # (the annotations are strings: __future__)
             floor = 1 if number.name == "first_contact_attempts" else 0
-            if number.type in ("int", "float") and getattr(self, number.name) < floor:
-                raise ValueError(
-                    f"{number.name} must be >= {floor}, got {getattr(self, number.name)}"
-                )
+            value = getattr(self, number.name)
+            if number.type in ("int", "float") and value < floor:
+                raise ValueError(f"{number.name} must be >= {floor}, got {value}")
         if self.outage_batches is not None and self.outage_batches < 1:
             raise ValueError("outage_batches must be >= 1 (or None: never stop early)")
         refused = sorted(s for s in self.retry_statuses if not 500 <= s <= 599)
