@@ -19,12 +19,10 @@ import numpy as np
 import pandas as pd
 
 from .._people.person import KNOWN_TRAITS, read_person
-from .._send.client import Answer, error_class, is_error_answer, is_person_answer, path_segment
-from .._send.delivery import GaveUp
+from .._send.client import Answer, is_error_answer, is_person_answer, path_segment
+from .._send.delivery import Deliverer, GaveUp
 from .._send.reader import PAGE_SIZE, PeopleReader
-from ..exceptions import TransportError
 from .options import Delivery
-from .plan import Sender
 from .progress import DOCUMENTED_RATE, duration
 
 __all__ = ["DOCUMENTED_RATE", "compare_with_flameup", "listing_cost", "reading_cost"]
@@ -76,31 +74,26 @@ def compare_with_flameup(
         ", or fewer through the listing (its first page tells)" if len(sent) > 1 else "",
     )
     result = planned.copy(deep=False)
-    before, after = (
+    names = ("flameup_action", "flameup_changes", "flameup_before", "flameup_after")
+    actions, changes, before, after = (
         result[name].to_numpy(dtype=object, copy=True)
         if name in result
         else np.full(len(planned), None, dtype=object)
-        for name in ("flameup_before", "flameup_after")
+        for name in names
     )
-    actions = result["flameup_action"].to_numpy(dtype=object, copy=True)
-    changes = result["flameup_changes"].to_numpy(dtype=object, copy=True)
     positions = planned.index.get_indexer(pd.Index([label for label, _ in sent]))
     sender = delivery.open()
     try:
-        found = _held_people(sender, [person for _, person in sent])
+        found = _held_people(sender.deliverer, [person for _, person in sent])
         for position, (_, person), held in zip(positions.tolist(), sent, found, strict=True):
             if held is None:
                 actions[position] = "create"
-            olds, news = _differences(person, held)
-            changes[position] = list(news)
-            before[position] = olds
-            after[position] = news
+            before[position], after[position] = _differences(person, held)
+            changes[position] = list(after[position])
     finally:
         sender.close()
-    result["flameup_action"] = pd.Series(actions, index=planned.index, dtype=object)
-    result["flameup_changes"] = pd.Series(changes, index=planned.index, dtype=object)
-    result["flameup_before"] = pd.Series(before, index=planned.index, dtype=object)
-    result["flameup_after"] = pd.Series(after, index=planned.index, dtype=object)
+    for name, values in zip(names, (actions, changes, before, after), strict=True):
+        result[name] = pd.Series(values, index=planned.index, dtype=object)
     return result
 
 
@@ -108,12 +101,11 @@ def _identity(person: dict[str, Any]) -> str:
     return str(person.get("userId") or person.get("email"))
 
 
-def _held_people(sender: Sender, people: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
+def _held_people(deliverer: Deliverer, people: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
     """What Flameup holds for each person (None: not held), read whichever way is cheaper."""
     if len(people) <= 1:  # one GET is never dearer than a page that prices the listing
-        return [_read(sender.deliverer, sender.client, _identity(p)) for p in people]
-    reader = PeopleReader(sender.deliverer)
-    pages = reader.pages()
+        return [_read(deliverer, _identity(p)) for p in people]
+    pages = PeopleReader(deliverer).pages()
     first = next(pages)
     rest = max(0, math.ceil(first.total / PAGE_SIZE) - 1)
     if rest >= len(people):
@@ -125,7 +117,7 @@ def _held_people(sender: Sender, people: list[dict[str, Any]]) -> list[dict[str,
             f"{rest:,}",
             f"{len(people) + 1:,}",
         )
-        return [_read(sender.deliverer, sender.client, _identity(p)) for p in people]
+        return [_read(deliverer, _identity(p)) for p in people]
     logger.warning("plan against Flameup: %s", listing_cost(len(people), first.total))
     by_id: dict[str, dict[str, Any]] = {}
     by_email: dict[str, dict[str, Any]] = {}
@@ -149,20 +141,18 @@ def _match(
     return None if email is None else by_email.get(str(email).lower())
 
 
-def _read(deliverer: Any, client: Any, id_or_email: str) -> dict[str, Any] | None:
+def _read(deliverer: Deliverer, id_or_email: str) -> dict[str, Any] | None:
     path = "/people/" + path_segment(id_or_email)
 
     def readable(answer: Answer) -> bool:
         return is_person_answer(answer) or (answer.status == 404 and is_error_answer(answer))
 
     try:
-        answer = deliverer.request(lambda: client.request("GET", path), f"GET {path}", readable)
+        answer = deliverer.request(
+            lambda: deliverer.client.request("GET", path), f"GET {path}", readable
+        )
     except GaveUp as exc:
-        if exc.answer is None:
-            raise TransportError(f"GET {path}: {exc}") from None
-        raise error_class(exc.answer.status)(
-            f"GET {path}: {exc}", status=exc.answer.status
-        ) from None
+        raise exc.error(f"GET {path}") from None
     if answer.status == 404:
         return None
     if not answer.ok:

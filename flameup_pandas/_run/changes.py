@@ -12,7 +12,6 @@ kept fields, or none), an update's ``flameup_changes`` is None. The change guard
 
 from __future__ import annotations
 
-import html
 import re
 from collections import Counter
 from collections.abc import Callable, Hashable
@@ -29,7 +28,7 @@ from .._people.person import TOP_LEVEL
 from .._people.values import read_back
 from ..exceptions import ChangeGuardError
 from .plan import UNCHANGED, Plan, joined
-from .result import plain_label, some, tell, told
+from .result import html_table, plain_label, some, tell, told
 from .state import SyncState
 
 __all__ = [
@@ -341,25 +340,22 @@ class PlanSummary:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        cells = "".join(
-            f"<tr><td>{a}</td><td>{self.actions.get(a, 0):,}</td></tr>" for a in ACTIONS
-        )
+        counts = [(a, self.actions.get(a, 0)) for a in ACTIONS]
         if self.gone is not None:
-            cells += f"<tr><td>gone</td><td>{self.gone:,}</td></tr>"
-        html_out = f"<table><tr><th>action</th><th>people</th></tr>{cells}</table>"
+            counts.append(("gone", self.gone))
+        page = html_table(counts, ("action", "people"))
         if self.fields:
-            rows = "".join(
-                f"<tr><td>{html.escape(f.field)}</td><td>{f.count:,}</td>"
-                f"<td>{html.escape(', '.join(map(str, f.examples)))}</td>"
-                f"<td>{html.escape('; '.join(f'{o} -> {n} ({c:,})' for o, n, c in f.values))}"
-                "</td></tr>"
+            rows = [
+                (
+                    f.field,
+                    f.count,
+                    ", ".join(map(str, f.examples)),
+                    "; ".join(f"{o} -> {n} ({c:,})" for o, n, c in f.values),
+                )
                 for f in self.fields
-            )
-            html_out += (
-                "<table><tr><th>field</th><th>updates</th><th>examples</th>"
-                f"<th>before -> after</th></tr>{rows}</table>"
-            )
-        return html_out
+            ]
+            page += html_table(rows, ("field", "updates", "examples", "before -> after"))
+        return page
 
 
 def _field_lines(fields: tuple[FieldChange, ...]) -> list[str]:
@@ -478,8 +474,8 @@ def refuse_over(
     max_changes: Limit | None,
     max_creates: Limit | None,
     whole: Callable[[], Any],
-) -> PlanSummary:
-    """``summary``, or :class:`ChangeGuardError` (``whole()`` attached as its plan) when it
+) -> None:
+    """Raise :class:`ChangeGuardError` (``whole()`` attached as its plan) when ``summary``
     updates more people than ``max_changes`` or creates more than ``max_creates``."""
     people = summary.people
     over = []
@@ -498,7 +494,6 @@ def refuse_over(
             )
     if over:
         raise ChangeGuardError(_refusal(over, summary), plan=whole(), summary=summary)
-    return summary
 
 
 def _refusal(over: list[str], summary: PlanSummary) -> str:

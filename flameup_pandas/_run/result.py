@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import re
 import weakref
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -243,22 +243,28 @@ class Summary:
         return text if self.stopped is None else f"{text}\nstopped early: {self.stopped}"
 
     def _repr_html_(self) -> str:
-        cells = "".join(
-            f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
-            f"<td style='text-align:right'>{html.escape(v)}</td></tr>"
-            for k, v in self._lines()
-        )
-        table = f"<table>{cells}</table>"
-        if not self.reasons and not self.warnings:
-            return table
-        rows = "".join(
-            f"<tr><td>{html.escape(r.status)}</td><td style='text-align:right'>{r.count:,}</td>"
-            f"<td style='text-align:left'>{html.escape(r.reason)}</td>"
-            f"<td style='text-align:left'>{html.escape(', '.join(map(str, r.examples)))}</td></tr>"
-            for r in (*self.reasons, *self.warnings)
-        )
-        head = "<tr><th>status</th><th>rows</th><th>reason</th><th>for example</th></tr>"
-        return f"{table}<p>Why rows need attention:</p><table>{head}{rows}</table>"
+        page = html_table(self._figures().items())
+        shown = self.reasons + self.warnings
+        if shown:
+            rows = [(r.status, r.count, r.reason, ", ".join(map(str, r.examples))) for r in shown]
+            head = ("status", "rows", "reason", "for example")
+            page += "<p>Why rows need attention:</p>" + html_table(rows, head)
+        return page
+
+
+def html_table(rows: Iterable[Sequence[object]], head: Sequence[str] = ()) -> str:
+    """``rows`` as an HTML table under a header row of ``head``, numbers right-aligned and text
+    left; without ``head``, a table of figures: each row a name and its value."""
+
+    def cell(value: object, tag: str = "td") -> str:
+        number = isinstance(value, int) and not isinstance(value, bool)
+        align = "right" if tag == "td" and (number or not head) else "left"
+        text = f"{value:,}" if number else str(value)
+        return f"<{tag} style='text-align:{align}'>{html.escape(text)}</{tag}>"
+
+    lines = ["".join(f"<th>{html.escape(name)}</th>" for name in head)] if head else []
+    lines += [cell(row[0], "td" if head else "th") + "".join(map(cell, row[1:])) for row in rows]
+    return "<table>" + "".join(f"<tr>{line}</tr>" for line in lines) + "</table>"
 
 
 @dataclass(frozen=True)
