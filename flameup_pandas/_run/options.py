@@ -222,7 +222,7 @@ class Run:
                 "state_values=True keeps the values sent in the sync state: pass state="
             )
         limit = self.max_duration
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int | float)):
+        if isinstance(limit, bool) or not isinstance(limit, int | float | None):
             raise TypeError(f"max_duration must be a number of seconds, got {limit!r}")
         if limit is not None and not limit >= 0:
             raise ValueError(f"max_duration must be at least 0, got {limit!r}")
@@ -274,9 +274,7 @@ class Delivery:
 
     def __post_init__(self) -> None:
         concurrency = self.concurrency
-        if concurrency is not None and (
-            isinstance(concurrency, bool) or not isinstance(concurrency, int)
-        ):
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int | None):
             raise TypeError(f"concurrency must be an int or None, got {concurrency!r}")
         if concurrency is not None and concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -347,12 +345,18 @@ def split_track_options(
 
 
 def event_rules_of(where: str, options: Mapping[str, Any]) -> EventRules:
-    """The :class:`EventRules` of an entry point that sends nothing (``validate_events``)."""
+    """The :class:`EventRules` of an entry point that sends nothing (``validate_events``); a
+    ``mapping=`` (as ``upsert`` takes it: field -> column) becomes ``user_id=``/``email=``."""
     check_keywords(where, options, EVENT_RULE_KEYWORDS)
     values = dict(options)
-    mapping = values.pop("mapping", None)
-    if mapping:
-        values = mapped_identity(values, mapping)
+    mapping = values.pop("mapping", None) or {}
+    fields = {alias: "user_id" for alias in USER_ID_ALIASES} | {"email": "email"}
+    unknown = sorted(str(name) for name in mapping if name not in fields)
+    if unknown:
+        raise MappingError(
+            f"track's mapping= names who an event is for (userId, email); got {unknown}"
+        )
+    values |= {fields[name]: column for name, column in mapping.items()}
     if "exclude" in values:
         values["exclude"] = tuple(values["exclude"])
     return EventRules(**values)
@@ -362,18 +366,6 @@ def rules_of(where: str, options: Mapping[str, Any]) -> Rules:
     """The :class:`Rules` of an entry point that sends nothing (``validate``, ``to_people``)."""
     check_keywords(where, options, RULE_KEYWORDS)
     return Rules(**options)
-
-
-def mapped_identity(rules: dict[str, Any], mapping: Mapping[str, Hashable]) -> dict[str, Any]:
-    """Event rule keywords with ``mapping=`` (as ``upsert`` takes it: field -> column) turned
-    into ``user_id=``/``email=``."""
-    fields = {alias: "user_id" for alias in USER_ID_ALIASES} | {"email": "email"}
-    unknown = sorted(str(name) for name in mapping if name not in fields)
-    if unknown:
-        raise MappingError(
-            f"track's mapping= names who an event is for (userId, email); got {unknown}"
-        )
-    return rules | {fields[name]: column for name, column in mapping.items()}
 
 
 def check_keywords(where: str, options: Mapping[str, Any], known: frozenset[str]) -> None:
