@@ -66,13 +66,11 @@ class PlanRecorder:
         self, complete_source: bool = False, keep_people: int = 0, values: bool = False
     ) -> None:
         self.keep_people = keep_people  # people a run would send, kept as sent (up to this)
-        # each chunk's before and after values, from the state (state_values=True)
-        self.values: tuple[list[np.ndarray], list[np.ndarray]] | None = ([], []) if values else None
+        self.values = values  # the before and after values too, from the state (state_values)
+        names = PLAN_COLUMNS + (VALUE_COLUMNS if values else ())
+        self.parts: dict[str, list[np.ndarray]] = {name: [] for name in names}  # by chunk
         self.sent: list[tuple[Hashable, dict[str, Any]]] = []
         self.frames: list[pd.DataFrame] = []
-        self.actions: list[np.ndarray] = []
-        self.changes: list[np.ndarray] = []
-        self.errors: list[np.ndarray] = []
         self.seen: HashRuns | None = HashRuns() if complete_source else None
         self.sync: SyncState | None = None
 
@@ -85,10 +83,11 @@ class PlanRecorder:
     ) -> None:
         actions, changes = decide(plan, sync, fields)
         self.sync = sync
-        if self.values is not None:
-            before, after = before_after(plan, sync, actions, changes)
-            self.values[0].append(before)
-            self.values[1].append(after)
+        parts = [actions, changes, plan.error.copy()]
+        if self.values:
+            parts += before_after(plan, sync, actions, changes)
+        for column, part in zip(self.parts.values(), parts, strict=True):
+            column.append(part)
         wanted = self.keep_people - len(self.sent)
         if wanted > 0:
             taken = plan.pending()[:wanted]
@@ -100,32 +99,24 @@ class PlanRecorder:
             hashes = identity_hashes(given)
             self.seen.add(np.unique(hashes[hashes != 0]))
         self.frames.append(frame)
-        self.actions.append(actions)
-        self.changes.append(changes)
-        self.errors.append(plan.error.copy())
 
     def frame(self, source: pd.DataFrame | None = None) -> pd.DataFrame:
-        """The input rows (``source``, else the chunks read) with the plan's three columns."""
+        """The input rows (``source``, else the chunks read) with the plan's columns."""
         if source is None:
             frames = self.frames or [pd.DataFrame()]
             source = pd.concat(frames) if len(frames) > 1 else frames[0]
         result = source.copy(deep=False)
-        columns = self.columns(source.index)
-        if self.values is not None:
-            for name, parts in zip(VALUE_COLUMNS, self.values, strict=True):
-                columns[name] = joined(parts, len(source))
-        for key, column in columns.items():
+        for key, column in self.columns(source.index).items():
             result[key] = column
         return result
 
     def columns(self, index: pd.Index | None = None) -> pd.DataFrame:
-        """The plan's three columns alone, labelled by ``index`` (else the chunks' labels):
-        what a summary is made of, without joining the input rows."""
+        """The plan's columns alone, labelled by ``index`` (else the chunks' labels): what a
+        summary is made of, without joining the input rows."""
         if index is None:
             labels = [frame.index for frame in self.frames]
             index = labels[0].append(labels[1:]) if labels else pd.RangeIndex(0)
-        parts = (self.actions, self.changes, self.errors)
-        columns = {name: joined(p, len(index)) for name, p in zip(PLAN_COLUMNS, parts, strict=True)}
+        columns = {name: joined(parts, len(index)) for name, parts in self.parts.items()}
         return pd.DataFrame(columns, index=index, dtype=object)
 
     def gone(self, sync: SyncState | None = None) -> Gone:
@@ -327,11 +318,10 @@ class PlanSummary:
                 f"gone {self.gone:,}: in the state, not in this source{shown}; nothing is deleted"
             )
         lines += _field_lines(self.fields)
-        if self.fields:
-            values = [line for f in self.fields for line in f.value_lines()]
-            if values:
-                lines.append("values that change most:")
-                lines += ["  " + line for line in values]
+        values = [line for f in self.fields for line in f.value_lines()]
+        if values:
+            lines.append("values that change most:")
+            lines += ["  " + line for line in values]
         if self.unknown:
             lines.append(
                 f"{self.unknown:,} updates with changes unknown (the state has no fields for "

@@ -113,9 +113,7 @@ def _stderr_is_terminal() -> bool:
 class _Bar(Meter):
     """tqdm's bar: the widget in a notebook, text in a terminal."""
 
-    def __init__(
-        self, total: int | None, desc: str, in_flight: Callable[[], int] | None = None
-    ) -> None:
+    def __init__(self, total: int | None, desc: str, in_flight: Callable[[], int] | None) -> None:
         if in_notebook():
             from tqdm.auto import tqdm
         else:

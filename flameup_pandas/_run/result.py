@@ -216,12 +216,6 @@ class Summary:
         out.update(self.extra)
         return out
 
-    def _lines(self) -> list[tuple[str, str]]:
-        return [
-            (k, f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v))
-            for k, v in self._figures().items()
-        ]
-
     def reason_lines(self) -> list[str]:
         """The reasons table as text lines, warnings last (empty when no row needs
         attention)."""
@@ -235,7 +229,11 @@ class Summary:
         return None if self.run is None else self.run.stopped
 
     def __str__(self) -> str:
-        lines = [(k, v) for k, v in self._lines() if k != "stopped"]
+        lines = [
+            (k, f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v))
+            for k, v in self._figures().items()
+            if k != "stopped"
+        ]
         width = max(len(k) for k, _ in lines)
         text = "\n".join(f"{k:<{width}}  {v:>10}" for k, v in lines)
         if self.reasons or self.warnings:

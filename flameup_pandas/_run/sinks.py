@@ -82,11 +82,11 @@ class ResultsWriter:
         while self._waiting and (closing or self._left[id(self._waiting[0])] == 0):
             plan = self._waiting.popleft()
             del self._left[id(plan)]
-            unsettled = plan.pending() if closing else np.zeros(0, dtype=np.int64)
-            if len(unsettled):
+            if closing:
+                unsettled = plan.pending()
                 plan.mark(unsettled, "failed", NOT_SENT)
                 self._count(plan, unsettled)
-            self._write(plan, np.arange(len(plan.status)))
+            self._write(plan)
             if self._written is not None:
                 self._written(plan)
 
@@ -101,24 +101,23 @@ class ResultsWriter:
         labels = at[problems].tolist() if isinstance(at, pd.Index) else [at[p] for p in problems]
         self.reasons.add(plan.status[problems], plan.error[problems], labels)
 
-    def _write(self, plan: Plan, positions: np.ndarray) -> None:
+    def _write(self, plan: Plan) -> None:
         if self._writer is None:
             return
-        take = pa.array(positions)
-        labels = np.asarray(plan.labels)
+        rows = len(plan.status)
         self._buffer.append(
             pa.table(
                 {
-                    "row": pa.array(labels[positions], pa.int64()),
-                    **self.kind.shown(plan, take),
-                    self.kind.id_column: pa.array(plan.flameup_id[positions].tolist(), pa.string()),
-                    "flameup_status": pa.array(plan.status[positions].tolist(), pa.string()),
-                    "flameup_error": pa.array(plan.error[positions].tolist(), pa.string()),
+                    "row": pa.array(np.asarray(plan.labels), pa.int64()),
+                    **self.kind.shown(plan, pa.array(np.arange(rows))),
+                    self.kind.id_column: pa.array(plan.flameup_id.tolist(), pa.string()),
+                    "flameup_status": pa.array(plan.status.tolist(), pa.string()),
+                    "flameup_error": pa.array(plan.error.tolist(), pa.string()),
                 },
                 schema=self.schema,
             )
         )
-        self._buffered += len(positions)
+        self._buffered += rows
         if self._buffered >= self._buffer_rows:
             self.flush()
 
