@@ -25,7 +25,7 @@ from .._send.reader import PAGE_SIZE, PeopleReader
 from .options import Delivery
 from .progress import DOCUMENTED_RATE, duration
 
-__all__ = ["DOCUMENTED_RATE", "compare_with_flameup", "listing_cost", "reading_cost"]
+__all__ = ["compare_with_flameup", "listing_cost", "reading_cost"]
 
 logger = logging.getLogger("flameup_pandas")
 
@@ -54,8 +54,7 @@ def listing_cost(people: int, held: int, rate: float = DOCUMENTED_RATE) -> str:
     return (
         f"reading {people:,} people from Flameup through its listing of {held:,} people: "
         f"{pages:,} request{'s' if pages > 1 else ''} ({PAGE_SIZE} people a page) instead "
-        f"of {people:,}, "
-        f"about {about} at {rate:g} a minute"
+        f"of {people:,}, about {about} at {rate:g} a minute"
     )
 
 

@@ -131,11 +131,8 @@ def interrupted(
 def stopped(exc: BaseException, cls: type[Stop], what: str, message: str, result: object) -> Stop:
     """A ``cls`` interrupt carrying ``result``: how ``what`` was stopped, then ``message``."""
     signum = getattr(exc, "signum", signal.SIGINT)  # SIGTERM when our handler saw one
-    how = (
-        "interrupted (Ctrl-C)"
-        if signum == signal.SIGINT
-        else f"stopped by {signal.Signals(signum).name}"
-    )
+    name = signal.Signals(signum).name
+    how = "interrupted (Ctrl-C)" if signum == signal.SIGINT else f"stopped by {name}"
     return cls(f"{what} {how}: {message}", result=result, signal=signum)
 
 

@@ -78,14 +78,12 @@ def open_progress(
 ) -> Meter:
     """The meter for a run of ``total`` rows (None: unknown); ``requests`` and ``in_flight``
     read the run's request count and the most requests it has had in flight at once."""
-    if isinstance(progress, bool):
-        if not progress:
-            return Meter()
-        progress = Progress()
-    if not isinstance(progress, Progress):
+    if not isinstance(progress, bool | Progress):
         raise TypeError(f"progress must be True, False or a Progress, got {progress!r}")
-    if total is not None and total <= ONE_REQUEST:
+    if progress is False or (total is not None and total <= ONE_REQUEST):
         return Meter()
+    if progress is True:
+        progress = Progress()
     style = progress.style
     if style == "auto":
         style = "bar" if in_notebook() or _stderr_is_terminal() else "log"

@@ -11,7 +11,7 @@ import html
 import re
 import weakref
 from collections.abc import Hashable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -56,12 +56,7 @@ class Reason:
     """Up to three row labels (index labels of a frame, row numbers of a file)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "status": self.status,
-            "reason": self.reason,
-            "count": self.count,
-            "examples": [plain_label(label) for label in self.examples],
-        }
+        return {**asdict(self), "examples": [plain_label(label) for label in self.examples]}
 
     def line(self, count_width: int = 0) -> str:
         """``invalid  3  email: not a plausible email (rows 17, 256, 1024)``."""
