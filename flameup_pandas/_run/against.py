@@ -160,26 +160,22 @@ def _read(deliverer: Deliverer, id_or_email: str) -> dict[str, Any] | None:
     return person
 
 
-def _held(held: dict[str, Any], name: str, is_trait: bool) -> Any:
-    """The value Flameup holds for a field as it is sent (a trait or a top-level field)."""
-    if not is_trait or name in KNOWN_TRAITS:
-        return held.get(name)
-    return (held.get("attributes") or {}).get(name)
-
-
 def _differences(
     person: dict[str, Any], held: dict[str, Any] | None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(before, after) of every field sent whose value Flameup holds differently."""
-    sent = [(k, v, False) for k, v in person.items() if k not in ("traits", "userId")]
-    sent += [(k, v, True) for k, v in (person.get("traits") or {}).items()]
+    """(before, after) of every field sent whose value Flameup holds differently: Flameup
+    holds a trait it knows as a top-level field, any other among its ``attributes``."""
+    top = held or {}
+    attributes = top.get("attributes") or {}
+    sent = [(k, v, top) for k, v in person.items() if k not in ("traits", "userId")]
+    traits = (person.get("traits") or {}).items()
+    sent += [(k, v, top if k in KNOWN_TRAITS else attributes) for k, v in traits]
     olds: dict[str, Any] = {}
     news: dict[str, Any] = {}
-    for name, value, is_trait in sent:
-        old = None if held is None else _held(held, name, is_trait)
-        if held is not None and _same(old, value):
-            continue
-        olds[name], news[name] = old, value
+    for name, value, holder in sent:
+        old = holder.get(name)
+        if held is None or not _same(old, value):
+            olds[name], news[name] = old, value
     return olds, news
 
 

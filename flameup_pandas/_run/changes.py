@@ -175,9 +175,7 @@ def before_after(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each row's changed fields as dicts: ``before`` as last sent (an update's, where the
     state kept values; None for each field a create sets) and ``after``; None where unknown."""
-    n = len(actions)
-    before = np.full(n, None, dtype=object)
-    after = np.full(n, None, dtype=object)
+    before, after = np.full((2, len(actions)), None, dtype=object)
     wanted = np.flatnonzero(
         np.isin(actions, ("update", "create")) & np.asarray(pd.notna(changes), dtype=bool)
     )
@@ -482,11 +480,8 @@ def refuse_over(
                 f"it would {action} {summary.actions[action]:,} of {people:,} people "
                 f"({name}={shown}: at most {allowed:,})"
             )
-    if over:
-        raise ChangeGuardError(_refusal(over, summary), plan=whole(), summary=summary)
-
-
-def _refusal(over: list[str], summary: PlanSummary) -> str:
+    if not over:
+        return
     lines = [f"the change guard stopped this run before sending anything: {'; '.join(over)}."]
     lines += _field_lines(summary.fields[:5])
     if summary.unknown:
@@ -498,4 +493,4 @@ def _refusal(over: list[str], summary: PlanSummary) -> str:
         "Look at the whole plan (the error's .plan, or df.flameup.plan(...)); if the "
         "changes are meant, raise the limit or run without it."
     )
-    return "\n".join(lines)
+    raise ChangeGuardError("\n".join(lines), plan=whole(), summary=summary)
