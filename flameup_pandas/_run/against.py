@@ -59,9 +59,7 @@ def listing_cost(people: int, held: int, rate: float = DOCUMENTED_RATE) -> str:
 
 
 def compare_with_flameup(
-    planned: pd.DataFrame,
-    sent: list[tuple[Hashable, dict[str, Any]]],
-    delivery: Delivery,
+    planned: pd.DataFrame, sent: list[tuple[Hashable, dict[str, Any]]], delivery: Delivery
 ) -> pd.DataFrame:
     """``planned`` with the people of ``sent`` (label, person as sent) read from Flameup: for each
     one read, ``flameup_changes`` and ``flameup_before``/``flameup_after`` say what Flameup holds

@@ -75,11 +75,7 @@ class PlanRecorder:
         self.sync: SyncState | None = None
 
     def __call__(
-        self,
-        frame: pd.DataFrame,
-        plan: Plan,
-        sync: SyncState | None,
-        fields: FieldHashes | None,
+        self, frame: pd.DataFrame, plan: Plan, sync: SyncState | None, fields: FieldHashes | None
     ) -> None:
         actions, changes = decide(plan, sync, fields)
         self.sync = sync
