@@ -8,6 +8,7 @@ only the first N.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
@@ -79,16 +80,13 @@ def compare_with_flameup(
         for name in names
     )
     positions = planned.index.get_indexer(pd.Index([label for label, _ in sent]))
-    sender = delivery.open()
-    try:
+    with contextlib.closing(delivery.open()) as sender:
         found = _held_people(sender.deliverer, [person for _, person in sent])
-        for position, (_, person), held in zip(positions.tolist(), sent, found, strict=True):
-            if held is None:
-                actions[position] = "create"
-            before[position], after[position] = _differences(person, held)
-            changes[position] = list(after[position])
-    finally:
-        sender.close()
+    for position, (_, person), held in zip(positions.tolist(), sent, found, strict=True):
+        if held is None:
+            actions[position] = "create"
+        before[position], after[position] = _differences(person, held)
+        changes[position] = list(after[position])
     for name, values in zip(names, (actions, changes, before, after), strict=True):
         result[name] = pd.Series(values, index=planned.index, dtype=object)
     return result
@@ -130,8 +128,7 @@ def _held_people(deliverer: Deliverer, people: list[dict[str, Any]]) -> list[dic
 def _match(
     person: dict[str, Any], by_id: dict[str, dict[str, Any]], by_email: dict[str, dict[str, Any]]
 ) -> dict[str, Any] | None:
-    """The listed person a person sent would reach: by userId, else by email (as a GET of
-    its identity would find it)."""
+    """The listed person a person sent would reach: by userId, else by email, as a GET would."""
     if person.get("userId") is not None:
         return by_id.get(str(person["userId"]))
     email = person.get("email")

@@ -445,8 +445,8 @@ class ChangeGuard(PlanRecorder):
         self.max_creates = max_creates
 
     def check(self) -> PlanSummary:
-        """The plan's summary; raises :class:`ChangeGuardError` (the whole plan attached)
-        when the run would change more than allowed."""
+        """The plan's summary; raises :class:`ChangeGuardError` (the whole plan attached) when
+        the run would change more than allowed."""
         summary = summarize_plan(self.columns())
         refuse_over(summary, self.max_changes, self.max_creates, self.frame)
         PlanRecorder.__init__(self)  # let through: the rows read are not needed to send

@@ -45,12 +45,11 @@ class Progress:
     style: Literal["auto", "bar", "log"] = "auto"
 
     def __post_init__(self) -> None:
-        if isinstance(self.every, bool) or not (
-            isinstance(self.every, int | float) and math.isfinite(self.every) and self.every > 0
+        every = self.every
+        if isinstance(every, bool) or not (
+            isinstance(every, int | float) and math.isfinite(every) and every > 0
         ):
-            raise ValueError(
-                f"Progress.every must be a positive number of seconds, got {self.every!r}"
-            )
+            raise ValueError(f"Progress.every must be a positive number of seconds, got {every!r}")
         if self.style not in ("auto", "bar", "log"):
             raise ValueError(f"Progress.style must be 'auto', 'bar' or 'log', got {self.style!r}")
 

@@ -110,7 +110,6 @@ class ReasonTally:
             self._seen[key] = (count + 1, examples)
 
     def top(self, n: int = TOP_REASONS) -> tuple[Reason, ...]:
-        """The ``n`` reasons with the most rows, most first."""
         order = sorted(
             self._seen.items(), key=lambda item: (-item[1][0], PROBLEMS.index(item[0][0]))
         )
@@ -212,8 +211,7 @@ class Summary:
         return out
 
     def reason_lines(self) -> list[str]:
-        """The reasons table as text lines, warnings last (empty when no row needs
-        attention)."""
+        """The reasons table as text lines, warnings last (empty when no row needs attention)."""
         shown = (*self.reasons, *self.warnings)
         width = max((len(f"{r.count:,}") for r in shown), default=0)
         return [reason.line(width) for reason in shown]
