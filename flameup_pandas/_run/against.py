@@ -37,10 +37,9 @@ def reading_cost(people: int, rate: float = DOCUMENTED_RATE) -> str:
     >>> reading_cost(2345)
     'reading 2,345 people from Flameup: 2,345 requests, about 20 min at 120 a minute'
     """
-    about = duration(60 * people / rate)
     return (
         f"reading {people:,} people from Flameup: {people:,} requests, "
-        f"about {about} at {rate:g} a minute"
+        f"about {duration(60 * people / rate)} at {rate:g} a minute"
     )
 
 
@@ -51,11 +50,10 @@ def listing_cost(people: int, held: int, rate: float = DOCUMENTED_RATE) -> str:
     '30 requests (100 people a page) instead of 2,345, about 15 s at 120 a minute'
     """
     pages = max(1, math.ceil(held / PAGE_SIZE))
-    about = duration(60 * pages / rate)
     return (
         f"reading {people:,} people from Flameup through its listing of {held:,} people: "
         f"{pages:,} request{'s' if pages > 1 else ''} ({PAGE_SIZE} people a page) instead "
-        f"of {people:,}, about {about} at {rate:g} a minute"
+        f"of {people:,}, about {duration(60 * pages / rate)} at {rate:g} a minute"
     )
 
 
@@ -92,14 +90,10 @@ def compare_with_flameup(
     return result
 
 
-def _identity(person: dict[str, Any]) -> str:
-    return str(person.get("userId") or person.get("email"))
-
-
 def _held_people(deliverer: Deliverer, people: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
     """What Flameup holds for each person (None: not held), read whichever way is cheaper."""
     if len(people) <= 1:  # one GET is never dearer than a page that prices the listing
-        return [_read(deliverer, _identity(p)) for p in people]
+        return [_read(deliverer, person) for person in people]
     pages = PeopleReader(deliverer).pages()
     first = next(pages)
     rest = max(0, math.ceil(first.total / PAGE_SIZE) - 1)
@@ -112,7 +106,7 @@ def _held_people(deliverer: Deliverer, people: list[dict[str, Any]]) -> list[dic
             f"{rest:,}",
             f"{len(people) + 1:,}",
         )
-        return [_read(deliverer, _identity(p)) for p in people]
+        return [_read(deliverer, person) for person in people]
     logger.warning("plan against Flameup: %s", listing_cost(len(people), first.total))
     by_id: dict[str, dict[str, Any]] = {}
     by_email: dict[str, dict[str, Any]] = {}
@@ -135,8 +129,9 @@ def _match(
     return None if email is None else by_email.get(str(email).lower())
 
 
-def _read(deliverer: Deliverer, id_or_email: str) -> dict[str, Any] | None:
-    path = "/people/" + path_segment(id_or_email)
+def _read(deliverer: Deliverer, person: dict[str, Any]) -> dict[str, Any] | None:
+    """What Flameup holds for ``person`` (None: not held), read by its userId, else email."""
+    path = "/people/" + path_segment(str(person.get("userId") or person.get("email")))
 
     def readable(answer: Answer) -> bool:
         return is_person_answer(answer) or (answer.status == 404 and is_error_answer(answer))
@@ -151,8 +146,8 @@ def _read(deliverer: Deliverer, id_or_email: str) -> dict[str, Any] | None:
         return None
     if not answer.ok:
         raise answer.error()
-    person: dict[str, Any] = read_person(answer.body)
-    return person
+    held: dict[str, Any] = read_person(answer.body)
+    return held
 
 
 def _differences(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -28,7 +28,7 @@ from .._people.person import TOP_LEVEL
 from .._people.values import read_back
 from ..exceptions import ChangeGuardError
 from .plan import UNCHANGED, Plan, joined
-from .result import html_table, plain_label, some, tell, told
+from .result import EXAMPLES, html_table, plain_label, some, tell, told
 from .state import SyncState
 
 __all__ = [
@@ -51,7 +51,6 @@ ACTIONS = ("create", "update", "unchanged", "invalid", "skipped")
 PLAN_COLUMNS = ("flameup_action", "flameup_changes", "flameup_error")
 VALUE_COLUMNS = ("flameup_before", "flameup_after")
 TOP_FIELDS = 10  # changed fields a summary shows
-EXAMPLES = 3
 
 Limit = int | float | str
 """A number of people (``500``), a fraction of the source's people (``0.05``) or a
@@ -246,6 +245,10 @@ class FieldChange:
     """The commonest changes of value (``before``, ``after`` as shown, and how many people),
     where the plan knows them (``state_values=True``, or ``against="flameup"``)."""
 
+    def to_dict(self) -> dict[str, Any]:
+        examples = [plain_label(label) for label in self.examples]
+        return {**asdict(self), "examples": examples, "values": [list(v) for v in self.values]}
+
     def line(self, width: int = 0) -> str:
         shown = some(self.examples, self.count)
         return f"{self.field:<{width}}  {self.count:>9,} {_people(self.count)}  (rows {shown})"
@@ -290,15 +293,7 @@ class PlanSummary:
     def to_dict(self) -> dict[str, Any]:
         return {
             "actions": dict(self.actions),
-            "fields": [
-                {
-                    "field": f.field,
-                    "count": f.count,
-                    "examples": [plain_label(x) for x in f.examples],
-                    "values": [list(v) for v in f.values],
-                }
-                for f in self.fields
-            ],
+            "fields": [f.to_dict() for f in self.fields],
             "unknown": self.unknown,
             "gone": self.gone,
             "gone_examples": list(self.gone_examples),

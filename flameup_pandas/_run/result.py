@@ -271,8 +271,7 @@ class TrackSummary(Summary):
     results: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"rows": self.rows}
-        out.update({status: n for status, n in self.counts.items() if n})
+        out: dict[str, Any] = {"rows": self.rows, **{s: n for s, n in self.counts.items() if n}}
         if self.results is not None:
             out["results"] = self.results
         return out
