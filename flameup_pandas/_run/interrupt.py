@@ -15,13 +15,10 @@ import contextlib
 import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from .._send.stream import IN_FLIGHT, NOT_SENT, Stream
 from ..exceptions import ReadInterrupted, UpsertInterrupted
-
-if TYPE_CHECKING:
-    from types import FrameType
 
 __all__ = [
     "IN_FLIGHT",
@@ -57,7 +54,7 @@ class _Guard:
     saved: dict[int, Any] = {}  # noqa: RUF012  (one guard per process, never copied)
 
 
-def _handle(signum: int, frame: FrameType | None) -> None:
+def _handle(signum: int, frame: object) -> None:
     if _Guard.shielded:
         _Guard.pending = signum
         return
