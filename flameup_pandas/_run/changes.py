@@ -324,15 +324,10 @@ class PlanSummary:
             counts.append(("gone", self.gone))
         page = html_table(counts, ("action", "people"))
         if self.fields:
-            rows = [
-                (
-                    f.field,
-                    f.count,
-                    ", ".join(map(str, f.examples)),
-                    "; ".join(f"{o} -> {n} ({c:,})" for o, n, c in f.values),
-                )
-                for f in self.fields
-            ]
+            rows = []
+            for f in self.fields:
+                values = "; ".join(f"{o} -> {n} ({c:,})" for o, n, c in f.values)
+                rows.append((f.field, f.count, ", ".join(map(str, f.examples)), values))
             page += html_table(rows, ("field", "updates", "examples", "before -> after"))
         return page
 
@@ -366,15 +361,9 @@ def summarize_plan(plan: pd.DataFrame) -> PlanSummary:
     creates: Counter[str] = Counter()
     for changed in plan.loc[is_create, "flameup_changes"].dropna():
         creates.update(changed)
-    gone = told(plan, "gone")
-    return PlanSummary(
-        counts,
-        top,
-        unknown,
-        dict(creates.most_common()),
-        None if gone is None else gone.count,
-        () if gone is None else gone.examples,
-    )
+    gone: Gone | None = told(plan, "gone")  # recorded when the source is complete
+    gone_fields = () if gone is None else (gone.count, gone.examples)
+    return PlanSummary(counts, top, unknown, dict(creates.most_common()), *gone_fields)
 
 
 def _value_changes(

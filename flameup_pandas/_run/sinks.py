@@ -28,6 +28,8 @@ from .result import PROBLEMS, ReasonTally
 
 __all__ = ["ResultsWriter"]
 
+BUFFER_ROWS = 50_000  # rows written to the file at once: one row group
+
 
 class ResultsWriter:
     """Writes per-row results to a parquet file in input order, counting statuses and reasons.
@@ -38,7 +40,6 @@ class ResultsWriter:
         self,
         path: str | Path | None,
         kind: Kind,
-        buffer_rows: int = 50_000,
         *,
         filesystem: Any = None,
         written: Callable[[Plan], None] | None = None,
@@ -55,7 +56,6 @@ class ResultsWriter:
         self._writer: pq.ParquetWriter | None = None
         self._buffer: list[pa.Table] = []
         self._buffered = 0
-        self._buffer_rows = buffer_rows
         self._waiting: deque[Plan] = deque()  # chunks in input order, not yet written
         self._left: dict[int, int] = {}  # rows not yet settled, by id of the chunk's plan
         self._written = written
@@ -105,20 +105,16 @@ class ResultsWriter:
         if self._writer is None:
             return
         rows = len(plan.status)
-        self._buffer.append(
-            pa.table(
-                {
-                    "row": pa.array(np.asarray(plan.labels), pa.int64()),
-                    **self.kind.shown(plan, pa.array(np.arange(rows))),
-                    self.kind.id_column: pa.array(plan.flameup_id.tolist(), pa.string()),
-                    "flameup_status": pa.array(plan.status.tolist(), pa.string()),
-                    "flameup_error": pa.array(plan.error.tolist(), pa.string()),
-                },
-                schema=self.schema,
-            )
-        )
+        columns = {
+            "row": pa.array(np.asarray(plan.labels), pa.int64()),
+            **self.kind.shown(plan, pa.array(np.arange(rows))),
+            self.kind.id_column: pa.array(plan.flameup_id.tolist(), pa.string()),
+            "flameup_status": pa.array(plan.status.tolist(), pa.string()),
+            "flameup_error": pa.array(plan.error.tolist(), pa.string()),
+        }
+        self._buffer.append(pa.table(columns, schema=self.schema))
         self._buffered += rows
-        if self._buffered >= self._buffer_rows:
+        if self._buffered >= BUFFER_ROWS:
             self.flush()
 
     def flush(self) -> None:
