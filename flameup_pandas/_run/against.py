@@ -71,10 +71,9 @@ def compare_with_flameup(
     )
     result = planned.copy(deep=False)
     names = ("flameup_action", "flameup_changes", "flameup_before", "flameup_after")
+    unknown = np.full(len(planned), None, dtype=object)
     actions, changes, before, after = (
-        result[name].to_numpy(dtype=object, copy=True)
-        if name in result
-        else np.full(len(planned), None, dtype=object)
+        result[name].to_numpy(dtype=object, copy=True) if name in result else unknown.copy()
         for name in names
     )
     positions = planned.index.get_indexer(pd.Index([label for label, _ in sent]))

@@ -57,14 +57,11 @@ class Progress:
 class Meter:
     """What a run reports to as rows settle; this one shows nothing (progress off)."""
 
-    def update(self, rows: int, failed: int = 0) -> None:
-        return None
+    def update(self, rows: int, failed: int = 0) -> None: ...
 
-    def set_total(self, total: int | None) -> None:
-        return None
+    def set_total(self, total: int | None) -> None: ...
 
-    def close(self) -> None:
-        return None
+    def close(self) -> None: ...
 
 
 def open_progress(
@@ -184,11 +181,10 @@ class LogMeter(Meter):
     def line(self, now: float, *, final: bool = False) -> str:
         """``upsert: 120,000/1,000,000 rows (12%), 1,200 requests, up to 16 in flight, ...``."""
         elapsed = max(now - self._started, 0.0)
-        rows = f"{self.done:,} rows"
+        parts = [f"{self.done:,} rows"]
         if self.total:
             share = math.floor(100 * self.done / self.total)
-            rows = f"{self.done:,}/{self.total:,} rows ({share}%)"
-        parts = [rows]
+            parts = [f"{self.done:,}/{self.total:,} rows ({share}%)"]
         if self._requests is not None:
             parts.append(f"{self._requests():,} requests")
         if self._in_flight is not None:

@@ -110,13 +110,9 @@ class ReasonTally:
             self._seen[key] = (count + 1, examples)
 
     def top(self, n: int = TOP_REASONS) -> tuple[Reason, ...]:
-        order = sorted(
-            self._seen.items(), key=lambda item: (-item[1][0], PROBLEMS.index(item[0][0]))
-        )
-        return tuple(
-            Reason(status, reason, count, tuple(examples))
-            for (status, reason), (count, examples) in order[:n]
-        )
+        reasons = [Reason(*key, count, tuple(shown)) for key, (count, shown) in self._seen.items()]
+        reasons.sort(key=lambda reason: (-reason.count, PROBLEMS.index(reason.status)))
+        return tuple(reasons[:n])
 
 
 def plain_label(label: Hashable) -> Any:
@@ -297,15 +293,10 @@ class SharedEmails:
             shared = shared_emails(user_ids, emails)
         else:
             shared = shared_emails(user_ids.take(positions), emails.take(positions))
-        self._kept += [
-            Reason(
-                "warning",
-                f"{len(rows)} people share the email {email}",
-                len(rows),
-                tuple(labels[p] for p in positions[rows[:EXAMPLES]].tolist()),
-            )
-            for email, rows in shared
-        ]
+        for email, rows in shared:
+            text = f"{len(rows)} people share the email {email}"
+            examples = tuple(labels[p] for p in positions[rows[:EXAMPLES]].tolist())
+            self._kept.append(Reason("warning", text, len(rows), examples))
         self._kept.sort(key=lambda reason: -reason.count)
         for dropped in self._kept[TOP_REASONS:]:
             self._more_emails += 1
