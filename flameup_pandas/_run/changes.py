@@ -13,7 +13,7 @@ kept fields, or none), an update's ``flameup_changes`` is None. The change guard
 from __future__ import annotations
 
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Hashable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -346,21 +346,19 @@ def summarize_plan(plan: pd.DataFrame) -> PlanSummary:
     updates = plan.loc[is_update, "flameup_changes"]
     unknown = int(updates.isna().sum())
     tally: Counter[str] = Counter()
-    examples: dict[str, list[Hashable]] = {}
+    examples: defaultdict[str, list[Hashable]] = defaultdict(list)
     for label, changed in updates.dropna().items():
+        tally.update(changed)
         for name in changed:
-            tally[name] += 1
-            shown = examples.setdefault(name, [])
-            if len(shown) < EXAMPLES:
-                shown.append(label)
+            if len(examples[name]) < EXAMPLES:
+                examples[name].append(label)
     values = _value_changes(plan, is_update)
     top = tuple(
         FieldChange(name, count, tuple(examples[name]), values.get(name, ()))
         for name, count in tally.most_common(TOP_FIELDS)
     )
-    creates: Counter[str] = Counter()
-    for changed in plan.loc[is_create, "flameup_changes"].dropna():
-        creates.update(changed)
+    created = plan.loc[is_create, "flameup_changes"].dropna()
+    creates = Counter(name for changed in created for name in changed)
     gone: Gone | None = told(plan, "gone")  # recorded when the source is complete
     gone_fields = () if gone is None else (gone.count, gone.examples)
     return PlanSummary(counts, top, unknown, dict(creates.most_common()), *gone_fields)

@@ -370,7 +370,6 @@ def rules_of(where: str, options: Mapping[str, Any]) -> Rules:
 def check_keywords(where: str, options: Mapping[str, Any], known: frozenset[str]) -> None:
     unknown = sorted(set(options) - known)
     if unknown:
-        name = unknown[0]
-        close = difflib.get_close_matches(name, sorted(known), n=1)
+        close = difflib.get_close_matches(unknown[0], sorted(known), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise TypeError(f"{where}() got an unexpected keyword argument {name!r}{hint}")
+        raise TypeError(f"{where}() got an unexpected keyword argument {unknown[0]!r}{hint}")
