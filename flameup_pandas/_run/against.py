@@ -62,8 +62,7 @@ def compare_with_flameup(
 ) -> pd.DataFrame:
     """``planned`` with the people of ``sent`` (label, person as sent) read from Flameup: for each
     one read, ``flameup_changes`` and ``flameup_before``/``flameup_after`` say what Flameup holds
-    differently (a person it does not hold becomes ``create``); other rows keep the state's word.
-    """
+    differently (a person it does not hold becomes ``create``); other rows keep the state's."""
     logger.warning(
         "plan against Flameup: %s%s",
         reading_cost(len(sent)),

@@ -378,11 +378,10 @@ def _value_changes(
         if isinstance(before, dict) and isinstance(after, dict):
             for name, new in after.items():
                 tally[(name, repr(before.get(name)), repr(new))] += 1
-    out: dict[str, list[tuple[str, str, int]]] = {}
+    out: defaultdict[str, list[tuple[str, str, int]]] = defaultdict(list)
     for (name, old, new), count in tally.most_common():
-        shown = out.setdefault(name, [])
-        if len(shown) < EXAMPLES:
-            shown.append((old, new, count))
+        if len(out[name]) < EXAMPLES:
+            out[name].append((old, new, count))
     return {name: tuple(shown) for name, shown in out.items()}
 
 

@@ -309,6 +309,10 @@ class Delivery:
 RULE_KEYWORDS = frozenset(RuleOptions.__annotations__)
 DELIVERY_KEYWORDS = frozenset(DeliveryOptions.__annotations__)
 RUN_KEYWORDS = frozenset(RunOptions.__annotations__)
+EVENT_RULE_KEYWORDS = frozenset(EventRuleOptions.__annotations__)
+SHARED_RUN_KEYWORDS = frozenset(SharedRunOptions.__annotations__)
+SENDING_KEYWORDS = frozenset(EventSendingOptions.__annotations__)
+TRACK_KEYWORDS = EVENT_RULE_KEYWORDS | DELIVERY_KEYWORDS | SHARED_RUN_KEYWORDS | SENDING_KEYWORDS
 
 
 def split_options(
@@ -322,12 +326,6 @@ def split_options(
     delivery = Delivery(**{k: v for k, v in options.items() if k in DELIVERY_KEYWORDS})
     run = Run(**{k: v for k, v in options.items() if k in RUN_KEYWORDS})
     return rules, delivery, run
-
-
-EVENT_RULE_KEYWORDS = frozenset(EventRuleOptions.__annotations__)
-SHARED_RUN_KEYWORDS = frozenset(SharedRunOptions.__annotations__)
-SENDING_KEYWORDS = frozenset(EventSendingOptions.__annotations__)
-TRACK_KEYWORDS = EVENT_RULE_KEYWORDS | DELIVERY_KEYWORDS | SHARED_RUN_KEYWORDS | SENDING_KEYWORDS
 
 
 def split_track_options(

@@ -82,7 +82,11 @@ def open_progress(
         progress = Progress()
     style = progress.style
     if style == "auto":
-        style = "bar" if in_notebook() or _stderr_is_terminal() else "log"
+        try:
+            terminal = sys.stderr is not None and sys.stderr.isatty()
+        except (AttributeError, ValueError):  # a replaced or closed stderr
+            terminal = False
+        style = "bar" if in_notebook() or terminal else "log"
     if style == "log":
         return LogMeter(
             total, desc=desc, every=progress.every, requests=requests, in_flight=in_flight
@@ -95,13 +99,6 @@ def in_notebook() -> bool:
     ipython = sys.modules.get("IPython")
     shell = getattr(ipython, "get_ipython", lambda: None)()
     return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
-
-
-def _stderr_is_terminal() -> bool:
-    try:
-        return sys.stderr is not None and sys.stderr.isatty()
-    except (AttributeError, ValueError):  # a replaced or closed stderr
-        return False
 
 
 class _Bar(Meter):
