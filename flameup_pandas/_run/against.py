@@ -8,6 +8,7 @@ only the first N.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
@@ -19,15 +20,13 @@ import numpy as np
 import pandas as pd
 
 from .._people.person import KNOWN_TRAITS, read_person
-from .._send.client import Answer, error_class, is_error_answer, is_person_answer, path_segment
-from .._send.delivery import GaveUp
+from .._send.client import Answer, is_error_answer, is_person_answer, path_segment
+from .._send.delivery import Deliverer, GaveUp
 from .._send.reader import PAGE_SIZE, PeopleReader
-from ..exceptions import TransportError
 from .options import Delivery
-from .plan import Sender
 from .progress import DOCUMENTED_RATE, duration
 
-__all__ = ["DOCUMENTED_RATE", "compare_with_flameup", "listing_cost", "reading_cost"]
+__all__ = ["compare_with_flameup", "listing_cost", "reading_cost"]
 
 logger = logging.getLogger("flameup_pandas")
 
@@ -38,10 +37,9 @@ def reading_cost(people: int, rate: float = DOCUMENTED_RATE) -> str:
     >>> reading_cost(2345)
     'reading 2,345 people from Flameup: 2,345 requests, about 20 min at 120 a minute'
     """
-    about = duration(60 * people / rate)
     return (
         f"reading {people:,} people from Flameup: {people:,} requests, "
-        f"about {about} at {rate:g} a minute"
+        f"about {duration(60 * people / rate)} at {rate:g} a minute"
     )
 
 
@@ -52,68 +50,49 @@ def listing_cost(people: int, held: int, rate: float = DOCUMENTED_RATE) -> str:
     '30 requests (100 people a page) instead of 2,345, about 15 s at 120 a minute'
     """
     pages = max(1, math.ceil(held / PAGE_SIZE))
-    about = duration(60 * pages / rate)
     return (
         f"reading {people:,} people from Flameup through its listing of {held:,} people: "
         f"{pages:,} request{'s' if pages > 1 else ''} ({PAGE_SIZE} people a page) instead "
-        f"of {people:,}, "
-        f"about {about} at {rate:g} a minute"
+        f"of {people:,}, about {duration(60 * pages / rate)} at {rate:g} a minute"
     )
 
 
 def compare_with_flameup(
-    planned: pd.DataFrame,
-    sent: list[tuple[Hashable, dict[str, Any]]],
-    delivery: Delivery,
+    planned: pd.DataFrame, sent: list[tuple[Hashable, dict[str, Any]]], delivery: Delivery
 ) -> pd.DataFrame:
     """``planned`` with the people of ``sent`` (label, person as sent) read from Flameup: for each
     one read, ``flameup_changes`` and ``flameup_before``/``flameup_after`` say what Flameup holds
-    differently (a person it does not hold becomes ``create``); other rows keep the state's word.
-    """
+    differently (a person it does not hold becomes ``create``); other rows keep the state's."""
     logger.warning(
         "plan against Flameup: %s%s",
         reading_cost(len(sent)),
         ", or fewer through the listing (its first page tells)" if len(sent) > 1 else "",
     )
     result = planned.copy(deep=False)
-    before, after = (
-        result[name].to_numpy(dtype=object, copy=True)
-        if name in result
-        else np.full(len(planned), None, dtype=object)
-        for name in ("flameup_before", "flameup_after")
+    names = ("flameup_action", "flameup_changes", "flameup_before", "flameup_after")
+    unknown = np.full(len(planned), None, dtype=object)
+    actions, changes, before, after = (
+        result[name].to_numpy(dtype=object, copy=True) if name in result else unknown.copy()
+        for name in names
     )
-    actions = result["flameup_action"].to_numpy(dtype=object, copy=True)
-    changes = result["flameup_changes"].to_numpy(dtype=object, copy=True)
     positions = planned.index.get_indexer(pd.Index([label for label, _ in sent]))
-    sender = delivery.open()
-    try:
-        found = _held_people(sender, [person for _, person in sent])
-        for position, (_, person), held in zip(positions.tolist(), sent, found, strict=True):
-            if held is None:
-                actions[position] = "create"
-            olds, news = _differences(person, held)
-            changes[position] = list(news)
-            before[position] = olds
-            after[position] = news
-    finally:
-        sender.close()
-    result["flameup_action"] = pd.Series(actions, index=planned.index, dtype=object)
-    result["flameup_changes"] = pd.Series(changes, index=planned.index, dtype=object)
-    result["flameup_before"] = pd.Series(before, index=planned.index, dtype=object)
-    result["flameup_after"] = pd.Series(after, index=planned.index, dtype=object)
+    with contextlib.closing(delivery.open()) as sender:
+        found = _held_people(sender.deliverer, [person for _, person in sent])
+    for position, (_, person), held in zip(positions.tolist(), sent, found, strict=True):
+        if held is None:
+            actions[position] = "create"
+        before[position], after[position] = _differences(person, held)
+        changes[position] = list(after[position])
+    for name, values in zip(names, (actions, changes, before, after), strict=True):
+        result[name] = pd.Series(values, index=planned.index, dtype=object)
     return result
 
 
-def _identity(person: dict[str, Any]) -> str:
-    return str(person.get("userId") or person.get("email"))
-
-
-def _held_people(sender: Sender, people: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
+def _held_people(deliverer: Deliverer, people: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
     """What Flameup holds for each person (None: not held), read whichever way is cheaper."""
     if len(people) <= 1:  # one GET is never dearer than a page that prices the listing
-        return [_read(sender.deliverer, sender.client, _identity(p)) for p in people]
-    reader = PeopleReader(sender.deliverer)
-    pages = reader.pages()
+        return [_read(deliverer, person) for person in people]
+    pages = PeopleReader(deliverer).pages()
     first = next(pages)
     rest = max(0, math.ceil(first.total / PAGE_SIZE) - 1)
     if rest >= len(people):
@@ -125,7 +104,7 @@ def _held_people(sender: Sender, people: list[dict[str, Any]]) -> list[dict[str,
             f"{rest:,}",
             f"{len(people) + 1:,}",
         )
-        return [_read(sender.deliverer, sender.client, _identity(p)) for p in people]
+        return [_read(deliverer, person) for person in people]
     logger.warning("plan against Flameup: %s", listing_cost(len(people), first.total))
     by_id: dict[str, dict[str, Any]] = {}
     by_email: dict[str, dict[str, Any]] = {}
@@ -141,56 +120,50 @@ def _held_people(sender: Sender, people: list[dict[str, Any]]) -> list[dict[str,
 def _match(
     person: dict[str, Any], by_id: dict[str, dict[str, Any]], by_email: dict[str, dict[str, Any]]
 ) -> dict[str, Any] | None:
-    """The listed person a person sent would reach: by userId, else by email (as a GET of
-    its identity would find it)."""
+    """The listed person a person sent would reach: by userId, else by email, as a GET would."""
     if person.get("userId") is not None:
         return by_id.get(str(person["userId"]))
     email = person.get("email")
     return None if email is None else by_email.get(str(email).lower())
 
 
-def _read(deliverer: Any, client: Any, id_or_email: str) -> dict[str, Any] | None:
-    path = "/people/" + path_segment(id_or_email)
+def _read(deliverer: Deliverer, person: dict[str, Any]) -> dict[str, Any] | None:
+    """What Flameup holds for ``person`` (None: not held), read by its userId, else email."""
+    path = "/people/" + path_segment(str(person.get("userId") or person.get("email")))
 
     def readable(answer: Answer) -> bool:
         return is_person_answer(answer) or (answer.status == 404 and is_error_answer(answer))
 
     try:
-        answer = deliverer.request(lambda: client.request("GET", path), f"GET {path}", readable)
+        answer = deliverer.request(
+            lambda: deliverer.client.request("GET", path), f"GET {path}", readable
+        )
     except GaveUp as exc:
-        if exc.answer is None:
-            raise TransportError(f"GET {path}: {exc}") from None
-        raise error_class(exc.answer.status)(
-            f"GET {path}: {exc}", status=exc.answer.status
-        ) from None
+        raise exc.error(f"GET {path}") from None
     if answer.status == 404:
         return None
     if not answer.ok:
         raise answer.error()
-    person: dict[str, Any] = read_person(answer.body)
-    return person
-
-
-def _held(held: dict[str, Any], name: str, is_trait: bool) -> Any:
-    """The value Flameup holds for a field as it is sent (a trait or a top-level field)."""
-    if not is_trait or name in KNOWN_TRAITS:
-        return held.get(name)
-    return (held.get("attributes") or {}).get(name)
+    held: dict[str, Any] = read_person(answer.body)
+    return held
 
 
 def _differences(
     person: dict[str, Any], held: dict[str, Any] | None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(before, after) of every field sent whose value Flameup holds differently."""
-    sent = [(k, v, False) for k, v in person.items() if k not in ("traits", "userId")]
-    sent += [(k, v, True) for k, v in (person.get("traits") or {}).items()]
+    """(before, after) of every field sent whose value Flameup holds differently: Flameup
+    holds a trait it knows as a top-level field, any other among its ``attributes``."""
+    top = held or {}
+    attributes = top.get("attributes") or {}
+    sent = [(k, v, top) for k, v in person.items() if k not in ("traits", "userId")]
+    traits = (person.get("traits") or {}).items()
+    sent += [(k, v, top if k in KNOWN_TRAITS else attributes) for k, v in traits]
     olds: dict[str, Any] = {}
     news: dict[str, Any] = {}
-    for name, value, is_trait in sent:
-        old = None if held is None else _held(held, name, is_trait)
-        if held is not None and _same(old, value):
-            continue
-        olds[name], news[name] = old, value
+    for name, value, holder in sent:
+        old = holder.get(name)
+        if held is None or not _same(old, value):
+            olds[name], news[name] = old, value
     return olds, news
 
 

@@ -12,11 +12,10 @@ kept fields, or none), an update's ``flameup_changes`` is None. The change guard
 
 from __future__ import annotations
 
-import html
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,7 +28,7 @@ from .._people.person import TOP_LEVEL
 from .._people.values import read_back
 from ..exceptions import ChangeGuardError
 from .plan import UNCHANGED, Plan, joined
-from .result import plain_label, some, tell, told
+from .result import EXAMPLES, html_table, plain_label, some, tell, told
 from .state import SyncState
 
 __all__ = [
@@ -52,7 +51,6 @@ ACTIONS = ("create", "update", "unchanged", "invalid", "skipped")
 PLAN_COLUMNS = ("flameup_action", "flameup_changes", "flameup_error")
 VALUE_COLUMNS = ("flameup_before", "flameup_after")
 TOP_FIELDS = 10  # changed fields a summary shows
-EXAMPLES = 3
 
 Limit = int | float | str
 """A number of people (``500``), a fraction of the source's people (``0.05``) or a
@@ -67,29 +65,24 @@ class PlanRecorder:
         self, complete_source: bool = False, keep_people: int = 0, values: bool = False
     ) -> None:
         self.keep_people = keep_people  # people a run would send, kept as sent (up to this)
-        # each chunk's before and after values, from the state (state_values=True)
-        self.values: tuple[list[np.ndarray], list[np.ndarray]] | None = ([], []) if values else None
+        self.values = values  # the before and after values too, from the state (state_values)
+        names = PLAN_COLUMNS + (VALUE_COLUMNS if values else ())
+        self.parts: dict[str, list[np.ndarray]] = {name: [] for name in names}  # by chunk
         self.sent: list[tuple[Hashable, dict[str, Any]]] = []
         self.frames: list[pd.DataFrame] = []
-        self.actions: list[np.ndarray] = []
-        self.changes: list[np.ndarray] = []
-        self.errors: list[np.ndarray] = []
         self.seen: HashRuns | None = HashRuns() if complete_source else None
         self.sync: SyncState | None = None
 
     def __call__(
-        self,
-        frame: pd.DataFrame,
-        plan: Plan,
-        sync: SyncState | None,
-        fields: FieldHashes | None,
+        self, frame: pd.DataFrame, plan: Plan, sync: SyncState | None, fields: FieldHashes | None
     ) -> None:
         actions, changes = decide(plan, sync, fields)
         self.sync = sync
-        if self.values is not None:
-            before, after = before_after(plan, sync, actions, changes)
-            self.values[0].append(before)
-            self.values[1].append(after)
+        parts = [actions, changes, plan.error.copy()]
+        if self.values:
+            parts += before_after(plan, sync, actions, changes)
+        for column, part in zip(self.parts.values(), parts, strict=True):
+            column.append(part)
         wanted = self.keep_people - len(self.sent)
         if wanted > 0:
             taken = plan.pending()[:wanted]
@@ -101,32 +94,24 @@ class PlanRecorder:
             hashes = identity_hashes(given)
             self.seen.add(np.unique(hashes[hashes != 0]))
         self.frames.append(frame)
-        self.actions.append(actions)
-        self.changes.append(changes)
-        self.errors.append(plan.error.copy())
 
     def frame(self, source: pd.DataFrame | None = None) -> pd.DataFrame:
-        """The input rows (``source``, else the chunks read) with the plan's three columns."""
+        """The input rows (``source``, else the chunks read) with the plan's columns."""
         if source is None:
             frames = self.frames or [pd.DataFrame()]
             source = pd.concat(frames) if len(frames) > 1 else frames[0]
         result = source.copy(deep=False)
-        columns = self.columns(source.index)
-        if self.values is not None:
-            for name, parts in zip(VALUE_COLUMNS, self.values, strict=True):
-                columns[name] = joined(parts, len(source))
-        for key, column in columns.items():
+        for key, column in self.columns(source.index).items():
             result[key] = column
         return result
 
     def columns(self, index: pd.Index | None = None) -> pd.DataFrame:
-        """The plan's three columns alone, labelled by ``index`` (else the chunks' labels):
-        what a summary is made of, without joining the input rows."""
+        """The plan's columns alone, labelled by ``index`` (else the chunks' labels): what a
+        summary is made of, without joining the input rows."""
         if index is None:
             labels = [frame.index for frame in self.frames]
             index = labels[0].append(labels[1:]) if labels else pd.RangeIndex(0)
-        parts = (self.actions, self.changes, self.errors)
-        columns = {name: joined(p, len(index)) for name, p in zip(PLAN_COLUMNS, parts, strict=True)}
+        columns = {name: joined(parts, len(index)) for name, parts in self.parts.items()}
         return pd.DataFrame(columns, index=index, dtype=object)
 
     def gone(self, sync: SyncState | None = None) -> Gone:
@@ -185,9 +170,7 @@ def before_after(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each row's changed fields as dicts: ``before`` as last sent (an update's, where the
     state kept values; None for each field a create sets) and ``after``; None where unknown."""
-    n = len(actions)
-    before = np.full(n, None, dtype=object)
-    after = np.full(n, None, dtype=object)
+    before, after = np.full((2, len(actions)), None, dtype=object)
     wanted = np.flatnonzero(
         np.isin(actions, ("update", "create")) & np.asarray(pd.notna(changes), dtype=bool)
     )
@@ -262,6 +245,10 @@ class FieldChange:
     """The commonest changes of value (``before``, ``after`` as shown, and how many people),
     where the plan knows them (``state_values=True``, or ``against="flameup"``)."""
 
+    def to_dict(self) -> dict[str, Any]:
+        examples = [plain_label(label) for label in self.examples]
+        return {**asdict(self), "examples": examples, "values": [list(v) for v in self.values]}
+
     def line(self, width: int = 0) -> str:
         shown = some(self.examples, self.count)
         return f"{self.field:<{width}}  {self.count:>9,} {_people(self.count)}  (rows {shown})"
@@ -306,15 +293,7 @@ class PlanSummary:
     def to_dict(self) -> dict[str, Any]:
         return {
             "actions": dict(self.actions),
-            "fields": [
-                {
-                    "field": f.field,
-                    "count": f.count,
-                    "examples": [plain_label(x) for x in f.examples],
-                    "values": [list(v) for v in f.values],
-                }
-                for f in self.fields
-            ],
+            "fields": [f.to_dict() for f in self.fields],
             "unknown": self.unknown,
             "gone": self.gone,
             "gone_examples": list(self.gone_examples),
@@ -328,11 +307,10 @@ class PlanSummary:
                 f"gone {self.gone:,}: in the state, not in this source{shown}; nothing is deleted"
             )
         lines += _field_lines(self.fields)
-        if self.fields:
-            values = [line for f in self.fields for line in f.value_lines()]
-            if values:
-                lines.append("values that change most:")
-                lines += ["  " + line for line in values]
+        values = [line for f in self.fields for line in f.value_lines()]
+        if values:
+            lines.append("values that change most:")
+            lines += ["  " + line for line in values]
         if self.unknown:
             lines.append(
                 f"{self.unknown:,} updates with changes unknown (the state has no fields for "
@@ -341,25 +319,17 @@ class PlanSummary:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        cells = "".join(
-            f"<tr><td>{a}</td><td>{self.actions.get(a, 0):,}</td></tr>" for a in ACTIONS
-        )
+        counts = [(a, self.actions.get(a, 0)) for a in ACTIONS]
         if self.gone is not None:
-            cells += f"<tr><td>gone</td><td>{self.gone:,}</td></tr>"
-        html_out = f"<table><tr><th>action</th><th>people</th></tr>{cells}</table>"
+            counts.append(("gone", self.gone))
+        page = html_table(counts, ("action", "people"))
         if self.fields:
-            rows = "".join(
-                f"<tr><td>{html.escape(f.field)}</td><td>{f.count:,}</td>"
-                f"<td>{html.escape(', '.join(map(str, f.examples)))}</td>"
-                f"<td>{html.escape('; '.join(f'{o} -> {n} ({c:,})' for o, n, c in f.values))}"
-                "</td></tr>"
-                for f in self.fields
-            )
-            html_out += (
-                "<table><tr><th>field</th><th>updates</th><th>examples</th>"
-                f"<th>before -> after</th></tr>{rows}</table>"
-            )
-        return html_out
+            rows = []
+            for f in self.fields:
+                values = "; ".join(f"{o} -> {n} ({c:,})" for o, n, c in f.values)
+                rows.append((f.field, f.count, ", ".join(map(str, f.examples)), values))
+            page += html_table(rows, ("field", "updates", "examples", "before -> after"))
+        return page
 
 
 def _field_lines(fields: tuple[FieldChange, ...]) -> list[str]:
@@ -376,30 +346,22 @@ def summarize_plan(plan: pd.DataFrame) -> PlanSummary:
     updates = plan.loc[is_update, "flameup_changes"]
     unknown = int(updates.isna().sum())
     tally: Counter[str] = Counter()
-    examples: dict[str, list[Hashable]] = {}
+    examples: defaultdict[str, list[Hashable]] = defaultdict(list)
     for label, changed in updates.dropna().items():
+        tally.update(changed)
         for name in changed:
-            tally[name] += 1
-            shown = examples.setdefault(name, [])
-            if len(shown) < EXAMPLES:
-                shown.append(label)
+            if len(examples[name]) < EXAMPLES:
+                examples[name].append(label)
     values = _value_changes(plan, is_update)
     top = tuple(
         FieldChange(name, count, tuple(examples[name]), values.get(name, ()))
         for name, count in tally.most_common(TOP_FIELDS)
     )
-    creates: Counter[str] = Counter()
-    for changed in plan.loc[is_create, "flameup_changes"].dropna():
-        creates.update(changed)
-    gone = told(plan, "gone")
-    return PlanSummary(
-        counts,
-        top,
-        unknown,
-        dict(creates.most_common()),
-        None if gone is None else gone.count,
-        () if gone is None else gone.examples,
-    )
+    created = plan.loc[is_create, "flameup_changes"].dropna()
+    creates = Counter(name for changed in created for name in changed)
+    gone: Gone | None = told(plan, "gone")  # recorded when the source is complete
+    gone_fields = () if gone is None else (gone.count, gone.examples)
+    return PlanSummary(counts, top, unknown, dict(creates.most_common()), *gone_fields)
 
 
 def _value_changes(
@@ -416,11 +378,10 @@ def _value_changes(
         if isinstance(before, dict) and isinstance(after, dict):
             for name, new in after.items():
                 tally[(name, repr(before.get(name)), repr(new))] += 1
-    out: dict[str, list[tuple[str, str, int]]] = {}
+    out: defaultdict[str, list[tuple[str, str, int]]] = defaultdict(list)
     for (name, old, new), count in tally.most_common():
-        shown = out.setdefault(name, [])
-        if len(shown) < EXAMPLES:
-            shown.append((old, new, count))
+        if len(out[name]) < EXAMPLES:
+            out[name].append((old, new, count))
     return {name: tuple(shown) for name, shown in out.items()}
 
 
@@ -465,8 +426,8 @@ class ChangeGuard(PlanRecorder):
         self.max_creates = max_creates
 
     def check(self) -> PlanSummary:
-        """The plan's summary; raises :class:`ChangeGuardError` (the whole plan attached)
-        when the run would change more than allowed."""
+        """The plan's summary; raises :class:`ChangeGuardError` (the whole plan attached) when
+        the run would change more than allowed."""
         summary = summarize_plan(self.columns())
         refuse_over(summary, self.max_changes, self.max_creates, self.frame)
         PlanRecorder.__init__(self)  # let through: the rows read are not needed to send
@@ -478,8 +439,8 @@ def refuse_over(
     max_changes: Limit | None,
     max_creates: Limit | None,
     whole: Callable[[], Any],
-) -> PlanSummary:
-    """``summary``, or :class:`ChangeGuardError` (``whole()`` attached as its plan) when it
+) -> None:
+    """Raise :class:`ChangeGuardError` (``whole()`` attached as its plan) when ``summary``
     updates more people than ``max_changes`` or creates more than ``max_creates``."""
     people = summary.people
     over = []
@@ -496,12 +457,8 @@ def refuse_over(
                 f"it would {action} {summary.actions[action]:,} of {people:,} people "
                 f"({name}={shown}: at most {allowed:,})"
             )
-    if over:
-        raise ChangeGuardError(_refusal(over, summary), plan=whole(), summary=summary)
-    return summary
-
-
-def _refusal(over: list[str], summary: PlanSummary) -> str:
+    if not over:
+        return
     lines = [f"the change guard stopped this run before sending anything: {'; '.join(over)}."]
     lines += _field_lines(summary.fields[:5])
     if summary.unknown:
@@ -513,4 +470,4 @@ def _refusal(over: list[str], summary: PlanSummary) -> str:
         "Look at the whole plan (the error's .plan, or df.flameup.plan(...)); if the "
         "changes are meant, raise the limit or run without it."
     )
-    return "\n".join(lines)
+    raise ChangeGuardError("\n".join(lines), plan=whole(), summary=summary)

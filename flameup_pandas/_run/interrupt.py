@@ -15,13 +15,10 @@ import contextlib
 import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
-from .._send.delivery import IN_FLIGHT, NOT_SENT
+from .._send.stream import IN_FLIGHT, NOT_SENT, Stream
 from ..exceptions import ReadInterrupted, UpsertInterrupted
-
-if TYPE_CHECKING:
-    from types import FrameType
 
 __all__ = [
     "IN_FLIGHT",
@@ -57,12 +54,9 @@ class _Guard:
     saved: dict[int, Any] = {}  # noqa: RUF012  (one guard per process, never copied)
 
 
-_guard = _Guard()
-
-
-def _handle(signum: int, frame: FrameType | None) -> None:
-    if _guard.shielded:
-        _guard.pending = signum
+def _handle(signum: int, frame: object) -> None:
+    if _Guard.shielded:
+        _Guard.pending = signum
         return
     raise Stopped(signum)
 
@@ -74,46 +68,38 @@ def interruptible() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    if _guard.depth == 0:
-        _guard.saved = {int(number): signal.getsignal(number) for number in SIGNALS}
+    if _Guard.depth == 0:
+        _Guard.saved = {int(number): signal.getsignal(number) for number in SIGNALS}
         for number in SIGNALS:
             signal.signal(number, _handle)
-    _guard.depth += 1
+    _Guard.depth += 1
     try:
         yield
     finally:
-        _guard.depth -= 1
-        if _guard.depth == 0:
-            for signum, handler in _guard.saved.items():
+        _Guard.depth -= 1
+        if _Guard.depth == 0:
+            for signum, handler in _Guard.saved.items():
                 signal.signal(signum, signal.SIG_DFL if handler is None else handler)
-            _guard.pending = None
+            _Guard.pending = None
 
 
 @contextlib.contextmanager
 def shielded() -> Iterator[None]:
     """A signal arriving in here is raised when the block ends, not in the middle of it."""
-    if _guard.depth == 0 or threading.current_thread() is not threading.main_thread():
+    if _Guard.depth == 0 or threading.current_thread() is not threading.main_thread():
         yield
         return
-    _guard.shielded += 1
+    _Guard.shielded += 1
     try:
         yield
     finally:
-        _guard.shielded -= 1
-        if _guard.shielded == 0 and _guard.pending is not None:
-            pending, _guard.pending = _guard.pending, None
+        _Guard.shielded -= 1
+        if _Guard.shielded == 0 and _Guard.pending is not None:
+            pending, _Guard.pending = _Guard.pending, None
             raise Stopped(pending)
 
 
-class Stoppable(Protocol[T, Out]):
-    """A stream of answered batches that can be stopped at once (``Deliverer.stream()``)."""
-
-    def __iter__(self) -> Iterator[tuple[T, list[Out]]]: ...
-
-    def stop(self) -> list[tuple[T, list[Out]]]: ...
-
-
-def deliver_all(stream: Stoppable[T, Out], settle: Callable[[T, list[Out]], None]) -> None:
+def deliver_all(stream: Stream[T, Out], settle: Callable[[T, list[Out]], None]) -> None:
     """Settle every batch as it is answered. On an interrupt, stop the stream, settle what it
     stopped with (answered batches as answered, the rest failed), then re-raise."""
     try:
@@ -142,11 +128,8 @@ def interrupted(
 def stopped(exc: BaseException, cls: type[Stop], what: str, message: str, result: object) -> Stop:
     """A ``cls`` interrupt carrying ``result``: how ``what`` was stopped, then ``message``."""
     signum = getattr(exc, "signum", signal.SIGINT)  # SIGTERM when our handler saw one
-    how = (
-        "interrupted (Ctrl-C)"
-        if signum == signal.SIGINT
-        else f"stopped by {signal.Signals(signum).name}"
-    )
+    name = signal.Signals(signum).name
+    how = "interrupted (Ctrl-C)" if signum == signal.SIGINT else f"stopped by {name}"
     return cls(f"{what} {how}: {message}", result=result, signal=signum)
 
 

@@ -66,22 +66,18 @@ class Kind(Protocol):
 
     def ahead(self, chunks: Iterator[Chunk]) -> Iterator[Chunk]:
         """The planned chunks as they will be sent (a kind may read them all first)."""
-        ...
 
     def items(self, chunk: Chunk, positions: np.ndarray) -> list[Any]: ...
 
     def sample(self, chunk: Chunk, positions: np.ndarray) -> list[Any]:
         """What a dry run shows of the rows at ``positions``, as they would be sent."""
-        ...
 
     def worker(self, sender: Sender, state: Any) -> tuple[Work, Callable[[str], Any]]:
         """How a request is sent, and the outcome of an item that was not (or may not have
         been) delivered, given the reason."""
-        ...
 
     def settle(self, chunk: Chunk, positions: list[int], outcomes: list[Any], state: Any) -> None:
         """Answers into the chunk's decisions and the state."""
-        ...
 
     def shown(self, plan: Any, take: pa.Array) -> dict[str, pa.Array]: ...
 
@@ -91,6 +87,5 @@ class Kind(Protocol):
 
     def summary(self, summary: Summary) -> Summary:
         """The engine's summary as this kind shows it."""
-        ...
 
     def warnings(self) -> tuple[Reason, ...]: ...

@@ -221,7 +221,7 @@ class Run:
                 "state_values=True keeps the values sent in the sync state: pass state="
             )
         limit = self.max_duration
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int | float)):
+        if isinstance(limit, bool) or not isinstance(limit, int | float | None):
             raise TypeError(f"max_duration must be a number of seconds, got {limit!r}")
         if limit is not None and not limit >= 0:
             raise ValueError(f"max_duration must be at least 0, got {limit!r}")
@@ -273,9 +273,7 @@ class Delivery:
 
     def __post_init__(self) -> None:
         concurrency = self.concurrency
-        if concurrency is not None and (
-            isinstance(concurrency, bool) or not isinstance(concurrency, int)
-        ):
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int | None):
             raise TypeError(f"concurrency must be an int or None, got {concurrency!r}")
         if concurrency is not None and concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -310,6 +308,10 @@ class Delivery:
 RULE_KEYWORDS = frozenset(RuleOptions.__annotations__)
 DELIVERY_KEYWORDS = frozenset(DeliveryOptions.__annotations__)
 RUN_KEYWORDS = frozenset(RunOptions.__annotations__)
+EVENT_RULE_KEYWORDS = frozenset(EventRuleOptions.__annotations__)
+SHARED_RUN_KEYWORDS = frozenset(SharedRunOptions.__annotations__)
+SENDING_KEYWORDS = frozenset(EventSendingOptions.__annotations__)
+TRACK_KEYWORDS = EVENT_RULE_KEYWORDS | DELIVERY_KEYWORDS | SHARED_RUN_KEYWORDS | SENDING_KEYWORDS
 
 
 def split_options(
@@ -325,18 +327,11 @@ def split_options(
     return rules, delivery, run
 
 
-EVENT_RULE_KEYWORDS = frozenset(EventRuleOptions.__annotations__)
-SHARED_RUN_KEYWORDS = frozenset(SharedRunOptions.__annotations__)
-SENDING_KEYWORDS = frozenset(EventSendingOptions.__annotations__)
-TRACK_KEYWORDS = EVENT_RULE_KEYWORDS | DELIVERY_KEYWORDS | SHARED_RUN_KEYWORDS | SENDING_KEYWORDS
-
-
 def split_track_options(
     where: str, options: Mapping[str, Any]
 ) -> tuple[EventRules, Delivery, Run, EventSending]:
     """The :class:`EventRules`, :class:`Delivery`, :class:`Run` and :class:`EventSending`
-    that ``options`` describe; an unknown keyword is a ``TypeError`` naming it (and the
-    nearest known one)."""
+    that ``options`` describe; an unknown keyword raises as in :func:`split_options`."""
     check_keywords(where, options, TRACK_KEYWORDS)
     rules = event_rules_of(where, {k: v for k, v in options.items() if k in EVENT_RULE_KEYWORDS})
     delivery = Delivery(**{k: v for k, v in options.items() if k in DELIVERY_KEYWORDS})
@@ -346,12 +341,18 @@ def split_track_options(
 
 
 def event_rules_of(where: str, options: Mapping[str, Any]) -> EventRules:
-    """The :class:`EventRules` of an entry point that sends nothing (``validate_events``)."""
+    """The :class:`EventRules` of an entry point that sends nothing (``validate_events``); a
+    ``mapping=`` (as ``upsert`` takes it: field -> column) becomes ``user_id=``/``email=``."""
     check_keywords(where, options, EVENT_RULE_KEYWORDS)
     values = dict(options)
-    mapping = values.pop("mapping", None)
-    if mapping:
-        values = mapped_identity(values, mapping)
+    mapping = values.pop("mapping", None) or {}
+    fields = {alias: "user_id" for alias in USER_ID_ALIASES} | {"email": "email"}
+    unknown = sorted(str(name) for name in mapping if name not in fields)
+    if unknown:
+        raise MappingError(
+            f"track's mapping= names who an event is for (userId, email); got {unknown}"
+        )
+    values |= {fields[name]: column for name, column in mapping.items()}
     if "exclude" in values:
         values["exclude"] = tuple(values["exclude"])
     return EventRules(**values)
@@ -363,22 +364,9 @@ def rules_of(where: str, options: Mapping[str, Any]) -> Rules:
     return Rules(**options)
 
 
-def mapped_identity(rules: dict[str, Any], mapping: Mapping[str, Hashable]) -> dict[str, Any]:
-    """Event rule keywords with ``mapping=`` (as ``upsert`` takes it: field -> column) turned
-    into ``user_id=``/``email=``."""
-    fields = {alias: "user_id" for alias in USER_ID_ALIASES} | {"email": "email"}
-    unknown = sorted(str(name) for name in mapping if name not in fields)
-    if unknown:
-        raise MappingError(
-            f"track's mapping= names who an event is for (userId, email); got {unknown}"
-        )
-    return rules | {fields[name]: column for name, column in mapping.items()}
-
-
 def check_keywords(where: str, options: Mapping[str, Any], known: frozenset[str]) -> None:
     unknown = sorted(set(options) - known)
     if unknown:
-        name = unknown[0]
-        close = difflib.get_close_matches(name, sorted(known), n=1)
+        close = difflib.get_close_matches(unknown[0], sorted(known), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise TypeError(f"{where}() got an unexpected keyword argument {name!r}{hint}")
+        raise TypeError(f"{where}() got an unexpected keyword argument {unknown[0]!r}{hint}")

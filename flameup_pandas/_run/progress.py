@@ -45,12 +45,11 @@ class Progress:
     style: Literal["auto", "bar", "log"] = "auto"
 
     def __post_init__(self) -> None:
-        if isinstance(self.every, bool) or not (
-            isinstance(self.every, int | float) and math.isfinite(self.every) and self.every > 0
+        every = self.every
+        if isinstance(every, bool) or not (
+            isinstance(every, int | float) and math.isfinite(every) and every > 0
         ):
-            raise ValueError(
-                f"Progress.every must be a positive number of seconds, got {self.every!r}"
-            )
+            raise ValueError(f"Progress.every must be a positive number of seconds, got {every!r}")
         if self.style not in ("auto", "bar", "log"):
             raise ValueError(f"Progress.style must be 'auto', 'bar' or 'log', got {self.style!r}")
 
@@ -58,14 +57,11 @@ class Progress:
 class Meter:
     """What a run reports to as rows settle; this one shows nothing (progress off)."""
 
-    def update(self, rows: int, failed: int = 0) -> None:
-        return None
+    def update(self, rows: int, failed: int = 0) -> None: ...
 
-    def set_total(self, total: int | None) -> None:
-        return None
+    def set_total(self, total: int | None) -> None: ...
 
-    def close(self) -> None:
-        return None
+    def close(self) -> None: ...
 
 
 def open_progress(
@@ -78,17 +74,19 @@ def open_progress(
 ) -> Meter:
     """The meter for a run of ``total`` rows (None: unknown); ``requests`` and ``in_flight``
     read the run's request count and the most requests it has had in flight at once."""
-    if isinstance(progress, bool):
-        if not progress:
-            return Meter()
-        progress = Progress()
-    if not isinstance(progress, Progress):
+    if not isinstance(progress, bool | Progress):
         raise TypeError(f"progress must be True, False or a Progress, got {progress!r}")
-    if total is not None and total <= ONE_REQUEST:
+    if progress is False or (total is not None and total <= ONE_REQUEST):
         return Meter()
+    if progress is True:
+        progress = Progress()
     style = progress.style
     if style == "auto":
-        style = "bar" if in_notebook() or _stderr_is_terminal() else "log"
+        try:
+            terminal = sys.stderr is not None and sys.stderr.isatty()
+        except (AttributeError, ValueError):  # a replaced or closed stderr
+            terminal = False
+        style = "bar" if in_notebook() or terminal else "log"
     if style == "log":
         return LogMeter(
             total, desc=desc, every=progress.every, requests=requests, in_flight=in_flight
@@ -103,19 +101,10 @@ def in_notebook() -> bool:
     return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
 
 
-def _stderr_is_terminal() -> bool:
-    try:
-        return sys.stderr is not None and sys.stderr.isatty()
-    except (AttributeError, ValueError):  # a replaced or closed stderr
-        return False
-
-
 class _Bar(Meter):
     """tqdm's bar: the widget in a notebook, text in a terminal."""
 
-    def __init__(
-        self, total: int | None, desc: str, in_flight: Callable[[], int] | None = None
-    ) -> None:
+    def __init__(self, total: int | None, desc: str, in_flight: Callable[[], int] | None) -> None:
         if in_notebook():
             from tqdm.auto import tqdm
         else:
@@ -189,11 +178,10 @@ class LogMeter(Meter):
     def line(self, now: float, *, final: bool = False) -> str:
         """``upsert: 120,000/1,000,000 rows (12%), 1,200 requests, up to 16 in flight, ...``."""
         elapsed = max(now - self._started, 0.0)
-        rows = f"{self.done:,} rows"
+        parts = [f"{self.done:,} rows"]
         if self.total:
             share = math.floor(100 * self.done / self.total)
-            rows = f"{self.done:,}/{self.total:,} rows ({share}%)"
-        parts = [rows]
+            parts = [f"{self.done:,}/{self.total:,} rows ({share}%)"]
         if self._requests is not None:
             parts.append(f"{self._requests():,} requests")
         if self._in_flight is not None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import html
 import re
 import weakref
-from collections.abc import Hashable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -56,12 +56,7 @@ class Reason:
     """Up to three row labels (index labels of a frame, row numbers of a file)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "status": self.status,
-            "reason": self.reason,
-            "count": self.count,
-            "examples": [plain_label(label) for label in self.examples],
-        }
+        return {**asdict(self), "examples": [plain_label(label) for label in self.examples]}
 
     def line(self, count_width: int = 0) -> str:
         """``invalid  3  email: not a plausible email (rows 17, 256, 1024)``."""
@@ -115,14 +110,9 @@ class ReasonTally:
             self._seen[key] = (count + 1, examples)
 
     def top(self, n: int = TOP_REASONS) -> tuple[Reason, ...]:
-        """The ``n`` reasons with the most rows, most first."""
-        order = sorted(
-            self._seen.items(), key=lambda item: (-item[1][0], PROBLEMS.index(item[0][0]))
-        )
-        return tuple(
-            Reason(status, reason, count, tuple(examples))
-            for (status, reason), (count, examples) in order[:n]
-        )
+        reasons = [Reason(*key, count, tuple(shown)) for key, (count, shown) in self._seen.items()]
+        reasons.sort(key=lambda reason: (-reason.count, PROBLEMS.index(reason.status)))
+        return tuple(reasons[:n])
 
 
 def plain_label(label: Hashable) -> Any:
@@ -216,15 +206,8 @@ class Summary:
         out.update(self.extra)
         return out
 
-    def _lines(self) -> list[tuple[str, str]]:
-        return [
-            (k, f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v))
-            for k, v in self._figures().items()
-        ]
-
     def reason_lines(self) -> list[str]:
-        """The reasons table as text lines, warnings last (empty when no row needs
-        attention)."""
+        """The reasons table as text lines, warnings last (empty when no row needs attention)."""
         shown = (*self.reasons, *self.warnings)
         width = max((len(f"{r.count:,}") for r in shown), default=0)
         return [reason.line(width) for reason in shown]
@@ -235,7 +218,11 @@ class Summary:
         return None if self.run is None else self.run.stopped
 
     def __str__(self) -> str:
-        lines = [(k, v) for k, v in self._lines() if k != "stopped"]
+        lines = [
+            (k, f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v))
+            for k, v in self._figures().items()
+            if k != "stopped"
+        ]
         width = max(len(k) for k, _ in lines)
         text = "\n".join(f"{k:<{width}}  {v:>10}" for k, v in lines)
         if self.reasons or self.warnings:
@@ -243,22 +230,28 @@ class Summary:
         return text if self.stopped is None else f"{text}\nstopped early: {self.stopped}"
 
     def _repr_html_(self) -> str:
-        cells = "".join(
-            f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
-            f"<td style='text-align:right'>{html.escape(v)}</td></tr>"
-            for k, v in self._lines()
-        )
-        table = f"<table>{cells}</table>"
-        if not self.reasons and not self.warnings:
-            return table
-        rows = "".join(
-            f"<tr><td>{html.escape(r.status)}</td><td style='text-align:right'>{r.count:,}</td>"
-            f"<td style='text-align:left'>{html.escape(r.reason)}</td>"
-            f"<td style='text-align:left'>{html.escape(', '.join(map(str, r.examples)))}</td></tr>"
-            for r in (*self.reasons, *self.warnings)
-        )
-        head = "<tr><th>status</th><th>rows</th><th>reason</th><th>for example</th></tr>"
-        return f"{table}<p>Why rows need attention:</p><table>{head}{rows}</table>"
+        page = html_table(self._figures().items())
+        shown = self.reasons + self.warnings
+        if shown:
+            rows = [(r.status, r.count, r.reason, ", ".join(map(str, r.examples))) for r in shown]
+            head = ("status", "rows", "reason", "for example")
+            page += "<p>Why rows need attention:</p>" + html_table(rows, head)
+        return page
+
+
+def html_table(rows: Iterable[Sequence[object]], head: Sequence[str] = ()) -> str:
+    """``rows`` as an HTML table under a header row of ``head``, numbers right-aligned and text
+    left; without ``head``, a table of figures: each row a name and its value."""
+
+    def cell(value: object, tag: str = "td") -> str:
+        number = isinstance(value, int) and not isinstance(value, bool)
+        align = "right" if tag == "td" and (number or not head) else "left"
+        text = f"{value:,}" if number else str(value)
+        return f"<{tag} style='text-align:{align}'>{html.escape(text)}</{tag}>"
+
+    lines = ["".join(f"<th>{html.escape(name)}</th>" for name in head)] if head else []
+    lines += [cell(row[0], "td" if head else "th") + "".join(map(cell, row[1:])) for row in rows]
+    return "<table>" + "".join(f"<tr>{line}</tr>" for line in lines) + "</table>"
 
 
 @dataclass(frozen=True)
@@ -274,8 +267,7 @@ class TrackSummary(Summary):
     results: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"rows": self.rows}
-        out.update({status: n for status, n in self.counts.items() if n})
+        out: dict[str, Any] = {"rows": self.rows, **{s: n for s, n in self.counts.items() if n}}
         if self.results is not None:
             out["results"] = self.results
         return out
@@ -301,15 +293,10 @@ class SharedEmails:
             shared = shared_emails(user_ids, emails)
         else:
             shared = shared_emails(user_ids.take(positions), emails.take(positions))
-        self._kept += [
-            Reason(
-                "warning",
-                f"{len(rows)} people share the email {email}",
-                len(rows),
-                tuple(labels[p] for p in positions[rows[:EXAMPLES]].tolist()),
-            )
-            for email, rows in shared
-        ]
+        for email, rows in shared:
+            text = f"{len(rows)} people share the email {email}"
+            examples = tuple(labels[p] for p in positions[rows[:EXAMPLES]].tolist())
+            self._kept.append(Reason("warning", text, len(rows), examples))
         self._kept.sort(key=lambda reason: -reason.count)
         for dropped in self._kept[TOP_REASONS:]:
             self._more_emails += 1

@@ -28,6 +28,8 @@ from .result import PROBLEMS, ReasonTally
 
 __all__ = ["ResultsWriter"]
 
+BUFFER_ROWS = 50_000  # rows written to the file at once: one row group
+
 
 class ResultsWriter:
     """Writes per-row results to a parquet file in input order, counting statuses and reasons.
@@ -38,7 +40,6 @@ class ResultsWriter:
         self,
         path: str | Path | None,
         kind: Kind,
-        buffer_rows: int = 50_000,
         *,
         filesystem: Any = None,
         written: Callable[[Plan], None] | None = None,
@@ -55,7 +56,6 @@ class ResultsWriter:
         self._writer: pq.ParquetWriter | None = None
         self._buffer: list[pa.Table] = []
         self._buffered = 0
-        self._buffer_rows = buffer_rows
         self._waiting: deque[Plan] = deque()  # chunks in input order, not yet written
         self._left: dict[int, int] = {}  # rows not yet settled, by id of the chunk's plan
         self._written = written
@@ -82,11 +82,11 @@ class ResultsWriter:
         while self._waiting and (closing or self._left[id(self._waiting[0])] == 0):
             plan = self._waiting.popleft()
             del self._left[id(plan)]
-            unsettled = plan.pending() if closing else np.zeros(0, dtype=np.int64)
-            if len(unsettled):
+            if closing:
+                unsettled = plan.pending()
                 plan.mark(unsettled, "failed", NOT_SENT)
                 self._count(plan, unsettled)
-            self._write(plan, np.arange(len(plan.status)))
+            self._write(plan)
             if self._written is not None:
                 self._written(plan)
 
@@ -101,25 +101,20 @@ class ResultsWriter:
         labels = at[problems].tolist() if isinstance(at, pd.Index) else [at[p] for p in problems]
         self.reasons.add(plan.status[problems], plan.error[problems], labels)
 
-    def _write(self, plan: Plan, positions: np.ndarray) -> None:
+    def _write(self, plan: Plan) -> None:
         if self._writer is None:
             return
-        take = pa.array(positions)
-        labels = np.asarray(plan.labels)
-        self._buffer.append(
-            pa.table(
-                {
-                    "row": pa.array(labels[positions], pa.int64()),
-                    **self.kind.shown(plan, take),
-                    self.kind.id_column: pa.array(plan.flameup_id[positions].tolist(), pa.string()),
-                    "flameup_status": pa.array(plan.status[positions].tolist(), pa.string()),
-                    "flameup_error": pa.array(plan.error[positions].tolist(), pa.string()),
-                },
-                schema=self.schema,
-            )
-        )
-        self._buffered += len(positions)
-        if self._buffered >= self._buffer_rows:
+        rows = len(plan.status)
+        columns = {
+            "row": pa.array(np.asarray(plan.labels), pa.int64()),
+            **self.kind.shown(plan, pa.array(np.arange(rows))),
+            self.kind.id_column: pa.array(plan.flameup_id.tolist(), pa.string()),
+            "flameup_status": pa.array(plan.status.tolist(), pa.string()),
+            "flameup_error": pa.array(plan.error.tolist(), pa.string()),
+        }
+        self._buffer.append(pa.table(columns, schema=self.schema))
+        self._buffered += rows
+        if self._buffered >= BUFFER_ROWS:
             self.flush()
 
     def flush(self) -> None:
