@@ -1,9 +1,5 @@
-"""The plain functions: validate, to_people, upsert, upsert_file, upsert_arrow, and the other
-direction, read_people and export_people; unlock_state breaks a dead run's lock.
-
-Their shared keywords (the mapping and value rules, the delivery options) are typed once in
-:mod:`flameup_pandas._run.options` and turned into :class:`Rules` and :class:`Delivery` there.
-"""
+"""The plain functions: validate, to_people, plan*, upsert*, read_people, export_people and
+unlock_state. Their shared keywords are typed once, in :mod:`flameup_pandas._run.options`."""
 
 from __future__ import annotations
 

@@ -56,7 +56,6 @@ def positive(kind: Callable[[str], float]) -> Callable[[str], float]:
             raise argparse.ArgumentTypeError(f"must be a number above 0, not {text!r}")
         return value
 
-    parse.__name__ = kind.__name__
     return parse
 
 
@@ -245,24 +244,18 @@ def source_usage_problem(args: argparse.Namespace) -> str | None:
 
 @contextlib.contextmanager
 def table_source(args: argparse.Namespace) -> Iterator[Any]:
-    """The path given, or a record batch reader over the ``--sql`` query's result."""
+    """The path given, or the ``--sql`` query's result from DuckDB as record batches, produced
+    as they are read (a result larger than memory streams as a file does)."""
     if args.sql is None:
         yield args.path
         return
-    with duckdb_query(args.sql, args.duckdb) as reader:
-        yield reader
-
-
-@contextlib.contextmanager
-def duckdb_query(query: str, database: Path | None) -> Iterator[Any]:
-    """Run ``query`` in DuckDB; yield its result as record batches, produced as they are read
-    (a result larger than memory streams as a file does)."""
     try:
         import duckdb
     except ImportError:
         raise ConfigurationError(
             "--sql needs DuckDB: pip install 'flameup-pandas[duckdb]'"
         ) from None
+    database = args.duckdb  # a Path, or None: in memory
     if database is not None and not database.exists():
         raise ConfigurationError(f"no such DuckDB database: {database}")
     try:
@@ -271,7 +264,7 @@ def duckdb_query(query: str, database: Path | None) -> Iterator[Any]:
         raise ConfigurationError(f"cannot open {database}: {_first_line(exc)}") from None
     try:
         try:
-            relation = con.sql(query)
+            relation = con.sql(args.sql)
         except duckdb.Error as exc:
             raise ConfigurationError(f"the query failed: {_first_line(exc)}") from None
         if relation is None:

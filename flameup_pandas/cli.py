@@ -209,12 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_upsert(args: argparse.Namespace) -> int:
-    options = keywords(args, Options, "column_types")
+    options = keywords(args, Options)
     with local_server(args.local) as target, table_source(args) as source:
         if isinstance(source, str):
-            summary = upsert_file(source, **options, **target)
+            summary = upsert_file(source, **keywords(args, "column_types"), **options, **target)
         else:
-            options.pop("column_types", None)
             summary = upsert_arrow(source, **options, **target)
     print(summary)
     if args.dry_run:

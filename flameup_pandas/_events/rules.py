@@ -181,9 +181,6 @@ def _good_name(value: Any) -> bool:
     return _present_string(value) and len(value) <= MAX_EVENT_NAME and value.isprintable()
 
 
-# -- timestamps ------------------------------------------------------------------------------
-
-
 def _timestamps(series: pd.Series, rules: EventRules) -> tuple[list[Any], dict[int, str]]:
     """Each row's time as a UTC pd.Timestamp (None when missing or bad) and the bad rows: a
     datetime column read as people's are (naive raises unless declared UTC), strings as ISO 8601."""
@@ -216,9 +213,6 @@ def _one_timestamp(value: Any, naive: str) -> tuple[Any, str | None]:
             stamp = stamp.tz_localize("UTC")
         return stamp.tz_convert("UTC"), None
     return None, "timestamp_format"
-
-
-# -- the rules ------------------------------------------------------------------------------
 
 
 def _broken(
@@ -267,9 +261,6 @@ def _report(found: list[Found]) -> pd.DataFrame:
     rows, *rest = zip(*found, strict=True) if found else ((), (), (), ())
     report = dict(zip(REPORT_COLUMNS[1:], (pd.Series(c, dtype=object) for c in rest), strict=True))
     return pd.DataFrame({"row": pd.Series(rows, dtype=np.int64), **report})
-
-
-# -- parameters ------------------------------------------------------------------------------
 
 
 def _parameters(df: pd.DataFrame, rules: EventRules) -> tuple[list[dict[str, Any]], list[Found]]:

@@ -104,16 +104,8 @@ class EventSender:
             )
 
     def resolve(self, event: Event, why: str) -> EventOutcome | None:
-        """Whether Flameup holds ``event``: ``sent`` (found), ``uncertain`` (the listing could
-        not tell), or None: it is not stored, so sending it is safe."""
-        try:
-            found = self.find(event)
-        except _CannotTell as exc:
-            return EventOutcome("uncertain", error=f"{why}; the listing could not tell: {exc}")
-        return None if found is None else EventOutcome("sent", found)
-
-    def find(self, event: Event) -> str | None:
-        """The id of the stored event that is ``event``, or None; _CannotTell when unknown."""
+        """Whether Flameup holds ``event``: ``sent`` (found in the listing), ``uncertain`` (the
+        listing could not tell), or None: it is not stored, so sending it is safe."""
         window = {
             "user_id": event.user,
             "event": event.name,
@@ -121,10 +113,11 @@ class EventSender:
             "until": scalar(event.timestamp + MATCH_WINDOW, "utc", "until"),
         }
         wanted = orjson.loads(orjson.dumps(event.parameters))
-        for listed in self._pages(window):
-            if _same(listed, event, wanted):
-                return str(listed.get("id"))
-        return None
+        try:
+            found = next((e for e in self._pages(window) if _same(e, event, wanted)), None)
+        except _CannotTell as exc:
+            return EventOutcome("uncertain", error=f"{why}; the listing could not tell: {exc}")
+        return None if found is None else EventOutcome("sent", str(found.get("id")))
 
     def listed(self, filters: dict[str, str]) -> Iterator[dict[str, Any]]:
         """Every event the listing holds matching ``filters``, oldest first, page by page; a

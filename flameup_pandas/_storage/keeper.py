@@ -34,11 +34,6 @@ Journals = list[tuple[str, "bytes | Path"]]
 """Journals to fold, in the order written: each named as shown in errors, as bytes or a file."""
 
 
-def run_name() -> str:
-    """A name that sorts by start time (microseconds, UTC) and is unique per run."""
-    return f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"
-
-
 def keep(
     path: str | os.PathLike[str] | Location,
     filesystem: Any,
@@ -148,8 +143,6 @@ class LocalKeeper:
         try:
             if self._file is not None:
                 self.sync()
-                self._file.close()
-                self._file = None
                 if self.journal != self.path:
                     self.write(fold([(str(self.journal), self.journal)]))
                     self.journal.unlink()
@@ -186,8 +179,9 @@ class ObjectKeeper:
         self.what = what
         self.lost = lost
         self.store = Store(where.fs, retry)
+        run = f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"  # sorts by start
         self.journal = JournalObjects(
-            self.store, where.path + ".journal", run_name(), flush_batches, flush_seconds
+            self.store, where.path + ".journal", run, flush_batches, flush_seconds
         )
         self.lease = Lease.take(self.store, where.path + ".lock", str(where), lease)
         self.failure: BaseException | None = None

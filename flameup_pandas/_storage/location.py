@@ -144,19 +144,14 @@ def resolve(target: str | Path | Location, filesystem: Any = None) -> Location:
             )
         return Location(urllib.request.url2pathname(parts.path))
     if scheme not in SCHEMES or match["slashes"] != "//":
-        raise _unknown(text)
+        raise ConfigurationError(
+            f"cannot open {text!r}: not a local path or a supported URI (s3://, gs://, az://, "
+            "abfs://, file://, memory://); install 'flameup-pandas[s3]', '[gcs]', '[azure]' or "
+            "'[cloud]' for the object stores"
+        )
     protocol, extra = SCHEMES[scheme]
     fs = _filesystem(protocol, extra, text, options)
     return Location(fs._strip_protocol(text), fs, text)
-
-
-def _unknown(text: str) -> ConfigurationError:
-    schemes = ", ".join(f"{s}://" for s in ("s3", "gs", "az", "abfs", "file", "memory"))
-    return ConfigurationError(
-        f"cannot open {text!r}: not a local path or a supported URI ({schemes}); "
-        "install 'flameup-pandas[s3]', '[gcs]', '[azure]' or '[cloud]' for the object "
-        "stores"
-    )
 
 
 def _on(filesystem: Any, target: str | Path) -> Location:

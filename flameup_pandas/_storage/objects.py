@@ -128,7 +128,7 @@ class Store:
 
 
 @contextlib.contextmanager
-def atomic_output(where: Location, retry: StoreRetry | None = None) -> Iterator[Any]:
+def atomic_output(where: Location) -> Iterator[Any]:
     """A writable binary stream whose content appears at ``where`` whole, on success only.
 
     A local file is written beside its target and renamed over it; an object is uploaded as
@@ -137,7 +137,7 @@ def atomic_output(where: Location, retry: StoreRetry | None = None) -> Iterator[
     if where.local:
         yield from _local_output(where.local_path)
         return
-    store = Store(where.fs, retry)
+    store = Store(where.fs)
     handle = store.call(f"open {where.path}", lambda: where.fs.open(where.path, "wb"))
     try:
         yield handle
