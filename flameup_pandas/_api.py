@@ -1,5 +1,5 @@
-"""The plain functions: validate, to_people, plan*, upsert*, read_people, export_people and
-unlock_state. Their shared keywords are typed once, in :mod:`flameup_pandas._run.options`."""
+"""The plain functions: validate, to_people, the plans and upserts, read_people, export_people
+and unlock_state. Their shared keywords are typed once, in :mod:`flameup_pandas._run.options`."""
 
 from __future__ import annotations
 

@@ -17,6 +17,7 @@ import pandas as pd
 from . import _api
 from ._events import api as _events_api
 from ._events.rules import RESULT_COLUMNS as EVENT_COLUMNS
+from ._people.values import is_missing
 from ._run.changes import PLAN_COLUMNS, VALUE_COLUMNS, PlanSummary, summarize_plan
 from ._run.result import RESULT_COLUMNS, Summary, record_run, run_of, summarize
 from ._run.sources import polars_frame
@@ -134,8 +135,4 @@ class PolarsFlameup:
 
 
 def _text(value: Any) -> str | None:
-    if value is None or (
-        not isinstance(value, str) and pd.api.types.is_scalar(value) and pd.isna(value)
-    ):
-        return None
-    return str(value)
+    return None if is_missing(value) else str(value)

@@ -247,9 +247,8 @@ def _allowance(rows: int, max_failed: int, max_failed_share: float | None) -> in
 
 def _plain(values: dict[str, Any]) -> dict[str, Any]:
     """JSON's plain values: numpy scalars as numbers, anything else as text."""
-    numpy = orjson.OPT_SERIALIZE_NUMPY
-    plain: dict[str, Any] = orjson.loads(orjson.dumps(values, default=str, option=numpy))
-    return plain
+    plain = orjson.dumps(values, default=str, option=orjson.OPT_SERIALIZE_NUMPY)
+    return dict(orjson.loads(plain))
 
 
 def _one_line(summary: dict[str, Any]) -> str:

@@ -67,8 +67,7 @@ def plan(sdf: DataFrame, **options: Unpack[Options]) -> SparkPlan:
     check_columns(sdf, rules)
     needs = Needs(payloads=False, fields=True, sent=run.state_values, given=run.complete_source)
     with state_of(sdf, run) as (sync, known):
-        decided = decide(planned(sdf, rules, needs), known, with_state=sync is not None)
-        decided = checkpoint(decided)
+        decided = checkpoint(decide(planned(sdf, rules, needs), known, with_state=sync is not None))
     gone = _gone(decided, known) if run.complete_source else None
     return plan_of(decided, values=run.state_values and sync is not None, gone=gone)
 
