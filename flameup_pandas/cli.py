@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except FlameupError as exc:
         print(f"flameup-pandas: error: {exc}", file=sys.stderr)
-        return 2
+        return 1 if getattr(args, "detailed_exitcode", False) else 2  # there, 2 means changes
     except (UpsertInterrupted, ReadInterrupted) as stop:  # 128 + the signal
         if isinstance(stop, UpsertInterrupted):  # after the summary of the rows answered
             print(stop.result)
@@ -248,17 +248,11 @@ def exit_code(summary: Summary, max_failed: int) -> int:
 def run_plan(args: argparse.Namespace) -> int:
     """Print the plan's summary (and write the plan); the exit code says if anything would go."""
     options = keywords(args, Options, "against", "sample")
-    try:
-        with table_source(args) as source:
-            if isinstance(source, str):
-                planned = plan_file(source, **keywords(args, "column_types"), **options)
-            else:
-                planned = plan_arrow(source, **options)
-    except FlameupError as exc:
-        if not args.detailed_exitcode:
-            raise
-        print(f"flameup-pandas: error: {exc}", file=sys.stderr)
-        return 1
+    with table_source(args) as source:
+        if isinstance(source, str):
+            planned = plan_file(source, **keywords(args, "column_types"), **options)
+        else:
+            planned = plan_arrow(source, **options)
     summary = summarize_plan(planned)
     print(summary)
     if args.out:  # a path or URI, opened as the state is (storage options included)
