@@ -150,7 +150,20 @@ def resolve(target: str | Path | Location, filesystem: Any = None) -> Location:
             "'[cloud]' for the object stores"
         )
     protocol, extra = SCHEMES[scheme]
-    fs = _filesystem(protocol, extra, text, options)
+    try:
+        import fsspec
+
+        fs = fsspec.filesystem(protocol, **options)
+    except TypeError as exc:  # an option this filesystem does not take (named, never valued)
+        raise ConfigurationError(
+            f"cannot open {text!r} with the storage options given "
+            f"({', '.join(sorted(options))}): {exc}"
+        ) from None
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"cannot open {text!r}: {protocol} needs an extra package "
+            f"({exc.name or exc}); pip install 'flameup-pandas[{extra or 'cloud'}]'"
+        ) from exc
     return Location(fs._strip_protocol(text), fs, text)
 
 
@@ -183,21 +196,3 @@ def _on(filesystem: Any, target: str | Path) -> Location:
     if "file" in protocols or "local" in protocols:
         return Location(text)
     return Location(fs._strip_protocol(text), fs, text if match is None else str(target))
-
-
-def _filesystem(protocol: str, extra: str | None, text: str, options: Mapping[str, Any]) -> Any:
-    try:
-        import fsspec
-
-        return fsspec.filesystem(protocol, **options)
-    except TypeError as exc:  # an option this filesystem does not take (named, never valued)
-        raise ConfigurationError(
-            f"cannot open {text!r} with the storage options given "
-            f"({', '.join(sorted(options))}): {exc}"
-        ) from None
-    except ImportError as exc:
-        extra = extra or "cloud"
-        raise ConfigurationError(
-            f"cannot open {text!r}: {protocol} needs an extra package "
-            f"({exc.name or exc}); pip install 'flameup-pandas[{extra}]'"
-        ) from exc
