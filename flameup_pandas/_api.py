@@ -344,7 +344,8 @@ def read_people(
     On Ctrl-C or SIGTERM raises :class:`~flameup_pandas.ReadInterrupted` at once, whose
     ``result`` is the frame of the people read so far.
     """
-    pages = _Pages("read_people", options, search, status, progress)
+    check_keywords("read_people", options, DELIVERY_KEYWORDS - {"concurrency"})
+    pages = _Pages(Delivery(**options), search, status, progress)
     tables: list[pa.Table] = []
     try:
         with interruptible(), pages.read() as read:
@@ -379,7 +380,8 @@ def export_people(
     part way, or is stopped by Ctrl-C or SIGTERM (:class:`~flameup_pandas.ReadInterrupted`),
     leaves no partial file behind, and any earlier file there untouched.
     """
-    pages = _Pages("export_people", options, search, status, progress)
+    check_keywords("export_people", options, DELIVERY_KEYWORDS - {"concurrency"})
+    pages = _Pages(Delivery(**options), search, status, progress)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -432,23 +434,17 @@ def _rewrite(parts: list[Path], whole: Path) -> int:
     return rows
 
 
+@dataclasses.dataclass
 class _Pages:
     """A read's pages of people as tables, one after another through a sender (client, shared
     budget, retries); counts the people read and the total the listing announced."""
 
-    def __init__(
-        self,
-        where: str,
-        options: DeliveryOptions,
-        search: str | None,
-        status: str | None,
-        progress: bool | Progress,
-    ) -> None:
-        check_keywords(where, options, DELIVERY_KEYWORDS - {"concurrency"})
-        self.delivery = dataclasses.replace(Delivery(**options), concurrency=1)
-        self.search, self.status, self.progress = search, status, progress
-        self.people: int = 0
-        self.total: int | None = None
+    delivery: Delivery
+    search: str | None
+    status: str | None
+    progress: bool | Progress
+    people: int = 0
+    total: int | None = None
 
     def describe(self, people: int | None = None) -> str:
         of = f" of {self.total:,}" if self.total is not None else ""
@@ -456,7 +452,7 @@ class _Pages:
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Iterator[pa.Table]]:
-        sender = self.delivery.open()
+        sender = dataclasses.replace(self.delivery, concurrency=1).open()
         reader = PeopleReader(sender.deliverer, search=self.search, status=self.status)
         bars: list[Meter] = []
 

@@ -11,7 +11,6 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 from ..exceptions import StateError
@@ -135,7 +134,18 @@ def atomic_output(where: Location) -> Iterator[Any]:
     it is written (in parts) and completed when the block ends, or discarded on an error.
     """
     if where.local:
-        yield from _local_output(where.local_path)
+        path = where.local_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with open(temporary, "wb") as handle:
+                yield handle
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+        finally:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
         return
     store = Store(where.fs)
     handle = store.call(f"open {where.path}", lambda: where.fs.open(where.path, "wb"))
@@ -146,17 +156,3 @@ def atomic_output(where: Location) -> Iterator[Any]:
             getattr(handle, "discard", lambda: None)()
         raise
     store.call(f"complete {where.path}", handle.close)
-
-
-def _local_output(path: Path) -> Iterator[Any]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
