@@ -263,9 +263,7 @@ def run_plan(args: argparse.Namespace) -> int:
         with atomic_output(where) as sink:
             planned.to_parquet(sink)
         print(f"\nthe whole plan: {args.out}")
-    if args.detailed_exitcode:
-        return 2 if summary.would_send else 0
-    return 0
+    return 2 if args.detailed_exitcode and summary.would_send else 0
 
 
 def _json_text(values: Any) -> str | None:

@@ -72,10 +72,18 @@ class EventSender:
         self.max_resends = max_resends
 
     def send(self, event: Event) -> EventOutcome:
+        def post() -> Answer:
+            try:
+                return self.client.request("POST", "/track", body=event.body)
+            except TransportError as exc:
+                if exc.unreachable and exc.reason != CLOSED:
+                    raise  # never left this machine: the request loop retries it
+                raise _AnswerLost(exc.reason) from exc
+
         lost_times = 0
         while True:
             try:
-                answer = self.poster.request(self._poster_call(event.body), "event")
+                answer = self.poster.request(post, "event")
             except GaveUp as exc:
                 return EventOutcome("failed", error=str(exc))
             except _AnswerLost as exc:
@@ -155,17 +163,6 @@ class EventSender:
         if not answer.ok:
             raise _CannotTell(str(answer.error()))
         return answer.body
-
-    def _poster_call(self, body: bytes) -> Callable[[], Answer]:
-        def call() -> Answer:
-            try:
-                return self.client.request("POST", "/track", body=body)
-            except TransportError as exc:
-                if exc.unreachable and exc.reason != CLOSED:
-                    raise  # never left this machine: the request loop retries it
-                raise _AnswerLost(exc.reason) from exc
-
-        return call
 
 
 def _same(listed: dict[str, Any], event: Event, parameters: Any) -> bool:
