@@ -22,7 +22,7 @@ import pandas as pd
 
 from .._people.emails import plausible_email
 from .._people.mapping import USER_ID_ALIASES
-from .._people.schema import REPORT_COLUMNS
+from .._people.schema import REPORT_COLUMNS, describe_check
 from .._people.values import RULES, column_values, is_missing, is_string, rule_for, utc_instants
 from ..exceptions import MappingError
 
@@ -34,11 +34,8 @@ FUTURE_TOLERANCE = dt.timedelta(minutes=5)
 RESULT_COLUMNS = ("flameup_event_id", "flameup_status", "flameup_error")
 Found = tuple[int, Any, str, Any]  # a broken rule: row, column, check, value
 
-_MESSAGES = {
+_MESSAGES = {  # the checks people have not, or name otherwise (the rest: describe_check)
     "identity_required": "neither a userId nor an email",
-    "string_type": "not a string",
-    f"max_length({MAX_USER_ID})": f"longer than {MAX_USER_ID} characters",
-    "email_plausible": "not a plausible email address",
     "event_required": "no event name",
     "event_name": f"not an event name (1 to {MAX_EVENT_NAME} characters, no control characters)",
     "timestamp_required": "no timestamp",
@@ -289,9 +286,9 @@ def event_reasons(report: pd.DataFrame, n_rows: int) -> list[str | None]:
         if check == "json_value":
             text = str(value) if str(value).startswith(f"{column}:") else f"{column}: {value}"
         elif column is None or is_missing(column):
-            text = _MESSAGES.get(check, f"fails {check}")
+            text = _MESSAGES.get(check) or describe_check(check)
         else:
             shown = "" if value is None or check.startswith("max_length") else f" (value {value!r})"
-            text = f"{column}: {_MESSAGES.get(check, f'fails {check}')}{shown}"
+            text = f"{column}: {_MESSAGES.get(check) or describe_check(check)}{shown}"
         reasons.setdefault(int(row), []).append(text)
     return [("; ".join(reasons[i]) if i in reasons else None) for i in range(n_rows)]
