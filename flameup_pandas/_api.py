@@ -274,7 +274,7 @@ def plan_rows(
     decisions = PlanRecorder(
         complete_source=run.complete_source,
         keep_people=against_people(*against),
-        values=run.state_values and run.state is not None,
+        values=run.state_values,  # Run refuses it without a state
     )
     planning = planned_run(
         run,

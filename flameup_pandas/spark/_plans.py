@@ -100,20 +100,17 @@ def _changes_frame(wanted: DataFrame, *, values: bool) -> pd.DataFrame:
     ``values``)."""
     columns = [ROW, "userId", "email", ACTION, "flameup_changes", "sent", "_known_sent"]
     table = wanted.select(*columns[:5], *(columns[5:] if values else [])).toArrow().sort_by(ROW)
-    changes = [None if c is None else list(c) for c in table["flameup_changes"].to_pylist()]
     frame = pd.DataFrame(
-        {name: table[name].to_pylist() for name in columns[1:4]},
+        {name: table[name].to_pylist() for name in columns[1:5]},
         index=pd.Index(table[ROW].to_pylist(), name=ROW, dtype="int64"),
         dtype=object,
     )
-    frame["flameup_changes"] = pd.Series(changes, index=frame.index, dtype=object)
     if values:
         olds, news = table["_known_sent"].to_pylist(), table["sent"].to_pylist()
+        decided = zip(frame[ACTION], frame["flameup_changes"], olds, news, strict=True)
         pairs = [
             (None, None) if names is None else value_pair(action == "create", names, old, new)
-            for action, names, old, new in zip(
-                frame[ACTION].tolist(), changes, olds, news, strict=True
-            )
+            for action, names, old, new in decided
         ]
         for name, at in (("flameup_before", 0), ("flameup_after", 1)):
             frame[name] = pd.Series([pair[at] for pair in pairs], index=frame.index, dtype=object)
