@@ -196,11 +196,10 @@ def plan_file(
 ) -> pd.DataFrame:
     """What :func:`upsert_file` would do to each row of a file, sending nothing.
 
-    The file's rows as one frame (numbered from 0, as in a results file) with
-    :func:`plan`'s three columns (``against`` and ``sample`` are :func:`plan`'s). The file is
-    read in chunks, but the plan holds every row:
-    for a file larger than memory, select the columns you need first (``mapping=``) or use
-    the command line's ``flameup-pandas plan FILE --out plan.parquet``.
+    The file's rows as one frame (numbered from 0, as in a results file) with :func:`plan`'s
+    three columns (``against`` and ``sample`` are :func:`plan`'s). The file is read in chunks,
+    but the plan holds every row: for a file larger than memory, select the columns you need
+    first (``mapping=``) or use the command line's ``flameup-pandas plan FILE --out plan.parquet``.
     """
     rows, rules, delivery, run = _rows("plan_file", path, chunk_rows, options, column_types)
     return plan_rows(rows, rules, delivery, run, (against, sample))
