@@ -272,12 +272,7 @@ class JournalObjects:
     oldest is ``every_seconds`` old. Thread-safe: the run adds, it or the keeper flushes."""
 
     def __init__(
-        self,
-        store: Store,
-        folder: str,
-        run: str,
-        every_batches: int = 20,
-        every_seconds: float = 5.0,
+        self, store: Store, folder: str, run: str, every_batches: int, every_seconds: float
     ) -> None:
         self.store = store
         self.folder = folder
@@ -305,13 +300,13 @@ class JournalObjects:
             oldest = self._oldest
             return oldest is not None and time.monotonic() - oldest >= self.every_seconds
 
-    def flush(self) -> bytes:
-        """Write what is buffered as one object; the bytes written (empty when none)."""
+    def flush(self) -> None:
+        """Write what is buffered as one object (none when nothing is)."""
         with self._flushing:
             with self._lock:
                 data, self._buffer, self._oldest = b"".join(self._buffer), [], None
             if not data:
-                return b""
+                return
             path = f"{self.folder}/{self.run}-{len(self.written):06d}.jsonl"
             try:
                 self.store.write(path, data)
@@ -322,7 +317,6 @@ class JournalObjects:
                 raise
             self.written.append(path)
             self.flushed.append(data)
-            return data
 
     @staticmethod
     def existing(store: Store, folder: str) -> list[str]:
