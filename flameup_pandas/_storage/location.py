@@ -39,7 +39,6 @@ READ_BLOCK = 4 * 2**20
 and keeps them while the file is open: most of a streaming run's memory on a large object)."""
 
 _URI = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]+):(?P<slashes>/*)")
-_ARROW_TYPES = {"s3": "s3", "gcs": "gcs", "abfs": "abfs", "local": "file"}
 
 
 @dataclass(frozen=True)
@@ -174,7 +173,7 @@ def _on(filesystem: Any, target: str | Path) -> Location:
         from fsspec.implementations.arrow import ArrowFSWrapper
 
         fs = ArrowFSWrapper(filesystem)
-        protocols = {_ARROW_TYPES.get(filesystem.type_name, filesystem.type_name)}
+        protocols = {"file" if filesystem.type_name == "local" else filesystem.type_name}
     elif hasattr(filesystem, "_strip_protocol") and hasattr(filesystem, "protocol"):
         spoken = filesystem.protocol
         protocols = {spoken} if isinstance(spoken, str) else set(spoken)
