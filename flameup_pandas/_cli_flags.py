@@ -234,14 +234,6 @@ def local_server(enabled: bool) -> Iterator[dict[str, Any]]:
         yield {"api_key": server.api_key, "base_url": server.base_url}
 
 
-def source_usage_problem(args: argparse.Namespace) -> str | None:
-    if (args.path is None) == (args.sql is None):
-        return "give either a PATH or --sql QUERY (one of them)"
-    if args.duckdb is not None and args.sql is None:
-        return "--duckdb FILE goes with --sql QUERY"
-    return None
-
-
 @contextlib.contextmanager
 def table_source(args: argparse.Namespace) -> Iterator[Any]:
     """The path given, or the ``--sql`` query's result from DuckDB as record batches, produced

@@ -32,7 +32,6 @@ from ._cli_flags import (
     limit,
     local_server,
     positive,
-    source_usage_problem,
     table_source,
 )
 from ._events.api import track_file
@@ -56,8 +55,10 @@ __all__ = ["main"]
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if hasattr(args, "sql") and (problem := source_usage_problem(args)):
-        parser.error(problem)
+    if hasattr(args, "sql") and (args.path is None) == (args.sql is None):
+        parser.error("give either a PATH or --sql QUERY (one of them)")
+    if getattr(args, "duckdb", None) is not None and args.sql is None:
+        parser.error("--duckdb FILE goes with --sql QUERY")
     logging.basicConfig(
         level=logging.WARNING - 10 * args.verbose, format="%(levelname)s %(message)s"
     )
