@@ -74,9 +74,8 @@ def plan(sdf: DataFrame, **options: Unpack[Options]) -> SparkPlan:
 
 def plan_of(decided: DataFrame, *, values: bool, gone: Gone | None = None) -> SparkPlan:
     """The plan of decided rows: actions counted in Spark, the rows to send on the driver."""
-    f = functions()
     counts = {r[ACTION]: int(r["count"]) for r in decided.groupBy(ACTION).count().collect()}
-    changes = _changes_frame(decided.where(f.col(ACTION).isin(*SENDING)), values=values)
+    changes = _changes_frame(decided.where(functions().col(ACTION).isin(*SENDING)), values=values)
     if gone is not None:
         record_gone(changes, gone)
     summary = summarize_plan(changes)
@@ -90,9 +89,8 @@ def _gone(decided: DataFrame, known: DataFrame | None) -> Gone:
         return Gone(0)
     given = decided.select("given_hash").distinct()
     absent = known.join(given, known["_known_hash"] == given["given_hash"], "left_anti")
-    count = absent.count()
     shown = [r["_known_identity"] for r in absent.select("_known_identity").take(EXAMPLES)]
-    return Gone(count, tuple(str(e).partition(":")[2] for e in shown))
+    return Gone(absent.count(), tuple(str(e).partition(":")[2] for e in shown))
 
 
 def _changes_frame(wanted: DataFrame, *, values: bool) -> pd.DataFrame:
