@@ -42,12 +42,7 @@ from ._run.result import Summary
 from ._run.sources import open_rows, read_chunks
 from ._storage import atomic_output, resolve
 from ._version import __version__
-from .exceptions import (
-    ChangeGuardError,
-    FlameupError,
-    ReadInterrupted,
-    UpsertInterrupted,
-)
+from .exceptions import ChangeGuardError, FlameupError, ReadInterrupted, UpsertInterrupted
 
 __all__ = ["main"]
 
