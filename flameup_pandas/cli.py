@@ -191,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     # The local server's own parser is the parent: its options and help, parsed here (an
     # argparse.REMAINDER of them would refuse "serve --db FILE": options before any positional).
     from .testing._serve import _parser as server_parser
+    from .testing._serve import serve as run_serve
 
     server = server_parser()
     serve = commands.add_parser(
@@ -300,12 +301,6 @@ def run_export(args: argparse.Namespace) -> int:
 def run_unlock(args: argparse.Namespace) -> int:
     print(unlock_state(args.state, **keywords(args, "storage_options")))
     return 0
-
-
-def run_serve(args: argparse.Namespace) -> int:
-    from .testing._serve import serve
-
-    return serve(args)
 
 
 if __name__ == "__main__":
