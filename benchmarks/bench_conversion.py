@@ -101,7 +101,7 @@ def _planned(df: pd.DataFrame) -> int:
     content hashes are built. Turning the frame into batches is timed too (a few ms)."""
     import pyarrow as pa
 
-    from flameup_pandas.spark import plan_batches
+    from flameup_pandas.spark._executors import plan_batches
 
     def batches() -> Iterator[pa.RecordBatch]:
         table = pa.Table.from_pandas(df, preserve_index=False)

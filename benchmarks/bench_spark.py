@@ -177,7 +177,7 @@ def write_state(sdf: Any, path: Path) -> None:
 
     from flameup_pandas._run.plan import Rules
     from flameup_pandas._run.state import STATE_SCHEMA
-    from flameup_pandas.spark import PLANNED_DDL, plan_batches
+    from flameup_pandas.spark._executors import PLANNED_DDL, plan_batches
 
     plan = functools.partial(plan_batches, rules=Rules())
     planned = sdf.select(f.monotonically_increasing_id().alias("row"), *sdf.columns)

@@ -1,9 +1,5 @@
-"""The plain functions: validate, to_people, upsert, upsert_file, upsert_arrow, and the other
-direction, read_people and export_people; unlock_state breaks a dead run's lock.
-
-Their shared keywords (the mapping and value rules, the delivery options) are typed once in
-:mod:`flameup_pandas._run.options` and turned into :class:`Rules` and :class:`Delivery` there.
-"""
+"""The plain functions: validate, to_people, the plans and upserts, read_people, export_people
+and unlock_state. Their shared keywords are typed once, in :mod:`flameup_pandas._run.options`."""
 
 from __future__ import annotations
 
@@ -200,11 +196,10 @@ def plan_file(
 ) -> pd.DataFrame:
     """What :func:`upsert_file` would do to each row of a file, sending nothing.
 
-    The file's rows as one frame (numbered from 0, as in a results file) with
-    :func:`plan`'s three columns (``against`` and ``sample`` are :func:`plan`'s). The file is
-    read in chunks, but the plan holds every row:
-    for a file larger than memory, select the columns you need first (``mapping=``) or use
-    the command line's ``flameup-pandas plan FILE --out plan.parquet``.
+    The file's rows as one frame (numbered from 0, as in a results file) with :func:`plan`'s
+    three columns (``against`` and ``sample`` are :func:`plan`'s). The file is read in chunks,
+    but the plan holds every row: for a file larger than memory, select the columns you need
+    first (``mapping=``) or use the command line's ``flameup-pandas plan FILE --out plan.parquet``.
     """
     rows, rules, delivery, run = _rows("plan_file", path, chunk_rows, options, column_types)
     return plan_rows(rows, rules, delivery, run, (against, sample))
@@ -278,7 +273,7 @@ def plan_rows(
     decisions = PlanRecorder(
         complete_source=run.complete_source,
         keep_people=against_people(*against),
-        values=run.state_values and run.state is not None,
+        values=run.state_values,  # Run refuses it without a state
     )
     planning = planned_run(
         run,
@@ -348,7 +343,8 @@ def read_people(
     On Ctrl-C or SIGTERM raises :class:`~flameup_pandas.ReadInterrupted` at once, whose
     ``result`` is the frame of the people read so far.
     """
-    pages = _Pages("read_people", options, search, status, progress)
+    check_keywords("read_people", options, DELIVERY_KEYWORDS - {"concurrency"})
+    pages = _Pages(Delivery(**options), search, status, progress)
     tables: list[pa.Table] = []
     try:
         with interruptible(), pages.read() as read:
@@ -383,7 +379,8 @@ def export_people(
     part way, or is stopped by Ctrl-C or SIGTERM (:class:`~flameup_pandas.ReadInterrupted`),
     leaves no partial file behind, and any earlier file there untouched.
     """
-    pages = _Pages("export_people", options, search, status, progress)
+    check_keywords("export_people", options, DELIVERY_KEYWORDS - {"concurrency"})
+    pages = _Pages(Delivery(**options), search, status, progress)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -436,23 +433,17 @@ def _rewrite(parts: list[Path], whole: Path) -> int:
     return rows
 
 
+@dataclasses.dataclass
 class _Pages:
     """A read's pages of people as tables, one after another through a sender (client, shared
     budget, retries); counts the people read and the total the listing announced."""
 
-    def __init__(
-        self,
-        where: str,
-        options: DeliveryOptions,
-        search: str | None,
-        status: str | None,
-        progress: bool | Progress,
-    ) -> None:
-        check_keywords(where, options, DELIVERY_KEYWORDS - {"concurrency"})
-        self.delivery = dataclasses.replace(Delivery(**options), concurrency=1)
-        self.search, self.status, self.progress = search, status, progress
-        self.people: int = 0
-        self.total: int | None = None
+    delivery: Delivery
+    search: str | None
+    status: str | None
+    progress: bool | Progress
+    people: int = 0
+    total: int | None = None
 
     def describe(self, people: int | None = None) -> str:
         of = f" of {self.total:,}" if self.total is not None else ""
@@ -460,7 +451,7 @@ class _Pages:
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Iterator[pa.Table]]:
-        sender = self.delivery.open()
+        sender = dataclasses.replace(self.delivery, concurrency=1).open()
         reader = PeopleReader(sender.deliverer, search=self.search, status=self.status)
         bars: list[Meter] = []
 

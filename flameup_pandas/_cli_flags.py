@@ -56,7 +56,6 @@ def positive(kind: Callable[[str], float]) -> Callable[[str], float]:
             raise argparse.ArgumentTypeError(f"must be a number above 0, not {text!r}")
         return value
 
-    parse.__name__ = kind.__name__
     return parse
 
 
@@ -235,34 +234,20 @@ def local_server(enabled: bool) -> Iterator[dict[str, Any]]:
         yield {"api_key": server.api_key, "base_url": server.base_url}
 
 
-def source_usage_problem(args: argparse.Namespace) -> str | None:
-    if (args.path is None) == (args.sql is None):
-        return "give either a PATH or --sql QUERY (one of them)"
-    if args.duckdb is not None and args.sql is None:
-        return "--duckdb FILE goes with --sql QUERY"
-    return None
-
-
 @contextlib.contextmanager
 def table_source(args: argparse.Namespace) -> Iterator[Any]:
-    """The path given, or a record batch reader over the ``--sql`` query's result."""
+    """The path given, or the ``--sql`` query's result from DuckDB as record batches, produced
+    as they are read (a result larger than memory streams as a file does)."""
     if args.sql is None:
         yield args.path
         return
-    with duckdb_query(args.sql, args.duckdb) as reader:
-        yield reader
-
-
-@contextlib.contextmanager
-def duckdb_query(query: str, database: Path | None) -> Iterator[Any]:
-    """Run ``query`` in DuckDB; yield its result as record batches, produced as they are read
-    (a result larger than memory streams as a file does)."""
     try:
         import duckdb
     except ImportError:
         raise ConfigurationError(
             "--sql needs DuckDB: pip install 'flameup-pandas[duckdb]'"
         ) from None
+    database = args.duckdb  # a Path, or None: in memory
     if database is not None and not database.exists():
         raise ConfigurationError(f"no such DuckDB database: {database}")
     try:
@@ -271,7 +256,7 @@ def duckdb_query(query: str, database: Path | None) -> Iterator[Any]:
         raise ConfigurationError(f"cannot open {database}: {_first_line(exc)}") from None
     try:
         try:
-            relation = con.sql(query)
+            relation = con.sql(args.sql)
         except duckdb.Error as exc:
             raise ConfigurationError(f"the query failed: {_first_line(exc)}") from None
         if relation is None:

@@ -17,6 +17,7 @@ import pandas as pd
 from . import _api
 from ._events import api as _events_api
 from ._events.rules import RESULT_COLUMNS as EVENT_COLUMNS
+from ._people.values import is_missing
 from ._run.changes import PLAN_COLUMNS, VALUE_COLUMNS, PlanSummary, summarize_plan
 from ._run.result import RESULT_COLUMNS, Summary, record_run, run_of, summarize
 from ._run.sources import polars_frame
@@ -77,16 +78,9 @@ class PolarsFlameup:
         ``flameup_action``, ``flameup_changes`` (list of names), ``flameup_error``, and any
         ``flameup_before``/``flameup_after`` as ``Object`` columns of dicts.
         """
-        import polars as pl
-
         planned = _api.plan(self._pandas(), **options)
-        kinds: dict[str, Any] = {"flameup_changes": pl.List(pl.String)}
-        kinds |= dict.fromkeys(VALUE_COLUMNS, pl.Object)
-        return self._df.with_columns(
-            pl.Series(name, planned[name].tolist(), dtype=kinds.get(name, pl.String))
-            for name in (*PLAN_COLUMNS, *VALUE_COLUMNS)
-            if name in planned.columns
-        )
+        shown = [n for n in (*PLAN_COLUMNS, *VALUE_COLUMNS) if n in planned.columns]
+        return self._result(planned, shown)
 
     def upsert(self, **options: Any) -> pl.DataFrame:
         """Send the rows; the frame with flameup_id, flameup_status, flameup_error added.
@@ -111,10 +105,15 @@ class PolarsFlameup:
             raise UpsertInterrupted(str(stop), result=result, signal=stop.signal) from None
 
     def _result(self, result: pd.DataFrame, names: Sequence[str]) -> pl.DataFrame:
+        """The frame with ``result``'s columns ``names`` added: text, but a plan's lists of
+        names and dicts of values."""
         import polars as pl
 
+        kinds: dict[str, Any] = {"flameup_changes": pl.List(pl.String)}
+        kinds |= dict.fromkeys(VALUE_COLUMNS, pl.Object)
         out = self._df.with_columns(
-            pl.Series(name, result[name].tolist(), dtype=pl.String) for name in names
+            pl.Series(name, result[name].tolist(), dtype=kinds.get(name, pl.String))
+            for name in names
         )
         run = run_of(result)
         if run is not None:
@@ -134,8 +133,4 @@ class PolarsFlameup:
 
 
 def _text(value: Any) -> str | None:
-    if value is None or (
-        not isinstance(value, str) and pd.api.types.is_scalar(value) and pd.isna(value)
-    ):
-        return None
-    return str(value)
+    return None if is_missing(value) else str(value)

@@ -32,7 +32,6 @@ from ._cli_flags import (
     limit,
     local_server,
     positive,
-    source_usage_problem,
     table_source,
 )
 from ._events.api import track_file
@@ -43,12 +42,7 @@ from ._run.result import Summary
 from ._run.sources import open_rows, read_chunks
 from ._storage import atomic_output, resolve
 from ._version import __version__
-from .exceptions import (
-    ChangeGuardError,
-    FlameupError,
-    ReadInterrupted,
-    UpsertInterrupted,
-)
+from .exceptions import ChangeGuardError, FlameupError, ReadInterrupted, UpsertInterrupted
 
 __all__ = ["main"]
 
@@ -56,8 +50,10 @@ __all__ = ["main"]
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if hasattr(args, "sql") and (problem := source_usage_problem(args)):
-        parser.error(problem)
+    if hasattr(args, "sql") and (args.path is None) == (args.sql is None):
+        parser.error("give either a PATH or --sql QUERY (one of them)")
+    if getattr(args, "duckdb", None) is not None and args.sql is None:
+        parser.error("--duckdb FILE goes with --sql QUERY")
     logging.basicConfig(
         level=logging.WARNING - 10 * args.verbose, format="%(levelname)s %(message)s"
     )
@@ -70,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except FlameupError as exc:
         print(f"flameup-pandas: error: {exc}", file=sys.stderr)
-        return 2
+        return 1 if getattr(args, "detailed_exitcode", False) else 2  # there, 2 means changes
     except (UpsertInterrupted, ReadInterrupted) as stop:  # 128 + the signal
         if isinstance(stop, UpsertInterrupted):  # after the summary of the rows answered
             print(stop.result)
@@ -195,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     # The local server's own parser is the parent: its options and help, parsed here (an
     # argparse.REMAINDER of them would refuse "serve --db FILE": options before any positional).
     from .testing._serve import _parser as server_parser
+    from .testing._serve import serve as run_serve
 
     server = server_parser()
     serve = commands.add_parser(
@@ -209,12 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_upsert(args: argparse.Namespace) -> int:
-    options = keywords(args, Options, "column_types")
+    options = keywords(args, Options)
     with local_server(args.local) as target, table_source(args) as source:
         if isinstance(source, str):
-            summary = upsert_file(source, **options, **target)
+            summary = upsert_file(source, **keywords(args, "column_types"), **options, **target)
         else:
-            options.pop("column_types", None)
             summary = upsert_arrow(source, **options, **target)
     print(summary)
     if args.dry_run:
@@ -249,17 +245,11 @@ def exit_code(summary: Summary, max_failed: int) -> int:
 def run_plan(args: argparse.Namespace) -> int:
     """Print the plan's summary (and write the plan); the exit code says if anything would go."""
     options = keywords(args, Options, "against", "sample")
-    try:
-        with table_source(args) as source:
-            if isinstance(source, str):
-                planned = plan_file(source, **keywords(args, "column_types"), **options)
-            else:
-                planned = plan_arrow(source, **options)
-    except FlameupError as exc:
-        if not args.detailed_exitcode:
-            raise
-        print(f"flameup-pandas: error: {exc}", file=sys.stderr)
-        return 1
+    with table_source(args) as source:
+        if isinstance(source, str):
+            planned = plan_file(source, **keywords(args, "column_types"), **options)
+        else:
+            planned = plan_arrow(source, **options)
     summary = summarize_plan(planned)
     print(summary)
     if args.out:  # a path or URI, opened as the state is (storage options included)
@@ -270,9 +260,7 @@ def run_plan(args: argparse.Namespace) -> int:
         with atomic_output(where) as sink:
             planned.to_parquet(sink)
         print(f"\nthe whole plan: {args.out}")
-    if args.detailed_exitcode:
-        return 2 if summary.would_send else 0
-    return 0
+    return 2 if args.detailed_exitcode and summary.would_send else 0
 
 
 def _json_text(values: Any) -> str | None:
@@ -313,12 +301,6 @@ def run_export(args: argparse.Namespace) -> int:
 def run_unlock(args: argparse.Namespace) -> int:
     print(unlock_state(args.state, **keywords(args, "storage_options")))
     return 0
-
-
-def run_serve(args: argparse.Namespace) -> int:
-    from .testing._serve import serve
-
-    return serve(args)
 
 
 if __name__ == "__main__":

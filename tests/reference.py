@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from flameup_pandas._people.wire import blake2b_hashes, text_array
 from flameup_pandas._run.plan import Rules
-from flameup_pandas.spark import planned_batch
+from flameup_pandas.spark._executors import planned_batch
 
 
 def content_hashes(people: Sequence[Mapping[str, Any] | None]) -> np.ndarray:

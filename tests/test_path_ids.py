@@ -170,7 +170,7 @@ def test_the_events_listing_names_workspace_and_user_exactly(
         finder = EventSender(sender.deliverer, workspace)
         for value in WIRE_IDS:
             now = dt.datetime.now(dt.UTC)
-            assert finder.find(Event("k", value, value, now, {}, b"{}")) is None
+            assert finder.resolve(Event("k", value, value, now, {}, b"{}"), "lookup") is None
     finally:
         sender.close()
     assert len(wire.targets) == 2 * len(WIRE_IDS)

@@ -1,10 +1,10 @@
 """The executor's planning, column-wise, against a straightforward per-row reference.
 
-:func:`flameup_pandas.spark.planned_batch` builds its rows from Arrow arrays; the reference
-below is the per-row code it replaced (Python lists zipped a row at a time). Both must give the
-same values for every column, on frames with missing values, non-string ids, invalid rows and
-duplicates; and what :func:`~flameup_pandas.spark.plan_batches` hands to ``mapInPandas`` must
-turn into the same Arrow columns.
+:func:`flameup_pandas.spark._executors.planned_batch` builds its rows from Arrow arrays; the
+reference below is the per-row code it replaced (Python lists zipped a row at a time). Both must
+give the same values for every column, on frames with missing values, non-string ids, invalid
+rows and duplicates; and what :func:`~flameup_pandas.spark._executors.plan_batches` hands to
+``mapInPandas`` must turn into the same Arrow columns.
 """
 
 from __future__ import annotations
@@ -16,11 +16,10 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from flameup_pandas import spark as flameup_spark
 from flameup_pandas._people.identity import identity_hashes
 from flameup_pandas._people.mapping import canonical_frame
 from flameup_pandas._run.plan import Rules
-from flameup_pandas.spark._executors import Needs
+from flameup_pandas.spark._executors import PLANNED_SCHEMA, Needs, plan_batches, planned_batch
 
 from .reference import planned_rows
 
@@ -125,8 +124,8 @@ def test_planned_rows_match_the_per_row_reference(name):
     planned = planned_rows(Rules(), frame.copy(), rows)
     assert list(planned.columns) == NAMES
     assert {c: planned[c].tolist() for c in NAMES} == expected
-    batch = flameup_spark.planned_batch(Rules(), frame.copy(), rows)
-    assert batch.schema == flameup_spark.PLANNED_SCHEMA
+    batch = planned_batch(Rules(), frame.copy(), rows)
+    assert batch.schema == PLANNED_SCHEMA
     assert batch.to_pydict() == expected
 
 
@@ -135,7 +134,7 @@ def test_every_row_invalid_is_planned_as_the_reference():
     rows = np.arange(3, dtype=np.int64)
     expected = reference(Rules(), frame.copy(), rows)
     assert set(expected["flameup_status"]) == {"invalid"}
-    assert flameup_spark.planned_batch(Rules(), frame.copy(), rows).to_pydict() == expected
+    assert planned_batch(Rules(), frame.copy(), rows).to_pydict() == expected
 
 
 def test_what_map_in_arrow_gets_back_is_the_reference_in_spark_types():
@@ -145,7 +144,7 @@ def test_what_map_in_arrow_gets_back_is_the_reference_in_spark_types():
     table = pa.Table.from_pandas(frame, preserve_index=False)
     table = table.append_column("row", pa.array(np.arange(len(frame), dtype=np.int64)))
     batches = table.to_batches(max_chunksize=2)
-    out = list(flameup_spark.plan_batches(batches, rules=Rules()))
+    out = list(plan_batches(batches, rules=Rules()))
     assert len(out) == 1
     assert out[0].schema.field("userId").type == pa.string()
     expected = reference(Rules(), frame.copy(), np.arange(len(frame), dtype=np.int64))
@@ -156,7 +155,7 @@ def test_timestamps_from_spark_are_instants():
     micros = pd.Timestamp("2024-01-01 09:00", tz="UTC").value // 1000  # 10:00 in Paris
     stamp = pa.array([micros], pa.timestamp("us", tz="Europe/Paris"))
     batch = pa.record_batch({"userId": ["t1"], "seen": stamp, "row": pa.array([5])})
-    (out,) = flameup_spark.plan_batches([batch], rules=Rules())
+    (out,) = plan_batches([batch], rules=Rules())
     payload = out.column("payload").to_pylist()[0]
     assert '"seen":"2024-01-01T09:00:00Z"' in payload
 
@@ -166,7 +165,7 @@ def test_without_payloads_or_hashes_the_rest_is_the_same():
     frame = odd_frames()["object ids, missing and broken values"]
     rows = np.arange(len(frame), dtype=np.int64)
     expected = reference(Rules(), frame.copy(), rows)
-    bare = flameup_spark.planned_batch(
+    bare = planned_batch(
         Rules(), frame.copy(), rows, needs=Needs(payloads=False, hashes=False)
     ).to_pydict()
     assert bare["payload"] == [None] * len(frame)
@@ -174,5 +173,5 @@ def test_without_payloads_or_hashes_the_rest_is_the_same():
     for name in NAMES:
         if name not in ("payload", "content_hash"):
             assert bare[name] == expected[name], name
-    hashed = flameup_spark.planned_batch(Rules(), frame.copy(), rows, needs=Needs(payloads=False))
+    hashed = planned_batch(Rules(), frame.copy(), rows, needs=Needs(payloads=False))
     assert hashed.column("content_hash").to_pylist() == expected["content_hash"]

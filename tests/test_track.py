@@ -337,7 +337,7 @@ def test_without_a_workspace_id_it_is_read_from_a_person(flameup_server: Flameup
         assert events.resolve(event, "checking") is None  # not stored: safe to send
         sent = events.send(event)
         assert sent.status == "sent"
-        assert events.find(event) == sent.event_id
+        assert events.resolve(event, "checking") == sent  # found in the listing
         assert events.workspace_id == flameup_server.workspace_id
     finally:
         sender.close()

@@ -143,7 +143,11 @@ class Events:
         for position, outcome in zip(positions, outcomes, strict=True):
             event = chunk.plan.events[position]
             if state is not None and event is not None and outcome.error not in _CUT_SHORT:
-                _remember(state, event, outcome, event.key in self.marked)
+                # one this run marked ``pending`` and sent, rejected or failed, is known not
+                # stored; one it never sent (the breaker opened first) keeps what was there
+                known = outcome.status in ("sent", "uncertain")
+                if known or event.key in self.marked:
+                    state.record(event.key, outcome.status if known else "clear", outcome.event_id)
                 self.marked.discard(event.key)
             chunk.plan.mark(position, outcome.status, outcome.error, outcome.event_id)
 
@@ -163,12 +167,3 @@ class Events:
 
     def warnings(self) -> tuple[Reason, ...]:
         return ()
-
-
-def _remember(state: EventState, event: Event, outcome: EventOutcome, marked: bool) -> None:
-    """The outcome into the state. ``marked``: this run wrote ``pending`` and sent it, so a
-    rejected or failed event is known not stored; an event this run never sent (the breaker
-    opened first) keeps what an earlier run left."""
-    known = outcome.status in ("sent", "uncertain")
-    if known or marked:
-        state.record(event.key, outcome.status if known else "clear", outcome.event_id)

@@ -23,7 +23,7 @@ import pandas as pd
 from .._people.column_encoders import utc_instants
 from .._people.emails import plausible_email
 from .._people.mapping import USER_ID_ALIASES
-from .._people.schema import REPORT_COLUMNS
+from .._people.schema import REPORT_COLUMNS, describe_check
 from .._people.values import RULES, column_values, is_missing, is_string, rule_for
 from ..exceptions import MappingError
 
@@ -35,11 +35,8 @@ FUTURE_TOLERANCE = dt.timedelta(minutes=5)
 RESULT_COLUMNS = ("flameup_event_id", "flameup_status", "flameup_error")
 Found = tuple[int, Any, str, Any]  # a broken rule: row, column, check, value
 
-_MESSAGES = {
+_MESSAGES = {  # the checks people have not, or name otherwise (the rest: describe_check)
     "identity_required": "neither a userId nor an email",
-    "string_type": "not a string",
-    f"max_length({MAX_USER_ID})": f"longer than {MAX_USER_ID} characters",
-    "email_plausible": "not a plausible email address",
     "event_required": "no event name",
     "event_name": f"not an event name (1 to {MAX_EVENT_NAME} characters, no control characters)",
     "timestamp_required": "no timestamp",
@@ -144,14 +141,13 @@ def plan_events(df: pd.DataFrame, rules: EventRules, now: dt.datetime) -> EventP
     users = _column(df, rules.user_id)
     emails = _column(df, rules.email)
     names = _column(df, rules.event_column) if rules.event_column is not None else None
-    stamps, stamp_problems = _timestamps(df[rules.timestamp], rules)
+    stamps, unreadable = _timestamps(df[rules.timestamp], rules)
     ids = _column(df, rules.event_id_column) if rules.event_id_column is not None else None
     when = pd.Series(stamps, dtype="datetime64[us, UTC]")
     latest = pd.Timestamp(now + rules.future_tolerance).tz_convert("UTC")
-    bad_stamps = (stamp_problems, df[rules.timestamp].astype(object).tolist())
-    broken = _broken(rules, (users, emails, names, when, ids), latest, bad_stamps)
+    broken = _broken(rules, (users, emails, names, when, ids), latest, {f[0] for f in unreadable})
     parameters, value_problems = _parameters(df, rules)
-    report = _report(sorted(broken + value_problems, key=lambda found: found[0]))
+    report = _report(sorted(broken + unreadable + value_problems, key=lambda found: found[0]))
     reasons = event_reasons(report, n)
     texts = column_values(when, "utc", str(rules.timestamp))[0]
     events: list[Event | None] = [None] * n
@@ -182,18 +178,17 @@ def _good_name(value: Any) -> bool:
     return _present_string(value) and len(value) <= MAX_EVENT_NAME and value.isprintable()
 
 
-# -- timestamps ------------------------------------------------------------------------------
-
-
-def _timestamps(series: pd.Series, rules: EventRules) -> tuple[list[Any], dict[int, str]]:
-    """Each row's time as a UTC pd.Timestamp (None when missing or bad) and the bad rows: a
+def _timestamps(series: pd.Series, rules: EventRules) -> tuple[list[Any], list[Found]]:
+    """Each row's UTC pd.Timestamp (None when missing or bad) and each bad one's problem: a
     datetime column read as people's are (naive raises unless declared UTC), strings as ISO 8601."""
     if rule_for(series.dtype) is _TIMESTAMPS:
         utc, missing = utc_instants(series, rules.naive_timestamps, str(rules.timestamp))
         stamps = pd.DatetimeIndex(utc).tz_localize("UTC")
-        return [None if m else s for s, m in zip(stamps, missing.tolist(), strict=True)], {}
-    judged = [_one_timestamp(v, rules.naive_timestamps) for v in series.astype(object).tolist()]
-    problems = {i: why for i, (_, why) in enumerate(judged) if why is not None}
+        return [None if m else s for s, m in zip(stamps, missing.tolist(), strict=True)], []
+    given = series.astype(object).tolist()
+    judged = [_one_timestamp(v, rules.naive_timestamps) for v in given]
+    label = str(rules.timestamp)
+    problems = [(i, label, why, given[i]) for i, (_, why) in enumerate(judged) if why is not None]
     return [stamp for stamp, _ in judged], problems
 
 
@@ -219,17 +214,14 @@ def _one_timestamp(value: Any, naive: str) -> tuple[Any, str | None]:
     return None, "timestamp_format"
 
 
-# -- the rules ------------------------------------------------------------------------------
-
-
 def _broken(
     rules: EventRules,
     columns: tuple[list[Any], list[Any], list[Any] | None, pd.Series, list[Any] | None],
     latest: pd.Timestamp,
-    bad_stamps: tuple[dict[int, str], list[Any]],
+    unreadable: set[int],
 ) -> list[Found]:
-    """Every rule each row breaks (``bad_stamps``: why each unreadable timestamp is, and the
-    column as given), named by the frame's column, the value shown where it helps."""
+    """Every rule each row breaks but an ``unreadable`` timestamp, named by the frame's column,
+    the value shown where it helps."""
     users, emails, names, when, ids = columns
     event = str(rules.event_column) if names is not None else "event"
     found: list[Found] = []
@@ -244,8 +236,7 @@ def _broken(
     nobody = [
         not (_present_string(u) or _present_string(e)) for u, e in zip(users, emails, strict=True)
     ]
-    problems, given = bad_stamps
-    no_time = [t is pd.NaT and i not in problems for i, t in enumerate(stamps)]
+    no_time = [t is pd.NaT and i not in unreadable for i, t in enumerate(stamps)]
     check(None, "identity_required", nobody, bool, shown=False)
     check(rules.user_id, "string_type", users, lambda v: v is not None and not is_string(v))
     too_long = f"max_length({MAX_USER_ID})"
@@ -260,7 +251,6 @@ def _broken(
     check(rules.timestamp, "not_in_future", stamps, lambda t: t is not pd.NaT and t > latest)
     if ids is not None:
         check(rules.event_id_column, "event_id_required", ids, lambda v: v is None, shown=False)
-    found.extend((i, str(rules.timestamp), why, given[i]) for i, why in problems.items())
     return found
 
 
@@ -268,9 +258,6 @@ def _report(found: list[Found]) -> pd.DataFrame:
     rows, *rest = zip(*found, strict=True) if found else ((), (), (), ())
     report = dict(zip(REPORT_COLUMNS[1:], (pd.Series(c, dtype=object) for c in rest), strict=True))
     return pd.DataFrame({"row": pd.Series(rows, dtype=np.int64), **report})
-
-
-# -- parameters ------------------------------------------------------------------------------
 
 
 def _parameters(df: pd.DataFrame, rules: EventRules) -> tuple[list[dict[str, Any]], list[Found]]:
@@ -300,9 +287,9 @@ def event_reasons(report: pd.DataFrame, n_rows: int) -> list[str | None]:
         if check == "json_value":
             text = str(value) if str(value).startswith(f"{column}:") else f"{column}: {value}"
         elif column is None or is_missing(column):
-            text = _MESSAGES.get(check, f"fails {check}")
+            text = _MESSAGES.get(check) or describe_check(check)
         else:
             shown = "" if value is None or check.startswith("max_length") else f" (value {value!r})"
-            text = f"{column}: {_MESSAGES.get(check, f'fails {check}')}{shown}"
+            text = f"{column}: {_MESSAGES.get(check) or describe_check(check)}{shown}"
         reasons.setdefault(int(row), []).append(text)
     return [("; ".join(reasons[i]) if i in reasons else None) for i in range(n_rows)]

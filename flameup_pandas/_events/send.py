@@ -72,10 +72,18 @@ class EventSender:
         self.max_resends = max_resends
 
     def send(self, event: Event) -> EventOutcome:
+        def post() -> Answer:
+            try:
+                return self.client.request("POST", "/track", body=event.body)
+            except TransportError as exc:
+                if exc.unreachable and exc.reason != CLOSED:
+                    raise  # never left this machine: the request loop retries it
+                raise _AnswerLost(exc.reason) from exc
+
         lost_times = 0
         while True:
             try:
-                answer = self.poster.request(self._poster_call(event.body), "event")
+                answer = self.poster.request(post, "event")
             except GaveUp as exc:
                 return EventOutcome("failed", error=str(exc))
             except _AnswerLost as exc:
@@ -104,16 +112,8 @@ class EventSender:
             )
 
     def resolve(self, event: Event, why: str) -> EventOutcome | None:
-        """Whether Flameup holds ``event``: ``sent`` (found), ``uncertain`` (the listing could
-        not tell), or None: it is not stored, so sending it is safe."""
-        try:
-            found = self.find(event)
-        except _CannotTell as exc:
-            return EventOutcome("uncertain", error=f"{why}; the listing could not tell: {exc}")
-        return None if found is None else EventOutcome("sent", found)
-
-    def find(self, event: Event) -> str | None:
-        """The id of the stored event that is ``event``, or None; _CannotTell when unknown."""
+        """Whether Flameup holds ``event``: ``sent`` (found in the listing), ``uncertain`` (the
+        listing could not tell), or None: it is not stored, so sending it is safe."""
         window = {
             "user_id": event.user,
             "event": event.name,
@@ -121,10 +121,11 @@ class EventSender:
             "until": scalar(event.timestamp + MATCH_WINDOW, "utc", "until"),
         }
         wanted = orjson.loads(orjson.dumps(event.parameters))
-        for listed in self._pages(window):
-            if _same(listed, event, wanted):
-                return str(listed.get("id"))
-        return None
+        try:
+            found = next((e for e in self._pages(window) if _same(e, event, wanted)), None)
+        except _CannotTell as exc:
+            return EventOutcome("uncertain", error=f"{why}; the listing could not tell: {exc}")
+        return None if found is None else EventOutcome("sent", str(found.get("id")))
 
     def listed(self, filters: dict[str, str]) -> Iterator[dict[str, Any]]:
         """Every event the listing holds matching ``filters``, oldest first, page by page; a
@@ -162,17 +163,6 @@ class EventSender:
         if not answer.ok:
             raise _CannotTell(str(answer.error()))
         return answer.body
-
-    def _poster_call(self, body: bytes) -> Callable[[], Answer]:
-        def call() -> Answer:
-            try:
-                return self.client.request("POST", "/track", body=body)
-            except TransportError as exc:
-                if exc.unreachable and exc.reason != CLOSED:
-                    raise  # never left this machine: the request loop retries it
-                raise _AnswerLost(exc.reason) from exc
-
-        return call
 
 
 def _same(listed: dict[str, Any], event: Event, parameters: Any) -> bool:

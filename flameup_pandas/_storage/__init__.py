@@ -1,9 +1,4 @@
-"""Storage: how sources, the sync state and the results file open what they name.
-
-One place decides where a file lives (``location``), how whole objects are read and written
-(``objects``), how a state on object storage is locked (``lease``) and how every state is
-locked, journaled and folded (``keeper``).
-"""
+"""Storage: how sources, the sync state and the results file open what they name."""
 
 from .keeper import JournalObjects
 from .lease import LEASE_SECONDS, Lease, LockedError, break_lock

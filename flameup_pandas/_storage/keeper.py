@@ -34,11 +34,6 @@ Journals = list[tuple[str, "bytes | Path"]]
 """Journals to fold, in the order written: each named as shown in errors, as bytes or a file."""
 
 
-def run_name() -> str:
-    """A name that sorts by start time (microseconds, UTC) and is unique per run."""
-    return f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"
-
-
 def keep(
     path: str | os.PathLike[str] | Location,
     filesystem: Any,
@@ -148,8 +143,6 @@ class LocalKeeper:
         try:
             if self._file is not None:
                 self.sync()
-                self._file.close()
-                self._file = None
                 if self.journal != self.path:
                     self.write(fold([(str(self.journal), self.journal)]))
                     self.journal.unlink()
@@ -186,8 +179,9 @@ class ObjectKeeper:
         self.what = what
         self.lost = lost
         self.store = Store(where.fs, retry)
+        run = f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"  # sorts by start
         self.journal = JournalObjects(
-            self.store, where.path + ".journal", run_name(), flush_batches, flush_seconds
+            self.store, where.path + ".journal", run, flush_batches, flush_seconds
         )
         self.lease = Lease.take(self.store, where.path + ".lock", str(where), lease)
         self.failure: BaseException | None = None
@@ -278,12 +272,7 @@ class JournalObjects:
     oldest is ``every_seconds`` old. Thread-safe: the run adds, it or the keeper flushes."""
 
     def __init__(
-        self,
-        store: Store,
-        folder: str,
-        run: str,
-        every_batches: int = 20,
-        every_seconds: float = 5.0,
+        self, store: Store, folder: str, run: str, every_batches: int, every_seconds: float
     ) -> None:
         self.store = store
         self.folder = folder
@@ -311,13 +300,13 @@ class JournalObjects:
             oldest = self._oldest
             return oldest is not None and time.monotonic() - oldest >= self.every_seconds
 
-    def flush(self) -> bytes:
-        """Write what is buffered as one object; the bytes written (empty when none)."""
+    def flush(self) -> None:
+        """Write what is buffered as one object (none when nothing is)."""
         with self._flushing:
             with self._lock:
                 data, self._buffer, self._oldest = b"".join(self._buffer), [], None
             if not data:
-                return b""
+                return
             path = f"{self.folder}/{self.run}-{len(self.written):06d}.jsonl"
             try:
                 self.store.write(path, data)
@@ -328,7 +317,6 @@ class JournalObjects:
                 raise
             self.written.append(path)
             self.flushed.append(data)
-            return data
 
     @staticmethod
     def existing(store: Store, folder: str) -> list[str]:

@@ -31,10 +31,6 @@ class LockedError(StateError):
     """Another run holds the sync state's lock (its holder and times are in the message)."""
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _holder() -> str:
     return f"{socket.gethostname()} pid {os.getpid()}"
 
@@ -63,7 +59,7 @@ class Lease:
             number, current = _highest(store, paths)
             if current is not None and _live(current):
                 raise _locked(shown, current)
-            now = _now()
+            now = datetime.now(UTC)
             record = {
                 "holder": _holder(),
                 "run": uuid.uuid4().hex,
@@ -81,7 +77,7 @@ class Lease:
     def renew(self) -> None:
         """Push ``expires`` forward (only this run ever writes its own lease)."""
         self.check()
-        self.record["expires"] = (_now() + timedelta(seconds=self.seconds)).isoformat()
+        self.record["expires"] = (datetime.now(UTC) + timedelta(seconds=self.seconds)).isoformat()
         self.store.write(self.path, orjson.dumps(self.record))
 
     def check(self) -> None:
@@ -105,7 +101,7 @@ def break_lock(store: Store, folder: str) -> dict[str, Any] | None:
     number, current = _highest(store, store.list(folder))
     if current is None or current.get("released"):
         return None
-    now = _now().isoformat()
+    now = datetime.now(UTC).isoformat()
     record = {"holder": _holder(), "acquired": now, "expires": now, "released": True}
     if not store.create(f"{folder}/{number + 1:012d}.json", orjson.dumps(record)):
         raise LockedError(f"the lock of {folder} changed while it was being broken; try again")
@@ -140,7 +136,7 @@ def _live(record: dict[str, Any]) -> bool:
         expires = datetime.fromisoformat(str(record.get("expires")))
     except ValueError:
         return False
-    return expires > _now()
+    return expires > datetime.now(UTC)
 
 
 def _locked(state: str, record: dict[str, Any]) -> LockedError:

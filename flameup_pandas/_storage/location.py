@@ -39,7 +39,6 @@ READ_BLOCK = 4 * 2**20
 and keeps them while the file is open: most of a streaming run's memory on a large object)."""
 
 _URI = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]+):(?P<slashes>/*)")
-_ARROW_TYPES = {"s3": "s3", "gcs": "gcs", "abfs": "abfs", "local": "file"}
 
 
 @dataclass(frozen=True)
@@ -144,19 +143,27 @@ def resolve(target: str | Path | Location, filesystem: Any = None) -> Location:
             )
         return Location(urllib.request.url2pathname(parts.path))
     if scheme not in SCHEMES or match["slashes"] != "//":
-        raise _unknown(text)
+        raise ConfigurationError(
+            f"cannot open {text!r}: not a local path or a supported URI (s3://, gs://, az://, "
+            "abfs://, file://, memory://); install 'flameup-pandas[s3]', '[gcs]', '[azure]' or "
+            "'[cloud]' for the object stores"
+        )
     protocol, extra = SCHEMES[scheme]
-    fs = _filesystem(protocol, extra, text, options)
+    try:
+        import fsspec
+
+        fs = fsspec.filesystem(protocol, **options)
+    except TypeError as exc:  # an option this filesystem does not take (named, never valued)
+        raise ConfigurationError(
+            f"cannot open {text!r} with the storage options given "
+            f"({', '.join(sorted(options))}): {exc}"
+        ) from None
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"cannot open {text!r}: {protocol} needs an extra package "
+            f"({exc.name or exc}); pip install 'flameup-pandas[{extra or 'cloud'}]'"
+        ) from exc
     return Location(fs._strip_protocol(text), fs, text)
-
-
-def _unknown(text: str) -> ConfigurationError:
-    schemes = ", ".join(f"{s}://" for s in ("s3", "gs", "az", "abfs", "file", "memory"))
-    return ConfigurationError(
-        f"cannot open {text!r}: not a local path or a supported URI ({schemes}); "
-        "install 'flameup-pandas[s3]', '[gcs]', '[azure]' or '[cloud]' for the object "
-        "stores"
-    )
 
 
 def _on(filesystem: Any, target: str | Path) -> Location:
@@ -166,7 +173,7 @@ def _on(filesystem: Any, target: str | Path) -> Location:
         from fsspec.implementations.arrow import ArrowFSWrapper
 
         fs = ArrowFSWrapper(filesystem)
-        protocols = {_ARROW_TYPES.get(filesystem.type_name, filesystem.type_name)}
+        protocols = {"file" if filesystem.type_name == "local" else filesystem.type_name}
     elif hasattr(filesystem, "_strip_protocol") and hasattr(filesystem, "protocol"):
         spoken = filesystem.protocol
         protocols = {spoken} if isinstance(spoken, str) else set(spoken)
@@ -188,21 +195,3 @@ def _on(filesystem: Any, target: str | Path) -> Location:
     if "file" in protocols or "local" in protocols:
         return Location(text)
     return Location(fs._strip_protocol(text), fs, text if match is None else str(target))
-
-
-def _filesystem(protocol: str, extra: str | None, text: str, options: Mapping[str, Any]) -> Any:
-    try:
-        import fsspec
-
-        return fsspec.filesystem(protocol, **options)
-    except TypeError as exc:  # an option this filesystem does not take (named, never valued)
-        raise ConfigurationError(
-            f"cannot open {text!r} with the storage options given "
-            f"({', '.join(sorted(options))}): {exc}"
-        ) from None
-    except ImportError as exc:
-        extra = extra or "cloud"
-        raise ConfigurationError(
-            f"cannot open {text!r}: {protocol} needs an extra package "
-            f"({exc.name or exc}); pip install 'flameup-pandas[{extra}]'"
-        ) from exc

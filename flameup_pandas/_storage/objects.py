@@ -11,7 +11,6 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 from ..exceptions import StateError
@@ -128,16 +127,27 @@ class Store:
 
 
 @contextlib.contextmanager
-def atomic_output(where: Location, retry: StoreRetry | None = None) -> Iterator[Any]:
+def atomic_output(where: Location) -> Iterator[Any]:
     """A writable binary stream whose content appears at ``where`` whole, on success only.
 
     A local file is written beside its target and renamed over it; an object is uploaded as
     it is written (in parts) and completed when the block ends, or discarded on an error.
     """
     if where.local:
-        yield from _local_output(where.local_path)
+        path = where.local_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with open(temporary, "wb") as handle:
+                yield handle
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+        finally:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
         return
-    store = Store(where.fs, retry)
+    store = Store(where.fs)
     handle = store.call(f"open {where.path}", lambda: where.fs.open(where.path, "wb"))
     try:
         yield handle
@@ -146,17 +156,3 @@ def atomic_output(where: Location, retry: StoreRetry | None = None) -> Iterator[
             getattr(handle, "discard", lambda: None)()
         raise
     store.call(f"complete {where.path}", handle.close)
-
-
-def _local_output(path: Path) -> Iterator[Any]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        with contextlib.suppress(OSError):
-            temporary.unlink()

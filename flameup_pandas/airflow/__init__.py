@@ -198,22 +198,23 @@ def _file_task(
     if flameup_conn_id is not None:
         options = {**__getattr__("FlameupHook")(flameup_conn_id).options(), **options}
     options = {"progress": Progress(style="log"), **options}
+    title = f"flameup {what} of {path if isinstance(path, str | Path) else type(path).__name__}"
     try:
         summary = run(path, **options)
     except ChangeGuardError as refused:
         # max_changes/max_creates: nothing was sent; the plan's summary goes to the task log
-        logger.error("flameup %s of %s: %s", what, _name(path), refused)
+        logger.error("%s: %s", title, refused)
         raise
     except UpsertInterrupted as stop:
         # SIGTERM (a timeout, "mark failed"): the results file and state are closed; say so.
         done = _one_line(_plain(stop.result.to_dict())) if stop.result is not None else ""
-        logger.warning("flameup %s of %s: %s; %s", what, _name(path), stop, done)
+        logger.warning("%s: %s; %s", title, stop, done)
         raise
     out = _plain(summary.to_dict())
     results = options.get("results")
     if results is not None:
         out["results"] = str(results)
-    logger.info("flameup %s of %s: %s", what, _name(path), _one_line(out))
+    logger.info("%s: %s", title, _one_line(out))
     if summary.stopped is not None:
         delivered = out.get("created", 0) + out.get("updated", 0) + out.get("sent", 0)
         raise RunStoppedError(
@@ -247,9 +248,8 @@ def _allowance(rows: int, max_failed: int, max_failed_share: float | None) -> in
 
 def _plain(values: dict[str, Any]) -> dict[str, Any]:
     """JSON's plain values: numpy scalars as numbers, anything else as text."""
-    numpy = orjson.OPT_SERIALIZE_NUMPY
-    plain: dict[str, Any] = orjson.loads(orjson.dumps(values, default=str, option=numpy))
-    return plain
+    plain = orjson.dumps(values, default=str, option=orjson.OPT_SERIALIZE_NUMPY)
+    return dict(orjson.loads(plain))
 
 
 def _one_line(summary: dict[str, Any]) -> str:
@@ -259,7 +259,3 @@ def _one_line(summary: dict[str, Any]) -> str:
         f"{r['status']} {r['count']}: {r['reason']}" for r in summary.get("reasons", [])
     )
     return f"{line}; why: {reasons}" if reasons else line
-
-
-def _name(path: object) -> str:
-    return str(path) if isinstance(path, str | Path) else type(path).__name__

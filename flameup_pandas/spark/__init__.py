@@ -26,10 +26,6 @@ filesystems know (``s3a://`` with hadoop-aws, ``dbfs:/``...).
 from __future__ import annotations
 
 from ._driver import SparkUpsertResult, upsert
-from ._executors import PLANNED_DDL as PLANNED_DDL  # the executors' own, for benchmarks
-from ._executors import PLANNED_SCHEMA as PLANNED_SCHEMA
-from ._executors import plan_batches as plan_batches
-from ._executors import planned_batch as planned_batch
 from ._plans import SparkPlan, plan
 
 __all__ = ["SparkPlan", "SparkUpsertResult", "plan", "upsert"]

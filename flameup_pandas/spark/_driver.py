@@ -31,16 +31,7 @@ from .._run.state import SyncState
 from .._send import observe
 from .._send.delivery import NOT_SENT
 from ..exceptions import UpsertInterrupted
-from ._decide import (
-    ACTION,
-    FLAMEUP_ID,
-    SENDING,
-    checkpoint,
-    decide,
-    functions,
-    state_of,
-    statuses,
-)
+from ._decide import ACTION, FLAMEUP_ID, SENDING, checkpoint, decide, functions, state_of, statuses
 from ._executors import ERROR, ROW, STATUS, Needs, check_columns, planned
 from ._plans import plan_of
 

@@ -67,17 +67,15 @@ def plan(sdf: DataFrame, **options: Unpack[Options]) -> SparkPlan:
     check_columns(sdf, rules)
     needs = Needs(payloads=False, fields=True, sent=run.state_values, given=run.complete_source)
     with state_of(sdf, run) as (sync, known):
-        decided = decide(planned(sdf, rules, needs), known, with_state=sync is not None)
-        decided = checkpoint(decided)
+        decided = checkpoint(decide(planned(sdf, rules, needs), known, with_state=sync is not None))
     gone = _gone(decided, known) if run.complete_source else None
     return plan_of(decided, values=run.state_values and sync is not None, gone=gone)
 
 
 def plan_of(decided: DataFrame, *, values: bool, gone: Gone | None = None) -> SparkPlan:
     """The plan of decided rows: actions counted in Spark, the rows to send on the driver."""
-    f = functions()
     counts = {r[ACTION]: int(r["count"]) for r in decided.groupBy(ACTION).count().collect()}
-    changes = _changes_frame(decided.where(f.col(ACTION).isin(*SENDING)), values=values)
+    changes = _changes_frame(decided.where(functions().col(ACTION).isin(*SENDING)), values=values)
     if gone is not None:
         record_gone(changes, gone)
     summary = summarize_plan(changes)
@@ -91,9 +89,8 @@ def _gone(decided: DataFrame, known: DataFrame | None) -> Gone:
         return Gone(0)
     given = decided.select("given_hash").distinct()
     absent = known.join(given, known["_known_hash"] == given["given_hash"], "left_anti")
-    count = absent.count()
     shown = [r["_known_identity"] for r in absent.select("_known_identity").take(EXAMPLES)]
-    return Gone(count, tuple(str(e).partition(":")[2] for e in shown))
+    return Gone(absent.count(), tuple(str(e).partition(":")[2] for e in shown))
 
 
 def _changes_frame(wanted: DataFrame, *, values: bool) -> pd.DataFrame:
@@ -101,20 +98,17 @@ def _changes_frame(wanted: DataFrame, *, values: bool) -> pd.DataFrame:
     ``values``)."""
     columns = [ROW, "userId", "email", ACTION, "flameup_changes", "sent", "_known_sent"]
     table = wanted.select(*columns[:5], *(columns[5:] if values else [])).toArrow().sort_by(ROW)
-    changes = [None if c is None else list(c) for c in table["flameup_changes"].to_pylist()]
     frame = pd.DataFrame(
-        {name: table[name].to_pylist() for name in columns[1:4]},
+        {name: table[name].to_pylist() for name in columns[1:5]},
         index=pd.Index(table[ROW].to_pylist(), name=ROW, dtype="int64"),
         dtype=object,
     )
-    frame["flameup_changes"] = pd.Series(changes, index=frame.index, dtype=object)
     if values:
         olds, news = table["_known_sent"].to_pylist(), table["sent"].to_pylist()
+        decided = zip(frame[ACTION], frame["flameup_changes"], olds, news, strict=True)
         pairs = [
             (None, None) if names is None else value_pair(action == "create", names, old, new)
-            for action, names, old, new in zip(
-                frame[ACTION].tolist(), changes, olds, news, strict=True
-            )
+            for action, names, old, new in decided
         ]
         for name, at in (("flameup_before", 0), ("flameup_after", 1)):
             frame[name] = pd.Series([pair[at] for pair in pairs], index=frame.index, dtype=object)
