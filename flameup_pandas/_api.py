@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from ._people.columns import conform, people_table, to_frame, unified_schema
 from ._run.against import compare_with_flameup
-from ._run.changes import PlanRecorder, record_gone
+from ._run.changes import PlanRecorder
 from ._run.engine import run_frame, run_rows
 from ._run.interrupt import interruptible, shielded, stopped
 from ._run.options import (
@@ -34,7 +34,7 @@ from ._run.options import (
 from ._run.people import People
 from ._run.plan import Rules
 from ._run.progress import Meter, Progress, open_progress
-from ._run.result import Summary
+from ._run.result import Summary, tell
 from ._run.sources import CHUNK_ROWS, Rows, open_rows
 from ._run.state import SyncState, break_state_lock
 from ._send.reader import PeopleReader
@@ -287,9 +287,9 @@ def plan_rows(
     if run.complete_source and run.state is not None:
         if decisions.sync is None:  # an empty source: everyone in the state is gone
             with SyncState.open(run.state, filesystem=run.storage) as sync:
-                record_gone(planned, decisions.gone(sync))
+                tell(planned, "gone", decisions.gone(sync))
         else:
-            record_gone(planned, decisions.gone())
+            tell(planned, "gone", decisions.gone())
     return planned
 
 

@@ -19,7 +19,7 @@ from ._events import api as _events_api
 from ._events.rules import RESULT_COLUMNS as EVENT_COLUMNS
 from ._people.values import is_missing
 from ._run.changes import PLAN_COLUMNS, VALUE_COLUMNS, PlanSummary, summarize_plan
-from ._run.result import RESULT_COLUMNS, Summary, record_run, run_of, summarize
+from ._run.result import RESULT_COLUMNS, Summary, run_of, summarize, tell
 from ._run.sources import polars_frame
 from .exceptions import UpsertInterrupted
 
@@ -117,7 +117,7 @@ class PolarsFlameup:
         )
         run = run_of(result)
         if run is not None:
-            record_run(out, run)  # keyed by id, held weakly
+            tell(out, "run", run)  # keyed by id, held weakly
         return out
 
     def summary(self) -> Summary | PlanSummary:

@@ -38,6 +38,7 @@ from .wire import (
     drop_byte,
     null_mask,
     quoted,
+    scattered,
     with_nulls,
 )
 
@@ -476,19 +477,14 @@ class Payloads:
         lets through sends without reading or encoding its rows again.
         """
         positions = np.asarray(positions, dtype=np.int64)
-        n = len(self)
-        where = np.zeros(n, dtype=np.int64)
-        where[positions] = np.arange(len(positions))
-        absent = np.ones(n, dtype=bool)
-        absent[positions] = False
-        wire = pa.nulls(n, BINARY)
+        wire = pa.nulls(len(self), BINARY)
         if len(positions):
             # only the people to send are assembled, unless every row's bytes are made already
             if self._made("wire") or self.wire_at is None:
                 taken = self.wire.take(pa.array(positions))
             else:
                 taken = self.wire_at(positions)
-            wire = taken.take(pa.array(where, mask=absent))
+            wire = scattered(taken, positions, len(self))
         return Payloads(
             self.present,
             self.user_ids,

@@ -42,6 +42,7 @@ __all__ = [
     "offsets_and_data",
     "quoted",
     "replaced",
+    "scattered",
     "string_texts",
     "text_array",
     "timestamp_texts",
@@ -254,6 +255,15 @@ def with_nulls(texts: pa.Array, missing: np.ndarray) -> pa.Array:
     if not missing.any():
         return texts
     return pc.if_else(pa.array(missing), pa.scalar(None, BINARY), texts)
+
+
+def scattered(values: pa.Array, positions: np.ndarray, n: int) -> pa.Array:
+    """``values`` (one per position) placed at ``positions`` of ``n`` rows, null elsewhere."""
+    where = np.zeros(n, dtype=np.int64)
+    where[positions] = np.arange(len(positions))
+    absent = np.ones(n, dtype=bool)
+    absent[positions] = False
+    return values.take(pa.array(where, mask=absent))
 
 
 _BLAKE2B_8 = hashlib.blake2b(digest_size=8)

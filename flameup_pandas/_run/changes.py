@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Hashable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -28,7 +28,7 @@ from .._people.person import TOP_LEVEL
 from .._people.values import read_back
 from ..exceptions import ChangeGuardError
 from .plan import UNCHANGED, Plan, joined
-from .result import EXAMPLES, html_table, plain_label, some, tell, told
+from .result import EXAMPLES, html_table, plain_label, some, told
 from .state import SyncState
 
 __all__ = [
@@ -41,7 +41,6 @@ __all__ = [
     "PlanRecorder",
     "PlanSummary",
     "parse_limit",
-    "record_gone",
     "refuse_over",
     "summarize_plan",
     "value_pair",
@@ -133,11 +132,6 @@ class Gone:
 
     count: int
     examples: tuple[str, ...] = ()
-
-
-def record_gone(plan: object, gone: Gone) -> None:
-    """Keep ``gone`` for a plan frame while it lives (never in ``df.attrs``)."""
-    tell(plan, "gone", gone)
 
 
 def decide(
@@ -274,7 +268,6 @@ class PlanSummary:
     actions: dict[str, int]
     fields: tuple[FieldChange, ...] = ()
     unknown: int = 0
-    creates_set: dict[str, int] = field(default_factory=dict)
     gone: int | None = None
     """With ``complete_source=True``: people in the state that the source no longer holds
     (None when the plan was not told the source is complete). Nothing is deleted."""
@@ -342,7 +335,7 @@ def summarize_plan(plan: pd.DataFrame) -> PlanSummary:
     actions = plan["flameup_action"].to_numpy(dtype=object)
     found = pd.Series(actions, dtype=object, copy=False).value_counts()  # one pass
     counts = {a: int(found.get(a, 0)) for a in ACTIONS}
-    is_update, is_create = actions == "update", actions == "create"
+    is_update = actions == "update"
     updates = plan.loc[is_update, "flameup_changes"]
     unknown = int(updates.isna().sum())
     tally: Counter[str] = Counter()
@@ -357,11 +350,9 @@ def summarize_plan(plan: pd.DataFrame) -> PlanSummary:
         FieldChange(name, count, tuple(examples[name]), values.get(name, ()))
         for name, count in tally.most_common(TOP_FIELDS)
     )
-    created = plan.loc[is_create, "flameup_changes"].dropna()
-    creates = Counter(name for changed in created for name in changed)
     gone: Gone | None = told(plan, "gone")  # recorded when the source is complete
     gone_fields = () if gone is None else (gone.count, gone.examples)
-    return PlanSummary(counts, top, unknown, dict(creates.most_common()), *gone_fields)
+    return PlanSummary(counts, top, unknown, *gone_fields)
 
 
 def _value_changes(

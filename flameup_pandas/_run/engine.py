@@ -32,7 +32,7 @@ from .kind import Chunk, Kind
 from .options import Delivery, Run
 from .plan import DRY_RUN, Decisions, Sender, joined
 from .progress import DOCUMENTED_RATE, Meter, duration, open_progress
-from .result import RunReport, Summary, record_run
+from .result import RunReport, Summary, tell
 from .sinks import ResultsWriter
 from .sources import Rows
 
@@ -95,7 +95,7 @@ def assemble(
     result["flameup_status"] = column("status")
     result["flameup_error"] = column("error")
     if report is not None:
-        record_run(result, report)
+        tell(result, "run", report)
     return result
 
 

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from .._send.stream import IN_FLIGHT, NOT_SENT, Stream
+from .._send.delivery import IN_FLIGHT, NOT_SENT, Stream
 from ..exceptions import ReadInterrupted, UpsertInterrupted
 
 __all__ = [

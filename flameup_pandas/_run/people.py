@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 
 from .._people.encode import FieldHashes, Payloads
+from .._people.wire import scattered
 from .._send.delivery import PersonOutcome
 from .changes import ChangeGuard
 from .kind import Chunk, Work
@@ -105,10 +106,10 @@ class People:
             pending = plan.pending()
             fields = plan.payloads.field_hashes(pending)
             if fields is not None:
-                kept.fields = _scattered(fields.lists(), pending, len(plan.status))
+                kept.fields = scattered(fields.lists(), pending, len(plan.status))
             if run.state_values and not run.dry_run:
                 texts = plan.payloads.hashed.take(pa.array(pending)).cast(pa.large_string())
-                kept.sent = _scattered(texts, pending, len(plan.status))
+                kept.sent = scattered(texts, pending, len(plan.status))
         if self.planner is not None:
             self.planner(frame, plan, state, fields)
         if state is not None and not self.run.dry_run and len(plan.pending()) < len(plan.status):
@@ -185,12 +186,3 @@ class People:
 
 def _failed(error: str) -> PersonOutcome:
     return PersonOutcome("failed", error=error)
-
-
-def _scattered(lists: pa.Array, positions: np.ndarray, n: int) -> pa.Array:
-    """``lists`` (one per position) placed at ``positions`` of ``n`` rows, null elsewhere."""
-    where = np.zeros(n, dtype=np.int64)
-    where[positions] = np.arange(len(positions))
-    absent = np.ones(n, dtype=bool)
-    absent[positions] = False
-    return lists.take(pa.array(where, mask=absent))

@@ -29,7 +29,6 @@ __all__ = [
     "SharedEmails",
     "Summary",
     "TrackSummary",
-    "record_run",
     "run_of",
     "summarize",
 ]
@@ -330,10 +329,6 @@ def run_of(frame: object) -> RunReport | None:
     """The run figures recorded for a result frame (pandas or polars), if it is still alive."""
     report: RunReport | None = told(frame, "run")
     return report
-
-
-def record_run(result: object, report: RunReport) -> None:
-    tell(result, "run", report)
 
 
 def summarize(result: pd.DataFrame) -> Summary:

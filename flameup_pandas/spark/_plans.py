@@ -15,11 +15,11 @@ from .._run.changes import (
     PLAN_COLUMNS,
     Gone,
     PlanSummary,
-    record_gone,
     summarize_plan,
     value_pair,
 )
 from .._run.options import Options, split_options
+from .._run.result import tell
 from ._decide import ACTION, SENDING, checkpoint, decide, functions, state_of
 from ._executors import ROW, Needs, check_columns, planned
 
@@ -77,7 +77,7 @@ def plan_of(decided: DataFrame, *, values: bool, gone: Gone | None = None) -> Sp
     counts = {r[ACTION]: int(r["count"]) for r in decided.groupBy(ACTION).count().collect()}
     changes = _changes_frame(decided.where(functions().col(ACTION).isin(*SENDING)), values=values)
     if gone is not None:
-        record_gone(changes, gone)
+        tell(changes, "gone", gone)
     summary = summarize_plan(changes)
     summary = dataclasses.replace(summary, actions={a: counts.get(a, 0) for a in ACTIONS})
     return SparkPlan(summary, changes, decided.select(*PLAN_COLUMNS_SPARK))
