@@ -105,3 +105,17 @@ def test_repeated_identity_across_record_batches_ends_with_the_last_row(flameup_
     assert flameup_server.person("u8")["attributes"]["plan"] == "later"
     # rows 7 and 8 (first rows of u7, u8) and then 900 and 950 (their last rows) went again
     assert again.counts["skipped"] == 1000 - 4
+
+
+def test_a_guarded_rerun_sends_a_repeated_identity_again_with_its_bytes(flameup_server, tmp_path):
+    # the change guard keeps only the bytes of the rows to send; an unchanged row repeating a
+    # person an earlier chunk sends goes again after it, so its bytes are kept too (it crashed)
+    path, state = tmp_path / "c.parquet", tmp_path / "s.parquet"
+    df = customers(1000)
+    df.loc[400, ["user_id", "plan"]] = ["u7", "second"]
+    df.loc[900, ["user_id", "plan"]] = ["u7", "third"]
+    df.to_parquet(path)
+    upsert_file(path, state=state, chunk_rows=300, **target(flameup_server))
+    again = upsert_file(path, state=state, chunk_rows=300, max_changes=10, **target(flameup_server))
+    assert flameup_server.person("u7")["attributes"]["plan"] == "third"
+    assert again.counts["updated"] == 2 and again.counts["skipped"] == 998

@@ -513,8 +513,11 @@ class Payloads:
             return None
         return self.fields_by(np.asarray(positions, dtype=np.int64))
 
-    def outgoing(self, positions: Sequence[int] | np.ndarray) -> list[Outgoing]:
-        """The people at ``positions`` as they go out (each must have a person)."""
+    def outgoing(
+        self, positions: Sequence[int] | np.ndarray, wire: pa.Array | None = None
+    ) -> list[Outgoing]:
+        """The people at ``positions`` as they go out (each must have a person), their bytes
+        taken from ``wire`` if given (:meth:`for_sending`'s), else from :attr:`wire`."""
         take = pa.array(np.asarray(positions, dtype=np.int64))
-        columns = (self.wire, self.user_ids, self.emails)
+        columns = (self.wire if wire is None else wire, self.user_ids, self.emails)
         return list(map(Outgoing, *(column.take(take).to_pylist() for column in columns)))

@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 
 from .._people.encode import FieldHashes, Payloads
+from .._people.identity import HashRuns
 from .._people.wire import scattered
 from .._send.delivery import PersonOutcome
 from .changes import ChangeGuard
@@ -45,8 +46,10 @@ class Kept:
     hashes: np.ndarray | None  # each row's content hash (None without a state)
     fields: pa.Array | None = None  # each row's field hashes (list<uint32>)
     sent: pa.Array | None = None  # each row's JSON (keys sorted), kept with state_values=True
+    wire: pa.Array | None = None  # the bytes of the rows to send alone (null elsewhere)
 
     def take(self, positions: np.ndarray) -> Kept:
+        """These rows' part (their bytes are their payloads')."""
         at = pa.array(positions)
         return Kept(
             None if self.hashes is None else self.hashes[positions],
@@ -110,11 +113,12 @@ class People:
             if run.state_values and not run.dry_run:
                 texts = plan.payloads.hashed.take(pa.array(pending)).cast(pa.large_string())
                 kept.sent = scattered(texts, pending, len(plan.status))
+            if self.guard is None and not run.dry_run and len(pending) < len(plan.status):
+                # a rerun sends few of a chunk's people: only their bytes are assembled (a
+                # repeat the engine sends again takes its own from the payloads)
+                kept.wire = plan.payloads.for_sending(pending).wire
         if self.planner is not None:
             self.planner(frame, plan, state, fields)
-        if state is not None and not self.run.dry_run and len(plan.pending()) < len(plan.status):
-            # a rerun sends few of a chunk's people: only their bytes are assembled
-            plan.payloads = plan.payloads.for_sending(plan.pending())
         return Chunk(plan, kept)
 
     def ahead(self, chunks: Iterator[Chunk]) -> Iterator[Chunk]:
@@ -122,16 +126,22 @@ class People:
         guard let the run through (it raises before anything is sent otherwise)."""
         if self.guard is None:
             return chunks
-        kept = []
+        kept, sent = [], HashRuns()
         for chunk in chunks:
             plan = chunk.plan
-            plan.payloads = plan.payloads.for_sending(plan.pending())
+            pending = plan.pending()
+            # an unchanged person sent from an earlier chunk goes again after it (the engine's
+            # repeats): its bytes are kept too
+            unchanged = np.flatnonzero((plan.status == "skipped") & (plan.error == UNCHANGED))
+            again = unchanged[sent.contains(plan.identity_hashes[unchanged])]
+            plan.payloads = plan.payloads.for_sending(np.union1d(pending, again))
+            sent.add(plan.identity_hashes[pending])
             kept.append(chunk)
         self.guard.check()
         return iter(kept)
 
     def items(self, chunk: Chunk, positions: np.ndarray) -> list[Any]:
-        return list(chunk.plan.payloads.outgoing(positions))
+        return list(chunk.plan.payloads.outgoing(positions, chunk.kept.wire))
 
     def sample(self, chunk: Chunk, positions: np.ndarray) -> list[Any]:
         payloads = chunk.plan.payloads
