@@ -23,11 +23,11 @@ import pandas as pd
 from .._people.column_encoders import utc_instants
 from .._people.emails import plausible_email
 from .._people.mapping import USER_ID_ALIASES
-from .._people.schema import REPORT_COLUMNS, describe_check
+from .._people.schema import REPORT_COLUMNS, row_reasons
 from .._people.values import RULES, column_values, is_missing, is_string, rule_for
 from ..exceptions import MappingError
 
-__all__ = ["Event", "EventPlan", "EventRules", "event_reasons", "plan_events"]
+__all__ = ["Event", "EventPlan", "EventRules", "plan_events"]
 
 MAX_EVENT_NAME = 255
 MAX_USER_ID = 255
@@ -148,7 +148,7 @@ def plan_events(df: pd.DataFrame, rules: EventRules, now: dt.datetime) -> EventP
     broken = _broken(rules, (users, emails, names, when, ids), latest, {f[0] for f in unreadable})
     parameters, value_problems = _parameters(df, rules)
     report = _report(sorted(broken + unreadable + value_problems, key=lambda found: found[0]))
-    reasons = event_reasons(report, n)
+    reasons = row_reasons(report, n, _MESSAGES)
     texts = column_values(when, "utc", str(rules.timestamp))[0]
     events: list[Event | None] = [None] * n
     for i in [row for row, reason in enumerate(reasons) if reason is None]:
@@ -272,24 +272,3 @@ def _parameters(df: pd.DataFrame, rules: EventRules) -> tuple[list[dict[str, Any
             if value is not None:
                 out[row][label] = value
     return out, found
-
-
-def event_reasons(report: pd.DataFrame, n_rows: int) -> list[str | None]:
-    """Per row position: every rule it breaks, in one readable line; None when it breaks none.
-
-    >>> report = pd.DataFrame({"row": [1], "column": [None], "check": ["identity_required"],
-    ...                        "value": [None]})
-    >>> event_reasons(report, 2)
-    [None, 'neither a userId nor an email']
-    """
-    reasons: dict[int, list[str]] = {}
-    for row, column, check, value in report[list(REPORT_COLUMNS)].itertuples(index=False):
-        if check == "json_value":
-            text = str(value) if str(value).startswith(f"{column}:") else f"{column}: {value}"
-        elif column is None or is_missing(column):
-            text = _MESSAGES.get(check) or describe_check(check)
-        else:
-            shown = "" if value is None or check.startswith("max_length") else f" (value {value!r})"
-            text = f"{column}: {_MESSAGES.get(check) or describe_check(check)}{shown}"
-        reasons.setdefault(int(row), []).append(text)
-    return [("; ".join(reasons[i]) if i in reasons else None) for i in range(n_rows)]

@@ -25,7 +25,7 @@ import functools
 import re
 import warnings
 import zoneinfo
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -487,8 +487,11 @@ def _shown(value: Any) -> str:
     return f" (value {text})" if len(text) <= _SHOWN_VALUE else ""
 
 
-def row_reasons(report: pd.DataFrame, n_rows: int) -> list[str | None]:
-    """Per row position: its problems in one readable line, or None when it has none.
+def row_reasons(
+    report: pd.DataFrame, n_rows: int, messages: Mapping[str, str] | None = None
+) -> list[str | None]:
+    """Per row position: its problems in one readable line, or None when it has none
+    (``messages``: the texts of checks that :func:`describe_check` does not know; events').
 
     >>> report = pd.DataFrame({"row": [1, 1], "column": ["email", "userId"],
     ...                        "check": ["email_plausible", "max_length(255)"],
@@ -501,13 +504,12 @@ def row_reasons(report: pd.DataFrame, n_rows: int) -> list[str | None]:
     for row, column, check, value in zip(*listed, strict=True):
         if not 0 <= row < n_rows:
             continue
-        text = describe_check(str(check))
-        if column is None or (not isinstance(column, str) and pd.isna(column)):
-            reasons.setdefault(row, []).append(text)
-        else:
-            shown = "" if value is None or str(check).startswith("max_length") else _shown(value)
-            reasons.setdefault(row, []).append(f"{column}: {text}{shown}")
-    out: list[str | None] = [None] * n_rows
-    for row, texts in reasons.items():
-        out[row] = "; ".join(texts)
-    return out
+        check = str(check)
+        text = (messages or {}).get(check) or describe_check(check)
+        if check == "json_value":  # the value is the reason, maybe already naming its column
+            text = str(value) if str(value).startswith(f"{column}:") else f"{column}: {value}"
+        elif column is not None and (isinstance(column, str) or not pd.isna(column)):
+            shown = "" if value is None or check.startswith("max_length") else _shown(value)
+            text = f"{column}: {text}{shown}"
+        reasons.setdefault(int(row), []).append(text)
+    return [("; ".join(reasons[i]) if i in reasons else None) for i in range(n_rows)]
