@@ -21,7 +21,7 @@ from ._run.changes import PlanRecorder
 from ._run.engine import run_frame, run_rows
 from ._run.interrupt import interruptible, shielded, stopped
 from ._run.options import (
-    DELIVERY_KEYWORDS,
+    READ_KEYWORDS,
     Delivery,
     DeliveryOptions,
     Options,
@@ -343,7 +343,7 @@ def read_people(
     On Ctrl-C or SIGTERM raises :class:`~flameup_pandas.ReadInterrupted` at once, whose
     ``result`` is the frame of the people read so far.
     """
-    check_keywords("read_people", options, DELIVERY_KEYWORDS - {"concurrency"})
+    check_keywords("read_people", options, READ_KEYWORDS)
     pages = _Pages(Delivery(**options), search, status, progress)
     tables: list[pa.Table] = []
     try:
@@ -379,7 +379,7 @@ def export_people(
     part way, or is stopped by Ctrl-C or SIGTERM (:class:`~flameup_pandas.ReadInterrupted`),
     leaves no partial file behind, and any earlier file there untouched.
     """
-    check_keywords("export_people", options, DELIVERY_KEYWORDS - {"concurrency"})
+    check_keywords("export_people", options, READ_KEYWORDS)
     pages = _Pages(Delivery(**options), search, status, progress)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)

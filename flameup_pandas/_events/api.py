@@ -12,7 +12,7 @@ import pandas as pd
 from .._people.values import scalar
 from .._run.engine import run_frame, run_rows
 from .._run.options import (
-    DELIVERY_KEYWORDS,
+    READ_KEYWORDS,
     Delivery,
     DeliveryOptions,
     EventRuleOptions,
@@ -137,7 +137,7 @@ def read_events(
 
         purchases = flameup_pandas.read_events(event="purchase_completed", since="2026-01-01")
     """
-    check_keywords("read_events", options, DELIVERY_KEYWORDS - {"concurrency"})
+    check_keywords("read_events", options, READ_KEYWORDS)
     asked = {"user_id": user_id, "event": event, "since": since, "until": until}
     filters = {
         name: scalar(value, "utc", name) if isinstance(value, dt.datetime) else value

@@ -312,6 +312,7 @@ EVENT_RULE_KEYWORDS = frozenset(EventRuleOptions.__annotations__)
 SHARED_RUN_KEYWORDS = frozenset(SharedRunOptions.__annotations__)
 SENDING_KEYWORDS = frozenset(EventSendingOptions.__annotations__)
 TRACK_KEYWORDS = EVENT_RULE_KEYWORDS | DELIVERY_KEYWORDS | SHARED_RUN_KEYWORDS | SENDING_KEYWORDS
+READ_KEYWORDS = DELIVERY_KEYWORDS - {"concurrency"}  # readers take one page at a time
 
 
 def split_options(
