@@ -89,9 +89,16 @@ def test_max_failed_share_allows_a_fraction_of_rows(tmp_path: Path) -> None:
         upsert_file_task(path, max_failed_share=0.25, rate_limit=None)
 
 
-def test_rejects_a_share_outside_zero_to_one(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="max_failed_share"):
-        upsert_file_task(_bad_file(tmp_path), max_failed_share=2, rate_limit=None)
+@pytest.mark.parametrize(
+    ("limits", "named"),
+    [({"max_failed_share": 2}, "max_failed_share"), ({"max_failed": -1}, "max_failed")],
+)
+def test_rejects_bad_limits_before_anything_is_sent(
+    limits: dict[str, float], named: str, tmp_path: Path, flameup_server: FlameupServer
+) -> None:
+    with pytest.raises(ValueError, match=named):
+        upsert_file_task(_bad_file(tmp_path), rate_limit=None, **limits)
+    assert flameup_server.request_count() == 0
 
 
 def test_rerun_with_state_sends_nothing_new(tmp_path: Path, flameup_server: FlameupServer) -> None:

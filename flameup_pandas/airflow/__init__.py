@@ -195,6 +195,7 @@ def _file_task(
     options: dict[str, Any],
 ) -> dict[str, Any]:
     """One file run for a task, whatever its kind (``allowed``: rows, share)."""
+    _allowance(0, *allowed)  # limits that make no sense are refused before anything is sent
     if flameup_conn_id is not None:
         options = {**__getattr__("FlameupHook")(flameup_conn_id).options(), **options}
     options = {"progress": Progress(style="log"), **options}
