@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 # The test extra installs moto and s3fs: a missing one is a failure here, never a skip.
@@ -264,12 +265,14 @@ def test_a_dead_runs_lease_expires_and_the_next_run_takes_over(s3):
     state = s3.uri("dead/state.parquet")
     store = Store(s3.fs)
     # 3 s: on a loaded machine (CI runs three suites on two cores) the take and the open below
-    # took 2 s, past a shorter lease; the sleep ends when the lease does, whatever they took
-    expires = time.monotonic() + 3.0
+    # took 2 s, past a shorter lease; the sleep ends when the lease's own record says it does
+    # (it is written once the take has listed the folder: a clock started before the take
+    # ended early in a loaded CI run)
     dead = Lease.take(store, f"{s3.bucket}/dead/state.parquet.lock", state, seconds=3.0)
     with pytest.raises(LockedError, match="lease until"):
         SyncState.open(state)
-    time.sleep(max(0.0, expires - time.monotonic()) + 0.2)
+    expires = datetime.fromisoformat(dead.record["expires"])
+    time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 0.2)
     with SyncState.open(state), pytest.raises(LockedError, match="taken over"):
         dead.check()  # the dead run, were it to wake, writes nothing more
 
