@@ -476,15 +476,7 @@ class Payloads:
         What the change guard keeps of each chunk between planning and sending, so a run it
         lets through sends without reading or encoding its rows again.
         """
-        positions = np.asarray(positions, dtype=np.int64)
-        wire = pa.nulls(len(self), BINARY)
-        if len(positions):
-            # only the people to send are assembled, unless every row's bytes are made already
-            if self._made("wire") or self.wire_at is None:
-                taken = self.wire.take(pa.array(positions))
-            else:
-                taken = self.wire_at(positions)
-            wire = scattered(taken, positions, len(self))
+        wire = self.wire_of(positions)
         return Payloads(
             self.present,
             self.user_ids,
@@ -493,6 +485,18 @@ class Payloads:
             given_user_ids=self.shown_user_ids,
             given_emails=self.shown_emails,
         )
+
+    def wire_of(self, positions: np.ndarray) -> pa.Array:
+        """The bytes of the people at ``positions`` (null elsewhere): only theirs are
+        assembled, unless every row's bytes are made already."""
+        positions = np.asarray(positions, dtype=np.int64)
+        if len(positions) == 0:
+            return pa.nulls(len(self), BINARY)
+        if self._made("wire") or self.wire_at is None:
+            taken = self.wire.take(pa.array(positions))
+        else:
+            taken = self.wire_at(positions)
+        return scattered(taken, positions, len(self))
 
     def keys(self) -> pa.Array:
         """Each person's identity key (``u:<userId>``, else ``e:<email lower-cased>``)."""
@@ -517,7 +521,7 @@ class Payloads:
         self, positions: Sequence[int] | np.ndarray, wire: pa.Array | None = None
     ) -> list[Outgoing]:
         """The people at ``positions`` as they go out (each must have a person), their bytes
-        taken from ``wire`` if given (:meth:`for_sending`'s), else from :attr:`wire`."""
+        taken from ``wire`` if given (:meth:`wire_of`'s), else from :attr:`wire`."""
         take = pa.array(np.asarray(positions, dtype=np.int64))
         columns = (self.wire if wire is None else wire, self.user_ids, self.emails)
         return list(map(Outgoing, *(column.take(take).to_pylist() for column in columns)))

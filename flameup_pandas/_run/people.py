@@ -116,7 +116,7 @@ class People:
             if self.guard is None and not run.dry_run and len(pending) < len(plan.status):
                 # a rerun sends few of a chunk's people: only their bytes are assembled (a
                 # repeat the engine sends again takes its own from the payloads)
-                kept.wire = plan.payloads.for_sending(pending).wire
+                kept.wire = plan.payloads.wire_of(pending)
         if self.planner is not None:
             self.planner(frame, plan, state, fields)
         return Chunk(plan, kept)
