@@ -70,8 +70,10 @@ def test_state_is_one_small_parquet_file_after_a_run(to_server, tmp_path):
         "synced_at",
         "fields",
         "sent",  # null: kept only with state_values=True
+        "source_hash",  # the fingerprint of the row each person was sent from
     ]
     assert frame["sent"].isna().all()
+    assert frame["source_hash"].notna().all()
     assert len(frame) == 50 and frame["identity"].is_unique
 
 

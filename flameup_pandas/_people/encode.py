@@ -17,7 +17,7 @@ import gc
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import orjson
@@ -129,15 +129,26 @@ def _people_texts(
 
 
 def _people_texts_at(
-    columns: list[_Column], dropped: np.ndarray, send_nulls: bool, positions: np.ndarray
+    columns: list[_Column],
+    dropped: np.ndarray,
+    send_nulls: bool,
+    in_sorted: bool,
+    positions: np.ndarray,
 ) -> pa.Array:
-    """:func:`_people_texts` (as sent) of the rows at ``positions`` alone: each column is
-    taken at those rows first, so a chunk where few people are sent assembles only them."""
+    """:func:`_people_texts` of the rows at ``positions`` alone: each column is taken at those
+    rows first, so a chunk where few people are sent (or hashed) assembles only them."""
     at, taken = pa.array(positions), []
     for c in columns:
-        texts = Texts(c.texts.texts.take(at), c.texts.missing[positions], {}, quote=c.texts.quote)
+        ordered = c.texts.sorted_texts
+        texts = Texts(
+            c.texts.texts.take(at),
+            c.texts.missing[positions],
+            {},
+            None if ordered is None else ordered.take(at),
+            quote=c.texts.quote,
+        )
         taken.append(_Column(c.key, c.is_trait, texts))
-    return _people_texts(taken, len(positions), dropped[positions], send_nulls, False)
+    return _people_texts(taken, len(positions), dropped[positions], send_nulls, in_sorted)
 
 
 def _record_maker(top: Sequence[str], traits: Sequence[str]) -> Callable[..., dict[str, Any]]:
@@ -341,7 +352,8 @@ def encode_people(
         given_user_ids=_given(canonical, columns, "userId"),
         given_emails=_given(canonical, columns, "email"),
         fields_by=functools.partial(_field_hashes, columns, send_nulls),
-        wire_at=functools.partial(_people_texts_at, columns, dropped, send_nulls),
+        wire_at=functools.partial(_people_texts_at, columns, dropped, send_nulls, False),
+        sorted_at=functools.partial(_people_texts_at, columns, dropped, send_nulls, True),
     )
 
 
@@ -388,6 +400,9 @@ class Payloads:
         default=None, repr=False, compare=False
     )
     wire_at: Callable[[np.ndarray], pa.Array] | None = field(
+        default=None, repr=False, compare=False
+    )
+    sorted_at: Callable[[np.ndarray], pa.Array] | None = field(
         default=None, repr=False, compare=False
     )
 
@@ -468,6 +483,67 @@ class Payloads:
             sorted_by=functools.partial(joined, "hashed", BINARY) if made else None,
         )
 
+    @staticmethod
+    def interleaved(parts: Sequence[tuple[Payloads, np.ndarray]]) -> Payloads:
+        """Several payloads as one, each part's rows at its positions (together ``0..n-1``):
+        every row's identity fields at once; the people's bytes, dicts and field hashes made
+        by each part only when asked for (a part of rows a state knows may never be)."""
+        where = np.concatenate([np.zeros(0, np.int64), *(at for _, at in parts)])
+        order = np.argsort(where, kind="stable")  # the parts' rows, concatenated, in order
+        owner = np.repeat(np.arange(len(parts)), [len(at) for _, at in parts])[order]
+        local = np.concatenate([np.zeros(0, np.int64), *(np.arange(len(at)) for _, at in parts)])
+        local = local[order]
+
+        def joined(get: Callable[[Payloads], Any]) -> Any:
+            values = [get(payloads) for payloads, _ in parts]
+            if isinstance(values[0], np.ndarray):
+                return np.concatenate(values)[order]
+            if isinstance(values[0], list):
+                return [values[j][i] for j, i in zip(owner.tolist(), local.tolist(), strict=True)]
+            return pa.concat_arrays(values).take(pa.array(order))
+
+        def split(rows: np.ndarray) -> tuple[list[tuple[Payloads, np.ndarray]], pa.Array]:
+            """Each part's own rows among ``rows``, and the order that puts what the parts
+            give for them back in the order of ``rows``."""
+            rows = np.asarray(rows, dtype=np.int64)
+            picked = [np.flatnonzero(owner[rows] == j) for j in range(len(parts))]
+            back = pa.array(np.argsort(np.concatenate(picked)))
+            asked = [(parts[j][0], local[rows[i]]) for j, i in enumerate(picked) if len(i)]
+            return asked, back
+
+        def at_rows(rows: np.ndarray, get: Callable[[Payloads, np.ndarray], pa.Array]) -> pa.Array:
+            asked, back = split(rows)
+            texts = [get(payloads, at) for payloads, at in asked]
+            return pa.concat_arrays(texts).take(back) if texts else pa.array([], BINARY)
+
+        def fields_by(rows: np.ndarray) -> FieldHashes:
+            asked, back = split(rows)
+            found = [payloads.field_hashes(at) for payloads, at in asked]
+            fields = [f for f in found if f is not None]
+            if not fields:
+                return FieldHashes([], np.zeros((0, 0), np.uint32), np.zeros((0, 0), bool))
+            if len(fields) < len(found) or any(f.names != fields[0].names for f in fields):
+                raise ValueError("the parts of interleaved payloads hash other fields")
+            hashes = np.hstack([f.hashes for f in fields])[:, back.to_numpy()]
+            present = np.hstack([f.present for f in fields])[:, back.to_numpy()]
+            return FieldHashes(fields[0].names, hashes, present)
+
+        return Payloads(
+            joined(lambda p: p.present),
+            joined(lambda p: p.user_ids),
+            joined(lambda p: p.emails),
+            problems={int(at[i]): why for p, at in parts for i, why in p.problems.items()},
+            each_problem={int(at[i]): why for p, at in parts for i, why in p.each_problem.items()},
+            wire_by=lambda: joined(lambda p: p.wire),
+            sorted_by=lambda: joined(lambda p: p.hashed),
+            people_by=lambda: joined(lambda p: p.people),
+            given_user_ids=joined(lambda p: p.shown_user_ids),
+            given_emails=joined(lambda p: p.shown_emails),
+            fields_by=fields_by,
+            wire_at=lambda rows: at_rows(rows, Payloads.wire_rows),
+            sorted_at=lambda rows: at_rows(rows, Payloads.hashed_rows),
+        )
+
     def for_sending(self, positions: np.ndarray) -> Payloads:
         """These payloads as a run needs them once planned: every row's identity fields, and
         the bytes of the people at ``positions`` (null elsewhere); the columns they were
@@ -492,11 +568,20 @@ class Payloads:
         positions = np.asarray(positions, dtype=np.int64)
         if len(positions) == 0:
             return pa.nulls(len(self), BINARY)
+        return scattered(self.wire_rows(positions), positions, len(self))
+
+    def wire_rows(self, positions: np.ndarray) -> pa.Array:
+        """The bytes of the people at ``positions`` alone (assembled for them only, unless
+        every row's bytes are made already)."""
         if self._made("wire") or self.wire_at is None:
-            taken = self.wire.take(pa.array(positions))
-        else:
-            taken = self.wire_at(positions)
-        return scattered(taken, positions, len(self))
+            return self.wire.take(pa.array(np.asarray(positions, dtype=np.int64)))
+        return self.wire_at(np.asarray(positions, dtype=np.int64))
+
+    def hashed_rows(self, positions: np.ndarray) -> pa.Array:
+        """:attr:`hashed` of the people at ``positions`` alone (as :meth:`wire_rows`)."""
+        if self._made("hashed") or self.sorted_at is None:
+            return self.hashed.take(pa.array(np.asarray(positions, dtype=np.int64)))
+        return self.sorted_at(np.asarray(positions, dtype=np.int64))
 
     def keys(self) -> pa.Array:
         """Each person's identity key (``u:<userId>``, else ``e:<email lower-cased>``)."""
@@ -507,7 +592,7 @@ class Payloads:
         apart: blake2b (8 bytes) of the person's JSON with sorted keys, read little-endian, the
         same on every machine, process and version; 0 where a row has no person."""
         every = positions is None or len(positions) == len(self)  # positions are sorted
-        hashed = self.hashed if every else self.hashed.take(pa.array(positions))
+        hashed = self.hashed if every else self.hashed_rows(cast(np.ndarray, positions))
         return blake2b_hashes(hashed)
 
     def field_hashes(self, positions: np.ndarray) -> FieldHashes | None:

@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 
 from .._people.encode import FieldHashes, Payloads
+from .._people.fingerprint import source_hashes
 from .._people.identity import HashRuns
 from .._people.wire import scattered
 from .._send.delivery import PersonOutcome
@@ -47,6 +48,7 @@ class Kept:
     fields: pa.Array | None = None  # each row's field hashes (list<uint32>)
     sent: pa.Array | None = None  # each row's JSON (keys sorted), kept with state_values=True
     wire: pa.Array | None = None  # the bytes of the rows to send alone (null elsewhere)
+    sources: np.ndarray | None = None  # each row's source hash (None where not known)
 
     def take(self, positions: np.ndarray) -> Kept:
         """These rows' part (their bytes are their payloads')."""
@@ -55,6 +57,7 @@ class Kept:
             None if self.hashes is None else self.hashes[positions],
             None if self.fields is None else self.fields.take(at),
             None if self.sent is None else self.sent.take(at),
+            sources=None if self.sources is None else self.sources[positions],
         )
 
     @staticmethod
@@ -67,6 +70,7 @@ class Kept:
             joined("hashes", np.concatenate),
             joined("fields", pa.concat_arrays),
             joined("sent", pa.concat_arrays),
+            sources=joined("sources", np.concatenate),
         )
 
 
@@ -97,16 +101,35 @@ class People:
         return None if run.state is None else SyncState.open(run.state, filesystem=run.storage)
 
     def plan(self, frame: pd.DataFrame, state: SyncState | None) -> Chunk:
-        plan = self.rules.plan(frame, labels=frame.index)
+        run = self.run
+        sources = known = None
+        if state is not None and self.rules.schema is None:
+            sources = source_hashes(frame, self.rules.source_key)
+        if sources is not None and not run.full_refresh and self.planner is self.guard:
+            known = state.sent_from(sources) if state is not None else None
+        if known is not None and len(known.positions):
+            plan, known = self.rules.plan_known(frame, known)
+        else:
+            plan = self.rules.plan(frame, labels=frame.index)
         self.shared.add(plan.payloads.user_ids, plan.payloads.emails, plan.pending(), plan.labels)
-        kept = Kept(None)
+        kept = Kept(None, sources=sources)
         fields = None
         if state is not None:
-            run = self.run
-            kept.hashes = (
-                plan.payloads.content_hashes() if run.full_refresh else plan.skip_unchanged(state)
-            )
+            if known is not None:  # sent before from these very rows: skipped unread
+                plan.mark(known.positions, "skipped", UNCHANGED)
+                has_id = np.asarray(pd.notna(known.ids), dtype=bool)
+                plan.flameup_id[known.positions[has_id]] = known.ids[has_id]
+            before = plan.pending()
+            if run.full_refresh:
+                kept.hashes = plan.payloads.content_hashes()
+            else:
+                kept.hashes = plan.skip_unchanged(state)
+                if known is not None:
+                    kept.hashes[known.positions] = known.contents
             pending = plan.pending()
+            if sources is not None and not run.dry_run:
+                same = np.setdiff1d(before, pending, assume_unique=True)
+                state.note_sources(plan.identity_hashes[same], sources[same])
             fields = plan.payloads.field_hashes(pending)
             if fields is not None:
                 kept.fields = scattered(fields.lists(), pending, len(plan.status))
@@ -163,7 +186,8 @@ class People:
             fields = None if kept.fields is None else kept.fields.take(at).to_pylist()
             sent = None if kept.sent is None else kept.sent.take(at).to_pylist()
             keys = chunk.plan.keys_at(positions)
-            state.record_outcomes(keys, kept.hashes[positions], outcomes, fields, sent)
+            sources = None if kept.sources is None else kept.sources[positions]
+            state.record_outcomes(keys, kept.hashes[positions], outcomes, fields, sent, sources)
 
     def shown(self, plan: Plan, take: pa.Array) -> dict[str, pa.Array]:
         return {

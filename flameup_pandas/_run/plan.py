@@ -8,18 +8,19 @@ executors.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .._people.encode import Payloads, encode_people
+from .._people.encode import FieldHashes, Payloads, encode_people
 from .._people.identity import identity_hashes
 from .._people.mapping import (
     FieldMap,
@@ -27,7 +28,7 @@ from .._people.mapping import (
     canonical_trait_column,
     resolve_mapping,
 )
-from .._people.schema import row_reasons, validate_people
+from .._people.schema import clean_frame, row_reasons, validate_people
 from .._send.client import FlameupClient
 from .._send.delivery import Deliverer, PersonOutcome
 from ..exceptions import DuplicateIdentityError
@@ -36,7 +37,7 @@ from .result import Reason, RunReport
 if TYPE_CHECKING:
     import pandera.pandas as pandera
 
-    from .state import SyncState
+    from .state import Known, SyncState
 
 __all__ = ["BATCH_SIZE", "DRY_RUN", "UNCHANGED", "Decisions", "Plan", "Rules", "Sender", "joined"]
 
@@ -102,6 +103,71 @@ class Rules:
         plan.report = source_report(validation.report, payloads.each_problem, fieldmap, plan.labels)
         plan.skip_duplicates(self.on_duplicate)
         return plan
+
+    @property
+    def source_key(self) -> tuple[Any, ...]:
+        """What besides a row's own values makes its person (what source hashes are keyed
+        by); a custom schema cannot be told apart from another, so it has none."""
+        if self.schema is not None:
+            raise ValueError("rows checked with a schema of their own have no source key")
+        mapping = None if self.mapping is None else tuple(self.mapping.items())
+        lists = (None if names is None else tuple(names) for names in (self.traits, self.exclude))
+        return (mapping, *lists, self.send_nulls, self.naive_timestamps)
+
+    def identities(self, df: pd.DataFrame, positions: np.ndarray) -> Payloads:
+        """The identity fields (userId, email) of the rows at ``positions``, known valid (sent
+        before as they are), cleaned as :meth:`plan` cleans them; their people are not made."""
+        canonical = canonical_frame(df, self.fieldmap(list(df.columns)))
+        fields = canonical[[c for c in ("userId", "email") if c in canonical]]
+        return encode_people(
+            clean_frame(fields.iloc[positions]), naive_timestamps=self.naive_timestamps
+        )
+
+    def plan_known(self, df: pd.DataFrame, known: Known) -> tuple[Plan, Known]:
+        """:meth:`plan`, where the rows ``known`` (by their source hashes) were last sent as
+        they are: only the others are validated and encoded; the known rows get their
+        identity fields alone, their people made only if asked for (a repeat sent again).
+
+        A known row stays known only where its identity is the state's and no other row of
+        the frame has it (a repeated identity is settled among all its rows by :meth:`plan`).
+        Returns the plan (the known rows still pending) and the rows that stayed known.
+        """
+        everyone = np.arange(len(df))
+        alone = np.ones(len(known.positions), dtype=bool)
+        while True:
+            known = known.only(alone)
+            who = self.identities(df, known.positions)
+            hashes = identity_hashes(who.keys())
+            alone = (hashes == known.identities) & ~_repeated(hashes)
+            if not alone.all():
+                continue
+            others = np.setdiff1d(everyone, known.positions, assume_unique=True)
+            plan = self.plan(df.iloc[others], labels=df.index[others].tolist())
+            alone = ~np.isin(hashes, plan.identity_hashes)
+            if alone.all():
+                break
+        made = functools.cache(lambda: self.plan(df.iloc[known.positions]).payloads)
+        lazy = dataclasses.replace(
+            who,
+            wire_by=lambda: made().wire,
+            sorted_by=lambda: made().hashed,
+            people_by=lambda: made().people,
+            fields_by=lambda at: cast(FieldHashes, made().field_hashes(at)),
+            wire_at=lambda at: made().wire_rows(at),
+            sorted_at=lambda at: made().hashed_rows(at),
+        )
+        payloads = Payloads.interleaved([(plan.payloads, others), (lazy, known.positions)])
+        whole = Plan.start(payloads, df.index)
+        for name in ("status", "error"):
+            getattr(whole, name)[others] = getattr(plan, name)
+        whole.report = plan.report
+        return whole, known
+
+
+def _repeated(hashes: np.ndarray) -> np.ndarray:
+    """Whether each hash is there more than once."""
+    _, codes, counts = np.unique(hashes, return_inverse=True, return_counts=True)
+    return np.asarray(counts[codes] > 1)
 
 
 def source_report(
@@ -227,6 +293,8 @@ class Plan(Decisions):
         kept = pending[last[codes[dupes]]]
         for position, winner in zip(pending[dupes].tolist(), kept.tolist(), strict=True):
             label = self.labels[winner]
+            if isinstance(label, np.generic):  # shown as the plain number it is
+                label = label.item()
             self.mark(
                 position,
                 "skipped",

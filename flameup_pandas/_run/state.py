@@ -11,6 +11,10 @@ The state at ``PATH`` is a parquet file with one row per identity::
                                  which fields change; null in older states
     sent           large_string  the person as last sent (JSON, keys sorted), kept only with
                                  ``state_values=True``; null otherwise
+    source_hash    int64    the fingerprint of the row it was sent from
+                            (:func:`~flameup_pandas._people.fingerprint.source_hashes`), so a
+                            rerun skips that row, unchanged, before validating it; null when
+                            unknown (older states, Spark)
 
 Acknowledged batches go to a journal, folded into the file when the run ends (written whole,
 moved over the old one); the journal and lock are the keeper's
@@ -19,7 +23,9 @@ moved over the old one); the journal and lock are the keeper's
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,7 +45,7 @@ from .._storage.keeper import Journals, LocalKeeper, ObjectKeeper, keep, load
 from ..exceptions import StateError
 from .result import DELIVERED
 
-__all__ = ["SyncState", "break_state_lock"]
+__all__ = ["Known", "SyncState", "break_state_lock"]
 
 STATE_SCHEMA = pa.schema(
     [
@@ -50,16 +56,36 @@ STATE_SCHEMA = pa.schema(
         ("synced_at", pa.timestamp("us", tz="UTC")),
         ("fields", pa.list_(pa.uint32())),
         ("sent", pa.large_string()),
+        ("source_hash", pa.int64()),
     ]
 )
-OPTIONAL = ("fields", "sent")  # columns a state written by an earlier version may lack
+OPTIONAL = ("fields", "sent", "source_hash")  # columns an earlier version may not have written
 WRITE_OPTIONS: dict[str, Any] = {
-    # Identities, hashes and ids are all distinct: a dictionary of them is built only to be
+    # Hashes are random bits that no codec shrinks (a fifth faster to write and read); and
+    # identities, hashes and ids are all distinct: a dictionary of them is built only to be
     # dropped, and the bounds of random values help no reader. Only the times repeat.
-    "compression": "zstd",
+    "compression": {
+        name: "none" if name.endswith("hash") or name == "fields" else "zstd"
+        for name in STATE_SCHEMA.names
+    },
     "use_dictionary": ["synced_at"],
     "write_statistics": ["synced_at"],
 }
+
+
+@dataclass
+class Known:
+    """The rows of a chunk the state knows by their source hashes (positions), and per row the
+    person's identity hash, content hash and flameup_id as the state has them."""
+
+    positions: np.ndarray
+    identities: np.ndarray
+    contents: np.ndarray
+    ids: np.ndarray
+
+    def only(self, keep: np.ndarray) -> Known:
+        """These rows where ``keep`` is set."""
+        return Known(*(values[keep] for values in vars(self).values()))
 
 
 class SyncState:
@@ -71,7 +97,8 @@ class SyncState:
         self.path = path
         self._keeper = keeper
         self.table = table  # as read when opened, any journal a killed run left folded in
-        hashes = table["identity_hash"].to_numpy()
+        hashes = self._hashes = table["identity_hash"].to_numpy()
+        self._contents = table["content_hash"].to_numpy()
         # each identity is there once (every write merges): no need of a stable sort, unless
         # a file written elsewhere repeats one (the first row of it is then found)
         self._order = np.argsort(hashes)
@@ -79,8 +106,9 @@ class SyncState:
             self._order = np.argsort(hashes, kind="stable")
         self._sorted_hashes = hashes[self._order]
         # what each lookup reads, made once per run (ids are taken at the rows found)
-        self._sorted_contents = table["content_hash"].to_numpy()[self._order]
+        self._sorted_contents = self._contents[self._order]
         self._ids = table["flameup_id"].combine_chunks()
+        self._sources: list[tuple[np.ndarray, np.ndarray]] = []  # noted, kept when closing
 
     @classmethod
     def open(
@@ -141,6 +169,34 @@ class SyncState:
             ids[hit] = self._ids.take(pa.array(self._order[at])).to_numpy(zero_copy_only=False)
         return unchanged, ids
 
+    @functools.cached_property
+    def _by_source(self) -> tuple[np.ndarray, np.ndarray]:
+        """The state's rows in the order of their source hashes, and those hashes."""
+        hashes = self.table["source_hash"].fill_null(0).to_numpy()
+        order = np.argsort(hashes, kind="stable")
+        return order, hashes[order]
+
+    def sent_from(self, sources: np.ndarray) -> Known:
+        """The rows of a chunk (by their source hashes) that are exactly a row the state's
+        people were last sent from, and what the state knows of those people."""
+        order, hashes = self._by_source
+        found, hit = find_sorted(hashes, sources)
+        hit &= sources != 0
+        rows = order[found[hit]]
+        return Known(
+            np.flatnonzero(hit),
+            self._hashes[rows],
+            self._contents[rows],
+            self._ids.take(pa.array(rows)).to_numpy(zero_copy_only=False),
+        )
+
+    def note_sources(self, identity: np.ndarray, sources: np.ndarray) -> None:
+        """Keep the source hashes of people found unchanged by their content (the rows they
+        come from changed in a way their people did not, or the state predates source
+        hashes), so the next run knows those rows; written when the state is closed."""
+        if len(identity):
+            self._sources.append((identity, sources))
+
     def known_fields(self, wanted: np.ndarray) -> tuple[np.ndarray, pa.Array]:
         """For each identity hash: is the person in the state, and its ``fields``."""
         return self._find(wanted)[1], self.column_at("fields", wanted)
@@ -168,19 +224,23 @@ class SyncState:
         outcomes: Sequence[PersonOutcome],
         fields: Sequence[list[int] | None] | None = None,
         sent: Sequence[str | None] | None = None,
+        sources: np.ndarray | None = None,
     ) -> None:
         """Append the people Flameup acknowledged (created/updated) to the journal, durably,
-        with the hashes of the fields each was sent with (when known) and, with
-        ``state_values=True``, the person as sent (``sent``: JSON text, keys sorted)."""
+        with the hashes of the fields each was sent with (when known), with
+        ``state_values=True`` the person as sent (``sent``: JSON text, keys sorted), and the
+        source hash of the row it was sent from (when known)."""
         now = datetime.now(UTC).isoformat()
         each = fields if fields is not None else [None] * len(keys)
         texts = sent if sent is not None else [None] * len(keys)
+        rows = sources.tolist() if sources is not None else [0] * len(keys)
         lines = [
             orjson.dumps(
                 {"i": key, "h": int(h), "id": o.flameup_id, "t": now, "f": f}
                 | ({} if v is None else {"v": v})
+                | ({"s": s} if s else {})
             )
-            for key, h, o, f, v in zip(keys, hashes, outcomes, each, texts, strict=True)
+            for key, h, o, f, v, s in zip(keys, hashes, outcomes, each, texts, rows, strict=True)
             if o.status in DELIVERED and key is not None
         ]
         if lines:
@@ -190,14 +250,28 @@ class SyncState:
         """Fold the journal into the state (written whole) and release the lock."""
 
         def fold(journals: Journals) -> bytes:
+            if self._sources:
+                self._with_sources()
             self.table = merge_journals(self.table, journals)
             return parquet_bytes(self.table)
 
-        self._keeper.close(fold)
+        self._keeper.close(fold, force=bool(self._sources))
+
+    def _with_sources(self) -> None:
+        """The state's table with the noted source hashes in (before the journal, whose
+        records are newer)."""
+        identity, sources = (np.concatenate(part) for part in zip(*self._sources, strict=True))
+        found, hit = self._find(identity)
+        column = self.table["source_hash"].fill_null(0).to_numpy().copy()
+        column[self._order[found[hit]]] = sources[hit]
+        at = self.table.schema.get_field_index("source_hash")
+        self.table = self.table.set_column(at, "source_hash", pa.array(column))
 
 
 def merge_journals(table: pa.Table, journals: Journals) -> pa.Table:
     """``table`` with the records of ``journals`` (in order) merged in, in one pass over it."""
+    if not journals:
+        return table
     return merge(table, pa.concat_tables([journal_table(data, shown) for shown, data in journals]))
 
 
@@ -243,6 +317,7 @@ JOURNAL_SCHEMA = pa.schema(
         ("t", pa.string()),
         ("f", pa.list_(pa.uint32())),
         ("v", pa.large_string()),
+        ("s", pa.int64()),
     ]
 )
 
@@ -270,6 +345,7 @@ def journal_table(source: Any, shown: str) -> pa.Table:
             "synced_at": pc.cast(lines["t"], STATE_SCHEMA.field("synced_at").type),
             "fields": lines["f"],
             "sent": lines["v"],
+            "source_hash": lines["s"],
         },
         schema=STATE_SCHEMA,
     )

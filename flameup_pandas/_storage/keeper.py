@@ -138,14 +138,17 @@ class LocalKeeper:
         if self._file is not None:
             os.fsync(self._file.fileno())
 
-    def close(self, fold: Callable[[Journals], bytes]) -> None:
-        """Fold this run's journal file (when apart from the state) into it, delete it, unlock."""
+    def close(self, fold: Callable[[Journals], bytes], *, force: bool = False) -> None:
+        """Fold this run's journal file (when apart from the state) into it, delete it, unlock;
+        ``force``: write the folded state even when nothing was journaled."""
         try:
             if self._file is not None:
                 self.sync()
                 if self.journal != self.path:
                     self.write(fold([(str(self.journal), self.journal)]))
                     self.journal.unlink()
+            elif force:
+                self.write(fold([]))
         finally:
             self.release()
 
@@ -227,16 +230,16 @@ class ObjectKeeper:
     def sync(self) -> None:
         self.journal.flush()
 
-    def close(self, fold: Callable[[Journals], bytes]) -> None:
+    def close(self, fold: Callable[[Journals], bytes], *, force: bool = False) -> None:
         """Stop keeping; ``fold`` this run's journal objects (every flush, in order) into the
-        state, delete them and release the lease."""
+        state (``force``: even when there are none), delete them and release the lease."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
         try:
             self.journal.flush()
             written = self.journal.written
-            if written:
+            if written or force:
                 self.lease.check()
                 self.write(fold(self._shown(list(zip(written, self.journal.flushed, strict=True)))))
                 self.store.delete(written)
