@@ -4,8 +4,8 @@ A rerun with a state recognises a row sent before, unchanged, by its fingerprint
 its validation and encoding (most of a nightly resync's work). A fingerprint is keyed by what
 turns the row into a person: the package version, the run's rules and the frame's column names
 and types, so a row is recognised only where it would become the same person again. Columns of
-Python objects, nested values and other types without a fixed binary form give no fingerprint
-(the row's content hash decides, as always).
+Python objects other than strings, nested values and other types without a fixed binary form
+give no fingerprint (the row's content hash decides, as always).
 """
 
 from __future__ import annotations
@@ -60,12 +60,12 @@ def source_hashes(frame: pd.DataFrame, rules: Sequence[Any]) -> np.ndarray | Non
 def _cells(series: pd.Series) -> tuple[pa.DataType, pa.Array] | None:
     """A column's Arrow type and its cells as bytes (null where missing): text as its UTF-8,
     a fixed-width value as its bytes; None for a type with no such form (objects, nested)."""
-    if series.dtype == object:
-        return None
     try:
         cells = pa.array(series)
     except (pa.ArrowException, TypeError, ValueError):
         return None
+    if series.dtype == object and cells.type not in (pa.string(), pa.large_string()):
+        return None  # Python objects other than strings: their type is not the column's
     if isinstance(cells, pa.ChunkedArray):
         cells = cells.combine_chunks()
     kind = cells.type

@@ -103,10 +103,10 @@ class People:
     def plan(self, frame: pd.DataFrame, state: SyncState | None) -> Chunk:
         run = self.run
         sources = known = None
-        if state is not None and self.rules.schema is None:
+        knows = self.planner is self.guard and not run.full_refresh  # (a plan shows every row)
+        if state is not None and self.rules.schema is None and (knows or not run.dry_run):
             sources = source_hashes(frame, self.rules.source_key)
-        if sources is not None and not run.full_refresh and self.planner is self.guard:
-            known = state.sent_from(sources) if state is not None else None
+            known = state.sent_from(sources) if knows and sources is not None else None
         if known is not None and len(known.positions):
             plan, known = self.rules.plan_known(frame, known)
         else:
