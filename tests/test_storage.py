@@ -17,6 +17,7 @@ from typing import Any
 import fsspec
 import moto  # noqa: F401
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import s3fs
@@ -410,6 +411,26 @@ def test_sigkill_mid_run_with_everything_on_s3_then_unlock_and_rerun_completes(s
 
 
 # -- the code path of GCS and Azure, on fsspec's memory filesystem ----------------------------
+
+
+def test_a_state_on_s3_without_source_hashes_learns_them_in_one_rerun(s3, flameup_server):
+    """A state written before source hashes (or by Spark): the first rerun keeps them, written
+    with the state though nothing was sent; the next rerun writes only its lease again."""
+    source = s3.put_frame(customers(200), "in/learn.parquet")
+    keywords = {"state": s3.uri("learn/state.parquet"), **target(flameup_server)}
+    upsert_file(source, **keywords)
+    with s3.fs.open(f"{s3.bucket}/learn/state.parquet", "rb") as handle:
+        table = pq.read_table(handle)
+    erased = table.set_column(
+        table.schema.get_field_index("source_hash"), "source_hash", pa.nulls(200, pa.int64())
+    )
+    with s3.fs.open(f"{s3.bucket}/learn/state.parquet", "wb") as handle:
+        pq.write_table(erased, handle)
+    assert upsert_file(source, **keywords).counts["skipped"] == 200
+    assert s3.read_parquet("learn/state.parquet")["source_hash"].notna().all()
+    s3.wire.reset()
+    assert upsert_file(source, **keywords).counts["skipped"] == 200
+    assert s3.wire.count("PUT", "learn/state.parquet HTTP") == 0
 
 
 @pytest.fixture
