@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Generator, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -404,6 +405,30 @@ def _reads_back(cells: pa.Array, kind: pa.DataType) -> bool:
     return bool(pc.all(pc.equal(written, cells.cast(written.type))).as_py())
 
 
+def _parquet_batches(dataset: ds.FileSystemDataset, chunk_rows: int) -> Batches:
+    for path in dataset.files:
+        with dataset.filesystem.open_input_file(path) as handle:
+            parquet = pq.ParquetFile(handle, pre_buffer=False)
+            # decoded on one thread: each thread of Arrow's pool would keep freed pages
+            yield from parquet.iter_batches(
+                batch_size=chunk_rows, columns=dataset.schema.names, use_threads=False
+            )
+
+
+def read_ahead(batches: Batches) -> Batches:
+    """The batches, each next one read on a thread of its own while the one before is used:
+    Arrow decodes without the GIL, so reading overlaps the work (one batch more is held)."""
+    with ThreadPoolExecutor(1, thread_name_prefix="flameup-read") as reader:
+        try:
+            coming = reader.submit(next, batches, None)
+            while (batch := coming.result()) is not None:
+                coming = reader.submit(next, batches, None)
+                yield batch
+        finally:
+            reader.shutdown(cancel_futures=True)  # the read under way ends first
+            batches.close()
+
+
 def dataset_batches(dataset: ds.Dataset, chunk_rows: int) -> Batches:
     """Record batches read no further ahead than the engine consumes them.
 
@@ -419,13 +444,7 @@ def dataset_batches(dataset: ds.Dataset, chunk_rows: int) -> Batches:
         and all(f.partition_expression.equals(ds.scalar(True)) for f in dataset.get_fragments())
     )
     if plain:
-        for path in dataset.files:
-            with dataset.filesystem.open_input_file(path) as handle:
-                parquet = pq.ParquetFile(handle, pre_buffer=False)
-                # decoded on this thread: each thread of Arrow's pool would keep freed pages
-                yield from parquet.iter_batches(
-                    batch_size=chunk_rows, columns=dataset.schema.names, use_threads=False
-                )
+        yield from read_ahead(_parquet_batches(dataset, chunk_rows))
         return
     options = (
         ds.ParquetFragmentScanOptions(pre_buffer=False)
