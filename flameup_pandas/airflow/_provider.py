@@ -127,16 +127,10 @@ class _FlameupOperator(BaseOperator):  # type: ignore[misc]
         """The input and output datasets as the library's own lineage names them, with the
         rows written once the task has a summary (the same on start and on failure)."""
         from airflow.providers.openlineage.extractors import OperatorLineage
-        from openlineage.client.event_v2 import InputDataset, OutputDataset
-        from openlineage.client.facet_v2 import output_statistics_output_dataset as stats
 
         url = FlameupHook(self.flameup_conn_id).options()["base_url"] or "https://api.flameup.ai"
         watched = Watched(self.kind, "upsert", self.source, url, self.summary or {})
-        output = OutputDataset(*watched.output)
-        if self.summary is not None:
-            facet = stats.OutputStatisticsOutputDatasetFacet(rowCount=watched.written)
-            output.outputFacets = {"outputStatistics": facet}
-        inputs = [InputDataset(*watched.input)] if watched.input else []
+        inputs, output = watched.datasets(counted=self.summary is not None)
         return OperatorLineage(inputs=inputs, outputs=[output])
 
     get_openlineage_facets_on_start = get_openlineage_facets_on_failure = (
