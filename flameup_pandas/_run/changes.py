@@ -284,13 +284,8 @@ class PlanSummary:
         return self.would_send + self.actions.get("unchanged", 0)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "actions": dict(self.actions),
-            "fields": [f.to_dict() for f in self.fields],
-            "unknown": self.unknown,
-            "gone": self.gone,
-            "gone_examples": list(self.gone_examples),
-        }
+        fields = [f.to_dict() for f in self.fields]
+        return {**asdict(self), "fields": fields, "gone_examples": list(self.gone_examples)}
 
     def __str__(self) -> str:
         lines = ["  ".join(f"{a} {self.actions.get(a, 0):,}" for a in ACTIONS)]

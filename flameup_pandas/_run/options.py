@@ -288,21 +288,18 @@ class Delivery:
     def open(self) -> Sender:
         """The run's sender: a client (ours to close, unless one was given), the key's shared
         rate budget and a deliverer."""
-        client = self.client
-        owns = client is None
-        if client is None:
-            client = FlameupClient(
-                self.api_key,
-                self.base_url,
-                timeout=self.timeout or Timeout(),
-                allow_http=self.allow_http,
-                pool_size=self.concurrency or MAX_IN_FLIGHT,
-            )
+        client = self.client or FlameupClient(
+            self.api_key,
+            self.base_url,
+            timeout=self.timeout or Timeout(),
+            allow_http=self.allow_http,
+            pool_size=self.concurrency or MAX_IN_FLIGHT,
+        )
         limiter = shared_limiter(client.fingerprint, self.rate_limit)
         deliverer = Deliverer(
             client, limiter=limiter, retry=self.retry, concurrency=self.concurrency
         )
-        return Sender(client, deliverer, owns)
+        return Sender(client, deliverer, self.client is None)
 
 
 RULE_KEYWORDS = frozenset(RuleOptions.__annotations__)

@@ -84,8 +84,7 @@ class Answer:
         return 200 <= self.status < 300
 
     def describe(self) -> str:
-        """What came back, for an answer that is not the documented JSON: status, content type
-        and the first 100 characters of the body."""
+        """Status, content type and the body's first 100 characters, for an undocumented answer."""
         kind = header(self.headers, "Content-Type") or "no content type"
         return f"HTTP {self.status} ({kind}): {self.text.strip()[:100]!r}"
 
@@ -370,10 +369,9 @@ class FlameupClient:
 
 
 def path_segment(value: str) -> str:
-    """``value`` (a userId, an email, a workspace id) as one path segment naming exactly it.
-    Everything but ASCII letters, digits, ``-``, ``_`` and ``~`` is percent-encoded, dots included:
-    a segment ``.`` or ``..`` is read by every HTTP stack as "this folder" or "the one above", so
-    the person ``..`` would be asked for at another route. Flameup decodes it back to the id."""
+    """``value`` (a userId, an email, a workspace id) as one path segment naming exactly it: all
+    but ASCII letters, digits, ``-_~`` percent-encoded, dots too (HTTP stacks read a segment
+    ``..`` as "the folder above", so the person ``..`` would be asked for at another route)."""
     return urllib.parse.quote(value, safe="").replace(".", "%2E")
 
 
@@ -419,9 +417,8 @@ def display_url(base_url: str) -> str:
 
 
 def why_unreachable(exc: requests.RequestException) -> str | None:
-    """Why no connection to the server was made (or it closed before answering), or None. None for
-    failures after the server accepted the request (a read timeout): those are a slow server, not a
-    missing one."""
+    """Why no connection was made (or it closed before answering), or None: a failure after the
+    server accepted the request (a read timeout) is a slow server, not a missing one."""
     if isinstance(exc, requests.exceptions.SSLError):
         return "TLS handshake failed"
     if isinstance(exc, requests.exceptions.ConnectTimeout):

@@ -96,8 +96,7 @@ class DeliveryStats:
 
 
 class GaveUp(Exception):
-    """A request got no answer worth reading within the retry policy. ``answer`` is the last (error)
-    answer, None when the last try got no answer at all."""
+    """A request spent its retries; ``answer`` is the last (error) answer, None if none came."""
 
     def __init__(self, message: str, answer: Answer | None = None) -> None:
         super().__init__(message)
@@ -111,9 +110,8 @@ class GaveUp(Exception):
 
 
 class Deliverer:
-    """Delivers batches of people through one client, sharing one rate budget: ``send()`` one
-    and waits, ``stream()`` keeps ``concurrency`` requests in flight (by default as many as the
-    server copes with: :class:`~flameup_pandas._send.pacing.InFlight`)."""
+    """Delivers batches of people through one client and rate budget: ``send()`` one and wait,
+    ``stream()`` many, ``concurrency`` in flight (default: adaptive, ``pacing.InFlight``)."""
 
     def __init__(
         self,
@@ -165,8 +163,7 @@ class Deliverer:
         return Stream(self, batches, work or self.send, failed or _failed)
 
     def twin(self, retry: RetryPolicy) -> Deliverer:
-        """This deliverer under another retry policy, sharing everything else: the client, the
-        rate budget, the places in flight, the breaker, the counters and the abort."""
+        """This deliverer under another retry policy, sharing all else (budget, breaker, abort)."""
         other = copy.copy(self)
         other.retry = retry
         return other
@@ -238,15 +235,13 @@ class Deliverer:
             raise GaveUp(NOT_SENT)  # only an interrupt aborts a run without opening the breaker
 
     def _give_up(self, message: str, answer: Answer | None, *, outage: bool) -> GaveUp:
-        """The GaveUp for a request; one spent on an outage counts towards the breaker."""
         if outage and self.breaker.gave_up():
             logger.warning("%s; the rows not delivered yet are failed", self.breaker.reason)
             self.abort()  # wakes the senders waiting to retry: they stop now
         return GaveUp(message, answer)
 
     def _exchange(self, call: Callable[[], Answer], policy: RetryPolicy) -> Answer:
-        """One request, once the limiter and a place in flight allow; both hear how it went
-        (the limiter counts the requests in flight)."""
+        """One request, once the limiter and a place in flight allow; both hear how it went."""
         waited = self.limiter.acquire()
         slot: Slot | None = None
         try:
@@ -272,7 +267,6 @@ class Deliverer:
         self._abort.wait(seconds)
 
     def _isolate(self, people: People, answer: Answer) -> list[PersonOutcome]:
-        """Reject the people the server refused; deliver every other person of the batch."""
         error = answer.error()
         if len(people) == 1:
             return [PersonOutcome("rejected", error=rejection_message(error, 0))]
@@ -293,8 +287,7 @@ class Deliverer:
 
 
 _SENT = threading.local()
-"""The ``sent`` event of the batch this worker thread delivers: set once a request of it went
-on the wire."""
+"""The ``sent`` event of the batch this worker delivers: set once a request of it went out."""
 
 
 class Stream(Generic[T, Out]):

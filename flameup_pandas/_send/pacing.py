@@ -120,8 +120,7 @@ due at 61.00000000000001) must never fit ``count + 1`` starts in one span."""
 
 
 def _next_free(starts: deque[float], span: float) -> float:
-    """The earliest time another start fits, with at most ``maxlen`` of ``starts`` (our latest
-    request starts) in any ``span`` seconds."""
+    """When another start fits, at most ``maxlen`` of ``starts`` in any ``span`` seconds."""
     full = len(starts) == starts.maxlen
     return starts[0] + span + _SPAN_SLACK if full else -math.inf
 
@@ -233,7 +232,7 @@ class RateLimiter:
             self._cond.notify_all()
 
     def release(self) -> None:
-        """One of our requests ended without an answer (a timeout, a dropped connection)."""
+        """One of our requests got no answer (a timeout, a dropped connection)."""
         with self._cond:
             self.in_flight = max(0, self.in_flight - 1)
             self._probing = False
@@ -313,10 +312,8 @@ _FINGERPRINT = re.compile(r"[0-9a-f]{16,64}")
 
 
 def shared_limiter(key: str, rate_per_minute: float | None) -> RateLimiter:
-    """The process-wide :class:`RateLimiter` for ``key`` (a SHA-256 fingerprint of key and base URL,
-    never the key), for one more run: its cap set to ``rate_per_minute``, its 429s forgotten
-    unless another run is sending.
-    """
+    """The process-wide :class:`RateLimiter` of ``key`` (a fingerprint, never the key) for one
+    more run: its cap set to ``rate_per_minute``, its 429s forgotten unless a run is sending."""
     if not _FINGERPRINT.fullmatch(key):
         raise ValueError("shared_limiter needs a SHA-256 hex fingerprint, not a raw API key")
     with _SHARED_LOCK:
@@ -369,10 +366,6 @@ class InFlight:
         self._fastest: deque[float] = deque(maxlen=FASTEST_OF)
         self._recent: float | None = None
         self._base = math.inf  # the run's fastest answer
-
-    @property
-    def adaptive(self) -> bool:
-        return self.fixed is None
 
     @property
     def limit(self) -> int:
