@@ -221,8 +221,7 @@ def add_progress_arguments(parser: argparse.ArgumentParser) -> None:
 
 @contextlib.contextmanager
 def local_server(enabled: bool) -> Iterator[dict[str, Any]]:
-    """Run a local Flameup server for the command's duration, its data kept in .flameup/;
-    yield the keywords that reach it (none without ``--local``)."""
+    """The keywords that reach a local Flameup server run for the command (none without it)."""
     if not enabled:
         yield {}
         return

@@ -220,8 +220,7 @@ def _broken(
     latest: pd.Timestamp,
     unreadable: set[int],
 ) -> list[Found]:
-    """Every rule each row breaks but an ``unreadable`` timestamp, named by the frame's column,
-    the value shown where it helps."""
+    """Every rule each row breaks (an ``unreadable`` timestamp is reported already)."""
     users, emails, names, when, ids = columns
     event = str(rules.event_column) if names is not None else "event"
     found: list[Found] = []

@@ -39,8 +39,7 @@ SAME_TIME = dt.timedelta(milliseconds=1)
 
 @dataclass(frozen=True)
 class EventOutcome:
-    """What became of one event: Flameup holds it (``sent``), may hold it (``uncertain``) or
-    does not (``rejected``, ``failed``)."""
+    """What became of one event: ``sent``, ``uncertain`` (may be held), ``rejected``, ``failed``."""
 
     status: str
     event_id: str | None = None
@@ -128,8 +127,7 @@ class EventSender:
         return None if found is None else EventOutcome("sent", str(found.get("id")))
 
     def listed(self, filters: dict[str, str]) -> Iterator[dict[str, Any]]:
-        """Every event the listing holds matching ``filters``, oldest first, page by page; a
-        FlameupError when it cannot."""
+        """Every event listed matching ``filters``, page by page; a FlameupError when it cannot."""
         try:
             yield from self._pages(filters)
         except _CannotTell as exc:

@@ -151,8 +151,7 @@ def _read(deliverer: Deliverer, person: dict[str, Any]) -> dict[str, Any] | None
 def _differences(
     person: dict[str, Any], held: dict[str, Any] | None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(before, after) of every field sent whose value Flameup holds differently: Flameup
-    holds a trait it knows as a top-level field, any other among its ``attributes``."""
+    """(before, after) of each field sent that Flameup holds otherwise (a known trait top-level)."""
     top = held or {}
     attributes = top.get("attributes") or {}
     sent = [(k, v, top) for k, v in person.items() if k not in ("traits", "userId")]

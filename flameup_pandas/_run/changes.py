@@ -105,8 +105,7 @@ class PlanRecorder:
         return result
 
     def columns(self, index: pd.Index | None = None) -> pd.DataFrame:
-        """The plan's columns alone, labelled by ``index`` (else the chunks' labels): what a
-        summary is made of, without joining the input rows."""
+        """The plan's columns alone (a summary's input), labelled by ``index`` or the chunks'."""
         if index is None:
             labels = [frame.index for frame in self.frames]
             index = labels[0].append(labels[1:]) if labels else pd.RangeIndex(0)
@@ -353,8 +352,7 @@ def summarize_plan(plan: pd.DataFrame) -> PlanSummary:
 def _value_changes(
     plan: pd.DataFrame, updates: np.ndarray
 ) -> dict[str, tuple[tuple[str, str, int], ...]]:
-    """Per field, its commonest changes of value among the updates whose before/after the
-    plan holds (values shown as Python literals)."""
+    """Per field, its commonest changes of value (as literals) among the updates' before/after."""
     if "flameup_before" not in plan.columns:
         return {}
     tally: Counter[tuple[str, str, str]] = Counter()
@@ -412,8 +410,7 @@ class ChangeGuard(PlanRecorder):
         self.max_creates = max_creates
 
     def check(self) -> PlanSummary:
-        """The plan's summary; raises :class:`ChangeGuardError` (the whole plan attached) when
-        the run would change more than allowed."""
+        """The plan's summary; :class:`ChangeGuardError` when it changes more than allowed."""
         summary = summarize_plan(self.columns())
         refuse_over(summary, self.max_changes, self.max_creates, self.frame)
         PlanRecorder.__init__(self)  # let through: the rows read are not needed to send

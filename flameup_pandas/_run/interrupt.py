@@ -100,8 +100,7 @@ def shielded() -> Iterator[None]:
 
 
 def deliver_all(stream: Stream[T, Out], settle: Callable[[T, list[Out]], None]) -> None:
-    """Settle every batch as it is answered. On an interrupt, stop the stream, settle what it
-    stopped with (answered batches as answered, the rest failed), then re-raise."""
+    """Settle every batch as answered; on an interrupt, settle what the stopped stream gives."""
     try:
         for tag, outcomes in stream:
             with shielded():

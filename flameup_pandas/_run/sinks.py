@@ -123,8 +123,7 @@ class ResultsWriter:
         self._buffer, self._buffered = [], 0
 
     def close(self) -> None:
-        """Write every chunk still waiting (rows never settled as not sent), then complete
-        the file (it appears whole, now)."""
+        """Write every chunk still waiting (rows never settled as not sent); complete the file."""
         with self._output:
             self._drain(closing=True)
             self.flush()

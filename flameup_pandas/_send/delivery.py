@@ -157,9 +157,8 @@ class Deliverer:
         work: Callable[[Sequence[Any]], list[Any]] | None = None,
         failed: Callable[[str], Any] | None = None,
     ) -> Stream[T, Any]:
-        """A :class:`Stream` of ``batches``: by default a batch is people (:meth:`send`); ``work``
-        delivers one batch of another kind (events) and ``failed`` makes the outcome of an
-        element not (or maybe not) delivered."""
+        """A :class:`Stream` of ``batches`` of people, or of another kind delivered by ``work``
+        (events), ``failed`` making the outcome of one not (or maybe not) delivered."""
         return Stream(self, batches, work or self.send, failed or _failed)
 
     def twin(self, retry: RetryPolicy) -> Deliverer:
@@ -426,9 +425,8 @@ def rejection_message(error: APIError, index: int) -> str:
 
 
 def read_success(people: People, answer: Answer) -> list[PersonOutcome]:
-    """Turn a 2xx answer into one outcome per person, matched by identity, never by position. A
-    person of the answer is matched by its userId (``external_id`` or ``userId``, whichever shape
-    the answer has), then by email."""
+    """One outcome per person of a 2xx answer, matched by identity (userId, in either shape the
+    answer has, then email), never by position."""
     body = answer.body if isinstance(answer.body, dict) else {}
     refused = _refused_people(body.get("errors"), people)
     stored_people = [s for s in body.get("people") or [] if isinstance(s, dict)]
@@ -482,10 +480,8 @@ def _match_people(
 
 
 def _created_flags(matched: list[dict[str, Any] | None], body: dict[str, Any]) -> list[bool]:
-    """created vs updated per person, made to agree with the answer's counts. A person this request
-    created has ``created_at == updated_at``. When the counts say otherwise (a server whose clocks
-    differ by a microsecond), the counts win where they are unambiguous (all created, or all
-    updated)."""
+    """created (``created_at == updated_at``) vs updated per person; where the answer's counts
+    disagree (clocks a microsecond apart), they win when unambiguous (all created or updated)."""
     flags = [s is not None and is_new(s) for s in matched]
     created, updated = body.get("created_count"), body.get("updated_count")
     found = [s is not None for s in matched]

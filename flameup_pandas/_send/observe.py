@@ -61,8 +61,7 @@ class Watched:
         return f"flameup://{host}", self.kind
 
     def datasets(self, counted: bool) -> tuple[list[Any], Any]:
-        """The OpenLineage input datasets and output dataset, the output with the rows written
-        (created, updated, sent) once ``counted``: for the run's events and Airflow's lineage."""
+        """OpenLineage's input and output datasets, with the rows written once ``counted``."""
         from openlineage.client import event_v2 as ol
         from openlineage.client.facet_v2 import output_statistics_output_dataset as stats
 

@@ -80,8 +80,8 @@ class ServerClock:
         self._bounds: deque[tuple[float, float]] = deque(maxlen=self.SAMPLES)
 
     def heard(self, date: str | None, *, sent: float, received: float) -> None:
-        """An answer's ``Date`` (an HTTP date, or Unix seconds), for a request ``sent`` at our
-        wall time and ``received`` at our wall time; an unreadable or missing one is ignored."""
+        """An answer's ``Date`` (HTTP date or Unix seconds, else ignored); ``sent``, ``received``:
+        our wall times."""
         when = None if date is None else parse_retry_after(date, now_wall=0.0)  # Unix seconds
         if when is not None:
             self._bounds.append((when - received, when + 1.0 - min(sent, received)))
@@ -207,8 +207,7 @@ class RateLimiter:
             self._sleep(when - now)
 
     def observe(self, headers: Mapping[str, str], elapsed: float = 0.0) -> None:
-        """One of our requests got an answer (any status) ``elapsed`` seconds after it was
-        sent: read its ``X-RateLimit-*`` and its ``Date``."""
+        """One of our requests got an answer (any status), ``elapsed`` seconds after it was sent."""
         limit = _parse_count(header(headers, "X-RateLimit-Limit"))
         remaining = _parse_count(header(headers, "X-RateLimit-Remaining"))
         reset_text = header(headers, "X-RateLimit-Reset")
@@ -345,8 +344,7 @@ class Slot:
 
 
 class InFlight:
-    """The places for requests in flight, shared by a run's threads: ``fixed`` of them, or
-    (None) as many as the module's rules adapt to."""
+    """The places for a run's requests in flight: ``fixed``, or (None) adapted as above."""
 
     def __init__(
         self, fixed: int | None = None, *, clock: Callable[[], float] = time.monotonic
@@ -390,8 +388,7 @@ class InFlight:
     def leave(
         self, slot: Slot | None, *, latency: float | None = None, strain: bool = False
     ) -> None:
-        """A request ended: ``latency`` seconds for a healthy answer (None: no timing to
-        learn from), ``strain`` for a sign the server is overloaded."""
+        """A request ended: ``latency`` of a healthy answer (None: none), ``strain``: overload."""
         if slot is None:
             return
         with self._cond:

@@ -228,8 +228,7 @@ class ObjectKeeper:
         self.journal.flush()
 
     def close(self, fold: Callable[[Journals], bytes]) -> None:
-        """Stop keeping; ``fold`` this run's journal objects (every flush, in order) into the
-        state, delete them and release the lease."""
+        """Stop keeping; ``fold`` this run's journal objects into the state, delete, release."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()

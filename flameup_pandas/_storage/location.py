@@ -56,8 +56,7 @@ class StorageOptions:
 
 @dataclass(frozen=True)
 class Location:
-    """A resolved place: ``fs`` is None for a local file (then ``path`` is a local path),
-    else an fsspec filesystem and ``path`` the object's path on it (``bucket/key``)."""
+    """A resolved place: a local ``path`` (``fs`` None), or an fsspec ``fs`` and ``bucket/key``."""
 
     path: str
     fs: Any = None

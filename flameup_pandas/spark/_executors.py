@@ -173,8 +173,7 @@ def _where(mask: np.ndarray, texts: pa.Array) -> pa.Array:
 
 
 def _field_lists(plan: Plan, pending: np.ndarray) -> list[pa.Array]:
-    """Per row still to send, the names and hashes of the fields it sends (userId too);
-    null for the other rows."""
+    """Per row to send, the names and hashes of its fields (userId too); null for the rest."""
     n = len(plan.status)
     fields = plan.payloads.field_hashes(pending)
     if fields is None or len(pending) == 0:
