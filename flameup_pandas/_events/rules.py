@@ -124,9 +124,8 @@ class EventPlan:
 
 
 def plan_events(df: pd.DataFrame, rules: EventRules, now: dt.datetime) -> EventPlan:
-    """Validate and encode every row of ``df`` (``now``: the clock the future is judged by).
-    The identity column is ``userId`` unless the frame lacks one and has another of people's
-    names for it (``user_id``, ``external_id``), as ``upsert`` takes."""
+    """Validate and encode every row of ``df`` (``now``: the clock the future is judged by);
+    without a ``userId`` column, another of people's names for it (``user_id``...) is used."""
     if rules.user_id == "userId" and "userId" not in df.columns:
         found = next((alias for alias in USER_ID_ALIASES if alias in df.columns), "userId")
         rules = dataclasses.replace(rules, user_id=found)

@@ -144,8 +144,7 @@ def _read(deliverer: Deliverer, person: dict[str, Any]) -> dict[str, Any] | None
         return None
     if not answer.ok:
         raise answer.error()
-    held: dict[str, Any] = read_person(answer.body)
-    return held
+    return read_person(answer.body)
 
 
 def _differences(

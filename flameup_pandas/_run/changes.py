@@ -113,8 +113,7 @@ class PlanRecorder:
         return pd.DataFrame(columns, index=index, dtype=object)
 
     def gone(self, sync: SyncState | None = None) -> Gone:
-        """The people of the state (``sync``, else the one the chunks were planned against)
-        whose identity no row of the source gave."""
+        """The people of the state (``sync``, else the chunks') whose identity no row gave."""
         sync = sync or self.sync
         if sync is None or self.seen is None:
             return Gone(0)

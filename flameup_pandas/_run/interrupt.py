@@ -63,8 +63,7 @@ def _handle(signum: int, frame: object) -> None:
 
 @contextlib.contextmanager
 def interruptible() -> Iterator[None]:
-    """Ctrl-C and SIGTERM raise :class:`Stopped` (a KeyboardInterrupt) in here; the previous
-    handlers come back afterwards. Outside the main thread this does nothing."""
+    """Ctrl-C and SIGTERM raise :class:`Stopped` in here (in the main thread; no-op elsewhere)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return

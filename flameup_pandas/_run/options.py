@@ -328,8 +328,7 @@ def split_options(
 def split_track_options(
     where: str, options: Mapping[str, Any]
 ) -> tuple[EventRules, Delivery, Run, EventSending]:
-    """The :class:`EventRules`, :class:`Delivery`, :class:`Run` and :class:`EventSending`
-    that ``options`` describe; an unknown keyword raises as in :func:`split_options`."""
+    """:func:`split_options` for events: also :class:`EventRules` and :class:`EventSending`."""
     check_keywords(where, options, TRACK_KEYWORDS)
     rules = event_rules_of(where, {k: v for k, v in options.items() if k in EVENT_RULE_KEYWORDS})
     delivery = Delivery(**{k: v for k, v in options.items() if k in DELIVERY_KEYWORDS})

@@ -178,10 +178,8 @@ class Deliverer:
         what: str,
         readable: Callable[[Answer], bool] | None = None,
     ) -> Answer:
-        """Make one request through the shared budget, retried under the policy: ``call`` sends
-        it (again for every retry); the answer comes back once the policy does not retry it (a
-        2xx that ``readable`` refuses is retried like a 503). Raises :class:`GaveUp` when spent.
-        """
+        """One request through the shared budget, ``call`` made again for every retry the policy
+        allows (a 2xx that ``readable`` refuses is retried like a 503); :class:`GaveUp` if spent."""
         policy = self.retry
         while True:
             self._check_sending(policy)

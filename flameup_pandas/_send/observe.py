@@ -74,9 +74,8 @@ class Watched:
 
 
 def run(kind: str, operation: str, source: Any, delivery: Any, call: Callable[[], R]) -> R:
-    """``call()`` (a whole run), seen by the configured observers; the engine's one hook.
-    ``delivery`` (a :class:`~flameup_pandas._run.options.Delivery`) says where the run sends. The
-    result (or an interrupt's) gives the counts per status: a summary's ``counts``."""
+    """``call()`` (a whole run), seen by the configured observers: the engine's one hook;
+    ``delivery`` says where it sends; its result's (or interrupt's) summary gives the counts."""
     observers: list[Any] = [o() for o in (_Lineage.configured(), _Tracing.configured()) if o]
     if not observers:
         return call()

@@ -166,8 +166,7 @@ class RateLimiter:
         self._server_clock = ServerClock()
 
     def server_time(self) -> float:
-        """Now on the server's clock (Unix seconds), as its answers' ``Date`` headers tell:
-        what a ``Reset`` or an HTTP-date ``Retry-After`` is read against."""
+        """Now on the server's clock (Unix seconds, by its ``Date``s): what resets are read by."""
         with self._cond:
             return self._wall() + self._server_clock.offset
 
@@ -238,9 +237,8 @@ class RateLimiter:
             self._cond.notify_all()
 
     def hold_until(self, wall_time: float) -> None:
-        """No request starts before ``wall_time`` (Unix seconds): called after a 429. A 429 that
-        comes after an earlier hold has ended is a recurrence: at the second one the rest of the run
-        is paced conservatively."""
+        """No request starts before ``wall_time`` (Unix seconds), after a 429; at a second 429
+        after a hold ended, the rest of the run is paced conservatively."""
         with self._cond:
             now = self._clock()
             held = now + min(max(0.0, wall_time - self._wall()), self._max_wait)

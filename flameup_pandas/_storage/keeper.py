@@ -43,9 +43,8 @@ def keep(
     separate_journal: bool = True,
     **object_options: Any,
 ) -> LocalKeeper | ObjectKeeper:
-    """Lock the state at ``path`` (a path or URI, on ``filesystem``); ``what`` names it in
-    messages, ``lost`` says what a store failure costs. A local state's journal is a file
-    beside it, or (``separate_journal=False``) the state file itself, appended to."""
+    """Lock the state at ``path`` (``what`` in messages; ``lost``: what a store failure costs).
+    A local state's journal is a file beside it, or (``separate_journal=False``) itself."""
     where = path if isinstance(path, Location) else resolve(os.fspath(path), filesystem)
     if where.local:
         local = where.local_path

@@ -81,8 +81,7 @@ def known_state(spark: SparkSession, sync: SyncState) -> DataFrame | None:
 
 @contextlib.contextmanager
 def state_of(sdf: DataFrame, run: Run) -> Iterator[tuple[SyncState | None, DataFrame | None]]:
-    """The run's state, opened (locked, any leftover journal folded) before Spark reads it,
-    and the columns of it the decisions join on (:func:`known_state`)."""
+    """The run's state, opened (locked, journals folded) before Spark reads :func:`known_state`."""
     if run.state is None:
         yield None, None
         return
@@ -169,9 +168,8 @@ def _field_columns(planned: DataFrame, action: Column, old: Column) -> list[Colu
 
 
 def checkpoint(decided: DataFrame) -> DataFrame:
-    """The decisions computed once and kept on the executors' disks. Kept in memory, a local
-    driver (whose heap the local executors share) ran out of it reading them back (2M rows,
-    1 GiB)."""
+    """The decisions computed once and kept on the executors' disks (in memory, a local driver
+    sharing its heap with the executors ran out of it reading them back: 2M rows, 1 GiB)."""
     from pyspark import StorageLevel
 
     return decided.localCheckpoint(eager=True, storageLevel=StorageLevel.DISK_ONLY)

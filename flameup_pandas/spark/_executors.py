@@ -129,11 +129,8 @@ def plan_batches(
 def planned_batch(
     rules: Rules, frame: pd.DataFrame, rows: np.ndarray, *, needs: Needs = Needs()
 ) -> pa.RecordBatch:
-    """A batch's plan as rows (:data:`PLANNED_SCHEMA`, and the columns ``needs`` asks for).
-
-    Built a column at a time from the plan's Arrow arrays; the only values Python looks at one
-    by one are the given userId and email of rows that have no person (invalid ones).
-    """
+    """A batch's plan as rows (:data:`PLANNED_SCHEMA`, and the columns ``needs`` asks for),
+    built a column at a time from the plan's Arrow arrays."""
     plan = rules.plan(frame, labels=rows.tolist())
     n = len(plan.status)
     pending = plan.pending()

@@ -19,7 +19,7 @@ from .._run.changes import (
     value_pair,
 )
 from .._run.options import Options, split_options
-from .._run.result import tell
+from .._run.result import EXAMPLES, tell
 from ._decide import ACTION, SENDING, checkpoint, decide, functions, state_of
 from ._executors import ROW, Needs, check_columns, planned
 
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 __all__ = ["SparkPlan", "plan", "plan_of"]
 
 PLAN_COLUMNS_SPARK = (ROW, "userId", "email", "identity", *PLAN_COLUMNS)
-EXAMPLES = 3
 
 
 @dataclass(frozen=True)
