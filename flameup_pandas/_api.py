@@ -346,8 +346,7 @@ def read_people(
     tables: list[pa.Table] = []
     try:
         with interruptible(), pages.read() as read:
-            for table in read:
-                tables.append(table)
+            tables.extend(read)
     except KeyboardInterrupt as exc:
         so_far = _people_frame(tables)
         message = f"{pages.describe(len(so_far))}; .result holds them"

@@ -55,9 +55,8 @@ class _CannotTell(Exception):
 
 
 class EventSender:
-    """Sends events one per request through the run's deliverer, posting through a twin that
-    retries no 5xx (a 5xx may follow a store). Thread-safe. ``workspace_id``: the listing's
-    workspace; None: read from a listed person when first needed."""
+    """Sends events one per request, posting through a twin deliverer that retries no 5xx (a 5xx
+    may follow a store); ``workspace_id`` None: a listed person's. Thread-safe."""
 
     def __init__(
         self, deliverer: Deliverer, workspace_id: str | None = None, max_resends: int = 3
@@ -144,8 +143,7 @@ class EventSender:
 
     def _workspace(self) -> str:
         if self.workspace_id is None:
-            body = self._get("/people", {"limit": 1}, is_page_answer)
-            people = body["people"]
+            people = self._get("/people", {"limit": 1}, is_page_answer)["people"]
             workspace = people[0].get("workspace_id") if people else None
             if not isinstance(workspace, str) or not workspace:
                 raise _CannotTell("no workspace id (pass workspace_id=)")

@@ -60,9 +60,8 @@ def listing_cost(people: int, held: int, rate: float = DOCUMENTED_RATE) -> str:
 def compare_with_flameup(
     planned: pd.DataFrame, sent: list[tuple[Hashable, dict[str, Any]]], delivery: Delivery
 ) -> pd.DataFrame:
-    """``planned`` with the people of ``sent`` (label, person as sent) read from Flameup: for each
-    one read, ``flameup_changes`` and ``flameup_before``/``flameup_after`` say what Flameup holds
-    differently (a person it does not hold becomes ``create``); other rows keep the state's."""
+    """``planned`` with the people of ``sent`` (label, person) compared with what Flameup holds
+    (one not held becomes ``create``); other rows keep the state's changes."""
     logger.warning(
         "plan against Flameup: %s%s",
         reading_cost(len(sent)),

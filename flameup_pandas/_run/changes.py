@@ -399,9 +399,8 @@ def parse_limit(limit: Limit, name: str = "max_changes") -> Limit:
 
 
 class ChangeGuard(PlanRecorder):
-    """The change guard of one run: a planner sink, then one check of all its chunks against
-    the limits; the engine keeps the planned chunks and sends them once :meth:`check` lets the
-    run through, so a guarded run reads and encodes its rows once."""
+    """A run's change guard: a planner sink, then one check of all its chunks; the engine keeps
+    the planned chunks to send once :meth:`check` lets them through (read and encoded once)."""
 
     def __init__(self, max_changes: Limit | None, max_creates: Limit | None) -> None:
         super().__init__()
@@ -422,8 +421,7 @@ def refuse_over(
     max_creates: Limit | None,
     whole: Callable[[], Any],
 ) -> None:
-    """Raise :class:`ChangeGuardError` (``whole()`` attached as its plan) when ``summary``
-    updates more people than ``max_changes`` or creates more than ``max_creates``."""
+    """:class:`ChangeGuardError` (its plan ``whole()``) when ``summary`` is over a limit."""
     people = summary.people
     over = []
     for action, name, limit in (

@@ -273,9 +273,8 @@ class TrackSummary(Summary):
 
 
 class SharedEmails:
-    """Warnings about emails that rows with different userIds share, gathered chunk by chunk
-    (an email shared only across two chunks of a file is not seen): the :data:`TOP_REASONS`
-    with the most rows, then one line for the rest."""
+    """Warnings of emails shared by different userIds, chunk by chunk (not across chunks): the
+    :data:`TOP_REASONS` with the most rows, then one line for the rest."""
 
     def __init__(self) -> None:
         self._kept: list[Reason] = []

@@ -384,12 +384,9 @@ def exact_request(
     settings: Any = None,
     **fields: Any,
 ) -> requests.Response:
-    """``session.request(method, url, **fields)`` with the path of ``url`` sent as written. requests
-    decodes the escape of every unreserved character (``%2E`` becomes ``.``) and urllib3 drops the
-    ``.`` and ``..`` segments that result, so the escapes of :func:`path_segment` would not reach
-    the server: the request is prepared as requests prepares it, then its path is put back.
-    Redirects are never followed. ``settings``: the environment's (proxies, CA bundle) when the
-    caller has read them, else read here."""
+    """``session.request(method, url, **fields)``, never redirected, with the path sent as written:
+    requests decodes ``%2E`` to ``.`` and urllib3 drops the ``.``/``..`` segments that result, so
+    :func:`path_segment`'s escapes are put back. ``settings``: proxies and CA bundle, if read."""
     prepared = session.prepare_request(requests.Request(method, url, **fields))
     # the path quoted as requests quotes it (RFC 3986's path characters and escapes kept)
     path = urllib.parse.quote(urllib.parse.urlsplit(url).path, safe="/%!$&'()*+,;=:@~")

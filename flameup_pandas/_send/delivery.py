@@ -346,10 +346,9 @@ class Stream(Generic[T, Out]):
         self._shutdown(wait=True)
 
     def stop(self) -> list[tuple[T, list[Out]]]:
-        """End the stream now; every batch handed out and not yet yielded, with its outcomes. An
-        answered batch keeps its answer. Every person of the others is ``failed``: with
-        :data:`IN_FLIGHT` when a request of its batch was sent (it may have been stored), else
-        :data:`NOT_SENT` (a batch still waiting for the budget or a place in flight too)."""
+        """End the stream now: every batch handed out and not yet yielded, an answered one with
+        its answer, the others ``failed``: :data:`IN_FLIGHT` when a request of it was sent (it
+        may have been stored), else :data:`NOT_SENT`."""
         self._halt()
         left: list[tuple[T, list[Out]]] = []
         for future, (tag, size, sent) in self._pending.items():

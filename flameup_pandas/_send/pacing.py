@@ -127,10 +127,9 @@ def _next_free(starts: deque[float], span: float) -> float:
 
 class RateLimiter:
     """Thread-safe pacer for one API key: spends the budget the server announces, under an optional
-    cap of our own (``rate_per_minute``, None: no cap). Call :meth:`acquire` before each request,
-    then :meth:`observe` with its answer's headers (every answer, a 429's too) or :meth:`release`
-    when it got no answer, so the requests in flight are always known. ``clock`` (monotonic),
-    ``wall`` (Unix time) and ``sleep`` are injectable so tests need no real time."""
+    cap of ours (``rate_per_minute``). :meth:`acquire` before each request, then :meth:`observe`
+    its answer's headers (every answer, a 429's too) or :meth:`release` when none came, so the
+    requests in flight are always known."""
 
     def __init__(
         self,

@@ -264,10 +264,9 @@ class ObjectKeeper:
 
 
 class JournalObjects:
-    """A journal kept as objects: an object store cannot append, so each flush writes one new
-    object ``<folder>/<run>-<number>.jsonl`` (``<run>`` starts with the run's start time: a
-    listing gives every run's flushes in order). Due after ``every_batches`` records or when the
-    oldest is ``every_seconds`` old. Thread-safe: the run adds, it or the keeper flushes."""
+    """A journal as objects (a store cannot append): a flush writes ``<folder>/<run>-<n>.jsonl``
+    (``<run>`` starts with the run's start time: a listing is in order), due after
+    ``every_batches`` records or ``every_seconds``. Thread-safe."""
 
     def __init__(
         self, store: Store, folder: str, run: str, every_batches: int, every_seconds: float

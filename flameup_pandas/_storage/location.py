@@ -43,10 +43,8 @@ _URI = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]+):(?P<slashes>/*)")
 
 @dataclass(frozen=True)
 class StorageOptions:
-    """Keywords for the filesystem of a URI's scheme, as fsspec takes them (its "storage
-    options", pandas' ``storage_options=``): ``anon``, ``endpoint_url``, ``profile``,
-    ``key``... for s3fs; ``project``, ``token`` for gcsfs; ``account_name``... for adlfs.
-    Shown by their names only: their values may be credentials."""
+    """fsspec's storage options for a URI's filesystem (``endpoint_url``, ``profile`` for s3fs,
+    ``token`` for gcsfs...), shown by their names only: their values may be credentials."""
 
     options: Mapping[str, Any]
 

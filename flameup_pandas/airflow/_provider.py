@@ -124,8 +124,7 @@ class _FlameupOperator(BaseOperator):  # type: ignore[misc]
         return self.summary
 
     def get_openlineage_facets_on_complete(self, task_instance: Any = None) -> Any:
-        """The input and output datasets as the library's own lineage names them, with the
-        rows written once the task has a summary (the same on start and on failure)."""
+        """The datasets as the library's lineage names them (rows written once summarized)."""
         from airflow.providers.openlineage.extractors import OperatorLineage
 
         url = FlameupHook(self.flameup_conn_id).options()["base_url"] or "https://api.flameup.ai"

@@ -92,10 +92,9 @@ def state_of(sdf: DataFrame, run: Run) -> Iterator[tuple[SyncState | None, DataF
 def decide(
     planned: DataFrame, known: DataFrame | None, *, with_state: bool, full_refresh: bool = False
 ) -> DataFrame:
-    """Every planned row with its ``flameup_action``, ``flameup_error`` and known
-    ``flameup_id``; with field lists, ``flameup_changes`` and ``fields`` (the hashes the
-    state keeps: every field sent but userId); ``_known_sent``, the person as the state
-    last kept it. Without a state every person to send is an update."""
+    """Every planned row with its ``flameup_action``, ``flameup_error``, known ``flameup_id``,
+    ``_known_sent``; with field lists, ``flameup_changes`` and ``fields`` (the hashes the state
+    keeps: all but userId). Without a state every person to send is an update."""
     from pyspark.sql import Window
 
     f = functions()

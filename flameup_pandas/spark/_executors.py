@@ -67,12 +67,9 @@ PLANNED_DDL = _ddl(PLANNED_SCHEMA)
 
 @dataclass(frozen=True)
 class Needs:
-    """Which costly columns of the planned rows a run reads (the others are left empty, as
-    the file path skips them): the JSON of the people to send (``payloads``, not in a dry
-    run); content hashes (``hashes``, with a state); the names and hashes of the fields each
-    sends (``fields``: the state's record, a plan's changes); the JSON with sorted keys
-    (``sent``, for ``state_values``); the hash of every row's identity as given, invalid
-    rows' too (``given``, for ``complete_source``)."""
+    """The costly columns a run reads (others left empty): the JSON to send (``payloads``),
+    content hashes (``hashes``: a state), field names and hashes (``fields``: a state, a plan),
+    sorted JSON (``sent``: ``state_values``), every identity's hash (``given``: complete_source)."""
 
     payloads: bool = True
     hashes: bool = True
@@ -110,13 +107,9 @@ def planned(sdf: DataFrame, rules: Rules, needs: Needs) -> DataFrame:
 def plan_batches(
     batches: Iterable[pa.RecordBatch], *, rules: Rules, needs: Needs = Needs()
 ) -> Iterator[pa.RecordBatch]:
-    """The ``mapInArrow`` function: Spark's Arrow batches through :meth:`Rules.plan`.
-
-    Spark hands over 10,000 rows at a time (``spark.sql.execution.arrow.maxRecordsPerBatch``);
-    they are gathered into pieces of :data:`CHUNK_ROWS`, as on the file path, so validation's
-    fixed cost per call counts once per piece. Spark ``timestamp`` columns arrive as instants
-    in the session's zone, ``timestamp_ntz`` ones stay naive and follow ``naive_timestamps``.
-    """
+    """The ``mapInArrow`` function: Spark's Arrow batches (10,000 rows) through
+    :meth:`Rules.plan` in pieces of :data:`CHUNK_ROWS`, so validation's fixed cost per call
+    counts once per piece. ``timestamp_ntz`` columns stay naive (``naive_timestamps``)."""
     spark = pa.schema(
         [(f.name, pa.string() if f.type == pa.large_string() else f.type) for f in needs.schema]
     )
