@@ -247,8 +247,7 @@ def _rows(
 
 
 def against_people(against: str, sample: int | None) -> int:
-    """People a plan reads from Flameup: none against the state alone, else ``sample`` (every
-    one a run would send without it)."""
+    """People a plan reads from Flameup: none against the state, else ``sample`` (or all)."""
     if against not in ("state", "flameup"):
         raise ValueError(f"against must be 'state' or 'flameup', got {against!r}")
     if sample is not None and (
@@ -268,8 +267,7 @@ def plan_rows(
     against: tuple[str, int | None],
     source: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """The plan of opened rows: the engine's dry run, with a decisions sink; ``against`` is
-    what and how many people it compares with."""
+    """The plan of opened rows: the engine's dry run into a decisions sink."""
     decisions = PlanRecorder(
         complete_source=run.complete_source,
         keep_people=against_people(*against),
@@ -348,8 +346,7 @@ def read_people(
     tables: list[pa.Table] = []
     try:
         with interruptible(), pages.read() as read:
-            for table in read:
-                tables.append(table)
+            tables.extend(read)
     except KeyboardInterrupt as exc:
         so_far = _people_frame(tables)
         message = f"{pages.describe(len(so_far))}; .result holds them"
@@ -435,8 +432,7 @@ def _rewrite(parts: list[Path], whole: Path) -> int:
 
 @dataclasses.dataclass
 class _Pages:
-    """A read's pages of people as tables, one after another through a sender (client, shared
-    budget, retries); counts the people read and the total the listing announced."""
+    """A read's pages of people as tables, counting the people read and the total listed."""
 
     delivery: Delivery
     search: str | None

@@ -28,9 +28,8 @@ LOCAL_DB = Path(".flameup") / "local.db"
 
 
 def keywords(args: argparse.Namespace, *known: Any) -> dict[str, Any]:
-    """The keywords the flags give, of those the TypedDicts (or names) ``known`` hold:
-    ``KEY=VALUE`` pairs as a dict, ``--no-progress``/``--progress-every`` as ``progress``. A
-    flag not given is left out, so the function's own default holds."""
+    """The keywords of ``known`` (TypedDicts or names) the flags give (a flag not given is left
+    out: the function's default holds), pairs as dicts, the progress flags as ``progress``."""
     names = {n for k in known for n in ([k] if isinstance(k, str) else k.__annotations__)}
     options: dict[str, Any] = {}
     for name, value in vars(args).items():
@@ -68,9 +67,8 @@ def limit(text: str) -> int | float | str:
 
 
 def pair(metavar: str, *, secret: bool = False) -> Callable[[str], tuple[str, Any]]:
-    """An argparse type: ``KEY=VALUE`` as a pair, the key stripped. A secret's value (a storage
-    option's) may be empty, is taken as JSON where it reads as JSON (``true``, ``3``,
-    ``{...}``) and is never echoed; any other value is stripped text, not empty."""
+    """An argparse type: ``KEY=VALUE`` as a pair. A ``secret``'s value (a storage option's) may
+    be empty, is JSON where it reads as JSON and is never echoed; others are stripped text."""
 
     def parse(text: str) -> tuple[str, Any]:
         key, sep, value = text.partition("=")
@@ -141,8 +139,7 @@ def add_column_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, rows: str, dry_run: str) -> None:
-    """The flags of the keywords every sending command shares, meaning the same
-    (:class:`~flameup_pandas._run.options.SharedRunOptions` and delivery's); ``rows``
+    """The flags of ``SharedRunOptions`` and delivery's, for every sending command; ``rows``
     names what is sent, ``dry_run`` what a dry run does."""
     parser.add_argument(
         "--state",
@@ -221,8 +218,7 @@ def add_progress_arguments(parser: argparse.ArgumentParser) -> None:
 
 @contextlib.contextmanager
 def local_server(enabled: bool) -> Iterator[dict[str, Any]]:
-    """Run a local Flameup server for the command's duration, its data kept in .flameup/;
-    yield the keywords that reach it (none without ``--local``)."""
+    """The keywords that reach a local Flameup server run for the command (none without it)."""
     if not enabled:
         yield {}
         return
@@ -236,8 +232,7 @@ def local_server(enabled: bool) -> Iterator[dict[str, Any]]:
 
 @contextlib.contextmanager
 def table_source(args: argparse.Namespace) -> Iterator[Any]:
-    """The path given, or the ``--sql`` query's result from DuckDB as record batches, produced
-    as they are read (a result larger than memory streams as a file does)."""
+    """The path given, or the ``--sql`` query's result streamed from DuckDB as record batches."""
     if args.sql is None:
         yield args.path
         return

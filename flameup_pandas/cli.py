@@ -268,8 +268,7 @@ def _json_text(values: Any) -> str | None:
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    """Print the first ``--limit`` problems, read as ``upsert`` reads the source (the same CSV
-    types); count rows and problems."""
+    """Print the first ``--limit`` problems (the source read as ``upsert`` reads it)."""
     rules = Rules(**keywords(args, RuleOptions))
     storage = Run(**keywords(args, "storage_options")).storage
     problems = rows = 0

@@ -113,7 +113,7 @@ def test_a_fixed_concurrency_never_changes() -> None:
     for _ in range(5):
         round_trip(places, clock)
     places.leave(places.enter(), strain=True)
-    assert places.limit == 7 and not places.adaptive
+    assert places.limit == 7 and places.fixed == 7
 
 
 def test_a_request_waits_for_a_place_and_a_stop_ends_the_wait() -> None:

@@ -57,8 +57,7 @@ class EventDecisions(Decisions):
 
 
 class Events:
-    """Events, for one run: ``rules`` make them, ``sending`` settles lost answers, ``results``
-    is the results file the summary shows."""
+    """Events of one run; ``results``: the results file its summary names."""
 
     name = "track"
     rows = "events"
@@ -120,8 +119,7 @@ class Events:
         return [orjson.loads(chunk.plan.events[p].body) for p in positions.tolist()]
 
     def worker(self, sender: Sender, state: EventState | None) -> tuple[Work, Callable[[str], Any]]:
-        """What a sending thread does with one event: look it up first when an earlier run
-        may have sent it, mark it ``pending`` (on disk), then send it."""
+        """Per event: looked up if an earlier run may have sent it, marked ``pending``, sent."""
         events = EventSender(sender.deliverer, self.sending.workspace_id, self.sending.max_resends)
 
         def work(item: Sequence[Event]) -> list[EventOutcome]:

@@ -124,9 +124,8 @@ class EventPlan:
 
 
 def plan_events(df: pd.DataFrame, rules: EventRules, now: dt.datetime) -> EventPlan:
-    """Validate and encode every row of ``df`` (``now``: the clock the future is judged by).
-    The identity column is ``userId`` unless the frame lacks one and has another of people's
-    names for it (``user_id``, ``external_id``), as ``upsert`` takes."""
+    """Validate and encode every row of ``df`` (``now``: the clock the future is judged by);
+    without a ``userId`` column, another of people's names for it (``user_id``...) is used."""
     if rules.user_id == "userId" and "userId" not in df.columns:
         found = next((alias for alias in USER_ID_ALIASES if alias in df.columns), "userId")
         rules = dataclasses.replace(rules, user_id=found)
@@ -220,8 +219,7 @@ def _broken(
     latest: pd.Timestamp,
     unreadable: set[int],
 ) -> list[Found]:
-    """Every rule each row breaks but an ``unreadable`` timestamp, named by the frame's column,
-    the value shown where it helps."""
+    """Every rule each row breaks (an ``unreadable`` timestamp is reported already)."""
     users, emails, names, when, ids = columns
     event = str(rules.event_column) if names is not None else "event"
     found: list[Found] = []

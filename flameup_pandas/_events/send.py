@@ -39,8 +39,7 @@ SAME_TIME = dt.timedelta(milliseconds=1)
 
 @dataclass(frozen=True)
 class EventOutcome:
-    """What became of one event: Flameup holds it (``sent``), may hold it (``uncertain``) or
-    does not (``rejected``, ``failed``)."""
+    """What became of one event: ``sent``, ``uncertain`` (may be held), ``rejected``, ``failed``."""
 
     status: str
     event_id: str | None = None
@@ -56,9 +55,8 @@ class _CannotTell(Exception):
 
 
 class EventSender:
-    """Sends events one per request through the run's deliverer, posting through a twin that
-    retries no 5xx (a 5xx may follow a store). Thread-safe. ``workspace_id``: the listing's
-    workspace; None: read from a listed person when first needed."""
+    """Sends events one per request, posting through a twin deliverer that retries no 5xx (a 5xx
+    may follow a store); ``workspace_id`` None: a listed person's. Thread-safe."""
 
     def __init__(
         self, deliverer: Deliverer, workspace_id: str | None = None, max_resends: int = 3
@@ -128,8 +126,7 @@ class EventSender:
         return None if found is None else EventOutcome("sent", str(found.get("id")))
 
     def listed(self, filters: dict[str, str]) -> Iterator[dict[str, Any]]:
-        """Every event the listing holds matching ``filters``, oldest first, page by page; a
-        FlameupError when it cannot."""
+        """Every event listed matching ``filters``, page by page; a FlameupError when it cannot."""
         try:
             yield from self._pages(filters)
         except _CannotTell as exc:
@@ -146,8 +143,7 @@ class EventSender:
 
     def _workspace(self) -> str:
         if self.workspace_id is None:
-            body = self._get("/people", {"limit": 1}, is_page_answer)
-            people = body["people"]
+            people = self._get("/people", {"limit": 1}, is_page_answer)["people"]
             workspace = people[0].get("workspace_id") if people else None
             if not isinstance(workspace, str) or not workspace:
                 raise _CannotTell("no workspace id (pass workspace_id=)")

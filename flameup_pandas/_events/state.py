@@ -35,8 +35,7 @@ WHAT = "events state"
 
 
 class EventState:
-    """The keys of the events a run has sent, may have sent, or is about to send; safe to
-    record from several threads at once."""
+    """The keys of events sent, maybe sent or about to be; thread-safe to record."""
 
     def __init__(self, keeper: LocalKeeper | ObjectKeeper, entries: Entries) -> None:
         self._keeper = keeper
@@ -50,8 +49,7 @@ class EventState:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], filesystem: Any = None) -> EventState:
-        """Read the state at ``path`` (a path or URI, on ``filesystem``; empty when there is
-        none) and lock it for this run."""
+        """Read and lock the state at ``path`` (a path or URI, on ``filesystem``; or none yet)."""
         lost = "events it may have sent are looked up by the next run"
         # every pending line is flushed by its sender; outcome lines ride along, or wait
         keeper = keep(path, filesystem, WHAT, lost, separate_journal=False, flush_batches=10**6)

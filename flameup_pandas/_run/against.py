@@ -60,9 +60,8 @@ def listing_cost(people: int, held: int, rate: float = DOCUMENTED_RATE) -> str:
 def compare_with_flameup(
     planned: pd.DataFrame, sent: list[tuple[Hashable, dict[str, Any]]], delivery: Delivery
 ) -> pd.DataFrame:
-    """``planned`` with the people of ``sent`` (label, person as sent) read from Flameup: for each
-    one read, ``flameup_changes`` and ``flameup_before``/``flameup_after`` say what Flameup holds
-    differently (a person it does not hold becomes ``create``); other rows keep the state's."""
+    """``planned`` with the people of ``sent`` (label, person) compared with what Flameup holds
+    (one not held becomes ``create``); other rows keep the state's changes."""
     logger.warning(
         "plan against Flameup: %s%s",
         reading_cost(len(sent)),
@@ -144,15 +143,13 @@ def _read(deliverer: Deliverer, person: dict[str, Any]) -> dict[str, Any] | None
         return None
     if not answer.ok:
         raise answer.error()
-    held: dict[str, Any] = read_person(answer.body)
-    return held
+    return read_person(answer.body)
 
 
 def _differences(
     person: dict[str, Any], held: dict[str, Any] | None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(before, after) of every field sent whose value Flameup holds differently: Flameup
-    holds a trait it knows as a top-level field, any other among its ``attributes``."""
+    """(before, after) of each field sent that Flameup holds otherwise (a known trait top-level)."""
     top = held or {}
     attributes = top.get("attributes") or {}
     sent = [(k, v, top) for k, v in person.items() if k not in ("traits", "userId")]

@@ -105,8 +105,7 @@ class PlanRecorder:
         return result
 
     def columns(self, index: pd.Index | None = None) -> pd.DataFrame:
-        """The plan's columns alone, labelled by ``index`` (else the chunks' labels): what a
-        summary is made of, without joining the input rows."""
+        """The plan's columns alone (a summary's input), labelled by ``index`` or the chunks'."""
         if index is None:
             labels = [frame.index for frame in self.frames]
             index = labels[0].append(labels[1:]) if labels else pd.RangeIndex(0)
@@ -114,8 +113,7 @@ class PlanRecorder:
         return pd.DataFrame(columns, index=index, dtype=object)
 
     def gone(self, sync: SyncState | None = None) -> Gone:
-        """The people of the state (``sync``, else the one the chunks were planned against)
-        whose identity no row of the source gave."""
+        """The people of the state (``sync``, else the chunks') whose identity no row gave."""
         sync = sync or self.sync
         if sync is None or self.seen is None:
             return Gone(0)
@@ -284,13 +282,8 @@ class PlanSummary:
         return self.would_send + self.actions.get("unchanged", 0)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "actions": dict(self.actions),
-            "fields": [f.to_dict() for f in self.fields],
-            "unknown": self.unknown,
-            "gone": self.gone,
-            "gone_examples": list(self.gone_examples),
-        }
+        fields = [f.to_dict() for f in self.fields]
+        return {**asdict(self), "fields": fields, "gone_examples": list(self.gone_examples)}
 
     def __str__(self) -> str:
         lines = ["  ".join(f"{a} {self.actions.get(a, 0):,}" for a in ACTIONS)]
@@ -358,8 +351,7 @@ def summarize_plan(plan: pd.DataFrame) -> PlanSummary:
 def _value_changes(
     plan: pd.DataFrame, updates: np.ndarray
 ) -> dict[str, tuple[tuple[str, str, int], ...]]:
-    """Per field, its commonest changes of value among the updates whose before/after the
-    plan holds (values shown as Python literals)."""
+    """Per field, its commonest changes of value (as literals) among the updates' before/after."""
     if "flameup_before" not in plan.columns:
         return {}
     tally: Counter[tuple[str, str, str]] = Counter()
@@ -407,9 +399,8 @@ def parse_limit(limit: Limit, name: str = "max_changes") -> Limit:
 
 
 class ChangeGuard(PlanRecorder):
-    """The change guard of one run: a planner sink, then one check of all its chunks against
-    the limits; the engine keeps the planned chunks and sends them once :meth:`check` lets the
-    run through, so a guarded run reads and encodes its rows once."""
+    """A run's change guard: a planner sink, then one check of all its chunks; the engine keeps
+    the planned chunks to send once :meth:`check` lets them through (read and encoded once)."""
 
     def __init__(self, max_changes: Limit | None, max_creates: Limit | None) -> None:
         super().__init__()
@@ -417,8 +408,7 @@ class ChangeGuard(PlanRecorder):
         self.max_creates = max_creates
 
     def check(self) -> PlanSummary:
-        """The plan's summary; raises :class:`ChangeGuardError` (the whole plan attached) when
-        the run would change more than allowed."""
+        """The plan's summary; :class:`ChangeGuardError` when it changes more than allowed."""
         summary = summarize_plan(self.columns())
         refuse_over(summary, self.max_changes, self.max_creates, self.frame)
         PlanRecorder.__init__(self)  # let through: the rows read are not needed to send
@@ -431,8 +421,7 @@ def refuse_over(
     max_creates: Limit | None,
     whole: Callable[[], Any],
 ) -> None:
-    """Raise :class:`ChangeGuardError` (``whole()`` attached as its plan) when ``summary``
-    updates more people than ``max_changes`` or creates more than ``max_creates``."""
+    """:class:`ChangeGuardError` (its plan ``whole()``) when ``summary`` is over a limit."""
     people = summary.people
     over = []
     for action, name, limit in (

@@ -63,8 +63,7 @@ def _handle(signum: int, frame: object) -> None:
 
 @contextlib.contextmanager
 def interruptible() -> Iterator[None]:
-    """Ctrl-C and SIGTERM raise :class:`Stopped` (a KeyboardInterrupt) in here; the previous
-    handlers come back afterwards. Outside the main thread this does nothing."""
+    """Ctrl-C and SIGTERM raise :class:`Stopped` in here (in the main thread; no-op elsewhere)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -100,8 +99,7 @@ def shielded() -> Iterator[None]:
 
 
 def deliver_all(stream: Stream[T, Out], settle: Callable[[T, list[Out]], None]) -> None:
-    """Settle every batch as it is answered. On an interrupt, stop the stream, settle what it
-    stopped with (answered batches as answered, the rest failed), then re-raise."""
+    """Settle every batch as answered; on an interrupt, settle what the stopped stream gives."""
     try:
         for tag, outcomes in stream:
             with shielded():

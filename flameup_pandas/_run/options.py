@@ -288,21 +288,18 @@ class Delivery:
     def open(self) -> Sender:
         """The run's sender: a client (ours to close, unless one was given), the key's shared
         rate budget and a deliverer."""
-        client = self.client
-        owns = client is None
-        if client is None:
-            client = FlameupClient(
-                self.api_key,
-                self.base_url,
-                timeout=self.timeout or Timeout(),
-                allow_http=self.allow_http,
-                pool_size=self.concurrency or MAX_IN_FLIGHT,
-            )
+        client = self.client or FlameupClient(
+            self.api_key,
+            self.base_url,
+            timeout=self.timeout or Timeout(),
+            allow_http=self.allow_http,
+            pool_size=self.concurrency or MAX_IN_FLIGHT,
+        )
         limiter = shared_limiter(client.fingerprint, self.rate_limit)
         deliverer = Deliverer(
             client, limiter=limiter, retry=self.retry, concurrency=self.concurrency
         )
-        return Sender(client, deliverer, owns)
+        return Sender(client, deliverer, self.client is None)
 
 
 RULE_KEYWORDS = frozenset(RuleOptions.__annotations__)
@@ -331,8 +328,7 @@ def split_options(
 def split_track_options(
     where: str, options: Mapping[str, Any]
 ) -> tuple[EventRules, Delivery, Run, EventSending]:
-    """The :class:`EventRules`, :class:`Delivery`, :class:`Run` and :class:`EventSending`
-    that ``options`` describe; an unknown keyword raises as in :func:`split_options`."""
+    """:func:`split_options` for events: also :class:`EventRules` and :class:`EventSending`."""
     check_keywords(where, options, TRACK_KEYWORDS)
     rules = event_rules_of(where, {k: v for k, v in options.items() if k in EVENT_RULE_KEYWORDS})
     delivery = Delivery(**{k: v for k, v in options.items() if k in DELIVERY_KEYWORDS})

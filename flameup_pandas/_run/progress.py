@@ -72,8 +72,7 @@ def open_progress(
     requests: Callable[[], int] | None = None,
     in_flight: Callable[[], int] | None = None,
 ) -> Meter:
-    """The meter for a run of ``total`` rows (None: unknown); ``requests`` and ``in_flight``
-    read the run's request count and the most requests it has had in flight at once."""
+    """The meter of a run of ``total`` rows (None: unknown), showing ``requests``, ``in_flight``."""
     if not isinstance(progress, bool | Progress):
         raise TypeError(f"progress must be True, False or a Progress, got {progress!r}")
     if progress is False or (total is not None and total <= ONE_REQUEST):
@@ -135,8 +134,7 @@ class _Bar(Meter):
 
 
 class LogMeter(Meter):
-    """Progress as log records: at most one every ``every`` seconds, and one at the end
-    (``clock`` is injectable so tests need no real time)."""
+    """Progress as log records: at most one every ``every`` seconds, and one at the end."""
 
     def __init__(
         self,

@@ -191,12 +191,8 @@ class Summary:
     def _figures(self) -> dict[str, Any]:
         out: dict[str, Any] = {"rows": self.rows, **self.counts}
         if self.run is not None:
-            out.update(
-                requests=self.run.requests,
-                retries=self.run.retries,
-                rate_limited=self.run.rate_limited,
-                splits=self.run.splits,
-            )
+            for name in ("requests", "retries", "rate_limited", "splits"):
+                out[name] = getattr(self.run, name)
             if not self.run.dry_run:
                 out.update(in_flight=self.run.in_flight, concurrency=self.run.concurrency_text)
             out.update(elapsed_s=round(self.run.elapsed, 3), dry_run=self.run.dry_run)
@@ -277,9 +273,8 @@ class TrackSummary(Summary):
 
 
 class SharedEmails:
-    """Warnings about emails that rows with different userIds share, gathered chunk by chunk
-    (an email shared only across two chunks of a file is not seen): the :data:`TOP_REASONS`
-    with the most rows, then one line for the rest."""
+    """Warnings of emails shared by different userIds, chunk by chunk (not across chunks): the
+    :data:`TOP_REASONS` with the most rows, then one line for the rest."""
 
     def __init__(self) -> None:
         self._kept: list[Reason] = []

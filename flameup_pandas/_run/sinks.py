@@ -77,8 +77,7 @@ class ResultsWriter:
         self._drain()
 
     def _drain(self, closing: bool = False) -> None:
-        """The chunks at the head whose every row is settled (``closing``: every chunk, its
-        rows never settled as not sent), in input order, to the file and ``written``."""
+        """The head's fully settled chunks (``closing``: all, the rest not sent) to the file."""
         while self._waiting and (closing or self._left[id(self._waiting[0])] == 0):
             plan = self._waiting.popleft()
             del self._left[id(plan)]
@@ -123,8 +122,7 @@ class ResultsWriter:
         self._buffer, self._buffered = [], 0
 
     def close(self) -> None:
-        """Write every chunk still waiting (rows never settled as not sent), then complete
-        the file (it appears whole, now)."""
+        """Write every chunk still waiting (rows never settled as not sent); complete the file."""
         with self._output:
             self._drain(closing=True)
             self.flush()

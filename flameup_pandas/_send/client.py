@@ -84,8 +84,7 @@ class Answer:
         return 200 <= self.status < 300
 
     def describe(self) -> str:
-        """What came back, for an answer that is not the documented JSON: status, content type
-        and the first 100 characters of the body."""
+        """Status, content type and the body's first 100 characters, for an undocumented answer."""
         kind = header(self.headers, "Content-Type") or "no content type"
         return f"HTTP {self.status} ({kind}): {self.text.strip()[:100]!r}"
 
@@ -370,10 +369,9 @@ class FlameupClient:
 
 
 def path_segment(value: str) -> str:
-    """``value`` (a userId, an email, a workspace id) as one path segment naming exactly it.
-    Everything but ASCII letters, digits, ``-``, ``_`` and ``~`` is percent-encoded, dots included:
-    a segment ``.`` or ``..`` is read by every HTTP stack as "this folder" or "the one above", so
-    the person ``..`` would be asked for at another route. Flameup decodes it back to the id."""
+    """``value`` (a userId, an email, a workspace id) as one path segment naming exactly it: all
+    but ASCII letters, digits, ``-_~`` percent-encoded, dots too (HTTP stacks read a segment
+    ``..`` as "the folder above", so the person ``..`` would be asked for at another route)."""
     return urllib.parse.quote(value, safe="").replace(".", "%2E")
 
 
@@ -386,12 +384,9 @@ def exact_request(
     settings: Any = None,
     **fields: Any,
 ) -> requests.Response:
-    """``session.request(method, url, **fields)`` with the path of ``url`` sent as written. requests
-    decodes the escape of every unreserved character (``%2E`` becomes ``.``) and urllib3 drops the
-    ``.`` and ``..`` segments that result, so the escapes of :func:`path_segment` would not reach
-    the server: the request is prepared as requests prepares it, then its path is put back.
-    Redirects are never followed. ``settings``: the environment's (proxies, CA bundle) when the
-    caller has read them, else read here."""
+    """``session.request(method, url, **fields)``, never redirected, with the path sent as written:
+    requests decodes ``%2E`` to ``.`` and urllib3 drops the ``.``/``..`` segments that result, so
+    :func:`path_segment`'s escapes are put back. ``settings``: proxies and CA bundle, if read."""
     prepared = session.prepare_request(requests.Request(method, url, **fields))
     # the path quoted as requests quotes it (RFC 3986's path characters and escapes kept)
     path = urllib.parse.quote(urllib.parse.urlsplit(url).path, safe="/%!$&'()*+,;=:@~")
@@ -419,9 +414,8 @@ def display_url(base_url: str) -> str:
 
 
 def why_unreachable(exc: requests.RequestException) -> str | None:
-    """Why no connection to the server was made (or it closed before answering), or None. None for
-    failures after the server accepted the request (a read timeout): those are a slow server, not a
-    missing one."""
+    """Why no connection was made (or it closed before answering), or None: a failure after the
+    server accepted the request (a read timeout) is a slow server, not a missing one."""
     if isinstance(exc, requests.exceptions.SSLError):
         return "TLS handshake failed"
     if isinstance(exc, requests.exceptions.ConnectTimeout):

@@ -96,8 +96,7 @@ class DeliveryStats:
 
 
 class GaveUp(Exception):
-    """A request got no answer worth reading within the retry policy. ``answer`` is the last (error)
-    answer, None when the last try got no answer at all."""
+    """A request spent its retries; ``answer`` is the last (error) answer, None if none came."""
 
     def __init__(self, message: str, answer: Answer | None = None) -> None:
         super().__init__(message)
@@ -111,9 +110,8 @@ class GaveUp(Exception):
 
 
 class Deliverer:
-    """Delivers batches of people through one client, sharing one rate budget: ``send()`` one
-    and waits, ``stream()`` keeps ``concurrency`` requests in flight (by default as many as the
-    server copes with: :class:`~flameup_pandas._send.pacing.InFlight`)."""
+    """Delivers batches of people through one client and rate budget: ``send()`` one and wait,
+    ``stream()`` many, ``concurrency`` in flight (default: adaptive, ``pacing.InFlight``)."""
 
     def __init__(
         self,
@@ -159,14 +157,12 @@ class Deliverer:
         work: Callable[[Sequence[Any]], list[Any]] | None = None,
         failed: Callable[[str], Any] | None = None,
     ) -> Stream[T, Any]:
-        """A :class:`Stream` of ``batches``: by default a batch is people (:meth:`send`); ``work``
-        delivers one batch of another kind (events) and ``failed`` makes the outcome of an
-        element not (or maybe not) delivered."""
+        """A :class:`Stream` of ``batches`` of people, or of another kind delivered by ``work``
+        (events), ``failed`` making the outcome of one not (or maybe not) delivered."""
         return Stream(self, batches, work or self.send, failed or _failed)
 
     def twin(self, retry: RetryPolicy) -> Deliverer:
-        """This deliverer under another retry policy, sharing everything else: the client, the
-        rate budget, the places in flight, the breaker, the counters and the abort."""
+        """This deliverer under another retry policy, sharing all else (budget, breaker, abort)."""
         other = copy.copy(self)
         other.retry = retry
         return other
@@ -182,10 +178,8 @@ class Deliverer:
         what: str,
         readable: Callable[[Answer], bool] | None = None,
     ) -> Answer:
-        """Make one request through the shared budget, retried under the policy: ``call`` sends
-        it (again for every retry); the answer comes back once the policy does not retry it (a
-        2xx that ``readable`` refuses is retried like a 503). Raises :class:`GaveUp` when spent.
-        """
+        """One request through the shared budget, ``call`` made again for every retry the policy
+        allows (a 2xx that ``readable`` refuses is retried like a 503); :class:`GaveUp` if spent."""
         policy = self.retry
         while True:
             self._check_sending(policy)
@@ -238,15 +232,13 @@ class Deliverer:
             raise GaveUp(NOT_SENT)  # only an interrupt aborts a run without opening the breaker
 
     def _give_up(self, message: str, answer: Answer | None, *, outage: bool) -> GaveUp:
-        """The GaveUp for a request; one spent on an outage counts towards the breaker."""
         if outage and self.breaker.gave_up():
             logger.warning("%s; the rows not delivered yet are failed", self.breaker.reason)
             self.abort()  # wakes the senders waiting to retry: they stop now
         return GaveUp(message, answer)
 
     def _exchange(self, call: Callable[[], Answer], policy: RetryPolicy) -> Answer:
-        """One request, once the limiter and a place in flight allow; both hear how it went
-        (the limiter counts the requests in flight)."""
+        """One request, once the limiter and a place in flight allow; both hear how it went."""
         waited = self.limiter.acquire()
         slot: Slot | None = None
         try:
@@ -272,7 +264,6 @@ class Deliverer:
         self._abort.wait(seconds)
 
     def _isolate(self, people: People, answer: Answer) -> list[PersonOutcome]:
-        """Reject the people the server refused; deliver every other person of the batch."""
         error = answer.error()
         if len(people) == 1:
             return [PersonOutcome("rejected", error=rejection_message(error, 0))]
@@ -293,8 +284,7 @@ class Deliverer:
 
 
 _SENT = threading.local()
-"""The ``sent`` event of the batch this worker thread delivers: set once a request of it went
-on the wire."""
+"""The ``sent`` event of the batch this worker delivers: set once a request of it went out."""
 
 
 class Stream(Generic[T, Out]):
@@ -356,10 +346,9 @@ class Stream(Generic[T, Out]):
         self._shutdown(wait=True)
 
     def stop(self) -> list[tuple[T, list[Out]]]:
-        """End the stream now; every batch handed out and not yet yielded, with its outcomes. An
-        answered batch keeps its answer. Every person of the others is ``failed``: with
-        :data:`IN_FLIGHT` when a request of its batch was sent (it may have been stored), else
-        :data:`NOT_SENT` (a batch still waiting for the budget or a place in flight too)."""
+        """End the stream now: every batch handed out and not yet yielded, an answered one with
+        its answer, the others ``failed``: :data:`IN_FLIGHT` when a request of it was sent (it
+        may have been stored), else :data:`NOT_SENT`."""
         self._halt()
         left: list[tuple[T, list[Out]]] = []
         for future, (tag, size, sent) in self._pending.items():
@@ -433,9 +422,8 @@ def rejection_message(error: APIError, index: int) -> str:
 
 
 def read_success(people: People, answer: Answer) -> list[PersonOutcome]:
-    """Turn a 2xx answer into one outcome per person, matched by identity, never by position. A
-    person of the answer is matched by its userId (``external_id`` or ``userId``, whichever shape
-    the answer has), then by email."""
+    """One outcome per person of a 2xx answer, matched by identity (userId, in either shape the
+    answer has, then email), never by position."""
     body = answer.body if isinstance(answer.body, dict) else {}
     refused = _refused_people(body.get("errors"), people)
     stored_people = [s for s in body.get("people") or [] if isinstance(s, dict)]
@@ -489,10 +477,8 @@ def _match_people(
 
 
 def _created_flags(matched: list[dict[str, Any] | None], body: dict[str, Any]) -> list[bool]:
-    """created vs updated per person, made to agree with the answer's counts. A person this request
-    created has ``created_at == updated_at``. When the counts say otherwise (a server whose clocks
-    differ by a microsecond), the counts win where they are unambiguous (all created, or all
-    updated)."""
+    """created (``created_at == updated_at``) vs updated per person; where the answer's counts
+    disagree (clocks a microsecond apart), they win when unambiguous (all created or updated)."""
     flags = [s is not None and is_new(s) for s in matched]
     created, updated = body.get("created_count"), body.get("updated_count")
     found = [s is not None for s in matched]

@@ -46,10 +46,6 @@ class Watched:
     base_url: str
     counts: dict[str, int] = field(default_factory=dict)
 
-    @property
-    def written(self) -> int:
-        return sum(self.counts.get(status, 0) for status in ("created", "updated", "sent"))
-
     @functools.cached_property
     def input(self) -> tuple[str, str] | None:
         """The source as an OpenLineage dataset (namespace, name), where it is known."""
@@ -64,11 +60,22 @@ class Watched:
         host = urllib.parse.urlsplit(self.base_url).netloc.rpartition("@")[2]
         return f"flameup://{host}", self.kind
 
+    def datasets(self, counted: bool) -> tuple[list[Any], Any]:
+        """OpenLineage's input and output datasets, with the rows written once ``counted``."""
+        from openlineage.client import event_v2 as ol
+        from openlineage.client.facet_v2 import output_statistics_output_dataset as stats
+
+        output = ol.OutputDataset(*self.output)
+        if counted:
+            written = sum(self.counts.get(s, 0) for s in ("created", "updated", "sent"))
+            facet = stats.OutputStatisticsOutputDatasetFacet(rowCount=written)
+            output.outputFacets = {"outputStatistics": facet}
+        return ([ol.InputDataset(*self.input)] if self.input else []), output
+
 
 def run(kind: str, operation: str, source: Any, delivery: Any, call: Callable[[], R]) -> R:
-    """``call()`` (a whole run), seen by the configured observers; the engine's one hook.
-    ``delivery`` (a :class:`~flameup_pandas._run.options.Delivery`) says where the run sends. The
-    result (or an interrupt's) gives the counts per status: a summary's ``counts``."""
+    """``call()`` (a whole run), seen by the configured observers: the engine's one hook;
+    ``delivery`` says where it sends; its result's (or interrupt's) summary gives the counts."""
     observers: list[Any] = [o() for o in (_Lineage.configured(), _Tracing.configured()) if o]
     if not observers:
         return call()
@@ -200,16 +207,11 @@ class _Lineage:
         job_facets: dict[str, Any] = {
             "jobType": facets.job_type_job.JobTypeJobFacet("BATCH", "FLAMEUP_PANDAS", "JOB")
         }
-        inputs = []
-        if watched.input is not None:
-            inputs = [ol.InputDataset(*watched.input)]
-            if watched.input[0] == "duckdb":
-                job_facets["sql"] = facets.sql_job.SQLJobFacet(watched.input[1], "duckdb")
-        output = ol.OutputDataset(*watched.output)
+        if watched.input is not None and watched.input[0] == "duckdb":
+            job_facets["sql"] = facets.sql_job.SQLJobFacet(watched.input[1], "duckdb")
+        inputs, output = watched.datasets(counted=state != "START")
         run_facets: dict[str, Any] = {}
         if state != "START":
-            stats = facets.output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet
-            output.outputFacets = {"outputStatistics": stats(rowCount=watched.written)}
             run_facets["flameup"] = facets.RunFacet().with_additional_properties(
                 counts=watched.counts
             )

@@ -80,8 +80,8 @@ class ServerClock:
         self._bounds: deque[tuple[float, float]] = deque(maxlen=self.SAMPLES)
 
     def heard(self, date: str | None, *, sent: float, received: float) -> None:
-        """An answer's ``Date`` (an HTTP date, or Unix seconds), for a request ``sent`` at our
-        wall time and ``received`` at our wall time; an unreadable or missing one is ignored."""
+        """An answer's ``Date`` (HTTP date or Unix seconds, else ignored); ``sent``, ``received``:
+        our wall times."""
         when = None if date is None else parse_retry_after(date, now_wall=0.0)  # Unix seconds
         if when is not None:
             self._bounds.append((when - received, when + 1.0 - min(sent, received)))
@@ -120,18 +120,16 @@ due at 61.00000000000001) must never fit ``count + 1`` starts in one span."""
 
 
 def _next_free(starts: deque[float], span: float) -> float:
-    """The earliest time another start fits, with at most ``maxlen`` of ``starts`` (our latest
-    request starts) in any ``span`` seconds."""
+    """When another start fits, at most ``maxlen`` of ``starts`` in any ``span`` seconds."""
     full = len(starts) == starts.maxlen
     return starts[0] + span + _SPAN_SLACK if full else -math.inf
 
 
 class RateLimiter:
     """Thread-safe pacer for one API key: spends the budget the server announces, under an optional
-    cap of our own (``rate_per_minute``, None: no cap). Call :meth:`acquire` before each request,
-    then :meth:`observe` with its answer's headers (every answer, a 429's too) or :meth:`release`
-    when it got no answer, so the requests in flight are always known. ``clock`` (monotonic),
-    ``wall`` (Unix time) and ``sleep`` are injectable so tests need no real time."""
+    cap of ours (``rate_per_minute``). :meth:`acquire` before each request, then :meth:`observe`
+    its answer's headers (every answer, a 429's too) or :meth:`release` when none came, so the
+    requests in flight are always known."""
 
     def __init__(
         self,
@@ -167,8 +165,7 @@ class RateLimiter:
         self._server_clock = ServerClock()
 
     def server_time(self) -> float:
-        """Now on the server's clock (Unix seconds), as its answers' ``Date`` headers tell:
-        what a ``Reset`` or an HTTP-date ``Retry-After`` is read against."""
+        """Now on the server's clock (Unix seconds, by its ``Date``s): what resets are read by."""
         with self._cond:
             return self._wall() + self._server_clock.offset
 
@@ -208,8 +205,7 @@ class RateLimiter:
             self._sleep(when - now)
 
     def observe(self, headers: Mapping[str, str], elapsed: float = 0.0) -> None:
-        """One of our requests got an answer (any status) ``elapsed`` seconds after it was
-        sent: read its ``X-RateLimit-*`` and its ``Date``."""
+        """One of our requests got an answer (any status), ``elapsed`` seconds after it was sent."""
         limit = _parse_count(header(headers, "X-RateLimit-Limit"))
         remaining = _parse_count(header(headers, "X-RateLimit-Remaining"))
         reset_text = header(headers, "X-RateLimit-Reset")
@@ -233,16 +229,15 @@ class RateLimiter:
             self._cond.notify_all()
 
     def release(self) -> None:
-        """One of our requests ended without an answer (a timeout, a dropped connection)."""
+        """One of our requests got no answer (a timeout, a dropped connection)."""
         with self._cond:
             self.in_flight = max(0, self.in_flight - 1)
             self._probing = False
             self._cond.notify_all()
 
     def hold_until(self, wall_time: float) -> None:
-        """No request starts before ``wall_time`` (Unix seconds): called after a 429. A 429 that
-        comes after an earlier hold has ended is a recurrence: at the second one the rest of the run
-        is paced conservatively."""
+        """No request starts before ``wall_time`` (Unix seconds), after a 429; at a second 429
+        after a hold ended, the rest of the run is paced conservatively."""
         with self._cond:
             now = self._clock()
             held = now + min(max(0.0, wall_time - self._wall()), self._max_wait)
@@ -313,10 +308,8 @@ _FINGERPRINT = re.compile(r"[0-9a-f]{16,64}")
 
 
 def shared_limiter(key: str, rate_per_minute: float | None) -> RateLimiter:
-    """The process-wide :class:`RateLimiter` for ``key`` (a SHA-256 fingerprint of key and base URL,
-    never the key), for one more run: its cap set to ``rate_per_minute``, its 429s forgotten
-    unless another run is sending.
-    """
+    """The process-wide :class:`RateLimiter` of ``key`` (a fingerprint, never the key) for one
+    more run: its cap set to ``rate_per_minute``, its 429s forgotten unless a run is sending."""
     if not _FINGERPRINT.fullmatch(key):
         raise ValueError("shared_limiter needs a SHA-256 hex fingerprint, not a raw API key")
     with _SHARED_LOCK:
@@ -348,8 +341,7 @@ class Slot:
 
 
 class InFlight:
-    """The places for requests in flight, shared by a run's threads: ``fixed`` of them, or
-    (None) as many as the module's rules adapt to."""
+    """The places for a run's requests in flight: ``fixed``, or (None) adapted as above."""
 
     def __init__(
         self, fixed: int | None = None, *, clock: Callable[[], float] = time.monotonic
@@ -369,10 +361,6 @@ class InFlight:
         self._fastest: deque[float] = deque(maxlen=FASTEST_OF)
         self._recent: float | None = None
         self._base = math.inf  # the run's fastest answer
-
-    @property
-    def adaptive(self) -> bool:
-        return self.fixed is None
 
     @property
     def limit(self) -> int:
@@ -397,8 +385,7 @@ class InFlight:
     def leave(
         self, slot: Slot | None, *, latency: float | None = None, strain: bool = False
     ) -> None:
-        """A request ended: ``latency`` seconds for a healthy answer (None: no timing to
-        learn from), ``strain`` for a sign the server is overloaded."""
+        """A request ended: ``latency`` of a healthy answer (None: none), ``strain``: overload."""
         if slot is None:
             return
         with self._cond:

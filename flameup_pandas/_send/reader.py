@@ -31,8 +31,7 @@ PAGE_SIZE = 100
 
 @dataclass(frozen=True)
 class Page:
-    """One answer of ``GET /people``: its people (canonical, new to this read), how many it
-    held before those already read were dropped, and its total."""
+    """One ``GET /people`` answer: its people new to this read, how many it held, its total."""
 
     people: list[dict[str, Any]]
     read: int

@@ -57,9 +57,8 @@ def parse_retry_after(value: str, now_wall: float) -> float | None:
 
 
 def parse_reset(value: str, now_wall: float) -> float | None:
-    """The wall-clock time an ``X-RateLimit-Reset`` value names; None if unreadable. Flameup
-    documents Unix seconds. Some servers send seconds-from-now instead; a value too small to be a
-    recent Unix time is read that way rather than as a moment in 1970."""
+    """The Unix time an ``X-RateLimit-Reset`` names (None if unreadable); one too small to be
+    a recent Unix time is seconds from now (as some servers send), not a moment in 1970."""
     reset = header_number(value)
     if reset is None:
         return None

@@ -43,9 +43,8 @@ def keep(
     separate_journal: bool = True,
     **object_options: Any,
 ) -> LocalKeeper | ObjectKeeper:
-    """Lock the state at ``path`` (a path or URI, on ``filesystem``); ``what`` names it in
-    messages, ``lost`` says what a store failure costs. A local state's journal is a file
-    beside it, or (``separate_journal=False``) the state file itself, appended to."""
+    """Lock the state at ``path`` (``what`` in messages; ``lost``: what a store failure costs).
+    A local state's journal is a file beside it, or (``separate_journal=False``) itself."""
     where = path if isinstance(path, Location) else resolve(os.fspath(path), filesystem)
     if where.local:
         local = where.local_path
@@ -231,8 +230,8 @@ class ObjectKeeper:
         self.journal.flush()
 
     def close(self, fold: Callable[[Journals], bytes], *, force: bool = False) -> None:
-        """Stop keeping; ``fold`` this run's journal objects (every flush, in order) into the
-        state (``force``: even when there are none), delete them and release the lease."""
+        """Stop keeping; ``fold`` this run's journal objects (``force``: even none) into the
+        state, delete them, release."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
@@ -269,10 +268,9 @@ class ObjectKeeper:
 
 
 class JournalObjects:
-    """A journal kept as objects: an object store cannot append, so each flush writes one new
-    object ``<folder>/<run>-<number>.jsonl`` (``<run>`` starts with the run's start time: a
-    listing gives every run's flushes in order). Due after ``every_batches`` records or when the
-    oldest is ``every_seconds`` old. Thread-safe: the run adds, it or the keeper flushes."""
+    """A journal as objects (a store cannot append): a flush writes ``<folder>/<run>-<n>.jsonl``
+    (``<run>`` starts with the run's start time: a listing is in order), due after
+    ``every_batches`` records or ``every_seconds``. Thread-safe."""
 
     def __init__(
         self, store: Store, folder: str, run: str, every_batches: int, every_seconds: float

@@ -52,8 +52,7 @@ class Lease:
 
     @classmethod
     def take(cls, store: Store, folder: str, shown: str, seconds: float = LEASE_SECONDS) -> Lease:
-        """Take the lock of the state ``shown`` (its name in messages) or raise
-        :class:`LockedError` naming who holds it."""
+        """Take the lock of the state ``shown``, or raise :class:`LockedError` naming its holder."""
         for _ in range(3):
             paths = store.list(folder)
             number, current = _highest(store, paths)

@@ -43,10 +43,8 @@ _URI = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]+):(?P<slashes>/*)")
 
 @dataclass(frozen=True)
 class StorageOptions:
-    """Keywords for the filesystem of a URI's scheme, as fsspec takes them (its "storage
-    options", pandas' ``storage_options=``): ``anon``, ``endpoint_url``, ``profile``,
-    ``key``... for s3fs; ``project``, ``token`` for gcsfs; ``account_name``... for adlfs.
-    Shown by their names only: their values may be credentials."""
+    """fsspec's storage options for a URI's filesystem (``endpoint_url``, ``profile`` for s3fs,
+    ``token`` for gcsfs...), shown by their names only: their values may be credentials."""
 
     options: Mapping[str, Any]
 
@@ -56,8 +54,7 @@ class StorageOptions:
 
 @dataclass(frozen=True)
 class Location:
-    """A resolved place: ``fs`` is None for a local file (then ``path`` is a local path),
-    else an fsspec filesystem and ``path`` the object's path on it (``bucket/key``)."""
+    """A resolved place: a local ``path`` (``fs`` None), or an fsspec ``fs`` and ``bucket/key``."""
 
     path: str
     fs: Any = None

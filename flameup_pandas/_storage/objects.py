@@ -128,11 +128,8 @@ class Store:
 
 @contextlib.contextmanager
 def atomic_output(where: Location) -> Iterator[Any]:
-    """A writable binary stream whose content appears at ``where`` whole, on success only.
-
-    A local file is written beside its target and renamed over it; an object is uploaded as
-    it is written (in parts) and completed when the block ends, or discarded on an error.
-    """
+    """A writable binary stream whose content appears at ``where`` whole, on success only: a
+    local file renamed over it, an object uploaded in parts and completed (or discarded)."""
     if where.local:
         path = where.local_path
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -124,19 +124,12 @@ class _FlameupOperator(BaseOperator):  # type: ignore[misc]
         return self.summary
 
     def get_openlineage_facets_on_complete(self, task_instance: Any = None) -> Any:
-        """The input and output datasets as the library's own lineage names them, with the
-        rows written once the task has a summary (the same on start and on failure)."""
+        """The datasets as the library's lineage names them (rows written once summarized)."""
         from airflow.providers.openlineage.extractors import OperatorLineage
-        from openlineage.client.event_v2 import InputDataset, OutputDataset
-        from openlineage.client.facet_v2 import output_statistics_output_dataset as stats
 
         url = FlameupHook(self.flameup_conn_id).options()["base_url"] or "https://api.flameup.ai"
         watched = Watched(self.kind, "upsert", self.source, url, self.summary or {})
-        output = OutputDataset(*watched.output)
-        if self.summary is not None:
-            facet = stats.OutputStatisticsOutputDatasetFacet(rowCount=watched.written)
-            output.outputFacets = {"outputStatistics": facet}
-        inputs = [InputDataset(*watched.input)] if watched.input else []
+        inputs, output = watched.datasets(counted=self.summary is not None)
         return OperatorLineage(inputs=inputs, outputs=[output])
 
     get_openlineage_facets_on_start = get_openlineage_facets_on_failure = (

@@ -81,8 +81,7 @@ def known_state(spark: SparkSession, sync: SyncState) -> DataFrame | None:
 
 @contextlib.contextmanager
 def state_of(sdf: DataFrame, run: Run) -> Iterator[tuple[SyncState | None, DataFrame | None]]:
-    """The run's state, opened (locked, any leftover journal folded) before Spark reads it,
-    and the columns of it the decisions join on (:func:`known_state`)."""
+    """The run's state, opened (locked, journals folded) before Spark reads :func:`known_state`."""
     if run.state is None:
         yield None, None
         return
@@ -93,10 +92,9 @@ def state_of(sdf: DataFrame, run: Run) -> Iterator[tuple[SyncState | None, DataF
 def decide(
     planned: DataFrame, known: DataFrame | None, *, with_state: bool, full_refresh: bool = False
 ) -> DataFrame:
-    """Every planned row with its ``flameup_action``, ``flameup_error`` and known
-    ``flameup_id``; with field lists, ``flameup_changes`` and ``fields`` (the hashes the
-    state keeps: every field sent but userId); ``_known_sent``, the person as the state
-    last kept it. Without a state every person to send is an update."""
+    """Every planned row with its ``flameup_action``, ``flameup_error``, known ``flameup_id``,
+    ``_known_sent``; with field lists, ``flameup_changes`` and ``fields`` (the hashes the state
+    keeps: all but userId). Without a state every person to send is an update."""
     from pyspark.sql import Window
 
     f = functions()
@@ -169,9 +167,8 @@ def _field_columns(planned: DataFrame, action: Column, old: Column) -> list[Colu
 
 
 def checkpoint(decided: DataFrame) -> DataFrame:
-    """The decisions computed once and kept on the executors' disks. Kept in memory, a local
-    driver (whose heap the local executors share) ran out of it reading them back (2M rows,
-    1 GiB)."""
+    """The decisions computed once and kept on the executors' disks (in memory, a local driver
+    sharing its heap with the executors ran out of it reading them back: 2M rows, 1 GiB)."""
     from pyspark import StorageLevel
 
     return decided.localCheckpoint(eager=True, storageLevel=StorageLevel.DISK_ONLY)

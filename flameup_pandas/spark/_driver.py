@@ -131,8 +131,7 @@ def _upsert(sdf: DataFrame, rules: Rules, delivery: Delivery, run: Run) -> Spark
 def _send(
     decided: DataFrame, sync: SyncState | None, rules: Rules, delivery: Delivery, run: Run
 ) -> SparkUpsertResult:
-    """The rows to send through the engine; the results are the decisions with their
-    outcomes joined in."""
+    """The rows to send through the engine; the results: the decisions, outcomes joined in."""
     to_send = decided.where(functions().col(STATUS).isNull())
     total = to_send.count()
     outcomes: list[pa.Table] = []

@@ -67,12 +67,9 @@ PLANNED_DDL = _ddl(PLANNED_SCHEMA)
 
 @dataclass(frozen=True)
 class Needs:
-    """Which costly columns of the planned rows a run reads (the others are left empty, as
-    the file path skips them): the JSON of the people to send (``payloads``, not in a dry
-    run); content hashes (``hashes``, with a state); the names and hashes of the fields each
-    sends (``fields``: the state's record, a plan's changes); the JSON with sorted keys
-    (``sent``, for ``state_values``); the hash of every row's identity as given, invalid
-    rows' too (``given``, for ``complete_source``)."""
+    """The costly columns a run reads (others left empty): the JSON to send (``payloads``),
+    content hashes (``hashes``: a state), field names and hashes (``fields``: a state, a plan),
+    sorted JSON (``sent``: ``state_values``), every identity's hash (``given``: complete_source)."""
 
     payloads: bool = True
     hashes: bool = True
@@ -110,13 +107,9 @@ def planned(sdf: DataFrame, rules: Rules, needs: Needs) -> DataFrame:
 def plan_batches(
     batches: Iterable[pa.RecordBatch], *, rules: Rules, needs: Needs = Needs()
 ) -> Iterator[pa.RecordBatch]:
-    """The ``mapInArrow`` function: Spark's Arrow batches through :meth:`Rules.plan`.
-
-    Spark hands over 10,000 rows at a time (``spark.sql.execution.arrow.maxRecordsPerBatch``);
-    they are gathered into pieces of :data:`CHUNK_ROWS`, as on the file path, so validation's
-    fixed cost per call counts once per piece. Spark ``timestamp`` columns arrive as instants
-    in the session's zone, ``timestamp_ntz`` ones stay naive and follow ``naive_timestamps``.
-    """
+    """The ``mapInArrow`` function: Spark's Arrow batches (10,000 rows) through
+    :meth:`Rules.plan` in pieces of :data:`CHUNK_ROWS`, so validation's fixed cost per call
+    counts once per piece. ``timestamp_ntz`` columns stay naive (``naive_timestamps``)."""
     spark = pa.schema(
         [(f.name, pa.string() if f.type == pa.large_string() else f.type) for f in needs.schema]
     )
@@ -129,11 +122,8 @@ def plan_batches(
 def planned_batch(
     rules: Rules, frame: pd.DataFrame, rows: np.ndarray, *, needs: Needs = Needs()
 ) -> pa.RecordBatch:
-    """A batch's plan as rows (:data:`PLANNED_SCHEMA`, and the columns ``needs`` asks for).
-
-    Built a column at a time from the plan's Arrow arrays; the only values Python looks at one
-    by one are the given userId and email of rows that have no person (invalid ones).
-    """
+    """A batch's plan as rows (:data:`PLANNED_SCHEMA`, and the columns ``needs`` asks for),
+    built a column at a time from the plan's Arrow arrays."""
     plan = rules.plan(frame, labels=rows.tolist())
     n = len(plan.status)
     pending = plan.pending()
@@ -173,8 +163,7 @@ def _where(mask: np.ndarray, texts: pa.Array) -> pa.Array:
 
 
 def _field_lists(plan: Plan, pending: np.ndarray) -> list[pa.Array]:
-    """Per row still to send, the names and hashes of the fields it sends (userId too);
-    null for the other rows."""
+    """Per row to send, the names and hashes of its fields (userId too); null for the rest."""
     n = len(plan.status)
     fields = plan.payloads.field_hashes(pending)
     if fields is None or len(pending) == 0:

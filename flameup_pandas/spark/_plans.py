@@ -19,7 +19,7 @@ from .._run.changes import (
     value_pair,
 )
 from .._run.options import Options, split_options
-from .._run.result import tell
+from .._run.result import EXAMPLES, tell
 from ._decide import ACTION, SENDING, checkpoint, decide, functions, state_of
 from ._executors import ROW, Needs, check_columns, planned
 
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 __all__ = ["SparkPlan", "plan", "plan_of"]
 
 PLAN_COLUMNS_SPARK = (ROW, "userId", "email", "identity", *PLAN_COLUMNS)
-EXAMPLES = 3
 
 
 @dataclass(frozen=True)
@@ -94,8 +93,7 @@ def _gone(decided: DataFrame, known: DataFrame | None) -> Gone:
 
 
 def _changes_frame(wanted: DataFrame, *, values: bool) -> pd.DataFrame:
-    """The rows a run would send, on the driver, indexed by row (before/after with
-    ``values``)."""
+    """The rows a run would send, on the driver, by row (before/after with ``values``)."""
     columns = [ROW, "userId", "email", ACTION, "flameup_changes", "sent", "_known_sent"]
     table = wanted.select(*columns[:5], *(columns[5:] if values else [])).toArrow().sort_by(ROW)
     frame = pd.DataFrame(
