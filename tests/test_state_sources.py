@@ -252,3 +252,22 @@ def test_a_changed_value_of_any_type_changes_the_source_hash(column):
     moved = source_hashes(other, ())
     assert moved is not None
     assert moved[0] != hashes[0] and moved[1:].tolist() == hashes[1:].tolist()
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        pa.array([1, None, 3, None, 5]),
+        pa.array([True, None, False, None, True]),
+        pa.array(["a", None, "b", None, "c"]),
+        pa.array([b"a", None, b"b", None, b"c"], pa.large_binary()),
+    ],
+    ids=["int", "bool", "string", "binary"],
+)
+def test_a_column_read_part_way_hashes_as_the_same_values_read_whole(values):
+    def frame(cells: pa.Array) -> pd.DataFrame:
+        return pd.DataFrame({"x": pd.Series(pd.arrays.ArrowExtensionArray(cells))})
+
+    part = source_hashes(frame(values.slice(1)), ())
+    whole = source_hashes(frame(pa.array(values.to_pylist()[1:], values.type)), ())
+    assert part is not None and part.tolist() == whole.tolist()

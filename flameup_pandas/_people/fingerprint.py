@@ -64,36 +64,25 @@ def _cells(series: pd.Series) -> tuple[pa.DataType, pa.Array] | None:
         cells = pa.array(series)
     except (pa.ArrowException, TypeError, ValueError):
         return None
-    if series.dtype == object and cells.type not in (pa.string(), pa.large_string()):
+    kind = cells.type
+    if series.dtype == object and kind not in (pa.string(), pa.large_string()):
         return None  # Python objects other than strings: their type is not the column's
     if isinstance(cells, pa.ChunkedArray):
         cells = cells.combine_chunks()
-    kind = cells.type
     if pa.types.is_dictionary(kind):
         cells = cells.dictionary_decode()
         kind = cells.type
-    if pa.types.is_boolean(kind):
-        cells = cells.cast(pa.int8())
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind):
+    if kind in (pa.string(), pa.large_string(), pa.binary(), _BINARY):
         return kind, cells.cast(_BINARY)
-    if pa.types.is_large_binary(kind):
-        return kind, cells
-    try:
-        width = cells.type.bit_width
-    except ValueError:  # not of fixed width
-        return None
-    if not width or width % 8 or pa.types.is_nested(kind) or isinstance(kind, pa.ExtensionType):
-        return None
-    size = width // 8
-    values = cells.buffers()[1]
-    data = values[cells.offset * size : (cells.offset + len(cells)) * size]
-    fixed = pa.Array.from_buffers(pa.binary(size), len(cells), [cells.buffers()[0], data])
+    cells = cells.cast(pa.int8()) if pa.types.is_boolean(kind) else cells
+    if not (pa.types.is_primitive(kind) or pa.types.is_decimal(kind)):
+        return None  # nested, or of no fixed width
+    width = pa.binary(cells.type.bit_width // 8)
+    fixed = pa.Array.from_buffers(width, len(cells), cells.buffers()[:2], offset=cells.offset)
     return kind, fixed.cast(_BINARY)
 
 
 def _fixed(values: np.ndarray) -> pa.Array:
     """A numpy array's items, each as its bytes."""
-    size = values.dtype.itemsize
-    return pa.Array.from_buffers(pa.binary(size), len(values), [None, pa.py_buffer(values)]).cast(
-        _BINARY
-    )
+    size = pa.binary(values.dtype.itemsize)
+    return pa.Array.from_buffers(size, len(values), [None, pa.py_buffer(values)]).cast(_BINARY)
