@@ -64,12 +64,13 @@ def identity_hashes(keys: Sequence[str | None] | pa.Array) -> np.ndarray:
 
     ``keys`` is a list or an Arrow string array.
     """
-    if isinstance(keys, pa.Array | pa.ChunkedArray):
-        values = np.asarray(pc.fill_null(keys, "").to_numpy(zero_copy_only=False), dtype=object)
-    else:
-        values = np.asarray(["" if k is None else k for k in keys], dtype=object)
+    if not isinstance(keys, pa.Array | pa.ChunkedArray):
+        keys = pa.array(keys, pa.large_string())
+    # as UTF-8 bytes, which hash as the strings do (hash_array encodes strings to UTF-8) but
+    # with no string made or encoded per key
+    values = pc.fill_null(keys.cast(pa.large_binary()), b"").to_numpy(zero_copy_only=False)
     hashed = pd.util.hash_array(values, categorize=False).view(np.int64)
-    hashed[values == ""] = 0
+    hashed[bools(pc.equal(pc.binary_length(keys), 0), missing=True)] = 0
     return hashed
 
 

@@ -106,9 +106,8 @@ class People:
         knows = self.planner is self.guard and not run.full_refresh  # (a plan shows every row)
         if state is not None and self.rules.schema is None and (knows or not run.dry_run):
             sources = source_hashes(frame, self.rules.source_key)
-            known = state.sent_from(sources) if knows and sources is not None else None
-        if known is not None and len(known.positions):
-            plan, known = self.rules.plan_known(frame, known)
+        if knows and state is not None and sources is not None:
+            plan, known = self.rules.plan_known(frame, state, sources)
         else:
             plan = self.rules.plan(frame, labels=frame.index)
         self.shared.add(plan.payloads.user_ids, plan.payloads.emails, plan.pending(), plan.labels)

@@ -8,7 +8,6 @@ executors.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 from collections.abc import Hashable, Mapping, Sequence
@@ -114,50 +113,56 @@ class Rules:
         lists = (None if names is None else tuple(names) for names in (self.traits, self.exclude))
         return (mapping, *lists, self.send_nulls, self.naive_timestamps)
 
-    def identities(self, df: pd.DataFrame, positions: np.ndarray) -> Payloads:
-        """The identity fields (userId, email) of the rows at ``positions``, known valid (sent
-        before as they are), cleaned as :meth:`plan` cleans them; their people are not made."""
+    def identities(self, df: pd.DataFrame) -> Payloads:
+        """The identity fields (userId, email) of every row, cleaned as :meth:`plan` cleans
+        them, for rows that need no more (sent before as they are); no person is made."""
         canonical = canonical_frame(df, self.fieldmap(list(df.columns)))
         fields = canonical[[c for c in ("userId", "email") if c in canonical]]
-        return encode_people(
-            clean_frame(fields.iloc[positions]), naive_timestamps=self.naive_timestamps
-        )
+        return encode_people(clean_frame(fields), naive_timestamps=self.naive_timestamps)
 
-    def plan_known(self, df: pd.DataFrame, known: Known) -> tuple[Plan, Known]:
-        """:meth:`plan`, where the rows ``known`` (by their source hashes) were last sent as
-        they are: only the others are validated and encoded; the known rows get their
-        identity fields alone, their people made only if asked for (a repeat sent again).
+    def plan_known(
+        self, df: pd.DataFrame, state: SyncState, sources: np.ndarray
+    ) -> tuple[Plan, Known]:
+        """:meth:`plan`, where a row whose person the state last sent from this very row (its
+        identity's source hash is the row's) is neither validated nor encoded: it gets its
+        identity fields alone, its person made only if asked for (a repeat sent again).
 
-        A known row stays known only where its identity is the state's and no other row of
-        the frame has it (a repeated identity is settled among all its rows by :meth:`plan`).
-        Returns the plan (the known rows still pending) and the rows that stayed known.
+        Only a row whose identity no other row of the frame has stays known (a repeated
+        identity is settled among all its rows, by :meth:`plan`). Returns the plan (the known
+        rows still pending) and the rows known.
         """
-        everyone = np.arange(len(df))
-        alone = np.ones(len(known.positions), dtype=bool)
+        who = self.identities(df)
+        hashes = identity_hashes(keys := who.keys())
+        known = state.sent_from(hashes, sources)
+        known = known.only(~_repeated(hashes)[known.positions])
         while True:
-            known = known.only(alone)
-            who = self.identities(df, known.positions)
-            hashes = identity_hashes(who.keys())
-            alone = (hashes == known.identities) & ~_repeated(hashes)
-            if not alone.all():
-                continue
-            others = np.setdiff1d(everyone, known.positions, assume_unique=True)
+            others = np.setdiff1d(np.arange(len(df)), known.positions, assume_unique=True)
             plan = self.plan(df.iloc[others], labels=df.index[others].tolist())
-            alone = ~np.isin(hashes, plan.identity_hashes)
-            if alone.all():
+            clash = np.isin(hashes[known.positions], plan.identity_hashes)
+            if not clash.any():
                 break
-        made = functools.cache(lambda: self.plan(df.iloc[known.positions]).payloads)
-        lazy = dataclasses.replace(
-            who,
+            known = known.only(~clash)
+        at, taken = known.positions, pa.array(known.positions)
+        made = functools.cache(lambda: self.plan(df.iloc[at]).payloads)
+        lazy = Payloads(
+            who.present[at],
+            who.user_ids.take(taken),
+            who.emails.take(taken),
             wire_by=lambda: made().wire,
             sorted_by=lambda: made().hashed,
             people_by=lambda: made().people,
-            fields_by=lambda at: cast(FieldHashes, made().field_hashes(at)),
-            wire_at=lambda at: made().wire_rows(at),
-            sorted_at=lambda at: made().hashed_rows(at),
+            given_user_ids=who.shown_user_ids.take(taken),
+            given_emails=who.shown_emails.take(taken),
+            fields_by=lambda rows: cast(FieldHashes, made().field_hashes(rows)),
+            wire_at=lambda rows: made().wire_rows(rows),
+            sorted_at=lambda rows: made().hashed_rows(rows),
         )
-        payloads = Payloads.interleaved([(plan.payloads, others), (lazy, known.positions)])
-        whole = Plan.start(payloads, df.index)
+        order = pa.array(np.argsort(np.concatenate([others, at])))
+        keys = pa.concat_arrays([plan.key_array, keys.take(taken)]).take(order)
+        whole = Plan.start(
+            Payloads.interleaved([(plan.payloads, others), (lazy, at)]), df.index, keys
+        )
+        whole.identity_hashes = np.concatenate([plan.identity_hashes, hashes[at]])[order]
         for name in ("status", "error"):
             getattr(whole, name)[others] = getattr(plan, name)
         whole.report = plan.report
@@ -244,7 +249,8 @@ class Plan(Decisions):
     report: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @classmethod
-    def start(cls, payloads: Payloads, labels: Labels) -> Plan:
+    def start(cls, payloads: Payloads, labels: Labels, keys: pa.Array | None = None) -> Plan:
+        """Every row pending; ``keys``: the identity keys if known (in the payloads' order)."""
         n = len(payloads)
         return cls(
             payloads=payloads,
@@ -252,7 +258,7 @@ class Plan(Decisions):
             status=np.full(n, None, dtype=object),
             error=np.full(n, None, dtype=object),
             flameup_id=np.full(n, None, dtype=object),
-            key_array=payloads.keys(),
+            key_array=payloads.keys() if keys is None else keys,
         )
 
     @property

@@ -23,7 +23,6 @@ moved over the old one); the journal and lock are the keeper's
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -76,10 +75,9 @@ WRITE_OPTIONS: dict[str, Any] = {
 @dataclass
 class Known:
     """The rows of a chunk the state knows by their source hashes (positions), and per row the
-    person's identity hash, content hash and flameup_id as the state has them."""
+    person's content hash and flameup_id as the state has them."""
 
     positions: np.ndarray
-    identities: np.ndarray
     contents: np.ndarray
     ids: np.ndarray
 
@@ -99,6 +97,7 @@ class SyncState:
         self.table = table  # as read when opened, any journal a killed run left folded in
         hashes = self._hashes = table["identity_hash"].to_numpy()
         self._contents = table["content_hash"].to_numpy()
+        self._sources = table["source_hash"].fill_null(0).to_numpy()
         # each identity is there once (every write merges): no need of a stable sort, unless
         # a file written elsewhere repeats one (the first row of it is then found)
         self._order = np.argsort(hashes)
@@ -108,7 +107,7 @@ class SyncState:
         # what each lookup reads, made once per run (ids are taken at the rows found)
         self._sorted_contents = self._contents[self._order]
         self._ids = table["flameup_id"].combine_chunks()
-        self._sources: list[tuple[np.ndarray, np.ndarray]] = []  # noted, kept when closing
+        self._noted: list[tuple[np.ndarray, np.ndarray]] = []  # source hashes, kept on closing
 
     @classmethod
     def open(
@@ -169,33 +168,22 @@ class SyncState:
             ids[hit] = self._ids.take(pa.array(self._order[at])).to_numpy(zero_copy_only=False)
         return unchanged, ids
 
-    @functools.cached_property
-    def _by_source(self) -> tuple[np.ndarray, np.ndarray]:
-        """The state's rows in the order of their source hashes, and those hashes."""
-        hashes = self.table["source_hash"].fill_null(0).to_numpy()
-        order = np.argsort(hashes, kind="stable")
-        return order, hashes[order]
-
-    def sent_from(self, sources: np.ndarray) -> Known:
-        """The rows of a chunk (by their source hashes) that are exactly a row the state's
-        people were last sent from, and what the state knows of those people."""
-        order, hashes = self._by_source
-        found, hit = find_sorted(hashes, sources)
-        hit &= sources != 0
-        rows = order[found[hit]]
-        return Known(
-            np.flatnonzero(hit),
-            self._hashes[rows],
-            self._contents[rows],
-            self._ids.take(pa.array(rows)).to_numpy(zero_copy_only=False),
-        )
+    def sent_from(self, wanted: np.ndarray, sources: np.ndarray) -> Known:
+        """The rows of a chunk (by identity hash and source hash) whose person the state last
+        sent from this very row, and what the state knows of them."""
+        found, hit = self._find(wanted)
+        rows, at = self._order[found[hit]], np.flatnonzero(hit)
+        same = self._sources[rows] == sources[at]
+        rows = rows[same]
+        ids = self._ids.take(pa.array(rows)).to_numpy(zero_copy_only=False)
+        return Known(at[same], self._contents[rows], ids)
 
     def note_sources(self, identity: np.ndarray, sources: np.ndarray) -> None:
         """Keep the source hashes of people found unchanged by their content (the rows they
         come from changed in a way their people did not, or the state predates source
         hashes), so the next run knows those rows; written when the state is closed."""
         if len(identity):
-            self._sources.append((identity, sources))
+            self._noted.append((identity, sources))
 
     def known_fields(self, wanted: np.ndarray) -> tuple[np.ndarray, pa.Array]:
         """For each identity hash: is the person in the state, and its ``fields``."""
@@ -250,17 +238,17 @@ class SyncState:
         """Fold the journal into the state (written whole) and release the lock."""
 
         def fold(journals: Journals) -> bytes:
-            if self._sources:
+            if self._noted:
                 self._with_sources()
             self.table = merge_journals(self.table, journals)
             return parquet_bytes(self.table)
 
-        self._keeper.close(fold, force=bool(self._sources))
+        self._keeper.close(fold, force=bool(self._noted))
 
     def _with_sources(self) -> None:
         """The state's table with the noted source hashes in (before the journal, whose
         records are newer)."""
-        identity, sources = (np.concatenate(part) for part in zip(*self._sources, strict=True))
+        identity, sources = (np.concatenate(part) for part in zip(*self._noted, strict=True))
         found, hit = self._find(identity)
         column = self.table["source_hash"].fill_null(0).to_numpy().copy()
         column[self._order[found[hit]]] = sources[hit]
