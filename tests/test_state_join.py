@@ -29,6 +29,7 @@ def state_rows(hashes: list[int], tag: str) -> pa.Table:
             "synced_at": pa.array([datetime(2026, 1, 1, tzinfo=UTC)] * n, STATE_SCHEMA[4].type),
             "fields": pa.array([[i] for i in range(n)], pa.list_(pa.uint32())),
             "sent": pa.nulls(n, pa.large_string()),
+            "source_hash": pa.array([h ^ 9 for h in hashes], pa.int64()),
         },
         schema=STATE_SCHEMA,
     )
