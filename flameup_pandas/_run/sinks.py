@@ -91,8 +91,11 @@ class ResultsWriter:
 
     def _count(self, plan: Plan, positions: np.ndarray) -> None:
         statuses = plan.status[positions]
-        for status, count in Counter(statuses.tolist()).items():
+        counted = Counter(statuses.tolist())
+        for status, count in counted.items():
             self.counts[str(status)] += count
+        if not any(status in PROBLEMS for status in counted):
+            return  # (the usual chunk: isin over object arrays sorts them)
         failed = positions[statuses == "failed"]  # only failed rows were cut short
         self.unfinished += unfinished(plan.error[failed])
         problems = positions[np.isin(statuses, PROBLEMS)].tolist()
