@@ -123,10 +123,8 @@ class Texts:
         if self.values is not None:
             return [_decimals(v) for v in self.values] if exact else self.values
         if self.quote and self.strings is not None:
-            strings: list[Any] = self.strings.to_pylist()
-            return strings
-        decoded: list[Any] = orjson.loads(json_list(self.texts))
-        return decoded
+            return cast(list[Any], self.strings.to_pylist())
+        return cast(list[Any], orjson.loads(json_list(self.texts)))
 
 
 def _decimals(value: Any) -> Any:
@@ -155,10 +153,8 @@ def decoded(series: pd.Series) -> pd.Series:
 
 def string_array(series: pd.Series) -> pa.Array | None:
     """A string column as an Arrow array (missing as null), or None when it is not one."""
-    if series.dtype == np.dtype(object) and pd.api.types.infer_dtype(series, skipna=True) not in (
-        "string",
-        "empty",
-    ):
+    inferred = pd.api.types.infer_dtype(series, skipna=True) if series.dtype == object else None
+    if inferred not in (None, "string", "empty"):
         return None
     try:
         strings = pa.array(series, from_pandas=True).cast(pa.large_string())
