@@ -94,7 +94,6 @@ def is_string(value: Any) -> bool:
 # -- per-value encoders ----------------------------------------------------------------------
 
 Naive = str
-ValueEncoder = Callable[[Any, Naive, str], Any]
 
 
 def _integer(value: Any, naive: Naive, label: str) -> Any:
@@ -177,8 +176,6 @@ def _mapping(value: Any, naive: Naive, label: str) -> Any:
 
 # -- the rules -------------------------------------------------------------------------------
 
-ColumnEncoder = Callable[[pd.Series, Naive, str], Texts | None]
-
 
 @dataclass(frozen=True)
 class Rule:
@@ -198,8 +195,8 @@ class Rule:
     pandas: tuple[type, ...] = ()
     numpy: str = ""
     arrow: tuple[Callable[[Any], bool], ...] = ()
-    column: ColumnEncoder | None = None
-    value: ValueEncoder | None = None
+    column: Callable[[pd.Series, Naive, str], Texts | None] | None = None
+    value: Callable[[Any, Naive, str], Any] | None = None
     refusal: str | None = None
 
     def takes(self, dtype: Any) -> bool:
