@@ -34,7 +34,6 @@ def identity_key_array(user_ids: pa.Array, emails: pa.Array) -> pa.Array:
     ['u:u1', 'e:b@y.io', None]
     """
     user_ids = user_ids.cast(pa.large_string())
-    emails = emails.cast(pa.large_string())
     text, empty = pa.large_string(), pa.scalar("", pa.large_string())
     has_user = pc.fill_null(pc.greater(pc.binary_length(user_ids), 0), False)
     by_user = pc.binary_join_element_wise(pa.scalar("u:", text), user_ids, empty)
