@@ -366,8 +366,7 @@ def _record(chunk: Chunk, positions: np.ndarray, writer: ResultsWriter) -> None:
     if chunk.origin is None:
         writer.add(chunk.plan, positions)
         return
-    origins = chunk.origin
-    for plan, theirs, at in _grouped([origins[mine] for mine in positions.tolist()]):
+    for plan, theirs, at in _grouped([chunk.origin[mine] for mine in positions.tolist()]):
         mine = positions[at]
         plan.status[theirs] = chunk.plan.status[mine]
         plan.error[theirs] = chunk.plan.error[mine]

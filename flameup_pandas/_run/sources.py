@@ -229,10 +229,7 @@ def _pandas_extensions(table: pa.Table) -> pa.Table:
 def _plain_views(table: pa.Table) -> pa.Table:
     """View types (polars exports strings as string_view) as their plain twins, and
     dictionaries' unsigned indices as signed ones."""
-    views = {
-        "string_view": pa.large_string(),
-        "binary_view": pa.large_binary(),
-    }
+    views = {"string_view": pa.large_string(), "binary_view": pa.large_binary()}
     columns = []
     changed = False
     for column in table.columns:
@@ -396,8 +393,7 @@ def _reads_back(cells: pa.Array, kind: pa.DataType) -> bool:
         values = pc.cast(cells, kind)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return False
-    series = pd.Series(pd.arrays.ArrowExtensionArray(values))
-    texts = column_texts(series, "error", "", top=False)
+    texts = column_texts(pd.Series(pd.arrays.ArrowExtensionArray(values)), "error", "", top=False)
     written = texts.json()
     if texts.problems or written.null_count:
         return False
