@@ -148,9 +148,6 @@ def decoded(series: pd.Series) -> pd.Series:
     return pd.Series(array.to_pandas(), index=series.index)
 
 
-# -- strings ---------------------------------------------------------------------------------
-
-
 def string_array(series: pd.Series) -> pa.Array | None:
     """A string column as an Arrow array (missing as null), or None when it is not one."""
     inferred = pd.api.types.infer_dtype(series, skipna=True) if series.dtype == object else None
@@ -177,9 +174,6 @@ def string_texts(series: pd.Series, naive: str, label: str) -> Texts | None:
     if len(needs_escape(strings)):
         return Texts(_escaped(strings), null_mask(strings), {}, strings=strings)
     return Texts(strings.cast(BINARY), null_mask(strings), {}, strings=strings, quote=True)
-
-
-# -- numbers and booleans --------------------------------------------------------------------
 
 
 def number_texts(series: pd.Series, naive: str, label: str) -> Texts:
@@ -215,9 +209,6 @@ def number_texts(series: pd.Series, naive: str, label: str) -> Texts:
     return Texts(with_nulls(texts, missing), missing, problems)
 
 
-# -- timestamps ------------------------------------------------------------------------------
-
-
 def utc_instants(series: pd.Series, naive: str, label: str) -> tuple[np.ndarray, np.ndarray]:
     """A timestamp column (numpy, time-zone-aware or Arrow) as naive UTC ``datetime64``
     values and a missing mask.
@@ -249,9 +240,6 @@ def timestamp_column(series: pd.Series, naive: str, label: str) -> Texts:
     utc, missing = utc_instants(series, naive, label)
     texts = timestamp_texts(np.where(missing, np.datetime64(0, "s"), utc))
     return Texts(with_nulls(texts, missing), missing, {})
-
-
-# -- the rest: refused, or values for the registry to encode one by one ----------------------
 
 
 def refused_texts(series: pd.Series, reason: str) -> Texts:

@@ -106,9 +106,6 @@ def _iana_timezone_array() -> pyarrow.Array:
     return pyarrow.array(sorted(iana_timezones()), pyarrow.string())
 
 
-# -- vectorised helpers --------------------------------------------------------------------
-
-
 def arrow_strings(series: pd.Series) -> pyarrow.ChunkedArray | None:
     """The Arrow array behind an Arrow-backed string column (no copy), else None."""
     dtype = series.dtype
@@ -220,9 +217,6 @@ def identity_present(frame: pd.DataFrame) -> np.ndarray:
     return present
 
 
-# -- the schema ----------------------------------------------------------------------------
-
-
 _JUDGES: list[tuple[tuple[str, ...], Callable[[pd.Series], pd.Series]]] = []
 """PeopleSchema's column checks, for :func:`_people_schema_passes`."""
 
@@ -289,9 +283,6 @@ class PeopleSchema(pa.DataFrameModel):
     @classmethod
     def _identity_required(cls, frame: pd.DataFrame) -> pd.Series:
         return pd.Series(identity_present(frame), index=frame.index)
-
-
-# -- validation ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)

@@ -91,8 +91,6 @@ def is_string(value: Any) -> bool:
     return isinstance(value, str)
 
 
-# -- per-value encoders ----------------------------------------------------------------------
-
 Naive = str
 
 
@@ -172,9 +170,6 @@ def _mapping(value: Any, naive: Naive, label: str) -> Any:
     if not all(isinstance(k, str) for k in value):
         raise Unsendable("a map or dict with keys that are not strings is not a JSON object")
     return {str(k): scalar(v, naive, label) for k, v in value.items()}
-
-
-# -- the rules -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -407,9 +402,6 @@ def scalar(value: Any, naive: Naive, label: str) -> Any:
     if rule.value is None:
         raise Unsendable(rule.refusal or no_meaning(type(value).__name__))
     return rule.value(value, naive, label)
-
-
-# -- a column by its rule ----------------------------------------------------------------------
 
 
 def column_texts(series: pd.Series, naive: Naive, label: str, top: bool) -> Texts:
