@@ -12,10 +12,9 @@ is not a string where a string is needed fails ``string_type``; the other string
 judge strings. Missing values (None, NaN, pd.NA, NaT) never break a rule.
 
 On Arrow-backed strings (what cleaning leaves a string column as) the checks run as Arrow
-kernels and skip work they can prove unneeded: a column of few distinct values (time zones,
-locales) is judged once per distinct value, a column whose every value starts and ends with a
-printable ASCII byte is not stripped, and byte lengths within a limit prove the characters are.
-Each shortcut gives exactly what the per-value path gives (tests/test_schema_arrow.py).
+kernels and skip work they can prove unneeded (:func:`_by_distinct`, :func:`_may_need_strip`,
+:func:`_max_length_check`), each giving exactly what the per-value path gives
+(tests/test_schema_arrow.py).
 """
 
 from __future__ import annotations

@@ -269,9 +269,7 @@ def _send(
 
     later: list[Chunk] = []
     deliver(_batches(chunks, kind, writer, bar, Repeats(kind, later)))
-    if later:
-        # Repeats of people sent earlier in the file go once all those are answered,
-        # so the last row of each identity is the one that stays (as in a frame).
+    if later:  # (see the module docstring)
         deliver(_batches(iter([kind.joined(later)]), kind, writer, bar, None))
 
 

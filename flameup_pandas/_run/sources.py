@@ -95,7 +95,7 @@ def open_rows(
     if isinstance(source, pa.Table | pa.RecordBatch):
         batches = [source] if isinstance(source, pa.RecordBatch) else source.to_batches()
         return Rows(rechunked(batches, chunk_rows), source.num_rows, source=origin)
-    if _is_polars_frame(source):
+    if type(source).__module__.startswith("polars") and type(source).__name__ == "DataFrame":
         return Rows(_polars_chunks(source, chunk_rows), source.height, source=origin)
     return Rows(
         rechunked(_stream_batches(open_stream(source, chunk_rows)), chunk_rows), source=origin
@@ -108,7 +108,7 @@ def open_stream(source: Any, chunk_rows: int = CHUNK_ROWS) -> pa.RecordBatchRead
         return source
     if hasattr(source, "__arrow_c_stream__"):
         return pa.RecordBatchReader.from_stream(source)
-    if _is_lazyframe(source):
+    if type(source).__module__.startswith("polars") and hasattr(source, "collect_batches"):
         batches = source.collect_batches(chunk_size=chunk_rows, lazy=True)
         return pa.RecordBatchReader.from_stream(batches)
     raise ConfigurationError(
@@ -117,14 +117,6 @@ def open_stream(source: Any, chunk_rows: int = CHUNK_ROWS) -> pa.RecordBatchRead
         "__arrow_c_stream__ (a DuckDB relation, a polars DataFrame, an ADBC cursor's "
         "fetch_record_batch())"
     )
-
-
-def _is_polars_frame(source: Any) -> bool:
-    return type(source).__module__.startswith("polars") and type(source).__name__ == "DataFrame"
-
-
-def _is_lazyframe(source: Any) -> bool:
-    return type(source).__module__.startswith("polars") and hasattr(source, "collect_batches")
 
 
 def _stream_batches(reader: pa.RecordBatchReader) -> Batches:
