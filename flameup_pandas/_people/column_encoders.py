@@ -88,10 +88,8 @@ class Texts:
         missing = codes < 0
         problems: dict[int, str] = {}
         if self.problems:
-            bad = np.fromiter(self.problems, dtype=np.int64)
-            hit = np.isin(codes, bad)
-            for position in np.flatnonzero(hit).tolist():
-                problems[position] = self.problems[int(codes[position])]
+            hit = np.isin(codes, np.fromiter(self.problems, dtype=np.int64))
+            problems = {p: self.problems[int(codes[p])] for p in np.flatnonzero(hit).tolist()}
             missing = missing | hit
         take = pa.array(np.where(missing, 0, codes), mask=missing)
 

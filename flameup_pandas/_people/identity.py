@@ -16,13 +16,7 @@ import pyarrow.compute as pc
 
 from .wire import bools, replaced
 
-__all__ = [
-    "HashRuns",
-    "find_sorted",
-    "identity_hashes",
-    "identity_key_array",
-    "lowered_emails",
-]
+__all__ = ["HashRuns", "find_sorted", "identity_hashes", "identity_key_array", "lowered_emails"]
 
 
 def identity_key_array(user_ids: pa.Array, emails: pa.Array) -> pa.Array:
@@ -59,10 +53,8 @@ def lowered_emails(emails: pa.Array) -> pa.Array:
 
 
 def identity_hashes(keys: Sequence[str | None] | pa.Array) -> np.ndarray:
-    """64-bit hashes of identity keys (stable across processes and machines); 0 for None.
-
-    ``keys`` is a list or an Arrow string array.
-    """
+    """64-bit hashes of identity keys, a list or an Arrow string array (stable across
+    processes and machines); 0 for None."""
     if isinstance(keys, pa.Array | pa.ChunkedArray):
         values = np.asarray(pc.fill_null(keys, "").to_numpy(zero_copy_only=False), dtype=object)
     else:

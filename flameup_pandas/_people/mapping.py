@@ -188,11 +188,9 @@ def resolve_mapping(
     # a field mapped to None is not sent, and its same-named column is not a trait either
     excluded += [name for name, source in top.items() if source is None and name in columns]
     available = [c for c in columns if c not in excluded]
-    if "userId" not in top:
-        top["userId"] = next((a for a in USER_ID_ALIASES if a in available), None)
+    top.setdefault("userId", next((a for a in USER_ID_ALIASES if a in available), None))
     for name in ("email", "phone"):
-        if name not in top:
-            top[name] = name if name in available else None
+        top.setdefault(name, name if name in available else None)
     if top["userId"] is None and top["email"] is None:
         raise MappingError(
             "no userId or email column: name one with mapping={'userId': ...} "

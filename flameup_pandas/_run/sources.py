@@ -256,15 +256,14 @@ def polars_frame(frame: Any) -> pd.DataFrame:
     import polars as pl
 
     # (UInt128 and Int128 are newer than some polars this package supports)
-    names = ("Int128", "UInt128", "Object")
-    python_only = tuple(getattr(pl, name) for name in names if hasattr(pl, name))
+    python_only = [getattr(pl, n) for n in ("Int128", "UInt128", "Object") if hasattr(pl, n)]
     odd = [n for n, kind in frame.schema.items() if kind in python_only]
-    frame_out = arrow_frame(frame.drop(odd).to_arrow()) if odd else arrow_frame(frame.to_arrow())
+    out = arrow_frame(frame.drop(odd).to_arrow())
     for name in odd:
         values = np.empty(frame.height, dtype=object)
         values[:] = frame[name].to_list()
-        frame_out[name] = values
-    return frame_out[list(frame.columns)] if odd else frame_out
+        out[name] = values
+    return out[list(frame.columns)] if odd else out
 
 
 def _polars_chunks(frame: Any, rows: int) -> Batches:
