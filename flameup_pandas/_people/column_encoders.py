@@ -88,10 +88,8 @@ class Texts:
         missing = codes < 0
         problems: dict[int, str] = {}
         if self.problems:
-            bad = np.fromiter(self.problems, dtype=np.int64)
-            hit = np.isin(codes, bad)
-            for position in np.flatnonzero(hit).tolist():
-                problems[position] = self.problems[int(codes[position])]
+            hit = np.isin(codes, np.fromiter(self.problems, dtype=np.int64))
+            problems = {p: self.problems[int(codes[p])] for p in np.flatnonzero(hit).tolist()}
             missing = missing | hit
         take = pa.array(np.where(missing, 0, codes), mask=missing)
 
@@ -123,10 +121,8 @@ class Texts:
         if self.values is not None:
             return [_decimals(v) for v in self.values] if exact else self.values
         if self.quote and self.strings is not None:
-            strings: list[Any] = self.strings.to_pylist()
-            return strings
-        decoded: list[Any] = orjson.loads(json_list(self.texts))
-        return decoded
+            return cast(list[Any], self.strings.to_pylist())
+        return cast(list[Any], orjson.loads(json_list(self.texts)))
 
 
 def _decimals(value: Any) -> Any:
@@ -150,15 +146,10 @@ def decoded(series: pd.Series) -> pd.Series:
     return pd.Series(array.to_pandas(), index=series.index)
 
 
-# -- strings ---------------------------------------------------------------------------------
-
-
 def string_array(series: pd.Series) -> pa.Array | None:
     """A string column as an Arrow array (missing as null), or None when it is not one."""
-    if series.dtype == np.dtype(object) and pd.api.types.infer_dtype(series, skipna=True) not in (
-        "string",
-        "empty",
-    ):
+    inferred = pd.api.types.infer_dtype(series, skipna=True) if series.dtype == object else None
+    if inferred not in (None, "string", "empty"):
         return None
     try:
         strings = pa.array(series, from_pandas=True).cast(pa.large_string())
@@ -181,9 +172,6 @@ def string_texts(series: pd.Series, naive: str, label: str) -> Texts | None:
     if len(needs_escape(strings)):
         return Texts(_escaped(strings), null_mask(strings), {}, strings=strings)
     return Texts(strings.cast(BINARY), null_mask(strings), {}, strings=strings, quote=True)
-
-
-# -- numbers and booleans --------------------------------------------------------------------
 
 
 def number_texts(series: pd.Series, naive: str, label: str) -> Texts:
@@ -219,9 +207,6 @@ def number_texts(series: pd.Series, naive: str, label: str) -> Texts:
     return Texts(with_nulls(texts, missing), missing, problems)
 
 
-# -- timestamps ------------------------------------------------------------------------------
-
-
 def utc_instants(series: pd.Series, naive: str, label: str) -> tuple[np.ndarray, np.ndarray]:
     """A timestamp column (numpy, time-zone-aware or Arrow) as naive UTC ``datetime64``
     values and a missing mask.
@@ -253,9 +238,6 @@ def timestamp_column(series: pd.Series, naive: str, label: str) -> Texts:
     utc, missing = utc_instants(series, naive, label)
     texts = timestamp_texts(np.where(missing, np.datetime64(0, "s"), utc))
     return Texts(with_nulls(texts, missing), missing, {})
-
-
-# -- the rest: refused, or values for the registry to encode one by one ----------------------
 
 
 def refused_texts(series: pd.Series, reason: str) -> Texts:

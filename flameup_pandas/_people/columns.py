@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pandas as pd
@@ -190,5 +190,4 @@ _PANDAS_TYPES = {
 def to_frame(table: pa.Table) -> pd.DataFrame:
     """The table as pandas with nullable columns, so a missing value is ``pd.NA`` (``NaT``
     for timestamps) and integers stay integers."""
-    frame: pd.DataFrame = table.to_pandas(types_mapper=_PANDAS_TYPES.get)
-    return frame
+    return cast(pd.DataFrame, table.to_pandas(types_mapper=_PANDAS_TYPES.get))

@@ -107,13 +107,9 @@ def _local_char_ok(ch: str) -> bool:
 
 
 @functools.lru_cache(maxsize=4_096)  # a column holds many people at few domains
-def _domain_ok(domain: str) -> bool:
-    if not domain.isascii():
-        ascii_domain = _to_ascii(domain)
-        if ascii_domain is None:
-            return False
-        domain = ascii_domain
-    if len(domain) > _DOMAIN_MAX or _DOMAIN_RE.fullmatch(domain) is None:
+def _domain_ok(written: str) -> bool:
+    domain = written if written.isascii() else _to_ascii(written)
+    if domain is None or len(domain) > _DOMAIN_MAX or _DOMAIN_RE.fullmatch(domain) is None:
         return False
     if "xn--" not in domain.lower():
         return True

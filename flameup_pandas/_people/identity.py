@@ -16,13 +16,7 @@ import pyarrow.compute as pc
 
 from .wire import bools, replaced
 
-__all__ = [
-    "HashRuns",
-    "find_sorted",
-    "identity_hashes",
-    "identity_key_array",
-    "lowered_emails",
-]
+__all__ = ["HashRuns", "find_sorted", "identity_hashes", "identity_key_array", "lowered_emails"]
 
 
 def identity_key_array(user_ids: pa.Array, emails: pa.Array) -> pa.Array:
@@ -34,7 +28,6 @@ def identity_key_array(user_ids: pa.Array, emails: pa.Array) -> pa.Array:
     ['u:u1', 'e:b@y.io', None]
     """
     user_ids = user_ids.cast(pa.large_string())
-    emails = emails.cast(pa.large_string())
     text, empty = pa.large_string(), pa.scalar("", pa.large_string())
     has_user = pc.fill_null(pc.greater(pc.binary_length(user_ids), 0), False)
     by_user = pc.binary_join_element_wise(pa.scalar("u:", text), user_ids, empty)
@@ -60,10 +53,8 @@ def lowered_emails(emails: pa.Array) -> pa.Array:
 
 
 def identity_hashes(keys: Sequence[str | None] | pa.Array) -> np.ndarray:
-    """64-bit hashes of identity keys (stable across processes and machines); 0 for None.
-
-    ``keys`` is a list or an Arrow string array.
-    """
+    """64-bit hashes of identity keys, a list or an Arrow string array (stable across
+    processes and machines); 0 for None."""
     if not isinstance(keys, pa.Array | pa.ChunkedArray):
         keys = pa.array(keys, pa.large_string())
     # as UTF-8 bytes, which hash as the strings do (hash_array encodes strings to UTF-8) but

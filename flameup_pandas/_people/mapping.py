@@ -23,7 +23,7 @@ import warnings
 from collections import Counter
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -188,21 +188,16 @@ def resolve_mapping(
     # a field mapped to None is not sent, and its same-named column is not a trait either
     excluded += [name for name, source in top.items() if source is None and name in columns]
     available = [c for c in columns if c not in excluded]
-    if "userId" not in top:
-        top["userId"] = next((a for a in USER_ID_ALIASES if a in available), None)
+    top.setdefault("userId", next((a for a in USER_ID_ALIASES if a in available), None))
     for name in ("email", "phone"):
-        if name not in top:
-            top[name] = name if name in available else None
+        top.setdefault(name, name if name in available else None)
     if top["userId"] is None and top["email"] is None:
         raise MappingError(
             "no userId or email column: name one with mapping={'userId': ...} "
             f"(the frame's columns are: {_describe(columns)})"
         )
-    all_traits: dict[str, Hashable] = {}
-    for name in KNOWN_TRAITS:
-        if name != "phone" and name in columns and name not in excluded:
-            all_traits[name] = name
-    all_traits.update(mapped_traits)
+    known = {name: name for name in KNOWN_TRAITS if name != "phone" and name in available}
+    all_traits: dict[str, Hashable] = {**known, **mapped_traits}
     used = [c for c in top.values() if c is not None] + list(all_traits.values())
     custom = _custom_columns(columns, used, traits, excluded)
     for column in custom:
@@ -337,16 +332,11 @@ def canonical_frame(df: pd.DataFrame, fieldmap: FieldMap) -> pd.DataFrame:
     0      7   pro
     1      8  free
     """
-    positions = {c: df.columns.get_loc(c) for c in fieldmap.source_columns()}
     data: dict[str, pd.Series] = {}
-    for canonical in fieldmap.canonical_columns():
-        loc = positions[fieldmap.source_of(canonical)]
-        if not isinstance(loc, int | np.integer):
-            raise MappingError(f"column {fieldmap.source_of(canonical)!r} is not unique")
-        column = df.iloc[:, int(loc)].reset_index(drop=True)
-        if canonical == "userId":
-            column = normalize_user_ids(column)
-        data[canonical] = column
+    for canonical, source in fieldmap._pairs():
+        # one position each: resolve_mapping refuses a source label the frame repeats
+        column = df.iloc[:, cast(int, df.columns.get_loc(source))].reset_index(drop=True)
+        data[canonical] = normalize_user_ids(column) if canonical == "userId" else column
     if not data:
         return pd.DataFrame(index=pd.RangeIndex(len(df)))
     return pd.DataFrame(data, copy=False)

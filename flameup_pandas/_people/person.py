@@ -82,13 +82,8 @@ def identity_of(raw: Mapping[str, Any]) -> tuple[str | None, str | None]:
     Cheaper than :func:`read_person`: the batch answer needs only these to match its people.
     """
     user_id = _user_id(raw)
-    email = raw.get("email")
-    if not email:
-        email = _nested_traits(raw).get("email")
-    return (
-        None if user_id is None else str(user_id),
-        str(email).lower() if email else None,
-    )
+    email = raw.get("email") or _nested_traits(raw).get("email")
+    return (None if user_id is None else str(user_id), str(email).lower() if email else None)
 
 
 def is_new(raw: Mapping[str, Any]) -> bool:

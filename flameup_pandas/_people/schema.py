@@ -12,10 +12,9 @@ is not a string where a string is needed fails ``string_type``; the other string
 judge strings. Missing values (None, NaN, pd.NA, NaT) never break a rule.
 
 On Arrow-backed strings (what cleaning leaves a string column as) the checks run as Arrow
-kernels and skip work they can prove unneeded: a column of few distinct values (time zones,
-locales) is judged once per distinct value, a column whose every value starts and ends with a
-printable ASCII byte is not stripped, and byte lengths within a limit prove the characters are.
-Each shortcut gives exactly what the per-value path gives (tests/test_schema_arrow.py).
+kernels and skip work they can prove unneeded (:func:`_by_distinct`, :func:`_may_need_strip`,
+:func:`_max_length_check`), each giving exactly what the per-value path gives
+(tests/test_schema_arrow.py).
 """
 
 from __future__ import annotations
@@ -92,6 +91,7 @@ _SHOWN_VALUE = 60
 # A column whose first _SAMPLE values hold at most _FEW distinct ones (time zones, locales) is
 # judged once per distinct value instead of once per row.
 _SAMPLE, _FEW = 2_000, 100
+_ARROW_STRINGS = (pyarrow.string(), pyarrow.large_string())
 
 
 @functools.cache
@@ -105,20 +105,11 @@ def _iana_timezone_array() -> pyarrow.Array:
     return pyarrow.array(sorted(iana_timezones()), pyarrow.string())
 
 
-# -- vectorised helpers --------------------------------------------------------------------
-
-
 def arrow_strings(series: pd.Series) -> pyarrow.ChunkedArray | None:
     """The Arrow array behind an Arrow-backed string column (no copy), else None."""
     dtype = series.dtype
-    if isinstance(dtype, pd.StringDtype):
-        backed = dtype.storage == "pyarrow"
-    elif isinstance(dtype, pd.ArrowDtype):
-        kind = dtype.pyarrow_dtype
-        backed = pyarrow.types.is_string(kind) or pyarrow.types.is_large_string(kind)
-    else:
-        backed = False
-    if not backed:
+    pandas_arrow = isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"
+    if not pandas_arrow and getattr(dtype, "pyarrow_dtype", None) not in _ARROW_STRINGS:
         return None
     arrow = series.array.__arrow_array__()
     return arrow if isinstance(arrow, pyarrow.ChunkedArray) else pyarrow.chunked_array([arrow])
@@ -225,9 +216,6 @@ def identity_present(frame: pd.DataFrame) -> np.ndarray:
     return present
 
 
-# -- the schema ----------------------------------------------------------------------------
-
-
 _JUDGES: list[tuple[tuple[str, ...], Callable[[pd.Series], pd.Series]]] = []
 """PeopleSchema's column checks, for :func:`_people_schema_passes`."""
 
@@ -296,9 +284,6 @@ class PeopleSchema(pa.DataFrameModel):
         return pd.Series(identity_present(frame), index=frame.index)
 
 
-# -- validation ----------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class ValidationResult:
     """What :func:`validate_people` found.
@@ -349,13 +334,9 @@ def _quiet_nans(series: pd.Series) -> pd.Series:
 def clean_frame(canonical: pd.DataFrame) -> pd.DataFrame:
     """The canonical frame with its string fields cleaned, over a positional RangeIndex."""
     frame = canonical.reset_index(drop=True)
-    data = {}
-    for name in frame.columns:
-        series = _quiet_nans(frame[name])
-        data[name] = _clean_strings(series) if name in STRING_FIELDS else series
-    if not data:
-        return frame
-    return pd.DataFrame(data, index=frame.index, copy=False)
+    data = {name: _quiet_nans(frame[name]) for name in frame.columns}
+    data.update({name: _clean_strings(data[name]) for name in STRING_FIELDS if name in data})
+    return pd.DataFrame(data, index=frame.index, copy=False) if data else frame
 
 
 def _report(rows: Any, checks: Any, columns: Any = None, values: Any = None) -> pd.DataFrame:
@@ -476,8 +457,7 @@ def describe_check(check: str) -> str:
     """
     if check in _MESSAGES:
         return _MESSAGES[check]
-    match = _MAX_LENGTH.fullmatch(check)
-    if match:
+    if match := _MAX_LENGTH.fullmatch(check):
         return f"longer than {match.group(1)} characters"
     return f"fails {check}"
 

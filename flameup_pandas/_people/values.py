@@ -91,10 +91,7 @@ def is_string(value: Any) -> bool:
     return isinstance(value, str)
 
 
-# -- per-value encoders ----------------------------------------------------------------------
-
 Naive = str
-ValueEncoder = Callable[[Any, Naive, str], Any]
 
 
 def _integer(value: Any, naive: Naive, label: str) -> Any:
@@ -123,8 +120,7 @@ def _timestamp(value: Any, naive: Naive, label: str) -> Any:
             raise naive_error(label)
     else:
         stamp = stamp.tz_convert("UTC").tz_localize(None)
-    text = timestamp_texts(np.array([stamp.to_datetime64()]))[0].as_py()
-    return text[1:-1].decode()
+    return timestamp_texts(np.array([stamp.to_datetime64()]))[0].as_py()[1:-1].decode()
 
 
 def decimal_text(value: Decimal) -> Any:
@@ -175,11 +171,6 @@ def _mapping(value: Any, naive: Naive, label: str) -> Any:
     return {str(k): scalar(v, naive, label) for k, v in value.items()}
 
 
-# -- the rules -------------------------------------------------------------------------------
-
-ColumnEncoder = Callable[[pd.Series, Naive, str], Texts | None]
-
-
 @dataclass(frozen=True)
 class Rule:
     """One input type: how it is recognised, encoded and shown in the documentation.
@@ -198,8 +189,8 @@ class Rule:
     pandas: tuple[type, ...] = ()
     numpy: str = ""
     arrow: tuple[Callable[[Any], bool], ...] = ()
-    column: ColumnEncoder | None = None
-    value: ValueEncoder | None = None
+    column: Callable[[pd.Series, Naive, str], Texts | None] | None = None
+    value: Callable[[Any, Naive, str], Any] | None = None
     refusal: str | None = None
 
     def takes(self, dtype: Any) -> bool:
@@ -389,13 +380,8 @@ def rule_for(dtype: Any) -> Rule:
 @functools.cache
 def rule_of(kind: Any) -> Rule:
     """The rule of a value's Python type (subclasses by their closest registered type)."""
-    for rule in RULES:
-        if kind in rule.types:
-            return rule
-    for rule in RULES:
-        if issubclass(kind, rule.types):
-            return rule
-    return _OTHER
+    exact = next((rule for rule in RULES if kind in rule.types), None)
+    return exact or next((rule for rule in RULES if issubclass(kind, rule.types)), _OTHER)
 
 
 def scalar(value: Any, naive: Naive, label: str) -> Any:
@@ -412,9 +398,6 @@ def scalar(value: Any, naive: Naive, label: str) -> Any:
     return rule.value(value, naive, label)
 
 
-# -- a column by its rule ----------------------------------------------------------------------
-
-
 def column_texts(series: pd.Series, naive: Naive, label: str, top: bool) -> Texts:
     """One column as JSON texts, by its rule's column encoder (value by value without one).
 
@@ -429,9 +412,8 @@ def column_texts(series: pd.Series, naive: Naive, label: str, top: bool) -> Text
             series = decoded(series)
         categories = column_texts(pd.Series(series.cat.categories), naive, label, top)
         return categories.taken(series.cat.codes.to_numpy())
-    arrow = dtype.pyarrow_dtype if isinstance(dtype, pd.ArrowDtype) else None
-    if rule is _OTHER and isinstance(arrow, pa.ExtensionType):  # its pandas twin, or storage
-        return column_texts(decoded(series), naive, label, top)
+    if rule is _OTHER and isinstance(getattr(dtype, "pyarrow_dtype", None), pa.ExtensionType):
+        return column_texts(decoded(series), naive, label, top)  # its pandas twin, or storage
     if rule.value is None and rule is not _OTHER:
         return refused_texts(series, f"{label}: {rule.refusal}")
     if rule is _OTHER and _is_object(dtype):

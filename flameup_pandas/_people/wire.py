@@ -92,10 +92,7 @@ def number_texts(values: np.ndarray) -> pa.Array:
     body = np.frombuffer(orjson.dumps(values, option=_NUMPY), dtype=np.uint8)[1:-1]
     commas = np.flatnonzero(body == _COMMA)
     data = np.delete(body, commas)
-    offsets = np.empty(n + 1, dtype=np.int64)
-    offsets[0] = 0
-    offsets[1:-1] = commas - np.arange(n - 1)
-    offsets[-1] = len(data)
+    offsets = np.concatenate([[0], commas - np.arange(n - 1), [len(data)]], dtype=np.int64)
     return pa.Array.from_buffers(BINARY, n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
 
 

@@ -269,9 +269,7 @@ def _send(
 
     later: list[Chunk] = []
     deliver(_batches(chunks, kind, writer, bar, Repeats(kind, later)))
-    if later:
-        # Repeats of people sent earlier in the file go once all those are answered,
-        # so the last row of each identity is the one that stays (as in a frame).
+    if later:  # (see the module docstring)
         deliver(_batches(iter([kind.joined(later)]), kind, writer, bar, None))
 
 
@@ -366,8 +364,7 @@ def _record(chunk: Chunk, positions: np.ndarray, writer: ResultsWriter) -> None:
     if chunk.origin is None:
         writer.add(chunk.plan, positions)
         return
-    origins = chunk.origin
-    for plan, theirs, at in _grouped([origins[mine] for mine in positions.tolist()]):
+    for plan, theirs, at in _grouped([chunk.origin[mine] for mine in positions.tolist()]):
         mine = positions[at]
         plan.status[theirs] = chunk.plan.status[mine]
         plan.error[theirs] = chunk.plan.error[mine]

@@ -96,7 +96,7 @@ def open_rows(
     if isinstance(source, pa.Table | pa.RecordBatch):
         batches = [source] if isinstance(source, pa.RecordBatch) else source.to_batches()
         return Rows(rechunked(batches, chunk_rows), source.num_rows, source=origin)
-    if _is_polars_frame(source):
+    if type(source).__module__.startswith("polars") and type(source).__name__ == "DataFrame":
         return Rows(_polars_chunks(source, chunk_rows), source.height, source=origin)
     return Rows(
         rechunked(_stream_batches(open_stream(source, chunk_rows)), chunk_rows), source=origin
@@ -109,7 +109,7 @@ def open_stream(source: Any, chunk_rows: int = CHUNK_ROWS) -> pa.RecordBatchRead
         return source
     if hasattr(source, "__arrow_c_stream__"):
         return pa.RecordBatchReader.from_stream(source)
-    if _is_lazyframe(source):
+    if type(source).__module__.startswith("polars") and hasattr(source, "collect_batches"):
         batches = source.collect_batches(chunk_size=chunk_rows, lazy=True)
         return pa.RecordBatchReader.from_stream(batches)
     raise ConfigurationError(
@@ -118,14 +118,6 @@ def open_stream(source: Any, chunk_rows: int = CHUNK_ROWS) -> pa.RecordBatchRead
         "__arrow_c_stream__ (a DuckDB relation, a polars DataFrame, an ADBC cursor's "
         "fetch_record_batch())"
     )
-
-
-def _is_polars_frame(source: Any) -> bool:
-    return type(source).__module__.startswith("polars") and type(source).__name__ == "DataFrame"
-
-
-def _is_lazyframe(source: Any) -> bool:
-    return type(source).__module__.startswith("polars") and hasattr(source, "collect_batches")
 
 
 def _stream_batches(reader: pa.RecordBatchReader) -> Batches:
@@ -230,10 +222,7 @@ def _pandas_extensions(table: pa.Table) -> pa.Table:
 def _plain_views(table: pa.Table) -> pa.Table:
     """View types (polars exports strings as string_view) as their plain twins, and
     dictionaries' unsigned indices as signed ones."""
-    views = {
-        "string_view": pa.large_string(),
-        "binary_view": pa.large_binary(),
-    }
+    views = {"string_view": pa.large_string(), "binary_view": pa.large_binary()}
     columns = []
     changed = False
     for column in table.columns:
@@ -268,15 +257,14 @@ def polars_frame(frame: Any) -> pd.DataFrame:
     import polars as pl
 
     # (UInt128 and Int128 are newer than some polars this package supports)
-    names = ("Int128", "UInt128", "Object")
-    python_only = tuple(getattr(pl, name) for name in names if hasattr(pl, name))
+    python_only = [getattr(pl, n) for n in ("Int128", "UInt128", "Object") if hasattr(pl, n)]
     odd = [n for n, kind in frame.schema.items() if kind in python_only]
-    frame_out = arrow_frame(frame.drop(odd).to_arrow()) if odd else arrow_frame(frame.to_arrow())
+    out = arrow_frame(frame.drop(odd).to_arrow())
     for name in odd:
         values = np.empty(frame.height, dtype=object)
         values[:] = frame[name].to_list()
-        frame_out[name] = values
-    return frame_out[list(frame.columns)] if odd else frame_out
+        out[name] = values
+    return out[list(frame.columns)] if odd else out
 
 
 def _polars_chunks(frame: Any, rows: int) -> Batches:
@@ -397,8 +385,7 @@ def _reads_back(cells: pa.Array, kind: pa.DataType) -> bool:
         values = pc.cast(cells, kind)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return False
-    series = pd.Series(pd.arrays.ArrowExtensionArray(values))
-    texts = column_texts(series, "error", "", top=False)
+    texts = column_texts(pd.Series(pd.arrays.ArrowExtensionArray(values)), "error", "", top=False)
     written = texts.json()
     if texts.problems or written.null_count:
         return False
