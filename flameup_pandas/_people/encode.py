@@ -466,24 +466,6 @@ class Payloads:
         )
 
     @staticmethod
-    def concat(parts: Sequence[Payloads]) -> Payloads:
-        """One payloads of several, in order (problems are not carried; see :meth:`take`)."""
-
-        def joined(name: str, kind: pa.DataType) -> pa.Array:
-            arrays = [getattr(p, name) for p in parts]
-            return pa.concat_arrays(arrays) if arrays else pa.array([], kind)
-
-        made = all(p._made("hashed") for p in parts)
-        wire = joined("wire", BINARY)
-        return Payloads(
-            np.concatenate([np.zeros(0, dtype=bool), *(p.present for p in parts)]),
-            joined("user_ids", pa.large_string()),
-            joined("emails", pa.large_string()),
-            wire_by=lambda: wire,
-            sorted_by=functools.partial(joined, "hashed", BINARY) if made else None,
-        )
-
-    @staticmethod
     def interleaved(parts: Sequence[tuple[Payloads, np.ndarray]]) -> Payloads:
         """Several payloads as one, each part's rows at its positions (together ``0..n-1``):
         every row's identity fields at once; the people's bytes, dicts and field hashes made

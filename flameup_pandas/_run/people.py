@@ -205,7 +205,10 @@ class People:
         """All set-aside repeats as one chunk; among them, too, the last row of an identity
         wins."""
         labels = [label for c in chunks for label in c.plan.labels]
-        plan = Plan.start(Payloads.concat([c.plan.payloads for c in chunks]), labels)
+        parts, start = [], 0
+        for payloads in (c.plan.payloads for c in chunks):
+            parts.append((payloads, np.arange(start, start := start + len(payloads))))
+        plan = Plan.start(Payloads.interleaved(parts), labels)
         plan.skip_duplicates("last")
         origins = [origin for c in chunks for origin in c.origin or []]
         return Chunk(plan, Kept.concat([c.kept for c in chunks]), origins)
