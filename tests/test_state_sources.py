@@ -125,6 +125,19 @@ def test_a_rerun_validates_only_the_rows_it_does_not_know(
     assert sent == ["u5", "u250"]
 
 
+def test_a_rerun_keeping_values_makes_the_changed_people_alone(to_server, tmp_path, validated):
+    first = customers(300)
+    state = tmp_path / "s.parquet"
+    first.flameup.upsert(state=state, state_values=True, **to_server)
+    validated.clear()
+    results = changed(first, [5]).flameup.upsert(state=state, state_values=True, **to_server)
+    assert sum(validated) == 1
+    assert results["flameup_status"].value_counts().to_dict() == {"skipped": 299, "updated": 1}
+    kept = pq.read_table(state).to_pandas().set_index("identity")["sent"]
+    assert orjson.loads(kept["u:u5"])["traits"]["plan"] == "enterprise"
+    assert orjson.loads(kept["u:u6"])["traits"]["plan"] == "pro"
+
+
 def test_the_state_knows_every_row_sent_by_its_source_hash(to_server, tmp_path):
     frame = customers(120)
     state = tmp_path / "s.parquet"

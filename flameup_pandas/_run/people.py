@@ -133,7 +133,7 @@ class People:
             if fields is not None:
                 kept.fields = scattered(fields.lists(), pending, len(plan.status))
             if run.state_values and not run.dry_run:
-                texts = plan.payloads.hashed.take(pa.array(pending)).cast(pa.large_string())
+                texts = plan.payloads.hashed_rows(pending).cast(pa.large_string())
                 kept.sent = scattered(texts, pending, len(plan.status))
             if self.guard is None and not run.dry_run and len(pending) < len(plan.status):
                 # a rerun sends few of a chunk's people: only their bytes are assembled (a

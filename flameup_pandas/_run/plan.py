@@ -157,8 +157,8 @@ class Rules:
             wire_at=lambda rows: made().wire_rows(rows),
             sorted_at=lambda rows: made().hashed_rows(rows),
         )
-        order = pa.array(np.argsort(np.concatenate([others, at])))
-        keys = pa.concat_arrays([plan.key_array, keys.take(taken)]).take(order)
+        order = np.argsort(np.concatenate([others, at]))
+        keys = pa.concat_arrays([plan.key_array, keys.take(taken)]).take(pa.array(order))
         whole = Plan.start(
             Payloads.interleaved([(plan.payloads, others), (lazy, at)]), df.index, keys
         )
