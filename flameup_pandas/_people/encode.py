@@ -45,9 +45,6 @@ from .wire import (
 __all__ = ["TOP_LEVEL", "FieldHashes", "Payloads", "encode_people"]
 
 
-# -- assembly -------------------------------------------------------------------------------
-
-
 @dataclass
 class _Column:
     key: str

@@ -95,7 +95,7 @@ class SyncState:
         self.path = path
         self._keeper = keeper
         self.table = table  # as read when opened, any journal a killed run left folded in
-        hashes = self._hashes = table["identity_hash"].to_numpy()
+        hashes = table["identity_hash"].to_numpy()
         self._contents = table["content_hash"].to_numpy()
         self._sources = table["source_hash"].fill_null(0).to_numpy()
         # each identity is there once (every write merges): no need of a stable sort, unless
