@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextvars
 import copy
+import functools
 import logging
 import queue
 import random
@@ -153,12 +154,12 @@ class Deliverer:
     def stream(
         self,
         batches: Iterable[tuple[T, Sequence[Any]]],
-        work: Callable[[Sequence[Any]], list[Any]],
-        failed: Callable[[str], Any],
+        work: Callable[[Sequence[Any]], list[Any]] | None = None,
+        failed: Callable[[str], Any] | None = None,
     ) -> Stream[T, Any]:
-        """A :class:`Stream` of ``batches`` delivered by ``work`` (:meth:`send` for people),
-        ``failed`` making the outcome of one not (or maybe not) delivered."""
-        return Stream(self, batches, work, failed)
+        """A :class:`Stream` of ``batches`` of people, or of another kind delivered by ``work``
+        (events), ``failed`` making the outcome of one not (or maybe not) delivered."""
+        return Stream(self, batches, work or self.send, failed or _failed)
 
     def twin(self, retry: RetryPolicy) -> Deliverer:
         """This deliverer under another retry policy, sharing all else (budget, breaker, abort)."""
@@ -393,9 +394,8 @@ class Stream(Generic[T, Out]):
                 _SENT.event = None
 
 
-_NOT_IN_ANSWER = PersonOutcome(
-    "failed", error="Flameup's answer did not include this person; rerun to confirm"
-)
+_failed = functools.partial(PersonOutcome, "failed", None)
+_NOT_IN_ANSWER = _failed("Flameup's answer did not include this person; rerun to confirm")
 
 
 def named_indices(error: APIError, size: int) -> set[int]:
