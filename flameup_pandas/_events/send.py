@@ -22,7 +22,7 @@ import orjson
 
 from .._people.values import scalar
 from .._send.client import CLOSED, Answer, FlameupClient, is_page_answer, path_segment
-from .._send.delivery import Deliverer, GaveUp, auth_error, stop_error
+from .._send.delivery import SPLIT_STATUSES, Deliverer, GaveUp, auth_error, stop_error
 from ..exceptions import FlameupError, TransportError
 from .rules import Event
 
@@ -30,7 +30,6 @@ __all__ = ["EventOutcome", "EventSender"]
 
 logger = logging.getLogger("flameup_pandas")
 
-REJECTED = frozenset({400, 409, 413, 422})
 EVENTS_PAGE = functools.partial(is_page_answer, items="events")
 PAGE = 100
 MATCH_WINDOW = dt.timedelta(seconds=1)
@@ -92,7 +91,7 @@ class EventSender:
                     return EventOutcome("sent", body["event_id"])
                 if answer.status in (401, 403):
                     raise auth_error(answer, "events:write")
-                if answer.status in REJECTED:
+                if answer.status in SPLIT_STATUSES:  # a batch splits on these; an event is refused
                     return EventOutcome("rejected", error=str(answer.error()))
                 if not (answer.ok or answer.status >= 500):
                     raise stop_error(answer)

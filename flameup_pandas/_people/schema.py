@@ -169,7 +169,6 @@ def _strings_check(
 
 
 def _pattern_check(pattern: str) -> Callable[[pd.Series], pd.Series]:
-    """Strings must fully match ``pattern``."""
     anchored = f"^(?:{pattern})$"
     return _strings_check(
         lambda arrow: bools(_by_distinct(arrow, lambda a: pc.match_substring_regex(a, anchored))),
@@ -221,7 +220,6 @@ _JUDGES: list[tuple[tuple[str, ...], Callable[[pd.Series], pd.Series]]] = []
 
 
 def _column_check(*columns: str, name: str, judge: Callable[[pd.Series], pd.Series]) -> Any:
-    """A vectorised PeopleSchema check of ``columns``, failing as ``name``."""
     _JUDGES.append((columns, judge))
 
     def check(cls: Any, series: pd.Series) -> pd.Series:
@@ -299,7 +297,6 @@ class ValidationResult:
 
 
 def _clean_strings(series: pd.Series) -> pd.Series:
-    """Surrounding blanks stripped; a string left empty becomes missing."""
     series = category_values(series)
     if is_text(series.dtype):
         arrow = arrow_strings(series)

@@ -14,7 +14,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Literal
 
 from .._send.pacing import ASSUMED_LIMIT
@@ -133,57 +133,51 @@ class _Bar(Meter):
         self._bar.close()
 
 
+@dataclass(eq=False)
 class LogMeter(Meter):
     """Progress as log records: at most one every ``every`` seconds, and one at the end."""
 
-    def __init__(
-        self,
-        total: int | None,
-        *,
-        desc: str = "upsert",
-        every: float = 10.0,
-        requests: Callable[[], int] | None = None,
-        in_flight: Callable[[], int] | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.total = total
-        self.desc = desc
-        self.every = every
-        self.done = 0
-        self.failed = 0
-        self._requests = requests
-        self._in_flight = in_flight
-        self._clock = clock
-        self._started = self._last = clock()
-        self._closed = False
+    total: int | None
+    _: KW_ONLY
+    desc: str = "upsert"
+    every: float = 10.0
+    requests: Callable[[], int] | None = None
+    in_flight: Callable[[], int] | None = None
+    clock: Callable[[], float] = time.monotonic
+    done: int = field(default=0, init=False)
+    failed: int = field(default=0, init=False)
+    closed: bool = field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        self.started = self.last = self.clock()
 
     def update(self, rows: int, failed: int = 0) -> None:
         self.done += rows
         self.failed += failed
-        now = self._clock()
-        if now - self._last >= self.every:
-            self._last = now
+        now = self.clock()
+        if now - self.last >= self.every:
+            self.last = now
             logger.info("%s", self.line(now))
 
     def set_total(self, total: int | None) -> None:
         self.total = total
 
     def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            logger.info("%s", self.line(self._clock(), final=True))
+        if not self.closed:
+            self.closed = True
+            logger.info("%s", self.line(self.clock(), final=True))
 
     def line(self, now: float, *, final: bool = False) -> str:
         """``upsert: 120,000/1,000,000 rows (12%), 1,200 requests, up to 16 in flight, ...``."""
-        elapsed = max(now - self._started, 0.0)
+        elapsed = max(now - self.started, 0.0)
         parts = [f"{self.done:,} rows"]
         if self.total:
             share = math.floor(100 * self.done / self.total)
             parts = [f"{self.done:,}/{self.total:,} rows ({share}%)"]
-        if self._requests is not None:
-            parts.append(f"{self._requests():,} requests")
-        if self._in_flight is not None:
-            parts.append(f"up to {self._in_flight():,} in flight")
+        if self.requests is not None:
+            parts.append(f"{self.requests():,} requests")
+        if self.in_flight is not None:
+            parts.append(f"up to {self.in_flight():,} in flight")
         parts.append(f"{self.failed:,} failed")
         rate = self.done / elapsed if elapsed > 0 else 0.0
         if rate > 0:

@@ -302,7 +302,6 @@ class JournalObjects:
             return oldest is not None and time.monotonic() - oldest >= self.every_seconds
 
     def flush(self) -> None:
-        """Write what is buffered as one object (none when nothing is)."""
         with self._flushing:
             with self._lock:
                 data, self._buffer, self._oldest = b"".join(self._buffer), [], None

@@ -81,7 +81,6 @@ class Location:
         return bool(self.fs.exists(self.path))
 
     def arrow(self) -> tuple[pafs.FileSystem, str]:
-        """A pyarrow filesystem and path for datasets and parquet readers."""
         if self.fs is None:
             return pafs.LocalFileSystem(), str(Path(self.path).absolute())
         arrow = getattr(self.fs, "fs", None)  # fsspec's wrapper of a pyarrow filesystem

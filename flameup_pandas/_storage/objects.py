@@ -88,7 +88,6 @@ class Store:
                 time.sleep(pause)
 
     def read(self, path: str) -> bytes | None:
-        """The object's bytes, or None when there is none."""
         try:
             data: bytes = self.call(f"read {path}", lambda: self.fs.cat_file(path))
         except FileNotFoundError:
