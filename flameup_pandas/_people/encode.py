@@ -463,64 +463,21 @@ class Payloads:
         )
 
     @staticmethod
-    def interleaved(parts: Sequence[tuple[Payloads, np.ndarray]]) -> Payloads:
-        """Several payloads as one, each part's rows at its positions (together ``0..n-1``):
-        every row's identity fields at once; the people's bytes, dicts and field hashes made
-        by each part only when asked for (a part of rows a state knows may never be)."""
-        where = np.concatenate([np.zeros(0, np.int64), *(at for _, at in parts)])
-        order = np.argsort(where, kind="stable")  # the parts' rows, concatenated, in order
-        owner = np.repeat(np.arange(len(parts)), [len(at) for _, at in parts])[order]
-        local = np.concatenate([np.zeros(0, np.int64), *(np.arange(len(at)) for _, at in parts)])
-        local = local[order]
+    def concat(parts: Sequence[Payloads]) -> Payloads:
+        """One payloads of several, in order (problems are not carried; see :meth:`take`)."""
 
-        def joined(get: Callable[[Payloads], Any]) -> Any:
-            values = [get(payloads) for payloads, _ in parts]
-            if isinstance(values[0], np.ndarray):
-                return np.concatenate(values)[order]
-            if isinstance(values[0], list):
-                return [values[j][i] for j, i in zip(owner.tolist(), local.tolist(), strict=True)]
-            return pa.concat_arrays(values).take(pa.array(order))
+        def joined(name: str, kind: pa.DataType) -> pa.Array:
+            arrays = [getattr(p, name) for p in parts]
+            return pa.concat_arrays(arrays) if arrays else pa.array([], kind)
 
-        def split(rows: np.ndarray) -> tuple[list[tuple[Payloads, np.ndarray]], pa.Array]:
-            """Each part's own rows among ``rows``, and the order that puts what the parts
-            give for them back in the order of ``rows``."""
-            rows = np.asarray(rows, dtype=np.int64)
-            picked = [np.flatnonzero(owner[rows] == j) for j in range(len(parts))]
-            back = pa.array(np.argsort(np.concatenate(picked)))
-            asked = [(parts[j][0], local[rows[i]]) for j, i in enumerate(picked) if len(i)]
-            return asked, back
-
-        def at_rows(rows: np.ndarray, get: Callable[[Payloads, np.ndarray], pa.Array]) -> pa.Array:
-            asked, back = split(rows)
-            texts = [get(payloads, at) for payloads, at in asked]
-            return pa.concat_arrays(texts).take(back) if texts else pa.array([], BINARY)
-
-        def fields_by(rows: np.ndarray) -> FieldHashes:
-            asked, back = split(rows)
-            found = [payloads.field_hashes(at) for payloads, at in asked]
-            fields = [f for f in found if f is not None]
-            if not fields:
-                return FieldHashes([], np.zeros((0, 0), np.uint32), np.zeros((0, 0), bool))
-            if len(fields) < len(found) or any(f.names != fields[0].names for f in fields):
-                raise ValueError("the parts of interleaved payloads hash other fields")
-            hashes = np.hstack([f.hashes for f in fields])[:, back.to_numpy()]
-            present = np.hstack([f.present for f in fields])[:, back.to_numpy()]
-            return FieldHashes(fields[0].names, hashes, present)
-
+        made = all(p._made("hashed") for p in parts)
+        wire = joined("wire", BINARY)
         return Payloads(
-            joined(lambda p: p.present),
-            joined(lambda p: p.user_ids),
-            joined(lambda p: p.emails),
-            problems={int(at[i]): why for p, at in parts for i, why in p.problems.items()},
-            each_problem={int(at[i]): why for p, at in parts for i, why in p.each_problem.items()},
-            wire_by=lambda: joined(lambda p: p.wire),
-            sorted_by=lambda: joined(lambda p: p.hashed),
-            people_by=lambda: joined(lambda p: p.people),
-            given_user_ids=joined(lambda p: p.shown_user_ids),
-            given_emails=joined(lambda p: p.shown_emails),
-            fields_by=fields_by,
-            wire_at=lambda rows: at_rows(rows, Payloads.wire_rows),
-            sorted_at=lambda rows: at_rows(rows, Payloads.hashed_rows),
+            np.concatenate([np.zeros(0, dtype=bool), *(p.present for p in parts)]),
+            joined("user_ids", pa.large_string()),
+            joined("emails", pa.large_string()),
+            wire_by=lambda: wire,
+            sorted_by=functools.partial(joined, "hashed", BINARY) if made else None,
         )
 
     def for_sending(self, positions: np.ndarray) -> Payloads:

@@ -205,10 +205,7 @@ class People:
         """All set-aside repeats as one chunk; among them, too, the last row of an identity
         wins."""
         labels = [label for c in chunks for label in c.plan.labels]
-        parts, start = [], 0
-        for payloads in (c.plan.payloads for c in chunks):
-            parts.append((payloads, np.arange(start, start := start + len(payloads))))
-        plan = Plan.start(Payloads.interleaved(parts), labels)
+        plan = Plan.start(Payloads.concat([c.plan.payloads for c in chunks]), labels)
         plan.skip_duplicates("last")
         origins = [origin for c in chunks for origin in c.origin or []]
         return Chunk(plan, Kept.concat([c.kept for c in chunks]), origins)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -28,6 +28,7 @@ from .._people.mapping import (
     resolve_mapping,
 )
 from .._people.schema import clean_frame, row_reasons, validate_people
+from .._people.wire import replaced
 from .._send.client import FlameupClient
 from .._send.delivery import Deliverer, PersonOutcome
 from ..exceptions import DuplicateIdentityError
@@ -142,31 +143,56 @@ class Rules:
             if not clash.any():
                 break
             known = known.only(~clash)
-        at, taken = known.positions, pa.array(known.positions)
-        made = functools.cache(lambda: self.plan(df.iloc[at]).payloads)
-        lazy = Payloads(
-            who.present[at],
-            who.user_ids.take(taken),
-            who.emails.take(taken),
-            wire_by=lambda: made().wire,
-            sorted_by=lambda: made().hashed,
-            people_by=lambda: made().people,
-            given_user_ids=who.shown_user_ids.take(taken),
-            given_emails=who.shown_emails.take(taken),
-            fields_by=lambda rows: cast(FieldHashes, made().field_hashes(rows)),
-            wire_at=lambda rows: made().wire_rows(rows),
-            sorted_at=lambda rows: made().hashed_rows(rows),
-        )
-        order = np.argsort(np.concatenate([others, at]))
-        keys = pa.concat_arrays([plan.key_array, keys.take(taken)]).take(pa.array(order))
+        if len(others) == len(df):
+            return plan, known
         whole = Plan.start(
-            Payloads.interleaved([(plan.payloads, others), (lazy, at)]), df.index, keys
+            self._known_payloads(df, who, plan.payloads, others),
+            df.index,
+            replaced(keys, others, plan.key_array),
         )
-        whole.identity_hashes = np.concatenate([plan.identity_hashes, hashes[at]])[order]
+        whole.identity_hashes = hashes.copy()
+        whole.identity_hashes[others] = plan.identity_hashes
         for name in ("status", "error"):
             getattr(whole, name)[others] = getattr(plan, name)
         whole.report = plan.report
         return whole, known
+
+    def _known_payloads(
+        self, df: pd.DataFrame, who: Payloads, people: Payloads, others: np.ndarray
+    ) -> Payloads:
+        """The frame's payloads: the identity fields of every row (``who``) but the ``others``,
+        planned (``people``). A person is taken from ``people`` where every row asked for is
+        one of the others, else from a plan of the whole frame, made only then."""
+        full = functools.cache(lambda: self.plan(df).payloads)
+        local = np.full(len(df), -1)
+        local[others] = np.arange(len(others))
+
+        def rows_of(get: Callable[[Payloads, np.ndarray], Any]) -> Callable[[np.ndarray], Any]:
+            def at(rows: np.ndarray) -> Any:
+                mine = local[rows]
+                return get(people, mine) if (mine >= 0).all() else get(full(), rows)
+
+            return at
+
+        present = who.present.copy()
+        present[others] = people.present
+        return Payloads(
+            present,
+            replaced(who.user_ids, others, people.user_ids),
+            replaced(who.emails, others, people.emails),
+            problems={int(others[i]): why for i, why in people.problems.items()},
+            each_problem={int(others[i]): why for i, why in people.each_problem.items()},
+            wire_by=lambda: full().wire,
+            sorted_by=lambda: full().hashed,
+            people_by=lambda: full().people,
+            given_user_ids=replaced(who.shown_user_ids, others, people.shown_user_ids),
+            given_emails=replaced(who.shown_emails, others, people.shown_emails),
+            fields_by=rows_of(
+                lambda payloads, rows: cast(FieldHashes, payloads.field_hashes(rows))
+            ),
+            wire_at=rows_of(Payloads.wire_rows),
+            sorted_at=rows_of(Payloads.hashed_rows),
+        )
 
 
 def _repeated(hashes: np.ndarray) -> np.ndarray:
