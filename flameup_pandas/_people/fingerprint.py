@@ -1,11 +1,8 @@
-"""Source fingerprints: a 64-bit hash of each row as read, before it is validated or encoded.
+"""Source hashes: a 64-bit hash of each row as read, before it is validated or encoded.
 
-A rerun with a state recognises a row sent before, unchanged, by its fingerprint alone and skips
-its validation and encoding (most of a nightly resync's work). A fingerprint is keyed by what
-turns the row into a person: the package version, the run's rules and the frame's column names
-and types, so a row is recognised only where it would become the same person again. Columns of
-Python objects other than strings, nested values and other types without a fixed binary form
-give no fingerprint (the row's content hash decides, as always).
+A rerun with a state knows a row sent before, unchanged, by its source hash and skips its
+validation and encoding (most of a nightly resync's work). The hash is keyed by all else that
+makes the row's person (the package version, the run's rules, the columns' names and types).
 """
 
 from __future__ import annotations
@@ -28,12 +25,9 @@ _BINARY = pa.large_binary()
 
 
 def source_hashes(frame: pd.DataFrame, rules: Sequence[Any]) -> np.ndarray | None:
-    """Each row's fingerprint (int64, never 0) under ``rules`` (what else makes its person);
-    None when a column has no fixed binary form.
-
-    Every cell is its length (4 bytes, -1 for a missing one) and its bytes, so no two rows
-    give the same text; a row's text is hashed with SipHash (``pandas.util.hash_array``),
-    keyed by the rules, the version and the columns.
+    """Each row's source hash (int64, never 0) under ``rules``; None when a column has no
+    fixed binary form (nested values, Python objects other than strings). Each cell is its
+    length (4 bytes, -1 where missing) and its bytes; a row's are hashed with SipHash.
 
     >>> frame = pd.DataFrame({"userId": ["u1", "u2"], "n": [1, 2]})
     >>> a, b = source_hashes(frame, ()), source_hashes(frame.iloc[::-1], ())
@@ -49,7 +43,8 @@ def source_hashes(frame: pd.DataFrame, rules: Sequence[Any]) -> np.ndarray | Non
         kind, cells = found
         columns.append((repr(name), series.dtype.name, str(kind)))
         lengths = pc.fill_null(pc.binary_length(cells), -1).to_numpy().astype("<i4")
-        pieces += [_fixed(lengths), pc.fill_null(cells, pa.scalar(b"", _BINARY))]
+        heads = pa.Array.from_buffers(pa.binary(4), len(lengths), [None, pa.py_buffer(lengths)])
+        pieces += [heads.cast(_BINARY), pc.fill_null(cells, pa.scalar(b"", _BINARY))]
     key = hashlib.blake2b(repr((__version__, tuple(rules), columns)).encode(), digest_size=8)
     rows = concat_pieces(pieces, len(frame)).to_numpy(zero_copy_only=False)
     hashes = pd.util.hash_array(rows, categorize=False, hash_key=key.hexdigest()).view(np.int64)
@@ -80,9 +75,3 @@ def _cells(series: pd.Series) -> tuple[pa.DataType, pa.Array] | None:
     width = pa.binary(cells.type.bit_width // 8)
     fixed = pa.Array.from_buffers(width, len(cells), cells.buffers()[:2], offset=cells.offset)
     return kind, fixed.cast(_BINARY)
-
-
-def _fixed(values: np.ndarray) -> pa.Array:
-    """A numpy array's items, each as its bytes."""
-    size = pa.binary(values.dtype.itemsize)
-    return pa.Array.from_buffers(size, len(values), [None, pa.py_buffer(values)]).cast(_BINARY)

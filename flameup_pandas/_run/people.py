@@ -166,11 +166,8 @@ class People:
         return list(chunk.plan.payloads.outgoing(positions, chunk.kept.wire))
 
     def sample(self, chunk: Chunk, positions: np.ndarray) -> list[Any]:
-        payloads = chunk.plan.payloads
-        if payloads.wire_at is None or payloads._made("wire"):
-            return list(payloads.take(positions).people)
         # only these rows' bytes: a dry run never makes the whole chunk's
-        return [orjson.loads(body) for body in payloads.wire_at(positions).to_pylist()]
+        return [orjson.loads(body) for body in chunk.plan.payloads.wire_rows(positions).to_pylist()]
 
     def worker(self, sender: Sender, state: Any) -> tuple[Work, Callable[[str], Any]]:
         return sender.deliverer.send, _failed
