@@ -22,7 +22,6 @@ import pytest
 import flameup_pandas
 from flameup_pandas._people import schema
 from flameup_pandas._people.fingerprint import source_hashes
-from flameup_pandas._people.identity import identity_hashes
 from flameup_pandas._run.plan import Rules
 from flameup_pandas._run.state import SyncState
 from flameup_pandas.exceptions import ChangeGuardError
@@ -144,7 +143,7 @@ def test_the_state_knows_every_row_sent_by_its_source_hash(to_server, tmp_path):
     frame.flameup.upsert(state=state, **to_server)
     hashes = source_hashes(frame, Rules().source_key)
     assert hashes is not None
-    identities = identity_hashes(Rules().identities(frame).keys())
+    identities = Rules().plan(frame).identity_hashes
     with SyncState.open(state) as sync:
         assert sync.sent_from(identities, hashes).positions.tolist() == list(range(120))
         assert len(sync.sent_from(identities, hashes[::-1]).positions) == 0

@@ -114,13 +114,6 @@ class Rules:
         lists = (None if names is None else tuple(names) for names in (self.traits, self.exclude))
         return (mapping, *lists, self.send_nulls, self.naive_timestamps)
 
-    def identities(self, df: pd.DataFrame) -> Payloads:
-        """The identity fields (userId, email) of every row, cleaned as :meth:`plan` cleans
-        them, for rows that need no more (sent before as they are); no person is made."""
-        canonical = canonical_frame(df, self.fieldmap(list(df.columns)))
-        fields = canonical[[c for c in ("userId", "email") if c in canonical]]
-        return encode_people(clean_frame(fields), naive_timestamps=self.naive_timestamps)
-
     def plan_known(
         self, df: pd.DataFrame, state: SyncState, sources: np.ndarray
     ) -> tuple[Plan, Known]:
@@ -132,10 +125,14 @@ class Rules:
         identity is settled among all its rows, by :meth:`plan`). Returns the plan (the known
         rows still pending) and the rows known.
         """
-        who = self.identities(df)
+        canonical = canonical_frame(df, self.fieldmap(list(df.columns)))
+        fields = canonical[[c for c in ("userId", "email") if c in canonical]]
+        # every row's identity fields, cleaned as plan cleans them (no person is made)
+        who = encode_people(clean_frame(fields), naive_timestamps=self.naive_timestamps)
         hashes = identity_hashes(keys := who.keys())
+        _, codes, counts = np.unique(hashes, return_inverse=True, return_counts=True)
         known = state.sent_from(hashes, sources)
-        known = known.only(~_repeated(hashes)[known.positions])
+        known = known.only((counts[codes] == 1)[known.positions])
         while True:
             others = np.setdiff1d(np.arange(len(df)), known.positions, assume_unique=True)
             plan = self.plan(df.iloc[others], labels=df.index[others].tolist())
@@ -193,12 +190,6 @@ class Rules:
             wire_at=rows_of(Payloads.wire_rows),
             sorted_at=rows_of(Payloads.hashed_rows),
         )
-
-
-def _repeated(hashes: np.ndarray) -> np.ndarray:
-    """Whether each hash is there more than once."""
-    _, codes, counts = np.unique(hashes, return_inverse=True, return_counts=True)
-    return np.asarray(counts[codes] > 1)
 
 
 def source_report(
@@ -286,12 +277,6 @@ class Plan(Decisions):
             flameup_id=np.full(n, None, dtype=object),
             key_array=payloads.keys() if keys is None else keys,
         )
-
-    @property
-    def keys(self) -> list[str | None]:
-        """The identity key of each row (None where it has no person)."""
-        keys: list[str | None] = self.key_array.to_pylist()
-        return keys
 
     @functools.cached_property
     def identity_hashes(self) -> np.ndarray:

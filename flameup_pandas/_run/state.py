@@ -97,7 +97,7 @@ class SyncState:
         self.table = table  # as read when opened, any journal a killed run left folded in
         hashes = table["identity_hash"].to_numpy()
         self._contents = table["content_hash"].to_numpy()
-        self._sources = table["source_hash"].fill_null(0).to_numpy()
+        self._sources = table["source_hash"].fill_null(0).to_numpy().copy()  # noted ones too
         # each identity is there once (every write merges): no need of a stable sort, unless
         # a file written elsewhere repeats one (the first row of it is then found)
         self._order = np.argsort(hashes)
@@ -107,7 +107,7 @@ class SyncState:
         # what each lookup reads, made once per run (ids are taken at the rows found)
         self._sorted_contents = self._contents[self._order]
         self._ids = table["flameup_id"].combine_chunks()
-        self._noted: list[tuple[np.ndarray, np.ndarray]] = []  # source hashes, kept on closing
+        self._noted = False  # source hashes noted, to be written on closing
 
     @classmethod
     def open(
@@ -182,8 +182,9 @@ class SyncState:
         """Keep the source hashes of people found unchanged by their content (the rows they
         come from changed in a way their people did not, or the state predates source
         hashes), so the next run knows those rows; written when the state is closed."""
-        if len(identity):
-            self._noted.append((identity, sources))
+        found, hit = self._find(identity)
+        self._sources[self._order[found[hit]]] = sources[hit]
+        self._noted |= bool(hit.any())
 
     def known_fields(self, wanted: np.ndarray) -> tuple[np.ndarray, pa.Array]:
         """For each identity hash: is the person in the state, and its ``fields``."""
@@ -238,22 +239,14 @@ class SyncState:
         """Fold the journal into the state (written whole) and release the lock."""
 
         def fold(journals: Journals) -> bytes:
-            if self._noted:
-                self._with_sources()
+            if self._noted:  # before the journal, whose records are newer
+                at = self.table.schema.get_field_index("source_hash")
+                noted = pa.array(self._sources, mask=self._sources == 0)
+                self.table = self.table.set_column(at, "source_hash", noted)
             self.table = merge_journals(self.table, journals)
             return parquet_bytes(self.table)
 
-        self._keeper.close(fold, force=bool(self._noted))
-
-    def _with_sources(self) -> None:
-        """The state's table with the noted source hashes in (before the journal, whose
-        records are newer)."""
-        identity, sources = (np.concatenate(part) for part in zip(*self._noted, strict=True))
-        found, hit = self._find(identity)
-        column = self.table["source_hash"].fill_null(0).to_numpy().copy()
-        column[self._order[found[hit]]] = sources[hit]
-        at = self.table.schema.get_field_index("source_hash")
-        self.table = self.table.set_column(at, "source_hash", pa.array(column))
+        self._keeper.close(fold, force=self._noted)
 
 
 def merge_journals(table: pa.Table, journals: Journals) -> pa.Table:
