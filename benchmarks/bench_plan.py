@@ -74,6 +74,7 @@ def synced_state(path: Path, values: bool = False) -> pa.Table:
                     "synced_at": pa.array([datetime.now(UTC)] * n, STATE_SCHEMA[4].type),
                     "fields": fields.lists(),
                     "sent": texts,
+                    "source_hash": pa.nulls(n, pa.int64()),  # as a state written before them
                 },
                 schema=STATE_SCHEMA,
             )

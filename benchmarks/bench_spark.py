@@ -196,7 +196,7 @@ def write_state(sdf: Any, path: Path) -> None:
     table = pq.read_table(staging)
     when = pa.array([time.time_ns() // 1000] * table.num_rows, pa.int64())
     table = table.append_column("synced_at", when.cast(pa.timestamp("us", tz="UTC")))
-    for name in ("fields", "sent"):  # none kept: as a Spark run records them
+    for name in ("fields", "sent", "source_hash"):  # none kept: as a Spark run records them
         table = table.append_column(name, pa.nulls(table.num_rows, STATE_SCHEMA.field(name).type))
     pq.write_table(table.select(STATE_SCHEMA.names).cast(STATE_SCHEMA), path)
 
