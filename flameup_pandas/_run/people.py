@@ -103,7 +103,8 @@ class People:
     def plan(self, frame: pd.DataFrame, state: SyncState | None) -> Chunk:
         run = self.run
         sources = known = None
-        knows = self.planner is self.guard and not run.full_refresh  # (a plan shows every row)
+        # (a plan shows every row; a state that knows nobody knows no row)
+        knows = self.planner is self.guard and not run.full_refresh and bool(state)
         if state is not None and self.rules.schema is None and (knows or not run.dry_run):
             sources = source_hashes(frame, self.rules.source_key)
         if knows and state is not None and sources is not None:

@@ -133,6 +133,8 @@ class Rules:
         _, codes, counts = np.unique(hashes, return_inverse=True, return_counts=True)
         known = state.sent_from(hashes, sources)
         known = known.only((counts[codes] == 1)[known.positions])
+        if len(known.positions) == 0:
+            return self.plan(df, labels=df.index), known
         while True:
             others = np.setdiff1d(np.arange(len(df)), known.positions, assume_unique=True)
             plan = self.plan(df.iloc[others], labels=df.index[others].tolist())
