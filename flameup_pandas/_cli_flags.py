@@ -86,6 +86,59 @@ def pair(metavar: str, *, secret: bool = False) -> Callable[[str], tuple[str, An
     return parse
 
 
+FLAGS: dict[str, dict[str, Any]] = {
+    "--exclude": dict(action="append", metavar="COLUMN", help="do not send this column"),
+    "--column-type": dict(
+        dest="column_types",
+        action="append",
+        type=pair("COLUMN=TYPE"),
+        metavar="COLUMN=TYPE",
+        help="read a CSV column as this type (string, int64, float64, bool, date32...); "
+        "otherwise a column is numbers only when every cell is written as its number is",
+    ),
+    "--naive-timestamps": dict(
+        choices=("error", "utc"),
+        default="error",
+        help="timestamps without a time zone: refused (error, the default) or read as UTC",
+    ),
+    "--rate-limit": dict(
+        type=positive(float),
+        metavar="N",
+        help="at most N requests of ours in any minute, to leave room on the key for other "
+        "jobs (default: none; the budget Flameup announces is always obeyed)",
+    ),
+    "--storage-option": dict(
+        dest="storage_options",
+        action="append",
+        type=pair("KEY=VALUE", secret=True),
+        metavar="KEY=VALUE",
+        help="a keyword for the filesystem of every URI given (fsspec's storage options, "
+        "as pandas' storage_options=), where the environment is not enough: "
+        "endpoint_url=https://minio.internal:9000, profile=etl, anon=true; repeat for more. "
+        "A value that reads as JSON (true, 3, {...}) is taken as that",
+    ),
+    "--local": dict(
+        action="store_true",
+        help=f"talk to a local Flameup server kept in {LOCAL_DB} (no account needed)",
+    ),
+    "--no-progress": dict(dest="progress", action="store_false"),
+    "--progress-every": dict(
+        type=positive(float),
+        default=10.0,
+        metavar="SECONDS",
+        help="when stderr is not a terminal, log progress at most this often (default 10)",
+    ),
+}
+"""The flags several commands share; :func:`add_flags` adds them by name."""
+COLUMNS = ("--exclude", "--column-type", "--naive-timestamps")  # how a table is read
+PROGRESS = ("--no-progress", "--progress-every")
+
+
+def add_flags(parser: argparse.ArgumentParser, *flags: str) -> None:
+    for flag in flags:
+        parser.add_argument(flag, **FLAGS[flag])
+
+
 def add_table_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "path",
@@ -113,29 +166,7 @@ def add_table_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FIELD=COLUMN",
         help="feed an API field from a column: userId=customer_no, traits.plan=tier",
     )
-    add_column_arguments(parser)
-
-
-def add_column_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--exclude``, ``--column-type`` and ``--naive-timestamps``: how a table is read."""
-    parser.add_argument(
-        "--exclude", action="append", metavar="COLUMN", help="do not send this column"
-    )
-    parser.add_argument(
-        "--column-type",
-        dest="column_types",
-        action="append",
-        type=pair("COLUMN=TYPE"),
-        metavar="COLUMN=TYPE",
-        help="read a CSV column as this type (string, int64, float64, bool, date32...); "
-        "otherwise a column is numbers only when every cell is written as its number is",
-    )
-    parser.add_argument(
-        "--naive-timestamps",
-        choices=("error", "utc"),
-        default="error",
-        help="timestamps without a time zone: refused (error, the default) or read as UTC",
-    )
+    add_flags(parser, *COLUMNS)
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, rows: str, dry_run: str) -> None:
@@ -154,7 +185,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, rows: str, dry_run: str) 
         metavar="SECONDS",
         help="start no request after this; the rest are skipped (rerun with --state)",
     )
-    add_rate_limit_argument(parser)
+    add_flags(parser, "--rate-limit")
     parser.add_argument(
         "--concurrency",
         type=positive(int),
@@ -168,52 +199,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, rows: str, dry_run: str) 
         default=0,
         help="rows that may need attention (invalid, rejected...) with exit code 0 (default 0)",
     )
-    add_storage_argument(parser)
-    add_local_argument(parser)
-    add_progress_arguments(parser)
-
-
-def add_rate_limit_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--rate-limit",
-        type=positive(float),
-        metavar="N",
-        help="at most N requests of ours in any minute, to leave room on the key for other "
-        "jobs (default: none; the budget Flameup announces is always obeyed)",
-    )
-
-
-def add_storage_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--storage-option",
-        dest="storage_options",
-        action="append",
-        type=pair("KEY=VALUE", secret=True),
-        metavar="KEY=VALUE",
-        help="a keyword for the filesystem of every URI given (fsspec's storage options, "
-        "as pandas' storage_options=), where the environment is not enough: "
-        "endpoint_url=https://minio.internal:9000, profile=etl, anon=true; repeat for more. "
-        "A value that reads as JSON (true, 3, {...}) is taken as that",
-    )
-
-
-def add_local_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--local",
-        action="store_true",
-        help=f"talk to a local Flameup server kept in {LOCAL_DB} (no account needed)",
-    )
-
-
-def add_progress_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--no-progress", dest="progress", action="store_false")
-    parser.add_argument(
-        "--progress-every",
-        type=positive(float),
-        default=10.0,
-        metavar="SECONDS",
-        help="when stderr is not a terminal, log progress at most this often (default 10)",
-    )
+    add_flags(parser, "--storage-option", "--local", *PROGRESS)
 
 
 @contextlib.contextmanager

@@ -21,12 +21,10 @@ import orjson
 
 from ._api import export_people, plan_arrow, plan_file, unlock_state, upsert_arrow, upsert_file
 from ._cli_flags import (
-    add_column_arguments,
-    add_local_argument,
-    add_progress_arguments,
-    add_rate_limit_argument,
+    COLUMNS,
+    PROGRESS,
+    add_flags,
     add_run_arguments,
-    add_storage_argument,
     add_table_arguments,
     keywords,
     limit,
@@ -137,14 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit 0 when nothing would be sent, 2 when something would, 1 on error",
     )
-    add_storage_argument(plan)
-    add_progress_arguments(plan)
+    add_flags(plan, "--storage-option", *PROGRESS)
     plan.set_defaults(run=run_plan)
 
     validate = commands.add_parser("validate", help="report every bad row; send nothing")
     add_table_arguments(validate)
     validate.add_argument("--limit", type=int, default=50, help="problems to print (default 50)")
-    add_storage_argument(validate)
+    add_flags(validate, "--storage-option")
     validate.set_defaults(run=run_validate)
 
     track = commands.add_parser("track", help="send a file's rows to Flameup as events")
@@ -156,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--timestamp", default="timestamp", metavar="COLUMN", help="when (default: timestamp)"
     )
     track.add_argument("--event-id-column", metavar="COLUMN", help="the events' own ids")
-    add_column_arguments(track)
+    add_flags(track, *COLUMNS)
     track.add_argument(
         "--naive-utc",
         dest="naive_timestamps",
@@ -176,16 +173,14 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--status", choices=("active", "unsubscribed", "bounced"), help="only people with it"
     )
-    add_rate_limit_argument(export)
-    add_local_argument(export)
-    add_progress_arguments(export)
+    add_flags(export, "--rate-limit", "--local", *PROGRESS)
     export.set_defaults(run=run_export)
 
     unlock = commands.add_parser(
         "unlock", help="break the lock a dead run left on a sync state in object storage"
     )
     unlock.add_argument("state", help="the state's URI, e.g. s3://bucket/people.state.parquet")
-    add_storage_argument(unlock)
+    add_flags(unlock, "--storage-option")
     unlock.set_defaults(run=run_unlock)
 
     # The local server's own parser is the parent: its options and help, parsed here (an

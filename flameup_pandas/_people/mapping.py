@@ -145,8 +145,7 @@ def _parse_mapping(
             if source is not None:
                 _require(columns, source, f"mapping[{key!r}]")
             top[key] = source
-        elif isinstance(key, str) and key.startswith(_TRAIT_PREFIX) and key[len(_TRAIT_PREFIX) :]:
-            name = key[len(_TRAIT_PREFIX) :]
+        elif isinstance(key, str) and key.startswith(_TRAIT_PREFIX) and (name := trait_name(key)):
             if name in _FORBIDDEN_TRAITS:
                 raise MappingError(f"mapping key {key!r}: a trait cannot be named {name!r}")
             _require(columns, source, f"mapping[{key!r}]")

@@ -144,11 +144,9 @@ class RetryPolicy:
         if error is not None and status is None:
             cause = type(error).__name__  # the type only: messages may carry URLs, never keys
         started = self.started if self.started is not None else now
-        if status == 429:
-            return replace(
-                self, rate_limits=self.rate_limits + 1, started=started, last=now, last_cause=cause
-            )
-        return replace(self, errors=self.errors + 1, started=started, last=now, last_cause=cause)
+        counted = "rate_limits" if status == 429 else "errors"
+        changes = {counted: getattr(self, counted) + 1, "started": started, "last": now}
+        return replace(self, **changes, last_cause=cause)
 
     def elapsed(self, now: float) -> float:
         """Seconds since the first attempt (0 before it)."""

@@ -31,10 +31,6 @@ class LockedError(StateError):
     """Another run holds the sync state's lock (its holder and times are in the message)."""
 
 
-def _holder() -> str:
-    return f"{socket.gethostname()} pid {os.getpid()}"
-
-
 @dataclass
 class Lease:
     """A lease this run holds on ``folder`` (the lock of one state)."""
@@ -58,14 +54,7 @@ class Lease:
             number, current = _highest(store, paths)
             if current is not None and _live(current):
                 raise _locked(shown, current)
-            now = datetime.now(UTC)
-            record = {
-                "holder": _holder(),
-                "run": uuid.uuid4().hex,
-                "acquired": now.isoformat(),
-                "expires": (now + timedelta(seconds=seconds)).isoformat(),
-                "released": False,
-            }
+            record = _record(seconds, run=uuid.uuid4().hex, released=False)
             lease = cls(store, folder, number + 1, record, seconds, shown)
             if store.create(lease.path, orjson.dumps(record)):
                 store.delete([p for p in paths if _number(p) <= number])  # stale leases
@@ -76,7 +65,7 @@ class Lease:
     def renew(self) -> None:
         """Push ``expires`` forward (only this run ever writes its own lease)."""
         self.check()
-        self.record["expires"] = (datetime.now(UTC) + timedelta(seconds=self.seconds)).isoformat()
+        self.record["expires"] = _record(self.seconds)["expires"]
         self.store.write(self.path, orjson.dumps(self.record))
 
     def check(self) -> None:
@@ -100,11 +89,18 @@ def break_lock(store: Store, folder: str) -> dict[str, Any] | None:
     number, current = _highest(store, store.list(folder))
     if current is None or current.get("released"):
         return None
-    now = datetime.now(UTC).isoformat()
-    record = {"holder": _holder(), "acquired": now, "expires": now, "released": True}
+    record = _record(0, released=True)
     if not store.create(f"{folder}/{number + 1:012d}.json", orjson.dumps(record)):
         raise LockedError(f"the lock of {folder} changed while it was being broken; try again")
     return current
+
+
+def _record(seconds: float, **more: Any) -> dict[str, Any]:
+    """A lease taken now by this process, for ``seconds``."""
+    now = datetime.now(UTC)
+    expires = (now + timedelta(seconds=seconds)).isoformat()
+    holder = f"{socket.gethostname()} pid {os.getpid()}"
+    return {"holder": holder, "acquired": now.isoformat(), "expires": expires, **more}
 
 
 def _number(path: str) -> int:

@@ -102,8 +102,7 @@ class _Handler(pafs.FSSpecHandler):  # type: ignore[misc]
     def open_input_file(self, path: str) -> Any:  # fsspec's asks isfile first: a request more
         return pa.PythonFile(self.fs.open(path, mode="rb", block_size=READ_BLOCK), mode="r")
 
-    def open_input_stream(self, path: str) -> Any:
-        return self.open_input_file(path)
+    open_input_stream = open_input_file
 
 
 def resolve(target: str | Path | Location, filesystem: Any = None) -> Location:

@@ -33,7 +33,7 @@ from .._send.delivery import NOT_SENT
 from ..exceptions import UpsertInterrupted
 from ._decide import ACTION, FLAMEUP_ID, SENDING, checkpoint, decide, functions, state_of, statuses
 from ._executors import ERROR, ROW, STATUS, Needs, check_columns, planned
-from ._plans import plan_of
+from ._plans import counted, plan_of
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -121,9 +121,9 @@ def _upsert(sdf: DataFrame, rules: Rules, delivery: Delivery, run: Run) -> Spark
             refuse_over(guard.summary, run.max_changes, run.max_creates, lambda: guard.plan)
         decided = statuses(decided, dry_run=run.dry_run)
         if run.dry_run:
-            would_send = decided.where(functions().col(ACTION).isin(*SENDING)).count()
+            would = decided.where(functions().col(ACTION).isin(*SENDING)).count()
             report = RunReport(elapsed=time.monotonic() - started, dry_run=True)
-            summary = Summary(_settled(decided), report, {"would_send": would_send})
+            summary = Summary(counted(decided, STATUS, STATUSES), report, {"would_send": would})
             return _finish(decided, summary, run)
         return _send(decided, sync, rules, delivery, run)
 
@@ -155,7 +155,7 @@ def _send(
         chunks.close()
     with shielded():
         reached = sum(table.num_rows for table in outcomes)
-        counts = _settled(decided)
+        counts = counted(decided, STATUS, STATUSES)
         for status, count in sent.counts.items():
             counts[status] += count
         counts["failed"] += total - reached  # never reached the driver: interrupted first
@@ -174,12 +174,6 @@ def _finish(decided: DataFrame, summary: Summary, run: Run) -> SparkUpsertResult
         return SparkUpsertResult(summary, out)
     out.write.mode("overwrite").parquet(str(run.results))
     return SparkUpsertResult(summary, str(run.results))
-
-
-def _settled(decided: DataFrame) -> dict[str, int]:
-    """Rows per status settled in Spark (counted there: the results stay lazy)."""
-    found = {r[STATUS]: int(r["count"]) for r in decided.groupBy(STATUS).count().collect()}
-    return {status: found.get(status, 0) for status in STATUSES}
 
 
 def _chunks(to_send: DataFrame, total: int, with_state: bool) -> Generator[Chunk, None, None]:

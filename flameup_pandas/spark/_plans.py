@@ -73,13 +73,18 @@ def plan(sdf: DataFrame, **options: Unpack[Options]) -> SparkPlan:
 
 def plan_of(decided: DataFrame, *, values: bool, gone: Gone | None = None) -> SparkPlan:
     """The plan of decided rows: actions counted in Spark, the rows to send on the driver."""
-    counts = {r[ACTION]: int(r["count"]) for r in decided.groupBy(ACTION).count().collect()}
+    actions = counted(decided, ACTION, ACTIONS)
     changes = _changes_frame(decided.where(functions().col(ACTION).isin(*SENDING)), values=values)
     if gone is not None:
         tell(changes, "gone", gone)
-    summary = summarize_plan(changes)
-    summary = dataclasses.replace(summary, actions={a: counts.get(a, 0) for a in ACTIONS})
+    summary = dataclasses.replace(summarize_plan(changes), actions=actions)
     return SparkPlan(summary, changes, decided.select(*PLAN_COLUMNS_SPARK))
+
+
+def counted(decided: DataFrame, column: str, names: tuple[str, ...]) -> dict[str, int]:
+    """Rows per value of ``column`` (each of ``names``), counted in Spark: the rows stay lazy."""
+    found = {r[column]: int(r["count"]) for r in decided.groupBy(column).count().collect()}
+    return {name: found.get(name, 0) for name in names}
 
 
 def _gone(decided: DataFrame, known: DataFrame | None) -> Gone:
