@@ -12,14 +12,14 @@ import functools
 import logging
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .._people.encode import FieldHashes, Payloads, encode_people
+from .._people.encode import Payloads, encode_people
 from .._people.identity import identity_hashes
 from .._people.mapping import (
     FieldMap,
@@ -106,13 +106,11 @@ class Rules:
 
     @property
     def source_key(self) -> tuple[Any, ...]:
-        """What besides a row's own values makes its person (what source hashes are keyed
-        by); a custom schema cannot be told apart from another, so it has none."""
-        if self.schema is not None:
-            raise ValueError("rows checked with a schema of their own have no source key")
-        mapping = None if self.mapping is None else tuple(self.mapping.items())
-        lists = (None if names is None else tuple(names) for names in (self.traits, self.exclude))
-        return (mapping, *lists, self.send_nulls, self.naive_timestamps)
+        """What besides a row's own values makes its person (what source hashes are keyed by;
+        a run with a custom schema, which cannot be told apart from another, makes none)."""
+        given = (self.mapping and self.mapping.items(), self.traits, self.exclude)
+        tuples = (None if names is None else tuple(names) for names in given)
+        return (*tuples, self.send_nulls, self.naive_timestamps)
 
     def plan_known(
         self, df: pd.DataFrame, state: SyncState, sources: np.ndarray
@@ -121,9 +119,9 @@ class Rules:
         identity's source hash is the row's) is neither validated nor encoded: it gets its
         identity fields alone, its person made only if asked for (a repeat sent again).
 
-        Only a row whose identity no other row of the frame has stays known (a repeated
-        identity is settled among all its rows, by :meth:`plan`). Returns the plan (the known
-        rows still pending) and the rows known.
+        Only a row whose identity no other row of the frame has is known (a repeated identity
+        is settled among all its rows, by :meth:`plan`). Returns the plan (the known rows still
+        pending) and the rows known.
         """
         canonical = canonical_frame(df, self.fieldmap(list(df.columns)))
         fields = canonical[[c for c in ("userId", "email") if c in canonical]]
@@ -131,19 +129,11 @@ class Rules:
         who = encode_people(clean_frame(fields), naive_timestamps=self.naive_timestamps)
         hashes = identity_hashes(keys := who.keys())
         _, codes, counts = np.unique(hashes, return_inverse=True, return_counts=True)
-        known = state.sent_from(hashes, sources)
-        known = known.only((counts[codes] == 1)[known.positions])
+        known = state.sent_from(np.where(counts[codes] == 1, hashes, 0), sources)  # (0: none)
         if len(known.positions) == 0:
             return self.plan(df, labels=df.index), known
-        while True:
-            others = np.setdiff1d(np.arange(len(df)), known.positions, assume_unique=True)
-            plan = self.plan(df.iloc[others], labels=df.index[others].tolist())
-            clash = np.isin(hashes[known.positions], plan.identity_hashes)
-            if not clash.any():
-                break
-            known = known.only(~clash)
-        if len(others) == len(df):
-            return plan, known
+        others = np.setdiff1d(np.arange(len(df)), known.positions, assume_unique=True)
+        plan = self.plan(df.iloc[others], labels=df.index[others].tolist())
         whole = Plan.start(
             self._known_payloads(df, who, plan.payloads, others),
             df.index,
@@ -186,9 +176,7 @@ class Rules:
             people_by=lambda: full().people,
             given_user_ids=replaced(who.shown_user_ids, others, people.shown_user_ids),
             given_emails=replaced(who.shown_emails, others, people.shown_emails),
-            fields_by=rows_of(
-                lambda payloads, rows: cast(FieldHashes, payloads.field_hashes(rows))
-            ),
+            fields_by=rows_of(Payloads.field_hashes),
             wire_at=rows_of(Payloads.wire_rows),
             sorted_at=rows_of(Payloads.hashed_rows),
         )

@@ -11,10 +11,8 @@ The state at ``PATH`` is a parquet file with one row per identity::
                                  which fields change; null in older states
     sent           large_string  the person as last sent (JSON, keys sorted), kept only with
                                  ``state_values=True``; null otherwise
-    source_hash    int64    the fingerprint of the row it was sent from
-                            (:func:`~flameup_pandas._people.fingerprint.source_hashes`), so a
-                            rerun skips that row, unchanged, before validating it; null when
-                            unknown (older states, Spark)
+    source_hash    int64    a hash of the row it was sent from, so a rerun skips that row,
+                            unchanged, unread (null when unknown: older states, Spark)
 
 Acknowledged batches go to a journal, folded into the file when the run ends (written whole,
 moved over the old one); the journal and lock are the keeper's
@@ -80,10 +78,6 @@ class Known:
     positions: np.ndarray
     contents: np.ndarray
     ids: np.ndarray
-
-    def only(self, keep: np.ndarray) -> Known:
-        """These rows where ``keep`` is set."""
-        return Known(*(values[keep] for values in vars(self).values()))
 
 
 class SyncState:
