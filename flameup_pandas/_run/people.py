@@ -116,9 +116,7 @@ class People:
         fields = None
         if state is not None:
             if known is not None:  # sent before from these very rows: skipped unread
-                plan.mark(known.positions, "skipped", UNCHANGED)
-                has_id = np.asarray(pd.notna(known.ids), dtype=bool)
-                plan.flameup_id[known.positions[has_id]] = known.ids[has_id]
+                plan.mark(known.positions, "skipped", UNCHANGED, known.ids)
             before = plan.pending()
             if run.full_refresh:
                 kept.hashes = plan.payloads.content_hashes()

@@ -117,7 +117,8 @@ class Rules:
     ) -> tuple[Plan, Known]:
         """:meth:`plan`, where a row whose person the state last sent from this very row (its
         identity's source hash is the row's) is neither validated nor encoded: it gets its
-        identity fields alone, its person made only if asked for (a repeat sent again).
+        identity fields alone (cleaned as here), its person made only if asked for (a repeat
+        sent again).
 
         Only a row whose identity no other row of the frame has is known (a repeated identity
         is settled among all its rows, by :meth:`plan`). Returns the plan (the known rows still
@@ -125,7 +126,6 @@ class Rules:
         """
         canonical = canonical_frame(df, self.fieldmap(list(df.columns)))
         fields = canonical[[c for c in ("userId", "email") if c in canonical]]
-        # every row's identity fields, cleaned as plan cleans them (no person is made)
         who = encode_people(clean_frame(fields), naive_timestamps=self.naive_timestamps)
         hashes = identity_hashes(keys := who.keys())
         _, codes, counts = np.unique(hashes, return_inverse=True, return_counts=True)
@@ -230,7 +230,7 @@ class Decisions:
         position: int | np.ndarray,
         status: str,
         error: str | None = None,
-        flameup_id: str | None = None,
+        flameup_id: str | np.ndarray | None = None,  # an array: one id (or None) per position
     ) -> None:
         self.status[position] = status
         self.error[position] = error
@@ -313,10 +313,7 @@ class Plan(Decisions):
         pending = self.pending()
         hashes = self.payloads.content_hashes(pending)
         unchanged, known_ids = state.lookup(self.identity_hashes[pending], hashes)
-        skipped, ids = pending[unchanged], known_ids[unchanged]
-        self.mark(skipped, "skipped", UNCHANGED)
-        known = np.asarray(pd.notna(ids), dtype=bool)
-        self.flameup_id[skipped[known]] = ids[known]
+        self.mark(pending[unchanged], "skipped", UNCHANGED, known_ids[unchanged])
         full = np.zeros(len(self.status), dtype=np.int64)
         full[pending] = hashes
         return full

@@ -72,8 +72,7 @@ WRITE_OPTIONS: dict[str, Any] = {
 
 @dataclass
 class Known:
-    """The rows of a chunk the state knows by their source hashes (positions), and per row the
-    person's content hash and flameup_id as the state has them."""
+    """Rows of a chunk the state knows (positions), their people's content hashes and ids."""
 
     positions: np.ndarray
     contents: np.ndarray
@@ -168,14 +167,12 @@ class SyncState:
         found, hit = self._find(wanted)
         rows, at = self._order[found[hit]], np.flatnonzero(hit)
         same = self._sources[rows] == sources[at]
-        rows = rows[same]
-        ids = self._ids.take(pa.array(rows)).to_numpy(zero_copy_only=False)
-        return Known(at[same], self._contents[rows], ids)
+        rows, ids = rows[same], self._ids.take(pa.array(rows[same]))
+        return Known(at[same], self._contents[rows], ids.to_numpy(zero_copy_only=False))
 
     def note_sources(self, identity: np.ndarray, sources: np.ndarray) -> None:
-        """Keep the source hashes of people found unchanged by their content (the rows they
-        come from changed in a way their people did not, or the state predates source
-        hashes), so the next run knows those rows; written when the state is closed."""
+        """Keep the source hashes of people found unchanged by their content (their rows
+        changed as their people did not, or the state predates them) for the next run."""
         found, hit = self._find(identity)
         self._sources[self._order[found[hit]]] = sources[hit]
         self._noted |= bool(hit.any())

@@ -138,8 +138,7 @@ class LocalKeeper:
             os.fsync(self._file.fileno())
 
     def close(self, fold: Callable[[Journals], bytes], *, force: bool = False) -> None:
-        """Fold this run's journal file (when apart from the state) into it, delete it, unlock;
-        ``force``: write the folded state even when nothing was journaled."""
+        """Fold this run's journal file (if apart; ``force``: even none) in, delete it, unlock."""
         try:
             if self._file is not None:
                 self.sync()
