@@ -106,16 +106,22 @@ def changed(frame: pd.DataFrame, rows: list[int], plan: str = "enterprise") -> p
     return frame
 
 
+def synced(factory: Any, folder: Path, run: Any, frame: pd.DataFrame, validated: list[int]):
+    """A server and a state after ``run`` synced ``frame`` once, the counters cleared."""
+    server = factory(rate_limit=None)
+    state = folder / "synced.parquet"
+    run(frame, state, server)
+    validated.clear()
+    server.reset_requests()
+    return server, state
+
+
 @pytest.mark.parametrize("run", [on_frames, on_files], ids=["frame", "file"])
 def test_a_rerun_validates_only_the_rows_it_does_not_know(
     flameup_server_factory, tmp_path, run, validated
 ):
     first = customers(300)
-    server = flameup_server_factory(rate_limit=None)
-    state = tmp_path / "s.parquet"
-    run(first, state, server)
-    validated.clear()
-    server.reset_requests()
+    server, state = synced(flameup_server_factory, tmp_path, run, first, validated)
     results = run(changed(first, [5, 250]), state, server)
     assert sum(validated) == 2
     assert results["flameup_status"].value_counts().to_dict() == {"skipped": 298, "updated": 2}
@@ -183,10 +189,7 @@ def test_a_guarded_rerun_knows_rows_too(flameup_server_factory, tmp_path, run, v
     # a frame's last rows win at once (nothing changes); a file's chunks send the two changes,
     # then the last rows of those people again
     assert len(sent) == (2 if run is on_files else 0)
-    server = flameup_server_factory(rate_limit=None)
-    state = tmp_path / "guarded.parquet"
-    run(first, state, server)
-    validated.clear()
+    server, state = synced(flameup_server_factory, tmp_path, run, first, validated)
     results = run(first, state, server, max_changes=5)
     assert sum(validated) == 0
     assert set(results["flameup_error"]) == {"unchanged since last sync"}
@@ -205,11 +208,7 @@ def test_a_guarded_rerun_knows_rows_too(flameup_server_factory, tmp_path, run, v
 )
 def test_other_rules_do_not_know_the_rows(flameup_server_factory, tmp_path, options, validated):
     first = customers(200)
-    server = flameup_server_factory(rate_limit=None)
-    state = tmp_path / "s.parquet"
-    on_frames(first, state, server)
-    validated.clear()
-    server.reset_requests()
+    server, state = synced(flameup_server_factory, tmp_path, on_frames, first, validated)
     results = on_frames(first, state, server, **options)
     assert sum(validated) == 200  # every row checked again, then decided by its people
     expected = {"skipped"} if "send_nulls" in options else {"updated"}
