@@ -145,8 +145,9 @@ class SyncState:
         self.close()
 
     def frame(self) -> pd.DataFrame:
-        """The state as a DataFrame (one row per identity)."""
-        frame: pd.DataFrame = self.table.to_pandas()
+        """The state as a DataFrame (one row per identity); hashes stay exact 64-bit integers
+        (``source_hash`` has nulls, which would make plain int64 floats)."""
+        frame: pd.DataFrame = self.table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
         return frame
 
     def lookup(self, wanted: np.ndarray, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
