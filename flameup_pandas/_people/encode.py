@@ -17,7 +17,7 @@ import gc
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Any, Literal, NamedTuple, cast
 
 import numpy as np
 import orjson
@@ -42,7 +42,7 @@ from .wire import (
     with_nulls,
 )
 
-__all__ = ["TOP_LEVEL", "FieldHashes", "Payloads", "encode_people"]
+__all__ = ["TOP_LEVEL", "FieldHashes", "Identity", "Payloads", "encode_people"]
 
 
 @dataclass
@@ -337,17 +337,20 @@ def encode_people(
         problems.setdefault(position, []).append("no userId or email")
     dropped = skipped.copy()
     dropped[list(problems)] = True
+    identity = Identity(
+        _top_strings(columns, "userId", n_rows, dropped),
+        _top_strings(columns, "email", n_rows, dropped),
+        _given(canonical, columns, "userId"),
+        _given(canonical, columns, "email"),
+    )
     return Payloads(
-        present=~dropped,
+        ~dropped,
+        identity,
         wire_by=functools.partial(_people_texts, columns, n_rows, dropped, send_nulls, False),
-        user_ids=_top_strings(columns, "userId", n_rows, dropped),
-        emails=_top_strings(columns, "email", n_rows, dropped),
         problems={p: "; ".join(why) for p, why in sorted(problems.items())},
         each_problem=dict(sorted(problems.items())),
         sorted_by=functools.partial(_people_texts, columns, n_rows, dropped, send_nulls, True),
         people_by=functools.partial(_people_dicts, columns, n_rows, dropped, send_nulls),
-        given_user_ids=_given(canonical, columns, "userId"),
-        given_emails=_given(canonical, columns, "email"),
         fields_by=functools.partial(_field_hashes, columns, send_nulls),
         wire_at=functools.partial(_people_texts_at, columns, dropped, send_nulls, False),
         sorted_at=functools.partial(_people_texts_at, columns, dropped, send_nulls, True),
@@ -367,14 +370,24 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+class Identity(NamedTuple):
+    """Each row's identity fields as sent (null where the row has no person), and as given in
+    every row, sent or not (what results show; None: as sent)."""
+
+    user_ids: pa.Array
+    emails: pa.Array
+    given_user_ids: pa.Array | None = None
+    given_emails: pa.Array | None = None
+
+
 @dataclass(frozen=True)
 class Payloads:
     """The people of a frame as columns, by row position, and why some cannot be sent.
 
     ``present[i]`` says whether row ``i`` has a person (not when it was skipped or has a value
-    that cannot be sent: ``problems[i]`` says why for the latter); ``user_ids`` and ``emails``
-    are its identity fields as sent, ``given_user_ids`` and ``given_emails`` the same fields as
-    given in every row, sent or not (what results show). Built only when first asked for,
+    that cannot be sent: ``problems[i]`` says why for the latter); ``identity`` its identity
+    fields (:class:`Identity`, or what makes them when first asked for; ``identity_at`` makes
+    some rows' alone). Built only when first asked for,
     each from the columns: :attr:`wire`, each person's JSON bytes as sent (by ``wire_by``);
     :attr:`hashed`, the same with keys sorted, which content hashes are taken of (by
     ``sorted_by``); and :attr:`people`, the dicts (by ``people_by``, else decoded from the
@@ -382,8 +395,7 @@ class Payloads:
     """
 
     present: np.ndarray
-    user_ids: pa.Array
-    emails: pa.Array
+    identity: Identity | Callable[[], Identity]
     problems: dict[int, str] = field(default_factory=dict)
     each_problem: dict[int, list[str]] = field(default_factory=dict)
     wire_by: Callable[[], pa.Array] | None = field(default=None, repr=False, compare=False)
@@ -391,8 +403,9 @@ class Payloads:
     people_by: Callable[[], list[dict[str, Any] | None]] | None = field(
         default=None, repr=False, compare=False
     )
-    given_user_ids: pa.Array | None = None
-    given_emails: pa.Array | None = None
+    identity_at: Callable[[np.ndarray], tuple[pa.Array, pa.Array]] | None = field(
+        default=None, repr=False, compare=False
+    )
     fields_by: Callable[[np.ndarray], FieldHashes] | None = field(
         default=None, repr=False, compare=False
     )
@@ -406,15 +419,36 @@ class Payloads:
     def __len__(self) -> int:
         return len(self.present)
 
+    @functools.cached_property
+    def _identity(self) -> Identity:
+        return self.identity if isinstance(self.identity, Identity) else self.identity()
+
+    @property
+    def user_ids(self) -> pa.Array:
+        return self._identity.user_ids
+
+    @property
+    def emails(self) -> pa.Array:
+        return self._identity.emails
+
     @property
     def shown_user_ids(self) -> pa.Array:
         """Each row's userId as given (invalid rows too), for results."""
-        return self.user_ids if self.given_user_ids is None else self.given_user_ids
+        given = self._identity.given_user_ids
+        return self.user_ids if given is None else given
 
     @property
     def shown_emails(self) -> pa.Array:
         """Each row's email as given (invalid rows too), for results."""
-        return self.emails if self.given_emails is None else self.given_emails
+        given = self._identity.given_emails
+        return self.emails if given is None else given
+
+    def identity_rows(self, positions: np.ndarray) -> tuple[pa.Array, pa.Array]:
+        """The userIds and emails as sent at ``positions`` (made for them alone if need be)."""
+        if self.identity_at is None or self._made("_identity"):
+            take = pa.array(np.asarray(positions, dtype=np.int64))
+            return self.user_ids.take(take), self.emails.take(take)
+        return self.identity_at(np.asarray(positions, dtype=np.int64))
 
     @functools.cached_property
     def wire(self) -> pa.Array:
@@ -456,8 +490,7 @@ class Payloads:
         hashed = self.hashed.take(take) if self._made("hashed") else None
         return Payloads(
             self.present[positions],
-            self.user_ids.take(take),
-            self.emails.take(take),
+            Identity(*self.identity_rows(positions)),
             wire_by=lambda: wire,
             sorted_by=None if hashed is None else lambda: hashed,
         )
@@ -474,8 +507,7 @@ class Payloads:
         wire = joined("wire", BINARY)
         return Payloads(
             np.concatenate([np.zeros(0, dtype=bool), *(p.present for p in parts)]),
-            joined("user_ids", pa.large_string()),
-            joined("emails", pa.large_string()),
+            Identity(joined("user_ids", pa.large_string()), joined("emails", pa.large_string())),
             wire_by=lambda: wire,
             sorted_by=functools.partial(joined, "hashed", BINARY) if made else None,
         )
@@ -489,14 +521,7 @@ class Payloads:
         lets through sends without reading or encoding its rows again.
         """
         wire = self.wire_of(positions)
-        return Payloads(
-            self.present,
-            self.user_ids,
-            self.emails,
-            wire_by=lambda: wire,
-            given_user_ids=self.shown_user_ids,
-            given_emails=self.shown_emails,
-        )
+        return Payloads(self.present, self._identity, wire_by=lambda: wire)
 
     def wire_of(self, positions: np.ndarray) -> pa.Array:
         """The bytes of the people at ``positions`` (null elsewhere): only theirs are
@@ -543,6 +568,7 @@ class Payloads:
     ) -> list[Outgoing]:
         """The people at ``positions`` as they go out (each must have a person), their bytes
         taken from ``wire`` if given (:meth:`wire_of`'s), else from :attr:`wire`."""
-        take = pa.array(np.asarray(positions, dtype=np.int64))
-        columns = (self.wire if wire is None else wire, self.user_ids, self.emails)
-        return list(map(Outgoing, *(column.take(take).to_pylist() for column in columns)))
+        positions = np.asarray(positions, dtype=np.int64)
+        sent = (self.wire if wire is None else wire).take(pa.array(positions))
+        columns = (sent, *self.identity_rows(positions))
+        return list(map(Outgoing, *(column.to_pylist() for column in columns)))

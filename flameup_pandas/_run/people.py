@@ -111,7 +111,6 @@ class People:
             plan, known = self.rules.plan_known(frame, state, sources)
         else:
             plan = self.rules.plan(frame, labels=frame.index)
-        self.shared.add(plan.payloads.user_ids, plan.payloads.emails, plan.pending(), plan.labels)
         kept = Kept(None, sources=sources)
         fields = None
         if state is not None:
@@ -138,6 +137,8 @@ class People:
                 # a rerun sends few of a chunk's people: only their bytes are assembled (a
                 # repeat the engine sends again takes its own from the payloads)
                 kept.wire = plan.payloads.wire_of(pending)
+        sent = plan.pending()  # (the people this run sends: warned of emails they share)
+        self.shared.add(*plan.payloads.identity_rows(sent), sent, plan.labels)
         if self.planner is not None:
             self.planner(frame, plan, state, fields)
         return Chunk(plan, kept)

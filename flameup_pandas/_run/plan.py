@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .._people.encode import Payloads, encode_people
+from .._people.encode import Identity, Payloads, encode_people
 from .._people.identity import identity_hashes
 from .._people.mapping import (
     FieldMap,
@@ -28,7 +28,7 @@ from .._people.mapping import (
     resolve_mapping,
 )
 from .._people.schema import clean_frame, row_reasons, validate_people
-from .._people.wire import replaced
+from .._people.wire import replaced, scattered
 from .._send.client import FlameupClient
 from .._send.delivery import Deliverer, PersonOutcome
 from ..exceptions import DuplicateIdentityError
@@ -115,44 +115,54 @@ class Rules:
     def plan_known(
         self, df: pd.DataFrame, state: SyncState, sources: np.ndarray
     ) -> tuple[Plan, Known]:
-        """:meth:`plan`, where a row whose person the state last sent from this very row (its
-        identity's source hash is the row's) is neither validated nor encoded: it gets its
-        identity fields alone (cleaned as here), its person made only if asked for (a repeat
-        sent again).
+        """:meth:`plan`, where a row whose person the state last sent from this very row (a
+        source hash the state holds) is neither validated nor encoded: its identity is the
+        state's; its identity fields and person are made only if asked for (results show
+        them; a repeat is sent again).
 
-        Only a row whose identity no other row of the frame has is known (a repeated identity
-        is settled among all its rows, by :meth:`plan`). Returns the plan (the known rows still
-        pending) and the rows known.
+        A known row whose identity another row of the frame has is planned with them (a
+        repeated identity is settled among all its rows). Returns the plan (the known rows
+        still pending) and the rows known.
         """
-        canonical = canonical_frame(df, self.fieldmap(list(df.columns)))
-        fields = canonical[[c for c in ("userId", "email") if c in canonical]]
-        who = encode_people(clean_frame(fields), naive_timestamps=self.naive_timestamps)
-        hashes = identity_hashes(keys := who.keys())
-        _, codes, counts = np.unique(hashes, return_inverse=True, return_counts=True)
-        known = state.sent_from(np.where(counts[codes] == 1, hashes, 0), sources)  # (0: none)
+        known = state.sent_from(sources)
         if len(known.positions) == 0:
             return self.plan(df, labels=df.index), known
         others = np.setdiff1d(np.arange(len(df)), known.positions, assume_unique=True)
         plan = self.plan(df.iloc[others], labels=df.index[others].tolist())
+        hashes = np.zeros(len(df), dtype=np.int64)
+        hashes[known.positions] = known.identities
+        hashes[others] = plan.identity_hashes
+        ordered = np.sort(hashes[hashes != 0])
+        repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+        if len(repeated) and np.isin(known.identities, repeated).any():
+            return self.plan(df, labels=df.index), known.none()
+        keys = scattered(known.keys.cast(pa.large_string()), known.positions, len(df))
         whole = Plan.start(
-            self._known_payloads(df, who, plan.payloads, others),
+            self._known_payloads(df, plan.payloads, others),
             df.index,
-            replaced(keys, others, plan.key_array),
+            replaced(keys, others, plan.key_array.cast(pa.large_string())),
         )
-        whole.identity_hashes = hashes.copy()
-        whole.identity_hashes[others] = plan.identity_hashes
+        whole.identity_hashes = hashes
         for name in ("status", "error"):
             getattr(whole, name)[others] = getattr(plan, name)
         whole.report = plan.report
         return whole, known
 
-    def _known_payloads(
-        self, df: pd.DataFrame, who: Payloads, people: Payloads, others: np.ndarray
-    ) -> Payloads:
-        """The frame's payloads: the identity fields of every row (``who``) but the ``others``,
-        planned (``people``). A person is taken from ``people`` where every row asked for is
-        one of the others, else from a plan of the whole frame, made only then."""
+    def _known_payloads(self, df: pd.DataFrame, people: Payloads, others: np.ndarray) -> Payloads:
+        """The frame's payloads, the ``others`` rows planned (``people``): a row's identity
+        fields or person are taken from ``people`` where every row asked for is one of the
+        others, else from the whole frame, made only then (its identity fields alone, or a
+        plan)."""
         full = functools.cache(lambda: self.plan(df).payloads)
+
+        @functools.cache
+        def identity() -> Identity:
+            canonical = canonical_frame(df, self.fieldmap(list(df.columns)))
+            fields = canonical[[c for c in ("userId", "email") if c in canonical]]
+            who = encode_people(clean_frame(fields), naive_timestamps=self.naive_timestamps)
+            names = ("user_ids", "emails", "shown_user_ids", "shown_emails")
+            return Identity(*(replaced(getattr(who, n), others, getattr(people, n)) for n in names))
+
         local = np.full(len(df), -1)
         local[others] = np.arange(len(others))
 
@@ -163,19 +173,24 @@ class Rules:
 
             return at
 
-        present = who.present.copy()
+        def identity_at(rows: np.ndarray) -> tuple[pa.Array, pa.Array]:
+            mine = local[rows]
+            if (mine >= 0).all():
+                return people.identity_rows(mine)
+            made, take = identity(), pa.array(rows)
+            return made.user_ids.take(take), made.emails.take(take)
+
+        present = np.ones(len(df), dtype=bool)
         present[others] = people.present
         return Payloads(
             present,
-            replaced(who.user_ids, others, people.user_ids),
-            replaced(who.emails, others, people.emails),
+            identity,
             problems={int(others[i]): why for i, why in people.problems.items()},
             each_problem={int(others[i]): why for i, why in people.each_problem.items()},
             wire_by=lambda: full().wire,
             sorted_by=lambda: full().hashed,
             people_by=lambda: full().people,
-            given_user_ids=replaced(who.shown_user_ids, others, people.shown_user_ids),
-            given_emails=replaced(who.shown_emails, others, people.shown_emails),
+            identity_at=identity_at,
             fields_by=rows_of(Payloads.field_hashes),
             wire_at=rows_of(Payloads.wire_rows),
             sorted_at=rows_of(Payloads.hashed_rows),

@@ -281,12 +281,9 @@ class SharedEmails:
         self._more_emails = self._more_rows = 0
 
     def add(self, user_ids: pa.Array, emails: pa.Array, positions: np.ndarray, labels: Any) -> None:
-        """The rows at ``positions`` (those to be sent) of one chunk, labelled by ``labels``."""
-        positions = np.asarray(positions, dtype=np.int64)
-        if len(positions) == len(user_ids):  # every row (none invalid, none repeated)
-            shared = shared_emails(user_ids, emails)
-        else:
-            shared = shared_emails(user_ids.take(positions), emails.take(positions))
+        """The people of one chunk to be sent: their userIds and emails, their positions in
+        the chunk, labelled by ``labels``."""
+        shared = shared_emails(user_ids, emails)
         for email, rows in shared:
             text = f"{len(rows)} people share the email {email}"
             examples = tuple(labels[p] for p in positions[rows[:EXAMPLES]].tolist())

@@ -21,6 +21,7 @@ moved over the old one); the journal and lock are the keeper's
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -58,11 +59,12 @@ STATE_SCHEMA = pa.schema(
 )
 OPTIONAL = ("fields", "sent", "source_hash")  # columns an earlier version may not have written
 WRITE_OPTIONS: dict[str, Any] = {
-    # Hashes are random bits that no codec shrinks (a fifth faster to write and read); and
-    # identities, hashes and ids are all distinct: a dictionary of them is built only to be
-    # dropped, and the bounds of random values help no reader. Only the times repeat.
+    # Hashes are random bits that no codec shrinks, and ids near enough (zstd halved a UUID's
+    # hex and took 0.3 s a million to write and read back): stored plain. Identities, hashes
+    # and ids are all distinct: a dictionary of them is built only to be dropped, and the
+    # bounds of random values help no reader. Only the times repeat.
     "compression": {
-        name: "none" if name.endswith("hash") or name == "fields" else "zstd"
+        name: "zstd" if name in ("identity", "synced_at", "sent") else "none"
         for name in STATE_SCHEMA.names
     },
     "use_dictionary": ["synced_at"],
@@ -72,11 +74,19 @@ WRITE_OPTIONS: dict[str, Any] = {
 
 @dataclass
 class Known:
-    """Rows of a chunk the state knows (positions), their people's content hashes and ids."""
+    """Rows of a chunk the state knows (positions), and of their people: the identity keys
+    and hashes, content hashes and ids."""
 
     positions: np.ndarray
+    keys: pa.Array
+    identities: np.ndarray
     contents: np.ndarray
     ids: np.ndarray
+
+    def none(self) -> Known:
+        """No row known (the same kinds of columns)."""
+        nothing = np.zeros(0, dtype=np.int64)
+        return Known(nothing, self.keys[:0], nothing, nothing, self.ids[:0])
 
 
 class SyncState:
@@ -88,7 +98,7 @@ class SyncState:
         self.path = path
         self._keeper = keeper
         self.table = table  # as read when opened, any journal a killed run left folded in
-        hashes = table["identity_hash"].to_numpy()
+        self._hashes = hashes = table["identity_hash"].to_numpy()
         self._contents = table["content_hash"].to_numpy()
         self._sources = table["source_hash"].fill_null(0).to_numpy().copy()  # noted ones too
         # each identity is there once (every write merges): no need of a stable sort, unless
@@ -162,14 +172,34 @@ class SyncState:
             ids[hit] = self._ids.take(pa.array(self._order[at])).to_numpy(zero_copy_only=False)
         return unchanged, ids
 
-    def sent_from(self, wanted: np.ndarray, sources: np.ndarray) -> Known:
-        """The rows of a chunk (by identity hash and source hash) whose person the state last
-        sent from this very row, and what the state knows of them."""
-        found, hit = self._find(wanted)
-        rows, at = self._order[found[hit]], np.flatnonzero(hit)
-        same = self._sources[rows] == sources[at]
-        rows, ids = rows[same], self._ids.take(pa.array(rows[same]))
-        return Known(at[same], self._contents[rows], ids.to_numpy(zero_copy_only=False))
+    def sent_from(self, sources: np.ndarray) -> Known:
+        """The rows of a chunk (by source hash) whose person the state last sent from this
+        very row, and what the state knows of them. (A source hash stands for the row's bytes
+        under the same rules: the identity, too, is the one the row made then.)"""
+        index, rows = self._by_source
+        found = index.get_indexer(pd.Index(sources, copy=False))
+        at = np.flatnonzero(found >= 0)
+        rows = rows[found[at]]
+        taken = pa.array(rows)
+        return Known(
+            at,
+            self.table["identity"].take(taken).combine_chunks(),
+            self._hashes[rows],
+            self._contents[rows],
+            self._ids.take(taken).to_numpy(zero_copy_only=False),
+        )
+
+    @functools.cached_property
+    def _by_source(self) -> tuple[pd.Index, np.ndarray]:
+        """The source hashes as read (those noted since count from the next run), and the
+        row of each; a hash two rows share (a 64-bit collision) is left out."""
+        sources = self.table["source_hash"].fill_null(0).to_numpy()
+        rows = np.flatnonzero(sources)
+        index = pd.Index(sources[rows])
+        if not index.is_unique:
+            kept = ~index.duplicated(keep=False)
+            index, rows = index[kept], rows[kept]
+        return index, rows
 
     def note_sources(self, identity: np.ndarray, sources: np.ndarray) -> None:
         """Keep the source hashes of people found unchanged by their content (their rows

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Unpack
 import numpy as np
 import pyarrow as pa
 
-from .._people.encode import Payloads
+from .._people.encode import Identity, Payloads
 from .._people.wire import BINARY
 from .._run.changes import refuse_over
 from .._run.engine import Decided, run_rows
@@ -220,12 +220,8 @@ def _chunk(table: pa.Table, with_state: bool) -> Chunk:
         return table[name].chunk(0).cast(kind)
 
     wire = column("payload", pa.large_string()).cast(BINARY)
-    payloads = Payloads(
-        np.ones(table.num_rows, dtype=bool),
-        column("userId", pa.large_string()),
-        column("email", pa.large_string()),
-        wire_by=lambda: wire,
-    )
+    identity = Identity(column("userId", pa.large_string()), column("email", pa.large_string()))
+    payloads = Payloads(np.ones(table.num_rows, dtype=bool), identity, wire_by=lambda: wire)
     names = table.column_names
     hashes = table["content_hash"].to_numpy().astype(np.int64) if with_state else None
     fields = column("fields", pa.list_(pa.int64())) if "fields" in names else None
