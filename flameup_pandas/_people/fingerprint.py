@@ -26,15 +26,19 @@ _BINARY = pa.large_binary()
 
 def source_hashes(frame: pd.DataFrame, rules: Sequence[Any]) -> np.ndarray | None:
     """Each row's source hash (int64, never 0) under ``rules``; None when a column has no
-    fixed binary form (nested values, Python objects other than strings). Each cell is its
-    length (4 bytes, -1 where missing) and its bytes; a row's are hashed with SipHash.
+    fixed binary form (nested values, Python objects other than strings). A row is the
+    length of each cell (4 bytes, -1 where missing), the bytes of its fixed-width values
+    (zeros where missing), then its texts' bytes, hashed with SipHash.
 
     >>> frame = pd.DataFrame({"userId": ["u1", "u2"], "n": [1, 2]})
     >>> a, b = source_hashes(frame, ()), source_hashes(frame.iloc[::-1], ())
     >>> bool(a[0] == b[1]), bool(a[0] == a[1]), bool(source_hashes(frame, ("x",))[0] == a[0])
     (True, False, False)
     """
-    pieces: list[bytes | pa.Array] = []
+    n = len(frame)
+    lengths: list[np.ndarray] = []
+    fixed: list[np.ndarray] = []  # (n, width) bytes a column
+    texts: list[pa.Array] = []
     columns = []
     for name, series in frame.items():
         found = _cells(series)
@@ -42,19 +46,31 @@ def source_hashes(frame: pd.DataFrame, rules: Sequence[Any]) -> np.ndarray | Non
             return None
         kind, cells = found
         columns.append((repr(name), series.dtype.name, str(kind)))
-        lengths = pc.fill_null(pc.binary_length(cells), -1).to_numpy().astype("<i4")
-        heads = pa.Array.from_buffers(pa.binary(4), len(lengths), [None, pa.py_buffer(lengths)])
-        pieces += [heads.cast(_BINARY), pc.fill_null(cells, pa.scalar(b"", _BINARY))]
+        missing = cells.is_null().to_numpy(zero_copy_only=False) if cells.null_count else None
+        if isinstance(cells, pa.LargeBinaryArray):
+            lengths.append(pc.fill_null(pc.binary_length(cells), -1).to_numpy())
+            texts.append(pc.fill_null(cells, pa.scalar(b"", _BINARY)))
+            continue
+        width = cells.type.byte_width
+        values = np.frombuffer(cells.buffers()[1], np.uint8, n * width, cells.offset * width)
+        values = values.reshape(n, width)
+        lengths.append(np.full(n, width) if missing is None else np.where(missing, -1, width))
+        fixed.append(values if missing is None else np.where(missing[:, None], 0, values))
+    if not columns:
+        return None
+    block = np.hstack([np.stack(lengths, axis=1).astype("<i4").view(np.uint8), *fixed])
+    heads = pa.Array.from_buffers(pa.binary(block.shape[1]), n, [None, pa.py_buffer(block)])
     key = hashlib.blake2b(repr((__version__, tuple(rules), columns)).encode(), digest_size=8)
-    rows = concat_pieces(pieces, len(frame)).to_numpy(zero_copy_only=False)
+    rows = concat_pieces([heads.cast(_BINARY), *texts], n).to_numpy(zero_copy_only=False)
     hashes = pd.util.hash_array(rows, categorize=False, hash_key=key.hexdigest()).view(np.int64)
     hashes[hashes == 0] = 1  # 0 stands for "none"
     return hashes
 
 
 def _cells(series: pd.Series) -> tuple[pa.DataType, pa.Array] | None:
-    """A column's Arrow type and its cells as bytes (null where missing): text as its UTF-8,
-    a fixed-width value as its bytes; None for a type with no such form (objects, nested)."""
+    """A column's Arrow type and its cells: text as large binary (its UTF-8), else a
+    fixed-width array (booleans as int8); None for a type with no such form (objects,
+    nested)."""
     try:
         cells = pa.array(series)
     except (pa.ArrowException, TypeError, ValueError):
@@ -69,9 +85,8 @@ def _cells(series: pd.Series) -> tuple[pa.DataType, pa.Array] | None:
         kind = cells.type
     if kind in (pa.string(), pa.large_string(), pa.binary(), _BINARY):
         return kind, cells.cast(_BINARY)
-    cells = cells.cast(pa.int8()) if pa.types.is_boolean(kind) else cells
+    if pa.types.is_boolean(kind):
+        return kind, cells.cast(pa.int8())
     if not (pa.types.is_primitive(kind) or pa.types.is_decimal(kind)):
         return None  # nested, or of no fixed width
-    width = pa.binary(cells.type.bit_width // 8)
-    fixed = pa.Array.from_buffers(width, len(cells), cells.buffers()[:2], offset=cells.offset)
-    return kind, fixed.cast(_BINARY)
+    return kind, cells
