@@ -14,10 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .._version import __version__
-from .wire import concat_pieces
+from .wire import concat_pieces, offsets_and_data
 
 __all__ = ["source_hashes"]
 
@@ -40,16 +39,25 @@ def source_hashes(frame: pd.DataFrame, rules: Sequence[Any]) -> np.ndarray | Non
     fixed: list[np.ndarray] = []  # (n, width) bytes a column
     texts: list[pa.Array] = []
     columns = []
+    # numpy over the Arrow buffers, not a kernel a column: each kernel call lets go of the GIL,
+    # and a run's sending threads take it for as long as they may
     for name, series in frame.items():
         found = _cells(series)
         if found is None:
             return None
         kind, cells = found
         columns.append((repr(name), series.dtype.name, str(kind)))
-        missing = cells.is_null().to_numpy(zero_copy_only=False) if cells.null_count else None
-        if isinstance(cells, pa.LargeBinaryArray):
-            lengths.append(pc.fill_null(pc.binary_length(cells), -1).to_numpy())
-            texts.append(pc.fill_null(cells, pa.scalar(b"", _BINARY)))
+        missing = None
+        if cells.null_count:
+            bits = np.unpackbits(np.frombuffer(cells.buffers()[0], np.uint8), bitorder="little")
+            missing = bits[cells.offset : cells.offset + n] == 0
+        if pa.types.is_binary(cells.type) or pa.types.is_large_binary(cells.type):
+            offsets, data = offsets_and_data(cells)  # (a missing cell's bytes, if any, follow its -1)
+            sizes = np.diff(offsets)
+            lengths.append(sizes if missing is None else np.where(missing, -1, sizes))
+            texts.append(
+                pa.Array.from_buffers(_BINARY, n, [None, *map(pa.py_buffer, (offsets, data))])
+            )
             continue
         width = cells.type.byte_width
         values = np.frombuffer(cells.buffers()[1], np.uint8, n * width, cells.offset * width)
@@ -59,18 +67,18 @@ def source_hashes(frame: pd.DataFrame, rules: Sequence[Any]) -> np.ndarray | Non
     if not columns:
         return None
     block = np.hstack([np.stack(lengths, axis=1).astype("<i4").view(np.uint8), *fixed])
-    heads = pa.Array.from_buffers(pa.binary(block.shape[1]), n, [None, pa.py_buffer(block)])
+    starts = np.arange(n + 1, dtype=np.int64) * block.shape[1]
+    heads = pa.Array.from_buffers(_BINARY, n, [None, *map(pa.py_buffer, (starts, block))])
     key = hashlib.blake2b(repr((__version__, tuple(rules), columns)).encode(), digest_size=8)
-    rows = concat_pieces([heads.cast(_BINARY), *texts], n).to_numpy(zero_copy_only=False)
+    rows = concat_pieces([heads, *texts], n).to_numpy(zero_copy_only=False)
     hashes = pd.util.hash_array(rows, categorize=False, hash_key=key.hexdigest()).view(np.int64)
     hashes[hashes == 0] = 1  # 0 stands for "none"
     return hashes
 
 
 def _cells(series: pd.Series) -> tuple[pa.DataType, pa.Array] | None:
-    """A column's Arrow type and its cells: text as large binary (its UTF-8), else a
-    fixed-width array (booleans as int8); None for a type with no such form (objects,
-    nested)."""
+    """A column's Arrow type and its cells: text as binary (its UTF-8), else a fixed-width
+    array (booleans as int8); None for a type with no such form (objects, nested)."""
     try:
         cells = pa.array(series)
     except (pa.ArrowException, TypeError, ValueError):
@@ -79,12 +87,13 @@ def _cells(series: pd.Series) -> tuple[pa.DataType, pa.Array] | None:
     if series.dtype == object and kind not in (pa.string(), pa.large_string()):
         return None  # Python objects other than strings: their type is not the column's
     if isinstance(cells, pa.ChunkedArray):
-        cells = cells.combine_chunks()
+        cells = cells.chunk(0) if cells.num_chunks == 1 else cells.combine_chunks()
     if pa.types.is_dictionary(kind):
         cells = cells.dictionary_decode()
         kind = cells.type
-    if kind in (pa.string(), pa.large_string(), pa.binary(), _BINARY):
-        return kind, cells.cast(_BINARY)
+    texts = {pa.string(): pa.binary(), pa.large_string(): _BINARY, pa.binary(): pa.binary()}
+    if kind in texts or kind == _BINARY:
+        return kind, cells.view(texts.get(kind, _BINARY))
     if pa.types.is_boolean(kind):
         return kind, cells.cast(pa.int8())
     if not (pa.types.is_primitive(kind) or pa.types.is_decimal(kind)):

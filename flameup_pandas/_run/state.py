@@ -39,7 +39,7 @@ import pyarrow.parquet as pq
 from .._people.identity import find_sorted, identity_hashes
 from .._send.delivery import PersonOutcome
 from .._storage import LEASE_SECONDS, Location, Store, StoreRetry, break_lock, resolve
-from .._storage.keeper import Journals, LocalKeeper, ObjectKeeper, keep, load
+from .._storage.keeper import Content, Journals, LocalKeeper, ObjectKeeper, keep, load
 from ..exceptions import StateError
 from .result import DELIVERED
 
@@ -142,7 +142,7 @@ class SyncState:
         def read(data: bytes | Path | None) -> pa.Table:
             return STATE_SCHEMA.empty_table() if data is None else state_table(data, shown)
 
-        table = load(keeper, read, merge_journals, parquet_bytes)
+        table = load(keeper, read, merge_journals, parquet_writer)
         return cls(keeper.path if isinstance(keeper, LocalKeeper) else keeper.where, table, keeper)
 
     def __len__(self) -> int:
@@ -260,13 +260,13 @@ class SyncState:
     def close(self) -> None:
         """Fold the journal into the state (written whole) and release the lock."""
 
-        def fold(journals: Journals) -> bytes:
+        def fold(journals: Journals) -> Content:
             if self._noted:  # before the journal, whose records are newer
                 at = self.table.schema.get_field_index("source_hash")
                 noted = pa.array(self._sources, mask=self._sources == 0)
                 self.table = self.table.set_column(at, "source_hash", noted)
             self.table = merge_journals(self.table, journals)
-            return parquet_bytes(self.table)
+            return parquet_writer(self.table)
 
         self._keeper.close(fold, force=self._noted)
 
@@ -278,11 +278,9 @@ def merge_journals(table: pa.Table, journals: Journals) -> pa.Table:
     return merge(table, pa.concat_tables([journal_table(data, shown) for shown, data in journals]))
 
 
-def parquet_bytes(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, **WRITE_OPTIONS)
-    data: bytes = sink.getvalue().to_pybytes()
-    return data
+def parquet_writer(table: pa.Table) -> Content:
+    """What writes ``table`` as a state file to a stream."""
+    return functools.partial(pq.write_table, table, **WRITE_OPTIONS)
 
 
 def break_state_lock(path: str | Path, *, filesystem: Any = None) -> str:

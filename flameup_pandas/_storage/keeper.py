@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import logging
 import os
 import threading
@@ -32,6 +33,9 @@ logger = logging.getLogger("flameup_pandas")
 T = TypeVar("T")
 Journals = list[tuple[str, "bytes | Path"]]
 """Journals to fold, in the order written: each named as shown in errors, as bytes or a file."""
+Content = bytes | Callable[[IO[bytes]], None]
+"""A state's new content: its bytes, or what writes them to a stream (a local state's file is
+written as they are made, never held whole in memory first)."""
 
 
 def keep(
@@ -62,7 +66,7 @@ def load(
     keeper: LocalKeeper | ObjectKeeper,
     read: Callable[[bytes | Path | None], T],
     fold: Callable[[T, Journals], T],
-    dump: Callable[[T], bytes],
+    dump: Callable[[T], Content],
 ) -> T:
     """The state ``read`` from ``keeper`` (None: nothing yet), the journals a killed run left
     ``fold``-ed in and written back (``dump``) before anything is recorded; unlocked on failure."""
@@ -114,10 +118,10 @@ class LocalKeeper:
         drop_torn_tail(self.journal)
         return [(str(self.journal), self.journal)]
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: Content) -> None:
         try:
             with atomic_output(Location(str(self.path))) as handle:
-                handle.write(data)
+                handle.write(data) if isinstance(data, bytes) else data(handle)
         except OSError as exc:
             raise StateError(f"cannot write the {self.what} {self.path}: {exc}") from exc
 
@@ -137,7 +141,7 @@ class LocalKeeper:
         if self._file is not None:
             os.fsync(self._file.fileno())
 
-    def close(self, fold: Callable[[Journals], bytes], *, force: bool = False) -> None:
+    def close(self, fold: Callable[[Journals], Content], *, force: bool = False) -> None:
         """Fold this run's journal file (if apart; ``force``: even none) in, delete it, unlock."""
         try:
             if self._file is not None:
@@ -203,7 +207,11 @@ class ObjectKeeper:
     def _shown(self, objects: list[tuple[str, bytes]]) -> Journals:
         return [(f"{self.where}.journal/{path.rsplit('/', 1)[-1]}", data) for path, data in objects]
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: Content) -> None:
+        if not isinstance(data, bytes):  # (one request: the object is visible whole or not)
+            buffer = io.BytesIO()
+            data(buffer)
+            data = buffer.getvalue()
         self.store.write(self.where.path, data)
 
     def forget(self) -> None:
@@ -228,7 +236,7 @@ class ObjectKeeper:
     def sync(self) -> None:
         self.journal.flush()
 
-    def close(self, fold: Callable[[Journals], bytes], *, force: bool = False) -> None:
+    def close(self, fold: Callable[[Journals], Content], *, force: bool = False) -> None:
         """Stop keeping; ``fold`` this run's journal objects (``force``: even none) into the
         state, delete them, release."""
         self._stop.set()
