@@ -5,8 +5,10 @@ A customer table (the one ``bench_memory`` generates) is written to parquet and 
 ``plan`` trait of 1% of the rows, picked at random, is changed and the file synced again with
 the same state, the nightly resync, through the same server announcing Flameup's 120 requests
 a minute. Its baseline is a dry run of the same changed file (no state), timed in the same
-run. Prints the requests, rows sent and wall time of both runs, the resync against the dry
-run, the size of the state file, and how fast content hashes fingerprint the people::
+run. Each run is a process of its own, as a job is, beside the server's (Flameup is not in the
+job's process: a server in it would take the job's GIL for every request it answers). Prints
+the requests, rows sent and wall time of both runs, the resync against the dry run, the size of
+the state file, and how fast content hashes fingerprint the people::
 
     python -m benchmarks.bench_sync            # 1,000,000 rows
     python -m benchmarks.bench_sync --quick    # 100,000 rows
@@ -17,7 +19,12 @@ run, the size of the state file, and how fast content hashes fingerprint the peo
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +34,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from benchmarks.bench_memory import PLANS, ROW_GROUP, customers
-from flameup_pandas import upsert_file
 from flameup_pandas._people.encode import encode_people
 from flameup_pandas._people.mapping import canonical_frame, resolve_mapping
 from flameup_pandas.testing import DOCUMENTED_LIMIT, FlameupServer
@@ -58,25 +64,48 @@ def change_plans(table: pa.Table, fraction: float, seed: int = 1) -> tuple[pa.Ta
     return table.set_column(column, "plan", pa.array(plans, pa.string())), len(rows)
 
 
-def _sync(path: Path, state: Path, server: FlameupServer) -> dict[str, Any]:
+RUN = textwrap.dedent(
+    """
+    import json, sys, time
+    from flameup_pandas import upsert_file
+
+    path, state = sys.argv[1:]
     started = time.perf_counter()
-    summary = upsert_file(
-        path,
-        state=state,
-        api_key=server.api_key,
-        base_url=server.base_url,
-        rate_limit=None,
-        progress=False,
-    ).to_dict()
+    if state:  # the key and URL from FLAMEUP_API_KEY and FLAMEUP_BASE_URL
+        summary = upsert_file(path, state=state, rate_limit=None, progress=False).to_dict()
+    else:
+        summary = upsert_file(path, dry_run=True, progress=False).to_dict()
     summary["wall_s"] = round(time.perf_counter() - started, 2)
+    print(json.dumps(summary))
+    """
+)
+
+
+def _run(path: Path, state: Path | None, server: FlameupServer | None) -> dict[str, Any]:
+    """The summary of ``upsert_file(path, state=state)`` (a dry run without a server), run in
+    a process of its own, and its seconds (``wall_s``, from the call to its return)."""
+    env = dict(os.environ)
+    if server is not None:
+        env |= {"FLAMEUP_API_KEY": server.api_key, "FLAMEUP_BASE_URL": server.base_url}
+    done = subprocess.run(
+        [sys.executable, "-c", RUN, str(path), str(state or "")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=True,
+    )
+    summary: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
     return summary
+
+
+def _sync(path: Path, state: Path, server: FlameupServer) -> dict[str, Any]:
+    return _run(path, state, server)
 
 
 def _dry_run(path: Path) -> float:
     """Seconds of a dry run of the file (reading, validating, encoding; no state)."""
-    started = time.perf_counter()
-    upsert_file(path, dry_run=True, progress=False)
-    return round(time.perf_counter() - started, 2)
+    return float(_run(path, None, None)["wall_s"])
 
 
 def hash_speed(table: pa.Table) -> tuple[int, float]:
