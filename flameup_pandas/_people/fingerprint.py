@@ -52,7 +52,7 @@ def source_hashes(frame: pd.DataFrame, rules: Sequence[Any]) -> np.ndarray | Non
             bits = np.unpackbits(np.frombuffer(cells.buffers()[0], np.uint8), bitorder="little")
             missing = bits[cells.offset : cells.offset + n] == 0
         if pa.types.is_binary(cells.type) or pa.types.is_large_binary(cells.type):
-            offsets, data = offsets_and_data(cells)  # (a missing cell's bytes, if any, follow its -1)
+            offsets, data = offsets_and_data(cells)  # (a missing cell's bytes follow its -1)
             sizes = np.diff(offsets)
             lengths.append(sizes if missing is None else np.where(missing, -1, sizes))
             texts.append(

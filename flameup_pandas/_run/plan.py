@@ -135,7 +135,7 @@ class Rules:
         ordered = np.sort(hashes[hashes != 0])
         repeated = ordered[1:][ordered[1:] == ordered[:-1]]
         if len(repeated) and np.isin(known.identities, repeated).any():
-            return self.plan(df, labels=df.index), known.none()
+            return self.plan(df, labels=df.index), state.sent_from(np.zeros(0, np.int64))
         keys = scattered(known.keys.cast(pa.large_string()), known.positions, len(df))
         whole = Plan.start(
             self._known_payloads(df, plan.payloads, others),
@@ -149,10 +149,9 @@ class Rules:
         return whole, known
 
     def _known_payloads(self, df: pd.DataFrame, people: Payloads, others: np.ndarray) -> Payloads:
-        """The frame's payloads, the ``others`` rows planned (``people``): a row's identity
-        fields or person are taken from ``people`` where every row asked for is one of the
-        others, else from the whole frame, made only then (its identity fields alone, or a
-        plan)."""
+        """The frame's payloads, the ``others`` rows planned (``people``): what is asked of
+        some rows is taken from ``people`` where every one is of the others, else from a plan
+        of the whole frame, made only then; every row's identity fields, made when asked."""
         full = functools.cache(lambda: self.plan(df).payloads)
 
         @functools.cache
@@ -173,13 +172,6 @@ class Rules:
 
             return at
 
-        def identity_at(rows: np.ndarray) -> tuple[pa.Array, pa.Array]:
-            mine = local[rows]
-            if (mine >= 0).all():
-                return people.identity_rows(mine)
-            made, take = identity(), pa.array(rows)
-            return made.user_ids.take(take), made.emails.take(take)
-
         present = np.ones(len(df), dtype=bool)
         present[others] = people.present
         return Payloads(
@@ -190,7 +182,7 @@ class Rules:
             wire_by=lambda: full().wire,
             sorted_by=lambda: full().hashed,
             people_by=lambda: full().people,
-            identity_at=identity_at,
+            identity_at=rows_of(Payloads.identity_rows),  # (rows sent: their bytes too)
             fields_by=rows_of(Payloads.field_hashes),
             wire_at=rows_of(Payloads.wire_rows),
             sorted_at=rows_of(Payloads.hashed_rows),

@@ -83,11 +83,6 @@ class Known:
     contents: np.ndarray
     ids: np.ndarray
 
-    def none(self) -> Known:
-        """No row known (the same kinds of columns)."""
-        nothing = np.zeros(0, dtype=np.int64)
-        return Known(nothing, self.keys[:0], nothing, nothing, self.ids[:0])
-
 
 class SyncState:
     """The sync state of one target (a file path or URI): look up, record, and fold on close."""
