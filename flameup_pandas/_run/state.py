@@ -171,30 +171,31 @@ class SyncState:
         """The rows of a chunk (by source hash) whose person the state last sent from this
         very row, and what the state knows of them. (A source hash stands for the row's bytes
         under the same rules: the identity, too, is the one the row made then.)"""
-        index, rows = self._by_source
+        index, rows, keys = self._by_source
         found = index.get_indexer(pd.Index(sources, copy=False))
         at = np.flatnonzero(found >= 0)
         rows = rows[found[at]]
         taken = pa.array(rows)
         return Known(
             at,
-            self.table["identity"].take(taken).combine_chunks(),
+            keys.take(taken),
             self._hashes[rows],
             self._contents[rows],
             self._ids.take(taken).to_numpy(zero_copy_only=False),
         )
 
     @functools.cached_property
-    def _by_source(self) -> tuple[pd.Index, np.ndarray]:
+    def _by_source(self) -> tuple[pd.Index, np.ndarray, pa.Array]:
         """The source hashes as read (those noted since count from the next run), and the
-        row of each; a hash two rows share (a 64-bit collision) is left out."""
+        row of each; a hash two rows share (a 64-bit collision) is left out. And the identity
+        keys in one piece (a take from the pieces as read joins them all first, every call)."""
         sources = self.table["source_hash"].fill_null(0).to_numpy()
         rows = np.flatnonzero(sources)
         index = pd.Index(sources[rows])
         if not index.is_unique:
             kept = ~index.duplicated(keep=False)
             index, rows = index[kept], rows[kept]
-        return index, rows
+        return index, rows, self.table["identity"].combine_chunks()
 
     def note_sources(self, identity: np.ndarray, sources: np.ndarray) -> None:
         """Keep the source hashes of people found unchanged by their content (their rows
