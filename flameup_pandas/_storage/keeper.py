@@ -53,7 +53,7 @@ def keep(
     if where.local:
         local = where.local_path
         journal = local.with_name(local.name + ".journal") if separate_journal else local
-        return LocalKeeper(local, journal, what)
+        return LocalKeeper(local, journal, what, lost)
     if type(where.fs).__name__ == "ArrowFSWrapper":
         raise ConfigurationError(
             f"a {what} needs a filesystem that can create an object only if absent "
@@ -87,10 +87,11 @@ def load(
 class LocalKeeper:
     """A local state's lock (``fcntl`` on ``<path>.lock``) and its journal file, appended."""
 
-    def __init__(self, path: Path, journal: Path, what: str) -> None:
+    def __init__(self, path: Path, journal: Path, what: str, lost: str) -> None:
         self.path = path
         self.journal = journal
         self.what = what
+        self.lost = lost
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock: IO[bytes] | None = Path(f"{path}.lock").open("ab")  # noqa: SIM115
         try:
@@ -100,7 +101,7 @@ class LocalKeeper:
             raise StateError(
                 f"the {what} {path} is in use by another run (lock {path}.lock)"
             ) from None
-        self._file: IO[bytes] | None = None
+        self._file: IO[bytes] | None = None  # unbuffered: a failed append is cut back whole
 
     def __str__(self) -> str:
         return str(self.path)
@@ -132,10 +133,22 @@ class LocalKeeper:
         return None
 
     def append(self, lines: bytes) -> None:
+        """Append whole lines, or none of them: a write that fails (a full disk) is cut back
+        to where it began and stops the run, so no torn line is left before later ones."""
         if self._file is None:
-            self._file = self.journal.open("ab")
-        self._file.write(lines)
-        self._file.flush()
+            self._file = self.journal.open("ab", buffering=0)
+        start = self._file.tell()
+        try:
+            view = memoryview(lines)
+            while view:
+                view = view[self._file.write(view) or 0 :]
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._file.fileno(), start)
+            raise StateError(
+                f"cannot append to the journal of the {self.what} {self.path}: {exc}; the run "
+                f"stopped, and {self.lost}"
+            ) from exc
 
     def sync(self) -> None:
         if self._file is not None:
