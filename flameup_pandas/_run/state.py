@@ -37,6 +37,7 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from .._people.identity import find_sorted, identity_hashes
+from .._people.wire import scattered
 from .._send.delivery import PersonOutcome
 from .._storage import LEASE_SECONDS, Location, Store, StoreRetry, break_lock, resolve
 from .._storage.keeper import Content, Journals, LocalKeeper, ObjectKeeper, keep, load
@@ -215,14 +216,26 @@ class SyncState:
 
     def column_at(self, column: str, wanted: np.ndarray) -> pa.Array:
         """``column`` at the rows of the identity hashes found, null elsewhere (and where the
-        state did not keep it). Only those rows are taken, from the column's chunks as read:
-        the whole column (the values kept are most of the state) is never copied."""
+        state did not keep it). Only those rows are taken, each from its chunk as read: the
+        whole column (the values kept are most of the state) is never copied, as Arrow's take
+        of a chunked column of texts does first."""
         if len(self._sorted_hashes) == 0:
             return pa.nulls(len(wanted), STATE_SCHEMA.field(column).type)
         found, hit = self._find(wanted)
-        rows = pa.array(self._order[np.where(hit, found, 0)], mask=~hit)
-        taken = self.table[column].take(rows)
-        return taken.combine_chunks() if isinstance(taken, pa.ChunkedArray) else taken
+        rows = self._order[found[hit]]
+        chunks = self.table[column].chunks
+        ends = np.cumsum([len(chunk) for chunk in chunks])
+        which = np.searchsorted(ends, rows, side="right")
+        order = np.argsort(which, kind="stable")  # the rows chunk by chunk, then as asked
+        pieces = [
+            chunk.take(pa.array(rows[at] - (ends[k] - len(chunk))))
+            for k, chunk in enumerate(chunks)
+            if len(at := order[which[order] == k])
+        ]
+        taken = pa.concat_arrays(pieces) if pieces else pa.array([], chunks[0].type)
+        back = np.empty(len(rows), dtype=np.int64)
+        back[order] = np.arange(len(rows))
+        return scattered(taken.take(pa.array(back)), np.flatnonzero(hit), len(wanted))
 
     def record_outcomes(
         self,
