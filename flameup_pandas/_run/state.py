@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import orjson
@@ -97,14 +97,9 @@ class SyncState:
         self._hashes = hashes = table["identity_hash"].to_numpy()
         self._contents = table["content_hash"].to_numpy()
         self._sources = table["source_hash"].fill_null(0).to_numpy().copy()  # noted ones too
-        # each identity is there once (every write merges): no need of a stable sort, unless
-        # a file written elsewhere repeats one (the first row of it is then found)
-        self._order = np.argsort(hashes)
-        if np.any(np.diff(hashes[self._order]) == 0):
-            self._order = np.argsort(hashes, kind="stable")
-        self._sorted_hashes = hashes[self._order]
-        # what each lookup reads, made once per run (ids are taken at the rows found)
-        self._sorted_contents = self._contents[self._order]
+        # each identity is there once (every write merges), unless a file written elsewhere
+        # repeats one: the first row of it is then found
+        self._by_identity = _rows_by(hashes, keep="first")
         self._ids = table["flameup_id"].combine_chunks()
         self._noted = False  # source hashes noted, to be written on closing
 
@@ -161,48 +156,43 @@ class SyncState:
         exactly this payload (content hash) last sent? And its known flameup_id."""
         unchanged = np.zeros(len(wanted), dtype=bool)
         ids = np.full(len(wanted), None, dtype=object)
-        found, hit = self._find(wanted)
-        at = found[hit]
-        unchanged[hit] = self._sorted_contents[at] == np.asarray(hashes)[hit]
-        if len(at):
-            ids[hit] = self._ids.take(pa.array(self._order[at])).to_numpy(zero_copy_only=False)
+        rows, hit = self._find(wanted)
+        unchanged[hit] = self._contents[rows] == np.asarray(hashes)[hit]
+        if len(rows):
+            ids[hit] = self._ids.take(pa.array(rows)).to_numpy(zero_copy_only=False)
         return unchanged, ids
 
     def sent_from(self, sources: np.ndarray) -> Known:
         """The rows of a chunk (by source hash) whose person the state last sent from this
         very row, and what the state knows of them. (A source hash stands for the row's bytes
         under the same rules: the identity, too, is the one the row made then.)"""
-        index, rows, keys = self._by_source
-        found = index.get_indexer(pd.Index(sources, copy=False))
-        at = np.flatnonzero(found >= 0)
-        rows = rows[found[at]]
-        taken = pa.array(rows)
+        rows, hit = _found(self._by_source, sources)
+        at, taken = np.flatnonzero(hit), pa.array(rows)
         return Known(
             at,
-            keys.take(taken),
+            self._keys.take(taken),
             self._hashes[rows],
             self._contents[rows],
             self._ids.take(taken).to_numpy(zero_copy_only=False),
         )
 
     @functools.cached_property
-    def _by_source(self) -> tuple[pd.Index, np.ndarray, pa.Array]:
-        """The source hashes as read (those noted since count from the next run), and the
-        row of each; a hash two rows share (a 64-bit collision) is left out. And the identity
-        keys in one piece (a take from the pieces as read joins them all first, every call)."""
-        sources = self.table["source_hash"].fill_null(0).to_numpy()
-        rows = np.flatnonzero(sources)
-        index = pd.Index(sources[rows])
-        if not index.is_unique:
-            kept = ~index.duplicated(keep=False)
-            index, rows = index[kept], rows[kept]
-        return index, rows, self.table["identity"].combine_chunks()
+    def _by_source(self) -> tuple[pd.Index, np.ndarray]:
+        """The rows by their source hashes as read (those noted since count from the next
+        run); a hash two rows share (a 64-bit collision) finds neither."""
+        return _rows_by(self.table["source_hash"].fill_null(0).to_numpy(), keep=False)
+
+    @functools.cached_property
+    def _keys(self) -> pa.Array:
+        """The identity keys in one piece (a take from the pieces as read joins them all
+        first, every call)."""
+        return self.table["identity"].combine_chunks()
 
     def note_sources(self, identity: np.ndarray, sources: np.ndarray) -> None:
         """Keep the source hashes of people found unchanged by their content (their rows
         changed as their people did not, or the state predates them) for the next run."""
-        found, hit = self._find(identity)
-        self._sources[self._order[found[hit]]] = sources[hit]
+        rows, hit = self._find(identity)
+        self._sources[rows] = sources[hit]
         self._noted |= bool(hit.any())
 
     def known_fields(self, wanted: np.ndarray) -> tuple[np.ndarray, pa.Array]:
@@ -210,19 +200,15 @@ class SyncState:
         return self._find(wanted)[1], self.column_at("fields", wanted)
 
     def _find(self, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Places among the sorted hashes, and whether each identity hash is there."""
-        found, hit = find_sorted(self._sorted_hashes, wanted)
-        return found, hit & (wanted != 0)
+        """The rows of the identity hashes in the state, and whether each is there."""
+        return _found(self._by_identity, wanted)
 
     def column_at(self, column: str, wanted: np.ndarray) -> pa.Array:
         """``column`` at the rows of the identity hashes found, null elsewhere (and where the
         state did not keep it). Only those rows are taken, each from its chunk as read: the
         whole column (the values kept are most of the state) is never copied, as Arrow's take
         of a chunked column of texts does first."""
-        if len(self._sorted_hashes) == 0:
-            return pa.nulls(len(wanted), STATE_SCHEMA.field(column).type)
-        found, hit = self._find(wanted)
-        rows = self._order[found[hit]]
+        rows, hit = self._find(wanted)
         chunks = self.table[column].chunks
         ends = np.cumsum([len(chunk) for chunk in chunks])
         which = np.searchsorted(ends, rows, side="right")
@@ -232,7 +218,8 @@ class SyncState:
             for k, chunk in enumerate(chunks)
             if len(at := order[which[order] == k])
         ]
-        taken = pa.concat_arrays(pieces) if pieces else pa.array([], chunks[0].type)
+        kind = STATE_SCHEMA.field(column).type
+        taken = pa.concat_arrays(pieces) if pieces else pa.array([], kind)
         back = np.empty(len(rows), dtype=np.int64)
         back[order] = np.arange(len(rows))
         return scattered(taken.take(pa.array(back)), np.flatnonzero(hit), len(wanted))
@@ -278,6 +265,25 @@ class SyncState:
             return parquet_writer(self.table)
 
         self._keeper.close(fold, force=self._noted)
+
+
+def _rows_by(values: np.ndarray, keep: Literal["first", False]) -> tuple[pd.Index, np.ndarray]:
+    """A hash index of the nonzero ``values`` and the row of each; a value that repeats
+    finds its first row (``keep="first"``) or none (False)."""
+    rows = np.flatnonzero(values)
+    index = pd.Index(values[rows])
+    if not index.is_unique:
+        kept = ~index.duplicated(keep=keep)
+        index, rows = index[kept], rows[kept]
+    return index, rows
+
+
+def _found(by: tuple[pd.Index, np.ndarray], wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of the ``wanted`` values found (:func:`_rows_by`), and whether each was."""
+    index, rows = by
+    at = index.get_indexer(pd.Index(wanted, copy=False))
+    hit = at >= 0
+    return rows[at[hit]], hit
 
 
 def merge_journals(table: pa.Table, journals: Journals) -> pa.Table:
