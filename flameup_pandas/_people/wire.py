@@ -141,7 +141,7 @@ def timestamp_texts(utc: np.ndarray) -> pa.Array:
     second_ticks = seconds.view(np.int64)
     second_of_day = second_ticks % 86_400
     days = (second_ticks - second_of_day) // 86_400
-    if len(days) and days.max() - days.min() < 4 * len(days) + 1000:
+    if len(days) and days.max() - days.min() < 4 * len(days):
         first = days.min()  # a table of every day in the range: no sort needed
         uniques, codes = np.arange(first, days.max() + 1), days - first
     else:
