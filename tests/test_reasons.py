@@ -171,3 +171,20 @@ def test_a_file_with_rows_sharing_an_email_says_so_too(flameup_server, tmp_path)
     assert [w.line() for w in summary.warnings] == [
         "warning  2  2 people share the email a@x.io (rows 0, 2)"
     ]
+
+
+def test_a_rerun_warns_of_shared_emails_among_the_people_it_sends(flameup_server, tmp_path):
+    state = tmp_path / "s.parquet"
+    people = {"userId": ["u1", "u2", "u3", "u4"], "email": ["a@x.io", "b@x.io", "A@x.io", "c@x.io"]}
+    df = pd.DataFrame(people)
+    first = df.flameup.upsert(state=state, **target(flameup_server)).flameup.summary()
+    assert [w.reason for w in first.warnings] == ["2 people share the email a@x.io"]
+    # unchanged, skipped: warned of once, when they were sent
+    again = df.flameup.upsert(state=state, **target(flameup_server)).flameup.summary()
+    assert again.counts["skipped"] == 4 and again.warnings == ()
+    # a changed person sharing an email with another sent along
+    df.loc[3, "email"] = "B@x.io"
+    df.loc[1, "email"] = "b@X.io"
+    third = df.flameup.upsert(state=state, **target(flameup_server)).flameup.summary()
+    assert third.counts["updated"] == 2
+    assert [w.reason for w in third.warnings] == ["2 people share the email b@X.io"]
