@@ -218,8 +218,7 @@ def plan_arrow(
     The source's rows as one frame (numbered from 0) with :func:`plan`'s three columns;
     ``against`` and ``sample`` are :func:`plan`'s.
     """
-    rows, rules, delivery, run = _rows("plan_arrow", source, chunk_rows, options)
-    return plan_rows(rows, rules, delivery, run, (against, sample))
+    return plan_rows(*_rows("plan_arrow", source, chunk_rows, options), (against, sample))
 
 
 def _rows(
@@ -254,9 +253,7 @@ def against_people(against: str, sample: int | None) -> int:
         isinstance(sample, bool) or not isinstance(sample, int) or sample < 1
     ):
         raise ValueError(f"sample must be a number of people, at least 1: {sample!r}")
-    if against == "state":
-        return 0
-    return sample if sample is not None else 2**62
+    return 0 if against == "state" else sample or 2**62
 
 
 def plan_rows(

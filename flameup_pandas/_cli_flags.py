@@ -235,7 +235,7 @@ def table_source(args: argparse.Namespace) -> Iterator[Any]:
         con = duckdb.connect(str(database) if database else ":memory:", read_only=bool(database))
     except duckdb.Error as exc:
         raise ConfigurationError(f"cannot open {database}: {_first_line(exc)}") from None
-    try:
+    with contextlib.closing(con):
         try:
             relation = con.sql(args.sql)
         except duckdb.Error as exc:
@@ -243,8 +243,6 @@ def table_source(args: argparse.Namespace) -> Iterator[Any]:
         if relation is None:
             raise ConfigurationError("the query returned no rows to send (is it a SELECT?)")
         yield relation.to_arrow_reader(batch_size=CHUNK_ROWS)
-    finally:
-        con.close()
 
 
 def _first_line(exc: Exception) -> str:

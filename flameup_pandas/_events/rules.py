@@ -85,8 +85,7 @@ class EventRules:
 
     def parameter_columns(self, df: pd.DataFrame) -> list[Hashable]:
         if self.parameters is not None:
-            missing = [c for c in self.parameters if c not in df.columns]
-            if missing:
+            if missing := [c for c in self.parameters if c not in df.columns]:
                 raise MappingError(f"parameters= names columns the frame lacks: {missing}")
             return list(self.parameters)
         used = {self.user_id, self.email, self.event_column, self.timestamp, self.event_id_column}

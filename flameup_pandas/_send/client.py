@@ -120,12 +120,8 @@ def is_page_answer(answer: Answer, items: str = "people") -> bool:
     >>> is_page_answer(Answer(200, {}, {"people": []})), is_page_answer(Answer(200, {}, [1]))
     (False, False)
     """
-    body = answer.body
-    return (
-        isinstance(body, dict)
-        and isinstance(body.get(items), list)
-        and type(body.get("total")) is int
-    )
+    body = answer.body if isinstance(answer.body, dict) else {}
+    return isinstance(body.get(items), list) and type(body.get("total")) is int
 
 
 def is_person_answer(answer: Answer) -> bool:
@@ -294,10 +290,8 @@ class FlameupClient:
         body: bytes | None = None,
         params: Mapping[str, Any] | None = None,
     ) -> Answer:
-        """Send one request and return the answer, whatever its status.
-
-        Raises TransportError when no answer came (connection refused or dropped, timeout).
-        """
+        """Send one request and return the answer, whatever its status; raises TransportError
+        when no answer came (connection refused or dropped, timeout)."""
         headers = {"Content-Type": "application/json"} if body is not None else None
         started = time.monotonic()
         try:
@@ -351,8 +345,7 @@ class FlameupClient:
     def get_person(self, id_or_email: str) -> dict[str, Any] | None:
         """GET /people/{id}: the person (in canonical form, :func:`read_person`) by external id or
         email, or None for Flameup's own 404. Any other answer that is not a person raises
-        :class:`APIError` saying what came back. One request, no retries.
-        """
+        :class:`APIError` saying what came back. One request, no retries."""
         path = "/people/" + path_segment(id_or_email)
         answer = self.request("GET", path)
         if answer.status == 404 and is_error_answer(answer):
@@ -407,8 +400,7 @@ def display_url(base_url: str) -> str:
     host = parsed.hostname or ""
     if ":" in host:
         host = f"[{host}]"
-    port = parsed.port
-    if port is not None and port != {"http": 80, "https": 443}.get(parsed.scheme):
+    if (port := parsed.port) is not None and port != {"http": 80, "https": 443}.get(parsed.scheme):
         host = f"{host}:{port}"
     return f"{parsed.scheme}://{host}{parsed.path}"
 
@@ -435,7 +427,6 @@ def why_unreachable(exc: requests.RequestException) -> str | None:
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:
-    """``exc`` and what it wraps: urllib3's ``reason``, ``args[0]``, ``__cause__``."""
     seen: set[int] = set()
     todo: list[object] = [exc]
     while todo:

@@ -268,8 +268,7 @@ class Deliverer:
         if len(people) == 1:
             return [PersonOutcome("rejected", error=rejection_message(error, 0))]
         self.stats.add(splits=1)
-        named = named_indices(error, len(people))
-        if named:
+        if named := named_indices(error, len(people)):
             # The server told us who is bad: reject them and resend the rest in one request.
             resent = iter(self.send([p for i, p in enumerate(people) if i not in named]))
             return [
@@ -402,8 +401,7 @@ def named_indices(error: APIError, size: int) -> set[int]:
     """Positions of the people a validation error names (``people[3].email``), if all valid."""
     indices = set()
     for key in error.fields:
-        match = _FIELD_INDEX.match(key)
-        if match is None:
+        if (match := _FIELD_INDEX.match(key)) is None:
             return set()
         indices.add(int(match.group(1)))
     return indices if indices and max(indices) < size else set()
@@ -413,8 +411,7 @@ def rejection_message(error: APIError, index: int) -> str:
     """The server's reason for refusing the person at ``index`` of the request."""
     own = []
     for key, message in error.fields.items():
-        match = _FIELD_INDEX.match(key)
-        if match is None:
+        if (match := _FIELD_INDEX.match(key)) is None:
             own.append((key, message))
         elif int(match.group(1)) == index:
             own.append((match.group(2) or "person", message))
@@ -458,7 +455,6 @@ def read_success(people: People, answer: Answer) -> list[PersonOutcome]:
 def _match_people(
     people: People, stored_people: list[dict[str, Any]]
 ) -> list[dict[str, Any] | None]:
-    """For each person sent, the person of the answer with its identity (None: not there)."""
     by_id: dict[str, dict[str, Any]] = {}
     by_email: dict[str, dict[str, Any]] = {}
     for stored in stored_people:

@@ -313,8 +313,7 @@ def shared_limiter(key: str, rate_per_minute: float | None) -> RateLimiter:
     if not _FINGERPRINT.fullmatch(key):
         raise ValueError("shared_limiter needs a SHA-256 hex fingerprint, not a raw API key")
     with _SHARED_LOCK:
-        limiter = _SHARED.get(key)
-        if limiter is None:
+        if (limiter := _SHARED.get(key)) is None:
             limiter = _SHARED[key] = RateLimiter(rate_per_minute)
         elif limiter.rate_per_minute != rate_per_minute:
             limiter.set_rate(rate_per_minute)

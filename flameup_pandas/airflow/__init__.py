@@ -212,8 +212,7 @@ def _file_task(
         logger.warning("%s: %s; %s", title, stop, done)
         raise
     out = _plain(summary.to_dict())
-    results = options.get("results")
-    if results is not None:
+    if (results := options.get("results")) is not None:
         out["results"] = str(results)
     logger.info("%s: %s", title, _one_line(out))
     if summary.stopped is not None:

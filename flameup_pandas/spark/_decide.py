@@ -124,14 +124,10 @@ def decide(
         .when(found | f.lit(not with_state), "update")
         .otherwise("create")
     )
-    error = f.when(
-        duplicate,
-        f.concat(
-            f.lit("duplicate identity: row "),
-            f.col("_winner").cast("string"),
-            f.lit(" with the same identity was sent instead"),
-        ),
-    ).when(unchanged, f.lit(UNCHANGED))
+    repeat = f.format_string(
+        "duplicate identity: row %d with the same identity was sent instead", "_winner"
+    )
+    error = f.when(duplicate, repeat).when(unchanged, f.lit(UNCHANGED))
     decided = pending.select(
         *[c for c in planned.columns if c not in (ERROR, *_TO_SEND)],
         # only the people to send keep their JSON in the checkpoint

@@ -158,15 +158,13 @@ def planned_batch(
 
 
 def _where(mask: np.ndarray, texts: pa.Array) -> pa.Array:
-    """``texts`` where ``mask``, null elsewhere."""
     return pc.if_else(pa.array(mask), texts, pa.scalar(None, texts.type))
 
 
 def _field_lists(plan: Plan, pending: np.ndarray) -> list[pa.Array]:
     """Per row to send, the names and hashes of its fields (userId too); null for the rest."""
     n = len(plan.status)
-    fields = plan.payloads.field_hashes(pending)
-    if fields is None or len(pending) == 0:
+    if (fields := plan.payloads.field_hashes(pending)) is None or len(pending) == 0:
         return [pa.nulls(n, pa.list_(pa.string())), pa.nulls(n, pa.list_(pa.int64()))]
     present = fields.present.T  # rows x fields
     names = np.asarray(fields.names, dtype=object)[np.nonzero(present)[1]]
