@@ -401,17 +401,13 @@ def _write_parts(tables: Iterator[pa.Table], folder: Path) -> list[Path]:
     """Append tables to parquet parts, opening a new part whenever the schema changes."""
     parts: list[Path] = []
     writer: pq.ParquetWriter | None = None
-    try:
+    with contextlib.ExitStack() as part:
         for table in tables:
             if writer is None or not writer.schema.equals(table.schema):
-                if writer is not None:
-                    writer.close()
+                part.close()  # the part before, if any
                 parts.append(folder / f"part-{len(parts):05d}.parquet")
-                writer = pq.ParquetWriter(parts[-1], table.schema)
+                writer = part.enter_context(pq.ParquetWriter(parts[-1], table.schema))
             writer.write_table(table)
-    finally:
-        if writer is not None:
-            writer.close()
     return parts
 
 

@@ -52,11 +52,6 @@ MAX_WAIT = 120.0
 RECURRING_HOLDS = 2
 
 
-def _parse_count(value: str | None) -> int | None:
-    count = header_number(value)
-    return None if count is None else int(count)
-
-
 class ServerClock:
     """How far the server's clock is ahead of ours (negative: behind), from ``Date`` headers.
 
@@ -206,8 +201,10 @@ class RateLimiter:
 
     def observe(self, headers: Mapping[str, str], elapsed: float = 0.0) -> None:
         """One of our requests got an answer (any status), ``elapsed`` seconds after it was sent."""
-        limit = _parse_count(header(headers, "X-RateLimit-Limit"))
-        remaining = _parse_count(header(headers, "X-RateLimit-Remaining"))
+        limit, remaining = (
+            None if (n := header_number(header(headers, f"X-RateLimit-{name}"))) is None else int(n)
+            for name in ("Limit", "Remaining")
+        )
         reset_text = header(headers, "X-RateLimit-Reset")
         date = header(headers, "Date")
         with self._cond:
