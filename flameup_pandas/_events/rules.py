@@ -198,10 +198,9 @@ def _one_timestamp(value: Any, naive: str) -> tuple[Any, str | None]:
         return None, None
     if isinstance(value, str):
         try:
-            parsed = dt.datetime.fromisoformat(value.strip())
+            value = dt.datetime.fromisoformat(value.strip())
         except ValueError:
             return None, "timestamp_format"
-        value = parsed
     if isinstance(value, dt.datetime | np.datetime64):
         stamp = pd.Timestamp(value)
         if stamp.tzinfo is None:

@@ -142,9 +142,7 @@ def error_class(status: int) -> type[APIError]:
         return RateLimitError
     if status in (400, 409, 422):
         return RequestRejectedError
-    if status >= 500:
-        return ServerError
-    return APIError
+    return ServerError if status >= 500 else APIError
 
 
 def read_error_body(body: Any, text: str = "") -> tuple[str, dict[str, str], str | None]:
@@ -261,9 +259,7 @@ class FlameupClient:
             session.headers["User-Agent"] = f"flameup-pandas/{__version__}"
         self._session = session
         # proxies and CA bundle from the environment, read once: requests reads them per request
-        self._settings = self._session.merge_environment_settings(
-            self.base_url, {}, None, None, None
-        )
+        self._settings = session.merge_environment_settings(self.base_url, {}, None, None, None)
 
     def __repr__(self) -> str:
         hint = next((p for p in KEY_PREFIXES if self.__key.startswith(p)), "") + "…"
@@ -320,9 +316,8 @@ class FlameupClient:
                 unreachable=unreachable is not None,
             ) from None
         if response.is_redirect or 300 <= response.status_code < 400:
-            location = response.headers.get("Location")
             where = "nowhere (no Location header)"
-            if location:
+            if location := response.headers.get("Location"):
                 where = display_url(urllib.parse.urljoin(response.url, location))
             raise ConfigurationError(
                 f"{method} {path} was answered with a redirect (HTTP {response.status_code}) to "

@@ -269,7 +269,6 @@ class Deliverer:
             return [PersonOutcome("rejected", error=rejection_message(error, 0))]
         self.stats.add(splits=1)
         if named := named_indices(error, len(people)):
-            # The server told us who is bad: reject them and resend the rest in one request.
             resent = iter(self.send([p for i, p in enumerate(people) if i not in named]))
             return [
                 PersonOutcome("rejected", error=rejection_message(error, i))
@@ -277,7 +276,6 @@ class Deliverer:
                 else next(resent)
                 for i in range(len(people))
             ]
-        # No names: split in halves until the bad people stand alone (a 413 splits the same way).
         middle = len(people) // 2
         return self.send(people[:middle]) + self.send(people[middle:])
 

@@ -255,7 +255,6 @@ class RateLimiter:
         if window is None:
             return max(at, _next_free(self._assumed, ASSUMED_WINDOW)), False
         if now >= window.reset:
-            # The window we knew has ended: one request goes first; its answer tells the rest.
             if self._probing and self.in_flight > 0:
                 return max(at, now + self._max_wait), True
             return at, False
@@ -408,8 +407,6 @@ class InFlight:
         self._base = min(self._base, latency)
         if self._recent > LATENCY_RISE * min(self._fastest) + LATENCY_SLACK:
             self._cut()
-        # a place is earned when every place was taken while it was out and no queue builds
-        # (an answer within twice the run's fastest, plus 10 ms: more would wait in the server)
         elif self._filled > slot.filled and latency <= LATENCY_RISE * self._base + 0.01:
             step = 1.0 if self._limit < self._threshold else 1.0 / self._limit
             self._limit = min(self._ceiling, self._limit + step)

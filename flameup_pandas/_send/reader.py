@@ -57,8 +57,6 @@ class PeopleReader:
             if now != total and on_total is not None:
                 on_total(now)
             if total is not None and now < total and offset > 0:
-                # The list shrank while we read: people moved towards the start, maybe past
-                # our offset. Step back by as many places and read again.
                 logger.info("people total went from %d to %d: re-reading", total, now)
                 offset, total = max(0, offset - (total - now)), now
                 continue
@@ -88,7 +86,6 @@ class PeopleReader:
 
 
 def _unseen(people: list[Any], seen: HashRuns) -> list[dict[str, Any]]:
-    """The page's people in canonical form, less those already read (by ``id``)."""
     canonical = [read_person(p) for p in people if isinstance(p, dict)]
     hashes = identity_hashes([str(p["id"]) if p.get("id") else None for p in canonical])
     earlier = seen.contains(hashes)

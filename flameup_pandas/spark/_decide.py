@@ -101,9 +101,8 @@ def decide(
     settled = planned.where(f.col(STATUS).isNotNull()).withColumn(
         ACTION, f.when(f.col(STATUS) == "invalid", "invalid").otherwise("skipped")
     )
-    pending = planned.where(f.col(STATUS).isNull())
     winner = f.max(ROW).over(Window.partitionBy("identity_hash", "identity"))
-    pending = pending.withColumn("_winner", winner)
+    pending = planned.where(f.col(STATUS).isNull()).withColumn("_winner", winner)
     duplicate = f.col(ROW) != f.col("_winner")
     found: Column = f.lit(False)
     unchanged: Column = f.lit(False)
