@@ -76,12 +76,9 @@ def pair(metavar: str, *, secret: bool = False) -> Callable[[str], tuple[str, An
             shown = f"one without '=' or without a key ({key.strip()[:40]!r})"
             shown = shown if secret else repr(text)
             raise argparse.ArgumentTypeError(f"wants {metavar}, got {shown}")
-        if not secret:
-            return key.strip(), value.strip()
-        try:
-            return key.strip(), orjson.loads(value)
-        except orjson.JSONDecodeError:
-            return key.strip(), value
+        with contextlib.suppress(orjson.JSONDecodeError):
+            value = orjson.loads(value) if secret else value.strip()
+        return key.strip(), value
 
     return parse
 

@@ -75,8 +75,7 @@ class ServerClock:
         self._bounds: deque[tuple[float, float]] = deque(maxlen=self.SAMPLES)
 
     def heard(self, date: str | None, *, sent: float, received: float) -> None:
-        """An answer's ``Date`` (HTTP date or Unix seconds, else ignored); ``sent``, ``received``:
-        our wall times."""
+        """An answer's ``Date`` (HTTP date or Unix seconds); ``sent``/``received``: wall time."""
         when = None if date is None else parse_retry_after(date, now_wall=0.0)  # Unix seconds
         if when is not None:
             self._bounds.append((when - received, when + 1.0 - min(sent, received)))
@@ -215,7 +214,7 @@ class RateLimiter:
             if limit is not None and limit > 0:
                 self._limit = limit
                 remaining = None if remaining is None else min(remaining, limit)
-            reset = None if reset_text is None else parse_reset(reset_text, server_now)
+            reset = parse_reset(reset_text, server_now)
             if remaining is None or reset is None or reset <= server_now:
                 # no usable rate headers: a window still running stays as it was; after one
                 # ended, the documented budget is assumed until the server says more

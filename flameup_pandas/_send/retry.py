@@ -56,7 +56,7 @@ def parse_retry_after(value: str, now_wall: float) -> float | None:
     return max(0.0, when.timestamp() - now_wall)
 
 
-def parse_reset(value: str, now_wall: float) -> float | None:
+def parse_reset(value: str | None, now_wall: float) -> float | None:
     """The Unix time an ``X-RateLimit-Reset`` names (None if unreadable); one too small to be
     a recent Unix time is seconds from now (as some servers send), not a moment in 1970."""
     if (reset := header_number(value)) is None:
@@ -218,10 +218,8 @@ class RetryPolicy:
         retry_after = (header(headers, "Retry-After") or "").strip()
         seconds = parse_retry_after(retry_after, now_wall) if retry_after else None
         if seconds is not None:
-            absolute = not _DELTA_SECONDS.fullmatch(retry_after)
-            return seconds + (self.reset_margin if absolute else 0.0)
-        reset_value = header(headers, "X-RateLimit-Reset")
-        reset = None if reset_value is None else parse_reset(reset_value, now_wall)
+            return seconds + (0.0 if _DELTA_SECONDS.fullmatch(retry_after) else self.reset_margin)
+        reset = parse_reset(header(headers, "X-RateLimit-Reset"), now_wall)
         if reset is None or reset <= now_wall:
             return None
         return reset - now_wall + self.reset_margin

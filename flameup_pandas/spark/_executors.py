@@ -122,8 +122,7 @@ def plan_batches(
 def planned_batch(
     rules: Rules, frame: pd.DataFrame, rows: np.ndarray, *, needs: Needs = Needs()
 ) -> pa.RecordBatch:
-    """A batch's plan as rows (:data:`PLANNED_SCHEMA`, and the columns ``needs`` asks for),
-    built a column at a time from the plan's Arrow arrays."""
+    """A batch's plan as rows (:data:`PLANNED_SCHEMA`, and the columns ``needs`` asks for)."""
     plan = rules.plan(frame, labels=rows.tolist())
     n = len(plan.status)
     pending = plan.pending()
