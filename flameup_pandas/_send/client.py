@@ -188,7 +188,6 @@ def is_loopback(host: str) -> bool:
 
 
 def check_base_url(base_url: str, *, allow_http: bool) -> str:
-    """Normalise a base URL, refusing plain http to anything but loopback unless allowed."""
     parsed = urllib.parse.urlsplit(base_url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise ConfigurationError(f"base_url must be an http(s) URL with a host, got {base_url!r}")

@@ -36,7 +36,6 @@ __all__ = [
     "IN_FLIGHT",
     "NOT_SENT",
     "Deliverer",
-    "DeliveryStats",
     "GaveUp",
     "PersonOutcome",
     "Stream",

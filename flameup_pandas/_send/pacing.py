@@ -30,13 +30,11 @@ from .retry import header, header_number, parse_reset, parse_retry_after
 
 __all__ = [
     "ASSUMED_LIMIT",
-    "ASSUMED_WINDOW",
     "MAX_IN_FLIGHT",
     "MAX_WAIT",
     "START",
     "InFlight",
     "RateLimiter",
-    "ServerClock",
     "Slot",
     "shared_limiter",
 ]

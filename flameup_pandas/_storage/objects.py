@@ -49,7 +49,6 @@ class StoreRetry:
     deadline: float = 60.0
 
     def wait(self, attempt: int) -> float:
-        """Seconds to wait before try ``attempt + 1`` (full jitter)."""
         return random.uniform(0, min(self.backoff_max, self.backoff * 2**attempt))
 
 

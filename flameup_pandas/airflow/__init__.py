@@ -246,8 +246,7 @@ def _allowance(rows: int, max_failed: int, max_failed_share: float | None) -> in
 
 def _plain(values: dict[str, Any]) -> dict[str, Any]:
     """JSON's plain values: numpy scalars as numbers, anything else as text."""
-    plain = orjson.dumps(values, default=str, option=orjson.OPT_SERIALIZE_NUMPY)
-    return dict(orjson.loads(plain))
+    return dict(orjson.loads(orjson.dumps(values, default=str, option=orjson.OPT_SERIALIZE_NUMPY)))
 
 
 def _one_line(summary: dict[str, Any]) -> str:
