@@ -43,13 +43,12 @@ def track(df: pd.DataFrame, **options: Unpack[TrackOptions]) -> pd.DataFrame:
     (or those in ``parameters``, less ``exclude``) is sent under ``parameters`` by the same
     value rules as traits. ``event_id_column=`` names a column whose value is the event's key.
 
-    Never twice: a repeated event is ``skipped``; with ``state=`` (a path or URI) so is one
-    Flameup confirmed in an earlier run, and one whose answer was lost is looked up in the
-    events listing before it is sent again (``uncertain`` when the listing cannot tell).
-    ``max_duration`` and ``dry_run`` are :func:`upsert`'s, as are the delivery keywords (one
-    request per event). Ctrl-C or SIGTERM raises :class:`~flameup_pandas.UpsertInterrupted`
-    whose ``result`` is the frame so far. The events guide (``docs/guides/events.md``) tells
-    exactly what is promised.
+    Never twice: a repeated event is ``skipped``; with ``state=`` (a path or URI) so is one Flameup
+    confirmed in an earlier run, and one whose answer was lost is looked up in the events listing
+    before it is sent again (``uncertain`` when the listing cannot tell). ``max_duration`` and
+    ``dry_run`` are :func:`upsert`'s, as are the delivery keywords (one request per event). Ctrl-C
+    or SIGTERM raises :class:`~flameup_pandas.UpsertInterrupted` whose ``result`` is the frame so
+    far. ``docs/guides/events.md`` tells exactly what is promised.
 
     >>> import pandas as pd, flameup_pandas
     >>> df = pd.DataFrame({"userId": ["u1"], "timestamp": [pd.Timestamp("2026-01-02", tz="UTC")],

@@ -206,10 +206,9 @@ def check_base_url(base_url: str, *, allow_http: bool) -> str:
 class FlameupClient:
     """A connection to one Flameup workspace (one API key at one base URL).
 
-    The key comes from ``api_key=`` or the ``FLAMEUP_API_KEY`` environment variable, the base
-    URL from ``base_url=`` or ``FLAMEUP_BASE_URL`` (default ``https://api.flameup.ai/api/v1``).
-    One :class:`requests.Session` with a connection pool sized for ``pool_size`` parallel
-    requests is shared by all threads.
+    The key comes from ``api_key=`` or the ``FLAMEUP_API_KEY`` environment variable, the base URL
+    from ``base_url=`` or ``FLAMEUP_BASE_URL`` (default ``https://api.flameup.ai/api/v1``). All
+    threads share one :class:`requests.Session`, pooled for ``pool_size`` parallel requests.
 
     >>> client = FlameupClient(api_key="ws_test_acme_x.0123", base_url="http://127.0.0.1:9/api/v1")
     >>> client

@@ -289,8 +289,7 @@ class Stream(Generic[T, Out]):
     adaptive limit), and up to two batches per place are handed out at once, so a worker that
     finishes starts its next request without waiting for the consumer; the first batch goes alone,
     so a bad key or URL costs one request. The workers are daemon threads: :meth:`stop` returns at
-    once, never waiting for a request in flight or its retries, and an interpreter that exits does
-    not wait for them either."""
+    once, never waiting for a request in flight or its retries, nor does an exiting interpreter."""
 
     def __init__(
         self,
