@@ -280,13 +280,11 @@ class RateLimiter:
             remaining = min(remaining, window.remaining)
         else:
             self._probing = False
-        reset = now + min(ahead, self._max_wait)
-        self.window = Window(reset_wall, reset, remaining)
+        self.window = Window(reset_wall, now + min(ahead, self._max_wait), remaining)
 
     def _even_spacing(self, now: float) -> float:
         """Conservative pace: ``Limit`` per learned window, and the budget over the time left."""
-        limit = self._limit or ASSUMED_LIMIT
-        spacing = (self._window_length or ASSUMED_WINDOW) / limit
+        spacing = (self._window_length or ASSUMED_WINDOW) / (self._limit or ASSUMED_LIMIT)
         window = self.window
         if window is not None and now < window.reset:
             budget = window.remaining - self.in_flight
