@@ -75,9 +75,8 @@ def validate_events(df: pd.DataFrame, **options: Unpack[EventRuleOptions]) -> pd
     """
     rules = event_rules_of("validate_events", options)
     report = plan_events(df, rules, dt.datetime.now(dt.UTC)).report
-    labels = df.index.to_numpy()[report["row"].to_numpy()]
     out = report.drop(columns="row")
-    out.insert(0, "index", pd.Series(labels, dtype=object))
+    out.insert(0, "index", pd.Series(df.index.to_numpy()[report["row"].to_numpy()], dtype=object))
     return out
 
 
@@ -144,8 +143,7 @@ def read_events(
         if value is not None
     }
     with contextlib.closing(Delivery(**options).open()) as sender:
-        listed = list(EventSender(sender.deliverer, workspace_id).listed(filters))
-    return _events_frame(listed)
+        return _events_frame(list(EventSender(sender.deliverer, workspace_id).listed(filters)))
 
 
 def _events_frame(listed: list[dict[str, Any]]) -> pd.DataFrame:

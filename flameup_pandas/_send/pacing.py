@@ -113,8 +113,7 @@ due at 61.00000000000001) must never fit ``count + 1`` starts in one span."""
 
 def _next_free(starts: deque[float], span: float) -> float:
     """When another start fits, at most ``maxlen`` of ``starts`` in any ``span`` seconds."""
-    full = len(starts) == starts.maxlen
-    return starts[0] + span + _SPAN_SLACK if full else -math.inf
+    return starts[0] + span + _SPAN_SLACK if len(starts) == starts.maxlen else -math.inf
 
 
 class RateLimiter:

@@ -68,10 +68,9 @@ class PeopleReader:
 
     def _get(self, offset: int) -> dict[str, Any]:
         params = {"limit": PAGE_SIZE, "offset": offset, **self.filters}
-        client = self.deliverer.client
         try:
             answer = self.deliverer.request(
-                lambda: client.request("GET", "/people", params=params),
+                lambda: self.deliverer.client.request("GET", "/people", params=params),
                 f"people page at offset {offset}",
                 is_page_answer,
             )

@@ -125,10 +125,9 @@ def _live(record: dict[str, Any]) -> bool:
     if record.get("released"):
         return False
     try:
-        expires = datetime.fromisoformat(str(record.get("expires")))
+        return datetime.fromisoformat(str(record.get("expires"))) > datetime.now(UTC)
     except ValueError:
         return False
-    return expires > datetime.now(UTC)
 
 
 def _locked(state: str, record: dict[str, Any]) -> LockedError:
