@@ -277,10 +277,8 @@ def run_validate(args: argparse.Namespace) -> int:
                 shown = report.head(args.limit - problems)
                 print(shown.to_string(index=False, header=problems == 0))
             problems += len(report)
-    print(
-        f"\n{rows:,} rows, {problems:,} problems"
-        + (f" (showing the first {args.limit})" if problems > args.limit else "")
-    )
+    cut = f" (showing the first {args.limit})" if problems > args.limit else ""
+    print(f"\n{rows:,} rows, {problems:,} problems{cut}")
     return 1 if problems else 0
 
 

@@ -104,8 +104,7 @@ def decide(
     winner = f.max(ROW).over(Window.partitionBy("identity_hash", "identity"))
     pending = planned.where(f.col(STATUS).isNull()).withColumn("_winner", winner)
     duplicate = f.col(ROW) != f.col("_winner")
-    found: Column = f.lit(False)
-    unchanged: Column = f.lit(False)
+    found = unchanged = f.lit(False)
     if known is not None:
         on = (pending["identity_hash"] == known["_known_hash"]) & (
             pending["identity"] == known["_known_identity"]

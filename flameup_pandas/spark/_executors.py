@@ -169,11 +169,9 @@ def _field_lists(plan: Plan, pending: np.ndarray) -> list[pa.Array]:
     names = np.asarray(fields.names, dtype=object)[np.nonzero(present)[1]]
     hashes = fields.hashes.T[present].astype(np.int64)
     offsets = pa.array(np.concatenate([[0], np.cumsum(present.sum(axis=1))]).astype(np.int32))
-    where = np.zeros(n, dtype=np.int64)
+    where = np.full(n, -1, dtype=np.int64)  # each row's place among those to send
     where[pending] = np.arange(len(pending))
-    absent = np.ones(n, dtype=bool)
-    absent[pending] = False
-    at = pa.array(where, mask=absent)
+    at = pa.array(where, mask=where < 0)
     return [
         pa.ListArray.from_arrays(offsets, pa.array(names, pa.string())).take(at),
         pa.ListArray.from_arrays(offsets, pa.array(hashes, pa.int64())).take(at),
