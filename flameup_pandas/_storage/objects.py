@@ -87,11 +87,10 @@ class Store:
                 time.sleep(pause)
 
     def read(self, path: str) -> bytes | None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             data: bytes = self.call(f"read {path}", lambda: self.fs.cat_file(path))
-        except FileNotFoundError:
-            return None
-        return data
+            return data
+        return None
 
     def write(self, path: str, data: bytes) -> None:
         """Put the whole object at once (one request: visible whole or not at all)."""
@@ -99,11 +98,10 @@ class Store:
 
     def create(self, path: str, data: bytes) -> bool:
         """Put the object only if there is none (a conditional create); False when there was."""
-        try:
+        with contextlib.suppress(FileExistsError):
             self.call(f"create {path}", lambda: self.fs.pipe_file(path, data, mode="create"))
-        except FileExistsError:
-            return False
-        return True
+            return True
+        return False
 
     def delete(self, paths: list[str]) -> None:
         if paths:
