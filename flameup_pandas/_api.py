@@ -398,7 +398,6 @@ def export_people(
 
 
 def _write_parts(tables: Iterator[pa.Table], folder: Path) -> list[Path]:
-    """Append tables to parquet parts, opening a new part whenever the schema changes."""
     parts: list[Path] = []
     writer: pq.ParquetWriter | None = None
     with contextlib.ExitStack() as part:
@@ -412,7 +411,6 @@ def _write_parts(tables: Iterator[pa.Table], folder: Path) -> list[Path]:
 
 
 def _rewrite(parts: list[Path], whole: Path) -> int:
-    """The parts into one file under their unified schema; its row count."""
     schema = unified_schema([people_table([]).schema, *(pq.read_schema(p) for p in parts)])
     rows = 0
     with pq.ParquetWriter(whole, schema, compression="zstd") as writer:

@@ -238,7 +238,6 @@ def exit_code(summary: Summary, max_failed: int) -> int:
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    """Print the plan's summary (and write the plan); the exit code says if anything would go."""
     options = keywords(args, Options, "against", "sample")
     with table_source(args) as source:
         if isinstance(source, str):

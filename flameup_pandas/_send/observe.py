@@ -312,7 +312,6 @@ class _Tracing:
 
 @functools.lru_cache(maxsize=4)
 def _instruments(provider: Any) -> tuple[Any, ...]:
-    """The run's instruments, made once per meter provider."""
     meter = provider.get_meter("flameup_pandas", __version__)
     return (
         meter.create_counter("flameup.requests", "{request}", "Requests sent to Flameup"),

@@ -106,7 +106,6 @@ def _number(path: str) -> int:
 
 
 def _highest(store: Store, paths: list[str]) -> tuple[int, dict[str, Any] | None]:
-    """The highest numbered lease among ``paths`` (a listing of the folder), and its record."""
     numbered = [(n, p) for p in paths if (n := _number(p)) >= 0]
     if not numbered:
         return 0, None
