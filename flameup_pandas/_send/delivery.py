@@ -436,16 +436,14 @@ def read_success(people: People, answer: Answer) -> list[PersonOutcome]:
             "; ".join(f"[{keys}]" for keys in shapes) or "none",
         )
     created = _created_flags(matched, body)
-    outcomes = []
-    for index, stored in enumerate(matched):
-        if index in refused:
-            outcomes.append(PersonOutcome("rejected", error=refused[index]))
-        elif stored is None:
-            outcomes.append(_NOT_IN_ANSWER)
-        else:
-            status = "created" if created[index] else "updated"
-            outcomes.append(PersonOutcome(status, flameup_id=str(stored.get("id"))))
-    return outcomes
+    return [
+        PersonOutcome("rejected", error=refused[i])
+        if i in refused
+        else _NOT_IN_ANSWER
+        if stored is None
+        else PersonOutcome("created" if created[i] else "updated", flameup_id=str(stored.get("id")))
+        for i, stored in enumerate(matched)
+    ]
 
 
 def _match_people(
