@@ -201,10 +201,9 @@ class RetryPolicy:
         """A summary for error messages: ``gave up after 9 attempts over 12.3 s (...)``."""
         attempts = self.errors + self.rate_limits
         elapsed = 0.0 if self.last is None else self.elapsed(self.last)
-        plural = "" if attempts == 1 else "s"
         last = "" if self.last_cause is None else f"; last: {self.last_cause}"
         return (
-            f"gave up after {attempts} attempt{plural} over {elapsed:.1f} s "
+            f"gave up after {attempts} attempt{'' if attempts == 1 else 's'} over {elapsed:.1f} s "
             f"({self.errors} errors, {self.rate_limits} rate-limited{last})"
         )
 
