@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from .._run.options import Run
-from .._run.plan import UNCHANGED
+from .._run.plan import DRY_RUN, UNCHANGED
 from .._run.state import SyncState
 from ._executors import ERROR, ROW, STATUS
 
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ACTION",
-    "DRY_RUN",
     "FLAMEUP_ID",
     "SENDING",
     "checkpoint",
@@ -37,7 +36,6 @@ __all__ = [
 
 ACTION, FLAMEUP_ID = "flameup_action", "flameup_id"
 SENDING = ("create", "update")
-DRY_RUN = "dry run: would be sent"
 _KNOWN = {
     "identity_hash": "_known_hash",
     "identity": "_known_identity",
