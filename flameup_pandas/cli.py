@@ -230,7 +230,6 @@ def run_track(args: argparse.Namespace) -> int:
 
 
 def exit_code(summary: Summary, max_failed: int) -> int:
-    """1 when the run stopped early or more rows than ``max_failed`` need attention."""
     if summary.stopped is not None:
         print(f"flameup-pandas: stopped early: {summary.stopped}", file=sys.stderr)
         return 1

@@ -102,7 +102,6 @@ class GaveUp(Exception):
         self.answer = answer
 
     def error(self, what: str) -> Exception:
-        """The error that ends a read of ``what`` (``GET /people``, say) that gave up."""
         if self.answer is None:
             return TransportError(f"{what}: {self}")
         return error_class(self.answer.status)(f"{what}: {self}", status=self.answer.status)
@@ -404,7 +403,6 @@ def named_indices(error: APIError, size: int) -> set[int]:
 
 
 def rejection_message(error: APIError, index: int) -> str:
-    """The server's reason for refusing the person at ``index`` of the request."""
     own = []
     for key, message in error.fields.items():
         if (match := _FIELD_INDEX.match(key)) is None:
