@@ -171,10 +171,9 @@ def statuses(decided: DataFrame, *, dry_run: bool) -> DataFrame:
     ``skipped`` as "dry run: would be sent" in a dry run), unchanged people ``skipped``."""
     f = functions()
     sending = f.col(ACTION).isin(*SENDING)
-    status = f.when(sending, f.lit("skipped") if dry_run else f.lit(None)).when(
-        f.col(ACTION) == "invalid", "invalid"
-    )
-    error = f.when(sending, f.lit(DRY_RUN) if dry_run else f.lit(None)).otherwise(f.col(ERROR))
-    return decided.withColumn(STATUS, status.otherwise("skipped").cast("string")).withColumn(
-        ERROR, error.cast("string")
+    invalid = f.col(ACTION) == "invalid"
+    status = f.when(sending, f.lit("skipped" if dry_run else None)).when(invalid, "invalid")
+    error = f.when(sending, f.lit(DRY_RUN if dry_run else None)).otherwise(f.col(ERROR))
+    return decided.withColumns(
+        {STATUS: status.otherwise("skipped").cast("string"), ERROR: error.cast("string")}
     )
