@@ -47,10 +47,9 @@ def positive(kind: Callable[[str], float]) -> Callable[[str], float]:
     """An argparse type: a number of ``kind`` above zero, else a usage error naming it."""
 
     def parse(text: str) -> float:
-        try:
+        value = math.nan
+        with contextlib.suppress(ValueError):
             value = kind(text)
-        except ValueError:
-            value = math.nan
         if not (math.isfinite(value) and value > 0):
             raise argparse.ArgumentTypeError(f"must be a number above 0, not {text!r}")
         return value
