@@ -89,7 +89,6 @@ class Answer:
         return f"HTTP {self.status} ({kind}): {self.text.strip()[:100]!r}"
 
     def error(self) -> APIError:
-        """The exception that stands for this (error) answer, with the server's message."""
         message, fields, request_id = read_error_body(self.body, self.text)
         if not isinstance(self.body, dict):
             message = f"an answer that is not Flameup's: {self.describe()}"
