@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -80,8 +80,7 @@ class PeopleReader:
             raise auth_error(answer, "people:list")
         if not answer.ok:
             raise stop_error(answer, "GET /people")
-        body: dict[str, Any] = answer.body  # the request loop let through only a page
-        return body
+        return cast(dict[str, Any], answer.body)  # the request loop let through only a page
 
 
 def _unseen(people: list[Any], seen: HashRuns) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from ..exceptions import StateError
 from .location import Location
@@ -88,8 +88,7 @@ class Store:
 
     def read(self, path: str) -> bytes | None:
         with contextlib.suppress(FileNotFoundError):
-            data: bytes = self.call(f"read {path}", lambda: self.fs.cat_file(path))
-            return data
+            return cast(bytes, self.call(f"read {path}", lambda: self.fs.cat_file(path)))
         return None
 
     def write(self, path: str, data: bytes) -> None:
