@@ -285,7 +285,6 @@ class FlameupClient:
     ) -> Answer:
         """Send one request and return the answer, whatever its status; raises TransportError
         when no answer came (connection refused or dropped, timeout)."""
-        headers = {"Content-Type": "application/json"} if body is not None else None
         started = time.monotonic()
         try:
             response = exact_request(
@@ -296,7 +295,7 @@ class FlameupClient:
                 settings=self._settings,
                 data=body,
                 params=params,
-                headers=headers,
+                headers={"Content-Type": "application/json"} if body is not None else None,
                 auth=self._bearer,  # an explicit auth: requests looks for no .netrc
             )
             text = response.text
