@@ -249,9 +249,7 @@ def against_people(against: str, sample: int | None) -> int:
     """People a plan reads from Flameup: none against the state, else ``sample`` (or all)."""
     if against not in ("state", "flameup"):
         raise ValueError(f"against must be 'state' or 'flameup', got {against!r}")
-    if sample is not None and (
-        isinstance(sample, bool) or not isinstance(sample, int) or sample < 1
-    ):
+    if sample is not None and (type(sample) is bool or not isinstance(sample, int) or sample < 1):
         raise ValueError(f"sample must be a number of people, at least 1: {sample!r}")
     return 0 if against == "state" else sample or 2**62
 

@@ -36,6 +36,7 @@ __all__ = [
 
 ACTION, FLAMEUP_ID = "flameup_action", "flameup_id"
 SENDING = ("create", "update")
+_REPEAT = "duplicate identity: row %d with the same identity was sent instead"
 _KNOWN = {
     "identity_hash": "_known_hash",
     "identity": "_known_identity",
@@ -120,10 +121,7 @@ def decide(
         .when(found | f.lit(not with_state), "update")
         .otherwise("create")
     )
-    repeat = f.format_string(
-        "duplicate identity: row %d with the same identity was sent instead", "_winner"
-    )
-    error = f.when(duplicate, repeat).when(unchanged, f.lit(UNCHANGED))
+    error = f.when(duplicate, f.format_string(_REPEAT, "_winner")).when(unchanged, f.lit(UNCHANGED))
     decided = pending.select(
         *[c for c in planned.columns if c not in (ERROR, *_TO_SEND)],
         # only the people to send keep their JSON in the checkpoint
