@@ -218,8 +218,7 @@ def plan_arrow(
     The source's rows as one frame (numbered from 0) with :func:`plan`'s three columns;
     ``against`` and ``sample`` are :func:`plan`'s.
     """
-    rows, rules, delivery, run = _rows("plan_arrow", source, chunk_rows, options)
-    return plan_rows(rows, rules, delivery, run, (against, sample))
+    return plan_rows(*_rows("plan_arrow", source, chunk_rows, options), (against, sample))
 
 
 def _rows(
@@ -250,13 +249,9 @@ def against_people(against: str, sample: int | None) -> int:
     """People a plan reads from Flameup: none against the state, else ``sample`` (or all)."""
     if against not in ("state", "flameup"):
         raise ValueError(f"against must be 'state' or 'flameup', got {against!r}")
-    if sample is not None and (
-        isinstance(sample, bool) or not isinstance(sample, int) or sample < 1
-    ):
+    if sample is not None and (type(sample) is bool or not isinstance(sample, int) or sample < 1):
         raise ValueError(f"sample must be a number of people, at least 1: {sample!r}")
-    if against == "state":
-        return 0
-    return sample if sample is not None else 2**62
+    return 0 if against == "state" else sample or 2**62
 
 
 def plan_rows(
@@ -401,25 +396,19 @@ def export_people(
 
 
 def _write_parts(tables: Iterator[pa.Table], folder: Path) -> list[Path]:
-    """Append tables to parquet parts, opening a new part whenever the schema changes."""
     parts: list[Path] = []
     writer: pq.ParquetWriter | None = None
-    try:
+    with contextlib.ExitStack() as part:
         for table in tables:
             if writer is None or not writer.schema.equals(table.schema):
-                if writer is not None:
-                    writer.close()
+                part.close()  # the part before, if any
                 parts.append(folder / f"part-{len(parts):05d}.parquet")
-                writer = pq.ParquetWriter(parts[-1], table.schema)
+                writer = part.enter_context(pq.ParquetWriter(parts[-1], table.schema))
             writer.write_table(table)
-    finally:
-        if writer is not None:
-            writer.close()
     return parts
 
 
 def _rewrite(parts: list[Path], whole: Path) -> int:
-    """The parts into one file under their unified schema; its row count."""
     schema = unified_schema([people_table([]).schema, *(pq.read_schema(p) for p in parts)])
     rows = 0
     with pq.ParquetWriter(whole, schema, compression="zstd") as writer:

@@ -47,10 +47,9 @@ def positive(kind: Callable[[str], float]) -> Callable[[str], float]:
     """An argparse type: a number of ``kind`` above zero, else a usage error naming it."""
 
     def parse(text: str) -> float:
-        try:
+        value = math.nan
+        with contextlib.suppress(ValueError):
             value = kind(text)
-        except ValueError:
-            value = math.nan
         if not (math.isfinite(value) and value > 0):
             raise argparse.ArgumentTypeError(f"must be a number above 0, not {text!r}")
         return value
@@ -76,12 +75,9 @@ def pair(metavar: str, *, secret: bool = False) -> Callable[[str], tuple[str, An
             shown = f"one without '=' or without a key ({key.strip()[:40]!r})"
             shown = shown if secret else repr(text)
             raise argparse.ArgumentTypeError(f"wants {metavar}, got {shown}")
-        if not secret:
-            return key.strip(), value.strip()
-        try:
-            return key.strip(), orjson.loads(value)
-        except orjson.JSONDecodeError:
-            return key.strip(), value
+        with contextlib.suppress(orjson.JSONDecodeError):
+            value = orjson.loads(value) if secret else value.strip()
+        return key.strip(), value
 
     return parse
 
@@ -235,7 +231,7 @@ def table_source(args: argparse.Namespace) -> Iterator[Any]:
         con = duckdb.connect(str(database) if database else ":memory:", read_only=bool(database))
     except duckdb.Error as exc:
         raise ConfigurationError(f"cannot open {database}: {_first_line(exc)}") from None
-    try:
+    with contextlib.closing(con):
         try:
             relation = con.sql(args.sql)
         except duckdb.Error as exc:
@@ -243,8 +239,6 @@ def table_source(args: argparse.Namespace) -> Iterator[Any]:
         if relation is None:
             raise ConfigurationError("the query returned no rows to send (is it a SELECT?)")
         yield relation.to_arrow_reader(batch_size=CHUNK_ROWS)
-    finally:
-        con.close()
 
 
 def _first_line(exc: Exception) -> str:

@@ -230,7 +230,6 @@ def run_track(args: argparse.Namespace) -> int:
 
 
 def exit_code(summary: Summary, max_failed: int) -> int:
-    """1 when the run stopped early or more rows than ``max_failed`` need attention."""
     if summary.stopped is not None:
         print(f"flameup-pandas: stopped early: {summary.stopped}", file=sys.stderr)
         return 1
@@ -238,7 +237,6 @@ def exit_code(summary: Summary, max_failed: int) -> int:
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    """Print the plan's summary (and write the plan); the exit code says if anything would go."""
     options = keywords(args, Options, "against", "sample")
     with table_source(args) as source:
         if isinstance(source, str):
@@ -277,10 +275,8 @@ def run_validate(args: argparse.Namespace) -> int:
                 shown = report.head(args.limit - problems)
                 print(shown.to_string(index=False, header=problems == 0))
             problems += len(report)
-    print(
-        f"\n{rows:,} rows, {problems:,} problems"
-        + (f" (showing the first {args.limit})" if problems > args.limit else "")
-    )
+    cut = f" (showing the first {args.limit})" if problems > args.limit else ""
+    print(f"\n{rows:,} rows, {problems:,} problems{cut}")
     return 1 if problems else 0
 
 

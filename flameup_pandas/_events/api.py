@@ -43,13 +43,12 @@ def track(df: pd.DataFrame, **options: Unpack[TrackOptions]) -> pd.DataFrame:
     (or those in ``parameters``, less ``exclude``) is sent under ``parameters`` by the same
     value rules as traits. ``event_id_column=`` names a column whose value is the event's key.
 
-    Never twice: a repeated event is ``skipped``; with ``state=`` (a path or URI) so is one
-    Flameup confirmed in an earlier run, and one whose answer was lost is looked up in the
-    events listing before it is sent again (``uncertain`` when the listing cannot tell).
-    ``max_duration`` and ``dry_run`` are :func:`upsert`'s, as are the delivery keywords (one
-    request per event). Ctrl-C or SIGTERM raises :class:`~flameup_pandas.UpsertInterrupted`
-    whose ``result`` is the frame so far. The events guide (``docs/guides/events.md``) tells
-    exactly what is promised.
+    Never twice: a repeated event is ``skipped``; with ``state=`` (a path or URI) so is one Flameup
+    confirmed in an earlier run, and one whose answer was lost is looked up in the events listing
+    before it is sent again (``uncertain`` when the listing cannot tell). ``max_duration`` and
+    ``dry_run`` are :func:`upsert`'s, as are the delivery keywords (one request per event). Ctrl-C
+    or SIGTERM raises :class:`~flameup_pandas.UpsertInterrupted` whose ``result`` is the frame so
+    far. ``docs/guides/events.md`` tells exactly what is promised.
 
     >>> import pandas as pd, flameup_pandas
     >>> df = pd.DataFrame({"userId": ["u1"], "timestamp": [pd.Timestamp("2026-01-02", tz="UTC")],
@@ -76,9 +75,8 @@ def validate_events(df: pd.DataFrame, **options: Unpack[EventRuleOptions]) -> pd
     """
     rules = event_rules_of("validate_events", options)
     report = plan_events(df, rules, dt.datetime.now(dt.UTC)).report
-    labels = df.index.to_numpy()[report["row"].to_numpy()]
     out = report.drop(columns="row")
-    out.insert(0, "index", pd.Series(labels, dtype=object))
+    out.insert(0, "index", pd.Series(df.index.to_numpy()[report["row"].to_numpy()], dtype=object))
     return out
 
 
@@ -145,8 +143,7 @@ def read_events(
         if value is not None
     }
     with contextlib.closing(Delivery(**options).open()) as sender:
-        listed = list(EventSender(sender.deliverer, workspace_id).listed(filters))
-    return _events_frame(listed)
+        return _events_frame(list(EventSender(sender.deliverer, workspace_id).listed(filters)))
 
 
 def _events_frame(listed: list[dict[str, Any]]) -> pd.DataFrame:

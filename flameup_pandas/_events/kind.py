@@ -104,8 +104,7 @@ class Events:
                 plan.mark(i, "skipped", f"the same event as row {first[event.key]!r}")
             else:
                 first[event.key] = plan.labels[i]
-                key = event.key if state is None else self.known(state, event)
-                if state is not None and state.status(key) == "sent":
+                if state is not None and state.status(key := self.known(state, event)) == "sent":
                     plan.mark(i, "skipped", IN_STATE, state.event_id(key))
         return Chunk(plan)
 

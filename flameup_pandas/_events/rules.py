@@ -13,7 +13,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -31,7 +31,6 @@ __all__ = ["Event", "EventPlan", "EventRules", "plan_events"]
 
 MAX_EVENT_NAME = 255
 MAX_USER_ID = 255
-FUTURE_TOLERANCE = dt.timedelta(minutes=5)
 RESULT_COLUMNS = ("flameup_event_id", "flameup_status", "flameup_error")
 Found = tuple[int, Any, str, Any]  # a broken rule: row, column, check, value
 
@@ -69,7 +68,7 @@ class EventRules:
     """A column whose value identifies the event (then the key is that value, not a hash)."""
     naive_timestamps: Literal["error", "utc"] = "error"
     """``"utc"``: datetimes without a time zone are read as UTC (as for people)."""
-    future_tolerance: dt.timedelta = field(default=FUTURE_TOLERANCE)
+    future_tolerance: dt.timedelta = dt.timedelta(minutes=5)
     """How far ahead of this machine's clock a timestamp may be (clocks drift)."""
 
     def __post_init__(self) -> None:
@@ -85,8 +84,7 @@ class EventRules:
 
     def parameter_columns(self, df: pd.DataFrame) -> list[Hashable]:
         if self.parameters is not None:
-            missing = [c for c in self.parameters if c not in df.columns]
-            if missing:
+            if missing := [c for c in self.parameters if c not in df.columns]:
                 raise MappingError(f"parameters= names columns the frame lacks: {missing}")
             return list(self.parameters)
         used = {self.user_id, self.email, self.event_column, self.timestamp, self.event_id_column}
@@ -199,10 +197,9 @@ def _one_timestamp(value: Any, naive: str) -> tuple[Any, str | None]:
         return None, None
     if isinstance(value, str):
         try:
-            parsed = dt.datetime.fromisoformat(value.strip())
+            value = dt.datetime.fromisoformat(value.strip())
         except ValueError:
             return None, "timestamp_format"
-        value = parsed
     if isinstance(value, dt.datetime | np.datetime64):
         stamp = pd.Timestamp(value)
         if stamp.tzinfo is None:

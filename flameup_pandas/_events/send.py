@@ -96,8 +96,7 @@ class EventSender:
                 if not (answer.ok or answer.status >= 500):
                     raise stop_error(answer)
                 why = answer.describe() if answer.ok else f"HTTP {answer.status}"
-            outcome = self.resolve(event, f"answer lost ({why})")
-            if outcome is not None:
+            if (outcome := self.resolve(event, f"answer lost ({why})")) is not None:
                 return outcome
             lost_times += 1
             if lost_times > self.max_resends:

@@ -42,8 +42,7 @@ class Breaker:
         with self._lock:
             self.reached = True
             if healthy:
-                self._streak = 0
-                self._trouble_since = None
+                self._streak, self._trouble_since = 0, None
 
     def failed_attempt(self, cause: str) -> None:
         """A request got no answer, or a 5xx: remembers when the trouble began, and why."""

@@ -89,7 +89,6 @@ class Answer:
         return f"HTTP {self.status} ({kind}): {self.text.strip()[:100]!r}"
 
     def error(self) -> APIError:
-        """The exception that stands for this (error) answer, with the server's message."""
         message, fields, request_id = read_error_body(self.body, self.text)
         if not isinstance(self.body, dict):
             message = f"an answer that is not Flameup's: {self.describe()}"
@@ -120,12 +119,8 @@ def is_page_answer(answer: Answer, items: str = "people") -> bool:
     >>> is_page_answer(Answer(200, {}, {"people": []})), is_page_answer(Answer(200, {}, [1]))
     (False, False)
     """
-    body = answer.body
-    return (
-        isinstance(body, dict)
-        and isinstance(body.get(items), list)
-        and type(body.get("total")) is int
-    )
+    body = answer.body if isinstance(answer.body, dict) else {}
+    return isinstance(body.get(items), list) and type(body.get("total")) is int
 
 
 def is_person_answer(answer: Answer) -> bool:
@@ -146,9 +141,7 @@ def error_class(status: int) -> type[APIError]:
         return RateLimitError
     if status in (400, 409, 422):
         return RequestRejectedError
-    if status >= 500:
-        return ServerError
-    return APIError
+    return ServerError if status >= 500 else APIError
 
 
 def read_error_body(body: Any, text: str = "") -> tuple[str, dict[str, str], str | None]:
@@ -194,7 +187,6 @@ def is_loopback(host: str) -> bool:
 
 
 def check_base_url(base_url: str, *, allow_http: bool) -> str:
-    """Normalise a base URL, refusing plain http to anything but loopback unless allowed."""
     parsed = urllib.parse.urlsplit(base_url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise ConfigurationError(f"base_url must be an http(s) URL with a host, got {base_url!r}")
@@ -213,10 +205,9 @@ def check_base_url(base_url: str, *, allow_http: bool) -> str:
 class FlameupClient:
     """A connection to one Flameup workspace (one API key at one base URL).
 
-    The key comes from ``api_key=`` or the ``FLAMEUP_API_KEY`` environment variable, the base
-    URL from ``base_url=`` or ``FLAMEUP_BASE_URL`` (default ``https://api.flameup.ai/api/v1``).
-    One :class:`requests.Session` with a connection pool sized for ``pool_size`` parallel
-    requests is shared by all threads.
+    The key comes from ``api_key=`` or the ``FLAMEUP_API_KEY`` environment variable, the base URL
+    from ``base_url=`` or ``FLAMEUP_BASE_URL`` (default ``https://api.flameup.ai/api/v1``). All
+    threads share one :class:`requests.Session`, pooled for ``pool_size`` parallel requests.
 
     >>> client = FlameupClient(api_key="ws_test_acme_x.0123", base_url="http://127.0.0.1:9/api/v1")
     >>> client
@@ -265,9 +256,7 @@ class FlameupClient:
             session.headers["User-Agent"] = f"flameup-pandas/{__version__}"
         self._session = session
         # proxies and CA bundle from the environment, read once: requests reads them per request
-        self._settings = self._session.merge_environment_settings(
-            self.base_url, {}, None, None, None
-        )
+        self._settings = session.merge_environment_settings(self.base_url, {}, None, None, None)
 
     def __repr__(self) -> str:
         hint = next((p for p in KEY_PREFIXES if self.__key.startswith(p)), "") + "…"
@@ -294,11 +283,8 @@ class FlameupClient:
         body: bytes | None = None,
         params: Mapping[str, Any] | None = None,
     ) -> Answer:
-        """Send one request and return the answer, whatever its status.
-
-        Raises TransportError when no answer came (connection refused or dropped, timeout).
-        """
-        headers = {"Content-Type": "application/json"} if body is not None else None
+        """Send one request and return the answer, whatever its status; raises TransportError
+        when no answer came (connection refused or dropped, timeout)."""
         started = time.monotonic()
         try:
             response = exact_request(
@@ -309,7 +295,7 @@ class FlameupClient:
                 settings=self._settings,
                 data=body,
                 params=params,
-                headers=headers,
+                headers={"Content-Type": "application/json"} if body is not None else None,
                 auth=self._bearer,  # an explicit auth: requests looks for no .netrc
             )
             text = response.text
@@ -326,9 +312,8 @@ class FlameupClient:
                 unreachable=unreachable is not None,
             ) from None
         if response.is_redirect or 300 <= response.status_code < 400:
-            location = response.headers.get("Location")
             where = "nowhere (no Location header)"
-            if location:
+            if location := response.headers.get("Location"):
                 where = display_url(urllib.parse.urljoin(response.url, location))
             raise ConfigurationError(
                 f"{method} {path} was answered with a redirect (HTTP {response.status_code}) to "
@@ -351,8 +336,7 @@ class FlameupClient:
     def get_person(self, id_or_email: str) -> dict[str, Any] | None:
         """GET /people/{id}: the person (in canonical form, :func:`read_person`) by external id or
         email, or None for Flameup's own 404. Any other answer that is not a person raises
-        :class:`APIError` saying what came back. One request, no retries.
-        """
+        :class:`APIError` saying what came back. One request, no retries."""
         path = "/people/" + path_segment(id_or_email)
         answer = self.request("GET", path)
         if answer.status == 404 and is_error_answer(answer):
@@ -407,8 +391,7 @@ def display_url(base_url: str) -> str:
     host = parsed.hostname or ""
     if ":" in host:
         host = f"[{host}]"
-    port = parsed.port
-    if port is not None and port != {"http": 80, "https": 443}.get(parsed.scheme):
+    if (port := parsed.port) is not None and port != {"http": 80, "https": 443}.get(parsed.scheme):
         host = f"{host}:{port}"
     return f"{parsed.scheme}://{host}{parsed.path}"
 
@@ -435,7 +418,6 @@ def why_unreachable(exc: requests.RequestException) -> str | None:
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:
-    """``exc`` and what it wraps: urllib3's ``reason``, ``args[0]``, ``__cause__``."""
     seen: set[int] = set()
     todo: list[object] = [exc]
     while todo:

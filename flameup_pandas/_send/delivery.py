@@ -36,7 +36,6 @@ __all__ = [
     "IN_FLIGHT",
     "NOT_SENT",
     "Deliverer",
-    "DeliveryStats",
     "GaveUp",
     "PersonOutcome",
     "Stream",
@@ -103,7 +102,6 @@ class GaveUp(Exception):
         self.answer = answer
 
     def error(self, what: str) -> Exception:
-        """The error that ends a read of ``what`` (``GET /people``, say) that gave up."""
         if self.answer is None:
             return TransportError(f"{what}: {self}")
         return error_class(self.answer.status)(f"{what}: {self}", status=self.answer.status)
@@ -268,9 +266,7 @@ class Deliverer:
         if len(people) == 1:
             return [PersonOutcome("rejected", error=rejection_message(error, 0))]
         self.stats.add(splits=1)
-        named = named_indices(error, len(people))
-        if named:
-            # The server told us who is bad: reject them and resend the rest in one request.
+        if named := named_indices(error, len(people)):
             resent = iter(self.send([p for i, p in enumerate(people) if i not in named]))
             return [
                 PersonOutcome("rejected", error=rejection_message(error, i))
@@ -278,7 +274,6 @@ class Deliverer:
                 else next(resent)
                 for i in range(len(people))
             ]
-        # No names: split in halves until the bad people stand alone (a 413 splits the same way).
         middle = len(people) // 2
         return self.send(people[:middle]) + self.send(people[middle:])
 
@@ -293,8 +288,7 @@ class Stream(Generic[T, Out]):
     adaptive limit), and up to two batches per place are handed out at once, so a worker that
     finishes starts its next request without waiting for the consumer; the first batch goes alone,
     so a bad key or URL costs one request. The workers are daemon threads: :meth:`stop` returns at
-    once, never waiting for a request in flight or its retries, and an interpreter that exits does
-    not wait for them either."""
+    once, never waiting for a request in flight or its retries, nor does an exiting interpreter."""
 
     def __init__(
         self,
@@ -402,19 +396,16 @@ def named_indices(error: APIError, size: int) -> set[int]:
     """Positions of the people a validation error names (``people[3].email``), if all valid."""
     indices = set()
     for key in error.fields:
-        match = _FIELD_INDEX.match(key)
-        if match is None:
+        if (match := _FIELD_INDEX.match(key)) is None:
             return set()
         indices.add(int(match.group(1)))
     return indices if indices and max(indices) < size else set()
 
 
 def rejection_message(error: APIError, index: int) -> str:
-    """The server's reason for refusing the person at ``index`` of the request."""
     own = []
     for key, message in error.fields.items():
-        match = _FIELD_INDEX.match(key)
-        if match is None:
+        if (match := _FIELD_INDEX.match(key)) is None:
             own.append((key, message))
         elif int(match.group(1)) == index:
             own.append((match.group(2) or "person", message))
@@ -443,22 +434,19 @@ def read_success(people: People, answer: Answer) -> list[PersonOutcome]:
             "; ".join(f"[{keys}]" for keys in shapes) or "none",
         )
     created = _created_flags(matched, body)
-    outcomes = []
-    for index, stored in enumerate(matched):
-        if index in refused:
-            outcomes.append(PersonOutcome("rejected", error=refused[index]))
-        elif stored is None:
-            outcomes.append(_NOT_IN_ANSWER)
-        else:
-            status = "created" if created[index] else "updated"
-            outcomes.append(PersonOutcome(status, flameup_id=str(stored.get("id"))))
-    return outcomes
+    return [
+        PersonOutcome("rejected", error=refused[i])
+        if i in refused
+        else _NOT_IN_ANSWER
+        if stored is None
+        else PersonOutcome("created" if created[i] else "updated", flameup_id=str(stored.get("id")))
+        for i, stored in enumerate(matched)
+    ]
 
 
 def _match_people(
     people: People, stored_people: list[dict[str, Any]]
 ) -> list[dict[str, Any] | None]:
-    """For each person sent, the person of the answer with its identity (None: not there)."""
     by_id: dict[str, dict[str, Any]] = {}
     by_email: dict[str, dict[str, Any]] = {}
     for stored in stored_people:

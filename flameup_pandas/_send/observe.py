@@ -101,8 +101,7 @@ def run(kind: str, operation: str, source: Any, delivery: Any, call: Callable[[]
 def request(call: Callable[[], Answer], *, waited: float, retries: int) -> Answer:
     """``call()`` (one request to Flameup), seen by the run's tracing; the send layer's one
     hook. ``waited``: seconds it waited for the rate budget; ``retries``: earlier attempts."""
-    tracing = _TRACING.get()
-    if tracing is None:
+    if (tracing := _TRACING.get()) is None:
         return call()
     started = time.time_ns() - int(waited * 1e9)
     try:
@@ -117,9 +116,7 @@ def request(call: Callable[[], Answer], *, waited: float, retries: int) -> Answe
 def _counts(result: Any) -> dict[str, int]:
     summary = getattr(result, "summary", result)  # a Spark result holds its summary
     counts = getattr(summary, "counts", summary)
-    if not isinstance(counts, Mapping):
-        return {}
-    return {str(status): int(n) for status, n in counts.items()}
+    return {str(s): int(n) for s, n in counts.items()} if isinstance(counts, Mapping) else {}
 
 
 def _dataset(source: Any) -> tuple[str, str] | None:
@@ -143,9 +140,7 @@ def _dataset(source: Any) -> tuple[str, str] | None:
         files = [f if scheme == "local" else f"{scheme}://{f}" for f in source.files]
     if files[1:]:  # their folder (URIs: commonpath would fold the "//")
         return _dataset(os.path.commonprefix(files).rpartition("/")[0])  # noqa: RUF071
-    if files:
-        return _dataset(files[0])
-    return None
+    return _dataset(files[0]) if files else None
 
 
 @functools.cache
@@ -279,8 +274,7 @@ class _Tracing:
         if answer is not None:
             attributes["http.response.status_code"] = answer.status
             for name in ("Limit", "Remaining", "Reset"):
-                value = answer.headers.get(f"X-RateLimit-{name}")
-                if value is not None:
+                if (value := answer.headers.get(f"X-RateLimit-{name}")) is not None:
                     attributes[f"flameup.ratelimit.{name.lower()}"] = value
         else:
             attributes["error.type"] = getattr(got, "reason", None) or "TransportError"
@@ -318,7 +312,6 @@ class _Tracing:
 
 @functools.lru_cache(maxsize=4)
 def _instruments(provider: Any) -> tuple[Any, ...]:
-    """The run's instruments, made once per meter provider."""
     meter = provider.get_meter("flameup_pandas", __version__)
     return (
         meter.create_counter("flameup.requests", "{request}", "Requests sent to Flameup"),

@@ -30,13 +30,11 @@ from .retry import header, header_number, parse_reset, parse_retry_after
 
 __all__ = [
     "ASSUMED_LIMIT",
-    "ASSUMED_WINDOW",
     "MAX_IN_FLIGHT",
     "MAX_WAIT",
     "START",
     "InFlight",
     "RateLimiter",
-    "ServerClock",
     "Slot",
     "shared_limiter",
 ]
@@ -50,11 +48,6 @@ MAX_WAIT = 120.0
 """No header makes a sender wait longer than this at a time (as ``RetryPolicy``'s cap on a
 429's wait): after it, one request goes and its answer is read afresh."""
 RECURRING_HOLDS = 2
-
-
-def _parse_count(value: str | None) -> int | None:
-    count = header_number(value)
-    return None if count is None else int(count)
 
 
 class ServerClock:
@@ -80,8 +73,7 @@ class ServerClock:
         self._bounds: deque[tuple[float, float]] = deque(maxlen=self.SAMPLES)
 
     def heard(self, date: str | None, *, sent: float, received: float) -> None:
-        """An answer's ``Date`` (HTTP date or Unix seconds, else ignored); ``sent``, ``received``:
-        our wall times."""
+        """An answer's ``Date`` (HTTP date or Unix seconds); ``sent``/``received``: wall time."""
         when = None if date is None else parse_retry_after(date, now_wall=0.0)  # Unix seconds
         if when is not None:
             self._bounds.append((when - received, when + 1.0 - min(sent, received)))
@@ -121,8 +113,7 @@ due at 61.00000000000001) must never fit ``count + 1`` starts in one span."""
 
 def _next_free(starts: deque[float], span: float) -> float:
     """When another start fits, at most ``maxlen`` of ``starts`` in any ``span`` seconds."""
-    full = len(starts) == starts.maxlen
-    return starts[0] + span + _SPAN_SLACK if full else -math.inf
+    return starts[0] + span + _SPAN_SLACK if len(starts) == starts.maxlen else -math.inf
 
 
 class RateLimiter:
@@ -206,8 +197,10 @@ class RateLimiter:
 
     def observe(self, headers: Mapping[str, str], elapsed: float = 0.0) -> None:
         """One of our requests got an answer (any status), ``elapsed`` seconds after it was sent."""
-        limit = _parse_count(header(headers, "X-RateLimit-Limit"))
-        remaining = _parse_count(header(headers, "X-RateLimit-Remaining"))
+        limit, remaining = (
+            None if (n := header_number(header(headers, f"X-RateLimit-{name}"))) is None else int(n)
+            for name in ("Limit", "Remaining")
+        )
         reset_text = header(headers, "X-RateLimit-Reset")
         date = header(headers, "Date")
         with self._cond:
@@ -218,7 +211,7 @@ class RateLimiter:
             if limit is not None and limit > 0:
                 self._limit = limit
                 remaining = None if remaining is None else min(remaining, limit)
-            reset = None if reset_text is None else parse_reset(reset_text, server_now)
+            reset = parse_reset(reset_text, server_now)
             if remaining is None or reset is None or reset <= server_now:
                 # no usable rate headers: a window still running stays as it was; after one
                 # ended, the documented budget is assumed until the server says more
@@ -258,7 +251,6 @@ class RateLimiter:
         if window is None:
             return max(at, _next_free(self._assumed, ASSUMED_WINDOW)), False
         if now >= window.reset:
-            # The window we knew has ended: one request goes first; its answer tells the rest.
             if self._probing and self.in_flight > 0:
                 return max(at, now + self._max_wait), True
             return at, False
@@ -287,13 +279,11 @@ class RateLimiter:
             remaining = min(remaining, window.remaining)
         else:
             self._probing = False
-        reset = now + min(ahead, self._max_wait)
-        self.window = Window(reset_wall, reset, remaining)
+        self.window = Window(reset_wall, now + min(ahead, self._max_wait), remaining)
 
     def _even_spacing(self, now: float) -> float:
         """Conservative pace: ``Limit`` per learned window, and the budget over the time left."""
-        limit = self._limit or ASSUMED_LIMIT
-        spacing = (self._window_length or ASSUMED_WINDOW) / limit
+        spacing = (self._window_length or ASSUMED_WINDOW) / (self._limit or ASSUMED_LIMIT)
         window = self.window
         if window is not None and now < window.reset:
             budget = window.remaining - self.in_flight
@@ -313,8 +303,7 @@ def shared_limiter(key: str, rate_per_minute: float | None) -> RateLimiter:
     if not _FINGERPRINT.fullmatch(key):
         raise ValueError("shared_limiter needs a SHA-256 hex fingerprint, not a raw API key")
     with _SHARED_LOCK:
-        limiter = _SHARED.get(key)
-        if limiter is None:
+        if (limiter := _SHARED.get(key)) is None:
             limiter = _SHARED[key] = RateLimiter(rate_per_minute)
         elif limiter.rate_per_minute != rate_per_minute:
             limiter.set_rate(rate_per_minute)
@@ -412,8 +401,6 @@ class InFlight:
         self._base = min(self._base, latency)
         if self._recent > LATENCY_RISE * min(self._fastest) + LATENCY_SLACK:
             self._cut()
-        # a place is earned when every place was taken while it was out and no queue builds
-        # (an answer within twice the run's fastest, plus 10 ms: more would wait in the server)
         elif self._filled > slot.filled and latency <= LATENCY_RISE * self._base + 0.01:
             step = 1.0 if self._limit < self._threshold else 1.0 / self._limit
             self._limit = min(self._ceiling, self._limit + step)

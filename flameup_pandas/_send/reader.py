@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -57,8 +57,6 @@ class PeopleReader:
             if now != total and on_total is not None:
                 on_total(now)
             if total is not None and now < total and offset > 0:
-                # The list shrank while we read: people moved towards the start, maybe past
-                # our offset. Step back by as many places and read again.
                 logger.info("people total went from %d to %d: re-reading", total, now)
                 offset, total = max(0, offset - (total - now)), now
                 continue
@@ -70,10 +68,9 @@ class PeopleReader:
 
     def _get(self, offset: int) -> dict[str, Any]:
         params = {"limit": PAGE_SIZE, "offset": offset, **self.filters}
-        client = self.deliverer.client
         try:
             answer = self.deliverer.request(
-                lambda: client.request("GET", "/people", params=params),
+                lambda: self.deliverer.client.request("GET", "/people", params=params),
                 f"people page at offset {offset}",
                 is_page_answer,
             )
@@ -83,12 +80,10 @@ class PeopleReader:
             raise auth_error(answer, "people:list")
         if not answer.ok:
             raise stop_error(answer, "GET /people")
-        body: dict[str, Any] = answer.body  # the request loop let through only a page
-        return body
+        return cast(dict[str, Any], answer.body)  # the request loop let through only a page
 
 
 def _unseen(people: list[Any], seen: HashRuns) -> list[dict[str, Any]]:
-    """The page's people in canonical form, less those already read (by ``id``)."""
     canonical = [read_person(p) for p in people if isinstance(p, dict)]
     hashes = identity_hashes([str(p["id"]) if p.get("id") else None for p in canonical])
     earlier = seen.contains(hashes)

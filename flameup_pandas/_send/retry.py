@@ -56,11 +56,10 @@ def parse_retry_after(value: str, now_wall: float) -> float | None:
     return max(0.0, when.timestamp() - now_wall)
 
 
-def parse_reset(value: str, now_wall: float) -> float | None:
+def parse_reset(value: str | None, now_wall: float) -> float | None:
     """The Unix time an ``X-RateLimit-Reset`` names (None if unreadable); one too small to be
     a recent Unix time is seconds from now (as some servers send), not a moment in 1970."""
-    reset = header_number(value)
-    if reset is None:
+    if (reset := header_number(value)) is None:
         return None
     return reset if reset >= _EPOCH_THRESHOLD else now_wall + reset
 
@@ -121,8 +120,7 @@ class RetryPolicy:
                 raise ValueError(f"{number.name} must be >= {floor}, got {value}")
         if self.outage_batches is not None and self.outage_batches < 1:
             raise ValueError("outage_batches must be >= 1 (or None: never stop early)")
-        refused = sorted(s for s in self.retry_statuses if not 500 <= s <= 599)
-        if refused:
+        if refused := sorted(s for s in self.retry_statuses if not 500 <= s <= 599):
             raise ValueError(f"retry_statuses must be 5xx (429 is always retried): {refused}")
 
     def should_retry_status(self, status: int) -> bool:
@@ -138,8 +136,7 @@ class RetryPolicy:
     ) -> RetryPolicy:
         """The policy after one more failed attempt; ``self`` is left unchanged.
 
-        A 429 counts against ``rate_limited``; anything else (a 5xx, an error) against ``total``.
-        """
+        A 429 counts against ``rate_limited``; anything else (a 5xx, an error) against ``total``."""
         cause = f"HTTP {status}" if status is not None else None
         if error is not None and status is None:
             cause = type(error).__name__  # the type only: messages may carry URLs, never keys
@@ -179,9 +176,7 @@ class RetryPolicy:
         """Seconds to wait before the next attempt after an error: full jitter, capped.
 
         Drawn uniformly from ``[0, min(backoff_max, backoff_factor * 2**(errors-1))]``; 0 before
-        the first error. Full jitter keeps many threads that failed together from retrying
-        together.
-        """
+        the first error. Full jitter keeps threads that failed together from retrying together."""
         return (rng or _DEFAULT_RNG).uniform(0.0, self._backoff_cap(self.errors))
 
     def rate_limit_wait(
@@ -195,10 +190,8 @@ class RetryPolicy:
         ``Retry-After`` (delta seconds, or an HTTP-date plus ``reset_margin``) when present;
         else ``X-RateLimit-Reset`` minus ``now_wall`` plus ``reset_margin``; else, or when the
         reset has already passed (stale header, skewed clocks), a jittered backoff that grows
-        with the 429s so far. Never negative, never over ``rate_limit_wait_max``.
-        """
-        wait = self._server_wait(headers, now_wall)
-        if wait is None:
+        with the 429s so far. Never negative, never over ``rate_limit_wait_max``."""
+        if (wait := self._server_wait(headers, now_wall)) is None:
             cap = self._backoff_cap(max(1, self.rate_limits))
             # Equal jitter, not full: a 429 retried at once only wastes another request.
             wait = cap / 2 + (rng or _DEFAULT_RNG).uniform(0.0, cap / 2)
@@ -208,10 +201,9 @@ class RetryPolicy:
         """A summary for error messages: ``gave up after 9 attempts over 12.3 s (...)``."""
         attempts = self.errors + self.rate_limits
         elapsed = 0.0 if self.last is None else self.elapsed(self.last)
-        plural = "" if attempts == 1 else "s"
         last = "" if self.last_cause is None else f"; last: {self.last_cause}"
         return (
-            f"gave up after {attempts} attempt{plural} over {elapsed:.1f} s "
+            f"gave up after {attempts} attempt{'' if attempts == 1 else 's'} over {elapsed:.1f} s "
             f"({self.errors} errors, {self.rate_limits} rate-limited{last})"
         )
 
@@ -225,10 +217,8 @@ class RetryPolicy:
         retry_after = (header(headers, "Retry-After") or "").strip()
         seconds = parse_retry_after(retry_after, now_wall) if retry_after else None
         if seconds is not None:
-            absolute = not _DELTA_SECONDS.fullmatch(retry_after)
-            return seconds + (self.reset_margin if absolute else 0.0)
-        reset_value = header(headers, "X-RateLimit-Reset")
-        reset = None if reset_value is None else parse_reset(reset_value, now_wall)
+            return seconds + (0.0 if _DELTA_SECONDS.fullmatch(retry_after) else self.reset_margin)
+        reset = parse_reset(header(headers, "X-RateLimit-Reset"), now_wall)
         if reset is None or reset <= now_wall:
             return None
         return reset - now_wall + self.reset_margin

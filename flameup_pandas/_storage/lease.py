@@ -1,11 +1,9 @@
-"""The lock of a sync state on object storage: numbered lease objects, taken by conditional
-create.
+"""The lock of a sync state on object storage: numbered leases under ``<state>.lock/``.
 
-Leases live under ``<state>.lock/`` (``000000000001.json``, ...); only the highest number
-counts. Taking one creates the next number by conditional create, so of two runs exactly one
-wins; breaking one (``flameup-pandas unlock``) creates the next number already released.
-Expiry is judged by the runs' UTC clocks, so the lease (120 s) should be long beside the clock
-skew between workers.
+Only the highest number (``000000000001.json``, ...) counts. Taking one creates the next number
+by conditional create, so of two runs exactly one wins; breaking one (``flameup-pandas unlock``)
+creates the next number already released. Expiry is judged by the runs' UTC clocks, so the lease
+(120 s) should be long beside the clock skew between workers.
 """
 
 from __future__ import annotations
@@ -96,7 +94,6 @@ def break_lock(store: Store, folder: str) -> dict[str, Any] | None:
 
 
 def _record(seconds: float, **more: Any) -> dict[str, Any]:
-    """A lease taken now by this process, for ``seconds``."""
     now = datetime.now(UTC)
     expires = (now + timedelta(seconds=seconds)).isoformat()
     holder = f"{socket.gethostname()} pid {os.getpid()}"
@@ -109,7 +106,6 @@ def _number(path: str) -> int:
 
 
 def _highest(store: Store, paths: list[str]) -> tuple[int, dict[str, Any] | None]:
-    """The highest numbered lease among ``paths`` (a listing of the folder), and its record."""
     numbered = [(n, p) for p in paths if (n := _number(p)) >= 0]
     if not numbered:
         return 0, None
@@ -128,10 +124,9 @@ def _live(record: dict[str, Any]) -> bool:
     if record.get("released"):
         return False
     try:
-        expires = datetime.fromisoformat(str(record.get("expires")))
+        return datetime.fromisoformat(str(record.get("expires"))) > datetime.now(UTC)
     except ValueError:
         return False
-    return expires > datetime.now(UTC)
 
 
 def _locked(state: str, record: dict[str, Any]) -> LockedError:

@@ -125,8 +125,7 @@ def resolve(target: str | Path | Location, filesystem: Any = None) -> Location:
     if isinstance(target, Path):
         return Location(str(target))
     text = str(target)
-    match = _URI.match(text)
-    if match is None:
+    if (match := _URI.match(text)) is None:
         return Location(text)
     scheme = match["scheme"].lower()
     if scheme == "file":
@@ -177,8 +176,7 @@ def _on(filesystem: Any, target: str | Path) -> Location:
             f"filesystem= takes an fsspec or pyarrow filesystem, not a {type(filesystem).__name__}"
         )
     text = str(target)
-    match = _URI.match(text)
-    if match is not None and match["slashes"] == "//":
+    if (match := _URI.match(text)) is not None and match["slashes"] == "//":
         scheme = match["scheme"].lower()
         wanted = {scheme, SCHEMES.get(scheme, (scheme, None))[0]}
         if not wanted & ({"file", "local"} if "file" in protocols else protocols):

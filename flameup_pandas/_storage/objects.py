@@ -11,7 +11,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from ..exceptions import StateError
 from .location import Location
@@ -49,7 +49,6 @@ class StoreRetry:
     deadline: float = 60.0
 
     def wait(self, attempt: int) -> float:
-        """Seconds to wait before try ``attempt + 1`` (full jitter)."""
         return random.uniform(0, min(self.backoff_max, self.backoff * 2**attempt))
 
 
@@ -88,11 +87,9 @@ class Store:
                 time.sleep(pause)
 
     def read(self, path: str) -> bytes | None:
-        try:
-            data: bytes = self.call(f"read {path}", lambda: self.fs.cat_file(path))
-        except FileNotFoundError:
-            return None
-        return data
+        with contextlib.suppress(FileNotFoundError):
+            return cast(bytes, self.call(f"read {path}", lambda: self.fs.cat_file(path)))
+        return None
 
     def write(self, path: str, data: bytes) -> None:
         """Put the whole object at once (one request: visible whole or not at all)."""
@@ -100,11 +97,10 @@ class Store:
 
     def create(self, path: str, data: bytes) -> bool:
         """Put the object only if there is none (a conditional create); False when there was."""
-        try:
+        with contextlib.suppress(FileExistsError):
             self.call(f"create {path}", lambda: self.fs.pipe_file(path, data, mode="create"))
-        except FileExistsError:
-            return False
-        return True
+            return True
+        return False
 
     def delete(self, paths: list[str]) -> None:
         if paths:

@@ -153,8 +153,7 @@ def upsert_file_task(
         summary = upsert_file_task("customers.parquet", max_failed=3)
         summary["created"], summary["invalid"]  # (1996, 3) for the shipped sample
     """
-    allowed = (max_failed, max_failed_share)
-    return _file_task("upsert", upsert_file, path, allowed, flameup_conn_id, options)
+    return _file_task(upsert_file, path, (max_failed, max_failed_share), flameup_conn_id, options)
 
 
 def track_file_task(
@@ -182,12 +181,10 @@ def track_file_task(
         counts = track_file_task("purchases.parquet", event="purchase_completed",
                                  state="/data/flameup/events.state", max_failed=5)
     """
-    allowed = (max_failed, max_failed_share)
-    return _file_task("track", track_file, path, allowed, flameup_conn_id, options)
+    return _file_task(track_file, path, (max_failed, max_failed_share), flameup_conn_id, options)
 
 
 def _file_task(
-    what: str,
     run: Callable[..., Summary],
     path: Any,
     allowed: tuple[int, float | None],
@@ -195,6 +192,7 @@ def _file_task(
     options: dict[str, Any],
 ) -> dict[str, Any]:
     """One file run for a task, whatever its kind (``allowed``: rows, share)."""
+    what = run.__name__.removesuffix("_file")  # upsert, track
     _allowance(0, *allowed)  # limits that make no sense are refused before anything is sent
     if flameup_conn_id is not None:
         options = {**__getattr__("FlameupHook")(flameup_conn_id).options(), **options}
@@ -212,8 +210,7 @@ def _file_task(
         logger.warning("%s: %s; %s", title, stop, done)
         raise
     out = _plain(summary.to_dict())
-    results = options.get("results")
-    if results is not None:
+    if (results := options.get("results")) is not None:
         out["results"] = str(results)
     logger.info("%s: %s", title, _one_line(out))
     if summary.stopped is not None:
@@ -249,8 +246,7 @@ def _allowance(rows: int, max_failed: int, max_failed_share: float | None) -> in
 
 def _plain(values: dict[str, Any]) -> dict[str, Any]:
     """JSON's plain values: numpy scalars as numbers, anything else as text."""
-    plain = orjson.dumps(values, default=str, option=orjson.OPT_SERIALIZE_NUMPY)
-    return dict(orjson.loads(plain))
+    return dict(orjson.loads(orjson.dumps(values, default=str, option=orjson.OPT_SERIALIZE_NUMPY)))
 
 
 def _one_line(summary: dict[str, Any]) -> str:

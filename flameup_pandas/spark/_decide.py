@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from .._run.options import Run
-from .._run.plan import UNCHANGED
+from .._run.plan import DRY_RUN, UNCHANGED
 from .._run.state import SyncState
 from ._executors import ERROR, ROW, STATUS
 
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ACTION",
-    "DRY_RUN",
     "FLAMEUP_ID",
     "SENDING",
     "checkpoint",
@@ -37,7 +36,7 @@ __all__ = [
 
 ACTION, FLAMEUP_ID = "flameup_action", "flameup_id"
 SENDING = ("create", "update")
-DRY_RUN = "dry run: would be sent"
+_REPEAT = "duplicate identity: row %d with the same identity was sent instead"
 _KNOWN = {
     "identity_hash": "_known_hash",
     "identity": "_known_identity",
@@ -101,12 +100,10 @@ def decide(
     settled = planned.where(f.col(STATUS).isNotNull()).withColumn(
         ACTION, f.when(f.col(STATUS) == "invalid", "invalid").otherwise("skipped")
     )
-    pending = planned.where(f.col(STATUS).isNull())
     winner = f.max(ROW).over(Window.partitionBy("identity_hash", "identity"))
-    pending = pending.withColumn("_winner", winner)
+    pending = planned.where(f.col(STATUS).isNull()).withColumn("_winner", winner)
     duplicate = f.col(ROW) != f.col("_winner")
-    found: Column = f.lit(False)
-    unchanged: Column = f.lit(False)
+    found = unchanged = f.lit(False)
     if known is not None:
         on = (pending["identity_hash"] == known["_known_hash"]) & (
             pending["identity"] == known["_known_identity"]
@@ -124,14 +121,7 @@ def decide(
         .when(found | f.lit(not with_state), "update")
         .otherwise("create")
     )
-    error = f.when(
-        duplicate,
-        f.concat(
-            f.lit("duplicate identity: row "),
-            f.col("_winner").cast("string"),
-            f.lit(" with the same identity was sent instead"),
-        ),
-    ).when(unchanged, f.lit(UNCHANGED))
+    error = f.when(duplicate, f.format_string(_REPEAT, "_winner")).when(unchanged, f.lit(UNCHANGED))
     decided = pending.select(
         *[c for c in planned.columns if c not in (ERROR, *_TO_SEND)],
         # only the people to send keep their JSON in the checkpoint
@@ -179,10 +169,9 @@ def statuses(decided: DataFrame, *, dry_run: bool) -> DataFrame:
     ``skipped`` as "dry run: would be sent" in a dry run), unchanged people ``skipped``."""
     f = functions()
     sending = f.col(ACTION).isin(*SENDING)
-    status = f.when(sending, f.lit("skipped") if dry_run else f.lit(None)).when(
-        f.col(ACTION) == "invalid", "invalid"
-    )
-    error = f.when(sending, f.lit(DRY_RUN) if dry_run else f.lit(None)).otherwise(f.col(ERROR))
-    return decided.withColumn(STATUS, status.otherwise("skipped").cast("string")).withColumn(
-        ERROR, error.cast("string")
+    invalid = f.col(ACTION) == "invalid"
+    status = f.when(sending, f.lit("skipped" if dry_run else None)).when(invalid, "invalid")
+    error = f.when(sending, f.lit(DRY_RUN if dry_run else None)).otherwise(f.col(ERROR))
+    return decided.withColumns(
+        {STATUS: status.otherwise("skipped").cast("string"), ERROR: error.cast("string")}
     )

@@ -122,8 +122,7 @@ def plan_batches(
 def planned_batch(
     rules: Rules, frame: pd.DataFrame, rows: np.ndarray, *, needs: Needs = Needs()
 ) -> pa.RecordBatch:
-    """A batch's plan as rows (:data:`PLANNED_SCHEMA`, and the columns ``needs`` asks for),
-    built a column at a time from the plan's Arrow arrays."""
+    """A batch's plan as rows (:data:`PLANNED_SCHEMA`, and the columns ``needs`` asks for)."""
     plan = rules.plan(frame, labels=rows.tolist())
     n = len(plan.status)
     pending = plan.pending()
@@ -158,25 +157,21 @@ def planned_batch(
 
 
 def _where(mask: np.ndarray, texts: pa.Array) -> pa.Array:
-    """``texts`` where ``mask``, null elsewhere."""
     return pc.if_else(pa.array(mask), texts, pa.scalar(None, texts.type))
 
 
 def _field_lists(plan: Plan, pending: np.ndarray) -> list[pa.Array]:
     """Per row to send, the names and hashes of its fields (userId too); null for the rest."""
     n = len(plan.status)
-    fields = plan.payloads.field_hashes(pending)
-    if fields is None or len(pending) == 0:
+    if (fields := plan.payloads.field_hashes(pending)) is None or len(pending) == 0:
         return [pa.nulls(n, pa.list_(pa.string())), pa.nulls(n, pa.list_(pa.int64()))]
     present = fields.present.T  # rows x fields
     names = np.asarray(fields.names, dtype=object)[np.nonzero(present)[1]]
     hashes = fields.hashes.T[present].astype(np.int64)
     offsets = pa.array(np.concatenate([[0], np.cumsum(present.sum(axis=1))]).astype(np.int32))
-    where = np.zeros(n, dtype=np.int64)
+    where = np.full(n, -1, dtype=np.int64)  # each row's place among those to send
     where[pending] = np.arange(len(pending))
-    absent = np.ones(n, dtype=bool)
-    absent[pending] = False
-    at = pa.array(where, mask=absent)
+    at = pa.array(where, mask=where < 0)
     return [
         pa.ListArray.from_arrays(offsets, pa.array(names, pa.string())).take(at),
         pa.ListArray.from_arrays(offsets, pa.array(hashes, pa.int64())).take(at),

@@ -98,7 +98,6 @@ def _gone(decided: DataFrame, known: DataFrame | None) -> Gone:
 
 
 def _changes_frame(wanted: DataFrame, *, values: bool) -> pd.DataFrame:
-    """The rows a run would send, on the driver, by row (before/after with ``values``)."""
     columns = [ROW, "userId", "email", ACTION, "flameup_changes", "sent", "_known_sent"]
     table = wanted.select(*columns[:5], *(columns[5:] if values else [])).toArrow().sort_by(ROW)
     frame = pd.DataFrame(
