@@ -254,6 +254,28 @@ def with_nulls(texts: pa.Array, missing: np.ndarray) -> pa.Array:
     return pc.if_else(pa.array(missing), pa.scalar(None, BINARY), texts)
 
 
+def taken(column: pa.ChunkedArray, rows: np.ndarray) -> pa.Array:
+    """``column`` at ``rows``, each taken from its chunk: Arrow's take of a chunked column of
+    texts first joins all its chunks, a copy of the whole column every call.
+
+    >>> taken(pa.chunked_array([["a", "b"], ["c"]]), np.array([2, 0])).to_pylist()
+    ['c', 'a']
+    """
+    chunks = column.chunks
+    ends = np.cumsum([len(chunk) for chunk in chunks])
+    which = np.searchsorted(ends, rows, side="right")
+    order = np.argsort(which, kind="stable")  # the rows chunk by chunk, then as asked
+    pieces = [
+        chunk.take(pa.array(rows[at] - (ends[k] - len(chunk))))
+        for k, chunk in enumerate(chunks)
+        if len(at := order[which[order] == k])
+    ]
+    joined = pa.concat_arrays(pieces) if pieces else pa.array([], column.type)
+    back = np.empty(len(rows), dtype=np.int64)
+    back[order] = np.arange(len(rows))
+    return joined.take(pa.array(back))
+
+
 def scattered(values: pa.Array, positions: np.ndarray, n: int) -> pa.Array:
     """``values`` (one per position) placed at ``positions`` of ``n`` rows, null elsewhere."""
     where = np.zeros(n, dtype=np.int64)

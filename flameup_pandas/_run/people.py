@@ -137,7 +137,7 @@ class People:
                 # a rerun sends few of a chunk's people: only their bytes are assembled (a
                 # repeat the engine sends again takes its own from the payloads)
                 kept.wire = plan.payloads.wire_of(pending)
-        sent = plan.pending()  # (the people this run sends: warned of emails they share)
+        sent = plan.pending() if state is None else pending  # warned of emails they share
         self.shared.add(*plan.payloads.identity_rows(sent), sent, plan.labels)
         if self.planner is not None:
             self.planner(frame, plan, state, fields)

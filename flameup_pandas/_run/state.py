@@ -37,7 +37,7 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from .._people.identity import find_sorted, identity_hashes
-from .._people.wire import scattered
+from .._people.wire import scattered, taken
 from .._send.delivery import PersonOutcome
 from .._storage import LEASE_SECONDS, Location, Store, StoreRetry, break_lock, resolve
 from .._storage.keeper import Content, Journals, LocalKeeper, ObjectKeeper, keep, load
@@ -100,7 +100,6 @@ class SyncState:
         # each identity is there once (every write merges), unless a file written elsewhere
         # repeats one: the first row of it is then found
         self._by_identity = _rows_by(hashes, keep="first")
-        self._ids = table["flameup_id"].combine_chunks()
         self._noted = False  # source hashes noted, to be written on closing
 
     @classmethod
@@ -159,7 +158,7 @@ class SyncState:
         rows, hit = self._find(wanted)
         unchanged[hit] = self._contents[rows] == np.asarray(hashes)[hit]
         if len(rows):
-            ids[hit] = self._ids.take(pa.array(rows)).to_numpy(zero_copy_only=False)
+            ids[hit] = taken(self.table["flameup_id"], rows).to_numpy(zero_copy_only=False)
         return unchanged, ids
 
     def sent_from(self, sources: np.ndarray) -> Known:
@@ -167,13 +166,12 @@ class SyncState:
         very row, and what the state knows of them. (A source hash stands for the row's bytes
         under the same rules: the identity, too, is the one the row made then.)"""
         rows, hit = _found(self._by_source, sources)
-        at, taken = np.flatnonzero(hit), pa.array(rows)
         return Known(
-            at,
-            self._keys.take(taken),
+            np.flatnonzero(hit),
+            taken(self.table["identity"], rows),
             self._hashes[rows],
             self._contents[rows],
-            self._ids.take(taken).to_numpy(zero_copy_only=False),
+            taken(self.table["flameup_id"], rows).to_numpy(zero_copy_only=False),
         )
 
     @functools.cached_property
@@ -181,12 +179,6 @@ class SyncState:
         """The rows by their source hashes as read (those noted since count from the next
         run); a hash two rows share (a 64-bit collision) finds neither."""
         return _rows_by(self.table["source_hash"].fill_null(0).to_numpy(), keep=False)
-
-    @functools.cached_property
-    def _keys(self) -> pa.Array:
-        """The identity keys in one piece (a take from the pieces as read joins them all
-        first, every call)."""
-        return self.table["identity"].combine_chunks()
 
     def note_sources(self, identity: np.ndarray, sources: np.ndarray) -> None:
         """Keep the source hashes of people found unchanged by their content (their rows
@@ -206,23 +198,9 @@ class SyncState:
     def column_at(self, column: str, wanted: np.ndarray) -> pa.Array:
         """``column`` at the rows of the identity hashes found, null elsewhere (and where the
         state did not keep it). Only those rows are taken, each from its chunk as read: the
-        whole column (the values kept are most of the state) is never copied, as Arrow's take
-        of a chunked column of texts does first."""
+        whole column (the values kept are most of the state) is never copied."""
         rows, hit = self._find(wanted)
-        chunks = self.table[column].chunks
-        ends = np.cumsum([len(chunk) for chunk in chunks])
-        which = np.searchsorted(ends, rows, side="right")
-        order = np.argsort(which, kind="stable")  # the rows chunk by chunk, then as asked
-        pieces = [
-            chunk.take(pa.array(rows[at] - (ends[k] - len(chunk))))
-            for k, chunk in enumerate(chunks)
-            if len(at := order[which[order] == k])
-        ]
-        kind = STATE_SCHEMA.field(column).type
-        taken = pa.concat_arrays(pieces) if pieces else pa.array([], kind)
-        back = np.empty(len(rows), dtype=np.int64)
-        back[order] = np.arange(len(rows))
-        return scattered(taken.take(pa.array(back)), np.flatnonzero(hit), len(wanted))
+        return scattered(taken(self.table[column], rows), np.flatnonzero(hit), len(wanted))
 
     def record_outcomes(
         self,
