@@ -115,7 +115,8 @@ class People:
         fields = None
         if state is not None:
             if known is not None:  # sent before from these very rows: skipped unread
-                plan.mark(known.positions, "skipped", UNCHANGED, known.ids)
+                plan.mark(known.positions, "skipped", UNCHANGED)
+                plan.known_ids.append((known.positions, known.ids))
             before = plan.pending()
             if run.full_refresh:
                 kept.hashes = plan.payloads.content_hashes()

@@ -129,13 +129,12 @@ class Rules:
             return self.plan(df, labels=df.index), known
         others = np.setdiff1d(np.arange(len(df)), known.positions, assume_unique=True)
         plan = self.plan(df.iloc[others], labels=df.index[others].tolist())
+        identities = pd.Index(known.identities)
+        if not identities.is_unique or (identities.get_indexer(plan.identity_hashes) >= 0).any():
+            return self.plan(df, labels=df.index), state.sent_from(np.zeros(0, np.int64))
         hashes = np.zeros(len(df), dtype=np.int64)
         hashes[known.positions] = known.identities
         hashes[others] = plan.identity_hashes
-        ordered = np.sort(hashes[hashes != 0])
-        repeated = ordered[1:][ordered[1:] == ordered[:-1]]
-        if len(repeated) and np.isin(known.identities, repeated).any():
-            return self.plan(df, labels=df.index), state.sent_from(np.zeros(0, np.int64))
         keys = scattered(known.keys.cast(pa.large_string()), known.positions, len(df))
         whole = Plan.start(
             self._known_payloads(df, plan.payloads, others),
@@ -258,9 +257,23 @@ class Plan(Decisions):
     labels: Labels
     status: np.ndarray
     error: np.ndarray
-    flameup_id: np.ndarray
+    ids: np.ndarray  # (read as flameup_id: the ids known from the state are filled first)
     key_array: pa.Array
     report: pd.DataFrame = field(default_factory=pd.DataFrame)
+    known_ids: list[tuple[np.ndarray, Callable[[], np.ndarray]]] = field(default_factory=list)
+
+    @property
+    def flameup_id(self) -> np.ndarray:
+        """Each row's Flameup id: None until Flameup answers, or the one the state knows (a
+        rerun takes those only if asked: results that show them)."""
+        while self.known_ids:
+            positions, ids = self.known_ids.pop(0)
+            self.ids[positions] = ids()
+        return self.ids
+
+    @flameup_id.setter
+    def flameup_id(self, ids: np.ndarray) -> None:
+        self.ids, self.known_ids = ids, []
 
     @classmethod
     def start(cls, payloads: Payloads, labels: Labels, keys: pa.Array | None = None) -> Plan:
@@ -271,7 +284,7 @@ class Plan(Decisions):
             labels=labels,
             status=np.full(n, None, dtype=object),
             error=np.full(n, None, dtype=object),
-            flameup_id=np.full(n, None, dtype=object),
+            ids=np.full(n, None, dtype=object),
             key_array=payloads.keys() if keys is None else keys,
         )
 

@@ -22,7 +22,7 @@ moved over the old one); the journal and lock are the keeper's
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,13 +76,13 @@ WRITE_OPTIONS: dict[str, Any] = {
 @dataclass
 class Known:
     """Rows of a chunk the state knows (positions), and of their people: the identity keys
-    and hashes, content hashes and ids."""
+    and hashes, content hashes, and (taken only if asked for) their ids."""
 
     positions: np.ndarray
     keys: pa.Array
     identities: np.ndarray
     contents: np.ndarray
-    ids: np.ndarray
+    ids: Callable[[], np.ndarray]
 
 
 class SyncState:
@@ -166,12 +166,13 @@ class SyncState:
         very row, and what the state knows of them. (A source hash stands for the row's bytes
         under the same rules: the identity, too, is the one the row made then.)"""
         rows, hit = _found(self._by_source, sources)
+        ids = self.table["flameup_id"]  # (as read: closing the state merges a new table)
         return Known(
             np.flatnonzero(hit),
             taken(self.table["identity"], rows),
             self._hashes[rows],
             self._contents[rows],
-            taken(self.table["flameup_id"], rows).to_numpy(zero_copy_only=False),
+            lambda: taken(ids, rows).to_numpy(zero_copy_only=False),
         )
 
     @functools.cached_property
@@ -293,7 +294,12 @@ def break_state_lock(path: str | Path, *, filesystem: Any = None) -> str:
 def state_table(source: Any, shown: str) -> pa.Table:
     """A state parquet file (a path or its bytes) in today's schema."""
     try:
-        table = pq.read_table(pa.BufferReader(source) if isinstance(source, bytes) else source)
+        # a local file is mapped, not read: copying it in costs more than decoding it (and a
+        # state is replaced by a renamed file, never written over)
+        if isinstance(source, bytes):
+            table = pq.read_table(pa.BufferReader(source))
+        else:
+            table = pq.read_table(source, memory_map=True)
         for name in OPTIONAL:  # written before these were kept
             if name not in table.column_names:
                 kind = STATE_SCHEMA.field(name).type
