@@ -241,7 +241,11 @@ class Decisions:
         self.status[position] = status
         self.error[position] = error
         if flameup_id is not None:
-            self.flameup_id[position] = flameup_id
+            self.written_ids()[position] = flameup_id
+
+    def written_ids(self) -> np.ndarray:
+        """The ids as :meth:`mark` writes them."""
+        return self.flameup_id
 
     def pending(self) -> np.ndarray:
         """Positions still to send, in input order."""
@@ -274,6 +278,11 @@ class Plan(Decisions):
     @flameup_id.setter
     def flameup_id(self, ids: np.ndarray) -> None:
         self.ids, self.known_ids = ids, []
+
+    def written_ids(self) -> np.ndarray:
+        # (a known row is settled as its plan is made and never marked again: its id, filled
+        # when read, cannot overwrite a later one)
+        return self.ids
 
     @classmethod
     def start(cls, payloads: Payloads, labels: Labels, keys: pa.Array | None = None) -> Plan:
