@@ -489,4 +489,7 @@ def row_reasons(
             shown = "" if value is None or check.startswith("max_length") else _shown(value)
             text = f"{column}: {text}{shown}"
         reasons.setdefault(int(row), []).append(text)
-    return [("; ".join(reasons[i]) if i in reasons else None) for i in range(n_rows)]
+    lines: list[str | None] = [None] * n_rows
+    for row, texts in reasons.items():
+        lines[row] = "; ".join(texts)
+    return lines
