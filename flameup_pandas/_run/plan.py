@@ -135,22 +135,34 @@ class Rules:
         hashes = np.zeros(len(df), dtype=np.int64)
         hashes[known.positions] = known.identities
         hashes[others] = plan.identity_hashes
-        keys = scattered(known.keys.cast(pa.large_string()), known.positions, len(df))
-        whole = Plan.start(
-            self._known_payloads(df, plan.payloads, others),
-            df.index,
-            replaced(keys, others, plan.key_array.cast(pa.large_string())),
-        )
+        local = np.full(len(df), -1)
+        local[others] = np.arange(len(others))
+
+        @functools.cache
+        def keys() -> pa.Array:
+            theirs = scattered(known.keys().cast(pa.large_string()), known.positions, len(df))
+            return replaced(theirs, others, plan.key_array.cast(pa.large_string()))
+
+        def keys_at(rows: np.ndarray) -> pa.Array:  # (rows sent: the others' keys)
+            mine = local[rows]
+            at = mine if (mine >= 0).all() else rows
+            return (plan.key_array if at is mine else keys()).take(pa.array(at))
+
+        payloads = self._known_payloads(df, plan.payloads, others, local)
+        whole = Plan.start(payloads, df.index, LazyKeys(keys, keys_at))
         whole.identity_hashes = hashes
         for name in ("status", "error"):
             getattr(whole, name)[others] = getattr(plan, name)
         whole.report = plan.report
         return whole, known
 
-    def _known_payloads(self, df: pd.DataFrame, people: Payloads, others: np.ndarray) -> Payloads:
-        """The frame's payloads, the ``others`` rows planned (``people``): what is asked of
-        some rows is taken from ``people`` where every one is of the others, else from a plan
-        of the whole frame, made only then; every row's identity fields, made when asked."""
+    def _known_payloads(
+        self, df: pd.DataFrame, people: Payloads, others: np.ndarray, local: np.ndarray
+    ) -> Payloads:
+        """The frame's payloads, the ``others`` rows planned (``people``; ``local``: each
+        row's position among them, -1 if none): what is asked of some rows is taken from
+        ``people`` where every one is of the others, else from a plan of the whole frame, made
+        only then; every row's identity fields, made when asked."""
         full = functools.cache(lambda: self.plan(df).payloads)
 
         @functools.cache
@@ -160,9 +172,6 @@ class Rules:
             who = encode_people(clean_frame(fields), naive_timestamps=self.naive_timestamps)
             names = ("user_ids", "emails", "shown_user_ids", "shown_emails")
             return Identity(*(replaced(getattr(who, n), others, getattr(people, n)) for n in names))
-
-        local = np.full(len(df), -1)
-        local[others] = np.arange(len(others))
 
         def rows_of(get: Callable[[Payloads, np.ndarray], Any]) -> Callable[[np.ndarray], Any]:
             def at(rows: np.ndarray) -> Any:
@@ -222,6 +231,14 @@ def _source_or_same(fieldmap: FieldMap, canonical: str) -> Hashable:
         return canonical
 
 
+@dataclass(frozen=True)
+class LazyKeys:
+    """Identity keys made only when all are asked for (``whole``); ``at``: some rows' keys."""
+
+    whole: Callable[[], pa.Array]
+    at: Callable[[np.ndarray], pa.Array]
+
+
 class Decisions:
     """One chunk's decisions by position, whatever its kind: a status, an error and the id
     Flameup answered with per row (None until decided), and each row's label."""
@@ -262,7 +279,7 @@ class Plan(Decisions):
     status: np.ndarray
     error: np.ndarray
     ids: np.ndarray  # (read as flameup_id: the ids known from the state are filled first)
-    key_array: pa.Array
+    keys: pa.Array | LazyKeys  # (read as key_array)
     report: pd.DataFrame = field(default_factory=pd.DataFrame)
     known_ids: list[tuple[np.ndarray, Callable[[], np.ndarray]]] = field(default_factory=list)
 
@@ -285,7 +302,9 @@ class Plan(Decisions):
         return self.ids
 
     @classmethod
-    def start(cls, payloads: Payloads, labels: Labels, keys: pa.Array | None = None) -> Plan:
+    def start(
+        cls, payloads: Payloads, labels: Labels, keys: pa.Array | LazyKeys | None = None
+    ) -> Plan:
         """Every row pending; ``keys``: the identity keys if known (in the payloads' order)."""
         n = len(payloads)
         return cls(
@@ -294,8 +313,15 @@ class Plan(Decisions):
             status=np.full(n, None, dtype=object),
             error=np.full(n, None, dtype=object),
             ids=np.full(n, None, dtype=object),
-            key_array=payloads.keys() if keys is None else keys,
+            keys=payloads.keys() if keys is None else keys,
         )
+
+    @property
+    def key_array(self) -> pa.Array:
+        """Each row's identity key (null where none)."""
+        if isinstance(self.keys, LazyKeys):
+            self.keys = self.keys.whole()
+        return self.keys
 
     @functools.cached_property
     def identity_hashes(self) -> np.ndarray:
@@ -305,8 +331,10 @@ class Plan(Decisions):
 
     def keys_at(self, positions: Sequence[int] | np.ndarray) -> list[str | None]:
         """The identity keys at ``positions`` as Python strings."""
-        keys: list[str | None] = self.key_array.take(
-            pa.array(np.asarray(positions, np.int64))
+        rows = np.asarray(positions, np.int64)
+        lazy = self.keys if isinstance(self.keys, LazyKeys) else None
+        keys: list[str | None] = (
+            lazy.at(rows) if lazy is not None else self.key_array.take(pa.array(rows))
         ).to_pylist()
         return keys
 

@@ -75,11 +75,11 @@ WRITE_OPTIONS: dict[str, Any] = {
 
 @dataclass
 class Known:
-    """Rows of a chunk the state knows (positions), and of their people: the identity keys
-    and hashes, content hashes, and (taken only if asked for) their ids."""
+    """Rows of a chunk the state knows (positions), and of their people: the identity hashes
+    and content hashes, and (taken only if asked for) the identity keys and ids."""
 
     positions: np.ndarray
-    keys: pa.Array
+    keys: Callable[[], pa.Array]
     identities: np.ndarray
     contents: np.ndarray
     ids: Callable[[], np.ndarray]
@@ -166,10 +166,10 @@ class SyncState:
         very row, and what the state knows of them. (A source hash stands for the row's bytes
         under the same rules: the identity, too, is the one the row made then.)"""
         rows, hit = _found(self._by_source, sources)
-        ids = self.table["flameup_id"]  # (as read: closing the state merges a new table)
+        keys, ids = self.table["identity"], self.table["flameup_id"]  # (as read: closing merges)
         return Known(
             np.flatnonzero(hit),
-            taken(self.table["identity"], rows),
+            lambda: taken(keys, rows),
             self._hashes[rows],
             self._contents[rows],
             lambda: taken(ids, rows).to_numpy(zero_copy_only=False),
