@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import numpy as np
 import orjson
@@ -233,15 +233,15 @@ class SyncState:
             self._keeper.append(b"\n".join(lines) + b"\n")
 
     def close(self) -> None:
-        """Fold the journal into the state (written whole) and release the lock."""
+        """Fold the journal into the state (written whole) and release the lock. The file is
+        merged as it is written: a closed state's ``table`` is the one it was opened with."""
 
         def fold(journals: Journals) -> Content:
             if self._noted:  # before the journal, whose records are newer
                 at = self.table.schema.get_field_index("source_hash")
                 noted = pa.array(self._sources, mask=self._sources == 0)
                 self.table = self.table.set_column(at, "source_hash", noted)
-            self.table = merge_journals(self.table, journals)
-            return parquet_writer(self.table)
+            return merged_writer(self.table, journals)
 
         self._keeper.close(fold, force=self._noted)
 
@@ -269,12 +269,40 @@ def merge_journals(table: pa.Table, journals: Journals) -> pa.Table:
     """``table`` with the records of ``journals`` (in order) merged in, in one pass over it."""
     if not journals:
         return table
-    return merge(table, pa.concat_tables([journal_table(data, shown) for shown, data in journals]))
+    return merge(table, _records(journals))
+
+
+def _records(journals: Journals) -> pa.Table:
+    return pa.concat_tables([journal_table(data, shown) for shown, data in journals])
 
 
 def parquet_writer(table: pa.Table) -> Content:
     """What writes ``table`` as a state file to a stream."""
     return functools.partial(pq.write_table, table, **WRITE_OPTIONS)
+
+
+def merged_writer(table: pa.Table, journals: Journals) -> Content:
+    """What writes ``table`` with the records of ``journals`` merged in (as
+    :func:`merge_journals` merges them) as a state file to a stream, a slice of ``table`` at a
+    time: the merged state is never one more copy in memory (a million people are 100 MB)."""
+    if not journals:
+        return parquet_writer(table)
+    kept, newer = _merging(table, _records(journals))
+
+    def write(stream: IO[bytes]) -> None:
+        with pq.ParquetWriter(stream, table.schema, **WRITE_OPTIONS) as writer:
+            for start in range(0, table.num_rows, _SLICE):
+                part = table.slice(start, _SLICE)
+                if kept is not None:
+                    part = part.filter(pa.array(kept[start : start + _SLICE]))
+                writer.write_table(part)
+            if newer.num_rows:
+                writer.write_table(newer)
+
+    return write
+
+
+_SLICE = 1 << 18
 
 
 def break_state_lock(path: str | Path, *, filesystem: Any = None) -> str:
@@ -355,6 +383,15 @@ def merge(base: pa.Table, newer: pa.Table) -> pa.Table:
     """``base`` updated with ``newer``: for each identity the latest record wins."""
     if newer.num_rows == 0:
         return base
+    kept, newer = _merging(base, newer)
+    return pa.concat_tables([base if kept is None else base.filter(pa.array(kept)), newer])
+
+
+def _merging(base: pa.Table, newer: pa.Table) -> tuple[np.ndarray | None, pa.Table]:
+    """What :func:`merge` keeps of ``base`` (a mask; None: every row), and the records of
+    ``newer`` that follow it (the last of each identity)."""
+    if newer.num_rows == 0:
+        return None, newer
     # base (a merge: each identity once) less the identities recorded again, then the last
     # record of each in newer: only newer (a run's few records) is sorted, base is filtered
     hashes = newer["identity_hash"].to_numpy()
@@ -362,6 +399,4 @@ def merge(base: pa.Table, newer: pa.Table) -> pa.Table:
     if len(uniques) < len(hashes):
         newer = newer.take(pa.array(np.sort(len(hashes) - 1 - reversed_first)))
     again = find_sorted(uniques, base["identity_hash"].to_numpy())[1]
-    if again.any():
-        base = base.filter(pa.array(~again))
-    return pa.concat_tables([base, newer])
+    return (~again if again.any() else None), newer
