@@ -241,3 +241,37 @@ def test_a_plan_shows_a_decimal_as_sent_not_through_a_float(flameup_server, tmp_
     planned = after.flameup.plan(state=state, state_values=True)
     assert planned.loc[0, "flameup_before"] == {"balance": Decimal("12345678901234567.89")}
     assert planned.loc[0, "flameup_after"] == {"balance": Decimal("12345678901234567.99")}
+
+
+class _BigId(pa.ExtensionType):
+    """Another library's extension type (no pandas twin) over int64."""
+
+    def __init__(self) -> None:
+        super().__init__(pa.int64(), "test.big_id")
+
+    def __arrow_ext_serialize__(self) -> bytes:
+        return b""
+
+    @classmethod
+    def __arrow_ext_deserialize__(cls, storage_type: Any, serialized: bytes) -> _BigId:
+        return cls()
+
+
+def test_an_extension_type_pandas_does_not_know_is_sent_as_its_storage_exactly(flameup_server):
+    big = 2**53 + 1  # a float64 holds it as 2**53
+    ids = pa.ExtensionArray.from_storage(_BigId(), pa.array([big, None], pa.int64()))
+    table = pa.table({"userId": ["u1", "u2"], "ref": ids})
+    frame = pd.DataFrame(
+        {"userId": ["u1", "u2"], "ref": pd.Series(pd.arrays.ArrowExtensionArray(ids))}
+    )
+    assert frame.flameup.to_people() == [
+        {"userId": "u1", "traits": {"ref": big}},
+        {"userId": "u2"},
+    ]
+    assert frame.flameup.upsert(**target(flameup_server))["flameup_status"].tolist() == [
+        "created",
+        "created",
+    ]
+    assert upsert_arrow(table, **target(flameup_server)).counts["updated"] == 2
+    for sent in (people_sent(flameup_server)[:2], people_sent(flameup_server)[2:]):
+        assert [p.get("traits", {}).get("ref") for p in sent] == [big, None]

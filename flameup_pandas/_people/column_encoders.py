@@ -141,9 +141,19 @@ def decoded(series: pd.Series) -> pd.Series:
     array = pa.array(series.array)
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
-    if isinstance(array.type, pa.ExtensionType) and array.type.to_pandas_dtype() is None:
-        array = array.storage
+    if isinstance(array.type, pa.ExtensionType) and pandas_twin(array.type) is None:
+        # its storage stays in Arrow: as pandas would convert it, integers with a missing
+        # value would become floats (2**53 + 1 as 2**53)
+        return pd.Series(pd.arrays.ArrowExtensionArray(array.storage), index=series.index)
     return pd.Series(array.to_pandas(), index=series.index)
+
+
+def pandas_twin(kind: pa.ExtensionType) -> Any:
+    """The pandas dtype of an Arrow extension type, None if pandas has none."""
+    try:
+        return kind.to_pandas_dtype()
+    except NotImplementedError:  # an extension type of another library's
+        return None
 
 
 def string_array(series: pd.Series) -> pa.Array | None:

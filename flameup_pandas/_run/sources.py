@@ -33,6 +33,7 @@ import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from .._people.column_encoders import pandas_twin
 from .._people.mapping import KNOWN_TRAITS, USER_ID_ALIASES
 from .._people.person import TOP_LEVEL
 from .._people.values import column_texts
@@ -190,8 +191,10 @@ def arrow_frame(batch: Chunk) -> pd.DataFrame:
 
 
 def _pandas_type(kind: pa.DataType) -> Any:
-    if pa.types.is_dictionary(kind) or isinstance(kind, pa.ExtensionType):
-        return None  # pyarrow's own: a categorical, or the extension's pandas type
+    if pa.types.is_dictionary(kind):
+        return None  # pyarrow's own: a categorical
+    if isinstance(kind, pa.ExtensionType) and pandas_twin(kind) is not None:
+        return None  # the extension's pandas type (another library's stays in Arrow)
     return pd.ArrowDtype(kind)
 
 
