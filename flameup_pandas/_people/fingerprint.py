@@ -21,6 +21,7 @@ from .wire import concat_pieces, offsets_and_data
 __all__ = ["source_hashes"]
 
 _BINARY = pa.large_binary()
+_TEXTS = (pa.binary(), _BINARY)  # (a text column's cells: its UTF-8)
 
 
 def source_hashes(frame: pd.DataFrame, rules: Sequence[Any]) -> np.ndarray | None:
@@ -35,38 +36,42 @@ def source_hashes(frame: pd.DataFrame, rules: Sequence[Any]) -> np.ndarray | Non
     (True, False, False)
     """
     n = len(frame)
-    lengths: list[np.ndarray] = []
-    fixed: list[np.ndarray] = []  # (n, width) bytes a column
+    found = [_cells(series) for _, series in frame.items()]
+    cells_of = [cells for cells in found if cells is not None]
+    if not found or len(cells_of) < len(found):
+        return None
+    widths = [0 if c.type in _TEXTS else c.type.byte_width for _, c in cells_of]
+    # one block a row: each cell's length (4 bytes), then the fixed-width values; numpy over
+    # the Arrow buffers, not a kernel a column: each kernel call lets go of the GIL, and a
+    # run's sending threads take it for as long as they may
+    block = np.zeros((n, 4 * len(found) + sum(widths)), dtype=np.uint8)
+    lengths = block[:, : 4 * len(found)].view("<i4")
     texts: list[pa.Array] = []
-    columns = []
-    # numpy over the Arrow buffers, not a kernel a column: each kernel call lets go of the GIL,
-    # and a run's sending threads take it for as long as they may
-    for name, series in frame.items():
-        found = _cells(series)
-        if found is None:
-            return None
-        kind, cells = found
-        columns.append((repr(name), series.dtype.name, str(kind)))
+    at = 4 * len(found)
+    for i, ((_, cells), width) in enumerate(zip(cells_of, widths, strict=True)):
         missing = None
         if cells.null_count:
             bits = np.unpackbits(np.frombuffer(cells.buffers()[0], np.uint8), bitorder="little")
             missing = bits[cells.offset : cells.offset + n] == 0
-        if pa.types.is_binary(cells.type) or pa.types.is_large_binary(cells.type):
+        if not width:
             offsets, data = offsets_and_data(cells)  # (a missing cell's bytes follow its -1)
-            sizes = np.diff(offsets)
-            lengths.append(sizes if missing is None else np.where(missing, -1, sizes))
+            lengths[:, i] = np.diff(offsets)
             texts.append(
                 pa.Array.from_buffers(_BINARY, n, [None, *map(pa.py_buffer, (offsets, data))])
             )
-            continue
-        width = cells.type.byte_width
-        values = np.frombuffer(cells.buffers()[1], np.uint8, n * width, cells.offset * width)
-        values = values.reshape(n, width)
-        lengths.append(np.full(n, width) if missing is None else np.where(missing, -1, width))
-        fixed.append(values if missing is None else np.where(missing[:, None], 0, values))
-    if not columns:
-        return None
-    block = np.hstack([np.stack(lengths, axis=1).astype("<i4").view(np.uint8), *fixed])
+        else:
+            values = np.frombuffer(cells.buffers()[1], np.uint8, n * width, cells.offset * width)
+            block[:, at : at + width] = values.reshape(n, width)
+            lengths[:, i] = width
+            if missing is not None:
+                block[missing, at : at + width] = 0
+            at += width
+        if missing is not None:
+            lengths[missing, i] = -1
+    columns = [
+        (repr(name), series.dtype.name, str(kind))
+        for (name, series), (kind, _) in zip(frame.items(), cells_of, strict=True)
+    ]
     starts = np.arange(n + 1, dtype=np.int64) * block.shape[1]
     heads = pa.Array.from_buffers(_BINARY, n, [None, *map(pa.py_buffer, (starts, block))])
     key = hashlib.blake2b(repr((__version__, tuple(rules), columns)).encode(), digest_size=8)
