@@ -496,10 +496,14 @@ def test_the_bytes_of_some_people_match_those_of_all():
     for send_nulls in (False, True):
         plan = Rules(send_nulls=send_nulls).plan(frame)
         some = np.array([0, 2, 5, 8])
-        kept = plan.payloads.for_sending(some)
         whole = plan.payloads.wire
-        assert kept.wire.take(pa.array(some)).to_pylist() == whole.take(pa.array(some)).to_pylist()
-        assert kept.wire.null_count == len(frame) - len(some)
+        for shown in (True, False):
+            kept = plan.payloads.for_sending(some, shown)
+            taken = kept.wire.take(pa.array(some)).to_pylist()
+            assert taken == whole.take(pa.array(some)).to_pylist()
+            assert kept.wire.null_count == len(frame) - len(some)
+            ids = kept.shown_user_ids.to_pylist()
+            assert ids == [f"u{i}" if shown or i in some else None for i in range(9)]
 
 
 def test_a_person_with_a_decimal_as_to_people_shows_it_goes_out_as_its_digits() -> None:

@@ -202,6 +202,30 @@ def test_a_guarded_rerun_knows_rows_too(flameup_server_factory, tmp_path, run, v
         run(changed(first, list(range(10))), state, server, max_changes=5)
 
 
+def test_a_guarded_rerun_without_results_sends_what_one_with_results_sends(
+    flameup_server_factory, tmp_path
+):
+    # without results the rows a rerun skips unread have no identity fields made; those it
+    # sends again (the last rows of people an earlier chunk sent) have theirs
+    first = customers(300)
+    second = pd.concat([changed(first, [130, 140]).loc[[130, 140]], first])
+    bodies = []
+    for results in (True, False):
+        server = flameup_server_factory(rate_limit=None)
+        state = tmp_path / f"state-{results}.parquet"
+        on_files(first, state, server)
+        server.reset_requests()
+        path = tmp_path / "second.parquet"
+        second.reset_index(drop=True).to_parquet(path)
+        written = tmp_path / "results.parquet" if results else None
+        summary = flameup_pandas.upsert_file(
+            path, state=state, chunk_rows=50, results=written, max_changes=5, **target(server)
+        )
+        assert (summary.counts["updated"], summary.counts["skipped"]) == (4, 298)
+        bodies.append(sorted(server.request_bodies("/people/batch")))
+    assert bodies[0] == bodies[1]
+
+
 @pytest.mark.parametrize(
     "options",
     [

@@ -512,16 +512,21 @@ class Payloads:
             sorted_by=functools.partial(joined, "hashed", BINARY) if made else None,
         )
 
-    def for_sending(self, positions: np.ndarray) -> Payloads:
-        """These payloads as a run needs them once planned: every row's identity fields, and
-        the bytes of the people at ``positions`` (null elsewhere); the columns they were
-        built from are let go.
+    def for_sending(self, positions: np.ndarray, shown: bool) -> Payloads:
+        """These payloads as a run needs them once planned: the bytes and identity fields of
+        the people at ``positions`` (null elsewhere), every row's identity fields as given if
+        ``shown`` (results show them); the columns they were built from are let go.
 
         What the change guard keeps of each chunk between planning and sending, so a run it
-        lets through sends without reading or encoding its rows again.
+        lets through sends without reading or encoding its rows again (a row a rerun skips
+        unread has its identity fields made only if shown).
         """
         wire = self.wire_of(positions)
-        return Payloads(self.present, self._identity, wire_by=lambda: wire)
+        identity = self._identity
+        if not shown:
+            sent = self.identity_rows(positions)
+            identity = Identity(*(scattered(fields, positions, len(self)) for fields in sent))
+        return Payloads(self.present, identity, wire_by=lambda: wire)
 
     def wire_of(self, positions: np.ndarray) -> pa.Array:
         """The bytes of the people at ``positions`` (null elsewhere): only theirs are

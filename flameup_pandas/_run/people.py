@@ -157,7 +157,8 @@ class People:
             # repeats): its bytes are kept too
             unchanged = np.flatnonzero((plan.status == "skipped") & (plan.error == UNCHANGED))
             again = unchanged[sent.contains(plan.identity_hashes[unchanged])]
-            plan.payloads = plan.payloads.for_sending(np.union1d(pending, again))
+            shown = self.run.results is not None
+            plan.payloads = plan.payloads.for_sending(np.union1d(pending, again), shown)
             sent.add(plan.identity_hashes[pending])
             kept.append(chunk)
         self.guard.check()
