@@ -522,10 +522,10 @@ class Payloads:
         unread has its identity fields made only if shown).
         """
         wire = self.wire_of(positions)
-        identity = self._identity
-        if not shown:
-            sent = self.identity_rows(positions)
-            identity = Identity(*(scattered(fields, positions, len(self)) for fields in sent))
+        if shown:
+            return Payloads(self.present, self._identity, wire_by=lambda: wire)
+        sent = self.identity_rows(positions)
+        identity = Identity(*(scattered(fields, positions, len(self)) for fields in sent))
         return Payloads(self.present, identity, wire_by=lambda: wire)
 
     def wire_of(self, positions: np.ndarray) -> pa.Array:
