@@ -266,7 +266,7 @@ class Decisions:
 
     def pending(self) -> np.ndarray:
         """Positions still to send, in input order."""
-        return np.flatnonzero(pd.isna(self.status))
+        return np.flatnonzero(np.equal(self.status, None))
 
 
 @dataclass
