@@ -77,10 +77,7 @@ def to_people(df: pd.DataFrame, **options: Unpack[RuleOptions]) -> list[dict[str
 
 
 def upsert(
-    df: pd.DataFrame,
-    *,
-    on_duplicate: Literal["last", "error"] = "last",
-    **options: Unpack[Options],
+    df: pd.DataFrame, *, on_duplicate: Literal["last", "error"] = "last", **options: Unpack[Options]
 ) -> pd.DataFrame:
     """Upsert every row of ``df`` into Flameup; return ``df`` with three columns added.
 
@@ -299,10 +296,7 @@ def planned_run(run: Run, results: str) -> Run:
 
 
 def unlock_state(
-    state: str | Path,
-    *,
-    filesystem: Any = None,
-    storage_options: Mapping[str, Any] | None = None,
+    state: str | Path, *, filesystem: Any = None, storage_options: Mapping[str, Any] | None = None
 ) -> str:
     """Break the lock of a sync state on object storage, left by a run that died.
 

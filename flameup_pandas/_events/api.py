@@ -154,10 +154,6 @@ def _events_frame(listed: list[dict[str, Any]]) -> pd.DataFrame:
         fields[name] = pd.to_datetime(fields[name], utc=True, format="ISO8601")
     shown = [e.get("parameters", e.get("properties")) or {} for e in listed]
     names = list(dict.fromkeys(n for p in shown for n in p))
-    columns = {
-        (f"parameters.{n}" if n in EVENT_FIELDS else n): pd.Series(
-            [p.get(n) for p in shown], dtype=object
-        )
-        for n in names
-    }
+    named = {n: f"parameters.{n}" if n in EVENT_FIELDS else n for n in names}
+    columns = {named[n]: pd.Series([p.get(n) for p in shown], dtype=object) for n in names}
     return pd.concat([fields, pd.DataFrame(columns, index=fields.index)], axis=1)

@@ -69,8 +69,7 @@ def plausible_emails(strings: pa.ChunkedArray | pa.Array) -> np.ndarray:
     # Only an address beyond ASCII or with Punycode can be refused by the pattern and still be
     # plausible; the others are refused for good.
     unsure = pc.or_(
-        pc.invert(pc.string_is_ascii(values)),
-        pc.match_substring(values, "xn--", ignore_case=True),
+        pc.invert(pc.string_is_ascii(values)), pc.match_substring(values, "xn--", ignore_case=True)
     )
     again = np.flatnonzero(bools(unsure))
     for index, value in zip(again.tolist(), values.take(pa.array(again)).to_pylist(), strict=True):

@@ -453,9 +453,7 @@ class Payloads:
     @functools.cached_property
     def wire(self) -> pa.Array:
         """Each person's JSON bytes as sent (null where the row has no person)."""
-        if self.wire_by is None:
-            return pa.nulls(len(self), BINARY)
-        return self.wire_by()
+        return pa.nulls(len(self), BINARY) if self.wire_by is None else self.wire_by()
 
     @functools.cached_property
     def hashed(self) -> pa.Array:

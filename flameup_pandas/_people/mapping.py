@@ -58,9 +58,7 @@ def canonical_trait_column(name: str) -> str:
     >>> canonical_trait_column("plan"), canonical_trait_column("phone")
     ('plan', 'traits.phone')
     """
-    if name in TOP_LEVEL or name.startswith(_TRAIT_PREFIX):
-        return _TRAIT_PREFIX + name
-    return name
+    return _TRAIT_PREFIX + name if name in TOP_LEVEL or name.startswith(_TRAIT_PREFIX) else name
 
 
 def trait_name(canonical: str) -> str:

@@ -424,10 +424,8 @@ def refuse_over(
     """:class:`ChangeGuardError` (its plan ``whole()``) when ``summary`` is over a limit."""
     people = summary.people
     over = []
-    for action, name, limit in (
-        ("update", "max_changes", max_changes),
-        ("create", "max_creates", max_creates),
-    ):
+    limits = (("update", "max_changes", max_changes), ("create", "max_creates", max_creates))
+    for action, name, limit in limits:
         if limit is None:
             continue
         allowed = limit if isinstance(limit, int) else int(float(limit) * people)

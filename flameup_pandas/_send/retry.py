@@ -128,11 +128,7 @@ class RetryPolicy:
         return status == 429 or status in self.retry_statuses
 
     def increment(
-        self,
-        *,
-        status: int | None = None,
-        error: BaseException | None = None,
-        now: float,
+        self, *, status: int | None = None, error: BaseException | None = None, now: float
     ) -> RetryPolicy:
         """The policy after one more failed attempt; ``self`` is left unchanged.
 
@@ -180,10 +176,7 @@ class RetryPolicy:
         return (rng or _DEFAULT_RNG).uniform(0.0, self._backoff_cap(self.errors))
 
     def rate_limit_wait(
-        self,
-        headers: Mapping[str, str],
-        now_wall: float,
-        rng: random.Random | None = None,
+        self, headers: Mapping[str, str], now_wall: float, rng: random.Random | None = None
     ) -> float:
         """Seconds to wait after a 429, from the answer's headers.
 

@@ -24,15 +24,7 @@ from ._executors import ERROR, ROW, STATUS
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
-__all__ = [
-    "ACTION",
-    "FLAMEUP_ID",
-    "SENDING",
-    "checkpoint",
-    "decide",
-    "state_of",
-    "statuses",
-]
+__all__ = ["ACTION", "FLAMEUP_ID", "SENDING", "checkpoint", "decide", "state_of", "statuses"]
 
 ACTION, FLAMEUP_ID = "flameup_action", "flameup_id"
 SENDING = ("create", "update")

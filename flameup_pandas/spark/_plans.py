@@ -10,14 +10,7 @@ from typing import TYPE_CHECKING, Unpack
 import pandas as pd
 
 from .._api import planned_run
-from .._run.changes import (
-    ACTIONS,
-    PLAN_COLUMNS,
-    Gone,
-    PlanSummary,
-    summarize_plan,
-    value_pair,
-)
+from .._run.changes import ACTIONS, PLAN_COLUMNS, Gone, PlanSummary, summarize_plan, value_pair
 from .._run.options import Options, split_options
 from .._run.result import EXAMPLES, tell
 from ._decide import ACTION, SENDING, checkpoint, decide, functions, state_of
