@@ -154,7 +154,7 @@ def test_the_state_knows_every_row_sent_by_its_source_hash(to_server, tmp_path):
         known = sync.sent_from(hashes)
         assert known.positions.tolist() == list(range(120))
         assert known.identities.tolist() == identities.tolist()  # each row's own person
-        assert known.keys().to_pylist() == [f"u:u{i}" for i in range(120)]
+        assert known.ids().tolist() == [str(sync.frame()["flameup_id"][i]) for i in range(120)]
         reordered = sync.sent_from(hashes[::-1])
         assert reordered.identities.tolist() == identities[::-1].tolist()
         assert len(sync.sent_from(hashes + 1).positions) == 0  # rows never sent

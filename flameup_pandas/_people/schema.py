@@ -230,9 +230,7 @@ def _column_check(*columns: str, name: str, judge: Callable[[pd.Series], pd.Seri
 
 def _length_check(column: str, limit: int) -> Any:
     return _column_check(
-        column,
-        name=f"max_length({limit})",
-        judge=functools.partial(_max_length_check, limit=limit),
+        column, name=f"max_length({limit})", judge=functools.partial(_max_length_check, limit=limit)
     )
 
 
@@ -418,8 +416,7 @@ def _schemas(schema: Any) -> list[Any]:
 
 
 def validate_people(
-    canonical: pd.DataFrame,
-    schema: type[pa.DataFrameModel] | pa.DataFrameSchema | None = None,
+    canonical: pd.DataFrame, schema: type[pa.DataFrameModel] | pa.DataFrameSchema | None = None
 ) -> ValidationResult:
     """Clean and check a canonical frame; report every problem in one pass, never raise.
 

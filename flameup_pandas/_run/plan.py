@@ -20,15 +20,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .._people.encode import Identity, Payloads, encode_people
-from .._people.identity import identity_hashes
-from .._people.mapping import (
-    FieldMap,
-    canonical_frame,
-    canonical_trait_column,
-    resolve_mapping,
-)
+from .._people.identity import identity_hashes, identity_key_array
+from .._people.mapping import FieldMap, canonical_frame, canonical_trait_column, resolve_mapping
 from .._people.schema import clean_frame, row_reasons, validate_people
-from .._people.wire import replaced, scattered
+from .._people.wire import replaced
 from .._send.client import FlameupClient
 from .._send.delivery import Deliverer, PersonOutcome
 from ..exceptions import DuplicateIdentityError
@@ -135,34 +130,17 @@ class Rules:
         hashes = np.zeros(len(df), dtype=np.int64)
         hashes[known.positions] = known.identities
         hashes[others] = plan.identity_hashes
-        local = np.full(len(df), -1)
-        local[others] = np.arange(len(others))
-
-        @functools.cache
-        def keys() -> pa.Array:
-            theirs = scattered(known.keys().cast(pa.large_string()), known.positions, len(df))
-            return replaced(theirs, others, plan.key_array.cast(pa.large_string()))
-
-        def keys_at(rows: np.ndarray) -> pa.Array:  # (rows sent: the others' keys)
-            mine = local[rows]
-            at = mine if (mine >= 0).all() else rows
-            return (plan.key_array if at is mine else keys()).take(pa.array(at))
-
-        payloads = self._known_payloads(df, plan.payloads, others, local)
-        whole = Plan.start(payloads, df.index, LazyKeys(keys, keys_at))
+        whole = Plan.start(self._known_payloads(df, plan.payloads, others), df.index)
         whole.identity_hashes = hashes
         for name in ("status", "error"):
             getattr(whole, name)[others] = getattr(plan, name)
         whole.report = plan.report
         return whole, known
 
-    def _known_payloads(
-        self, df: pd.DataFrame, people: Payloads, others: np.ndarray, local: np.ndarray
-    ) -> Payloads:
-        """The frame's payloads, the ``others`` rows planned (``people``; ``local``: each
-        row's position among them, -1 if none): what is asked of some rows is taken from
-        ``people`` where every one is of the others, else from a plan of the whole frame, made
-        only then; every row's identity fields, made when asked."""
+    def _known_payloads(self, df: pd.DataFrame, people: Payloads, others: np.ndarray) -> Payloads:
+        """The frame's payloads, the ``others`` rows planned (``people``): what is asked of
+        some rows is taken from ``people`` where every one is of the others, else from a plan
+        of the whole frame, made only then; every row's identity fields, made when asked."""
         full = functools.cache(lambda: self.plan(df).payloads)
 
         @functools.cache
@@ -172,6 +150,9 @@ class Rules:
             who = encode_people(clean_frame(fields), naive_timestamps=self.naive_timestamps)
             names = ("user_ids", "emails", "shown_user_ids", "shown_emails")
             return Identity(*(replaced(getattr(who, n), others, getattr(people, n)) for n in names))
+
+        local = np.full(len(df), -1)
+        local[others] = np.arange(len(others))
 
         def rows_of(get: Callable[[Payloads, np.ndarray], Any]) -> Callable[[np.ndarray], Any]:
             def at(rows: np.ndarray) -> Any:
@@ -231,14 +212,6 @@ def _source_or_same(fieldmap: FieldMap, canonical: str) -> Hashable:
         return canonical
 
 
-@dataclass(frozen=True)
-class LazyKeys:
-    """Identity keys made only when all are asked for (``whole``); ``at``: some rows' keys."""
-
-    whole: Callable[[], pa.Array]
-    at: Callable[[np.ndarray], pa.Array]
-
-
 class Decisions:
     """One chunk's decisions by position, whatever its kind: a status, an error and the id
     Flameup answered with per row (None until decided), and each row's label."""
@@ -266,7 +239,7 @@ class Decisions:
 
     def pending(self) -> np.ndarray:
         """Positions still to send, in input order."""
-        return np.flatnonzero(np.equal(self.status, None))
+        return np.flatnonzero(self.status == None)  # noqa: E711 (each status, not the array)
 
 
 @dataclass
@@ -279,7 +252,6 @@ class Plan(Decisions):
     status: np.ndarray
     error: np.ndarray
     ids: np.ndarray  # (read as flameup_id: the ids known from the state are filled first)
-    keys: pa.Array | LazyKeys  # (read as key_array)
     report: pd.DataFrame = field(default_factory=pd.DataFrame)
     known_ids: list[tuple[np.ndarray, Callable[[], np.ndarray]]] = field(default_factory=list)
 
@@ -302,10 +274,8 @@ class Plan(Decisions):
         return self.ids
 
     @classmethod
-    def start(
-        cls, payloads: Payloads, labels: Labels, keys: pa.Array | LazyKeys | None = None
-    ) -> Plan:
-        """Every row pending; ``keys``: the identity keys if known (in the payloads' order)."""
+    def start(cls, payloads: Payloads, labels: Labels) -> Plan:
+        """Every row pending."""
         n = len(payloads)
         return cls(
             payloads=payloads,
@@ -313,15 +283,12 @@ class Plan(Decisions):
             status=np.full(n, None, dtype=object),
             error=np.full(n, None, dtype=object),
             ids=np.full(n, None, dtype=object),
-            keys=payloads.keys() if keys is None else keys,
         )
 
-    @property
+    @functools.cached_property
     def key_array(self) -> pa.Array:
-        """Each row's identity key (null where none)."""
-        if isinstance(self.keys, LazyKeys):
-            self.keys = self.keys.whole()
-        return self.keys
+        """Each row's identity key (null where none), made once."""
+        return self.payloads.keys()
 
     @functools.cached_property
     def identity_hashes(self) -> np.ndarray:
@@ -331,11 +298,8 @@ class Plan(Decisions):
 
     def keys_at(self, positions: Sequence[int] | np.ndarray) -> list[str | None]:
         """The identity keys at ``positions`` as Python strings."""
-        rows = np.asarray(positions, np.int64)
-        lazy = self.keys if isinstance(self.keys, LazyKeys) else None
-        keys: list[str | None] = (
-            lazy.at(rows) if lazy is not None else self.key_array.take(pa.array(rows))
-        ).to_pylist()
+        rows = np.asarray(positions, np.int64)  # (of a rerun's chunk, made for these alone)
+        keys: list[str | None] = identity_key_array(*self.payloads.identity_rows(rows)).to_pylist()
         return keys
 
     def skip_duplicates(self, on_duplicate: str) -> None:

@@ -76,10 +76,9 @@ WRITE_OPTIONS: dict[str, Any] = {
 @dataclass
 class Known:
     """Rows of a chunk the state knows (positions), and of their people: the identity hashes
-    and content hashes, and (taken only if asked for) the identity keys and ids."""
+    and content hashes, and (taken only if asked for) the ids."""
 
     positions: np.ndarray
-    keys: Callable[[], pa.Array]
     identities: np.ndarray
     contents: np.ndarray
     ids: Callable[[], np.ndarray]
@@ -166,10 +165,9 @@ class SyncState:
         very row, and what the state knows of them. (A source hash stands for the row's bytes
         under the same rules: the identity, too, is the one the row made then.)"""
         rows, hit = _found(self._by_source, sources)
-        keys, ids = self.table["identity"], self.table["flameup_id"]  # (as read: closing merges)
+        ids = self.table["flameup_id"]  # (as read: closing merges a new table)
         return Known(
             np.flatnonzero(hit),
-            lambda: taken(keys, rows),
             self._hashes[rows],
             self._contents[rows],
             lambda: taken(ids, rows).to_numpy(zero_copy_only=False),
