@@ -276,14 +276,8 @@ class Plan(Decisions):
     @classmethod
     def start(cls, payloads: Payloads, labels: Labels) -> Plan:
         """Every row pending."""
-        n = len(payloads)
-        return cls(
-            payloads=payloads,
-            labels=labels,
-            status=np.full(n, None, dtype=object),
-            error=np.full(n, None, dtype=object),
-            ids=np.full(n, None, dtype=object),
-        )
+        status, error, ids = (np.full(len(payloads), None, dtype=object) for _ in range(3))
+        return cls(payloads=payloads, labels=labels, status=status, error=error, ids=ids)
 
     @functools.cached_property
     def key_array(self) -> pa.Array:
@@ -323,11 +317,8 @@ class Plan(Decisions):
             label = self.labels[winner]
             if isinstance(label, np.generic):  # shown as the plain number it is
                 label = label.item()
-            self.mark(
-                position,
-                "skipped",
-                f"duplicate identity: row {label!r} with the same identity was sent instead",
-            )
+            why = f"duplicate identity: row {label!r} with the same identity was sent instead"
+            self.mark(position, "skipped", why)
 
     def skip_unchanged(self, state: SyncState) -> np.ndarray:
         """Skip people whose payload matches what the state says was last sent; their hashes."""
