@@ -22,7 +22,7 @@ moved over the old one); the journal and lock are the keeper's
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -239,7 +239,7 @@ class SyncState:
                 at = self.table.schema.get_field_index("source_hash")
                 noted = pa.array(self._sources, mask=self._sources == 0)
                 self.table = self.table.set_column(at, "source_hash", noted)
-            return merged_writer(self.table, journals)
+            return parquet_writer(self.table, journals)
 
         self._keeper.close(fold, force=self._noted)
 
@@ -265,39 +265,24 @@ def _found(by: tuple[pd.Index, np.ndarray], wanted: np.ndarray) -> tuple[np.ndar
 
 def merge_journals(table: pa.Table, journals: Journals) -> pa.Table:
     """``table`` with the records of ``journals`` (in order) merged in, in one pass over it."""
-    if not journals:
-        return table
-    return merge(table, _records(journals))
+    return merge(table, _records(journals)) if journals else table
+
+
+def parquet_writer(table: pa.Table, journals: Journals | None = None) -> Content:
+    """What writes ``table`` as a state file to a stream, the records of ``journals`` merged
+    in as it is written (:func:`merged`)."""
+    parts = merged(table, _records(journals)) if journals else iter([table])
+
+    def write(stream: IO[bytes]) -> None:
+        with pq.ParquetWriter(stream, table.schema, **WRITE_OPTIONS) as writer:
+            for part in parts:
+                writer.write_table(part)
+
+    return write
 
 
 def _records(journals: Journals) -> pa.Table:
     return pa.concat_tables([journal_table(data, shown) for shown, data in journals])
-
-
-def parquet_writer(table: pa.Table) -> Content:
-    """What writes ``table`` as a state file to a stream."""
-    return functools.partial(pq.write_table, table, **WRITE_OPTIONS)
-
-
-def merged_writer(table: pa.Table, journals: Journals) -> Content:
-    """What writes ``table`` with the records of ``journals`` merged in (as
-    :func:`merge_journals` merges them) as a state file to a stream, a slice of ``table`` at a
-    time: the merged state is never one more copy in memory (a million people are 100 MB)."""
-    if not journals:
-        return parquet_writer(table)
-    kept, newer = _merging(table, _records(journals))
-
-    def write(stream: IO[bytes]) -> None:
-        with pq.ParquetWriter(stream, table.schema, **WRITE_OPTIONS) as writer:
-            for start in range(0, table.num_rows, _SLICE):
-                part = table.slice(start, _SLICE)
-                if kept is not None:
-                    part = part.filter(pa.array(kept[start : start + _SLICE]))
-                writer.write_table(part)
-            if newer.num_rows:
-                writer.write_table(newer)
-
-    return write
 
 
 _SLICE = 1 << 18
@@ -379,17 +364,12 @@ def journal_table(source: Any, shown: str) -> pa.Table:
 
 def merge(base: pa.Table, newer: pa.Table) -> pa.Table:
     """``base`` updated with ``newer``: for each identity the latest record wins."""
-    if newer.num_rows == 0:
-        return base
-    kept, newer = _merging(base, newer)
-    return pa.concat_tables([base if kept is None else base.filter(pa.array(kept)), newer])
+    return base if newer.num_rows == 0 else pa.concat_tables(merged(base, newer))
 
 
-def _merging(base: pa.Table, newer: pa.Table) -> tuple[np.ndarray | None, pa.Table]:
-    """What :func:`merge` keeps of ``base`` (a mask; None: every row), and the records of
-    ``newer`` that follow it (the last of each identity)."""
-    if newer.num_rows == 0:
-        return None, newer
+def merged(base: pa.Table, newer: pa.Table) -> Iterator[pa.Table]:
+    """:func:`merge`'s table in pieces, slices of ``base`` then ``newer``: written piece by
+    piece, the merged state is never one more copy in memory (a million people are 100 MB)."""
     # base (a merge: each identity once) less the identities recorded again, then the last
     # record of each in newer: only newer (a run's few records) is sorted, base is filtered
     hashes = newer["identity_hash"].to_numpy()
@@ -397,4 +377,7 @@ def _merging(base: pa.Table, newer: pa.Table) -> tuple[np.ndarray | None, pa.Tab
     if len(uniques) < len(hashes):
         newer = newer.take(pa.array(np.sort(len(hashes) - 1 - reversed_first)))
     again = find_sorted(uniques, base["identity_hash"].to_numpy())[1]
-    return (~again if again.any() else None), newer
+    for start in range(0, base.num_rows, _SLICE):
+        part, kept = base.slice(start, _SLICE), ~again[start : start + _SLICE]
+        yield part if kept.all() else part.filter(pa.array(kept))
+    yield newer
