@@ -380,7 +380,7 @@ class Identity(NamedTuple):
     given_emails: pa.Array | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)  # (arrays and functions: not compared or shown)
 class Payloads:
     """The people of a frame as columns, by row position, and why some cannot be sent.
 
@@ -398,23 +398,13 @@ class Payloads:
     identity: Identity | Callable[[], Identity]
     problems: dict[int, str] = field(default_factory=dict)
     each_problem: dict[int, list[str]] = field(default_factory=dict)
-    wire_by: Callable[[], pa.Array] | None = field(default=None, repr=False, compare=False)
-    sorted_by: Callable[[], pa.Array] | None = field(default=None, repr=False, compare=False)
-    people_by: Callable[[], list[dict[str, Any] | None]] | None = field(
-        default=None, repr=False, compare=False
-    )
-    identity_at: Callable[[np.ndarray], tuple[pa.Array, pa.Array]] | None = field(
-        default=None, repr=False, compare=False
-    )
-    fields_by: Callable[[np.ndarray], FieldHashes] | None = field(
-        default=None, repr=False, compare=False
-    )
-    wire_at: Callable[[np.ndarray], pa.Array] | None = field(
-        default=None, repr=False, compare=False
-    )
-    sorted_at: Callable[[np.ndarray], pa.Array] | None = field(
-        default=None, repr=False, compare=False
-    )
+    wire_by: Callable[[], pa.Array] | None = None
+    sorted_by: Callable[[], pa.Array] | None = None
+    people_by: Callable[[], list[dict[str, Any] | None]] | None = None
+    identity_at: Callable[[np.ndarray], tuple[pa.Array, pa.Array]] | None = None
+    fields_by: Callable[[np.ndarray], FieldHashes] | None = None
+    wire_at: Callable[[np.ndarray], pa.Array] | None = None
+    sorted_at: Callable[[np.ndarray], pa.Array] | None = None
 
     def __len__(self) -> int:
         return len(self.present)

@@ -268,9 +268,7 @@ class Plan(Decisions):
     def flameup_id(self, ids: np.ndarray) -> None:
         self.ids, self.known_ids = ids, []
 
-    def written_ids(self) -> np.ndarray:
-        # (a known row is settled as its plan is made and never marked again: its id, filled
-        # when read, cannot overwrite a later one)
+    def written_ids(self) -> np.ndarray:  # (known rows are settled as planned, never marked)
         return self.ids
 
     @classmethod

@@ -307,10 +307,8 @@ def state_table(source: Any, shown: str) -> pa.Table:
     try:
         # a local file is mapped, not read: copying it in costs more than decoding it (and a
         # state is replaced by a renamed file, never written over)
-        if isinstance(source, bytes):
-            table = pq.read_table(pa.BufferReader(source))
-        else:
-            table = pq.read_table(source, memory_map=True)
+        mapped = isinstance(source, Path)
+        table = pq.read_table(source if mapped else pa.BufferReader(source), memory_map=mapped)
         for name in OPTIONAL:  # written before these were kept
             if name not in table.column_names:
                 kind = STATE_SCHEMA.field(name).type
