@@ -506,8 +506,7 @@ class Payloads:
         ``shown`` (results show them); the columns they were built from are let go.
 
         What the change guard keeps of each chunk between planning and sending, so a run it
-        lets through sends without reading or encoding its rows again (a row a rerun skips
-        unread has its identity fields made only if shown).
+        lets through sends without reading or encoding its rows again.
         """
         wire = self.wire_of(positions)
         if shown:

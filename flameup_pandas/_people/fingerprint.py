@@ -41,9 +41,8 @@ def source_hashes(frame: pd.DataFrame, rules: Sequence[Any]) -> np.ndarray | Non
     if not found or len(cells_of) < len(found):
         return None
     widths = [0 if c.type in _TEXTS else c.type.byte_width for _, c in cells_of]
-    # one block a row: each cell's length (4 bytes), then the fixed-width values; numpy over
-    # the Arrow buffers, not a kernel a column: each kernel call lets go of the GIL, and a
-    # run's sending threads take it for as long as they may
+    # numpy over the Arrow buffers, not a kernel a column: each kernel call lets go of the GIL,
+    # and a run's sending threads take it for as long as they may
     block = np.zeros((n, 4 * len(found) + sum(widths)), dtype=np.uint8)
     lengths = block[:, : 4 * len(found)].view("<i4")
     texts: list[pa.Array] = []

@@ -257,8 +257,7 @@ class Plan(Decisions):
 
     @property
     def flameup_id(self) -> np.ndarray:
-        """Each row's Flameup id: None until Flameup answers, or the one the state knows (a
-        rerun takes those only if asked: results that show them)."""
+        """Each row's Flameup id (None until known); a known row's, from the state, when read."""
         while self.known_ids:
             positions, ids = self.known_ids.pop(0)
             self.ids[positions] = ids()

@@ -269,8 +269,7 @@ def merge_journals(table: pa.Table, journals: Journals) -> pa.Table:
 
 
 def parquet_writer(table: pa.Table, journals: Journals | None = None) -> Content:
-    """What writes ``table`` as a state file to a stream, the records of ``journals`` merged
-    in as it is written (:func:`merged`)."""
+    """What writes ``table`` as a state file, ``journals`` merged in (:func:`merged`)."""
     parts = merged(table, _records(journals)) if journals else iter([table])
 
     def write(stream: IO[bytes]) -> None:
