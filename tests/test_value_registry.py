@@ -275,3 +275,24 @@ def test_an_extension_type_pandas_does_not_know_is_sent_as_its_storage_exactly(f
     assert upsert_arrow(table, **target(flameup_server)).counts["updated"] == 2
     for sent in (people_sent(flameup_server)[:2], people_sent(flameup_server)[2:]):
         assert [p.get("traits", {}).get("ref") for p in sent] == [big, None]
+
+
+def test_a_dictionary_holding_a_null_is_sent_as_its_values(flameup_server):
+    # Arrow allows a null inside a dictionary (pandas refuses it as a category): it crashed
+    # the conversion to pandas; its rows are missing, the others their values exactly
+    big = 2**53 + 1
+    # (int32 indices: the type pandas' own categoricals have, so fixing it changes no type)
+    codes = pa.DictionaryArray.from_arrays(
+        pa.array([0, 1, None, 0], pa.int32()), pa.array([big, None])
+    )
+    other = pa.DictionaryArray.from_arrays(pa.array([0], pa.int32()), pa.array([5]))
+    column = pa.chunked_array([codes[:2], codes[2:], other])
+    table = pa.table({"userId": [f"u{i}" for i in range(5)], "ref": column})
+    frame = pd.DataFrame(
+        {"userId": ["u0", "u1", "u2", "u3"], "ref": pd.arrays.ArrowExtensionArray(codes)}
+    )
+    expected = [big, None, None, big]
+    assert [p.get("traits", {}).get("ref") for p in frame.flameup.to_people()] == expected
+    assert upsert_arrow(table, **target(flameup_server)).counts["created"] == 5
+    sent = sorted(people_sent(flameup_server), key=lambda p: p["userId"])
+    assert [p.get("traits", {}).get("ref") for p in sent] == [*expected, 5]

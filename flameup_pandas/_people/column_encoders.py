@@ -17,6 +17,7 @@ import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..exceptions import NaiveTimestampError
 from .wire import (
@@ -142,10 +143,19 @@ def decoded(series: pd.Series) -> pd.Series:
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
     if isinstance(array.type, pa.ExtensionType) and pandas_twin(array.type) is None:
-        # its storage stays in Arrow: as pandas would convert it, integers with a missing
-        # value would become floats (2**53 + 1 as 2**53)
+        # its storage, in Arrow: pandas makes integers beside a missing value floats
         return pd.Series(pd.arrays.ArrowExtensionArray(array.storage), index=series.index)
-    return pd.Series(array.to_pandas(), index=series.index)
+    return pd.Series(null_free_dictionary(array).to_pandas(), index=series.index)
+
+
+def null_free_dictionary(values: Any) -> Any:
+    """A dictionary (chunked) array with every missing value in its indices (Arrow allows a null
+    in the dictionary itself, a category pandas refuses); any other array as it is."""
+    kind = values.type
+    chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
+    if not pa.types.is_dictionary(kind) or not any(c.dictionary.null_count for c in chunks):
+        return values
+    return pc.dictionary_encode(values.cast(kind.value_type))
 
 
 def pandas_twin(kind: pa.ExtensionType) -> Any:

@@ -33,7 +33,7 @@ import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from .._people.column_encoders import pandas_twin
+from .._people.column_encoders import null_free_dictionary, pandas_twin
 from .._people.mapping import KNOWN_TRAITS, USER_ID_ALIASES
 from .._people.person import TOP_LEVEL
 from .._people.values import column_texts
@@ -48,9 +48,8 @@ few tens of milliseconds a chunk) is small beside the work, small enough to keep
 (a streaming run holds about one chunk: 25,000 rows peaked 15% lower, a third slower)."""
 _TEXT_COLUMNS = (*USER_ID_ALIASES, *TOP_LEVEL, *KNOWN_TRAITS)
 _RELEASE_EVERY = 8
-"""Chunks between two hand-backs of the memory Arrow's pool freed (mimalloc keeps it): each
-costs the next chunk fresh pages from the system, about 10 ms (a dry run of 10,000,000 rows:
-93 MiB peak and 16.0 s every chunk, 118 MiB and 13.8 s every 8, 128 MiB and 13.3 s never)."""
+"""Chunks between hand-backs of what Arrow's pool freed (mimalloc keeps it): each costs the next
+chunk fresh pages (10,000,000 rows: 16.0 s and 93 MiB every chunk, 13.8 s and 118 MiB every 8)."""
 
 Chunk: TypeAlias = Any
 """A ``pyarrow.RecordBatch`` or ``pyarrow.Table`` (pyarrow ships no type hints)."""
@@ -184,12 +183,12 @@ def arrow_frame(batch: Chunk) -> pd.DataFrame:
     values they stand for), and extension types come back as what they extend (pandas'
     Period and Interval, which then meet the rule for types with no JSON meaning).
     """
-    table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+    table = _plain_views(batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch]))
     if any(column.num_chunks > 1 for column in table.columns):
         # a chunk gathered from a driver's small batches (DuckDB hands over 2,048 rows at a
         # time): one copy here spares every later kernel a walk over hundreds of pieces
         table = table.combine_chunks()
-    table = _pandas_extensions(_plain_views(table))
+    table = _pandas_extensions(table)
     frame: pd.DataFrame = table.to_pandas(types_mapper=_pandas_type)
     return frame
 
@@ -235,6 +234,8 @@ def _plain_views(table: pa.Table) -> pa.Table:
     for column in table.columns:
         kind = column.type
         if pa.types.is_dictionary(kind):
+            fixed = null_free_dictionary(column)
+            changed, column, kind = changed or fixed is not column, fixed, fixed.type
             # unsigned indices (polars' categoricals) do not reach pandas in older pyarrow
             index = kind.index_type
             if pa.types.is_unsigned_integer(index):
